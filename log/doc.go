@@ -1,0 +1,91 @@
+// Package log owns the storage of one partition: an append-only sequence of
+// Kafka RecordBatch v2 batches kept in segment files, with sparse indexes,
+// offset assignment, fsync policies, crash recovery and retention. It knows
+// nothing of topics, consumer groups or the network; the hub builds those on
+// top of it.
+//
+// # Files
+//
+// A log is a directory. Each segment is named for the offset of its first
+// batch, zero-padded to 20 digits:
+//
+//	00000000000000000000.log        batches, byte for byte as produced,
+//	                                 with the base offset rewritten
+//	00000000000000000000.index      offset index, written when the segment
+//	                                 is closed
+//	00000000000000000000.timeindex  time index, written when closed
+//	00000000000000052107.log        the active segment: the only one written
+//	.lock                           flock held while the log is open
+//
+// A .log file is a plain concatenation of batches:
+//
+//	+----------------------+----------------------+-----+
+//	| batch (61 B header + | batch                | ... |
+//	|  records)            |                      |     |
+//	+----------------------+----------------------+-----+
+//
+// The offset index holds 8-byte big-endian entries, one for the first batch
+// and then one at least every IndexIntervalBytes:
+//
+//	+-------------------------------+-------------------------------+
+//	| offset - base offset (uint32) | file position of batch (uint32)|
+//	+-------------------------------+-------------------------------+
+//
+// The time index holds 12-byte entries, added with index entries whenever
+// the largest timestamp so far grows, plus a last one when the segment
+// closes:
+//
+//	+-------------------------------+-------------------------------+
+//	| max timestamp so far (int64)  | offset - base offset (uint32) |
+//	+-------------------------------+-------------------------------+
+//
+// Index files are written whole to a temporary name, synced and renamed
+// when a segment closes, so one is either complete or absent. While a
+// segment is active its indexes live in memory; recovery rebuilds them.
+//
+// # Writing
+//
+// Append validates every batch (magic, CRC-32C, counts, size), assigns
+// offsets by rewriting each base offset in place, and writes the batches
+// with one write at the end of the active segment. Readers see a batch only
+// once the high watermark covering it is published, after the write (and,
+// with SyncAlways, after the fdatasync): never part of a batch.
+//
+// The sync policy decides when data reaches the disk:
+//
+//   - SyncAlways: Append returns after fdatasync. Concurrent appenders share
+//     one fdatasync (group commit): while one caller syncs, the others keep
+//     writing, and the next sync covers all of them.
+//   - SyncInterval: Append returns after the write; a timer syncs dirty data
+//     every SyncInterval.
+//   - SyncNever: the operating system decides.
+//
+// # Reading
+//
+// Read returns file sections (file, position, length) of whole batches,
+// starting with the batch that holds the requested offset: the zero-copy
+// path a network fetch sends with sendfile. ReadBatches copies the same
+// batches into a buffer after checking their CRCs, and Iterator decodes
+// records for in-process consumers. Many readers run at once without
+// locks; Wait blocks until the log grows past an offset.
+//
+// # Recovery
+//
+// Open trusts the index of a closed segment after a sanity check (sizes,
+// order, and a scan of the batches after its last entry) and rebuilds a
+// missing or damaged one with a full CRC-checked scan. The active segment is
+// always scanned and CRC-checked; a torn or garbled tail is cut off, and the
+// bytes cut are kept beside the segment in a .corrupt file. Corruption found
+// inside a closed segment is never served: reads that reach it fail with a
+// *CorruptError, and Verify reports it with offset and file position.
+//
+// # Retention
+//
+// EnforceRetention deletes whole closed segments, oldest first, that are
+// older than RetentionTime (by their largest timestamp) or that keep the
+// log above RetentionBytes, and advances the log start offset. Segment files
+// are reference counted, so a reader holding a section keeps its file open
+// until it is done. Closed segments are immutable, which leaves room for
+// keyed compaction (rewriting a closed segment) and for moving closed
+// segments to a cold tier.
+package log

@@ -1,0 +1,600 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+)
+
+// Log is one partition's storage. Append is safe for concurrent use and
+// serialises writers; all reading methods are safe for concurrent use with
+// each other and with Append, and take no lock.
+type Log struct {
+	dir  string
+	opts Options
+	lock *os.File
+
+	mu     sync.Mutex // writers: Append, roll, retention, Close
+	active *segment   // guarded by mu
+	failed error      // sticky; guarded by mu
+	timer  *time.Timer
+	armed  bool // interval sync pending; guarded by mu
+
+	segs   atomic.Pointer[[]*segment] // copy-on-write, oldest first
+	hw     atomic.Int64               // offsets below are readable
+	start  atomic.Int64               // log start offset
+	closed atomic.Bool
+
+	pubMu sync.Mutex // orders publications
+
+	syncMu   sync.Mutex // group commit state
+	syncCond sync.Cond
+	syncing  bool
+	synced   int64 // offsets below are on disk
+	syncErr  error
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed on the next publication, nil if none waits
+	done   chan struct{} // closed by Close
+
+	recovered []RecoveryEvent
+	stats     stats
+}
+
+// stats are the counters behind Stats.
+type stats struct {
+	appends, batches, records, bytes, fsyncs, rolls, deleted atomic.Int64
+}
+
+// Stats are a log's counters since Open.
+type Stats struct {
+	Appends         int64 // Append and AppendAsync calls that wrote
+	Batches         int64
+	Records         int64
+	Bytes           int64
+	Fsyncs          int64 // fdatasync calls on segment files
+	Rolls           int64 // segments closed
+	SegmentsDeleted int64 // by retention
+}
+
+// Stats returns the log's counters. It is safe to call at any time.
+func (l *Log) Stats() Stats {
+	return Stats{
+		Appends: l.stats.appends.Load(), Batches: l.stats.batches.Load(), Records: l.stats.records.Load(),
+		Bytes: l.stats.bytes.Load(), Fsyncs: l.stats.fsyncs.Load(), Rolls: l.stats.rolls.Load(),
+		SegmentsDeleted: l.stats.deleted.Load(),
+	}
+}
+
+// writeAt is the write of the append path; tests replace it to inject
+// faults such as a full disk.
+var writeAt = (*os.File).WriteAt
+
+// RecoveryEvent records bytes that Open cut from the end of a segment
+// because they did not form valid batches: a torn write, or garbage.
+type RecoveryEvent struct {
+	Segment  string // the .log file
+	Position int64  // where the cut was made
+	Dropped  int64  // bytes cut
+	SavedTo  string // where the cut bytes were kept
+	Reason   string
+}
+
+// Open opens the log in dir, creating the directory and an empty log if
+// needed, and recovers it (see the package documentation). Only one Log,
+// in any process, may have a directory open at a time.
+func Open(dir string, opts Options) (*Log, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	lock, err := os.OpenFile(dir+"/.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("log: locking %s: %w", dir, err)
+	}
+	l := &Log{dir: dir, opts: opts, lock: lock, done: make(chan struct{})}
+	l.syncCond.L = &l.syncMu
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	l.synced = l.hw.Load()
+	if opts.Sync == SyncInterval {
+		l.timer = time.AfterFunc(time.Hour, l.intervalSync)
+		l.timer.Stop()
+	}
+	return l, nil
+}
+
+// Dir is the directory the log lives in.
+func (l *Log) Dir() string { return l.dir }
+
+// HighWatermark is the offset after the last record readers may read: the
+// offset the next appended record gets, once published.
+func (l *Log) HighWatermark() int64 { return l.hw.Load() }
+
+// StartOffset is the first offset still in the log.
+func (l *Log) StartOffset() int64 { return l.start.Load() }
+
+// Recovered lists what Open cut from torn or garbled segment tails.
+func (l *Log) Recovered() []RecoveryEvent { return slices.Clone(l.recovered) }
+
+// Append validates the batches in b (one or more whole RecordBatch v2
+// batches, as a Kafka Produce request carries them), assigns their offsets
+// by rewriting each base offset in b in place, writes them with one write,
+// and returns the first one's base offset. With SyncAlways it returns once
+// the batches are on disk. A batch that fails validation, or is larger
+// than MaxBatchBytes, is rejected with an error wrapping codecs.ErrCorrupt
+// or codecs.ErrTooLarge, and nothing of b is stored.
+func (l *Log) Append(b []byte) (int64, error) {
+	base, next, err := l.AppendAsync(b)
+	if err != nil {
+		return -1, err
+	}
+	if l.opts.Sync == SyncAlways {
+		if err := l.WaitDurable(next); err != nil {
+			return -1, err
+		}
+	}
+	return base, nil
+}
+
+// AppendAsync is Append without the wait for the disk: it returns the base
+// offset and the offset after the batches as soon as they are written. With
+// SyncAlways the batches become visible to readers, and durable, only after
+// a WaitDurable(next) (by this caller or another) returns. Callers that
+// must release their own locks before waiting use it.
+func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
+	if len(b) == 0 {
+		return -1, -1, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
+	}
+	var records, batches int64
+	for p := 0; p < len(b); {
+		h, err := codecs.ValidateProduced(b[p:], l.opts.MaxBatchBytes)
+		if err != nil {
+			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
+		}
+		records += int64(h.NumRecords)
+		batches++
+		p += h.Size()
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return -1, -1, ErrClosed
+	}
+	if l.failed != nil {
+		return -1, -1, l.failed
+	}
+	if l.needRoll(l.active, int64(len(b)), records) {
+		if err := l.roll(); err != nil {
+			return -1, -1, err
+		}
+	}
+	s := l.active
+	pos, base := s.written, s.writtenNext
+	offW, timW, lastIndexed, maxTS := s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS
+	var entry [timeEntrySize]byte
+	off := base
+	for p := 0; p < len(b); {
+		codecs.SetBaseOffset(b[p:], off)
+		h, _ := codecs.ParseHeader(b[p:])
+		l.indexBatch(s, off, pos+int64(p), h.MaxTimestamp, entry[:0])
+		if s.firstTS == math.MinInt64 {
+			s.firstTS = l.opts.Now().UnixMilli()
+		}
+		off += int64(h.LastOffsetDelta) + 1
+		p += h.Size()
+	}
+	if _, err := writeAt(s.f, b, pos); err != nil {
+		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
+		if terr := s.f.Truncate(pos); terr != nil {
+			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
+		}
+		return -1, -1, fmt.Errorf("log: writing %s: %w", s.path, err)
+	}
+	s.written += int64(len(b))
+	s.writtenNext = off
+	l.stats.appends.Add(1)
+	l.stats.batches.Add(batches)
+	l.stats.records.Add(records)
+	l.stats.bytes.Add(int64(len(b)))
+	switch l.opts.Sync {
+	case SyncAlways:
+		// Published by WaitDurable once synced.
+	case SyncInterval:
+		l.publish(s, l.snapshot(s))
+		if !l.armed {
+			l.armed = true
+			l.timer.Reset(l.opts.SyncInterval)
+		}
+	case SyncNever:
+		l.publish(s, l.snapshot(s))
+	}
+	return base, off, nil
+}
+
+// indexBatch accounts for a batch written at position at with base offset
+// off and largest timestamp maxTS: it gets an offset index entry when it is
+// the segment's first or IndexIntervalBytes have passed since the last
+// entry, and with it a time entry when the newest timestamp before it has
+// grown.
+func (l *Log) indexBatch(s *segment, off, at, maxTS int64, buf []byte) {
+	if s.lastIndexed < 0 || at-s.lastIndexed >= int64(l.opts.IndexIntervalBytes) {
+		l.addIndexEntries(s, off, at, buf)
+	}
+	s.writtenMaxTS = max(s.writtenMaxTS, maxTS)
+}
+
+func (l *Log) addIndexEntries(s *segment, off, at int64, buf []byte) {
+	if s.writtenMaxTS != math.MinInt64 {
+		lastTS := int64(math.MinInt64)
+		if e := s.tim.last(); e != nil {
+			lastTS, _ = timeEntry(e, 0)
+		}
+		if s.writtenMaxTS > lastTS {
+			s.tim.add(appendTimeEntry(buf[:0], s.writtenMaxTS, s.rel(off)))
+		}
+	}
+	s.off.add(appendOffsetEntry(buf[:0], s.rel(off), uint32(at)))
+	s.lastIndexed = at
+}
+
+func (l *Log) needRoll(s *segment, size, records int64) bool {
+	if s.written == 0 {
+		return false
+	}
+	if s.written+size > l.opts.SegmentBytes {
+		return true
+	}
+	if s.writtenNext+records-s.base > math.MaxUint32 {
+		return true
+	}
+	return l.opts.SegmentAge > 0 && l.opts.Now().UnixMilli()-s.firstTS > l.opts.SegmentAge.Milliseconds()
+}
+
+// pubState is what one publication makes visible.
+type pubState struct {
+	size, next, maxTS int64
+	offN, timN        int
+}
+
+func (l *Log) snapshot(s *segment) pubState {
+	return pubState{size: s.written, next: s.writtenNext, maxTS: s.writtenMaxTS, offN: s.off.w, timN: s.tim.w}
+}
+
+// publish makes a segment's written state visible to readers: indexes,
+// then size, then the high watermark, and wakes waiters. Publications only
+// move forward.
+func (l *Log) publish(s *segment, p pubState) {
+	l.pubMu.Lock()
+	if p.next > l.hw.Load() || p.size > s.size.Load() {
+		s.off.publish(p.offN)
+		s.tim.publish(p.timN)
+		if p.maxTS > s.maxTS.Load() {
+			s.maxTS.Store(p.maxTS)
+		}
+		s.size.Store(p.size)
+		s.next.Store(p.next)
+		if p.next > l.hw.Load() {
+			l.hw.Store(p.next)
+		}
+	}
+	l.pubMu.Unlock()
+	l.notify()
+}
+
+func (l *Log) notify() {
+	l.waitMu.Lock()
+	if l.waitCh != nil {
+		close(l.waitCh)
+		l.waitCh = nil
+	}
+	l.waitMu.Unlock()
+}
+
+// WaitDurable blocks until every offset below next is on disk and visible
+// to readers. Concurrent callers share one fdatasync: the first to arrive
+// syncs everything written so far while the others wait for it, and
+// writers keep writing in the meantime. It returns at once unless the sync
+// policy is SyncAlways.
+func (l *Log) WaitDurable(next int64) error {
+	if l.opts.Sync != SyncAlways {
+		return nil
+	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	for l.synced < next {
+		if l.syncErr != nil {
+			return l.syncErr
+		}
+		if l.syncing {
+			l.syncCond.Wait()
+			continue
+		}
+		l.syncing = true
+		l.syncMu.Unlock()
+		done, err := l.syncActive()
+		l.syncMu.Lock()
+		l.syncing = false
+		if err != nil {
+			l.syncErr = err
+		} else {
+			l.synced = max(l.synced, done)
+		}
+		l.syncCond.Broadcast()
+	}
+	return nil
+}
+
+// syncActive fdatasyncs what has been written to the active segment, then
+// publishes it. It returns the offset up to which the log is durable.
+func (l *Log) syncActive() (int64, error) {
+	l.mu.Lock()
+	if l.failed != nil {
+		l.mu.Unlock()
+		return 0, l.failed
+	}
+	if l.closed.Load() {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	s := l.active
+	snap := l.snapshot(s)
+	s.acquire() // Close must not close the file under the sync
+	l.mu.Unlock()
+	defer s.release()
+	if err := l.fdatasync(s.f); err != nil {
+		err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
+		l.mu.Lock()
+		l.failed = err
+		l.mu.Unlock()
+		return 0, err
+	}
+	l.publish(s, snap)
+	return snap.next, nil
+}
+
+// intervalSync is the SyncInterval timer's work.
+func (l *Log) intervalSync() {
+	l.mu.Lock()
+	l.armed = false
+	if l.closed.Load() || l.failed != nil {
+		l.mu.Unlock()
+		return
+	}
+	s := l.active
+	s.acquire()
+	l.mu.Unlock()
+	defer s.release()
+	if err := l.fdatasync(s.f); err != nil {
+		l.mu.Lock()
+		l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
+		l.mu.Unlock()
+		l.opts.Logger.Error("log: fsync failed; the log refuses writes until reopened", "segment", s.path, "err", err)
+	}
+}
+
+// Sync flushes everything appended so far to disk, whatever the policy.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.failed != nil {
+		return l.failed
+	}
+	s := l.active
+	if err := l.fdatasync(s.f); err != nil {
+		l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
+		return l.failed
+	}
+	l.publish(s, l.snapshot(s))
+	l.syncMu.Lock()
+	l.synced = max(l.synced, s.writtenNext)
+	l.syncMu.Unlock()
+	return nil
+}
+
+// Roll closes the active segment and starts a new one, if the active one
+// holds any data.
+func (l *Log) Roll() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.failed != nil {
+		return l.failed
+	}
+	if l.active.written == 0 {
+		return nil
+	}
+	return l.roll()
+}
+
+// roll seals the active segment (data synced, indexes written) and starts
+// the next. Called with l.mu held.
+func (l *Log) roll() error {
+	old := l.active
+	if l.opts.Sync != SyncNever {
+		if err := l.fdatasync(old.f); err != nil {
+			l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, old.path, err)
+			return l.failed
+		}
+	}
+	if err := l.seal(old); err != nil {
+		return err
+	}
+	l.publish(old, l.snapshot(old))
+	l.syncMu.Lock()
+	l.synced = max(l.synced, old.writtenNext)
+	l.syncMu.Unlock()
+
+	s, err := l.createSegment(old.writtenNext)
+	if err != nil {
+		return err
+	}
+	l.stats.rolls.Add(1)
+	l.active = s
+	segs := append(slices.Clone(*l.segs.Load()), s)
+	l.segs.Store(&segs)
+	return nil
+}
+
+// seal writes a segment's indexes to disk and maps them back read-only.
+func (l *Log) seal(s *segment) error {
+	if s.writtenMaxTS != math.MinInt64 {
+		lastTS := int64(math.MinInt64)
+		if e := s.tim.last(); e != nil {
+			lastTS, _ = timeEntry(e, 0)
+		}
+		if s.writtenMaxTS > lastTS {
+			s.tim.add(appendTimeEntry(nil, s.writtenMaxTS, s.rel(s.writtenNext)))
+		}
+	}
+	for _, x := range []struct {
+		idx    *index
+		suffix string
+	}{{&s.off, indexSuffix}, {&s.tim, timeIndexSuffix}} {
+		path := s.base2path(x.suffix)
+		if err := writeFileSync(path, x.idx.written(), l.opts.Sync != SyncNever); err != nil {
+			return fmt.Errorf("log: writing index: %w", err)
+		}
+		var mapped index
+		mapped.size = x.idx.size
+		if err := mapped.load(path); err != nil {
+			return fmt.Errorf("log: mapping index: %w", err)
+		}
+		if mapped.w != x.idx.w {
+			mapped.close()
+			return fmt.Errorf("log: index %s has %d entries after writing %d", path, mapped.w, x.idx.w)
+		}
+		if mapped.w > 0 {
+			x.idx.mm = mapped.mm
+			x.idx.mem.Store(mapped.mem.Load())
+		}
+	}
+	s.sealed = true
+	return nil
+}
+
+func (l *Log) createSegment(base int64) (*segment, error) {
+	path := segmentName(l.dir, base, logSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: creating segment: %w", err)
+	}
+	if l.opts.Sync != SyncNever {
+		if err := syncDir(l.dir); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("log: %w", err)
+		}
+	}
+	return newSegment(l.dir, base, f), nil
+}
+
+// Close flushes (unless the policy is SyncNever) and closes the log. Readers
+// still holding sections keep their files open until they release them.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed.Swap(true) {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	var err error
+	if l.failed == nil && l.opts.Sync != SyncNever {
+		if err = l.fdatasync(l.active.f); err == nil {
+			l.publish(l.active, l.snapshot(l.active))
+		}
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Unlock()
+	close(l.done)
+	l.syncMu.Lock()
+	l.syncErr = ErrClosed
+	l.syncCond.Broadcast()
+	l.syncMu.Unlock()
+	l.notify()
+	l.closeFiles()
+	return err
+}
+
+func (l *Log) closeFiles() {
+	if p := l.segs.Load(); p != nil {
+		for _, s := range *p {
+			s.release()
+		}
+	}
+	if l.lock != nil {
+		l.lock.Close()
+	}
+}
+
+func (l *Log) fdatasync(f *os.File) error {
+	l.stats.fsyncs.Add(1)
+	return fdatasync(f)
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeFileSync writes data to path through a temporary file, synced (when
+// sync is set) and renamed, so that path is either absent or complete.
+func writeFileSync(path string, data []byte, sync bool) error {
+	tmp := path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+package log
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// SyncPolicy decides when appended data is flushed to stable storage.
+type SyncPolicy int
+
+const (
+	// SyncInterval flushes dirty data every Options.SyncInterval. Append
+	// returns after the write; a crash of the machine (not of the
+	// process) can lose the last interval.
+	SyncInterval SyncPolicy = iota
+	// SyncAlways makes Append return only after fdatasync, and publishes
+	// records to readers only once they are on disk.
+	SyncAlways
+	// SyncNever leaves flushing to the operating system.
+	SyncNever
+)
+
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNever:
+		return "never"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int(p))
+}
+
+// ParseSyncPolicy maps "always", "interval" and "never" to a SyncPolicy.
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	switch strings.ToLower(s) {
+	case "always":
+		return SyncAlways, nil
+	case "interval", "":
+		return SyncInterval, nil
+	case "never":
+		return SyncNever, nil
+	}
+	return 0, fmt.Errorf("log: unknown fsync policy %q (want always, interval or never)", s)
+}
+
+// Options configure a Log. The zero value is usable: every field left zero
+// takes the default its comment states.
+type Options struct {
+	// SegmentBytes is the size at which the active segment is closed and
+	// a new one started. Default 1 GiB; at most 2 GiB.
+	SegmentBytes int64
+	// SegmentAge closes the active segment once its first batch is this
+	// old. Default 7 days; negative means never.
+	SegmentAge time.Duration
+	// IndexIntervalBytes is the most bytes between offset index entries.
+	// Default 4096.
+	IndexIntervalBytes int
+	// MaxBatchBytes is the largest batch Append accepts. Default 1048588
+	// bytes (Kafka's message.max.bytes), or SegmentBytes if smaller. A
+	// batch larger than the space left in a segment starts a new one, and
+	// one larger than SegmentBytes has a segment to itself.
+	MaxBatchBytes int
+	// Sync is the fsync policy. Default SyncInterval.
+	Sync SyncPolicy
+	// SyncInterval is the flush period of SyncInterval. Default 10ms.
+	SyncInterval time.Duration
+	// RetentionTime deletes closed segments whose newest record is older.
+	// Default 0: no time limit.
+	RetentionTime time.Duration
+	// RetentionBytes deletes the oldest closed segments while the log is
+	// larger. Default 0: no size limit.
+	RetentionBytes int64
+	// Logger receives recovery and retention events. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock for segment age and retention. Default time.Now.
+	Now func() time.Time
+}
+
+const maxSegmentBytes = 2 << 30
+
+func (o *Options) setDefaults() error {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 1 << 30
+	}
+	if o.SegmentBytes < 4096 || o.SegmentBytes > maxSegmentBytes {
+		return fmt.Errorf("log: SegmentBytes %d out of range [4096, %d]", o.SegmentBytes, int64(maxSegmentBytes))
+	}
+	if o.SegmentAge == 0 {
+		o.SegmentAge = 7 * 24 * time.Hour
+	}
+	if o.IndexIntervalBytes <= 0 {
+		o.IndexIntervalBytes = 4096
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = int(min(1048588, o.SegmentBytes))
+	}
+	if o.Sync < SyncInterval || o.Sync > SyncNever {
+		return fmt.Errorf("log: unknown sync policy %d", int(o.Sync))
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = 10 * time.Millisecond
+	}
+	if o.RetentionTime < 0 || o.RetentionBytes < 0 {
+		return fmt.Errorf("log: negative retention")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/weirhub/weir/codecs"
+)
+
+// maxScanBatch bounds the batch size a scan will read into memory; a
+// header claiming more is treated as garbage.
+const maxScanBatch = 256 << 20
+
+// listSegments returns the base offsets of the .log files in dir, sorted,
+// and removes leftovers: temporary files and indexes without a segment.
+func listSegments(dir string, clean bool) ([]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	var bases []int64
+	logs := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		if stem, ok := strings.CutSuffix(name, logSuffix); ok {
+			if base, err := strconv.ParseInt(stem, 10, 64); err == nil && len(stem) == 20 && base >= 0 {
+				bases = append(bases, base)
+				logs[stem] = true
+			}
+		}
+	}
+	if clean {
+		for _, e := range entries {
+			name := e.Name()
+			stem, _, _ := strings.Cut(name, ".")
+			switch {
+			case strings.HasSuffix(name, tmpSuffix):
+				os.Remove(dir + "/" + name)
+			case (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem]:
+				os.Remove(dir + "/" + name)
+			}
+		}
+	}
+	slices.Sort(bases)
+	return bases, nil
+}
+
+// recover opens every segment: closed ones through their indexes, the last
+// one by a full scan that cuts a torn tail.
+func (l *Log) recover() error {
+	bases, err := listSegments(l.dir, true)
+	if err != nil {
+		return err
+	}
+	var segs []*segment
+	l.segs.Store(&segs) // so closeFiles can release what was opened
+	if len(bases) == 0 {
+		s, err := l.createSegment(0)
+		if err != nil {
+			return err
+		}
+		segs = append(segs, s)
+	}
+	for i, base := range bases {
+		last := i == len(bases)-1
+		flag := os.O_RDONLY
+		if last {
+			flag = os.O_RDWR
+		}
+		path := segmentName(l.dir, base, logSuffix)
+		f, err := os.OpenFile(path, flag, 0)
+		if err != nil {
+			return fmt.Errorf("log: %w", err)
+		}
+		s := newSegment(l.dir, base, f)
+		segs = append(segs, s)
+		l.segs.Store(&segs)
+		if last {
+			err = l.recoverActive(s)
+		} else {
+			err = l.openClosed(s, bases[i+1])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i := 1; i < len(segs); i++ {
+		if prev := segs[i-1]; prev.corrupt == nil && prev.next.Load() > segs[i].base {
+			return &CorruptError{Path: segs[i].path, Position: 0, Offset: segs[i].base,
+				Err: fmt.Errorf("segment starts at offset %d but %s runs to %d", segs[i].base, prev.path, prev.next.Load()-1)}
+		}
+	}
+	l.segs.Store(&segs)
+	l.active = segs[len(segs)-1]
+	l.hw.Store(l.active.next.Load())
+	l.start.Store(segs[0].base)
+	return nil
+}
+
+// recoverActive scans the last segment batch by batch, checking every CRC
+// and that offsets follow on, rebuilds its indexes in memory, and cuts
+// whatever follows the last good batch.
+func (l *Log) recoverActive(s *segment) error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	size := st.Size()
+	var entry [timeEntrySize]byte
+	res := scanSegment(s.f, s.base, size, true, func(pos int64, h *codecs.Header) {
+		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
+		if s.firstTS == math.MinInt64 {
+			s.firstTS = min(h.MaxTimestamp, l.opts.Now().UnixMilli())
+		}
+	})
+	if res.err != nil {
+		ev, err := l.cutTail(s, res.end, size, res.err)
+		if err != nil {
+			return err
+		}
+		l.recovered = append(l.recovered, ev)
+		l.opts.Logger.Warn("log: cut a torn or damaged tail from the active segment",
+			"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
+	}
+	s.written, s.writtenNext = res.end, res.next
+	l.publish(s, l.snapshot(s))
+	return nil
+}
+
+// cutTail keeps the bytes of s from pos to size in a .corrupt file beside
+// it, then truncates s to pos.
+func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, error) {
+	ev := RecoveryEvent{Segment: s.path, Position: pos, Dropped: size - pos, Reason: why.Error()}
+	ev.SavedTo = fmt.Sprintf("%s.%d%s", s.path, pos, corruptSuffix)
+	tail := make([]byte, size-pos)
+	if _, err := s.f.ReadAt(tail, pos); err != nil && err != io.EOF {
+		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
+	}
+	if err := writeFileSync(ev.SavedTo, tail, true); err != nil {
+		return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
+	}
+	if err := s.f.Truncate(pos); err != nil {
+		return ev, fmt.Errorf("log: truncating %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return ev, fmt.Errorf("log: syncing %s: %w", s.path, err)
+	}
+	return ev, nil
+}
+
+// openClosed opens a closed segment through its index files when they pass
+// a sanity check, and rebuilds them with a full scan otherwise.
+func (l *Log) openClosed(s *segment, nextBase int64) error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	size := st.Size()
+	err = s.off.load(s.base2path(indexSuffix))
+	if err == nil {
+		err = s.tim.load(s.base2path(timeIndexSuffix))
+	}
+	if err == nil {
+		err = l.checkIndex(s, size)
+	}
+	if err == nil {
+		s.sealed = true
+		l.publish(s, l.snapshot(s))
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		l.opts.Logger.Warn("log: rebuilding a damaged segment index", "segment", s.path, "err", err)
+	}
+	s.off.close()
+	s.tim.close()
+	s.off = index{size: offsetEntrySize}
+	s.tim = index{size: timeEntrySize}
+	s.lastIndexed, s.writtenMaxTS = -1, math.MinInt64
+	var entry [timeEntrySize]byte
+	res := scanSegment(s.f, s.base, size, false, func(pos int64, h *codecs.Header) {
+		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
+	})
+	s.written, s.writtenNext = res.end, res.next
+	if res.err != nil {
+		// Never served: reads stop at the bad batch. The index is not
+		// written, so every open finds the damage again.
+		s.corrupt = &CorruptError{Path: s.path, Position: res.end, Offset: res.next, Err: res.err}
+		l.opts.Logger.Error("log: corrupt batch in a closed segment; offsets from here to the next segment cannot be read",
+			"segment", s.path, "position", res.end, "offset", res.next, "next_segment", nextBase, "err", res.err)
+		l.publish(s, l.snapshot(s))
+		s.next.Store(nextBase)
+		return nil
+	}
+	if err := l.seal(s); err != nil {
+		return err
+	}
+	l.publish(s, l.snapshot(s))
+	return nil
+}
+
+// checkIndex checks a loaded index against its segment: the first entry at
+// position 0, the last entry on a batch with the offset it claims, and the
+// batches after it ending exactly at the end of the file. On success it
+// sets the segment's written state.
+func (l *Log) checkIndex(s *segment, size int64) error {
+	offs := s.off.written()
+	if len(offs) == 0 {
+		if size != 0 {
+			return fmt.Errorf("empty index for a segment of %d bytes", size)
+		}
+		return nil
+	}
+	if _, pos := offsetEntry(offs, 0); pos != 0 {
+		return fmt.Errorf("first index entry points at %d, not at the start", pos)
+	}
+	rel, pos := offsetEntry(offs, len(offs)/offsetEntrySize-1)
+	if int64(pos) >= size {
+		return fmt.Errorf("last index entry points at %d, past the %d bytes of the segment", pos, size)
+	}
+	hr := newHeaderReader(s.f)
+	defer hr.done()
+	at := int64(pos)
+	next := s.base + int64(rel)
+	maxTS := int64(math.MinInt64)
+	if e := s.tim.last(); e != nil {
+		maxTS, _ = timeEntry(e, 0)
+	}
+	for at < size {
+		h, err := hr.header(at, size)
+		if err != nil {
+			return fmt.Errorf("batch at %d: %w", at, err)
+		}
+		if at == int64(pos) && h.BaseOffset != s.base+int64(rel) {
+			return fmt.Errorf("index says offset %d at position %d, the batch there has %d", s.base+int64(rel), pos, h.BaseOffset)
+		}
+		if h.BaseOffset < next {
+			return fmt.Errorf("offsets go backwards at position %d", at)
+		}
+		next = h.NextOffset()
+		maxTS = max(maxTS, h.MaxTimestamp)
+		at += int64(h.Size())
+	}
+	s.written, s.writtenNext, s.writtenMaxTS = size, next, maxTS
+	s.lastIndexed = int64(pos)
+	return nil
+}
+
+// scanResult is the outcome of scanning a segment file from the start.
+type scanResult struct {
+	end     int64 // position after the last good batch
+	next    int64 // offset after the last good batch
+	maxTS   int64
+	batches int
+	records int64
+	err     error // why the scan stopped before the end of the file
+}
+
+// scanSegment reads a segment file from the start, checking every batch in
+// full (codecs.Validate: magic, sizes, CRC) and that offsets increase; with
+// strict set they must follow on without gaps, as in a segment that was
+// never compacted. visit sees each good batch. The scan stops at the first
+// bad batch.
+func scanSegment(f *os.File, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
+	res := scanResult{next: base, maxTS: math.MinInt64}
+	buf := make([]byte, 1<<20)
+	var bufAt int64 // file position of buf[0]
+	have := 0
+	ensure := func(pos int64, n int) ([]byte, error) {
+		if pos >= bufAt && pos+int64(n) <= bufAt+int64(have) {
+			return buf[pos-bufAt : pos-bufAt+int64(n)], nil
+		}
+		if n > len(buf) {
+			buf = make([]byte, n)
+		}
+		want := int(min(int64(len(buf)), size-pos))
+		got, err := f.ReadAt(buf[:want], pos)
+		if got < want && err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		bufAt, have = pos, got
+		if got < n {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return buf[:n], nil
+	}
+	pos := int64(0)
+	for pos < size {
+		if size-pos < codecs.HeaderSize {
+			res.err = &codecs.BatchError{BaseOffset: -1, Reason: fmt.Sprintf("%d bytes at the end, too few for a batch header", size-pos), Err: codecs.ErrShort}
+			break
+		}
+		b, err := ensure(pos, codecs.HeaderSize)
+		if err != nil {
+			res.err = err
+			break
+		}
+		h, err := codecs.ParseHeader(b)
+		if err != nil {
+			res.err = err
+			break
+		}
+		n := h.Size()
+		if n > maxScanBatch {
+			res.err = &codecs.BatchError{BaseOffset: h.BaseOffset, Reason: fmt.Sprintf("batch claims %d bytes", n), Err: codecs.ErrCorrupt}
+			break
+		}
+		if pos+int64(n) > size {
+			res.err = &codecs.BatchError{BaseOffset: h.BaseOffset, Reason: fmt.Sprintf("batch of %d bytes, %d left in the file", n, size-pos), Err: codecs.ErrShort}
+			break
+		}
+		if b, err = ensure(pos, n); err != nil {
+			res.err = err
+			break
+		}
+		if _, err := codecs.Validate(b, 0); err != nil {
+			res.err = err
+			break
+		}
+		if (strict && h.BaseOffset != res.next) || h.BaseOffset < res.next {
+			res.err = &codecs.BatchError{BaseOffset: h.BaseOffset, Reason: fmt.Sprintf("batch has base offset %d, expected %d", h.BaseOffset, res.next), Err: codecs.ErrCorrupt}
+			break
+		}
+		if visit != nil {
+			visit(pos, &h)
+		}
+		res.next = h.NextOffset()
+		res.maxTS = max(res.maxTS, h.MaxTimestamp)
+		res.batches++
+		res.records += int64(h.NumRecords)
+		pos += int64(n)
+	}
+	res.end = pos
+	return res
+}
