@@ -1,0 +1,8 @@
+// Package benchmarks holds Weir's reproducible benchmarks against peers:
+// programs that measure Weir and a reference on the same machine in the
+// same run and print the ratio, because the machines are shared and noisy
+// and only ratios travel. Nothing in the product imports it.
+//
+//   - logbench (make bench): the commit log against dd writing the same
+//     bytes with conv=fdatasync, the disk's sequential ceiling.
+package benchmarks

@@ -1,0 +1,145 @@
+// Command logbench measures the commit log against the disk's sequential
+// write ceiling, measured by dd with conv=fdatasync in the same run on the
+// same filesystem, and prints a table of throughputs and ratios.
+//
+//	go run ./benchmarks/logbench -size 1GiB -dir ./data/logbench
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/weirhub/weir/codecs"
+	wlog "github.com/weirhub/weir/log"
+)
+
+const recordSize = 1024
+
+func main() {
+	sizeFlag := flag.String("size", "1GiB", "bytes written by dd and by each log run")
+	dir := flag.String("dir", "./data/logbench", "scratch directory on the filesystem to measure (emptied)")
+	flag.Parse()
+	size, err := humanize.ParseBytes(*sizeFlag)
+	if err != nil {
+		fail("-size: %v", err)
+	}
+	if err := os.RemoveAll(*dir); err != nil {
+		fail("%v", err)
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(*dir)
+
+	fmt.Printf("commit log vs dd conv=fdatasync, %s per run, 1 KiB records, in %s\n\n", humanize.IBytes(size), *dir)
+	ddMBs := runDD(filepath.Join(*dir, "dd.bin"), size)
+	fmt.Printf("%-44s %10s %12s %10s\n", "run", "MB/s", "records/s", "vs dd")
+	fmt.Printf("%-44s %10.0f %12s %10s\n", "dd bs=1M conv=fdatasync", ddMBs, "-", "1.00x")
+	row := func(name string, bytes int64, d time.Duration) {
+		mbs := float64(bytes) / d.Seconds() / 1e6
+		fmt.Printf("%-44s %10.0f %12.0f %9.2fx\n", name, mbs, float64(bytes/recordSize)/d.Seconds(), mbs/ddMBs)
+	}
+	for _, n := range []int{16, 64, 256} {
+		d, written := appendRun(filepath.Join(*dir, fmt.Sprintf("interval-%d", n)), int64(size), n, 1, wlog.SyncInterval)
+		row(fmt.Sprintf("append, fsync every 10ms, %d records/batch", n), written, d)
+	}
+	for _, a := range []int{1, 8, 64} {
+		d, written := appendRun(filepath.Join(*dir, fmt.Sprintf("always-%d", a)), int64(size)/4, 16, a, wlog.SyncAlways)
+		row(fmt.Sprintf("append, fsync always, 16/batch, %d appender(s)", a), written, d)
+	}
+	logDir := filepath.Join(*dir, "interval-256")
+	_, written := appendRun(logDir, int64(size), 256, 1, wlog.SyncInterval)
+	start := time.Now()
+	l, err := wlog.Open(logDir, wlog.Options{})
+	if err != nil {
+		fail("reopen: %v", err)
+	}
+	openTime := time.Since(start)
+	start = time.Now()
+	it := l.NewIterator(0)
+	var n int64
+	for it.Next() {
+		n++
+	}
+	if it.Err() != nil || n*recordSize != written {
+		fail("read back %d records: %v", n, it.Err())
+	}
+	row("read back, decoded records", written, time.Since(start))
+	l.Close()
+	fmt.Printf("\nreopen of the %s log: %s\n", humanize.IBytes(uint64(written)), openTime.Round(time.Microsecond))
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "logbench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// runDD writes size bytes with dd and fdatasync, returning MB/s.
+func runDD(path string, size uint64) float64 {
+	start := time.Now()
+	cmd := exec.Command("dd", "if=/dev/zero", "of="+path, "bs=1M", fmt.Sprintf("count=%d", size>>20), "conv=fdatasync")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fail("dd: %v: %s", err, out)
+	}
+	d := time.Since(start)
+	os.Remove(path)
+	return float64(size>>20<<20) / d.Seconds() / 1e6
+}
+
+// appendRun appends size bytes of pre-built batches of n 1 KiB records
+// from the given number of goroutines, then syncs, and returns the time.
+func appendRun(dir string, size int64, n, appenders int, policy wlog.SyncPolicy) (time.Duration, int64) {
+	os.RemoveAll(dir)
+	l, err := wlog.Open(dir, wlog.Options{Sync: policy, SyncInterval: 10 * time.Millisecond})
+	if err != nil {
+		fail("%v", err)
+	}
+	batches := make([][]byte, appenders)
+	value := make([]byte, recordSize)
+	for i := range value {
+		value[i] = byte('a' + i%26)
+	}
+	for a := range batches {
+		var b codecs.Builder
+		for i := range n {
+			b.Append(time.Now().UnixMilli()+int64(i), nil, value, nil)
+		}
+		out, _ := b.Build()
+		batches[a] = append([]byte(nil), out...)
+	}
+	total := size / int64(n*recordSize)
+	work := make(chan struct{}, 1024)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for a := range appenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				if _, err := l.Append(batches[a]); err != nil {
+					fail("append: %v", err)
+				}
+			}
+		}()
+	}
+	for range total {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	if err := l.Sync(); err != nil {
+		fail("sync: %v", err)
+	}
+	d := time.Since(start)
+	if err := l.Close(); err != nil {
+		fail("close: %v", err)
+	}
+	return d, total * int64(n*recordSize)
+}
