@@ -29,7 +29,7 @@ test-deps:
 # Go benchmarks, then the log against dd conv=fdatasync in the same run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./codecs ./log
-	$(GO) run ./benchmarks/logbench -size 1GiB -dir ./data/logbench
+	cd benchmarks && $(GO) run ./logbench -size 1GiB -dir ../data/logbench
 
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
@@ -41,6 +41,7 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd benchmarks && $(GO) vet ./...
 
 clean:
 	rm -rf bin data/bench-log data/logbench
