@@ -286,7 +286,8 @@ func (l *Log) snapshot(s *segment) pubState {
 // move forward.
 func (l *Log) publish(s *segment, p pubState) {
 	l.pubMu.Lock()
-	if p.next > l.hw.Load() || p.size > s.size.Load() {
+	moved := p.next > l.hw.Load()
+	if moved || p.size > s.size.Load() {
 		s.off.publish(p.offN)
 		s.tim.publish(p.timN)
 		if p.maxTS > s.maxTS.Load() {
@@ -300,6 +301,9 @@ func (l *Log) publish(s *segment, p pubState) {
 	}
 	l.pubMu.Unlock()
 	l.notify()
+	if moved && l.opts.OnPublish != nil {
+		l.opts.OnPublish()
+	}
 }
 
 func (l *Log) notify() {

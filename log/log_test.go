@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -771,3 +772,38 @@ func copyFile(t testing.TB, dst, src string) {
 }
 
 var _ = filepath.Join
+
+func TestScanHeadersAndDeleteBefore(t *testing.T) {
+	var published atomic.Int64
+	l := openLog(t, t.TempDir(), Options{SegmentBytes: 4 << 10, Sync: SyncNever, OnPublish: func() { published.Add(1) }})
+	defer l.Close()
+	for i := range 60 {
+		if _, err := l.Append(batchOf(t, fmt.Sprint(i), 2, 100, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if published.Load() != 60 {
+		t.Fatalf("OnPublish called %d times for 60 appends", published.Load())
+	}
+	var bases []int64
+	if err := l.ScanHeaders(31, func(h *codecs.Header) bool { bases = append(bases, h.BaseOffset); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(bases) != 45 || bases[0] != 30 || bases[44] != 118 {
+		t.Fatalf("ScanHeaders(31) saw %d batches from %v", len(bases), bases[:1])
+	}
+	n, err := l.DeleteBefore(50)
+	if err != nil || n == 0 {
+		t.Fatalf("DeleteBefore(50) = %d, %v", n, err)
+	}
+	if s := l.StartOffset(); s > 50 || s == 0 {
+		t.Fatalf("start offset %d after DeleteBefore(50)", s)
+	}
+	if got := readAll(t, l, l.StartOffset()); len(got) != int(120-l.StartOffset()) {
+		t.Fatalf("read %d records after DeleteBefore", len(got))
+	}
+	// The active segment is never deleted.
+	if _, err := l.DeleteBefore(1 << 40); err != nil || l.HighWatermark() != 120 {
+		t.Fatalf("DeleteBefore(all) = %v, hw %d", err, l.HighWatermark())
+	}
+}

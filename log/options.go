@@ -78,6 +78,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
 	Now func() time.Time
+	// OnPublish, if set, is called after new records become visible to
+	// readers (after the high watermark moves), outside the log's locks.
+	// It must be quick: it runs on the appending goroutine. A hub uses it
+	// to wake long-polling fetches that wait on many logs at once.
+	OnPublish func()
 }
 
 const maxSegmentBytes = 2 << 30

@@ -349,6 +349,49 @@ func (l *Log) scanForTime(from, to, ts int64) (int64, bool, error) {
 	return 0, false, nil
 }
 
+// ScanHeaders calls fn with the header of every batch from the one that
+// holds offset up to the high watermark, in order, reading only headers
+// (no CRC check, no decompression). It stops early when fn returns false.
+// It is how a hub rebuilds per-producer sequence state after a restart.
+func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
+	hw := l.hw.Load()
+	segs := *l.segs.Load()
+	offset = max(offset, l.start.Load())
+	hr := newHeaderReader(nil)
+	defer hr.done()
+	for _, s := range segs {
+		if s.next.Load() <= offset || !s.acquire() {
+			continue
+		}
+		limit := s.size.Load()
+		if s.corrupt != nil {
+			limit = min(limit, s.corrupt.Position)
+		}
+		hr.f, hr.at = s.f, -1
+		pos, _, found, err := s.locate(&hr, offset, limit)
+		for found && err == nil && pos < limit {
+			var h codecs.Header
+			if h, err = hr.header(pos, limit); err != nil {
+				err = s.corruptAt(pos, err)
+				break
+			}
+			if h.BaseOffset >= hw {
+				break
+			}
+			if !fn(&h) {
+				s.release()
+				return nil
+			}
+			pos += int64(h.Size())
+		}
+		s.release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // growLen extends b by n bytes, reallocating if needed.
 func growLen(b []byte, n int) []byte {
 	if cap(b)-len(b) < n {

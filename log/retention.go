@@ -48,6 +48,32 @@ func (l *Log) EnforceRetention() (int, error) {
 		segs = *l.segs.Load()
 		n++
 	}
+	return l.dropOldest(segs, n)
+}
+
+// DeleteBefore deletes the closed segments that lie entirely below offset,
+// oldest first, and advances the start offset to the first remaining
+// segment's base. Segments are deleted whole, so records below offset may
+// remain. It returns the number of segments deleted.
+func (l *Log) DeleteBefore(offset int64) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	if l.failed != nil {
+		return 0, l.failed
+	}
+	segs := *l.segs.Load()
+	n := 0
+	for n < len(segs)-1 && segs[n].next.Load() <= offset && segs[n+1].base <= offset {
+		n++
+	}
+	return l.dropOldest(segs, n)
+}
+
+// dropOldest removes the first n segments of segs. Called with l.mu held.
+func (l *Log) dropOldest(segs []*segment, n int) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}

@@ -1,0 +1,348 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	wlog "github.com/weirhub/weir/log"
+)
+
+// DatasetConfig is a dataset's configuration, persisted in its
+// dataset.json. Zero fields take the hub's defaults when the dataset is
+// created.
+type DatasetConfig struct {
+	// Partitions is the number of partitions (logs).
+	Partitions int32 `json:"partitions"`
+	// SegmentBytes is the size at which a partition's segment rolls.
+	SegmentBytes int64 `json:"segment_bytes"`
+	// SegmentAge rolls a segment once its first record is this old.
+	SegmentAge time.Duration `json:"segment_age"`
+	// RetentionTime deletes segments whose newest record is older;
+	// negative keeps records forever.
+	RetentionTime time.Duration `json:"retention_time"`
+	// RetentionBytes deletes a partition's oldest segments while it is
+	// larger; negative or zero after defaults means no limit.
+	RetentionBytes int64 `json:"retention_bytes"`
+	// Fsync is "always", "interval" or "never"; see log.SyncPolicy.
+	Fsync string `json:"fsync"`
+	// FsyncInterval is the flush period of "interval". Default 10ms.
+	FsyncInterval time.Duration `json:"fsync_interval"`
+	// MaxMessageBytes is the largest record batch a producer may send.
+	MaxMessageBytes int `json:"max_message_bytes"`
+}
+
+// fill replaces zero fields with d's.
+func (c *DatasetConfig) fill(d DatasetConfig) {
+	if c.Partitions == 0 {
+		c.Partitions = d.Partitions
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = d.SegmentBytes
+	}
+	if c.SegmentAge == 0 {
+		c.SegmentAge = d.SegmentAge
+	}
+	if c.RetentionTime == 0 {
+		c.RetentionTime = d.RetentionTime
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = d.RetentionBytes
+	}
+	if c.Fsync == "" {
+		c.Fsync = d.Fsync
+	}
+	if c.FsyncInterval == 0 {
+		c.FsyncInterval = d.FsyncInterval
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+}
+
+func (c *DatasetConfig) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.Partitions < 1 || c.Partitions > 100000 {
+		return fmt.Errorf("%w: %d (1 to 100000)", ErrInvalidPartitions, c.Partitions)
+	}
+	if c.SegmentBytes < 4096 || c.SegmentBytes > 2<<30 {
+		return bad("segment bytes %d (4 KiB to 2 GiB)", c.SegmentBytes)
+	}
+	if _, err := wlog.ParseSyncPolicy(c.Fsync); err != nil {
+		return bad("fsync %q (always, interval or never)", c.Fsync)
+	}
+	if c.MaxMessageBytes < 0 || c.MaxMessageBytes > 256<<20 {
+		return bad("max message bytes %d (up to 256 MiB)", c.MaxMessageBytes)
+	}
+	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
+		return bad("negative interval")
+	}
+	return nil
+}
+
+// logOptions turns the config into a partition's log options.
+func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
+	policy, _ := wlog.ParseSyncPolicy(c.Fsync)
+	o := wlog.Options{
+		SegmentBytes:  c.SegmentBytes,
+		SegmentAge:    c.SegmentAge,
+		MaxBatchBytes: c.MaxMessageBytes,
+		Sync:          policy,
+		SyncInterval:  c.FsyncInterval,
+		Logger:        h.opts.Logger,
+		Now:           h.opts.Now,
+	}
+	if c.RetentionTime > 0 {
+		o.RetentionTime = c.RetentionTime
+	}
+	if c.RetentionBytes > 0 {
+		o.RetentionBytes = c.RetentionBytes
+	}
+	return o
+}
+
+// KafkaConfigs renders the config as Kafka topic configs.
+func (c DatasetConfig) KafkaConfigs() map[string]string {
+	ms := func(d time.Duration) string {
+		if d < 0 {
+			return "-1"
+		}
+		return strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	m := map[string]string{
+		"cleanup.policy":    "delete",
+		"retention.ms":      ms(c.RetentionTime),
+		"retention.bytes":   strconv.FormatInt(max(c.RetentionBytes, -1), 10),
+		"segment.bytes":     strconv.FormatInt(c.SegmentBytes, 10),
+		"segment.ms":        ms(c.SegmentAge),
+		"max.message.bytes": strconv.Itoa(c.MaxMessageBytes),
+		"weir.fsync":        c.Fsync,
+		"flush.ms":          ms(c.FsyncInterval),
+	}
+	if c.RetentionBytes == 0 {
+		m["retention.bytes"] = "-1"
+	}
+	if c.Fsync == "always" {
+		m["flush.messages"] = "1"
+	} else {
+		m["flush.messages"] = "9223372036854775807"
+	}
+	return m
+}
+
+// ApplyKafkaConfig sets one Kafka topic config on c, as CreateTopics and
+// AlterConfigs carry them. Unknown keys are an error naming the key.
+func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
+	num := func() (int64, error) {
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s=%q is not a number", ErrInvalidConfig, key, value)
+		}
+		return n, nil
+	}
+	dur := func() (time.Duration, error) {
+		n, err := num()
+		if n < 0 {
+			return -1, err
+		}
+		return time.Duration(n) * time.Millisecond, err
+	}
+	var err error
+	switch key {
+	case "retention.ms":
+		c.RetentionTime, err = dur()
+	case "retention.bytes":
+		c.RetentionBytes, err = num()
+		if c.RetentionBytes <= 0 {
+			c.RetentionBytes = -1
+		}
+	case "segment.bytes":
+		c.SegmentBytes, err = num()
+	case "segment.ms":
+		c.SegmentAge, err = dur()
+	case "max.message.bytes":
+		var n int64
+		n, err = num()
+		c.MaxMessageBytes = int(n)
+	case "flush.messages":
+		var n int64
+		if n, err = num(); err == nil && n == 1 {
+			c.Fsync = "always"
+		}
+	case "flush.ms":
+		if c.FsyncInterval, err = dur(); err == nil && c.Fsync == "" {
+			c.Fsync = "interval"
+		}
+	case "weir.fsync":
+		if _, perr := wlog.ParseSyncPolicy(value); perr != nil {
+			return fmt.Errorf("%w: weir.fsync=%q (always, interval or never)", ErrInvalidConfig, value)
+		}
+		c.Fsync = value
+	case "cleanup.policy":
+		if value != "delete" {
+			return fmt.Errorf("%w: cleanup.policy=%q: only delete is supported yet", ErrInvalidConfig, value)
+		}
+	case "compression.type", "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
+		// Accepted for compatibility; Weir keeps the producer's
+		// compression and has one replica.
+	default:
+		return fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, key)
+	}
+	return err
+}
+
+// Dataset is a named set of partitions: a Kafka topic.
+type Dataset struct {
+	h       *Hub
+	name    string
+	dir     string
+	id      [16]byte
+	created time.Time
+
+	mu    sync.Mutex // config changes
+	cfg   DatasetConfig
+	parts atomic.Pointer[[]*Partition]
+}
+
+type datasetFile struct {
+	ID      string        `json:"id"`
+	Name    string        `json:"name"`
+	Created time.Time     `json:"created"`
+	Config  DatasetConfig `json:"config"`
+}
+
+// Name is the dataset's name.
+func (d *Dataset) Name() string { return d.name }
+
+// ID is the dataset's 16-byte identity, stable across restarts and new
+// for a dataset created again under the same name (Kafka's topic id).
+func (d *Dataset) ID() [16]byte { return d.id }
+
+// Created is when the dataset was created.
+func (d *Dataset) Created() time.Time { return d.created }
+
+// Config returns the dataset's configuration.
+func (d *Dataset) Config() DatasetConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// NumPartitions is the number of partitions.
+func (d *Dataset) NumPartitions() int32 { return int32(len(*d.parts.Load())) }
+
+// Partition returns partition i or ErrUnknownPartition.
+func (d *Dataset) Partition(i int32) (*Partition, error) {
+	parts := *d.parts.Load()
+	if i < 0 || int(i) >= len(parts) {
+		return nil, fmt.Errorf("%w: %s/%d (the dataset has %d)", ErrUnknownPartition, d.name, i, len(parts))
+	}
+	return parts[i], nil
+}
+
+func (d *Dataset) partitions() []*Partition { return *d.parts.Load() }
+
+func createDataset(h *Hub, name string, cfg DatasetConfig) (*Dataset, error) {
+	dir := filepath.Join(h.opts.DataDir, "datasets", name)
+	if err := os.RemoveAll(dir); err != nil { // leftovers of a create that did not finish
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	d := &Dataset{h: h, name: name, dir: dir, created: h.opts.Now(), cfg: cfg}
+	rand.Read(d.id[:])
+	empty := []*Partition{}
+	d.parts.Store(&empty)
+	if err := d.openPartitions(cfg.Partitions); err != nil {
+		d.close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// dataset.json is written last: it is what makes the dataset exist.
+	if err := d.save(); err != nil {
+		d.close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return d, nil
+}
+
+func openDataset(h *Hub, name string) (*Dataset, error) {
+	dir := filepath.Join(h.opts.DataDir, "datasets", name)
+	b, err := os.ReadFile(filepath.Join(dir, "dataset.json"))
+	if err != nil {
+		return nil, err
+	}
+	var f datasetFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("hub: %s/dataset.json is damaged: %v", dir, err)
+	}
+	d := &Dataset{h: h, name: name, dir: dir, created: f.Created, cfg: f.Config}
+	if id, err := hex.DecodeString(f.ID); err == nil && len(id) == 16 {
+		copy(d.id[:], id)
+	} else {
+		return nil, fmt.Errorf("hub: %s/dataset.json has a bad id %q", dir, f.ID)
+	}
+	d.cfg.fill(h.opts.Defaults)
+	empty := []*Partition{}
+	d.parts.Store(&empty)
+	if err := d.openPartitions(d.cfg.Partitions); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dataset) save() error {
+	b, _ := json.MarshalIndent(datasetFile{ID: hex.EncodeToString(d.id[:]), Name: d.name, Created: d.created, Config: d.cfg}, "", "  ")
+	return writeFileAtomic(filepath.Join(d.dir, "dataset.json"), b)
+}
+
+// openPartitions opens partitions up to n.
+func (d *Dataset) openPartitions(n int32) error {
+	parts := append([]*Partition(nil), *d.parts.Load()...)
+	for i := int32(len(parts)); i < n; i++ {
+		p, err := openPartition(d, i)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, p)
+		d.parts.Store(&parts)
+	}
+	return nil
+}
+
+func (d *Dataset) grow(total int32) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if total <= d.cfg.Partitions {
+		return fmt.Errorf("%w: %s has %d partitions; the count can only grow", ErrInvalidPartitions, d.name, d.cfg.Partitions)
+	}
+	if total > 100000 {
+		return fmt.Errorf("%w: %d (at most 100000)", ErrInvalidPartitions, total)
+	}
+	if err := d.openPartitions(total); err != nil {
+		return err
+	}
+	d.cfg.Partitions = total
+	return d.save()
+}
+
+func (d *Dataset) close() error {
+	var errs []error
+	for _, p := range d.partitions() {
+		errs = append(errs, p.close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,25 @@
+// Package hub owns Weir's broker, usable in-process: datasets (topics) of
+// partitions, each a commit log; producing with acks and idempotent
+// producer de-duplication; fetching with long polls; consumer groups with
+// committed offsets; broadcast subscriptions; retention scheduling. It
+// knows nothing of the network or of YAML: hub/kafka puts the Kafka wire
+// protocol in front of it, and pipelines use it through Client.
+//
+// # Data directory
+//
+//	DATA/meta.json                       cluster id, producer id allocation
+//	DATA/datasets/NAME/dataset.json      id, creation time, configuration
+//	DATA/datasets/NAME/P/                partition P: a log.Log directory
+//	DATA/datasets/NAME/P/producers.snapshot  producer sequence state
+//	DATA/groups/offsets/                 committed offsets: a log of commits
+//
+// # Guarantees
+//
+// Records of one partition keep their order. With a dataset's fsync policy
+// "always", a produce with acks=all (or 1; there is one replica) returns
+// only once its records are on disk, and consumers see records only once
+// they are. A retried batch from an idempotent producer (same producer id,
+// epoch and sequence as one of its last five batches) is stored once and
+// answered with its original offset. Committed offsets are on disk before
+// the commit returns.
+package hub

@@ -1,0 +1,34 @@
+package hub
+
+import "errors"
+
+// Errors of the hub, each with the Kafka error it stands for; test with
+// errors.Is. hub/kafka maps them to protocol error codes.
+var (
+	ErrClosed                  = errors.New("hub: closed")
+	ErrUnknownDataset          = errors.New("hub: unknown dataset")                // UNKNOWN_TOPIC_OR_PARTITION
+	ErrUnknownPartition        = errors.New("hub: unknown partition")              // UNKNOWN_TOPIC_OR_PARTITION
+	ErrDatasetExists           = errors.New("hub: dataset already exists")         // TOPIC_ALREADY_EXISTS
+	ErrInvalidDatasetName      = errors.New("hub: invalid dataset name")           // INVALID_TOPIC_EXCEPTION
+	ErrInvalidPartitions       = errors.New("hub: invalid partition count")        // INVALID_PARTITIONS
+	ErrInvalidConfig           = errors.New("hub: invalid dataset config")         // INVALID_CONFIG
+	ErrCorruptBatch            = errors.New("hub: corrupt record batch")           // CORRUPT_MESSAGE
+	ErrBatchTooLarge           = errors.New("hub: record batch too large")         // MESSAGE_TOO_LARGE
+	ErrInvalidRecord           = errors.New("hub: invalid record")                 // INVALID_RECORD
+	ErrOffsetOutOfRange        = errors.New("hub: offset out of range")            // OFFSET_OUT_OF_RANGE
+	ErrOutOfOrderSequence      = errors.New("hub: out of order sequence number")   // OUT_OF_ORDER_SEQUENCE_NUMBER
+	ErrInvalidProducerEpoch    = errors.New("hub: producer epoch is old")          // INVALID_PRODUCER_EPOCH
+	ErrUnknownProducerID       = errors.New("hub: unknown producer id")            // UNKNOWN_PRODUCER_ID
+	ErrTransactionsUnsupported = errors.New("hub: transactions are not supported") // TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+	ErrStorage                 = errors.New("hub: storage failure")                // KAFKA_STORAGE_ERROR
+	ErrInvalidGroupID          = errors.New("hub: invalid group id")               // INVALID_GROUP_ID
+	ErrUnknownMemberID         = errors.New("hub: unknown member id")              // UNKNOWN_MEMBER_ID
+	ErrMemberIDRequired        = errors.New("hub: member id required")             // MEMBER_ID_REQUIRED
+	ErrIllegalGeneration       = errors.New("hub: illegal generation")             // ILLEGAL_GENERATION
+	ErrRebalanceInProgress     = errors.New("hub: rebalance in progress")          // REBALANCE_IN_PROGRESS
+	ErrInconsistentProtocol    = errors.New("hub: inconsistent group protocol")    // INCONSISTENT_GROUP_PROTOCOL
+	ErrInvalidSessionTimeout   = errors.New("hub: invalid session timeout")        // INVALID_SESSION_TIMEOUT
+	ErrGroupNotEmpty           = errors.New("hub: group is not empty")             // NON_EMPTY_GROUP
+	ErrGroupNotFound           = errors.New("hub: group not found")                // GROUP_ID_NOT_FOUND
+	ErrFencedInstanceID        = errors.New("hub: fenced instance id")             // FENCED_INSTANCE_ID
+)

@@ -1,0 +1,370 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	wlog "github.com/weirhub/weir/log"
+)
+
+// Options configure a Hub. Zero fields take the defaults their comments
+// state.
+type Options struct {
+	// DataDir holds everything the hub stores. Default "./data".
+	DataDir string
+	// DisableAutoCreate turns off creating a dataset the first time a
+	// producer writes to it or a client asks for its metadata. Auto
+	// creation is on by default, for development.
+	DisableAutoCreate bool
+	// Defaults is the configuration of datasets created without one;
+	// zero fields of a dataset's config take these. Default: 1 partition,
+	// 1 GiB segments, retention 7 days, fsync interval.
+	Defaults DatasetConfig
+	// RetentionCheckInterval is how often retention runs. Default 1 minute.
+	RetentionCheckInterval time.Duration
+	// Groups configure the consumer group coordinator.
+	Groups GroupOptions
+	// Logger receives the hub's events. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.DataDir == "" {
+		o.DataDir = "./data"
+	}
+	o.Defaults.fill(DatasetConfig{Partitions: 1, SegmentBytes: 1 << 30, SegmentAge: 7 * 24 * time.Hour,
+		RetentionTime: 7 * 24 * time.Hour, Fsync: "interval", MaxMessageBytes: 1048588})
+	if o.RetentionCheckInterval <= 0 {
+		o.RetentionCheckInterval = time.Minute
+	}
+	o.Groups.setDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Hub is the broker: a set of datasets, the producer id allocator, the
+// group coordinator and the committed offsets. All methods are safe for
+// concurrent use.
+type Hub struct {
+	opts Options
+	meta metaFile
+
+	mu       sync.RWMutex
+	datasets map[string]*Dataset
+	closed   bool
+
+	producerIDs producerIDAllocator
+	offsets     *offsetStore
+	groups      *coordinator
+
+	stop chan struct{}
+	bg   sync.WaitGroup
+}
+
+// metaFile is DATA/meta.json.
+type metaFile struct {
+	ClusterID      string `json:"cluster_id"`
+	NextProducerID int64  `json:"next_producer_id"` // first id of the next block to hand out
+}
+
+// Open opens (creating if needed) the hub in opts.DataDir, with every
+// dataset in it, recovering their logs.
+func Open(opts Options) (*Hub, error) {
+	opts.setDefaults()
+	if err := opts.Defaults.validate(); err != nil {
+		return nil, err
+	}
+	h := &Hub{opts: opts, datasets: map[string]*Dataset{}, stop: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "datasets"), 0o755); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := h.loadMeta(); err != nil {
+		return nil, err
+	}
+	h.producerIDs.h = h
+	entries, err := os.ReadDir(filepath.Join(opts.DataDir, "datasets"))
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || validateName(e.Name()) != nil {
+			continue
+		}
+		ds, err := openDataset(h, e.Name())
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a directory left by an interrupted create or delete
+		}
+		if err != nil {
+			h.closeDatasets()
+			return nil, err
+		}
+		h.datasets[ds.name] = ds
+	}
+	if h.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "groups", "offsets"), opts.Logger); err != nil {
+		h.closeDatasets()
+		return nil, err
+	}
+	h.groups = newCoordinator(h, opts.Groups)
+	h.bg.Add(1)
+	go h.housekeeping()
+	opts.Logger.Info("hub: open", "data_dir", opts.DataDir, "datasets", len(h.datasets), "cluster_id", h.meta.ClusterID)
+	return h, nil
+}
+
+// ClusterID is the hub's stable identity, created with its data directory.
+func (h *Hub) ClusterID() string { return h.meta.ClusterID }
+
+// AutoCreate reports whether datasets are created on first use.
+func (h *Hub) AutoCreate() bool { return !h.opts.DisableAutoCreate }
+
+// DataDir is the directory the hub stores everything in.
+func (h *Hub) DataDir() string { return h.opts.DataDir }
+
+func (h *Hub) loadMeta() error {
+	path := filepath.Join(h.opts.DataDir, "meta.json")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		var id [16]byte
+		rand.Read(id[:])
+		h.meta = metaFile{ClusterID: hex.EncodeToString(id[:]), NextProducerID: 1000}
+		return h.saveMeta()
+	}
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if err := json.Unmarshal(b, &h.meta); err != nil {
+		return fmt.Errorf("hub: %s is damaged: %v (restore it or remove it to start a new cluster id)", path, err)
+	}
+	return nil
+}
+
+// saveMeta writes meta.json atomically and durably.
+func (h *Hub) saveMeta() error {
+	b, _ := json.MarshalIndent(h.meta, "", "  ")
+	return writeFileAtomic(filepath.Join(h.opts.DataDir, "meta.json"), b)
+}
+
+// Close stops background work and closes every log. Blocked fetches and
+// group joins return.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	h.closed = true
+	h.mu.Unlock()
+	close(h.stop)
+	h.groups.close()
+	h.bg.Wait()
+	err := h.closeDatasets()
+	if h.offsets != nil {
+		err = errors.Join(err, h.offsets.close())
+	}
+	return err
+}
+
+func (h *Hub) closeDatasets() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, ds := range h.datasets {
+		errs = append(errs, ds.close())
+	}
+	return errors.Join(errs...)
+}
+
+// housekeeping runs retention and producer state snapshots.
+func (h *Hub) housekeeping() {
+	defer h.bg.Done()
+	t := time.NewTicker(h.opts.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.EnforceRetention()
+		}
+	}
+}
+
+// EnforceRetention applies every dataset's retention now; the hub also runs
+// it every RetentionCheckInterval. It returns the segments deleted.
+func (h *Hub) EnforceRetention() int {
+	n := 0
+	for _, ds := range h.Datasets() {
+		for _, p := range ds.partitions() {
+			d, err := p.log.EnforceRetention()
+			if err != nil && !errors.Is(err, wlog.ErrClosed) {
+				h.opts.Logger.Error("hub: retention failed", "dataset", ds.name, "partition", p.id, "err", err)
+			}
+			n += d
+			p.snapshotProducers(false)
+		}
+	}
+	return n
+}
+
+// Datasets returns the open datasets sorted by name.
+func (h *Hub) Datasets() []*Dataset {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*Dataset, 0, len(h.datasets))
+	for _, ds := range h.datasets {
+		out = append(out, ds)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Dataset returns the named dataset, or ErrUnknownDataset.
+func (h *Hub) Dataset(name string) (*Dataset, error) {
+	h.mu.RLock()
+	ds, ok := h.datasets[name]
+	closed := h.closed
+	h.mu.RUnlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownDataset, name)
+	}
+	return ds, nil
+}
+
+// DatasetOrCreate returns the named dataset, creating it with the default
+// configuration when it does not exist and auto creation is on.
+func (h *Hub) DatasetOrCreate(name string) (*Dataset, error) {
+	ds, err := h.Dataset(name)
+	if err == nil || h.opts.DisableAutoCreate || !errors.Is(err, ErrUnknownDataset) {
+		return ds, err
+	}
+	ds, err = h.CreateDataset(name, DatasetConfig{})
+	if errors.Is(err, ErrDatasetExists) {
+		return h.Dataset(name)
+	}
+	return ds, err
+}
+
+// CreateDataset creates a dataset; zero fields of cfg take the hub's
+// defaults. It fails with ErrDatasetExists if the name is taken.
+func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
+	if err := validateName(name); err != nil {
+		return nil, err
+	}
+	cfg.fill(h.opts.Defaults)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := h.datasets[name]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrDatasetExists, name)
+	}
+	ds, err := createDataset(h, name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.datasets[name] = ds
+	h.opts.Logger.Info("hub: dataset created", "dataset", name, "partitions", cfg.Partitions)
+	return ds, nil
+}
+
+// DeleteDataset deletes a dataset and its data. Readers holding file
+// sections of it finish reading; committed offsets of groups for it are
+// kept until the groups commit again or are deleted.
+func (h *Hub) DeleteDataset(name string) error {
+	h.mu.Lock()
+	ds, ok := h.datasets[name]
+	if !ok {
+		h.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownDataset, name)
+	}
+	delete(h.datasets, name)
+	h.mu.Unlock()
+	err := ds.close()
+	// Rename first, so a crash mid-delete leaves nothing that looks like
+	// a dataset, then remove.
+	gone := filepath.Join(h.opts.DataDir, "datasets", fmt.Sprintf(".deleted-%s-%d", name, time.Now().UnixNano()))
+	if rerr := os.Rename(ds.dir, gone); rerr != nil {
+		return errors.Join(err, fmt.Errorf("hub: deleting %s: %w", name, rerr))
+	}
+	syncDir(filepath.Join(h.opts.DataDir, "datasets"))
+	h.opts.Logger.Info("hub: dataset deleted", "dataset", name)
+	return errors.Join(err, os.RemoveAll(gone))
+}
+
+// AddPartitions grows a dataset to total partitions.
+func (h *Hub) AddPartitions(name string, total int32) error {
+	ds, err := h.Dataset(name)
+	if err != nil {
+		return err
+	}
+	return ds.grow(total)
+}
+
+// validateName applies Kafka's topic name rules.
+func validateName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 249 {
+		return fmt.Errorf("%w: %q (1 to 249 characters, not . or ..)", ErrInvalidDatasetName, name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q (letters, digits, '.', '_' and '-' only)", ErrInvalidDatasetName, name)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes a small file durably: temporary file, fsync,
+// rename, directory fsync.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("hub: writing %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,401 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	wlog "github.com/weirhub/weir/log"
+)
+
+// Partition is one log of a dataset, with the sequence state of the
+// idempotent producers writing to it.
+type Partition struct {
+	ds  *Dataset
+	id  int32
+	dir string
+	log *wlog.Log
+
+	mu        sync.Mutex // orders produce: sequence checks and appends
+	producers map[int64]*producerState
+	snapAt    int64 // high watermark of the last producer snapshot
+
+	waitMu  sync.Mutex
+	waiters map[chan struct{}]struct{}
+	nwait   atomic.Int32
+}
+
+// producerState is what a partition remembers of one idempotent producer:
+// its epoch and its last batches, to recognise a retry.
+type producerState struct {
+	Epoch     int16        `json:"epoch"`
+	LastWrite int64        `json:"last_write_ms"`
+	Batches   []batchEntry `json:"batches"` // oldest first, at most maxCachedBatches
+}
+
+type batchEntry struct {
+	FirstSeq   int32 `json:"first_seq"`
+	LastSeq    int32 `json:"last_seq"`
+	BaseOffset int64 `json:"base_offset"`
+	NextOffset int64 `json:"next_offset"`
+}
+
+// maxCachedBatches is how many batches per producer a retry is checked
+// against: Kafka's limit on in-flight requests of an idempotent producer.
+const maxCachedBatches = 5
+
+// producerExpiry forgets producers that have not written for this long
+// (Kafka's producer.id.expiration.ms).
+const producerExpiry = 24 * time.Hour
+
+const producerSnapshot = "producers.snapshot"
+
+func openPartition(d *Dataset, id int32) (*Partition, error) {
+	p := &Partition{ds: d, id: id, dir: filepath.Join(d.dir, fmt.Sprint(id)),
+		producers: map[int64]*producerState{}, waiters: map[chan struct{}]struct{}{}}
+	opts := d.cfg.logOptions(d.h)
+	opts.OnPublish = p.wake
+	opts.Logger = opts.Logger.With("dataset", d.name, "partition", id)
+	l, err := wlog.Open(p.dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("hub: opening %s/%d: %w", d.name, id, err)
+	}
+	p.log = l
+	if err := p.loadProducers(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Dataset is the dataset the partition belongs to.
+func (p *Partition) Dataset() *Dataset { return p.ds }
+
+// ID is the partition's number.
+func (p *Partition) ID() int32 { return p.id }
+
+// Log is the partition's commit log, for readers such as the Kafka fetch
+// path that send file sections directly.
+func (p *Partition) Log() *wlog.Log { return p.log }
+
+// HighWatermark is the offset after the last readable record.
+func (p *Partition) HighWatermark() int64 { return p.log.HighWatermark() }
+
+// StartOffset is the first offset still stored.
+func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
+
+func (p *Partition) close() error {
+	p.snapshotProducers(true)
+	err := p.log.Close()
+	if errors.Is(err, wlog.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// ProduceResult is the outcome of a successful produce.
+type ProduceResult struct {
+	BaseOffset     int64 // offset of the first record of the first batch
+	LogStartOffset int64
+	Duplicate      bool // every batch was a retry, answered from the cache
+}
+
+// Produce appends the record batches in records (one or more whole
+// RecordBatch v2 batches) to the partition. Batches of idempotent producers
+// are checked against the producer's sequence: a retry of one of its last
+// five batches is not stored again but answered with its original offset,
+// and a gap or reordering fails with ErrOutOfOrderSequence. With waitDurable
+// (acks=all) it returns only once the records are durable as the dataset's
+// fsync policy defines. records is modified in place (offsets assigned).
+func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, error) {
+	res := ProduceResult{BaseOffset: -1}
+	var headers [8]codecs.Header
+	hs := headers[:0]
+	for rest := records; len(rest) > 0; {
+		h, err := codecs.ParseHeader(rest)
+		if err == nil && h.Size() > len(rest) {
+			err = &codecs.BatchError{BaseOffset: -1, Reason: "batch runs past the end of the request", Err: codecs.ErrShort}
+		}
+		if err != nil {
+			return res, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+		}
+		if h.IsControl() || h.IsTransactional() {
+			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
+		}
+		hs = append(hs, h)
+		rest = rest[h.Size():]
+	}
+	if len(hs) == 0 {
+		return res, fmt.Errorf("%w: no record batches", ErrCorruptBatch)
+	}
+
+	p.mu.Lock()
+	now := p.ds.h.opts.Now().UnixMilli()
+	// Leading retries are answered from the cache.
+	var dupNext int64 = -1
+	skip := 0
+	for len(hs) > 0 && hs[0].ProducerID >= 0 {
+		e, dup, err := p.checkSequence(&hs[0])
+		if err != nil {
+			p.mu.Unlock()
+			return res, err
+		}
+		if !dup {
+			break
+		}
+		if res.BaseOffset < 0 {
+			res.BaseOffset = e.BaseOffset
+		}
+		dupNext = e.NextOffset
+		skip += hs[0].Size()
+		hs = hs[1:]
+	}
+	// What follows must be new and in sequence; hs[0] was checked above.
+	for i := 1; i < len(hs); i++ {
+		if hs[i].ProducerID < 0 {
+			continue
+		}
+		if _, dup, err := p.checkSequenceAfter(&hs[i], hs[:i]); err != nil || dup {
+			p.mu.Unlock()
+			if err == nil {
+				err = fmt.Errorf("%w: a retried batch after a new one in the same request", ErrOutOfOrderSequence)
+			}
+			return res, err
+		}
+	}
+	if len(hs) == 0 { // all retries
+		p.mu.Unlock()
+		res.Duplicate = true
+		res.LogStartOffset = p.log.StartOffset()
+		if waitDurable {
+			if err := p.log.WaitDurable(dupNext); err != nil {
+				return res, storageErr(err)
+			}
+		}
+		return res, nil
+	}
+	base, next, err := p.log.AppendAsync(records[skip:])
+	if err != nil {
+		p.mu.Unlock()
+		return res, appendErr(err)
+	}
+	if res.BaseOffset < 0 {
+		res.BaseOffset = base
+	}
+	off := base
+	for i := range hs {
+		h := &hs[i]
+		if h.ProducerID >= 0 {
+			p.recordBatch(h, off, now)
+		}
+		off += int64(h.LastOffsetDelta) + 1
+	}
+	p.mu.Unlock()
+	res.LogStartOffset = p.log.StartOffset()
+	if waitDurable {
+		if err := p.log.WaitDurable(next); err != nil {
+			return res, storageErr(err)
+		}
+	}
+	return res, nil
+}
+
+// checkSequence checks an idempotent batch against the producer's state.
+// It returns the cached entry and dup=true for a retry.
+func (p *Partition) checkSequence(h *codecs.Header) (batchEntry, bool, error) {
+	st := p.producers[h.ProducerID]
+	lastSeq := h.BaseSequence + h.LastOffsetDelta
+	switch {
+	case st == nil:
+		if h.BaseSequence != 0 {
+			return batchEntry{}, false, fmt.Errorf("%w: producer %d is unknown here and starts at sequence %d, not 0",
+				ErrOutOfOrderSequence, h.ProducerID, h.BaseSequence)
+		}
+		return batchEntry{}, false, nil
+	case h.ProducerEpoch < st.Epoch:
+		return batchEntry{}, false, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.Epoch)
+	case h.ProducerEpoch > st.Epoch:
+		if h.BaseSequence != 0 {
+			return batchEntry{}, false, fmt.Errorf("%w: producer %d new epoch %d starts at sequence %d, not 0",
+				ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence)
+		}
+		return batchEntry{}, false, nil
+	}
+	for _, e := range st.Batches {
+		if e.FirstSeq == h.BaseSequence && e.LastSeq == lastSeq {
+			return e, true, nil
+		}
+	}
+	if len(st.Batches) > 0 {
+		last := st.Batches[len(st.Batches)-1].LastSeq
+		if h.BaseSequence != nextSeq(last) {
+			return batchEntry{}, false, fmt.Errorf("%w: producer %d epoch %d sent sequence %d, expected %d",
+				ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence, nextSeq(last))
+		}
+	}
+	return batchEntry{}, false, nil
+}
+
+// checkSequenceAfter checks h as if the batches before it in the same
+// request had been stored.
+func (p *Partition) checkSequenceAfter(h *codecs.Header, before []codecs.Header) (batchEntry, bool, error) {
+	for i := len(before) - 1; i >= 0; i-- {
+		b := &before[i]
+		if b.ProducerID != h.ProducerID {
+			continue
+		}
+		if b.ProducerEpoch != h.ProducerEpoch || h.BaseSequence != nextSeq(b.BaseSequence+b.LastOffsetDelta) {
+			return batchEntry{}, false, fmt.Errorf("%w: producer %d batches out of sequence within one request", ErrOutOfOrderSequence, h.ProducerID)
+		}
+		return batchEntry{}, false, nil
+	}
+	return p.checkSequence(h)
+}
+
+func nextSeq(s int32) int32 {
+	if s == math.MaxInt32 {
+		return 0
+	}
+	return s + 1
+}
+
+// recordBatch remembers a stored idempotent batch.
+func (p *Partition) recordBatch(h *codecs.Header, base, now int64) {
+	st := p.producers[h.ProducerID]
+	if st == nil || h.ProducerEpoch != st.Epoch {
+		st = &producerState{Epoch: h.ProducerEpoch}
+		p.producers[h.ProducerID] = st
+	}
+	st.LastWrite = now
+	if len(st.Batches) == maxCachedBatches {
+		copy(st.Batches, st.Batches[1:])
+		st.Batches = st.Batches[:maxCachedBatches-1]
+	}
+	st.Batches = append(st.Batches, batchEntry{FirstSeq: h.BaseSequence, LastSeq: h.BaseSequence + h.LastOffsetDelta,
+		BaseOffset: base, NextOffset: base + int64(h.LastOffsetDelta) + 1})
+}
+
+type snapshotFile struct {
+	Offset    int64                    `json:"offset"` // the state covers batches below this offset
+	Producers map[int64]*producerState `json:"producers"`
+}
+
+// loadProducers rebuilds producer state: the snapshot, if it is usable,
+// then the batch headers written after it.
+func (p *Partition) loadProducers() error {
+	from := p.log.StartOffset()
+	path := filepath.Join(p.dir, producerSnapshot)
+	if b, err := os.ReadFile(path); err == nil {
+		var snap snapshotFile
+		if err := json.Unmarshal(b, &snap); err == nil && snap.Offset >= from && snap.Offset <= p.log.HighWatermark() {
+			if snap.Producers != nil {
+				p.producers = snap.Producers
+			}
+			from = snap.Offset
+			p.snapAt = snap.Offset
+		} else {
+			p.ds.h.opts.Logger.Warn("hub: ignoring an unusable producer snapshot; rebuilding from the log", "path", path)
+		}
+	}
+	now := p.ds.h.opts.Now().UnixMilli()
+	err := p.log.ScanHeaders(from, func(h *codecs.Header) bool {
+		if h.BaseOffset >= from && h.ProducerID >= 0 && !h.IsControl() {
+			p.recordBatch(h, h.BaseOffset, max(h.MaxTimestamp, now-producerExpiry.Milliseconds()+1))
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("hub: rebuilding producer state of %s/%d: %w", p.ds.name, p.id, err)
+	}
+	return nil
+}
+
+// snapshotProducers writes the producer state when it has changed since
+// the last snapshot (always on close), dropping expired producers.
+func (p *Partition) snapshotProducers(closing bool) {
+	p.mu.Lock()
+	hw := p.log.HighWatermark()
+	if hw == p.snapAt && !closing {
+		p.mu.Unlock()
+		return
+	}
+	cutoff := p.ds.h.opts.Now().Add(-producerExpiry).UnixMilli()
+	for id, st := range p.producers {
+		if st.LastWrite < cutoff {
+			delete(p.producers, id)
+		}
+	}
+	b, err := json.Marshal(snapshotFile{Offset: hw, Producers: p.producers})
+	p.mu.Unlock()
+	if err == nil {
+		// Batches below hw are all accounted for: Produce updates the
+		// state under p.mu before the records can be published.
+		err = writeFileAtomic(filepath.Join(p.dir, producerSnapshot), b)
+	}
+	if err != nil {
+		p.ds.h.opts.Logger.Warn("hub: writing the producer snapshot failed; it will be rebuilt from the log", "dataset", p.ds.name, "partition", p.id, "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.snapAt = hw
+	p.mu.Unlock()
+}
+
+// wake signals fetches waiting on the partition; it is the log's
+// OnPublish hook.
+func (p *Partition) wake() {
+	if p.nwait.Load() == 0 {
+		return
+	}
+	p.waitMu.Lock()
+	for ch := range p.waiters {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	p.waitMu.Unlock()
+}
+
+func (p *Partition) addWaiter(ch chan struct{}) {
+	p.waitMu.Lock()
+	p.waiters[ch] = struct{}{}
+	p.nwait.Add(1)
+	p.waitMu.Unlock()
+}
+
+func (p *Partition) removeWaiter(ch chan struct{}) {
+	p.waitMu.Lock()
+	if _, ok := p.waiters[ch]; ok {
+		delete(p.waiters, ch)
+		p.nwait.Add(-1)
+	}
+	p.waitMu.Unlock()
+}
+
+// appendErr maps a log error to the hub's.
+func appendErr(err error) error {
+	switch {
+	case errors.Is(err, codecs.ErrTooLarge):
+		return fmt.Errorf("%w: %v", ErrBatchTooLarge, err)
+	case errors.Is(err, codecs.ErrCorrupt), errors.Is(err, codecs.ErrShort):
+		return fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+	case errors.Is(err, wlog.ErrClosed):
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return storageErr(err)
+}
+
+func storageErr(err error) error {
+	if errors.Is(err, wlog.ErrClosed) {
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return fmt.Errorf("%w: %v", ErrStorage, err)
+}
