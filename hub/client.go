@@ -291,7 +291,9 @@ type localConsumer struct {
 }
 
 // Assignment implements Consumer.
-func (c *localConsumer) Assignment() []TopicPartition { return append([]TopicPartition(nil), c.assigned...) }
+func (c *localConsumer) Assignment() []TopicPartition {
+	return append([]TopicPartition(nil), c.assigned...)
+}
 
 // Lag implements Consumer.
 func (c *localConsumer) Lag() map[TopicPartition]int64 {
