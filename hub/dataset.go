@@ -201,6 +201,19 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 	return err
 }
 
+// ValidateDataset checks that a dataset could be created with this name
+// and config, without creating it.
+func (h *Hub) ValidateDataset(name string, cfg DatasetConfig) error {
+	if err := validateName(name); err != nil {
+		return err
+	}
+	cfg.fill(h.opts.Defaults)
+	return cfg.validate()
+}
+
+// Defaults returns the configuration new datasets start from.
+func (h *Hub) Defaults() DatasetConfig { return h.opts.Defaults }
+
 // Dataset is a named set of partitions: a Kafka topic.
 type Dataset struct {
 	h       *Hub

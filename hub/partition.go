@@ -104,7 +104,18 @@ func (p *Partition) close() error {
 type ProduceResult struct {
 	BaseOffset     int64 // offset of the first record of the first batch
 	LogStartOffset int64
-	Duplicate      bool // every batch was a retry, answered from the cache
+	Duplicate      bool  // every batch was a retry, answered from the cache
+	Next           int64 // offset after the batches: what WaitDurable waits for
+}
+
+// WaitDurable blocks until the records below next are durable as the
+// dataset's fsync policy defines (at once unless it is "always"). Callers
+// that produce without waiting, to release their own locks first, use it.
+func (p *Partition) WaitDurable(next int64) error {
+	if err := p.log.WaitDurable(next); err != nil {
+		return storageErr(err)
+	}
+	return nil
 }
 
 // Produce appends the record batches in records (one or more whole
@@ -172,7 +183,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 	}
 	if len(hs) == 0 { // all retries
 		p.mu.Unlock()
-		res.Duplicate = true
+		res.Duplicate, res.Next = true, dupNext
 		res.LogStartOffset = p.log.StartOffset()
 		if waitDurable {
 			if err := p.log.WaitDurable(dupNext); err != nil {
@@ -189,6 +200,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 	if res.BaseOffset < 0 {
 		res.BaseOffset = base
 	}
+	res.Next = next
 	off := base
 	for i := range hs {
 		h := &hs[i]

@@ -1,0 +1,28 @@
+// Package kafka is the Kafka wire protocol front door of a hub.Hub: it
+// accepts client connections, decodes requests and encodes responses with
+// franz-go's kmsg, and answers them from the hub. It holds no state of its
+// own beyond connections.
+//
+// # Connections
+//
+// Each connection has a reader that decodes and handles requests in the
+// order they arrive, and a writer that sends the responses in that same
+// order. A request that waits (a produce with acks=all waiting for fsync, a
+// long-polling fetch, a group join) completes in its own goroutine while
+// later requests are handled; the writer holds their responses back until
+// it is their turn. Requests larger than MaxRequestBytes, garbage, unknown
+// API keys and unsupported versions close the connection (ApiVersions
+// answers a version it does not know with its own list, as Kafka does).
+//
+// # Zero-copy fetch
+//
+// Fetch responses are framed by hand so that the record batches, stored
+// exactly as the wire carries them, go from the segment files to the
+// socket with sendfile: the broker never reads or decompresses them.
+//
+// # Versions
+//
+// The API keys and versions advertised are those KAFKA.md lists as needed
+// by kcat, librdkafka, kafka-python, franz-go, sarama and kafkajs, plus
+// CreatePartitions and DescribeConfigs for tooling.
+package kafka

@@ -1,0 +1,204 @@
+package kafka
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhub/weir/hub"
+	wlog "github.com/weirhub/weir/log"
+)
+
+func handleFetch(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.FetchRequest)
+	if req.SessionID != 0 {
+		// Weir answers every fetch with session id 0 (no session), so a
+		// client never has a session to refer to.
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return ready(resp)
+	}
+	fr := hub.FetchRequest{MinBytes: req.MinBytes, MaxBytes: req.MaxBytes, MaxWait: ms(req.MaxWaitMillis)}
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			fr.Partitions = append(fr.Partitions, hub.FetchPartition{Dataset: t.Topic, Partition: p.Partition,
+				Offset: p.FetchOffset, MaxBytes: p.PartitionMaxBytes})
+		}
+	}
+	p := &pending{ready: make(chan struct{})}
+	go func() {
+		results := c.s.hub.Fetch(c.ctx, fr)
+		p.write = func(c *conn) error { return c.writeFetch(p, h.version, req, results) }
+		p.done = func() { hub.ReleaseFetch(results) }
+		close(p.ready)
+	}()
+	return p
+}
+
+// fetchChunk marks where a file section goes between the encoded bytes.
+type fetchChunk struct {
+	at  int // position in the encoded bytes
+	sec wlog.Section
+}
+
+// encodeFetch encodes a Fetch response for versions 4 to 12 with the
+// record bytes left out: chunks say where each file section belongs. The
+// first four bytes are the frame size, covering the sections too.
+func encodeFetch(b []byte, p *pending, version int16, req *kmsg.FetchRequest, results []hub.FetchResult, chunks []fetchChunk) ([]byte, []fetchChunk) {
+	flex := version >= 12
+	b = appendResponseHeader(b, p)
+	b = binary.BigEndian.AppendUint32(b, 0) // throttle
+	if version >= 7 {
+		b = binary.BigEndian.AppendUint16(b, 0) // error code
+		b = binary.BigEndian.AppendUint32(b, 0) // session id: none
+	}
+	b = appendArrayLen(b, len(req.Topics), flex)
+	var records int64
+	i := 0
+	for _, t := range req.Topics {
+		b = appendString(b, t.Topic, flex)
+		b = appendArrayLen(b, len(t.Partitions), flex)
+		for _, tp := range t.Partitions {
+			r := &results[i]
+			i++
+			b = binary.BigEndian.AppendUint32(b, uint32(tp.Partition))
+			b = binary.BigEndian.AppendUint16(b, uint16(errCode(r.Err)))
+			b = binary.BigEndian.AppendUint64(b, uint64(r.HighWatermark))
+			b = binary.BigEndian.AppendUint64(b, uint64(r.HighWatermark)) // last stable offset: no transactions
+			if version >= 5 {
+				b = binary.BigEndian.AppendUint64(b, uint64(r.LogStartOffset))
+			}
+			if flex { // aborted transactions: null
+				b = append(b, 0)
+			} else {
+				b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+			}
+			if version >= 11 {
+				b = binary.BigEndian.AppendUint32(b, 0xffffffff) // preferred read replica: none
+			}
+			if flex {
+				b = binary.AppendUvarint(b, uint64(r.Bytes)+1)
+			} else {
+				b = binary.BigEndian.AppendUint32(b, uint32(r.Bytes))
+			}
+			for _, s := range r.Sections {
+				chunks = append(chunks, fetchChunk{at: len(b), sec: s})
+			}
+			records += r.Bytes
+			if flex {
+				b = append(b, 0)
+			}
+		}
+		if flex {
+			b = append(b, 0)
+		}
+	}
+	if flex {
+		b = append(b, 0)
+	}
+	binary.BigEndian.PutUint32(b, uint32(int64(len(b)-4)+records))
+	return b, chunks
+}
+
+func appendArrayLen(b []byte, n int, flex bool) []byte {
+	if flex {
+		return binary.AppendUvarint(b, uint64(n)+1)
+	}
+	return binary.BigEndian.AppendUint32(b, uint32(n))
+}
+
+func appendString(b []byte, s string, flex bool) []byte {
+	if flex {
+		b = binary.AppendUvarint(b, uint64(len(s))+1)
+	} else {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	}
+	return append(b, s...)
+}
+
+// writeFetch writes a fetch response: the encoded bytes with writev, the
+// record batches from the segment files with sendfile.
+func (c *conn) writeFetch(p *pending, version int16, req *kmsg.FetchRequest, results []hub.FetchResult) error {
+	b, chunks := encodeFetch(c.wbuf[:0], p, version, req, results, nil)
+	c.wbuf = b
+	at := 0
+	for _, ch := range chunks {
+		if ch.at > at {
+			if _, err := c.nc.Write(b[at:ch.at]); err != nil {
+				return err
+			}
+			at = ch.at
+		}
+		if err := sendSection(c.nc, ch.sec); err != nil {
+			return fmt.Errorf("sending %d bytes of %s: %w", ch.sec.Len, ch.sec.File.Name(), err)
+		}
+	}
+	if at < len(b) {
+		if _, err := c.nc.Write(b[at:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendSection sends a file section to a connection: with sendfile on a TCP
+// connection (no copy into user space; the file's position is untouched, so
+// readers can share the file), by reading and writing otherwise.
+func sendSection(nc net.Conn, s wlog.Section) error {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_, err := io.Copy(nc, io.NewSectionReader(s.File, s.Pos, s.Len))
+		return err
+	}
+	out, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	in, err := s.File.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var sent int64
+	var serr error
+	cerr := in.Control(func(infd uintptr) {
+		werr := out.Write(func(outfd uintptr) bool {
+			for sent < s.Len {
+				off := s.Pos + sent
+				n, err := syscall.Sendfile(int(outfd), int(infd), &off, int(min(s.Len-sent, 1<<30)))
+				if n > 0 {
+					sent += int64(n)
+				}
+				switch {
+				case err == syscall.EAGAIN:
+					return false // wait until the socket can take more
+				case err == syscall.EINTR:
+					continue
+				case err != nil:
+					serr = err
+					return true
+				case n == 0:
+					serr = io.ErrUnexpectedEOF // the file is shorter than the section
+					return true
+				}
+			}
+			return true
+		})
+		if serr == nil {
+			serr = werr
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if serr != nil && !errors.Is(serr, os.ErrDeadlineExceeded) {
+		return serr
+	}
+	return serr
+}
