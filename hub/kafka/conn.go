@@ -268,4 +268,3 @@ func (c *conn) later(fn func() kmsg.Response) *pending {
 	}()
 	return p
 }
-
