@@ -44,7 +44,7 @@ func (o *Options) setDefaults() {
 		o.DataDir = "./data"
 	}
 	o.Defaults.fill(DatasetConfig{Partitions: 1, SegmentBytes: 1 << 30, SegmentAge: 7 * 24 * time.Hour,
-		RetentionTime: 7 * 24 * time.Hour, Fsync: "interval", MaxMessageBytes: 1048588})
+		RetentionTime: 7 * 24 * time.Hour, Fsync: "interval", FsyncInterval: 10 * time.Millisecond, MaxMessageBytes: 1048588})
 	if o.RetentionCheckInterval <= 0 {
 		o.RetentionCheckInterval = time.Minute
 	}

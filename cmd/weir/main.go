@@ -30,7 +30,7 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newLogCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newTopicsCmd(), newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,592 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// These commands talk to a hub over the Kafka protocol, so they work
+// against any Kafka-compatible cluster too.
+
+func defaultBrokers() string {
+	if v := os.Getenv("WEIR_BROKERS"); v != "" {
+		return v
+	}
+	return "127.0.0.1:9092"
+}
+
+func addBrokersFlag(cmd *cobra.Command, dst *string) {
+	cmd.PersistentFlags().StringVar(dst, "brokers", defaultBrokers(), "comma-separated host:port of the hub or Kafka cluster (env WEIR_BROKERS)")
+}
+
+func newKafkaClient(brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
+	seeds := strings.Split(brokers, ",")
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("weir-cli")}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", brokers, err)
+	}
+	return cl, nil
+}
+
+// unreachable improves the message of a request that found no broker.
+func unreachable(brokers string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "unable to dial") {
+		return fmt.Errorf("no broker answered at %s (%v): start one with `weir serve`, or pass --brokers", brokers, err)
+	}
+	return err
+}
+
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+}
+
+func newTopicsCmd() *cobra.Command {
+	var brokers string
+	cmd := &cobra.Command{Use: "topics", Aliases: []string{"datasets"}, Short: "List, create, describe, grow and delete datasets (Kafka topics)"}
+	addBrokersFlag(cmd, &brokers)
+	admin := func(cmd *cobra.Command) (*kadm.Client, func(), context.Context, error) {
+		cl, err := newKafkaClient(brokers)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		return kadm.NewClient(cl), func() { cancel(); cl.Close() }, ctx, nil
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List datasets with their partition counts", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			adm, done, ctx, err := admin(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			topics, err := adm.ListTopics(ctx)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DATASET\tPARTITIONS")
+			for _, t := range topics.Sorted() {
+				fmt.Fprintf(tw, "%s\t%d\n", t.Topic, len(t.Partitions))
+			}
+			return tw.Flush()
+		},
+	}
+	var partitions int32
+	var configs []string
+	create := &cobra.Command{
+		Use: "create NAME...", Short: "Create datasets", Args: cobra.MinimumNArgs(1),
+		Example: `  weir topics create access --partitions 4 --config retention.ms=604800000 --config weir.fsync=always`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := map[string]*string{}
+			for _, kv := range configs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--config %q: want key=value, e.g. retention.ms=86400000", kv)
+				}
+				cfg[k] = &v
+			}
+			adm, done, ctx, err := admin(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := adm.CreateTopics(ctx, partitions, -1, cfg, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var failed error
+			for _, r := range res.Sorted() {
+				if r.Err != nil {
+					failed = errors.Join(failed, fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage))
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s with %d partitions\n", r.Topic, r.NumPartitions)
+			}
+			return failed
+		},
+	}
+	create.Flags().Int32Var(&partitions, "partitions", -1, "partitions (default: the hub's default)")
+	create.Flags().StringArrayVar(&configs, "config", nil, "topic config key=value (retention.ms, retention.bytes, segment.bytes, max.message.bytes, weir.fsync); repeatable")
+	describe := &cobra.Command{
+		Use: "describe NAME...", Short: "Show partitions with offsets and the dataset's config", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			adm, done, ctx, err := admin(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			details, err := adm.ListTopics(ctx, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			starts, err := adm.ListStartOffsets(ctx, args...)
+			if err != nil {
+				return err
+			}
+			ends, err := adm.ListEndOffsets(ctx, args...)
+			if err != nil {
+				return err
+			}
+			cfgs, _ := adm.DescribeTopicConfigs(ctx, args...)
+			w := cmd.OutOrStdout()
+			var failed error
+			for _, name := range args {
+				d, ok := details[name]
+				if !ok || d.Err != nil {
+					failed = errors.Join(failed, fmt.Errorf("%s: %v", name, d.Err))
+					continue
+				}
+				fmt.Fprintf(w, "%s  id %s  %d partitions\n", name, d.ID, len(d.Partitions))
+				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS")
+				for _, p := range d.Partitions.Sorted() {
+					s, _ := starts.Lookup(name, p.Partition)
+					e, _ := ends.Lookup(name, p.Partition)
+					fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d\n", p.Partition, p.Leader, s.Offset, e.Offset, e.Offset-s.Offset)
+				}
+				tw.Flush()
+				for _, rc := range cfgs {
+					if rc.Name != name {
+						continue
+					}
+					fmt.Fprintln(w, "  config:")
+					for _, c := range rc.Configs {
+						fmt.Fprintf(w, "    %s=%s\n", c.Key, c.MaybeValue())
+					}
+				}
+			}
+			return failed
+		},
+	}
+	var add int
+	alter := &cobra.Command{
+		Use: "alter NAME --partitions N", Short: "Grow a dataset to N partitions", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if add <= 0 {
+				return errors.New("--partitions N is required (the new total)")
+			}
+			adm, done, ctx, err := admin(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := adm.UpdatePartitions(ctx, add, args[0])
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					return fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %d partitions\n", args[0], add)
+			return nil
+		},
+	}
+	alter.Flags().IntVar(&add, "partitions", 0, "new total number of partitions")
+	del := &cobra.Command{
+		Use: "delete NAME...", Short: "Delete datasets and their data", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			adm, done, ctx, err := admin(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := adm.DeleteTopics(ctx, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var failed error
+			for _, r := range res.Sorted() {
+				if r.Err != nil {
+					failed = errors.Join(failed, fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage))
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", r.Topic)
+			}
+			return failed
+		},
+	}
+	cmd.AddCommand(list, create, describe, alter, del)
+	return cmd
+}
+
+func newProduceCmd() *cobra.Command {
+	var brokers, key, compression string
+	var partition int32
+	var acks int
+	cmd := &cobra.Command{
+		Use:   "produce DATASET",
+		Short: "Write stdin lines as records, one record per line",
+		Long: `Reads lines from standard input and produces each as one record to DATASET. With --key
+every record gets that key (and so the same partition); with --key-sep the text before
+the separator on each line is the key. Prints how many records were acknowledged.`,
+		Example: `  printf 'hello\nworld\n' | weir produce greetings
+  tail -F /var/log/app.log | weir produce app-logs --compression zstd`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runProduce(cmd, brokers, args[0], key, compression, partition, acks)
+		},
+	}
+	addBrokersFlag(cmd, &brokers)
+	cmd.Flags().StringVar(&key, "key", "", "key for every record")
+	cmd.Flags().String("key-sep", "", "split each line at the first SEP: key before, value after")
+	cmd.Flags().StringVar(&compression, "compression", "none", "batch compression: none, gzip, snappy, lz4, zstd")
+	cmd.Flags().Int32Var(&partition, "partition", -1, "write every record to this partition (default: by key, else spread)")
+	cmd.Flags().IntVar(&acks, "acks", -1, "acks: -1 (all: durable), 1, or 0")
+	return cmd
+}
+
+func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, partition int32, acks int) error {
+	codec := map[string]kgo.CompressionCodec{"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(),
+		"snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}[compression]
+	if compression != "none" && codec == kgo.NoCompression() {
+		return fmt.Errorf("--compression %q: want none, gzip, snappy, lz4 or zstd", compression)
+	}
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(codec), kgo.AllowAutoTopicCreation()}
+	switch acks {
+	case -1:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case 1:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	case 0:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+	default:
+		return fmt.Errorf("--acks %d: want -1, 1 or 0", acks)
+	}
+	if partition >= 0 {
+		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
+	cl, err := newKafkaClient(brokers, opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	sep, _ := cmd.Flags().GetString("key-sep")
+	var sent, acked, failed int64
+	var firstErr error
+	errs := make(chan error, 1)
+	sc := bufio.NewScanner(cmd.InOrStdin())
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	p := newProgress(cmd.ErrOrStderr(), "produce "+topic)
+	var bytesIn int64
+	for sc.Scan() {
+		line := sc.Bytes()
+		r := &kgo.Record{Value: append([]byte(nil), line...), Partition: partition}
+		if key != "" {
+			r.Key = []byte(key)
+		}
+		if sep != "" {
+			if k, v, ok := strings.Cut(string(line), sep); ok {
+				r.Key, r.Value = []byte(k), []byte(v)
+			}
+		}
+		sent++
+		bytesIn += int64(len(line))
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed++
+				if firstErr == nil {
+					firstErr = err
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+				return
+			}
+			acked++
+		})
+		p.update(bytesIn, 0, fmt.Sprintf("%d records", sent))
+		select {
+		case err := <-errs:
+			return unreachable(brokers, fmt.Errorf("producing to %s: %w", topic, err))
+		default:
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flushing: %w", err)
+	}
+	p.finish(-1, 0)
+	if firstErr != nil {
+		return unreachable(brokers, fmt.Errorf("%d of %d records failed: %w", failed, sent, firstErr))
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%d records produced to %s\n", acked, topic)
+	return nil
+}
+
+func newConsumeCmd() *cobra.Command {
+	var brokers, group, since, format string
+	var fromBeginning, end bool
+	var offset int64
+	var maxRecords int
+	cmd := &cobra.Command{
+		Use:   "consume DATASET",
+		Short: "Print records of a dataset, following it as it grows",
+		Long: `Prints the records of DATASET, one per line (the value, or a JSON object with --format json),
+and keeps following until interrupted, --max records, or with --end the end of what is there.
+Without --group it reads every partition on its own from the chosen start (default: new
+records only); with --group it joins that consumer group, starts from the group's committed
+offsets and commits as it goes.`,
+		Example: `  weir consume access --from-beginning --end
+  weir consume access --since 1h --format json
+  weir consume access --group audit`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runConsume(cmd, brokers, args[0], group, since, format, fromBeginning, end, offset, maxRecords)
+		},
+	}
+	addBrokersFlag(cmd, &brokers)
+	f := cmd.Flags()
+	f.StringVar(&group, "group", "", "consumer group to join and commit as")
+	f.BoolVar(&fromBeginning, "from-beginning", false, "start at the earliest record")
+	f.Int64Var(&offset, "offset", -1, "start at this offset in every partition")
+	f.StringVar(&since, "since", "", "start at records newer than a duration ago (1h, 7d) or a time (RFC 3339)")
+	f.BoolVar(&end, "end", false, "exit at the end of the records present when starting")
+	f.IntVar(&maxRecords, "max", 0, "exit after this many records")
+	f.StringVar(&format, "format", "value", "output: value (one per line) or json")
+	return cmd
+}
+
+type jsonRecord struct {
+	Dataset   string            `json:"dataset"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp time.Time         `json:"timestamp"`
+	Key       *string           `json:"key"`
+	Value     string            `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+}
+
+func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string, fromBeginning, end bool, offset int64, maxRecords int) error {
+	if format != "value" && format != "json" {
+		return fmt.Errorf("--format %q: want value or json", format)
+	}
+	start := kgo.NewOffset().AtEnd()
+	switch {
+	case fromBeginning:
+		start = kgo.NewOffset().AtStart()
+	case offset >= 0:
+		start = kgo.NewOffset().At(offset)
+	case since != "":
+		t, err := time.Parse(time.RFC3339, since)
+		if err != nil {
+			d, derr := parseDuration(since)
+			if derr != nil {
+				return fmt.Errorf("--since %q: neither a duration (1h, 7d) nor an RFC 3339 time", since)
+			}
+			t = time.Now().Add(-d)
+		}
+		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
+	}
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	// With --end, learn where the end is first.
+	var ends map[int32]int64
+	if end {
+		cl, err := newKafkaClient(brokers)
+		if err != nil {
+			return err
+		}
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		listed, err := kadm.NewClient(cl).ListEndOffsets(lctx, topic)
+		cancel()
+		cl.Close()
+		if err != nil {
+			return unreachable(brokers, err)
+		}
+		ends = map[int32]int64{}
+		var lerr error
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				lerr = fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err)
+			}
+			ends[o.Partition] = o.Offset
+		})
+		if lerr != nil {
+			return lerr
+		}
+	}
+	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start)}
+	if group != "" {
+		opts = append(opts, kgo.ConsumerGroup(group), kgo.Balancers(kgo.RangeBalancer()))
+	}
+	cl, err := newKafkaClient(brokers, opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	out := bufio.NewWriter(cmd.OutOrStdout())
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	done := func(pos map[int32]int64) bool {
+		if ends == nil {
+			return false
+		}
+		for p, e := range ends {
+			if pos[p] < e {
+				return false
+			}
+		}
+		return true
+	}
+	pos := map[int32]int64{}
+	var n int
+	for !done(pos) {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		for _, fe := range fs.Errors() {
+			return unreachable(brokers, fmt.Errorf("%s/%d: %w", fe.Topic, fe.Partition, fe.Err))
+		}
+		var stopNow bool
+		fs.EachRecord(func(r *kgo.Record) {
+			if stopNow {
+				return
+			}
+			pos[r.Partition] = r.Offset + 1
+			if ends != nil && r.Offset >= ends[r.Partition] {
+				return
+			}
+			if format == "json" {
+				jr := jsonRecord{Dataset: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Value: string(r.Value)}
+				if r.Key != nil {
+					k := string(r.Key)
+					jr.Key = &k
+				}
+				for _, h := range r.Headers {
+					if jr.Headers == nil {
+						jr.Headers = map[string]string{}
+					}
+					jr.Headers[h.Key] = string(h.Value)
+				}
+				enc.Encode(jr)
+			} else {
+				out.Write(r.Value)
+				out.WriteByte('\n')
+			}
+			n++
+			if maxRecords > 0 && n >= maxRecords {
+				stopNow = true
+			}
+		})
+		out.Flush()
+		if stopNow {
+			break
+		}
+	}
+	if group != "" {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := cl.CommitUncommittedOffsets(cctx); err != nil {
+			return fmt.Errorf("committing the group's offsets: %w", err)
+		}
+	}
+	return nil
+}
+
+func newGroupsCmd() *cobra.Command {
+	var brokers string
+	cmd := &cobra.Command{Use: "groups", Short: "List consumer groups and describe them with their lag"}
+	addBrokersFlag(cmd, &brokers)
+	list := &cobra.Command{
+		Use: "list", Short: "List consumer groups with their state", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newKafkaClient(brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			groups, err := kadm.NewClient(cl).ListGroups(ctx)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL TYPE")
+			for _, g := range groups.Sorted() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, g.State, g.ProtocolType)
+			}
+			return tw.Flush()
+		},
+	}
+	describe := &cobra.Command{
+		Use: "describe GROUP...", Short: "Show members, assignments, committed offsets and lag per partition", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newKafkaClient(brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			lags, err := kadm.NewClient(cl).Lag(ctx, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			w := cmd.OutOrStdout()
+			for _, name := range args {
+				l, ok := lags[name]
+				if !ok {
+					continue
+				}
+				if err := l.Error(); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				fmt.Fprintf(w, "%s  state %s  protocol %s  %d members  total lag %d\n", name, l.State, l.Protocol, len(l.Members), l.Lag.Total())
+				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "  DATASET\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER\tCLIENT")
+				for _, ml := range l.Lag.Sorted() {
+					member, client := "-", "-"
+					if ml.Member != nil {
+						member, client = ml.Member.MemberID, ml.Member.ClientID+" "+ml.Member.ClientHost
+					}
+					commit := "-"
+					if ml.Commit.At >= 0 {
+						commit = strconv.FormatInt(ml.Commit.At, 10)
+					}
+					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%d\t%s\t%s\n", ml.Topic, ml.Partition, commit, ml.End.Offset, ml.Lag, member, client)
+				}
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, describe)
+	return cmd
+}
+
+var (
+	_ = io.EOF
+	_ = sort.Strings
+)

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafka"
+)
+
+// serveConfig is weir serve's configuration: from a YAML file (--config),
+// then WEIR_* environment variables, then flags, each overriding the one
+// before.
+type serveConfig struct {
+	DataDir    string         `yaml:"data_dir"`
+	Listen     string         `yaml:"listen"`
+	Advertise  string         `yaml:"advertise"`
+	AutoCreate *bool          `yaml:"auto_create"`
+	LogLevel   string         `yaml:"log_level"`
+	Defaults   datasetDefault `yaml:"defaults"`
+}
+
+type datasetDefault struct {
+	Partitions     int32  `yaml:"partitions"`
+	Fsync          string `yaml:"fsync"`
+	SegmentBytes   string `yaml:"segment_bytes"`
+	RetentionTime  string `yaml:"retention_time"`
+	RetentionBytes string `yaml:"retention_bytes"`
+	MaxMessage     string `yaml:"max_message_bytes"`
+}
+
+const serveExample = `  weir serve
+  weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertise broker1.internal:9092
+  weir serve --config weir.yaml      # data_dir, listen, advertise, auto_create, defaults: {fsync: always}
+  WEIR_LISTEN=127.0.0.1:19092 weir serve`
+
+func newServeCmd() *cobra.Command {
+	var cfgFile string
+	var flags serveConfig
+	var autoCreate bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the hub: a Kafka-compatible broker over the commit log",
+		Long: `Runs the hub with its Kafka protocol front door. Any Kafka client or tool can produce,
+consume, join groups and manage topics (datasets) against it.
+
+Settings come from --config FILE (YAML), then environment variables WEIR_DATA_DIR,
+WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL, then flags.
+SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs closed.`,
+		Example: serveExample,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := serveConfig{DataDir: "./data", Listen: "127.0.0.1:9092", LogLevel: "info"}
+			if cfgFile != "" {
+				if err := loadServeConfig(cfgFile, &cfg); err != nil {
+					return err
+				}
+			}
+			applyEnv(&cfg)
+			f := cmd.Flags()
+			if f.Changed("data-dir") {
+				cfg.DataDir = flags.DataDir
+			}
+			if f.Changed("listen") {
+				cfg.Listen = flags.Listen
+			}
+			if f.Changed("advertise") {
+				cfg.Advertise = flags.Advertise
+			}
+			if f.Changed("auto-create") {
+				cfg.AutoCreate = &autoCreate
+			}
+			if f.Changed("fsync") {
+				cfg.Defaults.Fsync = flags.Defaults.Fsync
+			}
+			if f.Changed("partitions") {
+				cfg.Defaults.Partitions = flags.Defaults.Partitions
+			}
+			if f.Changed("log-level") {
+				cfg.LogLevel = flags.LogLevel
+			}
+			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
+	f.StringVar(&flags.DataDir, "data-dir", "./data", "directory holding all data")
+	f.StringVar(&flags.Listen, "listen", "127.0.0.1:9092", "address to accept Kafka clients on")
+	f.StringVar(&flags.Advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address)")
+	f.BoolVar(&autoCreate, "auto-create", true, "create datasets on first produce or metadata request")
+	f.StringVar(&flags.Defaults.Fsync, "fsync", "interval", "default fsync policy of new datasets: always, interval or never")
+	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
+	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func loadServeConfig(path string, cfg *serveConfig) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+func applyEnv(cfg *serveConfig) {
+	set := func(name string, dst *string) {
+		if v, ok := os.LookupEnv(name); ok {
+			*dst = v
+		}
+	}
+	set("WEIR_DATA_DIR", &cfg.DataDir)
+	set("WEIR_LISTEN", &cfg.Listen)
+	set("WEIR_ADVERTISE", &cfg.Advertise)
+	set("WEIR_FSYNC", &cfg.Defaults.Fsync)
+	set("WEIR_LOG_LEVEL", &cfg.LogLevel)
+	if v, ok := os.LookupEnv("WEIR_AUTO_CREATE"); ok {
+		b := v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes")
+		cfg.AutoCreate = &b
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// hubOptions turns the serve configuration into hub options.
+func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
+	o := hub.Options{DataDir: cfg.DataDir, Logger: logger}
+	if cfg.AutoCreate != nil {
+		o.DisableAutoCreate = !*cfg.AutoCreate
+	}
+	d := cfg.Defaults
+	o.Defaults.Partitions, o.Defaults.Fsync = d.Partitions, d.Fsync
+	var err error
+	size := func(what, s string) int64 {
+		if s == "" || err != nil {
+			return 0
+		}
+		var n uint64
+		if n, err = humanize.ParseBytes(s); err != nil {
+			err = fmt.Errorf("defaults.%s %q: %v (write sizes like 1GiB)", what, s, err)
+		}
+		return int64(n)
+	}
+	o.Defaults.SegmentBytes = size("segment_bytes", d.SegmentBytes)
+	o.Defaults.RetentionBytes = size("retention_bytes", d.RetentionBytes)
+	o.Defaults.MaxMessageBytes = int(size("max_message_bytes", d.MaxMessage))
+	if d.RetentionTime != "" && err == nil {
+		o.Defaults.RetentionTime, err = parseDuration(d.RetentionTime)
+		if err != nil {
+			err = fmt.Errorf("defaults.retention_time: %v", err)
+		}
+	}
+	return o, err
+}
+
+// parseDuration accepts Go durations plus days ("7d") and "forever".
+func parseDuration(s string) (time.Duration, error) {
+	if s == "forever" || s == "-1" {
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		var n float64
+		if _, err := fmt.Sscanf(d, "%g", &n); err == nil {
+			return time.Duration(n * 24 * float64(time.Hour)), nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (write 90s, 12h, 7d or forever)", s)
+	}
+	return v, nil
+}
+
+func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
+	logger, err := newLogger(logOut, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	opts, err := cfg.hubOptions(logger)
+	if err != nil {
+		return err
+	}
+	h, err := hub.Open(opts)
+	if err != nil {
+		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
+	}
+	srv := kafka.NewServer(h, kafka.Options{Advertise: cfg.Advertise, Logger: logger})
+	ln, err := srv.Listen(cfg.Listen)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("weir: hub serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
+	select {
+	case err = <-served:
+		h.Close()
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("weir: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("weir: connections did not finish in time; closed them", "err", err)
+	}
+	<-served
+	if err := h.Close(); err != nil {
+		return fmt.Errorf("closing the hub: %w", err)
+	}
+	logger.Info("weir: stopped")
+	return nil
+}
