@@ -117,13 +117,15 @@ func (h *Hub) readAll(req FetchRequest, parts []*Partition, results []FetchResul
 			continue
 		}
 		r.Err, r.Bytes = nil, 0
-		r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.log.StartOffset()
 		limit := min(int64(max(fp.MaxBytes, 1)), budget)
 		if total > 0 && limit <= 0 {
+			r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.log.StartOffset()
 			continue
 		}
 		secs, err := p.log.Read(r.Sections[:0], fp.Offset, int(max(limit, 1)))
 		r.Sections = secs
+		// Loaded after the read, so every record returned is below it.
+		r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.log.StartOffset()
 		if err != nil {
 			r.Err = readErr(err)
 			failed = true

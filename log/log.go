@@ -282,8 +282,15 @@ func (l *Log) snapshot(s *segment) pubState {
 }
 
 // publish makes a segment's written state visible to readers: indexes,
-// then size, then the high watermark, and wakes waiters. Publications only
-// move forward.
+// then the high watermark, then the size, and wakes waiters. Publications
+// only move forward.
+//
+// The size goes last: a reader loads the high watermark, then reads bytes
+// up to the size, so whatever it returns was already below the high
+// watermark when it read it. A client that asks next for the offset after
+// the records it got can then never be told the offset is out of range.
+// The reverse window, a high watermark ahead of the size, only makes a
+// read come back empty for a moment.
 func (l *Log) publish(s *segment, p pubState) {
 	l.pubMu.Lock()
 	moved := p.next > l.hw.Load()
@@ -293,11 +300,11 @@ func (l *Log) publish(s *segment, p pubState) {
 		if p.maxTS > s.maxTS.Load() {
 			s.maxTS.Store(p.maxTS)
 		}
-		s.size.Store(p.size)
 		s.next.Store(p.next)
 		if p.next > l.hw.Load() {
 			l.hw.Store(p.next)
 		}
+		s.size.Store(p.size)
 	}
 	l.pubMu.Unlock()
 	l.notify()

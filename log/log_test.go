@@ -807,3 +807,35 @@ func TestScanHeadersAndDeleteBefore(t *testing.T) {
 		t.Fatalf("DeleteBefore(all) = %v, hw %d", err, l.HighWatermark())
 	}
 }
+
+// TestReadAtNextOffsetNeverOutOfRange: a reader that asks for the offset
+// after the last record it got must never be told that offset is past the
+// high watermark, however the writer's publication interleaves (a Kafka
+// consumer told OFFSET_OUT_OF_RANGE resets to the start).
+func TestReadAtNextOffsetNeverOutOfRange(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{Sync: SyncNever})
+	defer l.Close()
+	const batches = 20000
+	b := batchFrom(t, "x", 0, 1)
+	go func() {
+		for range batches {
+			if _, err := l.Append(b); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var next int64
+	var buf []byte
+	for next < batches {
+		var err error
+		buf, err = l.ReadBatches(buf[:0], next, 1<<16)
+		if err != nil {
+			t.Fatalf("reading at %d (the offset after what was read): %v", next, err)
+		}
+		for p := buf; len(p) > 0; p = p[codecs.BatchSize(p):] {
+			h, _ := codecs.ParseHeader(p)
+			next = h.NextOffset()
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // --debug-addr
 	"os"
 	"os/signal"
 	"strings"
@@ -30,6 +32,7 @@ type serveConfig struct {
 	Advertise  string         `yaml:"advertise"`
 	AutoCreate *bool          `yaml:"auto_create"`
 	LogLevel   string         `yaml:"log_level"`
+	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
 }
 
@@ -92,6 +95,9 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 			if f.Changed("log-level") {
 				cfg.LogLevel = flags.LogLevel
 			}
+			if f.Changed("debug-addr") {
+				cfg.DebugAddr = flags.DebugAddr
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -104,6 +110,7 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 	f.StringVar(&flags.Defaults.Fsync, "fsync", "interval", "default fsync policy of new datasets: always, interval or never")
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
 
@@ -218,6 +225,16 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if cfg.DebugAddr != "" {
+		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Warn("weir: debug server failed", "addr", cfg.DebugAddr, "err", err)
+			}
+		}()
+		defer dbg.Close()
+		logger.Info("weir: pprof profiles served", "addr", cfg.DebugAddr)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("weir: hub serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
