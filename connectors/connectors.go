@@ -1,0 +1,96 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// ErrEndOfInput is returned by Source.Read when a finite source (a file
+// read once, stdin) has nothing more; the runtime then stops that source
+// after its last batch is acknowledged.
+var ErrEndOfInput = errors.New("connectors: end of input")
+
+// AckFunc is called once for a batch a Source handed over: with nil once
+// it is stored, with the error if it failed for good. It must be safe to
+// call from any goroutine.
+type AckFunc func(ctx context.Context, err error) error
+
+// Source reads records from outside into a pipeline's dataset.
+//
+// Read blocks until a batch is ready or ctx ends, and may be called again
+// before earlier batches are acknowledged: a source bounds how many it has
+// outstanding itself, which is how a full hub pushes back. Close releases
+// the source; Read is not called after it.
+type Source interface {
+	Read(ctx context.Context) ([]*Message, AckFunc, error)
+	Close(ctx context.Context) error
+}
+
+// Processor transforms a batch. It returns the messages that go on, in
+// order; dropping a message (a filter) is leaving it out. A message it
+// cannot process stays in the output with Err set: the runtime sends it to
+// the dead-letter dataset. A returned error fails the whole batch (the
+// runtime retries it).
+type Processor interface {
+	Process(ctx context.Context, batch []*Message) ([]*Message, error)
+}
+
+// Sink writes batches out of a pipeline.
+//
+// Write returns nil when every message was delivered, a *WriteError when
+// some failed (the others were delivered), or any other error when none
+// was. Close flushes and releases the sink.
+type Sink interface {
+	Write(ctx context.Context, batch []*Message) error
+	Close(ctx context.Context) error
+}
+
+// Connector is an optional interface of sources and sinks that must
+// connect before use. Connect's ctx bounds connecting only. The runtime
+// retries a failed Connect with backoff, logging the error.
+type Connector interface {
+	Connect(ctx context.Context) error
+}
+
+// Failure is one message a sink could not deliver.
+type Failure struct {
+	Index     int   // in the batch given to Write
+	Err       error // why
+	Retryable bool  // worth trying again (a 429), or not (a mapping error)
+}
+
+// WriteError reports the messages of a batch that failed; the others were
+// delivered.
+type WriteError struct {
+	Failures []Failure
+}
+
+func (e *WriteError) Error() string {
+	if len(e.Failures) == 0 {
+		return "connectors: write error without failures"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d messages failed; first: message %d: %v", len(e.Failures), e.Failures[0].Index, e.Failures[0].Err)
+	return b.String()
+}
+
+// Resources are what a component may use, given at construction.
+type Resources struct {
+	// Client reaches the hub: in-process or over Kafka.
+	Client hub.Client
+	// Logger is the component's logger, already labelled with its name.
+	Logger *slog.Logger
+	// StateDir is a directory the component may keep state in
+	// (checkpoints), private to this instance.
+	StateDir string
+	// Name identifies the instance: "sources.web", "pipelines.archive.to[1]".
+	Name string
+	// Sinks are the names of the pipeline's sinks in order, for
+	// processors that route (bit i of Message.Routes is Sinks[i]).
+	Sinks []string
+}

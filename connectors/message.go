@@ -1,0 +1,209 @@
+package connectors
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/weirhub/weir/codecs"
+)
+
+// Message is one record in a pipeline. Its Value is the payload as bytes;
+// after a parse processor it is a JSON object, and Fields gives a parsed,
+// editable view of it without a map per record. A Message belongs to one
+// goroutine at a time.
+type Message struct {
+	Key     []byte
+	Value   []byte
+	Headers []codecs.RecordHeader
+	Time    time.Time
+
+	// Origin, for messages read from a dataset.
+	Dataset   string
+	Partition int32
+	Offset    int64
+
+	// Routes selects the pipeline sinks the message goes to, one bit per
+	// sink in declaration order; 0 means all of them. The route
+	// processor sets it.
+	Routes uint64
+
+	// Err, when set by a processor, sends the message to the dead-letter
+	// dataset with this reason instead of on to the sinks.
+	Err error
+
+	doc *doc
+}
+
+// Fail marks the message as failed with a reason; see Err.
+func (m *Message) Fail(format string, args ...any) {
+	m.Err = fmt.Errorf(format, args...)
+}
+
+// doc is a parsed JSON object with the memory to edit it, pooled.
+type doc struct {
+	p     fastjson.Parser
+	a     fastjson.Arena
+	v     *fastjson.Value
+	dirty bool
+}
+
+var docs = sync.Pool{New: func() any { return new(doc) }}
+
+// ErrNotObject is returned by Fields for a value that is not a JSON object.
+var ErrNotObject = errors.New("connectors: value is not a JSON object")
+
+// Fields parses the value as a JSON object, once, and returns the parsed
+// view; edits through it show in Value after Sync. A value that is not a
+// JSON object is an error wrapping ErrNotObject with the parser's reason.
+func (m *Message) Fields() (*fastjson.Object, error) {
+	if m.doc != nil {
+		return m.doc.v.GetObject(), nil
+	}
+	d := docs.Get().(*doc)
+	v, err := d.p.ParseBytes(m.Value)
+	if err == nil && v.Type() != fastjson.TypeObject {
+		err = fmt.Errorf("found a JSON %s", v.Type())
+	}
+	if err != nil {
+		docs.Put(d)
+		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
+	}
+	d.v, d.dirty = v, false
+	m.doc = d
+	return v.GetObject(), nil
+}
+
+// Get returns the field at a dotted path ("http.status") of a parsed
+// message, or nil. It parses the value first if needed.
+func (m *Message) Get(path ...string) *fastjson.Value {
+	if _, err := m.Fields(); err != nil {
+		return nil
+	}
+	return m.doc.v.Get(path...)
+}
+
+// Arena is where edits of the parsed view allocate their values; it lives
+// as long as the parse.
+func (m *Message) Arena() *fastjson.Arena {
+	if m.doc == nil {
+		return nil
+	}
+	return &m.doc.a
+}
+
+// Set sets a top-level field of a parsed message to v (built with Arena)
+// and marks the message changed.
+func (m *Message) Set(key string, v *fastjson.Value) error {
+	o, err := m.Fields()
+	if err != nil {
+		return err
+	}
+	o.Set(key, v)
+	m.doc.dirty = true
+	return nil
+}
+
+// Del deletes a top-level field of a parsed message.
+func (m *Message) Del(key string) error {
+	o, err := m.Fields()
+	if err != nil {
+		return err
+	}
+	o.Del(key)
+	m.doc.dirty = true
+	return nil
+}
+
+// Changed marks the parsed view as edited, for edits made through the
+// *fastjson.Object Fields returned.
+func (m *Message) Changed() {
+	if m.doc != nil {
+		m.doc.dirty = true
+	}
+}
+
+// Sync writes edits of the parsed view back into Value, appending to buf
+// (which it returns) so that callers can reuse memory.
+func (m *Message) Sync(buf []byte) []byte {
+	if m.doc == nil || !m.doc.dirty {
+		return buf
+	}
+	start := len(buf)
+	buf = m.doc.v.MarshalTo(buf)
+	m.Value = buf[start:len(buf):len(buf)]
+	m.doc.dirty = false
+	return buf
+}
+
+// Release returns the parsed view's memory; the message keeps its Value
+// (call Sync first to keep edits).
+func (m *Message) Release() {
+	if m.doc != nil {
+		m.doc.a.Reset()
+		m.doc.v = nil
+		docs.Put(m.doc)
+		m.doc = nil
+	}
+}
+
+// Parsed reports whether the message has a parsed view.
+func (m *Message) Parsed() bool { return m.doc != nil }
+
+// String renders a field value as text: strings without quotes, other
+// JSON as written.
+func String(v *fastjson.Value) string {
+	if v == nil {
+		return ""
+	}
+	if v.Type() == fastjson.TypeString {
+		return string(v.GetStringBytes())
+	}
+	return string(v.MarshalTo(nil))
+}
+
+// AppendText appends a field value as text, like String, without
+// allocating.
+func AppendText(dst []byte, v *fastjson.Value) []byte {
+	if v == nil {
+		return dst
+	}
+	if v.Type() == fastjson.TypeString {
+		return append(dst, v.GetStringBytes()...)
+	}
+	return v.MarshalTo(dst)
+}
+
+// Header returns the value of the first header named key, or nil.
+func (m *Message) Header(key string) []byte {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return h.Value
+		}
+	}
+	return nil
+}
+
+// SetHeader sets (replaces or adds) a header.
+func (m *Message) SetHeader(key string, value []byte) {
+	for i := range m.Headers {
+		if string(m.Headers[i].Key) == key {
+			m.Headers[i].Value = value
+			return
+		}
+	}
+	m.Headers = append(m.Headers, codecs.RecordHeader{Key: []byte(key), Value: value})
+}
+
+// Origin describes where the message came from, for errors and dead
+// letters.
+func (m *Message) Origin() string {
+	if m.Dataset == "" {
+		return "(not from a dataset)"
+	}
+	return m.Dataset + "/" + strconv.Itoa(int(m.Partition)) + "@" + strconv.FormatInt(m.Offset, 10)
+}

@@ -1,0 +1,485 @@
+package connectors
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"gopkg.in/yaml.v3"
+)
+
+// Type is the type of a config field.
+type Type int
+
+// Field types.
+const (
+	TypeString    Type = iota
+	TypeInt            // an integer
+	TypeFloat          // a number
+	TypeBool           // true or false
+	TypeDuration       // "250ms", "90s", "12h", "7d"
+	TypeSize           // bytes: 1048576, "512KiB", "10GiB"
+	TypeStrings        // a list of strings; a single string is a list of one
+	TypeStringMap      // a mapping of string to string
+	TypeObject         // a mapping with Fields of its own
+	TypeObjects        // a list of mappings with Fields of their own
+	TypeExpr           // an expression (see the filter processor), checked by the component
+	TypeAny            // anything; the component decodes it itself
+)
+
+var typeNames = [...]string{"string", "int", "float", "bool", "duration", "size", "list of strings", "map of strings",
+	"object", "list of objects", "expression", "any"}
+
+func (t Type) String() string { return typeNames[t] }
+
+// Field declares one configuration field of a component.
+type Field struct {
+	Name     string
+	Type     Type
+	Doc      string
+	Default  any  // used when the field is absent; nil for none
+	Required bool // an error when absent
+	Enum     []string
+	Example  any
+	Fields   []Field // of TypeObject and TypeObjects
+}
+
+// Kind is what a component is.
+type Kind int
+
+// Component kinds.
+const (
+	SourceKind Kind = iota
+	ProcessorKind
+	SinkKind
+)
+
+func (k Kind) String() string { return [...]string{"source", "processor", "sink"}[k] }
+
+// Spec declares a component once: its name, docs, fields and an example.
+// Decoding, validation, `weir list`, docs and the JSON Schema all come from
+// it.
+type Spec struct {
+	Name    string
+	Kind    Kind
+	Summary string // one line
+	Doc     string // paragraphs
+	Fields  []Field
+	// Scalar names the field a non-mapping config sets: `filter: 'x > 1'`
+	// means `filter: {condition: 'x > 1'}` when Scalar is "condition".
+	Scalar  string
+	Example string // YAML of a complete use
+}
+
+// ConfigError is a configuration problem at a place in the YAML.
+type ConfigError struct {
+	Line, Column int
+	Msg          string
+}
+
+func (e ConfigError) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Msg) }
+
+func errAt(n *yaml.Node, format string, args ...any) ConfigError {
+	return ConfigError{Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Config is a component's decoded configuration: every field of its Spec
+// present (or defaulted), with the YAML node it came from for errors found
+// later.
+type Config struct {
+	spec   string
+	values map[string]any
+	nodes  map[string]*yaml.Node
+	node   *yaml.Node
+}
+
+// Has reports whether the field was set in the YAML (not defaulted).
+func (c *Config) Has(name string) bool { _, ok := c.nodes[name]; return ok }
+
+func (c *Config) get(name string) any {
+	v, ok := c.values[name]
+	if !ok {
+		panic(fmt.Sprintf("connectors: %s has no field %q in its spec", c.spec, name))
+	}
+	return v
+}
+
+// String returns a TypeString or TypeExpr field ("" if absent).
+func (c *Config) String(name string) string { s, _ := c.get(name).(string); return s }
+
+// Int returns a TypeInt field.
+func (c *Config) Int(name string) int { n, _ := c.get(name).(int); return n }
+
+// Float returns a TypeFloat field.
+func (c *Config) Float(name string) float64 { f, _ := c.get(name).(float64); return f }
+
+// Bool returns a TypeBool field.
+func (c *Config) Bool(name string) bool { b, _ := c.get(name).(bool); return b }
+
+// Duration returns a TypeDuration field.
+func (c *Config) Duration(name string) time.Duration { d, _ := c.get(name).(time.Duration); return d }
+
+// Size returns a TypeSize field in bytes.
+func (c *Config) Size(name string) int64 { n, _ := c.get(name).(int64); return n }
+
+// Strings returns a TypeStrings field.
+func (c *Config) Strings(name string) []string { s, _ := c.get(name).([]string); return s }
+
+// StringMap returns a TypeStringMap field.
+func (c *Config) StringMap(name string) map[string]string {
+	m, _ := c.get(name).(map[string]string)
+	return m
+}
+
+// Object returns a TypeObject field (an empty one if absent).
+func (c *Config) Object(name string) *Config { o, _ := c.get(name).(*Config); return o }
+
+// Objects returns a TypeObjects field.
+func (c *Config) Objects(name string) []*Config { o, _ := c.get(name).([]*Config); return o }
+
+// Node returns the YAML node of a field (TypeAny fields are decoded from
+// it), or nil when the field was not set.
+func (c *Config) Node(name string) *yaml.Node { return c.nodes[name] }
+
+// Keys lists the keys of a TypeStringMap field in the order written.
+func (c *Config) Keys(name string) []string {
+	n := c.nodes[name]
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	keys := make([]string, 0, len(n.Content)/2)
+	for i := 0; i < len(n.Content); i += 2 {
+		keys = append(keys, n.Content[i].Value)
+	}
+	return keys
+}
+
+// Errorf makes an error about a field at its place in the YAML, for
+// problems a constructor finds (an expression that does not compile).
+func (c *Config) Errorf(field, format string, args ...any) error {
+	n := c.nodes[field]
+	if n == nil {
+		n = c.node
+	}
+	if n == nil {
+		return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
+	}
+	return errAt(n, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// ParseConfig decodes and checks a component's YAML against its spec. It
+// reports every problem found, each at its line and column.
+func ParseConfig(spec *Spec, node *yaml.Node) (*Config, []ConfigError) {
+	return parseFields(spec.Name, spec.Kind.String(), spec.Fields, spec.Scalar, node)
+}
+
+func parseFields(name, what string, fields []Field, scalar string, node *yaml.Node) (*Config, []ConfigError) {
+	c := &Config{spec: name, values: map[string]any{}, nodes: map[string]*yaml.Node{}, node: node}
+	var errs []ConfigError
+	if node != nil && node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
+	isNull := node == nil || (node.Kind == yaml.ScalarNode && node.Tag == "!!null")
+	if !isNull && node.Kind != yaml.MappingNode && scalar != "" {
+		// The shorthand: the node is the value of the scalar field.
+		node = &yaml.Node{Kind: yaml.MappingNode, Line: node.Line, Column: node.Column,
+			Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: scalar, Line: node.Line, Column: node.Column}, node}}
+	}
+	if !isNull && node.Kind != yaml.MappingNode {
+		errs = append(errs, errAt(node, "%s %s wants a mapping of its fields (%s), not a %s", what, name, fieldNames(fields), kindName(node)))
+		return c, errs
+	}
+	seen := map[string]bool{}
+	if !isNull {
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			f := findField(fields, k.Value)
+			if f == nil {
+				msg := fmt.Sprintf("unknown field %q of %s %s", k.Value, what, name)
+				if s := closest(k.Value, fields); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				} else {
+					msg += fmt.Sprintf(" (it has %s)", fieldNames(fields))
+				}
+				errs = append(errs, errAt(k, "%s", msg))
+				continue
+			}
+			if seen[f.Name] {
+				errs = append(errs, errAt(k, "field %q of %s %s is set twice", f.Name, what, name))
+				continue
+			}
+			seen[f.Name] = true
+			val, ferrs := decodeField(name, f, v)
+			errs = append(errs, ferrs...)
+			c.values[f.Name] = val
+			c.nodes[f.Name] = v
+		}
+	}
+	for i := range fields {
+		f := &fields[i]
+		if seen[f.Name] {
+			continue
+		}
+		if f.Required {
+			at := node
+			if at == nil {
+				at = &yaml.Node{}
+			}
+			errs = append(errs, errAt(at, "%s %s needs field %q (%s)", what, name, f.Name, f.Doc))
+		}
+		c.values[f.Name] = defaultValue(name, f)
+	}
+	return c, errs
+}
+
+func defaultValue(component string, f *Field) any {
+	if f.Default != nil {
+		switch f.Type {
+		case TypeDuration:
+			if s, ok := f.Default.(string); ok {
+				d, _ := parseDuration(s)
+				return d
+			}
+		case TypeSize:
+			switch v := f.Default.(type) {
+			case string:
+				n, _ := humanize.ParseBytes(v)
+				return int64(n)
+			case int:
+				return int64(v)
+			}
+		case TypeObject:
+			c, _ := parseFields(component+"."+f.Name, "field", f.Fields, "", nil)
+			return c
+		}
+		return f.Default
+	}
+	switch f.Type {
+	case TypeString, TypeExpr:
+		return ""
+	case TypeInt:
+		return 0
+	case TypeFloat:
+		return 0.0
+	case TypeBool:
+		return false
+	case TypeDuration:
+		return time.Duration(0)
+	case TypeSize:
+		return int64(0)
+	case TypeStrings:
+		return []string(nil)
+	case TypeStringMap:
+		return map[string]string(nil)
+	case TypeObject:
+		c, _ := parseFields(component+"."+f.Name, "field", f.Fields, "", nil)
+		return c
+	case TypeObjects:
+		return []*Config(nil)
+	}
+	return nil
+}
+
+func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) {
+	if v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	want := func(desc string) (any, []ConfigError) {
+		return defaultValue(component, f), []ConfigError{errAt(v, "field %q wants %s, got %s", f.Name, desc, describe(v))}
+	}
+	scalar := v.Kind == yaml.ScalarNode
+	var out any
+	switch f.Type {
+	case TypeString, TypeExpr:
+		if !scalar || v.Tag == "!!null" {
+			return want("a string")
+		}
+		out = v.Value
+	case TypeInt:
+		n, err := strconv.ParseInt(v.Value, 0, 64)
+		if !scalar || err != nil || n > math.MaxInt32 || n < math.MinInt32 {
+			return want("an integer")
+		}
+		out = int(n)
+	case TypeFloat:
+		x, err := strconv.ParseFloat(v.Value, 64)
+		if !scalar || err != nil {
+			return want("a number")
+		}
+		out = x
+	case TypeBool:
+		b, err := strconv.ParseBool(v.Value)
+		if !scalar || err != nil || v.Tag == "!!str" {
+			return want("true or false")
+		}
+		out = b
+	case TypeDuration:
+		d, err := parseDuration(v.Value)
+		if !scalar || err != nil {
+			return want("a duration like 500ms, 30s, 12h or 7d")
+		}
+		out = d
+	case TypeSize:
+		n, err := humanize.ParseBytes(v.Value)
+		if !scalar || err != nil {
+			return want("a size like 1048576, 512KiB or 10GiB")
+		}
+		out = int64(n)
+	case TypeStrings:
+		if scalar && v.Tag != "!!null" {
+			out = []string{v.Value}
+			break
+		}
+		if v.Kind != yaml.SequenceNode {
+			return want("a list of strings")
+		}
+		var ss []string
+		for _, e := range v.Content {
+			if e.Kind != yaml.ScalarNode {
+				return defaultValue(component, f), []ConfigError{errAt(e, "field %q wants a list of strings, got %s in it", f.Name, describe(e))}
+			}
+			ss = append(ss, e.Value)
+		}
+		out = ss
+	case TypeStringMap:
+		if v.Kind != yaml.MappingNode {
+			return want("a mapping of names to strings")
+		}
+		m := map[string]string{}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			if v.Content[i+1].Kind != yaml.ScalarNode {
+				return defaultValue(component, f), []ConfigError{errAt(v.Content[i+1], "field %q wants string values, got %s for %q", f.Name, describe(v.Content[i+1]), v.Content[i].Value)}
+			}
+			m[v.Content[i].Value] = v.Content[i+1].Value
+		}
+		out = m
+	case TypeObject:
+		c, errs := parseFields(component+"."+f.Name, "field", f.Fields, "", v)
+		return c, errs
+	case TypeObjects:
+		if v.Kind != yaml.SequenceNode {
+			return want("a list")
+		}
+		var cs []*Config
+		var errs []ConfigError
+		for _, e := range v.Content {
+			c, ferrs := parseFields(component+"."+f.Name, "item of", f.Fields, "", e)
+			cs = append(cs, c)
+			errs = append(errs, ferrs...)
+		}
+		return cs, errs
+	case TypeAny:
+		out = v
+	}
+	if len(f.Enum) > 0 {
+		s := fmt.Sprint(out)
+		ok := false
+		for _, e := range f.Enum {
+			if e == s {
+				ok = true
+			}
+		}
+		if !ok {
+			return defaultValue(component, f), []ConfigError{errAt(v, "field %q is %q; it must be one of %s", f.Name, s, strings.Join(f.Enum, ", "))}
+		}
+	}
+	return out, nil
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing (null)"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "a " + kindName(n)
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "scalar"
+	}
+	return "node"
+}
+
+func findField(fields []Field, name string) *Field {
+	for i := range fields {
+		if fields[i].Name == name {
+			return &fields[i]
+		}
+	}
+	return nil
+}
+
+func fieldNames(fields []Field) string {
+	if len(fields) == 0 {
+		return "no fields"
+	}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.Name
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// closest suggests a field name within two edits of name.
+func closest(name string, fields []Field) string {
+	best, bestD := "", 3
+	for _, f := range fields {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// ParseDuration accepts Go durations ("90s", "1h30m") plus days ("7d")
+// and "forever" (-1).
+func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
+
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "forever" || s == "-1" {
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
