@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -31,12 +31,23 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./codecs ./log
 	cd benchmarks && $(GO) run ./logbench -size 1GiB -dir ../data/logbench
 
+# The hub over loopback (franz-go) against NATS JetStream and Redis Streams
+# on this machine, in one run, with ratios. Installs the peers if missing.
+BENCH_HUB_ADDR ?= 127.0.0.1:19092
+bench-hub: build
+	./scripts/bench-peers.sh
+	rm -rf data/bench-hub && mkdir -p data
+	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md
+
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordIter$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordBodies$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzVarint$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./hub/kafka
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -44,4 +55,4 @@ lint:
 	cd benchmarks && $(GO) vet ./...
 
 clean:
-	rm -rf bin data/bench-log data/logbench
+	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md

@@ -5,4 +5,7 @@
 //
 //   - logbench (make bench): the commit log against dd writing the same
 //     bytes with conv=fdatasync, the disk's sequential ceiling.
+//   - hubbench (make bench-hub): the hub over loopback with franz-go
+//     against NATS JetStream and Redis Streams: produce, fetch and
+//     produce-to-consume latency.
 package benchmarks

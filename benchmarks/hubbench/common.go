@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Every record value starts with a 16-byte header: bytes 0..8 hold the send
+// time in nanoseconds since the run's monotonic base (latency runs only),
+// bytes 8..16 the record's index. The rest is log-like text, the same for
+// every system.
+const headerSize = 16
+
+// warmupIndex marks the one record sent before a latency run to make sure
+// the consumer is connected; it is not counted.
+const warmupIndex = ^uint64(0)
+
+// payloadTemplate returns size bytes of log-like text (space-separated words
+// from a small vocabulary), deterministic so every system gets the same bytes.
+func payloadTemplate(size int) []byte {
+	words := strings.Fields("GET POST /api/v1/orders /static/app.js 200 404 500 user=alice user=bob " +
+		"latency_ms=12 latency_ms=340 region=eu-west-1 region=us-east-2 msg=ok msg=retry trace=9f86d081")
+	var b bytes.Buffer
+	var x uint32 = 2463534242 // xorshift32
+	for b.Len() < size {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b.WriteString(words[x%uint32(len(words))])
+		b.WriteByte(' ')
+	}
+	return b.Bytes()[:size]
+}
+
+// newValue copies the template and writes idx into the header.
+func newValue(tmpl []byte, idx uint64) []byte {
+	v := slices.Clone(tmpl)
+	binary.BigEndian.PutUint64(v[8:16], idx)
+	return v
+}
+
+// tally checks that a consumer saw every index in [0, want) exactly once.
+// It is not safe for concurrent use.
+type tally struct {
+	seen                   []uint64 // bitmap of indexes
+	records, bytes, unique int64
+	dups, bad              int64 // repeated indexes; wrong size or index out of range
+}
+
+func newTally(want int64) *tally { return &tally{seen: make([]uint64, (want+63)/64)} }
+
+func (t *tally) add(v []byte, size int) {
+	t.records++
+	t.bytes += int64(len(v))
+	if len(v) != size {
+		t.bad++
+		return
+	}
+	idx := binary.BigEndian.Uint64(v[8:16])
+	if idx >= uint64(len(t.seen))*64 {
+		t.bad++
+		return
+	}
+	w, m := idx/64, uint64(1)<<(idx%64)
+	if t.seen[w]&m != 0 {
+		t.dups++
+		return
+	}
+	t.seen[w] |= m
+	t.unique++
+}
+
+// check returns an error unless exactly indexes 0..want-1 were seen once.
+func (t *tally) check(want int64) error {
+	if t.records != want || t.unique != want || t.dups != 0 || t.bad != 0 {
+		return fmt.Errorf("read back %d records, want %d: %d distinct, %d duplicated, %d malformed (wrong size or index)",
+			t.records, want, t.unique, t.dups, t.bad)
+	}
+	return nil
+}
+
+// latencyProbe stamps values with their send time and collects the
+// send→receive latency of each value a consumer hands to observe.
+// value and observe may be called from different goroutines.
+type latencyProbe struct {
+	base     time.Time
+	size     int
+	tmpl     []byte
+	mu       sync.Mutex
+	samples  []time.Duration
+	received atomic.Int64 // values observed, the warm-up value included
+	bad      atomic.Int64 // values of the wrong size
+}
+
+func newLatencyProbe(size int) *latencyProbe {
+	return &latencyProbe{base: time.Now(), size: size, tmpl: payloadTemplate(size)}
+}
+
+// value returns a new value for idx stamped with the current time.
+func (p *latencyProbe) value(idx uint64) []byte {
+	v := newValue(p.tmpl, idx)
+	binary.BigEndian.PutUint64(v[0:8], uint64(time.Since(p.base)))
+	return v
+}
+
+func (p *latencyProbe) observe(v []byte) {
+	now := time.Since(p.base)
+	if len(v) != p.size {
+		p.bad.Add(1)
+		p.received.Add(1)
+		return
+	}
+	if binary.BigEndian.Uint64(v[8:16]) != warmupIndex {
+		d := now - time.Duration(binary.BigEndian.Uint64(v[0:8]))
+		p.mu.Lock()
+		p.samples = append(p.samples, d)
+		p.mu.Unlock()
+	}
+	p.received.Add(1)
+}
+
+// waitReceived waits until n values were observed or ctx ends.
+func (p *latencyProbe) waitReceived(ctx context.Context, n int64) error {
+	for p.received.Load() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer received %d of %d records: %w", p.received.Load(), n, context.Cause(ctx))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if b := p.bad.Load(); b > 0 {
+		return fmt.Errorf("consumer received %d records of the wrong size", b)
+	}
+	return nil
+}
+
+// latency is the outcome of a latency run.
+type latency struct {
+	rate, achieved float64 // records/s asked for and sent
+	samples        int
+	p50, p99, max  time.Duration
+}
+
+// run sends values at rate records/s for dur through send (asynchronous),
+// after one warm-up value that must come back before the clock starts, then
+// calls flush and waits until every value was received.
+func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration, send func([]byte) error, flush func(context.Context) error) (latency, error) {
+	if err := send(p.value(warmupIndex)); err != nil {
+		return latency{}, fmt.Errorf("warm-up send: %w", err)
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("warm-up record not received within 30s"))
+	err := p.waitReceived(wctx, 1)
+	cancel()
+	if err != nil {
+		return latency{}, err
+	}
+	var sent int64
+	start := time.Now()
+	for elapsed := time.Duration(0); elapsed < dur; elapsed = time.Since(start) {
+		for due := int64(rate * elapsed.Seconds()); sent < due; sent++ {
+			if err := send(p.value(uint64(sent))); err != nil {
+				return latency{}, fmt.Errorf("send record %d: %w", sent, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return latency{}, context.Cause(ctx)
+		case <-time.After(500 * time.Microsecond):
+		}
+	}
+	achieved := float64(sent) / time.Since(start).Seconds()
+	if err := flush(ctx); err != nil {
+		return latency{}, fmt.Errorf("flush: %w", err)
+	}
+	wctx, cancel = context.WithTimeoutCause(ctx, 60*time.Second, errors.New("records not all received within 60s of the last send"))
+	defer cancel()
+	if err := p.waitReceived(wctx, sent+1); err != nil {
+		return latency{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.samples
+	if len(s) == 0 {
+		return latency{}, errors.New("no latency samples: the rate is too low for the duration")
+	}
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return latency{rate: rate, achieved: achieved, samples: len(s), p50: at(0.50), p99: at(0.99), max: s[len(s)-1]}, nil
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// proc is a peer server started by the harness.
+type proc struct {
+	name, logPath string
+	cmd           *exec.Cmd
+	done          chan struct{} // closed when the process exited
+	err           error         // Wait's result, valid after done
+}
+
+// startProc starts path with args, output to logPath. The child gets its
+// own process group (a terminal ^C reaches only the harness, which stops
+// it in order) and SIGTERM if the harness dies.
+func startProc(name, logPath, path string, args ...string) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	fmt.Printf("starting %s: %s\n", name, shellQuote(append([]string{path}, args...)))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// waitTCP waits until addr accepts connections, the process exits, or 15s pass.
+func (p *proc) waitTCP(ctx context.Context, addr string) error {
+	if err := waitListening(ctx, addr, p.done); err != nil {
+		return fmt.Errorf("%s: %w; its log:\n%s", p.name, err, p.logTail())
+	}
+	return nil
+}
+
+// waitListening dials addr until it accepts a connection, for up to 15s or
+// until exited (which may be nil) is closed.
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listening on %s after 15s: %w", addr, err)
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before listening on %s", addr)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM, waits up to 15s, then kills. Safe to call twice.
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		fmt.Fprintf(os.Stderr, "hubbench: %s did not stop within 15s of SIGTERM; killing it\n", p.name)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// logTail returns the last 2 KiB of the process's log.
+func (p *proc) logTail() string {
+	b, _ := os.ReadFile(p.logPath)
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	return string(b)
+}
+
+// firstError keeps the first error reported by asynchronous callbacks.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// shellQuote renders a command line for the reader to copy.
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " *'\"$\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}

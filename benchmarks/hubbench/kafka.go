@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// startKfake starts franz-go's in-memory fake cluster with one broker and
+// returns its address and a stop function.
+func startKfake() (string, func(), error) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		return "", nil, fmt.Errorf("start kfake: %w", err)
+	}
+	return c.ListenAddrs()[0], c.Close, nil
+}
+
+// kafkaBench measures a Kafka-protocol broker: produce, fetch from the
+// start, then produce→consume latency at half the produce rate.
+func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err error) {
+	res.system = name
+	seeds := strings.Split(cfg.brokers, ",")
+	if err := waitListening(ctx, seeds[0], nil); err != nil {
+		return res, fmt.Errorf("broker %s: %w (start it first, e.g. weir serve)", seeds[0], err)
+	}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return res, fmt.Errorf("kafka admin client for %s: %w", cfg.brokers, err)
+	}
+	defer adm.Close()
+	admin := kadm.NewClient(adm)
+	prefix := fmt.Sprintf("hubbench-%d", time.Now().UnixNano())
+	topic, latTopic := prefix, prefix+"-latency"
+	for _, t := range []string{topic, latTopic} {
+		if err := createTopic(ctx, admin, t, cfg.partitions); err != nil {
+			return res, err
+		}
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := admin.DeleteTopics(dctx, topic, latTopic); err != nil {
+			fmt.Fprintf(os.Stderr, "hubbench: delete topics %s, %s: %v (they stay on the broker)\n", topic, latTopic, err)
+		}
+	}()
+
+	pctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("kafka produce took longer than -timeout %s", cfg.timeout))
+	defer cancel()
+	res.produce, err = kafkaProduce(pctx, cfg, seeds, topic)
+	if err != nil {
+		return res, fmt.Errorf("kafka produce to %s: %w", cfg.brokers, err)
+	}
+	fmt.Printf("  produce: %s\n", res.produce)
+	cctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("kafka fetch took longer than -timeout %s", cfg.timeout))
+	defer cancel()
+	res.consume, err = kafkaConsume(cctx, cfg, seeds, topic)
+	if err != nil {
+		return res, fmt.Errorf("kafka fetch from %s: %w", cfg.brokers, err)
+	}
+	fmt.Printf("  fetch:   %s\n", res.consume)
+	if cfg.latencyDuration > 0 {
+		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("kafka latency run took longer than -latency-duration + -timeout"))
+		defer cancel()
+		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, res.produce.recordsPerSec()/2)
+		if err != nil {
+			return res, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
+		}
+		fmt.Printf("  latency: %s\n", res.latency)
+	}
+	return res, nil
+}
+
+func createTopic(ctx context.Context, admin *kadm.Client, topic string, partitions int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := admin.CreateTopic(ctx, int32(partitions), 1, nil, topic)
+	if err == nil {
+		err = r.Err
+	}
+	if err != nil {
+		return fmt.Errorf("create topic %s (%d partitions, replication 1): %w (is the broker up?)", topic, partitions, err)
+	}
+	return nil
+}
+
+func producerOpts(cfg *config, seeds []string, linger time.Duration) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(seeds...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(linger),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchCompression(cfg.codec),
+		kgo.MaxBufferedBytes(64 << 20),
+	}
+}
+
+// kafkaProduce produces cfg.records values as fast as the client lets it,
+// with acks=all, and returns when all are acknowledged.
+func kafkaProduce(ctx context.Context, cfg *config, seeds []string, topic string) (rate, error) {
+	cl, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.linger), kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		return rate{}, err
+	}
+	defer cl.Close()
+	var failed firstError
+	cb := func(_ *kgo.Record, err error) { failed.set(err) }
+	tmpl := payloadTemplate(cfg.recordSize)
+	start := time.Now()
+	for i := range cfg.records {
+		if i%1024 == 0 && failed.get() != nil {
+			break
+		}
+		cl.Produce(ctx, &kgo.Record{Value: newValue(tmpl, uint64(i))}, cb)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return rate{}, fmt.Errorf("flush: %w", err)
+	}
+	if err := failed.get(); err != nil {
+		return rate{}, err
+	}
+	return newRate(cfg.records, cfg.records*int64(cfg.recordSize), time.Since(start)), nil
+}
+
+// kafkaConsume reads the topic from the start, without a group, until every
+// record was seen, and checks each index arrived once.
+func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string) (rate, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(8<<20),
+	)
+	if err != nil {
+		return rate{}, err
+	}
+	defer cl.Close()
+	t := newTally(cfg.records)
+	start := time.Now()
+	for t.records < cfg.records {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return rate{}, fmt.Errorf("read %d of %d records: %w", t.records, cfg.records, context.Cause(ctx))
+		}
+		if errs := fs.Errors(); len(errs) > 0 {
+			e := errs[0]
+			return rate{}, fmt.Errorf("fetch %s partition %d: %w", e.Topic, e.Partition, e.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { t.add(r.Value, cfg.recordSize) })
+	}
+	d := time.Since(start)
+	if err := t.check(cfg.records); err != nil {
+		return rate{}, err
+	}
+	return newRate(t.records, t.bytes, d), nil
+}
+
+// kafkaLatency produces at recsPerSec while a concurrent consumer measures
+// the time from the Produce call to PollFetches returning the record.
+func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64) (latency, error) {
+	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		return latency{}, err
+	}
+	defer prod.Close()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(time.Second))
+	if err != nil {
+		return latency{}, err
+	}
+	defer cons.Close()
+
+	probe := newLatencyProbe(cfg.recordSize)
+	// A consumer failure cancels cctx with the failure as cause, which
+	// ends probe.run with that error.
+	cctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(nil); wg.Wait() }()
+	wg.Go(func() {
+		for cctx.Err() == nil {
+			fs := cons.PollFetches(cctx)
+			if cctx.Err() != nil {
+				return
+			}
+			if errs := fs.Errors(); len(errs) > 0 {
+				e := errs[0]
+				cancel(fmt.Errorf("consumer: fetch %s partition %d: %w", e.Topic, e.Partition, e.Err))
+				return
+			}
+			fs.EachRecord(func(r *kgo.Record) { probe.observe(r.Value) })
+		}
+	})
+
+	var failed firstError
+	cb := func(_ *kgo.Record, err error) { failed.set(err) }
+	send := func(v []byte) error {
+		prod.Produce(cctx, &kgo.Record{Value: v}, cb)
+		return failed.get()
+	}
+	flush := func(ctx context.Context) error {
+		if err := prod.Flush(ctx); err != nil {
+			return err
+		}
+		return failed.get()
+	}
+	return probe.run(cctx, recsPerSec, cfg.latencyDuration, send, flush)
+}

@@ -1,0 +1,331 @@
+// Command hubbench measures a Kafka-protocol broker (Weir's `weir serve`,
+// or franz-go's in-memory kfake with -kfake) against NATS JetStream and
+// Redis Streams in one run on one machine, and prints a table of
+// throughputs, latencies and ratios. Machines are noisy: only the ratios
+// between systems measured in the same run mean anything.
+//
+// For each system, in turn and alone on the machine:
+//
+//   - produce: N records of -record-size bytes (-size in total) as fast as
+//     the client allows, acknowledged by the server (Kafka acks=all, JetStream
+//     publish acks, Redis replies);
+//   - consume: read all N back from the start;
+//   - latency (Kafka and NATS): produce at half the rate just measured for
+//     -latency-duration while a concurrent consumer measures the time from
+//     handing a record to the client to receiving it; p50, p99 and max.
+//
+// nats-server is started from PATH or ~/.cache/weir-bench/bin (installed
+// there with go install when missing); redis-server and redis-benchmark
+// come from Debian (scripts/bench-peers.sh installs both). Their data goes
+// to a scratch directory that is removed at the end; every server the
+// harness starts is stopped on exit, error or interrupt.
+//
+//	go run ./hubbench -brokers 127.0.0.1:9092            # weir serve
+//	go run ./hubbench -kfake -size 64MiB -latency-duration 3s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type config struct {
+	brokers, name                  string
+	kfake, skipNats, skipRedis     bool
+	size                           uint64
+	recordSize, partitions         int
+	records                        int64
+	linger, latencyLinger          time.Duration
+	latencyDuration, timeout       time.Duration
+	compression                    string
+	codec                          kgo.CompressionCodec
+	workdir, out                   string
+	natsBin, redisServer, redisBin string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (*config, error) {
+	cfg := &config{}
+	flag.StringVar(&cfg.brokers, "brokers", "", "Kafka-protocol broker to measure, host:port[,host:port...] (e.g. weir serve)")
+	flag.StringVar(&cfg.name, "name", "weir", "name of the -brokers system in the report")
+	flag.BoolVar(&cfg.kfake, "kfake", false, "measure franz-go's in-memory kfake cluster started in this process instead of -brokers")
+	size := flag.String("size", "512MiB", "payload bytes produced to each system")
+	flag.IntVar(&cfg.recordSize, "record-size", 1024, "bytes per record value")
+	flag.IntVar(&cfg.partitions, "partitions", 1, "partitions of the Kafka topic (NATS and Redis use one stream)")
+	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "Kafka producer linger in the throughput run")
+	flag.DurationVar(&cfg.latencyLinger, "latency-linger", 0, "Kafka producer linger in the latency run")
+	flag.StringVar(&cfg.compression, "compression", "none", "Kafka batch compression: none, gzip, snappy, lz4, zstd")
+	flag.DurationVar(&cfg.latencyDuration, "latency-duration", 10*time.Second, "length of each latency run (0 skips them)")
+	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for each produce or consume run")
+	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
+	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
+	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
+	flag.StringVar(&cfg.out, "out", "", "also write the report as markdown to this file")
+	flag.Parse()
+
+	if cfg.kfake == (cfg.brokers != "") {
+		return nil, errors.New("give exactly one of -brokers host:port and -kfake")
+	}
+	var err error
+	if cfg.size, err = humanize.ParseBytes(*size); err != nil {
+		return nil, fmt.Errorf("-size %q: %w", *size, err)
+	}
+	if cfg.recordSize < headerSize || cfg.recordSize > 512<<10 {
+		return nil, fmt.Errorf("-record-size %d: want %d to %d bytes", cfg.recordSize, headerSize, 512<<10)
+	}
+	if cfg.records = int64(cfg.size) / int64(cfg.recordSize); cfg.records < 1 {
+		return nil, fmt.Errorf("-size %s is smaller than one record", *size)
+	}
+	if cfg.partitions < 1 {
+		return nil, fmt.Errorf("-partitions %d: want at least 1", cfg.partitions)
+	}
+	codecs := map[string]kgo.CompressionCodec{"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(),
+		"snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}
+	var ok bool
+	if cfg.codec, ok = codecs[cfg.compression]; !ok {
+		return nil, fmt.Errorf("-compression %q: want none, gzip, snappy, lz4 or zstd", cfg.compression)
+	}
+	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
+		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
+	}
+	return cfg, nil
+}
+
+func run() error {
+	cfg, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	// ^C, SIGTERM and a closed stdout (| head) stop the run cleanly; a
+	// second ^C kills at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	base := cfg.workdir
+	if base == "" {
+		base = os.TempDir()
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return fmt.Errorf("-workdir: %w", err)
+	}
+	if base, err = filepath.Abs(base); err != nil {
+		return fmt.Errorf("-workdir: %w", err)
+	}
+	if cfg.workdir, err = os.MkdirTemp(base, "hubbench-"); err != nil {
+		return fmt.Errorf("-workdir: %w", err)
+	}
+	defer os.RemoveAll(cfg.workdir)
+
+	// Find every peer before measuring anything, so a missing one fails fast.
+	if !cfg.skipNats {
+		if cfg.natsBin, err = findNats(ctx); err != nil {
+			return err
+		}
+	}
+	if !cfg.skipRedis {
+		if cfg.redisServer, cfg.redisBin, err = findRedis(); err != nil {
+			return err
+		}
+	}
+
+	var results []result
+	name, stopKfake := cfg.name, func() {}
+	if cfg.kfake {
+		addr, stopFn, err := startKfake()
+		if err != nil {
+			return err
+		}
+		stopKfake = sync.OnceFunc(stopFn)
+		defer stopKfake()
+		cfg.brokers, name = addr, "kfake (in-process)"
+	}
+	fmt.Printf("== %s at %s\n", name, cfg.brokers)
+	r, err := kafkaBench(ctx, cfg, name)
+	if err != nil {
+		return err
+	}
+	stopKfake() // free kfake's memory before the peers run
+	results = append(results, r)
+	if !cfg.skipNats {
+		fmt.Printf("== NATS JetStream (%s)\n", cfg.natsBin)
+		r, err := natsBench(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if !cfg.skipRedis {
+		fmt.Printf("== Redis Streams (%s)\n", cfg.redisServer)
+		r, err := redisBench(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+
+	rep := report(cfg, results)
+	fmt.Print("\n" + rep)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(rep), 0o644); err != nil {
+			return fmt.Errorf("-out: %w", err)
+		}
+		fmt.Printf("\nreport written to %s\n", cfg.out)
+	}
+	return nil
+}
+
+// rate is the outcome of a produce or consume run.
+type rate struct {
+	records, bytes int64
+	dur            time.Duration
+}
+
+func newRate(records, bytes int64, d time.Duration) rate { return rate{records, bytes, d} }
+
+func (r rate) mbPerSec() float64      { return float64(r.bytes) / r.dur.Seconds() / 1e6 }
+func (r rate) recordsPerSec() float64 { return float64(r.records) / r.dur.Seconds() }
+func (r rate) String() string {
+	return fmt.Sprintf("%.1f MB/s, %.0f records/s (%d records in %s)", r.mbPerSec(), r.recordsPerSec(), r.records, r.dur.Round(time.Millisecond))
+}
+
+func (l latency) String() string {
+	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)",
+		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+
+// result is one system's row in the report.
+type result struct {
+	system           string
+	produce, consume rate
+	latency          latency // zero when not measured
+}
+
+// report renders the results as markdown: the setup, the table, and which
+// of the issue's targets the broker under test (results[0]) meets.
+func report(cfg *config, results []result) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## Hub benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Host %s (%s/%s, %d CPUs, %s). Each system: %d records of %d bytes (%s), alone on the machine. MB = 10^6 payload bytes.\n\n",
+		host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), cfg.records, cfg.recordSize, humanize.IBytes(uint64(cfg.records)*uint64(cfg.recordSize)))
+	fmt.Fprintf(&b, "- %s at %s: franz-go %s, %d partition(s), acks=all (idempotent), linger %s, batches up to 1 MiB, compression %s; fetch from the start without a group; latency run with linger %s.\n",
+		results[0].system, cfg.brokers, modVersion("github.com/twmb/franz-go"), cfg.partitions, cfg.linger, cfg.compression, cfg.latencyLinger)
+	if !cfg.skipNats {
+		fmt.Fprintf(&b, "- NATS: one nats-server, JetStream file storage (server default sync), nats.go %s PublishAsync with %d in flight; ordered consumer.\n",
+			modVersion("github.com/nats-io/nats.go"), natsWindow)
+	}
+	if !cfg.skipRedis {
+		fmt.Fprintf(&b, "- Redis: appendonly no, save \"\" (in memory only, no persistence); redis-benchmark -c %d -P %d XADD; read with XRANGE COUNT %d via go-redis %s; no latency run.\n",
+			redisClients, redisPipeline, redisReadCount, modVersion("github.com/redis/go-redis/v9"))
+	}
+	if onTmpfs(cfg.workdir) {
+		fmt.Fprintf(&b, "- WARNING: the scratch dir %s is on tmpfs, so NATS \"file\" storage was in memory; use -workdir on a disk.\n", cfg.workdir)
+	}
+	nats, redis := find(results, "NATS"), find(results, "Redis")
+	produce := func(r *result) float64 { return r.produce.mbPerSec() }
+	fetch := func(r *result) float64 { return r.consume.mbPerSec() }
+	// ratio returns how many times of peer's value r's is, or 0 without a peer.
+	ratio := func(r, peer *result, of func(*result) float64) float64 {
+		if peer == nil {
+			return 0
+		}
+		return of(r) / of(peer)
+	}
+	times := func(x float64) string {
+		if x == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", x)
+	}
+	fmt.Fprintf(&b, "\n| system | produce MB/s | produce rec/s | consume MB/s | p50 ms | p99 ms | max ms | produce vs NATS | produce vs Redis | fetch vs NATS |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i := range results {
+		r := &results[i]
+		lat := "- | - | -"
+		if l := r.latency; l.samples > 0 {
+			lat = fmt.Sprintf("%.2f | %.2f | %.2f", float64(l.p50)/1e6, float64(l.p99)/1e6, float64(l.max)/1e6)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.1f | %s | %s | %s | %s |\n", r.system,
+			produce(r), r.produce.recordsPerSec(), fetch(r), lat,
+			times(ratio(r, nats, produce)), times(ratio(r, redis, produce)), times(ratio(r, nats, fetch)))
+	}
+	if cfg.latencyDuration > 0 {
+		fmt.Fprintf(&b, "\nLatency: from handing a record to the client to a concurrent consumer receiving it, producing at half the measured produce rate for %s:\n", cfg.latencyDuration)
+		for _, r := range results {
+			if r.latency.samples > 0 {
+				fmt.Fprintf(&b, "- %s: %s\n", r.system, r.latency)
+			}
+		}
+	}
+
+	w := &results[0]
+	fmt.Fprintf(&b, "\nTargets, for %s:\n", w.system)
+	target := func(what, got string, measured, met bool) {
+		switch {
+		case !measured:
+			fmt.Fprintf(&b, "- %s: not measured\n", what)
+		case met:
+			fmt.Fprintf(&b, "- %s: %s, met\n", what, got)
+		default:
+			fmt.Fprintf(&b, "- %s: %s, NOT met\n", what, got)
+		}
+	}
+	np, rp, nf := ratio(w, nats, produce), ratio(w, redis, produce), ratio(w, nats, fetch)
+	p99 := float64(w.latency.p99) / 1e6
+	target("produce >= 3x NATS", times(np), nats != nil, np >= 3)
+	target("produce >= 2x Redis", times(rp), redis != nil, rp >= 2)
+	target("fetch >= 3x NATS", times(nf), nats != nil, nf >= 3)
+	target("p99 produce->consume <= 5 ms at half of max throughput", fmt.Sprintf("%.2f ms", p99), w.latency.samples > 0, p99 <= 5)
+	return b.String()
+}
+
+// find returns the result whose system name starts with prefix, or nil.
+func find(results []result, prefix string) *result {
+	for i := range results[1:] {
+		if strings.HasPrefix(results[i+1].system, prefix) {
+			return &results[i+1]
+		}
+	}
+	return nil
+}
+
+// modVersion returns the version of a module linked into this binary.
+func modVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "(unknown version)"
+}
+
+// onTmpfs reports whether dir is on a tmpfs (memory) filesystem.
+func onTmpfs(dir string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(dir, &st) == nil && st.Type == 0x01021994 // TMPFS_MAGIC
+}
