@@ -15,6 +15,15 @@ import (
 // after its last batch is acknowledged.
 var ErrEndOfInput = errors.New("connectors: end of input")
 
+// ErrUnavailable marks an error meaning the other end cannot be reached
+// (connection refused, a cluster down): the runtime then retries without
+// limit, holding the pipeline back with nothing committed, instead of
+// sending records to the dead-letter dataset. Wrap errors with Unavailable.
+var ErrUnavailable = errors.New("connectors: unavailable")
+
+// Unavailable wraps err as ErrUnavailable.
+func Unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+
 // AckFunc is called once for a batch a Source handed over: with nil once
 // it is stored, with the error if it failed for good. It must be safe to
 // call from any goroutine.

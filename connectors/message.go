@@ -15,7 +15,8 @@ import (
 // Message is one record in a pipeline. Its Value is the payload as bytes;
 // after a parse processor it is a JSON object, and Fields gives a parsed,
 // editable view of it without a map per record. A Message belongs to one
-// goroutine at a time.
+// goroutine at a time, except that the sinks of a pipeline read the same
+// messages at once: sinks must not modify them.
 type Message struct {
 	Key     []byte
 	Value   []byte
@@ -26,6 +27,10 @@ type Message struct {
 	Dataset   string
 	Partition int32
 	Offset    int64
+
+	// Original is the value as the message entered the pipeline, before
+	// processors changed it: what goes to the dead-letter dataset.
+	Original []byte
 
 	// Routes selects the pipeline sinks the message goes to, one bit per
 	// sink in declaration order; 0 means all of them. The route

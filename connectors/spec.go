@@ -71,7 +71,11 @@ type Spec struct {
 	Fields  []Field
 	// Scalar names the field a non-mapping config sets: `filter: 'x > 1'`
 	// means `filter: {condition: 'x > 1'}` when Scalar is "condition".
-	Scalar  string
+	Scalar string
+	// Inline names a TypeStringMap field that the whole mapping stands
+	// for: `set: {env: '"prod"'}` means `set: {fields: {env: '"prod"'}}`
+	// when Inline is "fields".
+	Inline  string
 	Example string // YAML of a complete use
 }
 
@@ -174,7 +178,19 @@ func (c *Config) Errorf(field, format string, args ...any) error {
 // ParseConfig decodes and checks a component's YAML against its spec. It
 // reports every problem found, each at its line and column.
 func ParseConfig(spec *Spec, node *yaml.Node) (*Config, []ConfigError) {
+	if spec.Inline != "" && node != nil && node.Kind == yaml.MappingNode &&
+		!(len(node.Content) == 2 && node.Content[0].Value == spec.Inline) {
+		node = &yaml.Node{Kind: yaml.MappingNode, Line: node.Line, Column: node.Column,
+			Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: spec.Inline, Line: node.Line, Column: node.Column}, node}}
+	}
 	return parseFields(spec.Name, spec.Kind.String(), spec.Fields, spec.Scalar, node)
+}
+
+// ParseFields is ParseConfig for a section that is not a component (a
+// pipeline's own settings): what and name describe it in errors ("unknown
+// field x of pipeline archive").
+func ParseFields(what, name string, fields []Field, node *yaml.Node) (*Config, []ConfigError) {
+	return parseFields(name, what, fields, "", node)
 }
 
 func parseFields(name, what string, fields []Field, scalar string, node *yaml.Node) (*Config, []ConfigError) {
@@ -190,7 +206,7 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 			Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: scalar, Line: node.Line, Column: node.Column}, node}}
 	}
 	if !isNull && node.Kind != yaml.MappingNode {
-		errs = append(errs, errAt(node, "%s %s wants a mapping of its fields (%s), not a %s", what, name, fieldNames(fields), kindName(node)))
+		errs = append(errs, errAt(node, "%s wants a mapping of its fields (%s), not a %s", label(what, name), fieldNames(fields), kindName(node)))
 		return c, errs
 	}
 	seen := map[string]bool{}
@@ -199,7 +215,7 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 			k, v := node.Content[i], node.Content[i+1]
 			f := findField(fields, k.Value)
 			if f == nil {
-				msg := fmt.Sprintf("unknown field %q of %s %s", k.Value, what, name)
+				msg := fmt.Sprintf("unknown field %q of %s", k.Value, label(what, name))
 				if s := closest(k.Value, fields); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				} else {
@@ -209,7 +225,7 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 				continue
 			}
 			if seen[f.Name] {
-				errs = append(errs, errAt(k, "field %q of %s %s is set twice", f.Name, what, name))
+				errs = append(errs, errAt(k, "field %q of %s is set twice", f.Name, label(what, name)))
 				continue
 			}
 			seen[f.Name] = true
@@ -229,7 +245,11 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 			if at == nil {
 				at = &yaml.Node{}
 			}
-			errs = append(errs, errAt(at, "%s %s needs field %q (%s)", what, name, f.Name, f.Doc))
+			msg := fmt.Sprintf("%s needs field %q", label(what, name), f.Name)
+			if f.Doc != "" {
+				msg += " (" + strings.TrimSuffix(f.Doc, ".") + ")"
+			}
+			errs = append(errs, errAt(at, "%s", msg))
 		}
 		c.values[f.Name] = defaultValue(name, f)
 	}
@@ -253,7 +273,7 @@ func defaultValue(component string, f *Field) any {
 				return int64(v)
 			}
 		case TypeObject:
-			c, _ := parseFields(component+"."+f.Name, "field", f.Fields, "", nil)
+			c, _ := parseFields(joinName(component, f.Name), "", f.Fields, "", nil)
 			return c
 		}
 		return f.Default
@@ -276,7 +296,7 @@ func defaultValue(component string, f *Field) any {
 	case TypeStringMap:
 		return map[string]string(nil)
 	case TypeObject:
-		c, _ := parseFields(component+"."+f.Name, "field", f.Fields, "", nil)
+		c, _ := parseFields(joinName(component, f.Name), "", f.Fields, "", nil)
 		return c
 	case TypeObjects:
 		return []*Config(nil)
@@ -358,7 +378,7 @@ func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) 
 		}
 		out = m
 	case TypeObject:
-		c, errs := parseFields(component+"."+f.Name, "field", f.Fields, "", v)
+		c, errs := parseFields(joinName(component, f.Name), "", f.Fields, "", v)
 		return c, errs
 	case TypeObjects:
 		if v.Kind != yaml.SequenceNode {
@@ -367,7 +387,7 @@ func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) 
 		var cs []*Config
 		var errs []ConfigError
 		for _, e := range v.Content {
-			c, ferrs := parseFields(component+"."+f.Name, "item of", f.Fields, "", e)
+			c, ferrs := parseFields(joinName(component, f.Name), "item of", f.Fields, "", e)
 			cs = append(cs, c)
 			errs = append(errs, ferrs...)
 		}
@@ -388,6 +408,25 @@ func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) 
 		}
 	}
 	return out, nil
+}
+
+func joinName(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+// label is how errors name a section: "sink file", "item of file.rules",
+// or just "hub" for nested objects.
+func label(what, name string) string {
+	if what == "" {
+		return name
+	}
+	if name == "" {
+		return what
+	}
+	return what + " " + name
 }
 
 func describe(n *yaml.Node) string {

@@ -114,8 +114,11 @@ type ConsumeOptions struct {
 	HeartbeatInterval time.Duration
 	// MaxPollBytes bounds the bytes one Poll reads. Default 4 MiB.
 	MaxPollBytes int32
-	// MaxWait bounds how long one Poll waits inside the hub before
-	// checking for a rebalance. Default 500ms.
+	// MinBytes makes Poll wait until this many bytes are available (or
+	// MaxWait passes): batching done by the hub, on disk, not in memory.
+	// Default 1.
+	MinBytes int32
+	// MaxWait bounds how long one Poll waits for MinBytes. Default 500ms.
 	MaxWait time.Duration
 	// ClientID names the consumer in group descriptions.
 	ClientID string
@@ -579,7 +582,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			return nil, ctx.Err()
 		}
 	}
-	req := FetchRequest{MinBytes: 1, MaxBytes: c.opts.MaxPollBytes, MaxWait: c.opts.MaxWait}
+	req := FetchRequest{MinBytes: max(c.opts.MinBytes, 1), MaxBytes: c.opts.MaxPollBytes, MaxWait: c.opts.MaxWait}
 	for _, tp := range c.assigned {
 		req.Partitions = append(req.Partitions, FetchPartition{Dataset: tp.Topic, Partition: tp.Partition, Offset: c.pos[tp], MaxBytes: c.opts.MaxPollBytes})
 	}

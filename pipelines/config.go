@@ -1,0 +1,715 @@
+package pipelines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weirhub/weir/connectors"
+)
+
+// Config is a loaded, checked pipeline file.
+type Config struct {
+	File      string
+	Hub       HubConfig
+	Datasets  []*DatasetConfig
+	Sources   []*SourceConfig
+	Pipelines []*PipelineConfig
+	Tests     []*TestCase
+}
+
+// HubConfig says which hub the file runs against: the embedded one (a data
+// directory, optionally also serving Kafka clients) or an external
+// Kafka-compatible cluster.
+type HubConfig struct {
+	DataDir    string
+	Listen     string // also serve the Kafka protocol from the embedded hub
+	Advertise  string
+	Fsync      string // default fsync policy of the datasets
+	Brokers    []string
+	ClientID   string
+	AutoCreate bool
+}
+
+// External reports whether the file runs against an external cluster.
+func (h *HubConfig) External() bool { return len(h.Brokers) > 0 }
+
+// DatasetConfig declares a dataset.
+type DatasetConfig struct {
+	Name           string
+	Partitions     int32
+	Fsync          string
+	RetentionTime  time.Duration
+	RetentionBytes int64
+	SegmentBytes   int64
+	MaxMessage     int64
+	Compression    string // what sources write into it with
+	Implicit       bool   // a dead-letter dataset nobody declared
+	pos            pos
+}
+
+// SourceConfig is a source and where its records go.
+type SourceConfig struct {
+	Name       string
+	Type       string
+	Component  *connectors.Config
+	To         string
+	KeyField   string
+	Processors []*ProcessorConfig
+	DeadLetter string
+	pos        pos
+}
+
+// ProcessorConfig is one processor of a list.
+type ProcessorConfig struct {
+	Type string
+	Conf *connectors.Config
+	pos  pos
+}
+
+// SinkConfig is one sink of a pipeline.
+type SinkConfig struct {
+	Name      string
+	Type      string
+	Component *connectors.Config
+	Batching  Batching
+	Retry     Retry
+	pos       pos
+}
+
+// Batching bounds what one sink write holds and how long records may wait
+// for a fuller batch.
+type Batching struct {
+	Count  int
+	Bytes  int64
+	Period time.Duration
+}
+
+// Retry bounds retries of a failing sink write before its records go to
+// the dead-letter dataset.
+type Retry struct {
+	Attempts   int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+}
+
+// PipelineConfig fans a dataset out to sinks.
+type PipelineConfig struct {
+	Name       string
+	From       []string
+	Group      string
+	Broadcast  bool
+	Start      string
+	Processors []*ProcessorConfig
+	To         []*SinkConfig
+	DeadLetter string
+	pos        pos
+}
+
+type pos struct{ line, col int }
+
+// Error is one problem in a pipeline file, at its place.
+type Error struct {
+	File         string
+	Line, Column int
+	Msg          string
+}
+
+func (e Error) Error() string { return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg) }
+
+// Errors are all the problems found in a file, in file order. Its Error
+// has one line per problem.
+type Errors []Error
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// loader gathers problems while decoding.
+type loader struct {
+	file string
+	reg  *connectors.Registry
+	env  func(string) (string, bool)
+	errs Errors
+}
+
+func (l *loader) errAt(n *yaml.Node, format string, args ...any) {
+	line, col := 0, 0
+	if n != nil {
+		line, col = n.Line, n.Column
+	}
+	l.errs = append(l.errs, Error{File: l.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) add(errs []connectors.ConfigError) {
+	for _, e := range errs {
+		l.errs = append(l.errs, Error{File: l.file, Line: e.Line, Column: e.Column, Msg: e.Msg})
+	}
+}
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// Registry of components; default connectors.Default.
+	Registry *connectors.Registry
+	// Env looks up environment variables; default os.LookupEnv.
+	Env func(string) (string, bool)
+}
+
+// LoadFile reads and checks a pipeline file. On problems it returns
+// Errors, every one found, as file:line:col: message.
+func LoadFile(path string, opts LoadOptions) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Load(path, b, opts)
+}
+
+// Load checks the pipeline file content src, named file in errors.
+func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
+	l := &loader{file: file, reg: opts.Registry, env: opts.Env}
+	if l.reg == nil {
+		l.reg = connectors.Default
+	}
+	if l.env == nil {
+		l.env = os.LookupEnv
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	if err := dec.Decode(&doc); err != nil {
+		line, col := 1, 1
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			fmt.Sscan(m[1], &line)
+			msg = strings.TrimPrefix(msg, m[0])
+		}
+		if errors.Is(err, errEOF) || len(bytes.TrimSpace(src)) == 0 {
+			msg = "the file is empty; it needs at least a pipeline or a source"
+		}
+		return nil, Errors{{File: file, Line: line, Column: col, Msg: msg}}
+	}
+	root := doc.Content[0]
+	l.interpolate(root)
+	cfg := l.decode(root)
+	if len(l.errs) > 0 {
+		sort.SliceStable(l.errs, func(i, j int) bool {
+			if l.errs[i].Line != l.errs[j].Line {
+				return l.errs[i].Line < l.errs[j].Line
+			}
+			return l.errs[i].Column < l.errs[j].Column
+		})
+		return nil, l.errs
+	}
+	cfg.File = file
+	return cfg, nil
+}
+
+var (
+	yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+	errEOF     = errors.New("EOF")
+)
+
+// interpolate replaces ${VAR} and ${VAR:default} in every scalar; $${ is
+// a literal ${.
+func (l *loader) interpolate(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = envRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if strings.HasPrefix(m, "$$") {
+				return m[1:]
+			}
+			inner := m[2 : len(m)-1]
+			name, def, hasDef := strings.Cut(inner, ":")
+			if v, ok := l.env(name); ok {
+				return v
+			}
+			if hasDef {
+				return def
+			}
+			l.errAt(n, "environment variable %s is not set (write ${%s:default} to give a default)", name, name)
+			return m
+		})
+		if n.Tag != "!!str" && n.Style == 0 {
+			n.Tag = "" // let the new text decide its type again
+			n.Tag = guessTag(n.Value)
+		}
+	}
+	for _, c := range n.Content {
+		l.interpolate(c)
+	}
+}
+
+var envRE = regexp.MustCompile(`\$?\$\{[A-Za-z_][A-Za-z0-9_]*(:[^}]*)?\}`)
+
+func guessTag(s string) string {
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return "!!str"
+	}
+	switch v.(type) {
+	case bool:
+		return "!!bool"
+	case int, int64, uint64:
+		return "!!int"
+	case float64:
+		return "!!float"
+	case nil:
+		return "!!null"
+	}
+	return "!!str"
+}
+
+// Specs of the file's own sections, checked with the same machinery as
+// components (and rendered into the JSON Schema).
+var (
+	topFields = []connectors.Field{
+		{Name: "hub", Type: connectors.TypeObject, Fields: hubFields, Doc: "Which hub to run against: the embedded one (default) or an external Kafka-compatible cluster."},
+		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
+		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
+		{Name: "pipelines", Type: connectors.TypeAny, Doc: "Pipelines by name: each fans a dataset out through processors to sinks."},
+		{Name: "tests", Type: connectors.TypeAny, Doc: "Unit tests of the pipelines, run by `weir test`."},
+	}
+	hubFields = []connectors.Field{
+		{Name: "data_dir", Type: connectors.TypeString, Default: "./data", Doc: "Directory of the embedded hub."},
+		{Name: "listen", Type: connectors.TypeString, Doc: "Also serve the Kafka protocol on this address from the embedded hub."},
+		{Name: "advertise", Type: connectors.TypeString, Doc: "host:port announced to Kafka clients (default: listen)."},
+		{Name: "fsync", Type: connectors.TypeString, Default: "interval", Enum: []string{"always", "interval", "never"}, Doc: "Default fsync policy of datasets."},
+		{Name: "auto_create", Type: connectors.TypeBool, Default: false, Doc: "Allow datasets the file does not declare (they are created with defaults)."},
+		{Name: "kafka", Type: connectors.TypeObject, Doc: "Run against an external Kafka-compatible cluster instead of the embedded hub.", Fields: []connectors.Field{
+			{Name: "brokers", Type: connectors.TypeStrings, Doc: "Seed brokers, host:port."},
+			{Name: "client_id", Type: connectors.TypeString, Default: "weir"},
+		}},
+	}
+	datasetFields = []connectors.Field{
+		{Name: "partitions", Type: connectors.TypeInt, Default: 1, Doc: "Number of partitions."},
+		{Name: "fsync", Type: connectors.TypeString, Enum: []string{"always", "interval", "never"}, Doc: "always: acknowledged records are on disk; interval: flushed every 10ms; never: left to the OS. Default: hub.fsync."},
+		{Name: "retention", Type: connectors.TypeObject, Doc: "How long records are kept.", Fields: []connectors.Field{
+			{Name: "time", Type: connectors.TypeDuration, Doc: "Delete segments whose newest record is older (7d, forever). Default 7d."},
+			{Name: "bytes", Type: connectors.TypeSize, Doc: "Delete the oldest segments while a partition is larger (10GiB). Default: no limit."},
+		}},
+		{Name: "segment_bytes", Type: connectors.TypeSize, Doc: "Segment size (default 1GiB)."},
+		{Name: "max_message_bytes", Type: connectors.TypeSize, Doc: "Largest record batch accepted (default 1MiB)."},
+		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip", "snappy", "lz4", "zstd"}, Doc: "Compression of the batches sources write."},
+	}
+	sourceCommon = []connectors.Field{
+		{Name: "to", Type: connectors.TypeString, Required: true, Doc: "The dataset records go to."},
+		{Name: "key", Type: connectors.TypeString, Doc: "A field whose value becomes the record key (and picks the partition)."},
+		{Name: "processors", Type: connectors.TypeAny, Doc: "Processors applied before storing (e.g. parse)."},
+		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records the processors reject (default: <to>-dead)."},
+	}
+	sinkCommon = []connectors.Field{
+		{Name: "name", Type: connectors.TypeString, Doc: "Name for routes and stats (default: the sink type, numbered if repeated)."},
+		{Name: "batching", Type: connectors.TypeObject, Doc: "Size of writes.", Fields: []connectors.Field{
+			{Name: "count", Type: connectors.TypeInt, Default: 10000, Doc: "Most records in one write."},
+			{Name: "bytes", Type: connectors.TypeSize, Default: "4MiB", Doc: "Most bytes in one write; also how much the pipeline waits to gather."},
+			{Name: "period", Type: connectors.TypeDuration, Default: "500ms", Doc: "Longest wait for a fuller batch."},
+		}},
+		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes before records go to the dead-letter dataset.", Fields: []connectors.Field{
+			{Name: "attempts", Type: connectors.TypeInt, Default: 5, Doc: "Tries in all (an unavailable sink is retried without limit)."},
+			{Name: "backoff", Type: connectors.TypeDuration, Default: "100ms", Doc: "First wait; doubles each try, with jitter."},
+			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s"},
+		}},
+	}
+	pipelineFields = []connectors.Field{
+		{Name: "from", Type: connectors.TypeStrings, Required: true, Doc: "Dataset(s) to read."},
+		{Name: "group", Type: connectors.TypeString, Doc: "Consumer group (default: the pipeline name); workers sharing it share partitions."},
+		{Name: "broadcast", Type: connectors.TypeBool, Doc: "Read every record of every partition here, instead of sharing them in a group."},
+		{Name: "start", Type: connectors.TypeString, Default: "earliest", Enum: []string{"earliest", "latest"}, Doc: "Where to start without a committed position."},
+		{Name: "processors", Type: connectors.TypeAny, Doc: "Processors, in order."},
+		{Name: "to", Type: connectors.TypeAny, Doc: "Sinks: every record goes to each (or to the ones a route picks)."},
+		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records that fail (default: <pipeline>-dead)."},
+	}
+)
+
+func (l *loader) parse(name string, fields []connectors.Field, n *yaml.Node) *connectors.Config {
+	what, rest, _ := strings.Cut(name, " ")
+	if name == "" {
+		what, rest = "the file", ""
+	}
+	c, errs := connectors.ParseFields(what, rest, fields, n)
+	l.add(errs)
+	return c
+}
+
+// mapping iterates a mapping node's pairs in order.
+func (l *loader) mapping(n *yaml.Node, what string, fn func(k, v *yaml.Node)) {
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "%s must be a mapping of names to definitions", what)
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if seen[k.Value] {
+			l.errAt(k, "%s %q is defined twice", what, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		fn(k, n.Content[i+1])
+	}
+}
+
+func (l *loader) decode(root *yaml.Node) *Config {
+	cfg := &Config{}
+	if root.Kind != yaml.MappingNode {
+		l.errAt(root, "a pipeline file is a mapping with hub, datasets, sources and pipelines")
+		return cfg
+	}
+	top := l.parse("", topFields, root)
+	h := top.Object("hub")
+	cfg.Hub = HubConfig{DataDir: h.String("data_dir"), Listen: h.String("listen"), Advertise: h.String("advertise"),
+		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create")}
+	if k := h.Object("kafka"); h.Has("kafka") {
+		cfg.Hub.Brokers, cfg.Hub.ClientID = k.Strings("brokers"), k.String("client_id")
+		if len(cfg.Hub.Brokers) == 0 {
+			l.errAt(h.Node("kafka"), "hub.kafka needs brokers (host:port of the cluster)")
+		}
+		if cfg.Hub.Listen != "" {
+			l.errAt(h.Node("listen"), "hub.listen serves the embedded hub; it cannot be combined with hub.kafka")
+		}
+	}
+	declared := map[string]*DatasetConfig{}
+	l.mapping(top.Node("datasets"), "dataset", func(k, v *yaml.Node) {
+		if err := validName(k.Value); err != "" {
+			l.errAt(k, "dataset name %q: %s", k.Value, err)
+		}
+		c := l.parse("dataset "+k.Value, datasetFields, v)
+		ds := &DatasetConfig{Name: k.Value, Partitions: int32(c.Int("partitions")), Fsync: c.String("fsync"),
+			RetentionTime: c.Object("retention").Duration("time"), RetentionBytes: c.Object("retention").Size("bytes"),
+			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
+			pos: pos{k.Line, k.Column}}
+		if ds.Partitions < 1 {
+			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)
+		}
+		cfg.Datasets = append(cfg.Datasets, ds)
+		declared[ds.Name] = ds
+	})
+	var checkSources []*SourceConfig
+	l.mapping(top.Node("sources"), "source", func(k, v *yaml.Node) {
+		if s := l.source(k, v); s != nil {
+			checkSources = append(checkSources, s)
+			if s.Type != "" {
+				cfg.Sources = append(cfg.Sources, s)
+			}
+		}
+	})
+	l.mapping(top.Node("pipelines"), "pipeline", func(k, v *yaml.Node) {
+		if p := l.pipeline(k, v); p != nil {
+			cfg.Pipelines = append(cfg.Pipelines, p)
+		}
+	})
+	if len(checkSources) == 0 && len(cfg.Pipelines) == 0 && len(l.errs) == 0 {
+		l.errAt(root, "the file defines no source and no pipeline: nothing to run")
+	}
+	// Datasets referred to must be declared, unless auto creation is on.
+	check := func(name string, n pos, what string) {
+		if _, ok := declared[name]; ok || cfg.Hub.AutoCreate || cfg.Hub.External() {
+			return
+		}
+		msg := fmt.Sprintf("%s %q, which is not declared under datasets", what, name)
+		if s := closestName(name, declared); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		} else {
+			msg += " (declare it, or set hub.auto_create: true)"
+		}
+		l.errs = append(l.errs, Error{File: l.file, Line: n.line, Column: n.col, Msg: msg})
+	}
+	implicit := func(name string) {
+		if _, ok := declared[name]; !ok {
+			ds := &DatasetConfig{Name: name, Partitions: 1, Implicit: true, Compression: "none"}
+			declared[name] = ds
+			cfg.Datasets = append(cfg.Datasets, ds)
+		}
+	}
+	for _, s := range checkSources {
+		if s.To == "" {
+			continue
+		}
+		check(s.To, s.pos, "source "+s.Name+" writes to dataset")
+		implicit(s.DeadLetter)
+	}
+	for _, p := range cfg.Pipelines {
+		for _, f := range p.From {
+			check(f, p.pos, "pipeline "+p.Name+" reads dataset")
+		}
+		implicit(p.DeadLetter)
+	}
+	if n := top.Node("tests"); n != nil {
+		cfg.Tests = l.tests(n, cfg)
+	}
+	return cfg
+}
+
+func validName(name string) string {
+	if name == "" || len(name) > 249 {
+		return "1 to 249 characters"
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return "letters, digits, '.', '_' and '-' only"
+		}
+	}
+	return ""
+}
+
+func closestName[T any](name string, m map[string]T) string {
+	best, bestD := "", 3
+	for k := range m {
+		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// component splits a mapping into its one component key (a registered
+// component of kind) and the common keys, which it returns as a mapping
+// node for checking.
+func (l *loader) component(n *yaml.Node, kind connectors.Kind, common []connectors.Field, what string) (string, *connectors.Config, *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "%s must be a mapping with one %s type (%s)", what, kind, strings.Join(l.reg.Names(kind), ", "))
+		return "", nil, nil
+	}
+	commonNode := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	var typ string
+	var typeKey, typeVal *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		isCommon := false
+		for _, f := range common {
+			if f.Name == k.Value {
+				isCommon = true
+			}
+		}
+		if isCommon {
+			commonNode.Content = append(commonNode.Content, k, v)
+			continue
+		}
+		if _, ok := l.reg.Spec(kind, k.Value); !ok {
+			msg := fmt.Sprintf("unknown %s %q in %s", kind, k.Value, what)
+			if s := closestIn(k.Value, append(l.reg.Names(kind), names(common)...)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else {
+				msg += fmt.Sprintf(" (%ss: %s)", kind, strings.Join(l.reg.Names(kind), ", "))
+			}
+			l.errAt(k, "%s", msg)
+			continue
+		}
+		if typ != "" {
+			l.errAt(k, "%s has two %s types, %q and %q; use one per entry", what, kind, typ, k.Value)
+			continue
+		}
+		typ, typeKey, typeVal = k.Value, k, v
+	}
+	if typ == "" {
+		if len(l.errs) == 0 || l.errs[len(l.errs)-1].Line < n.Line {
+			l.errAt(n, "%s names no %s type (%s)", what, kind, strings.Join(l.reg.Names(kind), ", "))
+		}
+		return "", nil, commonNode
+	}
+	spec, _ := l.reg.Spec(kind, typ)
+	c, errs := connectors.ParseConfig(spec, typeVal)
+	l.add(errs)
+	_ = typeKey
+	return typ, c, commonNode
+}
+
+func names(fields []connectors.Field) []string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f.Name
+	}
+	return out
+}
+
+func closestIn(name string, options []string) string {
+	m := map[string]bool{}
+	for _, o := range options {
+		m[o] = true
+	}
+	return closestName(name, m)
+}
+
+func (l *loader) source(k, v *yaml.Node) *SourceConfig {
+	typ, comp, common := l.component(v, connectors.SourceKind, sourceCommon, "source "+k.Value)
+	if common == nil {
+		return nil
+	}
+	c := l.parse("source "+k.Value, sourceCommon, common)
+	s := &SourceConfig{Name: k.Value, Type: typ, Component: comp, To: c.String("to"), KeyField: c.String("key"),
+		DeadLetter: c.String("dead_letter"), pos: pos{k.Line, k.Column}}
+	if s.DeadLetter == "" && s.To != "" {
+		s.DeadLetter = s.To + "-dead"
+	}
+	s.Processors = l.processors(c.Node("processors"), "source "+k.Value)
+	return s
+}
+
+func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errAt(n, "processors of %s must be a list, each item one processor like `- filter: 'level != \"debug\"'`", owner)
+		return nil
+	}
+	var out []*ProcessorConfig
+	for i, item := range n.Content {
+		what := fmt.Sprintf("processor %d of %s", i+1, owner)
+		if item.Kind == yaml.ScalarNode {
+			if _, ok := l.reg.Spec(connectors.ProcessorKind, item.Value); ok {
+				// A bare name: a processor with no config.
+				item = &yaml.Node{Kind: yaml.MappingNode, Line: item.Line, Column: item.Column,
+					Content: []*yaml.Node{item, {Kind: yaml.ScalarNode, Tag: "!!null", Line: item.Line, Column: item.Column}}}
+			}
+		}
+		if item.Kind == yaml.MappingNode && len(item.Content) > 2 {
+			l.errAt(item.Content[2], "%s has more than one key; write each processor as its own list item", what)
+			continue
+		}
+		typ, comp, _ := l.component(item, connectors.ProcessorKind, nil, what)
+		if typ != "" {
+			out = append(out, &ProcessorConfig{Type: typ, Conf: comp, pos: pos{item.Line, item.Column}})
+		}
+	}
+	return out
+}
+
+func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
+	c := l.parse("pipeline "+k.Value, pipelineFields, v)
+	p := &PipelineConfig{Name: k.Value, From: c.Strings("from"), Group: c.String("group"), Broadcast: c.Bool("broadcast"),
+		Start: c.String("start"), DeadLetter: c.String("dead_letter"), pos: pos{k.Line, k.Column}}
+	if p.Group == "" {
+		p.Group = p.Name
+	}
+	if p.DeadLetter == "" {
+		p.DeadLetter = p.Name + "-dead"
+	}
+	p.Processors = l.processors(c.Node("processors"), "pipeline "+k.Value)
+	to := c.Node("to")
+	if to == nil && v.Kind == yaml.MappingNode {
+		l.errAt(v, "pipeline %s needs to: a list of sinks", k.Value)
+	}
+	if to != nil && to.Kind == yaml.MappingNode {
+		to = &yaml.Node{Kind: yaml.SequenceNode, Line: to.Line, Column: to.Column, Content: []*yaml.Node{to}}
+	}
+	if to != nil && to.Kind != yaml.SequenceNode {
+		l.errAt(to, "to: of pipeline %s must be a list of sinks like `- file: {path: out.ndjson}`", k.Value)
+		to = nil
+	}
+	used := map[string]bool{}
+	counts := map[string]int{}
+	if to != nil {
+		for _, item := range to.Content {
+			if item.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(item.Content); i += 2 {
+					counts[item.Content[i].Value]++
+				}
+			}
+		}
+		for i, item := range to.Content {
+			what := fmt.Sprintf("sink %d of pipeline %s", i+1, k.Value)
+			typ, comp, common := l.component(item, connectors.SinkKind, sinkCommon, what)
+			if common == nil || typ == "" {
+				continue
+			}
+			sc := l.parse(what, sinkCommon, common)
+			b, r := sc.Object("batching"), sc.Object("retry")
+			s := &SinkConfig{Name: sc.String("name"), Type: typ, Component: comp,
+				Batching: Batching{Count: b.Int("count"), Bytes: b.Size("bytes"), Period: b.Duration("period")},
+				Retry:    Retry{Attempts: max(r.Int("attempts"), 1), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
+				pos:      pos{item.Line, item.Column}}
+			if s.Name == "" {
+				s.Name = typ
+				if counts[typ] > 1 {
+					s.Name = fmt.Sprintf("%s-%d", typ, i+1)
+				}
+			}
+			if used[s.Name] {
+				l.errAt(item, "pipeline %s has two sinks named %q; give them distinct names", k.Value, s.Name)
+			}
+			used[s.Name] = true
+			p.To = append(p.To, s)
+		}
+	}
+	if to != nil && len(to.Content) == 0 {
+		l.errAt(to, "pipeline %s has no sinks: to: is empty", k.Value)
+	}
+	if len(p.To) > 64 {
+		l.errAt(to, "pipeline %s has %d sinks; at most 64 are supported", k.Value, len(p.To))
+	}
+	return p
+}
+
+// Check builds the file's processors without starting anything, so that
+// expressions, patterns and route targets are checked too; it returns
+// every problem as Errors. `weir lint` is LoadFile then Check.
+func Check(cfg *Config, reg *connectors.Registry) error {
+	if reg == nil {
+		reg = connectors.Default
+	}
+	var errs Errors
+	try := func(pcs []*ProcessorConfig, sinks []string) {
+		for _, pc := range pcs {
+			if _, err := reg.NewProcessor(pc.Type, pc.Conf, connectors.Resources{Sinks: sinks}); err != nil {
+				var ce connectors.ConfigError
+				if errors.As(err, &ce) {
+					errs = append(errs, Error{File: cfg.File, Line: ce.Line, Column: ce.Column, Msg: pc.Type + ": " + ce.Msg})
+				} else {
+					errs = append(errs, Error{File: cfg.File, Line: pc.pos.line, Column: pc.pos.col, Msg: pc.Type + ": " + err.Error()})
+				}
+			}
+		}
+	}
+	for _, s := range cfg.Sources {
+		try(s.Processors, nil)
+	}
+	for _, p := range cfg.Pipelines {
+		var names []string
+		for _, s := range p.To {
+			names = append(names, s.Name)
+		}
+		try(p.Processors, names)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return errs
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+// Package pipelines owns Weir's declarative pipelines: loading a YAML file
+// (with ${VAR} interpolation and every problem reported as
+// file:line:col: message), the processors, and the runtime that moves
+// records from sources into datasets and from datasets through processors
+// to sinks.
+//
+// # The file
+//
+//	hub: {data_dir: ./data}            # or hub: {kafka: {brokers: [host:9092]}}
+//	datasets:
+//	  access: {partitions: 4, retention: {time: 7d, bytes: 10GiB}}
+//	sources:
+//	  web: {file: {paths: ["/var/log/web/*.log"]}, to: access, key: host}
+//	pipelines:
+//	  archive:
+//	    from: access                   # consumer group = pipeline name
+//	    processors:
+//	      - parse: json
+//	      - filter: 'level != "debug"'
+//	      - set: {env: '"prod"', latency_s: 'latency_ms / 1000.0'}
+//	    to:
+//	      - file: {path: "/archive/access-{{ .date }}.ndjson.zst"}
+//	    dead_letter: access-dead
+//
+// Components are looked up in a connectors.Registry; the package knows no
+// concrete source or sink.
+//
+// # The runtime
+//
+// A source's batches run through its processors and are written durably
+// to its dataset before they are acknowledged. A pipeline polls its
+// datasets (as a member of its consumer group, or as a broadcast reader),
+// letting the hub gather batches on disk (fetch min bytes and max wait
+// come from the sinks' batching), runs the processors, hands every record
+// to every sink (or those a route picks) at once, retries failed writes
+// with exponential backoff and jitter, sends what keeps failing to the
+// dead-letter dataset with headers saying why, and only then commits the
+// positions: at least once, end to end. Memory is bounded by one poll; a
+// slow sink slows polling and the backlog stays on disk in the hub.
+//
+// On stop, sources stop first (what they read is stored and acknowledged,
+// or not acknowledged), then each pipeline finishes the batch in hand and
+// commits it; a batch it cannot finish is not committed and is read again
+// on the next start.
+//
+// # Records without maps
+//
+// Values stay bytes until a processor needs fields; then they are parsed
+// once with valyala/fastjson into pooled memory (chosen by benchmark, see
+// BenchmarkJSONLibraries), edited in place, and written back once before
+// the sinks. Filters and routes that compare fields with constants are
+// evaluated on the parsed JSON directly; other expressions use
+// expr-lang/expr with only the fields they name loaded.
+package pipelines

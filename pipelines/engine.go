@@ -1,0 +1,530 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
+)
+
+// Options tune an Engine. Zero fields take the defaults their comments
+// state.
+type Options struct {
+	// Registry of components. Default connectors.Default.
+	Registry *connectors.Registry
+	// Logger receives the engine's events. Default: discard.
+	Logger *slog.Logger
+	// Hub is an open embedded hub to run against; the engine neither
+	// opens nor closes one then. Default: open the file's hub.data_dir.
+	Hub *hub.Hub
+	// Client reaches the hub; default an in-process client for an
+	// embedded hub, a Kafka client for hub.kafka.
+	Client hub.Client
+	// UntilDrained makes Run return once every finite source has ended
+	// and every pipeline has caught up with its datasets.
+	UntilDrained bool
+	// DrainTimeout bounds how long Run waits for in-flight work when it
+	// stops. Default 30s.
+	DrainTimeout time.Duration
+}
+
+// Engine runs a pipeline file: its sources ingesting into datasets and its
+// pipelines fanning datasets out to sinks.
+type Engine struct {
+	cfg    *Config
+	opts   Options
+	hub    *hub.Hub
+	ownHub bool
+	client hub.Client
+
+	sources   []*sourceRunner
+	pipelines []*pipelineRunner
+}
+
+// New builds every component of cfg, opening the embedded hub (and
+// creating the declared datasets) unless opts give a hub or client.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	if opts.Registry == nil {
+		opts.Registry = connectors.Default
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	e := &Engine{cfg: cfg, opts: opts, hub: opts.Hub, client: opts.Client}
+	if e.client == nil {
+		if cfg.Hub.External() {
+			kc, err := NewKafkaClient(KafkaClientOptions{Brokers: cfg.Hub.Brokers, ClientID: cfg.Hub.ClientID, Logger: opts.Logger})
+			if err != nil {
+				return nil, err
+			}
+			e.client = kc
+		} else {
+			if e.hub == nil {
+				h, err := hub.Open(hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
+					Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger})
+				if err != nil {
+					return nil, fmt.Errorf("opening the hub in %s: %w", cfg.Hub.DataDir, err)
+				}
+				e.hub, e.ownHub = h, true
+			}
+			e.client = hub.NewLocalClient(e.hub)
+		}
+	}
+	if err := e.ensureDatasets(); err != nil {
+		e.closeHub()
+		return nil, err
+	}
+	if err := e.build(); err != nil {
+		e.closeHub()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Hub is the embedded hub, or nil when running against a cluster.
+func (e *Engine) Hub() *hub.Hub { return e.hub }
+
+func (e *Engine) closeHub() {
+	if e.ownHub {
+		e.hub.Close()
+	}
+	if kc, ok := e.client.(*KafkaClient); ok {
+		kc.Close()
+	}
+}
+
+// ensureDatasets creates the declared datasets that do not exist.
+func (e *Engine) ensureDatasets() error {
+	for _, d := range e.cfg.Datasets {
+		if e.hub == nil {
+			kc, ok := e.client.(*KafkaClient)
+			if !ok {
+				continue
+			}
+			if err := kc.EnsureTopic(context.Background(), d); err != nil {
+				return err
+			}
+			continue
+		}
+		if ds, err := e.hub.Dataset(d.Name); err == nil {
+			if !d.Implicit && ds.NumPartitions() < d.Partitions {
+				if err := e.hub.AddPartitions(d.Name, d.Partitions); err != nil {
+					return fmt.Errorf("dataset %s: growing to %d partitions: %w", d.Name, d.Partitions, err)
+				}
+			}
+			continue
+		}
+		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
+			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage)}
+		if _, err := e.hub.CreateDataset(d.Name, cfg); err != nil && !errors.Is(err, hub.ErrDatasetExists) {
+			return fmt.Errorf("creating dataset %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) dataset(name string) *DatasetConfig {
+	for _, d := range e.cfg.Datasets {
+		if d.Name == name {
+			return d
+		}
+	}
+	return &DatasetConfig{Name: name, Partitions: 1, Compression: "none"}
+}
+
+func (e *Engine) stateDir(kind, name string) string {
+	base := e.cfg.Hub.DataDir
+	if e.hub != nil {
+		base = e.hub.DataDir()
+	}
+	if base == "" {
+		base = "./data"
+	}
+	return filepath.Join(base, "state", kind, name)
+}
+
+// build constructs processors, sinks and sources.
+func (e *Engine) build() error {
+	var errs Errors
+	fail := func(p pos, err error) {
+		var ce connectors.ConfigError
+		if errors.As(err, &ce) {
+			errs = append(errs, Error{File: e.cfg.File, Line: ce.Line, Column: ce.Column, Msg: ce.Msg})
+			return
+		}
+		errs = append(errs, Error{File: e.cfg.File, Line: p.line, Column: p.col, Msg: err.Error()})
+	}
+	for _, pc := range e.cfg.Pipelines {
+		pr := &pipelineRunner{e: e, cfg: pc, log: e.opts.Logger.With("pipeline", pc.Name)}
+		var names []string
+		for _, sc := range pc.To {
+			names = append(names, sc.Name)
+		}
+		for i, proc := range pc.Processors {
+			p, err := e.opts.Registry.NewProcessor(proc.Type, proc.Conf, connectors.Resources{Client: e.client,
+				Logger: pr.log.With("processor", proc.Type), Name: fmt.Sprintf("pipelines.%s.processors[%d]", pc.Name, i), Sinks: names})
+			if err != nil {
+				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
+				continue
+			}
+			pr.procs = append(pr.procs, namedProc{proc.Type, p})
+		}
+		for i, sc := range pc.To {
+			name := fmt.Sprintf("pipelines.%s.to.%s", pc.Name, sc.Name)
+			s, err := e.opts.Registry.NewSink(sc.Type, sc.Component, connectors.Resources{Client: e.client,
+				Logger: pr.log.With("sink", sc.Name), Name: name, StateDir: e.stateDir("sinks", pc.Name+"."+sc.Name), Sinks: names})
+			if err != nil {
+				fail(sc.pos, fmt.Errorf("sink %s: %w", sc.Name, err))
+				continue
+			}
+			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name)})
+		}
+		pr.dlq = &deadLetters{client: e.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log}
+		e.pipelines = append(e.pipelines, pr)
+	}
+	for _, sc := range e.cfg.Sources {
+		sr := &sourceRunner{e: e, cfg: sc, log: e.opts.Logger.With("source", sc.Name)}
+		for i, proc := range sc.Processors {
+			p, err := e.opts.Registry.NewProcessor(proc.Type, proc.Conf, connectors.Resources{Client: e.client,
+				Logger: sr.log.With("processor", proc.Type), Name: fmt.Sprintf("sources.%s.processors[%d]", sc.Name, i)})
+			if err != nil {
+				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
+				continue
+			}
+			sr.procs = append(sr.procs, namedProc{proc.Type, p})
+		}
+		src, err := e.opts.Registry.NewSource(sc.Type, sc.Component, connectors.Resources{Client: e.client,
+			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name)})
+		if err != nil {
+			fail(sc.pos, fmt.Errorf("source %s: %w", sc.Name, err))
+			continue
+		}
+		sr.src = src
+		comp, _ := codecs.ParseCompression(e.dataset(sc.To).Compression)
+		sr.compression = comp
+		sr.dlq = &deadLetters{client: e.client, dataset: sc.DeadLetter, origin: "source " + sc.Name, log: sr.log}
+		e.sources = append(e.sources, sr)
+	}
+	if len(errs) > 0 {
+		e.closeComponents(context.Background())
+		return errs
+	}
+	return nil
+}
+
+func (e *Engine) closeComponents(ctx context.Context) {
+	for _, s := range e.sources {
+		if s.src != nil {
+			s.src.Close(ctx)
+		}
+	}
+	for _, p := range e.pipelines {
+		for _, s := range p.sinks {
+			s.sink.Close(ctx)
+		}
+	}
+}
+
+// Run runs the sources and pipelines until ctx ends (or, with
+// UntilDrained, until all is drained), then stops them gracefully:
+// sources first, so that what they read is stored and acknowledged, then
+// pipelines, which finish the batch in hand and commit it. Nothing
+// acknowledged is lost: what was not committed is read again next time.
+func (e *Engine) Run(ctx context.Context) error {
+	defer e.closeHub()
+	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSources()
+	stopPipelines := make(chan struct{})
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var pipeWG, srcWG sync.WaitGroup
+	errs := make(chan error, len(e.sources)+len(e.pipelines))
+	for _, p := range e.pipelines {
+		pipeWG.Add(1)
+		go func() {
+			defer pipeWG.Done()
+			if err := p.run(workCtx, stopPipelines); err != nil {
+				errs <- fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+			}
+		}()
+	}
+	for _, s := range e.sources {
+		srcWG.Add(1)
+		go func() {
+			defer srcWG.Done()
+			if err := s.run(srcCtx); err != nil {
+				errs <- fmt.Errorf("source %s: %w", s.cfg.Name, err)
+			}
+		}()
+	}
+	var runErr error
+	drained := make(chan struct{})
+	if e.opts.UntilDrained {
+		go e.watchDrain(ctx, drained)
+	}
+	select {
+	case <-ctx.Done():
+	case <-drained:
+	case runErr = <-errs:
+	}
+	e.opts.Logger.Info("weir: stopping: sources first, then pipelines finish their batches")
+	stopSources()
+	srcWG.Wait()
+	close(stopPipelines)
+	done := make(chan struct{})
+	go func() { pipeWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.opts.DrainTimeout):
+		e.opts.Logger.Warn("weir: pipelines did not finish in time; their uncommitted records will be read again", "timeout", e.opts.DrainTimeout)
+		cancelWork()
+		<-done
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), e.opts.DrainTimeout)
+	defer cancel()
+	e.closeComponents(closeCtx)
+	select {
+	case err := <-errs:
+		if runErr == nil {
+			runErr = err
+		}
+	default:
+	}
+	return runErr
+}
+
+// watchDrain closes drained once every finite source has ended and no
+// pipeline has anything left to read.
+func (e *Engine) watchDrain(ctx context.Context, drained chan struct{}) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	idle := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		all := true
+		for _, s := range e.sources {
+			if !s.ended.Load() {
+				all = false
+			}
+		}
+		for _, p := range e.pipelines {
+			if p.stats.lag.Load() != 0 || !p.caughtUp() {
+				all = false
+			}
+		}
+		if all {
+			idle++
+		} else {
+			idle = 0
+		}
+		if idle >= 3 {
+			close(drained)
+			return
+		}
+	}
+}
+
+// --- stats
+
+// Stats are one component's counters.
+type Stats struct {
+	Name   string // sources.web, pipelines.archive, pipelines.archive.to.file
+	In     int64  // records received
+	Out    int64  // records passed on (stored, delivered)
+	Failed int64  // failed writes or reads, retried
+	Dead   int64  // records sent to the dead-letter dataset
+	Bytes  int64  // bytes passed on
+	Lag    int64  // records waiting in the hub (pipelines)
+}
+
+type counters struct {
+	in, out, failed, dead, bytes, lag atomic.Int64
+}
+
+func (c *counters) snapshot(name string) Stats {
+	return Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Failed: c.failed.Load(), Dead: c.dead.Load(),
+		Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+}
+
+// Stats returns every component's counters: sources, pipelines and their
+// sinks. It is safe to call while Run runs.
+func (e *Engine) Stats() []Stats {
+	var out []Stats
+	for _, s := range e.sources {
+		out = append(out, s.stats.snapshot("sources."+s.cfg.Name))
+	}
+	for _, p := range e.pipelines {
+		out = append(out, p.stats.snapshot("pipelines."+p.cfg.Name))
+		for _, s := range p.sinks {
+			out = append(out, s.stats.snapshot("pipelines."+p.cfg.Name+".to."+s.cfg.Name))
+		}
+	}
+	return out
+}
+
+// --- shared pieces
+
+type namedProc struct {
+	name string
+	connectors.Processor
+}
+
+// runProcessors passes a batch through processors; messages that fail are
+// taken out into failed, with the stage that failed them.
+func runProcessors(ctx context.Context, procs []namedProc, batch []*connectors.Message, failed []failure) ([]*connectors.Message, []failure, error) {
+	for _, p := range procs {
+		out, err := p.Process(ctx, batch)
+		if err != nil {
+			return nil, failed, fmt.Errorf("processor %s: %w", p.name, err)
+		}
+		kept := out[:0]
+		for _, m := range out {
+			if m.Err != nil {
+				failed = append(failed, failure{m: m, stage: "processor " + p.name, err: m.Err, attempts: 1})
+				continue
+			}
+			kept = append(kept, m)
+		}
+		batch = kept
+	}
+	return batch, failed, nil
+}
+
+type failure struct {
+	m        *connectors.Message
+	stage    string
+	err      error
+	attempts int
+}
+
+// backoff sleeps before retry n (from 0) with exponential growth and
+// jitter; it returns false if done closes first.
+func backoff(n int, base, maxWait time.Duration, done <-chan struct{}) bool {
+	if base <= 0 {
+		base = 100 * time.Millisecond
+	}
+	if maxWait <= 0 {
+		maxWait = 10 * time.Second
+	}
+	d := base << min(n, 20)
+	if d > maxWait || d <= 0 {
+		d = maxWait
+	}
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) // jitter: [d/2, d]
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// deadLetters writes failed records to a dead-letter dataset, with
+// headers that say why.
+type deadLetters struct {
+	client  hub.Client
+	dataset string
+	origin  string
+	log     *slog.Logger
+	recs    []hub.Record
+}
+
+// Header names on dead letters.
+const (
+	HeaderError    = "weir.error"
+	HeaderStage    = "weir.stage"
+	HeaderAttempts = "weir.attempts"
+	HeaderSource   = "weir.source"
+	HeaderOrigin   = "weir.origin"
+	HeaderFailedAt = "weir.failed_at"
+)
+
+// write stores the failures durably, retrying until it succeeds or ctx
+// ends.
+func (d *deadLetters) write(ctx context.Context, fs []failure) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	d.recs = d.recs[:0]
+	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
+	for _, f := range fs {
+		m := f.m
+		value := m.Original
+		if value == nil {
+			value = m.Value
+		}
+		hs := append([]codecs.RecordHeader(nil), m.Headers...)
+		hs = append(hs,
+			codecs.RecordHeader{Key: []byte(HeaderError), Value: []byte(f.err.Error())},
+			codecs.RecordHeader{Key: []byte(HeaderStage), Value: []byte(f.stage)},
+			codecs.RecordHeader{Key: []byte(HeaderAttempts), Value: fmt.Appendf(nil, "%d", f.attempts)},
+			codecs.RecordHeader{Key: []byte(HeaderOrigin), Value: []byte(d.origin)},
+			codecs.RecordHeader{Key: []byte(HeaderFailedAt), Value: now})
+		if m.Dataset != "" {
+			hs = append(hs, codecs.RecordHeader{Key: []byte(HeaderSource), Value: []byte(m.Origin())})
+		}
+		d.recs = append(d.recs, hub.Record{Key: m.Key, Value: value, Headers: hs, Timestamp: m.Time})
+	}
+	for attempt := 0; ; attempt++ {
+		err := d.client.Produce(ctx, d.dataset, d.recs)
+		if err == nil {
+			d.log.Warn("weir: records sent to the dead-letter dataset", "dataset", d.dataset, "records", len(fs),
+				"first_reason", fs[0].err.Error(), "stage", fs[0].stage)
+			return nil
+		}
+		if attempt%10 == 0 {
+			d.log.Error("weir: cannot write to the dead-letter dataset; holding back", "dataset", d.dataset, "err", err)
+		}
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// connect retries a component's Connect until it succeeds or done
+// closes.
+func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-chan struct{}) bool {
+	cn, ok := c.(connectors.Connector)
+	if !ok {
+		return true
+	}
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := cn.Connect(cctx)
+		cancel()
+		if err == nil {
+			if attempt > 0 {
+				log.Info("weir: connected", "component", what)
+			}
+			return true
+		}
+		if attempt%5 == 0 {
+			log.Error("weir: cannot connect; retrying", "component", what, "err", err)
+		}
+		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, done) {
+			return false
+		}
+	}
+}
+
+var _ = os.Getpid

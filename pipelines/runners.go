@@ -1,0 +1,500 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
+)
+
+// --- sources
+
+type sourceRunner struct {
+	e           *Engine
+	cfg         *SourceConfig
+	src         connectors.Source
+	procs       []namedProc
+	dlq         *deadLetters
+	log         *slog.Logger
+	compression codecs.Compression
+	stats       counters
+	ended       atomic.Bool
+
+	builders map[int32]*codecs.Builder
+	order    []int32
+	sticky   uint32
+	buf      []byte
+	keyBuf   []byte
+	failed   []failure
+}
+
+func (r *sourceRunner) run(ctx context.Context) error {
+	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, ctx.Done()) {
+		return nil
+	}
+	parts, err := r.partitions(ctx)
+	if err != nil {
+		return err
+	}
+	r.builders = map[int32]*codecs.Builder{}
+	for {
+		batch, ack, err := r.src.Read(ctx)
+		if errors.Is(err, connectors.ErrEndOfInput) {
+			if len(batch) == 0 {
+				r.ended.Store(true)
+				r.log.Info("weir: source ended", "records", r.stats.out.Load())
+				return nil
+			}
+			err = nil
+		}
+		if ctx.Err() != nil {
+			if ack != nil {
+				ack(context.WithoutCancel(ctx), ctx.Err())
+			}
+			return nil
+		}
+		if err != nil {
+			r.stats.failed.Add(1)
+			r.log.Error("weir: source read failed; retrying", "err", err)
+			if !backoff(int(min(r.stats.failed.Load(), 10)), 100*time.Millisecond, 5*time.Second, ctx.Done()) {
+				return nil
+			}
+			continue
+		}
+		if len(batch) == 0 {
+			if ack != nil {
+				ack(ctx, nil)
+			}
+			continue
+		}
+		r.stats.in.Add(int64(len(batch)))
+		if err := r.store(ctx, batch, parts); err != nil {
+			if ack != nil {
+				ack(context.WithoutCancel(ctx), err)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if ack != nil {
+			if err := ack(ctx, nil); err != nil {
+				r.log.Warn("weir: source acknowledgement failed", "err", err)
+			}
+		}
+	}
+}
+
+func (r *sourceRunner) partitions(ctx context.Context) (int32, error) {
+	for attempt := 0; ; attempt++ {
+		n, err := r.e.client.Partitions(ctx, r.cfg.To)
+		if err == nil {
+			return n, nil
+		}
+		r.log.Error("weir: cannot reach the source's dataset; retrying", "dataset", r.cfg.To, "err", err)
+		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, ctx.Done()) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// store runs the source's processors and writes the batch durably to its
+// dataset, failures to its dead-letter dataset. It retries until both are
+// stored or ctx ends.
+func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, parts int32) error {
+	for _, m := range batch {
+		m.Original = m.Value
+	}
+	good, failed, err := runProcessors(ctx, r.procs, batch, r.failed[:0])
+	if err != nil {
+		// A processor failing a whole batch (a rate limit ended by
+		// ctx): nothing stored.
+		return err
+	}
+	r.failed = failed
+	r.buf = r.buf[:0]
+	now := time.Now().UnixMilli()
+	r.sticky++
+	for _, b := range r.builders {
+		b.Reset()
+	}
+	r.order = r.order[:0]
+	var bytes int64
+	for _, m := range good {
+		r.buf = m.Sync(r.buf)
+		key := m.Key
+		if r.cfg.KeyField != "" {
+			if v := m.Get(r.cfg.KeyField); v != nil {
+				r.keyBuf = connectors.AppendText(r.keyBuf[:0], v)
+				key = r.keyBuf
+			}
+		}
+		p := int32(r.sticky % uint32(parts))
+		if key != nil {
+			p = hub.PartitionForKey(key, parts)
+		}
+		b := r.builders[p]
+		if b == nil {
+			b = &codecs.Builder{Compression: r.compression}
+			r.builders[p] = b
+		}
+		if b.NumRecords() == 0 {
+			r.order = append(r.order, p)
+		}
+		ts := now
+		if !m.Time.IsZero() {
+			ts = m.Time.UnixMilli()
+		}
+		b.Append(ts, key, m.Value, m.Headers)
+		bytes += int64(len(m.Value))
+		m.Release()
+	}
+	for _, p := range r.order {
+		built, err := r.builders[p].Build()
+		if err != nil {
+			return err
+		}
+		for attempt := 0; ; attempt++ {
+			_, err := r.e.client.ProduceBatch(ctx, r.cfg.To, p, built)
+			if err == nil {
+				break
+			}
+			r.stats.failed.Add(1)
+			if attempt%10 == 0 {
+				r.log.Error("weir: cannot store records; holding the source back", "dataset", r.cfg.To, "partition", p, "err", err)
+			}
+			if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
+				return ctx.Err()
+			}
+		}
+	}
+	r.stats.out.Add(int64(len(good)))
+	r.stats.bytes.Add(bytes)
+	if len(failed) > 0 {
+		if err := r.dlq.write(ctx, failed); err != nil {
+			return err
+		}
+		r.stats.dead.Add(int64(len(failed)))
+	}
+	return nil
+}
+
+// --- pipelines
+
+type pipelineRunner struct {
+	e     *Engine
+	cfg   *PipelineConfig
+	procs []namedProc
+	sinks []*sinkRunner
+	dlq   *deadLetters
+	log   *slog.Logger
+	stats counters
+
+	consumer hub.Consumer
+	polled   atomic.Int64 // polls that returned nothing, since the last records
+	msgs     []connectors.Message
+	ptrs     []*connectors.Message
+	syncBuf  []byte
+	failed   []failure
+	commit   map[hub.TopicPartition]int64
+}
+
+type sinkRunner struct {
+	cfg     *SinkConfig
+	sink    connectors.Sink
+	idx     int
+	log     *slog.Logger
+	stats   counters
+	sub     []*connectors.Message
+	fails   []failure
+	stopped bool // the last delivery gave up because of a stop
+}
+
+// caughtUp reports whether the pipeline's last polls found nothing new.
+func (p *pipelineRunner) caughtUp() bool { return p.polled.Load() >= 2 }
+
+func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
+	for _, s := range p.sinks {
+		if !connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop) {
+			return nil
+		}
+	}
+	start := hub.StartFrom{Kind: hub.StartEarliest}
+	if p.cfg.Start == "latest" {
+		start.Kind = hub.StartLatest
+	}
+	var minBytes, maxBytes int64
+	period := time.Duration(0)
+	for _, s := range p.sinks {
+		minBytes = max(minBytes, s.cfg.Batching.Bytes)
+		if period == 0 || s.cfg.Batching.Period < period {
+			period = s.cfg.Batching.Period
+		}
+	}
+	maxBytes = max(minBytes*2, 4<<20)
+	opts := hub.ConsumeOptions{Datasets: p.cfg.From, Group: p.cfg.Group, Broadcast: p.cfg.Broadcast, Start: start,
+		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond)}
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	defer cancelPoll()
+	go func() {
+		select {
+		case <-stop:
+			cancelPoll()
+		case <-pollCtx.Done():
+		}
+	}()
+	var err error
+	for attempt := 0; ; attempt++ {
+		p.consumer, err = p.e.client.Consume(pollCtx, opts)
+		if err == nil {
+			break
+		}
+		p.log.Error("weir: cannot start consuming; retrying", "datasets", p.cfg.From, "err", err)
+		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, stop) {
+			return nil
+		}
+	}
+	defer p.consumer.Close(context.WithoutCancel(ctx))
+	p.commit = map[hub.TopicPartition]int64{}
+	for fails := 0; ; {
+		fetches, err := p.consumer.Poll(pollCtx)
+		if pollCtx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			fails++
+			p.stats.failed.Add(1)
+			p.log.Error("weir: poll failed; retrying", "err", err)
+			if !backoff(min(fails, 10), 100*time.Millisecond, 5*time.Second, stop) {
+				return nil
+			}
+			continue
+		}
+		fails = 0
+		if len(fetches) == 0 {
+			p.polled.Add(1)
+			p.updateLag()
+			continue
+		}
+		p.polled.Store(0)
+		if err := p.handle(ctx, fetches, stop); err != nil {
+			if ctx.Err() != nil || isStopped(stop) {
+				return nil // not committed: read again next time
+			}
+			return err
+		}
+		p.updateLag()
+	}
+}
+
+func isStopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *pipelineRunner) updateLag() {
+	var lag int64
+	for _, l := range p.consumer.Lag() {
+		lag += l
+	}
+	p.stats.lag.Store(lag)
+}
+
+// handle takes one poll's records through processors and sinks, writes
+// failures to the dead-letter dataset and commits. It retries until done,
+// or returns the error when ctx ends (nothing committed then).
+func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <-chan struct{}) error {
+	n := 0
+	for _, f := range fetches {
+		n += len(f.Records)
+	}
+	if cap(p.msgs) < n {
+		p.msgs = make([]connectors.Message, n)
+		p.ptrs = make([]*connectors.Message, n)
+	}
+	msgs, ptrs := p.msgs[:n], p.ptrs[:n]
+	clear(p.commit)
+	i := 0
+	var inBytes int64
+	for _, f := range fetches {
+		for j := range f.Records {
+			r := &f.Records[j]
+			msgs[i] = connectors.Message{Key: r.Key, Value: r.Value, Original: r.Value, Headers: r.Headers,
+				Time: time.UnixMilli(r.Timestamp), Dataset: f.Dataset, Partition: f.Partition, Offset: r.Offset}
+			ptrs[i] = &msgs[i]
+			inBytes += int64(len(r.Value))
+			i++
+		}
+		if len(f.Records) > 0 {
+			p.commit[hub.TopicPartition{Topic: f.Dataset, Partition: f.Partition}] = f.Records[len(f.Records)-1].Offset + 1
+		}
+	}
+	p.stats.in.Add(int64(n))
+	defer func() {
+		for _, m := range ptrs {
+			m.Release()
+		}
+	}()
+	var live []*connectors.Message
+	for attempt := 0; ; attempt++ {
+		// Processors see a fresh view on every attempt.
+		for _, m := range ptrs {
+			m.Release()
+			m.Value, m.Err, m.Routes = m.Original, nil, 0
+		}
+		var err error
+		live, p.failed, err = runProcessors(ctx, p.procs, append([]*connectors.Message(nil), ptrs...), p.failed[:0])
+		if err == nil {
+			break
+		}
+		p.stats.failed.Add(1)
+		p.log.Error("weir: processing failed; retrying the batch", "err", err)
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
+			return err
+		}
+	}
+	p.syncBuf = p.syncBuf[:0]
+	for _, m := range live {
+		p.syncBuf = m.Sync(p.syncBuf)
+	}
+	// Every sink at once; each retries on its own.
+	var wg sync.WaitGroup
+	for _, s := range p.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.deliver(ctx, live, stop)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil || isStopped(stop) && p.undelivered() {
+		return context.Canceled
+	}
+	for _, s := range p.sinks {
+		p.failed = append(p.failed, s.fails...)
+	}
+	if err := p.dlq.write(ctx, p.failed); err != nil {
+		return err
+	}
+	p.stats.dead.Add(int64(len(p.failed)))
+	p.stats.out.Add(int64(len(live)))
+	p.stats.bytes.Add(inBytes)
+	for attempt := 0; ; attempt++ {
+		err := p.consumer.Commit(ctx, p.commit)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, hub.ErrRebalanceInProgress) || errors.Is(err, hub.ErrIllegalGeneration) || errors.Is(err, hub.ErrUnknownMemberID) {
+			// The partitions moved on: their new owner reads these
+			// records again (at least once).
+			p.log.Info("weir: commit refused after a rebalance; records will be redelivered", "err", err)
+			return nil
+		}
+		p.log.Error("weir: commit failed; retrying", "err", err)
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
+			return err
+		}
+	}
+}
+
+// undelivered reports whether a sink gave up because of the stop.
+func (p *pipelineRunner) undelivered() bool {
+	for _, s := range p.sinks {
+		if s.stopped {
+			return true
+		}
+	}
+	return false
+}
+
+// deliver writes the messages routed to the sink, in chunks of its
+// batching, retrying as its retry policy says. Messages that fail for good
+// are left in s.fails.
+func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, stop <-chan struct{}) {
+	s.fails, s.stopped = s.fails[:0], false
+	s.sub = s.sub[:0]
+	bit := uint64(1) << s.idx
+	for _, m := range msgs {
+		if m.Routes == 0 || m.Routes&bit != 0 {
+			s.sub = append(s.sub, m)
+		}
+	}
+	for start := 0; start < len(s.sub); {
+		end, size := start, int64(0)
+		for end < len(s.sub) && (end == start || (end-start < s.cfg.Batching.Count && size+int64(len(s.sub[end].Value)) <= s.cfg.Batching.Bytes)) {
+			size += int64(len(s.sub[end].Value))
+			end++
+		}
+		if !s.writeChunk(ctx, s.sub[start:end], stop) {
+			s.stopped = true
+			return
+		}
+		s.stats.out.Add(int64(end - start))
+		s.stats.bytes.Add(size)
+		start = end
+	}
+}
+
+// writeChunk writes one chunk with retries; it returns false when it gave
+// up because of the stop.
+func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message, stop <-chan struct{}) bool {
+	pending := chunk
+	retry := s.cfg.Retry
+	attempt := 0 // counted against retry.Attempts
+	for wait := 0; ; wait++ {
+		attempt++
+		err := s.sink.Write(ctx, pending)
+		if err == nil {
+			return true
+		}
+		s.stats.failed.Add(1)
+		var we *connectors.WriteError
+		switch {
+		case errors.As(err, &we):
+			var again []*connectors.Message
+			for _, f := range we.Failures {
+				if f.Index < 0 || f.Index >= len(pending) {
+					continue
+				}
+				if f.Retryable && attempt < retry.Attempts {
+					again = append(again, pending[f.Index])
+					continue
+				}
+				s.fails = append(s.fails, failure{m: pending[f.Index], stage: "sink " + s.cfg.Name, err: f.Err, attempts: attempt})
+			}
+			if len(again) == 0 {
+				return true
+			}
+			pending = again
+		case errors.Is(err, connectors.ErrUnavailable):
+			// An unreachable sink never runs out of attempts: the
+			// pipeline waits, nothing is committed or dropped.
+			if wait%5 == 0 {
+				s.log.Error("weir: sink unavailable; holding the pipeline back", "err", err, "tries", wait+1)
+			}
+			attempt--
+		case attempt >= retry.Attempts:
+			for _, m := range pending {
+				s.fails = append(s.fails, failure{m: m, stage: "sink " + s.cfg.Name, err: err, attempts: attempt})
+			}
+			s.log.Warn("weir: sink write failed for good; records go to the dead-letter dataset", "records", len(pending), "attempts", attempt, "err", err)
+			return true
+		default:
+			s.log.Warn("weir: sink write failed; retrying", "attempt", attempt, "of", retry.Attempts, "err", err)
+		}
+		if !backoff(wait, retry.Backoff, retry.MaxBackoff, stop) {
+			return false
+		}
+	}
+}
+
