@@ -94,7 +94,9 @@ func compileValue(n ast.Node) fastValue {
 		return func(_ *connectors.Message, a *fastjson.Arena) (*fastjson.Value, bool) { return a.NewNumberInt(v), true }
 	case *ast.FloatNode:
 		v := n.Value
-		return func(_ *connectors.Message, a *fastjson.Arena) (*fastjson.Value, bool) { return a.NewNumberFloat64(v), true }
+		return func(_ *connectors.Message, a *fastjson.Arena) (*fastjson.Value, bool) {
+			return a.NewNumberFloat64(v), true
+		}
 	case *ast.BoolNode:
 		v := n.Value
 		return func(_ *connectors.Message, a *fastjson.Arena) (*fastjson.Value, bool) {

@@ -497,4 +497,3 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 		}
 	}
 }
-
