@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub/kafka"
+	"github.com/weirhub/weir/pipelines"
+)
+
+// load reads and checks a pipeline file: structure, then processors.
+func load(path string) (*pipelines.Config, error) {
+	cfg, err := pipelines.LoadFile(path, pipelines.LoadOptions{})
+	if err != nil {
+		var es pipelines.Errors
+		if errors.As(err, &es) {
+			return nil, &exitError{code: 1, err: fmt.Errorf("%s has %d problem(s):\n%w", path, len(es), err)}
+		}
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := pipelines.Check(cfg, nil); err != nil {
+		return nil, &exitError{code: 1, err: fmt.Errorf("%s has problems:\n%w", path, err)}
+	}
+	return cfg, nil
+}
+
+func newRunCmd() *cobra.Command {
+	var untilDrained bool
+	var statsEvery time.Duration
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a pipeline file: its sources, datasets and pipelines",
+		Long: `Runs the sources and pipelines of FILE against the embedded hub in hub.data_dir
+(or an external cluster with hub.kafka), printing a throughput line every few seconds.
+A file with problems is refused, with every problem listed as file:line:col.
+SIGTERM or SIGINT stops it gracefully: sources stop, pipelines finish and commit the
+batch in hand; anything not committed is read again on the next start.`,
+		Example: `  weir run examples/quickstart.yaml
+  weir run pipeline.yaml --until-drained     # exit once finite sources are done and all is delivered`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := load(args[0])
+			if err != nil {
+				return err
+			}
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			e, err := pipelines.New(cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if cfg.Hub.Listen != "" && e.Hub() != nil {
+				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger})
+				ln, err := srv.Listen(cfg.Hub.Listen)
+				if err != nil {
+					return err
+				}
+				go srv.Serve(ln)
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					srv.Shutdown(sctx)
+				}()
+				logger.Info("weir: serving Kafka clients too", "listen", ln.Addr().String())
+			}
+			var wg sync.WaitGroup
+			statsDone := make(chan struct{})
+			if statsEvery > 0 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					printStats(cmd.ErrOrStderr(), e, statsEvery, statsDone)
+				}()
+			}
+			start := time.Now()
+			runErr := e.Run(ctx)
+			close(statsDone)
+			wg.Wait()
+			summary(cmd.OutOrStdout(), e.Stats(), time.Since(start))
+			return runErr
+		},
+	}
+	cmd.Flags().BoolVar(&untilDrained, "until-drained", false, "exit once every finite source has ended and every pipeline has caught up")
+	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// printStats prints one throughput line per interval: records per second
+// in and out of each source and pipeline, dead letters and lag.
+func printStats(w io.Writer, e *pipelines.Engine, every time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	prev := map[string]pipelines.Stats{}
+	last := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		secs := now.Sub(last).Seconds()
+		last = now
+		var parts []string
+		for _, s := range e.Stats() {
+			p := prev[s.Name]
+			prev[s.Name] = s
+			if strings.Count(s.Name, ".") > 1 {
+				continue // sinks: in the summary
+			}
+			rate := float64(s.Out-p.Out) / secs
+			part := fmt.Sprintf("%s %s rec/s %s/s", s.Name, humanize.SIWithDigits(rate, 1, ""), humanize.Bytes(uint64(float64(s.Bytes-p.Bytes)/secs)))
+			if s.Dead > 0 {
+				part += fmt.Sprintf(" dead %d", s.Dead)
+			}
+			if strings.HasPrefix(s.Name, "pipelines.") {
+				part += fmt.Sprintf(" lag %d", s.Lag)
+			}
+			parts = append(parts, part)
+		}
+		fmt.Fprintf(w, "%s  %s\n", now.Format("15:04:05"), strings.Join(parts, " | "))
+	}
+}
+
+func summary(w io.Writer, stats []pipelines.Stats, d time.Duration) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "COMPONENT\tIN\tOUT\tDEAD\tFAILED\tBYTES\tRECORDS/S\t\n")
+	for _, s := range stats {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f\t\n", s.Name, s.In, s.Out, s.Dead, s.Failed,
+			humanize.IBytes(uint64(s.Bytes)), float64(s.Out)/max(d.Seconds(), 1e-9))
+	}
+	tw.Flush()
+}
+
+func newLintCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lint FILE...",
+		Short: "Check pipeline files; exit 1 listing every problem as file:line:col",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := 0
+			for _, path := range args {
+				if _, err := load(path); err != nil {
+					bad++
+					fmt.Fprintln(cmd.OutOrStdout(), err)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
+			}
+			if bad > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d of %d files have problems", bad, len(args))}
+			}
+			return nil
+		},
+	}
+}
+
+func newTestCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "test FILE...",
+		Short: "Run the tests: section of pipeline files (given input records, expect output records)",
+		Example: `  # in the file:
+  tests:
+    drops-debug:
+      pipeline: archive
+      input: ['{"level":"debug"}', '{"level":"info"}']
+      output: ['{"level":"info","env":"prod"}']`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			failed, total := 0, 0
+			w := cmd.OutOrStdout()
+			for _, path := range args {
+				cfg, err := load(path)
+				if err != nil {
+					return err
+				}
+				if len(cfg.Tests) == 0 {
+					fmt.Fprintf(w, "%s: no tests\n", path)
+					continue
+				}
+				for _, r := range pipelines.RunTests(cfg, nil) {
+					total++
+					if len(r.Failures) == 0 {
+						fmt.Fprintf(w, "PASS %s: %s\n", path, r.Name)
+						continue
+					}
+					failed++
+					fmt.Fprintf(w, "FAIL %s: %s\n", path, r.Name)
+					for _, f := range r.Failures {
+						fmt.Fprintf(w, "    %s\n", f)
+					}
+				}
+			}
+			if failed > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d of %d tests failed", failed, total)}
+			}
+			fmt.Fprintf(w, "%d tests passed\n", total)
+			return nil
+		},
+	}
+}
+
+func newListCmd() *cobra.Command {
+	var schema, docs bool
+	cmd := &cobra.Command{
+		Use:   "list [sources|processors|sinks] [NAME]",
+		Short: "List components with their fields; --json-schema and --docs for editors and docs",
+		Example: `  weir list
+  weir list sinks file
+  weir list --json-schema > weir.schema.json   # for editors (yaml-language-server)`,
+		Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w := cmd.OutOrStdout()
+			if schema {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(pipelines.JSONSchema(nil))
+			}
+			kinds := []connectors.Kind{connectors.SourceKind, connectors.ProcessorKind, connectors.SinkKind}
+			if len(args) > 0 {
+				k, ok := map[string]connectors.Kind{"sources": connectors.SourceKind, "source": connectors.SourceKind,
+					"processors": connectors.ProcessorKind, "processor": connectors.ProcessorKind,
+					"sinks": connectors.SinkKind, "sink": connectors.SinkKind}[args[0]]
+				if !ok {
+					return fmt.Errorf("%q: list sources, processors or sinks", args[0])
+				}
+				kinds = []connectors.Kind{k}
+			}
+			for _, k := range kinds {
+				specs := connectors.Default.Specs(k)
+				sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+				if !docs && len(args) < 2 {
+					fmt.Fprintf(w, "%sS\n", strings.ToUpper(k.String()))
+				}
+				for _, s := range specs {
+					if s.Name == "memory" {
+						continue // test components
+					}
+					if len(args) == 2 && s.Name != args[1] {
+						continue
+					}
+					if docs || len(args) == 2 {
+						fmt.Fprint(w, s.Markdown())
+						continue
+					}
+					fmt.Fprintf(w, "  %-12s %s\n", s.Name, s.Summary)
+				}
+				if !docs && len(args) < 2 {
+					fmt.Fprintln(w)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&schema, "json-schema", false, "print the JSON Schema of pipeline files")
+	cmd.Flags().BoolVar(&docs, "docs", false, "print Markdown documentation of every component")
+	return cmd
+}
+
+var _ = os.Stdout
