@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -111,12 +112,27 @@ func (c *conn) readLoop() error {
 			return fmt.Errorf("request of %d bytes for API key %d (at most %d for anything but Produce)", size, key, maxNonProduceBytes)
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-		body := make([]byte, size)
+		// Produce bodies come from a pool: the records are copied into
+		// the log before the handler returns, so the body can be reused
+		// at once. Other requests keep theirs (decoded fields may alias
+		// it, as group metadata does).
+		var body []byte
+		var pooled *[]byte
+		if key == 0 {
+			pooled = getBuf(int(size))
+			body = (*pooled)[:size]
+		} else {
+			body = make([]byte, size)
+		}
 		copy(body, c.hbuf[:4])
 		if _, err := io.ReadFull(c.nc, body[4:]); err != nil {
 			return fmt.Errorf("reading a request of %d bytes: %w", size, err)
 		}
-		if err := c.handle(body); err != nil {
+		err := c.handle(body)
+		if pooled != nil {
+			putBuf(pooled)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -182,6 +198,38 @@ func (c *conn) handle(body []byte) error {
 
 func (c *conn) queue(p *pending) {
 	c.out <- p
+}
+
+// bufPools hold request buffers by size class: powers of two from 4 KiB
+// to 16 MiB; larger requests get a buffer of their own.
+var bufPools [13]sync.Pool
+
+func sizeClass(n int) int {
+	c := 0
+	for size := 4 << 10; size < n; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+func getBuf(n int) *[]byte {
+	c := sizeClass(n)
+	if c >= len(bufPools) {
+		b := make([]byte, n)
+		return &b
+	}
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 4<<10<<c)
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	if c := sizeClass(cap(*p)); c < len(bufPools) && cap(*p) == 4<<10<<c {
+		*p = (*p)[:cap(*p)]
+		bufPools[c].Put(p)
+	}
 }
 
 // skipTags skips a tagged-field section.
