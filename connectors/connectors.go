@@ -33,8 +33,10 @@ type AckFunc func(ctx context.Context, err error) error
 //
 // Read blocks until a batch is ready or ctx ends, and may be called again
 // before earlier batches are acknowledged: a source bounds how many it has
-// outstanding itself, which is how a full hub pushes back. Close releases
-// the source; Read is not called after it.
+// outstanding itself, which is how a full hub pushes back. A message the
+// source could not read properly (malformed input) comes with Err set: it
+// goes to the dead-letter dataset with that reason, never into the void.
+// Close releases the source; Read is not called after it.
 type Source interface {
 	Read(ctx context.Context) ([]*Message, AckFunc, error)
 	Close(ctx context.Context) error

@@ -285,3 +285,44 @@ sources:
 		t.Fatalf("source dead letters: %q", dead)
 	}
 }
+
+// errSource hands over one batch in which some messages carry a read
+// error, as a syslog source does for malformed input.
+type errSource struct{ done bool }
+
+func (s *errSource) Read(context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
+	if s.done {
+		return nil, nil, connectors.ErrEndOfInput
+	}
+	s.done = true
+	bad := &connectors.Message{Value: []byte("<999>garbage")}
+	bad.Fail("syslog: byte 1: priority 999 is out of range")
+	return []*connectors.Message{{Value: []byte("fine")}, bad}, func(context.Context, error) error { return nil }, nil
+}
+
+func (s *errSource) Close(context.Context) error { return nil }
+
+func TestSourceReadErrorsAreDeadLettered(t *testing.T) {
+	h := openTestHub(t)
+	reg := connectors.NewRegistry()
+	reg.RegisterSource(connectors.Spec{Name: "errs"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
+		return &errSource{}, nil
+	})
+	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {errs: {}, to: in}}\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, Options{Hub: h, Registry: reg, UntilDrained: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dead, reasons, stages := readDead(t, h, "in-dead")
+	if len(dead) != 1 || dead[0] != "<999>garbage" || !strings.Contains(reasons[0], "out of range") || stages[0] != "source errs" {
+		t.Fatalf("dead letters %q %q %q", dead, reasons, stages)
+	}
+}

@@ -108,10 +108,20 @@ func (r *sourceRunner) partitions(ctx context.Context) (int32, error) {
 // dataset, failures to its dead-letter dataset. It retries until both are
 // stored or ctx ends.
 func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, parts int32) error {
+	// A source may hand over records it could not read properly (a
+	// malformed syslog message) with Err set: they go to the dead-letter
+	// dataset with the source's reason.
+	failed := r.failed[:0]
+	kept := batch[:0]
 	for _, m := range batch {
 		m.Original = m.Value
+		if m.Err != nil {
+			failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, err: m.Err, attempts: 1})
+			continue
+		}
+		kept = append(kept, m)
 	}
-	good, failed, err := runProcessors(ctx, r.procs, batch, r.failed[:0])
+	good, failed, err := runProcessors(ctx, r.procs, kept, failed)
 	if err != nil {
 		// A processor failing a whole batch (a rate limit ended by
 		// ctx): nothing stored.
