@@ -180,3 +180,31 @@ func TestMessageFields(t *testing.T) {
 		t.Fatal(we)
 	}
 }
+
+func TestSyncAppendsNewFieldsToTheOriginalBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		set  map[string]string // key -> JSON
+		want string
+	}{
+		{`{"a": 1 }`, map[string]string{"b": `"x"`}, `{"a": 1 ,"b":"x"}`},
+		{`{}`, map[string]string{"b": `2`}, `{"b":2}`},
+		{`{"a":1}`, map[string]string{"a": `3`}, `{"a":3}`},                           // an existing field: rewritten
+		{`{"q\"k":1}`, map[string]string{"n\"ew": `true`}, `{"q\"k":1,"n\"ew":true}`}, // keys escaped
+	}
+	for _, tt := range tests {
+		m := &Message{Value: []byte(tt.in)}
+		for k, v := range tt.set {
+			var p fastjsonParser
+			x, _ := p.Parse(v)
+			if err := m.Set(k, copyInto(m, x)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.Sync(nil)
+		if string(m.Value) != tt.want {
+			t.Errorf("Set(%s, %v) then Sync = %s, want %s", tt.in, tt.set, m.Value, tt.want)
+		}
+		m.Release()
+	}
+}

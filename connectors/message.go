@@ -55,6 +55,11 @@ type doc struct {
 	a     fastjson.Arena
 	v     *fastjson.Value
 	dirty bool
+	// appendOnly says every edit so far added a new top-level field:
+	// Sync then copies the original bytes and appends the new fields
+	// instead of serializing the whole object again.
+	appendOnly bool
+	base       int // top-level fields at parse time
 }
 
 var docs = sync.Pool{New: func() any { return new(doc) }}
@@ -78,7 +83,8 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		docs.Put(d)
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
-	d.v, d.dirty = v, false
+	d.v, d.dirty, d.appendOnly = v, false, true
+	d.base = v.GetObject().Len()
 	m.doc = d
 	return v.GetObject(), nil
 }
@@ -108,6 +114,9 @@ func (m *Message) Set(key string, v *fastjson.Value) error {
 	if err != nil {
 		return err
 	}
+	if m.doc.appendOnly && o.Get(key) != nil {
+		m.doc.appendOnly = false
+	}
 	o.Set(key, v)
 	m.doc.dirty = true
 	return nil
@@ -121,6 +130,7 @@ func (m *Message) Del(key string) error {
 	}
 	o.Del(key)
 	m.doc.dirty = true
+	m.doc.appendOnly = false
 	return nil
 }
 
@@ -129,6 +139,7 @@ func (m *Message) Del(key string) error {
 func (m *Message) Changed() {
 	if m.doc != nil {
 		m.doc.dirty = true
+		m.doc.appendOnly = false
 	}
 }
 
@@ -139,10 +150,62 @@ func (m *Message) Sync(buf []byte) []byte {
 		return buf
 	}
 	start := len(buf)
-	buf = m.doc.v.MarshalTo(buf)
+	if end := lastBrace(m.Value); m.doc.appendOnly && end > 0 {
+		// Only new fields: the original bytes up to the closing brace,
+		// then the new fields.
+		buf = append(buf, m.Value[:end]...)
+		i := 0
+		sep := m.doc.base > 0
+		m.doc.v.GetObject().Visit(func(k []byte, v *fastjson.Value) {
+			if i++; i <= m.doc.base {
+				return
+			}
+			if sep {
+				buf = append(buf, ',')
+			}
+			sep = true
+			buf = appendQuoted(buf, k)
+			buf = append(buf, ':')
+			buf = v.MarshalTo(buf)
+		})
+		buf = append(buf, '}')
+	} else {
+		buf = m.doc.v.MarshalTo(buf)
+	}
 	m.Value = buf[start:len(buf):len(buf)]
 	m.doc.dirty = false
 	return buf
+}
+
+// lastBrace is the index of an object's closing brace, or -1.
+func lastBrace(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '}':
+			return i
+		}
+		return -1
+	}
+	return -1
+}
+
+// appendQuoted appends s as a JSON string.
+func appendQuoted(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
 }
 
 // Release returns the parsed view's memory; the message keeps its Value

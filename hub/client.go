@@ -287,7 +287,7 @@ type localConsumer struct {
 	pos      map[TopicPartition]int64
 
 	// Buffers reused across polls.
-	raw     [][]byte
+	raw     []byte
 	iters   []codecs.RecordIter
 	fetches []Fetch
 	hdrs    []codecs.RecordHeader
@@ -598,6 +598,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 	defer ReleaseFetch(results)
 	c.fetches = c.fetches[:0]
 	c.hdrs = c.hdrs[:0]
+	c.raw = c.raw[:0]
 	it := 0
 	for i, r := range results {
 		tp := c.assigned[i]
@@ -611,17 +612,16 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 		if r.Bytes == 0 {
 			continue
 		}
-		if len(c.raw) <= i {
-			c.raw = append(c.raw, make([][]byte, i+1-len(c.raw))...)
-		}
-		raw := c.raw[i][:0]
+		// One buffer holds the batches of every partition of the poll;
+		// when it grows, records already decoded keep the old array.
+		at := len(c.raw)
 		for j := range r.Sections {
 			var err error
-			if raw, err = r.Sections[j].AppendTo(raw); err != nil {
+			if c.raw, err = r.Sections[j].AppendTo(c.raw); err != nil {
 				return nil, err
 			}
 		}
-		c.raw[i] = raw
+		raw := c.raw[at:]
 		f := Fetch{Dataset: tp.Topic, Partition: tp.Partition, HighWatermark: r.HighWatermark}
 		next := c.pos[tp]
 		for b := raw; len(b) > 0; {

@@ -314,7 +314,7 @@ var (
 		{Name: "name", Type: connectors.TypeString, Doc: "Name for routes and stats (default: the sink type, numbered if repeated)."},
 		{Name: "batching", Type: connectors.TypeObject, Doc: "Size of writes.", Fields: []connectors.Field{
 			{Name: "count", Type: connectors.TypeInt, Default: 10000, Doc: "Most records in one write."},
-			{Name: "bytes", Type: connectors.TypeSize, Default: "4MiB", Doc: "Most bytes in one write; also how much the pipeline waits to gather."},
+			{Name: "bytes", Type: connectors.TypeSize, Default: "1MiB", Doc: "Most bytes in one write; also how much the pipeline waits to gather."},
 			{Name: "period", Type: connectors.TypeDuration, Default: "500ms", Doc: "Longest wait for a fuller batch."},
 		}},
 		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes before records go to the dead-letter dataset.", Fields: []connectors.Field{

@@ -438,6 +438,7 @@ func (p *renameProc) Process(_ context.Context, batch []*connectors.Message) ([]
 				continue
 			}
 			o.Del(k)
+			m.Changed()
 			setPath(m, p.to[i], v)
 		}
 	}

@@ -212,6 +212,8 @@ type pipelineRunner struct {
 	ptrs     []*connectors.Message
 	syncBuf  []byte
 	failed   []failure
+	live     []*connectors.Message
+	chunk    []*connectors.Message
 	commit   map[hub.TopicPartition]int64
 }
 
@@ -247,7 +249,11 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 			period = s.cfg.Batching.Period
 		}
 	}
-	maxBytes = max(minBytes*2, 4<<20)
+	// One poll holds what the biggest sink batch wants, plus room for
+	// whole batches past it (a fetch returns whole batches, so a limit
+	// equal to the minimum would rarely be met): this, not the backlog,
+	// bounds the pipeline's memory.
+	maxBytes = minBytes + 1<<20
 	opts := hub.ConsumeOptions{Datasets: p.cfg.From, Group: p.cfg.Group, Broadcast: p.cfg.Broadcast, Start: start,
 		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond)}
 	pollCtx, cancelPoll := context.WithCancel(ctx)
@@ -355,27 +361,9 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			m.Release()
 		}
 	}()
-	var live []*connectors.Message
-	for attempt := 0; ; attempt++ {
-		// Processors see a fresh view on every attempt.
-		for _, m := range ptrs {
-			m.Release()
-			m.Value, m.Err, m.Routes = m.Original, nil, 0
-		}
-		var err error
-		live, p.failed, err = runProcessors(ctx, p.procs, append([]*connectors.Message(nil), ptrs...), p.failed[:0])
-		if err == nil {
-			break
-		}
-		p.stats.failed.Add(1)
-		p.log.Error("weir: processing failed; retrying the batch", "err", err)
-		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
-			return err
-		}
-	}
-	p.syncBuf = p.syncBuf[:0]
-	for _, m := range live {
-		p.syncBuf = m.Sync(p.syncBuf)
+	live, err := p.process(ctx, ptrs, stop)
+	if err != nil {
+		return err
 	}
 	// Every sink at once; each retries on its own.
 	var wg sync.WaitGroup
@@ -413,6 +401,52 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		p.log.Error("weir: commit failed; retrying", "err", err)
 		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
 			return err
+		}
+	}
+}
+
+// processChunk is how many records go through the processors at a time:
+// their parsed forms stay small enough for the CPU caches, and each chunk
+// is written back to bytes (Sync) and its parsed memory released before
+// the next.
+const processChunk = 256
+
+// process runs the processors over the poll's records, chunk by chunk,
+// retrying the whole poll if a processor fails it. It returns the records
+// that go on to the sinks; failures are left in p.failed.
+func (p *pipelineRunner) process(ctx context.Context, ptrs []*connectors.Message, stop <-chan struct{}) ([]*connectors.Message, error) {
+	for attempt := 0; ; attempt++ {
+		p.live, p.failed, p.syncBuf = p.live[:0], p.failed[:0], p.syncBuf[:0]
+		var err error
+		for start := 0; start < len(ptrs) && err == nil; start += processChunk {
+			chunk := append(p.chunk[:0], ptrs[start:min(start+processChunk, len(ptrs))]...)
+			for _, m := range chunk {
+				// Processors see a fresh record on every attempt.
+				m.Release()
+				m.Value, m.Err, m.Routes = m.Original, nil, 0
+			}
+			var out []*connectors.Message
+			out, p.failed, err = runProcessors(ctx, p.procs, chunk, p.failed)
+			if err != nil {
+				break
+			}
+			// Write edits back to bytes, into one buffer for the poll: a
+			// buffer that grows reallocates, and earlier records keep
+			// pointing at the old array, which stays valid.
+			for _, m := range out {
+				p.syncBuf = m.Sync(p.syncBuf)
+				m.Release()
+			}
+			p.live = append(p.live, out...)
+			p.chunk = chunk
+		}
+		if err == nil {
+			return p.live, nil
+		}
+		p.stats.failed.Add(1)
+		p.log.Error("weir: processing failed; retrying the batch", "err", err)
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
+			return nil, err
 		}
 	}
 }
