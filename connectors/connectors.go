@@ -55,7 +55,9 @@ type Processor interface {
 //
 // Write returns nil when every message was delivered, a *WriteError when
 // some failed (the others were delivered), or any other error when none
-// was. Close flushes and releases the sink.
+// was. The sinks of a pipeline get the same messages at once: a sink must
+// not modify them nor call their Fields, Get or Set (read fields with a
+// FieldReader of its own). Close flushes and releases the sink.
 type Sink interface {
 	Write(ctx context.Context, batch []*Message) error
 	Close(ctx context.Context) error

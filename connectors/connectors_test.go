@@ -208,3 +208,21 @@ func TestSyncAppendsNewFieldsToTheOriginalBytes(t *testing.T) {
 		m.Release()
 	}
 }
+
+func TestFieldReaderDoesNotTouchTheMessage(t *testing.T) {
+	m := &Message{Value: []byte(`{"a":{"b":"x"},"n":2}`)}
+	var r FieldReader
+	if s := String(r.Get(m, "a", "b")); s != "x" {
+		t.Fatalf("a.b = %q", s)
+	}
+	if r.Get(m, "n").GetInt() != 2 || m.Parsed() {
+		t.Fatal("FieldReader parsed into the message")
+	}
+	other := &Message{Value: []byte(`{"n":3}`)}
+	if r.Get(other, "n").GetInt() != 3 {
+		t.Fatal("FieldReader kept the previous message")
+	}
+	if r.Get(&Message{Value: []byte(`nope`)}, "n") != nil {
+		t.Fatal("a non-JSON value gave a field")
+	}
+}

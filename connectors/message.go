@@ -275,3 +275,28 @@ func (m *Message) Origin() string {
 	}
 	return m.Dataset + "/" + strconv.Itoa(int(m.Partition)) + "@" + strconv.FormatInt(m.Offset, 10)
 }
+
+// FieldReader reads fields of messages it does not own, parsing each
+// value with a parser of its own: what sinks use, since the sinks of a
+// pipeline read the same messages at once and must not parse into them
+// (Fields, Get and Set change the message). A FieldReader is used by one
+// goroutine; a value it returns is valid until its next call.
+type FieldReader struct {
+	p    fastjson.Parser
+	last []byte
+	v    *fastjson.Value
+}
+
+// Get returns the field at path of m's JSON value, or nil when the value
+// is not a JSON object or has no such field.
+func (r *FieldReader) Get(m *Message, path ...string) *fastjson.Value {
+	if r.v == nil || len(r.last) != len(m.Value) || (len(m.Value) > 0 && &r.last[0] != &m.Value[0]) {
+		v, err := r.p.ParseBytes(m.Value)
+		if err != nil || v.Type() != fastjson.TypeObject {
+			r.v, r.last = nil, nil
+			return nil
+		}
+		r.v, r.last = v, m.Value
+	}
+	return r.v.Get(path...)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ func load(path string) (*pipelines.Config, error) {
 func newRunCmd() *cobra.Command {
 	var untilDrained bool
 	var statsEvery time.Duration
-	var logLevel string
+	var logLevel, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -56,6 +57,14 @@ batch in hand; anything not committed is read again on the next start.`,
 			cfg, err := load(args[0])
 			if err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				pprof.StartCPUProfile(f)
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
@@ -101,6 +110,7 @@ batch in hand; anything not committed is read again on the next start.`,
 	cmd.Flags().BoolVar(&untilDrained, "until-drained", false, "exit once every finite source has ended and every pipeline has caught up")
 	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }
 
@@ -276,4 +286,3 @@ func newListCmd() *cobra.Command {
 	return cmd
 }
 
-var _ = os.Stdout

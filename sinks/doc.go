@@ -1,0 +1,26 @@
+// Package sinks owns Weir's concrete sinks: one file per connector,
+// registered by name into connectors.Default from init. A pipeline names
+// them in its `to:` list; the package is imported for its side effect.
+//
+//	stdout  each record as a line on standard output (value or JSON)
+//	file    archive files from a path template, lines or NDJSON, gzip or
+//	        zstd, rotated by size and age, fsync policy, an LRU of open files
+//	http    batches POSTed as NDJSON, split by size, optionally gzipped
+//
+// # Contract
+//
+// Every sink implements connectors.Sink. Write is called by one goroutine
+// at a time; the messages of a batch are shared with the pipeline's other
+// sinks, so a sink never modifies them (it does not even parse them
+// through Message.Fields, which caches into the message), and their bytes
+// are valid only until Write returns. Write returns nil when every message
+// was delivered, a *connectors.WriteError naming the messages that failed
+// for a reason of their own, or a plain error when the whole batch failed
+// and is worth retrying. Close flushes, releases everything the sink
+// holds, and may be called more than once.
+//
+// Constructors only check and store their configuration: they open no
+// file and no connection, so that `weir lint` can build them.
+//
+// The package imports no source (see internal/lint).
+package sinks

@@ -1,0 +1,372 @@
+package sources
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/valyala/fastjson"
+
+	"github.com/weirhub/weir/connectors"
+)
+
+var httpSpec = connectors.Spec{
+	Kind:    connectors.SourceKind,
+	Name:    "http",
+	Summary: "Receive records over HTTP: POST bodies of NDJSON, or JSON objects.",
+	Doc: "A POST to path carries records: one per line (NDJSON or any text; empty lines are skipped) or, with " +
+		"Content-Type application/json, one JSON object or an array of them. A body may be gzip-compressed " +
+		"(Content-Encoding: gzip); max_body_bytes bounds it before and after decompression (413 beyond). " +
+		"With token set, requests need Authorization: Bearer <token> (401 without).\n\n" +
+		"A request's records are one batch, and the response waits until the batch is stored: 204 once it is, " +
+		"503 with the reason if it failed or the source is closing, 503 if it is not stored within ack_timeout " +
+		"(it may still be stored later: a client retrying then sends it twice, at least once). At most " +
+		"max_pending batches wait at once; beyond that a request is answered 429 with Retry-After: 1 at once, " +
+		"which is how a slow hub pushes back on clients. Records get the time they were received.",
+	Fields: []connectors.Field{
+		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:8080", Doc: "host:port to listen on (:8080 for every interface)."},
+		{Name: "path", Type: connectors.TypeString, Default: "/ingest", Doc: "URL path records are POSTed to."},
+		{Name: "max_body_bytes", Type: connectors.TypeSize, Default: "10MiB", Doc: "Largest body, compressed or not (413 beyond)."},
+		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token clients must send; default: none needed."},
+		{Name: "max_pending", Type: connectors.TypeInt, Default: 16, Doc: "Most batches waiting to be stored; more requests get 429."},
+		{Name: "ack_timeout", Type: connectors.TypeDuration, Default: "30s", Doc: "Longest a request waits for its batch to be stored (then 503)."},
+	},
+	Example: `sources:
+  ingest:
+    http: {address: "0.0.0.0:8080", path: /ingest, token: "${INGEST_TOKEN}", max_pending: 32}
+    to: events
+    processors:
+      - parse: json`,
+}
+
+func init() { connectors.MustRegisterSource(httpSpec, newHTTP) }
+
+// httpSource serves POSTs and hands each request's records to Read as a
+// batch. It is safe for concurrent use: handlers run on the server's
+// goroutines, Read on the runtime's.
+type httpSource struct {
+	address    string
+	path       string
+	maxBody    int64
+	token      string
+	ackTimeout time.Duration
+	log        *slog.Logger
+
+	slots   chan struct{} // one per batch not yet acknowledged
+	batches chan *httpBatch
+	closing chan struct{}
+
+	mu     sync.Mutex // guards the fields below and sending into batches
+	closed bool
+	ln     net.Listener
+	srv    *http.Server
+	served chan struct{} // closed when Serve returns
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// httpBatch is one request's records waiting for their acknowledgement.
+type httpBatch struct {
+	msgs   []*connectors.Message
+	result chan error // buffered: the ack never blocks
+	once   sync.Once
+	src    *httpSource
+}
+
+func (b *httpBatch) ack(_ context.Context, err error) error {
+	b.once.Do(func() {
+		b.result <- err
+		<-b.src.slots
+	})
+	return nil
+}
+
+var (
+	_ connectors.Source    = (*httpSource)(nil)
+	_ connectors.Connector = (*httpSource)(nil)
+)
+
+func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Source, error) {
+	s := &httpSource{
+		address:    conf.String("address"),
+		path:       conf.String("path"),
+		maxBody:    conf.Size("max_body_bytes"),
+		token:      conf.String("token"),
+		ackTimeout: conf.Duration("ack_timeout"),
+		log:        res.Logger,
+		closing:    make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if _, _, err := net.SplitHostPort(s.address); err != nil {
+		return nil, conf.Errorf("address", "%q is not host:port", s.address)
+	}
+	if !strings.HasPrefix(s.path, "/") {
+		return nil, conf.Errorf("path", "%q does not start with /", s.path)
+	}
+	if s.maxBody < 1 {
+		return nil, conf.Errorf("max_body_bytes", "must be at least 1 byte")
+	}
+	n := conf.Int("max_pending")
+	if n < 1 {
+		return nil, conf.Errorf("max_pending", "must be at least 1, not %d", n)
+	}
+	if s.ackTimeout <= 0 {
+		return nil, conf.Errorf("ack_timeout", "must be positive")
+	}
+	s.slots = make(chan struct{}, n)
+	s.batches = make(chan *httpBatch, n)
+	return s, nil
+}
+
+// Connect binds the address and starts serving. Calling it again once
+// bound does nothing.
+func (s *httpSource) Connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errSourceClosed
+	}
+	if s.ln != nil {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.address)
+	if err != nil {
+		return fmt.Errorf("sources: http: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(s.path, s.handle)
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("weir: http source stopped serving", "err", err)
+		}
+	}()
+	s.log.Info("weir: http source listening", "address", ln.Addr().String(), "path", s.path)
+	return nil
+}
+
+// addr is the bound address (for tests binding port 0), or nil.
+func (s *httpSource) addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *httpSource) Read(ctx context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
+	select {
+	case b := <-s.batches:
+		return b.msgs, b.ack, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-s.closing:
+		return nil, nil, errSourceClosed
+	}
+}
+
+func (s *httpSource) handle(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if s.token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="weir"`)
+			http.Error(w, "a valid bearer token is needed", http.StatusUnauthorized)
+			return
+		}
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many batches waiting to be stored; retry", http.StatusTooManyRequests)
+		return
+	}
+	msgs, status, err := s.records(w, r)
+	if err != nil || len(msgs) == 0 {
+		<-s.slots
+		if err != nil {
+			http.Error(w, err.Error(), status)
+		} else {
+			w.WriteHeader(http.StatusNoContent)
+		}
+		return
+	}
+	b := &httpBatch{msgs: msgs, result: make(chan error, 1), src: s}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.slots
+		http.Error(w, "the source is closing; retry", http.StatusServiceUnavailable)
+		return
+	}
+	s.batches <- b // never blocks: a slot is held
+	s.mu.Unlock()
+
+	timer := time.NewTimer(s.ackTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-b.result:
+		if err != nil {
+			http.Error(w, "records not stored: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case <-timer.C:
+		http.Error(w, "records not stored in time; they may still be", http.StatusServiceUnavailable)
+	case <-r.Context().Done():
+		// The client is gone; the batch is still stored (or not).
+	}
+}
+
+// records reads a request's body into messages, or returns an error with
+// the status to answer.
+func (s *httpSource) records(w http.ResponseWriter, r *http.Request) ([]*connectors.Message, int, error) {
+	var body io.Reader = http.MaxBytesReader(w, r.Body, s.maxBody)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			status, err := s.readError(err, "bad gzip body")
+			return nil, status, err
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q is not supported (gzip is)", enc)
+	}
+	data, err := io.ReadAll(io.LimitReader(body, s.maxBody+1))
+	if err == nil && int64(len(data)) > s.maxBody {
+		err = &http.MaxBytesError{Limit: s.maxBody}
+	}
+	if err != nil {
+		status, err := s.readError(err, "reading the body")
+		return nil, status, err
+	}
+	now := time.Now()
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/json" {
+		return jsonRecords(data, now)
+	}
+	var mem arena
+	var msgs []*connectors.Message
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		m := mem.message()
+		m.Value, m.Time = line[:len(line):len(line)], now // the body is this batch's alone
+		msgs = append(msgs, m)
+	}
+	return msgs, 0, nil
+}
+
+// jsonRecords splits a JSON body: one object, or an array of objects.
+func jsonRecords(data []byte, now time.Time) ([]*connectors.Message, int, error) {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(data)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("the body is not JSON: %w", err)
+	}
+	var mem arena
+	switch v.Type() {
+	case fastjson.TypeObject:
+		m := mem.message()
+		m.Value, m.Time = bytes.TrimSpace(data), now
+		return []*connectors.Message{m}, 0, nil
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		out := make([]*connectors.Message, 0, len(items))
+		var buf []byte
+		for i, item := range items {
+			if item.Type() != fastjson.TypeObject {
+				return nil, http.StatusBadRequest, fmt.Errorf("item %d of the array is a JSON %s, not an object", i, item.Type())
+			}
+			start := len(buf)
+			buf = item.MarshalTo(buf)
+			m := mem.message()
+			m.Value, m.Time = buf[start:len(buf):len(buf)], now
+			out = append(out, m)
+		}
+		// Values may point into an earlier buf array that append left
+		// behind; that is fine, nothing writes to it again.
+		return out, 0, nil
+	}
+	return nil, http.StatusBadRequest, fmt.Errorf("the body is a JSON %s; want an object or an array of objects", v.Type())
+}
+
+// readError maps an error reading a body to a status and a message.
+func (s *httpSource) readError(err error, doing string) (int, error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("the body is larger than %d bytes", s.maxBody)
+	}
+	return http.StatusBadRequest, fmt.Errorf("%s: %w", doing, err)
+}
+
+// Close stops accepting requests, answers 503 to those whose batches
+// were not read yet, and waits (within ctx) for the requests whose
+// batches were read to get their acknowledgements. It is safe to call
+// more than once.
+func (s *httpSource) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		srv, served := s.srv, s.served
+		s.mu.Unlock()
+		close(s.closing)
+		for {
+			select {
+			case b := <-s.batches:
+				b.ack(ctx, errSourceClosed)
+				continue
+			default:
+			}
+			break
+		}
+		if srv == nil {
+			return
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+			s.closeErr = fmt.Errorf("sources: http: shutdown: %w", err)
+		}
+		<-served
+	})
+	return s.closeErr
+}

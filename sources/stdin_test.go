@@ -1,0 +1,183 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/weirhub/weir/connectors"
+)
+
+func newTestStdin(t *testing.T, conf string, in io.Reader) *stdinSource {
+	t.Helper()
+	s, err := newStdin(parseConfig(t, &stdinSpec, conf), connectors.Resources{})
+	if err != nil {
+		t.Fatalf("newStdin(%q): %v", conf, err)
+	}
+	src := s.(*stdinSource)
+	src.in = in
+	t.Cleanup(func() { src.Close(context.Background()) })
+	return src
+}
+
+// values renders records as value strings, a truncated one with a "!".
+func values(msgs []*connectors.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		v := string(m.Value)
+		if string(m.Header(TruncatedHeader)) == "true" {
+			v += "!"
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestStdinLines(t *testing.T) {
+	long := strings.Repeat("x", 100<<10) // longer than the reader's buffer
+	tests := []struct {
+		name, in, conf string
+		want           []string
+	}{
+		{"lines", "a\nb c\n{\"x\":1}\n", "", []string{"a", "b c", `{"x":1}`}},
+		{"no final newline", "a\nb", "", []string{"a", "b"}},
+		{"crlf and empty lines", "a\r\n\r\n\nb\r\n", "", []string{"a", "b"}},
+		{"invalid ndjson kept", "{\"a\":1}\nnot json\n", "codec: ndjson", []string{`{"a":1}`, "not json"}},
+		{"truncated", "abcdefgh\nabc\nabcd\r\n", "max_line_bytes: 4", []string{"abcd!", "abc", "abcd"}},
+		{"long line", long + "\nshort\n", "", []string{long, "short"}},
+		{"long line truncated", long + "\nshort\n" + long, "max_line_bytes: 70000", []string{long[:70000] + "!", "short", long[:70000] + "!"}},
+		{"empty", "", "", nil},
+	}
+	for _, tt := range tests {
+		for _, r := range []struct {
+			name string
+			wrap func(io.Reader) io.Reader
+		}{{"", func(r io.Reader) io.Reader { return r }}, {"/one byte", iotest.OneByteReader}, {"/half", iotest.HalfReader}} {
+			if r.name == "/one byte" && len(tt.in) > 1000 {
+				continue
+			}
+			t.Run(tt.name+r.name, func(t *testing.T) {
+				s := newTestStdin(t, tt.conf, r.wrap(strings.NewReader(tt.in)))
+				var got []*connectors.Message
+				for range 100 {
+					batch, _, err := s.Read(context.Background())
+					got = append(got, batch...)
+					if errors.Is(err, connectors.ErrEndOfInput) {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if g := values(got); strings.Join(g, "|") != strings.Join(tt.want, "|") || len(g) != len(tt.want) {
+					t.Errorf("stdin(%.40q) = %.200q, want %.200q", tt.in, g, tt.want)
+				}
+				if _, _, err := s.Read(context.Background()); !errors.Is(err, connectors.ErrEndOfInput) {
+					t.Errorf("Read after the end = %v, want ErrEndOfInput", err)
+				}
+			})
+		}
+	}
+}
+
+func TestStdinBatchSize(t *testing.T) {
+	in := strings.Repeat("line\n", 25)
+	s := newTestStdin(t, "batch_size: 10", strings.NewReader(in))
+	var sizes []int
+	for range 10 {
+		batch, ack, err := s.Read(context.Background())
+		if errors.Is(err, connectors.ErrEndOfInput) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ack(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(batch))
+	}
+	if !equalInts(sizes, []int{10, 10, 5}) {
+		t.Errorf("batches = %v, want [10 10 5]", sizes)
+	}
+}
+
+// TestStdinBatchPeriod checks a batch goes out after batch_period when
+// the input pauses, and that Close ends a reader waiting for input.
+func TestStdinBatchPeriod(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := newTestStdin(t, "batch_size: 1000\nbatch_period: 50ms", pr)
+	go func() {
+		io.WriteString(pw, "a\nb\npartial")
+	}()
+	start := time.Now()
+	batch, _, err := s.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 3*time.Second {
+		t.Errorf("a batch came after %v, want after batch_period (50ms)", d)
+	}
+	if got := values(batch); strings.Join(got, "|") != "a|b" {
+		t.Errorf("batch = %q, want [a b]", got)
+	}
+	// A Read with nothing arriving ends with its ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Read with no input = %v, want the ctx's error", err)
+	}
+	// Close closes the pipe: the reader goroutine returns.
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader goroutine did not return after Close")
+	}
+	if _, _, err := s.Read(context.Background()); err == nil {
+		t.Error("Read after Close = nil error")
+	}
+	s.Close(context.Background()) // again: no effect
+}
+
+func TestStdinCloseUnstarted(t *testing.T) {
+	s := newTestStdin(t, "", strings.NewReader("a\n"))
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStdinReadError(t *testing.T) {
+	boom := errors.New("boom")
+	s := newTestStdin(t, "", io.MultiReader(strings.NewReader("a\n"), iotest.ErrReader(boom)))
+	batch, _, err := s.Read(context.Background())
+	if err != nil || len(batch) != 1 {
+		t.Fatalf("first Read = %d records, %v", len(batch), err)
+	}
+	if _, _, err := s.Read(context.Background()); !errors.Is(err, boom) {
+		t.Errorf("second Read = %v, want the read error", err)
+	}
+	if _, _, err := s.Read(context.Background()); !errors.Is(err, connectors.ErrEndOfInput) {
+		t.Errorf("third Read = %v, want ErrEndOfInput", err)
+	}
+}
+
+func TestStdinConfigErrors(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{"batch_size: 0", `1:13: batch_size: must be at least 1`},
+		{"batch_period: 0s", `1:15: batch_period: must be positive`},
+		{"max_line_bytes: 0", `1:17: max_line_bytes: must be at least 1 byte`},
+	}
+	for _, tt := range tests {
+		_, err := newStdin(parseConfig(t, &stdinSpec, tt.src), connectors.Resources{})
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("newStdin(%q) = %v, want %s", tt.src, err, tt.want)
+		}
+	}
+}
