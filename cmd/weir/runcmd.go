@@ -285,4 +285,3 @@ func newListCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&docs, "docs", false, "print Markdown documentation of every component")
 	return cmd
 }
-
