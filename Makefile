@@ -11,10 +11,12 @@ export GOFLAGS
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
 
-# The main job on the embedded default: records through a commit log in
-# ./data, read back and checked, with throughput.
+# The main job on the embedded default: examples/quickstart.yaml generates
+# 2M web-log records into a dataset of the hub in ./data; a pipeline parses,
+# filters, enriches and routes them into zstd archives in ./data/archive,
+# with a live throughput line, and exits once everything is archived.
 run: build
-	./$(BIN) bench log --dir ./data/bench-log --size 512MiB
+	./$(BIN) run examples/quickstart.yaml --until-drained
 
 # Installs what the tests need (Debian packages, Go modules), then runs
 # every test: unit, integration, crash (kill -9) and fuzz seeds.
@@ -48,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordBodies$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzVarint$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./hub/kafka
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./pipelines
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

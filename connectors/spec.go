@@ -200,6 +200,7 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 		node = node.Alias
 	}
 	isNull := node == nil || (node.Kind == yaml.ScalarNode && node.Tag == "!!null")
+	wrongKind := false
 	if !isNull && node.Kind != yaml.MappingNode && scalar != "" {
 		// The shorthand: the node is the value of the scalar field.
 		node = &yaml.Node{Kind: yaml.MappingNode, Line: node.Line, Column: node.Column,
@@ -207,7 +208,9 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 	}
 	if !isNull && node.Kind != yaml.MappingNode {
 		errs = append(errs, errAt(node, "%s wants a mapping of its fields (%s), not a %s", label(what, name), fieldNames(fields), kindName(node)))
-		return c, errs
+		// Go on as if empty, so every field has its default and the
+		// caller can keep checking the rest of the file.
+		node, isNull, wrongKind = nil, true, true
 	}
 	seen := map[string]bool{}
 	if !isNull {
@@ -240,7 +243,7 @@ func parseFields(name, what string, fields []Field, scalar string, node *yaml.No
 		if seen[f.Name] {
 			continue
 		}
-		if f.Required {
+		if f.Required && !wrongKind {
 			at := node
 			if at == nil {
 				at = &yaml.Node{}
