@@ -386,6 +386,9 @@ func (k *kafkaConsumer) Close(ctx context.Context) error {
 	if k.group && k.opts.OnRevoked != nil {
 		k.opts.OnRevoked(ctx, k.Assignment())
 	}
+	// A blocked rebalance would keep Close (which leaves the group)
+	// waiting: the records last polled are processed by now.
+	k.cl.AllowRebalance()
 	k.cl.Close()
 	return nil
 }
