@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-pipeline fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -43,6 +43,13 @@ bench-hub: build
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
 	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md
 
+# Pipelines against a plain Go encoding/json program doing the same job
+# (parse, drop debug, add a field, write NDJSON), in one run; with
+# BACKLOG=10GiB also the pipeline's peak RSS over a backlog that size.
+BACKLOG ?=
+bench-pipeline:
+	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
+
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
 fuzz:
@@ -58,4 +65,4 @@ lint:
 	cd benchmarks && $(GO) vet ./...
 
 clean:
-	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md
+	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md data/bench-pipeline
