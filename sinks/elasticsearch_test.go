@@ -1,0 +1,601 @@
+package sinks
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/connectors"
+)
+
+// newESSink builds an elasticsearch sink from YAML, with short backoffs.
+func newESSink(t testing.TB, src string) *esSink {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatalf("yaml %q: %v", src, err)
+	}
+	var node *yaml.Node
+	if len(doc.Content) > 0 {
+		node = doc.Content[0]
+	}
+	conf, errs := connectors.ParseConfig(&elasticsearchSpec, node)
+	if len(errs) > 0 {
+		t.Fatalf("ParseConfig(%q) = %v", src, errs)
+	}
+	s, err := newElasticsearch(conf, connectors.Resources{})
+	if err != nil {
+		t.Fatalf("newElasticsearch(%q) = %v", src, err)
+	}
+	es := s.(*esSink)
+	es.backoff, es.maxBackoff = time.Millisecond, 5*time.Millisecond
+	t.Cleanup(func() { es.Close(context.Background()) })
+	return es
+}
+
+// esDay is the time of the first test record: 2026-11-21 22:00 UTC. Two
+// hours per record spreads a batch over days.
+var esDay = time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC)
+
+// esBatch makes n records of dataset web as the runtime hands them over:
+// JSON values, origin set, times from esDay on, step apart.
+func esBatch(n int, step time.Duration) []*connectors.Message {
+	batch := make([]*connectors.Message, n)
+	for i := range batch {
+		batch[i] = &connectors.Message{
+			Value:     fmt.Appendf(nil, `{"n":%d,"service":"Checkout","msg":"request %d served"}`, i, i),
+			Time:      esDay.Add(time.Duration(i) * step),
+			Dataset:   "web",
+			Partition: int32(i % 2),
+			Offset:    int64(100 + i),
+		}
+	}
+	return batch
+}
+
+// writeErr returns Write's *WriteError, failing the test on another answer.
+func writeErr(t *testing.T, err error) *connectors.WriteError {
+	t.Helper()
+	var we *connectors.WriteError
+	if !errors.As(err, &we) {
+		t.Fatalf("Write = %v, want a *connectors.WriteError", err)
+	}
+	return we
+}
+
+func TestElasticsearchSpec(t *testing.T) {
+	spec, ok := connectors.Default.Spec(connectors.SinkKind, "elasticsearch")
+	if !ok {
+		t.Fatal("sink elasticsearch is not registered")
+	}
+	var check func(prefix string, fields []connectors.Field)
+	check = func(prefix string, fields []connectors.Field) {
+		for _, f := range fields {
+			if f.Doc == "" {
+				t.Errorf("field %s%s has no doc", prefix, f.Name)
+			}
+			check(prefix+f.Name+".", f.Fields)
+		}
+	}
+	check("", spec.Fields)
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(spec.Example), &doc); err != nil {
+		t.Fatalf("example: %v", err)
+	}
+	node := esFindComponent(&doc, "elasticsearch")
+	if node == nil {
+		t.Fatal("the example does not use elasticsearch")
+	}
+	conf, errs := connectors.ParseConfig(spec, node)
+	if len(errs) > 0 {
+		t.Fatalf("example: %v", errs)
+	}
+	if _, err := newElasticsearch(conf, connectors.Resources{}); err != nil {
+		t.Fatalf("example: %v", err)
+	}
+}
+
+// esFindComponent finds the value of the first mapping key named name.
+func esFindComponent(n *yaml.Node, name string) *yaml.Node {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				return n.Content[i+1]
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if f := esFindComponent(c, name); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+func TestElasticsearchConfigErrors(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{`{urls: ["ftp://x"]}`, "not an http"},
+		{`{index: "Logs-{{ .date }}"}`, "lowercase"},
+		{`{index: "logs-{{ .nope }}"}`, "unknown {{ .nope }}"},
+		{`{index: "logs-{{ .date"}`, "unclosed"},
+		{`{index: "logs-{{ .date \"2006-01-02T15:04\" }}"}`, "within an hour"},
+		{`{index: "logs-{{ .field service }}"}`, "quoted field name"},
+		{`{index: "_logs"}`, "cannot start with"},
+		{`{index: "lo gs"}`, "cannot contain"},
+		{`{action: delete}`, "needs id_field"},
+		{`{flush_interval: 1s}`, "batching.period"},
+		{`{workers: 0}`, "must be positive"},
+		{`{api_key: k, username: u}`, "either api_key"},
+	}
+	for _, tt := range tests {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(tt.yaml), &doc); err != nil {
+			t.Fatal(err)
+		}
+		conf, errs := connectors.ParseConfig(&elasticsearchSpec, doc.Content[0])
+		if len(errs) > 0 {
+			t.Fatalf("ParseConfig(%s) = %v", tt.yaml, errs)
+		}
+		_, err := newElasticsearch(conf, connectors.Resources{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("newElasticsearch(%s) = %v, want an error containing %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestElasticsearchIndexTemplate(t *testing.T) {
+	m := &connectors.Message{Value: []byte(`{"service":"Checkout","k":{"env":"prod"},"n":7}`), Dataset: "Web",
+		Time: time.Date(2026, 11, 21, 23, 59, 59, 0, time.FixedZone("CET", 3600))}
+	tests := []struct{ tmpl, want string }{
+		{"logs-{{ .date }}", "logs-2026-11-21"}, // 22:59:59 UTC
+		{"logs-{{.date}}", "logs-2026-11-21"},
+		{`logs-{{ .date "2006.01" }}`, "logs-2026.11"},
+		{`logs-{{ .date "2006.01.02.15" }}`, "logs-2026.11.21.22"},
+		{"{{ .dataset }}-{{ .date }}", "web-2026-11-21"},
+		{`{{ .field "service" }}-{{ .field "k.env" }}-{{ .field "n" }}`, "checkout-prod-7"},
+		{"static", "static"},
+	}
+	for _, tt := range tests {
+		tmpl, err := parseESIndexTemplate(tt.tmpl)
+		if err != nil {
+			t.Fatalf("parseESIndexTemplate(%q) = %v", tt.tmpl, err)
+		}
+		var fr connectors.FieldReader
+		got, err := tmpl.render(nil, m, &fr)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("render(%q) = %q, %v; want %q", tt.tmpl, got, err, tt.want)
+		}
+	}
+	// The hour cache follows the time across days.
+	tmpl, _ := parseESIndexTemplate("logs-{{ .date }}")
+	var fr connectors.FieldReader
+	for i, want := range []string{"logs-2026-11-21", "logs-2026-11-21", "logs-2026-11-22", "logs-2026-11-21"} {
+		ts := []time.Time{esDay, esDay.Add(time.Hour + 59*time.Minute), esDay.Add(2 * time.Hour), esDay.Add(-time.Hour)}[i]
+		got, _ := tmpl.render(nil, &connectors.Message{Time: ts}, &fr)
+		if string(got) != want {
+			t.Errorf("render(%v) = %q, want %q", ts, got, want)
+		}
+	}
+	tmpl, _ = parseESIndexTemplate(`x-{{ .field "missing" }}`)
+	if _, err := tmpl.render(nil, m, &fr); err == nil || !strings.Contains(err.Error(), `no field "missing"`) {
+		t.Errorf("render(missing field) = %v, want an error naming the field", err)
+	}
+}
+
+// TestElasticsearchWrite indexes a batch spread over two days and checks
+// what the cluster received: daily indices, ids from the origin, gzip,
+// and that a second delivery overwrites instead of duplicating.
+func TestElasticsearchWrite(t *testing.T) {
+	es := newESStub(t)
+	es.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte("weir:secret"))
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: "logs-{{ .date }}", username: weir, password: secret}`, es.URL()))
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect = %v", err)
+	}
+	batch := esBatch(30, time.Hour)
+	for round := range 2 {
+		if err := s.Write(context.Background(), batch); err != nil {
+			t.Fatalf("Write round %d = %v", round, err)
+		}
+	}
+	reqs := es.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d bulk requests, want 2 (one per write)", len(reqs))
+	}
+	r := reqs[0]
+	if !r.Gzip || r.ContentType != "application/x-ndjson" {
+		t.Errorf("request gzip %v, content type %q; want gzip and application/x-ndjson", r.Gzip, r.ContentType)
+	}
+	if len(r.Ops) != len(batch) {
+		t.Fatalf("request has %d actions, want %d", len(r.Ops), len(batch))
+	}
+	for i, op := range r.Ops {
+		m := batch[i]
+		wantIndex := "logs-" + m.Time.UTC().Format("2006-01-02")
+		wantID := fmt.Sprintf("web-%d-%d", m.Partition, m.Offset)
+		if op.Action != "index" || op.Index != wantIndex || op.ID != wantID || string(op.Source) != string(m.Value) {
+			t.Errorf("action %d = %s %s/%s %s, want index %s/%s %s", i, op.Action, op.Index, op.ID, op.Source, wantIndex, wantID, m.Value)
+		}
+	}
+	if es.DocCount() != len(batch) {
+		t.Errorf("cluster holds %d documents after writing %d twice, want %d", es.DocCount(), len(batch), len(batch))
+	}
+	if es.Doc("logs-2026-11-21", "web-0-100") == nil || es.Doc("logs-2026-11-22", "web-0-102") == nil || es.Doc("logs-2026-11-23", "web-1-129") == nil {
+		t.Errorf("documents missing from the daily indices")
+	}
+}
+
+func TestElasticsearchIDs(t *testing.T) {
+	es := newESStub(t)
+	ids := func(conf string, batch []*connectors.Message) []string {
+		t.Helper()
+		s := newESSink(t, conf)
+		n := len(es.Requests())
+		if err := s.Write(context.Background(), batch); err != nil {
+			t.Fatalf("Write = %v", err)
+		}
+		var out []string
+		for _, op := range es.Requests()[n].Ops {
+			out = append(out, op.ID)
+		}
+		return out
+	}
+	u := es.URL()
+	fromFile := []*connectors.Message{
+		{Value: []byte(`{"a":1}`), Headers: []codecs.RecordHeader{{Key: []byte("weir.file"), Value: []byte("/var/log/app.log")}, {Key: []byte("weir.offset"), Value: []byte("4096")}}},
+		{Value: []byte(`{"a":2}`)},
+	}
+	if got, want := ids(fmt.Sprintf(`{urls: [%q], index: x}`, u), fromFile), []string{"/var/log/app.log-4096", "auto1"}; !slices.Equal(got, want) {
+		t.Errorf("ids from headers = %q, want %q", got, want)
+	}
+	if got := ids(fmt.Sprintf(`{urls: [%q], index: x, id: auto}`, u), esBatch(2, 0)); strings.HasPrefix(got[0], "web-") {
+		t.Errorf("id: auto sent ids %q", got)
+	}
+	byField := []*connectors.Message{{Value: []byte(`{"event":{"id":"e-1"}}`)}, {Value: []byte(`{"event":{"id":42}}`)}}
+	if got, want := ids(fmt.Sprintf(`{urls: [%q], index: x, id_field: event.id}`, u), byField), []string{"e-1", "42"}; !slices.Equal(got, want) {
+		t.Errorf("ids from id_field = %q, want %q", got, want)
+	}
+	long := []*connectors.Message{{Value: []byte(`{"id":"` + strings.Repeat("x", 600) + `"}`)}}
+	if got := ids(fmt.Sprintf(`{urls: [%q], index: x, id_field: id}`, u), long); len(got[0]) != 64 {
+		t.Errorf("a 600-byte id became %q, want a 64-hex-digit hash", got[0])
+	}
+}
+
+// TestElasticsearchRejected: documents Elasticsearch rejects (mapping
+// conflict, 409 on create) fail alone, not retryable, with its reason;
+// the others of the batch are delivered. Records that are not JSON
+// objects or lack the id field fail before sending.
+func TestElasticsearchRejected(t *testing.T) {
+	es := newESStub(t)
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, action: create, id_field: id, compression: none}`, es.URL()))
+	first := []*connectors.Message{{Value: []byte(`{"id":"a","n":1}`)}, {Value: []byte(`{"id":"b","n":2}`)}}
+	if err := s.Write(context.Background(), first); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	batch := []*connectors.Message{
+		{Value: []byte(`{"id":"c","n":3}`)},
+		{Value: []byte(`{"id":"d","n":"three"}`)}, // n is a long
+		{Value: []byte(`{"id":"a","n":4}`)},       // exists: create fails
+		{Value: []byte(`not json`)},
+		{Value: []byte(`{"n":5}`)}, // no id
+		{Value: []byte(`{"id":"e","n":6}`)},
+	}
+	we := writeErr(t, s.Write(context.Background(), batch))
+	want := []struct {
+		index int
+		text  string
+	}{
+		{1, "(400 Bad Request): document_parsing_exception: [1:5] failed to parse field [n] of type [long] in document with id 'd'. Preview of field's value: 'three'; caused by illegal_argument_exception: For input string: \"three\""},
+		{2, "(409 Conflict): version_conflict_engine_exception: [a]: version conflict, document already exists (current version [1])"},
+		{3, "not a JSON object"},
+		{4, `no id field "id"`},
+	}
+	if len(we.Failures) != len(want) {
+		t.Fatalf("failures = %+v, want %d", we.Failures, len(want))
+	}
+	for i, f := range we.Failures {
+		if f.Index != want[i].index || f.Retryable || !strings.Contains(f.Err.Error(), want[i].text) {
+			t.Errorf("failure %d = {%d %v retryable %v}, want {%d ...%s... not retryable}", i, f.Index, f.Err, f.Retryable, want[i].index, want[i].text)
+		}
+	}
+	var ie *esItemError
+	if !errors.As(we.Failures[0].Err, &ie) || ie.Status != 400 || ie.Type != "document_parsing_exception" {
+		t.Errorf("failure 0 = %#v, want an *esItemError with status 400", we.Failures[0].Err)
+	}
+	for _, id := range []string{"c", "e"} {
+		if es.Doc("logs", id) == nil {
+			t.Errorf("document %s was not indexed", id)
+		}
+	}
+	if got := len(es.Requests()[1].Ops); got != 4 {
+		t.Errorf("second request has %d actions, want 4 (the records that encode)", got)
+	}
+}
+
+// TestElasticsearchItemRetries: documents answered 429 or 503 are sent
+// again, alone, until they are indexed; past max_retries they fail as
+// retryable.
+func TestElasticsearchItemRetries(t *testing.T) {
+	es := newESStub(t)
+	var refusals atomic.Int32
+	es.item = func(n int, op *esOp) int {
+		switch {
+		case n == 0 && op.ID == "web-1-101":
+			return http.StatusTooManyRequests
+		case n < 2 && op.ID == "web-1-103":
+			return http.StatusServiceUnavailable
+		case op.ID == "web-0-104":
+			refusals.Add(1)
+			return http.StatusTooManyRequests // always
+		}
+		return 0
+	}
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, max_retries: 3}`, es.URL()))
+	batch := esBatch(6, 0)
+	we := writeErr(t, s.Write(context.Background(), batch))
+	if len(we.Failures) != 1 || we.Failures[0].Index != 4 || !we.Failures[0].Retryable ||
+		!strings.Contains(we.Failures[0].Err.Error(), "es_rejected_execution_exception") {
+		t.Fatalf("failures = %+v, want message 4 retryable with es_rejected_execution_exception", we.Failures)
+	}
+	reqs := es.Requests()
+	var sizes []int
+	for _, r := range reqs {
+		sizes = append(sizes, len(r.Ops))
+	}
+	if want := []int{6, 3, 2, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("requests carried %v documents, want %v (retries carry only the refused)", sizes, want)
+	}
+	if refusals.Load() != 4 {
+		t.Errorf("message 4 was tried %d times, want 4 (1 + max_retries)", refusals.Load())
+	}
+	if es.DocCount() != 5 {
+		t.Errorf("%d documents indexed, want 5", es.DocCount())
+	}
+}
+
+// TestElasticsearchWholeRequestRetries: a 503 or 429 for the whole
+// request is retried; when it persists past max_retries, Write returns a
+// plain error (the runtime retries, then dead-letters).
+func TestElasticsearchWholeRequestRetries(t *testing.T) {
+	es := newESStub(t)
+	es.whole = func(n int) int {
+		if n < 2 {
+			return []int{http.StatusServiceUnavailable, http.StatusTooManyRequests}[n]
+		}
+		return 0
+	}
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, max_retries: 2}`, es.URL()))
+	if err := s.Write(context.Background(), esBatch(5, 0)); err != nil {
+		t.Fatalf("Write after a 503 and a 429 = %v, want nil", err)
+	}
+	if n := len(es.Requests()); n != 3 || es.DocCount() != 5 {
+		t.Errorf("%d requests, %d documents; want 3 and 5", n, es.DocCount())
+	}
+
+	es.whole = func(int) int { return http.StatusServiceUnavailable }
+	err := s.Write(context.Background(), esBatch(5, 0))
+	var we *connectors.WriteError
+	if err == nil || errors.As(err, &we) || errors.Is(err, connectors.ErrUnavailable) {
+		t.Fatalf("Write against a lasting 503 = %v, want a plain error", err)
+	}
+	if !strings.Contains(err.Error(), "503 Service Unavailable: unavailable_shards_exception") {
+		t.Errorf("error %q does not give the status and Elasticsearch's reason", err)
+	}
+	if n := len(es.Requests()); n != 6 {
+		t.Errorf("%d requests, want 6 (3 more: 1 + max_retries)", n)
+	}
+}
+
+// TestElasticsearchSplitsOn413: a request larger than the cluster takes
+// is split in halves until it fits; a single document too large fails
+// alone.
+func TestElasticsearchSplitsOn413(t *testing.T) {
+	es := newESStub(t)
+	es.maxContent = 1000
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, compression: none}`, es.URL()))
+	batch := esBatch(16, 0) // ~130 bytes each: 2080 bytes
+	batch[9] = &connectors.Message{Value: []byte(`{"big":"` + strings.Repeat("x", 1200) + `"}`), Dataset: "web", Offset: 9}
+	we := writeErr(t, s.Write(context.Background(), batch))
+	if len(we.Failures) != 1 || we.Failures[0].Index != 9 || we.Failures[0].Retryable || !strings.Contains(we.Failures[0].Err.Error(), "413") {
+		t.Fatalf("failures = %+v, want message 9 not retryable with 413", we.Failures)
+	}
+	if es.DocCount() != 15 {
+		t.Errorf("%d documents indexed, want 15", es.DocCount())
+	}
+	for _, r := range es.Requests() {
+		if r.Size > es.maxContent {
+			t.Errorf("a request of %d bytes was accepted", r.Size)
+		}
+	}
+}
+
+// TestElasticsearchUnavailable: no cluster listening is ErrUnavailable
+// with a message naming it, from Connect and from Write; refused
+// credentials hold the pipeline back too.
+func TestElasticsearchUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "http://" + l.Addr().String()
+	l.Close()
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs}`, addr))
+	for name, err := range map[string]error{"Connect": s.Connect(context.Background()), "Write": s.Write(context.Background(), esBatch(3, 0))} {
+		if !errors.Is(err, connectors.ErrUnavailable) || !strings.Contains(err.Error(), "elasticsearch at "+addr+" unreachable") ||
+			!strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("%s = %v, want ErrUnavailable saying elasticsearch at %s unreachable: ...connection refused", name, err, addr)
+		}
+	}
+
+	es := newESStub(t)
+	es.auth = "ApiKey right"
+	s = newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, api_key: wrong}`, es.URL()))
+	for name, err := range map[string]error{"Connect": s.Connect(context.Background()), "Write": s.Write(context.Background(), esBatch(3, 0))} {
+		if !errors.Is(err, connectors.ErrUnavailable) || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "security_exception") {
+			t.Errorf("%s with a wrong API key = %v, want ErrUnavailable with 401 security_exception", name, err)
+		}
+	}
+	s = newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, api_key: right}`, es.URL()))
+	if err := s.Write(context.Background(), esBatch(3, 0)); err != nil {
+		t.Errorf("Write with the API key = %v", err)
+	}
+}
+
+// TestElasticsearchFailover: with a dead node first in urls, requests go
+// to the next.
+func TestElasticsearchFailover(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	es := newESStub(t)
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q, %q], index: logs}`, dead, es.URL()))
+	for i := range 3 {
+		if err := s.Write(context.Background(), esBatch(3, 0)); err != nil {
+			t.Fatalf("Write %d = %v", i, err)
+		}
+	}
+}
+
+func TestElasticsearchNotElasticsearch(t *testing.T) {
+	es := newESStub(t)
+	es.noProduct = true
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q]}`, es.URL()))
+	err := s.Connect(context.Background())
+	if err == nil || errors.Is(err, connectors.ErrUnavailable) || !strings.Contains(err.Error(), "not Elasticsearch") {
+		t.Errorf("Connect to a server without X-Elastic-Product = %v, want an error saying it is not Elasticsearch", err)
+	}
+}
+
+// TestElasticsearchResponseMismatch: a 200 answer with fewer items than
+// documents (what ZincSearch does when it gives up midway) is not taken
+// as success.
+func TestElasticsearchResponseMismatch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Write([]byte(`{"took":0,"errors":false,"error":"bulk index data format error","items":[{"index":{"status":200}}]}`))
+	}))
+	defer srv.Close()
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs}`, srv.URL))
+	err := s.Write(context.Background(), esBatch(3, 0))
+	if err == nil || errors.Is(err, connectors.ErrUnavailable) || !strings.Contains(err.Error(), "1 items for 3 documents: bulk index data format error") {
+		t.Errorf("Write = %v, want a plain error about 1 item for 3 documents", err)
+	}
+}
+
+func TestElasticsearchDelete(t *testing.T) {
+	es := newESStub(t)
+	w := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, id_field: id}`, es.URL()))
+	if err := w.Write(context.Background(), []*connectors.Message{{Value: []byte(`{"id":"a"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	d := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, id_field: id, action: delete}`, es.URL()))
+	del := []*connectors.Message{{Value: []byte(`{"id":"a"}`)}, {Value: []byte(`{"id":"never-there"}`)}}
+	if err := d.Write(context.Background(), del); err != nil {
+		t.Fatalf("delete Write = %v, want nil (a missing document is deleted already)", err)
+	}
+	if es.DocCount() != 0 {
+		t.Errorf("%d documents left", es.DocCount())
+	}
+	if ops := es.Requests()[1].Ops; ops[0].Action != "delete" || ops[0].Source != nil {
+		t.Errorf("delete sent %+v", ops[0])
+	}
+}
+
+// TestElasticsearchConcurrentRequests: a write larger than flush_bytes
+// goes as several requests in flight at once, each within the limit, and
+// every record is accounted for.
+func TestElasticsearchConcurrentRequests(t *testing.T) {
+	es := newESStub(t)
+	es.item = func(n int, op *esOp) int {
+		if op.ID == "web-1-333" && n < 20 {
+			return http.StatusTooManyRequests
+		}
+		return 0
+	}
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, flush_bytes: 4KiB, workers: 4, max_retries: 10, compression: none}`, es.URL()))
+	if err := s.Write(context.Background(), esBatch(1, 0)); err != nil { // n is a long from now on
+		t.Fatal(err)
+	}
+	batch := esBatch(2000, time.Minute)
+	batch[700].Value = []byte(`{"n":"seven hundred"}`) // a mapping conflict
+	we := writeErr(t, s.Write(context.Background(), batch))
+	if len(we.Failures) != 1 || we.Failures[0].Index != 700 {
+		t.Fatalf("failures = %+v, want only message 700", we.Failures)
+	}
+	if es.DocCount() != 1999 {
+		t.Errorf("%d documents indexed, want 1999", es.DocCount())
+	}
+	reqs := es.Requests()[1:]
+	if len(reqs) < 2000*90/4096 {
+		t.Errorf("only %d requests for ~180KB in 4KiB requests", len(reqs))
+	}
+	for _, r := range reqs {
+		if r.Size > 4096 {
+			t.Errorf("a request of %d bytes, over flush_bytes", r.Size)
+		}
+	}
+}
+
+func TestElasticsearchTLS(t *testing.T) {
+	es := &esStub{t: t, docs: map[string][]byte{}, types: map[string]map[string]string{}}
+	srv := httptest.NewUnstartedServer(es)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake refused below
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	cert := srv.Certificate()
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, conf := range []string{
+		fmt.Sprintf(`{urls: [%q], index: logs, tls: {ca_file: %q}}`, srv.URL, caFile),
+		fmt.Sprintf(`{urls: [%q], index: logs, tls: {skip_verify: true}}`, srv.URL),
+	} {
+		s := newESSink(t, conf)
+		if err := s.Connect(context.Background()); err != nil {
+			t.Errorf("Connect(%s) = %v", conf, err)
+		}
+		if err := s.Write(context.Background(), esBatch(3, 0)); err != nil {
+			t.Errorf("Write(%s) = %v", conf, err)
+		}
+	}
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs}`, srv.URL))
+	if err := s.Connect(context.Background()); !errors.Is(err, connectors.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Connect without the CA = %v, want ErrUnavailable about the certificate", err)
+	}
+}
+
+// TestElasticsearchFilterPathStub checks the stub's filter_path against
+// the answer Elasticsearch documents for it.
+func TestElasticsearchFilterPathStub(t *testing.T) {
+	in := toGeneric(map[string]any{"took": 3, "errors": true, "items": []any{
+		map[string]any{"index": map[string]any{"_id": "1", "status": 201, "result": "created"}},
+		map[string]any{"create": map[string]any{"_id": "2", "status": 409, "error": map[string]any{"type": "t"}}},
+	}})
+	got, _ := json.Marshal(filterPath(in, []string{"errors", "items.*.status", "items.*.error"}))
+	want := `{"errors":true,"items":[{"index":{"status":201}},{"create":{"error":{"type":"t"},"status":409}}]}`
+	if string(got) != want {
+		t.Errorf("filterPath = %s, want %s", got, want)
+	}
+}
