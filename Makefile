@@ -56,6 +56,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordIter$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordBodies$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzVarint$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzLogfmt$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzSyslog$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzSyslogFrames$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./hub/kafka
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./pipelines
 

@@ -1,6 +1,10 @@
 // Package codecs owns Weir's byte formats: the Kafka RecordBatch v2 layout
 // that is used unchanged on the wire, on disk and in memory, the varints it is
-// built from, and the compression codecs a batch may carry.
+// built from, and the compression codecs a batch may carry; and the payload
+// formats that records arrive in from the outside: syslog (RFC 5424 and
+// RFC 3164, with RFC 6587 framing for streams), logfmt and key=value lines,
+// each rendered as a JSON object appended to a caller's buffer without an
+// allocation per message.
 //
 // The package does no I/O beyond io.Reader and io.Writer and imports no other
 // Weir package.

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fastjson"
 	"golang.org/x/time/rate"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 )
 
@@ -65,7 +66,7 @@ type parseProc struct {
 	field, target string
 	keep          string
 	re            *regexp.Regexp
-	kv            kvOptions
+	kv            codecs.KVOptions
 	buf           []byte
 }
 
@@ -89,7 +90,7 @@ func newParse(c *connectors.Config, _ connectors.Resources) (connectors.Processo
 		if len(fs) != 1 || len(vs) != 1 {
 			return nil, c.Errorf("field_separator", "separators must be single bytes")
 		}
-		p.kv = kvOptions{FieldSep: fs[0], ValueSep: vs[0], TrimQuotes: true}
+		p.kv = codecs.KVOptions{FieldSep: fs[0], ValueSep: vs[0], TrimQuotes: true}
 	}
 	return p, nil
 }
@@ -122,9 +123,9 @@ func (p *parseProc) Process(_ context.Context, batch []*connectors.Message) ([]*
 				err = fmt.Errorf("not a JSON object")
 			}
 		case "logfmt":
-			p.buf, err = appendLogfmtJSON(p.buf, text)
+			p.buf, err = codecs.AppendLogfmtJSON(p.buf, text)
 		case "kv":
-			p.buf, err = appendKVJSON(p.buf, text, p.kv)
+			p.buf, err = codecs.AppendKVJSON(p.buf, text, p.kv)
 		case "regex":
 			p.buf, err = p.appendRegex(p.buf, text)
 		}
