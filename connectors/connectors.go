@@ -70,6 +70,15 @@ type Connector interface {
 	Connect(ctx context.Context) error
 }
 
+// Drainer is an optional interface of sources whose input cannot be read
+// again, such as syslog: on a graceful stop the runtime calls Drain instead
+// of cancelling Read's context. The source stops taking input, hands on
+// through Read what it already took, then returns ErrEndOfInput. The
+// runtime gives up waiting after its drain timeout.
+type Drainer interface {
+	Drain()
+}
+
 // Failure is one message a sink could not deliver.
 type Failure struct {
 	Index     int   // in the batch given to Write

@@ -262,11 +262,20 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Sources whose input cannot be read again drain on a stop rather
+	// than being cancelled; drainCtx ends them if that takes too long.
+	drainCtx, stopDraining := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDraining()
 	for _, s := range e.sources {
 		srcWG.Add(1)
+		runCtx := srcCtx
+		if _, ok := s.src.(connectors.Drainer); ok {
+			runCtx = drainCtx
+		}
+		s.stopping = srcCtx.Done()
 		go func() {
 			defer srcWG.Done()
-			if err := s.run(srcCtx); err != nil {
+			if err := s.run(runCtx); err != nil {
 				errs <- fmt.Errorf("source %s: %w", s.cfg.Name, err)
 			}
 		}()
@@ -283,7 +292,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.opts.Logger.Info("weir: stopping: sources first, then pipelines finish their batches")
 	stopSources()
-	srcWG.Wait()
+	for _, s := range e.sources {
+		if d, ok := s.src.(connectors.Drainer); ok {
+			d.Drain()
+		}
+	}
+	srcDone := make(chan struct{})
+	go func() { srcWG.Wait(); close(srcDone) }()
+	select {
+	case <-srcDone:
+	case <-time.After(e.opts.DrainTimeout):
+		e.opts.Logger.Warn("weir: sources did not drain in time; what they still held is lost", "timeout", e.opts.DrainTimeout)
+		stopDraining()
+		<-srcDone
+	}
 	close(stopPipelines)
 	done := make(chan struct{})
 	go func() { pipeWG.Wait(); close(done) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,5 +325,56 @@ func TestSourceReadErrorsAreDeadLettered(t *testing.T) {
 	dead, reasons, stages := readDead(t, h, "in-dead")
 	if len(dead) != 1 || dead[0] != "<999>garbage" || !strings.Contains(reasons[0], "out of range") || stages[0] != "source errs" {
 		t.Fatalf("dead letters %q %q %q", dead, reasons, stages)
+	}
+}
+
+// drainSource holds what it took until Drain, as a syslog source holds
+// its open batch: a stop must hand that on, not drop it.
+type drainSource struct {
+	held    chan []*connectors.Message
+	drained chan struct{}
+	once    sync.Once
+}
+
+func (s *drainSource) Read(ctx context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
+	select {
+	case <-s.drained:
+		select {
+		case b := <-s.held:
+			return b, func(context.Context, error) error { return nil }, nil
+		default:
+			return nil, nil, connectors.ErrEndOfInput
+		}
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (s *drainSource) Drain()                      { s.once.Do(func() { close(s.drained) }) }
+func (s *drainSource) Close(context.Context) error { return nil }
+
+func TestStopDrainsDrainers(t *testing.T) {
+	h := openTestHub(t)
+	src := &drainSource{held: make(chan []*connectors.Message, 1), drained: make(chan struct{})}
+	src.held <- []*connectors.Message{{Value: []byte("a")}, {Value: []byte("b")}}
+	reg := connectors.NewRegistry()
+	reg.RegisterSource(connectors.Spec{Name: "held"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
+		return src, nil
+	})
+	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {held: {}, to: in}}\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, Options{Hub: h, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _, _ := readDead(t, h, "in"); len(stored) != 2 {
+		t.Fatalf("%q stored after a stop, want the 2 records the source held", stored)
 	}
 }

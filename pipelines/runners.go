@@ -19,6 +19,7 @@ type sourceRunner struct {
 	e           *Engine
 	cfg         *SourceConfig
 	src         connectors.Source
+	stopping    <-chan struct{} // closed when the engine stops its sources
 	procs       []namedProc
 	dlq         *deadLetters
 	log         *slog.Logger
@@ -35,7 +36,11 @@ type sourceRunner struct {
 }
 
 func (r *sourceRunner) run(ctx context.Context) error {
-	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, ctx.Done()) {
+	stop := r.stopping
+	if stop == nil {
+		stop = ctx.Done()
+	}
+	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop) {
 		return nil
 	}
 	parts, err := r.partitions(ctx)
