@@ -6,6 +6,10 @@
 //	file    archive files from a path template, lines or NDJSON, gzip or
 //	        zstd, rotated by size and age, fsync policy, an LRU of open files
 //	http    batches POSTed as NDJSON, split by size, optionally gzipped
+//	dataset another hub dataset through the pipeline's hub client, keeping
+//	        key, headers and time; a write returns once it is durable
+//	kafka   a topic (or a template of topics) of an external Kafka cluster,
+//	        acks=all and idempotent by default, compression, SASL and TLS
 //
 // # Contract
 //

@@ -1,0 +1,85 @@
+package kafkaconf
+
+import (
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weirhub/weir/connectors"
+)
+
+func parse(t *testing.T, src string) (*Conn, error) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	spec := &connectors.Spec{Name: "test", Fields: Fields()}
+	conf, errs := connectors.ParseConfig(spec, doc.Content[0])
+	if len(errs) > 0 {
+		t.Fatalf("ParseConfig(%q) = %v", src, errs)
+	}
+	return Parse(conf)
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		src                 string
+		tls                 bool
+		mechanism, errStart string
+	}{
+		{src: "brokers: [a:9092]"},
+		{src: "brokers: a:9092\ntls: {enabled: true}", tls: true},
+		{src: "brokers: [a:9092]\ntls: {ca_file: /x.pem}", tls: true},
+		{src: "brokers: [a:9092]\ntls: {skip_verify: true}", tls: true},
+		{src: "brokers: [a:9092]\nsasl: {mechanism: SCRAM-SHA-256, user: u, password: p}", mechanism: ScramSHA256},
+		{src: "brokers: []", errStart: "1:10: brokers: needs at least one"},
+		{src: "brokers: [':9092']", errStart: `1:10: brokers: ":9092" is not host:port`},
+		{src: "brokers: [a:99999]", errStart: `1:10: brokers: "a:99999" has no valid port`},
+		{src: "brokers: [a:1]\ndial_timeout: 0s", errStart: "2:15: dial_timeout: must be positive"},
+		{src: "brokers: [a:1]\ntls: {key_file: k}", errStart: "2:6: tls: cert_file and key_file go together"},
+		{src: "brokers: [a:1]\nsasl: {password: p}", errStart: "2:7: sasl: user and password need a mechanism"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN}", errStart: "2:7: sasl: PLAIN needs a user"},
+	}
+	for _, tt := range tests {
+		c, err := parse(t, tt.src)
+		if tt.errStart != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tt.errStart) {
+				t.Errorf("Parse(%q) = %v, want %s...", tt.src, err, tt.errStart)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Parse(%q) = %v", tt.src, err)
+			continue
+		}
+		if c.TLS != tt.tls || c.Mechanism != tt.mechanism {
+			t.Errorf("Parse(%q) = tls %v, sasl %q; want %v, %q", tt.src, c.TLS, c.Mechanism, tt.tls, tt.mechanism)
+		}
+		if (c.SASL() != nil) != (tt.mechanism != "") {
+			t.Errorf("Parse(%q).SASL() = %v", tt.src, c.SASL())
+		}
+	}
+	c, err := parse(t, "brokers: [a:1]\ntls: {ca_file: /does/not/exist.pem}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Opts(); err == nil || !strings.Contains(err.Error(), "tls.ca_file") {
+		t.Errorf("Opts with a missing CA file = %v, want a tls.ca_file error", err)
+	}
+}
+
+func TestValidTopic(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"logs", true}, {"a.b_c-D9", true}, {strings.Repeat("x", 249), true},
+		{"", false}, {".", false}, {"..", false}, {"a b", false}, {"a/b", false}, {strings.Repeat("x", 250), false}, {"é", false},
+	} {
+		if got := ValidTopic(tt.name) == ""; got != tt.ok {
+			t.Errorf("ValidTopic(%q) = %q, want ok %v", tt.name, ValidTopic(tt.name), tt.ok)
+		}
+	}
+}
