@@ -39,9 +39,12 @@ var elasticsearchSpec = connectors.Spec{
 		"The index comes from a template evaluated per record: `{{ .date }}` is the record's time as YYYY-MM-DD " +
 		"(UTC; `{{ .date \"2006.01\" }}` takes a Go layout, at most hourly), `{{ .dataset }}` the dataset it came " +
 		"from, `{{ .field \"service\" }}` a field of the record (lowercased, as index names must be). " +
-		"By default the document _id is <dataset>-<partition>-<offset> of the record (or <file>-<offset> from the " +
-		"weir.file and weir.offset headers of records not read from a dataset), so a record delivered twice " +
-		"overwrites itself instead of making a duplicate: effectively once. id_field takes the id from a field instead.\n\n" +
+		"By default (id: origin) the document _id says where the record came from, so that a record delivered twice " +
+		"overwrites itself instead of making a duplicate: effectively once. A record read from a file (the file " +
+		"source's headers weir.file.id and weir.offset) gets <file id>-<offset>: the same line gets the same id even " +
+		"when it was stored in the dataset twice, as lines read again after a crash of the source are. Other records " +
+		"get <dataset>-<partition>-<offset> (or <file>-<offset> from the weir.file and weir.offset headers of " +
+		"records not read from a dataset). id_field takes the id from a field instead.\n\n" +
 		"Failures: a 429 or 5xx answer to a request, and a 429 or 5xx for single documents, are retried with backoff " +
 		"(max_retries), then left to the pipeline's retries. A 413 splits the request in halves. A document " +
 		"Elasticsearch rejects (a mapping conflict, a 409 version conflict on create, any other 4xx) goes to the " +
@@ -51,7 +54,7 @@ var elasticsearchSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "urls", Type: connectors.TypeStrings, Default: []string{"http://127.0.0.1:9200"}, Doc: "Nodes of the cluster, used in turn; a path after the host is kept (https://proxy/es).", Example: []string{"https://es1:9200", "https://es2:9200"}},
 		{Name: "index", Type: connectors.TypeString, Default: "{{ .dataset }}-{{ .date }}", Doc: "Index name template: literal text with {{ .date }}, {{ .date \"layout\" }}, {{ .dataset }} and {{ .field \"name\" }}.", Example: "logs-{{ .date }}"},
-		{Name: "id", Type: connectors.TypeString, Default: "origin", Enum: []string{"origin", "auto"}, Doc: "Document ids: origin derives them from where each record came from (<dataset>-<partition>-<offset>), so redelivery overwrites; auto lets Elasticsearch assign them (redelivery duplicates)."},
+		{Name: "id", Type: connectors.TypeString, Default: "origin", Enum: []string{"origin", "auto"}, Doc: "Document ids: origin derives them from where each record came from (<file id>-<offset> for lines of files, else <dataset>-<partition>-<offset>), so redelivery overwrites; auto lets Elasticsearch assign them (redelivery duplicates)."},
 		{Name: "id_field", Type: connectors.TypeString, Doc: "Take each document's id from this field (a dotted path) instead; records without it go to the dead-letter dataset.", Example: "event.id"},
 		{Name: "action", Type: connectors.TypeString, Default: "index", Enum: []string{"index", "create", "delete"}, Doc: "Bulk action: index (create or replace), create (fail with 409 if the id exists; what data streams need), delete (needs id_field)."},
 		{Name: "username", Type: connectors.TypeString, Doc: "User for basic authentication."},
@@ -425,6 +428,8 @@ func (s *esSink) docID(m *connectors.Message) ([]byte, bool, error) {
 		}
 	case !s.idOrigin:
 		return nil, false, nil
+	case esFileOrigin(m):
+		b = append(append(append(b, m.Header(esHeaderFileID)...), '-'), m.Header(esHeaderOffset)...)
 	case m.Dataset != "":
 		b = append(b, m.Dataset...)
 		b = append(b, '-')
@@ -447,12 +452,20 @@ func (s *esSink) docID(m *connectors.Message) ([]byte, bool, error) {
 	return b, true, nil
 }
 
-// Headers that sources reading files set, from which ids are derived for
-// records not read from a dataset.
+// Headers that sources reading files set, from which ids are derived.
 const (
-	esHeaderFile   = "weir.file"   // the path of the file a record was read from
-	esHeaderOffset = "weir.offset" // the record's byte offset in that file
+	esHeaderFile   = "weir.file"    // the path of the file a record was read from
+	esHeaderFileID = "weir.file.id" // the identity of that file, which outlives renames
+	esHeaderOffset = "weir.offset"  // the record's byte offset in that file
 )
+
+// esFileOrigin reports whether m carries the identity of a line of a file,
+// weir.file.id and weir.offset, which stays the same when the line is read
+// again (after a crash of the source) and stored in the dataset a second
+// time at another offset.
+func esFileOrigin(m *connectors.Message) bool {
+	return len(m.Header(esHeaderFileID)) > 0 && len(m.Header(esHeaderOffset)) > 0
+}
 
 // sendAll sends the requests of a write, up to s.workers at once. When one
 // finds the cluster unreachable, the others stop.

@@ -266,6 +266,25 @@ func TestElasticsearchIDs(t *testing.T) {
 	if got, want := ids(fmt.Sprintf(`{urls: [%q], index: x}`, u), fromFile), []string{"/var/log/app.log-4096", "auto1"}; !slices.Equal(got, want) {
 		t.Errorf("ids from headers = %q, want %q", got, want)
 	}
+	// A line of a file, stored twice in the dataset (read again after a
+	// crash): one id, from the file's identity and the line's offset,
+	// whatever the path and the dataset coordinates.
+	line := func(path string, offset int64) *connectors.Message {
+		return &connectors.Message{Value: []byte(`{"a":1}`), Dataset: "logs", Partition: 1, Offset: offset, Headers: []codecs.RecordHeader{
+			{Key: []byte("weir.file"), Value: []byte(path)},
+			{Key: []byte("weir.file.id"), Value: []byte("0123456789abcdef")},
+			{Key: []byte("weir.offset"), Value: []byte("4096")}}}
+	}
+	twice := []*connectors.Message{
+		line("/var/log/app.log", 17),
+		line("/var/log/app.log.1", 93),                                        // renamed by rotation meanwhile
+		{Value: []byte(`{"a":2}`), Dataset: "logs", Partition: 1, Offset: 94}, // syslog: no file
+		{Value: []byte(`{"a":3}`), Dataset: "logs", Partition: 0, Offset: 5, Headers: []codecs.RecordHeader{
+			{Key: []byte("weir.file.id"), Value: []byte("0123456789abcdef")}}}, // no offset: not a line's origin
+	}
+	if got, want := ids(fmt.Sprintf(`{urls: [%q], index: x}`, u), twice), []string{"0123456789abcdef-4096", "0123456789abcdef-4096", "logs-1-94", "logs-0-5"}; !slices.Equal(got, want) {
+		t.Errorf("ids of file lines from a dataset = %q, want %q", got, want)
+	}
 	if got := ids(fmt.Sprintf(`{urls: [%q], index: x, id: auto}`, u), esBatch(2, 0)); strings.HasPrefix(got[0], "web-") {
 		t.Errorf("id: auto sent ids %q", got)
 	}

@@ -20,8 +20,11 @@ var fileSpec = connectors.Spec{
 	Summary: "Tail files matched by globs, following rotation, with checkpoints: no line lost, none repeated.",
 	Doc: "Every line of every file matched by paths (and by no exclude pattern) is a record (the line break, \\n or " +
 		"\\r\\n, removed; empty lines are skipped), with the headers weir.file (the file's path, where the globs last " +
-		"found it) and weir.offset (the " +
-		"byte offset of the line's start in that file), which sinks use for deterministic ids. The globs are " +
+		"found it), weir.offset (the byte offset of the line's start in that file) and weir.file.id (16 hex digits " +
+		"identifying the file: a hash of its device, inode, birth time and first line, which stays the same when " +
+		"the file is renamed by rotation and differs for a new file, one reusing an inode, or a file truncated and " +
+		"written again). weir.file.id and weir.offset name a line for good, also when it is read again after a " +
+		"crash: sinks derive deterministic ids from them (the elasticsearch sink's id: origin). The globs are " +
 		"matched again every glob_interval, so new files are picked up while running. Files seen for the first " +
 		"time when the source starts are read from read_from; files that appear later are always read from their " +
 		"beginning, so that nothing written to a freshly rotated file is missed.\n\n" +
@@ -102,6 +105,12 @@ func init() { connectors.MustRegisterSource(fileSpec, newFile) }
 const (
 	// FileHeader holds the path of the file a record was read from.
 	FileHeader = "weir.file"
+	// FileIDHeader holds the identity of the file a record was read from,
+	// 16 hex digits that stay the same when the file is renamed and
+	// differ for another file at the same path or with the same inode
+	// (see File ids in file_checkpoint.go). With OffsetHeader it names a
+	// line for good: sinks derive deterministic ids from the two.
+	FileIDHeader = "weir.file.id"
 	// OffsetHeader holds the byte offset, in decimal, of the record's
 	// first line in its file (in the decompressed stream of a .gz file).
 	OffsetHeader = "weir.offset"
@@ -287,7 +296,7 @@ func newFile(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		stateDir: res.StateDir,
 		known:    map[fileKey]*fileState{},
 		gzSeen:   map[fileKey]fileGzSighting{},
-		batch:    fileLineBatch{seq: 1},
+		batch:    fileLineBatch{seq: 1, idBytes: cfg.fingerprintBytes},
 		acked:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}, nil

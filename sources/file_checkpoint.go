@@ -3,6 +3,9 @@ package sources
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,4 +257,74 @@ func (s *fileSource) fingerprint(f *fileState, size int64) error {
 	s.dirty = true
 	s.mu.Unlock()
 	return nil
+}
+
+// File ids
+//
+// Every record carries the header weir.file.id: 16 hex digits, the first
+// 64 bits of the SHA-256 of the file's device, inode and birth time (0
+// where unknown) and of its first line (from the start of the file to the
+// first line break after a byte other than \r and \n, at most
+// fingerprint_bytes; for a .gz file, its first fingerprint_bytes). With
+// weir.offset it names a line for good, whichever process read it and
+// however often: a sink derives document ids from the two (the
+// elasticsearch sink does), so that lines read again after a crash, which
+// land in the dataset a second time at new offsets, overwrite their
+// documents instead of duplicating them.
+//
+// The id covers what the checkpoint's identity covers, except that the
+// fingerprint stops at the first line: every byte of it is known before
+// the first record of the file is handed on, so the id never changes
+// while the file grows. A file renamed by rotation keeps its device,
+// inode, birth time and content, so its id; a new file that reuses an
+// inode has another birth time (where the filesystem records one) or,
+// almost always, another first line; a file truncated and written again
+// (copytruncate) gets a new id from its new first line, since its offsets
+// start again. Only a first line still without its line break when it is
+// handed on (a partial or cut line) gets an id from the bytes there are;
+// the id is then computed again for each record until the line is
+// complete.
+
+// fileIDLen is the length of a weir.file.id.
+const fileIDLen = 16
+
+// setID sets f.id from f's first bytes (fpData), unless it is fixed
+// already; see File ids. maxBytes is fingerprint_bytes.
+func (f *fileState) setID(maxBytes int) {
+	if f.idFixed {
+		return
+	}
+	p, fixed := fileIDPrefix(f.fpData, maxBytes, f.gz)
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[0:], f.key.Dev)
+	binary.BigEndian.PutUint64(b[8:], f.key.Ino)
+	binary.BigEndian.PutUint64(b[16:], uint64(f.btime))
+	h := sha256.New()
+	h.Write(b[:])
+	h.Write(p)
+	var sum [sha256.Size]byte
+	hex.Encode(f.id[:], h.Sum(sum[:0])[:fileIDLen/2])
+	f.idFixed = fixed
+}
+
+// fileIDPrefix returns the first bytes of a file that its id covers, out
+// of first (its first bytes as far as they were read), and whether they
+// are complete: up to the first line break after a byte other than \r and
+// \n (empty lines are skipped, so this is the end of the first record's
+// line), at most maxBytes. For a compressed file (whole), all of first.
+func fileIDPrefix(first []byte, maxBytes int, whole bool) ([]byte, bool) {
+	if whole {
+		return first, true
+	}
+	if len(first) > maxBytes {
+		first = first[:maxBytes]
+	}
+	i := 0
+	for i < len(first) && (first[i] == '\n' || first[i] == '\r') {
+		i++
+	}
+	if j := bytes.IndexByte(first[i:], '\n'); j >= 0 {
+		return first[:i+j+1], true
+	}
+	return first, len(first) >= maxBytes
 }

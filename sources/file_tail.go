@@ -63,10 +63,13 @@ type fileState struct {
 	goneSince    time.Time // when the globs stopped finding it; zero while they do
 	fpData       []byte    // the fingerprinted first bytes
 	rec          fileRecord
+	id           [fileIDLen]byte // the weir.file.id of its records, hex
+	idFixed      bool            // id is computed from a prefix that cannot change
 
-	// Where the path is in the batch being built.
+	// Where the path and id are in the batch being built.
 	batchSeq           uint64
 	pathStart, pathEnd int
+	idStart, idEnd     int
 }
 
 // fileRecord is a multiline record being joined.
@@ -663,6 +666,7 @@ func (s *fileSource) truncated(f *fileState, now time.Time, why string) {
 	f.rewind(0)
 	f.registered, f.finalPending = 0, false
 	f.fpData = f.fpData[:0]
+	f.idFixed, f.batchSeq = false, 0 // new content, new identity: its offsets start again
 	s.touch(f)
 	s.mu.Lock()
 	f.pending, f.committed, f.fpLen, f.fpSum, f.blocked = nil, 0, 0, 0, false
@@ -725,17 +729,19 @@ func (s *fileSource) closeGone(f *fileState, now time.Time) {
 // Messages are made from it only when it is handed over, so the buffer
 // can grow while it is built.
 type fileLineBatch struct {
-	buf   []byte
-	spans []fileLineSpan // reused
-	first time.Time      // when its first record was read
-	seq   uint64         // number of the batch, from 1
-	hint  int            // capacity for the next buffer
+	buf     []byte
+	spans   []fileLineSpan // reused
+	first   time.Time      // when its first record was read
+	seq     uint64         // number of the batch, from 1
+	hint    int            // capacity for the next buffer
+	idBytes int            // fingerprint_bytes: the longest prefix a file id covers
 }
 
 type fileLineSpan struct {
 	val, valEnd   int
 	off, offEnd   int
 	path, pathEnd int
+	id, idEnd     int
 	flags         uint8
 	t             time.Time
 }
@@ -753,13 +759,19 @@ func (b *fileLineBatch) add(f *fileState, value []byte, off int64, flags uint8, 
 	if len(b.spans) == 0 {
 		b.first = now
 	}
-	if f.batchSeq != b.seq {
+	if f.batchSeq != b.seq || !f.idFixed {
+		// Once per file and batch (per record while the file's first
+		// line is incomplete, which is rare: a partial or cut first line).
 		f.batchSeq = b.seq
 		f.pathStart = len(b.buf)
 		b.buf = append(b.buf, f.path...)
 		f.pathEnd = len(b.buf)
+		f.setID(b.idBytes)
+		f.idStart = len(b.buf)
+		b.buf = append(b.buf, f.id[:]...)
+		f.idEnd = len(b.buf)
 	}
-	sp := fileLineSpan{val: len(b.buf), path: f.pathStart, pathEnd: f.pathEnd, flags: flags, t: now}
+	sp := fileLineSpan{val: len(b.buf), path: f.pathStart, pathEnd: f.pathEnd, id: f.idStart, idEnd: f.idEnd, flags: flags, t: now}
 	b.buf = append(b.buf, value...)
 	sp.valEnd, sp.off = len(b.buf), len(b.buf)
 	b.buf = strconv.AppendInt(b.buf, off, 10)
@@ -767,7 +779,7 @@ func (b *fileLineBatch) add(f *fileState, value []byte, off int64, flags uint8, 
 	b.spans = append(b.spans, sp)
 }
 
-const fileHeaderKeys = FileHeader + OffsetHeader + TruncatedHeader + PartialHeader + "true"
+const fileHeaderKeys = FileHeader + FileIDHeader + OffsetHeader + TruncatedHeader + PartialHeader + "true"
 
 // build makes the messages of the batch and starts the next one. The
 // messages share the batch's buffer (each slice capped at its end) and
@@ -780,6 +792,8 @@ func (b *fileLineBatch) build() []*connectors.Message {
 	piece := func(i, j int) []byte { return buf[i:j:j] }
 	kFile := piece(k, k+len(FileHeader))
 	k += len(FileHeader)
+	kID := piece(k, k+len(FileIDHeader))
+	k += len(FileIDHeader)
 	kOff := piece(k, k+len(OffsetHeader))
 	k += len(OffsetHeader)
 	kTrunc := piece(k, k+len(TruncatedHeader))
@@ -798,12 +812,13 @@ func (b *fileLineBatch) build() []*connectors.Message {
 	}
 	msgs := make([]connectors.Message, n)
 	out := make([]*connectors.Message, n)
-	hdrs := make([]codecs.RecordHeader, 0, 2*n+flagged)
+	hdrs := make([]codecs.RecordHeader, 0, 3*n+flagged)
 	for i := range b.spans {
 		sp := &b.spans[i]
 		h0 := len(hdrs)
 		hdrs = append(hdrs,
 			codecs.RecordHeader{Key: kFile, Value: piece(sp.path, sp.pathEnd)},
+			codecs.RecordHeader{Key: kID, Value: piece(sp.id, sp.idEnd)},
 			codecs.RecordHeader{Key: kOff, Value: piece(sp.off, sp.offEnd)})
 		if sp.flags&fileFlagTruncated != 0 {
 			hdrs = append(hdrs, codecs.RecordHeader{Key: kTrunc, Value: vTrue})

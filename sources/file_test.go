@@ -68,6 +68,7 @@ func openFileSource(t testing.TB, state string, extra string, paths ...string) *
 // fileRec is a record as a test sees it.
 type fileRec struct {
 	value, file    string
+	id             string // weir.file.id
 	offset         int64
 	trunc, partial bool
 }
@@ -83,8 +84,22 @@ func fileRecs(t testing.TB, msgs []*connectors.Message) []fileRec {
 		if m.Time.IsZero() {
 			t.Fatalf("record %q has no time", m.Value)
 		}
-		out[i] = fileRec{value: string(m.Value), file: string(m.Header(FileHeader)), offset: off,
+		out[i] = fileRec{value: string(m.Value), file: string(m.Header(FileHeader)), id: string(m.Header(FileIDHeader)), offset: off,
 			trunc: string(m.Header(TruncatedHeader)) == "true", partial: string(m.Header(PartialHeader)) == "true"}
+	}
+	return out
+}
+
+// fileOneID checks that recs, all of one file, have one weir.file.id,
+// and returns them without it, for comparing with records written out.
+func fileOneID(t testing.TB, recs []fileRec) []fileRec {
+	t.Helper()
+	out := slices.Clone(recs)
+	for i := range out {
+		if out[i].id == "" || out[i].id != recs[0].id {
+			t.Fatalf("record %q has weir.file.id %q, the first %q", out[i].value, out[i].id, recs[0].id)
+		}
+		out[i].id = ""
 	}
 	return out
 }
@@ -383,7 +398,7 @@ func TestFileLines(t *testing.T) {
 		fileAppend(t, a, "0123456789ABCDEF\nshort\n"+big+"\nafter\n"+"0123456789\r\n")
 		s := openFileSource(t, t.TempDir(), "max_line_bytes: 10\n", a)
 		defer fileClose(t, s)
-		recs := fileReadN(t, s, 5, 5*time.Second)
+		recs := fileOneID(t, fileReadN(t, s, 5, 5*time.Second))
 		want := []fileRec{
 			{value: "0123456789", file: a, offset: 0, trunc: true},
 			{value: "short", file: a, offset: 17},
@@ -404,12 +419,12 @@ func TestFileLines(t *testing.T) {
 		fileAppend(t, a, "complete\npart")
 		s := openFileSource(t, t.TempDir(), "partial_timeout: 300ms\n", a)
 		defer fileClose(t, s)
-		if got := fileReadN(t, s, 1, 5*time.Second); !slices.Equal(got, []fileRec{{value: "complete", file: a}}) {
+		if got := fileOneID(t, fileReadN(t, s, 1, 5*time.Second)); !slices.Equal(got, []fileRec{{value: "complete", file: a}}) {
 			t.Fatalf("read %+v", got)
 		}
 		fileAppend(t, a, "ial") // the line grows: still held
 		start := time.Now()
-		got := fileReadN(t, s, 1, 5*time.Second)
+		got := fileOneID(t, fileReadN(t, s, 1, 5*time.Second))
 		if !slices.Equal(got, []fileRec{{value: "partial", file: a, offset: 9, partial: true}}) {
 			t.Fatalf("read %+v", got)
 		}
@@ -417,7 +432,7 @@ func TestFileLines(t *testing.T) {
 			t.Fatalf("partial line handed on after %v, before partial_timeout", d)
 		}
 		fileAppend(t, a, " rest\nnext\n")
-		if got := fileReadN(t, s, 2, 5*time.Second); !slices.Equal(got, []fileRec{{value: " rest", file: a, offset: 16}, {value: "next", file: a, offset: 22}}) {
+		if got := fileOneID(t, fileReadN(t, s, 2, 5*time.Second)); !slices.Equal(got, []fileRec{{value: " rest", file: a, offset: 16}, {value: "next", file: a, offset: 22}}) {
 			t.Fatalf("read %+v", got)
 		}
 	})
