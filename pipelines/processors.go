@@ -44,7 +44,7 @@ func init() {
 var parseSpec = connectors.Spec{
 	Name:    "parse",
 	Summary: "Parse the value (or one field) as JSON, logfmt, key=value or a regular expression with named groups, into JSON fields.",
-	Doc: "A record that does not parse goes to the dead-letter dataset with the parser's reason. " +
+	Doc: "A record that does not parse goes to the dead-letter dataset with the parser's reason, unless on_error is keep. " +
 		"With field, the field's text is parsed and its fields merged into the record (or put under target).",
 	Scalar: "format",
 	Fields: []connectors.Field{
@@ -55,9 +55,14 @@ var parseSpec = connectors.Spec{
 		{Name: "keep_original", Type: connectors.TypeString, Doc: "Keep the text that was parsed in this field."},
 		{Name: "field_separator", Type: connectors.TypeString, Default: " ", Doc: "For kv: what separates pairs."},
 		{Name: "value_separator", Type: connectors.TypeString, Default: "=", Doc: "For kv: what separates a key from its value."},
+		{Name: "on_error", Type: connectors.TypeString, Default: "dead_letter", Enum: []string{"dead_letter", "keep"},
+			Doc: "What becomes of a record whose text does not parse: dead_letter sends it to the dead-letter dataset with the reason; " +
+				"keep lets it go on as it was, except that a whole value that is not a JSON object becomes {\"message\": \"<the text>\"}, " +
+				"so that JSON lines and plain lines of one log both become objects."},
 	},
 	Example: `processors:
   - parse: json
+  - parse: {format: json, on_error: keep}   # JSON lines parsed, other lines become {"message": "..."}
   - parse: {format: regex, field: message, pattern: '^(?P<method>\S+) (?P<path>\S+) (?P<status>\d+)$'}`,
 }
 
@@ -65,13 +70,15 @@ type parseProc struct {
 	format        string
 	field, target string
 	keep          string
+	keepUnparsed  bool // on_error: keep
 	re            *regexp.Regexp
 	kv            codecs.KVOptions
 	buf           []byte
 }
 
 func newParse(c *connectors.Config, _ connectors.Resources) (connectors.Processor, error) {
-	p := &parseProc{format: c.String("format"), field: c.String("field"), target: c.String("target"), keep: c.String("keep_original")}
+	p := &parseProc{format: c.String("format"), field: c.String("field"), target: c.String("target"), keep: c.String("keep_original"),
+		keepUnparsed: c.String("on_error") == "keep"}
 	switch p.format {
 	case "regex":
 		if c.String("pattern") == "" {
@@ -102,7 +109,9 @@ func (p *parseProc) Process(_ context.Context, batch []*connectors.Message) ([]*
 		if p.field != "" {
 			v := m.Get(p.field)
 			if v == nil {
-				m.Fail("parse %s: the record has no field %q", p.format, p.field)
+				if !p.keepUnparsed {
+					m.Fail("parse %s: the record has no field %q", p.format, p.field)
+				}
 				continue
 			}
 			text = []byte(connectors.String(v))
@@ -110,7 +119,7 @@ func (p *parseProc) Process(_ context.Context, batch []*connectors.Message) ([]*
 		if p.format == "json" && p.field == "" && p.target == "" && p.keep == "" {
 			// The common case: the value itself is the object.
 			if _, err := m.Fields(); err != nil {
-				m.Fail("parse json: %v", err)
+				p.unparsed(m, text, "parse json: %v", err)
 			}
 			continue
 		}
@@ -131,7 +140,7 @@ func (p *parseProc) Process(_ context.Context, batch []*connectors.Message) ([]*
 		}
 		if err != nil {
 			p.buf = p.buf[:start]
-			m.Fail("parse %s: %v", p.format, err)
+			p.unparsed(m, text, "parse %s: %v", p.format, err)
 			continue
 		}
 		parsed := p.buf[start:len(p.buf):len(p.buf)]
@@ -148,6 +157,30 @@ func (p *parseProc) Process(_ context.Context, batch []*connectors.Message) ([]*
 		}
 	}
 	return batch, nil
+}
+
+// unparsed handles a record whose text did not parse: it fails, or with
+// on_error: keep goes on, a whole value that is not a JSON object
+// becoming {"message": text}.
+func (p *parseProc) unparsed(m *connectors.Message, text []byte, format string, args ...any) {
+	switch {
+	case !p.keepUnparsed:
+		m.Fail(format, args...)
+	case p.field != "":
+		// The record goes on as it was.
+	default:
+		if p.format != "json" {
+			if _, err := m.Fields(); err == nil {
+				return // an object already: JSON that is not logfmt, say
+			}
+		}
+		start := len(p.buf)
+		p.buf = append(p.buf, `{"message":`...)
+		p.buf = appendJSONString(p.buf, text)
+		p.buf = append(p.buf, '}')
+		m.Release()
+		m.Value = p.buf[start:len(p.buf):len(p.buf)]
+	}
 }
 
 func firstNonSpace(b []byte) byte {

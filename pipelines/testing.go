@@ -203,10 +203,8 @@ func RunTests(cfg *Config, reg *connectors.Registry) []TestResult {
 			continue
 		}
 		for _, m := range live {
-			m.Value = append([]byte(nil), m.Sync(nil)...)
-			if len(m.Value) == 0 {
-				m.Value = m.Original
-			}
+			m.Sync(nil) // edits into Value; a value a processor replaced stays
+			m.Value = append([]byte(nil), m.Value...)
 		}
 		for sink, want := range tc.Output {
 			idx := -1
