@@ -8,6 +8,10 @@
 //	          rate or as fast as possible (for demos, tests and benchmarks)
 //	http      an HTTP endpoint taking NDJSON or JSON bodies; a request is
 //	          answered once its records are stored (204) or failed (503)
+//	dataset   other hub datasets, in a consumer group or broadcast, through
+//	          the pipeline's hub client; positions committed once stored
+//	kafka     topics of an external Kafka cluster in a consumer group;
+//	          offsets committed once stored, rebalances wait for the acks
 //
 // # Contract
 //

@@ -92,7 +92,9 @@ func (w *Weir) Restart(t testing.TB) {
 // address refusing connections. It is safe to call more than once.
 func (w *Weir) Stop() {
 	w.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Long polls of clients already gone would hold a graceful
+		// shutdown for their whole wait: give it a moment only.
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		w.srv.Shutdown(ctx)
 		<-w.done
@@ -151,6 +153,21 @@ func TLS(t testing.TB) (*tls.Config, string) {
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, caFile
+}
+
+// ClientTLS returns a client config trusting the authority in caFile (from
+// TLS).
+func ClientTLS(t testing.TB, caFile string) *tls.Config {
+	t.Helper()
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("%s holds no certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // Record is a record read back, with where it was stored.
