@@ -31,7 +31,7 @@ var kafkaSpec = connectors.Spec{
 		"larger than the topic accepts, or that the broker rejects as invalid goes to the dead-letter dataset. A " +
 		"cluster out of reach (no connection, no answer within timeout) or refusing the credentials holds the pipeline " +
 		"back until it answers; other broker errors are retried as the sink's retry policy says.",
-	Fields: append(kafkaconf.Fields(),
+	Fields: kafkaconf.Fields(
 		connectors.Field{Name: "topic", Type: connectors.TypeString, Required: true, Doc: "The topic to produce to, or a template naming one per record.",
 			Example: "logs-{{ .field \"service\" }}"},
 		connectors.Field{Name: "key", Type: connectors.TypeString, Doc: "A field (dotted path) whose value becomes the key; records without it keep their key. Default: keep every key."},

@@ -32,7 +32,7 @@ var kafkaSpec = connectors.Spec{
 		"Records keep their key, value, headers and timestamp; the key picks the partition of the source's dataset. " +
 		"Batches are cut at max_batch_records and max_batch_bytes: keep the bytes under the destination dataset's " +
 		"max_message_bytes. Dead letters name the topic, partition and offset a record came from.",
-	Fields: append(kafkaconf.Fields(),
+	Fields: kafkaconf.Fields(
 		connectors.Field{Name: "topics", Type: connectors.TypeStrings, Required: true, Doc: "Topics to consume (regular expressions with regex).",
 			Example: []string{"access-logs"}},
 		connectors.Field{Name: "regex", Type: connectors.TypeBool, Default: false, Doc: "Treat topics as regular expressions matched against the cluster's topics."},

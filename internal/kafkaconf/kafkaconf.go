@@ -42,12 +42,18 @@ const (
 	ScramSHA512 = "SCRAM-SHA-512"
 )
 
-// Fields are the connection fields, to append to a component's own. The
-// slice is new on every call.
-func Fields() []connectors.Field {
+// Fields returns a Kafka component's fields: brokers first, then the
+// component's own, then the other connection fields. The slice is new on
+// every call.
+func Fields(own ...connectors.Field) []connectors.Field {
+	fs := []connectors.Field{{Name: "brokers", Type: connectors.TypeStrings, Required: true, Doc: "Seed brokers of the cluster, host:port.",
+		Example: []string{"kafka-1.internal:9092", "kafka-2.internal:9092"}}}
+	fs = append(fs, own...)
+	return append(fs, connectionFields()...)
+}
+
+func connectionFields() []connectors.Field {
 	return []connectors.Field{
-		{Name: "brokers", Type: connectors.TypeStrings, Required: true, Doc: "Seed brokers of the cluster, host:port.",
-			Example: []string{"kafka-1.internal:9092", "kafka-2.internal:9092"}},
 		{Name: "client_id", Type: connectors.TypeString, Default: "weir", Doc: "Client id the brokers see in their logs and quotas."},
 		{Name: "dial_timeout", Type: connectors.TypeDuration, Default: "10s", Doc: "Longest wait for a connection to a broker."},
 		{Name: "tls", Type: connectors.TypeObject, Doc: "TLS to the brokers; on when enabled is true or any other field is set.", Fields: []connectors.Field{
