@@ -46,6 +46,10 @@ type Field struct {
 	Enum     []string
 	Example  any
 	Fields   []Field // of TypeObject and TypeObjects
+	// Dataset says the field names hub datasets (a TypeString, which may
+	// be a template with {{ }}, or TypeStrings): pipeline files then check
+	// the names as they check a pipeline's from.
+	Dataset bool
 }
 
 // Kind is what a component is.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -450,10 +451,51 @@ func (l *loader) decode(root *yaml.Node) *Config {
 		}
 		implicit(p.DeadLetter)
 	}
+	// Datasets that components name in fields of their own (the dataset
+	// source and sink), and loops: a component reading what it writes.
+	for _, s := range checkSources {
+		l.datasetRefs(connectors.SourceKind, s.Type, s.Component, "source "+s.Name+" reads dataset", []string{s.To},
+			"source "+s.Name+" reads dataset %q, which it also writes to: every record would come back", check)
+	}
+	for _, p := range cfg.Pipelines {
+		for _, sc := range p.To {
+			l.datasetRefs(connectors.SinkKind, sc.Type, sc.Component, "sink "+sc.Name+" of pipeline "+p.Name+" writes to dataset", p.From,
+				"sink "+sc.Name+" of pipeline "+p.Name+" writes to dataset %q, which the pipeline reads: every record would come back", check)
+		}
+	}
 	if n := top.Node("tests"); n != nil {
 		cfg.Tests = l.tests(n, cfg)
 	}
 	return cfg
+}
+
+// datasetRefs checks the datasets a component names in its fields marked
+// Dataset (templates are left to run time), and reports one that is also
+// in loop, with loopMsg: records would go round for ever.
+func (l *loader) datasetRefs(kind connectors.Kind, typ string, comp *connectors.Config, what string, loop []string, loopMsg string, check func(string, pos, string)) {
+	spec, ok := l.reg.Spec(kind, typ)
+	if !ok || comp == nil {
+		return
+	}
+	for _, f := range spec.Fields {
+		n := comp.Node(f.Name)
+		if !f.Dataset || n == nil {
+			continue
+		}
+		names := []string{comp.String(f.Name)}
+		if f.Type == connectors.TypeStrings {
+			names = comp.Strings(f.Name)
+		}
+		for _, name := range names {
+			if name == "" || strings.Contains(name, "{{") {
+				continue
+			}
+			check(name, pos{n.Line, n.Column}, what)
+			if slices.Contains(loop, name) {
+				l.errAt(n, loopMsg, name)
+			}
+		}
+	}
 }
 
 func validName(name string) string {

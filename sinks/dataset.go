@@ -40,7 +40,7 @@ var datasetSpec = connectors.Spec{
 		"of reach holds the pipeline back. Do not write to the dataset the pipeline reads: every record would come back.",
 	Scalar: "dataset",
 	Fields: []connectors.Field{
-		{Name: "dataset", Type: connectors.TypeString, Required: true, Doc: "The dataset to write to, or a template naming one per record.",
+		{Name: "dataset", Type: connectors.TypeString, Required: true, Dataset: true, Doc: "The dataset to write to, or a template naming one per record.",
 			Example: "errors-{{ .field \"service\" }}"},
 		{Name: "key", Type: connectors.TypeString, Doc: "A field (dotted path) whose value becomes the key; records without it keep their key. Default: keep every key."},
 		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip", "snappy", "lz4", "zstd"},

@@ -30,7 +30,7 @@ var datasetSpec = connectors.Spec{
 		"keep the bytes under the destination dataset's max_message_bytes.",
 	Scalar: "from",
 	Fields: []connectors.Field{
-		{Name: "from", Type: connectors.TypeStrings, Required: true, Doc: "Dataset(s) to read.", Example: []string{"access"}},
+		{Name: "from", Type: connectors.TypeStrings, Required: true, Dataset: true, Doc: "Dataset(s) to read.", Example: []string{"access"}},
 		{Name: "group", Type: connectors.TypeString, Doc: "Consumer group. Default: sources.<the source's name>."},
 		{Name: "broadcast", Type: connectors.TypeBool, Default: false, Doc: "Read every partition here instead of sharing them in the group."},
 		{Name: "start", Type: connectors.TypeString, Default: "earliest", Enum: []string{"earliest", "latest"},
