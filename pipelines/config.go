@@ -455,12 +455,12 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	// source and sink), and loops: a component reading what it writes.
 	for _, s := range checkSources {
 		l.datasetRefs(connectors.SourceKind, s.Type, s.Component, "source "+s.Name+" reads dataset", []string{s.To},
-			"source "+s.Name+" reads dataset %q, which it also writes to: every record would come back", check)
+			"which it also writes to: every record would come back", check)
 	}
 	for _, p := range cfg.Pipelines {
 		for _, sc := range p.To {
 			l.datasetRefs(connectors.SinkKind, sc.Type, sc.Component, "sink "+sc.Name+" of pipeline "+p.Name+" writes to dataset", p.From,
-				"sink "+sc.Name+" of pipeline "+p.Name+" writes to dataset %q, which the pipeline reads: every record would come back", check)
+				"which the pipeline reads: every record would come back", check)
 		}
 	}
 	if n := top.Node("tests"); n != nil {
@@ -471,8 +471,8 @@ func (l *loader) decode(root *yaml.Node) *Config {
 
 // datasetRefs checks the datasets a component names in its fields marked
 // Dataset (templates are left to run time), and reports one that is also
-// in loop, with loopMsg: records would go round for ever.
-func (l *loader) datasetRefs(kind connectors.Kind, typ string, comp *connectors.Config, what string, loop []string, loopMsg string, check func(string, pos, string)) {
+// in loop, saying why: records would go round for ever.
+func (l *loader) datasetRefs(kind connectors.Kind, typ string, comp *connectors.Config, what string, loop []string, why string, check func(string, pos, string)) {
 	spec, ok := l.reg.Spec(kind, typ)
 	if !ok || comp == nil {
 		return
@@ -492,7 +492,7 @@ func (l *loader) datasetRefs(kind connectors.Kind, typ string, comp *connectors.
 			}
 			check(name, pos{n.Line, n.Column}, what)
 			if slices.Contains(loop, name) {
-				l.errAt(n, loopMsg, name)
+				l.errAt(n, "%s %q, %s", what, name, why)
 			}
 		}
 	}
