@@ -22,8 +22,14 @@ import (
 // fails the test), then stops it gracefully.
 func runRelay(t *testing.T, dataDir, brokers string, deadline time.Duration, until func(*pipelines.Engine) bool) {
 	t.Helper()
-	env := map[string]string{"DATA_DIR": dataDir, "BROKERS": brokers}
-	cfg, err := pipelines.LoadFile("testdata/kafka-relay.yaml", pipelines.LoadOptions{Env: func(k string) (string, bool) {
+	runFile(t, "testdata/kafka-relay.yaml", map[string]string{"DATA_DIR": dataDir, "BROKERS": brokers}, deadline, until)
+}
+
+// runFile runs a pipeline file with env until until returns true or the
+// deadline passes (then it fails the test), then stops it gracefully.
+func runFile(t *testing.T, file string, env map[string]string, deadline time.Duration, until func(*pipelines.Engine) bool) {
+	t.Helper()
+	cfg, err := pipelines.LoadFile(file, pipelines.LoadOptions{Env: func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	}})
@@ -120,23 +126,55 @@ func TestKafkaRelayThroughWeirServe(t *testing.T) {
 // of prefill is there once, keyed as prefill keyed it.
 func checkRelayed(t *testing.T, data string, n int) {
 	t.Helper()
-	h := openHubAt(t, data)
+	checkCopied(t, openHubAt(t, data), "b", n, func(id int) string { return fmt.Sprint(id % 97) })
+}
+
+// checkCopied checks every id of prefill is in dataset once, with the key
+// key(id).
+func checkCopied(t *testing.T, h *hub.Hub, dataset string, n int, key func(int) string) {
+	t.Helper()
 	seen := make([]int, n)
-	for _, r := range brokertest.ReadAll(t, h, "b", n, 10*time.Second) {
+	for _, r := range brokertest.ReadAll(t, h, dataset, n, 10*time.Second) {
 		var v struct{ ID int }
 		if err := json.Unmarshal(r.Value, &v); err != nil || v.ID < 0 || v.ID >= n {
-			t.Fatalf("unexpected record %q in b", r.Value)
+			t.Fatalf("unexpected record %q in %s", r.Value, dataset)
 		}
 		seen[v.ID]++
-		if want := fmt.Sprint(v.ID % 97); string(r.Key) != want {
-			t.Errorf("record %d arrived with key %q, want %q", v.ID, r.Key, want)
+		if want := key(v.ID); string(r.Key) != want {
+			t.Errorf("record %d arrived in %s with key %q, want %q", v.ID, dataset, r.Key, want)
 		}
 	}
 	for id, c := range seen {
 		if c != 1 {
-			t.Fatalf("record %d is in b %d times", id, c)
+			t.Fatalf("record %d is in %s %d times", id, dataset, c)
 		}
 	}
+}
+
+// TestDatasetCopy runs testdata/dataset-copy.yaml: the dataset source
+// copies a into b, a pipeline's dataset sink b into c keyed by a field;
+// every record arrives once in each, and a second run moves nothing.
+func TestDatasetCopy(t *testing.T) {
+	data := t.TempDir()
+	const n = 20000
+	prefill(t, data, "a", 3, n)
+	env := map[string]string{"DATA_DIR": data}
+	var b, c int64
+	runFile(t, "testdata/dataset-copy.yaml", env, 25*time.Second, func(e *pipelines.Engine) bool {
+		b, c = brokertest.Count(e.Hub(), "b"), brokertest.Count(e.Hub(), "c")
+		return b >= n && c >= n
+	})
+	start := time.Now()
+	runFile(t, "testdata/dataset-copy.yaml", env, 10*time.Second, func(e *pipelines.Engine) bool {
+		b, c = brokertest.Count(e.Hub(), "b"), brokertest.Count(e.Hub(), "c")
+		return time.Since(start) > time.Second || b != n || c != n
+	})
+	if b != n || c != n {
+		t.Errorf("b and c hold %d and %d records, want %d each", b, c, n)
+	}
+	h := openHubAt(t, data)
+	checkCopied(t, h, "b", n, func(id int) string { return fmt.Sprint(id % 97) })
+	checkCopied(t, h, "c", n, func(id int) string { return fmt.Sprint(id) })
 }
 
 // openHubAt opens the hub in dir, closed at the end of the test.
