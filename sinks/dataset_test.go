@@ -172,3 +172,26 @@ func TestDatasetSinkOverKafka(t *testing.T) {
 	}
 	checkStored(t, brokertest.ReadAll(t, w.Hub, "out", len(msgs), 10*time.Second), msgs, 3, recordKey)
 }
+
+// TestSinksKeepTombstones checks a keyed record without a value (a
+// tombstone, for compacted datasets) stays one through both sinks.
+func TestSinksKeepTombstones(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	tomb := func() []*connectors.Message {
+		return []*connectors.Message{{Key: []byte("gone"), Value: nil}, {Key: []byte("kept"), Value: []byte{}}}
+	}
+	k := connectKafka(t, fmt.Sprintf("brokers: [%s]\ntopic: tk", w.Addr))
+	if err := k.Write(context.Background(), tomb()); err != nil {
+		t.Fatal(err)
+	}
+	d := newDatasetSink(t, hub.NewLocalClient(w.Hub), "dataset: td")
+	if err := d.Write(context.Background(), tomb()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range []string{"tk", "td"} {
+		got := brokertest.ReadAll(t, w.Hub, ds, 2, 10*time.Second)
+		if got[0].Value != nil || got[1].Value == nil {
+			t.Errorf("%s: values %q and %q, want null then empty", ds, got[0].Value, got[1].Value)
+		}
+	}
+}

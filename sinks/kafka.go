@@ -236,10 +236,7 @@ func (s *kafkaSink) Write(ctx context.Context, batch []*connectors.Message) erro
 				r.Key = connectors.AppendText(nil, v)
 			}
 		}
-		r.Value = m.Value
-		if r.Value == nil {
-			r.Value = []byte{} // a nil value is a tombstone; an empty one is not
-		}
+		r.Value = m.Value // nil stays nil: a tombstone
 		r.Timestamp = m.Time
 		if len(m.Headers) > 0 {
 			r.Headers = make([]kgo.RecordHeader, len(m.Headers))

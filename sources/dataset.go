@@ -248,9 +248,6 @@ func (s *datasetSource) enqueue(fetches []hub.Fetch) {
 			r := &f.Records[i]
 			m := connectors.Message{Key: cp(r.Key), Value: cp(r.Value), Time: time.UnixMilli(r.Timestamp),
 				Dataset: f.Dataset, Partition: f.Partition, Offset: r.Offset}
-			if m.Value == nil {
-				m.Value = []byte{}
-			}
 			if len(r.Headers) > 0 {
 				at := len(hdrs)
 				for _, h := range r.Headers {

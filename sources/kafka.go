@@ -337,9 +337,6 @@ func (s *kafkaSource) poll(ctx context.Context) error {
 		fs.EachRecord(func(r *kgo.Record) {
 			m := connectors.Message{Key: r.Key, Value: r.Value, Time: r.Timestamp,
 				Dataset: r.Topic, Partition: r.Partition, Offset: r.Offset}
-			if m.Value == nil {
-				m.Value = []byte{}
-			}
 			if len(r.Headers) > 0 {
 				at := len(hdrs)
 				for _, h := range r.Headers {
