@@ -191,6 +191,10 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 	sticky := int32(c.rr.Add(1) % uint32(n))
 	builders := map[int32]*codecs.Builder{}
 	now := time.Now().UnixMilli()
+	maxBatch := ds.Config().MaxMessageBytes
+	if maxBatch <= 0 {
+		maxBatch = 1 << 20
+	}
 	for i := range records {
 		r := &records[i]
 		p := sticky
@@ -205,6 +209,21 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 		ts := now
 		if !r.Timestamp.IsZero() {
 			ts = r.Timestamp.UnixMilli()
+		}
+		// Records beyond what one batch may hold go in the next.
+		size := len(r.Key) + len(r.Value) + 64
+		for _, h := range r.Headers {
+			size += len(h.Key) + len(h.Value) + 10
+		}
+		if b.NumRecords() > 0 && b.Size()+size > maxBatch {
+			batch, err := b.Build()
+			if err != nil {
+				return err
+			}
+			if _, err := c.ProduceBatch(ctx, dataset, p, batch); err != nil {
+				return err
+			}
+			b.Reset()
 		}
 		b.Append(ts, r.Key, r.Value, r.Headers)
 	}

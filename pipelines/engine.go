@@ -145,6 +145,17 @@ func (e *Engine) dataset(name string) *DatasetConfig {
 	return &DatasetConfig{Name: name, Partitions: 1, Compression: "none"}
 }
 
+// deadValueLimit is the most bytes of a dead letter's value in dataset:
+// its max_message_bytes (Kafka's 1 MiB by default) less room for the key
+// and the headers.
+func (e *Engine) deadValueLimit(dataset string) int {
+	limit := int(e.dataset(dataset).MaxMessage)
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	return max(limit-64<<10, limit/2)
+}
+
 func (e *Engine) stateDir(kind, name string) string {
 	base := e.cfg.Hub.DataDir
 	if e.hub != nil {
@@ -192,7 +203,8 @@ func (e *Engine) build() error {
 			}
 			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name)})
 		}
-		pr.dlq = &deadLetters{client: e.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log}
+		pr.dlq = &deadLetters{client: e.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log,
+			maxValue: e.deadValueLimit(pc.DeadLetter)}
 		e.pipelines = append(e.pipelines, pr)
 	}
 	for _, sc := range e.cfg.Sources {
@@ -215,7 +227,13 @@ func (e *Engine) build() error {
 		sr.src = src
 		comp, _ := codecs.ParseCompression(e.dataset(sc.To).Compression)
 		sr.compression = comp
-		sr.dlq = &deadLetters{client: e.client, dataset: sc.DeadLetter, origin: "source " + sc.Name, log: sr.log}
+		sr.maxBatch = int(e.dataset(sc.To).MaxMessage)
+		if sr.maxBatch <= 0 {
+			// Kafka's default, which an external cluster likely has too.
+			sr.maxBatch = 1 << 20
+		}
+		sr.dlq = &deadLetters{client: e.client, dataset: sc.DeadLetter, origin: "source " + sc.Name, log: sr.log,
+			maxValue: e.deadValueLimit(sc.DeadLetter)}
 		e.sources = append(e.sources, sr)
 	}
 	if len(errs) > 0 {
@@ -469,6 +487,10 @@ type deadLetters struct {
 	origin  string
 	log     *slog.Logger
 	recs    []hub.Record
+	// maxValue is the most bytes of a dead letter's value: a longer one
+	// is cut (weir.truncated: true), so that a record refused for its
+	// size can still be dead-lettered.
+	maxValue int
 }
 
 // Header names on dead letters.
@@ -479,6 +501,9 @@ const (
 	HeaderSource   = "weir.source"
 	HeaderOrigin   = "weir.origin"
 	HeaderFailedAt = "weir.failed_at"
+	// HeaderTruncated marks a dead letter whose value was cut to fit the
+	// dead-letter dataset; weir.error gives the original size.
+	HeaderTruncated = "weir.truncated"
 )
 
 // write stores the failures durably, retrying until it succeeds or ctx
@@ -496,8 +521,14 @@ func (d *deadLetters) write(ctx context.Context, fs []failure) error {
 			value = m.Value
 		}
 		hs := append([]codecs.RecordHeader(nil), m.Headers...)
+		reason := f.err.Error()
+		if d.maxValue > 0 && len(value) > d.maxValue {
+			reason = fmt.Sprintf("%s (the value, %d bytes, is cut to its first %d here)", reason, len(value), d.maxValue)
+			value = value[:d.maxValue]
+			hs = append(hs, codecs.RecordHeader{Key: []byte(HeaderTruncated), Value: []byte("true")})
+		}
 		hs = append(hs,
-			codecs.RecordHeader{Key: []byte(HeaderError), Value: []byte(f.err.Error())},
+			codecs.RecordHeader{Key: []byte(HeaderError), Value: []byte(reason)},
 			codecs.RecordHeader{Key: []byte(HeaderStage), Value: []byte(f.stage)},
 			codecs.RecordHeader{Key: []byte(HeaderAttempts), Value: fmt.Appendf(nil, "%d", f.attempts)},
 			codecs.RecordHeader{Key: []byte(HeaderOrigin), Value: []byte(d.origin)},

@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -376,5 +377,58 @@ func TestStopDrainsDrainers(t *testing.T) {
 	}
 	if stored, _, _ := readDead(t, h, "in"); len(stored) != 2 {
 		t.Fatalf("%q stored after a stop, want the 2 records the source held", stored)
+	}
+}
+
+// bigSource hands over one batch larger than a record batch may be, with
+// one record larger than max_message_bytes by itself.
+type bigSource struct{ done bool }
+
+func (s *bigSource) Read(context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
+	if s.done {
+		return nil, nil, connectors.ErrEndOfInput
+	}
+	s.done = true
+	var batch []*connectors.Message
+	for i := range 3000 {
+		v := bytes.Repeat([]byte{'a' + byte(i%26)}, 1000)
+		if i == 1500 {
+			v = bytes.Repeat([]byte("x"), 2<<20)
+		}
+		batch = append(batch, &connectors.Message{Value: v})
+	}
+	return batch, func(context.Context, error) error { return nil }, nil
+}
+
+func (s *bigSource) Close(context.Context) error { return nil }
+
+func TestSourceBatchesLargerThanMaxMessageBytes(t *testing.T) {
+	h := openTestHub(t)
+	reg := connectors.NewRegistry()
+	reg.RegisterSource(connectors.Spec{Name: "big"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
+		return &bigSource{}, nil
+	})
+	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {big: {}, to: in}}\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, Options{Hub: h, Registry: reg, UntilDrained: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, _, _ := readDead(t, h, "in")
+	if len(stored) != 2999 {
+		t.Fatalf("%d records stored, want 2999", len(stored))
+	}
+	dead, reasons, _ := readDead(t, h, "in-dead")
+	// Cut to fit the dead-letter dataset, which has the same 1 MiB limit.
+	if len(dead) != 1 || len(dead[0]) != 1<<20-64<<10 || !strings.Contains(reasons[0], "max_message_bytes") ||
+		!strings.Contains(reasons[0], "2097152 bytes, is cut") {
+		t.Fatalf("%d dead letters, reasons %q", len(dead), reasons)
 	}
 }

@@ -3,7 +3,9 @@ package pipelines
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,7 @@ type sourceRunner struct {
 	dlq         *deadLetters
 	log         *slog.Logger
 	compression codecs.Compression
+	maxBatch    int // bytes of one stored record batch: the dataset's max_message_bytes
 	stats       counters
 	ended       atomic.Bool
 
@@ -132,7 +135,6 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		// ctx): nothing stored.
 		return err
 	}
-	r.failed = failed
 	r.buf = r.buf[:0]
 	now := time.Now().UnixMilli()
 	r.sticky++
@@ -141,6 +143,33 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 	}
 	r.order = r.order[:0]
 	var bytes int64
+	var stored int
+	// flush stores partition p's batch so far: a source batch larger than
+	// the dataset's max_message_bytes becomes several record batches.
+	flush := func(p int32) error {
+		b := r.builders[p]
+		if b.NumRecords() == 0 {
+			return nil
+		}
+		built, err := b.Build()
+		if err != nil {
+			return err
+		}
+		b.Reset()
+		for attempt := 0; ; attempt++ {
+			_, err := r.e.client.ProduceBatch(ctx, r.cfg.To, p, built)
+			if err == nil {
+				return nil
+			}
+			r.stats.failed.Add(1)
+			if attempt%10 == 0 {
+				r.log.Error("weir: cannot store records; holding the source back", "dataset", r.cfg.To, "partition", p, "err", err)
+			}
+			if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
+				return ctx.Err()
+			}
+		}
+	}
 	for _, m := range good {
 		r.buf = m.Sync(r.buf)
 		key := m.Key
@@ -154,12 +183,26 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		if key != nil {
 			p = hub.PartitionForKey(key, parts)
 		}
+		size := recordSizeBound(key, m.Value, m.Headers)
+		if size > r.maxBatch-codecs.HeaderSize {
+			// Alone in a batch it would still be refused: a dead letter,
+			// not a source held back for ever.
+			m.Original = m.Value
+			failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, attempts: 1,
+				err: fmt.Errorf("a record of %d bytes does not fit the dataset %s's max_message_bytes (%d)", size, r.cfg.To, r.maxBatch)})
+			continue
+		}
 		b := r.builders[p]
 		if b == nil {
 			b = &codecs.Builder{Compression: r.compression}
 			r.builders[p] = b
 		}
-		if b.NumRecords() == 0 {
+		if b.NumRecords() > 0 && b.Size()+size > r.maxBatch {
+			if err := flush(p); err != nil {
+				return err
+			}
+		}
+		if !slices.Contains(r.order, p) {
 			r.order = append(r.order, p)
 		}
 		ts := now
@@ -168,29 +211,17 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		}
 		b.Append(ts, key, m.Value, m.Headers)
 		bytes += int64(len(m.Value))
+		stored++
 		m.Release()
 	}
 	for _, p := range r.order {
-		built, err := r.builders[p].Build()
-		if err != nil {
+		if err := flush(p); err != nil {
 			return err
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := r.e.client.ProduceBatch(ctx, r.cfg.To, p, built)
-			if err == nil {
-				break
-			}
-			r.stats.failed.Add(1)
-			if attempt%10 == 0 {
-				r.log.Error("weir: cannot store records; holding the source back", "dataset", r.cfg.To, "partition", p, "err", err)
-			}
-			if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
-				return ctx.Err()
-			}
-		}
 	}
-	r.stats.out.Add(int64(len(good)))
+	r.stats.out.Add(int64(stored))
 	r.stats.bytes.Add(bytes)
+	r.failed = failed
 	if len(failed) > 0 {
 		if err := r.dlq.write(ctx, failed); err != nil {
 			return err
@@ -545,4 +576,14 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 			return false
 		}
 	}
+}
+
+// recordSizeBound is the most bytes a record takes inside a batch: its
+// fields plus the varints around them.
+func recordSizeBound(key, value []byte, headers []codecs.RecordHeader) int {
+	n := len(key) + len(value) + 5*5 + 8 // length, attributes, deltas, key and value lengths
+	for _, h := range headers {
+		n += len(h.Key) + len(h.Value) + 2*5
+	}
+	return n + 5
 }
