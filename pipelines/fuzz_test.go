@@ -11,7 +11,8 @@ import (
 // never panic, and a rejected file must come back as Errors with places.
 func FuzzLoad(f *testing.F) {
 	files, _ := filepath.Glob("testdata/lint/*.yaml")
-	files = append(files, "../examples/quickstart.yaml")
+	examples, _ := filepath.Glob("../examples/*.yaml")
+	files = append(files, examples...)
 	for _, name := range files {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)
