@@ -67,7 +67,7 @@ var elasticsearchSpec = connectors.Spec{
 		{Name: "compression", Type: connectors.TypeString, Default: "gzip", Enum: []string{"gzip", "none"}, Doc: "Compression of request bodies (Content-Encoding)."},
 		{Name: "flush_bytes", Type: connectors.TypeSize, Default: "5MiB", Doc: "Most bytes of one bulk request body, before compression (a single larger document goes alone)."},
 		{Name: "flush_interval", Type: connectors.TypeDuration, Doc: "Not used by this sink, which sends every write at once: the pipeline gathers records for it. Set the sink's batching.period (default 500ms) and batching.bytes instead; setting this field is an error that says so."},
-		{Name: "workers", Type: connectors.TypeInt, Default: 2, Doc: "Bulk requests of one write in flight at once; matters when a write (the sink's batching.bytes) is larger than flush_bytes."},
+		{Name: "workers", Type: connectors.TypeInt, Default: 2, Doc: "Bulk requests of one write in flight at once. A write larger than flush_bytes goes as several requests; a smaller one is split into `workers` about equal requests of at least 64KiB, so that they go at once (not with id_field, where documents sharing an id must keep their order)."},
 		{Name: "timeout", Type: connectors.TypeDuration, Default: "60s", Doc: "Longest wait for the answer to one bulk request; past it the cluster counts as unreachable."},
 		{Name: "max_retries", Type: connectors.TypeInt, Default: 3, Doc: "Retries, with backoff, of a request answered 429 or 5xx and of the documents answered 429 or 5xx, within one write."},
 	},
@@ -365,7 +365,49 @@ func (s *esSink) encode(batch []*connectors.Message, failures *[]connectors.Fail
 	if len(c.items) == 0 {
 		return s.chunks[:n]
 	}
+	if n == 0 {
+		return s.spread(c)
+	}
 	return s.chunks[:n+1]
+}
+
+// esSplitMin is the smallest request spread makes.
+const esSplitMin = 64 << 10
+
+// spread splits the single request c of a write into up to s.workers
+// requests of about equal size (none under esSplitMin), so that they go
+// at once: with the pipeline's default batching (1MiB) and flush_bytes
+// (5MiB), every write would otherwise be one request, the other workers
+// idle, and the cluster would index one request at a time. It leaves c
+// whole with id_field, where documents sharing an id must keep their
+// order. It returns the requests of the write.
+func (s *esSink) spread(c *esChunk) []*esChunk {
+	k := min(s.workers, len(c.body)/esSplitMin, len(c.items))
+	if k < 2 || s.idField != nil {
+		return s.chunks[:1]
+	}
+	per := (len(c.body) + k - 1) / k
+	items, body := c.items, c.body // the items' lines follow each other in body
+	part, first := 0, len(items)
+	var cur *esChunk
+	for i, it := range items {
+		if part < k-1 && int(it.start) >= (part+1)*per {
+			part++
+			if part == 1 {
+				first = i
+			}
+			cur = s.chunk(part)
+		}
+		if part > 0 {
+			start := len(cur.body)
+			cur.body = append(cur.body, body[it.start:it.end]...)
+			cur.items = append(cur.items, esItem{msg: it.msg, start: int32(start), end: int32(len(cur.body))})
+		}
+	}
+	if part > 0 {
+		c.items, c.body = items[:first], body[:items[first].start]
+	}
+	return s.chunks[:part+1]
 }
 
 // chunk returns the i-th request of this write, reset.
