@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-pipeline fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-pipeline bench-ship fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -50,6 +50,21 @@ BACKLOG ?=
 bench-pipeline:
 	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
 
+# The log-shipping agent, in one run: tail -> elasticsearch sink against a
+# bare esutil.BulkIndexer loop sending the same JSON lines to the same
+# server (a stub that answers without storing, then a real ZincSearch,
+# built and cached on first use), and tail -> zstd file sink
+# against a plain Go line copy and cat | zstd. Sizes: SHIP_DOCS documents
+# to ZincSearch (it indexes about 1,000 a second), SHIP_STUB_DOCS to the
+# stub, SHIP_FILE_SIZE of lines for the file sink, SHIP_ROUNDS rounds.
+SHIP_DOCS      ?= 50000
+SHIP_STUB_DOCS ?= 500000
+SHIP_FILE_SIZE ?= 256MiB
+SHIP_ROUNDS    ?= 2
+bench-ship:
+	cd benchmarks && $(GO) run ./shipbench -docs $(SHIP_DOCS) -stub-docs $(SHIP_STUB_DOCS) -file-size $(SHIP_FILE_SIZE) \
+		-rounds $(SHIP_ROUNDS) -workdir ../data/bench-ship
+
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
 fuzz:
@@ -68,4 +83,4 @@ lint:
 	cd benchmarks && $(GO) vet ./...
 
 clean:
-	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md data/bench-pipeline
+	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md data/bench-pipeline data/bench-ship

@@ -11,4 +11,9 @@
 //   - pipelinebench (make bench-pipeline): pipelines against a plain Go
 //     encoding/json program doing the same job on the same seeded log:
 //     MB per CPU-second and peak RSS, also over a large backlog.
+//   - shipbench (make bench-ship): the log-shipping agent. Tailed JSON
+//     lines through the hub to the elasticsearch sink against a bare
+//     esutil.BulkIndexer loop sending the same lines to the same server
+//     (a stub, then a real ZincSearch), and to the zstd file sink against
+//     a plain Go line copy and cat | zstd: throughput, CPU-seconds, RSS.
 package benchmarks

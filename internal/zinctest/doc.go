@@ -24,7 +24,9 @@
 // Each [Start] runs its own server on a free 127.0.0.1 port with a
 // temporary data directory, basic authentication, and telemetry and
 // Sentry reporting off (both are on by default and would reach public
-// hosts). The server stops when the test ends.
+// hosts). The server stops when the test ends. [StartProcess] does the
+// same for a program that is not a test (benchmarks/shipbench), which
+// stops the server itself.
 //
 // # Caveats of ZincSearch
 //

@@ -70,8 +70,9 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for try := 0; try < 3; try++ { // a free port can be taken before the server binds it
-		s, err := start(t, bin)
+		s, err := start(bin, t.TempDir())
 		if err == nil {
+			t.Cleanup(s.stop)
 			return s
 		}
 		lastErr = err
@@ -80,12 +81,38 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+// StartProcess is Start for programs that are not tests, such as
+// benchmark harnesses: it returns a running server whose data lives in a
+// new directory under dir, and stop, which ends it (SIGTERM, then SIGKILL
+// after 10 seconds; safe to call more than once). The caller removes dir.
+// It builds the binary first if needed, as Start does.
+func StartProcess(dir string) (s *Server, stop func(), err error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, nil, err
+	}
+	for try := 0; try < 3; try++ { // a free port can be taken before the server binds it
+		var sub string
+		if sub, err = os.MkdirTemp(dir, "zincsearch-"); err != nil {
+			return nil, nil, fmt.Errorf("zinctest: %w", err)
+		}
+		if s, err = start(bin, sub); err == nil {
+			return s, s.stop, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("zinctest: cannot start ZincSearch (%s): %w", bin, err)
+}
+
+// PID is the server's process id (to read its CPU time, for instance).
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// start runs bin with its data in dir, on a free port, and waits until it
+// answers; the caller stops it.
+func start(bin, dir string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	dir := t.TempDir()
 	logPath := filepath.Join(dir, "zincsearch.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -121,7 +148,6 @@ func start(t testing.TB, bin string) (*Server, error) {
 		s.stop()
 		return nil, fmt.Errorf("%w; its log ends:\n%s", err, tail(logPath, 2048))
 	}
-	t.Cleanup(s.stop)
 	return s, nil
 }
 
@@ -313,18 +339,33 @@ func (s *Server) WaitForCount(t testing.TB, pattern string, query any, want int,
 	return s.waitFor(t, timeout, want, func(ctx context.Context) (int, error) { return s.Count(ctx, pattern, query) })
 }
 
+// PollCount is WaitForCount for programs that are not tests: it polls
+// Count until it returns want or timeout passes, and returns the last
+// count, or the error of a failing query.
+func (s *Server) PollCount(ctx context.Context, pattern string, query any, want int, timeout time.Duration) (int, error) {
+	return poll(ctx, timeout, want, func(ctx context.Context) (int, error) { return s.Count(ctx, pattern, query) })
+}
+
 func (s *Server) waitFor(t testing.TB, timeout time.Duration, want int, count func(context.Context) (int, error)) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	n, err := poll(context.Background(), timeout, want, count)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return n
+}
+
+func poll(ctx context.Context, timeout time.Duration, want int, count func(context.Context) (int, error)) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 	defer cancel()
 	deadline := time.Now().Add(timeout)
 	for {
 		n, err := count(ctx)
 		if err != nil {
-			t.Fatalf("%v", err)
+			return n, err
 		}
 		if n == want || time.Now().After(deadline) {
-			return n
+			return n, nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
