@@ -36,12 +36,14 @@ bench:
 # The hub over loopback (franz-go) against NATS JetStream and Redis Streams
 # on this machine, in one run, with ratios. Installs the peers if missing.
 BENCH_HUB_ADDR ?= 127.0.0.1:19092
+# HUB_FLAGS="-latency-rate 65000" measures latency at a fixed rate instead of half the maximum.
+HUB_FLAGS ?=
 bench-hub: build
 	./scripts/bench-peers.sh
 	rm -rf data/bench-hub && mkdir -p data
 	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
-	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
 
 # Pipelines against a plain Go encoding/json program doing the same job
 # (parse, drop debug, add a field, write NDJSON), in one run; with

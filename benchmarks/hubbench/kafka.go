@@ -70,7 +70,7 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err 
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("kafka latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, res.produce.recordsPerSec()/2)
+		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, cfg.latencyRateFor(res.produce))
 		if err != nil {
 			return res, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
 		}

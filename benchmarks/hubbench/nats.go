@@ -116,7 +116,7 @@ func natsBench(ctx context.Context, cfg *config) (res result, err error) {
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("NATS latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = natsLatency(lctx, cfg, nc, res.produce.recordsPerSec()/2)
+		res.latency, err = natsLatency(lctx, cfg, nc, cfg.latencyRateFor(res.produce))
 		if err != nil {
 			return res, fmt.Errorf("NATS latency: %w", err)
 		}
