@@ -23,7 +23,7 @@ run: build
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
-	$(GO) test -count=1 -race -timeout 10m ./codecs ./log
+	$(GO) test -count=1 -race -timeout 10m ./codecs ./log ./hub ./pipelines ./sources ./sinks
 
 test-deps:
 	./scripts/test-deps.sh
