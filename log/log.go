@@ -456,6 +456,9 @@ func (l *Log) roll() error {
 	if err := l.seal(old); err != nil {
 		return err
 	}
+	if l.opts.Sync != SyncNever {
+		releasePrealloc(old.f, old.written, l.opts.SegmentBytes)
+	}
 	l.publish(old, l.snapshot(old))
 	l.syncMu.Lock()
 	l.synced = max(l.synced, old.writtenNext)
@@ -520,6 +523,9 @@ func (l *Log) createSegment(base int64) (*segment, error) {
 			f.Close()
 			return nil, fmt.Errorf("log: %w", err)
 		}
+	}
+	if l.opts.Sync != SyncNever {
+		preallocate(f, l.opts.SegmentBytes)
 	}
 	return newSegment(l.dir, base, f), nil
 }
