@@ -19,7 +19,8 @@ import (
 // Expr is an expression over a message, compiled once
 // (github.com/expr-lang/expr). A message's top-level JSON fields are its
 // variables; _key, _value, _time, _dataset, _partition and _offset give
-// the record's own. Fields missing from a record are nil.
+// the record's own, and _headers its headers as a map of strings
+// (_headers["weir.file"]). Fields missing from a record are nil.
 //
 // Comparisons of a field with a constant, and and/or/not of those — most
 // filters and routes — are evaluated straight on the parsed JSON without
@@ -269,6 +270,13 @@ func variable(m *connectors.Message, name string) (any, bool) {
 		return int(m.Partition), true
 	case "_offset":
 		return int(m.Offset), true
+	case "_headers":
+		// Built only for expressions that name _headers.
+		hs := make(map[string]any, len(m.Headers))
+		for _, h := range m.Headers {
+			hs[string(h.Key)] = string(h.Value)
+		}
+		return hs, true
 	}
 	v := m.Get(name)
 	if v == nil {

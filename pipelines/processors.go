@@ -296,9 +296,12 @@ func appendJSONString(dst, s []byte) []byte {
 var filterSpec = connectors.Spec{
 	Name:    "filter",
 	Summary: "Keep the records for which a condition is true; drop the rest.",
-	Doc:     "The condition is an expression over the record's fields (github.com/expr-lang/expr syntax).",
-	Scalar:  "condition",
-	Fields:  []connectors.Field{{Name: "condition", Type: connectors.TypeExpr, Required: true, Doc: "Keep records for which this is true."}},
+	Doc: "The condition is an expression over the record's fields (github.com/expr-lang/expr syntax): a top-level " +
+		"field is a variable (nil when missing), and _key, _value, _time, _dataset, _partition, _offset and " +
+		"_headers (a map: _headers[\"weir.file\"]) are the record's own. The same holds for every expression " +
+		"(set, drop, route).",
+	Scalar: "condition",
+	Fields: []connectors.Field{{Name: "condition", Type: connectors.TypeExpr, Required: true, Doc: "Keep records for which this is true."}},
 	Example: `processors:
   - filter: 'level != "debug" && status >= 400'`,
 }

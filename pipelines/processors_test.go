@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 )
 
@@ -234,5 +235,28 @@ func TestFastPathAgreesWithExpr(t *testing.T) {
 		if decided == 0 {
 			t.Errorf("%s: the fast path decided none of 300 records", src)
 		}
+	}
+}
+
+func TestExprHeaders(t *testing.T) {
+	m := &connectors.Message{Value: []byte(`{"level":"warn"}`), Headers: []codecs.RecordHeader{
+		{Key: []byte("weir.file"), Value: []byte("/var/log/app.log")}}}
+	for src, want := range map[string]any{
+		`_headers["weir.file"]`: "/var/log/app.log",
+		`_headers["weir.file"] endsWith ".log" && level == "warn"`: true,
+		`_headers["nope"]`: nil,
+	} {
+		e, err := CompileExpr(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Eval(m)
+		if err != nil || got != want {
+			t.Errorf("%s = %v (%v), want %v", src, got, err, want)
+		}
+	}
+	e, _ := CompileExpr(`_headers["weir.file"] == "/var/log/app.log"`)
+	if ok, err := e.Bool(m); !ok || err != nil {
+		t.Errorf("Bool: %v %v", ok, err)
 	}
 }
