@@ -25,6 +25,7 @@ const recordSize = 1024
 func main() {
 	sizeFlag := flag.String("size", "1GiB", "bytes written by dd and by each log run")
 	dir := flag.String("dir", "./data/logbench", "scratch directory on the filesystem to measure (emptied)")
+	reopenFlag := flag.String("reopen-size", "", "size of the log that is reopened and read back (default: -size), e.g. 10GiB")
 	flag.Parse()
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil {
@@ -54,8 +55,14 @@ func main() {
 		d, written := appendRun(filepath.Join(*dir, fmt.Sprintf("always-%d", a)), int64(size)/4, 16, a, wlog.SyncAlways)
 		row(fmt.Sprintf("append, fsync always, 16/batch, %d appender(s)", a), written, d)
 	}
+	reopenSize := size
+	if *reopenFlag != "" {
+		if reopenSize, err = humanize.ParseBytes(*reopenFlag); err != nil {
+			fail("-reopen-size: %v", err)
+		}
+	}
 	logDir := filepath.Join(*dir, "interval-256")
-	_, written := appendRun(logDir, int64(size), 256, 1, wlog.SyncInterval)
+	_, written := appendRun(logDir, int64(reopenSize), 256, 1, wlog.SyncInterval)
 	start := time.Now()
 	l, err := wlog.Open(logDir, wlog.Options{})
 	if err != nil {
@@ -73,7 +80,8 @@ func main() {
 	}
 	row("read back, decoded records", written, time.Since(start))
 	l.Close()
-	fmt.Printf("\nreopen of the %s log: %s\n", humanize.IBytes(uint64(written)), openTime.Round(time.Microsecond))
+	segs, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+	fmt.Printf("\nreopen of the %s log (%d segments, the active one scanned): %s\n", humanize.IBytes(uint64(written)), len(segs), openTime.Round(time.Microsecond))
 }
 
 func fail(format string, args ...any) {
