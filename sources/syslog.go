@@ -2,11 +2,14 @@ package sources
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -36,7 +39,10 @@ var syslogSpec = connectors.Spec{
 		"saying so; a longer UDP datagram is cut and dead-lettered.\n\n" +
 		"Syslog has no acknowledgements: a message counts once it arrived. When max_pending batches wait to be " +
 		"stored the source stops reading, so TCP senders are slowed down by TCP itself and UDP datagrams wait in " +
-		"the socket's receive buffer (read_buffer) and are dropped by the kernel beyond it.",
+		"the socket's receive buffer (read_buffer) and are dropped by the kernel beyond it.\n\n" +
+		"With tls set, TCP connections are TLS (RFC 5425, syslog over TLS, usually port 6514; rsyslog's " +
+		"gtls driver, syslog-ng's tls()); with tls.client_ca_file, senders must present a certificate that " +
+		"authority signed. TLS is for TCP only: list protocols: [tcp].",
 	Fields: []connectors.Field{
 		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:5514", Doc: "host:port to listen on, for UDP and TCP alike (:514 for every interface; port 514 needs privileges)."},
 		{Name: "protocols", Type: connectors.TypeStrings, Default: []string{"udp", "tcp"}, Doc: "Which of udp and tcp to listen on.", Example: []string{"tcp"}},
@@ -45,6 +51,11 @@ var syslogSpec = connectors.Spec{
 		{Name: "max_connections", Type: connectors.TypeInt, Default: 1024, Doc: "Most TCP connections at once; more are closed at once."},
 		{Name: "idle_timeout", Type: connectors.TypeDuration, Default: "10m", Doc: "A TCP connection silent this long is closed."},
 		{Name: "read_buffer", Type: connectors.TypeSize, Default: "4MiB", Doc: "Receive buffer asked of the kernel for the UDP socket (bounded by net.core.rmem_max)."},
+		{Name: "tls", Type: connectors.TypeObject, Doc: "Serve TCP over TLS (RFC 5425).", Fields: []connectors.Field{
+			{Name: "cert_file", Type: connectors.TypeString, Required: true, Doc: "PEM certificate (chain) of this server.", Example: "/etc/weir/syslog.crt"},
+			{Name: "key_file", Type: connectors.TypeString, Required: true, Doc: "PEM private key of the certificate.", Example: "/etc/weir/syslog.key"},
+			{Name: "client_ca_file", Type: connectors.TypeString, Doc: "PEM authorities whose certificates senders must present (mutual TLS); default: none asked.", Example: "/etc/weir/senders-ca.pem"},
+		}},
 		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most messages in a batch."},
 		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Doc: "Longest a message waits for a fuller batch."},
 		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Doc: "Most batches handed on and not yet stored; then reading waits."},
@@ -74,6 +85,7 @@ type syslogSource struct {
 	readBuf    int
 	batchSize  int
 	period     time.Duration
+	tlsConfig  *tls.Config // nil: plain TCP
 	log        *slog.Logger
 	slots      chan struct{}
 	ready      chan []*connectors.Message
@@ -164,6 +176,27 @@ func newSyslog(conf *connectors.Config, res connectors.Resources) (connectors.So
 	}
 	s.slots = make(chan struct{}, n)
 	s.ready = make(chan []*connectors.Message, n)
+	if t := conf.Object("tls"); t != nil && t.String("cert_file") != "" {
+		if s.udp {
+			return nil, conf.Errorf("tls", "TLS is for TCP only; set protocols: [tcp]")
+		}
+		cert, err := tls.LoadX509KeyPair(t.String("cert_file"), t.String("key_file"))
+		if err != nil {
+			return nil, conf.Errorf("tls", "loading the certificate: %v", err)
+		}
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if ca := t.String("client_ca_file"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			if err != nil {
+				return nil, conf.Errorf("tls", "client_ca_file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, conf.Errorf("tls", "client_ca_file %s holds no PEM certificate", ca)
+			}
+			s.tlsConfig.ClientCAs, s.tlsConfig.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	}
 	return s, nil
 }
 
@@ -185,8 +218,11 @@ func (s *syslogSource) Connect(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sources: syslog: %w", err)
 		}
-		s.ln = ln
 		addr = ln.Addr().String() // port 0: UDP takes the same port
+		if s.tlsConfig != nil {
+			ln = tls.NewListener(ln, s.tlsConfig)
+		}
+		s.ln = ln
 	}
 	if s.udp {
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
@@ -218,7 +254,9 @@ func (s *syslogSource) Connect(ctx context.Context) error {
 	if s.udp {
 		protos = append(protos, "udp")
 	}
-	if s.tcp {
+	if s.tcp && s.tlsConfig != nil {
+		protos = append(protos, "tcp+tls")
+	} else if s.tcp {
 		protos = append(protos, "tcp")
 	}
 	s.log.Info("weir: syslog source listening", "address", addr, "protocols", strings.Join(protos, ","))
@@ -515,6 +553,16 @@ func (s *syslogSource) readTCP(c net.Conn) {
 	}()
 	r := &syslogReader{s: s}
 	peer := r.mem.copy([]byte(c.RemoteAddr().String()))
+	if tc, ok := c.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			// No message was lost: nothing was said yet.
+			s.log.Warn("weir: syslog source: TLS handshake failed; connection closed", "peer", string(peer), "err", err)
+			return
+		}
+	}
 	fr := codecs.NewSyslogFrameReader(idleConn{c, s.idle, s.stopInput}, s.maxMsg)
 	for {
 		frame, err := fr.Next()
