@@ -334,3 +334,17 @@ func TestStreamDecodersWithShortReads(t *testing.T) {
 		}
 	}
 }
+
+func TestBuilderSizeWith(t *testing.T) {
+	var b Builder
+	hs := []RecordHeader{{Key: []byte("k"), Value: []byte("v")}}
+	for i := range 300 {
+		v := bytes.Repeat([]byte("x"), i*7)
+		ts := int64(1_700_000_000_000 + i*1000)
+		want := b.SizeWith(ts, []byte("key"), v, hs)
+		b.Append(ts, []byte("key"), v, hs)
+		if got := b.Size(); got != want {
+			t.Fatalf("record %d: SizeWith said %d, Size is %d", i, want, got)
+		}
+	}
+}

@@ -69,11 +69,7 @@ func (b *Builder) Append(timestamp int64, key, value []byte, headers []RecordHea
 		b.maxTS = timestamp
 	}
 	tsDelta := timestamp - b.firstTS
-	body := 1 + VarintLen(tsDelta) + VarintLen(int64(b.n)) +
-		bytesLen(key) + bytesLen(value) + VarintLen(int64(len(headers)))
-	for i := range headers {
-		body += bytesLen(headers[i].Key) + bytesLen(headers[i].Value)
-	}
+	body := recordBodyLen(tsDelta, int64(b.n), key, value, headers)
 	buf := AppendVarint(b.buf, int64(body))
 	buf = append(buf, 0) // record attributes, unused
 	buf = AppendVarint(buf, tsDelta)
@@ -87,6 +83,29 @@ func (b *Builder) Append(timestamp int64, key, value []byte, headers []RecordHea
 	}
 	b.buf = buf
 	b.n++
+}
+
+// SizeWith is what Size would be after appending this record: callers that
+// must keep a batch under a limit (max_message_bytes) check it first.
+func (b *Builder) SizeWith(timestamp int64, key, value []byte, headers []RecordHeader) int {
+	size, tsDelta := len(b.buf), int64(0)
+	if size == 0 {
+		size = HeaderSize
+	} else {
+		tsDelta = timestamp - b.firstTS
+	}
+	body := recordBodyLen(tsDelta, int64(b.n), key, value, headers)
+	return size + VarintLen(int64(body)) + body
+}
+
+// recordBodyLen is the length of a record after its length varint.
+func recordBodyLen(tsDelta, offsetDelta int64, key, value []byte, headers []RecordHeader) int {
+	body := 1 + VarintLen(tsDelta) + VarintLen(offsetDelta) +
+		bytesLen(key) + bytesLen(value) + VarintLen(int64(len(headers)))
+	for i := range headers {
+		body += bytesLen(headers[i].Key) + bytesLen(headers[i].Value)
+	}
+	return body
 }
 
 // AppendRecord adds a copy of r (its timestamp, key, value and headers); its

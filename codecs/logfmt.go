@@ -17,26 +17,11 @@ type KVOptions struct {
 	TrimQuotes bool // values in double quotes lose them (with \" and \\ unescaped)
 }
 
-// ParseLogfmt calls fn for each key=value pair of a logfmt line
-// (`level=info msg="disk full" retry`): a bare key has an empty value, a
-// quoted value is unescaped (\" \\ \n \t) into scratch, which fn's value
-// may alias until the next pair. Keys and unquoted values alias line. A
-// quote that is not closed is an error naming its byte position.
-func ParseLogfmt(line []byte, fn func(key, value []byte, quoted bool) error) error {
-	ps := pairScanner{line: line, fsep: ' ', vsep: '=', unquote: true}
-	for {
-		k, v, quoted, ok, err := ps.next()
-		if err != nil || !ok {
-			return err
-		}
-		if err := fn(k, v, quoted); err != nil {
-			return err
-		}
-	}
-}
-
-// pairScanner steps through the pairs of a line; an iterator rather than a
-// callback, so that the JSON writer below allocates nothing per line.
+// pairScanner steps through the key=value pairs of a line (`level=info
+// msg="disk full" retry`): a bare key has a nil value, a quoted value is
+// unescaped (\" \\ \n \t) into scratch when it has escapes. An iterator
+// rather than a callback, so that the JSON writer allocates nothing per
+// line. A quote that is not closed is an error naming its byte position.
 type pairScanner struct {
 	line       []byte
 	i          int

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"sort"
 	"strconv"
@@ -482,10 +483,23 @@ func fieldNames(fields []Field) string {
 
 // closest suggests a field name within two edits of name.
 func closest(name string, fields []Field) string {
+	return Suggest(name, func(yield func(string) bool) {
+		for _, f := range fields {
+			if !yield(f.Name) {
+				return
+			}
+		}
+	})
+}
+
+// Suggest returns the candidate within two edits of name (the closest; the
+// first in sort order among equals), or "": the "did you mean" of config
+// errors.
+func Suggest(name string, candidates iter.Seq[string]) string {
 	best, bestD := "", 3
-	for _, f := range fields {
-		if d := editDistance(name, f.Name); d < bestD {
-			best, bestD = f.Name, d
+	for c := range candidates {
+		if d := editDistance(name, c); d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
 		}
 	}
 	return best

@@ -195,6 +195,15 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 	if maxBatch <= 0 {
 		maxBatch = 1 << 20
 	}
+	send := func(p int32) error {
+		batch, err := builders[p].Build()
+		if err != nil {
+			return err
+		}
+		builders[p].Reset()
+		_, err = c.ProduceBatch(ctx, dataset, p, batch)
+		return err
+	}
 	for i := range records {
 		r := &records[i]
 		p := sticky
@@ -211,19 +220,10 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 			ts = r.Timestamp.UnixMilli()
 		}
 		// Records beyond what one batch may hold go in the next.
-		size := len(r.Key) + len(r.Value) + 64
-		for _, h := range r.Headers {
-			size += len(h.Key) + len(h.Value) + 10
-		}
-		if b.NumRecords() > 0 && b.Size()+size > maxBatch {
-			batch, err := b.Build()
-			if err != nil {
+		if b.NumRecords() > 0 && b.SizeWith(ts, r.Key, r.Value, r.Headers) > maxBatch {
+			if err := send(p); err != nil {
 				return err
 			}
-			if _, err := c.ProduceBatch(ctx, dataset, p, batch); err != nil {
-				return err
-			}
-			b.Reset()
 		}
 		b.Append(ts, r.Key, r.Value, r.Headers)
 	}
@@ -233,11 +233,7 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 	for _, p := range parts {
-		batch, err := builders[p].Build()
-		if err != nil {
-			return err
-		}
-		if _, err := c.ProduceBatch(ctx, dataset, p, batch); err != nil {
+		if err := send(p); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -432,5 +433,26 @@ func TestBroadcastConsumersEachGetEverything(t *testing.T) {
 			t.Fatalf("broadcast consumer %d got %d records", n, len(got))
 		}
 		cons.Close(ctx)
+	}
+}
+
+// Records more than one batch may hold are produced as several batches.
+func TestLocalProduceSplitsAtMaxMessageBytes(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	if _, err := h.CreateDataset("big", DatasetConfig{Partitions: 1, MaxMessageBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i] = Record{Value: bytes.Repeat([]byte{'a' + byte(i%26)}, 1000)}
+	}
+	if err := NewLocalClient(h).Produce(context.Background(), "big", recs); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := h.Dataset("big")
+	p, _ := ds.Partition(0)
+	if hw := p.HighWatermark(); hw != 1000 {
+		t.Fatalf("high watermark %d, want 1000", hw)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -511,33 +512,7 @@ func validName(name string) string {
 }
 
 func closestName[T any](name string, m map[string]T) string {
-	best, bestD := "", 3
-	for k := range m {
-		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return connectors.Suggest(name, maps.Keys(m))
 }
 
 // component splits a mapping into its one component key (a registered
@@ -601,11 +576,7 @@ func names(fields []connectors.Field) []string {
 }
 
 func closestIn(name string, options []string) string {
-	m := map[string]bool{}
-	for _, o := range options {
-		m[o] = true
-	}
-	return closestName(name, m)
+	return connectors.Suggest(name, slices.Values(options))
 }
 
 func (l *loader) source(k, v *yaml.Node) *SourceConfig {

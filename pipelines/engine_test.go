@@ -306,23 +306,7 @@ func (s *errSource) Close(context.Context) error { return nil }
 
 func TestSourceReadErrorsAreDeadLettered(t *testing.T) {
 	h := openTestHub(t)
-	reg := connectors.NewRegistry()
-	reg.RegisterSource(connectors.Spec{Name: "errs"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
-		return &errSource{}, nil
-	})
-	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {errs: {}, to: in}}\n"), LoadOptions{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(cfg, Options{Hub: h, Registry: reg, UntilDrained: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := e.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runSource(t, h, "errs", &errSource{}, true)
 	dead, reasons, stages := readDead(t, h, "in-dead")
 	if len(dead) != 1 || dead[0] != "<999>garbage" || !strings.Contains(reasons[0], "out of range") || stages[0] != "source errs" {
 		t.Fatalf("dead letters %q %q %q", dead, reasons, stages)
@@ -358,23 +342,7 @@ func TestStopDrainsDrainers(t *testing.T) {
 	h := openTestHub(t)
 	src := &drainSource{held: make(chan []*connectors.Message, 1), drained: make(chan struct{})}
 	src.held <- []*connectors.Message{{Value: []byte("a")}, {Value: []byte("b")}}
-	reg := connectors.NewRegistry()
-	reg.RegisterSource(connectors.Spec{Name: "held"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
-		return src, nil
-	})
-	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {held: {}, to: in}}\n"), LoadOptions{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(cfg, Options{Hub: h, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if err := e.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runSource(t, h, "held", src, false)
 	if stored, _, _ := readDead(t, h, "in"); len(stored) != 2 {
 		t.Fatalf("%q stored after a stop, want the 2 records the source held", stored)
 	}
@@ -404,23 +372,7 @@ func (s *bigSource) Close(context.Context) error { return nil }
 
 func TestSourceBatchesLargerThanMaxMessageBytes(t *testing.T) {
 	h := openTestHub(t)
-	reg := connectors.NewRegistry()
-	reg.RegisterSource(connectors.Spec{Name: "big"}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
-		return &bigSource{}, nil
-	})
-	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {big: {}, to: in}}\n"), LoadOptions{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(cfg, Options{Hub: h, Registry: reg, UntilDrained: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := e.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runSource(t, h, "big", &bigSource{}, true)
 	stored, _, _ := readDead(t, h, "in")
 	if len(stored) != 2999 {
 		t.Fatalf("%d records stored, want 2999", len(stored))
@@ -430,5 +382,33 @@ func TestSourceBatchesLargerThanMaxMessageBytes(t *testing.T) {
 	if len(dead) != 1 || len(dead[0]) != 1<<20-64<<10 || !strings.Contains(reasons[0], "max_message_bytes") ||
 		!strings.Contains(reasons[0], "2097152 bytes, is cut") {
 		t.Fatalf("%d dead letters, reasons %q", len(dead), reasons)
+	}
+}
+
+// runSource runs an engine whose one source, s, is src, storing into the
+// dataset in: until drained, or (a stop with the source still running)
+// for 200ms.
+func runSource(t *testing.T, h *hub.Hub, name string, src connectors.Source, untilDrained bool) {
+	t.Helper()
+	reg := connectors.NewRegistry()
+	reg.RegisterSource(connectors.Spec{Name: name}, func(*connectors.Config, connectors.Resources) (connectors.Source, error) {
+		return src, nil
+	})
+	cfg, err := Load("t.yaml", []byte("datasets: {in: {}}\nsources: {s: {"+name+": {}, to: in}}\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, Options{Hub: h, Registry: reg, UntilDrained: untilDrained})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := 200 * time.Millisecond
+	if untilDrained {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -528,7 +528,7 @@ var routeSpec = connectors.Spec{
 			{Name: "to", Type: connectors.TypeStrings, Required: true, Doc: "Sink names."},
 		}},
 		{Name: "default", Type: connectors.TypeStrings, Doc: "Sinks for records no rule matches (default: all)."},
-		{Name: "mode", Type: connectors.TypeString, Default: "first", Enum: []string{"first", "all"}},
+		{Name: "mode", Type: connectors.TypeString, Default: "first", Enum: []string{"first", "all"}, Doc: "first: the first matching rule picks the sinks; all: every matching rule adds its sinks."},
 	},
 	Example: `processors:
   - route:
@@ -668,7 +668,7 @@ var sampleSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "rate", Type: connectors.TypeFloat, Required: true, Doc: "Fraction kept, 0 to 1."},
 		{Name: "field", Type: connectors.TypeString, Doc: "Sample by this field's value (_key: the record key) instead of at random."},
-		{Name: "seed", Type: connectors.TypeInt, Default: 1},
+		{Name: "seed", Type: connectors.TypeInt, Default: 1, Doc: "Seed of the random choice, for repeatable runs (unused with field)."},
 	},
 	Example: `processors:
   - sample: {rate: 0.1, field: trace}`,

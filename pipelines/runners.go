@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,8 @@ type sourceRunner struct {
 	ended       atomic.Bool
 
 	builders map[int32]*codecs.Builder
-	order    []int32
+	order    []int32 // partitions with records in this store, in first-use order
+	queued   []bool  // by partition: in order
 	sticky   uint32
 	buf      []byte
 	keyBuf   []byte
@@ -142,6 +142,10 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		b.Reset()
 	}
 	r.order = r.order[:0]
+	if len(r.queued) < int(parts) {
+		r.queued = make([]bool, parts)
+	}
+	clear(r.queued)
 	var bytes int64
 	var stored int
 	// flush stores partition p's batch so far: a source batch larger than
@@ -183,31 +187,33 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		if key != nil {
 			p = hub.PartitionForKey(key, parts)
 		}
-		size := recordSizeBound(key, m.Value, m.Headers)
-		if size > r.maxBatch-codecs.HeaderSize {
-			// Alone in a batch it would still be refused: a dead letter,
-			// not a source held back for ever.
-			m.Original = m.Value
-			failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, attempts: 1,
-				err: fmt.Errorf("a record of %d bytes does not fit the dataset %s's max_message_bytes (%d)", size, r.cfg.To, r.maxBatch)})
-			continue
-		}
 		b := r.builders[p]
 		if b == nil {
 			b = &codecs.Builder{Compression: r.compression}
 			r.builders[p] = b
 		}
-		if b.NumRecords() > 0 && b.Size()+size > r.maxBatch {
-			if err := flush(p); err != nil {
-				return err
-			}
-		}
-		if !slices.Contains(r.order, p) {
-			r.order = append(r.order, p)
-		}
 		ts := now
 		if !m.Time.IsZero() {
 			ts = m.Time.UnixMilli()
+		}
+		size := b.SizeWith(ts, key, m.Value, m.Headers)
+		if size > r.maxBatch && b.NumRecords() > 0 {
+			if err := flush(p); err != nil {
+				return err
+			}
+			size = b.SizeWith(ts, key, m.Value, m.Headers)
+		}
+		if size > r.maxBatch {
+			// Alone in a batch it would still be refused: a dead letter,
+			// not a source held back for ever.
+			m.Original = m.Value
+			failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, attempts: 1,
+				err: fmt.Errorf("a record in a batch of %d bytes does not fit the dataset %s's max_message_bytes (%d)", size, r.cfg.To, r.maxBatch)})
+			continue
+		}
+		if !r.queued[p] {
+			r.queued[p] = true
+			r.order = append(r.order, p)
 		}
 		b.Append(ts, key, m.Value, m.Headers)
 		bytes += int64(len(m.Value))
@@ -576,14 +582,4 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 			return false
 		}
 	}
-}
-
-// recordSizeBound is the most bytes a record takes inside a batch: its
-// fields plus the varints around them.
-func recordSizeBound(key, value []byte, headers []codecs.RecordHeader) int {
-	n := len(key) + len(value) + 5*5 + 8 // length, attributes, deltas, key and value lengths
-	for _, h := range headers {
-		n += len(h.Key) + len(h.Value) + 2*5
-	}
-	return n + 5
 }

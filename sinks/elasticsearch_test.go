@@ -81,55 +81,6 @@ func writeErr(t *testing.T, err error) *connectors.WriteError {
 	return we
 }
 
-func TestElasticsearchSpec(t *testing.T) {
-	spec, ok := connectors.Default.Spec(connectors.SinkKind, "elasticsearch")
-	if !ok {
-		t.Fatal("sink elasticsearch is not registered")
-	}
-	var check func(prefix string, fields []connectors.Field)
-	check = func(prefix string, fields []connectors.Field) {
-		for _, f := range fields {
-			if f.Doc == "" {
-				t.Errorf("field %s%s has no doc", prefix, f.Name)
-			}
-			check(prefix+f.Name+".", f.Fields)
-		}
-	}
-	check("", spec.Fields)
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(spec.Example), &doc); err != nil {
-		t.Fatalf("example: %v", err)
-	}
-	node := esFindComponent(&doc, "elasticsearch")
-	if node == nil {
-		t.Fatal("the example does not use elasticsearch")
-	}
-	conf, errs := connectors.ParseConfig(spec, node)
-	if len(errs) > 0 {
-		t.Fatalf("example: %v", errs)
-	}
-	if _, err := newElasticsearch(conf, connectors.Resources{}); err != nil {
-		t.Fatalf("example: %v", err)
-	}
-}
-
-// esFindComponent finds the value of the first mapping key named name.
-func esFindComponent(n *yaml.Node, name string) *yaml.Node {
-	if n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == name {
-				return n.Content[i+1]
-			}
-		}
-	}
-	for _, c := range n.Content {
-		if f := esFindComponent(c, name); f != nil {
-			return f
-		}
-	}
-	return nil
-}
-
 func TestElasticsearchConfigErrors(t *testing.T) {
 	tests := []struct{ yaml, want string }{
 		{`{urls: ["ftp://x"]}`, "not an http"},

@@ -11,60 +11,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gopkg.in/yaml.v3"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/brokertest"
 )
-
-// TestHubSpecs checks the kafka and dataset sinks are registered, document
-// every field, and that their examples decode and build.
-func TestHubSpecs(t *testing.T) {
-	for _, tt := range []struct {
-		spec *connectors.Spec
-		ctor connectors.SinkConstructor
-	}{{&kafkaSpec, newKafka}, {&datasetSpec, newDataset}} {
-		t.Run(tt.spec.Name, func(t *testing.T) {
-			if _, ok := connectors.Default.Spec(connectors.SinkKind, tt.spec.Name); !ok {
-				t.Fatalf("sink %q is not registered", tt.spec.Name)
-			}
-			if tt.spec.Summary == "" || tt.spec.Doc == "" || tt.spec.Example == "" {
-				t.Fatalf("sink %q lacks a summary, doc or example", tt.spec.Name)
-			}
-			var check func(prefix string, fs []connectors.Field)
-			check = func(prefix string, fs []connectors.Field) {
-				for _, f := range fs {
-					if f.Doc == "" {
-						t.Errorf("field %s%s has no doc", prefix, f.Name)
-					}
-					check(prefix+f.Name+".", f.Fields)
-				}
-			}
-			check("", tt.spec.Fields)
-			var doc yaml.Node
-			if err := yaml.Unmarshal([]byte(tt.spec.Example), &doc); err != nil {
-				t.Fatalf("example: %v", err)
-			}
-			node := findComponent(&doc, tt.spec.Name)
-			if node == nil {
-				t.Fatalf("example does not use %s", tt.spec.Name)
-			}
-			conf, errs := connectors.ParseConfig(tt.spec, node)
-			if len(errs) > 0 {
-				t.Fatalf("example: %v", errs)
-			}
-			s, err := tt.ctor(conf, connectors.Resources{})
-			if err != nil {
-				t.Fatalf("example: %v", err)
-			}
-			if err := s.Close(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
 
 func TestKafkaConfigErrors(t *testing.T) {
 	tests := []struct {

@@ -9,61 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/brokertest"
 	"github.com/weirhub/weir/pipelines"
 )
-
-// TestHubSourceSpecs checks the dataset and kafka sources are registered,
-// document every field, and that their examples decode and hubBuild.
-func TestHubSourceSpecs(t *testing.T) {
-	for _, tt := range []struct {
-		spec *connectors.Spec
-		ctor connectors.SourceConstructor
-	}{{&datasetSpec, newDataset}, {&kafkaSpec, newKafka}} {
-		t.Run(tt.spec.Name, func(t *testing.T) {
-			if _, ok := connectors.Default.Spec(connectors.SourceKind, tt.spec.Name); !ok {
-				t.Fatalf("source %q is not registered", tt.spec.Name)
-			}
-			if tt.spec.Summary == "" || tt.spec.Doc == "" || tt.spec.Example == "" {
-				t.Fatalf("source %q lacks a summary, doc or example", tt.spec.Name)
-			}
-			var check func(prefix string, fs []connectors.Field)
-			check = func(prefix string, fs []connectors.Field) {
-				for _, f := range fs {
-					if f.Doc == "" {
-						t.Errorf("field %s%s has no doc", prefix, f.Name)
-					}
-					check(prefix+f.Name+".", f.Fields)
-				}
-			}
-			check("", tt.spec.Fields)
-			var doc yaml.Node
-			if err := yaml.Unmarshal([]byte(tt.spec.Example), &doc); err != nil {
-				t.Fatalf("example: %v", err)
-			}
-			node := findComponent(&doc, tt.spec.Name)
-			if node == nil {
-				t.Fatalf("example does not use %s", tt.spec.Name)
-			}
-			conf, errs := connectors.ParseConfig(tt.spec, node)
-			if len(errs) > 0 {
-				t.Fatalf("example: %v", errs)
-			}
-			s, err := tt.ctor(conf, connectors.Resources{Name: "sources.example"})
-			if err != nil {
-				t.Fatalf("example: %v", err)
-			}
-			if err := s.Close(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
 
 func TestDatasetSourceConfigErrors(t *testing.T) {
 	tests := []struct {

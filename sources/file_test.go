@@ -198,40 +198,9 @@ func fileClose(t testing.TB, s *fileSource) {
 // fileSorted returns values sorted, for comparing sets read from several files.
 func fileSorted(v []string) []string { v = slices.Clone(v); slices.Sort(v); return v }
 
-func TestFileSpec(t *testing.T) {
-	spec, ok := connectors.Default.Spec(connectors.SourceKind, "file")
-	if !ok {
-		t.Fatal("source file is not registered")
-	}
-	if spec.Summary == "" || spec.Doc == "" || spec.Example == "" {
-		t.Fatal("file lacks a summary, doc or example")
-	}
-	var check func(prefix string, fields []connectors.Field)
-	check = func(prefix string, fields []connectors.Field) {
-		for _, f := range fields {
-			if f.Doc == "" {
-				t.Errorf("field %s%s has no doc", prefix, f.Name)
-			}
-			check(prefix+f.Name+".", f.Fields)
-		}
-	}
-	check("", spec.Fields)
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(spec.Example), &doc); err != nil {
-		t.Fatalf("example: %v", err)
-	}
-	node := doc.Content[0].Content[1].Content[1].Content[1] // sources.app.file
-	conf, errs := connectors.ParseConfig(spec, node)
-	if len(errs) > 0 {
-		t.Fatalf("example: %v", errs)
-	}
-	s, err := newFile(conf, connectors.Resources{})
-	if err != nil {
-		t.Fatalf("example: %v", err)
-	}
-	if err := s.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+// TestFileConfigErrors: the spec and its example are checked with every
+// component's in cmd/weir (TestComponentSpecs).
+func TestFileConfigErrors(t *testing.T) {
 	for _, bad := range []string{
 		"paths: ['[']",
 		"paths: [x]\nbatch_size: 0",

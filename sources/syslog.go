@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,7 +62,7 @@ var syslogSpec = connectors.Spec{
 		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Doc: "Most batches handed on and not yet stored; then reading waits."},
 	},
 	Example: `sources:
-  syslog:
+  network:
     syslog: {address: "0.0.0.0:5514", protocols: [udp, tcp], timezone: UTC}
     to: logs`,
 }
@@ -76,35 +77,33 @@ const HeaderPeer = "weir.peer"
 // Batches are sealed when full or batch_period old, and wait in ready for
 // Read; slots bounds how many are sealed and not yet acknowledged.
 type syslogSource struct {
-	address    string
-	udp, tcp   bool
-	loc        *time.Location
-	maxMsg     int
-	maxConns   int
-	idle       time.Duration
-	readBuf    int
-	batchSize  int
-	period     time.Duration
-	tlsConfig  *tls.Config // nil: plain TCP
-	log        *slog.Logger
-	slots      chan struct{}
-	ready      chan []*connectors.Message
-	closing    chan struct{} // closed by Close
-	stopInput  chan struct{} // closed by Drain and Close: readers finish
-	stopOnce   sync.Once
-	drainOnce  sync.Once
-	closeOnce  sync.Once
-	wg         sync.WaitGroup // readers and the flusher
-	drained    chan struct{}  // closed once Drain sealed the last batch
-	connsCount atomic.Int32
-	draining   atomic.Bool
+	address   string
+	udp, tcp  bool
+	loc       *time.Location
+	maxMsg    int
+	maxConns  int
+	idle      time.Duration
+	readBuf   int
+	batchSize int
+	period    time.Duration
+	tlsConfig *tls.Config // nil: plain TCP
+	log       *slog.Logger
+	slots     chan struct{}
+	ready     chan []*connectors.Message
+	closing   chan struct{} // closed by Close
+	stopInput chan struct{} // closed by Drain and Close: readers finish
+	stopOnce  sync.Once
+	drainOnce sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup // readers and the flusher
+	drained   chan struct{}  // closed once Drain sealed the last batch
 
 	mu      sync.Mutex // guards the fields below
 	cur     []*connectors.Message
 	first   time.Time // when cur got its first message
 	started bool
 	closed  bool
-	pc      net.PacketConn
+	pc      *net.UDPConn
 	ln      net.Listener
 	conns   map[net.Conn]struct{}
 }
@@ -233,10 +232,10 @@ func (s *syslogSource) Connect(ctx context.Context) error {
 			}
 			return fmt.Errorf("sources: syslog: %w", err)
 		}
-		if uc, ok := pc.(*net.UDPConn); ok && s.readBuf > 0 {
-			uc.SetReadBuffer(s.readBuf)
+		s.pc = pc.(*net.UDPConn) // what ListenPacket("udp") returns
+		if s.readBuf > 0 {
+			s.pc.SetReadBuffer(s.readBuf)
 		}
-		s.pc = pc
 		addr = pc.LocalAddr().String()
 	}
 	s.started = true
@@ -305,7 +304,6 @@ func (s *syslogSource) Drain() {
 }
 
 func (s *syslogSource) drain() {
-	s.draining.Store(true)
 	s.stopReading(drainGrace)
 	go func() {
 		s.wg.Wait()
@@ -436,14 +434,14 @@ func (s *syslogSource) flusher() {
 	}
 }
 
-func (s *syslogSource) readUDP(pc net.PacketConn) {
+func (s *syslogSource) readUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
 	r := &syslogReader{s: s}
 	buf := make([]byte, s.maxMsg+1)
-	var lastPeer net.Addr
+	var lastPeer netip.AddrPort
 	var peer []byte
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		n, from, err := pc.ReadFromUDPAddrPort(buf) // no allocation per datagram
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -455,9 +453,9 @@ func (s *syslogSource) readUDP(pc net.PacketConn) {
 			}
 			return
 		}
-		if lastPeer == nil || from.String() != lastPeer.String() {
+		if peer == nil || from != lastPeer {
 			lastPeer = from
-			peer = r.mem.copy([]byte(from.String()))
+			peer = r.mem.copy(from.AppendTo(nil))
 		}
 		now := time.Now()
 		frame := buf[:n]
@@ -507,19 +505,19 @@ func (s *syslogSource) accept(ln net.Listener) {
 			s.log.Error("weir: syslog source: accepting TCP connections failed; TCP input stopped", "err", err)
 			return
 		}
-		if int(s.connsCount.Load()) >= s.maxConns {
-			s.log.Warn("weir: syslog source: too many TCP connections; closing a new one", "peer", c.RemoteAddr().String(), "max_connections", s.maxConns)
-			c.Close()
-			continue
-		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.maxConns {
+			s.mu.Unlock()
+			s.log.Warn("weir: syslog source: too many TCP connections; closing a new one", "peer", c.RemoteAddr().String(), "max_connections", s.maxConns)
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
-		s.connsCount.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.readTCP(c)
@@ -548,7 +546,6 @@ func (s *syslogSource) readTCP(c net.Conn) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		s.connsCount.Add(-1)
 		c.Close()
 	}()
 	r := &syslogReader{s: s}
@@ -577,8 +574,10 @@ func (s *syslogSource) readTCP(c net.Conn) {
 			default:
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
-					if s.draining.Load() {
+					select {
+					case <-s.stopInput: // Drain's or Close's deadline, not idleness
 						return
+					default:
 					}
 					s.log.Info("weir: syslog source: closing an idle TCP connection", "peer", string(peer), "idle_timeout", s.idle)
 				} else {
@@ -612,13 +611,7 @@ func (s *syslogSource) Close(ctx context.Context) error {
 		if s.pc != nil {
 			s.pc.Close()
 		}
-		conns := slices.Collect(func(yield func(net.Conn) bool) {
-			for c := range s.conns {
-				if !yield(c) {
-					return
-				}
-			}
-		})
+		conns := slices.Collect(maps.Keys(s.conns))
 		s.mu.Unlock()
 		for _, c := range conns {
 			c.Close()

@@ -344,7 +344,7 @@ func onTmpfs(dir string) bool {
 	return syscall.Statfs(dir, &st) == nil && st.Type == 0x01021994 // TMPFS_MAGIC
 }
 
-// latencyRate is the rate of a latency run: -latency-rate, or half the
+// latencyRateFor is the rate of a latency run: -latency-rate, or half the
 // measured produce rate.
 func (cfg *config) latencyRateFor(produce rate) float64 {
 	if cfg.latencyRate > 0 {

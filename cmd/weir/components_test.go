@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weirhub/weir/connectors"
+)
+
+// TestComponentSpecs checks every component linked into weir: its summary,
+// doc, example and every field's doc are written, and its example decodes
+// and builds. One test over the registry, so a new connector is covered
+// by registering it.
+func TestComponentSpecs(t *testing.T) {
+	kinds := map[connectors.Kind]string{connectors.SourceKind: "source", connectors.ProcessorKind: "processor", connectors.SinkKind: "sink"}
+	for kind, what := range kinds {
+		specs := connectors.Default.Specs(kind)
+		if len(specs) == 0 {
+			t.Fatalf("no %ss registered", what)
+		}
+		for _, spec := range specs {
+			t.Run(what+"/"+spec.Name, func(t *testing.T) {
+				if spec.Summary == "" || spec.Example == "" {
+					t.Fatalf("%s %q lacks a summary or an example", what, spec.Name)
+				}
+				if spec.Doc == "" && kind != connectors.ProcessorKind {
+					t.Fatalf("%s %q lacks a doc", what, spec.Name)
+				}
+				var check func(prefix string, fs []connectors.Field)
+				check = func(prefix string, fs []connectors.Field) {
+					for _, f := range fs {
+						if f.Doc == "" {
+							t.Errorf("field %s%s has no doc", prefix, f.Name)
+						}
+						check(prefix+f.Name+".", f.Fields)
+					}
+				}
+				check("", spec.Fields)
+				var doc yaml.Node
+				if err := yaml.Unmarshal([]byte(spec.Example), &doc); err != nil {
+					t.Fatalf("example: %v", err)
+				}
+				node := findComponent(&doc, spec.Name)
+				if node == nil {
+					t.Fatalf("the example does not use %s", spec.Name)
+				}
+				conf, errs := connectors.ParseConfig(&spec, node)
+				if len(errs) > 0 {
+					t.Fatalf("example: %v", errs)
+				}
+				// The sinks a processor's example routes to are the pipeline's.
+				res := connectors.Resources{Name: what + "s.example", StateDir: t.TempDir(), Sinks: []string{"alerts", "archive", "eu_archive"}}
+				var c any
+				var err error
+				switch kind {
+				case connectors.SourceKind:
+					c, err = connectors.Default.NewSource(spec.Name, conf, res)
+				case connectors.ProcessorKind:
+					c, err = connectors.Default.NewProcessor(spec.Name, conf, res)
+				case connectors.SinkKind:
+					c, err = connectors.Default.NewSink(spec.Name, conf, res)
+				}
+				if err != nil {
+					t.Fatalf("example: %v", err)
+				}
+				if cl, ok := c.(interface{ Close(context.Context) error }); ok {
+					if err := cl.Close(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// findComponent finds the value of the first mapping key named name; in a
+// sequence item (processors: [- filter: ...]) that is the component.
+func findComponent(n *yaml.Node, name string) *yaml.Node {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				return n.Content[i+1]
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if f := findComponent(c, name); f != nil {
+			return f
+		}
+	}
+	return nil
+}
