@@ -22,11 +22,13 @@ import (
 type Client interface {
 	// Produce writes records to a dataset, each to the partition its key
 	// hashes to (Kafka's murmur2) or, without a key, to one partition
-	// per call, and returns once all are durable (acks=all).
-	Produce(ctx context.Context, dataset string, records []Record) error
-	// ProduceBatch appends one or more whole RecordBatch v2 batches to a
-	// partition and returns the first base offset, once durable.
-	ProduceBatch(ctx context.Context, dataset string, partition int32, batches []byte) (int64, error)
+	// per call, and returns once all are durable (acks=all) or failed:
+	// one result per record, in the records' order. Records of one
+	// partition keep their order; after a record of a partition failed,
+	// the ones after it in that partition fail too (none is stored out
+	// of order). Each implementation builds the record batches itself,
+	// once. The records' bytes are not retained after Produce returns.
+	Produce(ctx context.Context, dataset string, records []Record, opts ProduceOptions) RecordResults
 	// Partitions returns the dataset's partition count.
 	Partitions(ctx context.Context, dataset string) (int32, error)
 	// Consume starts a consumer: a member of a group, or a broadcast
@@ -57,6 +59,53 @@ type Consumer interface {
 	// and stops the consumer.
 	Close(ctx context.Context) error
 }
+
+// ProduceOptions tune one Produce call; the zero value is the default.
+type ProduceOptions struct {
+	// Compression is the codec of the batches built: none, gzip,
+	// snappy, lz4 or zstd. Default "": the dataset's (see
+	// DatasetConfig.Compression; lz4 where it keeps the producer's).
+	Compression string
+	// MaxBatchBytes bounds one record batch: records beyond go in the
+	// next batch of the partition, and a record that does not fit alone
+	// fails with ErrBatchTooLarge. Default, and upper bound: the dataset's
+	// max_message_bytes.
+	MaxBatchBytes int
+}
+
+// RecordResult is what became of one record of a Produce call.
+type RecordResult struct {
+	Partition int32 // -1 when the dataset could not be reached
+	Offset    int64 // -1 when Err is set
+	Err       error
+}
+
+// RecordResults are the results of one Produce call, one per record, in
+// the records' order.
+type RecordResults []RecordResult
+
+// FirstErr returns the first record's error, or nil when all are stored.
+func (rs RecordResults) FirstErr() error {
+	for i := range rs {
+		if rs[i].Err != nil {
+			return rs[i].Err
+		}
+	}
+	return nil
+}
+
+// failAll returns results that fail every one of n records with err.
+func failAll(n int, err error) RecordResults {
+	rs := make(RecordResults, n)
+	for i := range rs {
+		rs[i] = RecordResult{Partition: -1, Offset: -1, Err: err}
+	}
+	return rs
+}
+
+// FailAll returns results that fail every one of n records with err, for
+// Client implementations that cannot reach the dataset at all.
+func FailAll(n int, err error) RecordResults { return failAll(n, err) }
 
 // Record is a record to produce.
 type Record struct {
@@ -154,10 +203,8 @@ func (o *ConsumeOptions) setDefaults() {
 type LocalClient struct {
 	h *Hub
 
-	// Compression is applied to the batches Produce builds. Default none.
-	Compression codecs.Compression
-
-	rr atomic.Uint32 // round robin for records without a key
+	rr    atomic.Uint32 // round robin for records without a key
+	parts sync.Pool     // of *localPart
 }
 
 var _ Client = (*LocalClient)(nil)
@@ -181,77 +228,162 @@ func (c *LocalClient) Partitions(ctx context.Context, dataset string) (int32, er
 	return ds.NumPartitions(), nil
 }
 
-// Produce implements Client.
-func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Record) error {
+// localPart is the records of one Produce call going to one partition:
+// their indexes and the batches built from them, back to back.
+type localPart struct {
+	p       int32
+	idx     []int  // indexes of the records, in order
+	batches []byte // sealed batches, when there is more than one
+	last    []byte // the only batch, in b's buffer
+	b       codecs.Builder
+	err     error
+}
+
+// seal builds the records appended since the last seal. The batches of
+// a partition go back to back into one buffer, except a partition's only
+// batch, which is stored from the builder's own (final: no record
+// follows).
+func (lp *localPart) seal(final bool) {
+	if lp.b.NumRecords() == 0 || lp.err != nil {
+		return
+	}
+	built, err := lp.b.Build()
+	if err != nil {
+		lp.err = err
+		return
+	}
+	if final && len(lp.batches) == 0 {
+		lp.last = built
+		return
+	}
+	lp.batches = append(lp.batches, built...)
+	lp.b.Reset()
+}
+
+// Produce implements Client. It builds each partition's batches once, in
+// a builder reused across calls, and stores the partitions concurrently.
+func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Record, opts ProduceOptions) RecordResults {
+	if len(records) == 0 {
+		return nil
+	}
 	ds, err := c.h.DatasetOrCreate(dataset)
 	if err != nil {
-		return err
+		return failAll(len(records), err)
 	}
-	n := ds.NumPartitions()
-	sticky := int32(c.rr.Add(1) % uint32(n))
-	builders := map[int32]*codecs.Builder{}
-	now := time.Now().UnixMilli()
-	maxBatch := ds.Config().MaxMessageBytes
+	cfg := ds.Config()
+	comp := cfg.WriterCompression()
+	if opts.Compression != "" {
+		if comp, err = codecs.ParseCompression(opts.Compression); err != nil {
+			return failAll(len(records), fmt.Errorf("hub: produce to %s: %w", dataset, err))
+		}
+	}
+	maxBatch := cfg.MaxMessageBytes
 	if maxBatch <= 0 {
 		maxBatch = 1 << 20
 	}
-	send := func(p int32) error {
-		batch, err := builders[p].Build()
-		if err != nil {
-			return err
-		}
-		builders[p].Reset()
-		_, err = c.ProduceBatch(ctx, dataset, p, batch)
-		return err
+	if opts.MaxBatchBytes > 0 {
+		maxBatch = min(maxBatch, opts.MaxBatchBytes)
 	}
+	n := ds.NumPartitions()
+	sticky := int32(c.rr.Add(1) % uint32(n))
+	results := make(RecordResults, len(records))
+	var parts []*localPart
+	byPart := make(map[int32]*localPart, 1)
+	now := time.Now().UnixMilli()
 	for i := range records {
 		r := &records[i]
 		p := sticky
 		if r.Key != nil {
 			p = PartitionForKey(r.Key, n)
 		}
-		b := builders[p]
-		if b == nil {
-			b = &codecs.Builder{Compression: c.Compression}
-			builders[p] = b
+		results[i] = RecordResult{Partition: p, Offset: -1}
+		lp := byPart[p]
+		if lp == nil {
+			lp = c.part(p, comp)
+			byPart[p] = lp
+			parts = append(parts, lp)
 		}
 		ts := now
 		if !r.Timestamp.IsZero() {
 			ts = r.Timestamp.UnixMilli()
 		}
-		// Records beyond what one batch may hold go in the next.
-		if b.NumRecords() > 0 && b.SizeWith(ts, r.Key, r.Value, r.Headers) > maxBatch {
-			if err := send(p); err != nil {
-				return err
+		size := lp.b.SizeWith(ts, r.Key, r.Value, r.Headers)
+		if size > maxBatch && lp.b.NumRecords() > 0 {
+			lp.seal(false)
+			size = lp.b.SizeWith(ts, r.Key, r.Value, r.Headers)
+		}
+		if size > maxBatch {
+			limit := fmt.Sprintf("the dataset %s's max_message_bytes (%d)", dataset, maxBatch)
+			if opts.MaxBatchBytes > 0 && opts.MaxBatchBytes < cfg.MaxMessageBytes {
+				limit = fmt.Sprintf("the writer's batch limit (%d bytes)", maxBatch)
+			}
+			results[i].Err = fmt.Errorf("%w: a record in a batch of %d bytes does not fit %s", ErrBatchTooLarge, size, limit)
+			continue
+		}
+		lp.b.Append(ts, r.Key, r.Value, r.Headers)
+		lp.idx = append(lp.idx, i)
+	}
+	store := func(lp *localPart) {
+		lp.seal(true)
+		if lp.err != nil || len(lp.idx) == 0 {
+			return
+		}
+		batches := lp.batches
+		if len(batches) == 0 {
+			batches = lp.last
+		}
+		part, err := ds.Partition(lp.p)
+		if err != nil {
+			lp.err = err
+			return
+		}
+		res, err := part.Produce(batches, true)
+		if err != nil {
+			lp.err = err
+			return
+		}
+		for j, i := range lp.idx {
+			results[i].Offset = res.BaseOffset + int64(j)
+		}
+	}
+	if len(parts) == 1 {
+		store(parts[0])
+	} else {
+		// Every partition at once: each waits for its own durability.
+		var wg sync.WaitGroup
+		for _, lp := range parts {
+			wg.Go(func() { store(lp) })
+		}
+		wg.Wait()
+	}
+	for _, lp := range parts {
+		if lp.err != nil {
+			for _, i := range lp.idx {
+				results[i].Err = lp.err
 			}
 		}
-		b.Append(ts, r.Key, r.Value, r.Headers)
+		c.release(lp)
 	}
-	parts := make([]int32, 0, len(builders))
-	for p := range builders {
-		parts = append(parts, p)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	for _, p := range parts {
-		if err := send(p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return results
 }
 
-// ProduceBatch implements Client.
-func (c *LocalClient) ProduceBatch(ctx context.Context, dataset string, partition int32, batches []byte) (int64, error) {
-	ds, err := c.h.DatasetOrCreate(dataset)
-	if err != nil {
-		return -1, err
+func (c *LocalClient) part(p int32, comp codecs.Compression) *localPart {
+	lp, _ := c.parts.Get().(*localPart)
+	if lp == nil {
+		lp = &localPart{}
 	}
-	p, err := ds.Partition(partition)
-	if err != nil {
-		return -1, err
+	lp.p, lp.idx, lp.batches, lp.last, lp.err = p, lp.idx[:0], lp.batches[:0], nil, nil
+	lp.b.Compression = comp
+	lp.b.Reset()
+	return lp
+}
+
+func (c *LocalClient) release(lp *localPart) {
+	if cap(lp.batches) > 16<<20 {
+		lp.batches = nil
 	}
-	res, err := p.Produce(batches, true)
-	return res.BaseOffset, err
+	lp.last = nil
+	c.parts.Put(lp)
 }
 
 // Consume implements Client.

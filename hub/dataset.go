@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -38,6 +39,30 @@ type DatasetConfig struct {
 	FsyncInterval time.Duration `json:"fsync_interval"`
 	// MaxMessageBytes is the largest record batch a producer may send.
 	MaxMessageBytes int `json:"max_message_bytes"`
+	// Compression is Kafka's compression.type: "producer" (the default,
+	// also for "") keeps the batches as producers compressed them, and
+	// Weir's own writers (LocalClient.Produce, the pipelines' sources and
+	// dataset sinks) compress with DefaultCompression; "none", "gzip",
+	// "snappy", "lz4" or "zstd" is the codec Weir's own writers use.
+	Compression string `json:"compression,omitempty"`
+}
+
+// DefaultCompression is the codec Weir's own writers compress batches
+// with when the dataset keeps the producer's compression: lz4, the
+// cheapest in CPU of the codecs that shrink text and JSON records well.
+const DefaultCompression = codecs.LZ4
+
+// WriterCompression is the codec Weir's own writers build the dataset's
+// batches with (see Compression).
+func (c DatasetConfig) WriterCompression() codecs.Compression {
+	if c.Compression == "" || c.Compression == "producer" {
+		return DefaultCompression
+	}
+	comp, err := codecs.ParseCompression(c.Compression)
+	if err != nil {
+		return DefaultCompression // validate refuses it at creation
+	}
+	return comp
 }
 
 // fill replaces zero fields with d's.
@@ -66,6 +91,9 @@ func (c *DatasetConfig) fill(d DatasetConfig) {
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = d.MaxMessageBytes
 	}
+	if c.Compression == "" {
+		c.Compression = d.Compression
+	}
 }
 
 func (c *DatasetConfig) validate() error {
@@ -83,6 +111,11 @@ func (c *DatasetConfig) validate() error {
 	}
 	if c.MaxMessageBytes < 0 || c.MaxMessageBytes > 256<<20 {
 		return bad("max message bytes %d (up to 256 MiB)", c.MaxMessageBytes)
+	}
+	if c.Compression != "" && c.Compression != "producer" {
+		if _, err := codecs.ParseCompression(c.Compression); err != nil {
+			return bad("compression %q (producer, none, gzip, snappy, lz4 or zstd)", c.Compression)
+		}
 	}
 	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
 		return bad("negative interval")
@@ -128,6 +161,14 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		"max.message.bytes": strconv.Itoa(c.MaxMessageBytes),
 		"weir.fsync":        c.Fsync,
 		"flush.ms":          ms(c.FsyncInterval),
+		"compression.type":  "producer",
+	}
+	switch c.Compression {
+	case "", "producer":
+	case "none":
+		m["compression.type"] = "uncompressed"
+	default:
+		m["compression.type"] = c.Compression
 	}
 	if c.RetentionBytes == 0 {
 		m["retention.bytes"] = "-1"
@@ -192,9 +233,18 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 		if value != "delete" {
 			return fmt.Errorf("%w: cleanup.policy=%q: only delete is supported yet", ErrInvalidConfig, value)
 		}
-	case "compression.type", "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
-		// Accepted for compatibility; Weir keeps the producer's
-		// compression and has one replica.
+	case "compression.type":
+		if value != "producer" && value != "uncompressed" {
+			if _, perr := codecs.ParseCompression(value); perr != nil || value == "" {
+				return fmt.Errorf("%w: compression.type=%q (producer, uncompressed, gzip, snappy, lz4 or zstd)", ErrInvalidConfig, value)
+			}
+		}
+		if value == "uncompressed" {
+			value = "none"
+		}
+		c.Compression = value
+	case "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
+		// Accepted for compatibility; Weir has one replica.
 	default:
 		return fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, key)
 	}

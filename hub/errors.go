@@ -1,6 +1,10 @@
 package hub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/weirhub/weir/codecs"
+)
 
 // Errors of the hub, each with the Kafka error it stands for; test with
 // errors.Is. hub/kafka maps them to protocol error codes.
@@ -31,4 +35,24 @@ var (
 	ErrGroupNotEmpty           = errors.New("hub: group is not empty")             // NON_EMPTY_GROUP
 	ErrGroupNotFound           = errors.New("hub: group not found")                // GROUP_ID_NOT_FOUND
 	ErrFencedInstanceID        = errors.New("hub: fenced instance id")             // FENCED_INSTANCE_ID
+
+	// ErrUnavailable is a Client's hub out of reach: a broker that does
+	// not answer, refuses the connection or the credentials, or has no
+	// leader for the partition. What was refused may succeed later.
+	ErrUnavailable = errors.New("hub: unavailable")
 )
+
+// RecordAtFault reports whether err says the records themselves were
+// refused (too large, invalid, corrupt, or a dataset name that cannot
+// exist): trying them again cannot succeed.
+func RecordAtFault(err error) bool {
+	return errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrCorruptBatch) ||
+		errors.Is(err, ErrInvalidDatasetName) || errors.Is(err, codecs.ErrTooLarge)
+}
+
+// Unreachable reports whether err says the hub is closed or out of reach
+// (ErrClosed, ErrUnavailable): a writer should hold back and try again
+// rather than give up on its records.
+func Unreachable(err error) bool {
+	return errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable)
+}

@@ -275,7 +275,7 @@ func TestLocalClientGroupSharesPartitions(t *testing.T) {
 		for i := from; i < from+n; i++ {
 			recs = append(recs, Record{Key: []byte(fmt.Sprint("k", i)), Value: []byte(fmt.Sprint("v", i))})
 		}
-		if err := c.Produce(ctx, "events", recs); err != nil {
+		if err := c.Produce(ctx, "events", recs, ProduceOptions{}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -354,7 +354,7 @@ func TestLocalClientResumesAfterCommitAcrossRestart(t *testing.T) {
 	for i := range 100 {
 		recs = append(recs, Record{Value: []byte(fmt.Sprint(i))})
 	}
-	if err := c.Produce(ctx, "single", recs); err != nil {
+	if err := c.Produce(ctx, "single", recs, ProduceOptions{}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	opts := ConsumeOptions{Datasets: []string{"single"}, Group: "resume", MaxWait: 20 * time.Millisecond}
@@ -410,7 +410,7 @@ func TestBroadcastConsumersEachGetEverything(t *testing.T) {
 	for i := range 300 {
 		recs = append(recs, Record{Key: []byte(fmt.Sprint("key", i%37)), Value: []byte(fmt.Sprint(i))})
 	}
-	c.Produce(ctx, "cache", recs)
+	c.Produce(ctx, "cache", recs, ProduceOptions{})
 	for n := range 2 {
 		cons, err := c.Consume(ctx, ConsumeOptions{Datasets: []string{"cache"}, Broadcast: true, MaxWait: 10 * time.Millisecond})
 		if err != nil {
@@ -447,7 +447,7 @@ func TestLocalProduceSplitsAtMaxMessageBytes(t *testing.T) {
 	for i := range recs {
 		recs[i] = Record{Value: bytes.Repeat([]byte{'a' + byte(i%26)}, 1000)}
 	}
-	if err := NewLocalClient(h).Produce(context.Background(), "big", recs); err != nil {
+	if err := NewLocalClient(h).Produce(context.Background(), "big", recs, ProduceOptions{}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	ds, _ := h.Dataset("big")

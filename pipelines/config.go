@@ -9,12 +9,15 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub/kafkaclient"
+	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
 // Config is a loaded, checked pipeline file.
@@ -35,13 +38,14 @@ type HubConfig struct {
 	Listen     string // also serve the Kafka protocol from the embedded hub
 	Advertise  string
 	Fsync      string // default fsync policy of the datasets
-	Brokers    []string
-	ClientID   string
 	AutoCreate bool
+	// Kafka is the external cluster of hub.kafka (brokers, client id,
+	// TLS, SASL, as for the kafka source and sink), or nil.
+	Kafka *kafkaconf.Conn
 }
 
 // External reports whether the file runs against an external cluster.
-func (h *HubConfig) External() bool { return len(h.Brokers) > 0 }
+func (h *HubConfig) External() bool { return h.Kafka != nil }
 
 // DatasetConfig declares a dataset.
 type DatasetConfig struct {
@@ -52,9 +56,38 @@ type DatasetConfig struct {
 	RetentionBytes int64
 	SegmentBytes   int64
 	MaxMessage     int64
-	Compression    string // what sources write into it with
+	Compression    string // compression.type: producer, none, gzip, snappy, lz4, zstd
 	Implicit       bool   // a dead-letter dataset nobody declared
 	pos            pos
+}
+
+// topic is the dataset as a topic of an external cluster, with its
+// settings as Kafka topic configs.
+func (d *DatasetConfig) topic() kafkaclient.Topic {
+	cfg := map[string]string{}
+	if d.RetentionTime != 0 {
+		cfg["retention.ms"] = strconv.FormatInt(d.RetentionTime.Milliseconds(), 10)
+	}
+	if d.RetentionBytes > 0 {
+		cfg["retention.bytes"] = strconv.FormatInt(d.RetentionBytes, 10)
+	}
+	if d.SegmentBytes > 0 {
+		cfg["segment.bytes"] = strconv.FormatInt(d.SegmentBytes, 10)
+	}
+	if d.MaxMessage > 0 {
+		cfg["max.message.bytes"] = strconv.FormatInt(d.MaxMessage, 10)
+	}
+	if d.Fsync == "always" {
+		cfg["flush.messages"] = "1"
+	}
+	switch d.Compression {
+	case "", "producer":
+	case "none":
+		cfg["compression.type"] = "uncompressed"
+	default:
+		cfg["compression.type"] = d.Compression
+	}
+	return kafkaclient.Topic{Name: d.Name, Partitions: d.Partitions, Configs: cfg}
 }
 
 // SourceConfig is a source and where its records go.
@@ -290,10 +323,8 @@ var (
 		{Name: "advertise", Type: connectors.TypeString, Doc: "host:port announced to Kafka clients (default: listen)."},
 		{Name: "fsync", Type: connectors.TypeString, Default: "interval", Enum: []string{"always", "interval", "never"}, Doc: "Default fsync policy of datasets."},
 		{Name: "auto_create", Type: connectors.TypeBool, Default: false, Doc: "Allow datasets the file does not declare (they are created with defaults)."},
-		{Name: "kafka", Type: connectors.TypeObject, Doc: "Run against an external Kafka-compatible cluster instead of the embedded hub.", Fields: []connectors.Field{
-			{Name: "brokers", Type: connectors.TypeStrings, Doc: "Seed brokers, host:port."},
-			{Name: "client_id", Type: connectors.TypeString, Default: "weir"},
-		}},
+		{Name: "kafka", Type: connectors.TypeObject, Doc: "Run against an external Kafka-compatible cluster instead of the embedded hub: " +
+			"brokers, client id, TLS and SASL as for the kafka source and sink.", Fields: kafkaconf.Fields()},
 	}
 	datasetFields = []connectors.Field{
 		{Name: "partitions", Type: connectors.TypeInt, Default: 1, Doc: "Number of partitions."},
@@ -304,7 +335,8 @@ var (
 		}},
 		{Name: "segment_bytes", Type: connectors.TypeSize, Doc: "Segment size (default 1GiB)."},
 		{Name: "max_message_bytes", Type: connectors.TypeSize, Doc: "Largest record batch accepted (default 1MiB)."},
-		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip", "snappy", "lz4", "zstd"}, Doc: "Compression of the batches sources write."},
+		{Name: "compression", Type: connectors.TypeString, Default: "producer", Enum: []string{"producer", "none", "gzip", "snappy", "lz4", "zstd"},
+			Doc: "Kafka's compression.type: the codec of the batches Weir's sources and dataset sinks write into the dataset. producer: lz4 for Weir's own writers, and what Kafka producers send is kept as they sent it."},
 	}
 	sourceCommon = []connectors.Field{
 		{Name: "to", Type: connectors.TypeString, Required: true, Doc: "The dataset records go to."},
@@ -378,10 +410,18 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	cfg.Hub = HubConfig{DataDir: h.String("data_dir"), Listen: h.String("listen"), Advertise: h.String("advertise"),
 		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create")}
 	if k := h.Object("kafka"); h.Has("kafka") {
-		cfg.Hub.Brokers, cfg.Hub.ClientID = k.Strings("brokers"), k.String("client_id")
-		if len(cfg.Hub.Brokers) == 0 {
-			l.errAt(h.Node("kafka"), "hub.kafka needs brokers (host:port of the cluster)")
+		conn, err := kafkaconf.Parse(k)
+		var ce connectors.ConfigError
+		switch {
+		case errors.As(err, &ce):
+			l.add([]connectors.ConfigError{ce})
+		case err != nil:
+			l.errAt(h.Node("kafka"), "hub.kafka: %v", err)
 		}
+		if conn == nil {
+			conn = &kafkaconf.Conn{} // reported above; External all the same
+		}
+		cfg.Hub.Kafka = conn
 		if cfg.Hub.Listen != "" {
 			l.errAt(h.Node("listen"), "hub.listen serves the embedded hub; it cannot be combined with hub.kafka")
 		}
@@ -434,7 +474,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	}
 	implicit := func(name string) {
 		if _, ok := declared[name]; !ok {
-			ds := &DatasetConfig{Name: name, Partitions: 1, Implicit: true, Compression: "none"}
+			ds := &DatasetConfig{Name: name, Partitions: 1, Implicit: true, Compression: "producer"}
 			declared[name] = ds
 			cfg.Datasets = append(cfg.Datasets, ds)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafkaclient"
 )
 
 // Options tune an Engine. Zero fields take the defaults their comments
@@ -66,7 +66,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	e := &Engine{cfg: cfg, opts: opts, hub: opts.Hub, client: opts.Client}
 	if e.client == nil {
 		if cfg.Hub.External() {
-			kc, err := NewKafkaClient(KafkaClientOptions{Brokers: cfg.Hub.Brokers, ClientID: cfg.Hub.ClientID, Logger: opts.Logger})
+			kc, err := kafkaclient.New(kafkaclient.Options{Conn: *cfg.Hub.Kafka, Logger: opts.Logger})
 			if err != nil {
 				return nil, err
 			}
@@ -101,7 +101,7 @@ func (e *Engine) closeHub() {
 	if e.ownHub {
 		e.hub.Close()
 	}
-	if kc, ok := e.client.(*KafkaClient); ok {
+	if kc, ok := e.client.(*kafkaclient.Client); ok {
 		kc.Close()
 	}
 }
@@ -110,11 +110,11 @@ func (e *Engine) closeHub() {
 func (e *Engine) ensureDatasets() error {
 	for _, d := range e.cfg.Datasets {
 		if e.hub == nil {
-			kc, ok := e.client.(*KafkaClient)
+			kc, ok := e.client.(*kafkaclient.Client)
 			if !ok {
 				continue
 			}
-			if err := kc.EnsureTopic(context.Background(), d); err != nil {
+			if err := kc.EnsureTopic(context.Background(), d.topic()); err != nil {
 				return err
 			}
 			continue
@@ -128,7 +128,7 @@ func (e *Engine) ensureDatasets() error {
 			continue
 		}
 		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
-			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage)}
+			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression}
 		if _, err := e.hub.CreateDataset(d.Name, cfg); err != nil && !errors.Is(err, hub.ErrDatasetExists) {
 			return fmt.Errorf("creating dataset %s: %w", d.Name, err)
 		}
@@ -142,7 +142,7 @@ func (e *Engine) dataset(name string) *DatasetConfig {
 			return d
 		}
 	}
-	return &DatasetConfig{Name: name, Partitions: 1, Compression: "none"}
+	return &DatasetConfig{Name: name, Partitions: 1, Compression: "producer"}
 }
 
 // deadValueLimit is the most bytes of a dead letter's value in dataset:
@@ -225,13 +225,10 @@ func (e *Engine) build() error {
 			continue
 		}
 		sr.src = src
-		comp, _ := codecs.ParseCompression(e.dataset(sc.To).Compression)
-		sr.compression = comp
-		sr.maxBatch = int(e.dataset(sc.To).MaxMessage)
-		if sr.maxBatch <= 0 {
-			// Kafka's default, which an external cluster likely has too.
-			sr.maxBatch = 1 << 20
+		if c := e.dataset(sc.To).Compression; c != "producer" {
+			sr.compression = c // else the dataset's own, lz4 where it keeps the producer's
 		}
+		sr.maxBatch = int(e.dataset(sc.To).MaxMessage) // 0: the dataset's own
 		sr.dlq = &deadLetters{client: e.client, dataset: sc.DeadLetter, origin: "source " + sc.Name, log: sr.log,
 			maxValue: e.deadValueLimit(sc.DeadLetter)}
 		e.sources = append(e.sources, sr)
@@ -538,8 +535,18 @@ func (d *deadLetters) write(ctx context.Context, fs []failure) error {
 		}
 		d.recs = append(d.recs, hub.Record{Key: m.Key, Value: value, Headers: hs, Timestamp: m.Time})
 	}
+	recs := d.recs
 	for attempt := 0; ; attempt++ {
-		err := d.client.Produce(ctx, d.dataset, d.recs)
+		// Only the records not stored yet are written again.
+		rs := d.client.Produce(ctx, d.dataset, recs, hub.ProduceOptions{})
+		err := rs.FirstErr()
+		kept := recs[:0]
+		for i := range rs {
+			if rs[i].Err != nil {
+				kept = append(kept, recs[i])
+			}
+		}
+		recs = kept
 		if err == nil {
 			d.log.Warn("weir: records sent to the dead-letter dataset", "dataset", d.dataset, "records", len(fs),
 				"first_reason", fs[0].err.Error(), "stage", fs[0].stage)
@@ -579,5 +586,3 @@ func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-c
 		}
 	}
 }
-
-var _ = os.Getpid

@@ -3,13 +3,11 @@ package pipelines
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 )
@@ -24,18 +22,16 @@ type sourceRunner struct {
 	procs       []namedProc
 	dlq         *deadLetters
 	log         *slog.Logger
-	compression codecs.Compression
-	maxBatch    int // bytes of one stored record batch: the dataset's max_message_bytes
+	compression string // of the batches stored; "" for the dataset's
+	maxBatch    int    // bytes of one stored record batch: the declared max_message_bytes, or 0
 	stats       counters
 	ended       atomic.Bool
 
-	builders map[int32]*codecs.Builder
-	order    []int32 // partitions with records in this store, in first-use order
-	queued   []bool  // by partition: in order
-	sticky   uint32
-	buf      []byte
-	keyBuf   []byte
-	failed   []failure
+	recs   []hub.Record           // of one store, reused
+	msgs   []*connectors.Message // the messages of recs
+	buf    []byte
+	keyBuf []byte
+	failed []failure
 }
 
 func (r *sourceRunner) run(ctx context.Context) error {
@@ -46,11 +42,9 @@ func (r *sourceRunner) run(ctx context.Context) error {
 	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop) {
 		return nil
 	}
-	parts, err := r.partitions(ctx)
-	if err != nil {
+	if _, err := r.partitions(ctx); err != nil {
 		return err
 	}
-	r.builders = map[int32]*codecs.Builder{}
 	for {
 		batch, ack, err := r.src.Read(ctx)
 		if errors.Is(err, connectors.ErrEndOfInput) {
@@ -82,7 +76,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			continue
 		}
 		r.stats.in.Add(int64(len(batch)))
-		if err := r.store(ctx, batch, parts); err != nil {
+		if err := r.store(ctx, batch); err != nil {
 			if ack != nil {
 				ack(context.WithoutCancel(ctx), err)
 			}
@@ -115,7 +109,7 @@ func (r *sourceRunner) partitions(ctx context.Context) (int32, error) {
 // store runs the source's processors and writes the batch durably to its
 // dataset, failures to its dead-letter dataset. It retries until both are
 // stored or ctx ends.
-func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, parts int32) error {
+func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message) error {
 	// A source may hand over records it could not read properly (a
 	// malformed syslog message) with Err set: they go to the dead-letter
 	// dataset with the source's reason.
@@ -135,96 +129,64 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		// ctx): nothing stored.
 		return err
 	}
-	r.buf = r.buf[:0]
-	now := time.Now().UnixMilli()
-	r.sticky++
-	for _, b := range r.builders {
-		b.Reset()
-	}
-	r.order = r.order[:0]
-	if len(r.queued) < int(parts) {
-		r.queued = make([]bool, parts)
-	}
-	clear(r.queued)
-	var bytes int64
-	var stored int
-	// flush stores partition p's batch so far: a source batch larger than
-	// the dataset's max_message_bytes becomes several record batches.
-	flush := func(p int32) error {
-		b := r.builders[p]
-		if b.NumRecords() == 0 {
-			return nil
-		}
-		built, err := b.Build()
-		if err != nil {
-			return err
-		}
-		b.Reset()
-		for attempt := 0; ; attempt++ {
-			_, err := r.e.client.ProduceBatch(ctx, r.cfg.To, p, built)
-			if err == nil {
-				return nil
-			}
-			r.stats.failed.Add(1)
-			if attempt%10 == 0 {
-				r.log.Error("weir: cannot store records; holding the source back", "dataset", r.cfg.To, "partition", p, "err", err)
-			}
-			if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
-				return ctx.Err()
-			}
-		}
-	}
+	// The client splits the records into per-partition batches and says
+	// what became of each: a record that cannot be stored (too large
+	// even alone) goes to the dead-letter dataset, the others are
+	// written again until stored (the source is held back meanwhile).
+	r.buf, r.keyBuf = r.buf[:0], r.keyBuf[:0]
+	r.recs, r.msgs = r.recs[:0], r.msgs[:0]
 	for _, m := range good {
 		r.buf = m.Sync(r.buf)
 		key := m.Key
 		if r.cfg.KeyField != "" {
 			if v := m.Get(r.cfg.KeyField); v != nil {
-				r.keyBuf = connectors.AppendText(r.keyBuf[:0], v)
-				key = r.keyBuf
+				at := len(r.keyBuf)
+				r.keyBuf = connectors.AppendText(r.keyBuf, v)
+				key = r.keyBuf[at:len(r.keyBuf):len(r.keyBuf)]
 			}
 		}
-		p := int32(r.sticky % uint32(parts))
-		if key != nil {
-			p = hub.PartitionForKey(key, parts)
-		}
-		b := r.builders[p]
-		if b == nil {
-			b = &codecs.Builder{Compression: r.compression}
-			r.builders[p] = b
-		}
-		ts := now
-		if !m.Time.IsZero() {
-			ts = m.Time.UnixMilli()
-		}
-		size := b.SizeWith(ts, key, m.Value, m.Headers)
-		if size > r.maxBatch && b.NumRecords() > 0 {
-			if err := flush(p); err != nil {
-				return err
+		r.recs = append(r.recs, hub.Record{Key: key, Value: m.Value, Headers: m.Headers, Timestamp: m.Time})
+		r.msgs = append(r.msgs, m)
+	}
+	var bytes int64
+	var stored int
+	opts := hub.ProduceOptions{Compression: r.compression, MaxBatchBytes: r.maxBatch}
+	recs, msgs := r.recs, r.msgs
+	for attempt := 0; len(recs) > 0; attempt++ {
+		rs := r.e.client.Produce(ctx, r.cfg.To, recs, opts)
+		var retry error
+		kept := 0
+		for i := range rs {
+			m := msgs[i]
+			switch err := rs[i].Err; {
+			case err == nil:
+				bytes += int64(len(recs[i].Value))
+				stored++
+				m.Release()
+			case hub.RecordAtFault(err):
+				// Alone in a batch it would still be refused: a dead
+				// letter, not a source held back for ever.
+				failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, attempts: attempt + 1, err: err})
+			default:
+				retry = err
+				recs[kept], msgs[kept] = recs[i], m
+				kept++
 			}
-			size = b.SizeWith(ts, key, m.Value, m.Headers)
 		}
-		if size > r.maxBatch {
-			// Alone in a batch it would still be refused: a dead letter,
-			// not a source held back for ever.
-			m.Original = m.Value
-			failed = append(failed, failure{m: m, stage: "source " + r.cfg.Type, attempts: 1,
-				err: fmt.Errorf("a record in a batch of %d bytes does not fit the dataset %s's max_message_bytes (%d)", size, r.cfg.To, r.maxBatch)})
-			continue
+		recs, msgs = recs[:kept], msgs[:kept]
+		if kept == 0 {
+			break
 		}
-		if !r.queued[p] {
-			r.queued[p] = true
-			r.order = append(r.order, p)
+		r.stats.failed.Add(1)
+		if attempt%10 == 0 {
+			r.log.Error("weir: cannot store records; holding the source back", "dataset", r.cfg.To, "records", kept, "err", retry)
 		}
-		b.Append(ts, key, m.Value, m.Headers)
-		bytes += int64(len(m.Value))
-		stored++
-		m.Release()
-	}
-	for _, p := range r.order {
-		if err := flush(p); err != nil {
-			return err
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
+			return ctx.Err()
 		}
 	}
+	clear(r.msgs)
+	clear(r.recs)
 	r.stats.out.Add(int64(stored))
 	r.stats.bytes.Add(bytes)
 	r.failed = failed

@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 
 	"github.com/weirhub/weir/codecs"
@@ -43,8 +37,8 @@ var datasetSpec = connectors.Spec{
 		{Name: "dataset", Type: connectors.TypeString, Required: true, Dataset: true, Doc: "The dataset to write to, or a template naming one per record.",
 			Example: "errors-{{ .field \"service\" }}"},
 		{Name: "key", Type: connectors.TypeString, Doc: "A field (dotted path) whose value becomes the key; records without it keep their key. Default: keep every key."},
-		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip", "snappy", "lz4", "zstd"},
-			Doc: "Compression of the record batches written."},
+		{Name: "compression", Type: connectors.TypeString, Default: "dataset", Enum: []string{"dataset", "none", "gzip", "snappy", "lz4", "zstd"},
+			Doc: "Compression of the record batches written. dataset: the dataset's compression (lz4 where it keeps the producer's)."},
 		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB",
 			Doc: "Most bytes of records in one record batch (keep it under the dataset's max_message_bytes); a write may store several."},
 	},
@@ -63,32 +57,28 @@ func init() { connectors.MustRegisterSink(datasetSpec, newDataset) }
 // datasetSink writes to hub datasets. Write is called by one goroutine at
 // a time (mu guards the buffers regardless); Close may be called from any.
 type datasetSink struct {
-	client      hub.Client
-	fixed       string        // the dataset, when the template is fixed
-	tmpl        *pathTemplate // else the template
-	keyField    []string
-	compression codecs.Compression
-	maxBatch    int
-	log         *slog.Logger
+	client   hub.Client
+	fixed    string        // the dataset, when the template is fixed
+	tmpl     *pathTemplate // else the template
+	keyField []string
+	opts     hub.ProduceOptions
+	log      *slog.Logger
 
 	mu      sync.Mutex // held by Write
 	fields  connectors.FieldReader
 	parser  fastjson.Parser
 	nameBuf []byte
 	keyBuf  []byte
-	parts   []*datasetPart // reused across writes
-	sticky  uint32
+	targets []*datasetTarget // reused across writes
 	closed  atomic.Bool
 }
 
-// datasetPart is the records of one write going to one partition.
-type datasetPart struct {
-	dataset   string
-	partition int32
-	idx       []int  // indexes in the batch, in order
-	batches   []byte // the built record batches, back to back
-	b         codecs.Builder
-	err       error
+// datasetTarget is the records of one write going to one dataset.
+type datasetTarget struct {
+	dataset string
+	idx     []int // indexes in the batch, in order
+	recs    []hub.Record
+	results hub.RecordResults
 }
 
 var (
@@ -97,7 +87,8 @@ var (
 )
 
 func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
-	s := &datasetSink{client: res.Client, maxBatch: int(conf.Size("max_batch_bytes")), log: res.Logger}
+	s := &datasetSink{client: res.Client, log: res.Logger}
+	s.opts.MaxBatchBytes = int(conf.Size("max_batch_bytes"))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -116,12 +107,13 @@ func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.S
 	if k := conf.String("key"); k != "" {
 		s.keyField = strings.Split(k, ".")
 	}
-	c, err := codecs.ParseCompression(conf.String("compression"))
-	if err != nil {
-		return nil, conf.Errorf("compression", "%v", err)
+	if c := conf.String("compression"); c != "dataset" {
+		if _, err := codecs.ParseCompression(c); err != nil {
+			return nil, conf.Errorf("compression", "%v", err)
+		}
+		s.opts.Compression = c
 	}
-	s.compression = c
-	if s.maxBatch < 1024 {
+	if s.opts.MaxBatchBytes < 1024 {
 		return nil, conf.Errorf("max_batch_bytes", "must be at least 1KiB")
 	}
 	return s, nil
@@ -143,8 +135,9 @@ func (s *datasetSink) Connect(ctx context.Context) error {
 	return nil
 }
 
-// Write stores the batch, every partition at once, and returns when all
-// of it is durable or failed.
+// Write stores the batch, every dataset at once, and returns when all of
+// it is durable or failed. The hub client splits each dataset's records
+// into per-partition batches and reports on each record.
 func (s *datasetSink) Write(ctx context.Context, batch []*connectors.Message) error {
 	if s.closed.Load() {
 		return errSinkClosed
@@ -158,17 +151,10 @@ func (s *datasetSink) Write(ctx context.Context, batch []*connectors.Message) er
 	fail := func(i int, err error, retry bool) {
 		failures = append(failures, connectors.Failure{Index: i, Err: err, Retryable: retry})
 	}
-	// Which dataset and partition each record goes to.
-	type target struct {
-		dataset string
-		p       int32
-	}
-	counts := map[string]int32{}
 	bad := map[string]error{} // datasets that cannot be written
-	byTarget := map[target]*datasetPart{}
+	byName := map[string]*datasetTarget{}
 	used := 0
-	s.sticky++
-	var unavailable error
+	s.keyBuf = s.keyBuf[:0]
 	for i, m := range batch {
 		name := s.fixed
 		if s.tmpl != nil {
@@ -183,101 +169,87 @@ func (s *datasetSink) Write(ctx context.Context, batch []*connectors.Message) er
 			fail(i, err, false)
 			continue
 		}
-		n, ok := counts[name]
-		if !ok {
-			var err error
-			n, err = s.client.Partitions(ctx, name)
-			switch {
-			case err == nil:
-				counts[name] = n
-			case ctx.Err() != nil:
-				return fmt.Errorf("sinks: dataset: %w", ctx.Err())
-			case s.tmpl != nil && (errors.Is(err, hub.ErrUnknownDataset) || errors.Is(err, hub.ErrInvalidDatasetName)):
-				bad[name] = fmt.Errorf("sinks: dataset %s: %w", name, err)
-				fail(i, bad[name], false)
-				continue
-			default:
-				// A fixed dataset gone, or the hub out of reach: hold back.
-				return connectors.Unavailable(fmt.Errorf("sinks: dataset %s: %w", name, err))
+		t := byName[name]
+		if t == nil {
+			if _, err := s.client.Partitions(ctx, name); err != nil {
+				switch {
+				case ctx.Err() != nil:
+					return fmt.Errorf("sinks: dataset: %w", ctx.Err())
+				case s.tmpl != nil && (errors.Is(err, hub.ErrUnknownDataset) || errors.Is(err, hub.ErrInvalidDatasetName)):
+					bad[name] = fmt.Errorf("sinks: dataset %s: %w", name, err)
+					fail(i, bad[name], false)
+					continue
+				default:
+					// A fixed dataset gone, or the hub out of reach: hold back.
+					return connectors.Unavailable(fmt.Errorf("sinks: dataset %s: %w", name, err))
+				}
 			}
+			if used == len(s.targets) {
+				s.targets = append(s.targets, &datasetTarget{})
+			}
+			t = s.targets[used]
+			used++
+			t.dataset, t.idx, t.recs, t.results = name, t.idx[:0], t.recs[:0], nil
+			byName[name] = t
 		}
 		key := m.Key
 		if s.keyField != nil {
 			if v := s.fields.Get(m, s.keyField...); v != nil {
-				s.keyBuf = connectors.AppendText(s.keyBuf[:0], v)
-				key = s.keyBuf
+				at := len(s.keyBuf)
+				s.keyBuf = connectors.AppendText(s.keyBuf, v)
+				key = s.keyBuf[at:len(s.keyBuf):len(s.keyBuf)]
 			}
 		}
-		p := int32(s.sticky % uint32(n))
-		if key != nil {
-			p = hub.PartitionForKey(key, n)
-		}
-		dp := byTarget[target{name, p}]
-		if dp == nil {
-			if used == len(s.parts) {
-				s.parts = append(s.parts, &datasetPart{})
-			}
-			dp = s.parts[used]
-			used++
-			dp.dataset, dp.partition, dp.idx, dp.batches, dp.err = name, p, dp.idx[:0], dp.batches[:0], nil
-			dp.b.Compression = s.compression
-			dp.b.Reset()
-			byTarget[target{name, p}] = dp
-		}
-		dp.idx = append(dp.idx, i)
-		s.appendRecord(dp, m, key)
+		t.idx = append(t.idx, i)
+		t.recs = append(t.recs, hub.Record{Key: key, Value: m.Value, Headers: m.Headers, Timestamp: m.Time})
 	}
-	parts := s.parts[:used]
-	for _, dp := range parts {
-		if err := s.flushBuilder(dp); err != nil {
-			dp.err = err
+	targets := s.targets[:used]
+	if len(targets) == 1 {
+		targets[0].results = s.client.Produce(ctx, targets[0].dataset, targets[0].recs, s.opts)
+	} else {
+		var wg sync.WaitGroup
+		for _, t := range targets {
+			wg.Go(func() { t.results = s.client.Produce(ctx, t.dataset, t.recs, s.opts) })
 		}
+		wg.Wait()
 	}
-	// Every partition at once: each waits for its own durability.
-	var wg sync.WaitGroup
-	for _, dp := range parts {
-		if dp.err != nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, dp.err = s.client.ProduceBatch(ctx, dp.dataset, dp.partition, dp.batches)
-		}()
-	}
-	wg.Wait()
-	for _, dp := range parts {
-		if dp.err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("sinks: dataset: %w", ctx.Err())
-		}
-		err := fmt.Errorf("sinks: dataset %s/%d: %w", dp.dataset, dp.partition, dp.err)
-		switch classifyProduce(dp.err) {
-		case errPermanent:
-			if len(dp.idx) == 1 {
-				fail(dp.idx[0], err, false)
+	var unavailable error
+	for _, t := range targets {
+		var atFault []int // indexes in t of records refused as they are
+		for j, r := range t.results {
+			if r.Err == nil {
 				continue
 			}
-			// One record may spoil the batch (too large): try each alone.
-			for _, i := range dp.idx {
-				if err := s.produceOne(ctx, dp, batch[i]); err != nil {
-					fail(i, fmt.Errorf("sinks: dataset %s/%d: %w", dp.dataset, dp.partition, err), classifyProduce(err) == errRetryable)
-				}
+			if ctx.Err() != nil {
+				return fmt.Errorf("sinks: dataset: %w", ctx.Err())
 			}
-		case errUnavailable:
-			unavailable = err
-		default:
-			for _, i := range dp.idx {
-				fail(i, err, true)
+			err := fmt.Errorf("sinks: dataset %s: %w", t.dataset, r.Err)
+			switch {
+			case hub.RecordAtFault(r.Err):
+				atFault = append(atFault, j)
+			case hub.Unreachable(r.Err):
+				unavailable = err
+			default:
+				fail(t.idx[j], err, true)
+			}
+		}
+		if len(atFault) == 1 {
+			j := atFault[0]
+			fail(t.idx[j], fmt.Errorf("sinks: dataset %s: %w", t.dataset, t.results[j].Err), false)
+			continue
+		}
+		// A batch refused as a whole (too large for the cluster) may hold
+		// records that are fine alone: try each in a write of its own.
+		for _, j := range atFault {
+			err := s.client.Produce(ctx, t.dataset, t.recs[j:j+1], s.opts).FirstErr()
+			if err != nil {
+				fail(t.idx[j], fmt.Errorf("sinks: dataset %s: %w", t.dataset, err), !hub.RecordAtFault(err))
 			}
 		}
 	}
-	for _, dp := range parts {
-		if cap(dp.batches) > 4*s.maxBatch {
-			dp.batches = nil
-		}
+	for _, t := range targets {
+		clear(t.recs)
+		t.results = nil
 	}
 	if unavailable != nil {
 		return connectors.Unavailable(unavailable)
@@ -288,100 +260,8 @@ func (s *datasetSink) Write(ctx context.Context, batch []*connectors.Message) er
 	return nil
 }
 
-// appendRecord adds m to dp's builder, sealing the batch first when m
-// would take it past max_batch_bytes.
-func (s *datasetSink) appendRecord(dp *datasetPart, m *connectors.Message, key []byte) {
-	size := len(key) + len(m.Value) + 32
-	for _, h := range m.Headers {
-		size += len(h.Key) + len(h.Value) + 8
-	}
-	if dp.b.NumRecords() > 0 && dp.b.Size()+size > s.maxBatch {
-		if err := s.flushBuilder(dp); err != nil {
-			dp.err = err
-		}
-	}
-	ts := time.Now().UnixMilli()
-	if !m.Time.IsZero() {
-		ts = m.Time.UnixMilli()
-	}
-	dp.b.Append(ts, key, m.Value, m.Headers)
-}
-
-// flushBuilder seals dp's builder into dp.batches.
-func (s *datasetSink) flushBuilder(dp *datasetPart) error {
-	if dp.b.NumRecords() == 0 {
-		return nil
-	}
-	built, err := dp.b.Build()
-	if err != nil {
-		return err
-	}
-	dp.batches = append(dp.batches, built...)
-	dp.b.Reset()
-	return nil
-}
-
-// produceOne stores one record in a batch of its own.
-func (s *datasetSink) produceOne(ctx context.Context, dp *datasetPart, m *connectors.Message) error {
-	key := m.Key
-	if s.keyField != nil {
-		if v := s.fields.Get(m, s.keyField...); v != nil {
-			key = connectors.AppendText(nil, v)
-		}
-	}
-	var b codecs.Builder
-	b.Compression = s.compression
-	ts := time.Now().UnixMilli()
-	if !m.Time.IsZero() {
-		ts = m.Time.UnixMilli()
-	}
-	b.Append(ts, key, m.Value, m.Headers)
-	built, err := b.Build()
-	if err != nil {
-		return err
-	}
-	_, err = s.client.ProduceBatch(ctx, dp.dataset, dp.partition, built)
-	return err
-}
-
 // Close marks the sink closed; the hub client belongs to the pipeline.
 func (s *datasetSink) Close(context.Context) error {
 	s.closed.Store(true)
 	return nil
-}
-
-// errClass sorts produce errors into what the runtime should do.
-type errClass int
-
-const (
-	errRetryable   errClass = iota // try the records again, a bounded number of times
-	errPermanent                   // the record itself is at fault: dead-letter it
-	errUnavailable                 // the other end is out of reach: hold the pipeline back
-)
-
-// classifyProduce sorts an error from the hub (in-process or through
-// franz-go) or from a Kafka producer.
-func classifyProduce(err error) errClass {
-	switch {
-	case errors.Is(err, hub.ErrBatchTooLarge), errors.Is(err, hub.ErrInvalidRecord), errors.Is(err, hub.ErrCorruptBatch),
-		errors.Is(err, hub.ErrInvalidDatasetName), errors.Is(err, codecs.ErrTooLarge),
-		errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge), errors.Is(err, kerr.InvalidRecord),
-		errors.Is(err, kerr.CorruptMessage), errors.Is(err, kerr.InvalidTopicException), errors.Is(err, kerr.InvalidTimestamp):
-		return errPermanent
-	case errors.Is(err, hub.ErrClosed), errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kgo.ErrRecordTimeout),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.UnsupportedSaslMechanism),
-		errors.Is(err, kerr.IllegalSaslState), errors.Is(err, kerr.TopicAuthorizationFailed),
-		errors.Is(err, kerr.ClusterAuthorizationFailed), errors.Is(err, kerr.BrokerNotAvailable),
-		errors.Is(err, kerr.LeaderNotAvailable), errors.Is(err, kerr.NotLeaderForPartition),
-		errors.Is(err, kerr.NetworkException), errors.Is(err, kerr.RequestTimedOut):
-		return errUnavailable
-	}
-	if _, ok := errors.AsType[*net.OpError](err); ok {
-		return errUnavailable
-	}
-	if _, ok := errors.AsType[*kgo.ErrFirstReadEOF](err); ok {
-		return errUnavailable
-	}
-	return errRetryable
 }

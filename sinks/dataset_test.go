@@ -10,8 +10,9 @@ import (
 
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafkaclient"
 	"github.com/weirhub/weir/internal/brokertest"
-	"github.com/weirhub/weir/pipelines"
+	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
 // openHub opens a hub in a temporary directory, closed at the end.
@@ -160,7 +161,7 @@ func TestDatasetSinkOverKafka(t *testing.T) {
 	if _, err := w.Hub.CreateDataset("out", hub.DatasetConfig{Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := pipelines.NewKafkaClient(pipelines.KafkaClientOptions{Brokers: []string{w.Addr}})
+	kc, err := kafkaclient.New(kafkaclient.Options{Conn: kafkaconf.Conn{Brokers: []string{w.Addr}}})
 	if err != nil {
 		t.Fatal(err)
 	}

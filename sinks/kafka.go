@@ -14,6 +14,8 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafkaclient"
 	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
@@ -267,13 +269,14 @@ func (s *kafkaSink) Write(ctx context.Context, batch []*connectors.Message) erro
 				}
 			}
 			i := idx[res.Record]
-			err := fmt.Errorf("sinks: kafka: topic %s: %w", res.Record.Topic, res.Err)
-			switch classifyProduce(res.Err) {
-			case errUnavailable:
+			herr := kafkaclient.Translate(res.Err)
+			err := fmt.Errorf("sinks: kafka: topic %s: %w", res.Record.Topic, herr)
+			switch {
+			case hub.Unreachable(herr):
 				if unavailable == nil {
 					unavailable = err
 				}
-			case errPermanent:
+			case hub.RecordAtFault(herr):
 				failures = append(failures, connectors.Failure{Index: i, Err: err})
 			default:
 				failures = append(failures, connectors.Failure{Index: i, Err: err, Retryable: true})

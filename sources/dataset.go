@@ -12,6 +12,7 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/ackq"
 )
 
 var datasetSpec = connectors.Spec{
@@ -60,27 +61,15 @@ type datasetSource struct {
 	maxRecords int
 	maxBytes   int
 	log        *slog.Logger
-	slots      chan struct{} // one per batch not yet acknowledged
+	acks       *ackq.Tracker[hub.TopicPartition, int64] // batches handed over, max_pending at most
 
 	mu sync.Mutex // using the consumer
 
 	pmu      sync.Mutex // the fields below
 	consumer hub.Consumer
 	queue    []*connectors.Message
-	pending  []*datasetBatch // in read order
-	ready    map[hub.TopicPartition]int64
-	gen      int // incremented when partitions are revoked
-	poisoned bool
+	ready    map[hub.TopicPartition]int64 // acknowledged, not yet committed
 	closed   bool
-}
-
-// datasetBatch is one batch handed over by Read.
-type datasetBatch struct {
-	src     *datasetSource
-	offsets map[hub.TopicPartition]int64 // next offset per partition
-	gen     int
-	done    bool
-	once    sync.Once
 }
 
 var (
@@ -129,7 +118,7 @@ func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.S
 	if n < 1 {
 		return nil, conf.Errorf("max_pending", "must be at least 1")
 	}
-	s.slots = make(chan struct{}, n)
+	s.acks = ackq.New[hub.TopicPartition, int64](n)
 	s.opts.MaxPollBytes = int32(min(2*s.maxBytes, 64<<20))
 	return s, nil
 }
@@ -170,20 +159,18 @@ func (s *datasetSource) isClosed() bool {
 // Read returns the next batch, polling the hub until there are records or
 // ctx ends. It waits while max_pending batches are unacknowledged.
 func (s *datasetSource) Read(ctx context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+	if err := s.acks.Acquire(ctx); err != nil {
+		return nil, nil, err
 	}
 	msgs, b, err := s.read(ctx)
 	if err != nil || len(msgs) == 0 {
-		<-s.slots
+		s.acks.Release()
 		return nil, nil, err
 	}
-	return msgs, b.ack, nil
+	return msgs, s.ackFunc(b), nil
 }
 
-func (s *datasetSource) read(ctx context.Context) ([]*connectors.Message, *datasetBatch, error) {
+func (s *datasetSource) read(ctx context.Context) ([]*connectors.Message, *ackq.Batch[hub.TopicPartition, int64], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pmu.Lock()
@@ -262,7 +249,7 @@ func (s *datasetSource) enqueue(fetches []hub.Fetch) {
 }
 
 // take hands over the next batch from the queue and records it as pending.
-func (s *datasetSource) take() ([]*connectors.Message, *datasetBatch) {
+func (s *datasetSource) take() ([]*connectors.Message, *ackq.Batch[hub.TopicPartition, int64]) {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	if len(s.queue) == 0 {
@@ -284,45 +271,38 @@ func (s *datasetSource) take() ([]*connectors.Message, *datasetBatch) {
 	if len(s.queue) == 0 {
 		s.queue = nil
 	}
-	b := &datasetBatch{src: s, offsets: map[hub.TopicPartition]int64{}, gen: s.gen}
+	offsets := map[hub.TopicPartition]int64{}
 	for _, m := range msgs {
-		b.offsets[hub.TopicPartition{Topic: m.Dataset, Partition: m.Partition}] = m.Offset + 1
+		offsets[hub.TopicPartition{Topic: m.Dataset, Partition: m.Partition}] = m.Offset + 1
 	}
-	s.pending = append(s.pending, b)
-	return msgs, b
+	return msgs, s.acks.Add(offsets)
 }
 
-// ack records the batch's positions as ready to commit once every batch
-// before it is acknowledged too; after a failure nothing more is.
-func (b *datasetBatch) ack(ctx context.Context, err error) error {
-	s := b.src
-	b.once.Do(func() {
+// ackFunc returns the acknowledgement of batch b: its positions are ready
+// to commit once every batch before it is acknowledged too; after a
+// failure nothing more is. They are committed at once if the consumer is
+// free, else by the next Read, OnRevoked or Close.
+func (s *datasetSource) ackFunc(b *ackq.Batch[hub.TopicPartition, int64]) connectors.AckFunc {
+	return func(ctx context.Context, err error) error {
 		s.pmu.Lock()
-		b.done = true
-		if err != nil && !s.poisoned {
-			s.poisoned = true
+		ready, poisoned, ok := b.Done(err)
+		for tp, off := range ready {
+			s.ready[tp] = max(s.ready[tp], off)
+		}
+		s.pmu.Unlock()
+		if !ok {
+			return nil
+		}
+		if poisoned {
 			s.log.Warn("weir: a batch read from a dataset was not stored; nothing more is committed, the rest is read again at the next start",
 				"err", err)
 		}
-		for len(s.pending) > 0 && s.pending[0].done {
-			p := s.pending[0]
-			s.pending[0] = nil
-			s.pending = s.pending[1:]
-			if p.gen != s.gen || s.poisoned {
-				continue
-			}
-			for tp, off := range p.offsets {
-				s.ready[tp] = max(s.ready[tp], off)
-			}
-		}
-		s.pmu.Unlock()
-		<-s.slots
 		if s.mu.TryLock() {
 			s.commitReady(ctx)
 			s.mu.Unlock()
 		}
-	})
-	return nil
+		return nil
+	}
 }
 
 // commitReady commits the acknowledged positions. The caller holds mu (or
@@ -361,7 +341,7 @@ func (s *datasetSource) onRevoked(ctx context.Context, revoked []hub.TopicPartit
 	s.commitReady(ctx)
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
-	s.gen++
+	s.acks.Revoke()
 	gone := map[hub.TopicPartition]bool{}
 	for _, tp := range revoked {
 		gone[tp] = true

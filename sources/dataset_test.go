@@ -12,8 +12,9 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafkaclient"
 	"github.com/weirhub/weir/internal/brokertest"
-	"github.com/weirhub/weir/pipelines"
+	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
 func TestDatasetSourceConfigErrors(t *testing.T) {
@@ -63,7 +64,7 @@ func hubFill(t *testing.T, client hub.Client, h *hub.Hub, dataset string, partit
 		}
 		recs = append(recs, r)
 	}
-	if err := client.Produce(context.Background(), dataset, recs); err != nil {
+	if err := client.Produce(context.Background(), dataset, recs, hub.ProduceOptions{}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -276,7 +277,7 @@ func TestDatasetSourceOverKafka(t *testing.T) {
 	if _, err := w.Hub.CreateDataset("in", hub.DatasetConfig{Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := pipelines.NewKafkaClient(pipelines.KafkaClientOptions{Brokers: []string{w.Addr}})
+	kc, err := kafkaclient.New(kafkaclient.Options{Conn: kafkaconf.Conn{Brokers: []string{w.Addr}}})
 	if err != nil {
 		t.Fatal(err)
 	}

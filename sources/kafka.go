@@ -9,12 +9,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/hub/kafkaclient"
+	"github.com/weirhub/weir/internal/ackq"
 	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
@@ -79,7 +80,7 @@ type kafkaSource struct {
 	session    time.Duration
 	rebalance  time.Duration
 	log        *slog.Logger
-	slots      chan struct{} // one per batch not yet acknowledged
+	acks       *ackq.Tracker[hub.TopicPartition, kgo.EpochOffset] // batches handed over, max_pending at most
 
 	readMu sync.Mutex // one Read at a time
 	cmu    sync.Mutex // one commit at a time, in order
@@ -87,28 +88,16 @@ type kafkaSource struct {
 	mu         sync.Mutex // the fields below
 	cl         *kgo.Client
 	queue      []kafkaMsg
-	pending    []*kafkaBatch // in read order
 	polling    bool
 	committing int           // acks committing now
 	wanted     bool          // a rebalance waits
-	changed    chan struct{} // closed and replaced when pending shrinks
-	gen        int           // incremented when partitions are revoked or lost
-	poisoned   bool
+	changed    chan struct{} // closed and replaced when pending batches leave
 	closed     bool
 }
 
 type kafkaMsg struct {
 	m     *connectors.Message
 	epoch int32
-}
-
-// kafkaBatch is one batch handed over by Read.
-type kafkaBatch struct {
-	src     *kafkaSource
-	offsets map[string]map[int32]kgo.EpochOffset // next offset per partition
-	gen     int
-	done    bool
-	once    sync.Once
 }
 
 var (
@@ -178,7 +167,7 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sou
 	if n < 1 {
 		return nil, conf.Errorf("max_pending", "must be at least 1")
 	}
-	s.slots = make(chan struct{}, n)
+	s.acks = ackq.New[hub.TopicPartition, kgo.EpochOffset](n)
 	return s, nil
 }
 
@@ -237,7 +226,7 @@ func (s *kafkaSource) onBlocked(context.Context, *kgo.Client) {
 func (s *kafkaSource) onRevoked(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
+	s.acks.Revoke()
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		lost := false
@@ -257,7 +246,7 @@ func (s *kafkaSource) onRevoked(_ context.Context, _ *kgo.Client, gone map[strin
 // allowIfQuiescent lets a blocked rebalance go on when nothing polled is
 // outstanding or being committed. The caller holds mu.
 func (s *kafkaSource) allowIfQuiescent() {
-	if s.cl != nil && !s.polling && s.committing == 0 && len(s.queue) == 0 && len(s.pending) == 0 {
+	if s.cl != nil && !s.polling && s.committing == 0 && len(s.queue) == 0 && s.acks.Pending() == 0 {
 		s.wanted = false
 		s.cl.AllowRebalance()
 	}
@@ -266,19 +255,17 @@ func (s *kafkaSource) allowIfQuiescent() {
 // Read returns the next batch, polling the cluster until there are records
 // or ctx ends. It waits while max_pending batches are unacknowledged.
 func (s *kafkaSource) Read(ctx context.Context) ([]*connectors.Message, connectors.AckFunc, error) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+	if err := s.acks.Acquire(ctx); err != nil {
+		return nil, nil, err
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	for {
 		if msgs, b := s.take(); len(msgs) > 0 {
-			return msgs, b.ack, nil
+			return msgs, s.ackFunc(b), nil
 		}
 		if err := s.poll(ctx); err != nil {
-			<-s.slots
+			s.acks.Release()
 			return nil, nil, err
 		}
 	}
@@ -288,7 +275,7 @@ func (s *kafkaSource) Read(ctx context.Context) ([]*connectors.Message, connecto
 // waits for batches still pending.
 func (s *kafkaSource) poll(ctx context.Context) error {
 	s.mu.Lock()
-	for s.wanted && len(s.pending) > 0 && !s.closed {
+	for s.wanted && s.acks.Pending() > 0 && !s.closed {
 		ch := s.changed
 		s.mu.Unlock()
 		select {
@@ -363,7 +350,7 @@ func (s *kafkaSource) poll(ctx context.Context) error {
 }
 
 // take hands over the next batch from the queue and records it as pending.
-func (s *kafkaSource) take() ([]*connectors.Message, *kafkaBatch) {
+func (s *kafkaSource) take() ([]*connectors.Message, *ackq.Batch[hub.TopicPartition, kgo.EpochOffset]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
@@ -379,64 +366,53 @@ func (s *kafkaSource) take() ([]*connectors.Message, *kafkaBatch) {
 		end++
 	}
 	msgs := make([]*connectors.Message, end)
-	b := &kafkaBatch{src: s, offsets: map[string]map[int32]kgo.EpochOffset{}, gen: s.gen}
+	offsets := map[hub.TopicPartition]kgo.EpochOffset{}
 	for i, q := range s.queue[:end] {
 		msgs[i] = q.m
-		t := b.offsets[q.m.Dataset]
-		if t == nil {
-			t = map[int32]kgo.EpochOffset{}
-			b.offsets[q.m.Dataset] = t
-		}
-		t[q.m.Partition] = kgo.EpochOffset{Epoch: q.epoch, Offset: q.m.Offset + 1}
+		offsets[hub.TopicPartition{Topic: q.m.Dataset, Partition: q.m.Partition}] = kgo.EpochOffset{Epoch: q.epoch, Offset: q.m.Offset + 1}
 	}
 	clear(s.queue[:end])
 	s.queue = s.queue[end:]
 	if len(s.queue) == 0 {
 		s.queue = nil
 	}
-	s.pending = append(s.pending, b)
-	return msgs, b
+	return msgs, s.acks.Add(offsets)
 }
 
-// ack commits the batch's offsets once every batch before it is
-// acknowledged too (batches acknowledged out of order wait for the ones
-// before them); after a failure nothing more is committed.
-func (b *kafkaBatch) ack(ctx context.Context, err error) error {
-	s := b.src
-	var cerr error
-	b.once.Do(func() {
+// ackFunc returns the acknowledgement of batch b: it commits the batch's
+// offsets once every batch before it is acknowledged too (batches
+// acknowledged out of order wait for the ones before them); after a
+// failure nothing more is committed.
+func (s *kafkaSource) ackFunc(b *ackq.Batch[hub.TopicPartition, kgo.EpochOffset]) connectors.AckFunc {
+	return func(ctx context.Context, err error) error {
 		s.cmu.Lock()
 		defer s.cmu.Unlock()
 		s.mu.Lock()
-		b.done = true
-		if err != nil && !s.poisoned {
-			s.poisoned = true
+		// Under mu with committing: a rebalance waiting for the batches
+		// sees them leave and their commit start as one step.
+		ready, poisoned, ok := b.Done(err)
+		if !ok {
+			s.mu.Unlock()
+			return nil
+		}
+		if poisoned {
 			s.log.Warn("weir: a batch consumed from kafka was not stored; nothing more is committed, the rest is consumed again at the next start",
 				"err", err)
-		}
-		commit := map[string]map[int32]kgo.EpochOffset{}
-		for len(s.pending) > 0 && s.pending[0].done {
-			p := s.pending[0]
-			s.pending[0] = nil
-			s.pending = s.pending[1:]
-			if p.gen != s.gen || s.poisoned {
-				continue
-			}
-			for t, ps := range p.offsets {
-				if commit[t] == nil {
-					commit[t] = map[int32]kgo.EpochOffset{}
-				}
-				for part, off := range ps {
-					commit[t][part] = off // later batches are further on
-				}
-			}
 		}
 		cl := s.cl
 		s.committing++
 		s.mu.Unlock()
-		if len(commit) > 0 && cl != nil {
+		var cerr error
+		if len(ready) > 0 && cl != nil {
+			commit := map[string]map[int32]kgo.EpochOffset{}
+			for tp, off := range ready {
+				if commit[tp.Topic] == nil {
+					commit[tp.Topic] = map[int32]kgo.EpochOffset{}
+				}
+				commit[tp.Topic][tp.Partition] = off
+			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			cerr = commitSync(cctx, cl, commit)
+			cerr = kafkaclient.CommitSync(cctx, cl, commit)
 			cancel()
 			if cerr != nil {
 				cerr = fmt.Errorf("sources: kafka: committing offsets (the records will be consumed again): %w", cerr)
@@ -444,37 +420,13 @@ func (b *kafkaBatch) ack(ctx context.Context, err error) error {
 		}
 		s.mu.Lock()
 		s.committing--
-		if len(s.pending) == 0 {
-			s.pending = nil
-		}
 		close(s.changed)
 		s.changed = make(chan struct{})
 		// Offsets are committed: a waiting rebalance may go on.
 		s.allowIfQuiescent()
 		s.mu.Unlock()
-		<-s.slots
-	})
-	return cerr
-}
-
-// commitSync commits offsets and returns the first error, from the
-// request or any partition.
-func commitSync(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) error {
-	var cerr error
-	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			cerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
-					cerr = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, e)
-				}
-			}
-		}
-	})
-	return cerr
+		return cerr
+	}
 }
 
 // Close leaves the group and closes the client. Offsets were committed by

@@ -49,7 +49,7 @@ func prefill(t *testing.T, dir, dataset string, partitions int32, n int) {
 		for i := start; i < min(start+1000, n); i++ {
 			recs = append(recs, hub.Record{Key: []byte(fmt.Sprint(i % 97)), Value: fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`, i, strings.Repeat("x", 100))})
 		}
-		if err := c.Produce(context.Background(), dataset, recs); err != nil {
+		if err := c.Produce(context.Background(), dataset, recs, hub.ProduceOptions{}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

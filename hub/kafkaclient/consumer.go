@@ -1,0 +1,297 @@
+package kafkaclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/hub"
+)
+
+// Consume implements hub.Client: a group member (range assignor, offsets
+// committed by Commit only) or, with Broadcast, a reader of every
+// partition, resuming from the group's commits when it names one.
+func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Consumer, error) {
+	if len(opts.Datasets) == 0 {
+		return nil, errors.New("kafkaclient: Consume needs at least one dataset")
+	}
+	kc := &consumer{opts: opts, hw: map[hub.TopicPartition]int64{}, pos: map[hub.TopicPartition]int64{},
+		assigned: map[hub.TopicPartition]bool{}}
+	reset := kgo.NewOffset().AtStart()
+	switch opts.Start.Kind {
+	case hub.StartLatest:
+		reset = kgo.NewOffset().AtEnd()
+	case hub.StartOffset:
+		reset = kgo.NewOffset().At(opts.Start.Offset)
+	case hub.StartTime:
+		reset = kgo.NewOffset().AfterMilli(opts.Start.Time.UnixMilli())
+	}
+	kopts := append(append([]kgo.Opt(nil), c.base...), kgo.ConsumeTopics(opts.Datasets...), kgo.ConsumeResetOffset(reset),
+		kgo.WithLogger(kgoLogger{c.opts.Logger}))
+	if opts.ClientID != "" {
+		kopts = append(kopts, kgo.ClientID(opts.ClientID))
+	}
+	if opts.MinBytes > 0 {
+		kopts = append(kopts, kgo.FetchMinBytes(opts.MinBytes))
+	}
+	if opts.MaxWait > 0 {
+		kopts = append(kopts, kgo.FetchMaxWait(max(opts.MaxWait, 10*time.Millisecond)))
+	}
+	if opts.MaxPollBytes > 0 {
+		kopts = append(kopts, kgo.FetchMaxBytes(opts.MaxPollBytes))
+	}
+	if opts.Group != "" && !opts.Broadcast {
+		if opts.SessionTimeout <= 0 {
+			opts.SessionTimeout = 10 * time.Second
+		}
+		kopts = append(kopts, kgo.ConsumerGroup(opts.Group), kgo.Balancers(kgo.RangeBalancer()), kgo.DisableAutoCommit(),
+			kgo.BlockRebalanceOnPoll(), kgo.SessionTimeout(opts.SessionTimeout),
+			kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, gone map[string][]int32) {
+				tps := flatten(gone)
+				if opts.OnRevoked != nil {
+					opts.OnRevoked(ctx, tps)
+				}
+				kc.unassign(tps)
+			}),
+			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
+				kc.unassign(flatten(gone))
+			}),
+			kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
+				tps := flatten(got)
+				kc.assign(tps)
+				if opts.OnAssigned != nil {
+					opts.OnAssigned(ctx, tps)
+				}
+			}))
+		kc.group = true
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkaclient: consumer for %v: %w", c.opts.Conn.Brokers, err)
+	}
+	kc.cl = cl
+	if opts.Group != "" && opts.Broadcast {
+		// A named broadcast subscriber resumes from its own commits.
+		fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, opts.Group)
+		if err == nil {
+			at := map[string]map[int32]kgo.Offset{}
+			fetched.Each(func(o kadm.OffsetResponse) {
+				if o.Err == nil && o.At >= 0 {
+					if at[o.Topic] == nil {
+						at[o.Topic] = map[int32]kgo.Offset{}
+					}
+					at[o.Topic][o.Partition] = kgo.NewOffset().At(o.At)
+				}
+			})
+			if len(at) > 0 {
+				cl.AddConsumePartitions(at)
+			}
+		}
+		kc.adm = kadm.NewClient(cl)
+	}
+	return kc, nil
+}
+
+func flatten(m map[string][]int32) []hub.TopicPartition {
+	var out []hub.TopicPartition
+	for t, ps := range m {
+		for _, p := range ps {
+			out = append(out, hub.TopicPartition{Topic: t, Partition: p})
+		}
+	}
+	return out
+}
+
+// consumer is a hub.Consumer over a kgo client.
+type consumer struct {
+	opts    hub.ConsumeOptions
+	cl      *kgo.Client
+	adm     *kadm.Client
+	group   bool
+	fetches []hub.Fetch
+	hdrs    []codecs.RecordHeader
+
+	mu       sync.Mutex // the fields below; the group callbacks run in kgo's goroutines
+	assigned map[hub.TopicPartition]bool
+	hw       map[hub.TopicPartition]int64
+	pos      map[hub.TopicPartition]int64
+}
+
+func (k *consumer) assign(tps []hub.TopicPartition) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, tp := range tps {
+		k.assigned[tp] = true
+	}
+}
+
+func (k *consumer) unassign(tps []hub.TopicPartition) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, tp := range tps {
+		delete(k.assigned, tp)
+		delete(k.hw, tp)
+		delete(k.pos, tp)
+	}
+}
+
+// Poll implements hub.Consumer. Rebalances wait until the next Poll: the
+// runtime has processed and committed what the last one returned by then.
+func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
+	k.cl.AllowRebalance()
+	pctx, cancel := context.WithTimeout(ctx, max(k.opts.MaxWait, 10*time.Millisecond)+time.Second)
+	defer cancel()
+	fs := k.cl.PollFetches(pctx)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var errs []error
+	fs.EachError(func(t string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, Translate(err)))
+		}
+	})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
+	}
+	k.fetches = k.fetches[:0]
+	k.hdrs = k.hdrs[:0]
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := hub.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		if !k.group {
+			k.assigned[tp] = true // a broadcast reader has every partition it fetches
+		}
+		k.hw[tp] = p.HighWatermark
+		if len(p.Records) == 0 {
+			return
+		}
+		f := hub.Fetch{Dataset: p.Topic, Partition: p.Partition, HighWatermark: p.HighWatermark,
+			Records: make([]codecs.Record, 0, len(p.Records))}
+		for _, r := range p.Records {
+			rec := codecs.Record{Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
+			if len(r.Headers) > 0 {
+				at := len(k.hdrs)
+				for _, h := range r.Headers {
+					k.hdrs = append(k.hdrs, codecs.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+				}
+				rec.Headers = k.hdrs[at:len(k.hdrs):len(k.hdrs)]
+			}
+			f.Records = append(f.Records, rec)
+		}
+		k.pos[tp] = p.Records[len(p.Records)-1].Offset + 1
+		k.fetches = append(k.fetches, f)
+	})
+	return k.fetches, nil
+}
+
+// Commit implements hub.Consumer.
+func (k *consumer) Commit(ctx context.Context, offsets map[hub.TopicPartition]int64) error {
+	if k.opts.Group == "" {
+		return nil
+	}
+	if !k.group {
+		var o kadm.Offsets
+		for tp, off := range offsets {
+			o.AddOffset(tp.Topic, tp.Partition, off, -1)
+		}
+		resp, err := k.adm.CommitOffsets(ctx, k.opts.Group, o)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("kafkaclient: committing offsets of %s: %w", k.opts.Group, Translate(err))
+		}
+		return nil
+	}
+	m := map[string]map[int32]kgo.EpochOffset{}
+	for tp, off := range offsets {
+		if m[tp.Topic] == nil {
+			m[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		m[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	if err := CommitSync(ctx, k.cl, m); err != nil {
+		return fmt.Errorf("kafkaclient: committing offsets of %s: %w", k.opts.Group, err)
+	}
+	return nil
+}
+
+// CommitSync commits a group client's offsets and returns the first
+// error, of the request or of any partition, translated (Translate).
+func CommitSync(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var cerr error
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = Translate(err)
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
+					cerr = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, Translate(e))
+				}
+			}
+		}
+	})
+	return cerr
+}
+
+// Assignment implements hub.Consumer: the partitions assigned now, in
+// topic and partition order.
+func (k *consumer) Assignment() []hub.TopicPartition {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]hub.TopicPartition, 0, len(k.assigned))
+	for tp := range k.assigned {
+		out = append(out, tp)
+	}
+	slices.SortFunc(out, func(a, b hub.TopicPartition) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// Lag implements hub.Consumer, from the high watermarks of the last
+// fetches of the partitions assigned now.
+func (k *consumer) Lag() map[hub.TopicPartition]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[hub.TopicPartition]int64, len(k.hw))
+	for tp, hw := range k.hw {
+		if k.assigned[tp] {
+			out[tp] = max(hw-k.pos[tp], 0)
+		}
+	}
+	return out
+}
+
+// Close implements hub.Consumer.
+func (k *consumer) Close(ctx context.Context) error {
+	if k.group && k.opts.OnRevoked != nil {
+		if tps := k.Assignment(); len(tps) > 0 {
+			k.opts.OnRevoked(ctx, tps)
+		}
+	}
+	// A blocked rebalance would keep Close (which leaves the group)
+	// waiting: the records last polled are processed by now.
+	k.cl.AllowRebalance()
+	k.cl.Close()
+	return nil
+}

@@ -1,0 +1,240 @@
+package kafkaclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/brokertest"
+	"github.com/weirhub/weir/internal/kafkaconf"
+)
+
+func newClient(t testing.TB, conn kafkaconf.Conn) *Client {
+	t.Helper()
+	c, err := New(Options{Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestProduceResults produces through Weir's Kafka server: one result per
+// record with its partition and offset, batches compressed with lz4 by
+// default, a record too large failing alone as hub.ErrBatchTooLarge.
+func TestProduceResults(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	if _, err := w.Hub.CreateDataset("r", hub.DatasetConfig{Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	var recs []hub.Record
+	for i := range 60 {
+		recs = append(recs, hub.Record{Key: fmt.Appendf(nil, "k%d", i%7), Value: fmt.Appendf(nil, "value %d", i),
+			Headers: []codecs.RecordHeader{{Key: []byte("h"), Value: []byte("v")}}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rs := c.Produce(ctx, "r", recs, hub.ProduceOptions{})
+	if len(rs) != len(recs) {
+		t.Fatalf("%d results for %d records", len(rs), len(recs))
+	}
+	next := map[int32]int64{}
+	for i, r := range rs {
+		if r.Err != nil {
+			t.Fatalf("record %d: %v", i, r.Err)
+		}
+		if want := hub.PartitionForKey(recs[i].Key, 3); r.Partition != want {
+			t.Errorf("record %d partition %d, want %d", i, r.Partition, want)
+		}
+		if r.Offset != next[r.Partition] {
+			t.Errorf("record %d offset %d, want %d", i, r.Offset, next[r.Partition])
+		}
+		next[r.Partition] = r.Offset + 1
+	}
+	ds, _ := w.Hub.Dataset("r")
+	for p := range int32(3) {
+		part, _ := ds.Partition(p)
+		part.Log().ScanHeaders(0, func(h *codecs.Header) bool {
+			if h.Compression() != codecs.LZ4 {
+				t.Errorf("partition %d: a batch compressed with %v, want lz4", p, h.Compression())
+			}
+			return true
+		})
+	}
+	big := []hub.Record{{Value: []byte("small")}, {Value: bytes.Repeat([]byte("x"), 2<<20)}}
+	rs = c.Produce(ctx, "r", big, hub.ProduceOptions{})
+	if rs[0].Err != nil {
+		t.Errorf("small record: %v", rs[0].Err)
+	}
+	if !errors.Is(rs[1].Err, hub.ErrBatchTooLarge) || !hub.RecordAtFault(rs[1].Err) {
+		t.Errorf("a record of 2 MiB = %v, want hub.ErrBatchTooLarge", rs[1].Err)
+	}
+}
+
+// TestAssignmentIsCurrent checks that a group member's Assignment drops
+// the partitions a rebalance gave to another member, even those it had
+// fetched from.
+func TestAssignmentIsCurrent(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	if _, err := w.Hub.CreateDataset("in", hub.DatasetConfig{Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var recs []hub.Record
+	for i := range 40 {
+		recs = append(recs, hub.Record{Key: fmt.Appendf(nil, "%d", i), Value: []byte("v")})
+	}
+	if err := c.Produce(ctx, "in", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	opts := hub.ConsumeOptions{Datasets: []string{"in"}, Group: "g", MaxWait: 100 * time.Millisecond, SessionTimeout: 6 * time.Second}
+	a, err := c.Consume(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	fetched := map[int32]bool{}
+	for len(fetched) < 4 && ctx.Err() == nil {
+		fs, err := a.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			fetched[f.Partition] = true
+		}
+	}
+	if got := a.Assignment(); len(got) != 4 {
+		t.Fatalf("alone in the group: Assignment %v, want 4 partitions", got)
+	}
+	b, err := c.Consume(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	bctx, bstop := context.WithCancel(ctx)
+	wg.Go(func() {
+		for bctx.Err() == nil {
+			b.Poll(bctx)
+		}
+	})
+	defer func() {
+		bstop()
+		wg.Wait()
+		b.Close(context.Background())
+	}()
+	for ctx.Err() == nil && len(a.Assignment()) != 2 {
+		if _, err := a.Poll(ctx); err != nil && ctx.Err() == nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.Assignment(); len(got) != 2 {
+		t.Fatalf("after a second member joined: Assignment %v, want 2 partitions", got)
+	}
+	for tp := range a.Lag() {
+		if !contains(a.Assignment(), tp) {
+			t.Errorf("Lag reports %v, which is not assigned", tp)
+		}
+	}
+}
+
+func contains(tps []hub.TopicPartition, tp hub.TopicPartition) bool {
+	for _, x := range tps {
+		if x == tp {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSASLAndTLS reaches clusters that want SCRAM or TLS through the
+// connection settings the kafka connectors use; wrong credentials fail
+// as hub.ErrUnavailable.
+func TestSASLAndTLS(t *testing.T) {
+	roundTrip := func(t *testing.T, conn kafkaconf.Conn) {
+		t.Helper()
+		c := newClient(t, conn)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		recs := []hub.Record{{Value: []byte("one")}, {Value: []byte("two")}}
+		if err := c.Produce(ctx, "secure", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"secure"}, Broadcast: true, MaxWait: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close(context.Background())
+		n := 0
+		for n < 2 && ctx.Err() == nil {
+			fs, err := cons.Poll(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fs {
+				n += len(f.Records)
+			}
+		}
+		if n != 2 {
+			t.Fatalf("read %d records back, want 2", n)
+		}
+	}
+	t.Run("SCRAM-SHA-256", func(t *testing.T) {
+		addr := brokertest.StartKfake(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "weir", "s3cret"), kfake.SeedTopics(1, "secure"))
+		roundTrip(t, kafkaconf.Conn{Brokers: []string{addr}, Mechanism: kafkaconf.ScramSHA256, User: "weir", Password: "s3cret"})
+		c := newClient(t, kafkaconf.Conn{Brokers: []string{addr}, Mechanism: kafkaconf.ScramSHA256, User: "weir", Password: "nope"})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Partitions(ctx, "secure"); !errors.Is(err, hub.ErrUnavailable) {
+			t.Errorf("Partitions with a wrong password = %v, want hub.ErrUnavailable", err)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		srvTLS, caFile := brokertest.TLS(t)
+		addr := brokertest.StartKfake(t, kfake.TLS(srvTLS), kfake.SeedTopics(1, "secure"))
+		roundTrip(t, kafkaconf.Conn{Brokers: []string{addr}, TLS: true, CAFile: caFile, ServerName: "localhost"})
+	})
+}
+
+// BenchmarkProduce produces 1,000 records of 200 bytes to Weir's Kafka
+// server, as a pipeline's source does with hub.kafka: the records go to
+// franz-go as they are, encoded once.
+func BenchmarkProduce(b *testing.B) {
+	w := brokertest.StartWeir(b, hub.Options{})
+	if _, err := w.Hub.CreateDataset("bench", hub.DatasetConfig{Partitions: 4, RetentionBytes: 64 << 20, SegmentBytes: 16 << 20}); err != nil {
+		b.Fatal(err)
+	}
+	none := codecs.None
+	c, err := New(Options{Conn: kafkaconf.Conn{Brokers: []string{w.Addr}}, Compression: &none})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	recs := make([]hub.Record, 1000)
+	for i := range recs {
+		recs[i] = hub.Record{Key: fmt.Appendf(nil, "key-%d", i), Value: bytes.Repeat([]byte{'a' + byte(i%26)}, 200),
+			Headers: []codecs.RecordHeader{{Key: []byte("source"), Value: []byte("bench")}}}
+	}
+	ctx := context.Background()
+	if err := c.Produce(ctx, "bench", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(recs) * 200))
+	for b.Loop() {
+		if err := c.Produce(ctx, "bench", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
