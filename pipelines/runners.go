@@ -27,7 +27,7 @@ type sourceRunner struct {
 	stats       counters
 	ended       atomic.Bool
 
-	recs   []hub.Record           // of one store, reused
+	recs   []hub.Record          // of one store, reused
 	msgs   []*connectors.Message // the messages of recs
 	buf    []byte
 	keyBuf []byte
