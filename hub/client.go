@@ -161,7 +161,11 @@ type ConsumeOptions struct {
 	SessionTimeout    time.Duration
 	RebalanceTimeout  time.Duration
 	HeartbeatInterval time.Duration
-	// MaxPollBytes bounds the bytes one Poll reads. Default 4 MiB.
+	// MaxPollBytes bounds the bytes one Poll reads, and the bytes of
+	// keys and values it returns: records of compressed batches take
+	// more room decoded than stored, and a Poll stops after the batch
+	// that reaches this many (the rest are returned by the next Poll).
+	// Default 4 MiB.
 	MaxPollBytes int32
 	// MinBytes makes Poll wait until this many bytes are available (or
 	// MaxWait passes): batching done by the hub, on disk, not in memory.
@@ -432,6 +436,7 @@ type localConsumer struct {
 
 	assigned []TopicPartition
 	pos      map[TopicPartition]int64
+	rot      int // the assigned partition the next Poll starts at
 
 	// Buffers reused across polls.
 	raw     []byte
@@ -730,7 +735,11 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 		}
 	}
 	req := FetchRequest{MinBytes: max(c.opts.MinBytes, 1), MaxBytes: c.opts.MaxPollBytes, MaxWait: c.opts.MaxWait}
-	for _, tp := range c.assigned {
+	// Each Poll starts at the next partition, so that one with a backlog
+	// of MaxPollBytes does not keep the others waiting.
+	c.rot = (c.rot + 1) % len(c.assigned)
+	order := append(c.assigned[c.rot:len(c.assigned):len(c.assigned)], c.assigned[:c.rot]...)
+	for _, tp := range order {
 		req.Partitions = append(req.Partitions, FetchPartition{Dataset: tp.Topic, Partition: tp.Partition, Offset: c.pos[tp], MaxBytes: c.opts.MaxPollBytes})
 	}
 	pctx, cancel := context.WithCancel(ctx)
@@ -747,8 +756,12 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 	c.hdrs = c.hdrs[:0]
 	c.raw = c.raw[:0]
 	it := 0
+	decoded := 0 // bytes of the keys and values returned
 	for i, r := range results {
-		tp := c.assigned[i]
+		tp := order[i]
+		if decoded >= int(c.opts.MaxPollBytes) {
+			break // the positions of the partitions left stay: read next time
+		}
 		if errors.Is(r.Err, ErrOffsetOutOfRange) {
 			c.pos[tp] = c.startOffset(tp)
 			continue
@@ -771,7 +784,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 		raw := c.raw[at:]
 		f := Fetch{Dataset: tp.Topic, Partition: tp.Partition, HighWatermark: r.HighWatermark}
 		next := c.pos[tp]
-		for b := raw; len(b) > 0; {
+		for b := raw; len(b) > 0 && decoded < int(c.opts.MaxPollBytes); {
 			size := codecs.BatchSize(b)
 			if size < codecs.HeaderSize || size > len(b) {
 				return nil, fmt.Errorf("hub: fetching %s/%d: %w: bad batch framing", tp.Topic, tp.Partition, ErrCorruptBatch)
@@ -800,6 +813,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				c.hdrs = append(c.hdrs, rec.Headers...)
 				rec.Headers = c.hdrs[hs:len(c.hdrs):len(c.hdrs)]
 				f.Records = append(f.Records, rec)
+				decoded += len(rec.Key) + len(rec.Value)
 				next = rec.Offset + 1
 			}
 			if err := ri.Err(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/weirhub/weir/codecs"
 )
@@ -137,4 +138,58 @@ func BenchmarkLocalProduce(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestPollBoundsDecodedBytes checks that MaxPollBytes bounds the bytes of
+// the records a Poll returns, not only the compressed bytes it reads: a
+// poll of lz4 batches of repetitive text would otherwise hand over ten
+// times what the reader asked for.
+func TestPollBoundsDecodedBytes(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	if _, err := h.CreateDataset("text", DatasetConfig{Partitions: 1, Compression: "lz4"}); err != nil {
+		t.Fatal(err)
+	}
+	c := NewLocalClient(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 200 { // batches of 10 records of 1000 bytes
+		var recs []Record
+		for j := range 10 {
+			recs = append(recs, Record{Value: bytes.Repeat(fmt.Appendf(nil, "line %03d.%d ", i, j), 100)[:1000]})
+		}
+		if err := c.Produce(ctx, "text", recs, ProduceOptions{}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const limit = 64 << 10
+	cons, err := c.Consume(ctx, ConsumeOptions{Datasets: []string{"text"}, Broadcast: true, MaxPollBytes: limit, MaxWait: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	total, next := 0, int64(0)
+	for total < 2000 && ctx.Err() == nil {
+		fs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, f := range fs {
+			for _, r := range f.Records {
+				if r.Offset != next {
+					t.Fatalf("offset %d, want %d", r.Offset, next)
+				}
+				next++
+				got += len(r.Value)
+			}
+		}
+		if got > limit+10*1000 {
+			t.Fatalf("a Poll returned %d bytes of values, want at most MaxPollBytes (%d) and one batch", got, limit)
+		}
+		total += got / 1000
+	}
+	if total != 2000 {
+		t.Fatalf("read %d records, want 2000", total)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/internal/atomicfile"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -369,7 +370,7 @@ func openDataset(h *Hub, name string) (*Dataset, error) {
 
 func (d *Dataset) save() error {
 	b, _ := json.MarshalIndent(datasetFile{ID: hex.EncodeToString(d.id[:]), Name: d.name, Created: d.created, Config: d.cfg}, "", "  ")
-	return writeFileAtomic(filepath.Join(d.dir, "dataset.json"), b)
+	return atomicfile.Write(filepath.Join(d.dir, "dataset.json"), b)
 }
 
 // openPartitions opens partitions up to n.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weirhub/weir/internal/atomicfile"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -156,7 +157,7 @@ func (h *Hub) loadMeta() error {
 // saveMeta writes meta.json atomically and durably.
 func (h *Hub) saveMeta() error {
 	b, _ := json.MarshalIndent(h.meta, "", "  ")
-	return writeFileAtomic(filepath.Join(h.opts.DataDir, "meta.json"), b)
+	return atomicfile.Write(filepath.Join(h.opts.DataDir, "meta.json"), b)
 }
 
 // Close stops background work and closes every log. Blocked fetches and
@@ -308,7 +309,7 @@ func (h *Hub) DeleteDataset(name string) error {
 	if rerr := os.Rename(ds.dir, gone); rerr != nil {
 		return errors.Join(err, fmt.Errorf("hub: deleting %s: %w", name, rerr))
 	}
-	syncDir(filepath.Join(h.opts.DataDir, "datasets"))
+	atomicfile.SyncDir(filepath.Join(h.opts.DataDir, "datasets"))
 	h.opts.Logger.Info("hub: dataset deleted", "dataset", name)
 	return errors.Join(err, os.RemoveAll(gone))
 }
@@ -333,38 +334,4 @@ func validateName(name string) error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes a small file durably: temporary file, fsync,
-// rename, directory fsync.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("hub: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("hub: writing %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/internal/atomicfile"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -349,7 +350,7 @@ func (p *Partition) snapshotProducers(closing bool) {
 	if err == nil {
 		// Batches below hw are all accounted for: Produce updates the
 		// state under p.mu before the records can be published.
-		err = writeFileAtomic(filepath.Join(p.dir, producerSnapshot), b)
+		err = atomicfile.Write(filepath.Join(p.dir, producerSnapshot), b)
 	}
 	if err != nil {
 		p.ds.h.opts.Logger.Warn("hub: writing the producer snapshot failed; it will be rebuilt from the log", "dataset", p.ds.name, "partition", p.id, "err", err)

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/weirhub/weir/internal/atomicfile"
 )
 
 // Checkpoints of the file source
@@ -151,7 +153,7 @@ func (s *fileSource) save() error {
 	})
 	data, err := json.MarshalIndent(&doc, "", " ")
 	if err == nil {
-		err = fileWriteAtomic(s.stateDir, fileCheckpointName, append(data, '\n'))
+		err = atomicfile.Write(filepath.Join(s.stateDir, fileCheckpointName), append(data, '\n'))
 	}
 	if err != nil {
 		s.mu.Lock()
@@ -160,39 +162,6 @@ func (s *fileSource) save() error {
 		return fmt.Errorf("sources: file: writing checkpoints: %w", err)
 	}
 	return nil
-}
-
-// fileWriteAtomic replaces dir/name with data: a temporary file, fsynced,
-// renamed over it, and the directory fsynced.
-func fileWriteAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // fileReadPrefix reads the first n bytes of f into buf (grown if need be).

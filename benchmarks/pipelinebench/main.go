@@ -4,7 +4,8 @@
 // quarter at level debug) is parsed, debug records dropped, a field added,
 // and the rest written as an NDJSON file. It prints wall MB/s, records/s,
 // MB per CPU-second and peak RSS of each, measured with the children's
-// rusage, and the ratios.
+// rusage, and the ratios, and the bytes the hub stores per GB of input
+// (its datasets compress batches by default: lz4).
 //
 //	go run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline
 //
@@ -94,6 +95,9 @@ func main() {
 	measure("weir run: stdin -> hub -> pipeline -> file", cmd, in)
 	f.Close()
 	countLines(filepath.Join(wd, "out-weir"), kept, "weir end to end")
+	stored := hubSize(data)
+	fmt.Printf("hub: %s stored for %s of input, %.0f MB per GB of input\n", humanize.IBytes(uint64(stored)),
+		humanize.IBytes(uint64(in)), float64(stored)/float64(in)*1000)
 
 	// 3. Weir, the pipeline alone over the backlog now in the hub (a new
 	// consumer group reads it all again).

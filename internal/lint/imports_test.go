@@ -20,11 +20,11 @@ const module = "github.com/weirhub/weir"
 var allowed = map[string][]string{
 	"codecs":          {},
 	"log":             {"codecs"},
-	"hub":             {"log", "codecs"},
+	"hub":             {"log", "codecs", "internal/atomicfile"},
 	"hub/kafka":       {"hub", "log", "codecs"},
 	"hub/kafkaclient": {"hub", "codecs", "internal/kafkaconf"},
 	"connectors":      {"hub", "codecs"},
-	"sources":         {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf", "internal/ackq"},
+	"sources":         {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf", "internal/ackq", "internal/atomicfile"},
 	"sinks":           {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf"},
 	"pipelines":       {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf"},
 	"cmd":             {"*"},
