@@ -108,7 +108,7 @@ func TestBuildReadRoundTrip(t *testing.T) {
 				if h.Size() != len(batch) {
 					t.Fatalf("Size() = %d, len = %d", h.Size(), len(batch))
 				}
-				var minTS, maxTS int64 = recs[0].ts, recs[0].ts
+				minTS, maxTS := recs[0].ts, recs[0].ts
 				for _, r := range recs {
 					maxTS = max(maxTS, r.ts)
 					minTS = min(minTS, r.ts)

@@ -37,7 +37,7 @@ type FetchResult struct {
 	Bytes          int64
 }
 
-// Release gives back the file sections of every result.
+// ReleaseFetch gives back the file sections of every result.
 func ReleaseFetch(results []FetchResult) {
 	for i := range results {
 		wlog.ReleaseSections(results[i].Sections)

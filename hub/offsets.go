@@ -187,7 +187,7 @@ func (s *offsetStore) compact() error {
 		return err
 	}
 	start := s.log.HighWatermark()
-	var next int64 = start
+	next := start
 	s.b.Reset()
 	flush := func() error {
 		if s.b.NumRecords() == 0 {

@@ -34,9 +34,6 @@ func (x *index) entries() []byte {
 	return (*x.mem.Load())[:int(n)*x.size]
 }
 
-// count is the number of published entries.
-func (x *index) count() int { return int(x.n.Load()) }
-
 // add appends an entry that readers see after the next publish. Only the
 // segment's writer calls it. Slots past the published count are never
 // read, so the writer may fill and refill them freely.

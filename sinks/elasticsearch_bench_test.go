@@ -185,10 +185,8 @@ func esBenchClient(b *testing.B, t esBenchTarget) *elasticsearch.Client {
 // record to an esutil.BulkIndexer, Flush, and collect the outcome from
 // the per-item callbacks. It encodes index names and ids with the sink.
 type biWriter struct {
-	s        *esSink
-	bi       esutil.BulkIndexer
-	failures []connectors.Failure
-	failed   atomic.Int64
+	s  *esSink
+	bi esutil.BulkIndexer
 }
 
 func newBIWriter(b *testing.B, s *esSink, t esBenchTarget) *biWriter {

@@ -251,7 +251,6 @@ var (
 		return t
 	}()
 	uaTable = [...]uint8{0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 8, 9, 10}
-	months  = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
 )
 
 func newGenerator(seed uint64, format, key int, start, tick int64) *generator {

@@ -41,7 +41,7 @@ func init() {
 		14: {0, 5, handleSyncGroup},
 		15: {0, 5, handleDescribeGroups},
 		16: {0, 4, handleListGroups},
-		18: {0, 3, handleApiVersions},
+		18: {0, 3, handleAPIVersions},
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},
 		22: {0, 4, handleInitProducerID},
@@ -73,7 +73,7 @@ func sortedKeys() []int16 {
 	return keys
 }
 
-func handleApiVersions(c *conn, h *header, req kmsg.Request) *pending {
+func handleAPIVersions(c *conn, h *header, req kmsg.Request) *pending {
 	return ready(apiVersionsResponse(h.version))
 }
 
