@@ -2,12 +2,15 @@
 // registered by name into connectors.Default from init. A pipeline names
 // them in its `to:` list; the package is imported for its side effect.
 //
+//	elasticsearch  the Bulk API: daily indices, ids that make a redelivery
+//	        overwrite, rejected documents to the dead-letter dataset
 //	stdout  each record as a line on standard output (value or JSON)
 //	file    archive files from a path template, lines or NDJSON, gzip or
 //	        zstd, rotated by size and age, fsync policy, an LRU of open files
 //	http    batches POSTed as NDJSON, split by size, optionally gzipped
 //	dataset another hub dataset through the pipeline's hub client, keeping
-//	        key, headers and time; a write returns once it is durable
+//	        key, headers and time, compressed as the dataset says; a write
+//	        returns once it is durable
 //	kafka   a topic (or a template of topics) of an external Kafka cluster,
 //	        acks=all and idempotent by default, compression, SASL and TLS
 //

@@ -3,6 +3,11 @@
 // names them under `sources:`; the package is imported for its side
 // effect.
 //
+//	file      files matched by globs, tailed across rotation (rename,
+//	          copytruncate, compressed rotations), with checkpoints so that
+//	          no line is lost or repeated across restarts
+//	syslog    syslog over UDP, TCP and TLS (RFC 5424, RFC 3164, RFC 5425
+//	          framing), parsed into JSON fields
 //	stdin     lines (or NDJSON) from standard input, batched by size and time
 //	generate  synthetic web access-log records, seeded and reproducible, at a
 //	          rate or as fast as possible (for demos, tests and benchmarks)
@@ -12,6 +17,10 @@
 //	          the pipeline's hub client; positions committed once stored
 //	kafka     topics of an external Kafka cluster in a consumer group;
 //	          offsets committed once stored, rebalances wait for the acks
+//
+// The dataset and kafka sources commit positions in the order batches
+// were read, whatever order they are acknowledged in, through
+// internal/ackq.
 //
 // # Contract
 //

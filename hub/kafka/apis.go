@@ -21,9 +21,12 @@ type api struct {
 	handle   func(c *conn, h *header, req kmsg.Request) *pending
 }
 
-// apis lists what is advertised. The version ranges are those KAFKA.md
-// found every client needs (Produce from v0, group APIs from v0, Fetch
-// from v4 without sessions), plus CreatePartitions and DescribeConfigs.
+// apis lists what is advertised. The version ranges are those the
+// clients Weir is tested with (kcat, librdkafka, kafka-python, franz-go,
+// sarama, kafkajs) need: Produce from v0 (librdkafka compresses with gzip,
+// snappy or lz4 only when the broker offers Produce from v0), group APIs
+// from v0, Fetch from v4 without fetch sessions; plus CreatePartitions and
+// DescribeConfigs for tooling.
 var apis map[int16]api
 
 func init() {

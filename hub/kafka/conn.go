@@ -160,7 +160,8 @@ func (c *conn) handle(body []byte) error {
 	a, known := apis[h.key]
 	if h.key == 18 && (!known || h.version > a.max || h.version < a.min) {
 		// ApiVersions a version ahead of ours: answer v0 with our list
-		// so the client can pick (KAFKA.md).
+		// and UNSUPPORTED_VERSION, as Kafka brokers do, so the client
+		// retries with a version we list.
 		resp := apiVersionsResponse(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 		c.queue(&pending{hdr: h, resp: resp})

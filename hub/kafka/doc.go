@@ -22,7 +22,8 @@
 //
 // # Versions
 //
-// The API keys and versions advertised are those KAFKA.md lists as needed
-// by kcat, librdkafka, kafka-python, franz-go, sarama and kafkajs, plus
-// CreatePartitions and DescribeConfigs for tooling.
+// The API keys and versions advertised are those kcat, librdkafka,
+// kafka-python, franz-go, sarama and kafkajs need (internal/kafkatest
+// runs them against the server), plus CreatePartitions and
+// DescribeConfigs for tooling.
 package kafka

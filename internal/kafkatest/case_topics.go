@@ -23,7 +23,8 @@ const retentionKey, retentionValue = "retention.ms", "3600000"
 // Broker.AutoCreate declares: recreate it empty, or fail with
 // UNKNOWN_TOPIC_OR_PARTITION. When the broker auto-creates, every producer
 // also writes to a topic nobody created, as omkafka-style producers rely on
-// (KAFKA.md pitfall 4), and the records must be there exactly once.
+// (rsyslog's omkafka produces to a topic it never creates and retries on
+// UNKNOWN_TOPIC_OR_PARTITION), and the records must be there exactly once.
 func caseCreateDeleteTopics(e *env) {
 	e.run("franz-go", func(e *env) {
 		topic := e.name("franz-go")

@@ -53,7 +53,8 @@ func TestExternal(t *testing.T) {
 // librdkafkaUncompressed are the wire-codec checks kfake as shipped fails:
 // it advertises Produce from v3, and librdkafka 2.0.2 then sends gzip,
 // snappy and lz4 batches uncompressed (measured: every batch codec none;
-// zstd is unaffected). See KAFKA.md, "API keys and versions".
+// zstd is unaffected): librdkafka compresses with those codecs only when
+// the broker offers Produce from v0.
 var librdkafkaUncompressed = []string{
 	"produce-codecs/wire-codec/kcat-gzip", "produce-codecs/wire-codec/kcat-snappy", "produce-codecs/wire-codec/kcat-lz4",
 	"produce-codecs/wire-codec/confluent-gzip", "produce-codecs/wire-codec/confluent-snappy", "produce-codecs/wire-codec/confluent-lz4",
@@ -135,8 +136,8 @@ func (k *kfakeBroker) close() {
 }
 
 // advertiseProduceV0 makes kfake advertise Produce from version 0, as
-// KAFKA.md tells Weir to (librdkafka 2.0.2 compresses with gzip, snappy or
-// lz4 only then). It asks kfake for its ApiVersions once and from then on
+// Weir does (librdkafka 2.0.2 compresses with gzip, snappy or lz4 only
+// then). It asks kfake for its ApiVersions once and from then on
 // answers ApiVersions with that response, Produce's minimum lowered to 0.
 // kfake still rejects Produce v0-2 requests, which no client here sends.
 func advertiseProduceV0(t *testing.T, c *kfake.Cluster, addr string) {

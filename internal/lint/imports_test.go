@@ -84,7 +84,7 @@ func TestImportLayers(t *testing.T) {
 		me := rel(p.ImportPath)
 		rule, deps, found := ruleFor(me)
 		if !found {
-			t.Errorf("package %s has no layering rule in allowed; add one following DESIGN.md", me)
+			t.Errorf("package %s has no layering rule in allowed; add one following the layering in doc.go", me)
 			continue
 		}
 		for _, imp := range p.Imports { // production imports only; tests may reach further
@@ -98,7 +98,7 @@ func TestImportLayers(t *testing.T) {
 				}
 			}
 			if !layerAllows(rule, deps, dep) {
-				t.Errorf("%s imports %s, against the layering of DESIGN.md (it may import %v)", me, dep, deps)
+				t.Errorf("%s imports %s, against the layering in doc.go (it may import %v)", me, dep, deps)
 			}
 		}
 	}
