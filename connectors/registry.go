@@ -44,6 +44,9 @@ func (r *Registry) register(e *entry) error {
 	if e.spec.Name == "" {
 		return fmt.Errorf("connectors: a %s needs a name", e.spec.Kind)
 	}
+	if err := CheckFields(e.spec.Fields); err != nil {
+		return fmt.Errorf("connectors: %s %q: %w", e.spec.Kind, e.spec.Name, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.entries[e.spec.Kind]

@@ -74,7 +74,38 @@ func fieldSchema(f *Field) map[string]any {
 	if len(f.Enum) > 0 {
 		s["enum"] = f.Enum
 	}
+	addBounds(f, s)
 	return s
+}
+
+// addBounds puts the field's Min and Max into its schema: as minimum and
+// maximum of a number, of the integer form of a size, and in words in the
+// description (a size or duration string cannot carry them).
+func addBounds(f *Field, s map[string]any) {
+	if f.Min == nil && f.Max == nil {
+		return
+	}
+	num := s
+	if f.Type == TypeSize {
+		num = s["anyOf"].([]any)[0].(map[string]any)
+	}
+	if f.Type == TypeInt || f.Type == TypeFloat || f.Type == TypeSize {
+		if lo, ok := f.bound(f.Min); ok {
+			num["minimum"] = lo
+		}
+		if hi, ok := f.bound(f.Max); ok {
+			num["maximum"] = hi
+		}
+	}
+	d, _ := s["description"].(string)
+	s["description"] = strings.TrimSpace(d + " " + capitalize(f.BoundsText()) + ".")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // Markdown renders a component's documentation: summary, fields with
@@ -96,6 +127,17 @@ func (s *Spec) Markdown() string {
 	return b.String()
 }
 
+// FieldsMarkdown renders fields as the Markdown table of Spec.Markdown:
+// name, type, default and description with enums and bounds, nested
+// fields under their parent's name. Pipeline files document their own
+// sections with it.
+func FieldsMarkdown(fields []Field) string {
+	var b strings.Builder
+	b.WriteString("| field | type | default | description |\n|---|---|---|---|\n")
+	writeFieldRows(&b, "", fields)
+	return b.String()
+}
+
 func writeFieldRows(b *strings.Builder, prefix string, fields []Field) {
 	for _, f := range fields {
 		def := ""
@@ -107,6 +149,9 @@ func writeFieldRows(b *strings.Builder, prefix string, fields []Field) {
 		doc := f.Doc
 		if len(f.Enum) > 0 {
 			doc += " One of: " + strings.Join(f.Enum, ", ") + "."
+		}
+		if b := f.BoundsText(); b != "" {
+			doc = strings.TrimSpace(doc + " " + capitalize(b) + ".")
 		}
 		fmt.Fprintf(b, "| `%s%s` | %s | %s | %s |\n", prefix, f.Name, f.Type, def, strings.ReplaceAll(doc, "|", "\\|"))
 		if f.Type == TypeObject || f.Type == TypeObjects {

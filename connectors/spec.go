@@ -45,6 +45,12 @@ type Field struct {
 	Default  any  // used when the field is absent; nil for none
 	Required bool // an error when absent
 	Enum     []string
+	// Min and Max bound a number, size or duration field, written like
+	// its Default (1, 0.5, "1KiB", "10ms"); nil for no bound. Values out
+	// of bounds are config errors at their place in the YAML, and the
+	// bounds show in `weir list`, the docs and the JSON Schema. A
+	// duration field that accepts forever (-1) leaves Min unset.
+	Min, Max any
 	Example  any
 	Fields   []Field // of TypeObject and TypeObjects
 	// Dataset says the field names hub datasets (a TypeString, which may
@@ -403,6 +409,9 @@ func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) 
 	case TypeAny:
 		out = v
 	}
+	if msg := f.checkBounds(out); msg != "" {
+		return defaultValue(component, f), []ConfigError{errAt(v, "%s: must be %s, not %s", f.Name, msg, v.Value)}
+	}
 	if len(f.Enum) > 0 {
 		s := fmt.Sprint(out)
 		ok := false
@@ -416,6 +425,106 @@ func decodeField(component string, f *Field, v *yaml.Node) (any, []ConfigError) 
 		}
 	}
 	return out, nil
+}
+
+// bound returns a Min or Max as the field's decoded value: int, float64,
+// int64 bytes or time.Duration.
+func (f *Field) bound(b any) (float64, bool) {
+	switch f.Type {
+	case TypeSize:
+		switch v := b.(type) {
+		case string:
+			n, err := humanize.ParseBytes(v)
+			return float64(n), err == nil
+		case int:
+			return float64(v), true
+		case int64:
+			return float64(v), true
+		}
+	case TypeDuration:
+		switch v := b.(type) {
+		case string:
+			d, err := parseDuration(v)
+			return float64(d), err == nil
+		case time.Duration:
+			return float64(v), true
+		}
+	case TypeInt, TypeFloat:
+		switch v := b.(type) {
+		case int:
+			return float64(v), true
+		case float64:
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// CheckFields checks the declarations themselves: Min and Max written
+// as the field's type reads them, on a type that has bounds, and a
+// Default within them.
+func CheckFields(fields []Field) error {
+	for i := range fields {
+		f := &fields[i]
+		for _, b := range []any{f.Min, f.Max} {
+			if b == nil {
+				continue
+			}
+			if _, ok := f.bound(b); !ok {
+				return fmt.Errorf("field %s: bound %v is not a %s", f.Name, b, f.Type)
+			}
+		}
+		if f.Default != nil && (f.Min != nil || f.Max != nil) {
+			if msg := f.checkBounds(defaultValue("", f)); msg != "" {
+				return fmt.Errorf("field %s: default %v is not %s", f.Name, f.Default, msg)
+			}
+		}
+		if err := CheckFields(f.Fields); err != nil {
+			return fmt.Errorf("%s.%w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkBounds returns what a value out of the field's bounds must be
+// ("at least 1KiB", "from 1 to 100"), or "".
+func (f *Field) checkBounds(v any) string {
+	if f.Min == nil && f.Max == nil {
+		return ""
+	}
+	var x float64
+	switch n := v.(type) {
+	case int:
+		x = float64(n)
+	case int64:
+		x = float64(n)
+	case float64:
+		x = n
+	case time.Duration:
+		x = float64(n)
+	default:
+		return ""
+	}
+	lo, hasLo := f.bound(f.Min)
+	hi, hasHi := f.bound(f.Max)
+	if (!hasLo || x >= lo) && (!hasHi || x <= hi) {
+		return ""
+	}
+	return f.BoundsText()
+}
+
+// BoundsText says the field's bounds in words ("at least 1", "at most
+// 1GiB", "from 1 to 100"), or "" without bounds.
+func (f *Field) BoundsText() string {
+	switch {
+	case f.Min != nil && f.Max != nil:
+		return fmt.Sprintf("from %v to %v", f.Min, f.Max)
+	case f.Min != nil:
+		return fmt.Sprintf("at least %v", f.Min)
+	case f.Max != nil:
+		return fmt.Sprintf("at most %v", f.Max)
+	}
+	return ""
 }
 
 func joinName(parent, name string) string {

@@ -39,7 +39,7 @@ var datasetSpec = connectors.Spec{
 		{Name: "key", Type: connectors.TypeString, Doc: "A field (dotted path) whose value becomes the key; records without it keep their key. Default: keep every key."},
 		{Name: "compression", Type: connectors.TypeString, Default: "dataset", Enum: []string{"dataset", "none", "gzip", "snappy", "lz4", "zstd"},
 			Doc: "Compression of the record batches written. dataset: the dataset's compression (lz4 where it keeps the producer's)."},
-		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB",
+		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB", Min: "1KiB", Max: "256MiB",
 			Doc: "Most bytes of records in one record batch (keep it under the dataset's max_message_bytes); a write may store several."},
 	},
 	Example: `pipelines:
@@ -112,9 +112,6 @@ func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.S
 			return nil, conf.Errorf("compression", "%v", err)
 		}
 		s.opts.Compression = c
-	}
-	if s.opts.MaxBatchBytes < 1024 {
-		return nil, conf.Errorf("max_batch_bytes", "must be at least 1KiB")
 	}
 	return s, nil
 }

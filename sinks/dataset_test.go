@@ -53,10 +53,13 @@ func TestDatasetConfigErrors(t *testing.T) {
 	}{
 		{"dataset: 'a/b'", `1:10: dataset: "a/b": a dataset name has only letters`},
 		{"dataset: 'x-{{ .what }}'", `1:10: dataset: {{ .what }} at byte 2`},
-		{"dataset: x\nmax_batch_bytes: 10", `2:18: max_batch_bytes: must be at least 1KiB`},
+		{"dataset: x\nmax_batch_bytes: 10", `2:18: max_batch_bytes: must be from 1KiB to 256MiB, not 10`},
 	}
 	for _, tt := range tests {
-		_, err := newDataset(parseConfig(t, &datasetSpec, tt.src), connectors.Resources{})
+		conf, err := parseOrErr(t, &datasetSpec, tt.src)
+		if err == nil {
+			_, err = newDataset(conf, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newDataset(%q) = %v, want %s...", tt.src, err, tt.want)
 		}

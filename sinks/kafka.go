@@ -43,9 +43,9 @@ var kafkaSpec = connectors.Spec{
 			Doc: "Use the idempotent producer (needs acks: all): retries do not duplicate or reorder records."},
 		connectors.Field{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip", "snappy", "lz4", "zstd"},
 			Doc: "Compression of the produced record batches."},
-		connectors.Field{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "1MiB",
+		connectors.Field{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "1MiB", Min: "1KiB", Max: "1GiB",
 			Doc: "Largest record batch sent (Kafka's batch.size bound; keep it under the topic's max.message.bytes). A larger record fails."},
-		connectors.Field{Name: "timeout", Type: connectors.TypeDuration, Default: "30s",
+		connectors.Field{Name: "timeout", Type: connectors.TypeDuration, Default: "30s", Min: "1ms",
 			Doc: "Longest a write waits for the brokers to acknowledge its records (like delivery.timeout.ms); then it counts as the cluster being out of reach."},
 		connectors.Field{Name: "auto_create_topics", Type: connectors.TypeBool, Default: true,
 			Doc: "Ask brokers to create a missing topic (they do if their auto.create.topics.enable is on)."},
@@ -101,7 +101,7 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 	if err != nil {
 		return nil, err
 	}
-	s := &kafkaSink{conn: conn, idempotent: conf.Bool("idempotent"), maxBatch: int32(min(conf.Size("max_batch_bytes"), 1<<30)),
+	s := &kafkaSink{conn: conn, idempotent: conf.Bool("idempotent"), maxBatch: int32(conf.Size("max_batch_bytes")),
 		timeout: conf.Duration("timeout"), autoCreate: conf.Bool("auto_create_topics"), log: res.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -143,12 +143,6 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 		s.codec = kgo.Lz4Compression()
 	case "zstd":
 		s.codec = kgo.ZstdCompression()
-	}
-	if s.maxBatch < 1024 {
-		return nil, conf.Errorf("max_batch_bytes", "must be at least 1KiB")
-	}
-	if s.timeout <= 0 {
-		return nil, conf.Errorf("timeout", "must be positive")
 	}
 	return s, nil
 }

@@ -31,10 +31,13 @@ func TestKafkaConfigErrors(t *testing.T) {
 		{"brokers: [h:1]\ntopic: t\nsasl: {user: u}", `3:7: sasl: user and password need a mechanism`},
 		{"brokers: [h:1]\ntopic: t\nsasl: {mechanism: PLAIN}", `3:7: sasl: PLAIN needs a user`},
 		{"brokers: [h:1]\ntopic: t\ntls: {cert_file: c}", `3:6: tls: cert_file and key_file go together`},
-		{"brokers: [h:1]\ntopic: t\ntimeout: 0s", `3:10: timeout: must be positive`},
+		{"brokers: [h:1]\ntopic: t\ntimeout: 0s", `3:10: timeout: must be at least 1ms`},
 	}
 	for _, tt := range tests {
-		_, err := newKafka(parseConfig(t, &kafkaSpec, tt.src), connectors.Resources{})
+		conf, err := parseOrErr(t, &kafkaSpec, tt.src)
+		if err == nil {
+			_, err = newKafka(conf, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newKafka(%q) = %v, want %s...", tt.src, err, tt.want)
 		}

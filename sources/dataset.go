@@ -36,9 +36,9 @@ var datasetSpec = connectors.Spec{
 		{Name: "broadcast", Type: connectors.TypeBool, Default: false, Doc: "Read every partition here instead of sharing them in the group."},
 		{Name: "start", Type: connectors.TypeString, Default: "earliest", Enum: []string{"earliest", "latest"},
 			Doc: "Where to start in a partition without a committed position."},
-		{Name: "max_batch_records", Type: connectors.TypeInt, Default: 10000, Doc: "Most records in one batch."},
-		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB", Doc: "Most bytes of keys and values in one batch (a larger record goes alone)."},
-		{Name: "max_pending", Type: connectors.TypeInt, Default: 4, Doc: "Most batches handed over and not yet acknowledged."},
+		{Name: "max_batch_records", Type: connectors.TypeInt, Default: 10000, Min: 1, Doc: "Most records in one batch."},
+		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB", Min: "1B", Max: "1GiB", Doc: "Most bytes of keys and values in one batch (a larger record goes alone)."},
+		{Name: "max_pending", Type: connectors.TypeInt, Default: 4, Min: 1, Doc: "Most batches handed over and not yet acknowledged."},
 	},
 	Example: `sources:
   copy:
@@ -81,7 +81,7 @@ func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.S
 	s := &datasetSource{
 		client:     res.Client,
 		maxRecords: conf.Int("max_batch_records"),
-		maxBytes:   int(min(conf.Size("max_batch_bytes"), 1<<30)),
+		maxBytes:   int(conf.Size("max_batch_bytes")),
 		log:        res.Logger,
 		ready:      map[hub.TopicPartition]int64{},
 	}
@@ -108,17 +108,7 @@ func newDataset(conf *connectors.Config, res connectors.Resources) (connectors.S
 			return nil, conf.Errorf("from", "%q is not a dataset name", d)
 		}
 	}
-	if s.maxRecords < 1 {
-		return nil, conf.Errorf("max_batch_records", "must be at least 1")
-	}
-	if s.maxBytes < 1 {
-		return nil, conf.Errorf("max_batch_bytes", "must be at least 1 byte")
-	}
-	n := conf.Int("max_pending")
-	if n < 1 {
-		return nil, conf.Errorf("max_pending", "must be at least 1")
-	}
-	s.acks = ackq.New[hub.TopicPartition, int64](n)
+	s.acks = ackq.New[hub.TopicPartition, int64](conf.Int("max_pending"))
 	s.opts.MaxPollBytes = int32(min(2*s.maxBytes, 64<<20))
 	return s, nil
 }

@@ -28,7 +28,10 @@ func TestDatasetSourceConfigErrors(t *testing.T) {
 		{"from: a\nmax_batch_records: 0", `2:20: max_batch_records: must be at least 1`},
 	}
 	for _, tt := range tests {
-		_, err := newDataset(parseConfig(t, &datasetSpec, tt.src), connectors.Resources{})
+		conf, err := parseOrErr(t, &datasetSpec, tt.src)
+		if err == nil {
+			_, err = newDataset(conf, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newDataset(%q) = %v, want %s...", tt.src, err, tt.want)
 		}

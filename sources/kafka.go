@@ -40,12 +40,12 @@ var kafkaSpec = connectors.Spec{
 		connectors.Field{Name: "group", Type: connectors.TypeString, Doc: "Consumer group. Default: sources.<the source's name>."},
 		connectors.Field{Name: "start", Type: connectors.TypeString, Default: "earliest", Enum: []string{"earliest", "latest"},
 			Doc: "Where to start in a partition without a committed offset (auto.offset.reset)."},
-		connectors.Field{Name: "max_batch_records", Type: connectors.TypeInt, Default: 10000, Doc: "Most records in one batch."},
-		connectors.Field{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB", Doc: "Most bytes of keys and values in one batch (a larger record goes alone)."},
-		connectors.Field{Name: "max_pending", Type: connectors.TypeInt, Default: 4, Doc: "Most batches handed over and not yet acknowledged."},
-		connectors.Field{Name: "fetch_max_bytes", Type: connectors.TypeSize, Default: "16MiB", Doc: "Most bytes one fetch from the brokers returns (fetch.max.bytes)."},
-		connectors.Field{Name: "session_timeout", Type: connectors.TypeDuration, Default: "45s", Doc: "Group session timeout: a member silent this long is removed."},
-		connectors.Field{Name: "rebalance_timeout", Type: connectors.TypeDuration, Default: "60s", Doc: "How long the group waits for members to finish their batches when rebalancing."},
+		connectors.Field{Name: "max_batch_records", Type: connectors.TypeInt, Default: 10000, Min: 1, Doc: "Most records in one batch."},
+		connectors.Field{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "512KiB", Min: "1B", Max: "1GiB", Doc: "Most bytes of keys and values in one batch (a larger record goes alone)."},
+		connectors.Field{Name: "max_pending", Type: connectors.TypeInt, Default: 4, Min: 1, Doc: "Most batches handed over and not yet acknowledged."},
+		connectors.Field{Name: "fetch_max_bytes", Type: connectors.TypeSize, Default: "16MiB", Min: "1KiB", Max: "1GiB", Doc: "Most bytes one fetch from the brokers returns (fetch.max.bytes)."},
+		connectors.Field{Name: "session_timeout", Type: connectors.TypeDuration, Default: "45s", Min: "1ms", Doc: "Group session timeout: a member silent this long is removed."},
+		connectors.Field{Name: "rebalance_timeout", Type: connectors.TypeDuration, Default: "60s", Min: "1ms", Doc: "How long the group waits for members to finish their batches when rebalancing."},
 	),
 	Example: `sources:
   orders:
@@ -117,8 +117,8 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sou
 		group:      conf.String("group"),
 		start:      kgo.NewOffset().AtStart(),
 		maxRecords: conf.Int("max_batch_records"),
-		maxBytes:   int(min(conf.Size("max_batch_bytes"), 1<<30)),
-		fetchMax:   int32(min(conf.Size("fetch_max_bytes"), 1<<30)),
+		maxBytes:   int(conf.Size("max_batch_bytes")),
+		fetchMax:   int32(conf.Size("fetch_max_bytes")),
 		session:    conf.Duration("session_timeout"),
 		rebalance:  conf.Duration("rebalance_timeout"),
 		log:        res.Logger,
@@ -148,26 +148,7 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sou
 			return nil, conf.Errorf("topics", "%q: %s", t, why)
 		}
 	}
-	if s.maxRecords < 1 {
-		return nil, conf.Errorf("max_batch_records", "must be at least 1")
-	}
-	if s.maxBytes < 1 {
-		return nil, conf.Errorf("max_batch_bytes", "must be at least 1 byte")
-	}
-	if s.fetchMax < 1024 {
-		return nil, conf.Errorf("fetch_max_bytes", "must be at least 1KiB")
-	}
-	if s.session <= 0 {
-		return nil, conf.Errorf("session_timeout", "must be positive")
-	}
-	if s.rebalance <= 0 {
-		return nil, conf.Errorf("rebalance_timeout", "must be positive")
-	}
-	n := conf.Int("max_pending")
-	if n < 1 {
-		return nil, conf.Errorf("max_pending", "must be at least 1")
-	}
-	s.acks = ackq.New[hub.TopicPartition, kgo.EpochOffset](n)
+	s.acks = ackq.New[hub.TopicPartition, kgo.EpochOffset](conf.Int("max_pending"))
 	return s, nil
 }
 

@@ -27,11 +27,14 @@ func TestKafkaSourceConfigErrors(t *testing.T) {
 		{"brokers: [h:1]\ntopics: ['logs-(']\nregex: true", `2:9: topics: "logs-(": error parsing regexp`},
 		{"brokers: [h]\ntopics: [t]", `1:10: brokers: "h" is not host:port`},
 		{"brokers: [h:1]\ntopics: [t]\nmax_pending: 0", `3:14: max_pending: must be at least 1`},
-		{"brokers: [h:1]\ntopics: [t]\nsession_timeout: 0s", `3:18: session_timeout: must be positive`},
+		{"brokers: [h:1]\ntopics: [t]\nsession_timeout: 0s", `3:18: session_timeout: must be at least 1ms`},
 		{"brokers: [h:1]\ntopics: [t]\nsasl: {mechanism: PLAIN}", `3:7: sasl: PLAIN needs a user`},
 	}
 	for _, tt := range tests {
-		_, err := newKafka(parseConfig(t, &kafkaSpec, tt.src), connectors.Resources{})
+		conf, err := parseOrErr(t, &kafkaSpec, tt.src)
+		if err == nil {
+			_, err = newKafka(conf, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newKafka(%q) = %v, want %s...", tt.src, err, tt.want)
 		}

@@ -232,10 +232,11 @@ func newTestCmd() *cobra.Command {
 func newListCmd() *cobra.Command {
 	var schema, docs bool
 	cmd := &cobra.Command{
-		Use:   "list [sources|processors|sinks] [NAME]",
-		Short: "List components with their fields; --json-schema and --docs for editors and docs",
+		Use:   "list [sources|processors|sinks|file] [NAME]",
+		Short: "List components and the sections of a pipeline file with their fields; --json-schema and --docs for editors and docs",
 		Example: `  weir list
   weir list sinks file
+  weir list file                               # top-level keys; group, start, broadcast, batching, retry, dead_letter
   weir list --json-schema > weir.schema.json   # for editors (yaml-language-server)`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -246,12 +247,16 @@ func newListCmd() *cobra.Command {
 				return enc.Encode(pipelines.JSONSchema(nil))
 			}
 			kinds := []connectors.Kind{connectors.SourceKind, connectors.ProcessorKind, connectors.SinkKind}
+			if len(args) > 0 && args[0] == "file" {
+				fmt.Fprint(w, pipelines.FileMarkdown())
+				return nil
+			}
 			if len(args) > 0 {
 				k, ok := map[string]connectors.Kind{"sources": connectors.SourceKind, "source": connectors.SourceKind,
 					"processors": connectors.ProcessorKind, "processor": connectors.ProcessorKind,
 					"sinks": connectors.SinkKind, "sink": connectors.SinkKind}[args[0]]
 				if !ok {
-					return fmt.Errorf("%q: list sources, processors or sinks", args[0])
+					return fmt.Errorf("%q: list sources, processors, sinks or file", args[0])
 				}
 				kinds = []connectors.Kind{k}
 			}
@@ -277,6 +282,13 @@ func newListCmd() *cobra.Command {
 				if !docs && len(args) < 2 {
 					fmt.Fprintln(w)
 				}
+			}
+			switch {
+			case len(args) > 0:
+			case docs:
+				fmt.Fprint(w, pipelines.FileMarkdown())
+			default:
+				fmt.Fprintf(w, "PIPELINE FILE (weir list file)\n%s", pipelines.FileSummary())
 			}
 			return nil
 		},

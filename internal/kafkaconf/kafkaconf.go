@@ -55,7 +55,7 @@ func Fields(own ...connectors.Field) []connectors.Field {
 func connectionFields() []connectors.Field {
 	return []connectors.Field{
 		{Name: "client_id", Type: connectors.TypeString, Default: "weir", Doc: "Client id the brokers see in their logs and quotas."},
-		{Name: "dial_timeout", Type: connectors.TypeDuration, Default: "10s", Doc: "Longest wait for a connection to a broker."},
+		{Name: "dial_timeout", Type: connectors.TypeDuration, Default: "10s", Min: "1ms", Doc: "Longest wait for a connection to a broker."},
 		{Name: "tls", Type: connectors.TypeObject, Doc: "TLS to the brokers; on when enabled is true or any other field is set.", Fields: []connectors.Field{
 			{Name: "enabled", Type: connectors.TypeBool, Default: false, Doc: "Connect with TLS, trusting the system's certificate authorities."},
 			{Name: "ca_file", Type: connectors.TypeString, Doc: "PEM file of the certificate authorities to trust (default: the system's).", Example: "/etc/weir/kafka-ca.pem"},
@@ -120,9 +120,6 @@ func Parse(conf *connectors.Config) (*Conn, error) {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return nil, conf.Errorf("brokers", "%q has no valid port", b)
 		}
-	}
-	if c.DialTimeout <= 0 {
-		return nil, conf.Errorf("dial_timeout", "must be positive")
 	}
 	c.TLS = t.Bool("enabled") || c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.SkipVerify
 	if (c.CertFile == "") != (c.KeyFile == "") {
