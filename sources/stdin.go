@@ -29,9 +29,9 @@ var stdinSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "codec", Type: connectors.TypeString, Default: "lines", Enum: []string{"lines", "ndjson"},
 			Doc: "lines: any text; ndjson: a JSON object per line (checked by a parse processor, not here)."},
-		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "1MiB", Doc: "Longer lines are truncated and marked with the header weir.truncated: true."},
-		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most records in a batch."},
-		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Doc: "Longest wait for a fuller batch after its first record arrived."},
+		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "1MiB", Min: "1B", Max: "1GiB", Doc: "Longer lines are truncated and marked with the header weir.truncated: true."},
+		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Min: 1, Doc: "Most records in a batch."},
+		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Min: "1ms", Doc: "Longest wait for a fuller batch after its first record arrived."},
 	},
 	Example: `sources:
   piped:
@@ -78,15 +78,6 @@ func newStdin(conf *connectors.Config, _ connectors.Resources) (connectors.Sourc
 		chunks:    make(chan []*connectors.Message, 4),
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
-	}
-	if s.maxLine < 1 {
-		return nil, conf.Errorf("max_line_bytes", "must be at least 1 byte")
-	}
-	if s.batchSize < 1 {
-		return nil, conf.Errorf("batch_size", "must be at least 1, not %d", s.batchSize)
-	}
-	if s.period <= 0 {
-		return nil, conf.Errorf("batch_period", "must be positive")
 	}
 	return s, nil
 }

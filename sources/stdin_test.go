@@ -170,12 +170,15 @@ func TestStdinReadError(t *testing.T) {
 
 func TestStdinConfigErrors(t *testing.T) {
 	tests := []struct{ src, want string }{
-		{"batch_size: 0", `1:13: batch_size: must be at least 1`},
-		{"batch_period: 0s", `1:15: batch_period: must be positive`},
-		{"max_line_bytes: 0", `1:17: max_line_bytes: must be at least 1 byte`},
+		{"batch_size: 0", `1:13: batch_size: must be at least 1, not 0`},
+		{"batch_period: 0s", `1:15: batch_period: must be at least 1ms, not 0s`},
+		{"max_line_bytes: 0", `1:17: max_line_bytes: must be from 1B to 1GiB, not 0`},
 	}
 	for _, tt := range tests {
-		_, err := newStdin(parseConfig(t, &stdinSpec, tt.src), connectors.Resources{})
+		conf, err := parseOrErr(t, &stdinSpec, tt.src)
+		if err == nil {
+			_, err = newStdin(conf, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newStdin(%q) = %v, want %s", tt.src, err, tt.want)
 		}
