@@ -53,6 +53,19 @@ type DatasetConfig struct {
 // cheapest in CPU of the codecs that shrink text and JSON records well.
 const DefaultCompression = codecs.LZ4
 
+// CompressionType is Kafka's compression.type topic config for a
+// dataset's Compression: producer (also for ""), uncompressed for none,
+// else the codec's name.
+func CompressionType(compression string) string {
+	switch compression {
+	case "", "producer":
+		return "producer"
+	case "none":
+		return "uncompressed"
+	}
+	return compression
+}
+
 // WriterCompression is the codec Weir's own writers build the dataset's
 // batches with (see Compression).
 func (c DatasetConfig) WriterCompression() codecs.Compression {
@@ -162,14 +175,7 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		"max.message.bytes": strconv.Itoa(c.MaxMessageBytes),
 		"weir.fsync":        c.Fsync,
 		"flush.ms":          ms(c.FsyncInterval),
-		"compression.type":  "producer",
-	}
-	switch c.Compression {
-	case "", "producer":
-	case "none":
-		m["compression.type"] = "uncompressed"
-	default:
-		m["compression.type"] = c.Compression
+		"compression.type":  CompressionType(c.Compression),
 	}
 	if c.RetentionBytes == 0 {
 		m["retention.bytes"] = "-1"

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafkaclient"
 	"github.com/weirhub/weir/internal/kafkaconf"
 )
@@ -80,12 +81,8 @@ func (d *DatasetConfig) topic() kafkaclient.Topic {
 	if d.Fsync == "always" {
 		cfg["flush.messages"] = "1"
 	}
-	switch d.Compression {
-	case "", "producer":
-	case "none":
-		cfg["compression.type"] = "uncompressed"
-	default:
-		cfg["compression.type"] = d.Compression
+	if ct := hub.CompressionType(d.Compression); ct != "producer" {
+		cfg["compression.type"] = ct
 	}
 	return kafkaclient.Topic{Name: d.Name, Partitions: d.Partitions, Configs: cfg}
 }
