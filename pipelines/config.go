@@ -94,10 +94,11 @@ type Batching struct {
 	Period time.Duration
 }
 
-// Retry bounds retries of a failing sink write before its records go to
-// the dead-letter dataset.
+// Retry says how a failing sink write is retried: transient errors with
+// capped exponential backoff, without limit unless Attempts bounds them
+// (then the records go to the dead-letter dataset).
 type Retry struct {
-	Attempts   int
+	Attempts   int // tries in all; 0: no limit
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 }
@@ -319,10 +320,10 @@ var (
 			{Name: "bytes", Type: connectors.TypeSize, Default: "1MiB", Doc: "Most bytes in one write; also how much the pipeline waits to gather."},
 			{Name: "period", Type: connectors.TypeDuration, Default: "500ms", Doc: "Longest wait for a fuller batch."},
 		}},
-		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes before records go to the dead-letter dataset.", Fields: []connectors.Field{
-			{Name: "attempts", Type: connectors.TypeInt, Default: 5, Doc: "Tries in all (an unavailable sink is retried without limit)."},
+		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes. A transient error (a 500, a full disk, a timeout) is retried with capped exponential backoff, holding the pipeline back; a permanent one (a 400 mapping error, a record the sink cannot encode) sends the record to the dead-letter dataset at once.", Fields: []connectors.Field{
+			{Name: "attempts", Type: connectors.TypeInt, Default: 0, Doc: "Tries in all before records that keep failing transiently go to the dead-letter dataset; 0 (the default) retries without limit. An unreachable sink is always retried without limit."},
 			{Name: "backoff", Type: connectors.TypeDuration, Default: "100ms", Doc: "First wait; doubles each try, with jitter."},
-			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s"},
+			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s", Doc: "Longest wait between tries."},
 		}},
 	}
 	pipelineFields = []connectors.Field{
@@ -666,8 +667,11 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 			b, r := sc.Object("batching"), sc.Object("retry")
 			s := &SinkConfig{Name: sc.String("name"), Type: typ, Component: comp,
 				Batching: Batching{Count: b.Int("count"), Bytes: b.Size("bytes"), Period: b.Duration("period")},
-				Retry:    Retry{Attempts: max(r.Int("attempts"), 1), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
+				Retry:    Retry{Attempts: r.Int("attempts"), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
 				pos:      pos{item.Line, item.Column}}
+			if s.Retry.Attempts < 0 {
+				l.errAt(r.Node("attempts"), "retry.attempts must be 0 (no limit) or more")
+			}
 			if s.Name == "" {
 				s.Name = typ
 				if counts[typ] > 1 {

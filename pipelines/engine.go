@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -191,7 +190,7 @@ func (e *Engine) build() error {
 				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
 				continue
 			}
-			pr.procs = append(pr.procs, namedProc{proc.Type, p})
+			pr.procs = append(pr.procs, namedProc{proc.Type, p, &procCounters{}})
 		}
 		for i, sc := range pc.To {
 			name := fmt.Sprintf("pipelines.%s.to.%s", pc.Name, sc.Name)
@@ -216,7 +215,7 @@ func (e *Engine) build() error {
 				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
 				continue
 			}
-			sr.procs = append(sr.procs, namedProc{proc.Type, p})
+			sr.procs = append(sr.procs, namedProc{proc.Type, p, &procCounters{}})
 		}
 		src, err := e.opts.Registry.NewSource(sc.Type, sc.Component, connectors.Resources{Client: e.client,
 			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name)})
@@ -384,35 +383,47 @@ func (e *Engine) watchDrain(ctx context.Context, drained chan struct{}) {
 
 // --- stats
 
-// Stats are one component's counters.
+// Stats are one component's counters. Each record is counted once in
+// Out, Dropped or Dead (a pipeline's record once per sink that failed it
+// in Dead).
 type Stats struct {
-	Name   string // sources.web, pipelines.archive, pipelines.archive.to.file
-	In     int64  // records received
-	Out    int64  // records passed on (stored, delivered)
-	Failed int64  // failed writes or reads, retried
-	Dead   int64  // records sent to the dead-letter dataset
-	Bytes  int64  // bytes passed on
-	Lag    int64  // records waiting in the hub (pipelines)
+	Name    string // sources.web, pipelines.archive, pipelines.archive.to.file, pipelines.archive.processors[0].filter
+	In      int64  // records received
+	Out     int64  // records passed on: stored (sources), delivered (sinks), delivered to every sink (pipelines)
+	Dropped int64  // records a processor left out on purpose (a filter)
+	Dead    int64  // records sent to the dead-letter dataset
+	Retried int64  // records written again after a transient failure
+	Failed  int64  // failed reads, writes, polls and commits (each retried)
+	Skipped int64  // records deleted by retention before the pipeline read them (pipelines)
+	Bytes   int64  // bytes passed on
+	Lag     int64  // records in the hub not yet committed: the group's lag (pipelines)
 }
 
 type counters struct {
-	in, out, failed, dead, bytes, lag atomic.Int64
+	in, out, dropped, dead, retried, failed, skipped, bytes, lag atomic.Int64
 }
 
 func (c *counters) snapshot(name string) Stats {
-	return Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Failed: c.failed.Load(), Dead: c.dead.Load(),
-		Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+	return Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Dropped: c.dropped.Load(), Dead: c.dead.Load(),
+		Retried: c.retried.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load(), Lag: c.lag.Load()}
 }
 
 // Stats returns every component's counters: sources, pipelines and their
 // sinks. It is safe to call while Run runs.
 func (e *Engine) Stats() []Stats {
 	var out []Stats
+	procs := func(prefix string, ps []namedProc) {
+		for i, p := range ps {
+			out = append(out, p.stats.snapshot(fmt.Sprintf("%s.processors[%d].%s", prefix, i, p.name)))
+		}
+	}
 	for _, s := range e.sources {
 		out = append(out, s.stats.snapshot("sources."+s.cfg.Name))
+		procs("sources."+s.cfg.Name, s.procs)
 	}
 	for _, p := range e.pipelines {
 		out = append(out, p.stats.snapshot("pipelines."+p.cfg.Name))
+		procs("pipelines."+p.cfg.Name, p.procs)
 		for _, s := range p.sinks {
 			out = append(out, s.stats.snapshot("pipelines."+p.cfg.Name+".to."+s.cfg.Name))
 		}
@@ -425,27 +436,63 @@ func (e *Engine) Stats() []Stats {
 type namedProc struct {
 	name string
 	connectors.Processor
+	stats *procCounters // In, Out, Dropped, Dead of this processor
 }
 
 // runProcessors passes a batch through processors; messages that fail are
-// taken out into failed, with the stage that failed them.
+// taken out into failed, with the stage that failed them. Each
+// processor's counts wait in its pending counters until settleProcs keeps
+// them (the attempt stands) or forgets them (the batch is retried), so a
+// record is counted once.
 func runProcessors(ctx context.Context, procs []namedProc, batch []*connectors.Message, failed []failure) ([]*connectors.Message, []failure, error) {
 	for _, p := range procs {
+		in := len(batch)
 		out, err := p.Process(ctx, batch)
 		if err != nil {
 			return nil, failed, fmt.Errorf("processor %s: %w", p.name, err)
 		}
 		kept := out[:0]
+		dead := 0
 		for _, m := range out {
 			if m.Err != nil {
 				failed = append(failed, failure{m: m, stage: "processor " + p.name, err: m.Err, attempts: 1})
+				dead++
 				continue
 			}
 			kept = append(kept, m)
 		}
 		batch = kept
+		if p.stats != nil {
+			p.stats.pending[0] += int64(in)
+			p.stats.pending[1] += int64(len(kept))
+			p.stats.pending[2] += int64(max(in-len(out), 0))
+			p.stats.pending[3] += int64(dead)
+		}
 	}
 	return batch, failed, nil
+}
+
+// procCounters are a processor's counters, with what the attempt in
+// progress counted (pending: in, out, dropped, dead) until it stands.
+type procCounters struct {
+	counters
+	pending [4]int64
+}
+
+// settleProcs adds what the attempt counted (keep) or forgets it.
+func settleProcs(procs []namedProc, keep bool) {
+	for _, p := range procs {
+		if p.stats == nil {
+			continue
+		}
+		if keep {
+			p.stats.in.Add(p.stats.pending[0])
+			p.stats.out.Add(p.stats.pending[1])
+			p.stats.dropped.Add(p.stats.pending[2])
+			p.stats.dead.Add(p.stats.pending[3])
+		}
+		p.stats.pending = [4]int64{}
+	}
 }
 
 type failure struct {
@@ -579,5 +626,3 @@ func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-c
 		}
 	}
 }
-
-var _ = os.Getpid

@@ -87,9 +87,9 @@ func BenchmarkJSONLibraries(b *testing.B) {
 func BenchmarkProcessors(b *testing.B) {
 	t := &testing.T{}
 	procs := []namedProc{
-		{"parse", newProcB(b, t, "parse", "json")},
-		{"filter", newProcB(b, t, "filter", `'level != "debug"'`)},
-		{"set", newProcB(b, t, "set", `{env: '"prod"', latency_s: 'latency_ms / 1000.0'}`)},
+		{name: "parse", Processor: newProcB(b, t, "parse", "json")},
+		{name: "filter", Processor: newProcB(b, t, "filter", `'level != "debug"'`)},
+		{name: "set", Processor: newProcB(b, t, "set", `{env: '"prod"', latency_s: 'latency_ms / 1000.0'}`)},
 	}
 	const n = 1000
 	msgs := make([]connectors.Message, n)

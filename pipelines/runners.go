@@ -129,12 +129,15 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 		}
 		kept = append(kept, m)
 	}
+	nIn, nFailed := len(kept), len(failed)
 	good, failed, err := runProcessors(ctx, r.procs, kept, failed)
+	settleProcs(r.procs, err == nil)
 	if err != nil {
 		// A processor failing a whole batch (a rate limit ended by
 		// ctx): nothing stored.
 		return err
 	}
+	r.stats.dropped.Add(int64(nIn - len(good) - (len(failed) - nFailed)))
 	r.buf = r.buf[:0]
 	now := time.Now().UnixMilli()
 	r.sticky++
@@ -250,6 +253,9 @@ type pipelineRunner struct {
 
 	consumer hub.Consumer
 	polled   atomic.Int64 // polls that returned nothing, since the last records
+	inHand   atomic.Int64 // records polled and not yet committed
+	// sinkFailed are the records of a poll that some sink failed.
+	sinkFailed map[*connectors.Message]struct{}
 	msgs     []connectors.Message
 	ptrs     []*connectors.Message
 	syncBuf  []byte
@@ -320,6 +326,7 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 	defer p.consumer.Close(context.WithoutCancel(ctx))
 	p.commit = map[hub.TopicPartition]int64{}
+	p.sinkFailed = map[*connectors.Message]struct{}{}
 	for fails := 0; ; {
 		fetches, err := p.consumer.Poll(pollCtx)
 		if pollCtx.Err() != nil {
@@ -361,7 +368,7 @@ func isStopped(stop <-chan struct{}) bool {
 }
 
 func (p *pipelineRunner) updateLag() {
-	var lag int64
+	lag := p.inHand.Load()
 	for _, l := range p.consumer.Lag() {
 		lag += l
 	}
@@ -398,6 +405,11 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		}
 	}
 	p.stats.in.Add(int64(n))
+	// Until committed, the records in hand are lag too: the stats line
+	// and the group agree, even while a sink is down.
+	p.inHand.Store(int64(n))
+	defer p.inHand.Store(0)
+	p.updateLag()
 	defer func() {
 		for _, m := range ptrs {
 			m.Release()
@@ -420,14 +432,20 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	if ctx.Err() != nil || isStopped(stop) && p.undelivered() {
 		return context.Canceled
 	}
+	procFailed := len(p.failed)
+	clear(p.sinkFailed)
 	for _, s := range p.sinks {
 		p.failed = append(p.failed, s.fails...)
+		for _, f := range s.fails {
+			p.sinkFailed[f.m] = struct{}{}
+		}
 	}
 	if err := p.dlq.write(ctx, p.failed); err != nil {
 		return err
 	}
 	p.stats.dead.Add(int64(len(p.failed)))
-	p.stats.out.Add(int64(len(live)))
+	p.stats.dropped.Add(int64(n - len(live) - procFailed))
+	p.stats.out.Add(int64(len(live) - len(p.sinkFailed)))
 	p.stats.bytes.Add(inBytes)
 	for attempt := 0; ; attempt++ {
 		err := p.consumer.Commit(ctx, p.commit)
@@ -482,6 +500,7 @@ func (p *pipelineRunner) process(ctx context.Context, ptrs []*connectors.Message
 			p.live = append(p.live, out...)
 			p.chunk = chunk
 		}
+		settleProcs(p.procs, err == nil)
 		if err == nil {
 			return p.live, nil
 		}
@@ -525,43 +544,53 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 			s.stopped = true
 			return
 		}
-		s.stats.out.Add(int64(end - start))
 		s.stats.bytes.Add(size)
 		start = end
 	}
 }
 
-// writeChunk writes one chunk with retries; it returns false when it gave
-// up because of the stop.
+// writeChunk writes one chunk, retrying transient failures with capped
+// exponential backoff: without limit by default, holding the pipeline
+// back, or up to retry.attempts tries. Permanent failures go to s.fails at
+// once, and so do transient ones past retry.attempts. It returns false
+// when it gave up because of the stop.
 func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message, stop <-chan struct{}) bool {
 	pending := chunk
 	retry := s.cfg.Retry
-	attempt := 0 // counted against retry.Attempts
+	attempt := 0 // counted against retry.Attempts (0: no limit)
 	for wait := 0; ; wait++ {
 		attempt++
 		err := s.sink.Write(ctx, pending)
 		if err == nil {
+			s.stats.out.Add(int64(len(pending)))
 			return true
 		}
 		s.stats.failed.Add(1)
+		exhausted := retry.Attempts > 0 && attempt >= retry.Attempts
+		var again []*connectors.Message
 		var we *connectors.WriteError
 		switch {
 		case errors.As(err, &we):
-			var again []*connectors.Message
+			failed := 0
 			for _, f := range we.Failures {
 				if f.Index < 0 || f.Index >= len(pending) {
 					continue
 				}
-				if f.Retryable && attempt < retry.Attempts {
+				failed++
+				if f.Retryable && !errors.Is(f.Err, connectors.ErrPermanent) && !exhausted {
 					again = append(again, pending[f.Index])
 					continue
 				}
-				s.fails = append(s.fails, failure{m: pending[f.Index], stage: "sink " + s.cfg.Name, err: f.Err, attempts: attempt})
+				s.fail(pending[f.Index], f.Err, attempt)
 			}
-			if len(again) == 0 {
-				return true
+			s.stats.out.Add(int64(len(pending) - failed))
+			if len(again) > 0 && wait%5 == 0 {
+				s.log.Warn("weir: sink refused records for now; retrying them", "records", len(again), "tries", wait+1, "first_err", err)
 			}
-			pending = again
+		case errors.Is(err, connectors.ErrPermanent):
+			for _, m := range pending {
+				s.fail(m, err, attempt)
+			}
 		case errors.Is(err, connectors.ErrUnavailable):
 			// An unreachable sink never runs out of attempts: the
 			// pipeline waits, nothing is committed or dropped.
@@ -569,17 +598,31 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 				s.log.Error("weir: sink unavailable; holding the pipeline back", "err", err, "tries", wait+1)
 			}
 			attempt--
-		case attempt >= retry.Attempts:
+			again = pending
+		case exhausted:
 			for _, m := range pending {
-				s.fails = append(s.fails, failure{m: m, stage: "sink " + s.cfg.Name, err: err, attempts: attempt})
+				s.fail(m, err, attempt)
 			}
 			s.log.Warn("weir: sink write failed for good; records go to the dead-letter dataset", "records", len(pending), "attempts", attempt, "err", err)
-			return true
 		default:
-			s.log.Warn("weir: sink write failed; retrying", "attempt", attempt, "of", retry.Attempts, "err", err)
+			if wait%5 == 0 {
+				s.log.Warn("weir: sink write failed; holding the pipeline back and retrying", "records", len(pending), "tries", wait+1, "err", err)
+			}
+			again = pending
 		}
+		if len(again) == 0 {
+			return true
+		}
+		s.stats.retried.Add(int64(len(again)))
+		pending = again
 		if !backoff(wait, retry.Backoff, retry.MaxBackoff, stop) {
 			return false
 		}
 	}
+}
+
+// fail leaves m to the dead-letter dataset with err.
+func (s *sinkRunner) fail(m *connectors.Message, err error, attempts int) {
+	s.fails = append(s.fails, failure{m: m, stage: "sink " + s.cfg.Name, err: err, attempts: attempts})
+	s.stats.dead.Add(1)
 }

@@ -179,7 +179,7 @@ func RunTests(cfg *Config, reg *connectors.Registry) []TestResult {
 				fail("processor %s: %v", pc.Type, err)
 				continue
 			}
-			procs = append(procs, namedProc{pc.Type, p})
+			procs = append(procs, namedProc{name: pc.Type, Processor: p})
 		}
 		if len(res.Failures) > 0 {
 			results = append(results, res)
