@@ -256,13 +256,13 @@ type pipelineRunner struct {
 	inHand   atomic.Int64 // records polled and not yet committed
 	// sinkFailed are the records of a poll that some sink failed.
 	sinkFailed map[*connectors.Message]struct{}
-	msgs     []connectors.Message
-	ptrs     []*connectors.Message
-	syncBuf  []byte
-	failed   []failure
-	live     []*connectors.Message
-	chunk    []*connectors.Message
-	commit   map[hub.TopicPartition]int64
+	msgs       []connectors.Message
+	ptrs       []*connectors.Message
+	syncBuf    []byte
+	failed     []failure
+	live       []*connectors.Message
+	chunk      []*connectors.Message
+	commit     map[hub.TopicPartition]int64
 }
 
 type sinkRunner struct {
