@@ -300,6 +300,7 @@ type localConsumer struct {
 
 	assigned []TopicPartition
 	pos      map[TopicPartition]int64
+	skipped  map[TopicPartition]int64 // records jumped over since TakeSkipped
 
 	// Buffers reused across polls.
 	raw     []byte
@@ -365,6 +366,24 @@ func (c *localConsumer) setAssignment(tps []TopicPartition) {
 			c.pos[tp] = c.startOffset(tp)
 		}
 	}
+}
+
+// TakeSkipped returns, per partition, the records the consumer jumped
+// over since the last call because its position had fallen below the
+// partition's log start: retention deleted them before they were read.
+func (c *localConsumer) TakeSkipped() map[TopicPartition]int64 {
+	s := c.skipped
+	c.skipped = nil
+	return s
+}
+
+func (c *localConsumer) logStart(tp TopicPartition) int64 {
+	if ds, err := c.h.Dataset(tp.Topic); err == nil {
+		if p, err := ds.Partition(tp.Partition); err == nil {
+			return p.StartOffset()
+		}
+	}
+	return 0
 }
 
 func (c *localConsumer) startOffset(tp TopicPartition) int64 {
@@ -618,7 +637,14 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 	for i, r := range results {
 		tp := c.assigned[i]
 		if errors.Is(r.Err, ErrOffsetOutOfRange) {
+			from := c.pos[tp]
 			c.pos[tp] = c.startOffset(tp)
+			if n := c.pos[tp] - from; n > 0 && from < c.logStart(tp) {
+				if c.skipped == nil {
+					c.skipped = map[TopicPartition]int64{}
+				}
+				c.skipped[tp] += n
+			}
 			continue
 		}
 		if r.Err != nil {

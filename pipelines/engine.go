@@ -397,15 +397,40 @@ type Stats struct {
 	Skipped int64  // records deleted by retention before the pipeline read them (pipelines)
 	Bytes   int64  // bytes passed on
 	Lag     int64  // records in the hub not yet committed: the group's lag (pipelines)
+	// Flowing is the time records flowed: from the first record received
+	// to the last passed on, idle time before and after left out. Out
+	// divided by it is the component's rate.
+	Flowing time.Duration
 }
 
 type counters struct {
 	in, out, dropped, dead, retried, failed, skipped, bytes, lag atomic.Int64
+	firstIn, lastOut                                             atomic.Int64 // unix nanoseconds
+}
+
+// addIn counts n records received.
+func (c *counters) addIn(n int64) {
+	c.in.Add(n)
+	if n > 0 && c.firstIn.Load() == 0 {
+		c.firstIn.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// addOut counts n records passed on.
+func (c *counters) addOut(n int64) {
+	c.out.Add(n)
+	if n > 0 {
+		c.lastOut.Store(time.Now().UnixNano())
+	}
 }
 
 func (c *counters) snapshot(name string) Stats {
-	return Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Dropped: c.dropped.Load(), Dead: c.dead.Load(),
+	s := Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Dropped: c.dropped.Load(), Dead: c.dead.Load(),
 		Retried: c.retried.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+	if first, last := c.firstIn.Load(), c.lastOut.Load(); first > 0 && last > first {
+		s.Flowing = time.Duration(last - first)
+	}
+	return s
 }
 
 // Stats returns every component's counters: sources, pipelines and their
@@ -486,8 +511,8 @@ func settleProcs(procs []namedProc, keep bool) {
 			continue
 		}
 		if keep {
-			p.stats.in.Add(p.stats.pending[0])
-			p.stats.out.Add(p.stats.pending[1])
+			p.stats.addIn(p.stats.pending[0])
+			p.stats.addOut(p.stats.pending[1])
 			p.stats.dropped.Add(p.stats.pending[2])
 			p.stats.dead.Add(p.stats.pending[3])
 		}

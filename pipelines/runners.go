@@ -81,7 +81,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			}
 			continue
 		}
-		r.stats.in.Add(int64(len(batch)))
+		r.stats.addIn(int64(len(batch)))
 		if err := r.store(ctx, batch, parts); err != nil {
 			if ack != nil {
 				ack(context.WithoutCancel(ctx), err)
@@ -228,7 +228,7 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message, p
 			return err
 		}
 	}
-	r.stats.out.Add(int64(stored))
+	r.stats.addOut(int64(stored))
 	r.stats.bytes.Add(bytes)
 	r.failed = failed
 	if len(failed) > 0 {
@@ -342,6 +342,7 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 			continue
 		}
 		fails = 0
+		p.noteSkipped()
 		if len(fetches) == 0 {
 			p.polled.Add(1)
 			p.updateLag()
@@ -364,6 +365,26 @@ func isStopped(stop <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// skipReporter is a Consumer that reports the records it jumped over
+// because its position fell below a partition's log start.
+type skipReporter interface {
+	TakeSkipped() map[hub.TopicPartition]int64
+}
+
+// noteSkipped logs and counts the records retention deleted before the
+// pipeline read them: nothing is skipped in silence.
+func (p *pipelineRunner) noteSkipped() {
+	sr, ok := p.consumer.(skipReporter)
+	if !ok {
+		return
+	}
+	for tp, n := range sr.TakeSkipped() {
+		p.stats.skipped.Add(n)
+		p.log.Warn("weir: retention deleted records before the pipeline read them; they are skipped",
+			"dataset", tp.Topic, "partition", tp.Partition, "group", p.cfg.Group, "records", n)
 	}
 }
 
@@ -404,7 +425,7 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			p.commit[hub.TopicPartition{Topic: f.Dataset, Partition: f.Partition}] = f.Records[len(f.Records)-1].Offset + 1
 		}
 	}
-	p.stats.in.Add(int64(n))
+	p.stats.addIn(int64(n))
 	// Until committed, the records in hand are lag too: the stats line
 	// and the group agree, even while a sink is down.
 	p.inHand.Store(int64(n))
@@ -445,7 +466,7 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	}
 	p.stats.dead.Add(int64(len(p.failed)))
 	p.stats.dropped.Add(int64(n - len(live) - procFailed))
-	p.stats.out.Add(int64(len(live) - len(p.sinkFailed)))
+	p.stats.addOut(int64(len(live) - len(p.sinkFailed)))
 	p.stats.bytes.Add(inBytes)
 	for attempt := 0; ; attempt++ {
 		err := p.consumer.Commit(ctx, p.commit)
@@ -534,6 +555,7 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 			s.sub = append(s.sub, m)
 		}
 	}
+	s.stats.addIn(int64(len(s.sub)))
 	for start := 0; start < len(s.sub); {
 		end, size := start, int64(0)
 		for end < len(s.sub) && (end == start || (end-start < s.cfg.Batching.Count && size+int64(len(s.sub[end].Value)) <= s.cfg.Batching.Bytes)) {
@@ -562,7 +584,7 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 		attempt++
 		err := s.sink.Write(ctx, pending)
 		if err == nil {
-			s.stats.out.Add(int64(len(pending)))
+			s.stats.addOut(int64(len(pending)))
 			return true
 		}
 		s.stats.failed.Add(1)
@@ -583,7 +605,7 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 				}
 				s.fail(pending[f.Index], f.Err, attempt)
 			}
-			s.stats.out.Add(int64(len(pending) - failed))
+			s.stats.addOut(int64(len(pending) - failed))
 			if len(again) > 0 && wait%5 == 0 {
 				s.log.Warn("weir: sink refused records for now; retrying them", "records", len(again), "tries", wait+1, "first_err", err)
 			}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// TestRunStdoutCarriesOnlyRecords: `weir run p.yaml | jq` works: the
+// stdout sink's records are all that goes to stdout; the summary of an
+// --until-drained run goes to stderr (issue 10 items 7 and 15).
+func TestRunStdoutCarriesOnlyRecords(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {access: {}}
+sources:
+  gen: {generate: {count: 500}, to: access}
+pipelines:
+  show:
+    from: access
+    processors: [{parse: json}, {filter: 'level != "debug"'}]
+    to: [{stdout: {format: json}}]
+`, filepath.Join(dir, "data"))), 0o644)
+	cmd := weirCmd(t, nil, "run", file, "--until-drained", "--stats-every", "50ms")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("weir run: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	for i, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("stdout line %d is not a record: %q", i+1, l)
+		}
+	}
+	if len(lines) < 300 || len(lines) >= 500 {
+		t.Fatalf("%d records on stdout, want the ~375 of 500 that are not debug", len(lines))
+	}
+	errText := stderr.String()
+	if !strings.Contains(errText, "COMPONENT") || !strings.Contains(errText, "DROPPED") {
+		t.Fatalf("no summary on stderr after --until-drained:\n%s", errText)
+	}
+	// The summary's pipeline line: in 500 = out + dropped, and a rate.
+	for _, l := range strings.Split(errText, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 10 && f[0] == "pipelines.show" {
+			var in, out, dropped int
+			fmt.Sscan(f[1], &in)
+			fmt.Sscan(f[2], &out)
+			fmt.Sscan(f[3], &dropped)
+			if in != 500 || out != len(lines) || out+dropped != 500 || f[9] == "-" {
+				t.Fatalf("summary line %q: want in 500, out %d, dropped %d, a rate", l, len(lines), 500-len(lines))
+			}
+			return
+		}
+	}
+	t.Fatalf("no pipelines.show line in the summary:\n%s", errText)
+}
+
+// TestRunSummaryOnlyWhenAsked: a run stopped by a signal prints no
+// summary unless --summary asks for one, and then on stderr.
+func TestRunSummaryOnlyWhenAsked(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {access: {}}
+sources:
+  gen: {generate: {count: 100}, to: access}
+pipelines:
+  show: {from: access, to: [{stdout: {}}]}
+`, filepath.Join(dir, "data"))), 0o644)
+	for _, withFlag := range []bool{false, true} {
+		args := []string{"run", file, "--stats-every", "0"}
+		if withFlag {
+			args = append(args, "--summary")
+		}
+		cmd := weirCmd(t, nil, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(stderr.String(), "source ended") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("weir run %v: %v\n%s", args, err, stderr.String())
+		}
+		if got := strings.Contains(stderr.String(), "COMPONENT"); got != withFlag {
+			t.Errorf("weir run %v: summary printed = %v, want %v:\n%s", args, got, withFlag, stderr.String())
+		}
+		if strings.Contains(stdout.String(), "COMPONENT") {
+			t.Errorf("weir run %v: summary on stdout", args)
+		}
+	}
+}
+
+// TestRunUntilDrainedFailsOnRetentionSkip: records that retention
+// deleted before the pipeline read them make `weir run --until-drained`
+// log a WARN and exit non-zero with a summary that says so (issue 10
+// item 1).
+func TestRunUntilDrainedFailsOnRetentionSkip(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	h, err := hub.Open(hub.Options{DataDir: data, Defaults: hub.DatasetConfig{Fsync: "never"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := hub.NewLocalClient(h)
+	for i := range 400 {
+		if err := c.Produce(t.Context(), "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", 40))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp := hub.TopicPartition{Topic: "in", Partition: 0}
+	if err := h.CommitOffsets(hub.OffsetCommitRequest{Group: "archive", Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{tp: {Offset: 10}}}); err != nil {
+		t.Fatal(err)
+	}
+	part, _ := ds.Partition(0)
+	part.Log().DeleteBefore(300)
+	start := part.StartOffset()
+	h.Close()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {in: {}}
+pipelines:
+  archive: {from: in, to: [{file: {path: %s/out.ndjson}}]}
+`, data, dir)), 0o644)
+	cmd := weirCmd(t, nil, "run", file, "--until-drained", "--stats-every", "0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("weir run --until-drained after retention deleted unread records = %v, want exit 1:\n%s", err, stderr.String())
+	}
+	out := stderr.String()
+	for _, want := range []string{"level=WARN", "retention deleted records", "group=archive", fmt.Sprintf("records=%d", start-10),
+		"SKIPPED", fmt.Sprintf("pipelines.archive: %d records were deleted by retention", start-10)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, out)
+		}
+	}
+}
