@@ -90,7 +90,9 @@ type Sink interface {
 
 // Connector is an optional interface of sources and sinks that must
 // connect before use. Connect's ctx bounds connecting only. The runtime
-// retries a failed Connect with backoff, logging the error.
+// retries a failed Connect with backoff, logging the error, unless the
+// error is permanent (Permanent): a listener that cannot bind its
+// address fails the run at its start.
 type Connector interface {
 	Connect(ctx context.Context) error
 }

@@ -627,11 +627,12 @@ func (d *deadLetters) write(ctx context.Context, fs []failure) error {
 }
 
 // connect retries a component's Connect until it succeeds or done
-// closes.
-func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-chan struct{}) bool {
+// closes; a permanent error (a listener that cannot bind) it returns at
+// once, failing the run.
+func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-chan struct{}) (bool, error) {
 	cn, ok := c.(connectors.Connector)
 	if !ok {
-		return true
+		return true, nil
 	}
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -641,13 +642,16 @@ func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-c
 			if attempt > 0 {
 				log.Info("weir: connected", "component", what)
 			}
-			return true
+			return true, nil
+		}
+		if errors.Is(err, connectors.ErrPermanent) {
+			return false, fmt.Errorf("cannot start: %w", err)
 		}
 		if attempt%5 == 0 {
 			log.Error("weir: cannot connect; retrying", "component", what, "err", err)
 		}
 		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, done) {
-			return false
+			return false, nil
 		}
 	}
 }

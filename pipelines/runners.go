@@ -43,8 +43,8 @@ func (r *sourceRunner) run(ctx context.Context) error {
 	if stop == nil {
 		stop = ctx.Done()
 	}
-	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop) {
-		return nil
+	if ok, err := connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop); !ok {
+		return err
 	}
 	parts, err := r.partitions(ctx)
 	if err != nil {
@@ -281,8 +281,8 @@ func (p *pipelineRunner) caughtUp() bool { return p.polled.Load() >= 2 }
 
 func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	for _, s := range p.sinks {
-		if !connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop) {
-			return nil
+		if ok, err := connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop); !ok {
+			return err
 		}
 	}
 	start := hub.StartFrom{Kind: hub.StartEarliest}

@@ -146,7 +146,9 @@ func (s *httpSource) Connect(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.address)
 	if err != nil {
-		return fmt.Errorf("sources: http: %w", err)
+		// Waiting does not free an address another process holds: an
+		// error of the start, as in weir serve.
+		return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.path, s.handle)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,51 @@ pipelines:
 		"SKIPPED", fmt.Sprintf("pipelines.archive: %d records were deleted by retention", start-10)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRunFailsWhenAListenerCannotBind: an http or syslog source whose
+// address is taken makes `weir run` exit with the bind error at its start,
+// instead of retrying for ever (issue 10 item 6).
+func TestRunFailsWhenAListenerCannotBind(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, src := range []string{
+		fmt.Sprintf(`http: {address: %q}`, taken.Addr().String()),
+		fmt.Sprintf(`syslog: {address: %q, protocols: [tcp]}`, taken.Addr().String()),
+	} {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "p.yaml")
+		os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {in: {}}
+sources:
+  web: {%s, to: in}
+`, filepath.Join(dir, "data"), src)), 0o644)
+		cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("%s: weir run exited 0 with its address taken:\n%s", src, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%s: weir run still running 15s after failing to bind:\n%s", src, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "address already in use") || !strings.Contains(stderr.String(), "source web") {
+			t.Errorf("%s: stderr does not name the source and the bind error:\n%s", src, stderr.String())
 		}
 	}
 }
