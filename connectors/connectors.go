@@ -142,4 +142,10 @@ type Resources struct {
 	// Sinks are the names of the pipeline's sinks in order, for
 	// processors that route (bit i of Message.Routes is Sinks[i]).
 	Sinks []string
+	// MaxRecordBytes is, for a source, about the largest record value its
+	// dataset takes (the dataset's max_message_bytes less room for the
+	// batch header, a key and headers); 0: unknown. The runtime sends a
+	// larger record to the dead-letter dataset, cut; a source that can
+	// refuse input (an HTTP answer) refuses it instead.
+	MaxRecordBytes int
 }

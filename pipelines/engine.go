@@ -155,6 +155,13 @@ func (e *Engine) deadValueLimit(dataset string) int {
 	return max(limit-64<<10, limit/2)
 }
 
+// maxRecordBytes is the largest value that surely fits a record batch of
+// maxBatch bytes alone: less the batch header (61 bytes), the record's
+// own framing, and room for a key and headers.
+func maxRecordBytes(maxBatch int) int {
+	return max(maxBatch-61-64-4<<10, maxBatch/2)
+}
+
 func (e *Engine) stateDir(kind, name string) string {
 	base := e.cfg.Hub.DataDir
 	if e.hub != nil {
@@ -217,8 +224,14 @@ func (e *Engine) build() error {
 			}
 			sr.procs = append(sr.procs, namedProc{proc.Type, p, &procCounters{}})
 		}
+		maxBatch := int(e.dataset(sc.To).MaxMessage)
+		if maxBatch <= 0 {
+			// Kafka's default, which an external cluster likely has too.
+			maxBatch = 1 << 20
+		}
 		src, err := e.opts.Registry.NewSource(sc.Type, sc.Component, connectors.Resources{Client: e.client,
-			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name)})
+			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name),
+			MaxRecordBytes: maxRecordBytes(maxBatch)})
 		if err != nil {
 			fail(sc.pos, fmt.Errorf("source %s: %w", sc.Name, err))
 			continue
@@ -226,11 +239,7 @@ func (e *Engine) build() error {
 		sr.src = src
 		comp, _ := codecs.ParseCompression(e.dataset(sc.To).Compression)
 		sr.compression = comp
-		sr.maxBatch = int(e.dataset(sc.To).MaxMessage)
-		if sr.maxBatch <= 0 {
-			// Kafka's default, which an external cluster likely has too.
-			sr.maxBatch = 1 << 20
-		}
+		sr.maxBatch = maxBatch
 		sr.dlq = &deadLetters{client: e.client, dataset: sc.DeadLetter, origin: "source " + sc.Name, log: sr.log,
 			maxValue: e.deadValueLimit(sc.DeadLetter)}
 		e.sources = append(e.sources, sr)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,6 +207,78 @@ sources:
 		}
 		if !strings.Contains(stderr.String(), "address already in use") || !strings.Contains(stderr.String(), "source web") {
 			t.Errorf("%s: stderr does not name the source and the bind error:\n%s", src, stderr.String())
+		}
+	}
+}
+
+// TestRunHTTPSourceRefusesOversizedRecords: a record larger than the
+// dataset takes is answered 413 with the limit and nothing of its
+// request is stored, not even in the dead-letter dataset (issue 10 item
+// 4: it was answered 204 and dead-lettered cut to 983,040 bytes).
+func TestRunHTTPSourceRefusesOversizedRecords(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {in: {}}
+sources:
+  web: {http: {address: %q}, to: in}
+`, data, addr)), 0o644)
+	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := "http://" + addr + "/ingest"
+	postBody := func(body string) (int, string) {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, err := http.Post(url, "application/json", strings.NewReader(body))
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("POST: %v\n%s", err, stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	big := `[{"n":1},{"blob":"` + strings.Repeat("x", 2<<20) + `"}]`
+	status, body := postBody(big)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "at most") {
+		t.Fatalf("POST of a 2MiB record = %d %q, want 413 with the limit", status, body)
+	}
+	if status, body := postBody(`{"n":2}`); status != http.StatusNoContent {
+		t.Fatalf("POST of a small record = %d %q, want 204", status, body)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("weir run: %v\n%s", err, stderr.String())
+	}
+	h, err := hub.Open(hub.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for name, want := range map[string]int{"in": 1, "in-dead": 0} {
+		n := 0
+		if ds, err := h.Dataset(name); err == nil {
+			p, _ := ds.Partition(0)
+			n = int(p.HighWatermark() - p.StartOffset())
+		}
+		if n != want {
+			t.Errorf("dataset %s holds %d records, want %d", name, n, want)
 		}
 	}
 }
