@@ -74,6 +74,7 @@ type ProcessorConfig struct {
 	Type string
 	Conf *connectors.Config
 	pos  pos
+	bad  bool // its config has problems already reported
 }
 
 // SinkConfig is one sink of a pipeline.
@@ -208,6 +209,9 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 	root := doc.Content[0]
 	l.interpolate(root)
 	cfg := l.decode(root)
+	// Processors are built too, so that expressions, patterns and route
+	// targets are checked in the same pass as the structure.
+	l.errs = append(l.errs, checkProcessors(cfg, l.reg, file)...)
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
 			if l.errs[i].Line != l.errs[j].Line {
@@ -617,9 +621,10 @@ func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
 			l.errAt(item.Content[2], "%s has more than one key; write each processor as its own list item", what)
 			continue
 		}
+		before := len(l.errs)
 		typ, comp, _ := l.component(item, connectors.ProcessorKind, nil, what)
 		if typ != "" {
-			out = append(out, &ProcessorConfig{Type: typ, Conf: comp, pos: pos{item.Line, item.Column}})
+			out = append(out, &ProcessorConfig{Type: typ, Conf: comp, pos: pos{item.Line, item.Column}, bad: len(l.errs) > before})
 		}
 	}
 	return out
@@ -696,20 +701,34 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 
 // Check builds the file's processors without starting anything, so that
 // expressions, patterns and route targets are checked too; it returns
-// every problem as Errors. `weir lint` is LoadFile then Check.
+// every problem as Errors. Load does this already; Check is for a Config
+// built or changed by other means.
 func Check(cfg *Config, reg *connectors.Registry) error {
 	if reg == nil {
 		reg = connectors.Default
 	}
+	if errs := checkProcessors(cfg, reg, cfg.File); len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return errs
+	}
+	return nil
+}
+
+// checkProcessors builds every processor whose config parsed, returning
+// the problems at their places in file.
+func checkProcessors(cfg *Config, reg *connectors.Registry, file string) Errors {
 	var errs Errors
 	try := func(pcs []*ProcessorConfig, sinks []string) {
 		for _, pc := range pcs {
+			if pc.bad {
+				continue
+			}
 			if _, err := reg.NewProcessor(pc.Type, pc.Conf, connectors.Resources{Sinks: sinks}); err != nil {
 				var ce connectors.ConfigError
 				if errors.As(err, &ce) {
-					errs = append(errs, Error{File: cfg.File, Line: ce.Line, Column: ce.Column, Msg: pc.Type + ": " + ce.Msg})
+					errs = append(errs, Error{File: file, Line: ce.Line, Column: ce.Column, Msg: pc.Type + ": " + ce.Msg})
 				} else {
-					errs = append(errs, Error{File: cfg.File, Line: pc.pos.line, Column: pc.pos.col, Msg: pc.Type + ": " + err.Error()})
+					errs = append(errs, Error{File: file, Line: pc.pos.line, Column: pc.pos.col, Msg: pc.Type + ": " + err.Error()})
 				}
 			}
 		}
@@ -724,9 +743,5 @@ func Check(cfg *Config, reg *connectors.Registry) error {
 		}
 		try(p.Processors, names)
 	}
-	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-		return errs
-	}
-	return nil
+	return errs
 }
