@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -192,6 +193,7 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
+	src = l.protectEnv(src)
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	if err := dec.Decode(&doc); err != nil {
@@ -204,7 +206,7 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 		if errors.Is(err, errEOF) || len(bytes.TrimSpace(src)) == 0 {
 			msg = "the file is empty; it needs at least a pipeline or a source"
 		}
-		return nil, Errors{{File: file, Line: line, Column: col, Msg: msg}}
+		return nil, append(l.errs, Error{File: file, Line: line, Column: col, Msg: restoreEnv(msg)})
 	}
 	root := doc.Content[0]
 	l.interpolate(root)
@@ -230,9 +232,95 @@ var (
 	errEOF     = errors.New("EOF")
 )
 
+// Placeholders of "${" and its closing "}" while the file is parsed: a
+// "{" or "}" would end a plain scalar in flow style (hub: {data_dir:
+// ${DATA_DIR}}), these do not. Each is one character for one, so that
+// columns stay right.
+const (
+	envOpen1 = '\uE000' // $
+	envOpen2 = '\uE001' // {
+	envClose = '\uE002' // }
+)
+
+// protectEnv replaces the "${" and "}" of every ${...} in src by
+// placeholders that YAML takes as text anywhere, and reports an unclosed
+// "${" (no "}" on its line) at its place.
+func (l *loader) protectEnv(src []byte) []byte {
+	if !bytes.Contains(src, []byte("${")) {
+		return src
+	}
+	var out bytes.Buffer
+	out.Grow(len(src) + 64)
+	for lineNo, line := range bytes.SplitAfter(src, []byte("\n")) {
+		for {
+			i := bytes.Index(line, []byte("${"))
+			if i < 0 {
+				out.Write(line)
+				break
+			}
+			j := envEnd(line[i+2:])
+			if j >= 0 {
+				j += 2
+			}
+			if j < 0 && i > 0 && line[i-1] == '$' {
+				// $${ is a literal ${, whatever follows.
+				out.Write(line[:i+2])
+				line = line[i+2:]
+				continue
+			}
+			if j < 0 {
+				col := utf8.RuneCount(line[:i]) + 1
+				l.errs = append(l.errs, Error{File: l.file, Line: lineNo + 1, Column: col,
+					Msg: fmt.Sprintf("unclosed or malformed ${ in %q: write ${NAME} or ${NAME:default} (and $${ for a literal ${)", strings.TrimSpace(string(line)))})
+				out.Write(line)
+				break
+			}
+			out.Write(line[:i])
+			out.WriteRune(envOpen1)
+			out.WriteRune(envOpen2)
+			out.Write(line[i+2 : i+j])
+			out.WriteRune(envClose)
+			line = line[i+j+1:]
+		}
+	}
+	return out.Bytes()
+}
+
+// envEnd is the index of the "}" closing NAME or NAME:default at the
+// start of b, or -1.
+func envEnd(b []byte) int {
+	n := 0
+	for n < len(b) && (b[n] == '_' || b[n] >= 'A' && b[n] <= 'Z' || b[n] >= 'a' && b[n] <= 'z' || n > 0 && b[n] >= '0' && b[n] <= '9') {
+		n++
+	}
+	if n == 0 || n == len(b) {
+		return -1
+	}
+	switch b[n] {
+	case '}':
+		return n
+	case ':':
+		if k := bytes.IndexByte(b[n:], '}'); k >= 0 {
+			return n + k
+		}
+	}
+	return -1
+}
+
+var envRestorer = strings.NewReplacer(string(envOpen1)+string(envOpen2), "${", string(envClose), "}")
+
+// restoreEnv puts back the "${" and "}" that protectEnv replaced.
+func restoreEnv(s string) string {
+	if !strings.ContainsRune(s, envOpen1) && !strings.ContainsRune(s, envClose) {
+		return s
+	}
+	return envRestorer.Replace(s)
+}
+
 // interpolate replaces ${VAR} and ${VAR:default} in every scalar; $${ is
 // a literal ${.
 func (l *loader) interpolate(n *yaml.Node) {
+	n.Value = restoreEnv(n.Value)
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = envRE.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if strings.HasPrefix(m, "$$") {
