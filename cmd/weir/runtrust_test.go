@@ -282,3 +282,56 @@ sources:
 		}
 	}
 }
+
+// TestRunUntilDrainedReadsFilesOnce: a file source in mode read_once
+// ends when every matched file is read, so `weir run --until-drained`
+// exits once all of it is delivered (issue 10 item 14).
+func TestRunUntilDrainedReadsFilesOnce(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	os.MkdirAll(in, 0o755)
+	const n = 3000
+	for f := range 3 {
+		var b strings.Builder
+		for i := f; i < n; i += 3 {
+			fmt.Fprintf(&b, `{"id":%d}`+"\n", i)
+		}
+		os.WriteFile(filepath.Join(in, fmt.Sprintf("part-%d.ndjson", f)), []byte(b.String()), 0o644)
+	}
+	out := filepath.Join(dir, "out")
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {lines: {partitions: 2}}
+sources:
+  backfill:
+    file: {paths: ["%s/*.ndjson"], mode: read_once}
+    to: lines
+pipelines:
+  archive:
+    from: lines
+    to: [{file: {path: "%s/all.ndjson", format: ndjson}}]
+`, filepath.Join(dir, "data"), in, out)), 0o644)
+	cmd := weirCmd(t, nil, "run", file, "--until-drained", "--stats-every", "0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("weir run --until-drained: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("weir run --until-drained with a read_once file source did not exit in 60s:\n%s", stderr.String())
+	}
+	ids, torn := readIDs(t, out)
+	if len(ids) != n || torn != 0 {
+		t.Fatalf("archived %d distinct records (%d torn) of %d", len(ids), torn, n)
+	}
+}
