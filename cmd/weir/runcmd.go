@@ -200,6 +200,13 @@ func drainedErr(stats []pipelines.Stats) error {
 	return &exitError{code: 1, err: fmt.Errorf("not drained: %s (keep datasets longer with retention.time, or read them faster)", strings.Join(msgs, "; "))}
 }
 
+func commonNames(k connectors.Kind) string {
+	if k == connectors.SinkKind {
+		return "name, batching and retry"
+	}
+	return "to, key, processors and dead_letter"
+}
+
 func newLintCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "lint FILE...",
@@ -312,6 +319,13 @@ func newListCmd() *cobra.Command {
 						continue
 					}
 					fmt.Fprintf(w, "  %-12s %s\n", s.Name, s.Summary)
+				}
+				if docs || len(args) == 2 {
+					// The fields every source or sink takes (batching,
+					// retry...), after the component's own.
+					fmt.Fprint(w, pipelines.CommonFieldsMarkdown(k))
+				} else if k != connectors.ProcessorKind {
+					fmt.Fprintf(w, "  (every %s also takes %s: weir list %ss NAME)\n", k, commonNames(k), k)
 				}
 				if !docs && len(args) < 2 {
 					fmt.Fprintln(w)
