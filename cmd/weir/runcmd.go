@@ -190,7 +190,7 @@ func summary(w io.Writer, stats []pipelines.Stats) {
 func drainedErr(stats []pipelines.Stats) error {
 	var msgs []string
 	for _, s := range stats {
-		if s.Skipped > 0 && strings.Count(s.Name, ".") == 1 {
+		if s.Skipped > 0 { // only pipelines skip
 			msgs = append(msgs, fmt.Sprintf("%s: %d records were deleted by retention before it read them", s.Name, s.Skipped))
 		}
 	}
