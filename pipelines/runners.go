@@ -335,7 +335,19 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		if err != nil {
 			fails++
 			p.stats.failed.Add(1)
-			p.log.Error("weir: poll failed; retrying", "err", err)
+			if corruptData(err) {
+				// Retrying cannot read past it: say so plainly. A run
+				// that must drain cannot, and fails instead of hanging.
+				if fails == 1 || fails%10 == 0 {
+					p.log.Error("weir: a dataset holds a corrupt record batch; the pipeline cannot read past it",
+						"err", err, "group", p.cfg.Group, "tries", fails, "check", "weir log verify on the partition's directory")
+				}
+				if p.e.opts.UntilDrained && fails >= 3 {
+					return fmt.Errorf("cannot drain: a dataset holds a corrupt record batch: %w", err)
+				}
+			} else {
+				p.log.Error("weir: poll failed; retrying", "err", err)
+			}
 			if !backoff(min(fails, 10), 100*time.Millisecond, 5*time.Second, stop) {
 				return nil
 			}
@@ -357,6 +369,12 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		p.updateLag()
 	}
+}
+
+// corruptData reports whether a poll failed on stored bytes that do not
+// decode, which no retry can fix.
+func corruptData(err error) bool {
+	return errors.Is(err, hub.ErrCorruptBatch) || errors.Is(err, codecs.ErrCorrupt)
 }
 
 func isStopped(stop <-chan struct{}) bool {

@@ -2,9 +2,13 @@ package pipelines
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 )
 
@@ -51,4 +55,54 @@ pipelines:
 	if st := statsOf(e, "pipelines.p"); st.Skipped != start-10 {
 		t.Fatalf("pipeline stats %+v; want skipped %d (offsets 10 to %d)", st, start-10, start)
 	}
+}
+
+// TestCorruptBatchFailsADrain: a pipeline over a partition holding a
+// batch whose stored bytes do not decode (a valid CRC over a corrupt
+// zstd payload, as an old log or a disk error leaves) reports it and,
+// when it must drain, fails the run instead of retrying for ever (issue
+// 18, consumer side).
+func TestCorruptBatchFailsADrain(t *testing.T) {
+	h := openTestHub(t)
+	ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &codecs.Builder{Compression: codecs.Zstd}
+	for i := range 50 {
+		b.Append(0, nil, fmt.Appendf(nil, `{"i":%d,"pad":"0123456789"}`, i), nil)
+	}
+	batch, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch = append([]byte(nil), batch...)
+	for i := codecs.HeaderSize + 8; i < len(batch); i++ {
+		batch[i] ^= 0x5a
+	}
+	binary.BigEndian.PutUint32(batch[17:21], codecs.Checksum(batch))
+	part, _ := ds.Partition(0)
+	if _, err := part.Log().Append(batch); err != nil {
+		t.Fatal(err)
+	}
+	newMemSink(t, "corrupt-out")
+	cfg := loadTest(t, `
+datasets: {in: {}}
+pipelines:
+  p: {from: in, to: [{memory: {id: corrupt-out}}]}
+`)
+	e, err := New(cfg, Options{Hub: h, UntilDrained: true, DrainTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = e.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Run hung on a corrupt batch")
+	}
+	if err == nil || !strings.Contains(err.Error(), "corrupt record batch") {
+		t.Fatalf("Run = %v, want an error naming the corrupt batch", err)
+	}
+	t.Log(err)
 }
