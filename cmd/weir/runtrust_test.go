@@ -92,7 +92,7 @@ pipelines:
 			args = append(args, "--summary")
 		}
 		cmd := weirCmd(t, nil, args...)
-		var stdout, stderr bytes.Buffer
+		var stdout, stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -234,7 +234,7 @@ sources:
   web: {http: {address: %q}, to: in}
 `, data, addr)), 0o644)
 	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -421,4 +421,23 @@ func TestListDocumentsRetryAndBatching(t *testing.T) {
 			t.Errorf("weir list sinks file lacks %s:\n%s", want, out)
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes into while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
