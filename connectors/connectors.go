@@ -24,6 +24,30 @@ var ErrUnavailable = errors.New("connectors: unavailable")
 // Unavailable wraps err as ErrUnavailable.
 func Unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
 
+// ErrPermanent marks an error that retrying cannot fix: a record the sink
+// cannot encode, a document the server refuses for its content (a 400
+// mapping error). The runtime sends such records to the dead-letter
+// dataset at once. Every other error of a Sink's Write is transient (a
+// 500, a full disk, a timeout): the runtime retries it with capped
+// exponential backoff, holding the pipeline back, without limit unless
+// the sink's retry.attempts bounds it. Wrap errors with Permanent.
+var ErrPermanent = errors.New("connectors: permanent error")
+
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds; its
+// text stays err's.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string        { return e.err.Error() }
+func (e permanentError) Unwrap() error        { return e.err }
+func (e permanentError) Is(target error) bool { return target == ErrPermanent }
+
 // AckFunc is called once for a batch a Source handed over: with nil once
 // it is stored, with the error if it failed for good. It must be safe to
 // call from any goroutine.
@@ -55,7 +79,8 @@ type Processor interface {
 //
 // Write returns nil when every message was delivered, a *WriteError when
 // some failed (the others were delivered), or any other error when none
-// was. The sinks of a pipeline get the same messages at once: a sink must
+// was. An error is transient (retried) unless it is marked with
+// Permanent; in a WriteError, a Failure is permanent unless Retryable. The sinks of a pipeline get the same messages at once: a sink must
 // not modify them nor call their Fields, Get or Set (read fields with a
 // FieldReader of its own). Close flushes and releases the sink.
 type Sink interface {
@@ -65,7 +90,9 @@ type Sink interface {
 
 // Connector is an optional interface of sources and sinks that must
 // connect before use. Connect's ctx bounds connecting only. The runtime
-// retries a failed Connect with backoff, logging the error.
+// retries a failed Connect with backoff, logging the error, unless the
+// error is permanent (Permanent): a listener that cannot bind its
+// address fails the run at its start.
 type Connector interface {
 	Connect(ctx context.Context) error
 }
@@ -83,7 +110,7 @@ type Drainer interface {
 type Failure struct {
 	Index     int   // in the batch given to Write
 	Err       error // why
-	Retryable bool  // worth trying again (a 429), or not (a mapping error)
+	Retryable bool  // transient, worth trying again (a 429, a 503), or permanent (a mapping error)
 }
 
 // WriteError reports the messages of a batch that failed; the others were
@@ -115,4 +142,10 @@ type Resources struct {
 	// Sinks are the names of the pipeline's sinks in order, for
 	// processors that route (bit i of Message.Routes is Sinks[i]).
 	Sinks []string
+	// MaxRecordBytes is, for a source, about the largest record value its
+	// dataset takes (the dataset's max_message_bytes less room for the
+	// batch header, a key and headers); 0: unknown. The runtime sends a
+	// larger record to the dead-letter dataset, cut; a source that can
+	// refuse input (an HTTP answer) refuses it instead.
+	MaxRecordBytes int
 }

@@ -19,9 +19,12 @@
 //
 // A Sink's Write returns nil when every message of the batch was
 // delivered, a *WriteError naming the messages that failed (the others
-// were delivered), or any other error when none was. The runtime retries
-// with backoff and sends messages that keep failing to the pipeline's
-// dead-letter dataset with the reason; a dataset position is committed
+// were delivered), or any other error when none was. Errors are transient
+// unless marked permanent (Permanent, or a Failure that is not
+// Retryable): the runtime retries transient ones with capped exponential
+// backoff, holding the pipeline back, without limit by default (a sink's
+// retry.attempts bounds it), and sends permanent ones to the pipeline's
+// dead-letter dataset at once, with the reason; a dataset position is committed
 // only once every message before it was delivered, dropped by a
 // processor, or dead-lettered.
 package connectors

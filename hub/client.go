@@ -436,7 +436,8 @@ type localConsumer struct {
 
 	assigned []TopicPartition
 	pos      map[TopicPartition]int64
-	rot      int // the assigned partition the next Poll starts at
+	rot      int                      // the assigned partition the next Poll starts at
+	skipped  map[TopicPartition]int64 // records jumped over since TakeSkipped
 
 	// Buffers reused across polls.
 	raw     []byte
@@ -502,6 +503,24 @@ func (c *localConsumer) setAssignment(tps []TopicPartition) {
 			c.pos[tp] = c.startOffset(tp)
 		}
 	}
+}
+
+// TakeSkipped returns, per partition, the records the consumer jumped
+// over since the last call because its position had fallen below the
+// partition's log start: retention deleted them before they were read.
+func (c *localConsumer) TakeSkipped() map[TopicPartition]int64 {
+	s := c.skipped
+	c.skipped = nil
+	return s
+}
+
+func (c *localConsumer) logStart(tp TopicPartition) int64 {
+	if ds, err := c.h.Dataset(tp.Topic); err == nil {
+		if p, err := ds.Partition(tp.Partition); err == nil {
+			return p.StartOffset()
+		}
+	}
+	return 0
 }
 
 func (c *localConsumer) startOffset(tp TopicPartition) int64 {
@@ -763,7 +782,14 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			break // the positions of the partitions left stay: read next time
 		}
 		if errors.Is(r.Err, ErrOffsetOutOfRange) {
+			from := c.pos[tp]
 			c.pos[tp] = c.startOffset(tp)
+			if n := c.pos[tp] - from; n > 0 && from < c.logStart(tp) {
+				if c.skipped == nil {
+					c.skipped = map[TopicPartition]int64{}
+				}
+				c.skipped[tp] += n
+			}
 			continue
 		}
 		if r.Err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -104,6 +105,7 @@ type ProcessorConfig struct {
 	Type string
 	Conf *connectors.Config
 	pos  pos
+	bad  bool // its config has problems already reported
 }
 
 // SinkConfig is one sink of a pipeline.
@@ -124,10 +126,11 @@ type Batching struct {
 	Period time.Duration
 }
 
-// Retry bounds retries of a failing sink write before its records go to
-// the dead-letter dataset.
+// Retry says how a failing sink write is retried: transient errors with
+// capped exponential backoff, without limit unless Attempts bounds them
+// (then the records go to the dead-letter dataset).
 type Retry struct {
-	Attempts   int
+	Attempts   int // tries in all; 0: no limit
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 }
@@ -220,6 +223,7 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
+	src = l.protectEnv(src)
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	if err := dec.Decode(&doc); err != nil {
@@ -232,11 +236,14 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 		if errors.Is(err, errEOF) || len(bytes.TrimSpace(src)) == 0 {
 			msg = "the file is empty; it needs at least a pipeline or a source"
 		}
-		return nil, Errors{{File: file, Line: line, Column: col, Msg: msg}}
+		return nil, append(l.errs, Error{File: file, Line: line, Column: col, Msg: restoreEnv(msg)})
 	}
 	root := doc.Content[0]
 	l.interpolate(root)
 	cfg := l.decode(root)
+	// Processors are built too, so that expressions, patterns and route
+	// targets are checked in the same pass as the structure.
+	l.errs = append(l.errs, checkProcessors(cfg, l.reg, file)...)
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
 			if l.errs[i].Line != l.errs[j].Line {
@@ -255,9 +262,95 @@ var (
 	errEOF     = errors.New("EOF")
 )
 
+// Placeholders of "${" and its closing "}" while the file is parsed: a
+// "{" or "}" would end a plain scalar in flow style (hub: {data_dir:
+// ${DATA_DIR}}), these do not. Each is one character for one, so that
+// columns stay right.
+const (
+	envOpen1 = '\uE000' // $
+	envOpen2 = '\uE001' // {
+	envClose = '\uE002' // }
+)
+
+// protectEnv replaces the "${" and "}" of every ${...} in src by
+// placeholders that YAML takes as text anywhere, and reports an unclosed
+// "${" (no "}" on its line) at its place.
+func (l *loader) protectEnv(src []byte) []byte {
+	if !bytes.Contains(src, []byte("${")) {
+		return src
+	}
+	var out bytes.Buffer
+	out.Grow(len(src) + 64)
+	for lineNo, line := range bytes.SplitAfter(src, []byte("\n")) {
+		for {
+			i := bytes.Index(line, []byte("${"))
+			if i < 0 {
+				out.Write(line)
+				break
+			}
+			j := envEnd(line[i+2:])
+			if j >= 0 {
+				j += 2
+			}
+			if j < 0 && i > 0 && line[i-1] == '$' {
+				// $${ is a literal ${, whatever follows.
+				out.Write(line[:i+2])
+				line = line[i+2:]
+				continue
+			}
+			if j < 0 {
+				col := utf8.RuneCount(line[:i]) + 1
+				l.errs = append(l.errs, Error{File: l.file, Line: lineNo + 1, Column: col,
+					Msg: fmt.Sprintf("unclosed or malformed ${ in %q: write ${NAME} or ${NAME:default} (and $${ for a literal ${)", strings.TrimSpace(string(line)))})
+				out.Write(line)
+				break
+			}
+			out.Write(line[:i])
+			out.WriteRune(envOpen1)
+			out.WriteRune(envOpen2)
+			out.Write(line[i+2 : i+j])
+			out.WriteRune(envClose)
+			line = line[i+j+1:]
+		}
+	}
+	return out.Bytes()
+}
+
+// envEnd is the index of the "}" closing NAME or NAME:default at the
+// start of b, or -1.
+func envEnd(b []byte) int {
+	n := 0
+	for n < len(b) && (b[n] == '_' || b[n] >= 'A' && b[n] <= 'Z' || b[n] >= 'a' && b[n] <= 'z' || n > 0 && b[n] >= '0' && b[n] <= '9') {
+		n++
+	}
+	if n == 0 || n == len(b) {
+		return -1
+	}
+	switch b[n] {
+	case '}':
+		return n
+	case ':':
+		if k := bytes.IndexByte(b[n:], '}'); k >= 0 {
+			return n + k
+		}
+	}
+	return -1
+}
+
+var envRestorer = strings.NewReplacer(string(envOpen1)+string(envOpen2), "${", string(envClose), "}")
+
+// restoreEnv puts back the "${" and "}" that protectEnv replaced.
+func restoreEnv(s string) string {
+	if !strings.ContainsRune(s, envOpen1) && !strings.ContainsRune(s, envClose) {
+		return s
+	}
+	return envRestorer.Replace(s)
+}
+
 // interpolate replaces ${VAR} and ${VAR:default} in every scalar; $${ is
 // a literal ${.
 func (l *loader) interpolate(n *yaml.Node) {
+	n.Value = restoreEnv(n.Value)
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = envRE.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if strings.HasPrefix(m, "$$") {
@@ -348,10 +441,10 @@ var (
 			{Name: "bytes", Type: connectors.TypeSize, Default: "1MiB", Doc: "Most bytes in one write; also how much the pipeline waits to gather."},
 			{Name: "period", Type: connectors.TypeDuration, Default: "500ms", Doc: "Longest wait for a fuller batch."},
 		}},
-		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes before records go to the dead-letter dataset.", Fields: []connectors.Field{
-			{Name: "attempts", Type: connectors.TypeInt, Default: 5, Doc: "Tries in all (an unavailable sink is retried without limit)."},
+		{Name: "retry", Type: connectors.TypeObject, Doc: "Retries of failed writes. A transient error (a 500, a full disk, a timeout) is retried with capped exponential backoff, holding the pipeline back; a permanent one (a 400 mapping error, a record the sink cannot encode) sends the record to the dead-letter dataset at once.", Fields: []connectors.Field{
+			{Name: "attempts", Type: connectors.TypeInt, Default: 0, Doc: "Tries in all before records that keep failing transiently go to the dead-letter dataset; 0 (the default) retries without limit. An unreachable sink is always retried without limit."},
 			{Name: "backoff", Type: connectors.TypeDuration, Default: "100ms", Doc: "First wait; doubles each try, with jitter."},
-			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s"},
+			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s", Doc: "Longest wait between tries."},
 		}},
 	}
 	pipelineFields = []connectors.Field{
@@ -653,9 +746,10 @@ func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
 			l.errAt(item.Content[2], "%s has more than one key; write each processor as its own list item", what)
 			continue
 		}
+		before := len(l.errs)
 		typ, comp, _ := l.component(item, connectors.ProcessorKind, nil, what)
 		if typ != "" {
-			out = append(out, &ProcessorConfig{Type: typ, Conf: comp, pos: pos{item.Line, item.Column}})
+			out = append(out, &ProcessorConfig{Type: typ, Conf: comp, pos: pos{item.Line, item.Column}, bad: len(l.errs) > before})
 		}
 	}
 	return out
@@ -703,8 +797,11 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 			b, r := sc.Object("batching"), sc.Object("retry")
 			s := &SinkConfig{Name: sc.String("name"), Type: typ, Component: comp,
 				Batching: Batching{Count: b.Int("count"), Bytes: b.Size("bytes"), Period: b.Duration("period")},
-				Retry:    Retry{Attempts: max(r.Int("attempts"), 1), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
+				Retry:    Retry{Attempts: r.Int("attempts"), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
 				pos:      pos{item.Line, item.Column}}
+			if s.Retry.Attempts < 0 {
+				l.errAt(r.Node("attempts"), "retry.attempts must be 0 (no limit) or more")
+			}
 			if s.Name == "" {
 				s.Name = typ
 				if counts[typ] > 1 {
@@ -729,20 +826,34 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 
 // Check builds the file's processors without starting anything, so that
 // expressions, patterns and route targets are checked too; it returns
-// every problem as Errors. `weir lint` is LoadFile then Check.
+// every problem as Errors. Load does this already; Check is for a Config
+// built or changed by other means.
 func Check(cfg *Config, reg *connectors.Registry) error {
 	if reg == nil {
 		reg = connectors.Default
 	}
+	if errs := checkProcessors(cfg, reg, cfg.File); len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return errs
+	}
+	return nil
+}
+
+// checkProcessors builds every processor whose config parsed, returning
+// the problems at their places in file.
+func checkProcessors(cfg *Config, reg *connectors.Registry, file string) Errors {
 	var errs Errors
 	try := func(pcs []*ProcessorConfig, sinks []string) {
 		for _, pc := range pcs {
+			if pc.bad {
+				continue
+			}
 			if _, err := reg.NewProcessor(pc.Type, pc.Conf, connectors.Resources{Sinks: sinks}); err != nil {
 				var ce connectors.ConfigError
 				if errors.As(err, &ce) {
-					errs = append(errs, Error{File: cfg.File, Line: ce.Line, Column: ce.Column, Msg: pc.Type + ": " + ce.Msg})
+					errs = append(errs, Error{File: file, Line: ce.Line, Column: ce.Column, Msg: pc.Type + ": " + ce.Msg})
 				} else {
-					errs = append(errs, Error{File: cfg.File, Line: pc.pos.line, Column: pc.pos.col, Msg: pc.Type + ": " + err.Error()})
+					errs = append(errs, Error{File: file, Line: pc.pos.line, Column: pc.pos.col, Msg: pc.Type + ": " + err.Error()})
 				}
 			}
 		}
@@ -757,9 +868,5 @@ func Check(cfg *Config, reg *connectors.Registry) error {
 		}
 		try(p.Processors, names)
 	}
-	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-		return errs
-	}
-	return nil
+	return errs
 }

@@ -79,3 +79,35 @@ pipelines:
 		t.Fatalf("$${ escape gave %q", n)
 	}
 }
+
+// TestInterpolationFlowStyle: ${VAR} works inside flow mappings and
+// sequences, and an unclosed ${ is an error at its place (issue 10 item
+// 11: `hub: {data_dir: ${DATA_DIR}}` failed with "did not find expected
+// ',' or '}'").
+func TestInterpolationFlowStyle(t *testing.T) {
+	testRegistry(t)
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"DATA_DIR": "/tmp/w d", "ID": "x,y}"}[k]
+		return v, ok
+	}
+	cfg, err := Load("t.yaml", []byte(`hub: {data_dir: ${DATA_DIR}}
+datasets: {in: {partitions: ${N:2}}}
+pipelines: {p: {from: [in], to: [{memory: {id: ${ID}}}]}}
+`), LoadOptions{Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hub.DataDir != "/tmp/w d" || cfg.Datasets[0].Partitions != 2 || cfg.Pipelines[0].To[0].Component.String("id") != "x,y}" {
+		t.Fatalf("data_dir %q, partitions %d, id %q", cfg.Hub.DataDir, cfg.Datasets[0].Partitions, cfg.Pipelines[0].To[0].Component.String("id"))
+	}
+	_, err = Load("t.yaml", []byte(`hub: {data_dir: ./d}
+datasets: {in: {}}
+pipelines:
+  p:
+    from: in
+    to: [{memory: {id: "${TOKEN"}}]
+`), LoadOptions{Env: env})
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:6:25: unclosed or malformed ${") {
+		t.Fatalf("unclosed ${: %v, want an error at 6:25", err)
+	}
+}

@@ -32,10 +32,20 @@
 // datasets (as a member of its consumer group, or as a broadcast reader),
 // letting the hub gather batches on disk (fetch min bytes and max wait
 // come from the sinks' batching), runs the processors, hands every record
-// to every sink (or those a route picks) at once, retries failed writes
-// with exponential backoff and jitter, sends what keeps failing to the
-// dead-letter dataset with headers saying why, and only then commits the
-// positions: at least once, end to end. Memory is bounded by one poll; a
+// to every sink (or those a route picks) at once, retries transient write
+// failures (a 500, a full disk) with capped exponential backoff and
+// jitter, without limit unless the sink's retry.attempts bounds it,
+// holding the pipeline back meanwhile; it sends records that fail for
+// good (connectors.Permanent: a mapping error, a record the sink cannot
+// encode) to the dead-letter dataset at once with headers saying why, and
+// only then commits the positions: at least once, end to end.
+//
+// Counters (Engine.Stats) count each record once: delivered (Out),
+// dropped on purpose by a processor (Dropped, per processor too), or
+// dead-lettered (Dead); Retried counts records written again after a
+// transient failure, Skipped records that retention deleted before the
+// pipeline read them (logged as a WARN too), and Lag is the group's lag,
+// records in hand included. Memory is bounded by one poll; a
 // slow sink slows polling and the backlog stays on disk in the hub.
 //
 // On stop, sources stop first (what they read is stored and acknowledged,

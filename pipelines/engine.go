@@ -156,6 +156,13 @@ func (e *Engine) deadValueLimit(dataset string) int {
 	return max(limit-64<<10, limit/2)
 }
 
+// maxRecordBytes is the largest value that surely fits a record batch of
+// maxBatch bytes alone: less the batch header (61 bytes), the record's
+// own framing, and room for a key and headers.
+func maxRecordBytes(maxBatch int) int {
+	return max(maxBatch-61-64-4<<10, maxBatch/2)
+}
+
 func (e *Engine) stateDir(kind, name string) string {
 	base := e.cfg.Hub.DataDir
 	if e.hub != nil {
@@ -191,7 +198,7 @@ func (e *Engine) build() error {
 				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
 				continue
 			}
-			pr.procs = append(pr.procs, namedProc{proc.Type, p})
+			pr.procs = append(pr.procs, namedProc{proc.Type, p, &procCounters{}})
 		}
 		for i, sc := range pc.To {
 			name := fmt.Sprintf("pipelines.%s.to.%s", pc.Name, sc.Name)
@@ -216,10 +223,16 @@ func (e *Engine) build() error {
 				fail(proc.pos, fmt.Errorf("processor %s: %w", proc.Type, err))
 				continue
 			}
-			sr.procs = append(sr.procs, namedProc{proc.Type, p})
+			sr.procs = append(sr.procs, namedProc{proc.Type, p, &procCounters{}})
+		}
+		maxBatch := int(e.dataset(sc.To).MaxMessage)
+		if maxBatch <= 0 {
+			// Kafka's default, which an external cluster likely has too.
+			maxBatch = 1 << 20
 		}
 		src, err := e.opts.Registry.NewSource(sc.Type, sc.Component, connectors.Resources{Client: e.client,
-			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name)})
+			Logger: sr.log, Name: "sources." + sc.Name, StateDir: e.stateDir("sources", sc.Name),
+			MaxRecordBytes: maxRecordBytes(maxBatch)})
 		if err != nil {
 			fail(sc.pos, fmt.Errorf("source %s: %w", sc.Name, err))
 			continue
@@ -381,35 +394,72 @@ func (e *Engine) watchDrain(ctx context.Context, drained chan struct{}) {
 
 // --- stats
 
-// Stats are one component's counters.
+// Stats are one component's counters. Each record is counted once in
+// Out, Dropped or Dead (a pipeline's record once per sink that failed it
+// in Dead).
 type Stats struct {
-	Name   string // sources.web, pipelines.archive, pipelines.archive.to.file
-	In     int64  // records received
-	Out    int64  // records passed on (stored, delivered)
-	Failed int64  // failed writes or reads, retried
-	Dead   int64  // records sent to the dead-letter dataset
-	Bytes  int64  // bytes passed on
-	Lag    int64  // records waiting in the hub (pipelines)
+	Name    string // sources.web, pipelines.archive, pipelines.archive.to.file, pipelines.archive.processors[0].filter
+	In      int64  // records received
+	Out     int64  // records passed on: stored (sources), delivered (sinks), delivered to every sink (pipelines)
+	Dropped int64  // records a processor left out on purpose (a filter)
+	Dead    int64  // records sent to the dead-letter dataset
+	Retried int64  // records written again after a transient failure
+	Failed  int64  // failed reads, writes, polls and commits (each retried)
+	Skipped int64  // records deleted by retention before the pipeline read them (pipelines)
+	Bytes   int64  // bytes passed on
+	Lag     int64  // records in the hub not yet committed: the group's lag (pipelines)
+	// Flowing is the time records flowed: from the first record received
+	// to the last passed on, idle time before and after left out. Out
+	// divided by it is the component's rate.
+	Flowing time.Duration
 }
 
 type counters struct {
-	in, out, failed, dead, bytes, lag atomic.Int64
+	in, out, dropped, dead, retried, failed, skipped, bytes, lag atomic.Int64
+	firstIn, lastOut                                             atomic.Int64 // unix nanoseconds
+}
+
+// addIn counts n records received.
+func (c *counters) addIn(n int64) {
+	c.in.Add(n)
+	if n > 0 && c.firstIn.Load() == 0 {
+		c.firstIn.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// addOut counts n records passed on.
+func (c *counters) addOut(n int64) {
+	c.out.Add(n)
+	if n > 0 {
+		c.lastOut.Store(time.Now().UnixNano())
+	}
 }
 
 func (c *counters) snapshot(name string) Stats {
-	return Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Failed: c.failed.Load(), Dead: c.dead.Load(),
-		Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+	s := Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Dropped: c.dropped.Load(), Dead: c.dead.Load(),
+		Retried: c.retried.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+	if first, last := c.firstIn.Load(), c.lastOut.Load(); first > 0 && last > first {
+		s.Flowing = time.Duration(last - first)
+	}
+	return s
 }
 
 // Stats returns every component's counters: sources, pipelines and their
 // sinks. It is safe to call while Run runs.
 func (e *Engine) Stats() []Stats {
 	var out []Stats
+	procs := func(prefix string, ps []namedProc) {
+		for i, p := range ps {
+			out = append(out, p.stats.snapshot(fmt.Sprintf("%s.processors[%d].%s", prefix, i, p.name)))
+		}
+	}
 	for _, s := range e.sources {
 		out = append(out, s.stats.snapshot("sources."+s.cfg.Name))
+		procs("sources."+s.cfg.Name, s.procs)
 	}
 	for _, p := range e.pipelines {
 		out = append(out, p.stats.snapshot("pipelines."+p.cfg.Name))
+		procs("pipelines."+p.cfg.Name, p.procs)
 		for _, s := range p.sinks {
 			out = append(out, s.stats.snapshot("pipelines."+p.cfg.Name+".to."+s.cfg.Name))
 		}
@@ -422,27 +472,63 @@ func (e *Engine) Stats() []Stats {
 type namedProc struct {
 	name string
 	connectors.Processor
+	stats *procCounters // In, Out, Dropped, Dead of this processor
 }
 
 // runProcessors passes a batch through processors; messages that fail are
-// taken out into failed, with the stage that failed them.
+// taken out into failed, with the stage that failed them. Each
+// processor's counts wait in its pending counters until settleProcs keeps
+// them (the attempt stands) or forgets them (the batch is retried), so a
+// record is counted once.
 func runProcessors(ctx context.Context, procs []namedProc, batch []*connectors.Message, failed []failure) ([]*connectors.Message, []failure, error) {
 	for _, p := range procs {
+		in := len(batch)
 		out, err := p.Process(ctx, batch)
 		if err != nil {
 			return nil, failed, fmt.Errorf("processor %s: %w", p.name, err)
 		}
 		kept := out[:0]
+		dead := 0
 		for _, m := range out {
 			if m.Err != nil {
 				failed = append(failed, failure{m: m, stage: "processor " + p.name, err: m.Err, attempts: 1})
+				dead++
 				continue
 			}
 			kept = append(kept, m)
 		}
 		batch = kept
+		if p.stats != nil {
+			p.stats.pending[0] += int64(in)
+			p.stats.pending[1] += int64(len(kept))
+			p.stats.pending[2] += int64(max(in-len(out), 0))
+			p.stats.pending[3] += int64(dead)
+		}
 	}
 	return batch, failed, nil
+}
+
+// procCounters are a processor's counters, with what the attempt in
+// progress counted (pending: in, out, dropped, dead) until it stands.
+type procCounters struct {
+	counters
+	pending [4]int64
+}
+
+// settleProcs adds what the attempt counted (keep) or forgets it.
+func settleProcs(procs []namedProc, keep bool) {
+	for _, p := range procs {
+		if p.stats == nil {
+			continue
+		}
+		if keep {
+			p.stats.addIn(p.stats.pending[0])
+			p.stats.addOut(p.stats.pending[1])
+			p.stats.dropped.Add(p.stats.pending[2])
+			p.stats.dead.Add(p.stats.pending[3])
+		}
+		p.stats.pending = [4]int64{}
+	}
 }
 
 type failure struct {
@@ -562,11 +648,12 @@ func (d *deadLetters) write(ctx context.Context, fs []failure) error {
 }
 
 // connect retries a component's Connect until it succeeds or done
-// closes.
-func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-chan struct{}) bool {
+// closes; a permanent error (a listener that cannot bind) it returns at
+// once, failing the run.
+func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-chan struct{}) (bool, error) {
 	cn, ok := c.(connectors.Connector)
 	if !ok {
-		return true
+		return true, nil
 	}
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -576,13 +663,16 @@ func connect(ctx context.Context, c any, what string, log *slog.Logger, done <-c
 			if attempt > 0 {
 				log.Info("weir: connected", "component", what)
 			}
-			return true
+			return true, nil
+		}
+		if errors.Is(err, connectors.ErrPermanent) {
+			return false, fmt.Errorf("cannot start: %w", err)
 		}
 		if attempt%5 == 0 {
 			log.Error("weir: cannot connect; retrying", "component", what, "err", err)
 		}
 		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, done) {
-			return false
+			return false, nil
 		}
 	}
 }

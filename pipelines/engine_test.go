@@ -235,6 +235,11 @@ pipelines:
 	if offs := h.FetchOffsets("p", nil); len(offs) != 0 {
 		t.Fatalf("committed while the sink was down: %v", offs)
 	}
+	// The stats line's lag is the group's: the 3 records are not
+	// committed (issue 10 item 8: it said 0 during an outage).
+	if st := statsOf(e, "pipelines.p"); st.Lag != 3 {
+		t.Fatalf("lag %d during the outage, want 3 (the group's)", st.Lag)
+	}
 	s.mu.Lock()
 	up = true
 	s.mu.Unlock()

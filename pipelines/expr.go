@@ -2,13 +2,19 @@ package pipelines
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/valyala/fastjson"
@@ -20,7 +26,13 @@ import (
 // (github.com/expr-lang/expr). A message's top-level JSON fields are its
 // variables; _key, _value, _time, _dataset, _partition and _offset give
 // the record's own, and _headers its headers as a map of strings
-// (_headers["weir.file"]). Fields missing from a record are nil.
+// (_headers["weir.file"]). Fields missing from a record are nil, and an
+// ordering comparison (<, <=, >, >=) with nil is false: `status >= 400`
+// is false for a record without status, not an error.
+//
+// Only expr's built-in functions (len, lower, upper, trim, split,
+// contains, now, duration, ...) can be called: CompileExpr refuses a
+// call of any other name, with its place in the source.
 //
 // Comparisons of a field with a constant, and and/or/not of those — most
 // filters and routes — are evaluated straight on the parsed JSON without
@@ -37,11 +49,29 @@ type Expr struct {
 	env    map[string]any
 }
 
-// CompileExpr compiles src.
+// ExprError is an expression that does not compile, with the place in
+// its source.
+type ExprError struct {
+	Src    string
+	Offset int // 0-based, in characters of Src
+	Msg    string
+}
+
+func (e *ExprError) Error() string { return fmt.Sprintf("expression %q: %s", e.Src, e.Msg) }
+
+// CompileExpr compiles src. Its errors are *ExprError.
 func CompileExpr(src string) (*Expr, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return nil, fmt.Errorf("expression %q: %v", src, trimExprErr(err))
+		ee := &ExprError{Src: src, Msg: trimExprErr(err)}
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			ee.Offset, ee.Msg = fe.Column, fe.Message
+		}
+		return nil, ee
+	}
+	if err := checkCalls(src, tree.Node); err != nil {
+		return nil, err
 	}
 	e := &Expr{src: src, env: map[string]any{}}
 	seen := map[string]bool{}
@@ -52,14 +82,97 @@ func CompileExpr(src string) (*Expr, error) {
 		}
 		return false
 	})
-	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
+	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.Patch(nilOrdering{}))
 	if err != nil {
-		return nil, fmt.Errorf("expression %q: %v", src, trimExprErr(err))
+		ee := &ExprError{Src: src, Msg: trimExprErr(err)}
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			ee.Offset, ee.Msg = fe.Column, fe.Message
+		}
+		return nil, ee
 	}
 	e.prog = prog
 	e.fast = compileFast(tree.Node)
 	e.value = compileValue(tree.Node)
 	return e, nil
+}
+
+// checkCalls refuses calls of names that are not functions: with
+// undefined variables allowed, `lenght(msg)` would otherwise compile and
+// fail every record at run time ("cannot call nil").
+func checkCalls(src string, root ast.Node) error {
+	var err error
+	ast.Find(root, func(n ast.Node) bool {
+		c, ok := n.(*ast.CallNode)
+		if !ok || err != nil {
+			return false
+		}
+		id, ok := c.Callee.(*ast.IdentifierNode)
+		if !ok {
+			return false
+		}
+		msg := fmt.Sprintf("unknown function %s", id.Value)
+		if s := suggestFunction(id.Value); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		} else {
+			msg += " (expr's built-in functions: " + strings.Join(builtinNames(), ", ") + ")"
+		}
+		err = &ExprError{Src: src, Offset: id.Location().From, Msg: msg}
+		return true
+	})
+	return err
+}
+
+// suggestFunction is the built-in function name meant by a misspelt one:
+// the closest by edit distance, or one it starts with (lenght: len).
+func suggestFunction(name string) string {
+	if s := connectors.Suggest(name, slices.Values(builtinNames())); s != "" {
+		return s
+	}
+	best := ""
+	for _, f := range builtinNames() {
+		if len(f) >= 3 && len(f) > len(best) && strings.HasPrefix(strings.ToLower(name), strings.ToLower(f)) {
+			best = f
+		}
+	}
+	return best
+}
+
+var builtinNames = sync.OnceValue(func() []string {
+	var names []string
+	for _, f := range builtin.Builtins {
+		if !strings.HasPrefix(f.Name, "$") {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+})
+
+// nilOrdering rewrites a < b (and <=, >, >=) into
+// (a == nil or b == nil) ? false : a < b, so that a field a record lacks
+// makes an ordering comparison false instead of an error.
+type nilOrdering struct{}
+
+func (nilOrdering) Visit(node *ast.Node) {
+	b, ok := (*node).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	switch b.Operator {
+	case "<", "<=", ">", ">=":
+	default:
+		return
+	}
+	isNil := func(n ast.Node) ast.Node {
+		return &ast.BinaryNode{Operator: "==", Left: n, Right: &ast.NilNode{}}
+	}
+	orig := &ast.BinaryNode{Operator: b.Operator, Left: b.Left, Right: b.Right}
+	orig.SetLocation(b.Location())
+	ast.Patch(node, &ast.ConditionalNode{
+		Cond: &ast.BinaryNode{Operator: "or", Left: isNil(b.Left), Right: isNil(b.Right)},
+		Exp1: &ast.BoolNode{Value: false},
+		Exp2: orig,
+	})
 }
 
 // Value evaluates the expression for m into a JSON value built in the

@@ -18,9 +18,9 @@ var benchRecord = []byte(`{"ts":"2026-11-21T10:00:00.123Z","level":"info","host"
 func BenchmarkProcessors(b *testing.B) {
 	t := &testing.T{}
 	procs := []namedProc{
-		{"parse", newProcB(b, t, "parse", "json")},
-		{"filter", newProcB(b, t, "filter", `'level != "debug"'`)},
-		{"set", newProcB(b, t, "set", `{env: '"prod"', latency_s: 'latency_ms / 1000.0'}`)},
+		{name: "parse", Processor: newProcB(b, t, "parse", "json")},
+		{name: "filter", Processor: newProcB(b, t, "filter", `'level != "debug"'`)},
+		{name: "set", Processor: newProcB(b, t, "set", `{env: '"prod"', latency_s: 'latency_ms / 1000.0'}`)},
 	}
 	const n = 1000
 	msgs := make([]connectors.Message, n)

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/valyala/fastjson"
 	"golang.org/x/time/rate"
+	"gopkg.in/yaml.v3"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
@@ -298,8 +300,11 @@ var filterSpec = connectors.Spec{
 	Summary: "Keep the records for which a condition is true; drop the rest.",
 	Doc: "The condition is an expression over the record's fields (github.com/expr-lang/expr syntax): a top-level " +
 		"field is a variable (nil when missing), and _key, _value, _time, _dataset, _partition, _offset and " +
-		"_headers (a map: _headers[\"weir.file\"]) are the record's own. The same holds for every expression " +
-		"(set, drop, route).",
+		"_headers (a map: _headers[\"weir.file\"]) are the record's own. A missing field is nil: == and != compare " +
+		"it as nil, and an ordering comparison (<, <=, >, >=) with it is false, so `status >= 400` drops a record " +
+		"without status instead of failing it. Only expr's built-in functions can be called (len, upper, lower, " +
+		"trim, split, now, duration, ...); `weir lint` reports any other name, and every expression that does not " +
+		"compile, at its line and column. The same holds for every expression (set, drop, route).",
 	Scalar: "condition",
 	Fields: []connectors.Field{{Name: "condition", Type: connectors.TypeExpr, Required: true, Doc: "Keep records for which this is true."}},
 	Example: `processors:
@@ -324,7 +329,7 @@ func newFilter(drop bool) connectors.ProcessorConstructor {
 	return func(c *connectors.Config, _ connectors.Resources) (connectors.Processor, error) {
 		e, err := CompileExpr(c.String("condition"))
 		if err != nil {
-			return nil, c.Errorf("condition", "%v", err)
+			return nil, exprErrAt(c, c.Node("condition"), "condition", err)
 		}
 		return &filterProc{cond: e, drop: drop}, nil
 	}
@@ -371,7 +376,7 @@ func newSet(c *connectors.Config, _ connectors.Resources) (connectors.Processor,
 	for _, name := range c.Keys("fields") {
 		e, err := CompileExpr(m[name])
 		if err != nil {
-			return nil, c.Errorf("fields", "%s: %v", name, err)
+			return nil, exprErrAt(c, mapValue(c.Node("fields"), name), "fields", fmt.Errorf("%s: %w", name, err))
 		}
 		p.names = append(p.names, name)
 		p.exprs = append(p.exprs, e)
@@ -571,7 +576,7 @@ func newRoute(c *connectors.Config, res connectors.Resources) (connectors.Proces
 		if r.String("when") != "" {
 			e, err := CompileExpr(r.String("when"))
 			if err != nil {
-				return nil, r.Errorf("when", "%v", err)
+				return nil, exprErrAt(r, r.Node("when"), "when", err)
 			}
 			rule.when = e
 		}
@@ -919,4 +924,34 @@ func (p *rateLimitProc) Process(ctx context.Context, batch []*connectors.Message
 		n -= k
 	}
 	return batch, nil
+}
+
+// exprErrAt places an expression's compile error at its line and column
+// in the file: the scalar n holding it, plus the offset in the
+// expression (past an opening quote). Without n (or for a block scalar,
+// where columns do not add up) it falls back to the field's place.
+func exprErrAt(c *connectors.Config, n *yaml.Node, field string, err error) error {
+	var ee *ExprError
+	if n == nil || n.Kind != yaml.ScalarNode || !errors.As(err, &ee) ||
+		n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 || strings.Contains(ee.Src, "\n") {
+		return c.Errorf(field, "%v", err)
+	}
+	col := n.Column + ee.Offset
+	if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0 {
+		col++
+	}
+	return connectors.ConfigError{Line: n.Line, Column: col, Msg: err.Error()}
+}
+
+// mapValue is the value node of key in the mapping n, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }

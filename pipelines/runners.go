@@ -3,11 +3,13 @@ package pipelines
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 )
@@ -39,8 +41,8 @@ func (r *sourceRunner) run(ctx context.Context) error {
 	if stop == nil {
 		stop = ctx.Done()
 	}
-	if !connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop) {
-		return nil
+	if ok, err := connect(ctx, r.src, "source "+r.cfg.Name, r.log, stop); !ok {
+		return err
 	}
 	if _, err := r.partitions(ctx); err != nil {
 		return err
@@ -75,7 +77,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			}
 			continue
 		}
-		r.stats.in.Add(int64(len(batch)))
+		r.stats.addIn(int64(len(batch)))
 		if err := r.store(ctx, batch); err != nil {
 			if ack != nil {
 				ack(context.WithoutCancel(ctx), err)
@@ -123,12 +125,15 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message) e
 		}
 		kept = append(kept, m)
 	}
+	nIn, nFailed := len(kept), len(failed)
 	good, failed, err := runProcessors(ctx, r.procs, kept, failed)
+	settleProcs(r.procs, err == nil)
 	if err != nil {
 		// A processor failing a whole batch (a rate limit ended by
 		// ctx): nothing stored.
 		return err
 	}
+	r.stats.dropped.Add(int64(nIn - len(good) - (len(failed) - nFailed)))
 	// The client splits the records into per-partition batches and says
 	// what became of each: a record that cannot be stored (too large
 	// even alone) goes to the dead-letter dataset, the others are
@@ -187,7 +192,7 @@ func (r *sourceRunner) store(ctx context.Context, batch []*connectors.Message) e
 	}
 	clear(r.msgs)
 	clear(r.recs)
-	r.stats.out.Add(int64(stored))
+	r.stats.addOut(int64(stored))
 	r.stats.bytes.Add(bytes)
 	r.failed = failed
 	if len(failed) > 0 {
@@ -212,13 +217,16 @@ type pipelineRunner struct {
 
 	consumer hub.Consumer
 	polled   atomic.Int64 // polls that returned nothing, since the last records
-	msgs     []connectors.Message
-	ptrs     []*connectors.Message
-	syncBuf  []byte
-	failed   []failure
-	live     []*connectors.Message
-	chunk    []*connectors.Message
-	commit   map[hub.TopicPartition]int64
+	inHand   atomic.Int64 // records polled and not yet committed
+	// sinkFailed are the records of a poll that some sink failed.
+	sinkFailed map[*connectors.Message]struct{}
+	msgs       []connectors.Message
+	ptrs       []*connectors.Message
+	syncBuf    []byte
+	failed     []failure
+	live       []*connectors.Message
+	chunk      []*connectors.Message
+	commit     map[hub.TopicPartition]int64
 }
 
 type sinkRunner struct {
@@ -237,8 +245,8 @@ func (p *pipelineRunner) caughtUp() bool { return p.polled.Load() >= 2 }
 
 func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	for _, s := range p.sinks {
-		if !connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop) {
-			return nil
+		if ok, err := connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop); !ok {
+			return err
 		}
 	}
 	start := hub.StartFrom{Kind: hub.StartEarliest}
@@ -282,6 +290,7 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 	defer p.consumer.Close(context.WithoutCancel(ctx))
 	p.commit = map[hub.TopicPartition]int64{}
+	p.sinkFailed = map[*connectors.Message]struct{}{}
 	for fails := 0; ; {
 		fetches, err := p.consumer.Poll(pollCtx)
 		if pollCtx.Err() != nil {
@@ -290,13 +299,26 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		if err != nil {
 			fails++
 			p.stats.failed.Add(1)
-			p.log.Error("weir: poll failed; retrying", "err", err)
+			if corruptData(err) {
+				// Retrying cannot read past it: say so plainly. A run
+				// that must drain cannot, and fails instead of hanging.
+				if fails == 1 || fails%10 == 0 {
+					p.log.Error("weir: a dataset holds a corrupt record batch; the pipeline cannot read past it",
+						"err", err, "group", p.cfg.Group, "tries", fails, "check", "weir log verify on the partition's directory")
+				}
+				if p.e.opts.UntilDrained && fails >= 3 {
+					return fmt.Errorf("cannot drain: a dataset holds a corrupt record batch: %w", err)
+				}
+			} else {
+				p.log.Error("weir: poll failed; retrying", "err", err)
+			}
 			if !backoff(min(fails, 10), 100*time.Millisecond, 5*time.Second, stop) {
 				return nil
 			}
 			continue
 		}
 		fails = 0
+		p.noteSkipped()
 		if len(fetches) == 0 {
 			p.polled.Add(1)
 			p.updateLag()
@@ -313,6 +335,12 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
+// corruptData reports whether a poll failed on stored bytes that do not
+// decode, which no retry can fix.
+func corruptData(err error) bool {
+	return errors.Is(err, hub.ErrCorruptBatch) || errors.Is(err, codecs.ErrCorrupt)
+}
+
 func isStopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
@@ -322,8 +350,28 @@ func isStopped(stop <-chan struct{}) bool {
 	}
 }
 
+// skipReporter is a Consumer that reports the records it jumped over
+// because its position fell below a partition's log start.
+type skipReporter interface {
+	TakeSkipped() map[hub.TopicPartition]int64
+}
+
+// noteSkipped logs and counts the records retention deleted before the
+// pipeline read them: nothing is skipped in silence.
+func (p *pipelineRunner) noteSkipped() {
+	sr, ok := p.consumer.(skipReporter)
+	if !ok {
+		return
+	}
+	for tp, n := range sr.TakeSkipped() {
+		p.stats.skipped.Add(n)
+		p.log.Warn("weir: retention deleted records before the pipeline read them; they are skipped",
+			"dataset", tp.Topic, "partition", tp.Partition, "group", p.cfg.Group, "records", n)
+	}
+}
+
 func (p *pipelineRunner) updateLag() {
-	var lag int64
+	lag := p.inHand.Load()
 	for _, l := range p.consumer.Lag() {
 		lag += l
 	}
@@ -359,7 +407,12 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			p.commit[hub.TopicPartition{Topic: f.Dataset, Partition: f.Partition}] = f.Records[len(f.Records)-1].Offset + 1
 		}
 	}
-	p.stats.in.Add(int64(n))
+	p.stats.addIn(int64(n))
+	// Until committed, the records in hand are lag too: the stats line
+	// and the group agree, even while a sink is down.
+	p.inHand.Store(int64(n))
+	defer p.inHand.Store(0)
+	p.updateLag()
 	defer func() {
 		for _, m := range ptrs {
 			m.Release()
@@ -382,14 +435,20 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	if ctx.Err() != nil || isStopped(stop) && p.undelivered() {
 		return context.Canceled
 	}
+	procFailed := len(p.failed)
+	clear(p.sinkFailed)
 	for _, s := range p.sinks {
 		p.failed = append(p.failed, s.fails...)
+		for _, f := range s.fails {
+			p.sinkFailed[f.m] = struct{}{}
+		}
 	}
 	if err := p.dlq.write(ctx, p.failed); err != nil {
 		return err
 	}
 	p.stats.dead.Add(int64(len(p.failed)))
-	p.stats.out.Add(int64(len(live)))
+	p.stats.dropped.Add(int64(n - len(live) - procFailed))
+	p.stats.addOut(int64(len(live) - len(p.sinkFailed)))
 	p.stats.bytes.Add(inBytes)
 	for attempt := 0; ; attempt++ {
 		err := p.consumer.Commit(ctx, p.commit)
@@ -444,6 +503,7 @@ func (p *pipelineRunner) process(ctx context.Context, ptrs []*connectors.Message
 			p.live = append(p.live, out...)
 			p.chunk = chunk
 		}
+		settleProcs(p.procs, err == nil)
 		if err == nil {
 			return p.live, nil
 		}
@@ -477,6 +537,7 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 			s.sub = append(s.sub, m)
 		}
 	}
+	s.stats.addIn(int64(len(s.sub)))
 	for start := 0; start < len(s.sub); {
 		end, size := start, int64(0)
 		for end < len(s.sub) && (end == start || (end-start < s.cfg.Batching.Count && size+int64(len(s.sub[end].Value)) <= s.cfg.Batching.Bytes)) {
@@ -487,43 +548,53 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 			s.stopped = true
 			return
 		}
-		s.stats.out.Add(int64(end - start))
 		s.stats.bytes.Add(size)
 		start = end
 	}
 }
 
-// writeChunk writes one chunk with retries; it returns false when it gave
-// up because of the stop.
+// writeChunk writes one chunk, retrying transient failures with capped
+// exponential backoff: without limit by default, holding the pipeline
+// back, or up to retry.attempts tries. Permanent failures go to s.fails at
+// once, and so do transient ones past retry.attempts. It returns false
+// when it gave up because of the stop.
 func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message, stop <-chan struct{}) bool {
 	pending := chunk
 	retry := s.cfg.Retry
-	attempt := 0 // counted against retry.Attempts
+	attempt := 0 // counted against retry.Attempts (0: no limit)
 	for wait := 0; ; wait++ {
 		attempt++
 		err := s.sink.Write(ctx, pending)
 		if err == nil {
+			s.stats.addOut(int64(len(pending)))
 			return true
 		}
 		s.stats.failed.Add(1)
+		exhausted := retry.Attempts > 0 && attempt >= retry.Attempts
+		var again []*connectors.Message
 		var we *connectors.WriteError
 		switch {
 		case errors.As(err, &we):
-			var again []*connectors.Message
+			failed := 0
 			for _, f := range we.Failures {
 				if f.Index < 0 || f.Index >= len(pending) {
 					continue
 				}
-				if f.Retryable && attempt < retry.Attempts {
+				failed++
+				if f.Retryable && !errors.Is(f.Err, connectors.ErrPermanent) && !exhausted {
 					again = append(again, pending[f.Index])
 					continue
 				}
-				s.fails = append(s.fails, failure{m: pending[f.Index], stage: "sink " + s.cfg.Name, err: f.Err, attempts: attempt})
+				s.fail(pending[f.Index], f.Err, attempt)
 			}
-			if len(again) == 0 {
-				return true
+			s.stats.addOut(int64(len(pending) - failed))
+			if len(again) > 0 && wait%5 == 0 {
+				s.log.Warn("weir: sink refused records for now; retrying them", "records", len(again), "tries", wait+1, "first_err", err)
 			}
-			pending = again
+		case errors.Is(err, connectors.ErrPermanent):
+			for _, m := range pending {
+				s.fail(m, err, attempt)
+			}
 		case errors.Is(err, connectors.ErrUnavailable):
 			// An unreachable sink never runs out of attempts: the
 			// pipeline waits, nothing is committed or dropped.
@@ -531,17 +602,31 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 				s.log.Error("weir: sink unavailable; holding the pipeline back", "err", err, "tries", wait+1)
 			}
 			attempt--
-		case attempt >= retry.Attempts:
+			again = pending
+		case exhausted:
 			for _, m := range pending {
-				s.fails = append(s.fails, failure{m: m, stage: "sink " + s.cfg.Name, err: err, attempts: attempt})
+				s.fail(m, err, attempt)
 			}
 			s.log.Warn("weir: sink write failed for good; records go to the dead-letter dataset", "records", len(pending), "attempts", attempt, "err", err)
-			return true
 		default:
-			s.log.Warn("weir: sink write failed; retrying", "attempt", attempt, "of", retry.Attempts, "err", err)
+			if wait%5 == 0 {
+				s.log.Warn("weir: sink write failed; holding the pipeline back and retrying", "records", len(pending), "tries", wait+1, "err", err)
+			}
+			again = pending
 		}
+		if len(again) == 0 {
+			return true
+		}
+		s.stats.retried.Add(int64(len(again)))
+		pending = again
 		if !backoff(wait, retry.Backoff, retry.MaxBackoff, stop) {
 			return false
 		}
 	}
+}
+
+// fail leaves m to the dead-letter dataset with err.
+func (s *sinkRunner) fail(m *connectors.Message, err error, attempts int) {
+	s.fails = append(s.fails, failure{m: m, stage: "sink " + s.cfg.Name, err: err, attempts: attempts})
+	s.stats.dead.Add(1)
 }

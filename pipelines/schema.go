@@ -53,3 +53,22 @@ func objectOf(fields []connectors.Field) map[string]any {
 	spec := connectors.Spec{Fields: fields}
 	return spec.JSONSchema()
 }
+
+// CommonFieldsMarkdown documents the fields every component of kind takes
+// besides its own (for sinks: name, batching and retry; for sources: to,
+// key, processors and dead_letter), for `weir list` and the docs. It is
+// empty for processors.
+func CommonFieldsMarkdown(kind connectors.Kind) string {
+	var fields []connectors.Field
+	var summary string
+	switch kind {
+	case connectors.SinkKind:
+		fields, summary = sinkCommon, "Fields every sink takes next to its type key, like `- file: {...}` then `retry: {attempts: 5}`."
+	case connectors.SourceKind:
+		fields, summary = sourceCommon, "Fields every source takes next to its type key."
+	default:
+		return ""
+	}
+	s := connectors.Spec{Name: "every " + kind.String(), Kind: kind, Summary: summary, Fields: fields}
+	return s.Markdown()
+}

@@ -179,7 +179,7 @@ func RunTests(cfg *Config, reg *connectors.Registry) []TestResult {
 				fail("processor %s: %v", pc.Type, err)
 				continue
 			}
-			procs = append(procs, namedProc{pc.Type, p})
+			procs = append(procs, namedProc{name: pc.Type, Processor: p})
 		}
 		if len(res.Failures) > 0 {
 			results = append(results, res)
@@ -223,15 +223,17 @@ func RunTests(cfg *Config, reg *connectors.Registry) []TestResult {
 			if sink != "*" {
 				label = "output of sink " + sink
 			}
-			compareRecords(label, got, want, fail)
+			compareRecords(label, got, nil, want, fail)
 		}
 		if tc.DeadLetters != nil || len(failed) > 0 {
 			var got []*connectors.Message
+			var reasons []string
 			for _, f := range failed {
 				f.m.Value = f.m.Original
 				got = append(got, f.m)
+				reasons = append(reasons, f.stage+": "+f.err.Error())
 			}
-			compareRecords("dead_letters", got, tc.DeadLetters, fail)
+			compareRecords("dead_letters", got, reasons, tc.DeadLetters, fail)
 			for i := range min(len(failed), len(tc.DeadLetters)) {
 				if w := tc.DeadLetters[i].Error; w != "" && !strings.Contains(failed[i].err.Error(), w) {
 					fail("dead letter %d: reason %q does not contain %q", i+1, failed[i].err.Error(), w)
@@ -243,11 +245,17 @@ func RunTests(cfg *Config, reg *connectors.Registry) []TestResult {
 	return results
 }
 
-func compareRecords(label string, got []*connectors.Message, want []TestRecord, fail func(string, ...any)) {
+// compareRecords checks got against want; reasons, when given, say why
+// each got record was dead-lettered, and are shown with it.
+func compareRecords(label string, got []*connectors.Message, reasons []string, want []TestRecord, fail func(string, ...any)) {
 	if len(got) != len(want) {
 		var vals []string
-		for _, m := range got {
-			vals = append(vals, string(m.Value))
+		for i, m := range got {
+			v := string(m.Value)
+			if i < len(reasons) {
+				v += "\n        reason: " + reasons[i]
+			}
+			vals = append(vals, v)
 		}
 		fail("%s: got %d records, want %d; got:\n      %s", label, len(got), len(want), strings.Join(vals, "\n      "))
 		return
@@ -255,7 +263,11 @@ func compareRecords(label string, got []*connectors.Message, want []TestRecord, 
 	for i, w := range want {
 		m := got[i]
 		if !sameValue(m.Value, []byte(w.Value)) {
-			fail("%s record %d:\n      got  %s\n      want %s", label, i+1, m.Value, w.Value)
+			why := ""
+			if i < len(reasons) {
+				why = "\n      reason: " + reasons[i]
+			}
+			fail("%s record %d:\n      got  %s\n      want %s%s", label, i+1, m.Value, w.Value, why)
 		}
 		if w.Key != nil && string(m.Key) != *w.Key {
 			fail("%s record %d: key %q, want %q", label, i+1, m.Key, *w.Key)

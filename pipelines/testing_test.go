@@ -53,3 +53,33 @@ tests:
 		}
 	}
 }
+
+// TestRunTestsShowDeadLetterReasons: a test failing because records
+// were dead-lettered shows why each was (issue 10 item 10).
+func TestRunTestsShowDeadLetterReasons(t *testing.T) {
+	reg := testRegistry(t)
+	src := `
+datasets: {in: {}}
+pipelines:
+  p:
+    from: in
+    processors: [{parse: json}, {set: {ratio: 'a / b'}}]
+    to: [{memory: {id: unused}}]
+tests:
+  fails:
+    pipeline: p
+    input: ['not json', '{"a":1,"b":"x"}']
+    output: ['{"a":1}']
+`
+	cfg, err := Load("t.yaml", []byte(src), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := RunTests(cfg, reg)
+	got := strings.Join(res[0].Failures, "\n")
+	for _, want := range []string{"reason: processor parse: parse json", "reason: processor set: set ratio"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("failures lack %q:\n%s", want, got)
+		}
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -45,10 +44,11 @@ var elasticsearchSpec = connectors.Spec{
 		"when it was stored in the dataset twice, as lines read again after a crash of the source are. Other records " +
 		"get <dataset>-<partition>-<offset> (or <file>-<offset> from the weir.file and weir.offset headers of " +
 		"records not read from a dataset). id_field takes the id from a field instead.\n\n" +
-		"Failures: a 429 or 5xx answer to a request, and a 429 or 5xx for single documents, are retried with backoff " +
-		"(max_retries), then left to the pipeline's retries. A 413 splits the request in halves. A document " +
+		"Failures: a 429 or 5xx answer to a request, and a 429 or 5xx for single documents, are transient: the " +
+		"pipeline retries them (the sink's retry setting: without limit by default, with capped exponential backoff), " +
+		"holding the pipeline back; the sink itself does not retry. A 413 splits the request in halves. A document " +
 		"Elasticsearch rejects (a mapping conflict, a 409 version conflict on create, any other 4xx) goes to the " +
-		"dead-letter dataset with Elasticsearch's error type and reason. An unreachable cluster, a request timeout " +
+		"dead-letter dataset at once with Elasticsearch's error type and reason. An unreachable cluster, a request timeout " +
 		"or refused credentials (401, 403) hold the pipeline back: nothing is committed or dropped, and the " +
 		"pipeline logs why until the cluster answers.",
 	Fields: []connectors.Field{
@@ -69,7 +69,7 @@ var elasticsearchSpec = connectors.Spec{
 		{Name: "flush_interval", Type: connectors.TypeDuration, Doc: "Not used by this sink, which sends every write at once: the pipeline gathers records for it. Set the sink's batching.period (default 500ms) and batching.bytes instead; setting this field is an error that says so."},
 		{Name: "workers", Type: connectors.TypeInt, Default: 2, Doc: "Bulk requests of one write in flight at once. A write larger than flush_bytes goes as several requests; a smaller one is split into `workers` about equal requests of at least 64KiB, so that they go at once (not with id_field, where documents sharing an id must keep their order)."},
 		{Name: "timeout", Type: connectors.TypeDuration, Default: "60s", Doc: "Longest wait for the answer to one bulk request; past it the cluster counts as unreachable."},
-		{Name: "max_retries", Type: connectors.TypeInt, Default: 3, Doc: "Retries, with backoff, of a request answered 429 or 5xx and of the documents answered 429 or 5xx, within one write."},
+		{Name: "max_retries", Type: connectors.TypeInt, Doc: "Not used: the pipeline retries failed writes (the sink's retry setting), so that there is one retry loop; setting this field is an error that says so."},
 	},
 	Example: `pipelines:
   logs-to-es:
@@ -102,9 +102,6 @@ type esSink struct {
 	flushBytes int
 	workers    int
 	timeout    time.Duration
-	maxRetries int
-	backoff    time.Duration // first wait before a retry; doubles
-	maxBackoff time.Duration
 	user       string
 	password   string
 	apiKey     string
@@ -137,9 +134,6 @@ func newElasticsearch(conf *connectors.Config, res connectors.Resources) (connec
 		flushBytes: int(conf.Size("flush_bytes")),
 		workers:    conf.Int("workers"),
 		timeout:    conf.Duration("timeout"),
-		maxRetries: conf.Int("max_retries"),
-		backoff:    100 * time.Millisecond,
-		maxBackoff: 5 * time.Second,
 		user:       conf.String("username"),
 		password:   conf.String("password"),
 		apiKey:     conf.String("api_key"),
@@ -178,6 +172,9 @@ func newElasticsearch(conf *connectors.Config, res connectors.Resources) (connec
 	if s.action == "delete" && s.idField == nil {
 		return nil, conf.Errorf("action", "delete needs id_field: the field holding the id of the document to delete")
 	}
+	if conf.Has("max_retries") {
+		return nil, conf.Errorf("max_retries", "the pipeline retries failed writes of every sink; set the sink's retry (attempts, backoff, max_backoff) instead")
+	}
 	if conf.Has("flush_interval") {
 		return nil, conf.Errorf("flush_interval", "the elasticsearch sink sends every write at once; set the sink's batching.period (and batching.bytes) to say how long records wait to be gathered")
 	}
@@ -188,8 +185,6 @@ func newElasticsearch(conf *connectors.Config, res connectors.Resources) (connec
 		return nil, conf.Errorf("workers", "must be positive")
 	case s.timeout <= 0:
 		return nil, conf.Errorf("timeout", "must be positive")
-	case s.maxRetries < 0:
-		return nil, conf.Errorf("max_retries", "must not be negative")
 	case s.apiKey != "" && (s.user != "" || s.password != ""):
 		return nil, conf.Errorf("api_key", "use either api_key or username and password, not both")
 	}
@@ -546,10 +541,10 @@ func (s *esSink) sendAll(ctx context.Context, client *elasticsearch.Client, chun
 }
 
 // send posts the documents items (their lines in body) as one bulk
-// request and settles each of them into c: delivered, failed, retried
-// (429 and 5xx, whole or per document, up to s.maxRetries with backoff),
-// or split (413). What it cannot settle it leaves in c.pending with c.err
-// or c.unavailable set.
+// request and settles each of them into c: delivered, failed (for good,
+// or retryable: 429 and 5xx for single documents), or split (413). What
+// it cannot settle it leaves in c.pending with c.err or c.unavailable
+// set. It does not retry: the pipeline does.
 func (s *esSink) send(ctx context.Context, client *elasticsearch.Client, c *esChunk, items []esItem, body []byte) {
 	if ctx.Err() != nil {
 		c.pending = append(c.pending, items...)
@@ -560,70 +555,57 @@ func (s *esSink) send(ctx context.Context, client *elasticsearch.Client, c *esCh
 	}
 	w := esWorkers.Get().(*esWorker)
 	defer esWorkers.Put(w)
-	for attempt := 0; ; attempt++ {
-		status, resp, err := s.post(ctx, client, w, body)
-		if err != nil {
-			c.pending = append(c.pending, items...)
-			if ctx.Err() != nil {
-				c.err = fmt.Errorf("sinks: elasticsearch: %w", ctx.Err())
-			} else {
-				c.unavailable = err
-			}
+	status, resp, err := s.post(ctx, client, w, body)
+	if err != nil {
+		c.pending = append(c.pending, items...)
+		if ctx.Err() != nil {
+			c.err = fmt.Errorf("sinks: elasticsearch: %w", ctx.Err())
+		} else {
+			c.unavailable = err
+		}
+		return
+	}
+	switch {
+	case status == http.StatusRequestEntityTooLarge:
+		if len(items) == 1 {
+			c.failures = append(c.failures, connectors.Failure{Index: int(items[0].msg),
+				Err: fmt.Errorf("sinks: elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length)", items[0].end-items[0].start)})
 			return
 		}
-		switch {
-		case status == http.StatusRequestEntityTooLarge:
-			if len(items) == 1 {
-				c.failures = append(c.failures, connectors.Failure{Index: int(items[0].msg),
-					Err: fmt.Errorf("sinks: elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length)", items[0].end-items[0].start)})
+		// Halves; a half that is still too large splits again.
+		half := len(items) / 2
+		for _, part := range [][]esItem{items[:half], items[half:]} {
+			part, sub := esRebase(part, body)
+			s.send(ctx, client, c, part, sub)
+			if c.unavailable != nil {
 				return
 			}
-			// Halves, each with its own retries; a half that is still too
-			// large splits again.
-			half := len(items) / 2
-			for _, part := range [][]esItem{items[:half], items[half:]} {
-				part, sub := esRebase(part, body)
-				s.send(ctx, client, c, part, sub)
-				if c.unavailable != nil {
-					return
-				}
-			}
-			return
-		case status == http.StatusUnauthorized || status == http.StatusForbidden:
-			c.pending = append(c.pending, items...)
-			c.unavailable = fmt.Errorf("sinks: elasticsearch at %s refused the request: %s", s.where, esStatusText(status, resp))
-			return
-		case status == http.StatusTooManyRequests || status >= 500:
-			err := fmt.Errorf("sinks: elasticsearch: bulk request failed: %s", esStatusText(status, resp))
-			if attempt < s.maxRetries && s.sleep(ctx, attempt) {
-				s.log.Debug("weir: elasticsearch bulk request refused; retrying", "status", status, "attempt", attempt+1)
-				continue
-			}
-			c.pending = append(c.pending, items...)
-			c.err = err
-			return
-		case status < 200 || status >= 300:
-			c.pending = append(c.pending, items...)
-			c.err = fmt.Errorf("sinks: elasticsearch: bulk request failed: %s", esStatusText(status, resp))
-			return
 		}
-		retry, err := s.settle(c, items, resp, w)
-		if err != nil {
-			c.pending = append(c.pending, items...)
-			c.err = err
-			return
-		}
-		if len(retry) == 0 {
-			return
-		}
-		if attempt >= s.maxRetries || !s.sleep(ctx, attempt) {
-			for i, it := range retry {
-				c.failures = append(c.failures, connectors.Failure{Index: int(it.msg), Err: w.retryErrs[i], Retryable: true})
-			}
-			return
-		}
-		s.log.Debug("weir: elasticsearch refused documents; retrying them", "documents", len(retry), "attempt", attempt+1)
-		items, body = esRebase(retry, body)
+		return
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		c.pending = append(c.pending, items...)
+		c.unavailable = fmt.Errorf("sinks: elasticsearch at %s refused the request: %s", s.where, esStatusText(status, resp))
+		return
+	case status == http.StatusTooManyRequests || status >= 500:
+		// Transient: the pipeline retries.
+		c.pending = append(c.pending, items...)
+		c.err = fmt.Errorf("sinks: elasticsearch: bulk request failed: %s", esStatusText(status, resp))
+		return
+	case status < 200 || status >= 300:
+		// Another 4xx to the whole request: sending it again gets the
+		// same answer.
+		c.pending = append(c.pending, items...)
+		c.err = connectors.Permanent(fmt.Errorf("sinks: elasticsearch: bulk request failed: %s", esStatusText(status, resp)))
+		return
+	}
+	retry, err := s.settle(c, items, resp, w)
+	if err != nil {
+		c.pending = append(c.pending, items...)
+		c.err = err
+		return
+	}
+	for i, it := range retry {
+		c.failures = append(c.failures, connectors.Failure{Index: int(it.msg), Err: w.retryErrs[i], Retryable: true})
 	}
 }
 
@@ -642,24 +624,6 @@ func esRebase(items []esItem, body []byte) ([]esItem, []byte) {
 		out[i] = esItem{msg: it.msg, start: int32(start), end: int32(len(nb))}
 	}
 	return out, nb
-}
-
-// sleep waits before retry attempt+1: s.backoff doubling up to
-// s.maxBackoff, with jitter. It returns false if ctx ended first.
-func (s *esSink) sleep(ctx context.Context, attempt int) bool {
-	d := s.backoff << min(attempt, 16)
-	if d > s.maxBackoff || d <= 0 {
-		d = s.maxBackoff
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // esWorker is the memory one request needs, pooled.
@@ -881,8 +845,9 @@ func (s *esSink) outcome(ctx context.Context, batch []*connectors.Message, chunk
 			if first == nil {
 				first = c.err
 			}
+			transient := !errors.Is(c.err, connectors.ErrPermanent)
 			for _, it := range c.pending {
-				failures = append(failures, connectors.Failure{Index: int(it.msg), Err: c.err, Retryable: true})
+				failures = append(failures, connectors.Failure{Index: int(it.msg), Err: c.err, Retryable: transient})
 			}
 			whole += len(c.pending)
 		}

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +45,6 @@ func newESSink(t testing.TB, src string) *esSink {
 		t.Fatalf("newElasticsearch(%q) = %v", src, err)
 	}
 	es := s.(*esSink)
-	es.backoff, es.maxBackoff = time.Millisecond, 5*time.Millisecond
 	t.Cleanup(func() { es.Close(context.Background()) })
 	return es
 }
@@ -93,6 +91,7 @@ func TestElasticsearchConfigErrors(t *testing.T) {
 		{`{index: "lo gs"}`, "cannot contain"},
 		{`{action: delete}`, "needs id_field"},
 		{`{flush_interval: 1s}`, "batching.period"},
+		{`{max_retries: 3}`, "sink's retry"},
 		{`{workers: 0}`, "must be positive"},
 		{`{api_key: k, username: u}`, "either api_key"},
 	}
@@ -300,77 +299,69 @@ func TestElasticsearchRejected(t *testing.T) {
 	}
 }
 
-// TestElasticsearchItemRetries: documents answered 429 or 503 are sent
-// again, alone, until they are indexed; past max_retries they fail as
-// retryable.
-func TestElasticsearchItemRetries(t *testing.T) {
+// TestElasticsearchItemFailuresAreLeftToThePipeline: documents answered
+// 429 or 503 come back as retryable failures of one request: the sink
+// does not retry under the pipeline's retries (issue 17 item 6), and
+// those the pipeline sends again are indexed.
+func TestElasticsearchItemFailuresAreLeftToThePipeline(t *testing.T) {
 	es := newESStub(t)
-	var refusals atomic.Int32
 	es.item = func(n int, op *esOp) int {
 		switch {
 		case n == 0 && op.ID == "web-1-101":
 			return http.StatusTooManyRequests
-		case n < 2 && op.ID == "web-1-103":
+		case n == 0 && op.ID == "web-1-103":
 			return http.StatusServiceUnavailable
-		case op.ID == "web-0-104":
-			refusals.Add(1)
-			return http.StatusTooManyRequests // always
+		case n == 0 && op.ID == "web-0-104":
+			return http.StatusBadRequest // mapping error: permanent
 		}
 		return 0
 	}
-	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, max_retries: 3}`, es.URL()))
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs}`, es.URL()))
 	batch := esBatch(6, 0)
 	we := writeErr(t, s.Write(context.Background(), batch))
-	if len(we.Failures) != 1 || we.Failures[0].Index != 4 || !we.Failures[0].Retryable ||
-		!strings.Contains(we.Failures[0].Err.Error(), "es_rejected_execution_exception") {
-		t.Fatalf("failures = %+v, want message 4 retryable with es_rejected_execution_exception", we.Failures)
+	var retryable, permanent []int
+	for _, f := range we.Failures {
+		if f.Retryable {
+			retryable = append(retryable, f.Index)
+		} else {
+			permanent = append(permanent, f.Index)
+		}
 	}
-	reqs := es.Requests()
-	var sizes []int
-	for _, r := range reqs {
-		sizes = append(sizes, len(r.Ops))
+	if !slices.Equal(retryable, []int{1, 3}) || !slices.Equal(permanent, []int{4}) {
+		t.Fatalf("failures = %+v, want 1 and 3 retryable, 4 permanent", we.Failures)
 	}
-	if want := []int{6, 3, 2, 1}; !slices.Equal(sizes, want) {
-		t.Errorf("requests carried %v documents, want %v (retries carry only the refused)", sizes, want)
+	if n := len(es.Requests()); n != 1 {
+		t.Errorf("%d requests for one write, want 1 (no retry inside the sink)", n)
 	}
-	if refusals.Load() != 4 {
-		t.Errorf("message 4 was tried %d times, want 4 (1 + max_retries)", refusals.Load())
+	if err := s.Write(context.Background(), []*connectors.Message{batch[1], batch[3]}); err != nil {
+		t.Fatalf("the pipeline's retry: %v", err)
 	}
 	if es.DocCount() != 5 {
 		t.Errorf("%d documents indexed, want 5", es.DocCount())
 	}
 }
 
-// TestElasticsearchWholeRequestRetries: a 503 or 429 for the whole
-// request is retried; when it persists past max_retries, Write returns a
-// plain error (the runtime retries, then dead-letters).
-func TestElasticsearchWholeRequestRetries(t *testing.T) {
+// TestElasticsearchWholeRequestFailures: a 503 or 429 for the whole
+// request is a transient error after one request (the pipeline retries,
+// without limit by default); another 4xx is permanent.
+func TestElasticsearchWholeRequestFailures(t *testing.T) {
 	es := newESStub(t)
-	es.whole = func(n int) int {
-		if n < 2 {
-			return []int{http.StatusServiceUnavailable, http.StatusTooManyRequests}[n]
-		}
-		return 0
-	}
-	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, max_retries: 2}`, es.URL()))
-	if err := s.Write(context.Background(), esBatch(5, 0)); err != nil {
-		t.Fatalf("Write after a 503 and a 429 = %v, want nil", err)
-	}
-	if n := len(es.Requests()); n != 3 || es.DocCount() != 5 {
-		t.Errorf("%d requests, %d documents; want 3 and 5", n, es.DocCount())
-	}
-
 	es.whole = func(int) int { return http.StatusServiceUnavailable }
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs}`, es.URL()))
 	err := s.Write(context.Background(), esBatch(5, 0))
 	var we *connectors.WriteError
-	if err == nil || errors.As(err, &we) || errors.Is(err, connectors.ErrUnavailable) {
-		t.Fatalf("Write against a lasting 503 = %v, want a plain error", err)
+	if err == nil || errors.As(err, &we) || errors.Is(err, connectors.ErrUnavailable) || errors.Is(err, connectors.ErrPermanent) {
+		t.Fatalf("Write against a 503 = %v, want a plain (transient) error", err)
 	}
 	if !strings.Contains(err.Error(), "503 Service Unavailable: unavailable_shards_exception") {
 		t.Errorf("error %q does not give the status and Elasticsearch's reason", err)
 	}
-	if n := len(es.Requests()); n != 6 {
-		t.Errorf("%d requests, want 6 (3 more: 1 + max_retries)", n)
+	if n := len(es.Requests()); n != 1 {
+		t.Errorf("%d requests, want 1 (no retry inside the sink)", n)
+	}
+	es.whole = func(int) int { return http.StatusBadRequest }
+	if err := s.Write(context.Background(), esBatch(5, 0)); !errors.Is(err, connectors.ErrPermanent) {
+		t.Fatalf("Write answered 400 as a whole = %v, want a permanent error", err)
 	}
 }
 
@@ -503,15 +494,42 @@ func TestElasticsearchConcurrentRequests(t *testing.T) {
 		}
 		return 0
 	}
-	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, flush_bytes: 4KiB, workers: 4, max_retries: 10, compression: none}`, es.URL()))
+	s := newESSink(t, fmt.Sprintf(`{urls: [%q], index: logs, flush_bytes: 4KiB, workers: 4, compression: none}`, es.URL()))
 	if err := s.Write(context.Background(), esBatch(1, 0)); err != nil { // n is a long from now on
 		t.Fatal(err)
 	}
 	batch := esBatch(2000, time.Minute)
 	batch[700].Value = []byte(`{"n":"seven hundred"}`) // a mapping conflict
 	we := writeErr(t, s.Write(context.Background(), batch))
-	if len(we.Failures) != 1 || we.Failures[0].Index != 700 {
-		t.Fatalf("failures = %+v, want only message 700", we.Failures)
+	// The pipeline retries the 429s until they are indexed.
+	for tries := 0; tries < 30; tries++ {
+		var again []*connectors.Message
+		var idx []int
+		for _, f := range we.Failures {
+			if f.Retryable {
+				again, idx = append(again, batch[f.Index]), append(idx, f.Index)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		err := s.Write(context.Background(), again)
+		var rest []connectors.Failure
+		for _, f := range we.Failures {
+			if !f.Retryable {
+				rest = append(rest, f)
+			}
+		}
+		if err != nil {
+			for _, f := range writeErr(t, err).Failures {
+				f.Index = idx[f.Index]
+				rest = append(rest, f)
+			}
+		}
+		we.Failures = rest
+	}
+	if len(we.Failures) != 1 || we.Failures[0].Index != 700 || we.Failures[0].Retryable {
+		t.Fatalf("failures = %+v, want only message 700, permanent", we.Failures)
 	}
 	if es.DocCount() != 1999 {
 		t.Errorf("%d documents indexed, want 1999", es.DocCount())

@@ -222,7 +222,7 @@ func (s *fileSink) Write(_ context.Context, batch []*connectors.Message) error {
 		w.append(m.Value, s.ndjson)
 		if len(w.buf) >= drainAt {
 			if err := w.drain(); err != nil {
-				return s.fail(s.discard(w, err))
+				return s.fail(s.rollback(w, err))
 			}
 		}
 		if s.rotateSize > 0 && w.size() >= s.rotateSize {
@@ -262,8 +262,10 @@ func (s *fileSink) flushTouched() error {
 			continue // rotated or discarded
 		}
 		if err := w.flush(s.fsync == fsyncBatch); err != nil {
-			errs = append(errs, s.discard(w, err))
+			errs = append(errs, s.rollback(w, err))
+			continue
 		}
+		w.good = w.cw.n
 	}
 	clear(s.touched)
 	s.touched = s.touched[:0]
@@ -367,8 +369,13 @@ func (s *fileSink) moveAside(path string) error {
 	return nil
 }
 
-// rotate finishes w and renames it with the next sequence number.
+// rotate finishes w and renames it with the next sequence number. A
+// file whose last records cannot be written is not rotated: it is rolled
+// back and stays the active file, for the retry.
 func (s *fileSink) rotate(w *fileWriter) error {
+	if err := w.flush(false); err != nil {
+		return s.rollback(w, err)
+	}
 	if err := s.release(w); err != nil {
 		return err
 	}
@@ -388,16 +395,34 @@ func (s *fileSink) release(w *fileWriter) error {
 	return nil
 }
 
-// discard drops a file after an I/O error, closing it as it is; the next
-// record for its path moves it aside and starts a new one.
-func (s *fileSink) discard(w *fileWriter, err error) error {
-	if w.f != nil {
-		s.unlink(w)
-		delete(s.files, w.path)
-		w.f.Close()
-		w.f, w.zs, w.gz = nil, nil, nil // a failed encoder is not reused
+// rollback undoes the writes to w since its last complete flush after an
+// I/O error (a full disk): the file is cut back to where that flush
+// ended, so that it holds no torn line, and stays the active file for
+// the runtime's retry of the batch. A compressed stream cannot continue
+// after a failed write: its file is cut back the same way and closed (a
+// file that never got a complete write is removed, not left empty); the
+// next record for its path moves it aside and starts a new one.
+func (s *fileSink) rollback(w *fileWriter, err error) error {
+	err = fmt.Errorf("sinks: file %s: %w", w.path, err)
+	if w.f == nil {
+		return err
 	}
-	return fmt.Errorf("sinks: file %s: %w", w.path, err)
+	w.buf = w.buf[:0]
+	terr := w.f.Truncate(w.good)
+	if terr == nil && w.bw == nil {
+		if _, serr := w.f.Seek(w.good, io.SeekStart); serr == nil {
+			w.cw.n = w.good
+			return err
+		}
+	}
+	s.unlink(w)
+	delete(s.files, w.path)
+	w.f.Close()
+	w.f, w.zs, w.gz = nil, nil, nil // a failed encoder is not reused
+	if terr == nil && w.good == 0 {
+		os.Remove(w.path)
+	}
+	return err
 }
 
 func (s *fileSink) recycle(w *fileWriter) {
@@ -510,6 +535,7 @@ type fileWriter struct {
 	gz         *gzip.Writer
 	buf        []byte
 	opened     time.Time
+	good       int64 // bytes in the file at the end of its last complete flush
 	prev, next *fileWriter
 	touched    bool
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -550,5 +551,69 @@ func TestFileSinkHours(t *testing.T) {
 		if got, _ := readAll(t, filepath.Join(dir, n)); got != w {
 			t.Errorf("%s = %q, want %q", n, got, w)
 		}
+	}
+}
+
+// fullDisk writes part of what it is given, then fails as a full disk
+// does.
+type fullDisk struct{ f *os.File }
+
+func (d fullDisk) Write(p []byte) (int, error) {
+	n, _ := d.f.Write(p[:len(p)/2])
+	return n, syscall.ENOSPC
+}
+
+// TestFileSinkFullDiskNoTornLines: a write that fails halfway (a full
+// disk) is transient, leaves no torn line and no rotated or empty file;
+// the retry completes the file (issue 10 item 3).
+func TestFileSinkFullDiskNoTornLines(t *testing.T) {
+	for _, fsync := range []string{"rotate", "batch"} {
+		t.Run(fsync, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newTestFile(t, "{path: "+dir+"/out.ndjson, rotate: {size: 200}, fsync: "+fsync+"}")
+			ctx := context.Background()
+			if err := s.Write(ctx, messages(`{"n":1}`, `{"n":2}`)); err != nil {
+				t.Fatal(err)
+			}
+			w := s.files[dir+"/out.ndjson"]
+			w.cw.w = fullDisk{w.f}
+			var batch []string
+			for i := range 40 {
+				batch = append(batch, `{"n":"`+strings.Repeat("x", i)+`"}`)
+			}
+			for range 3 {
+				err := s.Write(ctx, messages(batch...))
+				if err == nil || errors.Is(err, connectors.ErrPermanent) || !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("Write on a full disk = %v, want a transient error wrapping ENOSPC", err)
+				}
+			}
+			if got := files(t, dir); !slices.Equal(got, []string{"out.ndjson"}) {
+				t.Fatalf("files after failed writes: %v, want only out.ndjson (no rotation on a failed write)", got)
+			}
+			if got, _ := readAll(t, dir+"/out.ndjson"); got != "{\"n\":1}\n{\"n\":2}\n" {
+				t.Fatalf("out.ndjson after failed writes = %q, want the first batch whole", got)
+			}
+			w.cw.w = w.f // space again
+			if err := s.Write(ctx, messages(batch...)); err != nil {
+				t.Fatal(err)
+			}
+			s.Close(ctx)
+			lines := 0
+			for _, name := range files(t, dir) {
+				got, err := readAll(t, filepath.Join(dir, name))
+				if err != nil || got == "" {
+					t.Fatalf("%s: %q, %v: want complete lines", name, got, err)
+				}
+				for _, l := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+					if fastjson.Validate(l) != nil {
+						t.Fatalf("%s has a torn line %q", name, l)
+					}
+					lines++
+				}
+			}
+			if lines != 42 {
+				t.Fatalf("%d lines in all, want 42", lines)
+			}
+		})
 	}
 }

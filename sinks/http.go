@@ -24,11 +24,13 @@ var httpSpec = connectors.Spec{
 	Name:    "http",
 	Summary: "POST batches of records as NDJSON (one value per line) to an HTTP endpoint.",
 	Doc: "A batch is sent as one or more requests of at most max_batch_bytes each (a single larger record goes " +
-		"alone). A 2xx response means the request's records were delivered. A 429 or 5xx response, or no response " +
-		"at all, fails the request and the ones after it in the batch, to be retried; a network error counts as " +
-		"the endpoint being unavailable (retried without limit). Any other 4xx (or a redirect other than 307 and 308, " +
-		"which are followed) fails the request's records for good: they go to the dead-letter dataset with the " +
-		"status and the start of the response body as the reason.",
+		"alone). A 2xx response means the request's records were delivered. A 5xx, 429, 408 or 425 response, or " +
+		"no response at all, is transient: it fails the request and the ones after it in the batch, and the " +
+		"pipeline retries them (the sink's retry setting: without limit by default), holding back. A network " +
+		"error, and a 401, 403 or 404 (credentials or URL wrong: every record would fail alike), count as the " +
+		"endpoint being unavailable, retried without limit. Any other 4xx (or a redirect other than 307 and 308, " +
+		"which are followed) fails the request's records for good: they go to the dead-letter dataset at once with " +
+		"the status and the start of the response body as the reason.",
 	Scalar: "url",
 	Fields: []connectors.Field{
 		{Name: "url", Type: connectors.TypeString, Required: true, Doc: "The endpoint, http:// or https://.", Example: "https://collector.example.com/v1/logs"},
@@ -150,7 +152,11 @@ func (s *httpSink) Write(ctx context.Context, batch []*connectors.Message) error
 		switch {
 		case err == nil:
 			delivered += end - start
-		case errors.As(err, &se) && se.Status < 500 && se.Status != http.StatusTooManyRequests:
+		case errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden || se.Status == http.StatusNotFound):
+			// Not these records' fault: hold the pipeline back.
+			return connectors.Unavailable(err)
+		case errors.As(err, &se) && se.Status < 500 && se.Status != http.StatusTooManyRequests &&
+			se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooEarly:
 			// A 4xx (or a redirect not followed): these records will not
 			// do better next time.
 			for i := start; i < end; i++ {

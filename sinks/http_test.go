@@ -129,6 +129,10 @@ func TestHTTPSinkResponses(t *testing.T) {
 		{"bad then down", []int{422, 502}, "", "0:false 1:false 2:true 3:true", "status 422"},
 		{"long body", []int{500}, strings.Repeat("x", 2000), "plain", strings.Repeat("x", 512) + "..."},
 		{"redirect", []int{302}, "", "0:false 1:false 2:false 3:false", "status 302 Found"},
+		{"request timeout", []int{408}, "", "plain", "status 408"},
+		{"unauthorized", []int{401}, "", "unavailable", "status 401"},
+		{"forbidden later", []int{200, 403}, "", "unavailable", "status 403"},
+		{"wrong url", []int{404}, "", "unavailable", "status 404"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +143,8 @@ func TestHTTPSinkResponses(t *testing.T) {
 			var we *connectors.WriteError
 			switch {
 			case err == nil:
+			case errors.Is(err, connectors.ErrUnavailable):
+				got = "unavailable"
 			case errors.As(err, &we):
 				var parts []string
 				for _, f := range we.Failures {

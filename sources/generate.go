@@ -22,10 +22,11 @@ var generateSpec = connectors.Spec{
 		"    {\"ts\":\"2026-01-01T00:00:00.000Z\",\"level\":\"info\",\"host\":\"web-03\",\"method\":\"GET\"," +
 		"\"path\":\"/api/v1/orders/18311\",\"status\":200,\"latency_ms\":12.5,\"bytes\":5123,\"ua\":\"...\"," +
 		"\"ip\":\"10.1.2.3\",\"trace\":\"...\"}\n\n" +
-		"Timestamps come from a virtual clock that starts at start and advances by 1/rate per record (1ms with " +
-		"rate 0), so the same seed and start give byte-identical records, whatever the speed. Without start, the " +
-		"clock starts at 2026-01-01T00:00:00Z when rate is 0, and at the wall-clock time of the first read when " +
-		"rate is set (records are then paced in real time, so their timestamps track the wall clock). A record's " +
+		"Records are stamped near the current time: without start, the clock starts at the wall-clock time of the " +
+		"first read; with a rate, records are paced in real time and advance by 1/rate each, and without one they " +
+		"advance by 1µs each and never fall behind the wall clock. So a dataset's retention.time applies to them as " +
+		"to live data. With start (an RFC 3339 time), the clock starts there and advances by 1/rate per record (1ms " +
+		"with rate 0) whatever the speed, so the same seed and start give byte-identical records. A record's " +
 		"time is its ts. The source ends after count records or, with a rate, after rate*duration records; " +
 		"without a rate, duration is wall-clock time.",
 	Fields: []connectors.Field{
@@ -35,7 +36,7 @@ var generateSpec = connectors.Spec{
 		{Name: "count", Type: connectors.TypeInt, Default: 0, Doc: "Records in all; 0: no limit."},
 		{Name: "duration", Type: connectors.TypeDuration, Default: "0s", Doc: "How long to generate (see above); 0: no limit."},
 		{Name: "seed", Type: connectors.TypeInt, Default: 1, Doc: "Seed of the random choices: the same seed gives the same records."},
-		{Name: "start", Type: connectors.TypeString, Doc: "RFC 3339 time the virtual clock starts at (see above).", Example: "2026-11-21T10:00:00Z"},
+		{Name: "start", Type: connectors.TypeString, Doc: "RFC 3339 time a fixed virtual clock starts at, for reproducible records (see above). Default: the current time.", Example: "2026-11-21T10:00:00Z"},
 		{Name: "key_field", Type: connectors.TypeString, Enum: []string{"ts", "level", "host", "method", "path", "status", "ip", "trace"},
 			Doc: "A field whose value becomes the record's key. Default: no key."},
 		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most records in a batch."},
@@ -56,7 +57,7 @@ type generateSource struct {
 	limit     int64 // records in all; 0: none
 	duration  time.Duration
 	batchSize int
-	fixed     bool // start was set or defaulted: the clock does not wait for the first read
+	fixed     bool // start was set: the clock does not wait for the first read
 
 	started time.Time // wall clock at the first read
 	emitted int64
@@ -64,9 +65,6 @@ type generateSource struct {
 }
 
 var _ connectors.Source = (*generateSource)(nil)
-
-// defaultStart is where the virtual clock starts without a rate.
-var defaultStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func newGenerate(conf *connectors.Config, _ connectors.Resources) (connectors.Source, error) {
 	s := &generateSource{
@@ -91,17 +89,16 @@ func newGenerate(conf *connectors.Config, _ connectors.Resources) (connectors.So
 	format := map[string]int{"json": formatJSON, "logfmt": formatLogfmt, "line": formatLine}[conf.String("format")]
 	key := map[string]int{"": -1, "ts": fieldTS, "level": fieldLevel, "host": fieldHost, "method": fieldMethod,
 		"path": fieldPath, "status": fieldStatus, "ip": fieldIP, "trace": fieldTrace}[conf.String("key_field")]
-	start := defaultStart
+	start := time.Now()
+	tick := int64(time.Microsecond)
 	if st := conf.String("start"); st != "" {
 		t, err := time.Parse(time.RFC3339Nano, st)
 		if err != nil {
 			return nil, conf.Errorf("start", "%q is not an RFC 3339 time like 2026-11-21T10:00:00Z", st)
 		}
 		start, s.fixed = t, true
-	} else if s.rate == 0 {
-		s.fixed = true
+		tick = int64(time.Millisecond)
 	}
-	tick := int64(time.Millisecond)
 	if s.rate > 0 {
 		tick = int64(math.Round(1e9 / s.rate))
 		if s.duration > 0 {
@@ -125,6 +122,10 @@ func (s *generateSource) Read(ctx context.Context) ([]*connectors.Message, conne
 		if !s.fixed {
 			s.gen.clock = now.UnixNano()
 		}
+	}
+	if !s.fixed && s.rate == 0 {
+		// As fast as read, stamped near now: never behind the wall clock.
+		s.gen.clock = max(s.gen.clock, now.UnixNano())
 	}
 	n := int64(s.batchSize)
 	if s.limit > 0 {

@@ -43,7 +43,7 @@ func readAllRecords(t *testing.T, s connectors.Source, max int) []*connectors.Me
 
 func TestGenerateDeterministic(t *testing.T) {
 	for _, format := range []string{"json", "logfmt", "line"} {
-		conf := "format: " + format + "\ncount: 3000\nkey_field: host"
+		conf := "format: " + format + "\ncount: 3000\nkey_field: host\nstart: 2026-01-01T00:00:00Z"
 		a := readAllRecords(t, newTestGenerate(t, conf), 3000)
 		b := readAllRecords(t, newTestGenerate(t, conf+"\nbatch_size: 7"), 3000)
 		c := readAllRecords(t, newTestGenerate(t, conf+"\nseed: 2"), 3000)
@@ -62,6 +62,28 @@ func TestGenerateDeterministic(t *testing.T) {
 		if same > 30 {
 			t.Errorf("%s: %d of 3000 records are the same with seeds 1 and 2", format, same)
 		}
+	}
+}
+
+// TestGenerateStampsNow: without start, records are stamped near the
+// current time, so that retention treats them as live data (issue 10
+// item 1: they were stamped from 2026-01-01 and a 7d retention deleted
+// the backlog).
+func TestGenerateStampsNow(t *testing.T) {
+	before := time.Now().Add(-time.Second)
+	recs := readAllRecords(t, newTestGenerate(t, "count: 5000"), 5000)
+	after := time.Now().Add(time.Second)
+	for i, m := range recs {
+		if m.Time.Before(before) || m.Time.After(after) {
+			t.Fatalf("record %d stamped %v, want between %v and %v", i, m.Time, before, after)
+		}
+		if i > 0 && m.Time.Before(recs[i-1].Time) {
+			t.Fatalf("record %d stamped %v before record %d (%v)", i, m.Time, i-1, recs[i-1].Time)
+		}
+	}
+	fixed := readAllRecords(t, newTestGenerate(t, "count: 2\nstart: 2026-01-01T00:00:00Z"), 2)
+	if want := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); !fixed[0].Time.Equal(want) {
+		t.Fatalf("with start: first record stamped %v, want %v", fixed[0].Time, want)
 	}
 }
 

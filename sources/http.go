@@ -33,7 +33,9 @@ var httpSpec = connectors.Spec{
 		"503 with the reason if it failed or the source is closing, 503 if it is not stored within ack_timeout " +
 		"(it may still be stored later: a client retrying then sends it twice, at least once). At most " +
 		"max_pending batches wait at once; beyond that a request is answered 429 with Retry-After: 1 at once, " +
-		"which is how a slow hub pushes back on clients. Records get the time they were received.",
+		"which is how a slow hub pushes back on clients. A request holding a record larger than the dataset takes (its " +
+		"max_message_bytes, less room for the key and headers) is answered 413 with that limit, and nothing of it is " +
+		"stored. Records get the time they were received.",
 	Fields: []connectors.Field{
 		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:8080", Doc: "host:port to listen on (:8080 for every interface)."},
 		{Name: "path", Type: connectors.TypeString, Default: "/ingest", Doc: "URL path records are POSTed to."},
@@ -59,6 +61,7 @@ type httpSource struct {
 	address    string
 	path       string
 	maxBody    int64
+	maxRecord  int // largest record the dataset takes; 0: unknown
 	token      string
 	ackTimeout time.Duration
 	log        *slog.Logger
@@ -103,6 +106,7 @@ func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		address:    conf.String("address"),
 		path:       conf.String("path"),
 		maxBody:    conf.Size("max_body_bytes"),
+		maxRecord:  res.MaxRecordBytes,
 		token:      conf.String("token"),
 		ackTimeout: conf.Duration("ack_timeout"),
 		log:        res.Logger,
@@ -146,7 +150,9 @@ func (s *httpSource) Connect(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.address)
 	if err != nil {
-		return fmt.Errorf("sources: http: %w", err)
+		// Waiting does not free an address another process holds: an
+		// error of the start, as in weir serve.
+		return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.path, s.handle)
@@ -274,7 +280,11 @@ func (s *httpSource) records(w http.ResponseWriter, r *http.Request) ([]*connect
 	}
 	now := time.Now()
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/json" {
-		return jsonRecords(data, now)
+		msgs, status, err := jsonRecords(data, now)
+		if err == nil {
+			status, err = s.checkSizes(msgs)
+		}
+		return msgs, status, err
 	}
 	var mem arena
 	var msgs []*connectors.Message
@@ -293,7 +303,23 @@ func (s *httpSource) records(w http.ResponseWriter, r *http.Request) ([]*connect
 		m.Value, m.Time = line[:len(line):len(line)], now // the body is this batch's alone
 		msgs = append(msgs, m)
 	}
-	return msgs, 0, nil
+	status, err := s.checkSizes(msgs)
+	return msgs, status, err
+}
+
+// checkSizes refuses a request with a record larger than the dataset
+// takes: 413 with the limit, and none of its records stored (they would
+// be cut into the dead-letter dataset, while the client heard 204).
+func (s *httpSource) checkSizes(msgs []*connectors.Message) (int, error) {
+	if s.maxRecord <= 0 {
+		return 0, nil
+	}
+	for i, m := range msgs {
+		if len(m.Value) > s.maxRecord {
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("record %d is %d bytes; a record can be at most %d bytes here (the dataset's max_message_bytes); nothing of this request was stored", i+1, len(m.Value), s.maxRecord)
+		}
+	}
+	return 0, nil
 }
 
 // jsonRecords splits a JSON body: one object, or an array of objects.

@@ -215,7 +215,8 @@ func (s *syslogSource) Connect(ctx context.Context) error {
 	if s.tcp {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			return fmt.Errorf("sources: syslog: %w", err)
+			// An address that cannot be bound is an error of the start.
+			return connectors.Permanent(fmt.Errorf("sources: syslog: %w", err))
 		}
 		addr = ln.Addr().String() // port 0: UDP takes the same port
 		if s.tlsConfig != nil {
@@ -230,7 +231,7 @@ func (s *syslogSource) Connect(ctx context.Context) error {
 				s.ln.Close()
 				s.ln = nil
 			}
-			return fmt.Errorf("sources: syslog: %w", err)
+			return connectors.Permanent(fmt.Errorf("sources: syslog: %w", err))
 		}
 		s.pc = pc.(*net.UDPConn) // what ListenPacket("udp") returns
 		if s.readBuf > 0 {

@@ -22,7 +22,8 @@ import (
 	"github.com/weirhub/weir/pipelines"
 )
 
-// load reads and checks a pipeline file: structure, then processors.
+// load reads and checks a pipeline file: structure and processors (their
+// expressions, patterns and routes), every problem in one pass.
 func load(path string) (*pipelines.Config, error) {
 	cfg, err := pipelines.LoadFile(path, pipelines.LoadOptions{})
 	if err != nil {
@@ -32,14 +33,11 @@ func load(path string) (*pipelines.Config, error) {
 		}
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if err := pipelines.Check(cfg, nil); err != nil {
-		return nil, &exitError{code: 1, err: fmt.Errorf("%s has problems:\n%w", path, err)}
-	}
 	return cfg, nil
 }
 
 func newRunCmd() *cobra.Command {
-	var untilDrained bool
+	var untilDrained, showSummary bool
 	var statsEvery time.Duration
 	var logLevel, cpuProfile string
 	cmd := &cobra.Command{
@@ -47,6 +45,9 @@ func newRunCmd() *cobra.Command {
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
 		Long: `Runs the sources and pipelines of FILE against the embedded hub in hub.data_dir
 (or an external cluster with hub.kafka), printing a throughput line every few seconds.
+Only records go to stdout (the stdout sink): logs, throughput lines and the summary go
+to stderr, so "weir run p.yaml | jq" works. The summary table is printed at exit with
+--summary, and always at the end of --until-drained runs.
 A file with problems is refused, with every problem listed as file:line:col.
 SIGTERM or SIGINT stops it gracefully: sources stop, pipelines finish and commit the
 batch in hand; anything not committed is read again on the next start.`,
@@ -99,15 +100,21 @@ batch in hand; anything not committed is read again on the next start.`,
 					printStats(cmd.ErrOrStderr(), e, statsEvery, statsDone)
 				}()
 			}
-			start := time.Now()
 			runErr := e.Run(ctx)
 			close(statsDone)
 			wg.Wait()
-			summary(cmd.OutOrStdout(), e.Stats(), time.Since(start))
+			stats := e.Stats()
+			if showSummary || untilDrained {
+				summary(cmd.ErrOrStderr(), stats)
+			}
+			if runErr == nil && untilDrained {
+				runErr = drainedErr(stats)
+			}
 			return runErr
 		},
 	}
-	cmd.Flags().BoolVar(&untilDrained, "until-drained", false, "exit once every finite source has ended and every pipeline has caught up")
+	cmd.Flags().BoolVar(&untilDrained, "until-drained", false, "exit once every finite source has ended and every pipeline has caught up; exit 1 if records were lost to retention on the way")
+	cmd.Flags().BoolVar(&showSummary, "summary", false, "print a table of every component's counters on stderr at exit (always with --until-drained)")
 	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
@@ -139,8 +146,17 @@ func printStats(w io.Writer, e *pipelines.Engine, every time.Duration, done <-ch
 			}
 			rate := float64(s.Out-p.Out) / secs
 			part := fmt.Sprintf("%s %s rec/s %s/s", s.Name, humanize.SIWithDigits(rate, 1, ""), humanize.Bytes(uint64(float64(s.Bytes-p.Bytes)/secs)))
+			if s.Dropped > 0 {
+				part += fmt.Sprintf(" dropped %d", s.Dropped)
+			}
 			if s.Dead > 0 {
 				part += fmt.Sprintf(" dead %d", s.Dead)
+			}
+			if s.Retried > 0 {
+				part += fmt.Sprintf(" retried %d", s.Retried)
+			}
+			if s.Skipped > 0 {
+				part += fmt.Sprintf(" SKIPPED %d", s.Skipped)
 			}
 			if strings.HasPrefix(s.Name, "pipelines.") {
 				part += fmt.Sprintf(" lag %d", s.Lag)
@@ -151,14 +167,44 @@ func printStats(w io.Writer, e *pipelines.Engine, every time.Duration, done <-ch
 	}
 }
 
-func summary(w io.Writer, stats []pipelines.Stats, d time.Duration) {
+// summary prints every component's counters. RECORDS/S is over the time
+// records flowed through the component, not the life of the process.
+func summary(w io.Writer, stats []pipelines.Stats) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "COMPONENT\tIN\tOUT\tDEAD\tFAILED\tBYTES\tRECORDS/S\t\n")
+	fmt.Fprintf(tw, "COMPONENT\tIN\tOUT\tDROPPED\tDEAD\tRETRIED\tSKIPPED\tBYTES\tRECORDS/S\t\n")
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f\t\n", s.Name, s.In, s.Out, s.Dead, s.Failed,
-			humanize.IBytes(uint64(s.Bytes)), float64(s.Out)/max(d.Seconds(), 1e-9))
+		rate := "-"
+		if s.Flowing > 0 {
+			rate = fmt.Sprintf("%.0f", float64(s.Out)/s.Flowing.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.Name, s.In, s.Out, s.Dropped, s.Dead, s.Retried, s.Skipped,
+			humanize.IBytes(uint64(s.Bytes)), rate)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "OUT: stored or delivered; DROPPED: left out by a processor; DEAD: sent to the dead-letter dataset;")
+	fmt.Fprintln(w, "RETRIED: written again after a transient failure; SKIPPED: deleted by retention before the pipeline read them.")
+}
+
+// drainedErr is the error of an --until-drained run that lost records to
+// retention on the way: it did not drain what it was given.
+func drainedErr(stats []pipelines.Stats) error {
+	var msgs []string
+	for _, s := range stats {
+		if s.Skipped > 0 { // only pipelines skip
+			msgs = append(msgs, fmt.Sprintf("%s: %d records were deleted by retention before it read them", s.Name, s.Skipped))
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return &exitError{code: 1, err: fmt.Errorf("not drained: %s (keep datasets longer with retention.time, or read them faster)", strings.Join(msgs, "; "))}
+}
+
+func commonNames(k connectors.Kind) string {
+	if k == connectors.SinkKind {
+		return "name, batching and retry"
+	}
+	return "to, key, processors and dead_letter"
 }
 
 func newLintCmd() *cobra.Command {
@@ -278,6 +324,13 @@ func newListCmd() *cobra.Command {
 						continue
 					}
 					fmt.Fprintf(w, "  %-12s %s\n", s.Name, s.Summary)
+				}
+				if docs || len(args) == 2 {
+					// The fields every source or sink takes (batching,
+					// retry...), after the component's own.
+					fmt.Fprint(w, pipelines.CommonFieldsMarkdown(k))
+				} else if k != connectors.ProcessorKind {
+					fmt.Fprintf(w, "  (every %s also takes %s: weir list %ss NAME)\n", k, commonNames(k), k)
 				}
 				if !docs && len(args) < 2 {
 					fmt.Fprintln(w)
