@@ -51,6 +51,12 @@
 // once the high watermark covering it is published, after the write (and,
 // with SyncAlways, after the fdatasync): never part of a batch.
 //
+// A segment's blocks are reserved (fallocate, keeping the file's size) a
+// bounded step ahead of the write position, an eighth of the segment's data
+// between 64 KiB and 4 MiB, so that appends rarely wait on block allocation;
+// the reserve is given back when the segment is sealed or the log closed. A
+// partition takes its data plus that step on disk, never a whole segment.
+//
 // The sync policy decides when data reaches the disk:
 //
 //   - SyncAlways: Append returns after fdatasync. Concurrent appenders share

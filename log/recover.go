@@ -129,6 +129,9 @@ func (l *Log) recoverActive(s *segment) error {
 			"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
 	}
 	s.written, s.writtenNext = res.end, res.next
+	// Free blocks a crash left reserved past the end.
+	s.reserved = s.written + 1
+	dropReserve(s)
 	l.publish(s, l.snapshot(s))
 	return nil
 }

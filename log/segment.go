@@ -48,6 +48,7 @@ type segment struct {
 	writtenMaxTS int64
 	lastIndexed  int64 // position of the last offset index entry, -1 before any
 	firstTS      int64 // max timestamp of the first batch, for roll by age
+	reserved     int64 // file blocks reserved up to here, >= written
 	sealed       bool
 
 	// refs counts the Log's own reference plus readers holding sections.
