@@ -43,6 +43,14 @@
 // when a segment closes, so one is either complete or absent. While a
 // segment is active its indexes live in memory; recovery rebuilds them.
 //
+// A segment is closed (rolled) under the append lock only by creating the
+// next one; a background sealer then fdatasyncs the old segment's data and
+// the directory, publishes what SyncAlways had not yet published, and
+// writes the index files. Until then SyncAlways appenders and Sync wait for
+// it before counting anything later as durable. An index file therefore
+// exists only for a segment whose data was synced: a closed segment without
+// one is recovered like the active segment.
+//
 // # Writing
 //
 // Append validates every batch (magic, CRC-32C, counts, size), assigns
@@ -79,9 +87,11 @@
 //
 // Open trusts the index of a closed segment after a sanity check (sizes,
 // order, and a scan of the batches after its last entry) and rebuilds a
-// missing or damaged one with a full CRC-checked scan. The active segment is
-// always scanned and CRC-checked; a torn or garbled tail is cut off, and the
-// bytes cut are kept beside the segment in a .corrupt file. Corruption found
+// damaged one with a full CRC-checked scan. The active segment, and a
+// closed segment without an index (its seal was interrupted), are always
+// scanned and CRC-checked; a torn or garbled tail is cut off, and the bytes
+// cut are kept beside the segment in a .corrupt file. Offsets cut from a
+// closed segment are not reused: the next segment starts where it did. Corruption found
 // inside a closed segment is never served: reads that reach it fail with a
 // *CorruptError, and Verify reports it with offset and file position.
 //

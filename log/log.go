@@ -28,6 +28,9 @@ type Log struct {
 	timer  *time.Timer
 	armed  bool // interval sync pending; guarded by mu
 
+	pending []*segment     // rolled, not yet sealed; guarded by mu
+	sealWG  sync.WaitGroup // background sealers
+
 	segs   atomic.Pointer[[]*segment] // copy-on-write, oldest first
 	hw     atomic.Int64               // offsets below are readable
 	start  atomic.Int64               // log start offset
@@ -51,7 +54,7 @@ type Log struct {
 
 // stats are the counters behind Stats.
 type stats struct {
-	appends, batches, records, bytes, fsyncs, rolls, deleted atomic.Int64
+	appends, batches, records, bytes, fsyncs, rolls, deleted, unsealed atomic.Int64
 }
 
 // Stats are a log's counters since Open.
@@ -402,9 +405,17 @@ func (l *Log) syncActive() (int64, error) {
 	}
 	s := l.active
 	snap := l.snapshot(s)
+	pending := slices.Clone(l.pending)
 	s.acquire() // Close must not close the file under the sync
 	l.mu.Unlock()
 	defer s.release()
+	// What the segments before it hold is published first.
+	for _, p := range pending {
+		<-p.durable
+		if p.sealErr != nil {
+			return 0, p.sealErr
+		}
+	}
 	if err := l.fdatasync(s.f); err != nil {
 		err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		l.mu.Lock()
@@ -438,6 +449,9 @@ func (l *Log) intervalSync() {
 
 // Sync flushes everything appended so far to disk, whatever the policy.
 func (l *Log) Sync() error {
+	if err := l.waitPending(); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -450,6 +464,10 @@ func (l *Log) Sync() error {
 	if err := l.fdatasync(s.f); err != nil {
 		l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		return l.failed
+	}
+	if len(l.pending) > 0 {
+		// Rolled since waitPending: published once their sealer is done.
+		return nil
 	}
 	l.publish(s, l.snapshot(s))
 	l.syncMu.Lock()
@@ -475,29 +493,27 @@ func (l *Log) Roll() error {
 	return l.roll()
 }
 
-// roll seals the active segment (data synced, indexes written) and starts
-// the next. Called with l.mu held.
+// roll closes the active segment and starts the next. Called with l.mu
+// held, it only creates the new file: the old segment's fdatasync and
+// index files are written by a background sealer (see sealInBackground),
+// so appenders do not wait for them. Until it is done the old segment is
+// pending: SyncAlways appenders and Sync wait for its data to be durable
+// before anything after it counts as durable, and recovery after a crash
+// treats it as possibly torn, like the active segment.
 func (l *Log) roll() error {
 	old := l.active
-	if l.opts.Sync != SyncNever {
-		if err := l.fdatasync(old.f); err != nil {
-			l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, old.path, err)
-			return l.failed
-		}
-	}
-	if err := l.seal(old); err != nil {
-		return err
-	}
-	dropReserve(old)
-	l.publish(old, l.snapshot(old))
-	l.syncMu.Lock()
-	l.synced = max(l.synced, old.writtenNext)
-	l.syncMu.Unlock()
-
 	s, err := l.createSegment(old.writtenNext)
 	if err != nil {
 		return err
 	}
+	l.finishTimeIndex(old)
+	old.durable = make(chan struct{})
+	snap := l.snapshot(old)
+	old.acquire() // for the sealer
+	l.pending = append(l.pending, old)
+	l.sealWG.Add(1)
+	go l.sealInBackground(old, snap)
+
 	l.stats.rolls.Add(1)
 	l.active = s
 	segs := append(slices.Clone(*l.segs.Load()), s)
@@ -505,8 +521,73 @@ func (l *Log) roll() error {
 	return nil
 }
 
-// seal writes a segment's indexes to disk and maps them back read-only.
-func (l *Log) seal(s *segment) error {
+// sealHook, when set by a test, runs in the sealer before it syncs.
+var sealHook func()
+
+// sealInBackground makes a rolled segment durable and sealed: fdatasync of
+// its data (and of the directory, which holds the new segment's name),
+// publication of whatever it holds that SyncAlways had not yet published,
+// then its index files, written whole and mapped back read-only.
+func (l *Log) sealInBackground(s *segment, snap pubState) {
+	defer l.sealWG.Done()
+	defer s.release()
+	if sealHook != nil {
+		sealHook()
+	}
+	var err error
+	if l.opts.Sync != SyncNever {
+		if err = l.fdatasync(s.f); err != nil {
+			err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
+		} else if err = syncDir(l.dir); err != nil {
+			err = fmt.Errorf("%w: syncing directory %s: %v", ErrFailed, l.dir, err)
+		}
+	}
+	l.mu.Lock()
+	if err != nil && l.failed == nil {
+		l.failed = err
+	}
+	l.mu.Unlock()
+	if err != nil {
+		l.opts.Logger.Error("log: syncing a closed segment failed; the log refuses writes until reopened", "segment", s.path, "err", err)
+		s.sealErr = err
+		close(s.durable)
+		return
+	}
+	l.publish(s, snap)
+	dropReserve(s)
+	l.syncMu.Lock()
+	l.synced = max(l.synced, snap.next)
+	l.syncMu.Unlock()
+	close(s.durable)
+
+	if !s.deleted.Load() {
+		if err := l.writeIndexes(s); err != nil {
+			// The in-memory indexes keep serving; the next Open rebuilds the files.
+			l.opts.Logger.Warn("log: writing the index of a closed segment failed", "segment", s.path, "err", err)
+		}
+	}
+	l.mu.Lock()
+	l.pending = slices.DeleteFunc(l.pending, func(p *segment) bool { return p == s })
+	l.mu.Unlock()
+}
+
+// waitPending waits until the segments rolled before now are durable.
+func (l *Log) waitPending() error {
+	l.mu.Lock()
+	pending := slices.Clone(l.pending)
+	l.mu.Unlock()
+	for _, s := range pending {
+		<-s.durable
+		if s.sealErr != nil {
+			return s.sealErr
+		}
+	}
+	return nil
+}
+
+// finishTimeIndex adds the segment's last time index entry, for its
+// largest timestamp, if the entries so far do not reach it. Writer only.
+func (l *Log) finishTimeIndex(s *segment) {
 	if s.writtenMaxTS != math.MinInt64 {
 		lastTS := int64(math.MinInt64)
 		if e := s.tim.last(); e != nil {
@@ -516,6 +597,17 @@ func (l *Log) seal(s *segment) error {
 			s.tim.add(appendTimeEntry(nil, s.writtenMaxTS, s.rel(s.writtenNext)))
 		}
 	}
+}
+
+// seal writes a segment's indexes to disk and maps them back read-only.
+func (l *Log) seal(s *segment) error {
+	l.finishTimeIndex(s)
+	return l.writeIndexes(s)
+}
+
+// writeIndexes writes a closed segment's indexes to disk and maps them back
+// read-only in place of the in-memory ones.
+func (l *Log) writeIndexes(s *segment) error {
 	for _, x := range []struct {
 		idx    *index
 		suffix string
@@ -538,7 +630,6 @@ func (l *Log) seal(s *segment) error {
 			x.idx.mem.Store(mapped.mem.Load())
 		}
 	}
-	s.sealed = true
 	return nil
 }
 
@@ -547,12 +638,6 @@ func (l *Log) createSegment(base int64) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log: creating segment: %w", err)
-	}
-	if l.opts.Sync != SyncNever {
-		if err := syncDir(l.dir); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("log: %w", err)
-		}
 	}
 	return newSegment(l.dir, base, f), nil
 }
@@ -565,6 +650,13 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		return ErrClosed
 	}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Unlock()
+	// Segments rolled before are synced, published and sealed first.
+	l.sealWG.Wait()
+	l.mu.Lock()
 	var err error
 	if l.failed == nil && l.opts.Sync != SyncNever {
 		if err = l.fdatasync(l.active.f); err == nil {
@@ -573,9 +665,6 @@ func (l *Log) Close() error {
 	}
 	if l.failed == nil {
 		dropReserve(l.active)
-	}
-	if l.timer != nil {
-		l.timer.Stop()
 	}
 	l.mu.Unlock()
 	close(l.done)

@@ -66,11 +66,21 @@ func (l *Log) recover() error {
 			return err
 		}
 		segs = append(segs, s)
+		if l.opts.Sync != SyncNever {
+			if err := syncDir(l.dir); err != nil {
+				return fmt.Errorf("log: %w", err)
+			}
+		}
 	}
 	for i, base := range bases {
 		last := i == len(bases)-1
+		// A closed segment without an index was never sealed: the crash
+		// came before its background sync, so its tail may be torn and is
+		// scanned and cut like the active segment's.
+		_, ixErr := os.Stat(segmentName(l.dir, base, indexSuffix))
+		unsealed := !last && errors.Is(ixErr, os.ErrNotExist)
 		flag := os.O_RDONLY
-		if last {
+		if last || unsealed {
 			flag = os.O_RDWR
 		}
 		path := segmentName(l.dir, base, logSuffix)
@@ -81,9 +91,12 @@ func (l *Log) recover() error {
 		s := newSegment(l.dir, base, f)
 		segs = append(segs, s)
 		l.segs.Store(&segs)
-		if last {
+		switch {
+		case last:
 			err = l.recoverActive(s)
-		} else {
+		case unsealed:
+			err = l.recoverUnsealed(s, bases[i+1])
+		default:
 			err = l.openClosed(s, bases[i+1])
 		}
 		if err != nil {
@@ -107,9 +120,19 @@ func (l *Log) recover() error {
 // and that offsets follow on, rebuilds its indexes in memory, and cuts
 // whatever follows the last good batch.
 func (l *Log) recoverActive(s *segment) error {
+	res, size, err := l.scanWritten(s)
+	if err != nil {
+		return err
+	}
+	return l.cutAfterScan(s, res, size)
+}
+
+// scanWritten scans a segment that may have a torn tail, checking every
+// batch, and rebuilds its indexes in memory.
+func (l *Log) scanWritten(s *segment) (scanResult, int64, error) {
 	st, err := s.f.Stat()
 	if err != nil {
-		return fmt.Errorf("log: %w", err)
+		return scanResult{}, 0, fmt.Errorf("log: %w", err)
 	}
 	size := st.Size()
 	var entry [timeEntrySize]byte
@@ -119,13 +142,19 @@ func (l *Log) recoverActive(s *segment) error {
 			s.firstTS = min(h.MaxTimestamp, l.opts.Now().UnixMilli())
 		}
 	})
+	return res, size, nil
+}
+
+// cutAfterScan cuts what follows the last good batch a scan found, and
+// publishes the segment.
+func (l *Log) cutAfterScan(s *segment, res scanResult, size int64) error {
 	if res.err != nil {
 		ev, err := l.cutTail(s, res.end, size, res.err)
 		if err != nil {
 			return err
 		}
 		l.recovered = append(l.recovered, ev)
-		l.opts.Logger.Warn("log: cut a torn or damaged tail from the active segment",
+		l.opts.Logger.Warn("log: cut a torn or damaged tail from a segment",
 			"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
 	}
 	s.written, s.writtenNext = res.end, res.next
@@ -134,6 +163,67 @@ func (l *Log) recoverActive(s *segment) error {
 	dropReserve(s)
 	l.publish(s, l.snapshot(s))
 	return nil
+}
+
+// recoverUnsealed recovers a closed segment without an index: one whose
+// seal a crash interrupted, so that its data may not have been synced. It
+// is scanned like the active segment, and a torn tail (damage after which
+// no valid batch follows) is cut; damage with valid batches after it is
+// not a torn write, and is kept and never served, as in any closed
+// segment. Offsets cut from its end are not reused: the next segment
+// starts where it did.
+func (l *Log) recoverUnsealed(s *segment, nextBase int64) error {
+	res, size, err := l.scanWritten(s)
+	if err != nil {
+		return err
+	}
+	if res.err != nil && validBatchAfter(s.f, res.end+1, size, res.next, nextBase) {
+		s.off = index{size: offsetEntrySize}
+		s.tim = index{size: timeEntrySize}
+		s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
+		return l.openClosed(s, nextBase)
+	}
+	if err := l.cutAfterScan(s, res, size); err != nil {
+		return err
+	}
+	if l.opts.Sync != SyncNever {
+		if err := fdatasync(s.f); err != nil {
+			return fmt.Errorf("log: syncing %s: %w", s.path, err)
+		}
+	}
+	if err := l.seal(s); err != nil {
+		return err
+	}
+	l.stats.unsealed.Add(1)
+	return nil
+}
+
+// validBatchAfter reports whether a whole valid batch with a base offset in
+// [minOffset, maxOffset) starts anywhere in [from, size) of f.
+func validBatchAfter(f *os.File, from, size, minOffset, maxOffset int64) bool {
+	const chunk = 1 << 20
+	buf := make([]byte, chunk+codecs.HeaderSize)
+	for at := from; at+codecs.HeaderSize <= size; at += chunk {
+		n, _ := f.ReadAt(buf[:min(int64(len(buf)), size-at)], at)
+		for i := 0; i+codecs.HeaderSize <= n && i < chunk; i++ {
+			h, err := codecs.ParseHeader(buf[i:n])
+			if err != nil || h.BaseOffset < minOffset || h.BaseOffset >= maxOffset {
+				continue
+			}
+			pos := at + int64(i)
+			if h.Size() > maxScanBatch || pos+int64(h.Size()) > size {
+				continue
+			}
+			b := make([]byte, h.Size())
+			if _, err := f.ReadAt(b, pos); err != nil {
+				continue
+			}
+			if _, err := codecs.Validate(b, 0); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cutTail keeps the bytes of s from pos to size in a .corrupt file beside
@@ -173,7 +263,6 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 		err = l.checkIndex(s, size)
 	}
 	if err == nil {
-		s.sealed = true
 		l.publish(s, l.snapshot(s))
 		return nil
 	}

@@ -91,6 +91,7 @@ func TestDiskFollowsData(t *testing.T) {
 	if err := l.Roll(); err != nil {
 		t.Fatal(err)
 	}
+	l.sealWG.Wait()
 	first := segmentName(dir, 0, logSuffix)
 	st, err := os.Stat(first)
 	if err != nil {

@@ -49,7 +49,11 @@ type segment struct {
 	lastIndexed  int64 // position of the last offset index entry, -1 before any
 	firstTS      int64 // max timestamp of the first batch, for roll by age
 	reserved     int64 // file blocks reserved up to here, >= written
-	sealed       bool
+
+	// durable is closed once a rolled segment's data is on disk (or its
+	// sync failed, with sealErr set); nil for the active segment.
+	durable chan struct{}
+	sealErr error
 
 	// refs counts the Log's own reference plus readers holding sections.
 	refs    atomic.Int32
