@@ -207,7 +207,7 @@ func runCrashKill9(t *testing.T, roll bool) {
 // unsealedSegments counts the closed segments of dir without an index.
 func unsealedSegments(t *testing.T, dir string) int {
 	t.Helper()
-	bases, err := listSegments(dir, false)
+	bases, err := listSegments(osFS{}, dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}

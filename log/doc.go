@@ -95,6 +95,14 @@
 // inside a closed segment is never served: reads that reach it fail with a
 // *CorruptError, and Verify reports it with offset and file position.
 //
+// # File systems
+//
+// A log reaches its files through an FS (Options.FS): the operating
+// system's by default. MemFS holds files in memory and remembers what was
+// synced, so that CrashClone can show what a power cut would leave; the
+// tests of the fsync policies and of recovery run on it, since a kill -9
+// keeps the page cache and cannot tell a missing fdatasync.
+//
 // # Retention
 //
 // EnforceRetention deletes whole closed segments, oldest first, that are

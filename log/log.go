@@ -3,12 +3,12 @@ package log
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/weirhub/weir/codecs"
@@ -20,7 +20,8 @@ import (
 type Log struct {
 	dir  string
 	opts Options
-	lock *os.File
+	fs   FS
+	lock io.Closer
 
 	mu     sync.Mutex // writers: Append, roll, retention, Close
 	active *segment   // guarded by mu
@@ -77,10 +78,6 @@ func (l *Log) Stats() Stats {
 	}
 }
 
-// writeAt is the write of the append path; tests replace it to inject
-// faults such as a full disk.
-var writeAt = (*os.File).WriteAt
-
 // RecoveryEvent records bytes that Open cut from the end of a segment
 // because they did not form valid batches: a torn write, or garbage.
 type RecoveryEvent struct {
@@ -98,21 +95,18 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fsys := opts.FS
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	lock, err := os.OpenFile(dir+"/.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := fsys.Lock(dir)
 	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("log: locking %s: %w", dir, err)
-	}
-	l := &Log{dir: dir, opts: opts, lock: lock, done: make(chan struct{})}
+	l := &Log{dir: dir, opts: opts, fs: fsys, lock: lock, done: make(chan struct{})}
 	l.syncCond.L = &l.syncMu
 	if err := l.recover(); err != nil {
 		l.closeFiles()
@@ -210,7 +204,7 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 		off += int64(h.LastOffsetDelta) + 1
 		p += h.Size()
 	}
-	if _, err := writeAt(s.f, b, pos); err != nil {
+	if _, err := s.f.WriteAt(b, pos); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
 		if terr := s.f.Truncate(pos); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
@@ -538,7 +532,7 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	if l.opts.Sync != SyncNever {
 		if err = l.fdatasync(s.f); err != nil {
 			err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
-		} else if err = syncDir(l.dir); err != nil {
+		} else if err = l.fs.SyncDir(l.dir); err != nil {
 			err = fmt.Errorf("%w: syncing directory %s: %v", ErrFailed, l.dir, err)
 		}
 	}
@@ -561,7 +555,12 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	close(s.durable)
 
 	if !s.deleted.Load() {
-		if err := l.writeIndexes(s); err != nil {
+		err := l.writeIndexes(s)
+		if err == nil && l.opts.Sync != SyncNever {
+			// Durable index names spare the next Open a scan.
+			err = l.fs.SyncDir(l.dir)
+		}
+		if err != nil {
 			// The in-memory indexes keep serving; the next Open rebuilds the files.
 			l.opts.Logger.Warn("log: writing the index of a closed segment failed", "segment", s.path, "err", err)
 		}
@@ -613,12 +612,12 @@ func (l *Log) writeIndexes(s *segment) error {
 		suffix string
 	}{{&s.off, indexSuffix}, {&s.tim, timeIndexSuffix}} {
 		path := s.base2path(x.suffix)
-		if err := writeFileSync(path, x.idx.written(), l.opts.Sync != SyncNever); err != nil {
+		if err := writeFileSync(l.fs, path, x.idx.written(), l.opts.Sync != SyncNever); err != nil {
 			return fmt.Errorf("log: writing index: %w", err)
 		}
 		var mapped index
 		mapped.size = x.idx.size
-		if err := mapped.load(path); err != nil {
+		if err := mapped.load(l.fs, path); err != nil {
 			return fmt.Errorf("log: mapping index: %w", err)
 		}
 		if mapped.w != x.idx.w {
@@ -635,11 +634,11 @@ func (l *Log) writeIndexes(s *segment) error {
 
 func (l *Log) createSegment(base int64) (*segment, error) {
 	path := segmentName(l.dir, base, logSuffix)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	f, err := l.fs.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log: creating segment: %w", err)
 	}
-	return newSegment(l.dir, base, f), nil
+	return newSegment(l.fs, l.dir, base, f), nil
 }
 
 // Close flushes (unless the policy is SyncNever) and closes the log. Readers
@@ -688,49 +687,7 @@ func (l *Log) closeFiles() {
 	}
 }
 
-func (l *Log) fdatasync(f *os.File) error {
+func (l *Log) fdatasync(f File) error {
 	l.stats.fsyncs.Add(1)
-	return fdatasync(f)
-}
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// writeFileSync writes data to path through a temporary file, synced (when
-// sync is set) and renamed, so that path is either absent or complete.
-func writeFileSync(path string, data []byte, sync bool) error {
-	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return f.Sync()
 }

@@ -78,6 +78,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
 	Now func() time.Time
+	// FS is the file system the log's files live in. Default: the
+	// operating system's.
+	FS FS
 	// OnPublish, if set, is called after new records become visible to
 	// readers (after the high watermark moves), outside the log's locks.
 	// It must be quick: it runs on the appending goroutine. A hub uses it
@@ -117,6 +120,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FS == nil {
+		o.FS = osFS{}
 	}
 	return nil
 }

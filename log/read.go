@@ -15,9 +15,12 @@ import (
 // a network fetch sends with sendfile. A Section holds its file open until
 // Release; the bytes in the range never change.
 type Section struct {
+	// File is the segment file, for sendfile; nil when the log's FS has
+	// no operating system files (AppendTo reads the section either way).
 	File *os.File
 	Pos  int64 // file position of the first batch
 	Len  int64 // bytes, a whole number of batches
+	f    File
 	seg  *segment
 }
 
@@ -34,12 +37,12 @@ func (s *Section) Release() {
 func (s *Section) AppendTo(dst []byte) ([]byte, error) {
 	at := len(dst)
 	dst = growLen(dst, int(s.Len))
-	n, err := s.File.ReadAt(dst[at:], s.Pos)
+	n, err := s.f.ReadAt(dst[at:], s.Pos)
 	if n < int(s.Len) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return dst[:at], fmt.Errorf("log: reading %s at %d: %w", s.File.Name(), s.Pos, err)
+		return dst[:at], fmt.Errorf("log: reading %s at %d: %w", s.f.Name(), s.Pos, err)
 	}
 	return dst, nil
 }
@@ -114,7 +117,7 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			s.release()
 			return dst, err
 		}
-		dst = append(dst, Section{File: s.f, Pos: pos, Len: end - pos, seg: s})
+		dst = append(dst, Section{File: osOf(s.f), Pos: pos, Len: end - pos, f: s.f, seg: s})
 		remaining -= end - pos
 		first = false
 		if end < limit || (s.corrupt != nil && end >= s.corrupt.Position) {

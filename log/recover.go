@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,15 +20,14 @@ const maxScanBatch = 256 << 20
 
 // listSegments returns the base offsets of the .log files in dir, sorted,
 // and removes leftovers: temporary files and indexes without a segment.
-func listSegments(dir string, clean bool) ([]int64, error) {
-	entries, err := os.ReadDir(dir)
+func listSegments(fsys FS, dir string, clean bool) ([]int64, error) {
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
 	var bases []int64
 	logs := map[string]bool{}
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range entries {
 		if stem, ok := strings.CutSuffix(name, logSuffix); ok {
 			if base, err := strconv.ParseInt(stem, 10, 64); err == nil && len(stem) == 20 && base >= 0 {
 				bases = append(bases, base)
@@ -36,14 +36,13 @@ func listSegments(dir string, clean bool) ([]int64, error) {
 		}
 	}
 	if clean {
-		for _, e := range entries {
-			name := e.Name()
+		for _, name := range entries {
 			stem, _, _ := strings.Cut(name, ".")
 			switch {
 			case strings.HasSuffix(name, tmpSuffix):
-				os.Remove(dir + "/" + name)
+				fsys.Remove(filepath.Join(dir, name))
 			case (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem]:
-				os.Remove(dir + "/" + name)
+				fsys.Remove(filepath.Join(dir, name))
 			}
 		}
 	}
@@ -54,7 +53,7 @@ func listSegments(dir string, clean bool) ([]int64, error) {
 // recover opens every segment: closed ones through their indexes, the last
 // one by a full scan that cuts a torn tail.
 func (l *Log) recover() error {
-	bases, err := listSegments(l.dir, true)
+	bases, err := listSegments(l.fs, l.dir, true)
 	if err != nil {
 		return err
 	}
@@ -67,7 +66,7 @@ func (l *Log) recover() error {
 		}
 		segs = append(segs, s)
 		if l.opts.Sync != SyncNever {
-			if err := syncDir(l.dir); err != nil {
+			if err := l.fs.SyncDir(l.dir); err != nil {
 				return fmt.Errorf("log: %w", err)
 			}
 		}
@@ -77,18 +76,18 @@ func (l *Log) recover() error {
 		// A closed segment without an index was never sealed: the crash
 		// came before its background sync, so its tail may be torn and is
 		// scanned and cut like the active segment's.
-		_, ixErr := os.Stat(segmentName(l.dir, base, indexSuffix))
+		_, ixErr := l.fs.Stat(segmentName(l.dir, base, indexSuffix))
 		unsealed := !last && errors.Is(ixErr, os.ErrNotExist)
 		flag := os.O_RDONLY
 		if last || unsealed {
 			flag = os.O_RDWR
 		}
 		path := segmentName(l.dir, base, logSuffix)
-		f, err := os.OpenFile(path, flag, 0)
+		f, err := l.fs.OpenFile(path, flag, 0)
 		if err != nil {
 			return fmt.Errorf("log: %w", err)
 		}
-		s := newSegment(l.dir, base, f)
+		s := newSegment(l.fs, l.dir, base, f)
 		segs = append(segs, s)
 		l.segs.Store(&segs)
 		switch {
@@ -187,7 +186,7 @@ func (l *Log) recoverUnsealed(s *segment, nextBase int64) error {
 		return err
 	}
 	if l.opts.Sync != SyncNever {
-		if err := fdatasync(s.f); err != nil {
+		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("log: syncing %s: %w", s.path, err)
 		}
 	}
@@ -200,7 +199,7 @@ func (l *Log) recoverUnsealed(s *segment, nextBase int64) error {
 
 // validBatchAfter reports whether a whole valid batch with a base offset in
 // [minOffset, maxOffset) starts anywhere in [from, size) of f.
-func validBatchAfter(f *os.File, from, size, minOffset, maxOffset int64) bool {
+func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool {
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+codecs.HeaderSize)
 	for at := from; at+codecs.HeaderSize <= size; at += chunk {
@@ -235,7 +234,7 @@ func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, er
 	if _, err := s.f.ReadAt(tail, pos); err != nil && err != io.EOF {
 		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
 	}
-	if err := writeFileSync(ev.SavedTo, tail, true); err != nil {
+	if err := writeFileSync(l.fs, ev.SavedTo, tail, true); err != nil {
 		return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
 	}
 	if err := s.f.Truncate(pos); err != nil {
@@ -255,9 +254,9 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 		return fmt.Errorf("log: %w", err)
 	}
 	size := st.Size()
-	err = s.off.load(s.base2path(indexSuffix))
+	err = s.off.load(l.fs, s.base2path(indexSuffix))
 	if err == nil {
-		err = s.tim.load(s.base2path(timeIndexSuffix))
+		err = s.tim.load(l.fs, s.base2path(timeIndexSuffix))
 	}
 	if err == nil {
 		err = l.checkIndex(s, size)
@@ -358,7 +357,7 @@ type scanResult struct {
 // strict set they must follow on without gaps, as in a segment that was
 // never compacted. visit sees each good batch. The scan stops at the first
 // bad batch.
-func scanSegment(f *os.File, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
+func scanSegment(f io.ReaderAt, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
 	res := scanResult{next: base, maxTS: math.MinInt64}
 	buf := make([]byte, 1<<20)
 	var bufAt int64 // file position of buf[0]

@@ -161,7 +161,7 @@ func TestRecoverInterruptedRoll(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentBytes: 4 << 10, Sync: SyncNever}
 	_, want := writeTestLog(t, dir, 40, opts)
-	bases, _ := listSegments(dir, false)
+	bases, _ := listSegments(osFS{}, dir, false)
 	if len(bases) < 3 {
 		t.Fatalf("only %d segments", len(bases))
 	}
@@ -215,7 +215,7 @@ func TestRecoverUnsealedSegment(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentBytes: 4 << 10, Sync: SyncNever}
 	writeTestLog(t, dir, 40, opts)
-	bases, _ := listSegments(dir, false)
+	bases, _ := listSegments(osFS{}, dir, false)
 	if len(bases) < 3 {
 		t.Fatalf("only %d segments", len(bases))
 	}

@@ -30,7 +30,8 @@ func segmentName(dir string, base int64, suffix string) string {
 type segment struct {
 	base int64
 	path string
-	f    *os.File
+	fs   FS
+	f    File
 	off  index // offset index
 	tim  index // time index
 
@@ -61,8 +62,8 @@ type segment struct {
 	once    sync.Once
 }
 
-func newSegment(dir string, base int64, f *os.File) *segment {
-	s := &segment{base: base, path: segmentName(dir, base, logSuffix), f: f, lastIndexed: -1,
+func newSegment(fsys FS, dir string, base int64, f File) *segment {
+	s := &segment{fs: fsys, base: base, path: segmentName(dir, base, logSuffix), f: f, lastIndexed: -1,
 		writtenNext: base, writtenMaxTS: math.MinInt64, firstTS: math.MinInt64}
 	s.off.size, s.tim.size = offsetEntrySize, timeEntrySize
 	s.next.Store(base)
@@ -102,7 +103,7 @@ func (s *segment) remove() error {
 	s.deleted.Store(true)
 	var errs []error
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := os.Remove(s.base2path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.fs.Remove(s.base2path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -128,7 +129,7 @@ func (s *segment) rel(offset int64) uint32 {
 // headerReader reads batch headers through a small buffer, so that a run of
 // small batches costs one pread rather than one per batch.
 type headerReader struct {
-	f    *os.File
+	f    io.ReaderAt
 	bufp *[]byte
 	buf  []byte
 	at   int64 // file position of buf[0]
@@ -137,7 +138,7 @@ type headerReader struct {
 
 var headerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-func newHeaderReader(f *os.File) headerReader {
+func newHeaderReader(f io.ReaderAt) headerReader {
 	p := headerBufs.Get().(*[]byte)
 	return headerReader{f: f, bufp: p, buf: *p, at: -1}
 }
