@@ -101,6 +101,11 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 		SyncInterval:  c.FsyncInterval,
 		Logger:        h.opts.Logger,
 		Now:           h.opts.Now,
+		Files:         h.files,
+		SkipLock:      true, // the hub locks its data directory
+	}
+	if policy == wlog.SyncInterval {
+		o.Syncer = h.syncer(max(c.FsyncInterval, time.Millisecond))
 	}
 	if c.RetentionTime > 0 {
 		o.RetentionTime = c.RetentionTime

@@ -103,6 +103,16 @@
 // tests of the fsync policies and of recovery run on it, since a kill -9
 // keeps the page cache and cannot tell a missing fdatasync.
 //
+// # Many logs
+//
+// A log costs its data plus a bounded reserve on disk, and nothing that
+// grows with the number of logs beside it: logs that share a FileCache
+// share one limit on open segment files (a segment's file is opened when
+// read or written and closed when idle, least recently used first), logs
+// that share a Syncer have their interval fsyncs run by its few goroutines
+// instead of a timer each, and with SkipLock the caller's lock replaces a
+// lock file per log.
+//
 // # Retention
 //
 // EnforceRetention deletes whole closed segments, oldest first, that are

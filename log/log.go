@@ -18,10 +18,11 @@ import (
 // serialises writers; all reading methods are safe for concurrent use with
 // each other and with Append, and take no lock.
 type Log struct {
-	dir  string
-	opts Options
-	fs   FS
-	lock io.Closer
+	dir   string
+	opts  Options
+	fs    FS
+	files *FileCache
+	lock  io.Closer
 
 	mu     sync.Mutex // writers: Append, roll, retention, Close
 	active *segment   // guarded by mu
@@ -99,21 +100,27 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	lock, err := fsys.Lock(dir)
-	if err != nil {
-		if errors.Is(err, ErrLocked) {
-			return nil, err
+	var lock io.Closer
+	if !opts.SkipLock {
+		var err error
+		if lock, err = fsys.Lock(dir); err != nil {
+			if errors.Is(err, ErrLocked) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("log: %w", err)
 		}
-		return nil, fmt.Errorf("log: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts, fs: fsys, lock: lock, done: make(chan struct{})}
+	l := &Log{dir: dir, opts: opts, fs: fsys, files: opts.Files, lock: lock, done: make(chan struct{})}
+	if l.files == nil {
+		l.files = NewFileCache(math.MaxInt)
+	}
 	l.syncCond.L = &l.syncMu
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, err
 	}
 	l.synced = l.hw.Load()
-	if opts.Sync == SyncInterval {
+	if opts.Sync == SyncInterval && opts.Syncer == nil {
 		l.timer = time.AfterFunc(time.Hour, l.intervalSync)
 		l.timer.Stop()
 	}
@@ -204,9 +211,9 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 		off += int64(h.LastOffsetDelta) + 1
 		p += h.Size()
 	}
-	if _, err := s.f.WriteAt(b, pos); err != nil {
+	if err := s.withFile(func(f File) error { _, err := f.WriteAt(b, pos); return err }); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
-		if terr := s.f.Truncate(pos); terr != nil {
+		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}
 		return -1, -1, fmt.Errorf("log: writing %s: %w", s.path, err)
@@ -224,7 +231,11 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 		l.publish(s, l.snapshot(s))
 		if !l.armed {
 			l.armed = true
-			l.timer.Reset(l.opts.SyncInterval)
+			if l.opts.Syncer != nil {
+				l.opts.Syncer.add(l)
+			} else {
+				l.timer.Reset(l.opts.SyncInterval)
+			}
 		}
 	case SyncNever:
 		l.publish(s, l.snapshot(s))
@@ -275,14 +286,14 @@ func (l *Log) reserveFor(s *segment, end int64) {
 	}
 	ahead := min(max(s.written/8, reserveMin), reserveMax)
 	to := max(min(end+ahead, l.opts.SegmentBytes), end)
-	reserve(s.f, s.reserved, to-s.reserved)
+	s.withFile(func(f File) error { reserve(f, s.reserved, to-s.reserved); return nil })
 	s.reserved = to
 }
 
 // dropReserve frees the blocks reserved past the end of a segment.
 func dropReserve(s *segment) {
 	if s.reserved > s.written {
-		releaseReserve(s.f, s.written)
+		s.withFile(func(f File) error { releaseReserve(f, s.written); return nil })
 	}
 	s.reserved = s.written
 }
@@ -410,7 +421,7 @@ func (l *Log) syncActive() (int64, error) {
 			return 0, p.sealErr
 		}
 	}
-	if err := l.fdatasync(s.f); err != nil {
+	if err := l.fdatasync(s); err != nil {
 		err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		l.mu.Lock()
 		l.failed = err
@@ -421,7 +432,7 @@ func (l *Log) syncActive() (int64, error) {
 	return snap.next, nil
 }
 
-// intervalSync is the SyncInterval timer's work.
+// intervalSync is the SyncInterval timer's (or Syncer's) work.
 func (l *Log) intervalSync() {
 	l.mu.Lock()
 	l.armed = false
@@ -433,7 +444,7 @@ func (l *Log) intervalSync() {
 	s.acquire()
 	l.mu.Unlock()
 	defer s.release()
-	if err := l.fdatasync(s.f); err != nil {
+	if err := l.fdatasync(s); err != nil {
 		l.mu.Lock()
 		l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		l.mu.Unlock()
@@ -455,7 +466,7 @@ func (l *Log) Sync() error {
 		return l.failed
 	}
 	s := l.active
-	if err := l.fdatasync(s.f); err != nil {
+	if err := l.fdatasync(s); err != nil {
 		l.failed = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		return l.failed
 	}
@@ -530,7 +541,7 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	}
 	var err error
 	if l.opts.Sync != SyncNever {
-		if err = l.fdatasync(s.f); err != nil {
+		if err = l.fdatasync(s); err != nil {
 			err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
 		} else if err = l.fs.SyncDir(l.dir); err != nil {
 			err = fmt.Errorf("%w: syncing directory %s: %v", ErrFailed, l.dir, err)
@@ -638,7 +649,7 @@ func (l *Log) createSegment(base int64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log: creating segment: %w", err)
 	}
-	return newSegment(l.fs, l.dir, base, f), nil
+	return newSegment(l.fs, l.dir, base, l.files.handle(l.fs, path, os.O_RDWR, f)), nil
 }
 
 // Close flushes (unless the policy is SyncNever) and closes the log. Readers
@@ -658,7 +669,7 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	var err error
 	if l.failed == nil && l.opts.Sync != SyncNever {
-		if err = l.fdatasync(l.active.f); err == nil {
+		if err = l.fdatasync(l.active); err == nil {
 			l.publish(l.active, l.snapshot(l.active))
 		}
 	}
@@ -687,7 +698,7 @@ func (l *Log) closeFiles() {
 	}
 }
 
-func (l *Log) fdatasync(f File) error {
+func (l *Log) fdatasync(s *segment) error {
 	l.stats.fsyncs.Add(1)
-	return f.Sync()
+	return s.withFile(File.Sync)
 }

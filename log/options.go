@@ -78,6 +78,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
 	Now func() time.Time
+	// Syncer, if set, runs the SyncInterval fsyncs in place of a timer of
+	// the log's own, every Syncer.Interval (SyncInterval is then unused).
+	// Default nil.
+	Syncer *Syncer
+	// Files bounds the segment files open at once; logs that share it
+	// share its limit. Default: a cache of the log's own without a limit.
+	Files *FileCache
+	// SkipLock leaves out the lock file that keeps a second Log, in any
+	// process, from opening the directory: the caller guarantees that
+	// (a hub locks its data directory once instead of holding a file open
+	// per partition). Default false.
+	SkipLock bool
 	// FS is the file system the log's files live in. Default: the
 	// operating system's.
 	FS FS

@@ -28,6 +28,7 @@ type Section struct {
 // harmless.
 func (s *Section) Release() {
 	if s.seg != nil {
+		s.seg.fh.unpin()
 		s.seg.release()
 		s.seg = nil
 	}
@@ -96,10 +97,16 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			}
 			limit = min(limit, s.corrupt.Position)
 		}
-		hr.f, hr.at = s.f, -1
+		f, err := s.fh.pin()
+		if err != nil {
+			s.release()
+			return dst, err
+		}
+		unpin := func() { s.fh.unpin(); s.release() }
+		hr.f, hr.at = f, -1
 		pos, h, found, err := s.locate(&hr, offset, limit)
 		if err != nil || !found {
-			s.release()
+			unpin()
 			if err != nil {
 				return dst, err
 			}
@@ -109,15 +116,15 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			continue
 		}
 		if !first && int64(h.Size()) > remaining {
-			s.release()
+			unpin()
 			break
 		}
 		end, err := s.extent(&hr, pos, h, remaining, limit)
 		if err != nil {
-			s.release()
+			unpin()
 			return dst, err
 		}
-		dst = append(dst, Section{File: osOf(s.f), Pos: pos, Len: end - pos, f: s.f, seg: s})
+		dst = append(dst, Section{File: osOf(f), Pos: pos, Len: end - pos, f: f, seg: s})
 		remaining -= end - pos
 		first = false
 		if end < limit || (s.corrupt != nil && end >= s.corrupt.Position) {
@@ -370,25 +377,28 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 		if s.corrupt != nil {
 			limit = min(limit, s.corrupt.Position)
 		}
-		hr.f, hr.at = s.f, -1
-		pos, _, found, err := s.locate(&hr, offset, limit)
-		for found && err == nil && pos < limit {
-			var h codecs.Header
-			if h, err = hr.header(pos, limit); err != nil {
-				err = s.corruptAt(pos, err)
-				break
+		stop := false
+		err := s.withFile(func(f File) error {
+			hr.f, hr.at = f, -1
+			pos, _, found, err := s.locate(&hr, offset, limit)
+			for found && err == nil && pos < limit {
+				var h codecs.Header
+				if h, err = hr.header(pos, limit); err != nil {
+					return s.corruptAt(pos, err)
+				}
+				if h.BaseOffset >= hw {
+					break
+				}
+				if !fn(&h) {
+					stop = true
+					return nil
+				}
+				pos += int64(h.Size())
 			}
-			if h.BaseOffset >= hw {
-				break
-			}
-			if !fn(&h) {
-				s.release()
-				return nil
-			}
-			pos += int64(h.Size())
-		}
+			return err
+		})
 		s.release()
-		if err != nil {
+		if err != nil || stop {
 			return err
 		}
 	}

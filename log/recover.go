@@ -83,21 +83,23 @@ func (l *Log) recover() error {
 			flag = os.O_RDWR
 		}
 		path := segmentName(l.dir, base, logSuffix)
-		f, err := l.fs.OpenFile(path, flag, 0)
+		fh := l.files.handle(l.fs, path, flag, nil)
+		s := newSegment(l.fs, l.dir, base, fh)
+		f, err := fh.pin()
 		if err != nil {
-			return fmt.Errorf("log: %w", err)
+			return err
 		}
-		s := newSegment(l.fs, l.dir, base, f)
 		segs = append(segs, s)
 		l.segs.Store(&segs)
 		switch {
 		case last:
-			err = l.recoverActive(s)
+			err = l.recoverActive(s, f)
 		case unsealed:
-			err = l.recoverUnsealed(s, bases[i+1])
+			err = l.recoverUnsealed(s, f, bases[i+1])
 		default:
-			err = l.openClosed(s, bases[i+1])
+			err = l.openClosed(s, f, bases[i+1])
 		}
+		fh.unpin()
 		if err != nil {
 			return err
 		}
@@ -118,24 +120,24 @@ func (l *Log) recover() error {
 // recoverActive scans the last segment batch by batch, checking every CRC
 // and that offsets follow on, rebuilds its indexes in memory, and cuts
 // whatever follows the last good batch.
-func (l *Log) recoverActive(s *segment) error {
-	res, size, err := l.scanWritten(s)
+func (l *Log) recoverActive(s *segment, f File) error {
+	res, size, err := l.scanWritten(s, f)
 	if err != nil {
 		return err
 	}
-	return l.cutAfterScan(s, res, size)
+	return l.cutAfterScan(s, f, res, size)
 }
 
 // scanWritten scans a segment that may have a torn tail, checking every
 // batch, and rebuilds its indexes in memory.
-func (l *Log) scanWritten(s *segment) (scanResult, int64, error) {
-	st, err := s.f.Stat()
+func (l *Log) scanWritten(s *segment, f File) (scanResult, int64, error) {
+	st, err := f.Stat()
 	if err != nil {
 		return scanResult{}, 0, fmt.Errorf("log: %w", err)
 	}
 	size := st.Size()
 	var entry [timeEntrySize]byte
-	res := scanSegment(s.f, s.base, size, true, func(pos int64, h *codecs.Header) {
+	res := scanSegment(f, s.base, size, true, func(pos int64, h *codecs.Header) {
 		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
 		if s.firstTS == math.MinInt64 {
 			s.firstTS = min(h.MaxTimestamp, l.opts.Now().UnixMilli())
@@ -146,9 +148,9 @@ func (l *Log) scanWritten(s *segment) (scanResult, int64, error) {
 
 // cutAfterScan cuts what follows the last good batch a scan found, and
 // publishes the segment.
-func (l *Log) cutAfterScan(s *segment, res scanResult, size int64) error {
+func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error {
 	if res.err != nil {
-		ev, err := l.cutTail(s, res.end, size, res.err)
+		ev, err := l.cutTail(s, f, res.end, size, res.err)
 		if err != nil {
 			return err
 		}
@@ -171,22 +173,22 @@ func (l *Log) cutAfterScan(s *segment, res scanResult, size int64) error {
 // not a torn write, and is kept and never served, as in any closed
 // segment. Offsets cut from its end are not reused: the next segment
 // starts where it did.
-func (l *Log) recoverUnsealed(s *segment, nextBase int64) error {
-	res, size, err := l.scanWritten(s)
+func (l *Log) recoverUnsealed(s *segment, f File, nextBase int64) error {
+	res, size, err := l.scanWritten(s, f)
 	if err != nil {
 		return err
 	}
-	if res.err != nil && validBatchAfter(s.f, res.end+1, size, res.next, nextBase) {
+	if res.err != nil && validBatchAfter(f, res.end+1, size, res.next, nextBase) {
 		s.off = index{size: offsetEntrySize}
 		s.tim = index{size: timeEntrySize}
 		s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
-		return l.openClosed(s, nextBase)
+		return l.openClosed(s, f, nextBase)
 	}
-	if err := l.cutAfterScan(s, res, size); err != nil {
+	if err := l.cutAfterScan(s, f, res, size); err != nil {
 		return err
 	}
 	if l.opts.Sync != SyncNever {
-		if err := s.f.Sync(); err != nil {
+		if err := f.Sync(); err != nil {
 			return fmt.Errorf("log: syncing %s: %w", s.path, err)
 		}
 	}
@@ -227,20 +229,20 @@ func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool
 
 // cutTail keeps the bytes of s from pos to size in a .corrupt file beside
 // it, then truncates s to pos.
-func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, error) {
+func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryEvent, error) {
 	ev := RecoveryEvent{Segment: s.path, Position: pos, Dropped: size - pos, Reason: why.Error()}
 	ev.SavedTo = fmt.Sprintf("%s.%d%s", s.path, pos, corruptSuffix)
 	tail := make([]byte, size-pos)
-	if _, err := s.f.ReadAt(tail, pos); err != nil && err != io.EOF {
+	if _, err := f.ReadAt(tail, pos); err != nil && err != io.EOF {
 		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
 	}
 	if err := writeFileSync(l.fs, ev.SavedTo, tail, true); err != nil {
 		return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
 	}
-	if err := s.f.Truncate(pos); err != nil {
+	if err := f.Truncate(pos); err != nil {
 		return ev, fmt.Errorf("log: truncating %s: %w", s.path, err)
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		return ev, fmt.Errorf("log: syncing %s: %w", s.path, err)
 	}
 	return ev, nil
@@ -248,8 +250,8 @@ func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, er
 
 // openClosed opens a closed segment through its index files when they pass
 // a sanity check, and rebuilds them with a full scan otherwise.
-func (l *Log) openClosed(s *segment, nextBase int64) error {
-	st, err := s.f.Stat()
+func (l *Log) openClosed(s *segment, f File, nextBase int64) error {
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
@@ -259,7 +261,7 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 		err = s.tim.load(l.fs, s.base2path(timeIndexSuffix))
 	}
 	if err == nil {
-		err = l.checkIndex(s, size)
+		err = l.checkIndex(s, f, size)
 	}
 	if err == nil {
 		l.publish(s, l.snapshot(s))
@@ -274,7 +276,7 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 	s.tim = index{size: timeEntrySize}
 	s.lastIndexed, s.writtenMaxTS = -1, math.MinInt64
 	var entry [timeEntrySize]byte
-	res := scanSegment(s.f, s.base, size, false, func(pos int64, h *codecs.Header) {
+	res := scanSegment(f, s.base, size, false, func(pos int64, h *codecs.Header) {
 		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
 	})
 	s.written, s.writtenNext = res.end, res.next
@@ -299,7 +301,7 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 // position 0, the last entry on a batch with the offset it claims, and the
 // batches after it ending exactly at the end of the file. On success it
 // sets the segment's written state.
-func (l *Log) checkIndex(s *segment, size int64) error {
+func (l *Log) checkIndex(s *segment, f File, size int64) error {
 	offs := s.off.written()
 	if len(offs) == 0 {
 		if size != 0 {
@@ -314,7 +316,7 @@ func (l *Log) checkIndex(s *segment, size int64) error {
 	if int64(pos) >= size {
 		return fmt.Errorf("last index entry points at %d, past the %d bytes of the segment", pos, size)
 	}
-	hr := newHeaderReader(s.f)
+	hr := newHeaderReader(f)
 	defer hr.done()
 	at := int64(pos)
 	next := s.base + int64(rel)

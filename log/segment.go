@@ -31,9 +31,9 @@ type segment struct {
 	base int64
 	path string
 	fs   FS
-	f    File
-	off  index // offset index
-	tim  index // time index
+	fh   *fileHandle // the .log file, open while in use or cached
+	off  index       // offset index
+	tim  index       // time index
 
 	// Published to readers.
 	size  atomic.Int64 // bytes of whole batches readers may read
@@ -62,8 +62,8 @@ type segment struct {
 	once    sync.Once
 }
 
-func newSegment(fsys FS, dir string, base int64, f File) *segment {
-	s := &segment{fs: fsys, base: base, path: segmentName(dir, base, logSuffix), f: f, lastIndexed: -1,
+func newSegment(fsys FS, dir string, base int64, fh *fileHandle) *segment {
+	s := &segment{fs: fsys, base: base, path: segmentName(dir, base, logSuffix), fh: fh, lastIndexed: -1,
 		writtenNext: base, writtenMaxTS: math.MinInt64, firstTS: math.MinInt64}
 	s.off.size, s.tim.size = offsetEntrySize, timeEntrySize
 	s.next.Store(base)
@@ -90,11 +90,21 @@ func (s *segment) acquire() bool {
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.once.Do(func() {
-			s.f.Close()
+			s.fh.close()
 			s.off.close()
 			s.tim.close()
 		})
 	}
+}
+
+// withFile runs fn with the segment's file open.
+func (s *segment) withFile(fn func(File) error) error {
+	f, err := s.fh.pin()
+	if err != nil {
+		return err
+	}
+	defer s.fh.unpin()
+	return fn(f)
 }
 
 // remove deletes the segment's files; open readers keep reading until
