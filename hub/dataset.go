@@ -102,6 +102,7 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 		Logger:        h.opts.Logger,
 		Now:           h.opts.Now,
 		Files:         h.files,
+		FS:            h.opts.FS,
 		SkipLock:      true, // the hub locks its data directory
 	}
 	if policy == wlog.SyncInterval {
@@ -270,13 +271,23 @@ func (d *Dataset) Partition(i int32) (*Partition, error) {
 
 func (d *Dataset) partitions() []*Partition { return *d.parts.Load() }
 
+// createDataset creates a dataset's directory and partitions. A storage
+// failure (a full disk, a failing device) is an ErrStorage wrapping its
+// cause, and removes whatever of the dataset was created.
 func createDataset(h *Hub, name string, cfg DatasetConfig) (*Dataset, error) {
 	dir := filepath.Join(h.opts.DataDir, "datasets", name)
+	fail := func(what string, err error) (*Dataset, error) {
+		err = fmt.Errorf("%w: creating dataset %s: %s: %w", ErrStorage, name, what, err)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("hub: removing the half-created dataset %s: %w", dir, rerr))
+		}
+		return nil, err
+	}
 	if err := os.RemoveAll(dir); err != nil { // leftovers of a create that did not finish
-		return nil, fmt.Errorf("hub: %w", err)
+		return fail("removing leftovers", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return fail("making its directory", err)
 	}
 	d := &Dataset{h: h, name: name, dir: dir, created: h.opts.Now(), cfg: cfg}
 	rand.Read(d.id[:])
@@ -284,14 +295,12 @@ func createDataset(h *Hub, name string, cfg DatasetConfig) (*Dataset, error) {
 	d.parts.Store(&empty)
 	if err := d.openPartitions(cfg.Partitions); err != nil {
 		d.close()
-		os.RemoveAll(dir)
-		return nil, err
+		return fail(fmt.Sprintf("partition %d of %d", len(d.partitions()), cfg.Partitions), err)
 	}
 	// dataset.json is written last: it is what makes the dataset exist.
 	if err := d.save(); err != nil {
 		d.close()
-		os.RemoveAll(dir)
-		return nil, err
+		return fail("writing dataset.json", err)
 	}
 	return d, nil
 }

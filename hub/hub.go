@@ -32,6 +32,9 @@ type Options struct {
 	Defaults DatasetConfig
 	// RetentionCheckInterval is how often retention runs. Default 1 minute.
 	RetentionCheckInterval time.Duration
+	// FS is the file system of the partitions' logs. Default: the
+	// operating system's. Tests inject storage faults through it.
+	FS wlog.FS
 	// MaxOpenFiles bounds the segment files open at once across every
 	// partition: older ones are closed when idle and reopened when read.
 	// Default 1000.
@@ -328,6 +331,7 @@ func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
 	}
 	ds, err := createDataset(h, name, cfg)
 	if err != nil {
+		h.opts.Logger.Error("hub: creating a dataset failed; nothing of it is left", "dataset", name, "partitions", cfg.Partitions, "err", err)
 		return nil, err
 	}
 	h.datasets[name] = ds

@@ -405,9 +405,11 @@ func appendErr(err error) error {
 	return storageErr(err)
 }
 
+// storageErr marks a log error as a storage failure, keeping its cause
+// (errors.Is finds syscall.ENOSPC in it).
 func storageErr(err error) error {
 	if errors.Is(err, wlog.ErrClosed) {
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	}
-	return fmt.Errorf("%w: %v", ErrStorage, err)
+	return fmt.Errorf("%w: %w", ErrStorage, err)
 }

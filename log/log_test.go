@@ -565,7 +565,7 @@ func TestClosedLog(t *testing.T) {
 // and it works again once there is room.
 func TestDiskFull(t *testing.T) {
 	dir := t.TempDir()
-	fsys := &faultFS{FS: OSFS()}
+	fsys := newFaultFS()
 	l := openLog(t, dir, Options{Sync: SyncAlways, FS: fsys})
 	if _, err := l.Append(batchOf(t, "before", 3, 50, 0)); err != nil {
 		t.Fatal(err)
