@@ -160,8 +160,10 @@ func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error
 	}
 	s.written, s.writtenNext = res.end, res.next
 	// Free blocks a crash left reserved past the end.
-	s.reserved = s.written + 1
-	dropReserve(s)
+	if reservedPast(f, s.written) {
+		s.reserved = s.written + 1
+		dropReserve(s)
+	}
 	l.publish(s, l.snapshot(s))
 	return nil
 }
@@ -361,7 +363,7 @@ type scanResult struct {
 // bad batch.
 func scanSegment(f io.ReaderAt, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
 	res := scanResult{next: base, maxTS: math.MinInt64}
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, min(1<<20, size)) // small for small segments: opening many logs
 	var bufAt int64 // file position of buf[0]
 	have := 0
 	ensure := func(pos int64, n int) ([]byte, error) {

@@ -14,6 +14,21 @@ func reserve(f File, from, n int64) {
 	}
 }
 
+// reservedPast reports whether f has blocks allocated past end, the end of
+// its data (rounded up to a block).
+func reservedPast(f File, end int64) bool {
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	blk := max(int64(sys.Blksize), 4096)
+	return sys.Blocks*512 > (end+blk-1)/blk*blk
+}
+
 // releaseReserve returns the blocks reserved past a segment's end
 // (truncating to its own size frees them; punching a hole past the end
 // does nothing on ext4).
