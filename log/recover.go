@@ -364,7 +364,7 @@ type scanResult struct {
 func scanSegment(f io.ReaderAt, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
 	res := scanResult{next: base, maxTS: math.MinInt64}
 	buf := make([]byte, min(1<<20, size)) // small for small segments: opening many logs
-	var bufAt int64 // file position of buf[0]
+	var bufAt int64                       // file position of buf[0]
 	have := 0
 	ensure := func(pos int64, n int) ([]byte, error) {
 		if pos >= bufAt && pos+int64(n) <= bufAt+int64(have) {
