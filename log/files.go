@@ -45,6 +45,11 @@ func (c *FileCache) Stats() FileCacheStats {
 }
 
 // fileHandle is a segment file that is open only while in use or cached.
+//
+// An evicted file may still have dirty pages; the next fsync goes through
+// a new descriptor. Linux (4.16 and later) reports a writeback error to a
+// descriptor opened after it as long as no one has seen it yet, and no one
+// fsyncs these files but the log, so the error still reaches the log.
 type fileHandle struct {
 	cache *FileCache
 	fs    FS

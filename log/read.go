@@ -100,6 +100,10 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 		f, err := s.fh.pin()
 		if err != nil {
 			s.release()
+			if s.deleted.Load() {
+				// Deleted by retention, and its file was closed while idle.
+				return dst, &RangeError{Offset: offset, Start: l.start.Load(), End: hw}
+			}
 			return dst, err
 		}
 		unpin := func() { s.fh.unpin(); s.release() }
