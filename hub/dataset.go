@@ -360,6 +360,18 @@ func (d *Dataset) grow(total int32) error {
 		return fmt.Errorf("%w: %d (at most 100000)", ErrInvalidPartitions, total)
 	}
 	if err := d.openPartitions(total); err != nil {
+		// Close and remove the partitions this call opened.
+		parts := d.partitions()
+		kept := parts[:d.cfg.Partitions]
+		d.parts.Store(&kept)
+		for _, p := range parts[d.cfg.Partitions:] {
+			p.close()
+		}
+		for i := d.cfg.Partitions; i < total; i++ {
+			os.RemoveAll(filepath.Join(d.dir, fmt.Sprint(i)))
+		}
+		err = fmt.Errorf("%w: adding partitions to %s: %w", ErrStorage, d.name, err)
+		d.h.opts.Logger.Error("hub: adding partitions failed; the new ones are removed", "dataset", d.name, "partitions", total, "err", err)
 		return err
 	}
 	d.cfg.Partitions = total

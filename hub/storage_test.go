@@ -101,3 +101,36 @@ func TestStorageErrors(t *testing.T) {
 		t.Fatalf("Produce once there is room = %+v, %v", res, err)
 	}
 }
+
+// TestAddPartitionsStorageError: a disk that fills up while partitions are
+// added fails with ErrStorage and leaves the dataset as it was.
+func TestAddPartitionsStorageError(t *testing.T) {
+	dir := t.TempDir()
+	disk := &diskFull{dataset: "grow"}
+	disk.opensLeft.Store(1 << 30)
+	opts := testOptions(dir)
+	opts.FS = disk.fs()
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("grow", DatasetConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk.opensLeft.Store(3)
+	if err := h.AddPartitions("grow", 10); !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("AddPartitions on a full disk = %v, want ErrStorage wrapping ENOSPC", err)
+	}
+	if n := ds.NumPartitions(); n != 2 {
+		t.Fatalf("%d partitions after a failed AddPartitions, want 2", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "datasets", "grow", "2")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a partition of the failed AddPartitions is left on disk: %v", err)
+	}
+	disk.opensLeft.Store(1 << 30)
+	if err := h.AddPartitions("grow", 10); err != nil {
+		t.Fatal(err)
+	}
+	if n := ds.NumPartitions(); n != 10 {
+		t.Fatalf("%d partitions, want 10", n)
+	}
+}
