@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +18,14 @@ func openFDs(t *testing.T) int {
 		t.Fatalf("counting open files: %v", err)
 	}
 	return len(fds)
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
 }
 
 // duBytes is the disk the files under dir take (st_blocks, as du counts).
@@ -50,6 +59,7 @@ func TestManyPartitionsAreCheap(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{DataDir: dir, MaxOpenFiles: maxFiles}
 	before := openFDs(t)
+	heapBefore := heapInUse()
 	h := openHub(t, opts)
 	start := time.Now()
 	ds, err := h.CreateDataset("many", DatasetConfig{Partitions: parts})
@@ -67,6 +77,11 @@ func TestManyPartitionsAreCheap(t *testing.T) {
 		}
 	}
 	checkFDs("after create")
+	if heap := heapInUse() - heapBefore; heap > parts*32<<10 {
+		t.Fatalf("%d empty partitions hold %d bytes of heap, more than 32 KiB each", parts, heap)
+	} else {
+		t.Logf("%d empty partitions hold %d bytes of heap", parts, heap)
+	}
 	var data int64
 	for i := range parts {
 		p, _ := ds.Partition(int32(i))
