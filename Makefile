@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-pipeline bench-ship fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-partitions bench-pipeline bench-ship fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -49,6 +49,13 @@ bench-hub: build
 # (parse, drop debug, add a field, write NDJSON), in one run; with
 # BACKLOG=10GiB also the pipeline's peak RSS over a backlog that size.
 BACKLOG ?=
+# What partitions cost in `weir serve`: create time, idle RSS, open files and disk
+# for 1,000 and 10,000 partitions, restart time, and produce throughput over 1,000
+# partitions against one.
+bench-partitions: build
+	mkdir -p data
+	cd benchmarks && $(GO) run ./partbench -weir ../$(BIN) -workdir ../data -counts 1000,10000
+
 bench-pipeline:
 	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
 

@@ -8,6 +8,10 @@
 //   - hubbench (make bench-hub): the hub over loopback with franz-go
 //     against NATS JetStream and Redis Streams: produce, fetch and
 //     produce-to-consume latency.
+//   - partbench (make bench-partitions): what partitions cost in weir
+//     serve: create time, idle RSS, open files and disk for 1,000 and
+//     10,000 partitions, restart time, and produce throughput over 1,000
+//     partitions against one.
 //   - pipelinebench (make bench-pipeline): pipelines against a plain Go
 //     encoding/json program doing the same job on the same seeded log:
 //     MB per CPU-second and peak RSS, also over a large backlog.

@@ -148,6 +148,12 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 		SyncInterval:  c.FsyncInterval,
 		Logger:        h.opts.Logger,
 		Now:           h.opts.Now,
+		Files:         h.files,
+		FS:            h.opts.FS,
+		SkipLock:      true, // the hub locks its data directory
+	}
+	if policy == wlog.SyncInterval {
+		o.Syncer = h.syncer(max(c.FsyncInterval, time.Millisecond))
 	}
 	if c.RetentionTime > 0 {
 		o.RetentionTime = c.RetentionTime
@@ -322,13 +328,23 @@ func (d *Dataset) Partition(i int32) (*Partition, error) {
 
 func (d *Dataset) partitions() []*Partition { return *d.parts.Load() }
 
+// createDataset creates a dataset's directory and partitions. A storage
+// failure (a full disk, a failing device) is an ErrStorage wrapping its
+// cause, and removes whatever of the dataset was created.
 func createDataset(h *Hub, name string, cfg DatasetConfig) (*Dataset, error) {
 	dir := filepath.Join(h.opts.DataDir, "datasets", name)
+	fail := func(what string, err error) (*Dataset, error) {
+		err = fmt.Errorf("%w: creating dataset %s: %s: %w", ErrStorage, name, what, err)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("hub: removing the half-created dataset %s: %w", dir, rerr))
+		}
+		return nil, err
+	}
 	if err := os.RemoveAll(dir); err != nil { // leftovers of a create that did not finish
-		return nil, fmt.Errorf("hub: %w", err)
+		return fail("removing leftovers", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return fail("making its directory", err)
 	}
 	d := &Dataset{h: h, name: name, dir: dir, created: h.opts.Now(), cfg: cfg}
 	rand.Read(d.id[:])
@@ -336,14 +352,12 @@ func createDataset(h *Hub, name string, cfg DatasetConfig) (*Dataset, error) {
 	d.parts.Store(&empty)
 	if err := d.openPartitions(cfg.Partitions); err != nil {
 		d.close()
-		os.RemoveAll(dir)
-		return nil, err
+		return fail(fmt.Sprintf("partition %d of %d", len(d.partitions()), cfg.Partitions), err)
 	}
 	// dataset.json is written last: it is what makes the dataset exist.
 	if err := d.save(); err != nil {
 		d.close()
-		os.RemoveAll(dir)
-		return nil, err
+		return fail("writing dataset.json", err)
 	}
 	return d, nil
 }
@@ -403,6 +417,18 @@ func (d *Dataset) grow(total int32) error {
 		return fmt.Errorf("%w: %d (at most 100000)", ErrInvalidPartitions, total)
 	}
 	if err := d.openPartitions(total); err != nil {
+		// Close and remove the partitions this call opened.
+		parts := d.partitions()
+		kept := parts[:d.cfg.Partitions]
+		d.parts.Store(&kept)
+		for _, p := range parts[d.cfg.Partitions:] {
+			p.close()
+		}
+		for i := d.cfg.Partitions; i < total; i++ {
+			os.RemoveAll(filepath.Join(d.dir, fmt.Sprint(i)))
+		}
+		err = fmt.Errorf("%w: adding partitions to %s: %w", ErrStorage, d.name, err)
+		d.h.opts.Logger.Error("hub: adding partitions failed; the new ones are removed", "dataset", d.name, "partitions", total, "err", err)
 		return err
 	}
 	d.cfg.Partitions = total

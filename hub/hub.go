@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -32,6 +33,13 @@ type Options struct {
 	Defaults DatasetConfig
 	// RetentionCheckInterval is how often retention runs. Default 1 minute.
 	RetentionCheckInterval time.Duration
+	// FS is the file system of the partitions' logs. Default: the
+	// operating system's. Tests inject storage faults through it.
+	FS wlog.FS
+	// MaxOpenFiles bounds the segment files open at once across every
+	// partition: older ones are closed when idle and reopened when read.
+	// Default 1000.
+	MaxOpenFiles int
 	// Groups configure the consumer group coordinator.
 	Groups GroupOptions
 	// Logger receives the hub's events. Default: discard.
@@ -48,6 +56,9 @@ func (o *Options) setDefaults() {
 		RetentionTime: 7 * 24 * time.Hour, Fsync: "interval", FsyncInterval: 10 * time.Millisecond, MaxMessageBytes: 1048588})
 	if o.RetentionCheckInterval <= 0 {
 		o.RetentionCheckInterval = time.Minute
+	}
+	if o.MaxOpenFiles <= 0 {
+		o.MaxOpenFiles = 1000
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -73,6 +84,13 @@ type Hub struct {
 	offsets     *offsetStore
 	groups      *coordinator
 
+	// Shared by every partition's log: the open segment files, and the
+	// fsync schedulers of the interval policy, one per interval.
+	lock    io.Closer
+	files   *wlog.FileCache
+	syncMu  sync.Mutex
+	syncers map[time.Duration]*wlog.Syncer
+
 	stop chan struct{}
 	bg   sync.WaitGroup
 }
@@ -90,16 +108,24 @@ func Open(opts Options) (*Hub, error) {
 	if err := opts.Defaults.validate(); err != nil {
 		return nil, err
 	}
-	h := &Hub{opts: opts, datasets: map[string]*Dataset{}, stop: make(chan struct{})}
+	h := &Hub{opts: opts, datasets: map[string]*Dataset{}, stop: make(chan struct{}),
+		files: wlog.NewFileCache(opts.MaxOpenFiles), syncers: map[time.Duration]*wlog.Syncer{}}
 	if err := os.MkdirAll(filepath.Join(opts.DataDir, "datasets"), 0o755); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
+	// One lock for the data directory, in place of one per partition.
+	lock, err := wlog.OSFS().Lock(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	h.lock = lock
 	if err := h.loadMeta(); err != nil {
 		return nil, err
 	}
 	h.producerIDs.h = h
 	entries, err := os.ReadDir(filepath.Join(opts.DataDir, "datasets"))
 	if err != nil {
+		h.closeDatasets()
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	for _, e := range entries {
@@ -180,6 +206,7 @@ func (h *Hub) Close() error {
 	return err
 }
 
+// closeDatasets closes every dataset, then the syncers and the lock.
 func (h *Hub) closeDatasets() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -187,7 +214,29 @@ func (h *Hub) closeDatasets() error {
 	for _, ds := range h.datasets {
 		errs = append(errs, ds.close())
 	}
+	h.syncMu.Lock()
+	for _, s := range h.syncers {
+		s.Close()
+	}
+	h.syncers = nil
+	h.syncMu.Unlock()
+	if h.lock != nil {
+		h.lock.Close()
+		h.lock = nil
+	}
 	return errors.Join(errs...)
+}
+
+// syncer returns the shared fsync scheduler for an interval.
+func (h *Hub) syncer(interval time.Duration) *wlog.Syncer {
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
+	s := h.syncers[interval]
+	if s == nil && h.syncers != nil {
+		s = wlog.NewSyncer(interval, 4)
+		h.syncers[interval] = s
+	}
+	return s
 }
 
 // housekeeping runs retention and producer state snapshots.
@@ -283,6 +332,7 @@ func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
 	}
 	ds, err := createDataset(h, name, cfg)
 	if err != nil {
+		h.opts.Logger.Error("hub: creating a dataset failed; nothing of it is left", "dataset", name, "partitions", cfg.Partitions, "err", err)
 		return nil, err
 	}
 	h.datasets[name] = ds

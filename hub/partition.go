@@ -331,11 +331,13 @@ func (p *Partition) loadProducers() error {
 }
 
 // snapshotProducers writes the producer state when it has changed since
-// the last snapshot (always on close), dropping expired producers.
+// the last snapshot (on close also when it only has producers to expire),
+// dropping expired producers. An idle partition writes nothing: closing a
+// hub of many partitions costs no fsync each.
 func (p *Partition) snapshotProducers(closing bool) {
 	p.mu.Lock()
 	hw := p.log.HighWatermark()
-	if hw == p.snapAt && !closing {
+	if hw == p.snapAt && (!closing || len(p.producers) == 0) {
 		p.mu.Unlock()
 		return
 	}
@@ -406,9 +408,11 @@ func appendErr(err error) error {
 	return storageErr(err)
 }
 
+// storageErr marks a log error as a storage failure, keeping its cause
+// (errors.Is finds syscall.ENOSPC in it).
 func storageErr(err error) error {
 	if errors.Is(err, wlog.ErrClosed) {
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	}
-	return fmt.Errorf("%w: %v", ErrStorage, err)
+	return fmt.Errorf("%w: %w", ErrStorage, err)
 }

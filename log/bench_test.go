@@ -3,6 +3,8 @@ package log
 import (
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -214,4 +216,52 @@ func BenchmarkRecovery(b *testing.B) {
 			l.Close()
 		}
 	})
+}
+
+// BenchmarkAppendStalls appends batches of 64 records of 1 KiB with fsync
+// every 10ms into 16 MiB segments and reports the append latency tail (and
+// the slowest append that rolled a segment),
+// for three block reservation policies: none, bounded steps ahead of the
+// write position (the default), and the whole segment at creation.
+//
+//	go test -run '^$' -bench AppendStalls -benchtime 20000x ./log
+func BenchmarkAppendStalls(b *testing.B) {
+	policies := []struct {
+		name     string
+		min, max int64
+	}{{"none", 0, 0}, {"step", reserveMin, reserveMax}, {"whole", 1 << 30, 1 << 30}}
+	for _, p := range policies {
+		b.Run("reserve="+p.name, func(b *testing.B) {
+			defer func(lo, hi int64) { reserveMin, reserveMax = lo, hi }(reserveMin, reserveMax)
+			reserveMin, reserveMax = p.min, p.max
+			dir := b.TempDir()
+			l := openLog(b, dir, Options{Sync: SyncInterval, SegmentBytes: 16 << 20})
+			defer l.Close()
+			batch := benchBatch(b, 64)
+			lat := make([]time.Duration, 0, b.N)
+			var rollLat []time.Duration // appends that rolled a segment
+			b.SetBytes(int64(64 * benchRecordSize))
+			b.ReportAllocs()
+			for b.Loop() {
+				rolls := l.stats.rolls.Load()
+				t0 := time.Now()
+				if _, err := l.Append(batch); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+				if l.stats.rolls.Load() != rolls {
+					rollLat = append(rollLat, lat[len(lat)-1])
+				}
+			}
+			slices.Sort(lat)
+			over := len(lat) - sort.Search(len(lat), func(i int) bool { return lat[i] > 5*time.Millisecond })
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(lat[len(lat)*999/1000].Microseconds()), "p99.9-µs")
+			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+			b.ReportMetric(float64(over), "over-5ms")
+			if len(rollLat) > 0 {
+				b.ReportMetric(float64(slices.Max(rollLat).Microseconds()), "roll-max-µs")
+			}
+		})
+	}
 }

@@ -17,7 +17,20 @@ import (
 	"github.com/weirhub/weir/codecs"
 )
 
-const crashChildEnv = "WEIR_LOG_CRASH_CHILD"
+const (
+	crashChildEnv = "WEIR_LOG_CRASH_CHILD"
+	// crashRollEnv makes the child roll a segment every few appends and
+	// hold each background seal a while, so that kills land during rolls.
+	crashRollEnv = "WEIR_LOG_CRASH_ROLL"
+)
+
+// crashOptions are the options of the crash child and of the reopen.
+func crashOptions(roll bool) Options {
+	if roll {
+		return Options{Sync: SyncAlways, SegmentBytes: 16 << 10, IndexIntervalBytes: 1024}
+	}
+	return Options{Sync: SyncAlways, SegmentBytes: 128 << 10, IndexIntervalBytes: 1024}
+}
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
@@ -30,7 +43,11 @@ func TestMain(m *testing.M) {
 // crashChild appends with fsync always from several goroutines until it is
 // killed, and prints "ack BASE COUNT TAG" for each acknowledged batch.
 func crashChild(dir string) {
-	l, err := Open(dir, Options{Sync: SyncAlways, SegmentBytes: 128 << 10, IndexIntervalBytes: 1024})
+	roll := os.Getenv(crashRollEnv) != ""
+	if roll {
+		sealHook = func() { time.Sleep(3 * time.Millisecond) }
+	}
+	l, err := Open(dir, crashOptions(roll))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
@@ -81,6 +98,18 @@ type ack struct {
 // the same directory, so recovery runs on logs that were themselves
 // recovered. WEIR_CRASH_ITERATIONS overrides the default of 50 kills.
 func TestCrashKill9(t *testing.T) {
+	runCrashKill9(t, false)
+}
+
+// TestCrashKill9DuringRoll is TestCrashKill9 with a roll every few appends
+// and slow background seals: kills land while closed segments are not yet
+// synced or indexed, and recovery must scan and cut them like the active
+// one. It checks that some kills did land so.
+func TestCrashKill9DuringRoll(t *testing.T) {
+	runCrashKill9(t, true)
+}
+
+func runCrashKill9(t *testing.T, roll bool) {
 	iterations := 50
 	if s := os.Getenv("WEIR_CRASH_ITERATIONS"); s != "" {
 		iterations, _ = strconv.Atoi(s)
@@ -92,10 +121,14 @@ func TestCrashKill9(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var acked []ack
-	var torn int
+	var torn, unsealedAtKill int
+	var unsealed int64
 	for iter := range iterations {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+		if roll {
+			cmd.Env = append(cmd.Env, crashRollEnv+"=1")
+		}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.StdoutPipe()
@@ -146,20 +179,45 @@ func TestCrashKill9(t *testing.T) {
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 			t.Fatalf("iteration %d: child ended with %v, not by SIGKILL: %s", iter, err, stderr.String())
 		}
-		l, err := Open(dir, Options{Sync: SyncAlways, SegmentBytes: 128 << 10, IndexIntervalBytes: 1024})
+		unsealedAtKill += unsealedSegments(t, dir)
+		l, err := Open(dir, crashOptions(roll))
 		if err != nil {
 			t.Fatalf("iteration %d: reopening after kill -9: %v", iter, err)
 		}
 		torn += len(l.Recovered())
+		unsealed += l.stats.unsealed.Load()
 		checkCrashLog(t, l, acked)
 		l.Close()
 		if iter == iterations-1 {
-			t.Logf("%d kills, %d acknowledged batches checked, %d torn tails cut, log of %d records", iterations, len(acked), torn, l.HighWatermark())
+			t.Logf("%d kills, %d acknowledged batches checked, %d torn tails cut, %d closed segments found unsealed, log of %d records",
+				iterations, len(acked), torn, unsealed, l.HighWatermark())
 		}
+	}
+	if int64(unsealedAtKill) != unsealed {
+		t.Fatalf("%d closed segments had no index after the kills, recovery scanned %d", unsealedAtKill, unsealed)
+	}
+	if roll && unsealed == 0 {
+		t.Fatalf("no kill landed during a roll in %d iterations", iterations)
 	}
 	if _, err := Verify(dir, nil); err != nil {
 		t.Fatalf("Verify after %d crashes: %v", iterations, err)
 	}
+}
+
+// unsealedSegments counts the closed segments of dir without an index.
+func unsealedSegments(t *testing.T, dir string) int {
+	t.Helper()
+	bases, err := listSegments(osFS{}, dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range bases[:max(len(bases)-1, 0)] {
+		if _, err := os.Stat(segmentName(dir, b, indexSuffix)); err != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // checkCrashLog reads the whole log: every batch whole (all of its records,

@@ -43,6 +43,14 @@
 // when a segment closes, so one is either complete or absent. While a
 // segment is active its indexes live in memory; recovery rebuilds them.
 //
+// A segment is closed (rolled) under the append lock only by creating the
+// next one; a background sealer then fdatasyncs the old segment's data and
+// the directory, publishes what SyncAlways had not yet published, and
+// writes the index files. Until then SyncAlways appenders and Sync wait for
+// it before counting anything later as durable. An index file therefore
+// exists only for a segment whose data was synced: a closed segment without
+// one is recovered like the active segment.
+//
 // # Writing
 //
 // Append validates every batch (magic, CRC-32C, counts, size), assigns
@@ -50,6 +58,12 @@
 // with one write at the end of the active segment. Readers see a batch only
 // once the high watermark covering it is published, after the write (and,
 // with SyncAlways, after the fdatasync): never part of a batch.
+//
+// A segment's blocks are reserved (fallocate, keeping the file's size) a
+// bounded step ahead of the write position, an eighth of the segment's data
+// between 64 KiB and 4 MiB, so that appends rarely wait on block allocation;
+// the reserve is given back when the segment is sealed or the log closed. A
+// partition takes its data plus that step on disk, never a whole segment.
 //
 // The sync policy decides when data reaches the disk:
 //
@@ -73,11 +87,31 @@
 //
 // Open trusts the index of a closed segment after a sanity check (sizes,
 // order, and a scan of the batches after its last entry) and rebuilds a
-// missing or damaged one with a full CRC-checked scan. The active segment is
-// always scanned and CRC-checked; a torn or garbled tail is cut off, and the
-// bytes cut are kept beside the segment in a .corrupt file. Corruption found
+// damaged one with a full CRC-checked scan. The active segment, and a
+// closed segment without an index (its seal was interrupted), are always
+// scanned and CRC-checked; a torn or garbled tail is cut off, and the bytes
+// cut are kept beside the segment in a .corrupt file. Offsets cut from a
+// closed segment are not reused: the next segment starts where it did. Corruption found
 // inside a closed segment is never served: reads that reach it fail with a
 // *CorruptError, and Verify reports it with offset and file position.
+//
+// # File systems
+//
+// A log reaches its files through an FS (Options.FS): the operating
+// system's by default. MemFS holds files in memory and remembers what was
+// synced, so that CrashClone can show what a power cut would leave; the
+// tests of the fsync policies and of recovery run on it, since a kill -9
+// keeps the page cache and cannot tell a missing fdatasync.
+//
+// # Many logs
+//
+// A log costs its data plus a bounded reserve on disk, and nothing that
+// grows with the number of logs beside it: logs that share a FileCache
+// share one limit on open segment files (a segment's file is opened when
+// read or written and closed when idle, least recently used first), logs
+// that share a Syncer have their interval fsyncs run by its few goroutines
+// instead of a timer each, and with SkipLock the caller's lock replaces a
+// lock file per log.
 //
 // # Retention
 //

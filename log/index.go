@@ -75,10 +75,11 @@ func (x *index) publish(n int) {
 	}
 }
 
-// load maps an index file read-only. A size that is not a whole number of
-// entries is an error: the file is damaged.
-func (x *index) load(path string) error {
-	f, err := os.Open(path)
+// load maps an index file read-only (or reads it into memory when the file
+// system has no operating system files). A size that is not a whole number
+// of entries is an error: the file is damaged.
+func (x *index) load(fsys FS, path string) error {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,18 @@ func (x *index) load(path string) error {
 	if size == 0 {
 		return nil
 	}
-	mm, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	o := osOf(f)
+	if o == nil {
+		b := make([]byte, size)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		x.mem.Store(&b)
+		x.w = int(size / int64(x.size))
+		x.n.Store(int64(x.w))
+		return nil
+	}
+	mm, err := syscall.Mmap(int(o.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap %s: %w", path, err)
 	}

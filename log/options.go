@@ -78,6 +78,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
 	Now func() time.Time
+	// Syncer, if set, runs the SyncInterval fsyncs in place of a timer of
+	// the log's own, every Syncer.Interval (SyncInterval is then unused).
+	// Default nil.
+	Syncer *Syncer
+	// Files bounds the segment files open at once; logs that share it
+	// share its limit. Default: a cache of the log's own without a limit.
+	Files *FileCache
+	// SkipLock leaves out the lock file that keeps a second Log, in any
+	// process, from opening the directory: the caller guarantees that
+	// (a hub locks its data directory once instead of holding a file open
+	// per partition). Default false.
+	SkipLock bool
+	// FS is the file system the log's files live in. Default: the
+	// operating system's.
+	FS FS
 	// OnPublish, if set, is called after new records become visible to
 	// readers (after the high watermark moves), outside the log's locks.
 	// It must be quick: it runs on the appending goroutine. A hub uses it
@@ -117,6 +132,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FS == nil {
+		o.FS = osFS{}
 	}
 	return nil
 }

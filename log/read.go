@@ -15,9 +15,12 @@ import (
 // a network fetch sends with sendfile. A Section holds its file open until
 // Release; the bytes in the range never change.
 type Section struct {
+	// File is the segment file, for sendfile; nil when the log's FS has
+	// no operating system files (AppendTo reads the section either way).
 	File *os.File
 	Pos  int64 // file position of the first batch
 	Len  int64 // bytes, a whole number of batches
+	f    File
 	seg  *segment
 }
 
@@ -25,6 +28,7 @@ type Section struct {
 // harmless.
 func (s *Section) Release() {
 	if s.seg != nil {
+		s.seg.fh.unpin()
 		s.seg.release()
 		s.seg = nil
 	}
@@ -34,12 +38,12 @@ func (s *Section) Release() {
 func (s *Section) AppendTo(dst []byte) ([]byte, error) {
 	at := len(dst)
 	dst = growLen(dst, int(s.Len))
-	n, err := s.File.ReadAt(dst[at:], s.Pos)
+	n, err := s.f.ReadAt(dst[at:], s.Pos)
 	if n < int(s.Len) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return dst[:at], fmt.Errorf("log: reading %s at %d: %w", s.File.Name(), s.Pos, err)
+		return dst[:at], fmt.Errorf("log: reading %s at %d: %w", s.f.Name(), s.Pos, err)
 	}
 	return dst, nil
 }
@@ -93,10 +97,20 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			}
 			limit = min(limit, s.corrupt.Position)
 		}
-		hr.f, hr.at = s.f, -1
+		f, err := s.fh.pin()
+		if err != nil {
+			s.release()
+			if s.deleted.Load() {
+				// Deleted by retention, and its file was closed while idle.
+				return dst, &RangeError{Offset: offset, Start: l.start.Load(), End: hw}
+			}
+			return dst, err
+		}
+		unpin := func() { s.fh.unpin(); s.release() }
+		hr.f, hr.at = f, -1
 		pos, h, found, err := s.locate(&hr, offset, limit)
 		if err != nil || !found {
-			s.release()
+			unpin()
 			if err != nil {
 				return dst, err
 			}
@@ -106,15 +120,15 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			continue
 		}
 		if !first && int64(h.Size()) > remaining {
-			s.release()
+			unpin()
 			break
 		}
 		end, err := s.extent(&hr, pos, h, remaining, limit)
 		if err != nil {
-			s.release()
+			unpin()
 			return dst, err
 		}
-		dst = append(dst, Section{File: s.f, Pos: pos, Len: end - pos, seg: s})
+		dst = append(dst, Section{File: osOf(f), Pos: pos, Len: end - pos, f: f, seg: s})
 		remaining -= end - pos
 		first = false
 		if end < limit || (s.corrupt != nil && end >= s.corrupt.Position) {
@@ -367,25 +381,28 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 		if s.corrupt != nil {
 			limit = min(limit, s.corrupt.Position)
 		}
-		hr.f, hr.at = s.f, -1
-		pos, _, found, err := s.locate(&hr, offset, limit)
-		for found && err == nil && pos < limit {
-			var h codecs.Header
-			if h, err = hr.header(pos, limit); err != nil {
-				err = s.corruptAt(pos, err)
-				break
+		stop := false
+		err := s.withFile(func(f File) error {
+			hr.f, hr.at = f, -1
+			pos, _, found, err := s.locate(&hr, offset, limit)
+			for found && err == nil && pos < limit {
+				var h codecs.Header
+				if h, err = hr.header(pos, limit); err != nil {
+					return s.corruptAt(pos, err)
+				}
+				if h.BaseOffset >= hw {
+					break
+				}
+				if !fn(&h) {
+					stop = true
+					return nil
+				}
+				pos += int64(h.Size())
 			}
-			if h.BaseOffset >= hw {
-				break
-			}
-			if !fn(&h) {
-				s.release()
-				return nil
-			}
-			pos += int64(h.Size())
-		}
+			return err
+		})
 		s.release()
-		if err != nil {
+		if err != nil || stop {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,15 +20,14 @@ const maxScanBatch = 256 << 20
 
 // listSegments returns the base offsets of the .log files in dir, sorted,
 // and removes leftovers: temporary files and indexes without a segment.
-func listSegments(dir string, clean bool) ([]int64, error) {
-	entries, err := os.ReadDir(dir)
+func listSegments(fsys FS, dir string, clean bool) ([]int64, error) {
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
 	var bases []int64
 	logs := map[string]bool{}
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range entries {
 		if stem, ok := strings.CutSuffix(name, logSuffix); ok {
 			if base, err := strconv.ParseInt(stem, 10, 64); err == nil && len(stem) == 20 && base >= 0 {
 				bases = append(bases, base)
@@ -36,14 +36,13 @@ func listSegments(dir string, clean bool) ([]int64, error) {
 		}
 	}
 	if clean {
-		for _, e := range entries {
-			name := e.Name()
+		for _, name := range entries {
 			stem, _, _ := strings.Cut(name, ".")
 			switch {
 			case strings.HasSuffix(name, tmpSuffix):
-				os.Remove(dir + "/" + name)
+				fsys.Remove(filepath.Join(dir, name))
 			case (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem]:
-				os.Remove(dir + "/" + name)
+				fsys.Remove(filepath.Join(dir, name))
 			}
 		}
 	}
@@ -54,7 +53,7 @@ func listSegments(dir string, clean bool) ([]int64, error) {
 // recover opens every segment: closed ones through their indexes, the last
 // one by a full scan that cuts a torn tail.
 func (l *Log) recover() error {
-	bases, err := listSegments(l.dir, true)
+	bases, err := listSegments(l.fs, l.dir, true)
 	if err != nil {
 		return err
 	}
@@ -66,26 +65,41 @@ func (l *Log) recover() error {
 			return err
 		}
 		segs = append(segs, s)
+		if l.opts.Sync != SyncNever {
+			if err := l.fs.SyncDir(l.dir); err != nil {
+				return fmt.Errorf("log: %w", err)
+			}
+		}
 	}
 	for i, base := range bases {
 		last := i == len(bases)-1
+		// A closed segment without an index was never sealed: the crash
+		// came before its background sync, so its tail may be torn and is
+		// scanned and cut like the active segment's.
+		_, ixErr := l.fs.Stat(segmentName(l.dir, base, indexSuffix))
+		unsealed := !last && errors.Is(ixErr, os.ErrNotExist)
 		flag := os.O_RDONLY
-		if last {
+		if last || unsealed {
 			flag = os.O_RDWR
 		}
 		path := segmentName(l.dir, base, logSuffix)
-		f, err := os.OpenFile(path, flag, 0)
+		fh := l.files.handle(l.fs, path, flag, nil)
+		s := newSegment(l.fs, l.dir, base, fh)
+		f, err := fh.pin()
 		if err != nil {
-			return fmt.Errorf("log: %w", err)
+			return err
 		}
-		s := newSegment(l.dir, base, f)
 		segs = append(segs, s)
 		l.segs.Store(&segs)
-		if last {
-			err = l.recoverActive(s)
-		} else {
-			err = l.openClosed(s, bases[i+1])
+		switch {
+		case last:
+			err = l.recoverActive(s, f)
+		case unsealed:
+			err = l.recoverUnsealed(s, f, bases[i+1])
+		default:
+			err = l.openClosed(s, f, bases[i+1])
 		}
+		fh.unpin()
 		if err != nil {
 			return err
 		}
@@ -106,49 +120,131 @@ func (l *Log) recover() error {
 // recoverActive scans the last segment batch by batch, checking every CRC
 // and that offsets follow on, rebuilds its indexes in memory, and cuts
 // whatever follows the last good batch.
-func (l *Log) recoverActive(s *segment) error {
-	st, err := s.f.Stat()
+func (l *Log) recoverActive(s *segment, f File) error {
+	res, size, err := l.scanWritten(s, f)
 	if err != nil {
-		return fmt.Errorf("log: %w", err)
+		return err
+	}
+	return l.cutAfterScan(s, f, res, size)
+}
+
+// scanWritten scans a segment that may have a torn tail, checking every
+// batch, and rebuilds its indexes in memory.
+func (l *Log) scanWritten(s *segment, f File) (scanResult, int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return scanResult{}, 0, fmt.Errorf("log: %w", err)
 	}
 	size := st.Size()
 	var entry [timeEntrySize]byte
-	res := scanSegment(s.f, s.base, size, true, func(pos int64, h *codecs.Header) {
+	res := scanSegment(f, s.base, size, true, func(pos int64, h *codecs.Header) {
 		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
 		if s.firstTS == math.MinInt64 {
 			s.firstTS = min(h.MaxTimestamp, l.opts.Now().UnixMilli())
 		}
 	})
+	return res, size, nil
+}
+
+// cutAfterScan cuts what follows the last good batch a scan found, and
+// publishes the segment.
+func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error {
 	if res.err != nil {
-		ev, err := l.cutTail(s, res.end, size, res.err)
+		ev, err := l.cutTail(s, f, res.end, size, res.err)
 		if err != nil {
 			return err
 		}
 		l.recovered = append(l.recovered, ev)
-		l.opts.Logger.Warn("log: cut a torn or damaged tail from the active segment",
+		l.opts.Logger.Warn("log: cut a torn or damaged tail from a segment",
 			"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
 	}
 	s.written, s.writtenNext = res.end, res.next
+	// Free blocks a crash left reserved past the end.
+	if reservedPast(f, s.written) {
+		s.reserved = s.written + 1
+		dropReserve(s)
+	}
 	l.publish(s, l.snapshot(s))
 	return nil
 }
 
+// recoverUnsealed recovers a closed segment without an index: one whose
+// seal a crash interrupted, so that its data may not have been synced. It
+// is scanned like the active segment, and a torn tail (damage after which
+// no valid batch follows) is cut; damage with valid batches after it is
+// not a torn write, and is kept and never served, as in any closed
+// segment. Offsets cut from its end are not reused: the next segment
+// starts where it did.
+func (l *Log) recoverUnsealed(s *segment, f File, nextBase int64) error {
+	res, size, err := l.scanWritten(s, f)
+	if err != nil {
+		return err
+	}
+	if res.err != nil && validBatchAfter(f, res.end+1, size, res.next, nextBase) {
+		s.off = index{size: offsetEntrySize}
+		s.tim = index{size: timeEntrySize}
+		s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
+		return l.openClosed(s, f, nextBase)
+	}
+	if err := l.cutAfterScan(s, f, res, size); err != nil {
+		return err
+	}
+	if l.opts.Sync != SyncNever {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("log: syncing %s: %w", s.path, err)
+		}
+	}
+	if err := l.seal(s); err != nil {
+		return err
+	}
+	l.stats.unsealed.Add(1)
+	return nil
+}
+
+// validBatchAfter reports whether a whole valid batch with a base offset in
+// [minOffset, maxOffset) starts anywhere in [from, size) of f.
+func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool {
+	const chunk = 1 << 20
+	buf := make([]byte, chunk+codecs.HeaderSize)
+	for at := from; at+codecs.HeaderSize <= size; at += chunk {
+		n, _ := f.ReadAt(buf[:min(int64(len(buf)), size-at)], at)
+		for i := 0; i+codecs.HeaderSize <= n && i < chunk; i++ {
+			h, err := codecs.ParseHeader(buf[i:n])
+			if err != nil || h.BaseOffset < minOffset || h.BaseOffset >= maxOffset {
+				continue
+			}
+			pos := at + int64(i)
+			if h.Size() > maxScanBatch || pos+int64(h.Size()) > size {
+				continue
+			}
+			b := make([]byte, h.Size())
+			if _, err := f.ReadAt(b, pos); err != nil {
+				continue
+			}
+			if _, err := codecs.Validate(b, 0); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // cutTail keeps the bytes of s from pos to size in a .corrupt file beside
 // it, then truncates s to pos.
-func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, error) {
+func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryEvent, error) {
 	ev := RecoveryEvent{Segment: s.path, Position: pos, Dropped: size - pos, Reason: why.Error()}
 	ev.SavedTo = fmt.Sprintf("%s.%d%s", s.path, pos, corruptSuffix)
 	tail := make([]byte, size-pos)
-	if _, err := s.f.ReadAt(tail, pos); err != nil && err != io.EOF {
+	if _, err := f.ReadAt(tail, pos); err != nil && err != io.EOF {
 		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
 	}
-	if err := writeFileSync(ev.SavedTo, tail, true); err != nil {
+	if err := writeFileSync(l.fs, ev.SavedTo, tail, true); err != nil {
 		return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
 	}
-	if err := s.f.Truncate(pos); err != nil {
+	if err := f.Truncate(pos); err != nil {
 		return ev, fmt.Errorf("log: truncating %s: %w", s.path, err)
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		return ev, fmt.Errorf("log: syncing %s: %w", s.path, err)
 	}
 	return ev, nil
@@ -156,21 +252,20 @@ func (l *Log) cutTail(s *segment, pos, size int64, why error) (RecoveryEvent, er
 
 // openClosed opens a closed segment through its index files when they pass
 // a sanity check, and rebuilds them with a full scan otherwise.
-func (l *Log) openClosed(s *segment, nextBase int64) error {
-	st, err := s.f.Stat()
+func (l *Log) openClosed(s *segment, f File, nextBase int64) error {
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
 	size := st.Size()
-	err = s.off.load(s.base2path(indexSuffix))
+	err = s.off.load(l.fs, s.base2path(indexSuffix))
 	if err == nil {
-		err = s.tim.load(s.base2path(timeIndexSuffix))
+		err = s.tim.load(l.fs, s.base2path(timeIndexSuffix))
 	}
 	if err == nil {
-		err = l.checkIndex(s, size)
+		err = l.checkIndex(s, f, size)
 	}
 	if err == nil {
-		s.sealed = true
 		l.publish(s, l.snapshot(s))
 		return nil
 	}
@@ -183,7 +278,7 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 	s.tim = index{size: timeEntrySize}
 	s.lastIndexed, s.writtenMaxTS = -1, math.MinInt64
 	var entry [timeEntrySize]byte
-	res := scanSegment(s.f, s.base, size, false, func(pos int64, h *codecs.Header) {
+	res := scanSegment(f, s.base, size, false, func(pos int64, h *codecs.Header) {
 		l.indexBatch(s, h.BaseOffset, pos, h.MaxTimestamp, entry[:0])
 	})
 	s.written, s.writtenNext = res.end, res.next
@@ -208,7 +303,7 @@ func (l *Log) openClosed(s *segment, nextBase int64) error {
 // position 0, the last entry on a batch with the offset it claims, and the
 // batches after it ending exactly at the end of the file. On success it
 // sets the segment's written state.
-func (l *Log) checkIndex(s *segment, size int64) error {
+func (l *Log) checkIndex(s *segment, f File, size int64) error {
 	offs := s.off.written()
 	if len(offs) == 0 {
 		if size != 0 {
@@ -223,7 +318,7 @@ func (l *Log) checkIndex(s *segment, size int64) error {
 	if int64(pos) >= size {
 		return fmt.Errorf("last index entry points at %d, past the %d bytes of the segment", pos, size)
 	}
-	hr := newHeaderReader(s.f)
+	hr := newHeaderReader(f)
 	defer hr.done()
 	at := int64(pos)
 	next := s.base + int64(rel)
@@ -266,10 +361,10 @@ type scanResult struct {
 // strict set they must follow on without gaps, as in a segment that was
 // never compacted. visit sees each good batch. The scan stops at the first
 // bad batch.
-func scanSegment(f *os.File, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
+func scanSegment(f io.ReaderAt, base, size int64, strict bool, visit func(pos int64, h *codecs.Header)) scanResult {
 	res := scanResult{next: base, maxTS: math.MinInt64}
-	buf := make([]byte, 1<<20)
-	var bufAt int64 // file position of buf[0]
+	buf := make([]byte, min(1<<20, size)) // small for small segments: opening many logs
+	var bufAt int64                       // file position of buf[0]
 	have := 0
 	ensure := func(pos int64, n int) ([]byte, error) {
 		if pos >= bufAt && pos+int64(n) <= bufAt+int64(have) {

@@ -161,7 +161,7 @@ func TestRecoverInterruptedRoll(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentBytes: 4 << 10, Sync: SyncNever}
 	_, want := writeTestLog(t, dir, 40, opts)
-	bases, _ := listSegments(dir, false)
+	bases, _ := listSegments(osFS{}, dir, false)
 	if len(bases) < 3 {
 		t.Fatalf("only %d segments", len(bases))
 	}
@@ -203,5 +203,55 @@ func TestRecoverFromTruncatedClosedSegment(t *testing.T) {
 	}
 	if _, err := Verify(dir, nil); !errors.Is(err, codecs.ErrShort) {
 		t.Fatalf("Verify = %v, want a short batch", err)
+	}
+}
+
+// TestRecoverUnsealedSegment: a crash during a roll, before the background
+// seal synced the old segment: it has no index and a torn tail (lost to
+// the power cut) while the next segment already exists. Recovery cuts the
+// tail like the active segment's instead of refusing to serve the segment,
+// and reads go on into the next segment.
+func TestRecoverUnsealedSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 4 << 10, Sync: SyncNever}
+	writeTestLog(t, dir, 40, opts)
+	bases, _ := listSegments(osFS{}, dir, false)
+	if len(bases) < 3 {
+		t.Fatalf("only %d segments", len(bases))
+	}
+	closed := bases[len(bases)-2]
+	seg := segmentName(dir, closed, logSuffix)
+	os.Remove(segmentName(dir, closed, indexSuffix))
+	os.Remove(segmentName(dir, closed, timeIndexSuffix))
+	st, _ := os.Stat(seg)
+	b, _ := os.ReadFile(seg)
+	last := 0
+	for p := 0; p < len(b); p += codecs.BatchSize(b[p:]) {
+		last = p
+	}
+	os.Truncate(seg, st.Size()-20) // the last batch is torn
+	l := openLog(t, dir, opts)
+	defer l.Close()
+	ev := l.Recovered()
+	if len(ev) != 1 || ev[0].Segment != seg || ev[0].Position != int64(last) {
+		t.Fatalf("recovery events %+v, want one cut of %s at %d", ev, seg, last)
+	}
+	it := l.NewIterator(0)
+	n := 0
+	for it.Next() {
+		n++
+	}
+	if it.Err() != nil {
+		t.Fatalf("reading after recovering an unsealed segment: %d records, then %v", n, it.Err())
+	}
+	lastBatch, _ := codecs.ParseHeader(b[last:])
+	if want := 40*3 - int(lastBatch.NumRecords); n != want {
+		t.Fatalf("read %d records, want %d", n, want)
+	}
+	if _, err := os.Stat(segmentName(dir, closed, indexSuffix)); err != nil {
+		t.Fatalf("the recovered segment was not sealed: %v", err)
+	}
+	if _, err := Verify(dir, nil); err != nil {
+		t.Fatalf("Verify after recovery: %v", err)
 	}
 }

@@ -30,9 +30,10 @@ func segmentName(dir string, base int64, suffix string) string {
 type segment struct {
 	base int64
 	path string
-	f    *os.File
-	off  index // offset index
-	tim  index // time index
+	fs   FS
+	fh   *fileHandle // the .log file, open while in use or cached
+	off  index       // offset index
+	tim  index       // time index
 
 	// Published to readers.
 	size  atomic.Int64 // bytes of whole batches readers may read
@@ -48,7 +49,12 @@ type segment struct {
 	writtenMaxTS int64
 	lastIndexed  int64 // position of the last offset index entry, -1 before any
 	firstTS      int64 // max timestamp of the first batch, for roll by age
-	sealed       bool
+	reserved     int64 // file blocks reserved up to here, >= written
+
+	// durable is closed once a rolled segment's data is on disk (or its
+	// sync failed, with sealErr set); nil for the active segment.
+	durable chan struct{}
+	sealErr error
 
 	// refs counts the Log's own reference plus readers holding sections.
 	refs    atomic.Int32
@@ -56,8 +62,8 @@ type segment struct {
 	once    sync.Once
 }
 
-func newSegment(dir string, base int64, f *os.File) *segment {
-	s := &segment{base: base, path: segmentName(dir, base, logSuffix), f: f, lastIndexed: -1,
+func newSegment(fsys FS, dir string, base int64, fh *fileHandle) *segment {
+	s := &segment{fs: fsys, base: base, path: segmentName(dir, base, logSuffix), fh: fh, lastIndexed: -1,
 		writtenNext: base, writtenMaxTS: math.MinInt64, firstTS: math.MinInt64}
 	s.off.size, s.tim.size = offsetEntrySize, timeEntrySize
 	s.next.Store(base)
@@ -84,11 +90,21 @@ func (s *segment) acquire() bool {
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.once.Do(func() {
-			s.f.Close()
+			s.fh.close()
 			s.off.close()
 			s.tim.close()
 		})
 	}
+}
+
+// withFile runs fn with the segment's file open.
+func (s *segment) withFile(fn func(File) error) error {
+	f, err := s.fh.pin()
+	if err != nil {
+		return err
+	}
+	defer s.fh.unpin()
+	return fn(f)
 }
 
 // remove deletes the segment's files; open readers keep reading until
@@ -97,7 +113,7 @@ func (s *segment) remove() error {
 	s.deleted.Store(true)
 	var errs []error
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := os.Remove(s.base2path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.fs.Remove(s.base2path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -123,7 +139,7 @@ func (s *segment) rel(offset int64) uint32 {
 // headerReader reads batch headers through a small buffer, so that a run of
 // small batches costs one pread rather than one per batch.
 type headerReader struct {
-	f    *os.File
+	f    io.ReaderAt
 	bufp *[]byte
 	buf  []byte
 	at   int64 // file position of buf[0]
@@ -132,7 +148,7 @@ type headerReader struct {
 
 var headerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-func newHeaderReader(f *os.File) headerReader {
+func newHeaderReader(f io.ReaderAt) headerReader {
 	p := headerBufs.Get().(*[]byte)
 	return headerReader{f: f, bufp: p, buf: *p, at: -1}
 }

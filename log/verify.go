@@ -28,7 +28,7 @@ type SegmentInfo struct {
 // writing: it reads batch headers (not CRCs; see Verify), so it works on a
 // log that a running process has open.
 func Inspect(dir string) ([]SegmentInfo, error) {
-	bases, err := listSegments(dir, false)
+	bases, err := listSegments(osFS{}, dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ type VerifyReport struct {
 // bytes checked so far and in all.
 func Verify(dir string, progress func(done, total int64)) (VerifyReport, error) {
 	var rep VerifyReport
-	bases, err := listSegments(dir, false)
+	bases, err := listSegments(osFS{}, dir, false)
 	if err != nil {
 		return rep, err
 	}

@@ -70,11 +70,24 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err 
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("kafka latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, cfg.latencyRateFor(res.produce))
+		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
 			return res, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
 		}
 		fmt.Printf("  latency: %s\n", res.latency)
+	}
+	step := 0
+	res.knee, err = findKnee(ctx, cfg, res.produce.recordsPerSec(), func(ctx context.Context, rate float64) (latency, error) {
+		step++
+		t := fmt.Sprintf("%s-knee%d", prefix, step)
+		if err := createTopic(ctx, admin, t, cfg.partitions); err != nil {
+			return latency{}, err
+		}
+		defer admin.DeleteTopics(context.WithoutCancel(ctx), t)
+		return kafkaLatency(ctx, cfg, seeds, t, rate, cfg.kneeStep)
+	})
+	if err != nil {
+		return res, fmt.Errorf("kafka latency knee on %s: %w", cfg.brokers, err)
 	}
 	return res, nil
 }
@@ -166,7 +179,7 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 
 // kafkaLatency produces at recsPerSec while a concurrent consumer measures
 // the time from the Produce call to PollFetches returning the record.
-func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64) (latency, error) {
+func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
 	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic))...)
 	if err != nil {
 		return latency{}, err
@@ -212,5 +225,5 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 		}
 		return failed.get()
 	}
-	return probe.run(cctx, recsPerSec, cfg.latencyDuration, send, flush)
+	return probe.run(cctx, recsPerSec, dur, send, flush)
 }

@@ -12,7 +12,10 @@
 //   - consume: read all N back from the start;
 //   - latency (Kafka and NATS): produce at half the rate just measured for
 //     -latency-duration while a concurrent consumer measures the time from
-//     handing a record to the client to receiving it; p50, p99 and max.
+//     handing a record to the client to receiving it; p50, p99 and max;
+//   - latency knee (Kafka and NATS): the same at fixed rates stepping up from
+//     -knee-start by -knee-factor until p99 exceeds -knee-p99 (5 ms): the
+//     highest rate within it, and p99 at equal rates side by side.
 //
 // nats-server is started from PATH or ~/.cache/weir-bench/bin (installed
 // there with go install when missing); redis-server and redis-benchmark
@@ -56,6 +59,8 @@ type config struct {
 	codec                          kgo.CompressionCodec
 	workdir, out                   string
 	natsBin, redisServer, redisBin string
+	kneeStart, kneeFactor          float64 // first rate and step factor of the knee search; start 0 skips it
+	kneeStep, kneeP99              time.Duration
 }
 
 func main() {
@@ -79,6 +84,10 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.latencyDuration, "latency-duration", 10*time.Second, "length of each latency run (0 skips them)")
 	flag.Float64Var(&cfg.latencyRate, "latency-rate", 0, "records/s of the latency runs (0: half of each system's measured produce rate)")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for each produce or consume run")
+	flag.Float64Var(&cfg.kneeStart, "knee-start", 10000, "records/s of the first step of the latency knee search (0 skips it)")
+	flag.Float64Var(&cfg.kneeFactor, "knee-factor", 1.5, "rate multiplier between steps of the latency knee search")
+	flag.DurationVar(&cfg.kneeStep, "knee-step", 3*time.Second, "length of each step of the latency knee search")
+	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
@@ -109,6 +118,9 @@ func parseFlags() (*config, error) {
 	}
 	if cfg.latencyRate < 0 {
 		return nil, errors.New("-latency-rate must not be negative")
+	}
+	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0) {
+		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1 and -knee-step and -knee-p99 be positive")
 	}
 	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
 		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
@@ -225,7 +237,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) 
 type result struct {
 	system           string
 	produce, consume rate
-	latency          latency // zero when not measured
+	latency          latency   // zero when not measured
+	knee             []latency // the knee search's steps, rate rising
 }
 
 // report renders the results as markdown: the setup, the table, and which
@@ -290,6 +303,8 @@ func report(cfg *config, results []result) string {
 		}
 	}
 
+	b.WriteString(kneeReport(cfg, results))
+
 	w := &results[0]
 	fmt.Fprintf(&b, "\nTargets, for %s:\n", w.system)
 	target := func(what, got string, measured, met bool) {
@@ -313,6 +328,7 @@ func report(cfg *config, results []result) string {
 	} else {
 		target("p99 produce->consume <= 5 ms at half of max throughput", fmt.Sprintf("%.2f ms", p99), w.latency.samples > 0, p99 <= 5)
 	}
+	kneeTargets(cfg, w, nats, target)
 	return b.String()
 }
 

@@ -116,11 +116,19 @@ func natsBench(ctx context.Context, cfg *config) (res result, err error) {
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("NATS latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = natsLatency(lctx, cfg, nc, cfg.latencyRateFor(res.produce))
+		res.latency, err = natsLatency(lctx, cfg, nc, "HUBBENCH_LATENCY", "hubbench.latency", cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
 			return res, fmt.Errorf("NATS latency: %w", err)
 		}
 		fmt.Printf("  latency: %s\n", res.latency)
+	}
+	step := 0
+	res.knee, err = findKnee(ctx, cfg, res.produce.recordsPerSec(), func(ctx context.Context, rate float64) (latency, error) {
+		step++
+		return natsLatency(ctx, cfg, nc, fmt.Sprintf("HUBBENCH_KNEE%d", step), fmt.Sprintf("hubbench.knee%d", step), rate, cfg.kneeStep)
+	})
+	if err != nil {
+		return res, fmt.Errorf("NATS latency knee: %w", err)
 	}
 	return res, nil
 }
@@ -228,8 +236,8 @@ func natsConsume(ctx context.Context, cfg *config, stream jetstream.Stream) (rat
 
 // natsLatency publishes at recsPerSec to a second stream while an ordered
 // consumer measures the time from PublishAsync to the consumer callback.
-func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, recsPerSec float64) (latency, error) {
-	stream, err := natsStream(ctx, nc, "HUBBENCH_LATENCY", "hubbench.latency")
+func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, name, subject string, recsPerSec float64, dur time.Duration) (latency, error) {
+	stream, err := natsStream(ctx, nc, name, subject)
 	if err != nil {
 		return latency{}, err
 	}
@@ -249,9 +257,9 @@ func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, recsPerSec flo
 	}
 	defer cc.Stop()
 	send := func(v []byte) error {
-		_, err := js.PublishAsync("hubbench.latency", v, jetstream.WithStallWait(30*time.Second))
+		_, err := js.PublishAsync(subject, v, jetstream.WithStallWait(30*time.Second))
 		return cmp.Or(err, failed.get())
 	}
 	flush := func(ctx context.Context) error { return natsWait(ctx, js, &failed) }
-	return probe.run(ctx, recsPerSec, cfg.latencyDuration, send, flush)
+	return probe.run(ctx, recsPerSec, dur, send, flush)
 }

@@ -192,7 +192,11 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 				if h.version >= 8 {
 					out.ErrorMessage = errMessage(err)
 				}
-				c.s.opts.Logger.Debug("kafka: produce rejected", "topic", t.Topic, "partition", tp.Partition, "client", h.clientID, "err", err)
+				if errors.Is(err, hub.ErrStorage) {
+					c.s.opts.Logger.Error("kafka: produce failed to store", "topic", t.Topic, "partition", tp.Partition, "client", h.clientID, "err", err)
+				} else {
+					c.s.opts.Logger.Debug("kafka: produce rejected", "topic", t.Topic, "partition", tp.Partition, "client", h.clientID, "err", err)
+				}
 			}
 		}
 	}
@@ -212,6 +216,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 	return c.later(func() kmsg.Response {
 		for _, w := range waits {
 			if err := w.p.WaitDurable(w.next); err != nil {
+				c.s.opts.Logger.Error("kafka: produce failed to reach the disk", "topic", w.p.Dataset().Name(), "partition", w.p.ID(), "client", h.clientID, "err", err)
 				w.out.ErrorCode = errCode(err)
 				if h.version >= 8 {
 					w.out.ErrorMessage = errMessage(err)

@@ -1,0 +1,158 @@
+package log
+
+import (
+	"container/list"
+	"fmt"
+	"sync"
+)
+
+// FileCache bounds the segment files open at once across every log that
+// shares it: a log opens a segment's file when it reads or writes it, and
+// the cache closes the least recently used files not in use once more than
+// its limit are open. A hub shares one among all its partitions, so that
+// open files do not grow with the partition count. Files in use (a reader
+// holding a Section, an append, an fsync) are never closed under it: when
+// all are in use the limit is exceeded for as long as they are. Safe for
+// concurrent use.
+type FileCache struct {
+	limit int
+
+	mu   sync.Mutex
+	lru  list.List // open, unpinned handles, least recently used first
+	open int
+	// stats
+	opens, evictions int64
+}
+
+// NewFileCache returns a cache that keeps at most limit files open when
+// they are not in use. A limit below 1 means 1.
+func NewFileCache(limit int) *FileCache {
+	return &FileCache{limit: max(limit, 1)}
+}
+
+// FileCacheStats are a cache's counters.
+type FileCacheStats struct {
+	Open      int   // files open now
+	Opens     int64 // files opened since the cache was made
+	Evictions int64 // files closed to stay within the limit
+}
+
+// Stats returns the cache's counters.
+func (c *FileCache) Stats() FileCacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return FileCacheStats{Open: c.open, Opens: c.opens, Evictions: c.evictions}
+}
+
+// fileHandle is a segment file that is open only while in use or cached.
+//
+// An evicted file may still have dirty pages; the next fsync goes through
+// a new descriptor. Linux (4.16 and later) reports a writeback error to a
+// descriptor opened after it as long as no one has seen it yet, and no one
+// fsyncs these files but the log, so the error still reaches the log.
+type fileHandle struct {
+	cache *FileCache
+	fs    FS
+	path  string
+	flag  int
+
+	// guarded by cache.mu
+	f      File
+	pins   int
+	elem   *list.Element // in cache.lru while open and unpinned
+	closed bool          // for good: the segment is gone
+}
+
+func (c *FileCache) handle(fsys FS, path string, flag int, f File) *fileHandle {
+	h := &fileHandle{cache: c, fs: fsys, path: path, flag: flag}
+	if f != nil {
+		c.mu.Lock()
+		h.f = f
+		c.open++
+		c.opens++
+		h.elem = c.lru.PushBack(h)
+		c.evictLocked()
+		c.mu.Unlock()
+	}
+	return h
+}
+
+// pin returns the open file, opening it if needed; it stays open until the
+// matching unpin.
+func (h *fileHandle) pin() (File, error) {
+	c := h.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h.closed {
+		return nil, fmt.Errorf("log: %s: %w", h.path, ErrClosed)
+	}
+	if h.f == nil {
+		f, err := h.fs.OpenFile(h.path, h.flag, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("log: reopening %s: %w", h.path, err)
+		}
+		h.f = f
+		c.open++
+		c.opens++
+	}
+	if h.elem != nil {
+		c.lru.Remove(h.elem)
+		h.elem = nil
+	}
+	h.pins++
+	c.evictLocked()
+	return h.f, nil
+}
+
+// unpin ends a use of the file begun by pin.
+func (h *fileHandle) unpin() {
+	c := h.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.pins--
+	if h.pins == 0 && h.f != nil {
+		if h.closed {
+			h.f.Close()
+			h.f = nil
+			c.open--
+			return
+		}
+		h.elem = c.lru.PushBack(h)
+		c.evictLocked()
+	}
+}
+
+// close closes the file for good, once it is no longer in use.
+func (h *fileHandle) close() {
+	c := h.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.closed = true
+	if h.pins == 0 && h.f != nil {
+		if h.elem != nil {
+			c.lru.Remove(h.elem)
+			h.elem = nil
+		}
+		h.f.Close()
+		h.f = nil
+		c.open--
+	}
+}
+
+// evictLocked closes unpinned files, least recently used first, while more
+// than the limit are open.
+func (c *FileCache) evictLocked() {
+	for c.open > c.limit {
+		e := c.lru.Front()
+		if e == nil {
+			return
+		}
+		h := e.Value.(*fileHandle)
+		c.lru.Remove(e)
+		h.elem = nil
+		h.f.Close()
+		h.f = nil
+		c.open--
+		c.evictions++
+	}
+}

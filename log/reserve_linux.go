@@ -1,0 +1,37 @@
+package log
+
+import "syscall"
+
+// fallocKeepSize is fallocate(2)'s FALLOC_FL_KEEP_SIZE.
+const fallocKeepSize = 0x1
+
+// reserve allocates the blocks of [from, from+n) of f without changing its
+// size (the size is where the data ends, which recovery relies on). Best
+// effort: a filesystem without fallocate works as before.
+func reserve(f File, from, n int64) {
+	if o := osOf(f); o != nil {
+		syscall.Fallocate(int(o.Fd()), fallocKeepSize, from, n)
+	}
+}
+
+// reservedPast reports whether f has blocks allocated past end, the end of
+// its data (rounded up to a block).
+func reservedPast(f File, end int64) bool {
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	blk := max(int64(sys.Blksize), 4096)
+	return sys.Blocks*512 > (end+blk-1)/blk*blk
+}
+
+// releaseReserve returns the blocks reserved past a segment's end
+// (truncating to its own size frees them; punching a hole past the end
+// does nothing on ext4).
+func releaseReserve(f File, end int64) {
+	f.Truncate(end)
+}

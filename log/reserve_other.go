@@ -1,0 +1,9 @@
+//go:build !linux
+
+package log
+
+func reserve(File, int64, int64) {}
+
+func reservedPast(File, int64) bool { return false }
+
+func releaseReserve(f File, end int64) { f.Truncate(end) }
