@@ -16,6 +16,15 @@ import (
 	wlog "github.com/weirhub/weir/log"
 )
 
+// LeaderEpoch is the Kafka leader epoch of every partition. A single node
+// leads all of them from the start and never changes, so the epoch is 0,
+// Kafka's first. Partition.Produce stamps it in every stored batch, as a
+// Kafka leader does; the Kafka front door answers it in Metadata,
+// ListOffsets and OffsetForLeaderEpoch. Clients read -1 as "unknown", and
+// franz-go then orders a by-time start position (a timestamp it holds as an
+// offset) above the offsets it consumed, and commits it when it leaves.
+const LeaderEpoch = 0
+
 // Options configure a Hub. Zero fields take the defaults their comments
 // state.
 type Options struct {

@@ -140,6 +140,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 		if h.IsControl() || h.IsTransactional() {
 			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
 		}
+		codecs.SetLeaderEpoch(rest, LeaderEpoch) // as Kafka's leader stamps its epoch
 		hs = append(hs, h)
 		rest = rest[h.Size():]
 	}

@@ -6,19 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // These commands talk to a hub over the Kafka protocol, so they work
@@ -31,26 +32,69 @@ func defaultBrokers() string {
 	return "127.0.0.1:9092"
 }
 
+// brokerTimeout bounds each wait for a broker: connecting, a request, a
+// record's delivery. Set by --timeout.
+var brokerTimeout = 10 * time.Second
+
 func addBrokersFlag(cmd *cobra.Command, dst *string) {
 	cmd.PersistentFlags().StringVar(dst, "brokers", defaultBrokers(), "comma-separated host:port of the hub or Kafka cluster (env WEIR_BROKERS)")
+	cmd.PersistentFlags().DurationVar(&brokerTimeout, "timeout", 10*time.Second, "fail when a broker does not answer (connect, request, record delivery) within this time")
 }
 
+// newKafkaClient makes a client whose every wait is bounded by
+// brokerTimeout: dialing, requests, and the delivery of a produced record
+// (franz-go retries all of them without limit by default).
 func newKafkaClient(brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
 	seeds := strings.Split(brokers, ",")
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("weir-cli")}, opts...)...)
+	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("weir-cli"),
+		kgo.DialTimeout(min(brokerTimeout, 5*time.Second)), kgo.RetryTimeout(brokerTimeout),
+		kgo.RequestTimeoutOverhead(brokerTimeout),
+		kgo.RecordDeliveryTimeout(brokerTimeout), kgo.ProduceRequestTimeout(brokerTimeout)}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", brokers, err)
 	}
 	return cl, nil
 }
 
-// unreachable improves the message of a request that found no broker.
+// connect makes a client and checks that a broker answers, so that a
+// command against an address where nothing listens fails at once instead
+// of waiting in the client's retries.
+func connect(ctx context.Context, brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := newKafkaClient(brokers, opts...)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		cl.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, noBroker(brokers, err)
+	}
+	return cl, nil
+}
+
+func noBroker(brokers string, err error) error {
+	return fmt.Errorf("no broker answered at %s within %v (%v): is `weir serve` (or Kafka) running and listening there? Pass --brokers or set WEIR_BROKERS to its address", brokers, brokerTimeout, err)
+}
+
+// unreachable explains a failed request: no broker, or a broker that
+// cannot store.
 func unreachable(brokers string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "unable to dial") {
-		return fmt.Errorf("no broker answered at %s (%v): start one with `weir serve`, or pass --brokers", brokers, err)
+	switch {
+	case errors.Is(err, kerr.KafkaStorageError):
+		return fmt.Errorf("the broker at %s could not store the records (%w): check its disk (full? writable?) and its log", brokers, err)
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		return fmt.Errorf("the broker at %s did not acknowledge within %v (%w): check that it runs, its log and its disk", brokers, brokerTimeout, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
+		strings.Contains(err.Error(), "connection refused"), strings.Contains(err.Error(), "unable to dial"):
+		return noBroker(brokers, err)
 	}
 	return err
 }
@@ -67,11 +111,11 @@ func newTopicsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topics", Aliases: []string{"datasets"}, Short: "List, create, describe, grow and delete datasets (Kafka topics)"}
 	addBrokersFlag(cmd, &brokers)
 	admin := func(cmd *cobra.Command) (*kadm.Client, func(), context.Context, error) {
-		cl, err := newKafkaClient(brokers)
+		cl, err := connect(cmd.Context(), brokers)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 		return kadm.NewClient(cl), func() { cancel(); cl.Close() }, ctx, nil
 	}
 	list := &cobra.Command{
@@ -269,7 +313,9 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(codec), kgo.AllowAutoTopicCreation()}
 	switch acks {
 	case -1:
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+		// A record not acknowledged within --timeout fails the command
+		// (which says how many failed) rather than waiting for ever.
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowIdempotentProduceCancellation())
 	case 1:
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	case 0:
@@ -280,13 +326,13 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 	if partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
-	cl, err := newKafkaClient(brokers, opts...)
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	cl, err := connect(ctx, brokers, opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, stop := signalContext(cmd.Context())
-	defer stop()
 	sep, _ := cmd.Flags().GetString("key-sep")
 	var sent, acked, failed int64
 	var firstErr error
@@ -333,7 +379,7 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 		return fmt.Errorf("reading stdin: %w", err)
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flushing: %w", err)
+		return unreachable(brokers, fmt.Errorf("flushing: %w", err))
 	}
 	p.finish(-1, 0)
 	if firstErr != nil {
@@ -391,6 +437,7 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		return fmt.Errorf("--format %q: want value or json", format)
 	}
 	start := kgo.NewOffset().AtEnd()
+	var sinceMilli int64 = -1
 	switch {
 	case fromBeginning:
 		start = kgo.NewOffset().AtStart()
@@ -405,41 +452,75 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 			}
 			t = time.Now().Add(-d)
 		}
-		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
+		sinceMilli = t.UnixMilli()
+		start = kgo.NewOffset().AfterMilli(sinceMilli)
 	}
 	ctx, stop := signalContext(cmd.Context())
 	defer stop()
-	// With --end, learn where the end is first.
-	var ends map[int32]int64
+	// With --end, learn where the end is and where reading starts: a
+	// partition that starts at its end is done before it begins.
+	var ends, pos map[int32]int64
 	if end {
-		cl, err := newKafkaClient(brokers)
-		if err != nil {
+		var err error
+		if ends, pos, err = consumeBounds(ctx, brokers, topic, group, fromBeginning, offset, sinceMilli); err != nil {
 			return err
 		}
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		listed, err := kadm.NewClient(cl).ListEndOffsets(lctx, topic)
-		cancel()
-		cl.Close()
-		if err != nil {
-			return unreachable(brokers, err)
-		}
-		ends = map[int32]int64{}
-		var lerr error
-		listed.Each(func(o kadm.ListedOffset) {
-			if o.Err != nil {
-				lerr = fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err)
+	}
+	// printed holds, per partition, the offset after the last record
+	// printed: with --group that is what is committed, never more.
+	var mu sync.Mutex
+	printed := map[int32]kgo.EpochOffset{}
+	committed := map[int32]kgo.EpochOffset{}
+	commit := func(ctx context.Context, cl *kgo.Client) error {
+		mu.Lock()
+		todo := map[int32]kgo.EpochOffset{}
+		for p, eo := range printed {
+			if committed[p] != eo {
+				todo[p] = eo
 			}
-			ends[o.Partition] = o.Offset
-		})
-		if lerr != nil {
-			return lerr
 		}
+		mu.Unlock()
+		if len(todo) == 0 {
+			return nil
+		}
+		var cerr error
+		cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: todo}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						cerr = errors.Join(cerr, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err))
+					}
+				}
+			}
+		})
+		if cerr != nil {
+			return fmt.Errorf("committing the group's offsets: %w", cerr)
+		}
+		mu.Lock()
+		for p, eo := range todo {
+			committed[p] = eo
+		}
+		mu.Unlock()
+		return nil
 	}
 	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start)}
 	if group != "" {
-		opts = append(opts, kgo.ConsumerGroup(group), kgo.Balancers(kgo.RangeBalancer()))
+		// Autocommit would commit every record fetched, printed or not,
+		// and a start position that is a timestamp (franz-go keeps it as
+		// the head until the next poll): commit only what was printed.
+		opts = append(opts, kgo.ConsumerGroup(group), kgo.Balancers(kgo.RangeBalancer()),
+			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+				if err := commit(ctx, cl); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "weir:", err)
+				}
+			}))
 	}
-	cl, err := newKafkaClient(brokers, opts...)
+	cl, err := connect(ctx, brokers, opts...)
 	if err != nil {
 		return err
 	}
@@ -447,7 +528,7 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
 	enc := json.NewEncoder(out)
-	done := func(pos map[int32]int64) bool {
+	done := func() bool {
 		if ends == nil {
 			return false
 		}
@@ -458,14 +539,20 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		}
 		return true
 	}
-	pos := map[int32]int64{}
 	var n int
-	for !done(pos) {
-		fs := cl.PollFetches(ctx)
+	lastCommit := time.Now()
+	for !done() {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if ctx.Err() != nil {
 			break
 		}
 		for _, fe := range fs.Errors() {
+			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
+				continue // the poll's own timeout
+			}
+			cl.AllowRebalance()
 			return unreachable(brokers, fmt.Errorf("%s/%d: %w", fe.Topic, fe.Partition, fe.Err))
 		}
 		var stopNow bool
@@ -473,9 +560,11 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 			if stopNow {
 				return
 			}
-			pos[r.Partition] = r.Offset + 1
-			if ends != nil && r.Offset >= ends[r.Partition] {
-				return
+			if ends != nil {
+				pos[r.Partition] = r.Offset + 1
+				if r.Offset >= ends[r.Partition] {
+					return
+				}
 			}
 			if format == "json" {
 				jr := jsonRecord{Dataset: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Value: string(r.Value)}
@@ -494,24 +583,106 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 				out.Write(r.Value)
 				out.WriteByte('\n')
 			}
+			mu.Lock()
+			printed[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+			mu.Unlock()
 			n++
 			if maxRecords > 0 && n >= maxRecords {
 				stopNow = true
 			}
 		})
-		out.Flush()
+		if err := out.Flush(); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("writing records: %w", err)
+		}
+		if group != "" && time.Since(lastCommit) >= time.Second {
+			cctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+			err := commit(cctx, cl)
+			cancel()
+			if err != nil {
+				cl.AllowRebalance()
+				return unreachable(brokers, err)
+			}
+			lastCommit = time.Now()
+		}
+		cl.AllowRebalance()
 		if stopNow {
 			break
 		}
 	}
 	if group != "" {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 		defer cancel()
-		if err := cl.CommitUncommittedOffsets(cctx); err != nil {
-			return fmt.Errorf("committing the group's offsets: %w", err)
+		if err := commit(cctx, cl); err != nil {
+			return unreachable(brokers, err)
 		}
 	}
 	return nil
+}
+
+// consumeBounds lists, per partition of topic, the end offset and the
+// offset reading starts at: the group's committed offset if it has one,
+// else the start the flags chose.
+func consumeBounds(ctx context.Context, brokers, topic, group string, fromBeginning bool, offset, sinceMilli int64) (ends, starts map[int32]int64, err error) {
+	cl, err := connect(ctx, brokers)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	lctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	defer cancel()
+	collect := func(listed kadm.ListedOffsets, err error) (map[int32]int64, error) {
+		if err != nil {
+			return nil, unreachable(brokers, err)
+		}
+		m := map[int32]int64{}
+		var lerr error
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				lerr = errors.Join(lerr, fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err))
+			}
+			m[o.Partition] = o.Offset
+		})
+		return m, lerr
+	}
+	if ends, err = collect(adm.ListEndOffsets(lctx, topic)); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case fromBeginning:
+		starts, err = collect(adm.ListStartOffsets(lctx, topic))
+	case sinceMilli >= 0:
+		starts, err = collect(adm.ListOffsetsAfterMilli(lctx, sinceMilli, topic))
+	default:
+		starts = map[int32]int64{}
+		for p, e := range ends {
+			starts[p] = e
+			if offset >= 0 {
+				starts[p] = min(offset, e)
+			}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for p, s := range starts {
+		if s < 0 { // no record after the time
+			starts[p] = ends[p]
+		}
+	}
+	if group != "" {
+		fetched, err := adm.FetchOffsets(lctx, group)
+		if err != nil {
+			return nil, nil, unreachable(brokers, err)
+		}
+		fetched.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topic && o.Err == nil && o.At >= 0 {
+				starts[o.Partition] = o.At
+			}
+		})
+	}
+	return ends, starts, nil
 }
 
 func newGroupsCmd() *cobra.Command {
@@ -521,12 +692,12 @@ func newGroupsCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List consumer groups with their state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(brokers)
+			cl, err := connect(cmd.Context(), brokers)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 			defer cancel()
 			groups, err := kadm.NewClient(cl).ListGroups(ctx)
 			if err != nil {
@@ -543,12 +714,12 @@ func newGroupsCmd() *cobra.Command {
 	describe := &cobra.Command{
 		Use: "describe GROUP...", Short: "Show members, assignments, committed offsets and lag per partition", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(brokers)
+			cl, err := connect(cmd.Context(), brokers)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 			defer cancel()
 			lags, err := kadm.NewClient(cl).Lag(ctx, args...)
 			if err != nil {
@@ -585,8 +756,3 @@ func newGroupsCmd() *cobra.Command {
 	cmd.AddCommand(list, describe)
 	return cmd
 }
-
-var (
-	_ = io.EOF
-	_ = sort.Strings
-)

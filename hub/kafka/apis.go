@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -45,10 +46,15 @@ func init() {
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},
 		22: {0, 4, handleInitProducerID},
+		23: {0, 4, handleOffsetForLeaderEpoch},
 		32: {0, 4, handleDescribeConfigs},
 		37: {0, 3, handleCreatePartitions},
 	}
 }
+
+// leaderEpoch is the epoch Metadata, ListOffsets and OffsetForLeaderEpoch
+// answer: hub.LeaderEpoch, which every stored batch carries.
+const leaderEpoch = hub.LeaderEpoch
 
 func ready(resp kmsg.Response) *pending { return &pending{resp: resp} }
 
@@ -119,7 +125,7 @@ func handleMetadata(c *conn, h *header, kreq kmsg.Request) *pending {
 		t.TopicID = ds.ID()
 		for i := range ds.NumPartitions() {
 			p := kmsg.NewMetadataResponseTopicPartition()
-			p.Partition, p.Leader = i, c.s.opts.NodeID
+			p.Partition, p.Leader, p.LeaderEpoch = i, c.s.opts.NodeID, leaderEpoch
 			p.Replicas = []int32{c.s.opts.NodeID}
 			p.ISR = []int32{c.s.opts.NodeID}
 			t.Partitions = append(t.Partitions, p)
@@ -189,7 +195,11 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 				if h.version >= 8 {
 					out.ErrorMessage = errMessage(err)
 				}
-				c.s.opts.Logger.Debug("kafka: produce rejected", "topic", t.Topic, "partition", tp.Partition, "client", h.clientID, "err", err)
+				level := slog.LevelDebug
+				if errors.Is(err, hub.ErrStorage) {
+					level = slog.LevelError // disk full or failing: the operator must know
+				}
+				c.s.opts.Logger.Log(c.ctx, level, "kafka: produce rejected", "topic", t.Topic, "partition", tp.Partition, "client", h.clientID, "err", err)
 			}
 		}
 	}
@@ -209,6 +219,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 	return c.later(func() kmsg.Response {
 		for _, w := range waits {
 			if err := w.p.WaitDurable(w.next); err != nil {
+				c.s.opts.Logger.Error("kafka: produce not made durable", "topic", w.p.Dataset().Name(), "partition", w.p.ID(), "client", h.clientID, "err", err)
 				w.out.ErrorCode = errCode(err)
 				if h.version >= 8 {
 					w.out.ErrorMessage = errMessage(err)
@@ -228,7 +239,7 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 		for _, tp := range t.Partitions {
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = tp.Partition
-			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, 0
+			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, leaderEpoch
 			ds, err := c.s.hub.Dataset(t.Topic)
 			var p *hub.Partition
 			if err == nil {
@@ -254,6 +265,42 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			if err != nil && rp.ErrorCode == 0 {
 				rp.ErrorCode = errCode(err)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
+}
+
+// handleOffsetForLeaderEpoch answers where an epoch ends. There is only
+// epoch 0 (see leaderEpoch), which is current, so it ends at the end of the
+// log; a client asking about a later epoch is ahead of this broker.
+func handleOffsetForLeaderEpoch(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		rt.Topic = t.Topic
+		ds, derr := c.s.hub.Dataset(t.Topic)
+		for _, tp := range t.Partitions {
+			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			rp.Partition, rp.LeaderEpoch, rp.EndOffset = tp.Partition, -1, -1
+			err := derr
+			var p *hub.Partition
+			if err == nil {
+				p, err = ds.Partition(tp.Partition)
+			}
+			switch {
+			case err != nil:
+				rp.ErrorCode = errCode(err)
+			case tp.CurrentLeaderEpoch > leaderEpoch:
+				rp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case tp.LeaderEpoch < 0 || tp.LeaderEpoch > leaderEpoch:
+				// Kafka answers an epoch it does not know as undefined
+				// (-1, -1), without an error.
+			default:
+				rp.LeaderEpoch, rp.EndOffset = leaderEpoch, p.HighWatermark()
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

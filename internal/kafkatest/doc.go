@@ -30,6 +30,9 @@
 //	consume-from-offset   every client reads a partition from offset 42
 //	group-commit-resume   a group commits, closes, and a new member resumes
 //	                      exactly there (across Broker.Restart when set)
+//	group-since           a new group starts an hour ago, processes five
+//	                      records, commits; the commit is an offset and a new
+//	                      member resumes there
 //	rebalance             a second member joins: disjoint cover, no loss
 //	create-delete-topics  kadm, kafka-python and confluent admin clients;
 //	                      producing to deleted and to never-created topics

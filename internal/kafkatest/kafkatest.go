@@ -51,6 +51,7 @@ var cases = []kase{
 	{"produce-codecs", caseProduceCodecs},
 	{"consume-from-offset", caseConsumeFromOffset},
 	{"group-commit-resume", caseGroupCommitResume},
+	{"group-since", caseGroupSince},
 	{"rebalance", caseRebalance},
 	{"create-delete-topics", caseCreateDeleteTopics},
 	{"idempotent-retry", caseIdempotentRetry},

@@ -6,6 +6,9 @@ Run with /usr/bin/python3. Subcommands print JSON lines (see kt_common.py):
   consume   assigned ranges topic:partition:start:end, from start (seek)
   group     a subscribed group member: --stop commits offsets and exits,
             --end reads from the committed offsets to the ends
+  since     a subscribed group member that starts at the first record at or
+            after --since-ms (offsets_for_times, then seek), processes
+            --count records, commits the offset after the last and exits
   admin     create or delete a topic through KafkaAdminClient
 """
 
@@ -121,6 +124,47 @@ def cmd_group(a):
         c.close(autocommit=False)
 
 
+def cmd_since(a):
+    from kafka import ConsumerRebalanceListener
+
+    c = KafkaConsumer(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID, group_id=a.group,
+                      enable_auto_commit=False, auto_offset_reset="latest",
+                      session_timeout_ms=10000, heartbeat_interval_ms=500,
+                      request_timeout_ms=REQUEST_TIMEOUT_MS)
+
+    class BySince(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, assigned):
+            found = c.offsets_for_times({tp: a.since_ms for tp in assigned})
+            for tp in assigned:
+                ot = found.get(tp)
+                if ot is None:
+                    c.seek_to_end(tp)
+                else:
+                    c.seek(tp, ot.offset)
+
+    try:
+        c.subscribe([a.topic], listener=BySince())
+        d = Deadline(a.timeout)
+        done, last = 0, {}
+        while done < a.count and not d.passed():
+            for msgs in c.poll(timeout_ms=200).values():
+                for m in msgs:
+                    if done == a.count:
+                        break
+                    record(m)
+                    last[m.partition] = m.offset + 1
+                    done += 1
+        if done < a.count:
+            fail("kafka-python since %s: deadline passed after %d of %d records" % (a.group, done, a.count))
+        c.commit({TopicPartition(a.topic, p): OffsetAndMetadata(o, "") for p, o in last.items()})
+        emit(committed={str(p): o for p, o in last.items()})
+    finally:
+        c.close(autocommit=False)
+
+
 def cmd_admin(a):
     ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
                           request_timeout_ms=REQUEST_TIMEOUT_MS)
@@ -162,6 +206,11 @@ def main():
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--stop", help="p:o,...: process offsets below o, commit o, exit")
     g.add_argument("--end", help="p:o,...: read until offset o-1 of each partition")
+    s = sub.add_parser("since")
+    s.add_argument("--group", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--since-ms", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
     s = sub.add_parser("admin")
     s.add_argument("action", choices=["create", "delete"])
     s.add_argument("--topic", required=True)
