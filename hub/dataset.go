@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,29 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 		o.RetentionBytes = c.RetentionBytes
 	}
 	return o
+}
+
+// logLimits is the part of the log options that may change while the
+// dataset is open (see Dataset.alter).
+func (c *DatasetConfig) logLimits(h *Hub) wlog.Limits {
+	o := c.logOptions(h)
+	return wlog.Limits{SegmentBytes: o.SegmentBytes, SegmentAge: o.SegmentAge, MaxBatchBytes: o.MaxBatchBytes,
+		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes}
+}
+
+// ResetKafkaConfig sets one Kafka topic config on c back to its value in
+// defaults, as IncrementalAlterConfigs' DELETE does.
+func (c *DatasetConfig) ResetKafkaConfig(key string, defaults DatasetConfig) error {
+	v, ok := defaults.KafkaConfigs()[key]
+	if !ok {
+		return c.ApplyKafkaConfig(key, "") // names the key: unknown, or accepted and ignored
+	}
+	switch key {
+	case "flush.messages", "flush.ms", "weir.fsync":
+		c.Fsync, c.FsyncInterval = defaults.Fsync, defaults.FsyncInterval
+		return nil
+	}
+	return c.ApplyKafkaConfig(key, v)
 }
 
 // KafkaConfigs renders the config as Kafka topic configs.
@@ -350,6 +374,85 @@ func (d *Dataset) grow(total int32) error {
 	}
 	d.cfg.Partitions = total
 	return d.save()
+}
+
+// AlterDataset changes the configuration of an open dataset to cfg (a
+// whole config: zero fields take the hub's defaults) and persists it. The
+// changes that are safe apply at once to every partition: retention (the
+// next retention run deletes by it), segment size and age (from the next
+// segment), the largest batch (from the next produce), more partitions.
+// Those that are not are refused, with the dataset unchanged: fewer
+// partitions (their records and the keys' placement would be lost) with
+// ErrInvalidPartitions, another fsync policy or interval (fixed while the
+// partitions are open) with ErrInvalidConfig. With validateOnly nothing
+// changes. It returns the config now in force and what changed, as
+// key=old->new Kafka configs.
+func (h *Hub) AlterDataset(name string, cfg DatasetConfig, validateOnly bool) (DatasetConfig, []string, error) {
+	ds, err := h.Dataset(name)
+	if err != nil {
+		return DatasetConfig{}, nil, err
+	}
+	return ds.alter(cfg, validateOnly)
+}
+
+func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []string, error) {
+	cfg.fill(d.h.opts.Defaults)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.cfg
+	if cfg.Partitions == 0 {
+		cfg.Partitions = cur.Partitions
+	}
+	if err := cfg.validate(); err != nil {
+		return cur, nil, err
+	}
+	if cfg.Partitions < cur.Partitions {
+		return cur, nil, fmt.Errorf("%w: %s has %d partitions; fewer (%d) would drop the records of the others and move keys: create a new dataset and copy into it", ErrInvalidPartitions, d.name, cur.Partitions, cfg.Partitions)
+	}
+	if cfg.Fsync != cur.Fsync || cfg.FsyncInterval != cur.FsyncInterval {
+		return cur, nil, fmt.Errorf("%w: %s: the fsync policy (weir.fsync, flush.ms, flush.messages) is fixed while the dataset is open: it is %s every %v", ErrInvalidConfig, d.name, cur.Fsync, cur.FsyncInterval)
+	}
+	var changed []string
+	before, after := cur.KafkaConfigs(), cfg.KafkaConfigs()
+	for _, k := range sortedKeys(after) {
+		if before[k] != after[k] {
+			changed = append(changed, k+"="+before[k]+"->"+after[k])
+		}
+	}
+	if cfg.Partitions != cur.Partitions {
+		changed = append(changed, fmt.Sprintf("partitions=%d->%d", cur.Partitions, cfg.Partitions))
+	}
+	if validateOnly || len(changed) == 0 {
+		return cur, changed, nil
+	}
+	lim := cfg.logLimits(d.h)
+	for _, p := range d.partitions() {
+		if err := p.log.SetLimits(lim); err != nil {
+			// Partitions already changed keep the new limits until the
+			// dataset reopens with the persisted (old) config.
+			return cur, nil, fmt.Errorf("hub: altering %s/%d: %w", d.name, p.id, err)
+		}
+	}
+	if cfg.Partitions > cur.Partitions {
+		if err := d.openPartitions(cfg.Partitions); err != nil {
+			return cur, nil, err
+		}
+	}
+	d.cfg = cfg
+	if err := d.save(); err != nil {
+		return cfg, changed, fmt.Errorf("hub: saving the config of %s: %w", d.name, err)
+	}
+	d.h.opts.Logger.Info("hub: dataset config changed", "dataset", d.name, "changes", changed)
+	return cfg, changed, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (d *Dataset) close() error {

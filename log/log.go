@@ -47,6 +47,8 @@ type Log struct {
 
 	recovered []RecoveryEvent
 	stats     stats
+
+	maxBatch atomic.Int64 // opts.MaxBatchBytes, read without mu; see SetLimits
 }
 
 // stats are the counters behind Stats.
@@ -110,6 +112,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("log: locking %s: %w", dir, err)
 	}
 	l := &Log{dir: dir, opts: opts, lock: lock, done: make(chan struct{})}
+	l.maxBatch.Store(int64(opts.MaxBatchBytes))
 	l.syncCond.L = &l.syncMu
 	if err := l.recover(); err != nil {
 		l.closeFiles()
@@ -167,7 +170,7 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 	}
 	var records, batches int64
 	for p := 0; p < len(b); {
-		h, err := codecs.ValidateProduced(b[p:], l.opts.MaxBatchBytes)
+		h, err := codecs.ValidateProduced(b[p:], int(l.maxBatch.Load()))
 		if err != nil {
 			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
 		}

@@ -24,7 +24,9 @@ type api struct {
 
 // apis lists what is advertised. The version ranges are those KAFKA.md
 // found every client needs (Produce from v0, group APIs from v0, Fetch
-// from v4 without sessions), plus CreatePartitions and DescribeConfigs.
+// from v4 without sessions), plus the admin APIs that tools repair with:
+// CreatePartitions, Describe/Alter/IncrementalAlterConfigs, DeleteRecords,
+// DeleteGroups and OffsetDelete.
 var apis map[int16]api
 
 func init() {
@@ -45,10 +47,15 @@ func init() {
 		18: {0, 3, handleApiVersions},
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},
+		21: {0, 2, handleDeleteRecords},
 		22: {0, 4, handleInitProducerID},
 		23: {0, 4, handleOffsetForLeaderEpoch},
 		32: {0, 4, handleDescribeConfigs},
+		33: {0, 2, handleAlterConfigs},
 		37: {0, 3, handleCreatePartitions},
+		42: {0, 2, handleDeleteGroups},
+		44: {0, 1, handleIncrementalAlterConfigs},
+		47: {0, 0, handleOffsetDelete},
 	}
 }
 
@@ -776,4 +783,175 @@ func sortedConfigNames(m map[string]string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// alterTopicConfig applies configs to the current config of a topic
+// (incremental) or to the hub's defaults (AlterConfigs, which replaces the
+// whole set) and asks the hub to apply the result.
+func alterTopicConfig(c *conn, name string, incremental, validateOnly bool, apply func(cfg *hub.DatasetConfig, defaults hub.DatasetConfig) error) error {
+	ds, err := c.s.hub.Dataset(name)
+	if err != nil {
+		return err
+	}
+	cur, defaults := ds.Config(), c.s.hub.Defaults()
+	cfg := cur
+	if !incremental {
+		// Every config not given returns to its default; the partition
+		// count and the fsync policy are not reset (the first is not a
+		// config, the second is fixed while the dataset is open).
+		cfg = defaults
+		cfg.Partitions, cfg.Fsync, cfg.FsyncInterval = cur.Partitions, cur.Fsync, cur.FsyncInterval
+	}
+	if err := apply(&cfg, defaults); err != nil {
+		return err
+	}
+	_, changed, err := c.s.hub.AlterDataset(name, cfg, validateOnly)
+	if err == nil && len(changed) > 0 && !validateOnly {
+		c.s.opts.Logger.Info("kafka: topic config altered", "topic", name, "changes", changed, "client", c.remote)
+	}
+	return err
+}
+
+func brokerConfigsFixed() error {
+	return fmt.Errorf("%w: broker configs are set by weir serve's flags and configuration file", hub.ErrInvalidConfig)
+}
+
+func handleAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.AlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	for _, r := range req.Resources {
+		rr := kmsg.NewAlterConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		var err error
+		switch r.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			err = alterTopicConfig(c, r.ResourceName, false, req.ValidateOnly, func(cfg *hub.DatasetConfig, _ hub.DatasetConfig) error {
+				for _, kv := range r.Configs {
+					if kv.Value == nil {
+						continue
+					}
+					if err := cfg.ApplyKafkaConfig(kv.Name, *kv.Value); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		case kmsg.ConfigResourceTypeBroker:
+			err = brokerConfigsFixed()
+		default:
+			err = fmt.Errorf("%w: only topic configs can be altered", hub.ErrInvalidConfig)
+		}
+		rr.ErrorCode, rr.ErrorMessage = errCode(err), errMessage(err)
+		resp.Resources = append(resp.Resources, rr)
+	}
+	return ready(resp)
+}
+
+func handleIncrementalAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	for _, r := range req.Resources {
+		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		var err error
+		switch r.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			err = alterTopicConfig(c, r.ResourceName, true, req.ValidateOnly, func(cfg *hub.DatasetConfig, defaults hub.DatasetConfig) error {
+				for _, kv := range r.Configs {
+					switch kv.Op {
+					case kmsg.IncrementalAlterConfigOpSet:
+						if kv.Value == nil {
+							return fmt.Errorf("%w: %s: SET without a value", hub.ErrInvalidConfig, kv.Name)
+						}
+						if err := cfg.ApplyKafkaConfig(kv.Name, *kv.Value); err != nil {
+							return err
+						}
+					case kmsg.IncrementalAlterConfigOpDelete:
+						if err := cfg.ResetKafkaConfig(kv.Name, defaults); err != nil {
+							return err
+						}
+					default: // APPEND and SUBTRACT apply to list configs; Weir has none
+						return fmt.Errorf("%w: %s: %v applies only to list configs", hub.ErrInvalidConfig, kv.Name, kv.Op)
+					}
+				}
+				return nil
+			})
+		case kmsg.ConfigResourceTypeBroker:
+			err = brokerConfigsFixed()
+		default:
+			err = fmt.Errorf("%w: only topic configs can be altered", hub.ErrInvalidConfig)
+		}
+		rr.ErrorCode, rr.ErrorMessage = errCode(err), errMessage(err)
+		resp.Resources = append(resp.Resources, rr)
+	}
+	return ready(resp)
+}
+
+func handleDeleteGroups(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, g := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = g
+		err := c.s.hub.DeleteGroup(g)
+		rg.ErrorCode = errCode(err)
+		if err == nil {
+			c.s.opts.Logger.Info("kafka: group deleted", "group", g, "client", c.remote)
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return ready(resp)
+}
+
+func handleOffsetDelete(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.OffsetDeleteRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	var tps []hub.TopicPartition
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			tps = append(tps, hub.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+		}
+	}
+	err := c.s.hub.DeleteOffsets(req.Group, tps)
+	switch {
+	case errors.Is(err, hub.ErrGroupNotEmpty):
+		// Kafka answers per partition that the group is subscribed.
+	case err != nil:
+		resp.ErrorCode = errCode(err)
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetDeleteResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			rp.Partition = p.Partition
+			if errors.Is(err, hub.ErrGroupNotEmpty) {
+				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
+}
+
+func handleDeleteRecords(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewDeleteRecordsResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			rp.Partition = p.Partition
+			low, err := c.s.hub.DeleteRecords(t.Topic, p.Partition, p.Offset)
+			rp.LowWatermark, rp.ErrorCode = low, errCode(err)
+			if err == nil {
+				c.s.opts.Logger.Info("kafka: records deleted", "topic", t.Topic, "partition", p.Partition, "below", low, "client", c.remote)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
 }
