@@ -60,7 +60,9 @@ func TestAlterConfigs(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "alt"); err != nil {
 		t.Fatal(err)
 	}
-	set := func(k, v string) kadm.AlterConfig { return kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)} }
+	set := func(k, v string) kadm.AlterConfig {
+		return kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)}
+	}
 	resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
 		set("retention.ms", "3600000"), set("retention.bytes", "1048576"), set("segment.bytes", "65536"), set("max.message.bytes", "2000"),
 	}, "alt")
