@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,31 +227,92 @@ func newTopicsCmd() *cobra.Command {
 		},
 	}
 	var add int
+	var setConfigs, deleteConfigs []string
 	alter := &cobra.Command{
-		Use: "alter NAME --partitions N", Short: "Grow a dataset to N partitions", Args: cobra.ExactArgs(1),
+		Use:   "alter NAME [--partitions N] [--config key=value]... [--delete-config key]...",
+		Short: "Grow a dataset or change its configuration",
+		Long: `Changes a dataset while it serves: --partitions grows it to N partitions (fewer is refused:
+it would drop records and move keys); --config sets a topic config (retention.ms,
+retention.bytes, segment.bytes, segment.ms, max.message.bytes), applied at once and kept
+across restarts; --delete-config returns one to the hub's default. Prints what changed.`,
+		Example: `  weir topics alter access --config retention.ms=86400000 --config retention.bytes=10737418240
+  weir topics alter access --partitions 8
+  weir topics alter access --delete-config retention.bytes`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if add <= 0 {
-				return errors.New("--partitions N is required (the new total)")
+			name := args[0]
+			if add <= 0 && len(setConfigs) == 0 && len(deleteConfigs) == 0 {
+				return errors.New("nothing to change: pass --partitions N, --config key=value or --delete-config key")
+			}
+			var changes []kadm.AlterConfig
+			for _, kv := range setConfigs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--config %q: want key=value, e.g. retention.ms=86400000", kv)
+				}
+				changes = append(changes, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)})
+			}
+			for _, k := range deleteConfigs {
+				changes = append(changes, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 			}
 			adm, done, ctx, err := admin(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			res, err := adm.UpdatePartitions(ctx, add, args[0])
+			w := cmd.OutOrStdout()
+			if add > 0 {
+				res, err := adm.UpdatePartitions(ctx, add, name)
+				if err != nil {
+					return unreachable(brokers, err)
+				}
+				for _, r := range res {
+					if r.Err != nil {
+						return fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage)
+					}
+				}
+				fmt.Fprintf(w, "%s now has %d partitions\n", name, add)
+			}
+			if len(changes) == 0 {
+				return nil
+			}
+			before, err := topicConfigs(ctx, adm, name)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			res, err := adm.AlterTopicConfigs(ctx, changes, name)
 			if err != nil {
 				return unreachable(brokers, err)
 			}
 			for _, r := range res {
 				if r.Err != nil {
-					return fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage)
+					msg := r.ErrMessage
+					if msg == "" {
+						msg = r.Err.Error()
+					}
+					return fmt.Errorf("%s: %s (nothing changed)", r.Name, msg)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %d partitions\n", args[0], add)
+			after, err := topicConfigs(ctx, adm, name)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			n := 0
+			for _, k := range sortedNames(after) {
+				if before[k] != after[k] {
+					fmt.Fprintf(w, "%s: %s %s -> %s\n", name, k, before[k], after[k])
+					n++
+				}
+			}
+			if n == 0 {
+				fmt.Fprintf(w, "%s: already so; nothing changed\n", name)
+			}
 			return nil
 		},
 	}
-	alter.Flags().IntVar(&add, "partitions", 0, "new total number of partitions")
+	alter.Flags().IntVar(&add, "partitions", 0, "new total number of partitions (can only grow)")
+	alter.Flags().StringArrayVar(&setConfigs, "config", nil, "set a topic config key=value; repeatable")
+	alter.Flags().StringArrayVar(&deleteConfigs, "delete-config", nil, "return a topic config to the hub's default; repeatable")
 	del := &cobra.Command{
 		Use: "delete NAME...", Short: "Delete datasets and their data", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -276,6 +338,35 @@ func newTopicsCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, create, describe, alter, del)
 	return cmd
+}
+
+// topicConfigs is the described config of one topic.
+func topicConfigs(ctx context.Context, adm *kadm.Client, topic string) (map[string]string, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := rcs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", topic, err)
+	}
+	m := map[string]string{}
+	for _, c := range rc.Configs {
+		m[c.Key] = c.MaybeValue()
+	}
+	return m, nil
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func newProduceCmd() *cobra.Command {
@@ -687,7 +778,7 @@ func consumeBounds(ctx context.Context, brokers, topic, group string, fromBeginn
 
 func newGroupsCmd() *cobra.Command {
 	var brokers string
-	cmd := &cobra.Command{Use: "groups", Short: "List consumer groups and describe them with their lag"}
+	cmd := &cobra.Command{Use: "groups", Short: "List, describe (with lag), reset and delete consumer groups"}
 	addBrokersFlag(cmd, &brokers)
 	list := &cobra.Command{
 		Use: "list", Short: "List consumer groups with their state", Args: cobra.NoArgs,
@@ -753,6 +844,167 @@ func newGroupsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, describe)
+	var resetTopic, toOffsetStr, toTime string
+	var toEarliest, toLatest, execute bool
+	reset := &cobra.Command{
+		Use:   "reset GROUP --topic DATASET (--to-earliest|--to-latest|--to-offset N|--to-time T) [--execute]",
+		Short: "Move a group's committed offsets (a dry run unless --execute)",
+		Long: `Sets the committed offset of GROUP on every partition of DATASET, as
+kafka-consumer-groups --reset-offsets does: to the earliest record, the end, an offset
+(kept within each partition's records), or the first record at or after a time (a duration
+ago such as 1h or 7d, or an RFC 3339 time). Prints the current and new offsets; only with
+--execute are they committed. The group must have no members: stop its consumers first.`,
+		Example: `  weir groups reset audit --topic orders --to-time 2h
+  weir groups reset audit --topic orders --to-earliest --execute`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			group := args[0]
+			if resetTopic == "" {
+				return errors.New("--topic DATASET is required")
+			}
+			n := 0
+			for _, set := range []bool{toEarliest, toLatest, toOffsetStr != "", toTime != ""} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				return errors.New("pass exactly one of --to-earliest, --to-latest, --to-offset N, --to-time T")
+			}
+			var toOffset int64
+			if toOffsetStr != "" {
+				var err error
+				if toOffset, err = strconv.ParseInt(toOffsetStr, 10, 64); err != nil || toOffset < 0 {
+					return fmt.Errorf("--to-offset %q: want an offset (0 or more)", toOffsetStr)
+				}
+			}
+			var at time.Time
+			if toTime != "" {
+				var err error
+				if at, err = time.Parse(time.RFC3339, toTime); err != nil {
+					d, derr := parseDuration(toTime)
+					if derr != nil || d < 0 {
+						return fmt.Errorf("--to-time %q: neither a duration ago (1h, 7d) nor an RFC 3339 time", toTime)
+					}
+					at = time.Now().Add(-d)
+				}
+			}
+			cl, err := connect(cmd.Context(), brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
+			defer cancel()
+			adm := kadm.NewClient(cl)
+			starts, err := adm.ListStartOffsets(ctx, resetTopic)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			ends, err := adm.ListEndOffsets(ctx, resetTopic)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var byTime kadm.ListedOffsets
+			if toTime != "" {
+				if byTime, err = adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), resetTopic); err != nil {
+					return unreachable(brokers, err)
+				}
+			}
+			current, err := adm.FetchOffsets(ctx, group)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			if err := ends.Error(); err != nil {
+				return fmt.Errorf("%s: %w", resetTopic, err)
+			}
+			target := kadm.Offsets{}
+			w := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DATASET\tPARTITION\tCURRENT\tNEW\tSTART\tEND")
+			var perr error
+			ends.Each(func(e kadm.ListedOffset) {
+				s, _ := starts.Lookup(resetTopic, e.Partition)
+				o := e.Offset
+				switch {
+				case toEarliest:
+					o = s.Offset
+				case toOffsetStr != "":
+					o = min(max(toOffset, s.Offset), e.Offset)
+				case toTime != "":
+					if bt, ok := byTime.Lookup(resetTopic, e.Partition); ok && bt.Err == nil && bt.Offset >= 0 {
+						o = bt.Offset
+					} else if ok && bt.Err != nil {
+						perr = errors.Join(perr, fmt.Errorf("%s/%d: %w", resetTopic, e.Partition, bt.Err))
+					}
+				}
+				cur := "-"
+				if c, ok := current.Lookup(resetTopic, e.Partition); ok && c.At >= 0 {
+					cur = strconv.FormatInt(c.At, 10)
+				}
+				target.Add(kadm.Offset{Topic: resetTopic, Partition: e.Partition, At: o, LeaderEpoch: -1})
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\n", resetTopic, e.Partition, cur, o, s.Offset, e.Offset)
+			})
+			tw.Flush()
+			if perr != nil {
+				return perr
+			}
+			if !execute {
+				fmt.Fprintf(w, "dry run: nothing committed; pass --execute to commit these offsets for group %s\n", group)
+				return nil
+			}
+			res, err := adm.CommitOffsets(ctx, group, target)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			if err := res.Error(); err != nil {
+				if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.RebalanceInProgress) {
+					return fmt.Errorf("group %s has members: stop its consumers, then reset (%w)", group, err)
+				}
+				return fmt.Errorf("committing the offsets of group %s: %w", group, err)
+			}
+			fmt.Fprintf(w, "committed the new offsets of group %s\n", group)
+			return nil
+		},
+	}
+	rf := reset.Flags()
+	rf.StringVar(&resetTopic, "topic", "", "the dataset whose offsets to move")
+	rf.BoolVar(&toEarliest, "to-earliest", false, "to each partition's first record")
+	rf.BoolVar(&toLatest, "to-latest", false, "to each partition's end (skip everything there)")
+	rf.StringVar(&toOffsetStr, "to-offset", "", "to this offset in every partition")
+	rf.StringVar(&toTime, "to-time", "", "to the first record at or after a time: a duration ago (1h, 7d) or RFC 3339")
+	rf.BoolVar(&execute, "execute", false, "commit the new offsets (without it, only print them)")
+	del := &cobra.Command{
+		Use: "delete GROUP...", Short: "Delete consumer groups and their committed offsets", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := connect(cmd.Context(), brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
+			defer cancel()
+			res, err := kadm.NewClient(cl).DeleteGroups(ctx, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var failed error
+			for _, g := range args {
+				r, ok := res[g]
+				switch {
+				case !ok:
+					failed = errors.Join(failed, fmt.Errorf("%s: no answer", g))
+				case errors.Is(r.Err, kerr.NonEmptyGroup):
+					failed = errors.Join(failed, fmt.Errorf("%s: the group has members: stop its consumers first", g))
+				case r.Err != nil:
+					failed = errors.Join(failed, fmt.Errorf("%s: %w", g, r.Err))
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s\n", g)
+				}
+			}
+			return failed
+		},
+	}
+	cmd.AddCommand(list, describe, reset, del)
 	return cmd
 }

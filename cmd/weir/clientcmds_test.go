@@ -30,6 +30,15 @@ func runIn(t *testing.T, stdin string, args ...string) (string, string, error) {
 // committed is what group committed on topic partition 0.
 func committed(t *testing.T, addr, group, topic string) int64 {
 	t.Helper()
+	o, ok := committedOK(t, addr, group, topic)
+	if !ok {
+		t.Fatalf("group %s committed nothing on %s/0", group, topic)
+	}
+	return o
+}
+
+func committedOK(t *testing.T, addr, group, topic string) (int64, bool) {
+	t.Helper()
 	cl := mustClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -41,10 +50,7 @@ func committed(t *testing.T, addr, group, topic string) int64 {
 		t.Fatalf("fetch offsets of %s: %v", group, err)
 	}
 	o, ok := resp.Lookup(topic, 0)
-	if !ok {
-		t.Fatalf("group %s committed nothing on %s/0", group, topic)
-	}
-	return o.At
+	return o.At, ok && o.At >= 0
 }
 
 // TestConsumeGroupCommitsWhatItPrinted: `weir consume --group` commits the
@@ -199,5 +205,80 @@ func TestProduceFailsWhenTheBrokerCannotStore(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "disk") {
 		t.Fatalf("produce to a broker that cannot store: %v; want an error naming %s and its disk", err, addr)
+	}
+}
+
+// TestTopicsAlterAndGroupsResetDelete: `weir topics alter --config`
+// changes a live dataset and prints the change, refuses fewer partitions
+// and unsupported values; `weir groups reset` is a dry run until
+// --execute, then commits; `weir groups delete` forgets the group.
+func TestTopicsAlterAndGroupsResetDelete(t *testing.T) {
+	p := startServe(t, t.TempDir())
+	b := []string{"--brokers", p.addr}
+	if _, errOut, err := runIn(t, "", append([]string{"topics", "create", "orders", "--partitions", "2"}, b...)...); err != nil {
+		t.Fatalf("create: %v %s", err, errOut)
+	}
+	out, _, err := runIn(t, "", append([]string{"topics", "alter", "orders", "--config", "retention.ms=3600000", "--config", "segment.bytes=1048576"}, b...)...)
+	if err != nil || !strings.Contains(out, "retention.ms 604800000 -> 3600000") || !strings.Contains(out, "segment.bytes 1073741824 -> 1048576") {
+		t.Fatalf("topics alter --config = %q, %v", out, err)
+	}
+	out, _, _ = runIn(t, "", append([]string{"topics", "describe", "orders"}, b...)...)
+	if !strings.Contains(out, "retention.ms=3600000") {
+		t.Errorf("describe after alter:\n%s", out)
+	}
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--partitions", "1"}, "can only grow"},
+		{[]string{"--config", "cleanup.policy=compact"}, "cleanup.policy"},
+		{[]string{"--config", "retention.ms"}, "want key=value"},
+		{nil, "nothing to change"},
+	} {
+		_, _, err := runIn(t, "", append(append([]string{"topics", "alter", "orders"}, c.args...), b...)...)
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("topics alter orders %v: %v, want an error naming %q", c.args, err, c.msg)
+		}
+	}
+
+	lines := strings.Repeat("r\n", 10)
+	if _, errOut, err := runIn(t, lines, append([]string{"produce", "orders", "--partition", "0"}, b...)...); err != nil {
+		t.Fatalf("produce: %v %s", err, errOut)
+	}
+	reset := func(args ...string) string {
+		t.Helper()
+		out, _, err := runIn(t, "", append(append([]string{"groups", "reset", "audit", "--topic", "orders"}, args...), b...)...)
+		if err != nil {
+			t.Fatalf("groups reset %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if out := reset("--to-offset", "4"); !strings.Contains(out, "dry run") {
+		t.Errorf("reset without --execute:\n%s", out)
+	}
+	if got, ok := committedOK(t, p.addr, "audit", "orders"); ok {
+		t.Errorf("a dry run committed %d", got)
+	}
+	reset("--to-offset", "4", "--execute")
+	if got := committed(t, p.addr, "audit", "orders"); got != 4 {
+		t.Errorf("after reset --to-offset 4 --execute: committed %d", got)
+	}
+	reset("--to-latest", "--execute")
+	if got := committed(t, p.addr, "audit", "orders"); got != 10 {
+		t.Errorf("after reset --to-latest: committed %d, want 10", got)
+	}
+	reset("--to-time", "1h", "--execute")
+	if got := committed(t, p.addr, "audit", "orders"); got != 0 {
+		t.Errorf("after reset --to-time 1h: committed %d, want 0", got)
+	}
+	if _, _, err := runIn(t, "", append([]string{"groups", "reset", "audit", "--topic", "orders", "--to-earliest", "--to-latest"}, b...)...); err == nil {
+		t.Errorf("two targets were accepted")
+	}
+	out, _, err = runIn(t, "", append([]string{"groups", "delete", "audit"}, b...)...)
+	if err != nil || !strings.Contains(out, "deleted group audit") {
+		t.Fatalf("groups delete = %q, %v", out, err)
+	}
+	if _, _, err := runIn(t, "", append([]string{"groups", "delete", "audit"}, b...)...); err == nil || !strings.Contains(err.Error(), "GROUP_ID_NOT_FOUND") {
+		t.Errorf("deleting a deleted group: %v", err)
 	}
 }

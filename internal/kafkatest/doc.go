@@ -36,6 +36,9 @@
 //	rebalance             a second member joins: disjoint cover, no loss
 //	create-delete-topics  kadm, kafka-python and confluent admin clients;
 //	                      producing to deleted and to never-created topics
+//	alter-configs         kafka-python and confluent AlterConfigs, read back
+//	                      by their DescribeConfigs and kadm's; kafka-python
+//	                      DeleteGroups
 //	idempotent-retry      idempotent producers, a replayed batch, and an
 //	                      out-of-order sequence
 //	kcat-idempotent       librdkafka enable.idempotence=true acks=all

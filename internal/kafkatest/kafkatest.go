@@ -54,6 +54,7 @@ var cases = []kase{
 	{"group-since", caseGroupSince},
 	{"rebalance", caseRebalance},
 	{"create-delete-topics", caseCreateDeleteTopics},
+	{"alter-configs", caseAlterConfigs},
 	{"idempotent-retry", caseIdempotentRetry},
 	{"kcat-idempotent", caseKcatIdempotent},
 }

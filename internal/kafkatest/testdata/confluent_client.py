@@ -15,6 +15,7 @@ Run with /usr/bin/python3. Subcommands print JSON lines (see kt_common.py):
             after --since-ms (offsets_for_times in on_assign), processes
             --count records, commits the offset after the last and exits
   admin     create or delete a topic through AdminClient
+  configs   alter a topic's configs (AlterConfigs) and print them as described
 """
 
 import argparse
@@ -224,6 +225,19 @@ def cmd_since(a):
         c.close()
 
 
+def cmd_configs(a):
+    from confluent_kafka.admin import ConfigResource
+
+    ad = AdminClient(base_conf(a))
+    d = Deadline(a.timeout)
+    if a.set:
+        res = ConfigResource("topic", a.topic, set_config=dict(kv.split("=", 1) for kv in a.set))
+        ad.alter_configs([res], request_timeout=max(d.left(), 1))[res].result(timeout=max(d.left(), 1))
+    res = ConfigResource("topic", a.topic)
+    described = ad.describe_configs([res], request_timeout=max(d.left(), 1))[res].result(timeout=max(d.left(), 1))
+    emit(configs={k: v.value for k, v in described.items()})
+
+
 def cmd_admin(a):
     ad = AdminClient(base_conf(a))
     d = Deadline(a.timeout)
@@ -272,6 +286,9 @@ def main():
     s.add_argument("--topic", required=True)
     s.add_argument("--since-ms", type=int, required=True)
     s.add_argument("--count", type=int, required=True)
+    s = sub.add_parser("configs")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--set", action="append", default=[], help="key=value")
     s = sub.add_parser("admin")
     s.add_argument("action", choices=["create", "delete"])
     s.add_argument("--topic", required=True)

@@ -10,6 +10,8 @@ Run with /usr/bin/python3. Subcommands print JSON lines (see kt_common.py):
             after --since-ms (offsets_for_times, then seek), processes
             --count records, commits the offset after the last and exits
   admin     create or delete a topic through KafkaAdminClient
+  configs   alter a topic's configs (AlterConfigs) and print them as described
+  delete-groups  delete consumer groups (DeleteGroups)
 """
 
 import argparse
@@ -165,6 +167,40 @@ def cmd_since(a):
         c.close(autocommit=False)
 
 
+def cmd_configs(a):
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
+                          request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        if a.set:
+            res = ConfigResource(ConfigResourceType.TOPIC, a.topic, configs=dict(kv.split("=", 1) for kv in a.set))
+            resp = ad.alter_configs([res])
+            for r in resp.resources:
+                if r[0] != 0:
+                    fail("kafka-python alter_configs %s: error %d %s" % (a.topic, r[0], r[1]))
+        resp = ad.describe_configs([ConfigResource(ConfigResourceType.TOPIC, a.topic)])
+        configs = {}
+        for r in resp[0].resources:
+            if r[0] != 0:
+                fail("kafka-python describe_configs %s: error %d %s" % (a.topic, r[0], r[1]))
+            for c in r[4]:
+                configs[c[0]] = c[1]
+        emit(configs=configs)
+    finally:
+        ad.close()
+
+
+def cmd_delete_groups(a):
+    ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
+                          request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        for group, err in ad.delete_consumer_groups(a.group):
+            emit(group=group, error=err.__name__ if err.errno else None)
+    finally:
+        ad.close()
+
+
 def cmd_admin(a):
     ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
                           request_timeout_ms=REQUEST_TIMEOUT_MS)
@@ -211,6 +247,11 @@ def main():
     s.add_argument("--topic", required=True)
     s.add_argument("--since-ms", type=int, required=True)
     s.add_argument("--count", type=int, required=True)
+    s = sub.add_parser("configs")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--set", action="append", default=[], help="key=value")
+    s = sub.add_parser("delete-groups")
+    s.add_argument("--group", action="append", required=True)
     s = sub.add_parser("admin")
     s.add_argument("action", choices=["create", "delete"])
     s.add_argument("--topic", required=True)
@@ -221,7 +262,7 @@ def main():
         a.acks = int(a.acks)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     try:
-        globals()["cmd_" + a.cmd](a)
+        globals()["cmd_" + a.cmd.replace("-", "_")](a)
     except SystemExit:
         raise
     except Exception as e:
