@@ -249,6 +249,8 @@ type Dataset struct {
 	mu    sync.Mutex // config changes
 	cfg   DatasetConfig
 	parts atomic.Pointer[[]*Partition]
+
+	unconsumedDeleted atomic.Int64 // see DatasetStats
 }
 
 type datasetFile struct {

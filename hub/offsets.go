@@ -314,3 +314,20 @@ func (s *offsetStore) deleteOffsets(group string, tps []TopicPartition) error {
 	}
 	return nil
 }
+
+// behind returns the groups whose committed offset of tp is below offset,
+// with that offset.
+func (s *offsetStore) behind(tp TopicPartition, offset int64) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[string]int64
+	for group, g := range s.groups {
+		if c, ok := g[tp]; ok && c.Offset >= 0 && c.Offset < offset {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[group] = c.Offset
+		}
+	}
+	return out
+}
