@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,11 +99,9 @@ func unreachable(brokers string, err error) error {
 	return err
 }
 
+// signalContext ends on SIGINT, SIGTERM or SIGHUP; see stopContext.
 func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if parent == nil {
-		parent = context.Background()
-	}
-	return signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	return stopContext(parent)
 }
 
 func newTopicsCmd() *cobra.Command {
