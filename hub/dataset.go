@@ -448,6 +448,47 @@ func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []
 	return cfg, changed, nil
 }
 
+// UpdateDataset applies the fields of want that are set (non-zero) to an
+// open dataset, as a declarative file (a pipeline's datasets) asks each
+// time it starts. The safe changes apply at once (see AlterDataset) and
+// are returned as changed; the unsafe ones (fewer partitions, another
+// fsync policy) are left as they are and returned as refused, each a
+// sentence saying what was kept, for the caller to report.
+func (h *Hub) UpdateDataset(name string, want DatasetConfig) (changed, refused []string, err error) {
+	ds, err := h.Dataset(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur := ds.Config()
+	next := cur
+	switch {
+	case want.Partitions > cur.Partitions:
+		next.Partitions = want.Partitions
+	case want.Partitions > 0 && want.Partitions < cur.Partitions:
+		refused = append(refused, fmt.Sprintf("partitions: %d asked, the dataset has %d and keeps them (fewer would drop the records of the others and move keys)", want.Partitions, cur.Partitions))
+	}
+	if want.Fsync != "" && want.Fsync != cur.Fsync {
+		refused = append(refused, fmt.Sprintf("fsync: %s asked, the dataset keeps %s (fixed while it is open; set it when creating the dataset)", want.Fsync, cur.Fsync))
+	}
+	if want.RetentionTime != 0 {
+		next.RetentionTime = want.RetentionTime
+	}
+	if want.RetentionBytes != 0 {
+		next.RetentionBytes = want.RetentionBytes
+	}
+	if want.SegmentBytes != 0 {
+		next.SegmentBytes = want.SegmentBytes
+	}
+	if want.SegmentAge != 0 {
+		next.SegmentAge = want.SegmentAge
+	}
+	if want.MaxMessageBytes != 0 {
+		next.MaxMessageBytes = want.MaxMessageBytes
+	}
+	_, changed, err = ds.alter(next, false)
+	return changed, refused, err
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

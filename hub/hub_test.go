@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -417,5 +418,39 @@ func TestRetentionReportsUnconsumedRecords(t *testing.T) {
 	h.EnforceRetention()
 	if got := h.Stats().Datasets["backlog"].UnconsumedDeleted; got != want {
 		t.Errorf("after a second run UnconsumedDeleted = %d, want %d", got, want)
+	}
+}
+
+// TestUpdateDataset: a declarative config applied to an existing dataset
+// changes what is safe at once and persistently, and reports what it
+// refused (fewer partitions, another fsync policy).
+func TestUpdateDataset(t *testing.T) {
+	dir := t.TempDir()
+	h := openHub(t, testOptions(dir))
+	if _, err := h.CreateDataset("orders", DatasetConfig{Partitions: 3, RetentionTime: time.Hour, Fsync: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	changed, refused, err := h.UpdateDataset("orders", DatasetConfig{Partitions: 2, Fsync: "never", RetentionTime: 2 * time.Hour, SegmentBytes: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"retention.ms=3600000->7200000", "segment.bytes=1048576->65536"}; !slices.Equal(changed, want) {
+		t.Errorf("changed = %q, want %q", changed, want)
+	}
+	if len(refused) != 2 || !strings.Contains(refused[0], "partitions: 2 asked, the dataset has 3") || !strings.Contains(refused[1], "fsync: never asked, the dataset keeps always") {
+		t.Errorf("refused = %q", refused)
+	}
+	if changed, refused, err = h.UpdateDataset("orders", DatasetConfig{Partitions: 4}); err != nil || len(refused) != 0 || !slices.Equal(changed, []string{"partitions=3->4"}) {
+		t.Errorf("growing to 4: %q %q %v", changed, refused, err)
+	}
+	h.Close()
+	h = openHub(t, testOptions(dir))
+	defer h.Close()
+	ds, err := h.Dataset("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ds.Config(); c.RetentionTime != 2*time.Hour || c.SegmentBytes != 1<<16 || c.Partitions != 4 || c.Fsync != "always" || ds.NumPartitions() != 4 {
+		t.Errorf("after a restart: %+v, %d partitions", c, ds.NumPartitions())
 	}
 }
