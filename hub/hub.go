@@ -338,7 +338,8 @@ func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
 	}
 	ds, err := createDataset(h, name, cfg)
 	if err != nil {
-		return nil, err
+		h.opts.Logger.Error("hub: creating a dataset failed", "dataset", name, "err", err)
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err) // the disk refused: full, read-only, out of inodes
 	}
 	h.datasets[name] = ds
 	h.opts.Logger.Info("hub: dataset created", "dataset", name, "partitions", cfg.Partitions)
