@@ -217,12 +217,35 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 			return fmt.Errorf("%w: cleanup.policy=%q: only delete is supported yet", ErrInvalidConfig, value)
 		}
 	case "compression.type", "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
-		// Accepted for compatibility; Weir keeps the producer's
-		// compression and has one replica.
+		// Accepted for compatibility (see IgnoredKafkaConfig).
 	default:
 		return fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, key)
 	}
 	return err
+}
+
+// IgnoredKafkaConfig reports whether ApplyKafkaConfig accepts key without
+// effect, for compatibility with tools that send it when creating a topic:
+// Weir keeps each producer's compression, has one replica and stamps the
+// producer's timestamps. Changing one on an existing dataset is refused
+// (AlterConfigs), since nothing would change.
+func IgnoredKafkaConfig(key string) bool {
+	switch key {
+	case "compression.type", "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
+		return true
+	}
+	return false
+}
+
+// FixedKafkaConfig reports whether a topic config is fixed once the
+// dataset exists (the fsync policy: weir.fsync, flush.ms, flush.messages);
+// DescribeConfigs marks them read-only.
+func FixedKafkaConfig(key string) bool {
+	switch key {
+	case "weir.fsync", "flush.ms", "flush.messages":
+		return true
+	}
+	return false
 }
 
 // ValidateDataset checks that a dataset could be created with this name

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func adminClient(t *testing.T, addr string) (*kadm.Client, *kgo.Client, context.Context) {
@@ -105,6 +106,7 @@ func TestAlterConfigs(t *testing.T) {
 		{set("segment.bytes", "10"), kerr.InvalidConfig, "segment bytes"},
 		{set("no.such.config", "1"), kerr.InvalidConfig, "unknown config"},
 		{set("weir.fsync", "never"), kerr.InvalidConfig, "fixed while the dataset is open"},
+		{set("compression.type", "zstd"), kerr.InvalidConfig, "no effect"},
 		{kadm.AlterConfig{Op: kadm.AppendConfig, Name: "retention.ms", Value: kadm.StringPtr("1")}, kerr.InvalidConfig, "list configs"},
 	} {
 		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{c.cfg}, "alt")
@@ -116,6 +118,21 @@ func TestAlterConfigs(t *testing.T) {
 		}
 	}
 	check("after refused changes")
+	dreq := kmsg.NewPtrDescribeConfigsRequest()
+	dr := kmsg.NewDescribeConfigsRequestResource()
+	dr.ResourceType, dr.ResourceName = kmsg.ConfigResourceTypeTopic, "alt"
+	dreq.Resources = append(dreq.Resources, dr)
+	dresp, err := dreq.RequestWith(ctx, cl)
+	if err != nil || len(dresp.Resources) != 1 {
+		t.Fatalf("DescribeConfigs: %v", err)
+	}
+	readOnly := map[string]bool{}
+	for _, c := range dresp.Resources[0].Configs {
+		readOnly[c.Name] = c.ReadOnly
+	}
+	if !readOnly["weir.fsync"] || readOnly["retention.ms"] {
+		t.Errorf("DescribeConfigs read-only: weir.fsync %v, retention.ms %v; want true, false", readOnly["weir.fsync"], readOnly["retention.ms"])
+	}
 
 	// DELETE returns a config to the hub's default.
 	resps, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: "retention.bytes"}}, "alt")

@@ -765,6 +765,7 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
 			rc.Name, rc.Value, rc.IsDefault = k, kmsg.StringPtr(configs[k]), defaults[k]
+			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k)
 			rc.Source = kmsg.ConfigSourceDynamicTopicConfig
 			if defaults[k] || r.ResourceType == kmsg.ConfigResourceTypeBroker {
 				rc.Source = kmsg.ConfigSourceDefaultConfig
@@ -812,6 +813,14 @@ func alterTopicConfig(c *conn, name string, incremental, validateOnly bool, appl
 	return err
 }
 
+// settable refuses a config that would be accepted and change nothing.
+func settable(key string) error {
+	if hub.IgnoredKafkaConfig(key) {
+		return fmt.Errorf("%w: %s has no effect in Weir (it keeps each producer's compression and timestamps, and has one replica)", hub.ErrInvalidConfig, key)
+	}
+	return nil
+}
+
 func brokerConfigsFixed() error {
 	return fmt.Errorf("%w: broker configs are set by weir serve's flags and configuration file", hub.ErrInvalidConfig)
 }
@@ -829,6 +838,9 @@ func handleAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 				for _, kv := range r.Configs {
 					if kv.Value == nil {
 						continue
+					}
+					if err := settable(kv.Name); err != nil {
+						return err
 					}
 					if err := cfg.ApplyKafkaConfig(kv.Name, *kv.Value); err != nil {
 						return err
@@ -858,6 +870,9 @@ func handleIncrementalAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pendi
 		case kmsg.ConfigResourceTypeTopic:
 			err = alterTopicConfig(c, r.ResourceName, true, req.ValidateOnly, func(cfg *hub.DatasetConfig, defaults hub.DatasetConfig) error {
 				for _, kv := range r.Configs {
+					if err := settable(kv.Name); err != nil {
+						return err
+					}
 					switch kv.Op {
 					case kmsg.IncrementalAlterConfigOpSet:
 						if kv.Value == nil {
