@@ -286,3 +286,70 @@ func TestDeleteRecordsGroupsAndOffsets(t *testing.T) {
 	adm, _, ctx = adminClient(t, b.addr)
 	checkStart("after a restart")
 }
+
+// TestLeaderEpochIsKafkas: every partition is at leader epoch 0, as a
+// Kafka partition's first leader is: Metadata says so, fetched batches
+// carry it, OffsetForLeaderEpoch ends it at the high watermark and does
+// not know later epochs. (Epoch -1 made franz-go commit a by-time start
+// timestamp as a group's offset.)
+func TestLeaderEpochIsKafkas(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	adm, cl, ctx := adminClient(t, b.addr)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "ep"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "ep", Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta, err := adm.Metadata(ctx, "ep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := meta.Topics["ep"].Partitions[0]; p.LeaderEpoch != 0 {
+		t.Errorf("Metadata leader epoch %d, want 0", p.LeaderEpoch)
+	}
+	c, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"ep": {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for n := 0; n < 3 && ctx.Err() == nil; {
+		c.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			n++
+			if r.LeaderEpoch != 0 {
+				t.Errorf("record %d fetched with leader epoch %d, want 0", r.Offset, r.LeaderEpoch)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		current, epoch int32
+		code           *kerr.Error
+		end            int64
+		endEpoch       int32
+	}{
+		{-1, 0, nil, 3, 0},
+		{0, 0, nil, 3, 0},
+		{0, 7, nil, -1, -1},
+		{3, 0, kerr.UnknownLeaderEpoch, -1, -1},
+	} {
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = "ep"
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.CurrentLeaderEpoch, rp.LeaderEpoch = tc.current, tc.epoch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		req.ReplicaID = -1
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(p.ErrorCode); !errors.Is(err, tc.code) && !(tc.code == nil && err == nil) || p.EndOffset != tc.end || p.LeaderEpoch != tc.endEpoch {
+			t.Errorf("OffsetForLeaderEpoch(current %d, epoch %d) = end %d epoch %d %v, want end %d epoch %d %v",
+				tc.current, tc.epoch, p.EndOffset, p.LeaderEpoch, err, tc.end, tc.endEpoch, tc.code)
+		}
+	}
+}
