@@ -814,13 +814,19 @@ func newGroupsCmd() *cobra.Command {
 				return unreachable(brokers, err)
 			}
 			w := cmd.OutOrStdout()
+			var missing error
 			for _, name := range args {
 				l, ok := lags[name]
 				if !ok {
+					missing = errors.Join(missing, fmt.Errorf("%s: the broker did not describe it", name))
 					continue
 				}
 				if err := l.Error(); err != nil {
 					return fmt.Errorf("%s: %w", name, err)
+				}
+				if l.State == "Dead" && len(l.Lag) == 0 {
+					missing = errors.Join(missing, fmt.Errorf("%s: no such group (no members, no committed offsets); `weir groups list` lists them", name))
+					continue
 				}
 				fmt.Fprintf(w, "%s  state %s  protocol %s  %d members  total lag %d\n", name, l.State, l.Protocol, len(l.Members), l.Lag.Total())
 				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -838,7 +844,7 @@ func newGroupsCmd() *cobra.Command {
 				}
 				tw.Flush()
 			}
-			return nil
+			return missing
 		},
 	}
 	var resetTopic, toOffsetStr, toTime string

@@ -281,4 +281,7 @@ func TestTopicsAlterAndGroupsResetDelete(t *testing.T) {
 	if _, _, err := runIn(t, "", append([]string{"groups", "delete", "audit"}, b...)...); err == nil || !strings.Contains(err.Error(), "GROUP_ID_NOT_FOUND") {
 		t.Errorf("deleting a deleted group: %v", err)
 	}
+	if _, _, err := runIn(t, "", append([]string{"groups", "describe", "audit"}, b...)...); err == nil || !strings.Contains(err.Error(), "no such group") {
+		t.Errorf("describing a deleted group: %v", err)
+	}
 }
