@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -595,7 +596,8 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		mu.Unlock()
 		return nil
 	}
-	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start)}
+	lost := &connWatch{}
+	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start), kgo.WithHooks(lost)}
 	if group != "" {
 		// Autocommit would commit every record fetched, printed or not,
 		// and a start position that is a timestamp (franz-go keeps it as
@@ -635,6 +637,10 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		cancel()
 		if ctx.Err() != nil {
 			break
+		}
+		if err := lost.failing(brokerTimeout); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("lost the broker at %s: no connection for %v (%v): is `weir serve` (or Kafka) still running there?", brokers, brokerTimeout, err)
 		}
 		for _, fe := range fs.Errors() {
 			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
@@ -704,6 +710,39 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		if err := commit(cctx, cl); err != nil {
 			return unreachable(brokers, err)
 		}
+	}
+	return nil
+}
+
+// connWatch notices that every connection attempt has failed for a
+// while: franz-go retries them without telling its caller.
+type connWatch struct {
+	mu      sync.Mutex
+	since   time.Time // first failure since the last success
+	lastErr error
+}
+
+var _ kgo.HookBrokerConnect = (*connWatch)(nil)
+
+func (w *connWatch) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.since, w.lastErr = time.Time{}, nil
+		return
+	}
+	if w.since.IsZero() {
+		w.since = time.Now()
+	}
+	w.lastErr = err
+}
+
+// failing returns the last error if connecting has failed for longer than d.
+func (w *connWatch) failing(d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.since.IsZero() && time.Since(w.since) > d {
+		return w.lastErr
 	}
 	return nil
 }

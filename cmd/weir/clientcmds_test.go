@@ -285,3 +285,27 @@ func TestTopicsAlterAndGroupsResetDelete(t *testing.T) {
 		t.Errorf("describing a deleted group: %v", err)
 	}
 }
+
+// TestConsumeFailsWhenTheBrokerGoes: a following `weir consume` whose
+// broker goes away fails within about --timeout, naming the address.
+func TestConsumeFailsWhenTheBrokerGoes(t *testing.T) {
+	p := startServe(t, t.TempDir())
+	if _, errOut, err := runIn(t, "x\n", "produce", "t", "--brokers", p.addr); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := runIn(t, "", "consume", "t", "--brokers", p.addr, "--from-beginning", "--timeout", "2s")
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // consuming
+	p.kill9(t)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), p.addr) || !strings.Contains(err.Error(), "weir serve") {
+			t.Errorf("consume after its broker went: %v; want an error naming %s", err, p.addr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("consume still following 20s after its broker went, with --timeout 2s")
+	}
+}
