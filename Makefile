@@ -8,8 +8,11 @@ export GOFLAGS
 
 .PHONY: build run test test-deps bench bench-hub bench-partitions bench-pipeline bench-ship fuzz lint clean
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/weir
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/weir
 
 # The main job on the embedded default: examples/quickstart.yaml generates
 # 2M web-log records into a dataset of the hub in ./data; a pipeline parses,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -164,6 +165,29 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 	return o
 }
 
+// logLimits is the part of the log options that may change while the
+// dataset is open (see Dataset.alter).
+func (c *DatasetConfig) logLimits(h *Hub) wlog.Limits {
+	o := c.logOptions(h)
+	return wlog.Limits{SegmentBytes: o.SegmentBytes, SegmentAge: o.SegmentAge, MaxBatchBytes: o.MaxBatchBytes,
+		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes}
+}
+
+// ResetKafkaConfig sets one Kafka topic config on c back to its value in
+// defaults, as IncrementalAlterConfigs' DELETE does.
+func (c *DatasetConfig) ResetKafkaConfig(key string, defaults DatasetConfig) error {
+	v, ok := defaults.KafkaConfigs()[key]
+	if !ok {
+		return c.ApplyKafkaConfig(key, "") // names the key: unknown, or accepted and ignored
+	}
+	switch key {
+	case "flush.messages", "flush.ms", "weir.fsync":
+		c.Fsync, c.FsyncInterval = defaults.Fsync, defaults.FsyncInterval
+		return nil
+	}
+	return c.ApplyKafkaConfig(key, v)
+}
+
 // KafkaConfigs renders the config as Kafka topic configs.
 func (c DatasetConfig) KafkaConfigs() map[string]string {
 	ms := func(d time.Duration) string {
@@ -264,6 +288,30 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 	return err
 }
 
+// IgnoredKafkaConfig reports whether ApplyKafkaConfig accepts key without
+// effect, for compatibility with tools that send it when creating a topic:
+// Weir has one replica and keeps the
+// producer's timestamps. Changing one on an existing dataset is refused
+// (AlterConfigs), since nothing would change.
+func IgnoredKafkaConfig(key string) bool {
+	switch key {
+	case "min.insync.replicas", "unclean.leader.election.enable", "message.timestamp.type", "retention.check.interval.ms":
+		return true
+	}
+	return false
+}
+
+// FixedKafkaConfig reports whether a topic config is fixed once the
+// dataset exists (the fsync policy: weir.fsync, flush.ms, flush.messages);
+// DescribeConfigs marks them read-only.
+func FixedKafkaConfig(key string) bool {
+	switch key {
+	case "weir.fsync", "flush.ms", "flush.messages":
+		return true
+	}
+	return false
+}
+
 // ValidateDataset checks that a dataset could be created with this name
 // and config, without creating it.
 func (h *Hub) ValidateDataset(name string, cfg DatasetConfig) error {
@@ -288,6 +336,8 @@ type Dataset struct {
 	mu    sync.Mutex // config changes
 	cfg   DatasetConfig
 	parts atomic.Pointer[[]*Partition]
+
+	unconsumedDeleted atomic.Int64 // see DatasetStats
 }
 
 type datasetFile struct {
@@ -433,6 +483,129 @@ func (d *Dataset) grow(total int32) error {
 	}
 	d.cfg.Partitions = total
 	return d.save()
+}
+
+// AlterDataset changes the configuration of an open dataset to cfg (a
+// whole config: zero fields take the hub's defaults) and persists it. The
+// changes that are safe apply at once to every partition: retention (the
+// next retention run deletes by it), segment size and age (from the next
+// segment), the largest batch (from the next produce), more partitions.
+// Those that are not are refused, with the dataset unchanged: fewer
+// partitions (their records and the keys' placement would be lost) with
+// ErrInvalidPartitions, another fsync policy or interval (fixed while the
+// partitions are open) with ErrInvalidConfig. With validateOnly nothing
+// changes. It returns the config now in force and what changed, as
+// key=old->new Kafka configs.
+func (h *Hub) AlterDataset(name string, cfg DatasetConfig, validateOnly bool) (DatasetConfig, []string, error) {
+	ds, err := h.Dataset(name)
+	if err != nil {
+		return DatasetConfig{}, nil, err
+	}
+	return ds.alter(cfg, validateOnly)
+}
+
+func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []string, error) {
+	cfg.fill(d.h.opts.Defaults)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.cfg
+	if cfg.Partitions == 0 {
+		cfg.Partitions = cur.Partitions
+	}
+	if err := cfg.validate(); err != nil {
+		return cur, nil, err
+	}
+	if cfg.Partitions < cur.Partitions {
+		return cur, nil, fmt.Errorf("%w: %s has %d partitions; fewer (%d) would drop the records of the others and move keys: create a new dataset and copy into it", ErrInvalidPartitions, d.name, cur.Partitions, cfg.Partitions)
+	}
+	if cfg.Fsync != cur.Fsync || cfg.FsyncInterval != cur.FsyncInterval {
+		return cur, nil, fmt.Errorf("%w: %s: the fsync policy (weir.fsync, flush.ms, flush.messages) is fixed while the dataset is open: it is %s every %v", ErrInvalidConfig, d.name, cur.Fsync, cur.FsyncInterval)
+	}
+	var changed []string
+	before, after := cur.KafkaConfigs(), cfg.KafkaConfigs()
+	for _, k := range sortedKeys(after) {
+		if before[k] != after[k] {
+			changed = append(changed, k+"="+before[k]+"->"+after[k])
+		}
+	}
+	if cfg.Partitions != cur.Partitions {
+		changed = append(changed, fmt.Sprintf("partitions=%d->%d", cur.Partitions, cfg.Partitions))
+	}
+	if validateOnly || len(changed) == 0 {
+		return cur, changed, nil
+	}
+	lim := cfg.logLimits(d.h)
+	for _, p := range d.partitions() {
+		if err := p.log.SetLimits(lim); err != nil {
+			// Partitions already changed keep the new limits until the
+			// dataset reopens with the persisted (old) config.
+			return cur, nil, fmt.Errorf("hub: altering %s/%d: %w", d.name, p.id, err)
+		}
+	}
+	if cfg.Partitions > cur.Partitions {
+		if err := d.openPartitions(cfg.Partitions); err != nil {
+			return cur, nil, err
+		}
+	}
+	d.cfg = cfg
+	if err := d.save(); err != nil {
+		return cfg, changed, fmt.Errorf("hub: saving the config of %s: %w", d.name, err)
+	}
+	d.h.opts.Logger.Info("hub: dataset config changed", "dataset", d.name, "changes", changed)
+	return cfg, changed, nil
+}
+
+// UpdateDataset applies the fields of want that are set (non-zero) to an
+// open dataset, as a declarative file (a pipeline's datasets) asks each
+// time it starts. The safe changes apply at once (see AlterDataset) and
+// are returned as changed; the unsafe ones (fewer partitions, another
+// fsync policy) are left as they are and returned as refused, each a
+// sentence saying what was kept, for the caller to report.
+func (h *Hub) UpdateDataset(name string, want DatasetConfig) (changed, refused []string, err error) {
+	ds, err := h.Dataset(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur := ds.Config()
+	next := cur
+	switch {
+	case want.Partitions > cur.Partitions:
+		next.Partitions = want.Partitions
+	case want.Partitions > 0 && want.Partitions < cur.Partitions:
+		refused = append(refused, fmt.Sprintf("partitions: %d asked, the dataset has %d and keeps them (fewer would drop the records of the others and move keys)", want.Partitions, cur.Partitions))
+	}
+	if want.Fsync != "" && want.Fsync != cur.Fsync {
+		refused = append(refused, fmt.Sprintf("fsync: %s asked, the dataset keeps %s (fixed while it is open; set it when creating the dataset)", want.Fsync, cur.Fsync))
+	}
+	if want.RetentionTime != 0 {
+		next.RetentionTime = want.RetentionTime
+	}
+	if want.RetentionBytes != 0 {
+		next.RetentionBytes = want.RetentionBytes
+	}
+	if want.SegmentBytes != 0 {
+		next.SegmentBytes = want.SegmentBytes
+	}
+	if want.SegmentAge != 0 {
+		next.SegmentAge = want.SegmentAge
+	}
+	if want.MaxMessageBytes != 0 {
+		next.MaxMessageBytes = want.MaxMessageBytes
+	}
+	if want.Compression != "" {
+		next.Compression = want.Compression
+	}
+	_, changed, err = ds.alter(next, false)
+	return changed, refused, err
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (d *Dataset) close() error {

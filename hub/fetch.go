@@ -119,13 +119,19 @@ func (h *Hub) readAll(req FetchRequest, parts []*Partition, results []FetchResul
 		r.Err, r.Bytes = nil, 0
 		limit := min(int64(max(fp.MaxBytes, 1)), budget)
 		if total > 0 && limit <= 0 {
-			r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.log.StartOffset()
+			r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.StartOffset()
 			continue
 		}
-		secs, err := p.log.Read(r.Sections[:0], fp.Offset, int(max(limit, 1)))
+		var secs []wlog.Section
+		var err error
+		if start := p.floor.Load(); fp.Offset < start {
+			err = fmt.Errorf("%w: offset %d is below %d, where DeleteRecords moved the start", wlog.ErrOutOfRange, fp.Offset, start)
+		} else {
+			secs, err = p.log.Read(r.Sections[:0], fp.Offset, int(max(limit, 1)))
+		}
 		r.Sections = secs
 		// Loaded after the read, so every record returned is below it.
-		r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.log.StartOffset()
+		r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.StartOffset()
 		if err != nil {
 			r.Err = readErr(err)
 			failed = true
@@ -156,7 +162,7 @@ func readErr(err error) error {
 func (p *Partition) ListOffset(ts int64) (int64, error) {
 	switch ts {
 	case -2:
-		return p.log.StartOffset(), nil
+		return p.StartOffset(), nil
 	case -1:
 		return p.log.HighWatermark(), nil
 	}
@@ -164,5 +170,5 @@ func (p *Partition) ListOffset(ts int64) (int64, error) {
 	if err != nil {
 		return -1, readErr(err)
 	}
-	return off, nil
+	return max(off, p.floor.Load()), nil
 }

@@ -784,3 +784,20 @@ func (h *Hub) DeleteGroup(name string) error {
 	}
 	return h.offsets.deleteGroup(name)
 }
+
+// DeleteOffsets forgets group's committed offsets of tps, as Kafka's
+// OffsetDelete does. A group with members may be consuming them, so it
+// fails with ErrGroupNotEmpty; an unknown group with ErrGroupNotFound.
+func (h *Hub) DeleteOffsets(group string, tps []TopicPartition) error {
+	if g := h.groups.group(group, false); g != nil {
+		g.mu.Lock()
+		n := len(g.members)
+		g.mu.Unlock()
+		if n > 0 {
+			return fmt.Errorf("%w: %q has %d members, which may be consuming these partitions", ErrGroupNotEmpty, group, n)
+		}
+	} else if _, ok := h.offsets.fetchGroup(group); !ok {
+		return fmt.Errorf("%w: %q", ErrGroupNotFound, group)
+	}
+	return h.offsets.deleteOffsets(group, tps)
+}

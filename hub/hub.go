@@ -18,6 +18,15 @@ import (
 	wlog "github.com/weirhub/weir/log"
 )
 
+// LeaderEpoch is the Kafka leader epoch of every partition. A single node
+// leads all of them from the start and never changes, so the epoch is 0,
+// Kafka's first. Partition.Produce stamps it in every stored batch, as a
+// Kafka leader does; the Kafka front door answers it in Metadata,
+// ListOffsets and OffsetForLeaderEpoch. Clients read -1 as "unknown", and
+// franz-go then orders a by-time start position (a timestamp it holds as an
+// offset) above the offsets it consumed, and commits it when it leaves.
+const LeaderEpoch = 0
+
 // Options configure a Hub. Zero fields take the defaults their comments
 // state.
 type Options struct {
@@ -260,15 +269,62 @@ func (h *Hub) EnforceRetention() int {
 	n := 0
 	for _, ds := range h.Datasets() {
 		for _, p := range ds.partitions() {
+			before := p.StartOffset()
 			d, err := p.log.EnforceRetention()
 			if err != nil && !errors.Is(err, wlog.ErrClosed) {
 				h.opts.Logger.Error("hub: retention failed", "dataset", ds.name, "partition", p.id, "err", err)
 			}
 			n += d
+			if after := p.StartOffset(); d > 0 && after > before {
+				h.reportUnconsumed(ds, p.id, before, after)
+			}
 			p.snapshotProducers(false)
 		}
 	}
 	return n
+}
+
+// reportUnconsumed says, for every consumer group whose committed offset
+// of the partition was below the new start offset, how many records it
+// will never read: retention deleted them first. Kafka's consumers find
+// out only through OFFSET_OUT_OF_RANGE and a reset; the hub says so where
+// the operator looks, and counts them in Stats.
+func (h *Hub) reportUnconsumed(ds *Dataset, partition int32, before, after int64) {
+	for group, committed := range h.offsets.behind(TopicPartition{ds.name, partition}, after) {
+		skipped := after - max(committed, before)
+		if skipped <= 0 {
+			continue
+		}
+		ds.unconsumedDeleted.Add(skipped)
+		h.opts.Logger.Warn("hub: retention deleted records a consumer group had not consumed",
+			"dataset", ds.name, "partition", partition, "group", group, "records_skipped", skipped,
+			"committed", committed, "start_offset", after,
+			"fix", "give the dataset a longer retention.ms or retention.bytes (weir topics alter), or speed up the group")
+	}
+}
+
+// Stats are the hub's counters since it opened, for a metrics adapter to
+// read (the hub imports no metrics library).
+type Stats struct {
+	// Datasets maps each open dataset's name to its counters.
+	Datasets map[string]DatasetStats
+}
+
+// DatasetStats are one dataset's counters since the hub opened it.
+type DatasetStats struct {
+	// UnconsumedDeleted counts records that retention deleted before a
+	// consumer group with a committed offset in their partition had read
+	// them, summed over groups: each is also logged as a warning.
+	UnconsumedDeleted int64
+}
+
+// Stats returns the hub's counters. Safe for concurrent use.
+func (h *Hub) Stats() Stats {
+	st := Stats{Datasets: map[string]DatasetStats{}}
+	for _, ds := range h.Datasets() {
+		st.Datasets[ds.name] = DatasetStats{UnconsumedDeleted: ds.unconsumedDeleted.Load()}
+	}
+	return st
 }
 
 // Datasets returns the open datasets sorted by name.

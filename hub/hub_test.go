@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -359,3 +362,95 @@ func TestRetentionScheduling(t *testing.T) {
 }
 
 var _ = sync.Mutex{}
+
+// TestRetentionReportsUnconsumedRecords: when retention deletes records
+// below a group's committed offset, the hub logs a warning naming the
+// dataset, the group and the records it will never read, and counts them
+// in Stats; a group that had read them is not reported. Retention changed
+// on the live dataset (AlterDataset) is what deletes them.
+func TestRetentionReportsUnconsumedRecords(t *testing.T) {
+	var logs bytes.Buffer
+	opts := testOptions(t.TempDir())
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, _ := h.CreateDataset("backlog", DatasetConfig{SegmentBytes: 4096})
+	p, _ := ds.Partition(0)
+	for range 100 {
+		if _, err := p.Produce(batch(t, string(make([]byte, 200))), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(group string, off int64) {
+		t.Helper()
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: group, Generation: -1,
+			Offsets: map[TopicPartition]CommittedOffset{{"backlog", 0}: {Offset: off}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("slow", 3)
+	commit("done", 100)
+	if n := h.EnforceRetention(); n != 0 {
+		t.Fatalf("retention deleted %d segments before any retention was set", n)
+	}
+	cfg := ds.Config()
+	cfg.RetentionBytes = 8192
+	if _, changed, err := h.AlterDataset("backlog", cfg, false); err != nil || len(changed) == 0 {
+		t.Fatalf("AlterDataset retention.bytes: %v %v", changed, err)
+	}
+	if n := h.EnforceRetention(); n == 0 {
+		t.Fatal("retention.bytes set on the live dataset deleted nothing")
+	}
+	start := p.StartOffset()
+	want := start - 3
+	if got := h.Stats().Datasets["backlog"].UnconsumedDeleted; got != want {
+		t.Errorf("Stats UnconsumedDeleted = %d, want %d (start %d, group slow at 3)", got, want, start)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "dataset=backlog") || !strings.Contains(out, "group=slow") ||
+		!strings.Contains(out, fmt.Sprintf("records_skipped=%d", want)) {
+		t.Errorf("no warning naming the dataset, group and records skipped:\n%s", out)
+	}
+	if strings.Contains(out, "group=done") {
+		t.Errorf("a group that had read everything was reported:\n%s", out)
+	}
+	// The second run deletes nothing more and reports nothing more.
+	h.EnforceRetention()
+	if got := h.Stats().Datasets["backlog"].UnconsumedDeleted; got != want {
+		t.Errorf("after a second run UnconsumedDeleted = %d, want %d", got, want)
+	}
+}
+
+// TestUpdateDataset: a declarative config applied to an existing dataset
+// changes what is safe at once and persistently, and reports what it
+// refused (fewer partitions, another fsync policy).
+func TestUpdateDataset(t *testing.T) {
+	dir := t.TempDir()
+	h := openHub(t, testOptions(dir))
+	if _, err := h.CreateDataset("orders", DatasetConfig{Partitions: 3, RetentionTime: time.Hour, Fsync: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	changed, refused, err := h.UpdateDataset("orders", DatasetConfig{Partitions: 2, Fsync: "never", RetentionTime: 2 * time.Hour, SegmentBytes: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"retention.ms=3600000->7200000", "segment.bytes=1048576->65536"}; !slices.Equal(changed, want) {
+		t.Errorf("changed = %q, want %q", changed, want)
+	}
+	if len(refused) != 2 || !strings.Contains(refused[0], "partitions: 2 asked, the dataset has 3") || !strings.Contains(refused[1], "fsync: never asked, the dataset keeps always") {
+		t.Errorf("refused = %q", refused)
+	}
+	if changed, refused, err = h.UpdateDataset("orders", DatasetConfig{Partitions: 4}); err != nil || len(refused) != 0 || !slices.Equal(changed, []string{"partitions=3->4"}) {
+		t.Errorf("growing to 4: %q %q %v", changed, refused, err)
+	}
+	h.Close()
+	h = openHub(t, testOptions(dir))
+	defer h.Close()
+	ds, err := h.Dataset("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ds.Config(); c.RetentionTime != 2*time.Hour || c.SegmentBytes != 1<<16 || c.Partitions != 4 || c.Fsync != "always" || ds.NumPartitions() != 4 {
+		t.Errorf("after a restart: %+v, %d partitions", c, ds.NumPartitions())
+	}
+}

@@ -276,3 +276,58 @@ func (s *offsetStore) fetchGroup(group string) (map[TopicPartition]CommittedOffs
 	g, ok := s.groups[group]
 	return g, ok
 }
+
+// deleteOffsets forgets a group's offsets of some partitions.
+func (s *offsetStore) deleteOffsets(group string, tps []TopicPartition) error {
+	s.mu.Lock()
+	g := s.groups[group]
+	s.b.Reset()
+	for _, tp := range tps {
+		if _, ok := g[tp]; ok {
+			k, _ := json.Marshal(offsetKey{Group: group, Topic: tp.Topic, Partition: tp.Partition})
+			s.b.Append(time.Now().UnixMilli(), k, nil, nil)
+		}
+	}
+	if s.b.NumRecords() == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	batch, err := s.b.Build()
+	var next int64
+	if err == nil {
+		_, next, err = s.log.AppendAsync(batch)
+	}
+	if err == nil {
+		for _, tp := range tps {
+			delete(g, tp)
+		}
+		if len(g) == 0 {
+			delete(s.groups, group)
+		}
+	}
+	s.mu.Unlock()
+	if err == nil {
+		err = s.log.WaitDurable(next)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: deleting committed offsets: %v", ErrStorage, err)
+	}
+	return nil
+}
+
+// behind returns the groups whose committed offset of tp is below offset,
+// with that offset.
+func (s *offsetStore) behind(tp TopicPartition, offset int64) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[string]int64
+	for group, g := range s.groups {
+		if c, ok := g[tp]; ok && c.Offset >= 0 && c.Offset < offset {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[group] = c.Offset
+		}
+	}
+	return out
+}

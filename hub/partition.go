@@ -31,6 +31,8 @@ type Partition struct {
 	waitMu  sync.Mutex
 	waiters map[chan struct{}]struct{}
 	nwait   atomic.Int32
+
+	floor atomic.Int64 // records below were deleted by DeleteRecords; see records.go
 }
 
 // producerState is what a partition remembers of one idempotent producer:
@@ -69,6 +71,10 @@ func openPartition(d *Dataset, id int32) (*Partition, error) {
 		return nil, fmt.Errorf("hub: opening %s/%d: %w", d.name, id, err)
 	}
 	p.log = l
+	if err := p.loadFloor(); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := p.loadProducers(); err != nil {
 		l.Close()
 		return nil, err
@@ -89,8 +95,9 @@ func (p *Partition) Log() *wlog.Log { return p.log }
 // HighWatermark is the offset after the last readable record.
 func (p *Partition) HighWatermark() int64 { return p.log.HighWatermark() }
 
-// StartOffset is the first offset still stored.
-func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
+// StartOffset is the first offset still stored (Kafka's log start offset):
+// records below were deleted by retention or DeleteRecords.
+func (p *Partition) StartOffset() int64 { return max(p.log.StartOffset(), p.floor.Load()) }
 
 func (p *Partition) close() error {
 	p.snapshotProducers(true)
@@ -141,6 +148,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 		if h.IsControl() || h.IsTransactional() {
 			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
 		}
+		codecs.SetLeaderEpoch(rest, LeaderEpoch) // as Kafka's leader stamps its epoch
 		hs = append(hs, h)
 		rest = rest[h.Size():]
 	}
@@ -185,7 +193,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 	if len(hs) == 0 { // all retries
 		p.mu.Unlock()
 		res.Duplicate, res.Next = true, dupNext
-		res.LogStartOffset = p.log.StartOffset()
+		res.LogStartOffset = p.StartOffset()
 		if waitDurable {
 			if err := p.log.WaitDurable(dupNext); err != nil {
 				return res, storageErr(err)
@@ -211,7 +219,7 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 		off += int64(h.LastOffsetDelta) + 1
 	}
 	p.mu.Unlock()
-	res.LogStartOffset = p.log.StartOffset()
+	res.LogStartOffset = p.StartOffset()
 	if waitDurable {
 		if err := p.log.WaitDurable(next); err != nil {
 			return res, storageErr(err)

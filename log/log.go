@@ -52,6 +52,8 @@ type Log struct {
 
 	recovered []RecoveryEvent
 	stats     stats
+
+	maxBatch atomic.Int64 // opts.MaxBatchBytes, read without mu; see SetLimits
 }
 
 // stats are the counters behind Stats.
@@ -114,6 +116,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.files == nil {
 		l.files = NewFileCache(math.MaxInt)
 	}
+	l.maxBatch.Store(int64(opts.MaxBatchBytes))
 	l.syncCond.L = &l.syncMu
 	if err := l.recover(); err != nil {
 		l.closeFiles()
@@ -171,7 +174,7 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 	}
 	var records, batches int64
 	for p := 0; p < len(b); {
-		h, err := codecs.ValidateProduced(b[p:], l.opts.MaxBatchBytes)
+		h, err := codecs.ValidateProduced(b[p:], int(l.maxBatch.Load()))
 		if err != nil {
 			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
 		}

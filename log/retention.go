@@ -12,11 +12,11 @@ import (
 // go. It advances the start offset and returns the number of segments
 // deleted. Readers holding sections of a deleted segment keep reading it.
 func (l *Log) EnforceRetention() (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.opts.RetentionTime <= 0 && l.opts.RetentionBytes <= 0 {
 		return 0, nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}

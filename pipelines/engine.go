@@ -119,16 +119,26 @@ func (e *Engine) ensureDatasets() error {
 			}
 			continue
 		}
-		if ds, err := e.hub.Dataset(d.Name); err == nil {
-			if !d.Implicit && ds.NumPartitions() < d.Partitions {
-				if err := e.hub.AddPartitions(d.Name, d.Partitions); err != nil {
-					return fmt.Errorf("dataset %s: growing to %d partitions: %w", d.Name, d.Partitions, err)
-				}
+		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
+			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression}
+		if _, err := e.hub.Dataset(d.Name); err == nil {
+			if d.Implicit {
+				continue
+			}
+			// The file's settings apply to the existing dataset: the safe
+			// ones at once, the others reported.
+			changed, refused, err := e.hub.UpdateDataset(d.Name, cfg)
+			if err != nil {
+				return fmt.Errorf("%s:%d:%d: dataset %s: applying its settings: %w", e.cfg.File, d.pos.line, d.pos.col, d.Name, err)
+			}
+			if len(changed) > 0 {
+				e.opts.Logger.Info("weir: dataset settings changed to the file's", "dataset", d.Name, "changes", changed)
+			}
+			for _, r := range refused {
+				e.opts.Logger.Warn("weir: dataset setting not applied", "dataset", d.Name, "at", fmt.Sprintf("%s:%d:%d", e.cfg.File, d.pos.line, d.pos.col), "why", r)
 			}
 			continue
 		}
-		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
-			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression}
 		if _, err := e.hub.CreateDataset(d.Name, cfg); err != nil && !errors.Is(err, hub.ErrDatasetExists) {
 			return fmt.Errorf("creating dataset %s: %w", d.Name, err)
 		}

@@ -6,19 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"os"
-	"os/signal"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // These commands talk to a hub over the Kafka protocol, so they work
@@ -31,35 +33,76 @@ func defaultBrokers() string {
 	return "127.0.0.1:9092"
 }
 
+// brokerTimeout bounds each wait for a broker: connecting, a request, a
+// record's delivery. Set by --timeout.
+var brokerTimeout = 10 * time.Second
+
 func addBrokersFlag(cmd *cobra.Command, dst *string) {
 	cmd.PersistentFlags().StringVar(dst, "brokers", defaultBrokers(), "comma-separated host:port of the hub or Kafka cluster (env WEIR_BROKERS)")
+	cmd.PersistentFlags().DurationVar(&brokerTimeout, "timeout", 10*time.Second, "fail when a broker does not answer (connect, request, record delivery) within this time")
 }
 
+// newKafkaClient makes a client whose every wait is bounded by
+// brokerTimeout: dialing, requests, and the delivery of a produced record
+// (franz-go retries all of them without limit by default).
 func newKafkaClient(brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
 	seeds := strings.Split(brokers, ",")
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("weir-cli")}, opts...)...)
+	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("weir-cli"),
+		kgo.DialTimeout(min(brokerTimeout, 5*time.Second)), kgo.RetryTimeout(brokerTimeout),
+		kgo.RequestTimeoutOverhead(brokerTimeout),
+		kgo.RecordDeliveryTimeout(brokerTimeout), kgo.ProduceRequestTimeout(brokerTimeout)}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", brokers, err)
 	}
 	return cl, nil
 }
 
-// unreachable improves the message of a request that found no broker.
+// connect makes a client and checks that a broker answers, so that a
+// command against an address where nothing listens fails at once instead
+// of waiting in the client's retries.
+func connect(ctx context.Context, brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := newKafkaClient(brokers, opts...)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		cl.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, noBroker(brokers, err)
+	}
+	return cl, nil
+}
+
+func noBroker(brokers string, err error) error {
+	return fmt.Errorf("no broker answered at %s within %v (%v): is `weir serve` (or Kafka) running and listening there? Pass --brokers or set WEIR_BROKERS to its address", brokers, brokerTimeout, err)
+}
+
+// unreachable explains a failed request: no broker, or a broker that
+// cannot store.
 func unreachable(brokers string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "unable to dial") {
-		return fmt.Errorf("no broker answered at %s (%v): start one with `weir serve`, or pass --brokers", brokers, err)
+	switch {
+	case errors.Is(err, kerr.KafkaStorageError):
+		return fmt.Errorf("the broker at %s could not store the records (%w): check its disk (full? writable?) and its log", brokers, err)
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		return fmt.Errorf("the broker at %s did not acknowledge within %v (%w): check that it runs, its log and its disk", brokers, brokerTimeout, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
+		strings.Contains(err.Error(), "connection refused"), strings.Contains(err.Error(), "unable to dial"):
+		return noBroker(brokers, err)
 	}
 	return err
 }
 
+// signalContext ends on SIGINT, SIGTERM or SIGHUP; see stopContext.
 func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if parent == nil {
-		parent = context.Background()
-	}
-	return signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	return stopContext(parent)
 }
 
 func newTopicsCmd() *cobra.Command {
@@ -67,11 +110,11 @@ func newTopicsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topics", Aliases: []string{"datasets"}, Short: "List, create, describe, grow and delete datasets (Kafka topics)"}
 	addBrokersFlag(cmd, &brokers)
 	admin := func(cmd *cobra.Command) (*kadm.Client, func(), context.Context, error) {
-		cl, err := newKafkaClient(brokers)
+		cl, err := connect(cmd.Context(), brokers)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 		return kadm.NewClient(cl), func() { cancel(); cl.Close() }, ctx, nil
 	}
 	list := &cobra.Command{
@@ -182,31 +225,92 @@ func newTopicsCmd() *cobra.Command {
 		},
 	}
 	var add int
+	var setConfigs, deleteConfigs []string
 	alter := &cobra.Command{
-		Use: "alter NAME --partitions N", Short: "Grow a dataset to N partitions", Args: cobra.ExactArgs(1),
+		Use:   "alter NAME [--partitions N] [--config key=value]... [--delete-config key]...",
+		Short: "Grow a dataset or change its configuration",
+		Long: `Changes a dataset while it serves: --partitions grows it to N partitions (fewer is refused:
+it would drop records and move keys); --config sets a topic config (retention.ms,
+retention.bytes, segment.bytes, segment.ms, max.message.bytes), applied at once and kept
+across restarts; --delete-config returns one to the hub's default. Prints what changed.`,
+		Example: `  weir topics alter access --config retention.ms=86400000 --config retention.bytes=10737418240
+  weir topics alter access --partitions 8
+  weir topics alter access --delete-config retention.bytes`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if add <= 0 {
-				return errors.New("--partitions N is required (the new total)")
+			name := args[0]
+			if add <= 0 && len(setConfigs) == 0 && len(deleteConfigs) == 0 {
+				return errors.New("nothing to change: pass --partitions N, --config key=value or --delete-config key")
+			}
+			var changes []kadm.AlterConfig
+			for _, kv := range setConfigs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--config %q: want key=value, e.g. retention.ms=86400000", kv)
+				}
+				changes = append(changes, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)})
+			}
+			for _, k := range deleteConfigs {
+				changes = append(changes, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 			}
 			adm, done, ctx, err := admin(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			res, err := adm.UpdatePartitions(ctx, add, args[0])
+			w := cmd.OutOrStdout()
+			if add > 0 {
+				res, err := adm.UpdatePartitions(ctx, add, name)
+				if err != nil {
+					return unreachable(brokers, err)
+				}
+				for _, r := range res {
+					if r.Err != nil {
+						return fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage)
+					}
+				}
+				fmt.Fprintf(w, "%s now has %d partitions\n", name, add)
+			}
+			if len(changes) == 0 {
+				return nil
+			}
+			before, err := topicConfigs(ctx, adm, name)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			res, err := adm.AlterTopicConfigs(ctx, changes, name)
 			if err != nil {
 				return unreachable(brokers, err)
 			}
 			for _, r := range res {
 				if r.Err != nil {
-					return fmt.Errorf("%s: %v %s", r.Topic, r.Err, r.ErrMessage)
+					msg := r.ErrMessage
+					if msg == "" {
+						msg = r.Err.Error()
+					}
+					return fmt.Errorf("%s: %s (nothing changed)", r.Name, msg)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %d partitions\n", args[0], add)
+			after, err := topicConfigs(ctx, adm, name)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			n := 0
+			for _, k := range sortedNames(after) {
+				if before[k] != after[k] {
+					fmt.Fprintf(w, "%s: %s %s -> %s\n", name, k, before[k], after[k])
+					n++
+				}
+			}
+			if n == 0 {
+				fmt.Fprintf(w, "%s: already so; nothing changed\n", name)
+			}
 			return nil
 		},
 	}
-	alter.Flags().IntVar(&add, "partitions", 0, "new total number of partitions")
+	alter.Flags().IntVar(&add, "partitions", 0, "new total number of partitions (can only grow)")
+	alter.Flags().StringArrayVar(&setConfigs, "config", nil, "set a topic config key=value; repeatable")
+	alter.Flags().StringArrayVar(&deleteConfigs, "delete-config", nil, "return a topic config to the hub's default; repeatable")
 	del := &cobra.Command{
 		Use: "delete NAME...", Short: "Delete datasets and their data", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -232,6 +336,35 @@ func newTopicsCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, create, describe, alter, del)
 	return cmd
+}
+
+// topicConfigs is the described config of one topic.
+func topicConfigs(ctx context.Context, adm *kadm.Client, topic string) (map[string]string, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := rcs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", topic, err)
+	}
+	m := map[string]string{}
+	for _, c := range rc.Configs {
+		m[c.Key] = c.MaybeValue()
+	}
+	return m, nil
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func newProduceCmd() *cobra.Command {
@@ -269,7 +402,9 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(codec), kgo.AllowAutoTopicCreation()}
 	switch acks {
 	case -1:
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+		// A record not acknowledged within --timeout fails the command
+		// (which says how many failed) rather than waiting for ever.
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowIdempotentProduceCancellation())
 	case 1:
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	case 0:
@@ -280,13 +415,13 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 	if partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
-	cl, err := newKafkaClient(brokers, opts...)
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	cl, err := connect(ctx, brokers, opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, stop := signalContext(cmd.Context())
-	defer stop()
 	sep, _ := cmd.Flags().GetString("key-sep")
 	var sent, acked, failed int64
 	var firstErr error
@@ -333,7 +468,7 @@ func runProduce(cmd *cobra.Command, brokers, topic, key, compression string, par
 		return fmt.Errorf("reading stdin: %w", err)
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flushing: %w", err)
+		return unreachable(brokers, fmt.Errorf("flushing: %w", err))
 	}
 	p.finish(-1, 0)
 	if firstErr != nil {
@@ -391,6 +526,7 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		return fmt.Errorf("--format %q: want value or json", format)
 	}
 	start := kgo.NewOffset().AtEnd()
+	var sinceMilli int64 = -1
 	switch {
 	case fromBeginning:
 		start = kgo.NewOffset().AtStart()
@@ -405,41 +541,76 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 			}
 			t = time.Now().Add(-d)
 		}
-		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
+		sinceMilli = t.UnixMilli()
+		start = kgo.NewOffset().AfterMilli(sinceMilli)
 	}
 	ctx, stop := signalContext(cmd.Context())
 	defer stop()
-	// With --end, learn where the end is first.
-	var ends map[int32]int64
+	// With --end, learn where the end is and where reading starts: a
+	// partition that starts at its end is done before it begins.
+	var ends, pos map[int32]int64
 	if end {
-		cl, err := newKafkaClient(brokers)
-		if err != nil {
+		var err error
+		if ends, pos, err = consumeBounds(ctx, brokers, topic, group, fromBeginning, offset, sinceMilli); err != nil {
 			return err
 		}
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		listed, err := kadm.NewClient(cl).ListEndOffsets(lctx, topic)
-		cancel()
-		cl.Close()
-		if err != nil {
-			return unreachable(brokers, err)
-		}
-		ends = map[int32]int64{}
-		var lerr error
-		listed.Each(func(o kadm.ListedOffset) {
-			if o.Err != nil {
-				lerr = fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err)
+	}
+	// printed holds, per partition, the offset after the last record
+	// printed: with --group that is what is committed, never more.
+	var mu sync.Mutex
+	printed := map[int32]kgo.EpochOffset{}
+	committed := map[int32]kgo.EpochOffset{}
+	commit := func(ctx context.Context, cl *kgo.Client) error {
+		mu.Lock()
+		todo := map[int32]kgo.EpochOffset{}
+		for p, eo := range printed {
+			if committed[p] != eo {
+				todo[p] = eo
 			}
-			ends[o.Partition] = o.Offset
-		})
-		if lerr != nil {
-			return lerr
 		}
+		mu.Unlock()
+		if len(todo) == 0 {
+			return nil
+		}
+		var cerr error
+		cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: todo}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						cerr = errors.Join(cerr, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err))
+					}
+				}
+			}
+		})
+		if cerr != nil {
+			return fmt.Errorf("committing the group's offsets: %w", cerr)
+		}
+		mu.Lock()
+		for p, eo := range todo {
+			committed[p] = eo
+		}
+		mu.Unlock()
+		return nil
 	}
-	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start)}
+	lost := &connWatch{}
+	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start), kgo.WithHooks(lost)}
 	if group != "" {
-		opts = append(opts, kgo.ConsumerGroup(group), kgo.Balancers(kgo.RangeBalancer()))
+		// Autocommit would commit every record fetched, printed or not,
+		// and a start position that is a timestamp (franz-go keeps it as
+		// the head until the next poll): commit only what was printed.
+		opts = append(opts, kgo.ConsumerGroup(group), kgo.Balancers(kgo.RangeBalancer()),
+			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+				if err := commit(ctx, cl); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "weir:", err)
+				}
+			}))
 	}
-	cl, err := newKafkaClient(brokers, opts...)
+	cl, err := connect(ctx, brokers, opts...)
 	if err != nil {
 		return err
 	}
@@ -447,7 +618,7 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
 	enc := json.NewEncoder(out)
-	done := func(pos map[int32]int64) bool {
+	done := func() bool {
 		if ends == nil {
 			return false
 		}
@@ -458,14 +629,24 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 		}
 		return true
 	}
-	pos := map[int32]int64{}
 	var n int
-	for !done(pos) {
-		fs := cl.PollFetches(ctx)
+	lastCommit := time.Now()
+	for !done() {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if ctx.Err() != nil {
 			break
 		}
+		if err := lost.failing(brokerTimeout); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("lost the broker at %s: no connection for %v (%v): is `weir serve` (or Kafka) still running there?", brokers, brokerTimeout, err)
+		}
 		for _, fe := range fs.Errors() {
+			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
+				continue // the poll's own timeout
+			}
+			cl.AllowRebalance()
 			return unreachable(brokers, fmt.Errorf("%s/%d: %w", fe.Topic, fe.Partition, fe.Err))
 		}
 		var stopNow bool
@@ -473,9 +654,11 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 			if stopNow {
 				return
 			}
-			pos[r.Partition] = r.Offset + 1
-			if ends != nil && r.Offset >= ends[r.Partition] {
-				return
+			if ends != nil {
+				pos[r.Partition] = r.Offset + 1
+				if r.Offset >= ends[r.Partition] {
+					return
+				}
 			}
 			if format == "json" {
 				jr := jsonRecord{Dataset: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Value: string(r.Value)}
@@ -494,39 +677,154 @@ func runConsume(cmd *cobra.Command, brokers, topic, group, since, format string,
 				out.Write(r.Value)
 				out.WriteByte('\n')
 			}
+			mu.Lock()
+			printed[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+			mu.Unlock()
 			n++
 			if maxRecords > 0 && n >= maxRecords {
 				stopNow = true
 			}
 		})
-		out.Flush()
+		if err := out.Flush(); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("writing records: %w", err)
+		}
+		if group != "" && time.Since(lastCommit) >= time.Second {
+			cctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+			err := commit(cctx, cl)
+			cancel()
+			if err != nil {
+				cl.AllowRebalance()
+				return unreachable(brokers, err)
+			}
+			lastCommit = time.Now()
+		}
+		cl.AllowRebalance()
 		if stopNow {
 			break
 		}
 	}
 	if group != "" {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 		defer cancel()
-		if err := cl.CommitUncommittedOffsets(cctx); err != nil {
-			return fmt.Errorf("committing the group's offsets: %w", err)
+		if err := commit(cctx, cl); err != nil {
+			return unreachable(brokers, err)
 		}
 	}
 	return nil
 }
 
+// connWatch notices that every connection attempt has failed for a
+// while: franz-go retries them without telling its caller.
+type connWatch struct {
+	mu      sync.Mutex
+	since   time.Time // first failure since the last success
+	lastErr error
+}
+
+var _ kgo.HookBrokerConnect = (*connWatch)(nil)
+
+func (w *connWatch) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.since, w.lastErr = time.Time{}, nil
+		return
+	}
+	if w.since.IsZero() {
+		w.since = time.Now()
+	}
+	w.lastErr = err
+}
+
+// failing returns the last error if connecting has failed for longer than d.
+func (w *connWatch) failing(d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.since.IsZero() && time.Since(w.since) > d {
+		return w.lastErr
+	}
+	return nil
+}
+
+// consumeBounds lists, per partition of topic, the end offset and the
+// offset reading starts at: the group's committed offset if it has one,
+// else the start the flags chose.
+func consumeBounds(ctx context.Context, brokers, topic, group string, fromBeginning bool, offset, sinceMilli int64) (ends, starts map[int32]int64, err error) {
+	cl, err := connect(ctx, brokers)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	lctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	defer cancel()
+	collect := func(listed kadm.ListedOffsets, err error) (map[int32]int64, error) {
+		if err != nil {
+			return nil, unreachable(brokers, err)
+		}
+		m := map[int32]int64{}
+		var lerr error
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				lerr = errors.Join(lerr, fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err))
+			}
+			m[o.Partition] = o.Offset
+		})
+		return m, lerr
+	}
+	if ends, err = collect(adm.ListEndOffsets(lctx, topic)); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case fromBeginning:
+		starts, err = collect(adm.ListStartOffsets(lctx, topic))
+	case sinceMilli >= 0:
+		starts, err = collect(adm.ListOffsetsAfterMilli(lctx, sinceMilli, topic))
+	default:
+		starts = map[int32]int64{}
+		for p, e := range ends {
+			starts[p] = e
+			if offset >= 0 {
+				starts[p] = min(offset, e)
+			}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for p, s := range starts {
+		if s < 0 { // no record after the time
+			starts[p] = ends[p]
+		}
+	}
+	if group != "" {
+		fetched, err := adm.FetchOffsets(lctx, group)
+		if err != nil {
+			return nil, nil, unreachable(brokers, err)
+		}
+		fetched.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topic && o.Err == nil && o.At >= 0 {
+				starts[o.Partition] = o.At
+			}
+		})
+	}
+	return ends, starts, nil
+}
+
 func newGroupsCmd() *cobra.Command {
 	var brokers string
-	cmd := &cobra.Command{Use: "groups", Short: "List consumer groups and describe them with their lag"}
+	cmd := &cobra.Command{Use: "groups", Short: "List, describe (with lag), reset and delete consumer groups"}
 	addBrokersFlag(cmd, &brokers)
 	list := &cobra.Command{
 		Use: "list", Short: "List consumer groups with their state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(brokers)
+			cl, err := connect(cmd.Context(), brokers)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 			defer cancel()
 			groups, err := kadm.NewClient(cl).ListGroups(ctx)
 			if err != nil {
@@ -543,25 +841,31 @@ func newGroupsCmd() *cobra.Command {
 	describe := &cobra.Command{
 		Use: "describe GROUP...", Short: "Show members, assignments, committed offsets and lag per partition", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(brokers)
+			cl, err := connect(cmd.Context(), brokers)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
 			defer cancel()
 			lags, err := kadm.NewClient(cl).Lag(ctx, args...)
 			if err != nil {
 				return unreachable(brokers, err)
 			}
 			w := cmd.OutOrStdout()
+			var missing error
 			for _, name := range args {
 				l, ok := lags[name]
 				if !ok {
+					missing = errors.Join(missing, fmt.Errorf("%s: the broker did not describe it", name))
 					continue
 				}
 				if err := l.Error(); err != nil {
 					return fmt.Errorf("%s: %w", name, err)
+				}
+				if l.State == "Dead" && len(l.Lag) == 0 {
+					missing = errors.Join(missing, fmt.Errorf("%s: no such group (no members, no committed offsets); `weir groups list` lists them", name))
+					continue
 				}
 				fmt.Fprintf(w, "%s  state %s  protocol %s  %d members  total lag %d\n", name, l.State, l.Protocol, len(l.Members), l.Lag.Total())
 				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -579,14 +883,170 @@ func newGroupsCmd() *cobra.Command {
 				}
 				tw.Flush()
 			}
+			return missing
+		},
+	}
+	var resetTopic, toOffsetStr, toTime string
+	var toEarliest, toLatest, execute bool
+	reset := &cobra.Command{
+		Use:   "reset GROUP --topic DATASET (--to-earliest|--to-latest|--to-offset N|--to-time T) [--execute]",
+		Short: "Move a group's committed offsets (a dry run unless --execute)",
+		Long: `Sets the committed offset of GROUP on every partition of DATASET, as
+kafka-consumer-groups --reset-offsets does: to the earliest record, the end, an offset
+(kept within each partition's records), or the first record at or after a time (a duration
+ago such as 1h or 7d, or an RFC 3339 time). Prints the current and new offsets; only with
+--execute are they committed. The group must have no members: stop its consumers first.`,
+		Example: `  weir groups reset audit --topic orders --to-time 2h
+  weir groups reset audit --topic orders --to-earliest --execute`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			group := args[0]
+			if resetTopic == "" {
+				return errors.New("--topic DATASET is required")
+			}
+			n := 0
+			for _, set := range []bool{toEarliest, toLatest, toOffsetStr != "", toTime != ""} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				return errors.New("pass exactly one of --to-earliest, --to-latest, --to-offset N, --to-time T")
+			}
+			var toOffset int64
+			if toOffsetStr != "" {
+				var err error
+				if toOffset, err = strconv.ParseInt(toOffsetStr, 10, 64); err != nil || toOffset < 0 {
+					return fmt.Errorf("--to-offset %q: want an offset (0 or more)", toOffsetStr)
+				}
+			}
+			var at time.Time
+			if toTime != "" {
+				var err error
+				if at, err = time.Parse(time.RFC3339, toTime); err != nil {
+					d, derr := parseDuration(toTime)
+					if derr != nil || d < 0 {
+						return fmt.Errorf("--to-time %q: neither a duration ago (1h, 7d) nor an RFC 3339 time", toTime)
+					}
+					at = time.Now().Add(-d)
+				}
+			}
+			cl, err := connect(cmd.Context(), brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
+			defer cancel()
+			adm := kadm.NewClient(cl)
+			starts, err := adm.ListStartOffsets(ctx, resetTopic)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			ends, err := adm.ListEndOffsets(ctx, resetTopic)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var byTime kadm.ListedOffsets
+			if toTime != "" {
+				if byTime, err = adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), resetTopic); err != nil {
+					return unreachable(brokers, err)
+				}
+			}
+			current, err := adm.FetchOffsets(ctx, group)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			if err := ends.Error(); err != nil {
+				return fmt.Errorf("%s: %w", resetTopic, err)
+			}
+			target := kadm.Offsets{}
+			w := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DATASET\tPARTITION\tCURRENT\tNEW\tSTART\tEND")
+			var perr error
+			ends.Each(func(e kadm.ListedOffset) {
+				s, _ := starts.Lookup(resetTopic, e.Partition)
+				o := e.Offset
+				switch {
+				case toEarliest:
+					o = s.Offset
+				case toOffsetStr != "":
+					o = min(max(toOffset, s.Offset), e.Offset)
+				case toTime != "":
+					if bt, ok := byTime.Lookup(resetTopic, e.Partition); ok && bt.Err == nil && bt.Offset >= 0 {
+						o = bt.Offset
+					} else if ok && bt.Err != nil {
+						perr = errors.Join(perr, fmt.Errorf("%s/%d: %w", resetTopic, e.Partition, bt.Err))
+					}
+				}
+				cur := "-"
+				if c, ok := current.Lookup(resetTopic, e.Partition); ok && c.At >= 0 {
+					cur = strconv.FormatInt(c.At, 10)
+				}
+				target.Add(kadm.Offset{Topic: resetTopic, Partition: e.Partition, At: o, LeaderEpoch: -1})
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\n", resetTopic, e.Partition, cur, o, s.Offset, e.Offset)
+			})
+			tw.Flush()
+			if perr != nil {
+				return perr
+			}
+			if !execute {
+				fmt.Fprintf(w, "dry run: nothing committed; pass --execute to commit these offsets for group %s\n", group)
+				return nil
+			}
+			res, err := adm.CommitOffsets(ctx, group, target)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			if err := res.Error(); err != nil {
+				if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.RebalanceInProgress) {
+					return fmt.Errorf("group %s has members: stop its consumers, then reset (%w)", group, err)
+				}
+				return fmt.Errorf("committing the offsets of group %s: %w", group, err)
+			}
+			fmt.Fprintf(w, "committed the new offsets of group %s\n", group)
 			return nil
 		},
 	}
-	cmd.AddCommand(list, describe)
+	rf := reset.Flags()
+	rf.StringVar(&resetTopic, "topic", "", "the dataset whose offsets to move")
+	rf.BoolVar(&toEarliest, "to-earliest", false, "to each partition's first record")
+	rf.BoolVar(&toLatest, "to-latest", false, "to each partition's end (skip everything there)")
+	rf.StringVar(&toOffsetStr, "to-offset", "", "to this offset in every partition")
+	rf.StringVar(&toTime, "to-time", "", "to the first record at or after a time: a duration ago (1h, 7d) or RFC 3339")
+	rf.BoolVar(&execute, "execute", false, "commit the new offsets (without it, only print them)")
+	del := &cobra.Command{
+		Use: "delete GROUP...", Short: "Delete consumer groups and their committed offsets", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := connect(cmd.Context(), brokers)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
+			defer cancel()
+			res, err := kadm.NewClient(cl).DeleteGroups(ctx, args...)
+			if err != nil {
+				return unreachable(brokers, err)
+			}
+			var failed error
+			for _, g := range args {
+				r, ok := res[g]
+				switch {
+				case !ok:
+					failed = errors.Join(failed, fmt.Errorf("%s: no answer", g))
+				case errors.Is(r.Err, kerr.NonEmptyGroup):
+					failed = errors.Join(failed, fmt.Errorf("%s: the group has members: stop its consumers first", g))
+				case r.Err != nil:
+					failed = errors.Join(failed, fmt.Errorf("%s: %w", g, r.Err))
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s\n", g)
+				}
+			}
+			return failed
+		},
+	}
+	cmd.AddCommand(list, describe, reset, del)
 	return cmd
 }
-
-var (
-	_ = io.EOF
-	_ = sort.Strings
-)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -91,4 +92,32 @@ func findComponent(n *yaml.Node, name string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// TestListUnknownComponent: `weir list sinks nosuch` is an error listing
+// the known sinks, with the closest name as a suggestion.
+func TestListUnknownComponent(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"list", "sinks", "nosuch"}, []string{`no sink named "nosuch"`, "elasticsearch", "file", "stdout"}},
+		{[]string{"list", "sinks", "fil"}, []string{`did you mean "file"?`}},
+		{[]string{"list", "sources", "stdn"}, []string{`no source named "stdn"`, `did you mean "stdin"?`, "generate"}},
+		{[]string{"list", "processors", "filtr"}, []string{`did you mean "filter"?`, "parse"}},
+	} {
+		_, err := run(t, c.args...)
+		if err == nil {
+			t.Errorf("weir %v: no error", c.args)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("weir %v: %q does not contain %q", c.args, err, w)
+			}
+		}
+	}
+	if out, err := run(t, "list", "sinks", "file"); err != nil || !strings.Contains(out, "file") {
+		t.Errorf("weir list sinks file = %q, %v", out, err)
+	}
 }

@@ -305,6 +305,11 @@ func newListCmd() *cobra.Command {
 					return fmt.Errorf("%q: list sources, processors, sinks or file", args[0])
 				}
 				kinds = []connectors.Kind{k}
+				if len(args) == 2 {
+					if err := knownComponent(k, args[1]); err != nil {
+						return err
+					}
+				}
 			}
 			for _, k := range kinds {
 				specs := connectors.Default.Specs(k)

@@ -10,9 +10,7 @@ import (
 	"net/http"
 	_ "net/http/pprof" // --debug-addr
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -62,7 +60,7 @@ consume, join groups and manage topics (datasets) against it.
 
 Settings come from --config FILE (YAML), then environment variables WEIR_DATA_DIR,
 WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL, then flags.
-SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs closed.`,
+SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answered, logs closed.`,
 		Example: serveExample,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -223,7 +221,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := stopContext(ctx)
 	defer stop()
 	if cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
@@ -244,7 +242,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("weir: shutting down")
+	logger.Info("weir: shutting down", "why", context.Cause(ctx))
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -25,8 +25,9 @@ type api struct {
 // clients Weir is tested with (kcat, librdkafka, kafka-python, franz-go,
 // sarama, kafkajs) need: Produce from v0 (librdkafka compresses with gzip,
 // snappy or lz4 only when the broker offers Produce from v0), group APIs
-// from v0, Fetch from v4 without fetch sessions; plus CreatePartitions and
-// DescribeConfigs for tooling.
+// from v0, Fetch from v4 without fetch sessions; plus the admin APIs that
+// tools repair with: CreatePartitions, Describe/Alter/IncrementalAlterConfigs,
+// DeleteRecords, DeleteGroups and OffsetDelete.
 var apis map[int16]api
 
 func init() {
@@ -47,11 +48,21 @@ func init() {
 		18: {0, 3, handleAPIVersions},
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},
+		21: {0, 2, handleDeleteRecords},
 		22: {0, 4, handleInitProducerID},
+		23: {0, 4, handleOffsetForLeaderEpoch},
 		32: {0, 4, handleDescribeConfigs},
+		33: {0, 2, handleAlterConfigs},
 		37: {0, 3, handleCreatePartitions},
+		42: {0, 2, handleDeleteGroups},
+		44: {0, 1, handleIncrementalAlterConfigs},
+		47: {0, 0, handleOffsetDelete},
 	}
 }
+
+// leaderEpoch is the epoch Metadata, ListOffsets and OffsetForLeaderEpoch
+// answer: hub.LeaderEpoch, which every stored batch carries.
+const leaderEpoch = hub.LeaderEpoch
 
 func ready(resp kmsg.Response) *pending { return &pending{resp: resp} }
 
@@ -122,7 +133,7 @@ func handleMetadata(c *conn, h *header, kreq kmsg.Request) *pending {
 		t.TopicID = ds.ID()
 		for i := range ds.NumPartitions() {
 			p := kmsg.NewMetadataResponseTopicPartition()
-			p.Partition, p.Leader = i, c.s.opts.NodeID
+			p.Partition, p.Leader, p.LeaderEpoch = i, c.s.opts.NodeID, leaderEpoch
 			p.Replicas = []int32{c.s.opts.NodeID}
 			p.ISR = []int32{c.s.opts.NodeID}
 			t.Partitions = append(t.Partitions, p)
@@ -236,7 +247,7 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 		for _, tp := range t.Partitions {
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = tp.Partition
-			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, 0
+			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, leaderEpoch
 			ds, err := c.s.hub.Dataset(t.Topic)
 			var p *hub.Partition
 			if err == nil {
@@ -262,6 +273,42 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			if err != nil && rp.ErrorCode == 0 {
 				rp.ErrorCode = errCode(err)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
+}
+
+// handleOffsetForLeaderEpoch answers where an epoch ends. There is only
+// epoch 0 (see leaderEpoch), which is current, so it ends at the end of the
+// log; a client asking about a later epoch is ahead of this broker.
+func handleOffsetForLeaderEpoch(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		rt.Topic = t.Topic
+		ds, derr := c.s.hub.Dataset(t.Topic)
+		for _, tp := range t.Partitions {
+			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			rp.Partition, rp.LeaderEpoch, rp.EndOffset = tp.Partition, -1, -1
+			err := derr
+			var p *hub.Partition
+			if err == nil {
+				p, err = ds.Partition(tp.Partition)
+			}
+			switch {
+			case err != nil:
+				rp.ErrorCode = errCode(err)
+			case tp.CurrentLeaderEpoch > leaderEpoch:
+				rp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case tp.LeaderEpoch < 0 || tp.LeaderEpoch > leaderEpoch:
+				// Kafka answers an epoch it does not know as undefined
+				// (-1, -1), without an error.
+			default:
+				rp.LeaderEpoch, rp.EndOffset = leaderEpoch, p.HighWatermark()
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
@@ -719,6 +766,7 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
 			rc.Name, rc.Value, rc.IsDefault = k, kmsg.StringPtr(configs[k]), defaults[k]
+			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k)
 			rc.Source = kmsg.ConfigSourceDynamicTopicConfig
 			if defaults[k] || r.ResourceType == kmsg.ConfigResourceTypeBroker {
 				rc.Source = kmsg.ConfigSourceDefaultConfig
@@ -737,4 +785,189 @@ func sortedConfigNames(m map[string]string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// alterTopicConfig applies configs to the current config of a topic
+// (incremental) or to the hub's defaults (AlterConfigs, which replaces the
+// whole set) and asks the hub to apply the result.
+func alterTopicConfig(c *conn, name string, incremental, validateOnly bool, apply func(cfg *hub.DatasetConfig, defaults hub.DatasetConfig) error) error {
+	ds, err := c.s.hub.Dataset(name)
+	if err != nil {
+		return err
+	}
+	cur, defaults := ds.Config(), c.s.hub.Defaults()
+	cfg := cur
+	if !incremental {
+		// Every config not given returns to its default; the partition
+		// count and the fsync policy are not reset (the first is not a
+		// config, the second is fixed while the dataset is open).
+		cfg = defaults
+		cfg.Partitions, cfg.Fsync, cfg.FsyncInterval = cur.Partitions, cur.Fsync, cur.FsyncInterval
+	}
+	if err := apply(&cfg, defaults); err != nil {
+		return err
+	}
+	_, changed, err := c.s.hub.AlterDataset(name, cfg, validateOnly)
+	if err == nil && len(changed) > 0 && !validateOnly {
+		c.s.opts.Logger.Info("kafka: topic config altered", "topic", name, "changes", changed, "client", c.remote)
+	}
+	return err
+}
+
+// settable refuses a config that would be accepted and change nothing.
+func settable(key string) error {
+	if hub.IgnoredKafkaConfig(key) {
+		return fmt.Errorf("%w: %s has no effect in Weir (it keeps each producer's compression and timestamps, and has one replica)", hub.ErrInvalidConfig, key)
+	}
+	return nil
+}
+
+func brokerConfigsFixed() error {
+	return fmt.Errorf("%w: broker configs are set by weir serve's flags and configuration file", hub.ErrInvalidConfig)
+}
+
+func handleAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.AlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	for _, r := range req.Resources {
+		rr := kmsg.NewAlterConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		var err error
+		switch r.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			err = alterTopicConfig(c, r.ResourceName, false, req.ValidateOnly, func(cfg *hub.DatasetConfig, _ hub.DatasetConfig) error {
+				for _, kv := range r.Configs {
+					if kv.Value == nil {
+						continue
+					}
+					if err := settable(kv.Name); err != nil {
+						return err
+					}
+					if err := cfg.ApplyKafkaConfig(kv.Name, *kv.Value); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		case kmsg.ConfigResourceTypeBroker:
+			err = brokerConfigsFixed()
+		default:
+			err = fmt.Errorf("%w: only topic configs can be altered", hub.ErrInvalidConfig)
+		}
+		rr.ErrorCode, rr.ErrorMessage = errCode(err), errMessage(err)
+		resp.Resources = append(resp.Resources, rr)
+	}
+	return ready(resp)
+}
+
+func handleIncrementalAlterConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	for _, r := range req.Resources {
+		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		var err error
+		switch r.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			err = alterTopicConfig(c, r.ResourceName, true, req.ValidateOnly, func(cfg *hub.DatasetConfig, defaults hub.DatasetConfig) error {
+				for _, kv := range r.Configs {
+					if err := settable(kv.Name); err != nil {
+						return err
+					}
+					switch kv.Op {
+					case kmsg.IncrementalAlterConfigOpSet:
+						if kv.Value == nil {
+							return fmt.Errorf("%w: %s: SET without a value", hub.ErrInvalidConfig, kv.Name)
+						}
+						if err := cfg.ApplyKafkaConfig(kv.Name, *kv.Value); err != nil {
+							return err
+						}
+					case kmsg.IncrementalAlterConfigOpDelete:
+						if err := cfg.ResetKafkaConfig(kv.Name, defaults); err != nil {
+							return err
+						}
+					default: // APPEND and SUBTRACT apply to list configs; Weir has none
+						return fmt.Errorf("%w: %s: %v applies only to list configs", hub.ErrInvalidConfig, kv.Name, kv.Op)
+					}
+				}
+				return nil
+			})
+		case kmsg.ConfigResourceTypeBroker:
+			err = brokerConfigsFixed()
+		default:
+			err = fmt.Errorf("%w: only topic configs can be altered", hub.ErrInvalidConfig)
+		}
+		rr.ErrorCode, rr.ErrorMessage = errCode(err), errMessage(err)
+		resp.Resources = append(resp.Resources, rr)
+	}
+	return ready(resp)
+}
+
+func handleDeleteGroups(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, g := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = g
+		err := c.s.hub.DeleteGroup(g)
+		rg.ErrorCode = errCode(err)
+		if err == nil {
+			c.s.opts.Logger.Info("kafka: group deleted", "group", g, "client", c.remote)
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return ready(resp)
+}
+
+func handleOffsetDelete(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.OffsetDeleteRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	var tps []hub.TopicPartition
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			tps = append(tps, hub.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+		}
+	}
+	err := c.s.hub.DeleteOffsets(req.Group, tps)
+	switch {
+	case errors.Is(err, hub.ErrGroupNotEmpty):
+		// Kafka answers per partition that the group is subscribed.
+	case err != nil:
+		resp.ErrorCode = errCode(err)
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetDeleteResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			rp.Partition = p.Partition
+			if errors.Is(err, hub.ErrGroupNotEmpty) {
+				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
+}
+
+func handleDeleteRecords(c *conn, h *header, kreq kmsg.Request) *pending {
+	req := kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewDeleteRecordsResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			rp.Partition = p.Partition
+			low, err := c.s.hub.DeleteRecords(t.Topic, p.Partition, p.Offset)
+			rp.LowWatermark, rp.ErrorCode = low, errCode(err)
+			if err == nil {
+				c.s.opts.Logger.Info("kafka: records deleted", "topic", t.Topic, "partition", p.Partition, "below", low, "client", c.remote)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return ready(resp)
 }

@@ -30,9 +30,15 @@
 //	consume-from-offset   every client reads a partition from offset 42
 //	group-commit-resume   a group commits, closes, and a new member resumes
 //	                      exactly there (across Broker.Restart when set)
+//	group-since           a new group starts an hour ago, processes five
+//	                      records, commits; the commit is an offset and a new
+//	                      member resumes there
 //	rebalance             a second member joins: disjoint cover, no loss
 //	create-delete-topics  kadm, kafka-python and confluent admin clients;
 //	                      producing to deleted and to never-created topics
+//	alter-configs         kafka-python and confluent AlterConfigs, read back
+//	                      by their DescribeConfigs and kadm's; kafka-python
+//	                      DeleteGroups
 //	idempotent-retry      idempotent producers, a replayed batch, and an
 //	                      out-of-order sequence
 //	kcat-idempotent       librdkafka enable.idempotence=true acks=all

@@ -51,8 +51,10 @@ var cases = []kase{
 	{"produce-codecs", caseProduceCodecs},
 	{"consume-from-offset", caseConsumeFromOffset},
 	{"group-commit-resume", caseGroupCommitResume},
+	{"group-since", caseGroupSince},
 	{"rebalance", caseRebalance},
 	{"create-delete-topics", caseCreateDeleteTopics},
+	{"alter-configs", caseAlterConfigs},
 	{"idempotent-retry", caseIdempotentRetry},
 	{"kcat-idempotent", caseKcatIdempotent},
 }

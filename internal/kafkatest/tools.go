@@ -194,14 +194,16 @@ type line struct {
 	Value     *string `json:"value"`
 	Payload   *string `json:"payload"` // kcat -J calls the value payload
 
-	Event      string           `json:"event"`
-	Partitions []int32          `json:"partitions"`
-	Error      *string          `json:"error"`
-	Produced   *int             `json:"produced"`
-	Committed  map[string]int64 `json:"committed"`
-	Topics     []string         `json:"topics"`
-	Listed     *bool            `json:"listed"`
-	Leaders    map[string]int32 `json:"leaders"`
+	Event      string             `json:"event"`
+	Partitions []int32            `json:"partitions"`
+	Error      *string            `json:"error"`
+	Produced   *int               `json:"produced"`
+	Committed  map[string]int64   `json:"committed"`
+	Topics     []string           `json:"topics"`
+	Listed     *bool              `json:"listed"`
+	Leaders    map[string]int32   `json:"leaders"`
+	Configs    map[string]*string `json:"configs"`
+	Group      *string            `json:"group"`
 	Brokers    []struct {
 		ID   int32  `json:"id"`
 		Host string `json:"host"`

@@ -11,7 +11,11 @@ Run with /usr/bin/python3. Subcommands print JSON lines (see kt_common.py):
             assignment after every change and every record it consumes,
             commits each record synchronously, and leaves the group when
             stdin closes
+  since     a subscribed group member that starts at the first record at or
+            after --since-ms (offsets_for_times in on_assign), processes
+            --count records, commits the offset after the last and exits
   admin     create or delete a topic through AdminClient
+  configs   alter a topic's configs (AlterConfigs) and print them as described
 """
 
 import argparse
@@ -191,6 +195,49 @@ def cmd_member(a):
         fail("confluent member %s: ran until the deadline without being stopped" % a.group)
 
 
+def cmd_since(a):
+    c = Consumer(group_conf(a))
+
+    def on_assign(consumer, parts):
+        for p in parts:
+            p.offset = a.since_ms
+        consumer.assign(consumer.offsets_for_times(parts, timeout=10))
+
+    try:
+        c.subscribe([a.topic], on_assign=on_assign)
+        d = Deadline(a.timeout)
+        done, last, err = 0, None, None
+        while done < a.count and not d.passed():
+            m = c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                err = m.error()
+                continue
+            record(m)
+            last = m
+            done += 1
+        if done < a.count:
+            fail("confluent since %s: deadline passed after %d of %d records; last error %s" % (a.group, done, a.count, err))
+        c.commit(message=last, asynchronous=False)
+        emit(committed={str(last.partition()): last.offset() + 1})
+    finally:
+        c.close()
+
+
+def cmd_configs(a):
+    from confluent_kafka.admin import ConfigResource
+
+    ad = AdminClient(base_conf(a))
+    d = Deadline(a.timeout)
+    if a.set:
+        res = ConfigResource("topic", a.topic, set_config=dict(kv.split("=", 1) for kv in a.set))
+        ad.alter_configs([res], request_timeout=max(d.left(), 1))[res].result(timeout=max(d.left(), 1))
+    res = ConfigResource("topic", a.topic)
+    described = ad.describe_configs([res], request_timeout=max(d.left(), 1))[res].result(timeout=max(d.left(), 1))
+    emit(configs={k: v.value for k, v in described.items()})
+
+
 def cmd_admin(a):
     ad = AdminClient(base_conf(a))
     d = Deadline(a.timeout)
@@ -234,6 +281,14 @@ def main():
     s.add_argument("--group", required=True)
     s.add_argument("--topic", required=True)
     s.add_argument("--assignor", default="", help="partition.assignment.strategy")
+    s = sub.add_parser("since")
+    s.add_argument("--group", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--since-ms", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s = sub.add_parser("configs")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--set", action="append", default=[], help="key=value")
     s = sub.add_parser("admin")
     s.add_argument("action", choices=["create", "delete"])
     s.add_argument("--topic", required=True)

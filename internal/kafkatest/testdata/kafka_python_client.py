@@ -6,7 +6,12 @@ Run with /usr/bin/python3. Subcommands print JSON lines (see kt_common.py):
   consume   assigned ranges topic:partition:start:end, from start (seek)
   group     a subscribed group member: --stop commits offsets and exits,
             --end reads from the committed offsets to the ends
+  since     a subscribed group member that starts at the first record at or
+            after --since-ms (offsets_for_times, then seek), processes
+            --count records, commits the offset after the last and exits
   admin     create or delete a topic through KafkaAdminClient
+  configs   alter a topic's configs (AlterConfigs) and print them as described
+  delete-groups  delete consumer groups (DeleteGroups)
 """
 
 import argparse
@@ -121,6 +126,81 @@ def cmd_group(a):
         c.close(autocommit=False)
 
 
+def cmd_since(a):
+    from kafka import ConsumerRebalanceListener
+
+    c = KafkaConsumer(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID, group_id=a.group,
+                      enable_auto_commit=False, auto_offset_reset="latest",
+                      session_timeout_ms=10000, heartbeat_interval_ms=500,
+                      request_timeout_ms=REQUEST_TIMEOUT_MS)
+
+    class BySince(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, assigned):
+            found = c.offsets_for_times({tp: a.since_ms for tp in assigned})
+            for tp in assigned:
+                ot = found.get(tp)
+                if ot is None:
+                    c.seek_to_end(tp)
+                else:
+                    c.seek(tp, ot.offset)
+
+    try:
+        c.subscribe([a.topic], listener=BySince())
+        d = Deadline(a.timeout)
+        done, last = 0, {}
+        while done < a.count and not d.passed():
+            for msgs in c.poll(timeout_ms=200).values():
+                for m in msgs:
+                    if done == a.count:
+                        break
+                    record(m)
+                    last[m.partition] = m.offset + 1
+                    done += 1
+        if done < a.count:
+            fail("kafka-python since %s: deadline passed after %d of %d records" % (a.group, done, a.count))
+        c.commit({TopicPartition(a.topic, p): OffsetAndMetadata(o, "") for p, o in last.items()})
+        emit(committed={str(p): o for p, o in last.items()})
+    finally:
+        c.close(autocommit=False)
+
+
+def cmd_configs(a):
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
+                          request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        if a.set:
+            res = ConfigResource(ConfigResourceType.TOPIC, a.topic, configs=dict(kv.split("=", 1) for kv in a.set))
+            resp = ad.alter_configs([res])
+            for r in resp.resources:
+                if r[0] != 0:
+                    fail("kafka-python alter_configs %s: error %d %s" % (a.topic, r[0], r[1]))
+        resp = ad.describe_configs([ConfigResource(ConfigResourceType.TOPIC, a.topic)])
+        configs = {}
+        for r in resp[0].resources:
+            if r[0] != 0:
+                fail("kafka-python describe_configs %s: error %d %s" % (a.topic, r[0], r[1]))
+            for c in r[4]:
+                configs[c[0]] = c[1]
+        emit(configs=configs)
+    finally:
+        ad.close()
+
+
+def cmd_delete_groups(a):
+    ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
+                          request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        for group, err in ad.delete_consumer_groups(a.group):
+            emit(group=group, error=err.__name__ if err.errno else None)
+    finally:
+        ad.close()
+
+
 def cmd_admin(a):
     ad = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id=CLIENT_ID,
                           request_timeout_ms=REQUEST_TIMEOUT_MS)
@@ -162,6 +242,16 @@ def main():
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--stop", help="p:o,...: process offsets below o, commit o, exit")
     g.add_argument("--end", help="p:o,...: read until offset o-1 of each partition")
+    s = sub.add_parser("since")
+    s.add_argument("--group", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--since-ms", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s = sub.add_parser("configs")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--set", action="append", default=[], help="key=value")
+    s = sub.add_parser("delete-groups")
+    s.add_argument("--group", action="append", required=True)
     s = sub.add_parser("admin")
     s.add_argument("action", choices=["create", "delete"])
     s.add_argument("--topic", required=True)
@@ -172,7 +262,7 @@ def main():
         a.acks = int(a.acks)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     try:
-        globals()["cmd_" + a.cmd](a)
+        globals()["cmd_" + a.cmd.replace("-", "_")](a)
     except SystemExit:
         raise
     except Exception as e:
