@@ -78,6 +78,12 @@ func TestProduceResults(t *testing.T) {
 	if !errors.Is(rs[1].Err, hub.ErrBatchTooLarge) || !hub.RecordAtFault(rs[1].Err) {
 		t.Errorf("a record of 2 MiB = %v, want hub.ErrBatchTooLarge", rs[1].Err)
 	}
+	// The caller's batch limit holds too.
+	rs = c.Produce(ctx, "r", []hub.Record{{Value: []byte("small")}, {Value: bytes.Repeat([]byte("y"), 8<<10)}},
+		hub.ProduceOptions{MaxBatchBytes: 4 << 10})
+	if rs[0].Err != nil || !errors.Is(rs[1].Err, hub.ErrBatchTooLarge) {
+		t.Errorf("with MaxBatchBytes 4KiB: %v and %v, want nil and hub.ErrBatchTooLarge", rs[0].Err, rs[1].Err)
+	}
 }
 
 // TestAssignmentIsCurrent checks that a group member's Assignment drops
