@@ -94,18 +94,15 @@ func (rs RecordResults) FirstErr() error {
 	return nil
 }
 
-// failAll returns results that fail every one of n records with err.
-func failAll(n int, err error) RecordResults {
+// FailAll returns results that fail every one of n records with err, for
+// Client implementations that cannot reach the dataset at all.
+func FailAll(n int, err error) RecordResults {
 	rs := make(RecordResults, n)
 	for i := range rs {
 		rs[i] = RecordResult{Partition: -1, Offset: -1, Err: err}
 	}
 	return rs
 }
-
-// FailAll returns results that fail every one of n records with err, for
-// Client implementations that cannot reach the dataset at all.
-func FailAll(n int, err error) RecordResults { return failAll(n, err) }
 
 // Record is a record to produce.
 type Record struct {
@@ -272,13 +269,13 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 	}
 	ds, err := c.h.DatasetOrCreate(dataset)
 	if err != nil {
-		return failAll(len(records), err)
+		return FailAll(len(records), err)
 	}
 	cfg := ds.Config()
 	comp := cfg.WriterCompression()
 	if opts.Compression != "" {
 		if comp, err = codecs.ParseCompression(opts.Compression); err != nil {
-			return failAll(len(records), fmt.Errorf("hub: produce to %s: %w", dataset, err))
+			return FailAll(len(records), fmt.Errorf("hub: produce to %s: %w", dataset, err))
 		}
 	}
 	maxBatch := cfg.MaxMessageBytes

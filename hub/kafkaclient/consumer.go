@@ -118,7 +118,7 @@ type consumer struct {
 	adm     *kadm.Client
 	group   bool
 	fetches []hub.Fetch
-	hdrs    []codecs.RecordHeader
+	left    []hub.Fetch // records fetched and not yet returned (over MaxPollBytes)
 
 	mu       sync.Mutex // the fields below; the group callbacks run in kgo's goroutines
 	assigned map[hub.TopicPartition]bool
@@ -137,16 +137,33 @@ func (k *consumer) assign(tps []hub.TopicPartition) {
 func (k *consumer) unassign(tps []hub.TopicPartition) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	gone := map[hub.TopicPartition]bool{}
 	for _, tp := range tps {
+		gone[tp] = true
 		delete(k.assigned, tp)
 		delete(k.hw, tp)
 		delete(k.pos, tp)
 	}
+	kept := k.left[:0]
+	for _, f := range k.left {
+		if !gone[hub.TopicPartition{Topic: f.Dataset, Partition: f.Partition}] {
+			kept = append(kept, f)
+		}
+	}
+	clear(k.left[len(kept):])
+	k.left = kept
 }
 
-// Poll implements hub.Consumer. Rebalances wait until the next Poll: the
-// runtime has processed and committed what the last one returned by then.
+// Poll implements hub.Consumer. Rebalances wait until a Poll that has no
+// fetched records left to return: the runtime has processed and committed
+// what the last one returned by then. A Poll returns at most MaxPollBytes
+// of keys and values (and at least one record): the brokers bound a
+// fetch by its compressed bytes, and records of compressed batches take
+// more room decoded.
 func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
+	if len(k.left) > 0 {
+		return k.take(), nil
+	}
 	k.cl.AllowRebalance()
 	pctx, cancel := context.WithTimeout(ctx, max(k.opts.MaxWait, 10*time.Millisecond)+time.Second)
 	defer cancel()
@@ -163,10 +180,9 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
 	}
-	k.fetches = k.fetches[:0]
-	k.hdrs = k.hdrs[:0]
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	var hdrs []codecs.RecordHeader // one array per fetch: records outlive this Poll in left
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		tp := hub.TopicPartition{Topic: p.Topic, Partition: p.Partition}
 		if !k.group {
@@ -181,18 +197,62 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		for _, r := range p.Records {
 			rec := codecs.Record{Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
 			if len(r.Headers) > 0 {
-				at := len(k.hdrs)
+				at := len(hdrs)
 				for _, h := range r.Headers {
-					k.hdrs = append(k.hdrs, codecs.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+					hdrs = append(hdrs, codecs.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 				}
-				rec.Headers = k.hdrs[at:len(k.hdrs):len(k.hdrs)]
+				rec.Headers = hdrs[at:len(hdrs):len(hdrs)]
 			}
 			f.Records = append(f.Records, rec)
 		}
-		k.pos[tp] = p.Records[len(p.Records)-1].Offset + 1
-		k.fetches = append(k.fetches, f)
+		k.left = append(k.left, f)
 	})
-	return k.fetches, nil
+	if len(k.left) == 0 {
+		return nil, nil
+	}
+	return k.takeLocked(), nil
+}
+
+// take returns the next MaxPollBytes of the records fetched and not yet
+// returned.
+func (k *consumer) take() []hub.Fetch {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.takeLocked()
+}
+
+func (k *consumer) takeLocked() []hub.Fetch {
+	budget := int(k.opts.MaxPollBytes)
+	if budget <= 0 {
+		budget = 4 << 20
+	}
+	k.fetches = k.fetches[:0]
+	n := 0
+	for len(k.left) > 0 && n < budget {
+		f := &k.left[0]
+		end := 0
+		for end < len(f.Records) && (n < budget || end == 0 && len(k.fetches) == 0) {
+			n += len(f.Records[end].Key) + len(f.Records[end].Value)
+			end++
+		}
+		out := *f
+		out.Records = f.Records[:end:end]
+		k.fetches = append(k.fetches, out)
+		tp := hub.TopicPartition{Topic: f.Dataset, Partition: f.Partition}
+		if k.assigned[tp] || !k.group {
+			k.pos[tp] = out.Records[end-1].Offset + 1
+		}
+		if end == len(f.Records) {
+			k.left[0] = hub.Fetch{}
+			k.left = k.left[1:]
+		} else {
+			f.Records = f.Records[end:]
+		}
+	}
+	if len(k.left) == 0 {
+		k.left = nil
+	}
+	return k.fetches
 }
 
 // Commit implements hub.Consumer.

@@ -216,7 +216,9 @@ func (c *Client) Partitions(ctx context.Context, dataset string) (int32, error) 
 }
 
 // Produce implements hub.Client. The kgo records point at the records'
-// bytes; kgo encodes them once, into batches of at most MaxBatchBytes.
+// bytes; kgo encodes them once, into batches of at most the client's
+// MaxBatchBytes. A record larger than opts.MaxBatchBytes (or the client's
+// MaxBatchBytes) fails alone with hub.ErrBatchTooLarge, unsent.
 func (c *Client) Produce(ctx context.Context, dataset string, records []hub.Record, opts hub.ProduceOptions) hub.RecordResults {
 	if len(records) == 0 {
 		return nil
@@ -245,15 +247,24 @@ func (c *Client) Produce(ctx context.Context, dataset string, records []hub.Reco
 	if nh > 0 {
 		hdrs = make([]kgo.RecordHeader, 0, nh)
 	}
+	limit := int(c.opts.MaxBatchBytes)
+	if opts.MaxBatchBytes > 0 {
+		limit = min(limit, opts.MaxBatchBytes)
+	}
 	results := make(hub.RecordResults, len(records))
 	var wg sync.WaitGroup
-	wg.Add(len(records))
 	for i := range records {
 		r := &records[i]
 		p := sticky
 		if r.Key != nil {
 			p = hub.PartitionForKey(r.Key, n)
 		}
+		if size := recordSize(r); size > limit {
+			results[i] = hub.RecordResult{Partition: p, Offset: -1, Err: fmt.Errorf("kafkaclient: produce to %s/%d: %w: a record of about %d bytes, over the batch limit of %d",
+				dataset, p, hub.ErrBatchTooLarge, size, limit)}
+			continue
+		}
+		wg.Add(1)
 		kr := &krs[i]
 		*kr = kgo.Record{Topic: dataset, Partition: p, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 		if len(r.Headers) > 0 {
@@ -274,6 +285,16 @@ func (c *Client) Produce(ctx context.Context, dataset string, records []hub.Reco
 	}
 	wg.Wait()
 	return results
+}
+
+// recordSize is about what r takes in a record batch alone: the batch
+// header, the record's fields and their length varints.
+func recordSize(r *hub.Record) int {
+	n := codecs.HeaderSize + 20 + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 10 + len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // Translate returns err wrapped in the hub error it stands for, so that

@@ -78,6 +78,12 @@ func TestProduceResults(t *testing.T) {
 	if !errors.Is(rs[1].Err, hub.ErrBatchTooLarge) || !hub.RecordAtFault(rs[1].Err) {
 		t.Errorf("a record of 2 MiB = %v, want hub.ErrBatchTooLarge", rs[1].Err)
 	}
+	// The caller's batch limit holds too.
+	rs = c.Produce(ctx, "r", []hub.Record{{Value: []byte("small")}, {Value: bytes.Repeat([]byte("y"), 8<<10)}},
+		hub.ProduceOptions{MaxBatchBytes: 4 << 10})
+	if rs[0].Err != nil || !errors.Is(rs[1].Err, hub.ErrBatchTooLarge) {
+		t.Errorf("with MaxBatchBytes 4KiB: %v and %v, want nil and hub.ErrBatchTooLarge", rs[0].Err, rs[1].Err)
+	}
 }
 
 // TestAssignmentIsCurrent checks that a group member's Assignment drops
@@ -237,4 +243,53 @@ func BenchmarkProduce(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestPollBoundsDecodedBytes checks that MaxPollBytes bounds the keys and
+// values a Poll returns, not only the compressed bytes fetched: the rest
+// of a fetch comes with the next Polls, in order, none lost.
+func TestPollBoundsDecodedBytes(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	if _, err := w.Hub.CreateDataset("text", hub.DatasetConfig{Partitions: 1, Compression: "lz4"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var recs []hub.Record
+	for i := range 2000 {
+		recs = append(recs, hub.Record{Value: bytes.Repeat(fmt.Appendf(nil, "line %04d ", i), 100)[:1000]})
+	}
+	if err := c.Produce(ctx, "text", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 64 << 10
+	cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"text"}, Broadcast: true, MaxPollBytes: limit, MaxWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(context.Background())
+	next := int64(0)
+	for next < 2000 && ctx.Err() == nil {
+		fs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, f := range fs {
+			for _, r := range f.Records {
+				if r.Offset != next {
+					t.Fatalf("offset %d, want %d", r.Offset, next)
+				}
+				next++
+				got += len(r.Value)
+			}
+		}
+		if got > limit+1000 {
+			t.Fatalf("a Poll returned %d bytes of values, want at most MaxPollBytes (%d) and one record", got, limit)
+		}
+	}
+	if next != 2000 {
+		t.Fatalf("read %d records, want 2000", next)
+	}
 }
