@@ -30,6 +30,8 @@ type Partition struct {
 	waitMu  sync.Mutex
 	waiters map[chan struct{}]struct{}
 	nwait   atomic.Int32
+
+	fetchedBytes atomic.Int64 // bytes returned by Fetch, for Stats
 }
 
 // producerState is what a partition remembers of one idempotent producer:

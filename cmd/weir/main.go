@@ -30,9 +30,18 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().String("log-format", "text", "format of log lines on stderr: text or json (one object per line)")
 	root.AddCommand(newRunCmd(), newLintCmd(), newTestCmd(), newListCmd(), newServeCmd(), newTopicsCmd(),
 		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd())
 	return root
+}
+
+// logFormatOf is the --log-format of cmd (a persistent flag of the root).
+func logFormatOf(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup("log-format"); f != nil {
+		return f.Value.String()
+	}
+	return "text"
 }
 
 func main() {

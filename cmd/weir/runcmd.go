@@ -66,7 +66,7 @@ batch in hand; anything not committed is read again on the next start.`,
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
-			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormatOf(cmd))
 			if err != nil {
 				return err
 			}
