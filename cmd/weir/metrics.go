@@ -166,10 +166,10 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 type dsTotals struct {
-	partitions                                     int
-	stored, produced, bytes, batches, fetched      int64
-	disk, fsyncs, rolls, deleted                   int64
-	segments                                       int
+	partitions                                int
+	stored, produced, bytes, batches, fetched int64
+	disk, fsyncs, rolls, deleted              int64
+	segments                                  int
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
