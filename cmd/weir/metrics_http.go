@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	whttp "github.com/weirhub/weir/hub/http"
+	"github.com/weirhub/weir/hub/kafka"
+	"github.com/weirhub/weir/pipelines"
 )
 
 // httpFront is the --http-listen listener of serve and run, serving
@@ -43,5 +47,80 @@ func (f *httpFront) stop() {
 	}
 	if err := <-f.served; err != nil {
 		f.logger.Warn("weir: http server failed", "err", err)
+	}
+}
+
+// runFront is weir run's front door: the hub (when embedded), the pipeline
+// components and, when the file serves Kafka clients, their requests.
+type runFront struct {
+	m       *metrics
+	front   *httpFront
+	listen  string
+	running atomic.Bool
+}
+
+// newRunFront returns nil when listen is empty: nothing is served then.
+func newRunFront(listen string, e *pipelines.Engine, perPartition bool) *runFront {
+	if listen == "" {
+		return nil
+	}
+	r := &runFront{m: newMetrics(), listen: listen}
+	if e.Hub() != nil {
+		r.m.addHub(e.Hub(), perPartition)
+	}
+	r.m.addEngine(e)
+	return r
+}
+
+// observer is the Kafka request observer for hub.listen, or nil.
+func (r *runFront) observer() kafka.Observer {
+	if r == nil {
+		return nil
+	}
+	return r.m.kafkaObserver()
+}
+
+// kafkaServing adds the Kafka server's gauges and a readiness check.
+func (r *runFront) kafkaServing(srv *kafka.Server) {
+	if r != nil {
+		r.m.addKafkaServer(srv)
+	}
+}
+
+// start binds the listener with checks for the hub and the pipelines.
+func (r *runFront) start(e *pipelines.Engine, logger *slog.Logger) error {
+	if r == nil {
+		return nil
+	}
+	f, err := startHTTP(r.listen, r.m, logger)
+	if err != nil {
+		return err
+	}
+	r.front = f
+	if h := e.Hub(); h != nil {
+		f.srv.AddCheck("hub", h.Err)
+	}
+	f.srv.AddCheck("pipelines", func() error {
+		if !r.running.Load() {
+			return errors.New("the sources and pipelines are not running")
+		}
+		return nil
+	})
+	return nil
+}
+
+// setRunning marks the engine running or stopped, for /readyz.
+func (r *runFront) setRunning(on bool) {
+	if r != nil {
+		r.running.Store(on)
+		if !on && r.front != nil {
+			r.front.srv.StartShutdown()
+		}
+	}
+}
+
+func (r *runFront) stop() {
+	if r != nil {
+		r.front.stop()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -342,4 +343,88 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestRunMetrics runs a pipeline file with http.listen and checks that the
+// components' counters reach what the generator produced and what the
+// sink wrote, that /readyz names the hub and the pipelines, and that the
+// exposition passes promtool.
+func TestRunMetrics(t *testing.T) {
+	dir := t.TempDir()
+	const n = 3000
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+http: {listen: "127.0.0.1:0"}
+datasets: {in: {partitions: 2}}
+sources:
+  gen:
+    generate: {count: %d, seed: 3}
+    to: in
+pipelines:
+  copy:
+    from: in
+    to:
+      - file: {path: "%s/out.ndjson", format: ndjson}
+        batching: {period: 20ms}
+`, filepath.Join(dir, "data"), n, dir)), 0o644)
+	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	var addr string
+	for i := 0; i < 200 && addr == ""; i++ {
+		if m := httpServingRE.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatalf("weir run did not serve http:\n%s", logs.String())
+	}
+	sink := map[string]string{"component": "pipelines.copy.to.file", "kind": "sink"}
+	var fams map[string]*dto.MetricFamily
+	var exposition []byte
+	for i := 0; i < 300; i++ {
+		fams, exposition = scrape(t, addr)
+		if v, _ := metricSum(fams, "weir_component_sent_records_total", sink); v == n {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	promtoolCheck(t, exposition)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"weir_component_sent_records_total", map[string]string{"component": "sources.gen", "kind": "source"}, n},
+		{"weir_component_received_records_total", map[string]string{"component": "pipelines.copy", "kind": "pipeline"}, n},
+		{"weir_component_sent_records_total", sink, n},
+		{"weir_component_dead_lettered_records_total", map[string]string{"component": "pipelines.copy"}, 0},
+		{"weir_pipeline_lag", map[string]string{"component": "pipelines.copy"}, 0},
+		{"weir_dataset_produced_records_total", map[string]string{"dataset": "in"}, n},
+		{"weir_group_lag", map[string]string{"group": "copy", "dataset": "in"}, 0},
+		{"weir_group_committed_offset", map[string]string{"group": "copy", "dataset": "in"}, n},
+	} {
+		if got, ok := metricSum(fams, c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	status, body := httpGet(t, "http://"+addr+"/readyz")
+	if status != 200 || !strings.Contains(string(body), `"checks":["hub","pipelines"]`) {
+		t.Errorf("/readyz = %d %s", status, body)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("weir run: %v\n%s", err, logs.String())
+	}
 }

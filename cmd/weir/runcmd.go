@@ -41,7 +41,7 @@ func load(path string) (*pipelines.Config, error) {
 func newRunCmd() *cobra.Command {
 	var untilDrained bool
 	var statsEvery time.Duration
-	var logLevel, cpuProfile string
+	var logLevel, cpuProfile, httpListen string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -76,8 +76,12 @@ batch in hand; anything not committed is read again on the next start.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			if httpListen == "" {
+				httpListen = cfg.HTTP.Listen
+			}
+			front := newRunFront(httpListen, e, cfg.HTTP.PartitionMetrics)
 			if cfg.Hub.Listen != "" && e.Hub() != nil {
-				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger})
+				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger, Observer: front.observer()})
 				ln, err := srv.Listen(cfg.Hub.Listen)
 				if err != nil {
 					return err
@@ -89,7 +93,12 @@ batch in hand; anything not committed is read again on the next start.`,
 					srv.Shutdown(sctx)
 				}()
 				logger.Info("weir: serving Kafka clients too", "listen", ln.Addr().String())
+				front.kafkaServing(srv)
 			}
+			if err := front.start(e, logger); err != nil {
+				return err
+			}
+			defer front.stop()
 			var wg sync.WaitGroup
 			statsDone := make(chan struct{})
 			if statsEvery > 0 {
@@ -100,7 +109,9 @@ batch in hand; anything not committed is read again on the next start.`,
 				}()
 			}
 			start := time.Now()
+			front.setRunning(true)
 			runErr := e.Run(ctx)
+			front.setRunning(false)
 			close(statsDone)
 			wg.Wait()
 			summary(cmd.OutOrStdout(), e.Stats(), time.Since(start))
@@ -110,6 +121,7 @@ batch in hand; anything not committed is read again on the next start.`,
 	cmd.Flags().BoolVar(&untilDrained, "until-drained", false, "exit once every finite source has ended and every pipeline has caught up")
 	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }
