@@ -257,6 +257,7 @@ type pipelineRunner struct {
 	live     []*connectors.Message
 	chunk    []*connectors.Message
 	commit   map[hub.TopicPartition]int64
+	taps     tapSet // weir tap's samples of what the processors pass on
 }
 
 type sinkRunner struct {
@@ -407,6 +408,7 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	if err != nil {
 		return err
 	}
+	p.taps.offer(live)
 	// Every sink at once; each retries on its own.
 	var wg sync.WaitGroup
 	for _, s := range p.sinks {

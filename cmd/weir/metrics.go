@@ -275,7 +275,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter := func(d *prometheus.Desc, v int64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), s.Name, kind)
 		}
-		counter(descCompIn, s.In)
+		if kind != "sink" { // sinks count what they delivered, not what they were given
+			counter(descCompIn, s.In)
+		}
 		counter(descCompOut, s.Out)
 		counter(descCompBytes, s.Bytes)
 		counter(descCompFailed, s.Failed)

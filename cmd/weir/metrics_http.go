@@ -24,8 +24,9 @@ type httpFront struct {
 // startHTTP binds addr and serves the front door with m's metrics. A bind
 // failure is returned: the command must not start without the listener
 // the operator asked for.
-func startHTTP(addr string, m *metrics, logger *slog.Logger) (*httpFront, error) {
+func startHTTP(addr string, m *metrics, logger *slog.Logger, tap *tapHandler) (*httpFront, error) {
 	srv := whttp.NewServer(whttp.Options{Metrics: m.handler(logger), Logger: logger})
+	tap.mount(srv)
 	ln, err := srv.Listen(addr)
 	if err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func (r *runFront) start(e *pipelines.Engine, logger *slog.Logger) error {
 	if r == nil {
 		return nil
 	}
-	f, err := startHTTP(r.listen, r.m, logger)
+	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e})
 	if err != nil {
 		return err
 	}

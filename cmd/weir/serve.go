@@ -264,7 +264,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	var front *httpFront
 	if m != nil {
 		m.addKafkaServer(srv)
-		if front, err = startHTTP(cfg.HTTP.Listen, m, logger); err != nil {
+		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}); err != nil {
 			ln.Close()
 			h.Close()
 			return err
