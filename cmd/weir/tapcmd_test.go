@@ -44,34 +44,7 @@ func startRun(t *testing.T, file string) (string, *lockedBuffer) {
 // processors, those routed to one sink, and a dataset's, with --limit,
 // --filter and both formats.
 func TestTapCommand(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "p.yaml")
-	os.WriteFile(file, []byte(fmt.Sprintf(`
-hub: {data_dir: %s}
-http: {listen: "127.0.0.1:0"}
-datasets: {access: {partitions: 2}}
-sources:
-  web:
-    generate: {rate: 400, seed: 1}
-    to: access
-pipelines:
-  archive:
-    from: access
-    processors:
-      - parse: json
-      - set: {env: '"prod"'}
-      - route:
-          rules: [{when: 'status >= 400', to: [errors]}]
-          default: [files]
-    to:
-      - file: {path: "%s/out.ndjson"}
-        name: files
-        batching: {period: 20ms}
-      - file: {path: "%s/err.ndjson"}
-        name: errors
-        batching: {period: 20ms}
-`, filepath.Join(dir, "data"), dir, dir)), 0o644)
-	addr, logs := startRun(t, file)
+	addr, logs := startRun(t, webPipeline(t))
 
 	type line struct {
 		Point   string         `json:"point"`
@@ -121,4 +94,39 @@ pipelines:
 	if _, err := run(t, "tap", "--http", addr, "nothing"); err == nil || !strings.Contains(err.Error(), "archive.errors") {
 		t.Fatalf("tap of an unknown point: %v; want the list of points", err)
 	}
+}
+
+// webPipeline writes a pipeline file: generated access logs at 400/s into
+// a dataset, and a pipeline routing them to two files; its http listener
+// is on a free port.
+func webPipeline(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+http: {listen: "127.0.0.1:0"}
+datasets: {access: {partitions: 2}}
+sources:
+  web:
+    generate: {rate: 400, seed: 1}
+    to: access
+pipelines:
+  archive:
+    from: access
+    processors:
+      - parse: json
+      - set: {env: '"prod"'}
+      - route:
+          rules: [{when: 'status >= 400', to: [errors]}]
+          default: [files]
+    to:
+      - file: {path: "%s/out.ndjson"}
+        name: files
+        batching: {period: 20ms}
+      - file: {path: "%s/err.ndjson"}
+        name: errors
+        batching: {period: 20ms}
+`, filepath.Join(dir, "data"), dir, dir)), 0o644)
+	return file
 }
