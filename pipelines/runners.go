@@ -269,6 +269,9 @@ type sinkRunner struct {
 	sub     []*connectors.Message
 	fails   []failure
 	stopped bool // the last delivery gave up because of a stop
+
+	name string   // pipelines.P.to.S, for the Observer
+	obs  Observer // nil: none
 }
 
 // caughtUp reports whether the pipeline's last polls found nothing new.
@@ -541,7 +544,11 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 	attempt := 0 // counted against retry.Attempts
 	for wait := 0; ; wait++ {
 		attempt++
+		start := time.Now()
 		err := s.sink.Write(ctx, pending)
+		if s.obs != nil {
+			s.obs.SinkWrite(s.name, len(pending), time.Since(start), err)
+		}
 		if err == nil {
 			return true
 		}

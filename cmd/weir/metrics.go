@@ -84,6 +84,51 @@ func (m *metrics) addEngine(e *pipelines.Engine) {
 	m.reg.MustRegister(&engineCollector{e: e})
 }
 
+// sinkObserver implements pipelines.Observer: write latency, batch sizes
+// and errors per sink.
+type sinkObserver struct {
+	latency *prometheus.HistogramVec
+	records *prometheus.HistogramVec
+	errors  *prometheus.CounterVec
+	series  sync.Map // component -> *sinkSeries
+}
+
+type sinkSeries struct {
+	latency, records prometheus.Observer
+	errors           prometheus.Counter
+}
+
+var _ pipelines.Observer = (*sinkObserver)(nil)
+
+func (m *metrics) sinkObserver() *sinkObserver {
+	o := &sinkObserver{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_sink_write_duration_seconds",
+			Help:    "Time of one sink write (a batch), failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"component"}),
+		records: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_sink_write_records",
+			Help:    "Records in one sink write: the batch sizes.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10)}, []string{"component"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_sink_write_errors_total",
+			Help: "Sink writes that returned an error (retried, or their records dead-lettered)."}, []string{"component"}),
+	}
+	m.reg.MustRegister(o.latency, o.records, o.errors)
+	return o
+}
+
+func (o *sinkObserver) SinkWrite(component string, records int, took time.Duration, err error) {
+	v, ok := o.series.Load(component)
+	if !ok {
+		v, _ = o.series.LoadOrStore(component, &sinkSeries{latency: o.latency.WithLabelValues(component),
+			records: o.records.WithLabelValues(component), errors: o.errors.WithLabelValues(component)})
+	}
+	s := v.(*sinkSeries)
+	s.latency.Observe(took.Seconds())
+	s.records.Observe(float64(records))
+	if err != nil {
+		s.errors.Inc()
+	}
+}
+
 // kafkaObserver implements kafka.Observer with a counter and a histogram
 // per API and version; the series are looked up once and cached.
 type kafkaObserver struct {

@@ -54,23 +54,38 @@ func (f *httpFront) stop() {
 // runFront is weir run's front door: the hub (when embedded), the pipeline
 // components and, when the file serves Kafka clients, their requests.
 type runFront struct {
-	m       *metrics
-	front   *httpFront
-	listen  string
-	running atomic.Bool
+	m            *metrics
+	front        *httpFront
+	listen       string
+	perPartition bool
+	running      atomic.Bool
 }
 
 // newRunFront returns nil when listen is empty: nothing is served then.
-func newRunFront(listen string, e *pipelines.Engine, perPartition bool) *runFront {
+func newRunFront(listen string, perPartition bool) *runFront {
 	if listen == "" {
 		return nil
 	}
-	r := &runFront{m: newMetrics(), listen: listen}
+	return &runFront{m: newMetrics(), listen: listen, perPartition: perPartition}
+}
+
+// pipelineObserver is the engine's observer (sink writes), or nil.
+func (r *runFront) pipelineObserver() pipelines.Observer {
+	if r == nil {
+		return nil
+	}
+	return r.m.sinkObserver()
+}
+
+// attach registers the engine's components and its embedded hub.
+func (r *runFront) attach(e *pipelines.Engine) {
+	if r == nil {
+		return
+	}
 	if e.Hub() != nil {
-		r.m.addHub(e.Hub(), perPartition)
+		r.m.addHub(e.Hub(), r.perPartition)
 	}
 	r.m.addEngine(e)
-	return r
 }
 
 // observer is the Kafka request observer for hub.listen, or nil.

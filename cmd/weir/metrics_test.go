@@ -419,6 +419,19 @@ pipelines:
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
+	// The sink's batch-size histogram adds up to the records written.
+	var written float64
+	for _, m := range fams["weir_sink_write_records"].GetMetric() {
+		if m.GetLabel()[0].GetValue() == "pipelines.copy.to.file" {
+			written = m.GetHistogram().GetSampleSum()
+		}
+	}
+	if written != n {
+		t.Errorf("weir_sink_write_records sums to %v, want %d", written, n)
+	}
+	if c, ok := metricSum(fams, "weir_sink_write_duration_seconds", map[string]string{"component": "pipelines.copy.to.file"}); !ok || c < 1 {
+		t.Errorf("weir_sink_write_duration_seconds has %v writes (present %v)", c, ok)
+	}
 	status, body := httpGet(t, "http://"+addr+"/readyz")
 	if status != 200 || !strings.Contains(string(body), `"checks":["hub","pipelines"]`) {
 		t.Errorf("/readyz = %d %s", status, body)

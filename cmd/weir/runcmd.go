@@ -70,16 +70,17 @@ batch in hand; anything not committed is read again on the next start.`,
 			if err != nil {
 				return err
 			}
-			e, err := pipelines.New(cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained})
+			if httpListen == "" {
+				httpListen = cfg.HTTP.Listen
+			}
+			front := newRunFront(httpListen, cfg.HTTP.PartitionMetrics)
+			e, err := pipelines.New(cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			if httpListen == "" {
-				httpListen = cfg.HTTP.Listen
-			}
-			front := newRunFront(httpListen, e, cfg.HTTP.PartitionMetrics)
+			front.attach(e)
 			if cfg.Hub.Listen != "" && e.Hub() != nil {
 				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger, Observer: front.observer()})
 				ln, err := srv.Listen(cfg.Hub.Listen)
