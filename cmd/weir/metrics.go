@@ -80,7 +80,7 @@ func (m *metrics) addKafkaServer(srv *kafka.Server) {
 }
 
 // addEngine registers the pipeline file's components.
-func (m *metrics) addEngine(e *pipelines.Engine) {
+func (m *metrics) addEngine(e engineView) {
 	m.reg.MustRegister(&engineCollector{e: e})
 }
 
@@ -282,7 +282,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 
 // engineCollector reads pipelines.Engine.Stats at each scrape.
 type engineCollector struct {
-	e *pipelines.Engine
+	e engineView
 }
 
 var (

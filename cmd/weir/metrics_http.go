@@ -24,9 +24,12 @@ type httpFront struct {
 // startHTTP binds addr and serves the front door with m's metrics. A bind
 // failure is returned: the command must not start without the listener
 // the operator asked for.
-func startHTTP(addr string, m *metrics, logger *slog.Logger, tap *tapHandler) (*httpFront, error) {
+func startHTTP(addr string, m *metrics, logger *slog.Logger, tap *tapHandler, mount ...func(*whttp.Server)) (*httpFront, error) {
 	srv := whttp.NewServer(whttp.Options{Metrics: m.handler(logger), Logger: logger})
 	tap.mount(srv)
+	for _, fn := range mount {
+		fn(srv)
+	}
 	ln, err := srv.Listen(addr)
 	if err != nil {
 		return nil, err
@@ -78,7 +81,7 @@ func (r *runFront) pipelineObserver() pipelines.Observer {
 }
 
 // attach registers the engine's components and its embedded hub.
-func (r *runFront) attach(e *pipelines.Engine) {
+func (r *runFront) attach(e engineView) {
 	if r == nil {
 		return
 	}
@@ -104,11 +107,11 @@ func (r *runFront) kafkaServing(srv *kafka.Server) {
 }
 
 // start binds the listener with checks for the hub and the pipelines.
-func (r *runFront) start(e *pipelines.Engine, logger *slog.Logger) error {
+func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	if r == nil {
 		return nil
 	}
-	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e})
+	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e}, func(s *whttp.Server) { mountReload(s, e) })
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,10 @@ func newRunCmd() *cobra.Command {
 (or an external cluster with hub.kafka), printing a throughput line every few seconds.
 A file with problems is refused, with every problem listed as file:line:col.
 SIGTERM or SIGINT stops it gracefully: sources stop, pipelines finish and commit the
-batch in hand; anything not committed is read again on the next start.`,
+batch in hand; anything not committed is read again on the next start.
+SIGHUP (or POST /-/reload on --http-listen) re-reads FILE: the sources and pipelines whose
+configuration changed are drained and restarted, the others keep running; a file with
+problems is refused with them listed, and the running configuration goes on.`,
 		Example: `  weir run examples/quickstart.yaml
   weir run pipeline.yaml --until-drained     # exit once finite sources are done and all is delivered`,
 		Args: cobra.ExactArgs(1),
@@ -74,7 +77,7 @@ batch in hand; anything not committed is read again on the next start.`,
 				httpListen = cfg.HTTP.Listen
 			}
 			front := newRunFront(httpListen, cfg.HTTP.PartitionMetrics)
-			e, err := pipelines.New(cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()})
+			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()})
 			if err != nil {
 				return err
 			}
@@ -129,7 +132,7 @@ batch in hand; anything not committed is read again on the next start.`,
 
 // printStats prints one throughput line per interval: records per second
 // in and out of each source and pipeline, dead letters and lag.
-func printStats(w io.Writer, e *pipelines.Engine, every time.Duration, done <-chan struct{}) {
+func printStats(w io.Writer, e engineView, every time.Duration, done <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := map[string]pipelines.Stats{}

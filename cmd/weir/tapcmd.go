@@ -44,7 +44,7 @@ const tapBuffer = 1024
 // Neither holds the pipeline or the producers back.
 type tapHandler struct {
 	h *hub.Hub          // nil when running against an external cluster
-	e *pipelines.Engine // nil in weir serve
+	e engineView // nil in weir serve
 }
 
 func (th *tapHandler) mount(s *whttp.Server) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,13 @@ import (
 
 // startRun runs `weir run FILE` and returns its http address.
 func startRun(t *testing.T, file string) (string, *lockedBuffer) {
+	t.Helper()
+	addr, logs, _ := startRunCmd(t, file)
+	return addr, logs
+}
+
+// startRunCmd is startRun that also returns the process.
+func startRunCmd(t *testing.T, file string) (string, *lockedBuffer, *exec.Cmd) {
 	t.Helper()
 	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
 	logs := &lockedBuffer{}
@@ -32,12 +40,12 @@ func startRun(t *testing.T, file string) (string, *lockedBuffer) {
 	})
 	for range 200 {
 		if m := httpServingRE.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], logs
+			return m[1], logs, cmd
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("weir run did not serve http:\n%s", logs.String())
-	return "", nil
+	return "", nil, nil
 }
 
 // TestTapCommand: weir tap shows a running pipeline's records after its
