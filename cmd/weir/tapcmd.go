@@ -43,7 +43,7 @@ const tapBuffer = 1024
 // dataset's new records read from the hub's log at the tap's own pace.
 // Neither holds the pipeline or the producers back.
 type tapHandler struct {
-	h *hub.Hub          // nil when running against an external cluster
+	h *hub.Hub   // nil when running against an external cluster
 	e engineView // nil in weir serve
 }
 
