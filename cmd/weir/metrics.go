@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhub/weir/hub"
@@ -64,7 +65,9 @@ func (m *metrics) kafkaObserver() *kafkaObserver {
 			Help:    "Time from reading a Kafka request to writing its response, by API and version (long polls included).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"api", "version"}),
 	}
-	m.reg.MustRegister(o.requests, o.latency)
+	o.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_kafka_errors_total",
+		Help: "Error codes in Kafka responses (top level, per topic, per partition), by API and code."}, []string{"api", "code"})
+	m.reg.MustRegister(o.requests, o.latency, o.errors)
 	return o
 }
 
@@ -134,6 +137,7 @@ func (o *sinkObserver) SinkWrite(component string, records int, took time.Durati
 type kafkaObserver struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
 	series   sync.Map // int32(key)<<16 | version -> *kafkaSeries
 }
 
@@ -142,16 +146,35 @@ type kafkaSeries struct {
 	latency prometheus.Observer
 }
 
-var _ kafka.Observer = (*kafkaObserver)(nil)
+var (
+	_ kafka.Observer      = (*kafkaObserver)(nil)
+	_ kafka.ErrorObserver = (*kafkaObserver)(nil)
+)
+
+func apiName(key int16) string {
+	if api := kmsg.NameForKey(key); api != "" {
+		return api
+	}
+	return "Unknown" + strconv.Itoa(int(key))
+}
+
+// ObserveError counts an error code; errors are rare, so the series is
+// looked up each time.
+func (o *kafkaObserver) ObserveError(key, code int16) {
+	name := strconv.Itoa(int(code))
+	if e := kerr.ErrorForCode(code); e != nil {
+		if ke, ok := e.(*kerr.Error); ok {
+			name = ke.Message
+		}
+	}
+	o.errors.WithLabelValues(apiName(key), name).Inc()
+}
 
 func (o *kafkaObserver) ObserveRequest(key, version int16, took time.Duration) {
 	id := int32(key)<<16 | int32(uint16(version))
 	v, ok := o.series.Load(id)
 	if !ok {
-		api := kmsg.NameForKey(key)
-		if api == "" {
-			api = "Unknown" + strconv.Itoa(int(key))
-		}
+		api := apiName(key)
 		ver := strconv.Itoa(int(version))
 		v, _ = o.series.LoadOrStore(id, &kafkaSeries{count: o.requests.WithLabelValues(api, ver),
 			latency: o.latency.WithLabelValues(api, ver)})

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 var httpServingRE = regexp.MustCompile(`"http: serving" listen=(\S+)`)
@@ -189,6 +190,20 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	}
 	cons.Close()
 	produce(n, n+more)
+	// A request for a partition that does not exist is answered with
+	// an error code, which is counted.
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lot := kmsg.NewListOffsetsRequestTopic()
+	lot.Topic = dataset
+	lop := kmsg.NewListOffsetsRequestTopicPartition()
+	lop.Partition, lop.Timestamp = 99, -1
+	lot.Partitions = append(lot.Partitions, lop)
+	lo.Topics = append(lo.Topics, lot)
+	if resp, err := prod.Broker(0).Request(ctx, lo); err != nil {
+		t.Fatal(err)
+	} else if code := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0].ErrorCode; code != 3 {
+		t.Fatalf("ListOffsets of partition 99: error code %d, want 3", code)
+	}
 
 	fams, exposition := scrape(t, addr)
 	promtoolCheck(t, exposition)
@@ -223,6 +238,7 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	want("weir_group_committed_offset", map[string]string{"group": group, "dataset": dataset}, n)
 	want("weir_group_lag", map[string]string{"group": group, "dataset": dataset}, more)
 	atLeast("weir_kafka_connections", nil, 1)
+	want("weir_kafka_errors_total", map[string]string{"api": "ListOffsets", "code": "UNKNOWN_TOPIC_OR_PARTITION"}, 1)
 
 	out, err := run(t, "groups", "describe", group, "--brokers", p.addr)
 	if err != nil {

@@ -278,7 +278,7 @@ func (c *conn) writeLoop() {
 				c.cancel()
 				c.nc.Close()
 			} else {
-				c.observe(&p.hdr, p.start)
+				c.observeWritten(p)
 			}
 		}
 		if p.done != nil {
