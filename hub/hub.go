@@ -37,6 +37,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Observer, if set, is told of storage events for metrics. Default
+	// none.
+	Observer Observer
 }
 
 func (o *Options) setDefaults() {

@@ -64,6 +64,9 @@ func openPartition(d *Dataset, id int32) (*Partition, error) {
 		producers: map[int64]*producerState{}, waiters: map[chan struct{}]struct{}{}}
 	opts := d.cfg.logOptions(d.h)
 	opts.OnPublish = p.wake
+	if o := d.h.opts.Observer; o != nil {
+		opts.OnFsync = func(took time.Duration) { o.ObserveFsync(d.name, id, took) }
+	}
 	opts.Logger = opts.Logger.With("dataset", d.name, "partition", id)
 	l, err := wlog.Open(p.dir, opts)
 	if err != nil {

@@ -3,6 +3,7 @@ package hub
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	wlog "github.com/weirhub/weir/log"
 )
@@ -83,6 +84,15 @@ func (h *Hub) GroupStats() []GroupStats {
 		out = append(out, gs)
 	}
 	return out
+}
+
+// Observer is told of the hub's storage events, for metrics; an adapter
+// to a metrics library implements it (cmd/weir has the Prometheus one).
+// Its methods are called from appending and syncing goroutines at once
+// and must be quick.
+type Observer interface {
+	// ObserveFsync reports one fdatasync of a partition's segment file.
+	ObserveFsync(dataset string, partition int32, took time.Duration)
 }
 
 // Err is nil while the hub is open and ErrClosed after Close: what a

@@ -571,7 +571,13 @@ func (l *Log) closeFiles() {
 
 func (l *Log) fdatasync(f *os.File) error {
 	l.stats.fsyncs.Add(1)
-	return fdatasync(f)
+	if l.opts.OnFsync == nil {
+		return fdatasync(f)
+	}
+	start := time.Now()
+	err := fdatasync(f)
+	l.opts.OnFsync(time.Since(start))
+	return err
 }
 
 func fdatasync(f *os.File) error {

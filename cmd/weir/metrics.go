@@ -87,6 +87,30 @@ func (m *metrics) addEngine(e engineView) {
 	m.reg.MustRegister(&engineCollector{e: e})
 }
 
+// fsyncObserver implements hub.Observer: fdatasync latency per dataset.
+type fsyncObserver struct {
+	latency *prometheus.HistogramVec
+	series  sync.Map // dataset -> prometheus.Observer
+}
+
+var _ hub.Observer = (*fsyncObserver)(nil)
+
+func (m *metrics) fsyncObserver() *fsyncObserver {
+	o := &fsyncObserver{latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_dataset_fsync_duration_seconds",
+		Help:    "Time of one fdatasync of a segment file, by dataset.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 3, 11)}, []string{"dataset"})}
+	m.reg.MustRegister(o.latency)
+	return o
+}
+
+func (o *fsyncObserver) ObserveFsync(dataset string, _ int32, took time.Duration) {
+	v, ok := o.series.Load(dataset)
+	if !ok {
+		v, _ = o.series.LoadOrStore(dataset, o.latency.WithLabelValues(dataset))
+	}
+	v.(prometheus.Observer).Observe(took.Seconds())
+}
+
 // sinkObserver implements pipelines.Observer: write latency, batch sizes
 // and errors per sink.
 type sinkObserver struct {

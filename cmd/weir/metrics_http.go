@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
 	"github.com/weirhub/weir/hub/kafka"
 	"github.com/weirhub/weir/pipelines"
@@ -78,6 +79,14 @@ func (r *runFront) pipelineObserver() pipelines.Observer {
 		return nil
 	}
 	return r.m.sinkObserver()
+}
+
+// hubObserver is the hub's observer (fsyncs), or nil.
+func (r *runFront) hubObserver() hub.Observer {
+	if r == nil {
+		return nil
+	}
+	return r.m.fsyncObserver()
 }
 
 // attach registers the engine's components and its embedded hub.

@@ -132,7 +132,7 @@ func promtoolCheck(t *testing.T, exposition []byte) {
 // produced counter says exactly what was produced, request counters moved,
 // and the group lag equals what `weir groups describe` reports.
 func TestServeMetricsAndHealth(t *testing.T) {
-	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--partitions", "2", "--partition-metrics")
+	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--partitions", "2", "--partition-metrics", "--fsync", "always")
 	addr := httpAddr(t, p)
 
 	status, body := httpGet(t, "http://"+addr+"/healthz")
@@ -205,7 +205,18 @@ func TestServeMetricsAndHealth(t *testing.T) {
 		t.Fatalf("ListOffsets of partition 99: error code %d, want 3", code)
 	}
 
+	// Requests are counted once their responses are written, just after
+	// the client may have read them: scrape until the last one shows.
 	fams, exposition := scrape(t, addr)
+	for i := 0; i < 50; i++ {
+		lo, _ := metricSum(fams, "weir_kafka_requests_total", map[string]string{"api": "ListOffsets"})
+		pr, _ := metricSum(fams, "weir_kafka_requests_total", map[string]string{"api": "Produce"})
+		if lo >= 1 && pr >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+		fams, exposition = scrape(t, addr)
+	}
 	promtoolCheck(t, exposition)
 	want := func(name string, labels map[string]string, v float64) {
 		t.Helper()
@@ -231,6 +242,8 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	atLeast("weir_dataset_fetched_bytes_total", ds, n*8)
 	atLeast("weir_dataset_disk_bytes", map[string]string{"dataset": dataset, "tier": "local"}, n*8)
 	atLeast("weir_dataset_segments", ds, 2)
+	atLeast("weir_dataset_fsync_duration_seconds", ds, 2)
+	atLeast("weir_dataset_fsyncs_total", ds, 2)
 	atLeast("weir_kafka_requests_total", map[string]string{"api": "Produce"}, 2)
 	atLeast("weir_kafka_requests_total", map[string]string{"api": "Fetch"}, 1)
 	atLeast("weir_kafka_request_duration_seconds", map[string]string{"api": "Metadata"}, 1)

@@ -49,11 +49,11 @@ type runner interface {
 
 // newRunner runs a file as one engine with --until-drained (a batch run
 // has nothing to reload), else as a reloadable set of engines.
-func newRunner(path string, cfg *pipelines.Config, opts pipelines.Options) (runner, error) {
+func newRunner(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (runner, error) {
 	if opts.UntilDrained {
 		return pipelines.New(cfg, opts)
 	}
-	return newRunSet(path, cfg, opts)
+	return newRunSet(path, cfg, opts, obs)
 }
 
 // runUnit is one source or pipeline running in its own engine.
@@ -83,7 +83,7 @@ type runSet struct {
 }
 
 // newRunSet builds every unit of cfg (read from path) with opts.
-func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options) (*runSet, error) {
+func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (*runSet, error) {
 	shared, common, fps, err := fingerprints(path)
 	if err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options) (*run
 		failed: make(chan error, 1), reload: make(chan chan error)}
 	if !cfg.Hub.External() {
 		h, err := hub.Open(hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger})
+			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs})
 		if err != nil {
 			return nil, fmt.Errorf("opening the hub in %s: %w", cfg.Hub.DataDir, err)
 		}

@@ -77,7 +77,7 @@ problems is refused with them listed, and the running configuration goes on.`,
 				httpListen = cfg.HTTP.Listen
 			}
 			front := newRunFront(httpListen, cfg.HTTP.PartitionMetrics)
-			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()})
+			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()}, front.hubObserver())
 			if err != nil {
 				return err
 			}

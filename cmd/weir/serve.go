@@ -244,14 +244,17 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return err
 	}
+	var m *metrics
+	if cfg.HTTP.Listen != "" {
+		m = newMetrics()
+		opts.Observer = m.fsyncObserver()
+	}
 	h, err := hub.Open(opts)
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
 	kopts := kafka.Options{Advertise: cfg.Advertise, Logger: logger}
-	var m *metrics
-	if cfg.HTTP.Listen != "" {
-		m = newMetrics()
+	if m != nil {
 		m.addHub(h, cfg.HTTP.PartitionMetrics)
 		kopts.Observer = m.kafkaObserver()
 	}

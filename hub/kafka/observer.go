@@ -31,8 +31,8 @@ func (c *conn) observeWritten(p *pending) {
 	if c.s.opts.Observer == nil {
 		return
 	}
+	c.observeErrors(p) // first: a request counted has its errors counted
 	c.observe(&p.hdr, p.start)
-	c.observeErrors(p)
 }
 
 // ErrorObserver is an Observer that also counts the error codes of the
