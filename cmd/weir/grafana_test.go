@@ -85,6 +85,9 @@ func TestGrafanaDashboard(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "access", Value: []byte(`{"n":1}`)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	if status, body := httpGet(t, "http://"+addr+"/readyz"); status != 200 || !strings.Contains(string(body), `"checks":["hub","kafka","pipelines"]`) {
+		t.Errorf("/readyz of weir run serving Kafka clients = %d %s", status, body)
+	}
 	var fams map[string]*dto.MetricFamily
 	for range 100 {
 		fams, _ = scrape(t, addr)

@@ -62,6 +62,7 @@ type runFront struct {
 	front        *httpFront
 	listen       string
 	perPartition bool
+	kafka        *kafka.Server // serving hub.listen, or nil
 	running      atomic.Bool
 }
 
@@ -112,6 +113,7 @@ func (r *runFront) observer() kafka.Observer {
 func (r *runFront) kafkaServing(srv *kafka.Server) {
 	if r != nil {
 		r.m.addKafkaServer(srv)
+		r.kafka = srv
 	}
 }
 
@@ -127,6 +129,14 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	r.front = f
 	if h := e.Hub(); h != nil {
 		f.srv.AddCheck("hub", h.Err)
+	}
+	if srv := r.kafka; srv != nil {
+		f.srv.AddCheck("kafka", func() error {
+			if srv.Addr() == nil {
+				return errors.New("the Kafka listener is not serving")
+			}
+			return nil
+		})
 	}
 	f.srv.AddCheck("pipelines", func() error {
 		if !r.running.Load() {
