@@ -13,5 +13,15 @@
 //	GET /readyz    200 {"ready":true,"checks":{...}} or
 //	               503 {"ready":false,"not_ready":{"hub":"closed",...},...}
 //	/metrics       mounted with Options.Metrics
-//	anything else  added with Server.Handle before Serve
+//	anything else  added with Server.Handle before Serve; cmd/weir adds
+//	               GET /v1/tap/{target} (weir tap) and, for weir run,
+//	               POST /-/reload
+//
+// # Adding routes
+//
+// A feature that serves over HTTP (the dataset subscriptions, for one)
+// registers its handlers with Server.Handle, using net/http.ServeMux
+// patterns with a method and a /v1/ path, and a readiness check with
+// AddCheck when it can be not ready. Handlers that stream hold their
+// connection until the request's context ends; Shutdown ends them.
 package http

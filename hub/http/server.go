@@ -34,6 +34,10 @@ type Server struct {
 	opts Options
 	mux  *nethttp.ServeMux
 	srv  *nethttp.Server
+	// base is every request's parent context, cancelled by Shutdown so
+	// that streaming handlers end.
+	base   context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
 	checks   map[string]Check
@@ -55,8 +59,10 @@ func NewServer(opts Options) *Server {
 	if opts.Metrics != nil {
 		s.mux.Handle("GET /metrics", opts.Metrics)
 	}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	s.srv = &nethttp.Server{Handler: s.mux, ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+		ErrorLog:    slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return s.base }}
 	return s
 }
 
@@ -185,10 +191,12 @@ func (s *Server) StartShutdown() {
 	s.mu.Unlock()
 }
 
-// Shutdown marks the server not ready, stops accepting and waits for the
-// requests in flight until ctx ends; long-lived streams are closed then.
+// Shutdown marks the server not ready, ends streaming handlers (their
+// request contexts are cancelled), stops accepting and waits for the
+// requests in flight until ctx ends, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StartShutdown()
+	s.cancel()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()

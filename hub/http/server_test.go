@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestListenAddr(t *testing.T) {
@@ -100,5 +102,38 @@ func TestListenBusyPortFails(t *testing.T) {
 	if ln, err := s.Listen(busy.Addr().String()); err == nil {
 		ln.Close()
 		t.Fatalf("Listen(%s) on a busy port succeeded", busy.Addr())
+	}
+}
+
+// TestShutdownEndsStreams: a streaming handler's request context ends at
+// Shutdown, so Shutdown does not wait for the stream's client.
+func TestShutdownEndsStreams(t *testing.T) {
+	s := NewServer(Options{})
+	started := make(chan struct{})
+	s.Handle("GET /stream", nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.WriteHeader(200)
+		w.(nethttp.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+	}))
+	ln, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	resp, err := nethttp.Get("http://" + ln.Addr().String() + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Shutdown waited %v for a stream", d)
 	}
 }
