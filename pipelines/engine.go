@@ -48,8 +48,10 @@ type Options struct {
 type Observer interface {
 	// SinkWrite reports one Write call of a sink (component
 	// "pipelines.P.to.S") of records records that took took; err is
-	// what it returned (it may be retried).
-	SinkWrite(component string, records int, took time.Duration, err error)
+	// what it returned (it may be retried). oldest is the earliest
+	// timestamp of the records written: now minus oldest is the
+	// end-to-end delay of the write's oldest record.
+	SinkWrite(component string, records int, oldest time.Time, took time.Duration, err error)
 }
 
 // Engine runs a pipeline file: its sources ingesting into datasets and its

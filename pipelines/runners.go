@@ -547,7 +547,13 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 		start := time.Now()
 		err := s.sink.Write(ctx, pending)
 		if s.obs != nil {
-			s.obs.SinkWrite(s.name, len(pending), time.Since(start), err)
+			oldest := pending[0].Time
+			for _, m := range pending[1:] {
+				if m.Time.Before(oldest) {
+					oldest = m.Time
+				}
+			}
+			s.obs.SinkWrite(s.name, len(pending), oldest, time.Since(start), err)
 		}
 		if err == nil {
 			return true

@@ -115,14 +115,15 @@ func (o *fsyncObserver) ObserveFsync(dataset string, _ int32, took time.Duration
 // and errors per sink.
 type sinkObserver struct {
 	latency *prometheus.HistogramVec
+	delay   *prometheus.HistogramVec
 	records *prometheus.HistogramVec
 	errors  *prometheus.CounterVec
 	series  sync.Map // component -> *sinkSeries
 }
 
 type sinkSeries struct {
-	latency, records prometheus.Observer
-	errors           prometheus.Counter
+	latency, delay, records prometheus.Observer
+	errors                  prometheus.Counter
 }
 
 var _ pipelines.Observer = (*sinkObserver)(nil)
@@ -132,20 +133,23 @@ func (m *metrics) sinkObserver() *sinkObserver {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_sink_write_duration_seconds",
 			Help:    "Time of one sink write (a batch), failed ones included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"component"}),
+		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_sink_delivery_delay_seconds",
+			Help:    "End-to-end delay: from the timestamp of the oldest record of a successful sink write to the write's end.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}, []string{"component"}),
 		records: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_sink_write_records",
 			Help:    "Records in one sink write: the batch sizes.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10)}, []string{"component"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_sink_write_errors_total",
 			Help: "Sink writes that returned an error (retried, or their records dead-lettered)."}, []string{"component"}),
 	}
-	m.reg.MustRegister(o.latency, o.records, o.errors)
+	m.reg.MustRegister(o.latency, o.delay, o.records, o.errors)
 	return o
 }
 
-func (o *sinkObserver) SinkWrite(component string, records int, took time.Duration, err error) {
+func (o *sinkObserver) SinkWrite(component string, records int, oldest time.Time, took time.Duration, err error) {
 	v, ok := o.series.Load(component)
 	if !ok {
-		v, _ = o.series.LoadOrStore(component, &sinkSeries{latency: o.latency.WithLabelValues(component),
+		v, _ = o.series.LoadOrStore(component, &sinkSeries{latency: o.latency.WithLabelValues(component), delay: o.delay.WithLabelValues(component),
 			records: o.records.WithLabelValues(component), errors: o.errors.WithLabelValues(component)})
 	}
 	s := v.(*sinkSeries)
@@ -153,6 +157,8 @@ func (o *sinkObserver) SinkWrite(component string, records int, took time.Durati
 	s.records.Observe(float64(records))
 	if err != nil {
 		s.errors.Inc()
+	} else if !oldest.IsZero() {
+		s.delay.Observe(max(time.Since(oldest), 0).Seconds())
 	}
 }
 

@@ -458,6 +458,9 @@ pipelines:
 	if written != n {
 		t.Errorf("weir_sink_write_records sums to %v, want %d", written, n)
 	}
+	if c, ok := metricSum(fams, "weir_sink_delivery_delay_seconds", map[string]string{"component": "pipelines.copy.to.file"}); !ok || c < 1 {
+		t.Errorf("weir_sink_delivery_delay_seconds has %v observations (present %v)", c, ok)
+	}
 	if c, ok := metricSum(fams, "weir_sink_write_duration_seconds", map[string]string{"component": "pipelines.copy.to.file"}); !ok || c < 1 {
 		t.Errorf("weir_sink_write_duration_seconds has %v writes (present %v)", c, ok)
 	}
