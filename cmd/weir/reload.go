@@ -51,6 +51,8 @@ type runner interface {
 // has nothing to reload), else as a reloadable set of engines.
 func newRunner(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (runner, error) {
 	if opts.UntilDrained {
+		// A batch run has nothing to reload; a SIGHUP must not kill it.
+		signal.Ignore(syscall.SIGHUP)
 		return pipelines.New(cfg, opts)
 	}
 	return newRunSet(path, cfg, opts, obs)
@@ -164,6 +166,14 @@ func (s *runSet) build(cfg *pipelines.Config, common string, fps map[string]stri
 		out = append(out, &runUnit{key: key, fp: common + fps[key], e: e})
 	}
 	return out, nil
+}
+
+// closeRunner stops a runner that never ran: its components and the hub
+// it opened are closed.
+func closeRunner(r runner) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Run(ctx)
 }
 
 // closeUnbuilt closes the components of an engine that never ran.

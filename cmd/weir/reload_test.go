@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -111,5 +112,35 @@ pipelines:
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("weir run: %v\n%s", err, logs.String())
+	}
+}
+
+// TestRunHTTPBindFailure: weir run whose --http-listen cannot bind stops
+// at once with the error, and closes its hub (a second run can open it).
+func TestRunHTTPBindFailure(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+datasets: {in: {partitions: 1}}
+sources:
+  gen:
+    generate: {count: 10}
+    to: in
+`, filepath.Join(dir, "data"))), 0o644)
+	for _, drained := range []bool{false, true} {
+		args := []string{"run", file, "--stats-every", "0", "--http-listen", busy.Addr().String()}
+		if drained {
+			args = append(args, "--until-drained")
+		}
+		out, err := weirCmd(t, nil, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "http: listening on "+busy.Addr().String()) {
+			t.Fatalf("weir run %v with a busy port: %v\n%s", args, err, out)
+		}
 	}
 }

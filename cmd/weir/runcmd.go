@@ -100,6 +100,7 @@ problems is refused with them listed, and the running configuration goes on.`,
 				front.kafkaServing(srv)
 			}
 			if err := front.start(e, logger); err != nil {
+				closeRunner(e)
 				return err
 			}
 			defer front.stop()
