@@ -13,6 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestGrafanaDashboard checks every PromQL expression of
@@ -88,10 +89,23 @@ func TestGrafanaDashboard(t *testing.T) {
 	if status, body := httpGet(t, "http://"+addr+"/readyz"); status != 200 || !strings.Contains(string(body), `"checks":["hub","kafka","pipelines"]`) {
 		t.Errorf("/readyz of weir run serving Kafka clients = %d %s", status, body)
 	}
+	// An error code, for weir_kafka_errors_total: a partition that does
+	// not exist.
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lot := kmsg.NewListOffsetsRequestTopic()
+	lot.Topic = "access"
+	lop := kmsg.NewListOffsetsRequestTopicPartition()
+	lop.Partition, lop.Timestamp = 99, -1
+	lot.Partitions = append(lot.Partitions, lop)
+	lo.Topics = append(lo.Topics, lot)
+	if _, err := cl.Broker(0).Request(ctx, lo); err != nil {
+		t.Fatal(err)
+	}
 	var fams map[string]*dto.MetricFamily
 	for range 100 {
 		fams, _ = scrape(t, addr)
-		if fams["weir_sink_write_records"] != nil && fams["weir_group_lag"] != nil && fams["weir_kafka_requests_total"] != nil {
+		if fams["weir_sink_write_records"] != nil && fams["weir_group_lag"] != nil && fams["weir_kafka_requests_total"] != nil &&
+			fams["weir_dataset_fsync_duration_seconds"] != nil && fams["weir_kafka_errors_total"] != nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -346,10 +346,11 @@ var (
 	descCompFailed = prometheus.NewDesc("weir_component_failures_total", "Failed reads or writes of a component, each retried.", compLabels, nil)
 	descCompDead   = prometheus.NewDesc("weir_component_dead_lettered_records_total", "Records a component sent to its dead-letter dataset.", compLabels, nil)
 	descPipeLag    = prometheus.NewDesc("weir_pipeline_lag", "Records waiting in the hub for the pipeline.", []string{"component"}, nil)
+	descSourceLag  = prometheus.NewDesc("weir_source_lag", "Records waiting upstream for a source that reads a log (a Kafka topic), as of its last fetch.", []string{"component"}, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCompIn, descCompOut, descCompBytes, descCompFailed, descCompDead, descPipeLag} {
+	for _, d := range []*prometheus.Desc{descCompIn, descCompOut, descCompBytes, descCompFailed, descCompDead, descPipeLag, descSourceLag} {
 		ch <- d
 	}
 }
@@ -383,5 +384,8 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		if kind == "pipeline" {
 			ch <- prometheus.MustNewConstMetric(descPipeLag, prometheus.GaugeValue, float64(s.Lag), s.Name)
 		}
+	}
+	for name, lag := range c.e.SourceLags() {
+		ch <- prometheus.MustNewConstMetric(descSourceLag, prometheus.GaugeValue, float64(lag), name)
 	}
 }

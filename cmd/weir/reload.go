@@ -32,6 +32,7 @@ import (
 type engineView interface {
 	Hub() *hub.Hub
 	Stats() []pipelines.Stats
+	SourceLags() map[string]int64
 	Tap(point string, buffer int) (*pipelines.Tap, error)
 	TapPoints() []string
 }
@@ -390,6 +391,16 @@ func (s *runSet) Stats() []pipelines.Stats {
 	var out []pipelines.Stats
 	for _, u := range s.snapshot() {
 		out = append(out, u.e.Stats()...)
+	}
+	return out
+}
+
+func (s *runSet) SourceLags() map[string]int64 {
+	out := map[string]int64{}
+	for _, u := range s.snapshot() {
+		for k, v := range u.e.SourceLags() {
+			out[k] = v
+		}
 	}
 	return out
 }

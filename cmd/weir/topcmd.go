@@ -89,6 +89,11 @@ func scrapeTop(ctx context.Context, client *http.Client, url string) (*topSample
 	each("weir_component_sent_records_total", func(l map[string]string, v float64) { comp(l).out = v })
 	each("weir_component_dead_lettered_records_total", func(l map[string]string, v float64) { comp(l).dead = v })
 	each("weir_component_failures_total", func(l map[string]string, v float64) { comp(l).failed = v })
+	each("weir_source_lag", func(l map[string]string, v float64) {
+		if c := s.comps[l["component"]]; c != nil {
+			c.lag, c.hasLag = v, true
+		}
+	})
 	each("weir_pipeline_lag", func(l map[string]string, v float64) {
 		if c := s.comps[l["component"]]; c != nil {
 			c.lag, c.hasLag = v, true
