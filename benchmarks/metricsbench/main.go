@@ -1,8 +1,9 @@
 // Command metricsbench measures what metrics cost the hub: it starts two
 // `weir serve` processes on this machine, one without --http-listen and
 // one with it whose /metrics it scrapes every second, and produces the
-// same records to each in alternating rounds (off, on, off, on, ...), so
-// that both see the same machine state. It reports each round, the median
+// same records to each in alternating rounds (off then on, on then off,
+// ...; dirty pages written back before each), so that both see the same
+// machine state. It reports each round, the median
 // produce throughput of each side and their ratio; it exits 1 when the
 // ratio is below -min-ratio.
 //
@@ -24,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -227,12 +229,21 @@ func run(cfg config) error {
 	fmt.Printf("metricsbench: %s of %d-byte records per round into %d partitions, acks=all, %d rounds per side, /metrics scraped every %v on one side\n\n",
 		humanize.IBytes(cfg.size), cfg.recordSize, cfg.partitions, cfg.rounds, cfg.scrape)
 	var rOff, rOn []float64
+	type side struct {
+		name string
+		s    *server
+		dst  *[]float64
+	}
 	for i := range cfg.rounds {
-		for _, side := range []struct {
-			name string
-			s    *server
-			dst  *[]float64
-		}{{"metrics off", off, &rOff}, {"metrics on ", on, &rOn}} {
+		// Each side goes first in every other round, and the page cache's
+		// dirty data is written back before each run, so that neither
+		// side pays for the other's writes.
+		sides := []side{{"metrics off", off, &rOff}, {"metrics on ", on, &rOn}}
+		if i%2 == 1 {
+			sides[0], sides[1] = sides[1], sides[0]
+		}
+		for _, side := range sides {
+			syscall.Sync()
 			r, err := produce(ctx, cfg, side.s.kafka, "bench")
 			if err != nil {
 				return fmt.Errorf("round %d %s: %w", i+1, side.name, err)
