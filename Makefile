@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-partitions bench-pipeline bench-ship fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-pipeline bench-ship fuzz lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -47,6 +47,12 @@ bench-hub: build
 	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
 	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
+
+# What metrics cost the hub: two weir serve, one scraped every second, fed
+# the same records in alternating rounds; fails below 0.97x.
+METRICS_FLAGS ?=
+bench-metrics: build
+	cd benchmarks && $(GO) run ./metricsbench -weir ../$(BIN) $(METRICS_FLAGS)
 
 # Pipelines against a plain Go encoding/json program doing the same job
 # (parse, drop debug, add a field, write NDJSON), in one run; with

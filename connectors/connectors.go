@@ -106,6 +106,14 @@ type Drainer interface {
 	Drain()
 }
 
+// Lagger is an optional interface of sources that read from something
+// with end offsets (a Kafka topic): Lag is how many records wait there
+// past what the source has fetched, summed over its partitions, as of its
+// last fetch. It is called from any goroutine, for metrics.
+type Lagger interface {
+	Lag() int64
+}
+
 // Failure is one message a sink could not deliver.
 type Failure struct {
 	Index     int   // in the batch given to Write

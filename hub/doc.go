@@ -22,4 +22,12 @@
 // epoch and sequence as one of its last five batches) is stored once and
 // answered with its original offset. Committed offsets are on disk before
 // the commit returns.
+//
+// # Metrics
+//
+// The hub imports no metrics library. Stats and GroupStats return
+// snapshots (offsets, sizes, append and fetch counters, group positions
+// and lag) cheap enough to read at every scrape, and Options.Observer is
+// told of events that need a histogram (fsync durations). cmd/weir turns
+// both into Prometheus metrics.
 package hub

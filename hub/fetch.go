@@ -63,6 +63,7 @@ func (h *Hub) Fetch(ctx context.Context, req FetchRequest) []FetchResult {
 	if req.MaxWait > 0 {
 		deadline = time.Now().Add(req.MaxWait)
 	}
+	defer countFetched(parts, results)
 	var wake chan struct{}
 	for {
 		total, failed := h.readAll(req, parts, results)

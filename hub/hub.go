@@ -55,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Observer, if set, is told of storage events for metrics. Default
+	// none.
+	Observer Observer
 }
 
 func (o *Options) setDefaults() {
@@ -303,14 +306,8 @@ func (h *Hub) reportUnconsumed(ds *Dataset, partition int32, before, after int64
 	}
 }
 
-// Stats are the hub's counters since it opened, for a metrics adapter to
-// read (the hub imports no metrics library).
-type Stats struct {
-	// Datasets maps each open dataset's name to its counters.
-	Datasets map[string]DatasetStats
-}
-
-// DatasetStats are one dataset's counters since the hub opened it.
+// DatasetStats are one dataset's counters since the hub opened it, for a
+// metrics adapter to read (the hub imports no metrics library).
 type DatasetStats struct {
 	// UnconsumedDeleted counts records that retention deleted before a
 	// consumer group with a committed offset in their partition had read
@@ -318,11 +315,12 @@ type DatasetStats struct {
 	UnconsumedDeleted int64
 }
 
-// Stats returns the hub's counters. Safe for concurrent use.
-func (h *Hub) Stats() Stats {
-	st := Stats{Datasets: map[string]DatasetStats{}}
+// DatasetStats returns the counters of every open dataset, by name. Safe
+// for concurrent use.
+func (h *Hub) DatasetStats() map[string]DatasetStats {
+	st := map[string]DatasetStats{}
 	for _, ds := range h.Datasets() {
-		st.Datasets[ds.name] = DatasetStats{UnconsumedDeleted: ds.unconsumedDeleted.Load()}
+		st[ds.name] = DatasetStats{UnconsumedDeleted: ds.unconsumedDeleted.Load()}
 	}
 	return st
 }

@@ -403,7 +403,7 @@ func TestRetentionReportsUnconsumedRecords(t *testing.T) {
 	}
 	start := p.StartOffset()
 	want := start - 3
-	if got := h.Stats().Datasets["backlog"].UnconsumedDeleted; got != want {
+	if got := h.DatasetStats()["backlog"].UnconsumedDeleted; got != want {
 		t.Errorf("Stats UnconsumedDeleted = %d, want %d (start %d, group slow at 3)", got, want, start)
 	}
 	out := logs.String()
@@ -416,7 +416,7 @@ func TestRetentionReportsUnconsumedRecords(t *testing.T) {
 	}
 	// The second run deletes nothing more and reports nothing more.
 	h.EnforceRetention()
-	if got := h.Stats().Datasets["backlog"].UnconsumedDeleted; got != want {
+	if got := h.DatasetStats()["backlog"].UnconsumedDeleted; got != want {
 		t.Errorf("after a second run UnconsumedDeleted = %d, want %d", got, want)
 	}
 }

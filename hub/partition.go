@@ -32,7 +32,8 @@ type Partition struct {
 	waiters map[chan struct{}]struct{}
 	nwait   atomic.Int32
 
-	floor atomic.Int64 // records below were deleted by DeleteRecords; see records.go
+	floor        atomic.Int64 // records below were deleted by DeleteRecords; see records.go
+	fetchedBytes atomic.Int64 // bytes returned by Fetch, for Stats
 }
 
 // producerState is what a partition remembers of one idempotent producer:
@@ -65,6 +66,9 @@ func openPartition(d *Dataset, id int32) (*Partition, error) {
 		producers: map[int64]*producerState{}, waiters: map[chan struct{}]struct{}{}}
 	opts := d.cfg.logOptions(d.h)
 	opts.OnPublish = p.wake
+	if o := d.h.opts.Observer; o != nil {
+		opts.OnFsync = func(took time.Duration) { o.ObserveFsync(d.name, id, took) }
+	}
 	opts.Logger = opts.Logger.With("dataset", d.name, "partition", id)
 	l, err := wlog.Open(p.dir, opts)
 	if err != nil {

@@ -703,5 +703,11 @@ func (l *Log) closeFiles() {
 
 func (l *Log) fdatasync(s *segment) error {
 	l.stats.fsyncs.Add(1)
-	return s.withFile(File.Sync)
+	if l.opts.OnFsync == nil {
+		return s.withFile(File.Sync)
+	}
+	start := time.Now()
+	err := s.withFile(File.Sync)
+	l.opts.OnFsync(time.Since(start))
+	return err
 }

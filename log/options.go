@@ -98,6 +98,10 @@ type Options struct {
 	// It must be quick: it runs on the appending goroutine. A hub uses it
 	// to wake long-polling fetches that wait on many logs at once.
 	OnPublish func()
+	// OnFsync, if set, is told how long each fdatasync of a segment file
+	// took, for metrics. It must be quick: it runs on the syncing
+	// goroutine. Default none.
+	OnFsync func(took time.Duration)
 }
 
 const maxSegmentBytes = 2 << 30

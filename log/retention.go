@@ -102,3 +102,7 @@ func (l *Log) Size() int64 {
 	}
 	return total
 }
+
+// Segments is the number of segment files of the log, the active one
+// included.
+func (l *Log) Segments() int { return len(*l.segs.Load()) }

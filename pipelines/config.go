@@ -26,6 +26,7 @@ import (
 type Config struct {
 	File      string
 	Hub       HubConfig
+	HTTP      HTTPConfig
 	Datasets  []*DatasetConfig
 	Sources   []*SourceConfig
 	Pipelines []*PipelineConfig
@@ -44,6 +45,14 @@ type HubConfig struct {
 	// Kafka is the external cluster of hub.kafka (brokers, client id,
 	// TLS, SASL, as for the kafka source and sink), or nil.
 	Kafka *kafkaconf.Conn
+}
+
+// HTTPConfig is the http: section: the process's HTTP front door
+// (metrics, health). The engine does not serve it; the command running the
+// file does.
+type HTTPConfig struct {
+	Listen           string // address; a bare port binds 127.0.0.1; "" serves nothing
+	PartitionMetrics bool   // export per-partition series too
 }
 
 // External reports whether the file runs against an external cluster.
@@ -402,6 +411,10 @@ func guessTag(s string) string {
 var (
 	topFields = []connectors.Field{
 		{Name: "hub", Type: connectors.TypeObject, Fields: hubFields, Doc: "Which hub to run against: the embedded one (default) or an external Kafka-compatible cluster."},
+		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness.", Fields: []connectors.Field{
+			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1). Default: off."},
+			{Name: "partition_metrics", Type: connectors.TypeBool, Default: false, Doc: "Also export offsets, produced records and disk bytes per partition."},
+		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
 		{Name: "pipelines", Type: connectors.TypeAny, Doc: "Pipelines by name: each fans a dataset out through processors to sinks."},
@@ -516,6 +529,8 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			l.errAt(h.Node("listen"), "hub.listen serves the embedded hub; it cannot be combined with hub.kafka")
 		}
 	}
+	hc := top.Object("http")
+	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics")}
 	declared := map[string]*DatasetConfig{}
 	l.mapping(top.Node("datasets"), "dataset", func(k, v *yaml.Node) {
 		if err := validName(k.Value); err != "" {

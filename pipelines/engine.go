@@ -36,6 +36,22 @@ type Options struct {
 	// DrainTimeout bounds how long Run waits for in-flight work when it
 	// stops. Default 30s.
 	DrainTimeout time.Duration
+	// Observer, if set, is told of every sink write, for metrics.
+	// Default none.
+	Observer Observer
+}
+
+// Observer is told of what the engine does, for metrics; an adapter to a
+// metrics library implements it (cmd/weir has the Prometheus one). Its
+// methods are called from every pipeline's goroutines at once and must be
+// quick.
+type Observer interface {
+	// SinkWrite reports one Write call of a sink (component
+	// "pipelines.P.to.S") of records records that took took; err is
+	// what it returned (it may be retried). oldest is the earliest
+	// timestamp of the records written: now minus oldest is the
+	// end-to-end delay of the write's oldest record.
+	SinkWrite(component string, records int, oldest time.Time, took time.Duration, err error)
 }
 
 // Engine runs a pipeline file: its sources ingesting into datasets and its
@@ -218,7 +234,7 @@ func (e *Engine) build() error {
 				fail(sc.pos, fmt.Errorf("sink %s: %w", sc.Name, err))
 				continue
 			}
-			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name)})
+			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name), name: name, obs: e.opts.Observer})
 		}
 		pr.dlq = &deadLetters{client: e.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log,
 			maxValue: e.deadValueLimit(pc.DeadLetter)}

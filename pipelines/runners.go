@@ -227,6 +227,7 @@ type pipelineRunner struct {
 	live       []*connectors.Message
 	chunk      []*connectors.Message
 	commit     map[hub.TopicPartition]int64
+	taps       tapSet // weir tap's samples of what the processors pass on
 }
 
 type sinkRunner struct {
@@ -238,6 +239,9 @@ type sinkRunner struct {
 	sub     []*connectors.Message
 	fails   []failure
 	stopped bool // the last delivery gave up because of a stop
+
+	name string   // pipelines.P.to.S, for the Observer
+	obs  Observer // nil: none
 }
 
 // caughtUp reports whether the pipeline's last polls found nothing new.
@@ -422,6 +426,7 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	if err != nil {
 		return err
 	}
+	p.taps.offer(live)
 	// Every sink at once; each retries on its own.
 	var wg sync.WaitGroup
 	for _, s := range p.sinks {
@@ -564,7 +569,17 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 	attempt := 0 // counted against retry.Attempts (0: no limit)
 	for wait := 0; ; wait++ {
 		attempt++
+		start := time.Now()
 		err := s.sink.Write(ctx, pending)
+		if s.obs != nil {
+			oldest := pending[0].Time
+			for _, m := range pending[1:] {
+				if m.Time.Before(oldest) {
+					oldest = m.Time
+				}
+			}
+			s.obs.SinkWrite(s.name, len(pending), oldest, time.Since(start), err)
+		}
 		if err == nil {
 			s.stats.addOut(int64(len(pending)))
 			return true

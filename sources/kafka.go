@@ -93,6 +93,27 @@ type kafkaSource struct {
 	wanted     bool          // a rebalance waits
 	changed    chan struct{} // closed and replaced when pending batches leave
 	closed     bool
+	lags       map[kafkaTP]int64 // per partition, as of its last fetch (Lag)
+}
+
+type kafkaTP struct {
+	topic     string
+	partition int32
+}
+
+var _ connectors.Lagger = (*kafkaSource)(nil)
+
+// Lag is the records past the source's last fetch of each of its
+// partitions: the high watermark of that fetch minus the offset after
+// its last record.
+func (s *kafkaSource) Lag() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, l := range s.lags {
+		n += l
+	}
+	return n
 }
 
 type kafkaMsg struct {
@@ -208,6 +229,11 @@ func (s *kafkaSource) onRevoked(_ context.Context, _ *kgo.Client, gone map[strin
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.acks.Revoke()
+	for topic, ps := range gone {
+		for _, p := range ps {
+			delete(s.lags, kafkaTP{topic, p})
+		}
+	}
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		lost := false
@@ -293,6 +319,15 @@ func (s *kafkaSource) poll(ctx context.Context) error {
 		default:
 			errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, err))
 		}
+	})
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		if s.lags == nil {
+			s.lags = map[kafkaTP]int64{}
+		}
+		s.lags[kafkaTP{p.Topic, p.Partition}] = max(p.HighWatermark-p.Records[len(p.Records)-1].Offset-1, 0)
 	})
 	n, nh := 0, 0
 	fs.EachRecord(func(r *kgo.Record) {

@@ -331,3 +331,47 @@ func TestKafkaSourceSASLAndTLS(t *testing.T) {
 		}
 	})
 }
+
+// TestKafkaSourceLag: Lag counts the records past the last fetch of each
+// partition, and reaches 0 once everything was read.
+func TestKafkaSourceLag(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	if _, err := w.Hub.CreateDataset("lagged", hub.DatasetConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 { // six batches
+		kafkaProduce(t, "lagged", i*100, 100, kgo.SeedBrokers(w.Addr))
+	}
+	s := hubBuild(t, &kafkaSpec, newKafka, connectors.Resources{Name: "sources.lagged"},
+		fmt.Sprintf("brokers: [%s]\ntopics: [lagged]\nmax_batch_records: 100\nfetch_max_bytes: 1KiB", w.Addr))
+	l := s.(connectors.Lagger)
+	if got := l.Lag(); got != 0 {
+		t.Fatalf("Lag() = %d before any fetch, want 0", got)
+	}
+	ackAll := func(bs []hubBatch) {
+		for _, b := range bs {
+			if err := b.ack(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first := hubReadN(t, s, 100, 20*time.Second)
+	if got := l.Lag(); got < 100 || got > 500 {
+		t.Fatalf("Lag() = %d after reading the first batch of 600 records, want 100 to 500", got)
+	}
+	ackAll(first)
+	total := 0
+	for _, b := range first {
+		total += len(b.msgs)
+	}
+	for total < 600 {
+		bs := hubReadN(t, s, 1, 20*time.Second)
+		for _, b := range bs {
+			total += len(b.msgs)
+		}
+		ackAll(bs)
+	}
+	if got := l.Lag(); got != 0 {
+		t.Fatalf("Lag() = %d after reading all, want 0", got)
+	}
+}

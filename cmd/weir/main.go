@@ -64,12 +64,18 @@ var stopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 // stopContext is cancelled, with the signal as its cause, when one of
 // stopSignals arrives. stop releases the signals.
 func stopContext(parent context.Context) (ctx context.Context, stop func()) {
+	return stopContextOn(parent, stopSignals...)
+}
+
+// stopContextOn is stopContext for the given signals only (weir run keeps
+// SIGHUP for a reload).
+func stopContextOn(parent context.Context, sigs ...os.Signal) (ctx context.Context, stop func()) {
 	if parent == nil {
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, stopSignals...)
+	signal.Notify(ch, sigs...)
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -106,9 +112,19 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 		Version:       versionString(),
 	}
 	root.SetVersionTemplate("weir {{.Version}}\n")
+	root.PersistentFlags().String("log-format", "text", "format of log lines on stderr: text or json (one object per line)")
 	root.AddCommand(newRunCmd(), newLintCmd(), newTestCmd(), newListCmd(), newServeCmd(), newTopicsCmd(),
-		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd())
+		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd(),
+		newTapCmd(), newTopCmd())
 	return root
+}
+
+// logFormatOf is the --log-format of cmd (a persistent flag of the root).
+func logFormatOf(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup("log-format"); f != nil {
+		return f.Value.String()
+	}
+	return "text"
 }
 
 func main() {

@@ -39,7 +39,7 @@ func load(path string) (*pipelines.Config, error) {
 func newRunCmd() *cobra.Command {
 	var untilDrained, showSummary bool
 	var statsEvery time.Duration
-	var logLevel, cpuProfile string
+	var logLevel, cpuProfile, httpListen string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -50,7 +50,11 @@ to stderr, so "weir run p.yaml | jq" works. The summary table is printed at exit
 --summary, and always at the end of --until-drained runs.
 A file with problems is refused, with every problem listed as file:line:col.
 SIGTERM or SIGINT stops it gracefully: sources stop, pipelines finish and commit the
-batch in hand; anything not committed is read again on the next start.`,
+batch in hand; anything not committed is read again on the next start.
+SIGHUP (or POST /-/reload on --http-listen) re-reads FILE: the sources and pipelines whose
+configuration changed are drained and restarted, the others keep running; a file with
+problems is refused with them listed, and the running configuration goes on. With
+--until-drained there is nothing to reload: SIGHUP stops it gracefully, as SIGTERM does.`,
 		Example: `  weir run examples/quickstart.yaml
   weir run pipeline.yaml --until-drained     # exit once finite sources are done and all is delivered`,
 		Args: cobra.ExactArgs(1),
@@ -67,18 +71,23 @@ batch in hand; anything not committed is read again on the next start.`,
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
-			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormatOf(cmd))
 			if err != nil {
 				return err
 			}
-			e, err := pipelines.New(cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained})
+			if httpListen == "" {
+				httpListen = cfg.HTTP.Listen
+			}
+			front := newRunFront(httpListen, cfg.HTTP.PartitionMetrics)
+			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()}, front.hubObserver())
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext(cmd.Context())
+			ctx, stop := stopContextOn(cmd.Context(), runSignals(untilDrained)...)
 			defer stop()
+			front.attach(e)
 			if cfg.Hub.Listen != "" && e.Hub() != nil {
-				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger})
+				srv := kafka.NewServer(e.Hub(), kafka.Options{Advertise: cfg.Hub.Advertise, Logger: logger, Observer: front.observer()})
 				ln, err := srv.Listen(cfg.Hub.Listen)
 				if err != nil {
 					return err
@@ -90,7 +99,13 @@ batch in hand; anything not committed is read again on the next start.`,
 					srv.Shutdown(sctx)
 				}()
 				logger.Info("weir: serving Kafka clients too", "listen", ln.Addr().String())
+				front.kafkaServing(srv)
 			}
+			if err := front.start(e, logger); err != nil {
+				closeRunner(e)
+				return err
+			}
+			defer front.stop()
 			var wg sync.WaitGroup
 			statsDone := make(chan struct{})
 			if statsEvery > 0 {
@@ -100,7 +115,9 @@ batch in hand; anything not committed is read again on the next start.`,
 					printStats(cmd.ErrOrStderr(), e, statsEvery, statsDone)
 				}()
 			}
+			front.setRunning(true)
 			runErr := e.Run(ctx)
+			front.setRunning(false)
 			close(statsDone)
 			wg.Wait()
 			stats := e.Stats()
@@ -117,13 +134,14 @@ batch in hand; anything not committed is read again on the next start.`,
 	cmd.Flags().BoolVar(&showSummary, "summary", false, "print a table of every component's counters on stderr at exit (always with --until-drained)")
 	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }
 
 // printStats prints one throughput line per interval: records per second
 // in and out of each source and pipeline, dead letters and lag.
-func printStats(w io.Writer, e *pipelines.Engine, every time.Duration, done <-chan struct{}) {
+func printStats(w io.Writer, e engineView, every time.Duration, done <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := map[string]pipelines.Stats{}

@@ -30,8 +30,16 @@ type serveConfig struct {
 	Advertise  string         `yaml:"advertise"`
 	AutoCreate *bool          `yaml:"auto_create"`
 	LogLevel   string         `yaml:"log_level"`
+	LogFormat  string         `yaml:"log_format"`
+	HTTP       httpConfig     `yaml:"http"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+}
+
+// httpConfig is the http: section of serve's YAML (and --http-listen).
+type httpConfig struct {
+	Listen           string `yaml:"listen"`
+	PartitionMetrics bool   `yaml:"partition_metrics"`
 }
 
 type datasetDefault struct {
@@ -46,7 +54,8 @@ type datasetDefault struct {
 const serveExample = `  weir serve
   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertise broker1.internal:9092
   weir serve --config weir.yaml      # data_dir, listen, advertise, auto_create, defaults: {fsync: always}
-  WEIR_LISTEN=127.0.0.1:19092 weir serve`
+  WEIR_LISTEN=127.0.0.1:19092 weir serve
+  weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644`
 
 func newServeCmd() *cobra.Command {
 	var cfgFile string
@@ -59,12 +68,15 @@ func newServeCmd() *cobra.Command {
 consume, join groups and manage topics (datasets) against it.
 
 Settings come from --config FILE (YAML), then environment variables WEIR_DATA_DIR,
-WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL, then flags.
+WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL,
+WEIR_LOG_FORMAT, WEIR_HTTP_LISTEN, then flags.
+With --http-listen (http: {listen: ...}) it also serves Prometheus metrics at /metrics,
+liveness at /healthz and readiness at /readyz.
 SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answered, logs closed.`,
 		Example: serveExample,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := serveConfig{DataDir: "./data", Listen: "127.0.0.1:9092", LogLevel: "info"}
+			cfg := serveConfig{DataDir: "./data", Listen: "127.0.0.1:9092", LogLevel: "info", LogFormat: "text"}
 			if cfgFile != "" {
 				if err := loadServeConfig(cfgFile, &cfg); err != nil {
 					return err
@@ -96,6 +108,15 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("debug-addr") {
 				cfg.DebugAddr = flags.DebugAddr
 			}
+			if f.Changed("http-listen") {
+				cfg.HTTP.Listen = flags.HTTP.Listen
+			}
+			if f.Changed("partition-metrics") {
+				cfg.HTTP.PartitionMetrics = flags.HTTP.PartitionMetrics
+			}
+			if lf := cmd.Flags().Lookup("log-format"); lf != nil && lf.Changed {
+				cfg.LogFormat = lf.Value.String()
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -109,6 +130,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1)")
+	f.BoolVar(&flags.HTTP.PartitionMetrics, "partition-metrics", false, "also export offsets, produced records and disk bytes per partition")
 	return cmd
 }
 
@@ -136,18 +159,29 @@ func applyEnv(cfg *serveConfig) {
 	set("WEIR_ADVERTISE", &cfg.Advertise)
 	set("WEIR_FSYNC", &cfg.Defaults.Fsync)
 	set("WEIR_LOG_LEVEL", &cfg.LogLevel)
+	set("WEIR_LOG_FORMAT", &cfg.LogFormat)
+	set("WEIR_HTTP_LISTEN", &cfg.HTTP.Listen)
 	if v, ok := os.LookupEnv("WEIR_AUTO_CREATE"); ok {
 		b := v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes")
 		cfg.AutoCreate = &b
 	}
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger returns the logger of a command: format "text" (default) or
+// "json", one object per line, with slog's handlers.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 // hubOptions turns the serve configuration into hub options.
@@ -200,7 +234,7 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
-	logger, err := newLogger(logOut, cfg.LogLevel)
+	logger, err := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -208,15 +242,41 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return err
 	}
+	var m *metrics
+	if cfg.HTTP.Listen != "" {
+		m = newMetrics()
+		opts.Observer = m.fsyncObserver()
+	}
 	h, err := hub.Open(opts)
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	srv := kafka.NewServer(h, kafka.Options{Advertise: cfg.Advertise, Logger: logger})
+	kopts := kafka.Options{Advertise: cfg.Advertise, Logger: logger}
+	if m != nil {
+		m.addHub(h, cfg.HTTP.PartitionMetrics)
+		kopts.Observer = m.kafkaObserver()
+	}
+	srv := kafka.NewServer(h, kopts)
 	ln, err := srv.Listen(cfg.Listen)
 	if err != nil {
 		h.Close()
 		return err
+	}
+	var front *httpFront
+	if m != nil {
+		m.addKafkaServer(srv)
+		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}); err != nil {
+			ln.Close()
+			h.Close()
+			return err
+		}
+		front.srv.AddCheck("hub", h.Err)
+		front.srv.AddCheck("kafka", func() error {
+			if srv.Addr() == nil {
+				return errors.New("the Kafka listener is not serving")
+			}
+			return nil
+		})
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -238,11 +298,16 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	logger.Info("weir: hub serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
 	select {
 	case err = <-served:
+		front.stop()
 		h.Close()
 		return err
 	case <-ctx.Done():
 	}
 	logger.Info("weir: shutting down", "why", context.Cause(ctx))
+	if front != nil {
+		front.srv.StartShutdown()
+		defer front.stop()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -44,8 +44,9 @@ func TestServeStopsGracefullyOnSIGHUP(t *testing.T) {
 	}
 }
 
-// TestRunStopsGracefullyOnSIGHUP: SIGHUP drains `weir run` and exits 0,
-// as SIGTERM does, instead of killing it mid-pipeline.
+// TestRunStopsGracefullyOnSIGHUP: SIGHUP drains `weir run --until-drained`
+// and exits 0, as SIGTERM does, instead of killing it mid-pipeline (without
+// --until-drained SIGHUP reloads the file: TestReload).
 func TestRunStopsGracefullyOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	prefill(t, filepath.Join(dir, "data"), "in", 1, 2000)
@@ -60,7 +61,7 @@ pipelines:
     to:
       - file: {path: "%s/out.ndjson", format: ndjson}
 `, filepath.Join(dir, "data"), filepath.Join(dir, "out"))), 0o644)
-	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0", "--log-level", "info")
+	cmd := weirCmd(t, nil, "run", file, "--until-drained", "--stats-every", "0", "--log-level", "info")
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -40,6 +40,7 @@ type pending struct {
 	write      func(c *conn) error // writes the whole frame itself (fetch)
 	done       func()              // runs after writing or abandoning
 	closeAfter bool                // close the connection after this response
+	start      time.Time           // when the request was read, for the Observer
 }
 
 // conn is one client connection.
@@ -140,6 +141,10 @@ func (c *conn) readLoop() error {
 
 // handle decodes one request and queues its response.
 func (c *conn) handle(body []byte) error {
+	var start time.Time
+	if c.s.opts.Observer != nil {
+		start = time.Now()
+	}
 	var h header
 	h.key = int16(binary.BigEndian.Uint16(body))
 	h.version = int16(binary.BigEndian.Uint16(body[2:]))
@@ -164,7 +169,7 @@ func (c *conn) handle(body []byte) error {
 		// retries with a version we list.
 		resp := apiVersionsResponse(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
-		c.queue(&pending{hdr: h, resp: resp})
+		c.queue(&pending{hdr: h, resp: resp, start: start})
 		return nil
 	}
 	if !known {
@@ -186,9 +191,10 @@ func (c *conn) handle(body []byte) error {
 	}
 	p := a.handle(c, &h, req)
 	if p == nil {
+		c.observe(&h, start)
 		return nil // nothing to answer (acks=0)
 	}
-	p.hdr = h
+	p.hdr, p.start = h, start
 	p.flexHeader = req.IsFlexible() && h.key != 18 // ApiVersions always answers with header v0
 	c.queue(p)
 	if p.closeAfter {
@@ -272,6 +278,8 @@ func (c *conn) writeLoop() {
 				c.s.opts.Logger.Info("kafka: writing a response failed; closing the connection", "remote", c.remote, "err", failed)
 				c.cancel()
 				c.nc.Close()
+			} else {
+				c.observeWritten(p)
 			}
 		}
 		if p.done != nil {

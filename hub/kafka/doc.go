@@ -26,4 +26,11 @@
 // kafka-python, franz-go, sarama and kafkajs need (internal/kafkatest
 // runs them against the server), plus CreatePartitions and
 // DescribeConfigs for tooling.
+//
+// # Metrics
+//
+// Options.Observer is told of every request answered (API key, version,
+// time from reading the request to writing its response) and, when it
+// implements ErrorObserver, of the error codes in the responses. The
+// package imports no metrics library; cmd/weir has the Prometheus adapter.
 package kafka

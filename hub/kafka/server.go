@@ -41,6 +41,8 @@ type Options struct {
 	MaxInFlight int
 	// Logger receives connection and protocol events. Default: discard.
 	Logger *slog.Logger
+	// Observer, if set, is told of every request answered. Default none.
+	Observer Observer
 }
 
 func (o *Options) setDefaults() {

@@ -23,6 +23,7 @@ var allowed = map[string][]string{
 	"hub":             {"log", "codecs", "internal/atomicfile"},
 	"hub/kafka":       {"hub", "log", "codecs"},
 	"hub/kafkaclient": {"hub", "codecs", "internal/kafkaconf"},
+	"hub/http":        {"hub", "log", "codecs"},
 	"connectors":      {"hub", "codecs"},
 	"sources":         {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf", "internal/ackq", "internal/atomicfile"},
 	"sinks":           {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf"},
@@ -90,6 +91,11 @@ func TestImportLayers(t *testing.T) {
 		for _, imp := range p.Imports { // production imports only; tests may reach further
 			dep := rel(imp)
 			if dep == "" {
+				// STYLE.md: core packages import no metrics library;
+				// the Prometheus adapter lives in cmd.
+				if strings.HasPrefix(imp, "github.com/prometheus/") && !within(me, "cmd") {
+					t.Errorf("%s imports %s: only cmd may import a metrics library", me, imp)
+				}
 				continue
 			}
 			for _, nv := range never {
