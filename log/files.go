@@ -22,12 +22,18 @@ type FileCache struct {
 	open int
 	// stats
 	opens, evictions int64
+
+	// seals bounds the background sealers of the logs sharing the cache:
+	// each holds its segment's file (and its index files) open while it
+	// syncs, so that many logs rolling at once stay within the file limit.
+	seals chan struct{}
 }
 
 // NewFileCache returns a cache that keeps at most limit files open when
 // they are not in use. A limit below 1 means 1.
 func NewFileCache(limit int) *FileCache {
-	return &FileCache{limit: max(limit, 1)}
+	limit = max(limit, 1)
+	return &FileCache{limit: limit, seals: make(chan struct{}, min(8, max(1, limit/8)))}
 }
 
 // FileCacheStats are a cache's counters.

@@ -542,6 +542,8 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	if sealHook != nil {
 		sealHook()
 	}
+	l.files.seals <- struct{}{}
+	defer func() { <-l.files.seals }()
 	var err error
 	if l.opts.Sync != SyncNever {
 		if err = l.fdatasync(s); err != nil {
