@@ -637,6 +637,10 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			}
 		}
 		raw := c.raw[at:]
+		maxDecompressed := codecs.DefaultMaxDecompressed
+		if ds, err := c.h.Dataset(tp.Topic); err == nil {
+			maxDecompressed = max(maxDecompressed, codecs.MaxDecompressedFor(ds.Config().MaxMessageBytes))
+		}
 		f := Fetch{Dataset: tp.Topic, Partition: tp.Partition, HighWatermark: r.HighWatermark}
 		next := c.pos[tp]
 		for b := raw; len(b) > 0; {
@@ -651,15 +655,15 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			}
 			ri := &c.iters[it]
 			it++
-			if err := ri.Reset(batch); err != nil {
-				return nil, fmt.Errorf("hub: fetching %s/%d: %w", tp.Topic, tp.Partition, err)
-			}
+			ri.MaxDecompressed = maxDecompressed
+			recsBefore, nextBefore := len(f.Records), next
+			err := ri.Reset(batch)
 			h := ri.Header()
-			if h.IsControl() {
+			if err == nil && h.IsControl() {
 				next = max(next, h.NextOffset())
 				continue
 			}
-			for ri.Next() {
+			for err == nil && ri.Next() {
 				rec := *ri.Record()
 				if rec.Offset < next {
 					continue
@@ -670,8 +674,17 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				f.Records = append(f.Records, rec)
 				next = rec.Offset + 1
 			}
-			if err := ri.Err(); err != nil {
-				return nil, fmt.Errorf("hub: fetching %s/%d: %w", tp.Topic, tp.Partition, err)
+			if err == nil {
+				err = ri.Err()
+			}
+			if err != nil {
+				if recsBefore == 0 {
+					return nil, corruptFetch(tp, err)
+				}
+				// Deliver the records before the bad batch; the next
+				// poll starts at it and reports it.
+				f.Records, next = f.Records[:recsBefore], nextBefore
+				break
 			}
 			next = max(next, h.NextOffset())
 		}

@@ -140,6 +140,9 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 		if h.IsControl() || h.IsTransactional() {
 			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
 		}
+		if err := checkProduced(p.ds, rest[:h.Size()]); err != nil {
+			return res, err
+		}
 		hs = append(hs, h)
 		rest = rest[h.Size():]
 	}

@@ -1,0 +1,199 @@
+package kafka
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/hub"
+)
+
+// The hostile clients of issue 18, each with the minimal reproduction the
+// issue gives: every test asserts the answer (or the close), that the
+// broker still answers Metadata, and a memory or CPU bound.
+
+// poisonBatch frames body as a RecordBatch v2 of codec c claiming count
+// records, with a valid CRC: only a walk over the records can tell it is
+// bad.
+func poisonBatch(c codecs.Compression, count int32, body []byte) []byte {
+	b := make([]byte, codecs.HeaderSize, codecs.HeaderSize+len(body))
+	binary.BigEndian.PutUint32(b[8:], uint32(codecs.HeaderSize-codecs.LengthPrefix+len(body)))
+	b[16] = codecs.Magic
+	binary.BigEndian.PutUint16(b[21:], uint16(c))
+	binary.BigEndian.PutUint32(b[23:], uint32(count-1))
+	binary.BigEndian.PutUint64(b[43:], ^uint64(0)) // producer id -1
+	binary.BigEndian.PutUint16(b[51:], ^uint16(0))
+	binary.BigEndian.PutUint32(b[53:], ^uint32(0))
+	binary.BigEndian.PutUint32(b[57:], uint32(count))
+	b = append(b, body...)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-codecs.LengthPrefix))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+func zstdNoSize(t testing.TB, src []byte) []byte {
+	var out bytes.Buffer
+	w, err := zstd.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(src)
+	w.Close()
+	return out.Bytes()
+}
+
+// produceRaw sends one Produce v7 (acks=all) of batch to topic/0 on c and
+// returns the partition's error code.
+func produceRaw(t *testing.T, c net.Conn, topic string, batch []byte) int16 {
+	t.Helper()
+	req := kmsg.NewProduceRequest()
+	req.Version = 7
+	req.Acks = -1
+	req.TimeoutMillis = 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write(frame(0, 7, 7, req.AppendTo(nil))); err != nil {
+		t.Fatalf("sending a produce: %v", err)
+	}
+	body := readFrame(t, c)
+	resp := kmsg.NewProduceResponse()
+	resp.Version = 7
+	if err := resp.ReadFrom(body[4:]); err != nil {
+		t.Fatalf("decoding the produce response: %v", err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// metadataAnswers checks that a fresh connection gets a Metadata answer.
+func metadataAnswers(t *testing.T, addr string) {
+	t.Helper()
+	c := rawConn(t, addr)
+	req := kmsg.NewMetadataRequest()
+	req.Version = 1
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(frame(3, 1, 9, req.AppendTo(nil))); err != nil {
+		t.Fatalf("sending metadata: %v", err)
+	}
+	body := readFrame(t, c)
+	resp := kmsg.NewMetadataResponse()
+	resp.Version = 1
+	if err := resp.ReadFrom(body[4:]); err != nil || len(resp.Brokers) != 1 {
+		t.Fatalf("metadata after hostile input: %v, %d brokers", err, len(resp.Brokers))
+	}
+}
+
+// allocDuring is how many bytes the process allocated while fn ran.
+func allocDuring(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestPoisonBatchesRefused is item 1: batches whose CRC and header are
+// fine but whose records are not are answered CORRUPT_MESSAGE and nothing
+// is stored (no offsets used up), and a good batch after them is stored.
+func TestPoisonBatchesRefused(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	if _, err := b.hub.CreateDataset("poison", hub.DatasetConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	good := kgoBuilder{}.build("a", "b", "c", "d", "e")
+	five := good[codecs.HeaderSize:]
+	ff := bytes.Repeat([]byte{0xff}, 100)
+	gz, err := codecs.Gzip.AppendCompressed(nil, five)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz[len(gz)/2] ^= 0xff // corrupt gzip payload (its own CRC fails)
+	cases := map[string][]byte{
+		"a million records claimed over 5": poisonBatch(codecs.None, 1_000_000, five),
+		"records of 0xff":                  poisonBatch(codecs.None, 5, ff),
+		"records of 0xff, zstd":            poisonBatch(codecs.Zstd, 5, zstdNoSize(t, ff)),
+		"corrupt gzip payload":             poisonBatch(codecs.Gzip, 5, gz),
+		"corrupt zstd payload":             poisonBatch(codecs.Zstd, 5, append([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0x58}, ff...)),
+	}
+	c := rawConn(t, b.addr)
+	for name, batch := range cases {
+		var code int16
+		alloc := allocDuring(func() { code = produceRaw(t, c, "poison", batch) })
+		if code != kerr.CorruptMessage.Code {
+			t.Errorf("%s: error code %d (%v), want CORRUPT_MESSAGE", name, code, kerr.ErrorForCode(code))
+		}
+		if alloc > 16<<20 {
+			t.Errorf("%s: the broker allocated %d bytes for a %d-byte batch", name, alloc, len(batch))
+		}
+	}
+	ds, _ := b.hub.Dataset("poison")
+	p, _ := ds.Partition(0)
+	if hw := p.HighWatermark(); hw != 0 {
+		t.Fatalf("high watermark %d after refused batches, want 0 (offsets used up)", hw)
+	}
+	if code := produceRaw(t, c, "poison", good); code != 0 {
+		t.Fatalf("a good batch after the poison: error %v", kerr.ErrorForCode(code))
+	}
+	if hw := p.HighWatermark(); hw != 5 {
+		t.Fatalf("high watermark %d after a good batch of 5, want 5", hw)
+	}
+	metadataAnswers(t, b.addr)
+}
+
+// TestCompressionBombRefused is item 2: a zstd frame without a content
+// size that expands far past the dataset's limit is refused without the
+// broker allocating what it expands to.
+func TestCompressionBombRefused(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	if _, err := b.hub.CreateDataset("bomb", hub.DatasetConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// One record whose value is 256 MiB of zeros, and plain zeros.
+	zeros := make([]byte, 256<<20)
+	rec := []byte{0}
+	rec = codecs.AppendVarint(rec, 0)
+	rec = codecs.AppendVarint(rec, 0)
+	rec = codecs.AppendVarint(rec, -1)
+	rec = codecs.AppendVarint(rec, int64(len(zeros)))
+	recs := codecs.AppendVarint(nil, int64(len(rec)+len(zeros)+1))
+	recs = append(recs, rec...)
+	recs = append(recs, zeros...)
+	recs = append(recs, 0)
+	cases := map[string]struct {
+		batch []byte
+		want  int16
+	}{
+		"one record of 256 MiB": {poisonBatch(codecs.Zstd, 1, zstdNoSize(t, recs)), kerr.MessageTooLarge.Code},
+		"256 MiB of zeros":      {poisonBatch(codecs.Zstd, 1, zstdNoSize(t, zeros)), kerr.CorruptMessage.Code},
+	}
+	zeros, recs = nil, nil
+	c := rawConn(t, b.addr)
+	for name, tc := range cases {
+		var code int16
+		start := time.Now()
+		alloc := allocDuring(func() { code = produceRaw(t, c, "bomb", tc.batch) })
+		if code != tc.want {
+			t.Errorf("%s (%d bytes): error %v, want %v", name, len(tc.batch), kerr.ErrorForCode(code), kerr.ErrorForCode(tc.want))
+		}
+		if alloc > 32<<20 {
+			t.Errorf("%s: the broker allocated %d bytes", name, alloc)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: refusing took %v", name, d)
+		}
+	}
+	metadataAnswers(t, b.addr)
+}
