@@ -2,10 +2,12 @@ package kafka
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +198,50 @@ func TestCompressionBombRefused(t *testing.T) {
 		}
 	}
 	metadataAnswers(t, b.addr)
+}
+
+// tagBomb is issue 18's 23-byte ApiVersions v3 whose body's tag count is
+// 0xFFFFFFFF: kmsg before v1.15.1 looped over the missing tags for about
+// 90 CPU-seconds, and hanging up did not stop it.
+var tagBomb = []byte{0, 0, 0, 0x13, 0, 0x12, 0, 3, 0, 0, 0, 1, 0, 1, 0x78, 0, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}
+
+// TestTagCountBomb is item 5: the request is refused at once (the
+// connection closed), four of them do not delay a shutdown, and Metadata
+// is still answered.
+func TestTagCountBomb(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	start := time.Now()
+	var cpu0 = cpuTime(t)
+	for range 4 {
+		c := rawConn(t, b.addr)
+		c.Write(tagBomb)
+		expectClosed(t, c, "tag count bomb")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("four tag-count bombs took %v to refuse", d)
+	}
+	if used := cpuTime(t) - cpu0; used > 2*time.Second {
+		t.Fatalf("four tag-count bombs used %v of CPU", used)
+	}
+	metadataAnswers(t, b.addr)
+	for range 4 {
+		c := rawConn(t, b.addr)
+		c.Write(tagBomb)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start = time.Now()
+	b.srv.Shutdown(ctx)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown with four tag-count bombs took %v", d)
+	}
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
