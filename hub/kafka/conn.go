@@ -18,11 +18,6 @@ import (
 
 var errTooManyFiles = syscall.EMFILE
 
-// maxNonProduceBytes bounds requests other than Produce: decoding one
-// expands it in memory, so only Produce, which carries records, may be
-// large.
-const maxNonProduceBytes = 8 << 20
-
 // header is a decoded request header.
 type header struct {
 	key           int16
@@ -103,43 +98,87 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > c.s.opts.MaxRequestBytes {
 			return fmt.Errorf("request of %d bytes (at most %d accepted): not a Kafka client, or raise MaxRequestBytes", size, c.s.opts.MaxRequestBytes)
 		}
+		deadline := time.Now().Add(bodyTimeout(int(size)))
+		c.nc.SetReadDeadline(deadline)
 		// Read the fixed header first: the API key decides the limit.
 		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
 			return err
 		}
 		key := int16(binary.BigEndian.Uint16(c.hbuf))
-		if key != 0 && size > maxNonProduceBytes {
-			return fmt.Errorf("request of %d bytes for API key %d (at most %d for anything but Produce)", size, key, maxNonProduceBytes)
+		if limit := c.s.requestLimit(key); size > limit {
+			return fmt.Errorf("request of %d bytes for API key %d (at most %d for it)", size, key, limit)
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-		// Produce bodies come from a pool: the records are copied into
-		// the log before the handler returns, so the body can be reused
-		// at once. Other requests keep theirs (decoded fields may alias
-		// it, as group metadata does).
-		var body []byte
-		var pooled *[]byte
-		if key == 0 {
-			pooled = getBuf(int(size))
-			body = (*pooled)[:size]
-		} else {
-			body = make([]byte, size)
+		body, pooled, charged, err := c.readBody(int(size), deadline)
+		if err == nil {
+			err = c.handle(body, deadline)
 		}
-		copy(body, c.hbuf[:4])
-		if _, err := io.ReadFull(c.nc, body[4:]); err != nil {
-			return fmt.Errorf("reading a request of %d bytes: %w", size, err)
-		}
-		err := c.handle(body)
 		if pooled != nil {
 			putBuf(pooled)
 		}
+		c.s.budget.release(charged)
 		if err != nil {
 			return err
 		}
 	}
 }
 
+// readBody reads a request of size bytes whose first four are in hbuf into
+// a buffer that grows as the bytes arrive, charging the budget for what it
+// holds. Produce bodies come from a pool (returned in pooled): the records
+// are copied into the log before the handler returns, so the body can be
+// reused at once. Other requests keep theirs (decoded fields may alias
+// it, as group metadata does).
+func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]byte, charged int64, err error) {
+	key := int16(binary.BigEndian.Uint16(c.hbuf))
+	room := 0 // bytes of body that may be filled: what is charged
+	grow := func(n int) error {
+		if n > freeRequestBytes {
+			if err := c.s.budget.acquire(c.ctx, deadline, int64(n-room)); err != nil {
+				return fmt.Errorf("waiting for room to read a request of %d bytes: %w", size, err)
+			}
+			charged += int64(n - room)
+		}
+		room = n
+		if cap(body) >= n {
+			return nil
+		}
+		var nb []byte
+		var np *[]byte
+		if key == 0 {
+			np = getBuf(n)
+			nb = (*np)[:len(body)]
+		} else {
+			nb = make([]byte, len(body), n)
+		}
+		copy(nb, body)
+		if pooled != nil {
+			putBuf(pooled)
+		}
+		body, pooled = nb, np
+		return nil
+	}
+	if err := grow(min(size, firstChunk)); err != nil {
+		return nil, pooled, charged, err
+	}
+	body = append(body, c.hbuf[:4]...)
+	for len(body) < size {
+		if len(body) == room {
+			if err := grow(min(size, 2*room)); err != nil {
+				return nil, pooled, charged, err
+			}
+		}
+		n, err := c.nc.Read(body[len(body):room])
+		body = body[:len(body)+n]
+		if err != nil && len(body) < size {
+			return nil, pooled, charged, fmt.Errorf("reading a request of %d bytes (%d arrived): %w", size, len(body), err)
+		}
+	}
+	return body, pooled, charged, nil
+}
+
 // handle decodes one request and queues its response.
-func (c *conn) handle(body []byte) error {
+// The decode waits for room in the decoding budget until deadline.
+func (c *conn) handle(body []byte, deadline time.Time) error {
 	var h header
 	h.key = int16(binary.BigEndian.Uint16(body))
 	h.version = int16(binary.BigEndian.Uint16(body[2:]))
@@ -180,6 +219,18 @@ func (c *conn) handle(body []byte) error {
 			return fmt.Errorf("API key %d v%d: request header tags: %w", h.key, h.version, err)
 		}
 	}
+	cost := int64(0)
+	if h.key == 0 {
+		var err error
+		if cost, err = checkProduceShape(rest, h.version); err != nil {
+			return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
+		}
+	}
+	cost = decodeCost(h.key, rest, cost)
+	if err := c.s.decoding.acquire(c.ctx, deadline, cost); err != nil {
+		return fmt.Errorf("waiting for room to decode a request: %w", err)
+	}
+	defer c.s.decoding.release(cost)
 	if err := req.ReadFrom(rest); err != nil {
 		return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
 	}

@@ -245,3 +245,80 @@ func cpuTime(t *testing.T) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestRequestArraysBoundedBeforeDecoding is item 3: a 10 MiB produce of
+// 1.7 million empty topic entries (6 bytes each on the wire, 64 in kmsg's
+// structs) cost 112 MiB to decode. The produce is walked before kmsg sees
+// it and refused when decoding would cost more than twice its size; and a
+// Metadata request may not be large at all.
+func TestRequestArraysBoundedBeforeDecoding(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	const size = 10 << 20
+	body := make([]byte, size-16)                                // after the 16-byte header frame() writes
+	binary.BigEndian.PutUint16(body, 0xffff)                     // transactional id null
+	binary.BigEndian.PutUint16(body[2:], 1)                      // acks
+	binary.BigEndian.PutUint32(body[4:], 5000)                   // timeout
+	binary.BigEndian.PutUint32(body[8:], uint32(len(body)-12)/6) // topics: empty ones, 6 bytes each
+	req := frame(0, 7, 1, body)
+	c := rawConn(t, b.addr)
+	alloc := allocDuring(func() {
+		c.Write(req)
+		expectClosed(t, c, "produce of 1.7M empty topics")
+	})
+	if alloc > 48<<20 {
+		t.Errorf("a 10 MiB produce of empty topics made the broker allocate %d MiB", alloc>>20)
+	}
+	// A 2 MiB Metadata request is refused from its header.
+	c = rawConn(t, b.addr)
+	alloc = allocDuring(func() {
+		c.Write([]byte{0, 0x20, 0, 0, 0, 3, 0, 1})
+		expectClosed(t, c, "2 MiB metadata")
+	})
+	if alloc > 4<<20 {
+		t.Errorf("an announced 2 MiB Metadata made the broker allocate %d bytes", alloc)
+	}
+	metadataAnswers(t, b.addr)
+}
+
+// TestAnnouncedFramesAllocateNothing is item 4: eight bytes announcing a
+// 100 MiB produce allocated 100 MiB at once, for up to a minute. A body's
+// buffer now grows as its bytes arrive, and what the bodies hold is
+// charged to QueuedMaxRequestBytes, which small requests do not need.
+func TestAnnouncedFramesAllocateNothing(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	var conns []net.Conn
+	alloc := allocDuring(func() {
+		for range 5 {
+			c := rawConn(t, b.addr)
+			c.Write([]byte{0x06, 0x40, 0, 0, 0, 0, 0, 9})
+			conns = append(conns, c)
+		}
+		metadataAnswers(t, b.addr) // by now the server read the eight bytes
+	})
+	if alloc > 8<<20 {
+		t.Errorf("five announced 100 MiB produces made the broker allocate %d MiB", alloc>>20)
+	}
+	if used := b.srv.budget.inUse(); used > 5*firstChunk {
+		t.Errorf("five announced bodies hold %d bytes of the budget", used)
+	}
+
+	// Slow bodies fill a 2 MiB budget and no more; Metadata is still
+	// answered meanwhile.
+	b = startBroker(t, t.TempDir(), Options{MaxRequestBytes: 2 << 20, QueuedMaxRequestBytes: 2 << 20})
+	part := make([]byte, 1<<20+512<<10)
+	for range 4 {
+		c := rawConn(t, b.addr)
+		c.Write(append([]byte{0, 0x20, 0, 0, 0, 0, 0, 9}, part...))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.srv.budget.inUse() < 2<<20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if used := b.srv.budget.inUse(); used != 2<<20 {
+		t.Fatalf("slow bodies hold %d bytes of a 2 MiB budget, want all of it", used)
+	}
+	metadataAnswers(t, b.addr)
+	if used := b.srv.budget.inUse(); used > 2<<20 {
+		t.Fatalf("budget of 2 MiB holds %d", used)
+	}
+}

@@ -26,8 +26,15 @@ type Options struct {
 	NodeID int32
 	// MaxRequestBytes is the largest request accepted (Kafka's
 	// socket.request.max.bytes). Default 100 MiB. Requests other than
-	// Produce are held to 8 MiB.
+	// Produce are held to 1 MiB.
 	MaxRequestBytes int32
+	// QueuedMaxRequestBytes bounds the bytes of request bodies being read
+	// and handled across all connections (Kafka's
+	// queued.max.request.bytes), charged as they arrive; a reader waits
+	// for room. Bodies up to 4 KiB are not charged. What decoding may
+	// allocate is bounded by a second budget of the same size. Default
+	// 256 MiB, and never less than MaxRequestBytes.
+	QueuedMaxRequestBytes int64
 	// MaxConnections caps open connections; more are closed at once.
 	// Default 10000.
 	MaxConnections int
@@ -47,6 +54,10 @@ func (o *Options) setDefaults() {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 100 << 20
 	}
+	if o.QueuedMaxRequestBytes <= 0 {
+		o.QueuedMaxRequestBytes = 256 << 20
+	}
+	o.QueuedMaxRequestBytes = max(o.QueuedMaxRequestBytes, int64(o.MaxRequestBytes))
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = 10000
 	}
@@ -67,8 +78,10 @@ func (o *Options) setDefaults() {
 // Server serves the Kafka protocol for a hub. It is safe for concurrent
 // use.
 type Server struct {
-	hub  *hub.Hub
-	opts Options
+	hub      *hub.Hub
+	opts     Options
+	budget   *budget // bytes of request bodies being read and handled
+	decoding *budget // what requests being decoded may allocate
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -87,7 +100,8 @@ var ErrServerClosed = errors.New("kafka: server closed")
 // NewServer returns a server for h.
 func NewServer(h *hub.Hub, opts Options) *Server {
 	opts.setDefaults()
-	return &Server{hub: h, opts: opts, conns: map[*conn]struct{}{}}
+	return &Server{hub: h, opts: opts, conns: map[*conn]struct{}{},
+		budget: newBudget(opts.QueuedMaxRequestBytes), decoding: newBudget(opts.QueuedMaxRequestBytes)}
 }
 
 // Listen binds addr (host:port) and returns the listener; Serve it.

@@ -386,7 +386,7 @@ func FuzzRequest(f *testing.F) {
 		c := newConn(srv, a)
 		go io.Copy(io.Discard, b)
 		go c.writeLoop()
-		c.handle(body)
+		c.handle(body, time.Now().Add(time.Second))
 		close(c.out)
 		c.cancel()
 	})
