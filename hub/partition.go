@@ -412,5 +412,5 @@ func storageErr(err error) error {
 	if errors.Is(err, wlog.ErrClosed) {
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	}
-	return fmt.Errorf("%w: %v", ErrStorage, err)
+	return fmt.Errorf("%w: %w", ErrStorage, err) // errors.Is finds syscall.ENOSPC
 }

@@ -34,6 +34,10 @@ type serveConfig struct {
 	LogLevel   string         `yaml:"log_level"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+	// Connection limits of the Kafka front door (0: kafka.Options'
+	// defaults).
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 type datasetDefault struct {
@@ -98,6 +102,12 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 			if f.Changed("debug-addr") {
 				cfg.DebugAddr = flags.DebugAddr
 			}
+			if f.Changed("max-connections") {
+				cfg.MaxConnections = flags.MaxConnections
+			}
+			if f.Changed("max-connections-per-ip") {
+				cfg.MaxConnectionsPerIP = flags.MaxConnectionsPerIP
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -111,6 +121,8 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	f.IntVar(&flags.MaxConnections, "max-connections", 10000, "most open Kafka connections; when reached, the oldest that has sent no request is closed to make room")
+	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
 	return cmd
 }
 
@@ -214,7 +226,8 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	srv := kafka.NewServer(h, kafka.Options{Advertise: cfg.Advertise, Logger: logger})
+	srv := kafka.NewServer(h, kafka.Options{Advertise: cfg.Advertise, Logger: logger,
+		MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP})
 	ln, err := srv.Listen(cfg.Listen)
 	if err != nil {
 		h.Close()

@@ -174,6 +174,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 			if err == nil {
 				var res hub.ProduceResult
 				res, err = p.Produce(tp.Records, false)
+				c.s.noteStorage(err)
 				if err == nil {
 					out.BaseOffset, out.LogStartOffset = res.BaseOffset, res.LogStartOffset
 					if req.Acks != 0 {
@@ -209,6 +210,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 	return c.later(func() kmsg.Response {
 		for _, w := range waits {
 			if err := w.p.WaitDurable(w.next); err != nil {
+				c.s.noteStorage(err)
 				w.out.ErrorCode = errCode(err)
 				if h.version >= 8 {
 					w.out.ErrorMessage = errMessage(err)

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -39,12 +40,14 @@ type pending struct {
 
 // conn is one client connection.
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	remote string
-	ctx    context.Context
-	cancel context.CancelFunc
-	out    chan *pending
+	s         *Server
+	nc        net.Conn
+	remote    string
+	ip        string        // remote's host, for MaxConnectionsPerIP
+	freshElem *list.Element // in s.fresh until the first request; guarded by s.mu
+	ctx       context.Context
+	cancel    context.CancelFunc
+	out       chan *pending
 
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
@@ -53,7 +56,12 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+	remote := nc.RemoteAddr().String()
+	ip, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		ip = remote
+	}
+	return &conn{s: s, nc: nc, remote: remote, ip: ip, ctx: ctx, cancel: cancel,
 		out: make(chan *pending, s.opts.MaxInFlight), hbuf: make([]byte, 4)}
 }
 
@@ -75,24 +83,34 @@ func (c *conn) serve() {
 	<-writerDone
 	c.cancel()
 	c.nc.Close()
-	if err != nil && !errors.Is(err, io.EOF) && !c.stopping.Load() {
-		c.s.opts.Logger.Info("kafka: closing connection", "remote", c.remote, "reason", err)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.stopping.Load() {
+		c.s.refused(closedOnError, c.remote, "reason", err)
 	}
 	c.s.forget(c)
 }
 
 func (c *conn) readLoop() error {
-	for {
+	for first := true; ; first = false {
 		if c.stopping.Load() {
 			return nil
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+		idle := c.s.opts.IdleTimeout
+		if first {
+			idle = c.s.opts.FirstRequestTimeout
+		}
+		c.nc.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.stopping.Load() {
-				return fmt.Errorf("idle for %v", c.s.opts.IdleTimeout)
+				if first {
+					return fmt.Errorf("no request in the first %v", idle)
+				}
+				return fmt.Errorf("idle for %v", idle)
 			}
 			return err
+		}
+		if first {
+			c.s.started(c)
 		}
 		size := int32(binary.BigEndian.Uint32(c.hbuf))
 		if size < 8 || size > c.s.opts.MaxRequestBytes {
@@ -319,7 +337,7 @@ func (c *conn) writeLoop() {
 				failed = c.writeResponse(p)
 			}
 			if failed != nil {
-				c.s.opts.Logger.Info("kafka: writing a response failed; closing the connection", "remote", c.remote, "err", failed)
+				c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", failed))
 				c.cancel()
 				c.nc.Close()
 			}

@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -320,5 +326,170 @@ func TestAnnouncedFramesAllocateNothing(t *testing.T) {
 	metadataAnswers(t, b.addr)
 	if used := b.srv.budget.inUse(); used > 2<<20 {
 		t.Fatalf("budget of 2 MiB holds %d", used)
+	}
+}
+
+// dialFrom connects to addr from the loopback address local (any of
+// 127.0.0.0/8 on Linux), to act as another client address.
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendMetadata sends a Metadata v1 request on c and reads its answer.
+func sendMetadata(t *testing.T, c net.Conn) error {
+	t.Helper()
+	req := kmsg.NewMetadataRequest()
+	req.Version = 1
+	if _, err := c.Write(frame(3, 1, 9, req.AppendTo(nil))); err != nil {
+		return err
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(n[:])))
+	return err
+}
+
+func waitFor(t *testing.T, what string, cond func() bool, stats func() Stats) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (stats now %+v)", what, stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestConnectionExhaustion is item 6: one address cannot take more than
+// MaxConnectionsPerIP; idle sockets that never sent a request are closed
+// early, and make room for new clients when the cap is reached, so a
+// flood of them locks no one out.
+func TestConnectionExhaustion(t *testing.T) {
+	t.Run("per address", func(t *testing.T) {
+		b := startBroker(t, t.TempDir(), Options{MaxConnectionsPerIP: 5})
+		for range 8 {
+			dialFrom(t, "127.0.0.2", b.addr)
+		}
+		waitFor(t, "3 refusals", func() bool { return b.srv.Stats().RefusedPerIP == 3 }, b.srv.Stats)
+		if n := b.srv.Connections(); n != 5 {
+			t.Fatalf("%d connections from one address with a cap of 5", n)
+		}
+		if err := sendMetadata(t, dialFrom(t, "127.0.0.3", b.addr)); err != nil {
+			t.Fatalf("another address is locked out: %v", err)
+		}
+	})
+	t.Run("idle sockets make room", func(t *testing.T) {
+		b := startBroker(t, t.TempDir(), Options{MaxConnections: 20, MaxConnectionsPerIP: -1})
+		for range 20 {
+			dialFrom(t, "127.0.0.2", b.addr)
+		}
+		waitFor(t, "20 connections", func() bool { return b.srv.Connections() == 20 }, b.srv.Stats)
+		// The cap is reached by sockets that sent nothing: a client
+		// still gets in, and one idle socket is closed for it.
+		if err := sendMetadata(t, dialFrom(t, "127.0.0.3", b.addr)); err != nil {
+			t.Fatalf("locked out by idle sockets: %v", err)
+		}
+		if st := b.srv.Stats(); st.EvictedIdle != 1 || st.RefusedFull != 0 {
+			t.Fatalf("stats %+v, want one idle socket evicted", st)
+		}
+	})
+	t.Run("busy connections are kept", func(t *testing.T) {
+		b := startBroker(t, t.TempDir(), Options{MaxConnections: 5, MaxConnectionsPerIP: -1})
+		for range 5 {
+			if err := sendMetadata(t, dialFrom(t, "127.0.0.2", b.addr)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := dialFrom(t, "127.0.0.3", b.addr)
+		expectClosed(t, c, "a sixth connection when five are in use")
+		if st := b.srv.Stats(); st.RefusedFull != 1 || st.EvictedIdle != 0 {
+			t.Fatalf("stats %+v, want one refusal", st)
+		}
+	})
+	t.Run("no first request", func(t *testing.T) {
+		b := startBroker(t, t.TempDir(), Options{FirstRequestTimeout: 200 * time.Millisecond})
+		idle := dialFrom(t, "127.0.0.2", b.addr)
+		busy := dialFrom(t, "127.0.0.2", b.addr)
+		if err := sendMetadata(t, busy); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		expectClosed(t, idle, "a connection that sent nothing")
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("idle connection closed after %v", d)
+		}
+		if err := sendMetadata(t, busy); err != nil {
+			t.Fatalf("an established connection was closed with the idle one: %v", err)
+		}
+	})
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) lines(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), substr)
+}
+
+// TestRefusalsCountedNotFlooded is item 7: 60 refused connections and 60
+// hostile requests are all counted, and logged in one line each kind; a
+// full disk is logged once, at ERROR, with what to do.
+func TestRefusalsCountedNotFlooded(t *testing.T) {
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	b := startBroker(t, t.TempDir(), Options{MaxConnectionsPerIP: 1, Logger: logger})
+	keep := dialFrom(t, "127.0.0.2", b.addr)
+	if err := sendMetadata(t, keep); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		dialFrom(t, "127.0.0.2", b.addr)
+		c := dialFrom(t, fmt.Sprintf("127.0.1.%d", i+1), b.addr)
+		c.Write(tagBomb)
+		expectClosed(t, c, "bad request")
+	}
+	waitFor(t, "60 refusals", func() bool {
+		st := b.srv.Stats()
+		return st.RefusedPerIP == 60 && st.ClosedOnError == 60
+	}, b.srv.Stats)
+	if n := logs.lines("too many from one address"); n != 1 {
+		t.Errorf("%d log lines for 60 refused connections, want 1:\n%s", n, logs.b.String())
+	}
+	if n := logs.lines("after a protocol error"); n != 1 {
+		t.Errorf("%d log lines for 60 bad requests, want 1", n)
+	}
+
+	full := fmt.Errorf("%w: log: writing x.log: %w", hub.ErrStorage, &os.PathError{Op: "write", Path: "x.log", Err: syscall.ENOSPC})
+	for range 3 {
+		b.srv.noteStorage(full)
+	}
+	if n := logs.lines("level=ERROR msg=\"kafka: the disk is full"); n != 1 {
+		t.Errorf("%d ERROR lines for a full disk met three times, want 1:\n%s", n, logs.b.String())
+	}
+	b.srv.noteStorage(nil) // a produce succeeded: the next failure is news
+	b.srv.noteStorage(full)
+	if n := logs.lines("the disk is full"); n != 2 {
+		t.Errorf("%d ERROR lines after the disk filled again, want 2", n)
 	}
 }
