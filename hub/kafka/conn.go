@@ -197,54 +197,18 @@ func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]by
 // handle decodes one request and queues its response.
 // The decode waits for room in the decoding budget until deadline.
 func (c *conn) handle(body []byte, deadline time.Time) error {
-	var h header
-	h.key = int16(binary.BigEndian.Uint16(body))
-	h.version = int16(binary.BigEndian.Uint16(body[2:]))
-	h.correlationID = int32(binary.BigEndian.Uint32(body[4:]))
-	rest := body[8:]
-	if len(rest) < 2 {
-		return errors.New("request header cut short")
+	h, req, rest, cost, err := parseRequest(body)
+	if err != nil {
+		return err
 	}
-	if n := int16(binary.BigEndian.Uint16(rest)); n >= 0 {
-		if int(n) > len(rest)-2 {
-			return errors.New("client id runs past the request")
-		}
-		h.clientID = string(rest[2 : 2+n])
-		rest = rest[2+n:]
-	} else {
-		rest = rest[2:]
-	}
-	a, known := apis[h.key]
-	if h.key == 18 && (!known || h.version > a.max || h.version < a.min) {
+	if req == nil {
 		// ApiVersions a version ahead of ours: answer v0 with our list
-		// so the client can pick (KAFKA.md).
+		// so the client can pick.
 		resp := apiVersionsResponse(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 		c.queue(&pending{hdr: h, resp: resp})
 		return nil
 	}
-	if !known {
-		return fmt.Errorf("unknown API key %d from client %q", h.key, h.clientID)
-	}
-	if h.version < a.min || h.version > a.max {
-		return fmt.Errorf("API key %d version %d is not supported (%d to %d) from client %q", h.key, h.version, a.min, a.max, h.clientID)
-	}
-	req := kmsg.RequestForKey(h.key)
-	req.SetVersion(h.version)
-	if req.IsFlexible() {
-		var err error
-		if rest, err = skipTags(rest); err != nil {
-			return fmt.Errorf("API key %d v%d: request header tags: %w", h.key, h.version, err)
-		}
-	}
-	cost := int64(0)
-	if h.key == 0 {
-		var err error
-		if cost, err = checkProduceShape(rest, h.version); err != nil {
-			return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
-		}
-	}
-	cost = decodeCost(h.key, rest, cost)
 	if err := c.s.decoding.acquire(c.ctx, deadline, cost); err != nil {
 		return fmt.Errorf("waiting for room to decode a request: %w", err)
 	}
@@ -252,7 +216,7 @@ func (c *conn) handle(body []byte, deadline time.Time) error {
 	if err := req.ReadFrom(rest); err != nil {
 		return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
 	}
-	p := a.handle(c, &h, req)
+	p := apis[h.key].handle(c, &h, req)
 	if p == nil {
 		return nil // nothing to answer (acks=0)
 	}
@@ -263,6 +227,52 @@ func (c *conn) handle(body []byte, deadline time.Time) error {
 		return errors.New("closing after an error the client must notice (acks=0)")
 	}
 	return nil
+}
+
+// parseRequest reads a request's header and checks what it may cost to
+// decode: it returns the request to decode from rest (req.ReadFrom(rest))
+// and what decoding may allocate, or a nil request for an ApiVersions of a
+// version ahead of ours.
+func parseRequest(body []byte) (h header, req kmsg.Request, rest []byte, cost int64, err error) {
+	h.key = int16(binary.BigEndian.Uint16(body))
+	h.version = int16(binary.BigEndian.Uint16(body[2:]))
+	h.correlationID = int32(binary.BigEndian.Uint32(body[4:]))
+	rest = body[8:]
+	if len(rest) < 2 {
+		return h, nil, nil, 0, errors.New("request header cut short")
+	}
+	if n := int16(binary.BigEndian.Uint16(rest)); n >= 0 {
+		if int(n) > len(rest)-2 {
+			return h, nil, nil, 0, errors.New("client id runs past the request")
+		}
+		h.clientID = string(rest[2 : 2+n])
+		rest = rest[2+n:]
+	} else {
+		rest = rest[2:]
+	}
+	a, known := apis[h.key]
+	if h.key == 18 && (!known || h.version > a.max || h.version < a.min) {
+		return h, nil, rest, 0, nil
+	}
+	if !known {
+		return h, nil, nil, 0, fmt.Errorf("unknown API key %d from client %q", h.key, h.clientID)
+	}
+	if h.version < a.min || h.version > a.max {
+		return h, nil, nil, 0, fmt.Errorf("API key %d version %d is not supported (%d to %d) from client %q", h.key, h.version, a.min, a.max, h.clientID)
+	}
+	req = kmsg.RequestForKey(h.key)
+	req.SetVersion(h.version)
+	if req.IsFlexible() {
+		if rest, err = skipTags(rest); err != nil {
+			return h, nil, nil, 0, fmt.Errorf("API key %d v%d: request header tags: %w", h.key, h.version, err)
+		}
+	}
+	if h.key == 0 {
+		if cost, err = checkProduceShape(rest, h.version); err != nil {
+			return h, nil, nil, 0, fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
+		}
+	}
+	return h, req, rest, decodeCost(h.key, rest, cost), nil
 }
 
 func (c *conn) queue(p *pending) {

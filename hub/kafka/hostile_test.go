@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -491,5 +493,76 @@ func TestRefusalsCountedNotFlooded(t *testing.T) {
 	b.srv.noteStorage(full)
 	if n := logs.lines("the disk is full"); n != 2 {
 		t.Errorf("%d ERROR lines after the disk filled again, want 2", n)
+	}
+}
+
+var updateSeeds = flag.Bool("update-seeds", false, "write the FuzzRequest seeds of issue 18 to testdata/fuzz/FuzzRequest")
+
+// hostileSeeds are the request bodies (after the size) of every
+// reproduction above, for FuzzRequest.
+func hostileSeeds(t *testing.T) map[string][]byte {
+	produce := func(version int16, batch []byte) []byte {
+		req := kmsg.NewProduceRequest()
+		req.Version = version
+		req.Acks = -1
+		req.TimeoutMillis = 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "poison"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return frame(0, version, 1, req.AppendTo(nil))[4:]
+	}
+	five := kgoBuilder{}.build("a", "b", "c", "d", "e")[codecs.HeaderSize:]
+	ff := bytes.Repeat([]byte{0xff}, 100)
+	rec := []byte{0}
+	rec = codecs.AppendVarint(rec, 0)
+	rec = codecs.AppendVarint(rec, 0)
+	rec = codecs.AppendVarint(rec, -1)
+	rec = codecs.AppendVarint(rec, 64<<20)
+	recs := codecs.AppendVarint(nil, int64(len(rec)+64<<20+1))
+	recs = append(recs, rec...)
+	recs = append(recs, make([]byte, 64<<20+1)...)
+	emptyTopics := make([]byte, 16<<10)
+	binary.BigEndian.PutUint16(emptyTopics, 0xffff)
+	binary.BigEndian.PutUint16(emptyTopics[2:], 1)
+	binary.BigEndian.PutUint32(emptyTopics[8:], uint32(len(emptyTopics)-12)/6)
+	bigMeta := []byte{0x7f, 0xff, 0xff, 0xff}
+	return map[string][]byte{
+		"tag-count-bomb":             tagBomb[4:],
+		"announced-100MiB-produce":   {0, 0, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0},
+		"produce-empty-topics":       frame(0, 7, 1, emptyTopics)[4:],
+		"produce-million-records":    produce(7, poisonBatch(codecs.None, 1_000_000, five)),
+		"produce-records-of-ff":      produce(9, poisonBatch(codecs.None, 5, ff)),
+		"produce-records-of-ff-zstd": produce(7, poisonBatch(codecs.Zstd, 5, zstdNoSize(t, ff))),
+		"produce-zstd-bomb":          produce(9, poisonBatch(codecs.Zstd, 1, zstdNoSize(t, recs))),
+		"metadata-huge-array":        frame(3, 1, 1, bigMeta)[4:],
+	}
+}
+
+// TestFuzzSeeds checks the seeds on disk are the reproductions of today
+// (-update-seeds rewrites them).
+func TestFuzzSeeds(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzRequest")
+	for name, body := range hostileSeeds(t) {
+		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", body)
+		path := filepath.Join(dir, name)
+		if *updateSeeds {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("seed %s: %v (go test -run TestFuzzSeeds -update-seeds writes it)", name, err)
+		}
+		if name != "produce-zstd-bomb" && name != "produce-records-of-ff-zstd" && string(got) != want {
+			t.Errorf("seed %s differs from its reproduction; rewrite with -update-seeds", name)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -362,7 +363,12 @@ func TestManyIdleConnections(t *testing.T) {
 }
 
 // FuzzRequest feeds arbitrary request bodies to the decoding and handling
-// path. It must never panic; whatever it does not close on gets answered.
+// path. Decoding must finish within a second and allocate no more than
+// parseRequest charged for it (a small multiple of the request's size);
+// handling must never panic, and whatever it does not close on gets
+// answered. The seeds in testdata/fuzz/FuzzRequest hold every hostile
+// reproduction of issue 18 (go test -run TestFuzzSeeds -update-seeds
+// writes them).
 func FuzzRequest(f *testing.F) {
 	for _, seed := range [][]byte{
 		frame(18, 3, 1, []byte{0, 0, 0})[4:],
@@ -385,6 +391,22 @@ func FuzzRequest(f *testing.F) {
 		if len(body) < 8 {
 			return
 		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		_, req, rest, cost, err := parseRequest(body)
+		if err == nil && req != nil {
+			req.ReadFrom(rest)
+		}
+		took := time.Since(start)
+		runtime.ReadMemStats(&after)
+		if took > time.Second {
+			t.Fatalf("decoding %d bytes took %v", len(body), took)
+		}
+		if alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(cost)+2*uint64(len(body))+64<<10; alloc > limit {
+			t.Fatalf("decoding %d bytes (charged %d) allocated %d, more than %d", len(body), cost, alloc, limit)
+		}
+
 		a, b := net.Pipe()
 		defer a.Close()
 		defer b.Close()
