@@ -133,7 +133,7 @@ func (c *conn) readLoop() error {
 		if pooled != nil {
 			putBuf(pooled)
 		}
-		c.s.budget.release(charged)
+		c.s.budget.release(charged) // no lock taken when nothing was charged
 		if err != nil {
 			return err
 		}

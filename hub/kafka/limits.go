@@ -88,6 +88,9 @@ var errNoRoom = errors.New("no room in the request budget (QueuedMaxRequestBytes
 // the deadline passes. The deadline keeps a connection that holds bytes
 // from waiting for ever on others that hold the rest.
 func (b *budget) acquire(ctx context.Context, deadline time.Time, n int64) error {
+	if n <= 0 {
+		return nil
+	}
 	n = min(n, b.size) // one request may use all of it, never more
 	b.mu.Lock()
 	if len(b.waiters) == 0 && b.used+n <= b.size {
@@ -109,27 +112,28 @@ func (b *budget) acquire(ctx context.Context, deadline time.Time, n int64) error
 	case <-timer.C:
 		err = errNoRoom
 	}
-	{
-		b.mu.Lock()
-		select {
-		case <-w.ready: // granted meanwhile: give it back
-			b.mu.Unlock()
-			b.release(n)
-		default:
-			for i, x := range b.waiters {
-				if x == w {
-					b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
-					break
-				}
+	b.mu.Lock()
+	select {
+	case <-w.ready: // granted meanwhile: give it back
+		b.mu.Unlock()
+		b.release(n)
+	default:
+		for i, x := range b.waiters {
+			if x == w {
+				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+				break
 			}
-			b.grant()
-			b.mu.Unlock()
 		}
-		return err
+		b.grant() // those behind it may fit now
+		b.mu.Unlock()
 	}
+	return err
 }
 
 func (b *budget) release(n int64) {
+	if n <= 0 {
+		return
+	}
 	n = min(n, b.size)
 	b.mu.Lock()
 	b.used -= n
