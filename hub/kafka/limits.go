@@ -228,14 +228,6 @@ func (r *shapeReader) fail(what string) {
 	r.b = nil
 }
 
-func (r *shapeReader) skip(n int, what string) {
-	if n < 0 || n > len(r.b) {
-		r.fail(what)
-		return
-	}
-	r.b = r.b[n:]
-}
-
 func (r *shapeReader) uvarint(what string) uint64 {
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
