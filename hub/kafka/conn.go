@@ -47,6 +47,8 @@ type conn struct {
 	freshElem *list.Element // in s.fresh until the first request; guarded by s.mu
 	ctx       context.Context
 	cancel    context.CancelFunc
+	readCtx   context.Context // ends with ctx or at stopReading: waits for budget
+	stopRead  context.CancelFunc
 	out       chan *pending
 
 	stopping atomic.Bool
@@ -61,7 +63,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if err != nil {
 		ip = remote
 	}
-	return &conn{s: s, nc: nc, remote: remote, ip: ip, ctx: ctx, cancel: cancel,
+	readCtx, stopRead := context.WithCancel(ctx)
+	return &conn{s: s, nc: nc, remote: remote, ip: ip, ctx: ctx, cancel: cancel, readCtx: readCtx, stopRead: stopRead,
 		out: make(chan *pending, s.opts.MaxInFlight), hbuf: make([]byte, 4)}
 }
 
@@ -70,6 +73,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) stopReading() {
 	c.stopping.Store(true)
 	c.nc.SetReadDeadline(time.Now())
+	c.stopRead()
 }
 
 func (c *conn) serve() {
@@ -116,7 +120,7 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > c.s.opts.MaxRequestBytes {
 			return fmt.Errorf("request of %d bytes (at most %d accepted): not a Kafka client, or raise MaxRequestBytes", size, c.s.opts.MaxRequestBytes)
 		}
-		deadline := time.Now().Add(bodyTimeout(int(size)))
+		deadline := time.Now().Add(c.s.bodyTimeout(int(size)))
 		c.nc.SetReadDeadline(deadline)
 		// Read the fixed header first: the API key decides the limit.
 		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
@@ -151,7 +155,7 @@ func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]by
 	room := 0 // bytes of body that may be filled: what is charged
 	grow := func(n int) error {
 		if n > freeRequestBytes {
-			if err := c.s.budget.acquire(c.ctx, deadline, int64(n-room)); err != nil {
+			if err := c.s.budget.acquire(c.readCtx, deadline, int64(n-room)); err != nil {
 				return fmt.Errorf("waiting for room to read a request of %d bytes: %w", size, err)
 			}
 			charged += int64(n - room)

@@ -318,12 +318,15 @@ func TestAnnouncedFramesAllocateNothing(t *testing.T) {
 		c := rawConn(t, b.addr)
 		c.Write(append([]byte{0, 0x20, 0, 0, 0, 0, 0, 9}, part...))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.srv.budget.inUse() < 2<<20 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if used := b.srv.budget.inUse(); used != 2<<20 {
-		t.Fatalf("slow bodies hold %d bytes of a 2 MiB budget, want all of it", used)
+	// The bodies grow until one waits for room: 6 MiB sent, at most 2 MiB
+	// held.
+	waitFor(t, "a body waiting for room", func() bool {
+		b.srv.budget.mu.Lock()
+		defer b.srv.budget.mu.Unlock()
+		return len(b.srv.budget.waiters) > 0
+	}, b.srv.Stats)
+	if used := b.srv.budget.inUse(); used > 2<<20 || used < 1<<20 {
+		t.Fatalf("slow bodies hold %d bytes of a 2 MiB budget", used)
 	}
 	metadataAnswers(t, b.addr)
 	if used := b.srv.budget.inUse(); used > 2<<20 {
@@ -565,4 +568,21 @@ func TestFuzzSeeds(t *testing.T) {
 			t.Errorf("seed %s differs from its reproduction; rewrite with -update-seeds", name)
 		}
 	}
+}
+
+// TestSlowBodyTimesOut is item 4's deadline: a body that does not arrive
+// within RequestBodyTimeout plus a second per 256 KiB closes the
+// connection and gives its share of the budget back.
+func TestSlowBodyTimesOut(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{RequestBodyTimeout: 200 * time.Millisecond})
+	c := rawConn(t, b.addr)
+	// 128 KiB announced (half a second more), 70 KiB sent.
+	c.Write(append([]byte{0, 2, 0, 0, 0, 0, 0, 9}, make([]byte, 70<<10)...))
+	start := time.Now()
+	expectClosed(t, c, "a body that stopped arriving")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v, want about 0.7s", d)
+	}
+	waitFor(t, "the budget to be given back", func() bool { return b.srv.budget.inUse() == 0 }, b.srv.Stats)
+	metadataAnswers(t, b.addr)
 }

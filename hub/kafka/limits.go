@@ -24,7 +24,8 @@ import (
 //     body deadline. Requests of at most freeRequestBytes are not charged
 //     (they cost at most MaxConnections times that), so clients that fill
 //     the budget with slow bodies do not stall Metadata or heartbeats.
-//   - Time while reading: the body must arrive within bodyTimeout(size).
+//   - Time while reading: the body must arrive within RequestBodyTimeout
+//     plus a second per 256 KiB.
 //   - Memory while decoding: kmsg preallocates an array from its claimed
 //     count, checked against the bytes left times a small per-element
 //     minimum (two bytes for a produce topic), so a request can cost its
@@ -48,14 +49,12 @@ func (s *Server) requestLimit(key int16) int32 {
 	return min(maxOtherRequestBytes, s.opts.MaxRequestBytes)
 }
 
-// Body deadlines: bodyTimeoutBase plus one second per bodyMinRate bytes.
-const (
-	bodyTimeoutBase = 10 * time.Second
-	bodyMinRate     = 256 << 10
-)
+// bodyMinRate is the slowest a request body may arrive: its deadline is
+// Options.RequestBodyTimeout plus one second per bodyMinRate bytes.
+const bodyMinRate = 256 << 10
 
-func bodyTimeout(size int) time.Duration {
-	return bodyTimeoutBase + time.Duration(size)*time.Second/bodyMinRate
+func (s *Server) bodyTimeout(size int) time.Duration {
+	return s.opts.RequestBodyTimeout + time.Duration(size)*time.Second/bodyMinRate
 }
 
 // firstChunk is the buffer a body starts with; it doubles as bytes arrive.

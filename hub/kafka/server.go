@@ -53,6 +53,11 @@ type Options struct {
 	// IdleTimeout closes connections that send nothing for this long
 	// (Kafka's connections.max.idle.ms). Default 10 minutes.
 	IdleTimeout time.Duration
+	// RequestBodyTimeout bounds reading a request once its size has
+	// arrived, plus one second per 256 KiB of it, so a body cannot hold
+	// its buffer and its share of QueuedMaxRequestBytes by trickling in.
+	// Default 10s.
+	RequestBodyTimeout time.Duration
 	// WriteTimeout bounds writing one response. Default 60s.
 	WriteTimeout time.Duration
 	// MaxInFlight is how many responses one connection may have pending
@@ -81,6 +86,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 10 * time.Minute
+	}
+	if o.RequestBodyTimeout <= 0 {
+		o.RequestBodyTimeout = 10 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 60 * time.Second
