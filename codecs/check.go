@@ -117,7 +117,16 @@ func walkRecords(b []byte, h *Header, maxDecompressed int, strict bool) error {
 		maxDecompressed = int(^uint(0) >> 1)
 	}
 	st := checkStates.Get().(*checkState)
-	defer checkStates.Put(st)
+	defer func() {
+		st.buf.Reset(nil)
+		st.cap = capReader{}
+		st.src.Reset(nil) // keep no reference to the batch
+		if cap(st.sn.buf) > 1<<20 {
+			st.sn.buf = nil // keep no large block for the next batch
+		}
+		st.sn.src, st.sn.out = nil, nil
+		checkStates.Put(st)
+	}()
 	st.src.Reset(body)
 	var r io.Reader
 	switch c {
@@ -166,7 +175,7 @@ func walkRecords(b []byte, h *Header, maxDecompressed int, strict bool) error {
 	}
 	st.cap = capReader{r: r, left: maxDecompressed}
 	st.buf.Reset(&st.cap)
-	st.walk = recordWalk{h: h, strict: strict}
+	st.walk = recordWalk{h: *h, strict: strict}
 	err := st.walk.run(st.buf, maxDecompressed)
 	switch {
 	case err == nil:
@@ -175,13 +184,6 @@ func walkRecords(b []byte, h *Header, maxDecompressed int, strict bool) error {
 	case st.cap.err != nil:
 		err = batchErr(ErrCorrupt, h.BaseOffset, "%v: %v", c, st.cap.err)
 	}
-	st.buf.Reset(nil)
-	st.cap = capReader{}
-	st.src.Reset(nil) // keep no reference to the batch
-	if cap(st.sn.buf) > 1<<20 {
-		st.sn.buf = nil // keep no large block for the next batch
-	}
-	st.sn.src, st.sn.out = nil, nil
 	return err
 }
 
@@ -201,7 +203,7 @@ func walkSlice(body []byte, h *Header, strict bool) error {
 
 // recordWalk reads records framing by framing without keeping them.
 type recordWalk struct {
-	h      *Header
+	h      Header
 	strict bool
 	i      int32 // the record being read
 	used   int   // bytes of the current record read
