@@ -122,6 +122,12 @@ type ConsumeOptions struct {
 	MaxWait time.Duration
 	// ClientID names the consumer in group descriptions.
 	ClientID string
+	// SkipCorrupt moves past a stored batch that cannot be decoded: Poll
+	// returns its *CorruptBatchError once (the records before it first)
+	// and the next Poll reads on after its last offset; the caller
+	// reports and dead-letters the range. Default false: Poll fails at
+	// the batch every time.
+	SkipCorrupt bool
 	// OnAssigned is called from Poll after partitions are assigned.
 	OnAssigned func(ctx context.Context, partitions []TopicPartition)
 	// OnRevoked is called from Poll (or Close) before assigned partitions
@@ -679,7 +685,12 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			}
 			if err != nil {
 				if recsBefore == 0 {
-					return nil, corruptFetch(tp, err)
+					err = corruptFetch(tp, err)
+					var cbe *CorruptBatchError
+					if c.opts.SkipCorrupt && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
+						c.pos[tp] = max(next, cbe.Batch.LastOffset+1)
+					}
+					return nil, err
 				}
 				// Deliver the records before the bad batch; the next
 				// poll starts at it and reports it.
