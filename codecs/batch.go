@@ -64,8 +64,12 @@ var (
 
 // BatchError describes why a batch was rejected. Err is one of ErrCorrupt,
 // ErrTooLarge or ErrShort.
+//
+// A reader that meets one (an old log, a disk error) can skip the batch:
+// BaseOffset and LastOffset are the offsets it covers.
 type BatchError struct {
 	BaseOffset int64 // the base offset the batch claims, -1 if unreadable
+	LastOffset int64 // the last offset the batch claims; below BaseOffset when not known
 	Reason     string
 	Err        error
 }
@@ -80,7 +84,15 @@ func (e *BatchError) Error() string {
 func (e *BatchError) Unwrap() error { return e.Err }
 
 func batchErr(sentinel error, base int64, format string, args ...any) error {
-	return &BatchError{BaseOffset: base, Reason: fmt.Sprintf(format, args...), Err: sentinel}
+	return &BatchError{BaseOffset: base, LastOffset: -1, Reason: fmt.Sprintf(format, args...), Err: sentinel}
+}
+
+// withRange sets the offsets of h on a *BatchError.
+func withRange(err error, h *Header) error {
+	if be, ok := err.(*BatchError); ok && h.Magic == Magic {
+		be.BaseOffset, be.LastOffset = h.BaseOffset, h.LastOffset()
+	}
+	return err
 }
 
 // Header is the decoded fixed part of a RecordBatch v2.
@@ -163,7 +175,8 @@ func ParseHeader(b []byte) (Header, error) {
 // ParseHeader, the CRC, and lastOffsetDelta == recordCount-1 for a batch
 // that has records. It returns the header; the batch is b[:h.Size()].
 //
-// Validate does not decompress or parse the records; RecordIter checks those
+// Validate does not decompress or parse the records; CheckProduced and
+// CheckRecords walk them without keeping them, and RecordIter checks those
 // as it reads them.
 func Validate(b []byte, maxSize int) (Header, error) {
 	h, err := ParseHeader(b)

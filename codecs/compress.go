@@ -100,10 +100,21 @@ func (c Compression) AppendDecompressed(dst, src []byte, max int) ([]byte, error
 		if zh.Decode(src) == nil && zh.HasFCS && zh.FrameContentSize > uint64(max) {
 			return dst, batchErr(ErrTooLarge, -1, "decompresses to %d bytes, the limit is %d", zh.FrameContentSize, max)
 		}
-		dst, err = zstdDecoder().DecodeAll(src, dst)
-		if err == nil && len(dst)-start > max {
-			err = batchErr(ErrTooLarge, -1, "decompresses to more than %d bytes", max)
+		if zh.WindowSize > 8<<20 && zh.WindowSize > uint64(max) {
+			return dst, batchErr(ErrTooLarge, -1, "zstd window of %d bytes, the limit is %d", zh.WindowSize, max)
 		}
+		if zh.HasFCS && zh.FrameContentSize > 0 {
+			// The frame states its size (the decoder checks it), so
+			// DecodeAll allocates no more than that.
+			dst, err = zstdDecoder().DecodeAll(src, dst)
+			if err == nil && len(dst)-start > max {
+				err = batchErr(ErrTooLarge, -1, "decompresses to more than %d bytes", max)
+			}
+			break
+		}
+		// Without a stated size DecodeAll would decode everything before
+		// the limit could be checked: a bomb. Stream it instead.
+		dst, err = readStream(dst, src, max, &zstdReaders)
 	default:
 		return dst, batchErr(ErrCorrupt, -1, "unknown compression codec %d", c)
 	}
@@ -187,6 +198,19 @@ type pooledReader struct {
 var gzipReaders = sync.Pool{New: func() any { return &pooledReader{r: new(gzipReader)} }}
 
 var lz4Readers = sync.Pool{New: func() any { return &pooledReader{r: lz4Reader{lz4.NewReader(nil)}} }}
+
+type zstdReader struct{ *zstd.Decoder }
+
+func (r zstdReader) reset(src *bytes.Reader) error { return r.Decoder.Reset(src) }
+
+var zstdReaders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(64<<20))
+	if err != nil {
+		panic(err) // the options are constant
+	}
+	return &pooledReader{r: zstdReader{d}}
+}}
 
 func readStream(dst, src []byte, max int, pool *sync.Pool) ([]byte, error) {
 	pr := pool.Get().(*pooledReader)

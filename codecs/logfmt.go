@@ -3,7 +3,6 @@ package codecs
 import (
 	"bytes"
 	"fmt"
-	"unicode/utf8"
 )
 
 // Payload codecs turn the text of a record into fields. Each renders its
@@ -146,40 +145,4 @@ func appendPairsJSON(dst, line []byte, fsep, vsep byte, unquote bool) ([]byte, e
 			dst = AppendJSONString(dst, v)
 		}
 	}
-}
-
-// AppendJSONString appends s as a JSON string, escaping quotes,
-// backslashes and control characters; bytes that are not UTF-8 become
-// U+FFFD.
-func AppendJSONString(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				dst = append(dst, "\ufffd"...)
-			} else {
-				dst = append(dst, s[i:i+size]...)
-			}
-			i += size - 1
-			continue
-		}
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c == '\n':
-			dst = append(dst, '\\', 'n')
-		case c == '\t':
-			dst = append(dst, '\\', 't')
-		case c == '\r':
-			dst = append(dst, '\\', 'r')
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
 }

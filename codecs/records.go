@@ -47,17 +47,14 @@ func (it *RecordIter) Reset(batch []byte) error {
 	h, err := Validate(batch, 0)
 	it.h = h
 	if err != nil {
-		it.err = err
+		it.err = withRange(err, &h)
 		return err
 	}
 	body := batch[HeaderSize:h.Size()]
 	if c := h.Compression(); c != None {
 		it.buf, err = c.AppendDecompressed(it.buf[:0], body, it.MaxDecompressed)
 		if err != nil {
-			if be, ok := err.(*BatchError); ok {
-				be.BaseOffset = h.BaseOffset
-			}
-			it.err = err
+			it.err = withRange(err, &h)
 			return err
 		}
 		body = it.buf
@@ -148,7 +145,7 @@ func (it *RecordIter) Next() bool {
 }
 
 func (it *RecordIter) fail(format string, args ...any) bool {
-	it.err = batchErr(ErrCorrupt, it.h.BaseOffset, format, args...)
+	it.err = withRange(batchErr(ErrCorrupt, it.h.BaseOffset, format, args...), &it.h)
 	it.data, it.left = nil, 0
 	return false
 }

@@ -1,11 +1,13 @@
 package connectors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -74,8 +76,15 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 	if m.doc != nil {
 		return m.doc.v.GetObject(), nil
 	}
+	value := m.Value
+	if !utf8.Valid(value) {
+		// Bytes that are not UTF-8 can only sit inside strings of valid
+		// JSON: replace them, as codecs.AppendJSONString does, so the
+		// record (even left as it came) is valid JSON downstream.
+		value = bytes.ToValidUTF8(value, []byte("\uFFFD"))
+	}
 	d := docs.Get().(*doc)
-	v, err := d.p.ParseBytes(m.Value)
+	v, err := d.p.ParseBytes(value)
 	if err == nil && v.Type() != fastjson.TypeObject {
 		err = fmt.Errorf("found a JSON %s", v.Type())
 	}
@@ -83,6 +92,7 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		docs.Put(d)
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
+	m.Value = value
 	d.v, d.dirty, d.appendOnly = v, false, true
 	d.base = v.GetObject().Len()
 	m.doc = d
@@ -164,13 +174,13 @@ func (m *Message) Sync(buf []byte) []byte {
 				buf = append(buf, ',')
 			}
 			sep = true
-			buf = appendQuoted(buf, k)
+			buf = codecs.AppendJSONString(buf, k)
 			buf = append(buf, ':')
-			buf = v.MarshalTo(buf)
+			buf = AppendJSON(buf, v)
 		})
 		buf = append(buf, '}')
 	} else {
-		buf = m.doc.v.MarshalTo(buf)
+		buf = AppendJSON(buf, m.doc.v)
 	}
 	m.Value = buf[start:len(buf):len(buf)]
 	m.doc.dirty = false
@@ -191,21 +201,38 @@ func lastBrace(b []byte) int {
 	return -1
 }
 
-// appendQuoted appends s as a JSON string.
-func appendQuoted(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-		default:
-			dst = append(dst, c)
+// AppendJSON appends v as JSON. Its strings and keys go through
+// codecs.AppendJSONString, so what is written is valid JSON and valid UTF-8
+// (fastjson's own MarshalTo writes bytes that are not UTF-8 as they are,
+// and quotes strings with special characters the Go way: \a, \x80).
+func AppendJSON(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeString:
+		return codecs.AppendJSONString(dst, v.GetStringBytes())
+	case fastjson.TypeObject:
+		dst = append(dst, '{')
+		first := true
+		v.GetObject().Visit(func(k []byte, fv *fastjson.Value) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = codecs.AppendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = AppendJSON(dst, fv)
+		})
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		dst = append(dst, '[')
+		for i, e := range v.GetArray() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSON(dst, e)
 		}
+		return append(dst, ']')
 	}
-	return append(dst, '"')
+	return v.MarshalTo(dst) // numbers, true, false, null
 }
 
 // Release returns the parsed view's memory; the message keeps its Value
@@ -231,7 +258,7 @@ func String(v *fastjson.Value) string {
 	if v.Type() == fastjson.TypeString {
 		return string(v.GetStringBytes())
 	}
-	return string(v.MarshalTo(nil))
+	return string(AppendJSON(nil, v))
 }
 
 // AppendText appends a field value as text, like String, without
@@ -243,7 +270,7 @@ func AppendText(dst []byte, v *fastjson.Value) []byte {
 	if v.Type() == fastjson.TypeString {
 		return append(dst, v.GetStringBytes()...)
 	}
-	return v.MarshalTo(dst)
+	return AppendJSON(dst, v)
 }
 
 // Header returns the value of the first header named key, or nil.

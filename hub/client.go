@@ -172,6 +172,12 @@ type ConsumeOptions struct {
 	MaxWait time.Duration
 	// ClientID names the consumer in group descriptions.
 	ClientID string
+	// SkipCorrupt moves past a stored batch that cannot be decoded: Poll
+	// returns its *CorruptBatchError once (the records before it first)
+	// and the next Poll reads on after its last offset; the caller
+	// reports and dead-letters the range. Default false: Poll fails at
+	// the batch every time.
+	SkipCorrupt bool
 	// OnAssigned is called from Poll after partitions are assigned.
 	OnAssigned func(ctx context.Context, partitions []TopicPartition)
 	// OnRevoked is called from Poll (or Close) before assigned partitions
@@ -805,6 +811,10 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			}
 		}
 		raw := c.raw[at:]
+		maxDecompressed := codecs.DefaultMaxDecompressed
+		if ds, err := c.h.Dataset(tp.Topic); err == nil {
+			maxDecompressed = max(maxDecompressed, codecs.MaxDecompressedFor(ds.Config().MaxMessageBytes))
+		}
 		f := Fetch{Dataset: tp.Topic, Partition: tp.Partition, HighWatermark: r.HighWatermark}
 		next := c.pos[tp]
 		for b := raw; len(b) > 0 && decoded < int(c.opts.MaxPollBytes); {
@@ -819,15 +829,15 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			}
 			ri := &c.iters[it]
 			it++
-			if err := ri.Reset(batch); err != nil {
-				return nil, fmt.Errorf("hub: fetching %s/%d: %w", tp.Topic, tp.Partition, err)
-			}
+			ri.MaxDecompressed = maxDecompressed
+			recsBefore, nextBefore := len(f.Records), next
+			err := ri.Reset(batch)
 			h := ri.Header()
-			if h.IsControl() {
+			if err == nil && h.IsControl() {
 				next = max(next, h.NextOffset())
 				continue
 			}
-			for ri.Next() {
+			for err == nil && ri.Next() {
 				rec := *ri.Record()
 				if rec.Offset < next {
 					continue
@@ -839,8 +849,22 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				decoded += len(rec.Key) + len(rec.Value)
 				next = rec.Offset + 1
 			}
-			if err := ri.Err(); err != nil {
-				return nil, fmt.Errorf("hub: fetching %s/%d: %w", tp.Topic, tp.Partition, err)
+			if err == nil {
+				err = ri.Err()
+			}
+			if err != nil {
+				if recsBefore == 0 {
+					err = corruptFetch(tp, err)
+					var cbe *CorruptBatchError
+					if c.opts.SkipCorrupt && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
+						c.pos[tp] = max(next, cbe.Batch.LastOffset+1)
+					}
+					return nil, err
+				}
+				// Deliver the records before the bad batch; the next
+				// poll starts at it and reports it.
+				f.Records, next = f.Records[:recsBefore], nextBefore
+				break
 			}
 			next = max(next, h.NextOffset())
 		}

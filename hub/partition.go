@@ -153,6 +153,9 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
 		}
 		codecs.SetLeaderEpoch(rest, LeaderEpoch) // as Kafka's leader stamps its epoch
+		if err := checkProduced(p.ds, rest[:h.Size()]); err != nil {
+			return res, err
+		}
 		hs = append(hs, h)
 		rest = rest[h.Size():]
 	}

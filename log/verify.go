@@ -81,7 +81,10 @@ type VerifyReport struct {
 }
 
 // Verify reads every batch of every segment of the log in dir and checks
-// it in full (magic, sizes, CRC-32C, offsets increasing), and checks that
+// it in full (magic, sizes, CRC-32C, offsets increasing, and every record
+// decoded: codecs.CheckRecords, decompressing up to
+// codecs.MaxDecompressedFor the batch's size, at least
+// codecs.DefaultMaxDecompressed), and checks that
 // every offset index entry points at the batch it names. It stops at the
 // first problem and returns it as a *CorruptError with the file, position
 // and offset. progress, if not nil, is called after each segment with the
@@ -99,6 +102,7 @@ func Verify(dir string, progress func(done, total int64)) (VerifyReport, error) 
 		}
 	}
 	next := int64(-1)
+	var buf []byte
 	for _, base := range bases {
 		path := segmentName(dir, base, logSuffix)
 		if next > base {
@@ -121,6 +125,11 @@ func Verify(dir string, progress func(done, total int64)) (VerifyReport, error) 
 		}
 		iv := indexVerifier{path: segmentName(dir, base, indexSuffix), base: base, entries: idx}
 		res := scanSegment(f, base, st.Size(), false, iv.visit)
+		if res.err == nil {
+			if pos, off, err := checkSegmentRecords(f, res.end, &buf); err != nil {
+				res.err, res.end, res.next = err, pos, off
+			}
+		}
 		f.Close()
 		rep.Segments++
 		rep.Batches += int64(res.batches)
@@ -186,4 +195,33 @@ func (v *indexVerifier) finish() error {
 func (v *indexVerifier) bad(rel, pos uint32) error {
 	return &CorruptError{Path: v.path, Position: int64(v.i * offsetEntrySize), Offset: v.base + int64(rel),
 		Err: fmt.Errorf("index entry %d says offset %d starts at position %d, where no such batch starts", v.i, v.base+int64(rel), pos)}
+}
+
+// checkSegmentRecords walks the records of every batch in the first size
+// bytes of f, whose framing scanSegment has checked. On a bad batch it
+// returns the error with the batch's position and base offset.
+func checkSegmentRecords(f *os.File, size int64, buf *[]byte) (pos, offset int64, err error) {
+	var hdr [codecs.HeaderSize]byte
+	for pos < size {
+		if _, err := f.ReadAt(hdr[:], pos); err != nil {
+			return pos, -1, fmt.Errorf("log: %w", err)
+		}
+		h, err := codecs.ParseHeader(hdr[:])
+		if err != nil {
+			return pos, -1, err
+		}
+		n := h.Size()
+		if cap(*buf) < n {
+			*buf = make([]byte, n)
+		}
+		b := (*buf)[:n]
+		if _, err := f.ReadAt(b, pos); err != nil {
+			return pos, h.BaseOffset, fmt.Errorf("log: %w", err)
+		}
+		if _, err := codecs.CheckRecords(b, max(codecs.DefaultMaxDecompressed, codecs.MaxDecompressedFor(n))); err != nil {
+			return pos, h.BaseOffset, err
+		}
+		pos += int64(n)
+	}
+	return pos, 0, nil
 }

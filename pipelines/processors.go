@@ -178,7 +178,7 @@ func (p *parseProc) unparsed(m *connectors.Message, text []byte, format string, 
 		}
 		start := len(p.buf)
 		p.buf = append(p.buf, `{"message":`...)
-		p.buf = appendJSONString(p.buf, text)
+		p.buf = codecs.AppendJSONString(p.buf, text)
 		p.buf = append(p.buf, '}')
 		m.Release()
 		m.Value = p.buf[start:len(p.buf):len(p.buf)]
@@ -271,26 +271,9 @@ func (p *parseProc) appendRegex(dst, text []byte) ([]byte, error) {
 		first = false
 		dst = strconv.AppendQuote(dst, name)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, text[match[2*i]:match[2*i+1]])
+		dst = codecs.AppendJSONString(dst, text[match[2*i]:match[2*i+1]])
 	}
 	return append(dst, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
 }
 
 // --- filter and drop

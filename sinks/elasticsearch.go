@@ -25,6 +25,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fastjson"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 )
 
@@ -431,10 +432,10 @@ func (s *esSink) appendDoc(dst []byte, m *connectors.Message) ([]byte, error) {
 	dst = append(dst, `{"`...)
 	dst = append(dst, s.action...)
 	dst = append(dst, `":{"_index":`...)
-	dst = appendJSONString(dst, idx)
+	dst = codecs.AppendJSONString(dst, idx)
 	if hasID {
 		dst = append(dst, `,"_id":`...)
-		dst = appendJSONString(dst, id)
+		dst = codecs.AppendJSONString(dst, id)
 	}
 	dst = append(dst, "}}\n"...)
 	if s.action == "delete" {

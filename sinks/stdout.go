@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 )
 
@@ -94,14 +95,14 @@ func appendMessageJSON(dst []byte, m *connectors.Message) []byte {
 	dst = append(dst, '{')
 	if m.Key != nil {
 		dst = append(dst, `"key":`...)
-		dst = appendJSONString(dst, m.Key)
+		dst = codecs.AppendJSONString(dst, m.Key)
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"value":`...)
 	if isJSONObject(m.Value) {
 		dst = appendCompactLine(dst, m.Value)
 	} else {
-		dst = appendJSONString(dst, m.Value)
+		dst = codecs.AppendJSONString(dst, m.Value)
 	}
 	if len(m.Headers) > 0 {
 		dst = append(dst, `,"headers":{`...)
@@ -109,12 +110,12 @@ func appendMessageJSON(dst []byte, m *connectors.Message) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, h.Key)
+			dst = codecs.AppendJSONString(dst, h.Key)
 			dst = append(dst, ':')
 			if h.Value == nil {
 				dst = append(dst, "null"...)
 			} else {
-				dst = appendJSONString(dst, h.Value)
+				dst = codecs.AppendJSONString(dst, h.Value)
 			}
 		}
 		dst = append(dst, '}')
@@ -126,7 +127,7 @@ func appendMessageJSON(dst []byte, m *connectors.Message) []byte {
 	}
 	if m.Dataset != "" {
 		dst = append(dst, `,"dataset":`...)
-		dst = appendJSONString(dst, []byte(m.Dataset))
+		dst = codecs.AppendJSONString(dst, []byte(m.Dataset))
 		dst = append(dst, `,"partition":`...)
 		dst = strconv.AppendInt(dst, int64(m.Partition), 10)
 		dst = append(dst, `,"offset":`...)

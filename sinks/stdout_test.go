@@ -22,7 +22,7 @@ func TestStdoutJSON(t *testing.T) {
 		{connectors.Message{Value: []byte(" {\n \"a\": [1,\n2]}\n")}, `{"value":{  "a": [1, 2]}}`},
 		{connectors.Message{Value: []byte(`{"a":`)}, `{"value":"{\"a\":"}`},
 		{connectors.Message{Value: []byte(`[1,2]`)}, `{"value":"[1,2]"}`},
-		{connectors.Message{Value: []byte("tab\tquote\"nl\nctl\x01bad\xff é")}, `{"value":"tab\tquote\"nl\nctl\u0001bad\ufffd é"}`},
+		{connectors.Message{Value: []byte("tab\tquote\"nl\nctl\x01bad\xff é")}, `{"value":"tab\tquote\"nl\nctl\u0001bad` + "\uFFFD" + ` é"}`},
 		{connectors.Message{Key: []byte("web-1"), Value: []byte(`x`), Time: ts, Dataset: "access", Partition: 2, Offset: 42,
 			Headers: []codecs.RecordHeader{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}}},
 			`{"key":"web-1","value":"x","headers":{"h":"v","n":null},"time":"2026-11-21T10:00:00.123Z","dataset":"access","partition":2,"offset":42}`},

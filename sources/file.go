@@ -81,7 +81,7 @@ var fileSpec = connectors.Spec{
 		{Name: "forget_after", Type: connectors.TypeDuration, Default: "7d",
 			Doc: "How long the checkpoint of a file the globs no longer find is kept (a deleted file's is dropped at once)."},
 		{Name: "include_compressed", Type: connectors.TypeBool, Default: false, Doc: "Read matched .gz files, once each, decompressed; default: skip them."},
-		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "1MiB", Doc: "Longer lines (and multiline records) are cut here and marked with the header weir.truncated: true."},
+		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "960KiB", Doc: "Longer lines (and multiline records) are cut here and marked with the header weir.truncated: true. The default leaves 64KiB under a dataset's default max_message_bytes (1MiB) for the record's headers and batch framing, so a cut line is still stored."},
 		{Name: "partial_timeout", Type: connectors.TypeDuration, Default: "5s",
 			Doc: "How long a last line without its line break is held before it is handed on with the header weir.partial: true."},
 		{Name: "multiline", Type: connectors.TypeObject, Doc: "Join lines into records, such as stack traces; default: a record per line.",

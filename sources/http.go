@@ -344,7 +344,7 @@ func jsonRecords(data []byte, now time.Time) ([]*connectors.Message, int, error)
 				return nil, http.StatusBadRequest, fmt.Errorf("item %d of the array is a JSON %s, not an object", i, item.Type())
 			}
 			start := len(buf)
-			buf = item.MarshalTo(buf)
+			buf = connectors.AppendJSON(buf, item)
 			m := mem.message()
 			m.Value, m.Time = buf[start:len(buf):len(buf)], now
 			out = append(out, m)

@@ -29,7 +29,7 @@ var stdinSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "codec", Type: connectors.TypeString, Default: "lines", Enum: []string{"lines", "ndjson"},
 			Doc: "lines: any text; ndjson: a JSON object per line (checked by a parse processor, not here)."},
-		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "1MiB", Min: "1B", Max: "1GiB", Doc: "Longer lines are truncated and marked with the header weir.truncated: true."},
+		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "960KiB", Min: "1B", Max: "1GiB", Doc: "Longer lines are truncated and marked with the header weir.truncated: true. The default leaves 64KiB under a dataset's default max_message_bytes (1MiB) for the record's headers and batch framing, so a cut line is still stored."},
 		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Min: 1, Doc: "Most records in a batch."},
 		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Min: "1ms", Doc: "Longest wait for a fuller batch after its first record arrived."},
 	},

@@ -34,6 +34,10 @@ type serveConfig struct {
 	HTTP       httpConfig     `yaml:"http"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+	// Connection limits of the Kafka front door (0: kafka.Options'
+	// defaults).
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 // httpConfig is the http: section of serve's YAML (and --http-listen).
@@ -117,6 +121,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if lf := cmd.Flags().Lookup("log-format"); lf != nil && lf.Changed {
 				cfg.LogFormat = lf.Value.String()
 			}
+			if f.Changed("max-connections") {
+				cfg.MaxConnections = flags.MaxConnections
+			}
+			if f.Changed("max-connections-per-ip") {
+				cfg.MaxConnectionsPerIP = flags.MaxConnectionsPerIP
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -132,6 +142,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1)")
 	f.BoolVar(&flags.HTTP.PartitionMetrics, "partition-metrics", false, "also export offsets, produced records and disk bytes per partition")
+	f.IntVar(&flags.MaxConnections, "max-connections", 10000, "most open Kafka connections; when reached, the oldest that has sent no request is closed to make room")
+	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
 	return cmd
 }
 
@@ -251,7 +263,8 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	kopts := kafka.Options{Advertise: cfg.Advertise, Logger: logger}
+	kopts := kafka.Options{Advertise: cfg.Advertise, Logger: logger,
+		MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP}
 	if m != nil {
 		m.addHub(h, cfg.HTTP.PartitionMetrics)
 		kopts.Observer = m.kafkaObserver()

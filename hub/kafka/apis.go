@@ -188,6 +188,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 			if err == nil {
 				var res hub.ProduceResult
 				res, err = p.Produce(tp.Records, false)
+				c.s.noteStorage(err)
 				if err == nil {
 					out.BaseOffset, out.LogStartOffset = res.BaseOffset, res.LogStartOffset
 					if req.Acks != 0 {
@@ -227,7 +228,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 	return c.later(func() kmsg.Response {
 		for _, w := range waits {
 			if err := w.p.WaitDurable(w.next); err != nil {
-				c.s.opts.Logger.Error("kafka: produce failed to reach the disk", "topic", w.p.Dataset().Name(), "partition", w.p.ID(), "client", h.clientID, "err", err)
+				c.s.noteStorage(err)
 				w.out.ErrorCode = errCode(err)
 				if h.version >= 8 {
 					w.out.ErrorMessage = errMessage(err)

@@ -40,7 +40,7 @@ type restartable struct {
 
 func (b *restartable) start(t *testing.T, addr string) {
 	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: b.dir, Defaults: hub.DatasetConfig{Fsync: "always"}})
+	h, err := hub.Open(hub.Options{DataDir: b.dir, Defaults: hub.DatasetConfig{Fsync: "always", SegmentBytes: 8 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}

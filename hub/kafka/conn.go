@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,11 +18,6 @@ import (
 )
 
 var errTooManyFiles = syscall.EMFILE
-
-// maxNonProduceBytes bounds requests other than Produce: decoding one
-// expands it in memory, so only Produce, which carries records, may be
-// large.
-const maxNonProduceBytes = 8 << 20
 
 // header is a decoded request header.
 type header struct {
@@ -45,12 +41,16 @@ type pending struct {
 
 // conn is one client connection.
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	remote string
-	ctx    context.Context
-	cancel context.CancelFunc
-	out    chan *pending
+	s         *Server
+	nc        net.Conn
+	remote    string
+	ip        string        // remote's host, for MaxConnectionsPerIP
+	freshElem *list.Element // in s.fresh until the first request; guarded by s.mu
+	ctx       context.Context
+	cancel    context.CancelFunc
+	readCtx   context.Context // ends with ctx or at stopReading: waits for budget
+	stopRead  context.CancelFunc
+	out       chan *pending
 
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
@@ -59,7 +59,13 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+	remote := nc.RemoteAddr().String()
+	ip, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		ip = remote
+	}
+	readCtx, stopRead := context.WithCancel(ctx)
+	return &conn{s: s, nc: nc, remote: remote, ip: ip, ctx: ctx, cancel: cancel, readCtx: readCtx, stopRead: stopRead,
 		out: make(chan *pending, s.opts.MaxInFlight), hbuf: make([]byte, 4)}
 }
 
@@ -68,6 +74,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) stopReading() {
 	c.stopping.Store(true)
 	c.nc.SetReadDeadline(time.Now())
+	c.stopRead()
 }
 
 func (c *conn) serve() {
@@ -81,89 +88,129 @@ func (c *conn) serve() {
 	<-writerDone
 	c.cancel()
 	c.nc.Close()
-	if err != nil && !errors.Is(err, io.EOF) && !c.stopping.Load() {
-		c.s.opts.Logger.Info("kafka: closing connection", "remote", c.remote, "reason", err)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.stopping.Load() {
+		c.s.refused(closedOnError, c.remote, "reason", err)
 	}
 	c.s.forget(c)
 }
 
 func (c *conn) readLoop() error {
-	for {
+	for first := true; ; first = false {
 		if c.stopping.Load() {
 			return nil
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+		idle := c.s.opts.IdleTimeout
+		if first {
+			idle = c.s.opts.FirstRequestTimeout
+		}
+		c.nc.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.stopping.Load() {
-				return fmt.Errorf("idle for %v", c.s.opts.IdleTimeout)
+				if first {
+					return fmt.Errorf("no request in the first %v", idle)
+				}
+				return fmt.Errorf("idle for %v", idle)
 			}
 			return err
+		}
+		if first {
+			c.s.started(c)
 		}
 		size := int32(binary.BigEndian.Uint32(c.hbuf))
 		if size < 8 || size > c.s.opts.MaxRequestBytes {
 			return fmt.Errorf("request of %d bytes (at most %d accepted): not a Kafka client, or raise MaxRequestBytes", size, c.s.opts.MaxRequestBytes)
 		}
+		deadline := time.Now().Add(c.s.bodyTimeout(int(size)))
+		c.nc.SetReadDeadline(deadline)
 		// Read the fixed header first: the API key decides the limit.
 		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
 			return err
 		}
 		key := int16(binary.BigEndian.Uint16(c.hbuf))
-		if key != 0 && size > maxNonProduceBytes {
-			return fmt.Errorf("request of %d bytes for API key %d (at most %d for anything but Produce)", size, key, maxNonProduceBytes)
+		if limit := c.s.requestLimit(key); size > limit {
+			return fmt.Errorf("request of %d bytes for API key %d (at most %d for it)", size, key, limit)
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-		// Produce bodies come from a pool: the records are copied into
-		// the log before the handler returns, so the body can be reused
-		// at once. Other requests keep theirs (decoded fields may alias
-		// it, as group metadata does).
-		var body []byte
-		var pooled *[]byte
-		if key == 0 {
-			pooled = getBuf(int(size))
-			body = (*pooled)[:size]
-		} else {
-			body = make([]byte, size)
+		body, pooled, charged, err := c.readBody(int(size), deadline)
+		if err == nil {
+			err = c.handle(body, deadline)
 		}
-		copy(body, c.hbuf[:4])
-		if _, err := io.ReadFull(c.nc, body[4:]); err != nil {
-			return fmt.Errorf("reading a request of %d bytes: %w", size, err)
-		}
-		err := c.handle(body)
 		if pooled != nil {
 			putBuf(pooled)
 		}
+		c.s.budget.release(charged) // no lock taken when nothing was charged
 		if err != nil {
 			return err
 		}
 	}
 }
 
+// readBody reads a request of size bytes whose first four are in hbuf into
+// a buffer that grows as the bytes arrive, charging the budget for what it
+// holds. Produce bodies come from a pool (returned in pooled): the records
+// are copied into the log before the handler returns, so the body can be
+// reused at once. Other requests keep theirs (decoded fields may alias
+// it, as group metadata does).
+func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]byte, charged int64, err error) {
+	key := int16(binary.BigEndian.Uint16(c.hbuf))
+	room := 0 // bytes of body that may be filled: what is charged
+	grow := func(n int) error {
+		if n > freeRequestBytes {
+			if err := c.s.budget.acquire(c.readCtx, deadline, int64(n-room)); err != nil {
+				return fmt.Errorf("waiting for room to read a request of %d bytes: %w", size, err)
+			}
+			charged += int64(n - room)
+		}
+		room = n
+		if cap(body) >= n {
+			return nil
+		}
+		var nb []byte
+		var np *[]byte
+		if key == 0 {
+			np = getBuf(n)
+			nb = (*np)[:len(body)]
+		} else {
+			nb = make([]byte, len(body), n)
+		}
+		copy(nb, body)
+		if pooled != nil {
+			putBuf(pooled)
+		}
+		body, pooled = nb, np
+		return nil
+	}
+	if err := grow(min(size, firstChunk)); err != nil {
+		return nil, pooled, charged, err
+	}
+	body = append(body, c.hbuf[:4]...)
+	for len(body) < size {
+		if len(body) == room {
+			if err := grow(min(size, 2*room)); err != nil {
+				return nil, pooled, charged, err
+			}
+		}
+		n, err := c.nc.Read(body[len(body):room])
+		body = body[:len(body)+n]
+		if err != nil && len(body) < size {
+			return nil, pooled, charged, fmt.Errorf("reading a request of %d bytes (%d arrived): %w", size, len(body), err)
+		}
+	}
+	return body, pooled, charged, nil
+}
+
 // handle decodes one request and queues its response.
-func (c *conn) handle(body []byte) error {
+// The decode waits for room in the decoding budget until deadline.
+func (c *conn) handle(body []byte, deadline time.Time) error {
 	var start time.Time
 	if c.s.opts.Observer != nil {
 		start = time.Now()
 	}
-	var h header
-	h.key = int16(binary.BigEndian.Uint16(body))
-	h.version = int16(binary.BigEndian.Uint16(body[2:]))
-	h.correlationID = int32(binary.BigEndian.Uint32(body[4:]))
-	rest := body[8:]
-	if len(rest) < 2 {
-		return errors.New("request header cut short")
+	h, req, rest, cost, err := parseRequest(body)
+	if err != nil {
+		return err
 	}
-	if n := int16(binary.BigEndian.Uint16(rest)); n >= 0 {
-		if int(n) > len(rest)-2 {
-			return errors.New("client id runs past the request")
-		}
-		h.clientID = string(rest[2 : 2+n])
-		rest = rest[2+n:]
-	} else {
-		rest = rest[2:]
-	}
-	a, known := apis[h.key]
-	if h.key == 18 && (!known || h.version > a.max || h.version < a.min) {
+	if req == nil {
 		// ApiVersions a version ahead of ours: answer v0 with our list
 		// and UNSUPPORTED_VERSION, as Kafka brokers do, so the client
 		// retries with a version we list.
@@ -172,24 +219,14 @@ func (c *conn) handle(body []byte) error {
 		c.queue(&pending{hdr: h, resp: resp, start: start})
 		return nil
 	}
-	if !known {
-		return fmt.Errorf("unknown API key %d from client %q", h.key, h.clientID)
+	if err := c.s.decoding.acquire(c.ctx, deadline, cost); err != nil {
+		return fmt.Errorf("waiting for room to decode a request: %w", err)
 	}
-	if h.version < a.min || h.version > a.max {
-		return fmt.Errorf("API key %d version %d is not supported (%d to %d) from client %q", h.key, h.version, a.min, a.max, h.clientID)
-	}
-	req := kmsg.RequestForKey(h.key)
-	req.SetVersion(h.version)
-	if req.IsFlexible() {
-		var err error
-		if rest, err = skipTags(rest); err != nil {
-			return fmt.Errorf("API key %d v%d: request header tags: %w", h.key, h.version, err)
-		}
-	}
+	defer c.s.decoding.release(cost)
 	if err := req.ReadFrom(rest); err != nil {
 		return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
 	}
-	p := a.handle(c, &h, req)
+	p := apis[h.key].handle(c, &h, req)
 	if p == nil {
 		c.observe(&h, start)
 		return nil // nothing to answer (acks=0)
@@ -201,6 +238,52 @@ func (c *conn) handle(body []byte) error {
 		return errors.New("closing after an error the client must notice (acks=0)")
 	}
 	return nil
+}
+
+// parseRequest reads a request's header and checks what it may cost to
+// decode: it returns the request to decode from rest (req.ReadFrom(rest))
+// and what decoding may allocate, or a nil request for an ApiVersions of a
+// version ahead of ours.
+func parseRequest(body []byte) (h header, req kmsg.Request, rest []byte, cost int64, err error) {
+	h.key = int16(binary.BigEndian.Uint16(body))
+	h.version = int16(binary.BigEndian.Uint16(body[2:]))
+	h.correlationID = int32(binary.BigEndian.Uint32(body[4:]))
+	rest = body[8:]
+	if len(rest) < 2 {
+		return h, nil, nil, 0, errors.New("request header cut short")
+	}
+	if n := int16(binary.BigEndian.Uint16(rest)); n >= 0 {
+		if int(n) > len(rest)-2 {
+			return h, nil, nil, 0, errors.New("client id runs past the request")
+		}
+		h.clientID = string(rest[2 : 2+n])
+		rest = rest[2+n:]
+	} else {
+		rest = rest[2:]
+	}
+	a, known := apis[h.key]
+	if h.key == 18 && (!known || h.version > a.max || h.version < a.min) {
+		return h, nil, rest, 0, nil
+	}
+	if !known {
+		return h, nil, nil, 0, fmt.Errorf("unknown API key %d from client %q", h.key, h.clientID)
+	}
+	if h.version < a.min || h.version > a.max {
+		return h, nil, nil, 0, fmt.Errorf("API key %d version %d is not supported (%d to %d) from client %q", h.key, h.version, a.min, a.max, h.clientID)
+	}
+	req = kmsg.RequestForKey(h.key)
+	req.SetVersion(h.version)
+	if req.IsFlexible() {
+		if rest, err = skipTags(rest); err != nil {
+			return h, nil, nil, 0, fmt.Errorf("API key %d v%d: request header tags: %w", h.key, h.version, err)
+		}
+	}
+	if h.key == 0 {
+		if cost, err = checkProduceShape(rest, h.version); err != nil {
+			return h, nil, nil, 0, fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
+		}
+	}
+	return h, req, rest, decodeCost(h.key, rest, cost), nil
 }
 
 func (c *conn) queue(p *pending) {
@@ -275,7 +358,7 @@ func (c *conn) writeLoop() {
 				failed = c.writeResponse(p)
 			}
 			if failed != nil {
-				c.s.opts.Logger.Info("kafka: writing a response failed; closing the connection", "remote", c.remote, "err", failed)
+				c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", failed))
 				c.cancel()
 				c.nc.Close()
 			} else {

@@ -10,9 +10,29 @@
 // order. A request that waits (a produce with acks=all waiting for fsync, a
 // long-polling fetch, a group join) completes in its own goroutine while
 // later requests are handled; the writer holds their responses back until
-// it is their turn. Requests larger than MaxRequestBytes, garbage, unknown
+// it is their turn. Requests larger than their API's limit, garbage, unknown
 // API keys and unsupported versions close the connection (ApiVersions
 // answers a version it does not know with its own list, as Kafka does).
+//
+// # Hostile clients
+//
+// Anyone who can connect can send anything, so what one client may cost is
+// bounded before authentication and before decoding (limits.go):
+//
+//   - every record of every produced batch is checked (codecs.CheckProduced:
+//     framing, count, offset deltas, decompressed size at most 16 times the
+//     dataset's max.message.bytes) and a bad batch answered CORRUPT_MESSAGE
+//     or MESSAGE_TOO_LARGE, stored not at all;
+//   - Produce may be MaxRequestBytes, anything else 1 MiB; a Produce is
+//     walked before kmsg decodes it, so its claimed counts must fit its
+//     bytes and decoding it costs at most twice its size (plus 64 KiB);
+//   - bodies are read into buffers that grow as bytes arrive, charged to
+//     QueuedMaxRequestBytes, within a deadline that grows with their size;
+//   - MaxConnectionsPerIP caps one address; a connection that sends no
+//     request within FirstRequestTimeout is closed, and at MaxConnections
+//     the oldest such connection makes room for a new one;
+//   - refusals are counted (Stats) and logged once per 10 s per kind; a
+//     storage failure (a full disk) is logged once at ERROR.
 //
 // # Zero-copy fetch
 //

@@ -15,9 +15,12 @@ type Observer interface {
 	ObserveRequest(key, version int16, took time.Duration)
 }
 
-// Rejected counts the connections closed at once because MaxConnections
-// were open.
-func (s *Server) Rejected() int64 { return s.rejected.Load() }
+// Rejected counts the connections refused or closed to make room because
+// of MaxConnections or MaxConnectionsPerIP (see Stats for each reason).
+func (s *Server) Rejected() int64 {
+	st := s.Stats()
+	return st.RefusedPerIP + st.RefusedFull + st.EvictedIdle
+}
 
 // observe reports a request to the Observer, if there is one.
 func (c *conn) observe(h *header, start time.Time) {

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -26,14 +27,37 @@ type Options struct {
 	NodeID int32
 	// MaxRequestBytes is the largest request accepted (Kafka's
 	// socket.request.max.bytes). Default 100 MiB. Requests other than
-	// Produce are held to 8 MiB.
+	// Produce are held to 1 MiB.
 	MaxRequestBytes int32
-	// MaxConnections caps open connections; more are closed at once.
-	// Default 10000.
+	// QueuedMaxRequestBytes bounds the bytes of request bodies being read
+	// and handled across all connections (Kafka's
+	// queued.max.request.bytes), charged as they arrive; a reader waits
+	// for room. Bodies up to 4 KiB are not charged. What decoding may
+	// allocate is bounded by a second budget of the same size. Default
+	// 256 MiB, and never less than MaxRequestBytes.
+	QueuedMaxRequestBytes int64
+	// MaxConnections caps open connections. When it is reached, the
+	// oldest connection that has not sent a request yet is closed to make
+	// room, so idle sockets cannot lock every client out; when every
+	// connection has sent one, the new one is closed. Default 10000.
 	MaxConnections int
+	// MaxConnectionsPerIP caps the connections from one IP address
+	// (Kafka's max.connections.per.ip); more are closed at once. Default
+	// MaxConnections/10, so no one address can take every connection;
+	// negative means no cap.
+	MaxConnectionsPerIP int
+	// FirstRequestTimeout closes a connection that sends no request for
+	// this long after it is accepted; IdleTimeout applies after its first
+	// request. Default 10s.
+	FirstRequestTimeout time.Duration
 	// IdleTimeout closes connections that send nothing for this long
 	// (Kafka's connections.max.idle.ms). Default 10 minutes.
 	IdleTimeout time.Duration
+	// RequestBodyTimeout bounds reading a request once its size has
+	// arrived, plus one second per 256 KiB of it, so a body cannot hold
+	// its buffer and its share of QueuedMaxRequestBytes by trickling in.
+	// Default 10s.
+	RequestBodyTimeout time.Duration
 	// WriteTimeout bounds writing one response. Default 60s.
 	WriteTimeout time.Duration
 	// MaxInFlight is how many responses one connection may have pending
@@ -49,11 +73,24 @@ func (o *Options) setDefaults() {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 100 << 20
 	}
+	if o.QueuedMaxRequestBytes <= 0 {
+		o.QueuedMaxRequestBytes = 256 << 20
+	}
+	o.QueuedMaxRequestBytes = max(o.QueuedMaxRequestBytes, int64(o.MaxRequestBytes))
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = 10000
 	}
+	if o.MaxConnectionsPerIP == 0 {
+		o.MaxConnectionsPerIP = max(1, o.MaxConnections/10)
+	}
+	if o.FirstRequestTimeout <= 0 {
+		o.FirstRequestTimeout = 10 * time.Second
+	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 10 * time.Minute
+	}
+	if o.RequestBodyTimeout <= 0 {
+		o.RequestBodyTimeout = 10 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 60 * time.Second
@@ -69,18 +106,23 @@ func (o *Options) setDefaults() {
 // Server serves the Kafka protocol for a hub. It is safe for concurrent
 // use.
 type Server struct {
-	hub  *hub.Hub
-	opts Options
+	hub      *hub.Hub
+	opts     Options
+	budget   *budget // bytes of request bodies being read and handled
+	decoding *budget // what requests being decoded may allocate
 
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*conn]struct{}
+	perIP    map[string]int
+	fresh    list.List // connections that have sent no request yet, oldest first
 	closing  bool
 	host     string // advertised
 	port     int32
 	wg       sync.WaitGroup
 	nconns   atomic.Int64
-	rejected atomic.Int64
+	refusals refusals
+	diskFull atomic.Bool // a storage error was logged; cleared by a produce that succeeds
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -89,7 +131,8 @@ var ErrServerClosed = errors.New("kafka: server closed")
 // NewServer returns a server for h.
 func NewServer(h *hub.Hub, opts Options) *Server {
 	opts.setDefaults()
-	return &Server{hub: h, opts: opts, conns: map[*conn]struct{}{}}
+	return &Server{hub: h, opts: opts, conns: map[*conn]struct{}{}, perIP: map[string]int{},
+		budget: newBudget(opts.QueuedMaxRequestBytes), decoding: newBudget(opts.QueuedMaxRequestBytes)}
 }
 
 // Listen binds addr (host:port) and returns the listener; Serve it.
@@ -165,12 +208,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("kafka: accept: %w", err)
 		}
 		backoff = 0
-		if s.nconns.Load() >= int64(s.opts.MaxConnections) {
-			s.rejected.Add(1)
-			s.opts.Logger.Warn("kafka: too many connections; closing the new one", "remote", nc.RemoteAddr().String(), "max", s.opts.MaxConnections)
-			nc.Close()
-			continue
-		}
 		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing {
@@ -178,7 +215,30 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		if lim := s.opts.MaxConnectionsPerIP; lim > 0 && s.perIP[c.ip] >= lim {
+			s.mu.Unlock()
+			nc.Close()
+			s.refused(refusedPerIP, c.remote, "max_per_ip", lim)
+			continue
+		}
+		if s.nconns.Load() >= int64(s.opts.MaxConnections) {
+			e := s.fresh.Front()
+			if e == nil {
+				s.mu.Unlock()
+				nc.Close()
+				s.refused(refusedFull, c.remote, "max", s.opts.MaxConnections)
+				continue
+			}
+			// Make room: close the oldest connection that has not
+			// sent a request. It leaves the count when it ends.
+			old := s.fresh.Remove(e).(*conn)
+			old.freshElem = nil
+			old.nc.Close()
+			s.refused(evictedFresh, old.remote, "max", s.opts.MaxConnections)
+		}
 		s.conns[c] = struct{}{}
+		s.perIP[c.ip]++
+		c.freshElem = s.fresh.PushBack(c)
 		s.nconns.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -201,6 +261,13 @@ func (s *Server) Connections() int { return int(s.nconns.Load()) }
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
+	if c.freshElem != nil {
+		s.fresh.Remove(c.freshElem)
+		c.freshElem = nil
+	}
 	s.mu.Unlock()
 	s.nconns.Add(-1)
 	s.wg.Done()

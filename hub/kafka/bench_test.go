@@ -1,0 +1,74 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// BenchmarkProduce measures produce throughput through the Kafka front
+// door per codec: a franz-go producer (acks=1, 256 KiB batches) sending
+// 1 KiB log-like values to a hub with fsync never, so the broker's CPU
+// (request reading, record checks, appends) is what is measured.
+func BenchmarkProduce(b *testing.B) {
+	codecs := []struct {
+		name  string
+		codec kgo.CompressionCodec
+	}{{"none", kgo.NoCompression()}, {"gzip", kgo.GzipCompression()}, {"snappy", kgo.SnappyCompression()},
+		{"lz4", kgo.Lz4Compression()}, {"zstd", kgo.ZstdCompression()}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	values := make([][]byte, 1024)
+	for i := range values {
+		v := make([]byte, 0, 1024)
+		for len(v) < 1024 {
+			v = fmt.Appendf(v, "GET /api/v1/items/%x 200 latency_ms=%d user=%x ", rng.Uint32(), rng.IntN(500), rng.Uint32())
+		}
+		values[i] = v[:1024]
+	}
+	for _, c := range codecs {
+		b.Run(c.name, func(b *testing.B) {
+			h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never", SegmentBytes: 64 << 20}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := h.CreateDataset("bench", hub.DatasetConfig{Partitions: 1}); err != nil {
+				b.Fatal(err)
+			}
+			srv := NewServer(h, Options{})
+			ln, err := srv.Listen("127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer func() {
+				srv.Shutdown(context.Background())
+				h.Close()
+			}()
+			cl := newClient(b, ln.Addr().String(), kgo.ProducerBatchCompression(c.codec), kgo.DefaultProduceTopic("bench"),
+				kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerBatchMaxBytes(256<<10), kgo.ProducerLinger(0))
+			ctx := context.Background()
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: values[0]}).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(1024)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				cl.Produce(ctx, &kgo.Record{Value: values[i%len(values)]}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+				})
+				i++
+			}
+			if err := cl.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
