@@ -344,7 +344,7 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 			lp.err = err
 			return
 		}
-		res, err := part.Produce(batches, true)
+		res, err := part.produce(batches, true, false) // built here: no need to check its records
 		if err != nil {
 			lp.err = err
 			return
