@@ -348,20 +348,27 @@ var (
 	descCompBytes  = prometheus.NewDesc("weir_component_sent_bytes_total", "Bytes a component passed on.", compLabels, nil)
 	descCompFailed = prometheus.NewDesc("weir_component_failures_total", "Failed reads or writes of a component, each retried.", compLabels, nil)
 	descCompDead   = prometheus.NewDesc("weir_component_dead_lettered_records_total", "Records a component sent to its dead-letter dataset.", compLabels, nil)
+	descCompDrop   = prometheus.NewDesc("weir_component_dropped_records_total", "Records a processor (a filter) left out on purpose, or all of a pipeline's processors together.", compLabels, nil)
+	descCompRetry  = prometheus.NewDesc("weir_component_retried_records_total", "Records a sink (or a source storing into its dataset) wrote again after a transient failure.", compLabels, nil)
+	descCompSkip   = prometheus.NewDesc("weir_component_skipped_records_total", "Records retention deleted before the pipeline read them.", compLabels, nil)
 	descPipeLag    = prometheus.NewDesc("weir_pipeline_lag", "Records waiting in the hub for the pipeline.", []string{"component"}, nil)
 	descSourceLag  = prometheus.NewDesc("weir_source_lag", "Records waiting upstream for a source that reads a log (a Kafka topic), as of its last fetch.", []string{"component"}, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCompIn, descCompOut, descCompBytes, descCompFailed, descCompDead, descPipeLag, descSourceLag} {
+	for _, d := range []*prometheus.Desc{descCompIn, descCompOut, descCompBytes, descCompFailed, descCompDead,
+		descCompDrop, descCompRetry, descCompSkip, descPipeLag, descSourceLag} {
 		ch <- d
 	}
 }
 
-// componentKind is source, pipeline or sink from a stats name:
-// sources.NAME, pipelines.NAME, pipelines.NAME.to.SINK.
+// componentKind is source, pipeline, processor or sink from a stats name:
+// sources.NAME, pipelines.NAME, pipelines.NAME.to.SINK,
+// pipelines.NAME.processors[I].TYPE (sources' processors likewise).
 func componentKind(name string) string {
 	switch {
+	case strings.Contains(name, ".processors["):
+		return "processor"
 	case strings.HasPrefix(name, "sources."):
 		return "source"
 	case strings.Contains(name, ".to."):
@@ -384,7 +391,12 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCompBytes, s.Bytes)
 		counter(descCompFailed, s.Failed)
 		counter(descCompDead, s.Dead)
+		counter(descCompDrop, s.Dropped)
+		if kind == "sink" || kind == "source" {
+			counter(descCompRetry, s.Retried)
+		}
 		if kind == "pipeline" {
+			counter(descCompSkip, s.Skipped)
 			ch <- prometheus.MustNewConstMetric(descPipeLag, prometheus.GaugeValue, float64(s.Lag), s.Name)
 		}
 	}

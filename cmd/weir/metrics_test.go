@@ -377,7 +377,12 @@ pipelines:
     to:
       - file: {path: "%s/out.ndjson", format: ndjson}
         batching: {period: 20ms}
-`, filepath.Join(dir, "data"), n, dir)), 0o644)
+  none:
+    from: in
+    processors: [{filter: "false"}]
+    to:
+      - file: {path: "%s/none.ndjson", format: ndjson}
+`, filepath.Join(dir, "data"), n, dir, dir)), 0o644)
 	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
 	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -405,7 +410,9 @@ pipelines:
 	var exposition []byte
 	for i := 0; i < 300; i++ {
 		fams, exposition = scrape(t, addr)
-		if v, _ := metricSum(fams, "weir_component_sent_records_total", sink); v == n {
+		v, _ := metricSum(fams, "weir_component_sent_records_total", sink)
+		d, _ := metricSum(fams, "weir_component_dropped_records_total", map[string]string{"component": "pipelines.none.processors[0].filter"})
+		if v == n && d == n {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -420,6 +427,10 @@ pipelines:
 		{"weir_component_received_records_total", map[string]string{"component": "pipelines.copy", "kind": "pipeline"}, n},
 		{"weir_component_sent_records_total", sink, n},
 		{"weir_component_dead_lettered_records_total", map[string]string{"component": "pipelines.copy"}, 0},
+		{"weir_component_dropped_records_total", map[string]string{"component": "pipelines.none.processors[0].filter", "kind": "processor"}, n},
+		{"weir_component_dropped_records_total", map[string]string{"component": "pipelines.copy"}, 0},
+		{"weir_component_retried_records_total", sink, 0},
+		{"weir_component_skipped_records_total", map[string]string{"component": "pipelines.copy"}, 0},
 		{"weir_pipeline_lag", map[string]string{"component": "pipelines.copy"}, 0},
 		{"weir_dataset_produced_records_total", map[string]string{"dataset": "in"}, n},
 		{"weir_group_lag", map[string]string{"group": "copy", "dataset": "in"}, 0},
