@@ -231,7 +231,7 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 	if name == "" {
 		name = "parquet"
 	}
-	s.staging = filepath.Join(root, ".weir-staging", string(sanitizePathValue([]byte(name), 0)))
+	s.staging = filepath.Join(root, ".weir-staging", strings.ReplaceAll(string(sanitizePathValue([]byte(name), 0)), ".", "_"))
 	return s, nil
 }
 
@@ -255,10 +255,10 @@ type pqWriter struct {
 	opened  time.Time
 	touched bool
 
-	spool      *os.File // this file's records, synced before a write returns
-	spoolPath  string
-	spoolBuf   []byte
-	used       time.Time // last written, for closing the least recently used
+	spool     *os.File // this file's records, synced before a write returns
+	spoolPath string
+	spoolBuf  []byte
+	used      time.Time // last written, for closing the least recently used
 }
 
 func writerKey(path []byte, dataset string, partition int32) string {
