@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-pipeline bench-ship fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-pipeline bench-ship bench-analytics fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -66,6 +66,13 @@ SHIP_ROUNDS    ?= 2
 bench-ship:
 	cd benchmarks && $(GO) run ./shipbench -docs $(SHIP_DOCS) -stub-docs $(SHIP_STUB_DOCS) -file-size $(SHIP_FILE_SIZE) \
 		-rounds $(SHIP_ROUNDS) -workdir ../data/bench-ship
+
+# NDJSON events -> Parquet through `weir run` against DuckDB's COPY of the
+# same file to Parquet, in one run: MB per CPU-second, peak RSS, output size.
+ANALYTICS_MIB ?= 1024
+bench-analytics: build
+	$(GO) test -count=1 -run '^TestQuery$$' ./internal/ducktest >/dev/null
+	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -workdir ../data/bench-analytics -out ../data/bench-analytics.md
 
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
