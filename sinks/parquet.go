@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -101,6 +103,7 @@ type parquetSink struct {
 	staging    string
 	spoolDir   string
 	arrowOpts  codecs.ArrowOptions
+	propOpts   []parquet.WriterProperty
 	props      *parquet.WriterProperties
 	arrowProps pqarrow.ArrowWriterProperties
 	groupBytes int64
@@ -214,8 +217,9 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 	case "lz4":
 		codec = compress.Codecs.Lz4Raw
 	}
-	s.props = parquet.NewWriterProperties(parquet.WithCompression(codec), parquet.WithStats(true),
-		parquet.WithDictionaryDefault(true), parquet.WithCreatedBy("weir"), parquet.WithMaxRowGroupLength(1<<30))
+	s.propOpts = []parquet.WriterProperty{parquet.WithCompression(codec), parquet.WithStats(true),
+		parquet.WithDictionaryDefault(true), parquet.WithCreatedBy("weir"), parquet.WithMaxRowGroupLength(1 << 30)}
+	s.props = parquet.NewWriterProperties(s.propOpts...)
 	s.arrowProps = pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
 	rot := conf.Object("rotate")
 	s.rotRows, s.rotBytes, s.rotAge = int64(rot.Int("rows")), rot.Size("bytes"), rot.Duration("interval")
@@ -607,7 +611,7 @@ func (s *parquetSink) flushGroup(w *pqWriter) error {
 		w.f = f
 		w.cw = countWriter{w: f}
 		w.bw = bufio.NewWriterSize(&w.cw, 256<<10)
-		w.fw, err = pqarrow.NewFileWriter(w.b.Schema(), w.bw, s.props, s.arrowProps)
+		w.fw, err = pqarrow.NewFileWriter(w.b.Schema(), w.bw, s.fileProps(w.b.Schema()), s.arrowProps)
 		if err != nil {
 			return fmt.Errorf("sinks: parquet: %w", err)
 		}
@@ -621,6 +625,22 @@ func (s *parquetSink) flushGroup(w *pqWriter) error {
 		return fmt.Errorf("sinks: parquet: write %s: %w", w.f.Name(), err)
 	}
 	return nil
+}
+
+// fileProps are the writer properties of a file of this schema: the
+// sink's, with the dictionary dropped for the columns where it is no
+// smaller than the plain values (unique ids, times, random strings, whose
+// plain pages compress better), decided per column chunk.
+func (s *parquetSink) fileProps(schema *arrow.Schema) *parquet.WriterProperties {
+	sc, err := pqarrow.ToParquet(schema, s.props, s.arrowProps)
+	if err != nil {
+		return s.props // NewFileWriter reports the same error
+	}
+	opts := slices.Clip(s.propOpts)
+	for i := range sc.NumColumns() {
+		opts = append(opts, parquet.WithDictionaryCostFallbackPath(sc.Column(i).ColumnPath(), true))
+	}
+	return parquet.NewWriterProperties(opts...)
 }
 
 // publish finishes w's file and renames it into place, then removes its
