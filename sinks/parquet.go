@@ -157,10 +157,10 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 			root = "."
 		}
 	}
-	root = strings.TrimSuffix(root, "/")
 	if root == "" {
 		root = "/"
 	}
+	root = filepath.Clean(root)
 	s := &parquetSink{
 		tmpl:       tmpl,
 		root:       root,
@@ -395,7 +395,13 @@ func (s *parquetSink) dirKey(path string) (string, error) {
 	if p == s.root {
 		return "", nil
 	}
-	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(s.root, "/")+"/")
+	prefix := s.root + "/"
+	if s.root == "/" {
+		prefix = "/"
+	} else if s.root == "." {
+		prefix = ""
+	}
+	rel, ok := strings.CutPrefix(p, prefix)
 	if !ok {
 		return "", fmt.Errorf("sinks: parquet: path %s is outside %s", path, s.root)
 	}

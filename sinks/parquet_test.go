@@ -256,6 +256,27 @@ func TestParquetSinkCrash(t *testing.T) {
 	}
 }
 
+// TestParquetSinkRelativePath checks paths relative to the working
+// directory, as in the examples.
+func TestParquetSinkRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, path := range []string{"./lake/date={{ .date }}", "lake/date={{ .date }}", "date={{ .date }}"} {
+		s := newTestParquet(t, t.TempDir(), "path: "+path)
+		if err := s.Write(context.Background(), []*connectors.Message{event(0, 21, "")}); err != nil {
+			t.Fatalf("path %s: Write = %v", path, err)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		dir := strings.TrimSuffix(strings.TrimPrefix(path, "./"), "date={{ .date }}")
+		if _, err := os.Stat(dir + "date=2026-11-21/part-0-0-0.parquet"); err != nil {
+			t.Errorf("path %s: %v", path, err)
+		}
+		os.RemoveAll("lake")
+		os.RemoveAll("date=2026-11-21")
+	}
+}
+
 // TestParquetSinkIdleRotation checks that a file of a partition that gets
 // no more records is finished by rotate.interval.
 func TestParquetSinkIdleRotation(t *testing.T) {
