@@ -79,6 +79,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordIter$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordBodies$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzArrowAppend$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzVarint$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzLogfmt$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzSyslog$$' -fuzztime $(FUZZTIME) ./codecs

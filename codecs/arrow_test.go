@@ -198,3 +198,52 @@ func BenchmarkArrowAppend(b *testing.B) {
 		})
 	}
 }
+
+// FuzzArrowAppend feeds two JSON values of any shape, in both lock states:
+// Append either takes a value or refuses it with an error, never panics,
+// and every batch it builds has columns of equal length (a record that
+// failed half-way would break that).
+func FuzzArrowAppend(f *testing.F) {
+	for _, s := range [][2]string{
+		{`{"a":1,"b":[1,2],"c":{"d":"x"}}`, `{"a":1.5,"b":[1.5,null],"c":{"e":true}}`},
+		{`{"t":"2026-11-21T10:00:00Z"}`, `{"t":"later","t":3}`},
+		{`{"l":[[1],[2,3]],"s":{"x":{"y":null}}}`, `{"l":[["a"]],"s":{"x":1}}`},
+		{`{"a":[]}`, `{"a":{}}`}, {`[1]`, `"x"`}, {`{"a":1,"a":"x"}`, `{}`},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]), false)
+		f.Add([]byte(s[0]), []byte(s[1]), true)
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte, lock bool) {
+		ab, err := NewArrowBuilder(ArrowOptions{Columns: []ArrowColumn{{Name: "id", Type: "int64", Nullable: true}, {Name: "t", Type: "timestamp", Nullable: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ab.Release()
+		appended := 0
+		for i, v := range [][]byte{a, b, a, b} {
+			if lock && i == 2 {
+				ab.NewRecordBatch().Release()
+				appended = 0
+				ab.Lock()
+			}
+			if ab.Append(v) == nil {
+				appended++
+			}
+		}
+		rec := ab.NewRecordBatch()
+		defer rec.Release()
+		if int(rec.NumRows()) != appended {
+			t.Fatalf("batch has %d rows, want %d", rec.NumRows(), appended)
+		}
+		for i, c := range rec.Columns() {
+			if c.Len() != appended {
+				t.Fatalf("column %s has %d values, want %d", rec.ColumnName(i), c.Len(), appended)
+			}
+			if v, ok := c.(interface{ ValidateFull() error }); ok {
+				if err := v.ValidateFull(); err != nil {
+					t.Fatalf("column %s: %v", rec.ColumnName(i), err)
+				}
+			}
+		}
+	})
+}

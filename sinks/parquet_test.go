@@ -173,6 +173,23 @@ func TestParquetSinkDeadLetters(t *testing.T) {
 	}
 }
 
+// TestParquetSinkHugeRecord writes a 10MiB record among small ones.
+func TestParquetSinkHugeRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestParquet(t, t.TempDir(), "path: "+dir+"/h\nrow_group_bytes: 1MiB\nmemory_bytes: 4MiB")
+	big := strings.Repeat("é", 5<<20)
+	msgs := messages(`{"id":1,"s":"small"}`, `{"id":2,"s":"`+big+`"}`, `{"id":3,"s":"small"}`)
+	if err := s.Write(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ducktest.Scalar(t, fmt.Sprintf("select string_agg(id || ':' || strlen(s), ',' order by id) from '%s/h/*.parquet'", dir)); got != "1:5,2:10485760,3:5" {
+		t.Errorf("ids:bytes = %s, want 1:5,2:10485760,3:5", got)
+	}
+}
+
 // TestParquetSinkWidening checks that a schema change after a row group is
 // on disk starts a new file with the wider schema, and that later records
 // of the narrower kind do not start another.
