@@ -1,6 +1,7 @@
 // Package objstore owns Weir's object stores: one small interface, [Store]
 // (put, ranged get, list, delete, conditional put), with a local-directory
-// implementation, [Dir]. The cold tier of the log and the parquet sink
+// implementation, [Dir], and an S3-compatible one, [S3]
+// (github.com/minio/minio-go/v7; tested against versitygw, see s3test). The cold tier of the log and the parquet sink
 // write through it; it knows nothing of segments or records.
 //
 // # Contract

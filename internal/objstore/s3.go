@@ -36,7 +36,8 @@ type S3Options struct {
 // github.com/minio/minio-go/v7. A Put is atomic by the S3 protocol (an
 // object appears whole when its upload completes); PutIfAbsent sends
 // If-None-Match: *, which the server must honour (AWS S3, MinIO and
-// versitygw do).
+// versitygw do) and which holds for a single PUT: an object of up to
+// 16MiB (larger ones go up in parts, and the condition is not checked).
 type S3 struct {
 	c      *minio.Client
 	bucket string
