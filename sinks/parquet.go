@@ -46,7 +46,7 @@ var parquetSpec = connectors.Spec{
 		"column and the reason.\n\n" +
 		"Exactly once: a file is written under a temporary name in the hidden directory .weir-staging of the root " +
 		"(the template's directory before its first {{ }}), synced, and renamed into place, so a reader never sees a " +
-		"partial file. Before a write returns (and the pipeline commits), its records are appended to a spool in the " +
+		"partial file; with an s3:// path it is written in the state directory and uploaded whole. Before a write returns (and the pipeline commits), its records are appended to a spool in the " +
 		"sink's state directory and synced. After a crash the sink rebuilds the files of the spools at its start and " +
 		"renames them into place: their names come from their offsets, so a file renamed before the crash is " +
 		"rewritten under the same name, and records that a file already holds (offsets up to the LAST of the newest " +
@@ -58,7 +58,7 @@ var parquetSpec = connectors.Spec{
 	Scalar: "path",
 	Fields: []connectors.Field{
 		{Name: "path", Type: connectors.TypeString, Required: true,
-			Doc:     "Directory template (see above); a local directory.",
+			Doc:     "Directory template (see above): a local directory, or s3://bucket/prefix/... with s3 set.",
 			Example: "./data/lake/events/date={{ .date }}"},
 		{Name: "columns", Type: connectors.TypeObjects, Doc: "Declared columns, in order before the inferred ones.", Fields: []connectors.Field{
 			{Name: "name", Type: connectors.TypeString, Required: true, Doc: "The field of the JSON object."},
@@ -77,6 +77,13 @@ var parquetSpec = connectors.Spec{
 			{Name: "interval", Type: connectors.TypeDuration, Default: "5m", Doc: "Finish a file this long after it was opened, whether or not records arrive (idle partitions too); 0: never."},
 		}},
 		{Name: "max_open_files", Type: connectors.TypeInt, Default: 32, Doc: "Most files open at once; the least recently written is finished to open another."},
+		{Name: "s3", Type: connectors.TypeObject, Doc: "The server of an s3://bucket/prefix/... path (any S3-compatible one).", Fields: []connectors.Field{
+			{Name: "endpoint", Type: connectors.TypeString, Doc: "host:port of the server.", Example: "s3.eu-west-1.amazonaws.com"},
+			{Name: "access_key", Type: connectors.TypeString, Doc: "Access key id; empty: anonymous."},
+			{Name: "secret_key", Type: connectors.TypeString, Doc: "Secret access key."},
+			{Name: "region", Type: connectors.TypeString, Default: "us-east-1", Doc: "Region of the bucket."},
+			{Name: "insecure", Type: connectors.TypeBool, Default: false, Doc: "Plain HTTP instead of HTTPS."},
+		}},
 	},
 	Example: `pipelines:
   lake:
@@ -113,6 +120,7 @@ type parquetSink struct {
 	rotAge     time.Duration
 	maxOpen    int
 	oneDataset bool // the template has no {{ .dataset }}: one dataset only
+	s3         bool // root is s3://bucket/prefix
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -145,8 +153,20 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 	if err != nil {
 		return nil, conf.Errorf("path", "%v", err)
 	}
-	if strings.Contains(p, "://") {
-		return nil, conf.Errorf("path", "%q: only local directories are supported", p)
+	var s3 *objstore.S3Options
+	if rest, ok := strings.CutPrefix(p, "s3://"); ok {
+		bucket, _, _ := strings.Cut(rest, "/")
+		c := conf.Object("s3")
+		if bucket == "" || strings.Contains(bucket, "{{") {
+			return nil, conf.Errorf("path", "%q: want s3://bucket/prefix/..., with a fixed bucket", p)
+		}
+		if c == nil || c.String("endpoint") == "" {
+			return nil, conf.Errorf("path", "%q: an s3:// path needs s3.endpoint", p)
+		}
+		s3 = &objstore.S3Options{Endpoint: c.String("endpoint"), Bucket: bucket, AccessKey: c.String("access_key"),
+			SecretKey: c.String("secret_key"), Region: c.String("region"), Insecure: c.Bool("insecure")}
+	} else if strings.Contains(p, "://") {
+		return nil, conf.Errorf("path", "%q: want a local directory or s3://bucket/prefix/...", p)
 	}
 	root := p
 	if i := strings.Index(p, "{{"); i >= 0 {
@@ -160,7 +180,15 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 	if root == "" {
 		root = "/"
 	}
-	root = filepath.Clean(root)
+	if s3 == nil {
+		root = filepath.Clean(root)
+	} else {
+		root = strings.TrimSuffix(root, "/")
+		// Keys in the store are relative to the root, as in a directory.
+		if _, prefix, ok := strings.Cut(strings.TrimPrefix(root, "s3://"), "/"); ok && prefix != "" {
+			s3.Prefix = prefix + "/"
+		}
+	}
 	s := &parquetSink{
 		tmpl:       tmpl,
 		root:       root,
@@ -236,6 +264,13 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 		name = "parquet"
 	}
 	s.staging = filepath.Join(root, ".weir-staging", strings.ReplaceAll(string(sanitizePathValue([]byte(name), 0)), ".", "_"))
+	if s3 != nil {
+		if s.store, err = objstore.NewS3(*s3); err != nil {
+			return nil, conf.Errorf("s3", "%v", err)
+		}
+		s.s3 = true
+		s.staging = filepath.Join(state, "staging") // uploaded from there
+	}
 	return s, nil
 }
 
@@ -392,6 +427,9 @@ func (s *parquetSink) loadMark(ctx context.Context, key, path string, partition 
 // dirKey is the store key of a directory path.
 func (s *parquetSink) dirKey(path string) (string, error) {
 	p := filepath.Clean(path)
+	if s.s3 {
+		p = path
+	}
 	if p == s.root {
 		return "", nil
 	}
@@ -405,7 +443,9 @@ func (s *parquetSink) dirKey(path string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("sinks: parquet: path %s is outside %s", path, s.root)
 	}
-	rel = filepath.ToSlash(rel)
+	if !s.s3 {
+		rel = filepath.ToSlash(rel)
+	}
 	if err := objstore.CheckKey(rel); err != nil {
 		return "", fmt.Errorf("sinks: parquet: path %s: %w", path, err)
 	}
