@@ -1,11 +1,13 @@
 package codecs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -76,7 +78,8 @@ var kindNames = [...]string{"bool", "int64", "float64", "string", "timestamp", "
 // column is one node of the schema tree, with the builder it appends to.
 type column struct {
 	name     string // full dotted path, for errors
-	field    string // the name in its struct
+	field    string // the name in its struct: key, as valid UTF-8 and not empty
+	key      string // the JSON key
 	kind     colKind
 	nullable bool
 	declared bool
@@ -84,6 +87,8 @@ type column struct {
 	fields   []*column          // kindStruct
 	index    map[string]*column // kindStruct: fields by name
 	b        array.Builder
+	pos      int    // index in the parent's fields
+	cursor   int    // kindStruct: where the next key is expected
 	seen     uint64 // row stamp of the last append, to fill in nulls
 	checked  uint64 // stamp of the last check that found it
 }
@@ -121,8 +126,31 @@ func (c *column) add(f *column) {
 	if c.index == nil {
 		c.index = map[string]*column{}
 	}
+	f.pos = len(c.fields)
 	c.fields = append(c.fields, f)
-	c.index[f.field] = f
+	if f.key == "" {
+		f.key = f.field
+	}
+	c.index[f.key] = f
+	f.field = strings.ToValidUTF8(f.field, "\uFFFD")
+	if f.field == "" {
+		f.field = "_"
+	}
+}
+
+// lookup finds the field named k. Objects usually list their keys in the
+// same order, so the field after the last one found is tried before the
+// map.
+func (c *column) lookup(k []byte) *column {
+	if i := c.cursor; i < len(c.fields) && c.fields[i].key == string(k) {
+		c.cursor = i + 1
+		return c.fields[i]
+	}
+	f := c.index[string(k)]
+	if f != nil {
+		c.cursor = f.pos + 1
+	}
+	return f
 }
 
 // ArrowBuilder converts JSON objects into Arrow record batches, one row
@@ -400,11 +428,12 @@ func (b *ArrowBuilder) check(c *column, v *fastjson.Value, top bool) (bool, erro
 			if top {
 				b.checks++
 			}
+			c.cursor = 0
 			v.GetObject().Visit(func(k []byte, fv *fastjson.Value) {
 				if err != nil {
 					return
 				}
-				f := c.index[string(k)]
+				f := c.lookup(k)
 				if top && f != nil {
 					f.checked = b.checks
 				}
@@ -535,8 +564,9 @@ func (b *ArrowBuilder) infer(name, field string, v *fastjson.Value) (*column, er
 func (b *ArrowBuilder) appendRow(v *fastjson.Value) {
 	b.row++
 	row := b.row
+	b.root.cursor = 0
 	v.GetObject().Visit(func(k []byte, fv *fastjson.Value) {
-		if f := b.root.index[string(k)]; f != nil && f.seen != row {
+		if f := b.root.lookup(k); f != nil && f.seen != row {
 			f.seen = row
 			b.appendValue(f, fv)
 		}
@@ -571,8 +601,15 @@ func (b *ArrowBuilder) appendValue(c *column, v *fastjson.Value) {
 		var s []byte
 		if t == fastjson.TypeString && c.kind == kindString {
 			s = v.GetStringBytes()
+			if !utf8.Valid(s) { // Arrow and Parquet strings are UTF-8
+				b.scratch = append(b.scratch[:0], bytes.ToValidUTF8(s, []byte("\uFFFD"))...)
+				s = b.scratch
+			}
 		} else {
 			b.scratch = v.MarshalTo(b.scratch[:0])
+			if !utf8.Valid(b.scratch) {
+				b.scratch = bytes.ToValidUTF8(b.scratch, []byte("\uFFFD"))
+			}
 			s = b.scratch
 		}
 		c.b.(*array.StringBuilder).BinaryBuilder.Append(s)
@@ -600,8 +637,9 @@ func (b *ArrowBuilder) appendValue(c *column, v *fastjson.Value) {
 		c.b.(*array.StructBuilder).Append(true)
 		b.row++
 		row := b.row
+		c.cursor = 0
 		v.GetObject().Visit(func(k []byte, fv *fastjson.Value) {
-			if f := c.index[string(k)]; f != nil && f.seen != row {
+			if f := c.lookup(k); f != nil && f.seen != row {
 				f.seen = row
 				b.appendValue(f, fv)
 			}

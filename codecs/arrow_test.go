@@ -247,3 +247,24 @@ func FuzzArrowAppend(f *testing.F) {
 		}
 	})
 }
+
+// TestArrowInvalidUTF8 checks that strings and keys that are not UTF-8
+// (JSON parsers let them through) become valid UTF-8, as Arrow and
+// Parquet require, and that an empty key gets a name.
+func TestArrowInvalidUTF8(t *testing.T) {
+	b, _ := NewArrowBuilder(ArrowOptions{})
+	defer b.Release()
+	rec := buildRows(t, b, "{\"\":\"a\xffb\",\"k\xfe\":[\"\xc3\"]}")
+	defer rec.Release()
+	if got := rec.Schema().Field(0).Name + "|" + rec.Schema().Field(1).Name; got != "_|k\uFFFD" {
+		t.Errorf("names = %q, want _ and k\\uFFFD", got)
+	}
+	if s := rec.Column(0).(*array.String).Value(0); s != "a\uFFFDb" {
+		t.Errorf("value = %q, want a\\uFFFDb", s)
+	}
+	for i, c := range rec.Columns() {
+		if err := c.(interface{ ValidateFull() error }).ValidateFull(); err != nil {
+			t.Errorf("column %d: %v", i, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -134,8 +135,13 @@ type parquetSink struct {
 	buffered  int64  // Size of every open writer's builder
 	pathBuf   []byte
 	parser    fastjson.Parser
-	touched   []*pqWriter
-	spoolSeq  int
+	// The writer key of the last record, which most records share.
+	lastPath      []byte
+	lastDataset   string
+	lastPartition int32
+	lastKey       string
+	touched       []*pqWriter
+	spoolSeq      int
 
 	start sync.Once
 	stop  chan struct{}
@@ -490,7 +496,12 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 			}
 		}
 		s.pathBuf = s.tmpl.appendPath(s.pathBuf[:0], m, &s.parser)
-		key := writerKey(s.pathBuf, m.Dataset, m.Partition)
+		if !bytes.Equal(s.pathBuf, s.lastPath) || m.Dataset != s.lastDataset || m.Partition != s.lastPartition {
+			s.lastPath = append(s.lastPath[:0], s.pathBuf...)
+			s.lastDataset, s.lastPartition = m.Dataset, m.Partition
+			s.lastKey = writerKey(s.pathBuf, m.Dataset, m.Partition)
+		}
+		key := s.lastKey
 		w := s.writers[key]
 		if w == nil {
 			if w, err = s.open(ctx, key, string(s.pathBuf), m.Dataset, m.Partition); err != nil {
