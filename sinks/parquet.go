@@ -34,7 +34,9 @@ var parquetSpec = connectors.Spec{
 		"{{ .field \"country\" }}, ...): `./lake/events/date={{ .date }}` gives Hive-style directories that DuckDB reads " +
 		"with hive_partitioning. The sink names its files part-P-FIRST-LAST.parquet: P is the dataset partition, " +
 		"FIRST and LAST the offsets of the first and last record in the file. Records of one partition for one " +
-		"directory go to one open file at a time.\n\n" +
+		"directory go to one open file at a time. The names are unique only within one dataset and one sink: " +
+		"a pipeline reading several datasets puts {{ .dataset }} in the path (records of a second dataset are " +
+		"refused otherwise), and two sinks never share a directory.\n\n" +
 		"Each value must be a JSON object; it becomes one row. Columns are inferred (int64, float64, bool, string, " +
 		"timestamp for RFC 3339 strings, list, struct; nullable) unless declared under columns, where a declared " +
 		"column wins. An inferred column widens safely: an integer column that meets a float becomes float64, a " +
