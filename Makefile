@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-pipeline bench-ship fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-pipeline bench-ship bench-analytics fuzz lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -83,11 +83,19 @@ bench-ship:
 	cd benchmarks && $(GO) run ./shipbench -docs $(SHIP_DOCS) -stub-docs $(SHIP_STUB_DOCS) -file-size $(SHIP_FILE_SIZE) \
 		-rounds $(SHIP_ROUNDS) -workdir ../data/bench-ship
 
+# NDJSON events -> Parquet through `weir run` against DuckDB's COPY of the
+# same file to Parquet, in one run: MB per CPU-second, peak RSS, output size.
+ANALYTICS_MIB ?= 1024
+bench-analytics: build
+	$(GO) test -count=1 -run '^TestQuery$$' ./internal/ducktest >/dev/null
+	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -workdir ../data/bench-analytics -out ../data/bench-analytics.md
+
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordIter$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordBodies$$' -fuzztime $(FUZZTIME) ./codecs
+	$(GO) test -run '^$$' -fuzz '^FuzzArrowAppend$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzVarint$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzLogfmt$$' -fuzztime $(FUZZTIME) ./codecs
 	$(GO) test -run '^$$' -fuzz '^FuzzSyslog$$' -fuzztime $(FUZZTIME) ./codecs

@@ -6,6 +6,11 @@
 // each rendered as a JSON object appended to a caller's buffer without an
 // allocation per message.
 //
+// It also turns JSON objects into Arrow record batches (ArrowBuilder, with
+// github.com/apache/arrow-go/v18) for the parquet sink: columns inferred or
+// declared, widened safely (int64 to float64, timestamp to string, new
+// fields), one parse per record and no allocation per field.
+//
 // The package does no I/O beyond io.Reader and io.Writer and imports no other
 // Weir package.
 //

@@ -16,6 +16,8 @@ need_cmd redis-server redis-server       # Redis pub/sub sink and benchmarks
 need_cmd promtool prometheus            # promtool check metrics, for /metrics tests
 need_cmd tmux tmux                       # weir top under a terminal
 need_cmd systemd-analyze systemd         # checks deploy/weir.service
+need_cmd node nodejs                     # DuckDB (npm @duckdb/node-api) reads the Parquet files
+need_cmd npm npm
 if [ -x /usr/bin/python3 ]; then
   need_py kafka python3-kafka            # kafka-python
   need_py confluent_kafka python3-confluent-kafka
@@ -37,3 +39,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 go mod download
+# DuckDB, once per machine into ~/.cache/weir-test/duckdb (internal/ducktest
+# installs it the same way when a test finds it missing).
+go test -count=1 -run '^TestQuery$' ./internal/ducktest >/dev/null

@@ -13,6 +13,9 @@
 //	        returns once it is durable
 //	kafka   a topic (or a template of topics) of an external Kafka cluster,
 //	        acks=all and idempotent by default, compression, SASL and TLS
+//	parquet Hive-partitioned Parquet files from a directory template, local
+//	        or S3; inferred or declared columns; exactly once through a spool
+//	        and file names from offsets; memory bounded by bytes
 //
 // # Contract
 //

@@ -1,0 +1,176 @@
+// Command analyticsbench (make bench-analytics) measures the analytics
+// ingestion path: an NDJSON file of events through `weir run` (stdin
+// source, the hub's dataset, the parquet sink with zstd) against DuckDB's
+// own `COPY (FROM read_json_auto(...)) TO '...parquet'` on the same file in
+// the same run. It reports MB of input per CPU-second, peak RSS and the
+// size of the Parquet output of each, and checks that both outputs hold
+// every event. DuckDB runs from the @duckdb/node-api package that
+// internal/ducktest installs (the Makefile target installs it first).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "analyticsbench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name  string
+	wall  time.Duration
+	cpu   time.Duration
+	rss   int64
+	bytes int64 // Parquet output
+	rows  string
+}
+
+// run runs a shell script and measures it from outside with wait4: CPU
+// time and peak RSS of the shell and what it waited for.
+func run(name, script string) result {
+	cmd := exec.Command("sh", "-c", script)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &errb
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		check(fmt.Errorf("%s: %v\n%s", name, err, errb.Bytes()))
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return result{name: name, wall: time.Since(start), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rss: ru.Maxrss * 1024}
+}
+
+func duckdbDir() string {
+	cache, err := os.UserCacheDir()
+	check(err)
+	dir := filepath.Join(cache, "weir-test", "duckdb")
+	if _, err := os.Stat(filepath.Join(dir, "query.mjs")); err != nil {
+		check(fmt.Errorf("DuckDB is not installed in %s: run go test -run TestQuery ./internal/ducktest", dir))
+	}
+	return dir
+}
+
+func duck(sql string) string {
+	cmd := exec.Command("node", filepath.Join(duckdbDir(), "query.mjs"), sql)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		check(fmt.Errorf("duckdb: %s: %v\n%s", sql, err, ee.Stderr))
+	}
+	check(err)
+	var r struct{ Rows []map[string]any }
+	check(json.Unmarshal(out, &r))
+	var vals []string
+	for _, row := range r.Rows {
+		for _, v := range row {
+			vals = append(vals, fmt.Sprint(v))
+		}
+	}
+	return strings.Join(vals, ",")
+}
+
+func sizeOf(root string) int64 {
+	var n int64
+	filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(p, ".parquet") && !strings.Contains(p, "/.weir-") {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// generate writes about size bytes of events to path and returns the
+// count and the exact size.
+func generate(path string, size int64) (int, int64) {
+	f, err := os.Create(path)
+	check(err)
+	w := bufio.NewWriterSize(f, 1<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	pages := []string{"/", "/search", "/cart", "/checkout", "/p/item", "/account", "/help"}
+	countries := []string{"FR", "DE", "US", "JP", "BR", "IN", "GB"}
+	base := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	var n int
+	var written int64
+	for written < size {
+		ts := base.Add(time.Duration(n) * 7 * time.Millisecond)
+		line := fmt.Appendf(nil, `{"id":%d,"ts":%q,"user_id":%d,"session":"s-%08x","event":"view","page":%q,"status":%d,"latency_ms":%.3f,"ok":%v,"tags":["web","%s"],"geo":{"country":%q,"city_id":%d}}`+"\n",
+			n, ts.Format("2006-01-02T15:04:05.000Z"), rng.IntN(100000), rng.Uint32(), pages[rng.IntN(len(pages))], []int{200, 200, 200, 304, 404, 500}[rng.IntN(6)],
+			rng.Float64()*300, rng.IntN(10) != 0, countries[rng.IntN(len(countries))], countries[rng.IntN(len(countries))], rng.IntN(5000))
+		w.Write(line)
+		written += int64(len(line))
+		n++
+	}
+	check(w.Flush())
+	check(f.Close())
+	return n, written
+}
+
+func main() {
+	weir := flag.String("weir", "bin/weir", "the weir binary")
+	mib := flag.Int64("mib", 256, "size of the NDJSON input in MiB")
+	workdir := flag.String("workdir", "data/bench-analytics", "working directory (emptied)")
+	outPath := flag.String("out", "", "also write the Markdown report here")
+	flag.Parse()
+	wd, err := filepath.Abs(*workdir)
+	check(err)
+	bin, err := filepath.Abs(*weir)
+	check(err)
+	check(os.RemoveAll(wd))
+	check(os.MkdirAll(wd, 0o755))
+	input := filepath.Join(wd, "events.ndjson")
+	events, inBytes := generate(input, *mib<<20)
+	fmt.Fprintf(os.Stderr, "analyticsbench: %d events, %.1f MiB of NDJSON\n", events, float64(inBytes)/(1<<20))
+
+	cfg := filepath.Join(wd, "analytics.yaml")
+	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`hub: {data_dir: %s/hub}
+datasets:
+  events: {partitions: 1, compression: lz4}
+sources:
+  in:
+    stdin: {codec: ndjson}
+    to: events
+pipelines:
+  lake:
+    from: events
+    to:
+      - parquet: {path: "%s/lake/date={{ .date }}", compression: zstd}
+        batching: {bytes: 4MiB, period: 200ms}
+`, wd, wd)), 0o644))
+	w := run("weir run (stdin -> dataset -> parquet sink)", fmt.Sprintf("%s run %s --until-drained --stats-every 0 --log-level warn < %s", bin, cfg, input))
+	w.bytes = sizeOf(filepath.Join(wd, "lake"))
+	w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
+
+	duckOut := filepath.Join(wd, "duckdb.parquet")
+	sql := fmt.Sprintf("COPY (FROM read_json_auto('%s')) TO '%s' (FORMAT parquet, COMPRESSION zstd)", input, duckOut)
+	d := run("DuckDB COPY read_json_auto -> parquet", fmt.Sprintf("node %s %q", filepath.Join(duckdbDir(), "query.mjs"), sql))
+	d.bytes = sizeOf(duckOut)
+	d.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from '%s'", duckOut))
+
+	var rep strings.Builder
+	fmt.Fprintf(&rep, "NDJSON -> Parquet (zstd), %d events, %.1f MiB, %s\n\n", events, float64(inBytes)/(1<<20), time.Now().UTC().Format(time.RFC3339))
+	rep.WriteString("| side | wall s | CPU s | MB/CPU-s | peak RSS MiB | Parquet MiB | rows/distinct |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range []result{w, d} {
+		fmt.Fprintf(&rep, "| %s | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n", r.name, r.wall.Seconds(), r.cpu.Seconds(),
+			float64(inBytes)/1e6/r.cpu.Seconds(), float64(r.rss)/(1<<20), float64(r.bytes)/(1<<20), r.rows)
+	}
+	fmt.Fprintf(&rep, "\nWeir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
+		d.cpu.Seconds()/w.cpu.Seconds(), float64(w.bytes)/float64(d.bytes), float64(w.rss)/(1<<20))
+	fmt.Print(rep.String())
+	if *outPath != "" {
+		check(os.WriteFile(*outPath, []byte(rep.String()), 0o644))
+	}
+}

@@ -1,0 +1,893 @@
+package sinks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/valyala/fastjson"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/internal/objstore"
+)
+
+var parquetSpec = connectors.Spec{
+	Kind:    connectors.SinkKind,
+	Name:    "parquet",
+	Summary: "Write JSON records as Parquet files in Hive-style partitioned directories, exactly once, readable by DuckDB, Spark and pyarrow.",
+	Doc: "The path is a directory template evaluated for every record, as the file sink's ({{ .date }}, {{ .hour }}, " +
+		"{{ .field \"country\" }}, ...): `./lake/events/date={{ .date }}` gives Hive-style directories that DuckDB reads " +
+		"with hive_partitioning. The sink names its files part-P-FIRST-LAST.parquet: P is the dataset partition, " +
+		"FIRST and LAST the offsets of the first and last record in the file. Records of one partition for one " +
+		"directory go to one open file at a time. The names are unique only within one dataset and one sink: " +
+		"a pipeline reading several datasets puts {{ .dataset }} in the path (records of a second dataset are " +
+		"refused otherwise), and two sinks never share a directory.\n\n" +
+		"Each value must be a JSON object; it becomes one row. Columns are inferred (int64, float64, bool, string, " +
+		"timestamp for RFC 3339 strings, list, struct; nullable) unless declared under columns, where a declared " +
+		"column wins. An inferred column widens safely: an integer column that meets a float becomes float64, a " +
+		"timestamp column that meets another string becomes a string, and a new field becomes a new column. While a " +
+		"file has no row group on disk, its rows are converted again into the wider schema; after that the file is " +
+		"finished and the next one starts with the wider schema (Parquet has one schema per file), and the schema " +
+		"never narrows again, so alternating records do not make a file each. A record that is not a JSON object, " +
+		"or has a value that fits neither its column nor a widening of it (a string in an int64 column, a float in a " +
+		"declared int64 column, a null in a column declared not nullable), goes to the dead-letter dataset with the " +
+		"column and the reason.\n\n" +
+		"Exactly once: a file is written under a temporary name in the hidden directory .weir-staging of the root " +
+		"(the template's directory before its first {{ }}), synced, and renamed into place, so a reader never sees a " +
+		"partial file; with an s3:// path it is written in the state directory and uploaded whole. Before a write returns (and the pipeline commits), its records are appended to a spool in the " +
+		"sink's state directory and synced. After a crash the sink rebuilds the files of the spools at its start and " +
+		"renames them into place: their names come from their offsets, so a file renamed before the crash is " +
+		"rewritten under the same name, and records that a file already holds (offsets up to the LAST of the newest " +
+		"file for that directory and partition) are skipped when the pipeline delivers them again.\n\n" +
+		"Memory: rows gather in Arrow builders; a file's builder becomes a row group when it holds row_group_bytes, " +
+		"and when the builders of all open files hold memory_bytes together, the largest becomes a row group early. " +
+		"A file is never held in memory whole. Timestamps are microseconds UTC; the Arrow schema is stored in the " +
+		"file; statistics and dictionary encoding are on.",
+	Scalar: "path",
+	Fields: []connectors.Field{
+		{Name: "path", Type: connectors.TypeString, Required: true,
+			Doc:     "Directory template (see above): a local directory, or s3://bucket/prefix/... with s3 set.",
+			Example: "./data/lake/events/date={{ .date }}"},
+		{Name: "columns", Type: connectors.TypeObjects, Doc: "Declared columns, in order before the inferred ones.", Fields: []connectors.Field{
+			{Name: "name", Type: connectors.TypeString, Required: true, Doc: "The field of the JSON object."},
+			{Name: "type", Type: connectors.TypeString, Required: true, Enum: codecs.ArrowColumnTypes,
+				Doc: "timestamp: microseconds UTC, from an RFC 3339 string (UTC without a zone) or a number of seconds, milliseconds, microseconds or nanoseconds since 1970 (told apart by size); json: the value's JSON text; string: also takes numbers and booleans, as their text."},
+			{Name: "nullable", Type: connectors.TypeBool, Default: true, Doc: "false: a record without the field, or with null, goes to the dead-letter dataset."},
+		}},
+		{Name: "infer", Type: connectors.TypeBool, Default: true, Doc: "Infer columns for fields that are not declared; false leaves them out."},
+		{Name: "compression", Type: connectors.TypeString, Default: "zstd", Enum: []string{"none", "snappy", "gzip", "lz4", "zstd"},
+			Doc: "Compression of the column chunks (lz4 is Parquet's LZ4_RAW)."},
+		{Name: "row_group_bytes", Type: connectors.TypeSize, Default: "16MiB", Doc: "A file's buffered rows become a row group at this size in memory."},
+		{Name: "memory_bytes", Type: connectors.TypeSize, Default: "64MiB", Doc: "Most memory the buffered rows of all open files take together."},
+		{Name: "rotate", Type: connectors.TypeObject, Doc: "When a file is finished and renamed into place.", Fields: []connectors.Field{
+			{Name: "rows", Type: connectors.TypeInt, Default: 0, Doc: "Finish a file at this many rows; 0: no limit."},
+			{Name: "bytes", Type: connectors.TypeSize, Default: "256MiB", Doc: "Finish a file once this much is written to disk; 0: no limit."},
+			{Name: "interval", Type: connectors.TypeDuration, Default: "5m", Doc: "Finish a file this long after it was opened, whether or not records arrive (idle partitions too); 0: never."},
+		}},
+		{Name: "max_open_files", Type: connectors.TypeInt, Default: 32, Doc: "Most files open at once; the least recently written is finished to open another."},
+		{Name: "s3", Type: connectors.TypeObject, Doc: "The server of an s3://bucket/prefix/... path (any S3-compatible one).", Fields: []connectors.Field{
+			{Name: "endpoint", Type: connectors.TypeString, Doc: "host:port of the server.", Example: "s3.eu-west-1.amazonaws.com"},
+			{Name: "access_key", Type: connectors.TypeString, Doc: "Access key id; empty: anonymous."},
+			{Name: "secret_key", Type: connectors.TypeString, Doc: "Secret access key."},
+			{Name: "region", Type: connectors.TypeString, Default: "us-east-1", Doc: "Region of the bucket."},
+			{Name: "insecure", Type: connectors.TypeBool, Default: false, Doc: "Plain HTTP instead of HTTPS."},
+		}},
+	},
+	Example: `pipelines:
+  lake:
+    from: events
+    to:
+      - parquet:
+          path: ./data/lake/events/date={{ .date }}
+          columns:
+            - {name: id, type: int64, nullable: false}
+            - {name: ts, type: timestamp}
+          rotate: {bytes: 128MiB, interval: 5m}
+        batching: {bytes: 4MiB, period: 1s}`,
+}
+
+func init() { connectors.MustRegisterSink(parquetSpec, newParquet) }
+
+// parquetSink writes records into Parquet files, one open file per
+// directory and dataset partition; see parquetSpec's Doc. Write, Close,
+// Connect and the rotation timer serialise on mu.
+type parquetSink struct {
+	tmpl       *pathTemplate
+	root       string // the store's directory, prefix of every path
+	store      objstore.Store
+	staging    string
+	spoolDir   string
+	arrowOpts  codecs.ArrowOptions
+	propOpts   []parquet.WriterProperty
+	props      *parquet.WriterProperties
+	arrowProps pqarrow.ArrowWriterProperties
+	groupBytes int64
+	memBytes   int64
+	rotRows    int64
+	rotBytes   int64
+	rotAge     time.Duration
+	maxOpen    int
+	oneDataset bool // the template has no {{ .dataset }}: one dataset only
+	s3         bool // root is s3://bucket/prefix
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu        sync.Mutex
+	writers   map[string]*pqWriter
+	marks     map[string]int64 // last offset in a file or open writer, by writer key
+	aborted   map[string]bool  // writer keys whose spool must be recovered before use
+	recovered bool
+	closed    bool
+	dataset   string // the one dataset, when oneDataset
+	buffered  int64  // Size of every open writer's builder
+	pathBuf   []byte
+	parser    fastjson.Parser
+	// The writer key of the last record, which most records share.
+	lastPath      []byte
+	lastDataset   string
+	lastPartition int32
+	lastKey       string
+	touched       []*pqWriter
+	spoolSeq      int
+
+	start sync.Once
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+var (
+	_ connectors.Sink      = (*parquetSink)(nil)
+	_ connectors.Connector = (*parquetSink)(nil)
+)
+
+func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
+	p := conf.String("path")
+	tmpl, err := parsePathTemplate(p)
+	if err != nil {
+		return nil, conf.Errorf("path", "%v", err)
+	}
+	var s3 *objstore.S3Options
+	if rest, ok := strings.CutPrefix(p, "s3://"); ok {
+		bucket, _, _ := strings.Cut(rest, "/")
+		c := conf.Object("s3")
+		if bucket == "" || strings.Contains(bucket, "{{") {
+			return nil, conf.Errorf("path", "%q: want s3://bucket/prefix/..., with a fixed bucket", p)
+		}
+		if c == nil || c.String("endpoint") == "" {
+			return nil, conf.Errorf("path", "%q: an s3:// path needs s3.endpoint", p)
+		}
+		s3 = &objstore.S3Options{Endpoint: c.String("endpoint"), Bucket: bucket, AccessKey: c.String("access_key"),
+			SecretKey: c.String("secret_key"), Region: c.String("region"), Insecure: c.Bool("insecure")}
+	} else if strings.Contains(p, "://") {
+		return nil, conf.Errorf("path", "%q: want a local directory or s3://bucket/prefix/...", p)
+	}
+	root := p
+	if i := strings.Index(p, "{{"); i >= 0 {
+		root = p[:i]
+		if j := strings.LastIndexByte(root, '/'); j >= 0 {
+			root = root[:j]
+		} else {
+			root = "."
+		}
+	}
+	if root == "" {
+		root = "/"
+	}
+	if s3 == nil {
+		root = filepath.Clean(root)
+	} else {
+		root = strings.TrimSuffix(root, "/")
+		// Keys in the store are relative to the root, as in a directory.
+		if _, prefix, ok := strings.Cut(strings.TrimPrefix(root, "s3://"), "/"); ok && prefix != "" {
+			s3.Prefix = prefix + "/"
+		}
+	}
+	s := &parquetSink{
+		tmpl:       tmpl,
+		root:       root,
+		groupBytes: conf.Size("row_group_bytes"),
+		memBytes:   conf.Size("memory_bytes"),
+		maxOpen:    conf.Int("max_open_files"),
+		log:        res.Logger,
+		now:        time.Now,
+		writers:    map[string]*pqWriter{},
+		marks:      map[string]int64{},
+		aborted:    map[string]bool{},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.oneDataset = true
+	for _, part := range tmpl.parts {
+		if part.kind == tmplDataset {
+			s.oneDataset = false
+		}
+	}
+	if s.maxOpen < 1 {
+		return nil, conf.Errorf("max_open_files", "must be at least 1, not %d", s.maxOpen)
+	}
+	if s.groupBytes <= 0 {
+		return nil, conf.Errorf("row_group_bytes", "must be more than 0")
+	}
+	if s.memBytes < s.groupBytes {
+		return nil, conf.Errorf("memory_bytes", "must be at least row_group_bytes (%d)", s.groupBytes)
+	}
+	for _, c := range conf.Objects("columns") {
+		col := codecs.ArrowColumn{Name: c.String("name"), Type: c.String("type"), Nullable: !c.Has("nullable") || c.Bool("nullable")}
+		for _, d := range s.arrowOpts.Columns {
+			if d.Name == col.Name {
+				return nil, conf.Errorf("columns", "column %q is declared twice", col.Name)
+			}
+		}
+		s.arrowOpts.Columns = append(s.arrowOpts.Columns, col)
+	}
+	s.arrowOpts.NoInfer = conf.Has("infer") && !conf.Bool("infer")
+	if _, err := codecs.NewArrowBuilder(s.arrowOpts); err != nil {
+		return nil, conf.Errorf("columns", "%v", err)
+	}
+	codec := compress.Codecs.Zstd
+	switch conf.String("compression") {
+	case "none":
+		codec = compress.Codecs.Uncompressed
+	case "snappy":
+		codec = compress.Codecs.Snappy
+	case "gzip":
+		codec = compress.Codecs.Gzip
+	case "lz4":
+		codec = compress.Codecs.Lz4Raw
+	}
+	s.propOpts = []parquet.WriterProperty{parquet.WithCompression(codec), parquet.WithStats(true),
+		parquet.WithDictionaryDefault(true), parquet.WithCreatedBy("weir"), parquet.WithMaxRowGroupLength(1 << 30)}
+	s.props = parquet.NewWriterProperties(s.propOpts...)
+	s.arrowProps = pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+	rot := conf.Object("rotate")
+	s.rotRows, s.rotBytes, s.rotAge = int64(rot.Int("rows")), rot.Size("bytes"), rot.Duration("interval")
+	if s.rotAge < 0 {
+		s.rotAge = 0
+	}
+	state := res.StateDir
+	if state == "" {
+		state = filepath.Join(root, ".weir-state")
+	}
+	s.spoolDir = filepath.Join(state, "spool")
+	name := res.Name
+	if name == "" {
+		name = "parquet"
+	}
+	s.staging = filepath.Join(root, ".weir-staging", strings.ReplaceAll(string(sanitizePathValue([]byte(name), 0)), ".", "_"))
+	if s3 != nil {
+		if s.store, err = objstore.NewS3(*s3); err != nil {
+			return nil, conf.Errorf("s3", "%v", err)
+		}
+		s.s3 = true
+		s.staging = filepath.Join(state, "staging") // uploaded from there
+	}
+	return s, nil
+}
+
+// pqWriter is the open file of one directory and dataset partition.
+type pqWriter struct {
+	key       string // writer key: path, dataset, partition
+	dir       string // the directory's key in the store ("" for the root)
+	path      string
+	dataset   string
+	partition int32
+	b         *codecs.ArrowBuilder
+	size      int64 // b.Size() as counted in the sink's buffered
+
+	f       *os.File // the temporary file, once a row group is written
+	cw      countWriter
+	bw      *bufio.Writer
+	fw      *pqarrow.FileWriter
+	first   int64
+	last    int64
+	rows    int64
+	opened  time.Time
+	touched bool
+
+	spool     *os.File // this file's records, synced before a write returns
+	spoolPath string
+	spoolBuf  []byte
+	used      time.Time // last written, for closing the least recently used
+}
+
+func writerKey(path []byte, dataset string, partition int32) string {
+	return string(path) + "\x00" + dataset + "\x00" + strconv.Itoa(int(partition))
+}
+
+// Connect finishes the files of the spools a crash left (see the Doc).
+func (s *parquetSink) Connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recoverAll(ctx)
+}
+
+func (s *parquetSink) recoverAll(ctx context.Context) error {
+	if s.recovered {
+		return nil
+	}
+	if err := os.MkdirAll(s.spoolDir, 0o755); err != nil {
+		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
+	}
+	if err := os.RemoveAll(s.staging); err != nil { // partial files of a crashed run
+		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
+	}
+	if s.store == nil {
+		st, err := objstore.NewDir(s.root)
+		if err != nil {
+			return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
+		}
+		s.store = st
+	}
+	entries, err := os.ReadDir(s.spoolDir)
+	if err != nil {
+		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".spool") {
+			continue
+		}
+		if err := s.recoverSpool(ctx, filepath.Join(s.spoolDir, e.Name())); err != nil {
+			return connectors.Unavailable(err)
+		}
+	}
+	s.recovered = true
+	return nil
+}
+
+// recoverSpool writes the records of a spool that no published file
+// holds into files, publishes them and removes the spool.
+func (s *parquetSink) recoverSpool(ctx context.Context, path string) error {
+	sp, err := readSpool(path)
+	if err != nil {
+		return err
+	}
+	key := writerKey([]byte(sp.path), sp.dataset, sp.partition)
+	if _, ok := s.marks[key]; !ok {
+		if err := s.loadMark(ctx, key, sp.path, sp.partition); err != nil {
+			return err
+		}
+	}
+	mark := s.marks[key]
+	w, err := s.newWriter(key, sp.path, sp.dataset, sp.partition)
+	if err != nil {
+		return err
+	}
+	recovered, skipped := 0, 0
+	for _, r := range sp.records {
+		if r.offset <= mark {
+			skipped++
+			continue
+		}
+		if err := s.add(ctx, w, r.value, r.offset, false); err != nil {
+			var ce *codecs.ArrowConvertError
+			if errors.As(err, &ce) {
+				// Accepted before, refused now: the columns changed.
+				s.log.Error("weir: parquet: a spooled record no longer converts; it is left out", "spool", path, "offset", r.offset, "err", err)
+				continue
+			}
+			s.abort(w)
+			return err
+		}
+		recovered++
+	}
+	if err := s.publish(ctx, w, false); err != nil {
+		s.abort(w)
+		return err
+	}
+	s.dropWriter(w)
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("sinks: parquet: %w", err)
+	}
+	if recovered > 0 || skipped > 0 {
+		s.log.Info("weir: parquet: recovered a spool", "path", sp.path, "partition", sp.partition, "records", recovered, "already_published", skipped)
+	}
+	return nil
+}
+
+// loadMark sets the mark of key from the names of the published files:
+// the highest LAST of part-P-FIRST-LAST.parquet in its directory.
+func (s *parquetSink) loadMark(ctx context.Context, key, path string, partition int32) error {
+	dir, err := s.dirKey(path)
+	if err != nil {
+		return err
+	}
+	prefix := "part-" + strconv.Itoa(int(partition)) + "-"
+	if dir != "" {
+		prefix = dir + "/" + prefix
+	}
+	objs, err := s.store.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	mark := int64(-1)
+	for _, o := range objs {
+		rest, ok := strings.CutSuffix(o.Key[len(prefix):], ".parquet")
+		if !ok || strings.Contains(rest, "/") {
+			continue
+		}
+		_, last, ok := strings.Cut(rest, "-")
+		if n, err := strconv.ParseInt(last, 10, 64); ok && err == nil {
+			mark = max(mark, n)
+		}
+	}
+	s.marks[key] = mark
+	return nil
+}
+
+// dirKey is the store key of a directory path.
+func (s *parquetSink) dirKey(path string) (string, error) {
+	p := filepath.Clean(path)
+	if s.s3 {
+		p = path
+	}
+	if p == s.root {
+		return "", nil
+	}
+	prefix := s.root + "/"
+	if s.root == "/" {
+		prefix = "/"
+	} else if s.root == "." {
+		prefix = ""
+	}
+	rel, ok := strings.CutPrefix(p, prefix)
+	if !ok {
+		return "", fmt.Errorf("sinks: parquet: path %s is outside %s", path, s.root)
+	}
+	if !s.s3 {
+		rel = filepath.ToSlash(rel)
+	}
+	if err := objstore.CheckKey(rel); err != nil {
+		return "", fmt.Errorf("sinks: parquet: path %s: %w", path, err)
+	}
+	return rel, nil
+}
+
+func (s *parquetSink) newWriter(key, path, dataset string, partition int32) (*pqWriter, error) {
+	dir, err := s.dirKey(path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := codecs.NewArrowBuilder(s.arrowOpts)
+	if err != nil {
+		return nil, err
+	}
+	return &pqWriter{key: key, dir: dir, path: path, dataset: dataset, partition: partition, b: b, first: -1, last: -1}, nil
+}
+
+func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errSinkClosed
+	}
+	if err := s.recoverAll(ctx); err != nil {
+		return err
+	}
+	s.start.Do(s.startTimer)
+	if s.rotAge > 0 {
+		s.rotateAged(ctx)
+	}
+	var failures []connectors.Failure
+	var err error
+	for i, m := range batch {
+		if s.oneDataset {
+			if s.dataset == "" {
+				s.dataset = m.Dataset
+			} else if m.Dataset != s.dataset {
+				failures = append(failures, connectors.Failure{Index: i, Err: fmt.Errorf(
+					"sinks: parquet: the record is from dataset %s but the path template has no {{ .dataset }} and records from %s went there first; file names would collide", m.Dataset, s.dataset)})
+				continue
+			}
+		}
+		s.pathBuf = s.tmpl.appendPath(s.pathBuf[:0], m, &s.parser)
+		if !bytes.Equal(s.pathBuf, s.lastPath) || m.Dataset != s.lastDataset || m.Partition != s.lastPartition {
+			s.lastPath = append(s.lastPath[:0], s.pathBuf...)
+			s.lastDataset, s.lastPartition = m.Dataset, m.Partition
+			s.lastKey = writerKey(s.pathBuf, m.Dataset, m.Partition)
+		}
+		key := s.lastKey
+		w := s.writers[key]
+		if w == nil {
+			if w, err = s.open(ctx, key, string(s.pathBuf), m.Dataset, m.Partition); err != nil {
+				break
+			}
+		}
+		if m.Offset <= s.marks[key] {
+			continue // in a file already (a retry, or a delivery again after a crash)
+		}
+		if !w.touched {
+			w.touched = true
+			s.touched = append(s.touched, w)
+		}
+		w.used = s.now()
+		if err = s.add(ctx, w, m.Value, m.Offset, true); err != nil {
+			var ce *codecs.ArrowConvertError
+			if errors.As(err, &ce) {
+				failures = append(failures, connectors.Failure{Index: i, Err: fmt.Errorf("sinks: parquet: %w", err)})
+				err = nil
+				continue
+			}
+			s.abort(w)
+			break
+		}
+	}
+	if serr := s.syncSpools(); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return connectors.Unavailable(err)
+	}
+	if len(failures) > 0 {
+		return &connectors.WriteError{Failures: failures}
+	}
+	return nil
+}
+
+// open returns the writer for key, recovering its spool first if an
+// I/O error aborted it, and finishing the least recently used file if
+// too many are open.
+func (s *parquetSink) open(ctx context.Context, key, path, dataset string, partition int32) (*pqWriter, error) {
+	if s.aborted[key] {
+		entries, err := os.ReadDir(s.spoolDir)
+		if err != nil {
+			return nil, fmt.Errorf("sinks: parquet: %w", err)
+		}
+		delete(s.marks, key)
+		for _, e := range entries {
+			p := filepath.Join(s.spoolDir, e.Name())
+			if sp, err := readSpoolHeader(p); err == nil && writerKey([]byte(sp.path), sp.dataset, sp.partition) == key {
+				if err := s.recoverSpool(ctx, p); err != nil {
+					return nil, err
+				}
+			}
+		}
+		delete(s.aborted, key)
+	}
+	if _, ok := s.marks[key]; !ok {
+		if err := s.loadMark(ctx, key, path, partition); err != nil {
+			return nil, err
+		}
+	}
+	for len(s.writers) >= s.maxOpen {
+		var lru *pqWriter
+		for _, w := range s.writers {
+			if !w.touched && (lru == nil || w.used.Before(lru.used)) {
+				lru = w
+			}
+		}
+		if lru == nil {
+			break // all written in this batch: allow more for now
+		}
+		if err := s.publish(ctx, lru, true); err != nil {
+			s.abort(lru)
+			return nil, err
+		}
+		s.dropWriter(lru)
+	}
+	w, err := s.newWriter(key, path, dataset, partition)
+	if err != nil {
+		return nil, err
+	}
+	s.writers[key] = w
+	return w, nil
+}
+
+// add converts one record into w, cutting row groups and finishing the
+// file as the limits say. spool says to spool the record (not when
+// recovering a spool).
+func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset int64, spool bool) error {
+	err := w.b.Append(value)
+	if errors.Is(err, codecs.ErrArrowSchemaLocked) {
+		// The file's schema is fixed: finish it; the record starts the
+		// next one with a wider schema.
+		if err := s.publish(ctx, w, spool); err != nil {
+			return err
+		}
+		w.b.Unlock()
+		err = w.b.Append(value)
+	}
+	if err != nil {
+		return err
+	}
+	if w.first < 0 {
+		w.first = offset
+		w.opened = s.now()
+	}
+	w.last = offset
+	w.rows++
+	s.marks[w.key] = offset
+	if spool {
+		w.spoolBuf = appendSpoolRecord(w.spoolBuf, offset, value)
+	}
+	s.account(w)
+	if w.b.Size() >= s.groupBytes {
+		if err := s.flushGroup(w); err != nil {
+			return err
+		}
+	}
+	for s.buffered > s.memBytes {
+		var big *pqWriter
+		for _, o := range s.writers {
+			if big == nil || o.size > big.size {
+				big = o
+			}
+		}
+		if big == nil || big.size == 0 {
+			break
+		}
+		if err := s.flushGroup(big); err != nil {
+			if big != w {
+				s.abort(big)
+			}
+			return err
+		}
+	}
+	if s.rotRows > 0 && w.rows >= s.rotRows || s.rotBytes > 0 && w.cw.n+w.b.Size() >= s.rotBytes {
+		return s.publish(ctx, w, spool)
+	}
+	return nil
+}
+
+// account brings the sink's buffered total up to date with w's builder.
+func (s *parquetSink) account(w *pqWriter) {
+	n := w.b.Size()
+	s.buffered += n - w.size
+	w.size = n
+}
+
+// flushGroup writes w's buffered rows as a row group, creating the
+// temporary file first if needed; the file's schema is then fixed.
+func (s *parquetSink) flushGroup(w *pqWriter) error {
+	if w.b.Len() == 0 {
+		return nil
+	}
+	if w.fw == nil {
+		if err := os.MkdirAll(s.staging, 0o755); err != nil {
+			return fmt.Errorf("sinks: parquet: %w", err)
+		}
+		f, err := os.CreateTemp(s.staging, "part-*.parquet.tmp")
+		if err != nil {
+			return fmt.Errorf("sinks: parquet: %w", err)
+		}
+		w.f = f
+		w.cw = countWriter{w: f}
+		w.bw = bufio.NewWriterSize(&w.cw, 256<<10)
+		w.fw, err = pqarrow.NewFileWriter(w.b.Schema(), w.bw, s.fileProps(w.b.Schema()), s.arrowProps)
+		if err != nil {
+			return fmt.Errorf("sinks: parquet: %w", err)
+		}
+	}
+	w.b.Lock()
+	rec := w.b.NewRecordBatch()
+	err := w.fw.Write(rec)
+	rec.Release()
+	s.account(w)
+	if err != nil {
+		return fmt.Errorf("sinks: parquet: write %s: %w", w.f.Name(), err)
+	}
+	return nil
+}
+
+// fileProps are the writer properties of a file of this schema: the
+// sink's, with the dictionary dropped for the columns where it is no
+// smaller than the plain values (unique ids, times, random strings, whose
+// plain pages compress better), decided per column chunk.
+func (s *parquetSink) fileProps(schema *arrow.Schema) *parquet.WriterProperties {
+	sc, err := pqarrow.ToParquet(schema, s.props, s.arrowProps)
+	if err != nil {
+		return s.props // NewFileWriter reports the same error
+	}
+	opts := slices.Clip(s.propOpts)
+	for i := range sc.NumColumns() {
+		opts = append(opts, parquet.WithDictionaryCostFallbackPath(sc.Column(i).ColumnPath(), true))
+	}
+	return parquet.NewWriterProperties(opts...)
+}
+
+// publish finishes w's file and renames it into place, then removes its
+// spool (when dropSpool) and forgets the spooled records not yet synced:
+// the file holds them now. The writer stays open for the next file.
+func (s *parquetSink) publish(ctx context.Context, w *pqWriter, dropSpool bool) error {
+	if err := s.flushGroup(w); err != nil {
+		return err
+	}
+	if w.fw != nil {
+		err := w.fw.Close()
+		if err == nil {
+			err = w.bw.Flush()
+		}
+		if err == nil {
+			err = w.f.Sync()
+		}
+		if cerr := w.f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sinks: parquet: finish %s: %w", w.f.Name(), err)
+		}
+		name := fmt.Sprintf("part-%d-%d-%d.parquet", w.partition, w.first, w.last)
+		key := name
+		if w.dir != "" {
+			key = w.dir + "/" + name
+		}
+		if err := objstore.PutFile(ctx, s.store, key, w.f.Name()); err != nil {
+			return fmt.Errorf("sinks: parquet: %w", err)
+		}
+		s.log.Debug("weir: parquet file published", "key", key, "rows", w.rows, "bytes", w.cw.n)
+	}
+	if dropSpool && w.spool != nil {
+		w.spool.Close()
+		if err := os.Remove(w.spoolPath); err != nil {
+			return fmt.Errorf("sinks: parquet: %w", err)
+		}
+	}
+	if dropSpool {
+		w.spool, w.spoolPath = nil, ""
+		w.spoolBuf = w.spoolBuf[:0]
+	}
+	w.f, w.bw, w.fw, w.cw = nil, nil, nil, countWriter{}
+	w.first, w.rows = -1, 0
+	w.b.Unlock()
+	return nil
+}
+
+// abort drops w after an I/O error: its temporary file is removed, its
+// spool kept for recovery before the directory is written again, and
+// the records of the failed write are forgotten (the pipeline retries
+// them).
+func (s *parquetSink) abort(w *pqWriter) {
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		w.f = nil
+	}
+	if w.spool != nil {
+		w.spool.Close()
+		w.spool = nil
+	}
+	s.dropWriter(w)
+	delete(s.marks, w.key)
+	s.aborted[w.key] = true
+}
+
+func (s *parquetSink) dropWriter(w *pqWriter) {
+	if s.writers[w.key] == w {
+		delete(s.writers, w.key)
+	}
+	s.buffered -= w.size
+	w.size = 0
+	w.b.Release()
+}
+
+// syncSpools appends the records each touched writer took in this write
+// to its spool and syncs it.
+func (s *parquetSink) syncSpools() error {
+	var errs []error
+	var newDirEntry bool
+	for _, w := range s.touched {
+		w.touched = false
+		if len(w.spoolBuf) == 0 || s.writers[w.key] != w {
+			continue
+		}
+		if w.spool == nil {
+			s.spoolSeq++
+			w.spoolPath = filepath.Join(s.spoolDir, fmt.Sprintf("%d-%d.spool", s.now().UnixNano(), s.spoolSeq))
+			f, err := os.OpenFile(w.spoolPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sinks: parquet: %w", err))
+				s.abort(w)
+				continue
+			}
+			w.spool = f
+			newDirEntry = true
+			hdr := appendSpoolHeader(nil, w.path, w.dataset, w.partition)
+			w.spoolBuf = append(hdr, w.spoolBuf...)
+		}
+		_, err := w.spool.Write(w.spoolBuf)
+		if err == nil {
+			err = w.spool.Sync()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sinks: parquet: spool: %w", err))
+			s.abort(w)
+			continue
+		}
+		if cap(w.spoolBuf) > 4<<20 {
+			w.spoolBuf = nil
+		} else {
+			w.spoolBuf = w.spoolBuf[:0]
+		}
+	}
+	clear(s.touched)
+	s.touched = s.touched[:0]
+	if newDirEntry {
+		if err := syncDir(s.spoolDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rotateAged finishes the files open longer than rotate.interval.
+func (s *parquetSink) rotateAged(ctx context.Context) {
+	now := s.now()
+	for _, w := range s.writers {
+		if w.rows > 0 && now.Sub(w.opened) >= s.rotAge {
+			if err := s.publish(ctx, w, true); err != nil {
+				s.log.Error("weir: parquet: finishing a file failed; its spool is kept", "path", w.path, "err", err)
+				s.abort(w)
+				continue
+			}
+			s.dropWriter(w) // idle partitions do not keep builders
+		}
+	}
+}
+
+func (s *parquetSink) startTimer() {
+	if s.rotAge <= 0 {
+		close(s.done)
+		return
+	}
+	every := min(max(s.rotAge/10, 10*time.Millisecond), time.Second)
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.mu.Lock()
+				if !s.closed {
+					s.rotateAged(context.Background())
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// Close finishes and publishes every open file, and stops the timer.
+func (s *parquetSink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if s.recovered {
+		for _, w := range s.writers {
+			if err := s.publish(ctx, w, true); err != nil {
+				errs = append(errs, err)
+				s.abort(w)
+				continue
+			}
+			s.dropWriter(w)
+		}
+	}
+	s.mu.Unlock()
+	s.start.Do(func() { close(s.done) })
+	close(s.stop)
+	<-s.done
+	return errors.Join(errs...)
+}
