@@ -55,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// TxnCheckInterval is how often transactions past their timeout are
+	// looked for and aborted. Default 1 second.
+	TxnCheckInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -76,6 +79,9 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.TxnCheckInterval <= 0 {
+		o.TxnCheckInterval = time.Second
+	}
 }
 
 // Hub is the broker: a set of datasets, the producer id allocator, the
@@ -92,6 +98,7 @@ type Hub struct {
 	producerIDs producerIDAllocator
 	offsets     *offsetStore
 	groups      *coordinator
+	txns        *txnCoordinator // see txn.go
 
 	// Shared by every partition's log: the open segment files, and the
 	// fsync schedulers of the interval policy, one per interval.
@@ -156,8 +163,14 @@ func Open(opts Options) (*Hub, error) {
 		return nil, err
 	}
 	h.groups = newCoordinator(h, opts.Groups)
-	h.bg.Add(1)
+	if h.txns, err = openTxnCoordinator(h); err != nil {
+		h.offsets.close()
+		h.closeDatasets()
+		return nil, err
+	}
+	h.bg.Add(2)
 	go h.housekeeping()
+	go h.txnChecker()
 	opts.Logger.Info("hub: open", "data_dir", opts.DataDir, "datasets", len(h.datasets), "cluster_id", h.meta.ClusterID)
 	return h, nil
 }
@@ -208,6 +221,7 @@ func (h *Hub) Close() error {
 	close(h.stop)
 	h.groups.close()
 	h.bg.Wait()
+	h.txns.close()
 	err := h.closeDatasets()
 	if h.offsets != nil {
 		err = errors.Join(err, h.offsets.close())

@@ -51,12 +51,18 @@ func init() {
 		21: {0, 2, handleDeleteRecords},
 		22: {0, 4, handleInitProducerID},
 		23: {0, 4, handleOffsetForLeaderEpoch},
+		24: {0, 4, handleAddPartitionsToTxn},
+		25: {0, 3, handleAddOffsetsToTxn},
+		26: {0, 3, handleEndTxn},
+		28: {0, 3, handleTxnOffsetCommit},
 		32: {0, 4, handleDescribeConfigs},
 		33: {0, 2, handleAlterConfigs},
 		37: {0, 3, handleCreatePartitions},
 		42: {0, 2, handleDeleteGroups},
 		44: {0, 1, handleIncrementalAlterConfigs},
 		47: {0, 0, handleOffsetDelete},
+		65: {0, 0, handleDescribeTransactions},
+		66: {0, 1, handleListTransactions},
 	}
 }
 
@@ -171,8 +177,6 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 			case h.version < 3:
 				err = fmt.Errorf("produce v%d carries message format v0/v1, which Weir does not store; use a client that speaks produce v3+", h.version)
 				out.ErrorCode = kerr.UnsupportedForMessageFormat.Code
-			case req.TransactionID != nil && *req.TransactionID != "":
-				err = hub.ErrTransactionsUnsupported
 			}
 			var p *hub.Partition
 			if err == nil {
@@ -258,6 +262,8 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 				case tp.Timestamp == -3: // the record with the largest timestamp (KIP-734)
 					err = errors.New("max timestamp lookup is not supported")
 					rp.ErrorCode = kerr.UnsupportedVersion.Code
+				case tp.Timestamp == -1 && req.IsolationLevel == 1: // read_committed: the last stable offset
+					rp.Offset = p.LastStableOffset()
 				default:
 					var off int64
 					off, err = p.ListOffset(tp.Timestamp)
@@ -613,18 +619,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func handleInitProducerID(c *conn, h *header, kreq kmsg.Request) *pending {
-	req := kreq.(*kmsg.InitProducerIDRequest)
-	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
-	pid, epoch := int64(-1), int16(-1)
-	if h.version >= 3 {
-		pid, epoch = req.ProducerID, req.ProducerEpoch
-	}
-	id, ep, err := c.s.hub.InitProducerID(deref(req.TransactionalID), pid, epoch)
-	resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = errCode(err), id, ep
-	return ready(resp)
 }
 
 // datasetConfig turns CreateTopics settings into a hub config.

@@ -1,0 +1,190 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// consumeAll reads topic from the start until nothing new arrives for a
+// while, with the given isolation, and returns the values.
+func consumeAll(t *testing.T, addr, topic string, iso kgo.IsolationLevel, want int) []string {
+	t.Helper()
+	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	defer cl.Close()
+	var got []string
+	deadline := time.Now().Add(10 * time.Second)
+	quiet := 0
+	for time.Now().Before(deadline) && quiet < 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("fetch: %v", err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)); n++ })
+		if n == 0 && len(got) >= want {
+			quiet++
+		}
+	}
+	return got
+}
+
+func produceTxn(t *testing.T, cl *kgo.Client, topic, prefix string, n int, commit bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		r := &kgo.Record{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: fmt.Appendf(nil, "%s-%d", prefix, i)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("transactional produce: %v", err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("ending the transaction (commit %v): %v", commit, err)
+	}
+}
+
+// TestTransactionsFranzGo: franz-go's transactional producer commits and
+// aborts; a read_committed consumer sees the committed records only, a
+// read_uncommitted one all; an open transaction holds read_committed
+// consumers and ListOffsets at its first offset until it times out and is
+// aborted, which fences the producer; a second producer with the same
+// transactional id fences the first.
+func TestTransactionsFranzGo(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Options{})
+	adm, _, ctx := adminClient(t, b.addr)
+	const topic = "txn"
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	p := newClient(t, b.addr, kgo.TransactionalID("t1"), kgo.DefaultProduceTopic(topic), kgo.TransactionTimeout(2*time.Second))
+	produceTxn(t, p, topic, "c1", 20, true)
+	produceTxn(t, p, topic, "a", 20, false)
+	produceTxn(t, p, topic, "c2", 10, true)
+
+	committed := consumeAll(t, b.addr, topic, kgo.ReadCommitted(), 30)
+	sort.Strings(committed)
+	if len(committed) != 30 {
+		t.Fatalf("read_committed got %d records, want the 30 committed: %v", len(committed), committed)
+	}
+	for _, v := range committed {
+		if v[0] != 'c' {
+			t.Fatalf("read_committed got an aborted record %q", v)
+		}
+	}
+	if all := consumeAll(t, b.addr, topic, kgo.ReadUncommitted(), 50); len(all) != 50 {
+		t.Fatalf("read_uncommitted got %d records, want 50", len(all))
+	}
+
+	// An open transaction: read_committed stops before it.
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, e := sumOffsets(lso), sumOffsets(hw); l != e-1 {
+		t.Fatalf("ListOffsets read_committed sums to %d, read_uncommitted to %d: the open transaction is not held back", l, e)
+	}
+	desc, err := adm.DescribeTransactions(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := desc["t1"]; !ok || d.State != "Ongoing" {
+		t.Fatalf("DescribeTransactions: %+v", desc)
+	}
+	if got := consumeAll(t, b.addr, topic, kgo.ReadCommitted(), 30); len(got) != 30 {
+		t.Fatalf("read_committed with a transaction open got %d records, want 30", len(got))
+	}
+
+	// The timeout aborts it and fences the producer.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := adm.DescribeTransactions(ctx, "t1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d["t1"].State == "CompleteAbort" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the transaction did not time out: %+v", d["t1"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	err = p.EndTransaction(ctx, kgo.TryCommit)
+	if err == nil {
+		t.Fatal("committing a transaction that timed out succeeded")
+	}
+	lso, _ = adm.ListCommittedOffsets(ctx, topic)
+	hw, _ = adm.ListEndOffsets(ctx, topic)
+	if l, e := sumOffsets(lso), sumOffsets(hw); l != e {
+		t.Fatalf("after the abort the last stable offsets sum to %d, the ends to %d", l, e)
+	}
+	if got := consumeAll(t, b.addr, topic, kgo.ReadCommitted(), 30); len(got) != 30 {
+		t.Fatalf("read_committed after the timeout got %d records, want 30", len(got))
+	}
+
+	// Zombie fencing: a new incarnation of t1 fences the old one.
+	old := newClient(t, b.addr, kgo.TransactionalID("t2"), kgo.DefaultProduceTopic(topic))
+	if err := old.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("zombie-1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	young := newClient(t, b.addr, kgo.TransactionalID("t2"), kgo.DefaultProduceTopic(topic))
+	produceTxn(t, young, topic, "c3", 5, true)
+	err = old.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("zombie-2")}).FirstErr()
+	if err == nil {
+		err = old.EndTransaction(ctx, kgo.TryCommit)
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) && !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("the zombie producer was not fenced: %v", err)
+	}
+	got := consumeAll(t, b.addr, topic, kgo.ReadCommitted(), 35)
+	for _, v := range got {
+		if v[0] == 'z' || v[0] == 'a' || v == "open" {
+			t.Fatalf("read_committed got %q", v)
+		}
+	}
+	if len(got) != 35 {
+		t.Fatalf("read_committed got %d records, want 35", len(got))
+	}
+	lt, err := adm.ListTransactions(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lt) != 2 {
+		t.Fatalf("ListTransactions: %+v", lt)
+	}
+}
+
+func sumOffsets(l kadm.ListedOffsets) int64 {
+	var n int64
+	l.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
