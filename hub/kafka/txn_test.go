@@ -188,3 +188,97 @@ func sumOffsets(l kadm.ListedOffsets) int64 {
 	l.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
 }
+
+// TestGroupTransactSessionExactlyOnce: franz-go's consume-transform-produce
+// (GroupTransactSession: a consumer group reading one topic, producing to
+// another and committing its offsets in the same transactions) is stopped
+// in the middle of a transaction and started again, then the hub is
+// restarted and a third session finishes: the output, read with
+// read_committed, holds every input record exactly once.
+func TestGroupTransactSessionExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir, Options{})
+	adm, _, ctx := adminClient(t, b.addr)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "in"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "out"); err != nil {
+		t.Fatal(err)
+	}
+	const total = 300
+	in := newClient(t, b.addr)
+	for i := range total {
+		if err := in.ProduceSync(ctx, &kgo.Record{Topic: "in", Key: []byte(fmt.Sprint(i)), Value: fmt.Appendf(nil, "r%03d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run processes until stopAfter records are committed (or the input
+	// is done), then, with crash, produces one more batch in a transaction
+	// and abandons it.
+	run := func(addr string, stopAfter int, crash bool) int {
+		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addr), kgo.TransactionalID("eos"), kgo.ConsumerGroup("eos-g"),
+			kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.TransactionTimeout(3*time.Second),
+			kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(2*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		done, idle := 0, 0
+		for done < stopAfter && idle < 10 {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			fs := sess.PollRecords(pctx, 25)
+			cancel()
+			if fs.NumRecords() == 0 {
+				idle++
+				continue
+			}
+			idle = 0
+			if err := sess.Begin(); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			fs.EachRecord(func(r *kgo.Record) {
+				n++
+				sess.Produce(ctx, &kgo.Record{Topic: "out", Key: r.Key, Value: append([]byte("out-"), r.Value...)}, nil)
+			})
+			if crash && done+n >= stopAfter {
+				if err := sess.Client().Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return done // abandoned mid-transaction
+			}
+			committed, err := sess.End(ctx, kgo.TryCommit)
+			if err != nil {
+				t.Fatalf("ending a transaction: %v", err)
+			}
+			if committed {
+				done += n
+			}
+		}
+		return done
+	}
+	n1 := run(b.addr, 100, true)
+	n2 := run(b.addr, 200, true)
+	b.stop()
+	b = startBroker(t, dir, Options{})
+	n3 := run(b.addr, total, false)
+	t.Logf("sessions committed %d, %d and %d records", n1, n2, n3)
+
+	got := consumeAll(t, b.addr, "out", kgo.ReadCommitted(), total)
+	seen := map[string]int{}
+	for _, v := range got {
+		seen[v]++
+	}
+	for i := range total {
+		if v := fmt.Sprintf("out-r%03d", i); seen[v] != 1 {
+			t.Errorf("%s is in the output %d times", v, seen[v])
+		}
+	}
+	if len(got) != total {
+		t.Errorf("read_committed output has %d records, want %d", len(got), total)
+	}
+	if all := consumeAll(t, b.addr, "out", kgo.ReadUncommitted(), total); len(all) <= total {
+		t.Errorf("read_uncommitted output has %d records: the abandoned transactions left nothing to skip, the test proves little", len(all))
+	}
+}
