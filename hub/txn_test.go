@@ -1,0 +1,133 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+)
+
+func txnBatch(t testing.TB, pid int64, epoch int16, seq int32, values ...string) []byte {
+	t.Helper()
+	b := codecs.Builder{Attributes: codecs.AttrTransactional}
+	b.SetProducer(pid, epoch, seq)
+	for _, v := range values {
+		b.Append(time.Now().UnixMilli(), nil, []byte(v), nil)
+	}
+	out, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Clone(out)
+}
+
+// TestTransactionReplay: a transaction whose PrepareCommit reached the
+// transaction log but none of whose markers did (a crash in between) is
+// completed at the next open: markers written, offsets committed. An open
+// transaction survives a restart and is aborted, fencing its producer,
+// once its timeout passes on the hub's clock.
+func TestTransactionReplay(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	opts := testOptions(dir)
+	opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+	opts.TxnCheckInterval = time.Hour // the test aborts by hand
+	h := openHub(t, opts)
+	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 1})
+	p, _ := ds.Partition(0)
+	pid, epoch, err := h.InitTransactionalProducer("x", time.Minute, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := TopicPartition{Topic: "d", Partition: 0}
+	if _, err := p.Produce(txnBatch(t, pid, epoch, 0, "early"), true); !errors.Is(err, ErrInvalidTxnState) {
+		t.Fatalf("a transactional batch before AddPartitionsToTxn: %v", err)
+	}
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddOffsetsToTxn("x", pid, epoch, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Produce(txnBatch(t, pid, epoch, 0, "a", "b"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.TxnOffsetCommit("x", pid, epoch, "g", map[TopicPartition]CommittedOffset{tp: {Offset: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != 0 || hw != 2 {
+		t.Fatalf("LSO %d, HW %d with the transaction open; want 0, 2", lso, hw)
+	}
+	d := h.DescribeTransactions([]string{"x"})["x"]
+	h.Close()
+
+	// The crash: PrepareCommit is logged, then nothing.
+	d.State = TxnPrepareCommit
+	d.Offsets = []TxnOffset{{Group: "g", Topic: "d", Partition: 0, Offset: 42}}
+	line, _ := json.Marshal(d)
+	f, err := os.OpenFile(filepath.Join(dir, "transactions", "state.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(append(line, '\n'))
+	f.Close()
+
+	h = openHub(t, opts)
+	ds, _ = h.Dataset("d")
+	p, _ = ds.Partition(0)
+	if st := h.DescribeTransactions([]string{"x"})["x"].State; st != TxnCompleteCommit {
+		t.Fatalf("after reopening, the prepared commit is %s", st)
+	}
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != 3 || hw != 3 {
+		t.Fatalf("LSO %d, HW %d after the commit marker; want 3, 3", lso, hw)
+	}
+	if off := h.FetchOffsets("g", nil)[tp].Offset; off != 42 {
+		t.Fatalf("the transaction's group offset is %d, want 42", off)
+	}
+
+	// An open transaction across a restart, then its timeout.
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Produce(txnBatch(t, pid, epoch, 2, "c"), true); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	h = openHub(t, opts)
+	defer h.Close()
+	ds, _ = h.Dataset("d")
+	p, _ = ds.Partition(0)
+	if lso := p.LastStableOffset(); lso != 3 {
+		t.Fatalf("LSO %d after a restart with the transaction open; want 3", lso)
+	}
+	if n := h.AbortExpiredTransactions(); n != 0 {
+		t.Fatalf("aborted %d transactions before their timeout", n)
+	}
+	now.Add(time.Minute.Milliseconds() + 1)
+	if n := h.AbortExpiredTransactions(); n != 1 {
+		t.Fatalf("aborted %d transactions after the timeout, want 1", n)
+	}
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != 5 || hw != 5 {
+		t.Fatalf("LSO %d, HW %d after the abort; want 5, 5", lso, hw)
+	}
+	if ab := p.AbortedTxns(0, 5); len(ab) != 1 || ab[0].FirstOffset != 3 || ab[0].ProducerID != pid {
+		t.Fatalf("aborted transactions %+v", ab)
+	}
+	if err := h.EndTxn("x", pid, epoch, true); !errors.Is(err, ErrProducerFenced) {
+		t.Fatalf("committing after the timeout: %v", err)
+	}
+	if _, err := p.Produce(txnBatch(t, pid, epoch, 3, "zombie"), true); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("producing after the timeout: %v", err)
+	}
+	// A new incarnation gets the next epoch after the fencing one.
+	if pid2, e2, err := h.InitTransactionalProducer("x", time.Minute, -1, -1); err != nil || pid2 != pid || e2 != epoch+2 {
+		t.Fatalf("InitTransactionalProducer = %d, %d, %v; want %d, %d", pid2, e2, err, pid, epoch+2)
+	}
+}
