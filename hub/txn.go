@@ -130,7 +130,62 @@ func openTxnCoordinator(h *Hub) (*txnCoordinator, error) {
 			}
 		}
 	}
+	if err := c.reconcile(); err != nil {
+		c.close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// reconcile matches the open transactions the partitions found in their
+// logs with the coordinator's state, which syncs only decisions: a
+// partition of a transaction still open rejoins it; one of a transaction
+// recorded as committed gets its commit marker; any other (its
+// transaction unknown, aborted or of an older epoch) gets an abort marker.
+func (c *txnCoordinator) reconcile() error {
+	for _, ds := range c.h.Datasets() {
+		for _, p := range ds.partitions() {
+			type open struct {
+				pid   int64
+				epoch int16
+			}
+			var opens []open
+			p.mu.Lock()
+			for pid, st := range p.producers {
+				if st.TxnOpen {
+					opens = append(opens, open{pid, st.Epoch})
+				}
+			}
+			p.mu.Unlock()
+			tp := TopicPartition{Topic: ds.name, Partition: p.id}
+			for _, o := range opens {
+				commit := false
+				c.mu.Lock()
+				e := c.byPID[o.pid]
+				c.mu.Unlock()
+				if e != nil && e.d.Epoch == o.epoch {
+					switch {
+					case e.d.State == TxnOngoing:
+						if !slices.Contains(e.d.Partitions, tp) {
+							e.d.Partitions = append(e.d.Partitions, tp)
+							if err := c.persist(&e.d, true); err != nil {
+								return err
+							}
+						}
+						continue
+					case e.d.State == TxnCompleteCommit && slices.Contains(e.d.Partitions, tp):
+						commit = true
+					}
+				}
+				c.h.opts.Logger.Info("hub: ending a transaction found open in a partition at open", "dataset", ds.name,
+					"partition", p.id, "producer_id", o.pid, "commit", commit)
+				if err := p.WriteMarker(o.pid, o.epoch, commit); err != nil {
+					return fmt.Errorf("hub: ending the open transaction of producer %d in %s/%d: %w", o.pid, ds.name, p.id, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // rewrite writes the current state as a fresh log and reopens it for
@@ -167,8 +222,13 @@ func (c *txnCoordinator) rewrite() error {
 	return nil
 }
 
-// persist durably records d, the new state of one transactional id.
-func (c *txnCoordinator) persist(d *TxnDescription) error {
+// persist records d, the new state of one transactional id; with sync it
+// is on disk before persist returns. Only what cannot be rebuilt is
+// synced: a new epoch (fencing) and a decision to commit or abort. The
+// partitions of an open transaction are found again in the partitions'
+// own state (reconcile), and a completion lost in a crash is redone from
+// the decision.
+func (c *txnCoordinator) persist(d *TxnDescription, sync bool) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("hub: encoding transaction state: %w", err)
@@ -180,7 +240,7 @@ func (c *txnCoordinator) persist(d *TxnDescription) error {
 		return ErrClosed
 	}
 	_, err = c.f.Write(b)
-	if err == nil {
+	if err == nil && sync {
 		err = c.f.Sync()
 	}
 	c.lines++
@@ -290,7 +350,7 @@ func (h *Hub) InitTransactionalProducer(id string, timeout time.Duration, produc
 		d.State = TxnEmpty
 	}
 	d.TimeoutMs, d.StartMs, d.Partitions, d.Groups, d.Offsets = timeout.Milliseconds(), 0, nil, nil, nil
-	if err := c.persist(&d); err != nil {
+	if err := c.persist(&d, true); err != nil {
 		e.mu.Unlock()
 		return -1, -1, err
 	}
@@ -351,7 +411,7 @@ func (h *Hub) AddPartitionsToTxn(id string, pid int64, epoch int16, tps []TopicP
 	if !changed {
 		return nil
 	}
-	if err := c.persist(&e.d); err != nil {
+	if err := c.persist(&e.d, false); err != nil {
 		e.d = prev
 		return err
 	}
@@ -380,7 +440,7 @@ func (h *Hub) AddOffsetsToTxn(id string, pid int64, epoch int16, group string) e
 	if !slices.Contains(e.d.Groups, group) {
 		e.d.Groups = append(slices.Clone(e.d.Groups), group)
 	}
-	if err := c.persist(&e.d); err != nil {
+	if err := c.persist(&e.d, false); err != nil {
 		e.d = prev
 		return err
 	}
@@ -456,7 +516,7 @@ func (c *txnCoordinator) end(e *txnEntry, commit, bump bool) error {
 	} else {
 		d.Offsets = nil
 	}
-	if err := c.persist(&d); err != nil {
+	if err := c.persist(&d, true); err != nil {
 		e.mu.Unlock()
 		return err
 	}
@@ -524,7 +584,7 @@ func (c *txnCoordinator) complete(e *txnEntry) error {
 		d.State = TxnCompleteCommit
 	}
 	d.Offsets, d.StartMs = nil, 0
-	if err := c.persist(&d); err != nil {
+	if err := c.persist(&d, false); err != nil {
 		return err
 	}
 	e.mu.Lock()

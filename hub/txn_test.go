@@ -131,3 +131,76 @@ func TestTransactionReplay(t *testing.T) {
 		t.Fatalf("InitTransactionalProducer = %d, %d, %v; want %d, %d", pid2, e2, err, pid, epoch+2)
 	}
 }
+
+// TestTransactionReconcile: the coordinator syncs decisions only, so a
+// crash can lose the line that added a partition to a transaction. At
+// open the partitions' own state finds such a transaction: it is aborted
+// there when the coordinator does not know it as open, and rejoins it
+// when it does.
+func TestTransactionReconcile(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(dir)
+	h := openHub(t, opts)
+	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 2})
+	p0, _ := ds.Partition(0)
+	pid, epoch, err := h.InitTransactionalProducer("x", time.Minute, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initial := h.DescribeTransactions([]string{"x"})["x"]
+	tp0, tp1 := TopicPartition{Topic: "d", Partition: 0}, TopicPartition{Topic: "d", Partition: 1}
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p0.Produce(txnBatch(t, pid, epoch, 0, "a", "b"), true); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	// The crash lost the AddPartitionsToTxn line.
+	line, _ := json.Marshal(initial)
+	if err := os.WriteFile(filepath.Join(dir, "transactions", "state.log"), append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h = openHub(t, opts)
+	ds, _ = h.Dataset("d")
+	p0, _ = ds.Partition(0)
+	if lso, hw := p0.LastStableOffset(), p0.HighWatermark(); lso != 3 || hw != 3 {
+		t.Fatalf("LSO %d, HW %d: the transaction the coordinator lost is not aborted; want 3, 3", lso, hw)
+	}
+	if ab := p0.AbortedTxns(0, 3); len(ab) != 1 {
+		t.Fatalf("aborted transactions %+v", ab)
+	}
+
+	// Open in two partitions, the second's line lost: it rejoins.
+	pid, epoch, _ = h.InitTransactionalProducer("x", time.Minute, pid, epoch)
+	p1, _ := ds.Partition(1)
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp0}); err != nil {
+		t.Fatal(err)
+	}
+	ongoing := h.DescribeTransactions([]string{"x"})["x"]
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp1}); err != nil {
+		t.Fatal(err)
+	}
+	p0.Produce(txnBatch(t, pid, epoch, 0, "c"), true)
+	if _, err := p1.Produce(txnBatch(t, pid, epoch, 0, "d"), true); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	line, _ = json.Marshal(ongoing)
+	if err := os.WriteFile(filepath.Join(dir, "transactions", "state.log"), append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h = openHub(t, opts)
+	defer h.Close()
+	if d := h.DescribeTransactions([]string{"x"})["x"]; d.State != TxnOngoing || len(d.Partitions) != 2 {
+		t.Fatalf("after reopening: %+v; want Ongoing in both partitions", d)
+	}
+	if err := h.EndTxn("x", pid, epoch, true); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ = h.Dataset("d")
+	p1, _ = ds.Partition(1)
+	if lso, hw := p1.LastStableOffset(), p1.HighWatermark(); lso != 2 || hw != 2 {
+		t.Fatalf("partition 1: LSO %d, HW %d after the commit; want 2, 2", lso, hw)
+	}
+}

@@ -282,3 +282,50 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 		t.Errorf("read_uncommitted output has %d records: the abandoned transactions left nothing to skip, the test proves little", len(all))
 	}
 }
+
+// BenchmarkTransactionalProduce compares, in one run, franz-go producing
+// 100 records at a time idempotently (one ProduceSync of 100) with the
+// same records in a transaction each (begin, 100 records, commit). Each
+// op is 100 records.
+func BenchmarkTransactionalProduce(b *testing.B) {
+	br := startBroker(b, b.TempDir(), Options{})
+	values := make([]*kgo.Record, 100)
+	for i := range values {
+		values[i] = &kgo.Record{Topic: "bench", Value: make([]byte, 100)}
+	}
+	ctx := context.Background()
+	b.Run("idempotent", func(b *testing.B) {
+		cl := newClient(b, br.addr, kgo.DefaultProduceTopic("bench"), kgo.AllowAutoTopicCreation())
+		b.ReportAllocs()
+		b.SetBytes(100 * 100)
+		for b.Loop() {
+			if err := cl.ProduceSync(ctx, cloneRecords(values)...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("transactional", func(b *testing.B) {
+		cl := newClient(b, br.addr, kgo.DefaultProduceTopic("bench"), kgo.TransactionalID("bench"), kgo.AllowAutoTopicCreation())
+		b.ReportAllocs()
+		b.SetBytes(100 * 100)
+		for b.Loop() {
+			if err := cl.BeginTransaction(); err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.ProduceSync(ctx, cloneRecords(values)...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func cloneRecords(rs []*kgo.Record) []*kgo.Record {
+	out := make([]*kgo.Record, len(rs))
+	for i, r := range rs {
+		out[i] = &kgo.Record{Topic: r.Topic, Value: r.Value}
+	}
+	return out
+}
