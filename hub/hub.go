@@ -55,6 +55,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// DelayedDelivery holds records with a weir.deliver_at or weir.delay
+	// header back until due (see delay.go). Off by default: it costs
+	// reading the records of every produced batch.
+	DelayedDelivery bool
 	// TxnCheckInterval is how often transactions past their timeout are
 	// looked for and aborted. Default 1 second.
 	TxnCheckInterval time.Duration
@@ -99,6 +103,7 @@ type Hub struct {
 	offsets     *offsetStore
 	groups      *coordinator
 	txns        *txnCoordinator // see txn.go
+	delays      *delayer        // nil unless Options.DelayedDelivery; see delay.go
 
 	// Shared by every partition's log: the open segment files, and the
 	// fsync schedulers of the interval policy, one per interval.
@@ -167,6 +172,17 @@ func Open(opts Options) (*Hub, error) {
 		h.offsets.close()
 		h.closeDatasets()
 		return nil, err
+	}
+	if opts.DelayedDelivery {
+		h.delays = newDelayer(h)
+		if err := h.delays.load(); err != nil {
+			h.txns.close()
+			h.offsets.close()
+			h.closeDatasets()
+			return nil, err
+		}
+		h.bg.Add(1)
+		go h.delayMover()
 	}
 	h.bg.Add(2)
 	go h.housekeeping()

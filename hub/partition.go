@@ -212,6 +212,16 @@ func (p *Partition) Produce(records []byte, waitDurable bool) (ProduceResult, er
 		}
 		return res, nil
 	}
+	dues, delayed, err := p.delayedBatches(records[skip:], hs, now) // see delay.go
+	if err != nil {
+		p.mu.Unlock()
+		return res, err
+	}
+	if delayed {
+		dres, q, entries, dnext, err := p.produceDelayed(records[skip:], hs, dues, now)
+		p.mu.Unlock()
+		return p.finishDelayed(res, dres, q, entries, dnext, waitDurable, err)
+	}
 	base, next, err := p.log.AppendAsync(records[skip:])
 	if err != nil {
 		p.mu.Unlock()
