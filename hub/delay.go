@@ -23,10 +23,13 @@ import (
 // number of the delay dataset "__delay.NAME", and appended to its target
 // partition when due. Records not delayed are not held back.
 //
-// The unit is the batch: a batch with a delayed record is delayed as a
-// whole, to the latest due time of its records. Each delay partition has
-// a queue of (due, offset) in memory, 16 bytes a pending batch; one timer
-// serves every queue. Delivery is at least once: what was moved is
+// A batch with a delayed record is rebuilt as one batch per due time
+// (records due now go to the target at once, in their order); the rebuilt
+// batches carry no producer id, the target keeps the producer's sequence,
+// so a retry is still recognised. Transactional batches are not delayed.
+// Each delay partition has a queue of (due, offset) in memory, 16 bytes a
+// pending batch; one timer serves every queue. Records of equal due time
+// are delivered in the order they were stored. Delivery is at least once: what was moved is
 // recorded in delivered.json of the delay partition after the target has
 // it durably, and a crash in between delivers again.
 
@@ -41,10 +44,41 @@ const DelayPrefix = "__delay."
 
 var delayMarker = []byte("weir.de") // common to both header names
 
-// batchDue returns when a batch is due, in Unix milliseconds: the latest
-// due time of its records that carry a delay header; 0 when none does.
+// recordDue returns when a record is due, in Unix milliseconds: 0 when it
+// carries no delay header.
+func recordDue(r *codecs.Record) (int64, error) {
+	var due int64
+	for _, hd := range r.Headers {
+		var d int64
+		switch string(hd.Key) {
+		case HeaderDeliverAt:
+			v := string(hd.Value)
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+				d = ms
+			} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				d = t.UnixMilli()
+			} else {
+				return 0, fmt.Errorf("%w: header %s = %q is neither RFC 3339 nor Unix milliseconds", ErrInvalidRecord, HeaderDeliverAt, v)
+			}
+		case HeaderDelay:
+			dur, err := time.ParseDuration(string(hd.Value))
+			if err != nil || dur < 0 {
+				return 0, fmt.Errorf("%w: header %s = %q is not a duration", ErrInvalidRecord, HeaderDelay, hd.Value)
+			}
+			d = r.Timestamp + dur.Milliseconds()
+		default:
+			continue
+		}
+		due = max(due, d)
+	}
+	return due, nil
+}
+
+// batchDue returns the latest due time of a batch's records (0 when none
+// carries a delay header). Transactional batches are not delayed.
 func batchDue(b []byte, h *codecs.Header) (int64, error) {
-	if h.Compression() == codecs.None && !bytes.Contains(b[codecs.HeaderSize:h.Size()], delayMarker) {
+	if h.IsTransactional() || h.IsControl() ||
+		h.Compression() == codecs.None && !bytes.Contains(b[codecs.HeaderSize:h.Size()], delayMarker) {
 		return 0, nil
 	}
 	var it codecs.RecordIter
@@ -53,32 +87,64 @@ func batchDue(b []byte, h *codecs.Header) (int64, error) {
 	}
 	var due int64
 	for it.Next() {
-		r := it.Record()
-		for _, hd := range r.Headers {
-			var d int64
-			switch string(hd.Key) {
-			case HeaderDeliverAt:
-				v := string(hd.Value)
-				if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
-					d = ms
-				} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-					d = t.UnixMilli()
-				} else {
-					return 0, fmt.Errorf("%w: header %s = %q is neither RFC 3339 nor Unix milliseconds", ErrInvalidRecord, HeaderDeliverAt, v)
-				}
-			case HeaderDelay:
-				dur, err := time.ParseDuration(string(hd.Value))
-				if err != nil || dur < 0 {
-					return 0, fmt.Errorf("%w: header %s = %q is not a duration", ErrInvalidRecord, HeaderDelay, hd.Value)
-				}
-				d = r.Timestamp + dur.Milliseconds()
-			default:
-				continue
-			}
-			due = max(due, d)
+		d, err := recordDue(it.Record())
+		if err != nil {
+			return 0, err
 		}
+		due = max(due, d)
 	}
 	return due, it.Err()
+}
+
+// splitDue rebuilds a batch as batches of one due time each, without
+// producer id (the target keeps the producer's sequence): the records due
+// by now first, in their order, then one batch per later due time.
+func splitDue(b []byte, h *codecs.Header, now int64) (nowBatch []byte, later []dueBatch, err error) {
+	var it codecs.RecordIter
+	if err := it.Reset(b); err != nil {
+		return nil, nil, err
+	}
+	builders := map[int64]*codecs.Builder{}
+	var order []int64
+	for it.Next() {
+		r := it.Record()
+		d, err := recordDue(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d <= now {
+			d = 0
+		}
+		bld := builders[d]
+		if bld == nil {
+			bld = &codecs.Builder{Compression: h.Compression()}
+			builders[d] = bld
+			order = append(order, d)
+		}
+		bld.AppendRecord(r)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, err
+	}
+	for _, d := range order {
+		out, err := builders[d].Build()
+		if err != nil {
+			return nil, nil, err
+		}
+		out = bytes.Clone(out)
+		codecs.SetLeaderEpoch(out, LeaderEpoch)
+		if d == 0 {
+			nowBatch = out
+		} else {
+			later = append(later, dueBatch{due: d, b: out})
+		}
+	}
+	return nowBatch, later, nil
+}
+
+type dueBatch struct {
+	due int64
+	b   []byte
 }
 
 // delayedBatches returns, for each batch of records, when it is due (0 if
@@ -118,17 +184,34 @@ func (p *Partition) produceDelayed(records []byte, hs []codecs.Header, dues []in
 		b := records[:h.Size()]
 		records = records[h.Size():]
 		if dues[i] > now {
-			base, next, err := q.dp.log.AppendAsync(b)
+			nowBatch, later, err := splitDue(b, h, now)
 			if err != nil {
-				return res, nil, nil, 0, appendErr(err)
+				return res, nil, nil, 0, err
 			}
-			entries = append(entries, delayEntry{due: dues[i], off: base})
-			q.imu.Lock()
-			q.inflight[base]++
-			q.imu.Unlock()
-			dnext = next
+			for _, l := range later {
+				base, next, err := q.dp.log.AppendAsync(l.b)
+				if err != nil {
+					return res, nil, nil, 0, appendErr(err)
+				}
+				entries = append(entries, delayEntry{due: l.due, off: base})
+				q.imu.Lock()
+				q.inflight[base]++
+				q.imu.Unlock()
+				dnext = next
+			}
+			base := int64(-1)
+			if nowBatch != nil {
+				var next int64
+				if base, next, err = p.log.AppendAsync(nowBatch); err != nil {
+					return res, nil, nil, 0, appendErr(err)
+				}
+				if res.BaseOffset < 0 {
+					res.BaseOffset = base
+				}
+				res.Next = next
+			}
 			if h.ProducerID >= 0 {
-				p.recordBatch(h, -1, now) // the sequence goes on here
+				p.recordBatch(h, base, now) // the sequence goes on here
 			}
 			continue
 		}

@@ -69,11 +69,17 @@ func TestDelayedDelivery(t *testing.T) {
 	produce(headerBatch(t, ts, "rfc", HeaderDeliverAt, start.Add(7*time.Second).Format(time.RFC3339)))
 	produce(headerBatch(t, ts, "past", HeaderDeliverAt, strconv.FormatInt(ts-5000, 10)))
 	produce(headerBatch(t, ts, "now2"))
+	// A batch mixing records due now and later: the first is not held back.
+	var mixed codecs.Builder
+	mixed.Append(ts, nil, []byte("mixed-now"), nil)
+	mixed.Append(ts, nil, []byte("mixed-late"), []codecs.RecordHeader{{Key: []byte(HeaderDelay), Value: []byte("6s")}})
+	mb, _ := mixed.Build()
+	produce(bytes.Clone(mb))
 	if _, err := p.Produce(headerBatch(t, ts, "bad", HeaderDelay, "soon"), true); err == nil {
 		t.Fatal("a record with an unreadable weir.delay was accepted")
 	}
-	waitValues(t, h, p, "now1", "past", "now2")
-	if n, next := h.PendingDelayed("d"); n != 3 || !next.Equal(start.Add(5*time.Second)) {
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now")
+	if n, next := h.PendingDelayed("d"); n != 4 || !next.Equal(start.Add(5*time.Second)) {
 		t.Fatalf("PendingDelayed = %d, %v; want 3, %v", n, next, start.Add(5*time.Second))
 	}
 	now.Add(4999)
@@ -81,19 +87,21 @@ func TestDelayedDelivery(t *testing.T) {
 		t.Fatalf("delivered %d batches early", n)
 	}
 	now.Add(1)
-	waitValues(t, h, p, "now1", "past", "now2", "soon")
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon")
 	h.Close()
 
 	h = openHub(t, opts)
 	ds, _ = h.Dataset("d")
 	p, _ = ds.Partition(0)
-	if n, _ := h.PendingDelayed("d"); n != 2 {
-		t.Fatalf("%d batches pending after a restart, want 2", n)
+	if n, _ := h.PendingDelayed("d"); n != 3 {
+		t.Fatalf("%d batches pending after a restart, want 3", n)
 	}
-	now.Add(2000)
-	waitValues(t, h, p, "now1", "past", "now2", "soon", "rfc")
+	now.Add(1000)
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late")
+	now.Add(1000)
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc")
 	now.Add(3000)
-	waitValues(t, h, p, "now1", "past", "now2", "soon", "rfc", "late")
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc", "late")
 	it := p.Log().NewIterator(0)
 	for it.Next() {
 		r := it.Record()
@@ -113,7 +121,7 @@ func TestDelayedDelivery(t *testing.T) {
 	if n := h.DeliverDue(); n != 0 {
 		t.Fatalf("delivered %d batches again after a restart", n)
 	}
-	if got := values(t, p); len(got) != 6 {
+	if got := values(t, p); len(got) != 8 {
 		t.Fatalf("after the last restart: %v", got)
 	}
 
@@ -133,5 +141,5 @@ func TestDelayedDelivery(t *testing.T) {
 		t.Fatalf("the next batch of the sequence: %v", err)
 	}
 	now.Add(1000)
-	waitValues(t, h, p, "now1", "past", "now2", "soon", "rfc", "late", "idem-now", "idem-late")
+	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc", "late", "idem-now", "idem-late")
 }

@@ -25,13 +25,15 @@ import (
 // then WEIR_* environment variables, then flags, each overriding the one
 // before.
 type serveConfig struct {
-	DataDir    string         `yaml:"data_dir"`
-	Listen     string         `yaml:"listen"`
-	Advertise  string         `yaml:"advertise"`
-	AutoCreate *bool          `yaml:"auto_create"`
-	LogLevel   string         `yaml:"log_level"`
-	DebugAddr  string         `yaml:"debug_addr"`
-	Defaults   datasetDefault `yaml:"defaults"`
+	DataDir    string `yaml:"data_dir"`
+	Listen     string `yaml:"listen"`
+	Advertise  string `yaml:"advertise"`
+	AutoCreate *bool  `yaml:"auto_create"`
+	LogLevel   string `yaml:"log_level"`
+	DebugAddr  string `yaml:"debug_addr"`
+	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
+	DelayedDelivery bool           `yaml:"delayed_delivery"`
+	Defaults        datasetDefault `yaml:"defaults"`
 }
 
 type datasetDefault struct {
@@ -96,6 +98,9 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("debug-addr") {
 				cfg.DebugAddr = flags.DebugAddr
 			}
+			if f.Changed("delayed-delivery") {
+				cfg.DelayedDelivery = flags.DelayedDelivery
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -109,6 +114,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	f.BoolVar(&flags.DelayedDelivery, "delayed-delivery", false, "hold records with a weir.deliver_at or weir.delay header back until due")
 	return cmd
 }
 
@@ -152,7 +158,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // hubOptions turns the serve configuration into hub options.
 func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
-	o := hub.Options{DataDir: cfg.DataDir, Logger: logger}
+	o := hub.Options{DataDir: cfg.DataDir, Logger: logger, DelayedDelivery: cfg.DelayedDelivery}
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate
 	}
