@@ -62,6 +62,15 @@ type Options struct {
 	// TxnCheckInterval is how often transactions past their timeout are
 	// looked for and aborted. Default 1 second.
 	TxnCheckInterval time.Duration
+	// TxnCheckURL (transaction.check_url) is the check-back endpoint of
+	// transactional ids starting with TxnCheckPrefix: a transaction past
+	// its timeout is not aborted at once; the hub POSTs it there and
+	// commits or aborts by the answer ("commit", "abort", or "unknown" to
+	// be asked again after another timeout, at most TxnCheckLimit times,
+	// default 5, then aborted). Default: none, timeouts abort.
+	TxnCheckURL    string
+	TxnCheckPrefix string
+	TxnCheckLimit  int
 }
 
 func (o *Options) setDefaults() {
@@ -85,6 +94,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.TxnCheckInterval <= 0 {
 		o.TxnCheckInterval = time.Second
+	}
+	if o.TxnCheckLimit <= 0 {
+		o.TxnCheckLimit = 5
 	}
 }
 

@@ -3,14 +3,18 @@ package hub
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,9 +78,10 @@ type TxnDescription struct {
 }
 
 type txnEntry struct {
-	mu   sync.Mutex
-	d    TxnDescription
-	busy bool // a commit or abort is writing markers
+	mu     sync.Mutex
+	d      TxnDescription
+	busy   bool // a commit or abort is writing markers
+	checks int  // check-backs of the open transaction that got no decision
 }
 
 type txnCoordinator struct {
@@ -373,6 +378,7 @@ func (c *txnCoordinator) begin(e *txnEntry) error {
 		return nil
 	case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
 		e.d.State, e.d.StartMs, e.d.Partitions, e.d.Groups, e.d.Offsets = TxnOngoing, c.now(), nil, nil, nil
+		e.checks = 0
 		return nil
 	}
 	return fmt.Errorf("%w: %q is %s", ErrInvalidTxnState, e.d.ID, e.d.State)
@@ -645,14 +651,108 @@ func (c *txnCoordinator) abortExpired() int {
 			continue
 		}
 		id := e.d.ID
-		if err := c.end(e, false, true); err != nil {
-			c.h.opts.Logger.Error("hub: aborting a timed-out transaction failed", "transactional_id", id, "err", err)
+		commit := false
+		if url := c.h.checkURL(id); url != "" {
+			// Check-back: ask the producer's side what became of it.
+			d := e.d
+			e.checks++
+			checks := e.checks
+			e.mu.Unlock()
+			answer, err := c.checkBack(url, &d, checks)
+			e.mu.Lock()
+			if e.busy || e.d.State != TxnOngoing || e.d.Epoch != d.Epoch || e.d.ProducerID != d.ProducerID {
+				e.mu.Unlock() // ended meanwhile
+				continue
+			}
+			switch {
+			case err == nil && answer == "commit":
+				commit = true
+			case err == nil && answer == "abort":
+			case checks < c.h.opts.TxnCheckLimit:
+				// unknown, or no answer: ask again after another timeout.
+				c.h.opts.Logger.Warn("hub: transaction check-back undecided; asking again later", "transactional_id", id,
+					"answer", answer, "err", err, "attempt", checks)
+				e.d.StartMs = now
+				e.mu.Unlock()
+				continue
+			default:
+				c.h.opts.Logger.Warn("hub: transaction check-back undecided too often; aborting", "transactional_id", id, "attempts", checks)
+			}
+		}
+		if err := c.end(e, commit, true); err != nil {
+			c.h.opts.Logger.Error("hub: ending a timed-out transaction failed", "transactional_id", id, "commit", commit, "err", err)
 			continue
 		}
-		c.h.opts.Logger.Info("hub: aborted a transaction that passed its timeout", "transactional_id", id)
+		c.h.opts.Logger.Info("hub: ended a transaction that passed its timeout", "transactional_id", id, "commit", commit)
 		n++
 	}
 	return n
+}
+
+// checkURL is the check-back endpoint for a transactional id: the hub's
+// TxnCheckURL when the id starts with TxnCheckPrefix.
+func (h *Hub) checkURL(id string) string {
+	if h.opts.TxnCheckURL == "" || !strings.HasPrefix(id, h.opts.TxnCheckPrefix) {
+		return ""
+	}
+	return h.opts.TxnCheckURL
+}
+
+// checkRequest is what a check-back POSTs: the transaction that timed out.
+type checkRequest struct {
+	TransactionalID string           `json:"transactional_id"`
+	ProducerID      int64            `json:"producer_id"`
+	ProducerEpoch   int16            `json:"producer_epoch"`
+	StartMs         int64            `json:"start_ms"`
+	Partitions      []checkPartition `json:"partitions"`
+	Attempt         int              `json:"attempt"`
+}
+
+type checkPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+}
+
+// checkBack POSTs a timed-out transaction to url and returns the answer:
+// "commit", "abort" or "unknown", given as the body (plain or JSON
+// {"action": ...}).
+func (c *txnCoordinator) checkBack(url string, d *TxnDescription, attempt int) (string, error) {
+	req := checkRequest{TransactionalID: d.ID, ProducerID: d.ProducerID, ProducerEpoch: d.Epoch, StartMs: d.StartMs, Attempt: attempt}
+	for _, tp := range d.Partitions {
+		req.Partitions = append(req.Partitions, checkPartition{Topic: tp.Topic, Partition: tp.Partition})
+	}
+	body, _ := json.Marshal(&req)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "", fmt.Errorf("hub: transaction check-back: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return "", fmt.Errorf("hub: transaction check-back: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", fmt.Errorf("hub: transaction check-back: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("hub: transaction check-back: %s answered %s", url, resp.Status)
+	}
+	answer := strings.TrimSpace(string(b))
+	var js struct {
+		Action string `json:"action"`
+	}
+	if json.Unmarshal(b, &js) == nil && js.Action != "" {
+		answer = js.Action
+	}
+	switch answer = strings.ToLower(answer); answer {
+	case "commit", "abort", "unknown":
+		return answer, nil
+	}
+	return "", fmt.Errorf("hub: transaction check-back: %s answered %q, not commit, abort or unknown", url, answer)
 }
 
 // txnChecker aborts timed-out transactions.

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,5 +206,99 @@ func TestTransactionReconcile(t *testing.T) {
 	p1, _ = ds.Partition(1)
 	if lso, hw := p1.LastStableOffset(), p1.HighWatermark(); lso != 2 || hw != 2 {
 		t.Fatalf("partition 1: LSO %d, HW %d after the commit; want 2, 2", lso, hw)
+	}
+}
+
+// TestTransactionCheckBack: with transaction.check_url, a transaction past
+// its timeout is POSTed there and ended by the answer: commit (its records
+// become visible, its staged offsets committed), abort, or unknown (asked
+// again after another timeout, then aborted after the limit). Ids without
+// the prefix are aborted as before.
+func TestTransactionCheckBack(t *testing.T) {
+	var mu sync.Mutex
+	asked := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req checkRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Partitions) != 1 {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		mu.Lock()
+		asked[req.TransactionalID]++
+		mu.Unlock()
+		switch req.TransactionalID {
+		case "cb-commit":
+			fmt.Fprint(w, `{"action": "commit"}`)
+		case "cb-abort":
+			fmt.Fprint(w, "abort")
+		default:
+			fmt.Fprint(w, "unknown")
+		}
+	}))
+	defer srv.Close()
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	opts := testOptions(t.TempDir())
+	opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+	opts.TxnCheckInterval = time.Hour
+	opts.TxnCheckURL, opts.TxnCheckPrefix, opts.TxnCheckLimit = srv.URL, "cb-", 3
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 4})
+	ids := []string{"cb-commit", "cb-abort", "cb-unknown", "plain"}
+	for i, id := range ids {
+		pid, epoch, err := h.InitTransactionalProducer(id, time.Second, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := TopicPartition{Topic: "d", Partition: int32(i)}
+		if err := h.AddPartitionsToTxn(id, pid, epoch, []TopicPartition{tp}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.AddOffsetsToTxn(id, pid, epoch, "g"); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.TxnOffsetCommit(id, pid, epoch, "g", map[TopicPartition]CommittedOffset{tp: {Offset: 7}}); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := ds.Partition(int32(i))
+		if _, err := p.Produce(txnBatch(t, pid, epoch, 0, id), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func(id string) string { return h.DescribeTransactions([]string{id})[id].State }
+	now.Add(1001)
+	if n := h.AbortExpiredTransactions(); n != 3 {
+		t.Fatalf("ended %d transactions, want 3 (commit, abort, plain)", n)
+	}
+	want := map[string]string{"cb-commit": TxnCompleteCommit, "cb-abort": TxnCompleteAbort, "cb-unknown": TxnOngoing, "plain": TxnCompleteAbort}
+	for id, st := range want {
+		if got := state(id); got != st {
+			t.Errorf("%s is %s, want %s", id, got, st)
+		}
+	}
+	p0, _ := ds.Partition(0)
+	if lso, hw := p0.LastStableOffset(), p0.HighWatermark(); lso != hw || len(p0.AbortedTxns(0, hw)) != 0 {
+		t.Fatalf("the committed transaction: LSO %d, HW %d, aborted %v", lso, hw, p0.AbortedTxns(0, hw))
+	}
+	if off := h.FetchOffsets("g", nil)[TopicPartition{Topic: "d", Partition: 0}].Offset; off != 7 {
+		t.Fatalf("the check-back commit committed offset %d, want 7", off)
+	}
+	if _, ok := h.FetchOffsets("g", nil)[TopicPartition{Topic: "d", Partition: 1}]; ok {
+		t.Fatal("the aborted transaction's offset was committed")
+	}
+	// unknown: asked again after each timeout, aborted after the third.
+	for range 2 {
+		h.AbortExpiredTransactions() // not yet past the new timeout
+		now.Add(1001)
+		h.AbortExpiredTransactions()
+	}
+	if got := state("cb-unknown"); got != TxnCompleteAbort {
+		t.Fatalf("cb-unknown is %s after the limit, want %s", got, TxnCompleteAbort)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked["cb-unknown"] != 3 || asked["cb-commit"] != 1 || asked["plain"] != 0 {
+		t.Fatalf("check-backs: %v", asked)
 	}
 }
