@@ -32,8 +32,16 @@ type serveConfig struct {
 	LogLevel   string `yaml:"log_level"`
 	DebugAddr  string `yaml:"debug_addr"`
 	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
-	DelayedDelivery bool           `yaml:"delayed_delivery"`
-	Defaults        datasetDefault `yaml:"defaults"`
+	DelayedDelivery bool `yaml:"delayed_delivery"`
+	// Transaction configures check-back: transaction.check_url.
+	Transaction txnCheckConfig `yaml:"transaction"`
+	Defaults    datasetDefault `yaml:"defaults"`
+}
+
+type txnCheckConfig struct {
+	CheckURL    string `yaml:"check_url"`
+	CheckPrefix string `yaml:"check_prefix"`
+	CheckLimit  int    `yaml:"check_limit"`
 }
 
 type datasetDefault struct {
@@ -101,6 +109,9 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("delayed-delivery") {
 				cfg.DelayedDelivery = flags.DelayedDelivery
 			}
+			if f.Changed("transaction.check_url") {
+				cfg.Transaction.CheckURL = flags.Transaction.CheckURL
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -115,6 +126,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	f.BoolVar(&flags.DelayedDelivery, "delayed-delivery", false, "hold records with a weir.deliver_at or weir.delay header back until due")
+	f.StringVar(&flags.Transaction.CheckURL, "transaction.check_url", "", "check-back: POST transactions past their timeout here; commit or abort by the answer")
 	return cmd
 }
 
@@ -158,7 +170,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // hubOptions turns the serve configuration into hub options.
 func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
-	o := hub.Options{DataDir: cfg.DataDir, Logger: logger, DelayedDelivery: cfg.DelayedDelivery}
+	o := hub.Options{DataDir: cfg.DataDir, Logger: logger, DelayedDelivery: cfg.DelayedDelivery,
+		TxnCheckURL: cfg.Transaction.CheckURL, TxnCheckPrefix: cfg.Transaction.CheckPrefix, TxnCheckLimit: cfg.Transaction.CheckLimit}
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate
 	}
