@@ -27,7 +27,8 @@ type api struct {
 // snappy or lz4 only when the broker offers Produce from v0), group APIs
 // from v0, Fetch from v4 without fetch sessions; plus the admin APIs that
 // tools repair with: CreatePartitions, Describe/Alter/IncrementalAlterConfigs,
-// DeleteRecords, DeleteGroups and OffsetDelete.
+// DeleteRecords, DeleteGroups and OffsetDelete; and the transaction APIs
+// (txn.go) with Fetch's and ListOffsets' read_committed isolation.
 var apis map[int16]api
 
 func init() {
