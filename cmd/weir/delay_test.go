@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,26 @@ func TestServeDelayedDeliveryAcrossKill9(t *testing.T) {
 			n, dups, len(late), late[len(late)/2], late[len(late)*99/100], late[len(late)-1])
 	} else {
 		t.Log(fmt.Sprintf("%d records, %d duplicates", n, dups))
+	}
+}
+
+// TestTopicsDescribeShowsPendingDelayed: weir topics describe lists how
+// many batches of a dataset wait and when the next is due.
+func TestTopicsDescribeShowsPendingDelayed(t *testing.T) {
+	p := startServe(t, t.TempDir(), "--delayed-delivery")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("later"), kgo.AllowAutoTopicCreation())
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	r := &kgo.Record{Value: []byte("x"), Headers: []kgo.RecordHeader{{Key: "weir.deliver_at", Value: []byte(at.Format(time.RFC3339Nano))}}}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runIn(t, "", "topics", "describe", "later", "--brokers", p.addr)
+	if err != nil {
+		t.Fatalf("topics describe: %v %s", err, errOut)
+	}
+	if !strings.Contains(out, "weir.delayed.pending=1") || !strings.Contains(out, "weir.delayed.next_due="+at.Format(time.RFC3339Nano)) {
+		t.Fatalf("topics describe does not show the pending record:\n%s", out)
 	}
 }

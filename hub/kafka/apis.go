@@ -742,6 +742,10 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			for k, v := range c.s.hub.Defaults().KafkaConfigs() {
 				defaults[k] = configs[k] == v
 			}
+			if n, next := c.s.hub.PendingDelayed(r.ResourceName); n > 0 { // read-only: see isDelayStat
+				configs[delayPendingConfig] = strconv.Itoa(n)
+				configs[delayNextDueConfig] = next.UTC().Format(time.RFC3339Nano)
+			}
 		case kmsg.ConfigResourceTypeBroker:
 			configs = map[string]string{
 				"auto.create.topics.enable": strconv.FormatBool(c.s.hub.AutoCreate()),
@@ -761,7 +765,7 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
 			rc.Name, rc.Value, rc.IsDefault = k, kmsg.StringPtr(configs[k]), defaults[k]
-			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k)
+			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k) || isDelayStat(k)
 			rc.Source = kmsg.ConfigSourceDynamicTopicConfig
 			if defaults[k] || r.ResourceType == kmsg.ConfigResourceTypeBroker {
 				rc.Source = kmsg.ConfigSourceDefaultConfig

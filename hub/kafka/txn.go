@@ -228,3 +228,12 @@ func handleListTransactions(c *conn, h *header, kreq kmsg.Request) *pending {
 	}
 	return ready(resp)
 }
+
+// Delayed delivery's state, shown by DescribeConfigs (and so by weir topics
+// describe) as read-only configs of a dataset with pending records.
+const (
+	delayPendingConfig = "weir.delayed.pending"  // batches waiting for their due time
+	delayNextDueConfig = "weir.delayed.next_due" // the earliest due time, RFC 3339
+)
+
+func isDelayStat(k string) bool { return k == delayPendingConfig || k == delayNextDueConfig }
