@@ -522,7 +522,7 @@ func (c *txnCoordinator) end(e *txnEntry, commit, bump bool) error {
 	} else {
 		d.Offsets = nil
 	}
-	if err := c.persist(&d, true); err != nil {
+	if err := c.persist(&d, c.syncDecision(&d)); err != nil {
 		e.mu.Unlock()
 		return err
 	}
@@ -537,6 +537,20 @@ func (c *txnCoordinator) end(e *txnEntry, commit, bump bool) error {
 		e.mu.Unlock()
 	}
 	return err
+}
+
+// syncDecision reports whether a commit or abort decision must be synced
+// before it is acted on: when a dataset of the transaction syncs every
+// write (fsync "always"). Otherwise the decision is as durable as the
+// records it decides on: written at once (a crash of the process loses
+// nothing), on disk with the next sync.
+func (c *txnCoordinator) syncDecision(d *TxnDescription) bool {
+	for _, tp := range d.Partitions {
+		if ds, err := c.h.Dataset(tp.Topic); err == nil && ds.Config().Fsync == "always" {
+			return true
+		}
+	}
+	return len(d.Offsets) > 0 // committed offsets are always synced
 }
 
 // complete writes the markers of a prepared transaction, applies its

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhub/weir/hub"
 )
 
 // consumeAll reads topic from the start until nothing new arrives for a
@@ -288,7 +290,29 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 // same records in a transaction each (begin, 100 records, commit). Each
 // op is 100 records.
 func BenchmarkTransactionalProduce(b *testing.B) {
-	br := startBroker(b, b.TempDir(), Options{})
+	for _, fsync := range []string{"always", "interval"} {
+		b.Run("fsync="+fsync, func(b *testing.B) { benchTransactional(b, fsync) })
+	}
+}
+
+func benchTransactional(b *testing.B, fsync string) {
+	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: fsync}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServer(h, Options{})
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		h.Close()
+	}()
+	br := struct{ addr string }{ln.Addr().String()}
 	values := make([]*kgo.Record, 100)
 	for i := range values {
 		values[i] = &kgo.Record{Topic: "bench", Value: make([]byte, 100)}
