@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,9 +23,17 @@ import (
 func TestServeDelayedDeliveryAcrossKill9(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, dir, "--fsync", "always", "--delayed-delivery")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The proof at full scale: WEIR_DELAY_TEST_N=100000
+	// WEIR_DELAY_TEST_MAX=60s (the default is small enough for every run).
+	n, maxDelay := 3000, 3*time.Second
+	if v, err := strconv.Atoi(os.Getenv("WEIR_DELAY_TEST_N")); err == nil && v > 0 {
+		n = v
+	}
+	if v, err := time.ParseDuration(os.Getenv("WEIR_DELAY_TEST_MAX")); err == nil && v > time.Second {
+		maxDelay = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute+2*maxDelay)
 	defer cancel()
-	const n = 3000
 	due := make([]time.Time, n)
 	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("dl"), kgo.AllowAutoTopicCreation())
 	var rs []*kgo.Record
@@ -33,9 +42,9 @@ func TestServeDelayedDeliveryAcrossKill9(t *testing.T) {
 		r := &kgo.Record{Value: []byte(strconv.Itoa(i)), Timestamp: ts}
 		due[i] = ts
 		if i%3 != 0 {
-			d := time.Duration(rand.IntN(3000)+500) * time.Millisecond
+			d := (time.Duration(rand.Int64N(int64(maxDelay-500*time.Millisecond))) + 500*time.Millisecond).Truncate(time.Millisecond)
 			r.Headers = []kgo.RecordHeader{{Key: "weir.delay", Value: []byte(d.String())}}
-			due[i] = ts.Add(d).Truncate(time.Millisecond)
+			due[i] = ts.Truncate(time.Millisecond).Add(d) // the record carries its time in ms
 		}
 		rs = append(rs, r)
 	}
