@@ -550,8 +550,22 @@ func (q *delayQueue) saveLocked(moved []delayEntry, next int64) error {
 	}
 	q.state = deliveredFile{Low: low, Done: done}
 	b, _ := json.Marshal(&q.state)
-	return atomicfile.Write(filepath.Join(q.dp.dir, "delivered.json"), b)
+	if err := atomicfile.Write(filepath.Join(q.dp.dir, "delivered.json"), b); err != nil {
+		return err
+	}
+	// What is delivered need not be kept: let the delay partition's
+	// segments go once a good stretch of it is done.
+	if start := q.dp.StartOffset(); low > start && (low-start >= deleteDeliveredEvery || low == q.dp.HighWatermark()) {
+		if _, err := q.dp.DeleteRecords(low); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// deleteDeliveredEvery is how many delivered offsets of a delay partition
+// wait before DeleteRecords frees them (at once when nothing is pending).
+const deleteDeliveredEvery = 10000
 
 // delayMover delivers delayed batches when due: one timer for every queue.
 func (h *Hub) delayMover() {

@@ -102,6 +102,11 @@ func TestDelayedDelivery(t *testing.T) {
 	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc")
 	now.Add(3000)
 	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc", "late")
+	dds, _ := h.Dataset(DelayPrefix + "d")
+	dp, _ := dds.Partition(0)
+	if dp.StartOffset() != dp.HighWatermark() {
+		t.Fatalf("the delay partition keeps delivered records: start %d, end %d", dp.StartOffset(), dp.HighWatermark())
+	}
 	it := p.Log().NewIterator(0)
 	for it.Next() {
 		r := it.Record()
