@@ -589,6 +589,13 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			check(f, p.pos, "pipeline "+p.Name+" reads dataset")
 		}
 		implicit(p.DeadLetter)
+		for _, sc := range p.To { // the retry datasets of retry mode topics
+			if sc.Retry.Mode == "topics" {
+				for i := range sc.Retry.Delays {
+					implicit(retryDataset(p.Name, sc.Name, i+1))
+				}
+			}
+		}
 	}
 	// Datasets that components name in fields of their own (the dataset
 	// source and sink), and loops: a component reading what it writes.

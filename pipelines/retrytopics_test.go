@@ -4,14 +4,23 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/weirhub/weir/hub"
 )
 
 // TestRetryTopics: with retry: {mode: topics, delays: [...]}, records that
 // fail transiently go through the retry datasets without holding back the
 // others: a record that succeeds on its third try arrives after them, one
 // that always fails reaches the dead-letter dataset after the last delay.
+// The retry datasets are declared by the file (no auto-creation needed).
 func TestRetryTopics(t *testing.T) {
-	h := openTestHub(t)
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}, DisableAutoCreate: true,
+		Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
 	newMemSource(t, "rt-in", []string{`a`, `bad`, `flaky`, `c`})
 	s := newMemSink(t, "rt-out")
 	tries := map[string]int{}
