@@ -280,6 +280,9 @@ type delayQueue struct {
 	h      delayHeap
 	state  deliveredFile
 
+	saved time.Time // when delivered.json was last written
+	dirty bool      // state has changes not written yet
+
 	imu      sync.Mutex    // a leaf lock
 	inflight map[int64]int // offsets stored in the delay partition, not queued yet
 }
@@ -549,10 +552,28 @@ func (q *delayQueue) saveLocked(moved []delayEntry, next int64) error {
 		}
 	}
 	q.state = deliveredFile{Low: low, Done: done}
+	q.dirty = true
+	if time.Since(q.saved) < saveDeliveredEvery {
+		return nil // a crash now delivers these again: at least once
+	}
+	return q.saveStateLocked()
+}
+
+// saveDeliveredEvery is how often at most a delay partition records what it
+// delivered: what a crash can deliver twice.
+const saveDeliveredEvery = 100 * time.Millisecond
+
+// saveStateLocked writes delivered.json; q.mu is held.
+func (q *delayQueue) saveStateLocked() error {
+	if !q.dirty {
+		return nil
+	}
 	b, _ := json.Marshal(&q.state)
 	if err := atomicfile.Write(filepath.Join(q.dp.dir, "delivered.json"), b); err != nil {
 		return err
 	}
+	q.saved, q.dirty = time.Now(), false
+	low := q.state.Low
 	// What is delivered need not be kept: let the delay partition's
 	// segments go once a good stretch of it is done.
 	if start := q.dp.StartOffset(); low > start && (low-start >= deleteDeliveredEvery || low == q.dp.HighWatermark()) {
@@ -567,6 +588,32 @@ func (q *delayQueue) saveLocked(moved []delayEntry, next int64) error {
 // wait before DeleteRecords frees them (at once when nothing is pending).
 const deleteDeliveredEvery = 10000
 
+// flush writes what every queue delivered; the hub's Close calls it once
+// the mover has stopped.
+func (d *delayer) flush() error {
+	_, err := d.flushDue(true)
+	return err
+}
+
+// flushDue writes the delivered state of the queues whose last write is
+// saveDeliveredEvery old (all with force). It reports whether some
+// state is left unwritten.
+func (d *delayer) flushDue(force bool) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	left := false
+	for _, q := range d.queues {
+		q.mu.Lock()
+		if force || time.Since(q.saved) >= saveDeliveredEvery {
+			errs = append(errs, q.saveStateLocked())
+		}
+		left = left || q.dirty
+		q.mu.Unlock()
+	}
+	return left, errors.Join(errs...)
+}
+
 // delayMover delivers delayed batches when due: one timer for every queue.
 func (h *Hub) delayMover() {
 	defer h.bg.Done()
@@ -579,6 +626,13 @@ func (h *Hub) delayMover() {
 		wait := time.Hour
 		if at, ok := d.next(); ok {
 			wait = max(time.Duration(at-h.opts.Now().UnixMilli())*time.Millisecond, time.Millisecond)
+		}
+		left, err := d.flushDue(false)
+		if err != nil {
+			h.opts.Logger.Error("hub: recording delivered delayed records failed; a restart may deliver them again", "err", err)
+		}
+		if left {
+			wait = min(wait, saveDeliveredEvery)
 		}
 		t.Reset(wait)
 		select {

@@ -104,6 +104,9 @@ func TestDelayedDelivery(t *testing.T) {
 	waitValues(t, h, p, "now1", "past", "now2", "mixed-now", "soon", "mixed-late", "rfc", "late")
 	dds, _ := h.Dataset(DelayPrefix + "d")
 	dp, _ := dds.Partition(0)
+	for i := 0; i < 100 && dp.StartOffset() != dp.HighWatermark(); i++ {
+		time.Sleep(10 * time.Millisecond) // the mover records deliveries every 100ms
+	}
 	if dp.StartOffset() != dp.HighWatermark() {
 		t.Fatalf("the delay partition keeps delivered records: start %d, end %d", dp.StartOffset(), dp.HighWatermark())
 	}

@@ -250,7 +250,11 @@ func (h *Hub) Close() error {
 	h.groups.close()
 	h.bg.Wait()
 	h.txns.close()
-	err := h.closeDatasets()
+	var derr error
+	if h.delays != nil {
+		derr = h.delays.flush()
+	}
+	err := errors.Join(derr, h.closeDatasets())
 	if h.offsets != nil {
 		err = errors.Join(err, h.offsets.close())
 	}
