@@ -29,9 +29,11 @@ import (
 // so a retry is still recognised. Transactional batches are not delayed.
 // Each delay partition has a queue of (due, offset) in memory, 16 bytes a
 // pending batch; one timer serves every queue. Records of equal due time
-// are delivered in the order they were stored. Delivery is at least once: what was moved is
-// recorded in delivered.json of the delay partition after the target has
-// it durably, and a crash in between delivers again.
+// are delivered in the order they were stored. Delivery is at least once:
+// what was moved is recorded in delivered.json of the delay partition
+// after the target has it durably, at most every 100ms, and a crash in
+// between delivers it again. Delivered records are then freed with
+// DeleteRecords.
 
 // The headers that delay a record.
 const (
