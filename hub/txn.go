@@ -74,7 +74,7 @@ type TxnDescription struct {
 	StartMs    int64            `json:"start_ms,omitempty"` // when the open transaction began
 	Partitions []TopicPartition `json:"partitions,omitempty"`
 	Groups     []string         `json:"groups,omitempty"`
-	Offsets    []TxnOffset      `json:"offsets,omitempty"` // written with PrepareCommit only
+	Offsets    []TxnOffset      `json:"offsets,omitempty"` // staged by TxnOffsetCommit, committed with the transaction
 }
 
 type txnEntry struct {
@@ -465,6 +465,7 @@ func (h *Hub) TxnOffsetCommit(id string, pid int64, epoch int16, group string, o
 	if e.d.State != TxnOngoing || !slices.Contains(e.d.Groups, group) {
 		return fmt.Errorf("%w: group %q was not added to the transaction of %q", ErrInvalidTxnState, group, id)
 	}
+	prev := slices.Clone(e.d.Offsets)
 	for tp, o := range offsets {
 		to := TxnOffset{Group: group, Topic: tp.Topic, Partition: tp.Partition, Offset: o.Offset, Epoch: o.LeaderEpoch, Metadata: o.Metadata}
 		i := slices.IndexFunc(e.d.Offsets, func(x TxnOffset) bool {
@@ -475,6 +476,12 @@ func (h *Hub) TxnOffsetCommit(id string, pid int64, epoch int16, group string, o
 		} else {
 			e.d.Offsets = append(e.d.Offsets, to)
 		}
+	}
+	// Kept with the transaction, so that a restart of the hub does not
+	// lose them while it stays open (synced with the decision).
+	if err := c.persist(&e.d, false); err != nil {
+		e.d.Offsets = prev
+		return err
 	}
 	return nil
 }

@@ -302,3 +302,36 @@ func TestTransactionCheckBack(t *testing.T) {
 		t.Fatalf("check-backs: %v", asked)
 	}
 }
+
+// TestTxnOffsetsSurviveRestart: offsets staged in an open transaction are
+// kept with it across a restart of the hub and committed with it.
+func TestTxnOffsetsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(dir)
+	h := openHub(t, opts)
+	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 1})
+	p, _ := ds.Partition(0)
+	pid, epoch, _ := h.InitTransactionalProducer("x", time.Minute, -1, -1)
+	tp := TopicPartition{Topic: "d", Partition: 0}
+	if err := h.AddPartitionsToTxn("x", pid, epoch, []TopicPartition{tp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddOffsetsToTxn("x", pid, epoch, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Produce(txnBatch(t, pid, epoch, 0, "a"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.TxnOffsetCommit("x", pid, epoch, "g", map[TopicPartition]CommittedOffset{{Topic: "in", Partition: 3}: {Offset: 99}}); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	h = openHub(t, opts)
+	defer h.Close()
+	if err := h.EndTxn("x", pid, epoch, true); err != nil {
+		t.Fatal(err)
+	}
+	if off := h.FetchOffsets("g", nil)[TopicPartition{Topic: "in", Partition: 3}].Offset; off != 99 {
+		t.Fatalf("offset committed with the transaction after a restart: %d, want 99", off)
+	}
+}
