@@ -1,6 +1,7 @@
 // Package hub owns Weir's broker, usable in-process: datasets (topics) of
 // partitions, each a commit log; producing with acks and idempotent
-// producer de-duplication; fetching with long polls; consumer groups with
+// producer de-duplication; Kafka transactions (txn.go) and delayed
+// delivery (delay.go); fetching with long polls; consumer groups with
 // committed offsets; broadcast subscriptions; retention scheduling. It
 // knows nothing of the network or of YAML: hub/kafka puts the Kafka wire
 // protocol in front of it, and pipelines use it through Client.
@@ -12,6 +13,8 @@
 //	DATA/datasets/NAME/P/                partition P: a log.Log directory
 //	DATA/datasets/NAME/P/producers.snapshot  producer sequence state
 //	DATA/groups/offsets/                 committed offsets: a log of commits
+//	DATA/transactions/state.log          transaction coordinator: one JSON line per change
+//	DATA/datasets/__delay.NAME/P/delivered.json  delayed records of NAME already delivered
 //
 // # Guarantees
 //

@@ -36,6 +36,13 @@ var (
 	ErrGroupNotFound           = errors.New("hub: group not found")                // GROUP_ID_NOT_FOUND
 	ErrFencedInstanceID        = errors.New("hub: fenced instance id")             // FENCED_INSTANCE_ID
 
+	ErrProducerFenced           = errors.New("hub: producer fenced")                      // PRODUCER_FENCED
+	ErrInvalidTxnState          = errors.New("hub: invalid transaction state")            // INVALID_TXN_STATE
+	ErrConcurrentTransactions   = errors.New("hub: transaction being ended")              // CONCURRENT_TRANSACTIONS
+	ErrTransactionalIDNotFound  = errors.New("hub: unknown transactional id")             // TRANSACTIONAL_ID_NOT_FOUND
+	ErrInvalidProducerIDMapping = errors.New("hub: transactional id of another producer") // INVALID_PRODUCER_ID_MAPPING
+	ErrInvalidTxnTimeout        = errors.New("hub: invalid transaction timeout")          // INVALID_TRANSACTION_TIMEOUT
+
 	// ErrUnavailable is a Client's hub out of reach: a broker that does
 	// not answer, refuses the connection or the credentials, or has no
 	// leader for the partition. What was refused may succeed later.

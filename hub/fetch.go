@@ -25,6 +25,10 @@ type FetchRequest struct {
 	MinBytes   int32
 	MaxBytes   int32 // over all partitions; the first batch found is returned whole regardless
 	MaxWait    time.Duration
+	// ReadCommitted reads only up to each partition's last stable offset
+	// and lists the aborted transactions in the range (Kafka's
+	// read_committed isolation).
+	ReadCommitted bool
 }
 
 // FetchResult is what one partition returned: whole batches as file
@@ -35,6 +39,10 @@ type FetchResult struct {
 	LogStartOffset int64
 	Sections       []wlog.Section
 	Bytes          int64
+	// LastStableOffset is the end of decided transactions; Aborted the
+	// aborted transactions of the range read (ReadCommitted only).
+	LastStableOffset int64
+	Aborted          []AbortedTxn
 }
 
 // ReleaseFetch gives back the file sections of every result.
@@ -57,7 +65,7 @@ func (h *Hub) Fetch(ctx context.Context, req FetchRequest) []FetchResult {
 			parts[i], err = ds.Partition(fp.Partition)
 		}
 		results[i].Err = err
-		results[i].HighWatermark, results[i].LogStartOffset = -1, -1
+		results[i].HighWatermark, results[i].LogStartOffset, results[i].LastStableOffset = -1, -1, -1
 	}
 	var deadline time.Time
 	if req.MaxWait > 0 {
@@ -117,8 +125,12 @@ func (h *Hub) readAll(req FetchRequest, parts []*Partition, results []FetchResul
 			failed = true
 			continue
 		}
-		r.Err, r.Bytes = nil, 0
+		r.Err, r.Bytes, r.Aborted = nil, 0, nil
 		limit := min(int64(max(fp.MaxBytes, 1)), budget)
+		// Loaded before the read: the records returned may pass it, and
+		// are cut there for read_committed.
+		lso := p.LastStableOffset()
+		r.LastStableOffset = lso
 		if total > 0 && limit <= 0 {
 			r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.StartOffset()
 			continue
@@ -127,12 +139,20 @@ func (h *Hub) readAll(req FetchRequest, parts []*Partition, results []FetchResul
 		var err error
 		if start := p.floor.Load(); fp.Offset < start {
 			err = fmt.Errorf("%w: offset %d is below %d, where DeleteRecords moved the start", wlog.ErrOutOfRange, fp.Offset, start)
-		} else {
+		} else if !req.ReadCommitted || fp.Offset < lso {
 			secs, err = p.log.Read(r.Sections[:0], fp.Offset, int(max(limit, 1)))
+			if err == nil && req.ReadCommitted && lso < p.log.HighWatermark() {
+				secs, err = trimSections(secs, lso)
+			}
+		} else if fp.Offset > p.log.HighWatermark() {
+			_, err = p.log.Read(r.Sections[:0], fp.Offset, 1) // the out-of-range error
 		}
 		r.Sections = secs
 		// Loaded after the read, so every record returned is below it.
 		r.HighWatermark, r.LogStartOffset = p.log.HighWatermark(), p.StartOffset()
+		if req.ReadCommitted && len(secs) > 0 {
+			r.Aborted = p.AbortedTxns(fp.Offset, lso)
+		}
 		if err != nil {
 			r.Err = readErr(err)
 			failed = true

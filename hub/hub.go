@@ -58,6 +58,22 @@ type Options struct {
 	// Observer, if set, is told of storage events for metrics. Default
 	// none.
 	Observer Observer
+	// DelayedDelivery holds records with a weir.deliver_at or weir.delay
+	// header back until due (see delay.go). Off by default: it costs
+	// reading the records of every produced batch.
+	DelayedDelivery bool
+	// TxnCheckInterval is how often transactions past their timeout are
+	// looked for and aborted. Default 1 second.
+	TxnCheckInterval time.Duration
+	// TxnCheckURL (transaction.check_url) is the check-back endpoint of
+	// transactional ids starting with TxnCheckPrefix: a transaction past
+	// its timeout is not aborted at once; the hub POSTs it there and
+	// commits or aborts by the answer ("commit", "abort", or "unknown" to
+	// be asked again after another timeout, at most TxnCheckLimit times,
+	// default 5, then aborted). Default: none, timeouts abort.
+	TxnCheckURL    string
+	TxnCheckPrefix string
+	TxnCheckLimit  int
 }
 
 func (o *Options) setDefaults() {
@@ -79,6 +95,12 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.TxnCheckInterval <= 0 {
+		o.TxnCheckInterval = time.Second
+	}
+	if o.TxnCheckLimit <= 0 {
+		o.TxnCheckLimit = 5
+	}
 }
 
 // Hub is the broker: a set of datasets, the producer id allocator, the
@@ -95,6 +117,8 @@ type Hub struct {
 	producerIDs producerIDAllocator
 	offsets     *offsetStore
 	groups      *coordinator
+	txns        *txnCoordinator // see txn.go
+	delays      *delayer        // nil unless Options.DelayedDelivery; see delay.go
 
 	// Shared by every partition's log: the open segment files, and the
 	// fsync schedulers of the interval policy, one per interval.
@@ -159,8 +183,25 @@ func Open(opts Options) (*Hub, error) {
 		return nil, err
 	}
 	h.groups = newCoordinator(h, opts.Groups)
-	h.bg.Add(1)
+	if h.txns, err = openTxnCoordinator(h); err != nil {
+		h.offsets.close()
+		h.closeDatasets()
+		return nil, err
+	}
+	if opts.DelayedDelivery {
+		h.delays = newDelayer(h)
+		if err := h.delays.load(); err != nil {
+			h.txns.close()
+			h.offsets.close()
+			h.closeDatasets()
+			return nil, err
+		}
+		h.bg.Add(1)
+		go h.delayMover()
+	}
+	h.bg.Add(2)
 	go h.housekeeping()
+	go h.txnChecker()
 	opts.Logger.Info("hub: open", "data_dir", opts.DataDir, "datasets", len(h.datasets), "cluster_id", h.meta.ClusterID)
 	return h, nil
 }
@@ -211,7 +252,12 @@ func (h *Hub) Close() error {
 	close(h.stop)
 	h.groups.close()
 	h.bg.Wait()
-	err := h.closeDatasets()
+	h.txns.close()
+	var derr error
+	if h.delays != nil {
+		derr = h.delays.flush()
+	}
+	err := errors.Join(derr, h.closeDatasets())
 	if h.offsets != nil {
 		err = errors.Join(err, h.offsets.close())
 	}

@@ -177,8 +177,8 @@ func TestProduceRejectsBadBatches(t *testing.T) {
 	b.Attributes = codecs.AttrTransactional
 	b.Append(0, nil, []byte("tx"), nil)
 	tx, _ := b.Build()
-	if _, err := p.Produce(bytes.Clone(tx), true); !errors.Is(err, ErrTransactionsUnsupported) {
-		t.Errorf("transactional: %v", err)
+	if _, err := p.Produce(bytes.Clone(tx), true); !errors.Is(err, ErrInvalidTxnState) {
+		t.Errorf("transactional outside a transaction: %v", err)
 	}
 	if p.HighWatermark() != 0 {
 		t.Fatalf("rejected batches were stored")
@@ -230,9 +230,6 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 	if got := values(t, p); fmt.Sprint(got) != "[a b c d]" {
 		t.Fatalf("stored %v", got)
-	}
-	if _, _, err := h.InitProducerID("tx-1", -1, -1); !errors.Is(err, ErrTransactionsUnsupported) {
-		t.Fatalf("transactional id: %v", err)
 	}
 	h.Close()
 

@@ -34,6 +34,9 @@ type Partition struct {
 
 	floor        atomic.Int64 // records below were deleted by DeleteRecords; see records.go
 	fetchedBytes atomic.Int64 // bytes returned by Fetch, for Stats
+
+	aborted  []AbortedTxn // under mu, oldest first; see txnpart.go
+	openTxns atomic.Int32 // producers with TxnOpen
 }
 
 // producerState is what a partition remembers of one idempotent producer:
@@ -42,6 +45,10 @@ type producerState struct {
 	Epoch     int16        `json:"epoch"`
 	LastWrite int64        `json:"last_write_ms"`
 	Batches   []batchEntry `json:"batches"` // oldest first, at most maxCachedBatches
+	// TxnOpen: the producer's transaction has records here and no marker
+	// yet; TxnFirst is the offset of its first batch.
+	TxnOpen  bool  `json:"txn_open,omitempty"`
+	TxnFirst int64 `json:"txn_first,omitempty"`
 }
 
 type batchEntry struct {
@@ -156,8 +163,8 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		if err != nil {
 			return res, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 		}
-		if h.IsControl() || h.IsTransactional() {
-			return res, fmt.Errorf("%w: transactional and control batches", ErrTransactionsUnsupported)
+		if h.IsControl() {
+			return res, fmt.Errorf("%w: control batches are written by the hub only", ErrInvalidRecord)
 		}
 		codecs.SetLeaderEpoch(rest, LeaderEpoch) // as Kafka's leader stamps its epoch
 		if check {
@@ -173,6 +180,10 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 	}
 
 	p.mu.Lock()
+	if err := p.checkTxnProduce(hs); err != nil {
+		p.mu.Unlock()
+		return res, err
+	}
 	now := p.ds.h.opts.Now().UnixMilli()
 	// Leading retries are answered from the cache.
 	var dupNext int64 = -1
@@ -216,6 +227,16 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 			}
 		}
 		return res, nil
+	}
+	dues, delayed, err := p.delayedBatches(records[skip:], hs, now) // see delay.go
+	if err != nil {
+		p.mu.Unlock()
+		return res, err
+	}
+	if delayed {
+		dres, q, entries, dnext, err := p.produceDelayed(records[skip:], hs, dues, now)
+		p.mu.Unlock()
+		return p.finishDelayed(res, dres, q, entries, dnext, waitDurable, err)
 	}
 	base, next, err := p.log.AppendAsync(records[skip:])
 	if err != nil {
@@ -307,8 +328,16 @@ func nextSeq(s int32) int32 {
 func (p *Partition) recordBatch(h *codecs.Header, base, now int64) {
 	st := p.producers[h.ProducerID]
 	if st == nil || h.ProducerEpoch != st.Epoch {
+		old := st
 		st = &producerState{Epoch: h.ProducerEpoch}
+		if old != nil { // an open transaction stays open until its marker
+			st.TxnOpen, st.TxnFirst = old.TxnOpen, old.TxnFirst
+		}
 		p.producers[h.ProducerID] = st
+	}
+	if h.IsTransactional() && !st.TxnOpen {
+		st.TxnOpen, st.TxnFirst = true, base
+		p.openTxns.Add(1)
 	}
 	st.LastWrite = now
 	if len(st.Batches) == maxCachedBatches {
@@ -322,6 +351,7 @@ func (p *Partition) recordBatch(h *codecs.Header, base, now int64) {
 type snapshotFile struct {
 	Offset    int64                    `json:"offset"` // the state covers batches below this offset
 	Producers map[int64]*producerState `json:"producers"`
+	Aborted   []AbortedTxn             `json:"aborted,omitempty"`
 }
 
 // loadProducers rebuilds producer state: the snapshot, if it is usable,
@@ -335,6 +365,12 @@ func (p *Partition) loadProducers() error {
 			if snap.Producers != nil {
 				p.producers = snap.Producers
 			}
+			p.aborted = snap.Aborted
+			for _, st := range p.producers {
+				if st.TxnOpen {
+					p.openTxns.Add(1)
+				}
+			}
 			from = snap.Offset
 			p.snapAt = snap.Offset
 		} else {
@@ -342,12 +378,20 @@ func (p *Partition) loadProducers() error {
 		}
 	}
 	now := p.ds.h.opts.Now().UnixMilli()
+	var cerr error
 	err := p.log.ScanHeaders(from, func(h *codecs.Header) bool {
-		if h.BaseOffset >= from && h.ProducerID >= 0 && !h.IsControl() {
+		if h.BaseOffset >= from && h.ProducerID >= 0 {
+			if h.IsControl() {
+				cerr = p.replayControl(h)
+				return cerr == nil
+			}
 			p.recordBatch(h, h.BaseOffset, max(h.MaxTimestamp, now-producerExpiry.Milliseconds()+1))
 		}
 		return true
 	})
+	if err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("hub: rebuilding producer state of %s/%d: %w", p.ds.name, p.id, err)
 	}
@@ -367,11 +411,12 @@ func (p *Partition) snapshotProducers(closing bool) {
 	}
 	cutoff := p.ds.h.opts.Now().Add(-producerExpiry).UnixMilli()
 	for id, st := range p.producers {
-		if st.LastWrite < cutoff {
+		if st.LastWrite < cutoff && !st.TxnOpen {
 			delete(p.producers, id)
 		}
 	}
-	b, err := json.Marshal(snapshotFile{Offset: hw, Producers: p.producers})
+	p.pruneAborted()
+	b, err := json.Marshal(snapshotFile{Offset: hw, Producers: p.producers, Aborted: p.aborted})
 	p.mu.Unlock()
 	if err == nil {
 		// Batches below hw are all accounted for: Produce updates the

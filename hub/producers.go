@@ -38,10 +38,11 @@ func (a *producerIDAllocator) allocate() (int64, error) {
 // InitProducerID gives an idempotent producer its id and epoch (Kafka's
 // InitProducerId). A producer that passes its current id and epoch gets
 // the same id with the next epoch, fencing its older incarnation (KIP-360).
-// Transactional ids are not supported.
+// A transactional id goes to InitTransactionalProducer with the default
+// timeout.
 func (h *Hub) InitProducerID(transactionalID string, producerID int64, epoch int16) (int64, int16, error) {
 	if transactionalID != "" {
-		return -1, -1, fmt.Errorf("%w: transactional id %q", ErrTransactionsUnsupported, transactionalID)
+		return h.InitTransactionalProducer(transactionalID, DefaultTxnTimeout, producerID, epoch)
 	}
 	if producerID >= 0 && epoch >= 0 && epoch < math.MaxInt16 {
 		return producerID, epoch + 1, nil

@@ -142,6 +142,11 @@ type Retry struct {
 	Attempts   int // tries in all; 0: no limit
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// Mode "topics" retries without blocking: see retrytopics.go. Delays
+	// are the waits before each retry.
+	Mode   string
+	Delays []time.Duration
+	level  int // for the sink of a retry pipeline: the retry dataset it reads (1 up)
 }
 
 // PipelineConfig fans a dataset out to sinks.
@@ -155,6 +160,7 @@ type PipelineConfig struct {
 	To         []*SinkConfig
 	DeadLetter string
 	pos        pos
+	retryOf    string // for a retry pipeline (retrytopics.go): the pipeline it retries for
 }
 
 type pos struct{ line, col int }
@@ -458,6 +464,8 @@ var (
 			{Name: "attempts", Type: connectors.TypeInt, Default: 0, Doc: "Tries in all before records that keep failing transiently go to the dead-letter dataset; 0 (the default) retries without limit. An unreachable sink is always retried without limit."},
 			{Name: "backoff", Type: connectors.TypeDuration, Default: "100ms", Doc: "First wait; doubles each try, with jitter."},
 			{Name: "max_backoff", Type: connectors.TypeDuration, Default: "10s", Doc: "Longest wait between tries."},
+			{Name: "mode", Type: connectors.TypeString, Default: "blocking", Enum: []string{"blocking", "topics"}, Doc: "blocking: retry in place, holding the partition back (the default; keeps order). topics: a record that fails transiently goes to the retry dataset <pipeline>.<sink>.retry-1 and is written again after the first delay by a pipeline of its own, then to retry-2 after the second, ..., then to the dead-letter dataset: one bad record or a slow dependency does not hold back the others, at the cost of their order."},
+			{Name: "delays", Type: connectors.TypeStrings, Doc: "With mode topics: the wait before each retry, e.g. [10s, 1m, 10m]."},
 		}},
 	}
 	pipelineFields = []connectors.Field{
@@ -596,6 +604,13 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			check(f, p.pos, "pipeline "+p.Name+" reads dataset")
 		}
 		implicit(p.DeadLetter)
+		for _, sc := range p.To { // the retry datasets of retry mode topics
+			if sc.Retry.Mode == "topics" {
+				for i := range sc.Retry.Delays {
+					implicit(retryDataset(p.Name, sc.Name, i+1))
+				}
+			}
+		}
 	}
 	// Datasets that components name in fields of their own (the dataset
 	// source and sink), and loops: a component reading what it writes.
@@ -812,8 +827,19 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 			b, r := sc.Object("batching"), sc.Object("retry")
 			s := &SinkConfig{Name: sc.String("name"), Type: typ, Component: comp,
 				Batching: Batching{Count: b.Int("count"), Bytes: b.Size("bytes"), Period: b.Duration("period")},
-				Retry:    Retry{Attempts: r.Int("attempts"), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff")},
+				Retry:    Retry{Attempts: r.Int("attempts"), Backoff: r.Duration("backoff"), MaxBackoff: r.Duration("max_backoff"), Mode: r.String("mode")},
 				pos:      pos{item.Line, item.Column}}
+			for _, d := range r.Strings("delays") {
+				dur, err := time.ParseDuration(d)
+				if err != nil || dur <= 0 {
+					l.errAt(r.Node("delays"), "retry.delays: %q is not a positive duration like 10s or 1m", d)
+					continue
+				}
+				s.Retry.Delays = append(s.Retry.Delays, dur)
+			}
+			if s.Retry.Mode == "topics" && len(s.Retry.Delays) == 0 && r.Node("delays") == nil {
+				l.errAt(item, "retry.mode topics needs retry.delays, e.g. [10s, 1m, 10m]")
+			}
 			if s.Retry.Attempts < 0 {
 				l.errAt(r.Node("attempts"), "retry.attempts must be 0 (no limit) or more")
 			}

@@ -211,7 +211,7 @@ func (e *Engine) build() error {
 		}
 		errs = append(errs, Error{File: e.cfg.File, Line: p.line, Column: p.col, Msg: err.Error()})
 	}
-	for _, pc := range e.cfg.Pipelines {
+	for _, pc := range withRetryPipelines(e.cfg.Pipelines) {
 		pr := &pipelineRunner{e: e, cfg: pc, log: e.opts.Logger.With("pipeline", pc.Name)}
 		var names []string
 		for _, sc := range pc.To {

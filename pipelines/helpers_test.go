@@ -98,6 +98,8 @@ type memSink struct {
 	writes  int
 	fail    func(value string) error // per-message failure (non-retryable)
 	failAll func(n int) error        // whole-write failure on write n
+	// per-message transient failure: retryable
+	failRetryable func(value string) error
 }
 
 func newMemSink(t testing.TB, id string) *memSink {
@@ -121,6 +123,12 @@ func (s *memSink) Write(ctx context.Context, batch []*connectors.Message) error 
 		if s.fail != nil {
 			if err := s.fail(string(m.Value)); err != nil {
 				we.Failures = append(we.Failures, connectors.Failure{Index: i, Err: err})
+				continue
+			}
+		}
+		if s.failRetryable != nil {
+			if err := s.failRetryable(string(m.Value)); err != nil {
+				we.Failures = append(we.Failures, connectors.Failure{Index: i, Err: err, Retryable: true})
 				continue
 			}
 		}

@@ -238,7 +238,8 @@ type sinkRunner struct {
 	stats   counters
 	sub     []*connectors.Message
 	fails   []failure
-	stopped bool // the last delivery gave up because of a stop
+	retries []failure // for a retry dataset (retry mode topics)
+	stopped bool      // the last delivery gave up because of a stop
 
 	name string   // pipelines.P.to.S, for the Observer
 	obs  Observer // nil: none
@@ -422,6 +423,9 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			m.Release()
 		}
 	}()
+	if !p.waitRetryDue(ptrs, stop) { // a retry pipeline waits until due
+		return context.Canceled
+	}
 	live, err := p.process(ctx, ptrs, stop)
 	if err != nil {
 		return err
@@ -442,6 +446,11 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	}
 	procFailed := len(p.failed)
 	clear(p.sinkFailed)
+	for _, s := range p.sinks {
+		if err := p.sendRetries(ctx, s, stop); err != nil {
+			return err
+		}
+	}
 	for _, s := range p.sinks {
 		p.failed = append(p.failed, s.fails...)
 		for _, f := range s.fails {
@@ -534,7 +543,7 @@ func (p *pipelineRunner) undelivered() bool {
 // batching, retrying as its retry policy says. Messages that fail for good
 // are left in s.fails.
 func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, stop <-chan struct{}) {
-	s.fails, s.stopped = s.fails[:0], false
+	s.fails, s.retries, s.stopped = s.fails[:0], s.retries[:0], false
 	s.sub = s.sub[:0]
 	bit := uint64(1) << s.idx
 	for _, m := range msgs {
@@ -566,7 +575,8 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message, stop <-chan struct{}) bool {
 	pending := chunk
 	retry := s.cfg.Retry
-	attempt := 0 // counted against retry.Attempts (0: no limit)
+	topics := retry.Mode == "topics" // transient failures go to a retry dataset
+	attempt := 0                     // counted against retry.Attempts (0: no limit)
 	for wait := 0; ; wait++ {
 		attempt++
 		start := time.Now()
@@ -597,7 +607,11 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 				}
 				failed++
 				if f.Retryable && !errors.Is(f.Err, connectors.ErrPermanent) && !exhausted {
-					again = append(again, pending[f.Index])
+					if topics {
+						s.later(pending[f.Index], f.Err)
+					} else {
+						again = append(again, pending[f.Index])
+					}
 					continue
 				}
 				s.fail(pending[f.Index], f.Err, attempt)
@@ -623,6 +637,10 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 				s.fail(m, err, attempt)
 			}
 			s.log.Warn("weir: sink write failed for good; records go to the dead-letter dataset", "records", len(pending), "attempts", attempt, "err", err)
+		case topics:
+			for _, m := range pending {
+				s.later(m, err)
+			}
 		default:
 			if wait%5 == 0 {
 				s.log.Warn("weir: sink write failed; holding the pipeline back and retrying", "records", len(pending), "tries", wait+1, "err", err)

@@ -34,6 +34,10 @@ type serveConfig struct {
 	HTTP       httpConfig     `yaml:"http"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
+	DelayedDelivery bool `yaml:"delayed_delivery"`
+	// Transaction configures check-back: transaction.check_url.
+	Transaction txnCheckConfig `yaml:"transaction"`
 	// Connection limits of the Kafka front door (0: kafka.Options'
 	// defaults).
 	MaxConnections      int `yaml:"max_connections"`
@@ -44,6 +48,12 @@ type serveConfig struct {
 type httpConfig struct {
 	Listen           string `yaml:"listen"`
 	PartitionMetrics bool   `yaml:"partition_metrics"`
+}
+
+type txnCheckConfig struct {
+	CheckURL    string `yaml:"check_url"`
+	CheckPrefix string `yaml:"check_prefix"`
+	CheckLimit  int    `yaml:"check_limit"`
 }
 
 type datasetDefault struct {
@@ -127,6 +137,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("max-connections-per-ip") {
 				cfg.MaxConnectionsPerIP = flags.MaxConnectionsPerIP
 			}
+			if f.Changed("delayed-delivery") {
+				cfg.DelayedDelivery = flags.DelayedDelivery
+			}
+			if f.Changed("transaction.check_url") {
+				cfg.Transaction.CheckURL = flags.Transaction.CheckURL
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -144,6 +160,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.BoolVar(&flags.HTTP.PartitionMetrics, "partition-metrics", false, "also export offsets, produced records and disk bytes per partition")
 	f.IntVar(&flags.MaxConnections, "max-connections", 10000, "most open Kafka connections; when reached, the oldest that has sent no request is closed to make room")
 	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
+	f.BoolVar(&flags.DelayedDelivery, "delayed-delivery", false, "hold records with a weir.deliver_at or weir.delay header back until due")
+	f.StringVar(&flags.Transaction.CheckURL, "transaction.check_url", "", "check-back: POST transactions past their timeout here; commit or abort by the answer")
 	return cmd
 }
 
@@ -198,7 +216,8 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // hubOptions turns the serve configuration into hub options.
 func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
-	o := hub.Options{DataDir: cfg.DataDir, Logger: logger}
+	o := hub.Options{DataDir: cfg.DataDir, Logger: logger, DelayedDelivery: cfg.DelayedDelivery,
+		TxnCheckURL: cfg.Transaction.CheckURL, TxnCheckPrefix: cfg.Transaction.CheckPrefix, TxnCheckLimit: cfg.Transaction.CheckLimit}
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate
 	}

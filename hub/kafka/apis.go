@@ -27,7 +27,8 @@ type api struct {
 // snappy or lz4 only when the broker offers Produce from v0), group APIs
 // from v0, Fetch from v4 without fetch sessions; plus the admin APIs that
 // tools repair with: CreatePartitions, Describe/Alter/IncrementalAlterConfigs,
-// DeleteRecords, DeleteGroups and OffsetDelete.
+// DeleteRecords, DeleteGroups and OffsetDelete; and the transaction APIs
+// (txn.go) with Fetch's and ListOffsets' read_committed isolation.
 var apis map[int16]api
 
 func init() {
@@ -51,12 +52,18 @@ func init() {
 		21: {0, 2, handleDeleteRecords},
 		22: {0, 4, handleInitProducerID},
 		23: {0, 4, handleOffsetForLeaderEpoch},
+		24: {0, 4, handleAddPartitionsToTxn},
+		25: {0, 3, handleAddOffsetsToTxn},
+		26: {0, 3, handleEndTxn},
+		28: {0, 3, handleTxnOffsetCommit},
 		32: {0, 4, handleDescribeConfigs},
 		33: {0, 2, handleAlterConfigs},
 		37: {0, 3, handleCreatePartitions},
 		42: {0, 2, handleDeleteGroups},
 		44: {0, 1, handleIncrementalAlterConfigs},
 		47: {0, 0, handleOffsetDelete},
+		65: {0, 0, handleDescribeTransactions},
+		66: {0, 1, handleListTransactions},
 	}
 }
 
@@ -171,8 +178,6 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 			case h.version < 3:
 				err = fmt.Errorf("produce v%d carries message format v0/v1, which Weir does not store; use a client that speaks produce v3+", h.version)
 				out.ErrorCode = kerr.UnsupportedForMessageFormat.Code
-			case req.TransactionID != nil && *req.TransactionID != "":
-				err = hub.ErrTransactionsUnsupported
 			}
 			var p *hub.Partition
 			if err == nil {
@@ -259,6 +264,8 @@ func handleListOffsets(c *conn, h *header, kreq kmsg.Request) *pending {
 				case tp.Timestamp == -3: // the record with the largest timestamp (KIP-734)
 					err = errors.New("max timestamp lookup is not supported")
 					rp.ErrorCode = kerr.UnsupportedVersion.Code
+				case tp.Timestamp == -1 && req.IsolationLevel == 1: // read_committed: the last stable offset
+					rp.Offset = p.LastStableOffset()
 				default:
 					var off int64
 					off, err = p.ListOffset(tp.Timestamp)
@@ -616,18 +623,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func handleInitProducerID(c *conn, h *header, kreq kmsg.Request) *pending {
-	req := kreq.(*kmsg.InitProducerIDRequest)
-	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
-	pid, epoch := int64(-1), int16(-1)
-	if h.version >= 3 {
-		pid, epoch = req.ProducerID, req.ProducerEpoch
-	}
-	id, ep, err := c.s.hub.InitProducerID(deref(req.TransactionalID), pid, epoch)
-	resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = errCode(err), id, ep
-	return ready(resp)
-}
-
 // datasetConfig turns CreateTopics settings into a hub config.
 func datasetConfig(defaults hub.DatasetConfig, t *kmsg.CreateTopicsRequestTopic) (hub.DatasetConfig, error) {
 	var cfg hub.DatasetConfig
@@ -748,6 +743,10 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			for k, v := range c.s.hub.Defaults().KafkaConfigs() {
 				defaults[k] = configs[k] == v
 			}
+			if n, next := c.s.hub.PendingDelayed(r.ResourceName); n > 0 { // read-only: see isDelayStat
+				configs[delayPendingConfig] = strconv.Itoa(n)
+				configs[delayNextDueConfig] = next.UTC().Format(time.RFC3339Nano)
+			}
 		case kmsg.ConfigResourceTypeBroker:
 			configs = map[string]string{
 				"auto.create.topics.enable": strconv.FormatBool(c.s.hub.AutoCreate()),
@@ -767,7 +766,7 @@ func handleDescribeConfigs(c *conn, h *header, kreq kmsg.Request) *pending {
 			}
 			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
 			rc.Name, rc.Value, rc.IsDefault = k, kmsg.StringPtr(configs[k]), defaults[k]
-			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k)
+			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker || hub.FixedKafkaConfig(k) || isDelayStat(k)
 			rc.Source = kmsg.ConfigSourceDynamicTopicConfig
 			if defaults[k] || r.ResourceType == kmsg.ConfigResourceTypeBroker {
 				rc.Source = kmsg.ConfigSourceDefaultConfig

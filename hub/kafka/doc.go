@@ -45,7 +45,10 @@
 // The API keys and versions advertised are those kcat, librdkafka,
 // kafka-python, franz-go, sarama and kafkajs need (internal/kafkatest
 // runs them against the server), plus CreatePartitions and
-// DescribeConfigs for tooling.
+// DescribeConfigs for tooling, and the transaction APIs (txn.go:
+// InitProducerId with a transactional id, AddPartitionsToTxn,
+// AddOffsetsToTxn, TxnOffsetCommit, EndTxn, Describe/ListTransactions),
+// whose coordinator is the hub.
 //
 // # Metrics
 //

@@ -25,7 +25,8 @@ func handleFetch(c *conn, h *header, kreq kmsg.Request) *pending {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return ready(resp)
 	}
-	fr := hub.FetchRequest{MinBytes: req.MinBytes, MaxBytes: req.MaxBytes, MaxWait: ms(req.MaxWaitMillis)}
+	fr := hub.FetchRequest{MinBytes: req.MinBytes, MaxBytes: req.MaxBytes, MaxWait: ms(req.MaxWaitMillis),
+		ReadCommitted: req.IsolationLevel == 1}
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
 			fr.Partitions = append(fr.Partitions, hub.FetchPartition{Dataset: t.Topic, Partition: p.Partition,
@@ -71,13 +72,23 @@ func encodeFetch(b []byte, p *pending, version int16, req *kmsg.FetchRequest, re
 			b = binary.BigEndian.AppendUint32(b, uint32(tp.Partition))
 			b = binary.BigEndian.AppendUint16(b, uint16(errCode(r.Err)))
 			b = binary.BigEndian.AppendUint64(b, uint64(r.HighWatermark))
-			b = binary.BigEndian.AppendUint64(b, uint64(r.HighWatermark)) // last stable offset: no transactions
+			b = binary.BigEndian.AppendUint64(b, uint64(r.LastStableOffset))
 			if version >= 5 {
 				b = binary.BigEndian.AppendUint64(b, uint64(r.LogStartOffset))
 			}
-			if flex { // aborted transactions: null
+			switch {
+			case len(r.Aborted) > 0:
+				b = appendArrayLen(b, len(r.Aborted), flex)
+				for _, a := range r.Aborted {
+					b = binary.BigEndian.AppendUint64(b, uint64(a.ProducerID))
+					b = binary.BigEndian.AppendUint64(b, uint64(a.FirstOffset))
+					if flex {
+						b = append(b, 0)
+					}
+				}
+			case flex: // aborted transactions: null
 				b = append(b, 0)
-			} else {
+			default:
 				b = binary.BigEndian.AppendUint32(b, 0xffffffff)
 			}
 			if version >= 11 {
