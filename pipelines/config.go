@@ -154,8 +154,17 @@ type PipelineConfig struct {
 	Processors []*ProcessorConfig
 	To         []*SinkConfig
 	DeadLetter string
-	pos        pos
+	// OnCorrupt is what the pipeline does at a stored batch it cannot
+	// decode: "fail" (the default) or "dead_letter".
+	OnCorrupt string
+	pos       pos
 }
+
+// OnCorrupt values.
+const (
+	OnCorruptFail       = "fail"
+	OnCorruptDeadLetter = "dead_letter"
+)
 
 type pos struct{ line, col int }
 
@@ -468,6 +477,7 @@ var (
 		{Name: "processors", Type: connectors.TypeAny, Doc: "Processors, in order."},
 		{Name: "to", Type: connectors.TypeAny, Doc: "Sinks: every record goes to each (or to the ones a route picks)."},
 		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records that fail (default: <pipeline>-dead)."},
+		{Name: "on_corrupt", Type: connectors.TypeString, Default: OnCorruptFail, Enum: []string{OnCorruptFail, OnCorruptDeadLetter}, Doc: "What to do at a stored record batch that cannot be decoded (an old log, a disk error): fail stops at it, logs it and fails --until-drained; dead_letter sends one record describing the bad range (dataset, partition, base and last offset, reason) to the dead-letter dataset, counts its offsets as CORRUPT, commits past it and goes on."},
 	}
 )
 
@@ -773,7 +783,10 @@ func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
 func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 	c := l.parse("pipeline "+k.Value, pipelineFields, v)
 	p := &PipelineConfig{Name: k.Value, From: c.Strings("from"), Group: c.String("group"), Broadcast: c.Bool("broadcast"),
-		Start: c.String("start"), DeadLetter: c.String("dead_letter"), pos: pos{k.Line, k.Column}}
+		Start: c.String("start"), DeadLetter: c.String("dead_letter"), OnCorrupt: c.String("on_corrupt"), pos: pos{k.Line, k.Column}}
+	if p.OnCorrupt == "" {
+		p.OnCorrupt = OnCorruptFail
+	}
 	if p.Group == "" {
 		p.Group = p.Name
 	}
