@@ -256,7 +256,7 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 		}
 		return nil, append(l.errs, Error{File: file, Line: line, Column: col, Msg: restoreEnv(msg)})
 	}
-	root := doc.Content[0]
+	root := resolveAliases(doc.Content[0], map[*yaml.Node]bool{})
 	l.interpolate(root)
 	cfg := l.decode(root)
 	// Processors are built too, so that expressions, patterns and route
@@ -273,6 +273,58 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 	}
 	cfg.File = file
 	return cfg, nil
+}
+
+// resolveAliases replaces every alias (*name) under n by the node its
+// anchor (&name) marks, and merges the mappings of merge keys (<<: *name)
+// into theirs, so that the rest of the loader sees plain lists and maps.
+// Shared nodes are visited once: a "billion laughs" file costs its size.
+func resolveAliases(n *yaml.Node, seen map[*yaml.Node]bool) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || seen[n] {
+		return n
+	}
+	seen[n] = true
+	for i, c := range n.Content {
+		n.Content[i] = resolveAliases(c, seen)
+	}
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	var merged []*yaml.Node
+	have := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Tag != "!!merge" {
+			have[k.Value] = true
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Tag != "!!merge" {
+			merged = append(merged, k, v)
+			continue
+		}
+		from := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			from = v.Content
+		}
+		for _, m := range from {
+			if m.Kind != yaml.MappingNode {
+				merged = append(merged, k, v) // left for the loader to report
+				break
+			}
+			for j := 0; j+1 < len(m.Content); j += 2 {
+				if mk := m.Content[j]; !have[mk.Value] {
+					have[mk.Value] = true
+					merged = append(merged, mk, m.Content[j+1])
+				}
+			}
+		}
+	}
+	n.Content = merged
+	return n
 }
 
 var (
