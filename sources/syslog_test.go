@@ -265,7 +265,10 @@ func TestSyslogConfigErrors(t *testing.T) {
 		"address: nope":           "is not host:port",
 		"max_pending: 0":          "at least 1",
 	} {
-		_, err := newSyslog(parseConfig(t, &syslogSpec, conf), connectors.Resources{})
+		c, err := parseOrErr(t, &syslogSpec, conf)
+		if err == nil {
+			_, err = newSyslog(c, connectors.Resources{})
+		}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want %q", conf, err, want)
 		}
