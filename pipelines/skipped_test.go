@@ -2,14 +2,12 @@ package pipelines
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/hubtest"
 )
 
 // TestRetentionSkipIsCounted: a pipeline whose committed position fell
@@ -18,28 +16,10 @@ import (
 // item 1).
 func TestRetentionSkipIsCounted(t *testing.T) {
 	h := openTestHub(t)
-	ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096})
-	if err != nil {
+	if _, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096}); err != nil {
 		t.Fatal(err)
 	}
-	c := hub.NewLocalClient(h)
-	for i := range 400 {
-		if err := c.Produce(context.Background(), "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"0123456789012345678901234567890123456789"}`, i)}}, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tp := hub.TopicPartition{Topic: "in", Partition: 0}
-	if err := h.CommitOffsets(hub.OffsetCommitRequest{Group: "p", Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{tp: {Offset: 10}}}); err != nil {
-		t.Fatal(err)
-	}
-	part, _ := ds.Partition(0)
-	if _, err := part.Log().DeleteBefore(300); err != nil {
-		t.Fatal(err)
-	}
-	start := part.StartOffset()
-	if start <= 10 {
-		t.Fatalf("log start %d after DeleteBefore(300): the test needs it past the committed 10", start)
-	}
+	start := hubtest.LoseToRetention(t, h, "in", "p", 400, 10, 300)
 	out := newMemSink(t, "skip-out")
 	cfg := loadTest(t, `
 datasets: {in: {}}
@@ -68,23 +48,8 @@ func TestCorruptBatchFailsADrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &codecs.Builder{Compression: codecs.Zstd}
-	for i := range 50 {
-		b.Append(0, nil, fmt.Appendf(nil, `{"i":%d,"pad":"0123456789"}`, i), nil)
-	}
-	batch, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch = append([]byte(nil), batch...)
-	for i := codecs.HeaderSize + 8; i < len(batch); i++ {
-		batch[i] ^= 0x5a
-	}
-	binary.BigEndian.PutUint32(batch[17:21], codecs.Checksum(batch))
 	part, _ := ds.Partition(0)
-	if _, err := part.Log().Append(batch); err != nil {
-		t.Fatal(err)
-	}
+	hubtest.AppendCorruptBatch(t, part, 50)
 	newMemSink(t, "corrupt-out")
 	cfg := loadTest(t, `
 datasets: {in: {}}

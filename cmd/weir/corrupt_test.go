@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/hubtest"
 )
 
 // TestRunDeadLettersACorruptBatch: a pipeline with on_corrupt:
@@ -42,24 +41,10 @@ func TestRunDeadLettersACorruptBatch(t *testing.T) {
 		}
 	}
 	produce(0, 100)
-	// 50 records whose zstd payload is garbled under a valid CRC: offsets
-	// 100 to 149.
-	b := &codecs.Builder{Compression: codecs.Zstd}
-	for i := range 50 {
-		b.Append(0, nil, fmt.Appendf(nil, `{"bad":%d}`, i), nil)
-	}
-	batch, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch = bytes.Clone(batch)
-	for i := codecs.HeaderSize + 8; i < len(batch); i++ {
-		batch[i] ^= 0x5a
-	}
-	binary.BigEndian.PutUint32(batch[17:21], codecs.Checksum(batch))
+	// 50 records whose zstd payload is garbled under a valid CRC.
 	part, _ := ds.Partition(0)
-	if _, err := part.Log().Append(batch); err != nil {
-		t.Fatal(err)
+	if base, last := hubtest.AppendCorruptBatch(t, part, 50); base != 100 || last != 149 {
+		t.Fatalf("corrupt batch at offsets %d to %d, want 100 to 149", base, last)
 	}
 	produce(100, 200)
 	end := part.HighWatermark()

@@ -14,6 +14,7 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/brokertest"
+	"github.com/weirhub/weir/internal/hubtest"
 	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
@@ -309,24 +310,10 @@ func TestRetentionSkipIsCounted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	local := hub.NewLocalClient(w.Hub)
-	for i := range 400 {
-		if err := local.Produce(ctx, "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"0123456789012345678901234567890123456789"}`, i)}}, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tp := hub.TopicPartition{Topic: "in", Partition: 0}
-	if err := w.Hub.CommitOffsets(hub.OffsetCommitRequest{Group: "g", Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{tp: {Offset: 10}}}); err != nil {
-		t.Fatal(err)
-	}
+	start := hubtest.LoseToRetention(t, w.Hub, "in", "g", 400, 10, 300)
 	part, _ := ds.Partition(0)
-	if _, err := part.Log().DeleteBefore(300); err != nil {
-		t.Fatal(err)
-	}
-	start := part.StartOffset()
-	if start <= 10 {
-		t.Fatalf("log start %d after DeleteBefore(300): the test needs it past the committed 10", start)
-	}
+	local := hub.NewLocalClient(w.Hub)
 	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
 	cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"in"}, Group: "g", MaxWait: 50 * time.Millisecond})
 	if err != nil {
