@@ -133,11 +133,14 @@ func measureCount(ctx context.Context, weir, dir string, n int) (string, error) 
 
 	srv.stop()
 	start = time.Now()
-	srv, err = startServer(ctx, weir, dir)
+	// The restarted server is stopped too: the deferred stop holds the
+	// first one.
+	again, err := startServer(ctx, weir, dir)
 	if err != nil {
 		return "", err
 	}
 	restart := time.Since(start)
+	again.stop()
 	return fmt.Sprintf("| %d | %.1f s | %s | %d | %s | %.1f s | %s | %d | %.1f s |", len(topics)*per, create.Seconds(),
 		humanize.IBytes(rss), files, humanize.IBytes(uint64(disk)), produced.Seconds(), humanize.IBytes(rss2), files2, restart.Seconds()), nil
 }
