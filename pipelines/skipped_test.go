@@ -2,11 +2,13 @@ package pipelines
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/brokertest"
 	"github.com/weirhub/weir/internal/hubtest"
 )
 
@@ -70,4 +72,78 @@ pipelines:
 		t.Fatalf("Run = %v, want an error naming the corrupt batch", err)
 	}
 	t.Log(err)
+}
+
+// TestCorruptBatchDeadLettered: with on_corrupt: dead_letter, a pipeline
+// over a dataset holding one poison batch among good ones delivers every
+// good record, dead-letters one record describing the bad range, counts
+// its offsets and commits past it, so that its stats and the group's
+// committed offset agree: in process and over hub: {kafka} (issue 18).
+func TestCorruptBatchDeadLettered(t *testing.T) {
+	for _, mode := range []string{"embedded", "kafka"} {
+		t.Run(mode, func(t *testing.T) {
+			var h *hub.Hub
+			hubConf := ""
+			if mode == "kafka" {
+				w := brokertest.StartWeir(t, hub.Options{})
+				h, hubConf = w.Hub, fmt.Sprintf("hub: {kafka: {brokers: [%s]}}\n", w.Addr)
+			} else {
+				h = openTestHub(t)
+			}
+			ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := hub.NewLocalClient(h)
+			produce := func(from, to int) {
+				var recs []hub.Record
+				for i := from; i < to; i++ {
+					recs = append(recs, hub.Record{Value: fmt.Appendf(nil, "r%d", i)})
+				}
+				if err := c.Produce(context.Background(), "in", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			produce(0, 100)
+			part, _ := ds.Partition(0)
+			base, last := hubtest.AppendCorruptBatch(t, part, 50)
+			produce(100, 200)
+			out := newMemSink(t, "corrupt-dl-"+mode)
+			cfg := loadTest(t, hubConf+`
+datasets: {in: {}}
+pipelines:
+  p: {from: in, on_corrupt: dead_letter, to: [{memory: {id: corrupt-dl-`+mode+`}}]}
+`)
+			opts := Options{UntilDrained: true, DrainTimeout: 5 * time.Second}
+			if mode == "embedded" {
+				opts.Hub = h
+			}
+			e, err := New(cfg, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := e.Run(ctx); err != nil || ctx.Err() != nil {
+				t.Fatalf("Run = %v (context %v)", err, ctx.Err())
+			}
+			got := out.values()
+			if len(got) != 200 || got[0] != "r0" || got[99] != "r99" || got[100] != "r100" || got[199] != "r199" {
+				t.Fatalf("delivered %d records (%q...), want r0 to r199", len(got), got[:min(len(got), 3)])
+			}
+			st := statsOf(e, "pipelines.p")
+			if st.In != 200 || st.Out != 200 || st.Dead != 1 || st.Corrupt != last-base+1 || st.Lag != 0 {
+				t.Fatalf("stats %+v, want in and out 200, dead 1, corrupt %d, lag 0", st, last-base+1)
+			}
+			committed := h.FetchOffsets("p", nil)[hub.TopicPartition{Topic: "in", Partition: 0}].Offset
+			if committed != part.HighWatermark() || committed != st.In+st.Corrupt {
+				t.Fatalf("committed %d; want the end %d = in %d + corrupt %d", committed, part.HighWatermark(), st.In, st.Corrupt)
+			}
+			values, reasons, stages := readDead(t, h, "p-dead")
+			want := fmt.Sprintf(`{"dataset":"in","partition":0,"base_offset":%d,"last_offset":%d,`, base, last)
+			if len(values) != 1 || !strings.HasPrefix(values[0], want) || stages[0] != "read" || !strings.Contains(reasons[0], "in/0") {
+				t.Fatalf("dead letters %q (reasons %q, stages %q), want one starting %s", values, reasons, stages, want)
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,14 +184,28 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		return nil, ctx.Err()
 	}
 	var errs []error
+	var corrupt *hub.CorruptBatchError
 	fs.EachError(func(t string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, Translate(err)))
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
 		}
+		if undecodable(err) {
+			tp := hub.TopicPartition{Topic: t, Partition: p}
+			cbe := k.corruptAt(ctx, tp, err)
+			if k.opts.SkipCorrupt && corrupt == nil && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
+				// Reported once: the client reads on after it.
+				k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{t: {p: {Epoch: -1, Offset: cbe.Batch.LastOffset + 1}}})
+				k.mu.Lock()
+				k.pos[tp] = cbe.Batch.LastOffset + 1
+				k.mu.Unlock()
+				corrupt = cbe
+				return
+			}
+			errs = append(errs, cbe)
+			return
+		}
+		errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, Translate(err)))
 	})
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
-	}
 	k.lookUpCommitted(ctx, fs)
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -220,10 +235,102 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		}
 		k.left = append(k.left, f)
 	})
+	// The records of other partitions fetched with an error are kept for
+	// the next Poll: the client has moved past them.
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
+	}
+	if corrupt != nil {
+		return nil, corrupt
+	}
 	if len(k.left) == 0 {
 		return nil, nil
 	}
 	return k.takeLocked(), nil
+}
+
+// undecodable reports whether a partition's fetch error is the client
+// failing to decode the stored batches (a corrupt compressed payload, a
+// bad CRC or record count) rather than a Kafka error code, a network or a
+// client state error: no retry reads past it.
+func undecodable(err error) bool {
+	var ke *kerr.Error
+	var dl *kgo.ErrDataLoss
+	switch {
+	case errors.As(err, &ke), errors.As(err, &dl), Translate(err) != err:
+		return false
+	}
+	var tooLarge *kgo.ErrDecompressTooLarge
+	msg := err.Error()
+	return errors.As(err, &tooLarge) || strings.Contains(msg, "decompress") || strings.Contains(msg, "crc") ||
+		strings.Contains(msg, "invalid record batch") || strings.Contains(msg, "batch magic")
+}
+
+// corruptAt describes the batch of tp that the client could not decode,
+// at the position it was reading from: its offsets come from the batch's
+// header, fetched raw from the partition's leader (kgo's errors do not
+// carry them). When they cannot be found, LastOffset stays below
+// BaseOffset and the batch is not skipped.
+func (k *consumer) corruptAt(ctx context.Context, tp hub.TopicPartition, cause error) *hub.CorruptBatchError {
+	cbe := &hub.CorruptBatchError{Dataset: tp.Topic, Partition: tp.Partition,
+		Batch: &codecs.BatchError{BaseOffset: -1, LastOffset: -2, Reason: cause.Error(), Err: codecs.ErrCorrupt}}
+	k.mu.Lock()
+	at, ok := k.pos[tp]
+	if !ok {
+		at, ok = k.committed[tp]
+		ok = ok && at >= 0
+	}
+	k.mu.Unlock()
+	if !ok {
+		starts, err := k.adm.ListStartOffsets(ctx, tp.Topic)
+		o, found := starts.Lookup(tp.Topic, tp.Partition)
+		if err != nil || !found || o.Err != nil {
+			return cbe
+		}
+		at = o.Offset
+	}
+	md, err := k.adm.Metadata(ctx, tp.Topic)
+	if err != nil {
+		return cbe
+	}
+	mt, ok := md.Topics[tp.Topic]
+	if !ok {
+		return cbe
+	}
+	mp, ok := mt.Partitions[tp.Partition]
+	if !ok || mp.Leader < 0 {
+		return cbe
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 0, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = tp.Topic, mt.ID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = tp.Partition, at, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, k.cl.Broker(int(mp.Leader)))
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return cbe
+	}
+	// The first batch that ends at or after the position is the one the
+	// client stopped at: batches before it decoded.
+	for b := resp.Topics[0].Partitions[0].RecordBatches; len(b) >= codecs.HeaderSize; {
+		h, err := codecs.ParseHeader(b)
+		if err != nil {
+			break
+		}
+		if h.LastOffset() >= at {
+			cbe.Batch.BaseOffset, cbe.Batch.LastOffset = h.BaseOffset, h.LastOffset()
+			break
+		}
+		size := codecs.BatchSize(b)
+		if size < codecs.HeaderSize || size > len(b) {
+			break
+		}
+		b = b[size:]
+	}
+	return cbe
 }
 
 // lookUpCommitted fetches the group's committed offsets when records

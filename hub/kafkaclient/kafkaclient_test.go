@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -384,4 +385,74 @@ func TestRetentionSkipIsCounted(t *testing.T) {
 		t.Fatalf("after retention passed the position: read %d, skipped %v; want them to add up to 400", got, skipped)
 	}
 	t.Logf("read %d, skipped %d", got, skipped[tp])
+}
+
+// TestCorruptBatch: a stored batch the client cannot decode (a garbled
+// zstd payload under a valid CRC) is reported as a *hub.CorruptBatchError
+// with the offsets it covers, like the in-process consumer's: every poll
+// by default, so that a pipeline fails its drain instead of retrying for
+// ever; once with SkipCorrupt, which then reads on after it (issue 18).
+func TestCorruptBatch(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	ds, err := w.Hub.CreateDataset("in", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	local := hub.NewLocalClient(w.Hub)
+	if err := local.Produce(ctx, "in", []hub.Record{{Value: []byte("a")}, {Value: []byte("b")}}, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	part, _ := ds.Partition(0)
+	base, last := hubtest.AppendCorruptBatch(t, part, 5)
+	if err := local.Produce(ctx, "in", []hub.Record{{Value: []byte("c")}}, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	for _, skip := range []bool{false, true} {
+		cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"in"}, Group: fmt.Sprintf("g-%v", skip), MaxWait: 50 * time.Millisecond, SkipCorrupt: skip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		var corrupt []*hub.CorruptBatchError
+		for range 20 {
+			fs, err := cons.Poll(ctx)
+			var cbe *hub.CorruptBatchError
+			switch {
+			case errors.As(err, &cbe):
+				if !errors.Is(err, hub.ErrCorruptBatch) {
+					t.Fatalf("%v is not hub.ErrCorruptBatch", err)
+				}
+				corrupt = append(corrupt, cbe)
+			case err != nil:
+				t.Fatalf("skip %v: %v", skip, err)
+			}
+			for _, f := range fs {
+				for _, r := range f.Records {
+					got = append(got, string(r.Value))
+				}
+			}
+			if !skip && len(corrupt) == 3 || skip && len(got) == 3 {
+				break
+			}
+		}
+		cons.Close(context.Background())
+		if len(corrupt) == 0 || corrupt[0].Dataset != "in" || corrupt[0].Partition != 0 || corrupt[0].Batch.BaseOffset != base || corrupt[0].Batch.LastOffset != last {
+			t.Fatalf("skip %v: corrupt batches reported %v, want in/0 offsets %d to %d", skip, corrupt, base, last)
+		}
+		want := "a b"
+		if skip {
+			want = "a b c"
+			if len(corrupt) != 1 {
+				t.Fatalf("with SkipCorrupt the batch was reported %d times, want once", len(corrupt))
+			}
+		} else if len(corrupt) != 3 {
+			t.Fatalf("without SkipCorrupt the batch was reported %d times in 20 polls, want every poll", len(corrupt))
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("skip %v: read %q, want %s", skip, got, want)
+		}
+	}
 }
