@@ -94,16 +94,7 @@ func TestCorruptBatchDeadLettered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := hub.NewLocalClient(h)
-			produce := func(from, to int) {
-				var recs []hub.Record
-				for i := from; i < to; i++ {
-					recs = append(recs, hub.Record{Value: fmt.Appendf(nil, "r%d", i)})
-				}
-				if err := c.Produce(context.Background(), "in", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			produce := func(from, to int) { hubtest.ProduceNumbered(t, h, "in", from, to, "r%d") }
 			produce(0, 100)
 			part, _ := ds.Partition(0)
 			base, last := hubtest.AppendCorruptBatch(t, part, 50)

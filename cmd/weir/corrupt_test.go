@@ -30,16 +30,7 @@ func TestRunDeadLettersACorruptBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := hub.NewLocalClient(h)
-	produce := func(from, to int) {
-		var recs []hub.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, hub.Record{Value: fmt.Appendf(nil, `{"i":%d}`, i)})
-		}
-		if err := c.Produce(t.Context(), "in", recs, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := func(from, to int) { hubtest.ProduceNumbered(t, h, "in", from, to, `{"i":%d}`) }
 	produce(0, 100)
 	// 50 records whose zstd payload is garbled under a valid CRC.
 	part, _ := ds.Partition(0)

@@ -78,3 +78,16 @@ func LoseToRetention(t testing.TB, h *hub.Hub, dataset, group string, n int, com
 	}
 	return start
 }
+
+// ProduceNumbered produces the records from to to-1 of dataset in one
+// call, each value format with its number (`{"i":%d}`).
+func ProduceNumbered(t testing.TB, h *hub.Hub, dataset string, from, to int, format string) {
+	t.Helper()
+	var recs []hub.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, hub.Record{Value: fmt.Appendf(nil, format, i)})
+	}
+	if err := hub.NewLocalClient(h).Produce(context.Background(), dataset, recs, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
