@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -138,4 +139,57 @@ func poisonForTest() []byte {
 	binary.BigEndian.PutUint32(bad[8:], uint32(len(bad)-codecs.LengthPrefix))
 	binary.BigEndian.PutUint32(bad[17:], crc32.Checksum(bad[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return bad
+}
+
+// TestCorruptBatchKeepsOtherPartitions: a poll that meets a corrupt batch
+// in one partition after reading records of another returns those records
+// (their position has moved) and reports the batch on a later poll,
+// instead of dropping them with the error.
+func TestCorruptBatchKeepsOtherPartitions(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, err := h.CreateDataset("two", DatasetConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, _ := ds.Partition(0)
+	if _, err := p0.Log().Append(poisonForTest()); err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := ds.Partition(1)
+	b := &codecs.Builder{}
+	for i := range 10 {
+		b.Append(0, nil, fmt.Appendf(nil, "r%d", i), nil)
+	}
+	batch, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Log().Append(bytes.Clone(batch)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cons, err := NewLocalClient(h).Consume(ctx, ConsumeOptions{Datasets: []string{"two"}, Group: "g", MaxWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	got, corrupt := 0, 0
+	for range 20 {
+		fs, err := cons.Poll(ctx)
+		if errors.Is(err, ErrCorruptBatch) {
+			corrupt++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if f.Partition != 1 {
+				t.Fatalf("records of partition %d", f.Partition)
+			}
+			got += len(f.Records)
+		}
+	}
+	if got != 10 || corrupt == 0 {
+		t.Fatalf("polled %d records of partition 1 and %d corrupt-batch errors; want all 10 and the error", got, corrupt)
+	}
 }

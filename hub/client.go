@@ -853,7 +853,10 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				err = ri.Err()
 			}
 			if err != nil {
-				if recsBefore == 0 {
+				// Only a poll with nothing else to return reports the
+				// batch: records before it, of this partition or of
+				// others whose positions have moved, come first.
+				if recsBefore == 0 && len(c.fetches) == 0 {
 					err = corruptFetch(tp, err)
 					var cbe *CorruptBatchError
 					if c.opts.SkipCorrupt && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {

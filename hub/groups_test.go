@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -27,102 +28,119 @@ func join(t *testing.T, h *Hub, group string) JoinGroupResult {
 	return h.JoinGroup(context.Background(), joinReq(group, res.MemberID))
 }
 
+// TestGroupProtocol runs in a synctest bubble: calls are ordered by
+// synctest.Wait (every goroutine blocked), not by sleeps, and session
+// timeouts run on the bubble's clock, without margins.
 func TestGroupProtocol(t *testing.T) {
-	h := openHub(t, testOptions(t.TempDir()))
-	defer h.Close()
-	ctx := context.Background()
+	synctest.Test(t, func(t *testing.T) {
+		h := openHub(t, testOptions(t.TempDir()))
+		defer h.Close()
+		ctx := context.Background()
 
-	a := join(t, h, "g")
-	if a.Err != nil || a.Generation != 1 || a.Leader != a.MemberID || len(a.Members) != 1 || a.Protocol != "range" {
-		t.Fatalf("first member: %+v", a)
-	}
-	sa := h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: a.MemberID, Generation: 1, Assignments: map[string][]byte{a.MemberID: []byte("all")}})
-	if sa.Err != nil || string(sa.Assignment) != "all" {
-		t.Fatalf("leader sync: %+v", sa)
-	}
-	if err := h.Heartbeat("g", a.MemberID, 1); err != nil {
-		t.Fatalf("heartbeat: %v", err)
-	}
-	if d := h.DescribeGroup("g"); d.State != GroupStable || len(d.Members) != 1 {
-		t.Fatalf("describe: %+v", d)
-	}
-
-	// A second member: the first learns of the rebalance by heartbeat and
-	// rejoins; both land in generation 2.
-	bDone := make(chan JoinGroupResult)
-	go func() { bDone <- join(t, h, "g") }()
-	deadline := time.Now().Add(3 * time.Second)
-	for h.Heartbeat("g", a.MemberID, 1) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("heartbeat never reported the rebalance")
+		a := join(t, h, "g")
+		if a.Err != nil || a.Generation != 1 || a.Leader != a.MemberID || len(a.Members) != 1 || a.Protocol != "range" {
+			t.Fatalf("first member: %+v", a)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := h.Heartbeat("g", a.MemberID, 1); !errors.Is(err, ErrRebalanceInProgress) {
-		t.Fatalf("heartbeat during rebalance: %v", err)
-	}
-	a2 := h.JoinGroup(ctx, joinReq("g", a.MemberID))
-	b := <-bDone
-	if a2.Err != nil || b.Err != nil || a2.Generation != 2 || b.Generation != 2 || a2.Leader != a.MemberID || len(a2.Members) != 2 || len(b.Members) != 0 {
-		t.Fatalf("generation 2: a=%+v b=%+v", a2, b)
-	}
-	// The follower's sync waits for the leader's.
-	sbDone := make(chan SyncGroupResult)
-	go func() { sbDone <- h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: b.MemberID, Generation: 2}) }()
-	time.Sleep(20 * time.Millisecond)
-	h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: a.MemberID, Generation: 2,
-		Assignments: map[string][]byte{a.MemberID: []byte("p0"), b.MemberID: []byte("p1")}})
-	if sb := <-sbDone; sb.Err != nil || string(sb.Assignment) != "p1" {
-		t.Fatalf("follower sync: %+v", sb)
-	}
-	// Commits are checked against membership and generation.
-	offs := map[TopicPartition]CommittedOffset{{"t", 0}: {Offset: 5}}
-	if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: a.MemberID, Generation: 1, Offsets: offs}); !errors.Is(err, ErrIllegalGeneration) {
-		t.Fatalf("commit with an old generation: %v", err)
-	}
-	if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: "stranger", Generation: 2, Offsets: offs}); !errors.Is(err, ErrUnknownMemberID) {
-		t.Fatalf("commit by a stranger: %v", err)
-	}
-	if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", Generation: -1, Offsets: offs}); !errors.Is(err, ErrUnknownMemberID) {
-		t.Fatalf("standalone commit into an active group: %v", err)
-	}
-	if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: a.MemberID, Generation: 2, Offsets: offs}); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.FetchOffsets("g", nil); got[TopicPartition{"t", 0}].Offset != 5 {
-		t.Fatalf("FetchOffsets = %v", got)
-	}
+		sa := h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: a.MemberID, Generation: 1, Assignments: map[string][]byte{a.MemberID: []byte("all")}})
+		if sa.Err != nil || string(sa.Assignment) != "all" {
+			t.Fatalf("leader sync: %+v", sa)
+		}
+		if err := h.Heartbeat("g", a.MemberID, 1); err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+		if d := h.DescribeGroup("g"); d.State != GroupStable || len(d.Members) != 1 {
+			t.Fatalf("describe: %+v", d)
+		}
 
-	// b leaves: a is alone again after a rebalance.
-	if errs := h.LeaveGroup("g", []string{b.MemberID}, nil); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
-	if err := h.Heartbeat("g", a.MemberID, 2); !errors.Is(err, ErrRebalanceInProgress) {
-		t.Fatalf("heartbeat after a leave: %v", err)
-	}
-	a3 := h.JoinGroup(ctx, joinReq("g", a.MemberID))
-	if a3.Err != nil || a3.Generation != 3 || len(a3.Members) != 1 {
-		t.Fatalf("generation 3: %+v", a3)
-	}
-	if err := h.Heartbeat("g", b.MemberID, 3); !errors.Is(err, ErrUnknownMemberID) {
-		t.Fatalf("heartbeat of a member that left: %v", err)
-	}
+		// A second member: the first learns of the rebalance by heartbeat and
+		// rejoins; both land in generation 2.
+		bDone := make(chan JoinGroupResult)
+		go func() { bDone <- join(t, h, "g") }()
+		deadline := time.Now().Add(3 * time.Second)
+		for h.Heartbeat("g", a.MemberID, 1) == nil {
+			if time.Now().After(deadline) {
+				t.Fatal("heartbeat never reported the rebalance")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := h.Heartbeat("g", a.MemberID, 1); !errors.Is(err, ErrRebalanceInProgress) {
+			t.Fatalf("heartbeat during rebalance: %v", err)
+		}
+		a2 := h.JoinGroup(ctx, joinReq("g", a.MemberID))
+		b := <-bDone
+		if a2.Err != nil || b.Err != nil || a2.Generation != 2 || b.Generation != 2 || a2.Leader != a.MemberID || len(a2.Members) != 2 || len(b.Members) != 0 {
+			t.Fatalf("generation 2: a=%+v b=%+v", a2, b)
+		}
+		// The follower's sync waits for the leader's.
+		sbDone := make(chan SyncGroupResult)
+		go func() { sbDone <- h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: b.MemberID, Generation: 2}) }()
+		synctest.Wait() // the follower's sync is blocked, waiting for the leader's
+		select {
+		case sb := <-sbDone:
+			t.Fatalf("the follower's sync returned before the leader's: %+v", sb)
+		default:
+		}
+		h.SyncGroup(ctx, SyncGroupRequest{Group: "g", MemberID: a.MemberID, Generation: 2,
+			Assignments: map[string][]byte{a.MemberID: []byte("p0"), b.MemberID: []byte("p1")}})
+		if sb := <-sbDone; sb.Err != nil || string(sb.Assignment) != "p1" {
+			t.Fatalf("follower sync: %+v", sb)
+		}
+		// Commits are checked against membership and generation.
+		offs := map[TopicPartition]CommittedOffset{{"t", 0}: {Offset: 5}}
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: a.MemberID, Generation: 1, Offsets: offs}); !errors.Is(err, ErrIllegalGeneration) {
+			t.Fatalf("commit with an old generation: %v", err)
+		}
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: "stranger", Generation: 2, Offsets: offs}); !errors.Is(err, ErrUnknownMemberID) {
+			t.Fatalf("commit by a stranger: %v", err)
+		}
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", Generation: -1, Offsets: offs}); !errors.Is(err, ErrUnknownMemberID) {
+			t.Fatalf("standalone commit into an active group: %v", err)
+		}
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", MemberID: a.MemberID, Generation: 2, Offsets: offs}); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.FetchOffsets("g", nil); got[TopicPartition{"t", 0}].Offset != 5 {
+			t.Fatalf("FetchOffsets = %v", got)
+		}
 
-	// A member that stops heartbeating is dropped after its session.
-	time.Sleep(1500 * time.Millisecond)
-	if d := h.DescribeGroup("g"); d.State != GroupEmpty || len(d.Members) != 0 {
-		t.Fatalf("after the session expired: %+v", d)
-	}
-	if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", Generation: -1, Offsets: offs}); err != nil {
-		t.Fatalf("standalone commit into an empty group: %v", err)
-	}
-	groups := h.ListGroups()
-	if len(groups) != 1 || groups[0].Name != "g" || groups[0].State != GroupEmpty {
-		t.Fatalf("ListGroups = %+v", groups)
-	}
-	if d := h.DescribeGroup("nope"); d.State != GroupDead {
-		t.Fatalf("unknown group described as %v", d.State)
-	}
+		// b leaves: a is alone again after a rebalance.
+		if errs := h.LeaveGroup("g", []string{b.MemberID}, nil); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		if err := h.Heartbeat("g", a.MemberID, 2); !errors.Is(err, ErrRebalanceInProgress) {
+			t.Fatalf("heartbeat after a leave: %v", err)
+		}
+		a3 := h.JoinGroup(ctx, joinReq("g", a.MemberID))
+		if a3.Err != nil || a3.Generation != 3 || len(a3.Members) != 1 {
+			t.Fatalf("generation 3: %+v", a3)
+		}
+		if err := h.Heartbeat("g", b.MemberID, 3); !errors.Is(err, ErrUnknownMemberID) {
+			t.Fatalf("heartbeat of a member that left: %v", err)
+		}
+
+		// A member that stops heartbeating is dropped after its session
+		// (1s), and not before (the bubble's clock is exact).
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		if d := h.DescribeGroup("g"); len(d.Members) != 1 {
+			t.Fatalf("before the session expired: %+v", d)
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if d := h.DescribeGroup("g"); d.State != GroupEmpty || len(d.Members) != 0 {
+			t.Fatalf("after the session expired: %+v", d)
+		}
+		if err := h.CommitOffsets(OffsetCommitRequest{Group: "g", Generation: -1, Offsets: offs}); err != nil {
+			t.Fatalf("standalone commit into an empty group: %v", err)
+		}
+		groups := h.ListGroups()
+		if len(groups) != 1 || groups[0].Name != "g" || groups[0].State != GroupEmpty {
+			t.Fatalf("ListGroups = %+v", groups)
+		}
+		if d := h.DescribeGroup("nope"); d.State != GroupDead {
+			t.Fatalf("unknown group described as %v", d.State)
+		}
+	})
 }
 
 func TestGroupRebalanceTimeoutDropsSilentMembers(t *testing.T) {

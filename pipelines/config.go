@@ -159,9 +159,18 @@ type PipelineConfig struct {
 	Processors []*ProcessorConfig
 	To         []*SinkConfig
 	DeadLetter string
-	pos        pos
-	retryOf    string // for a retry pipeline (retrytopics.go): the pipeline it retries for
+	// OnCorrupt is what the pipeline does at a stored batch it cannot
+	// decode: "fail" (the default) or "dead_letter".
+	OnCorrupt string
+	pos       pos
+	retryOf   string // for a retry pipeline (retrytopics.go): the pipeline it retries for
 }
+
+// OnCorrupt values.
+const (
+	OnCorruptFail       = "fail"
+	OnCorruptDeadLetter = "dead_letter"
+)
 
 type pos struct{ line, col int }
 
@@ -253,7 +262,7 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 		}
 		return nil, append(l.errs, Error{File: file, Line: line, Column: col, Msg: restoreEnv(msg)})
 	}
-	root := doc.Content[0]
+	root := resolveAliases(doc.Content[0], map[*yaml.Node]bool{})
 	l.interpolate(root)
 	cfg := l.decode(root)
 	// Processors are built too, so that expressions, patterns and route
@@ -270,6 +279,58 @@ func Load(file string, src []byte, opts LoadOptions) (*Config, error) {
 	}
 	cfg.File = file
 	return cfg, nil
+}
+
+// resolveAliases replaces every alias (*name) under n by the node its
+// anchor (&name) marks, and merges the mappings of merge keys (<<: *name)
+// into theirs, so that the rest of the loader sees plain lists and maps.
+// Shared nodes are visited once: a "billion laughs" file costs its size.
+func resolveAliases(n *yaml.Node, seen map[*yaml.Node]bool) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || seen[n] {
+		return n
+	}
+	seen[n] = true
+	for i, c := range n.Content {
+		n.Content[i] = resolveAliases(c, seen)
+	}
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	var merged []*yaml.Node
+	have := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Tag != "!!merge" {
+			have[k.Value] = true
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Tag != "!!merge" {
+			merged = append(merged, k, v)
+			continue
+		}
+		from := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			from = v.Content
+		}
+		for _, m := range from {
+			if m.Kind != yaml.MappingNode {
+				merged = append(merged, k, v) // left for the loader to report
+				break
+			}
+			for j := 0; j+1 < len(m.Content); j += 2 {
+				if mk := m.Content[j]; !have[mk.Value] {
+					have[mk.Value] = true
+					merged = append(merged, mk, m.Content[j+1])
+				}
+			}
+		}
+	}
+	n.Content = merged
+	return n
 }
 
 var (
@@ -476,6 +537,7 @@ var (
 		{Name: "processors", Type: connectors.TypeAny, Doc: "Processors, in order."},
 		{Name: "to", Type: connectors.TypeAny, Doc: "Sinks: every record goes to each (or to the ones a route picks)."},
 		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records that fail (default: <pipeline>-dead)."},
+		{Name: "on_corrupt", Type: connectors.TypeString, Default: OnCorruptFail, Enum: []string{OnCorruptFail, OnCorruptDeadLetter}, Doc: "What to do at a stored record batch that cannot be decoded (an old log, a disk error): fail stops at it, logs it and fails --until-drained; dead_letter sends one record describing the bad range (dataset, partition, base and last offset, reason) to the dead-letter dataset, counts its offsets as CORRUPT, commits past it and goes on."},
 	}
 )
 
@@ -788,7 +850,10 @@ func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
 func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 	c := l.parse("pipeline "+k.Value, pipelineFields, v)
 	p := &PipelineConfig{Name: k.Value, From: c.Strings("from"), Group: c.String("group"), Broadcast: c.Bool("broadcast"),
-		Start: c.String("start"), DeadLetter: c.String("dead_letter"), pos: pos{k.Line, k.Column}}
+		Start: c.String("start"), DeadLetter: c.String("dead_letter"), OnCorrupt: c.String("on_corrupt"), pos: pos{k.Line, k.Column}}
+	if p.OnCorrupt == "" {
+		p.OnCorrupt = OnCorruptFail
+	}
 	if p.Group == "" {
 		p.Group = p.Name
 	}

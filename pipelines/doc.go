@@ -44,9 +44,17 @@
 // dropped on purpose by a processor (Dropped, per processor too), or
 // dead-lettered (Dead); Retried counts records written again after a
 // transient failure, Skipped records that retention deleted before the
-// pipeline read them (logged as a WARN too), and Lag is the group's lag,
+// pipeline read them (logged as a WARN too), Corrupt the offsets of
+// stored batches that could not be decoded, and Lag is the group's lag,
 // records in hand included. Memory is bounded by one poll; a
 // slow sink slows polling and the backlog stays on disk in the hub.
+//
+// A stored batch that cannot be decoded (an old log, a disk error) stops
+// a pipeline at it by default, logged as an ERROR, and an --until-drained
+// run fails. With on_corrupt: dead_letter the pipeline sends one record
+// describing the batch (dataset, partition, base_offset, last_offset,
+// reason; JSON, stage "read") to its dead-letter dataset, counts it in
+// Dead and its offsets in Corrupt, commits past it and reads on.
 //
 // On stop, sources stop first (what they read is stored and acknowledged,
 // or not acknowledged), then each pipeline finishes the batch in hand and

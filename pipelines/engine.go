@@ -432,8 +432,13 @@ type Stats struct {
 	Retried int64  // records written again after a transient failure
 	Failed  int64  // failed reads, writes, polls and commits (each retried)
 	Skipped int64  // records deleted by retention before the pipeline read them (pipelines)
-	Bytes   int64  // bytes passed on
-	Lag     int64  // records in the hub not yet committed: the group's lag (pipelines)
+	// Corrupt is the offsets of stored batches that could not be decoded,
+	// dead-lettered as one record per batch (pipelines with on_corrupt:
+	// dead_letter): with In, Dropped and Skipped it accounts for every
+	// offset the group committed past.
+	Corrupt int64
+	Bytes   int64 // bytes passed on
+	Lag     int64 // records in the hub not yet committed: the group's lag (pipelines)
 	// Flowing is the time records flowed: from the first record received
 	// to the last passed on, idle time before and after left out. Out
 	// divided by it is the component's rate.
@@ -441,8 +446,8 @@ type Stats struct {
 }
 
 type counters struct {
-	in, out, dropped, dead, retried, failed, skipped, bytes, lag atomic.Int64
-	firstIn, lastOut                                             atomic.Int64 // unix nanoseconds
+	in, out, dropped, dead, retried, failed, skipped, corrupt, bytes, lag atomic.Int64
+	firstIn, lastOut                                                      atomic.Int64 // unix nanoseconds
 }
 
 // addIn counts n records received.
@@ -463,7 +468,7 @@ func (c *counters) addOut(n int64) {
 
 func (c *counters) snapshot(name string) Stats {
 	s := Stats{Name: name, In: c.in.Load(), Out: c.out.Load(), Dropped: c.dropped.Load(), Dead: c.dead.Load(),
-		Retried: c.retried.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load(), Lag: c.lag.Load()}
+		Retried: c.retried.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(), Corrupt: c.corrupt.Load(), Bytes: c.bytes.Load(), Lag: c.lag.Load()}
 	if first, last := c.firstIn.Load(), c.lastOut.Load(); first > 0 && last > first {
 		s.Flowing = time.Duration(last - first)
 	}

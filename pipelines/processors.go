@@ -722,7 +722,7 @@ var dedupeSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "field", Type: connectors.TypeString, Default: "_key", Doc: "Field whose value identifies duplicates (_key: the record key)."},
 		{Name: "window", Type: connectors.TypeDuration, Default: "10m", Doc: "How long a key is remembered."},
-		{Name: "max_keys", Type: connectors.TypeInt, Default: 1000000, Doc: "Most keys remembered."},
+		{Name: "max_keys", Type: connectors.TypeInt, Default: 1000000, Min: 1, Doc: "Most keys remembered."},
 	},
 	Example: `processors:
   - dedupe: {field: event_id, window: 1h}`,
@@ -744,9 +744,6 @@ type dedupeEntry struct {
 }
 
 func newDedupe(c *connectors.Config, _ connectors.Resources) (connectors.Processor, error) {
-	if c.Int("max_keys") < 1 {
-		return nil, c.Errorf("max_keys", "must be at least 1")
-	}
 	return &dedupeProc{field: c.String("field"), window: c.Duration("window"), max: c.Int("max_keys"),
 		seen: map[string]time.Time{}, now: time.Now}, nil
 }

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,7 +273,8 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	// bounds the pipeline's memory.
 	maxBytes = minBytes + 1<<20
 	opts := hub.ConsumeOptions{Datasets: p.cfg.From, Group: p.cfg.Group, Broadcast: p.cfg.Broadcast, Start: start,
-		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond)}
+		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond),
+		SkipCorrupt: p.cfg.OnCorrupt == OnCorruptDeadLetter}
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	defer cancelPoll()
 	go func() {
@@ -301,6 +303,18 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		if pollCtx.Err() != nil {
 			return nil
 		}
+		var cbe *hub.CorruptBatchError
+		if err != nil && p.cfg.OnCorrupt == OnCorruptDeadLetter && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
+			// The consumer has moved past the batch: dead-letter the
+			// range, then commit past it.
+			if err := p.deadLetterCorrupt(ctx, cbe, stop); err != nil {
+				if ctx.Err() != nil || isStopped(stop) {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			fails++
 			p.stats.failed.Add(1)
@@ -309,7 +323,8 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 				// that must drain cannot, and fails instead of hanging.
 				if fails == 1 || fails%10 == 0 {
 					p.log.Error("weir: a dataset holds a corrupt record batch; the pipeline cannot read past it",
-						"err", err, "group", p.cfg.Group, "tries", fails, "check", "weir log verify on the partition's directory")
+						"err", err, "group", p.cfg.Group, "tries", fails, "check", "weir log verify on the partition's directory",
+						"to_skip_it", "on_corrupt: dead_letter")
 				}
 				if p.e.opts.UntilDrained && fails >= 3 {
 					return fmt.Errorf("cannot drain: a dataset holds a corrupt record batch: %w", err)
@@ -344,6 +359,47 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 // decode, which no retry can fix.
 func corruptData(err error) bool {
 	return errors.Is(err, hub.ErrCorruptBatch) || errors.Is(err, codecs.ErrCorrupt)
+}
+
+// deadLetterCorrupt sends one record describing a stored batch the
+// consumer could not decode to the dead-letter dataset, counts its
+// offsets and commits past it (on_corrupt: dead_letter). Records before
+// the batch were committed by the polls that returned them.
+func (p *pipelineRunner) deadLetterCorrupt(ctx context.Context, cbe *hub.CorruptBatchError, stop <-chan struct{}) error {
+	b := cbe.Batch
+	n := b.LastOffset - b.BaseOffset + 1
+	p.log.Error("weir: a dataset holds a corrupt record batch; its range goes to the dead-letter dataset and the pipeline reads on",
+		"dataset", cbe.Dataset, "partition", cbe.Partition, "base_offset", b.BaseOffset, "last_offset", b.LastOffset,
+		"offsets", n, "group", p.cfg.Group, "err", cbe, "dead_letter", p.dlq.dataset)
+	desc, err := json.Marshal(struct {
+		Dataset    string `json:"dataset"`
+		Partition  int32  `json:"partition"`
+		BaseOffset int64  `json:"base_offset"`
+		LastOffset int64  `json:"last_offset"`
+		Reason     string `json:"reason"`
+	}{cbe.Dataset, cbe.Partition, b.BaseOffset, b.LastOffset, cbe.Error()})
+	if err != nil {
+		return fmt.Errorf("describing a corrupt batch: %w", err)
+	}
+	m := &connectors.Message{Value: desc, Time: time.Now(), Dataset: cbe.Dataset, Partition: cbe.Partition, Offset: b.BaseOffset}
+	if err := p.dlq.write(ctx, []failure{{m: m, stage: "read", err: cbe, attempts: 1}}); err != nil {
+		return err
+	}
+	p.stats.dead.Add(1)
+	p.stats.corrupt.Add(n)
+	commit := map[hub.TopicPartition]int64{{Topic: cbe.Dataset, Partition: cbe.Partition}: b.LastOffset + 1}
+	for attempt := 0; ; attempt++ {
+		err := p.consumer.Commit(ctx, commit)
+		if err == nil || errors.Is(err, hub.ErrRebalanceInProgress) || errors.Is(err, hub.ErrIllegalGeneration) || errors.Is(err, hub.ErrUnknownMemberID) {
+			// After a rebalance the partition's new owner meets the
+			// batch again and dead-letters it again (at least once).
+			return nil
+		}
+		p.log.Error("weir: commit failed; retrying", "err", err)
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
+			return err
+		}
+	}
 }
 
 func isStopped(stop <-chan struct{}) bool {

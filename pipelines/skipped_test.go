@@ -2,14 +2,14 @@ package pipelines
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/brokertest"
+	"github.com/weirhub/weir/internal/hubtest"
 )
 
 // TestRetentionSkipIsCounted: a pipeline whose committed position fell
@@ -18,28 +18,10 @@ import (
 // item 1).
 func TestRetentionSkipIsCounted(t *testing.T) {
 	h := openTestHub(t)
-	ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096})
-	if err != nil {
+	if _, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096}); err != nil {
 		t.Fatal(err)
 	}
-	c := hub.NewLocalClient(h)
-	for i := range 400 {
-		if err := c.Produce(context.Background(), "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"0123456789012345678901234567890123456789"}`, i)}}, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tp := hub.TopicPartition{Topic: "in", Partition: 0}
-	if err := h.CommitOffsets(hub.OffsetCommitRequest{Group: "p", Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{tp: {Offset: 10}}}); err != nil {
-		t.Fatal(err)
-	}
-	part, _ := ds.Partition(0)
-	if _, err := part.Log().DeleteBefore(300); err != nil {
-		t.Fatal(err)
-	}
-	start := part.StartOffset()
-	if start <= 10 {
-		t.Fatalf("log start %d after DeleteBefore(300): the test needs it past the committed 10", start)
-	}
+	start := hubtest.LoseToRetention(t, h, "in", "p", 400, 10, 300)
 	out := newMemSink(t, "skip-out")
 	cfg := loadTest(t, `
 datasets: {in: {}}
@@ -68,23 +50,8 @@ func TestCorruptBatchFailsADrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &codecs.Builder{Compression: codecs.Zstd}
-	for i := range 50 {
-		b.Append(0, nil, fmt.Appendf(nil, `{"i":%d,"pad":"0123456789"}`, i), nil)
-	}
-	batch, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch = append([]byte(nil), batch...)
-	for i := codecs.HeaderSize + 8; i < len(batch); i++ {
-		batch[i] ^= 0x5a
-	}
-	binary.BigEndian.PutUint32(batch[17:21], codecs.Checksum(batch))
 	part, _ := ds.Partition(0)
-	if _, err := part.Log().Append(batch); err != nil {
-		t.Fatal(err)
-	}
+	hubtest.AppendCorruptBatch(t, part, 50)
 	newMemSink(t, "corrupt-out")
 	cfg := loadTest(t, `
 datasets: {in: {}}
@@ -105,4 +72,69 @@ pipelines:
 		t.Fatalf("Run = %v, want an error naming the corrupt batch", err)
 	}
 	t.Log(err)
+}
+
+// TestCorruptBatchDeadLettered: with on_corrupt: dead_letter, a pipeline
+// over a dataset holding one poison batch among good ones delivers every
+// good record, dead-letters one record describing the bad range, counts
+// its offsets and commits past it, so that its stats and the group's
+// committed offset agree: in process and over hub: {kafka} (issue 18).
+func TestCorruptBatchDeadLettered(t *testing.T) {
+	for _, mode := range []string{"embedded", "kafka"} {
+		t.Run(mode, func(t *testing.T) {
+			var h *hub.Hub
+			hubConf := ""
+			if mode == "kafka" {
+				w := brokertest.StartWeir(t, hub.Options{})
+				h, hubConf = w.Hub, fmt.Sprintf("hub: {kafka: {brokers: [%s]}}\n", w.Addr)
+			} else {
+				h = openTestHub(t)
+			}
+			ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			produce := func(from, to int) { hubtest.ProduceNumbered(t, h, "in", from, to, "r%d") }
+			produce(0, 100)
+			part, _ := ds.Partition(0)
+			base, last := hubtest.AppendCorruptBatch(t, part, 50)
+			produce(100, 200)
+			out := newMemSink(t, "corrupt-dl-"+mode)
+			cfg := loadTest(t, hubConf+`
+datasets: {in: {}}
+pipelines:
+  p: {from: in, on_corrupt: dead_letter, to: [{memory: {id: corrupt-dl-`+mode+`}}]}
+`)
+			opts := Options{UntilDrained: true, DrainTimeout: 5 * time.Second}
+			if mode == "embedded" {
+				opts.Hub = h
+			}
+			e, err := New(cfg, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := e.Run(ctx); err != nil || ctx.Err() != nil {
+				t.Fatalf("Run = %v (context %v)", err, ctx.Err())
+			}
+			got := out.values()
+			if len(got) != 200 || got[0] != "r0" || got[99] != "r99" || got[100] != "r100" || got[199] != "r199" {
+				t.Fatalf("delivered %d records (%q...), want r0 to r199", len(got), got[:min(len(got), 3)])
+			}
+			st := statsOf(e, "pipelines.p")
+			if st.In != 200 || st.Out != 200 || st.Dead != 1 || st.Corrupt != last-base+1 || st.Lag != 0 {
+				t.Fatalf("stats %+v, want in and out 200, dead 1, corrupt %d, lag 0", st, last-base+1)
+			}
+			committed := h.FetchOffsets("p", nil)[hub.TopicPartition{Topic: "in", Partition: 0}].Offset
+			if committed != part.HighWatermark() || committed != st.In+st.Corrupt {
+				t.Fatalf("committed %d; want the end %d = in %d + corrupt %d", committed, part.HighWatermark(), st.In, st.Corrupt)
+			}
+			values, reasons, stages := readDead(t, h, "p-dead")
+			want := fmt.Sprintf(`{"dataset":"in","partition":0,"base_offset":%d,"last_offset":%d,`, base, last)
+			if len(values) != 1 || !strings.HasPrefix(values[0], want) || stages[0] != "read" || !strings.Contains(reasons[0], "in/0") {
+				t.Fatalf("dead letters %q (reasons %q, stages %q), want one starting %s", values, reasons, stages, want)
+			}
+		})
+	}
 }

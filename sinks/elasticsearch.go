@@ -66,10 +66,10 @@ var elasticsearchSpec = connectors.Spec{
 			{Name: "skip_verify", Type: connectors.TypeBool, Default: false, Doc: "Accept any server certificate (testing only)."},
 		}},
 		{Name: "compression", Type: connectors.TypeString, Default: "gzip", Enum: []string{"gzip", "none"}, Doc: "Compression of request bodies (Content-Encoding)."},
-		{Name: "flush_bytes", Type: connectors.TypeSize, Default: "5MiB", Doc: "Most bytes of one bulk request body, before compression (a single larger document goes alone)."},
+		{Name: "flush_bytes", Type: connectors.TypeSize, Default: "5MiB", Min: "1B", Doc: "Most bytes of one bulk request body, before compression (a single larger document goes alone)."},
 		{Name: "flush_interval", Type: connectors.TypeDuration, Doc: "Not used by this sink, which sends every write at once: the pipeline gathers records for it. Set the sink's batching.period (default 500ms) and batching.bytes instead; setting this field is an error that says so."},
-		{Name: "workers", Type: connectors.TypeInt, Default: 2, Doc: "Bulk requests of one write in flight at once. A write larger than flush_bytes goes as several requests; a smaller one is split into `workers` about equal requests of at least 64KiB, so that they go at once (not with id_field, where documents sharing an id must keep their order)."},
-		{Name: "timeout", Type: connectors.TypeDuration, Default: "60s", Doc: "Longest wait for the answer to one bulk request; past it the cluster counts as unreachable."},
+		{Name: "workers", Type: connectors.TypeInt, Default: 2, Min: 1, Doc: "Bulk requests of one write in flight at once. A write larger than flush_bytes goes as several requests; a smaller one is split into `workers` about equal requests of at least 64KiB, so that they go at once (not with id_field, where documents sharing an id must keep their order)."},
+		{Name: "timeout", Type: connectors.TypeDuration, Default: "60s", Min: "1ms", Doc: "Longest wait for the answer to one bulk request; past it the cluster counts as unreachable."},
 		{Name: "max_retries", Type: connectors.TypeInt, Doc: "Not used: the pipeline retries failed writes (the sink's retry setting), so that there is one retry loop; setting this field is an error that says so."},
 	},
 	Example: `pipelines:
@@ -180,12 +180,6 @@ func newElasticsearch(conf *connectors.Config, res connectors.Resources) (connec
 		return nil, conf.Errorf("flush_interval", "the elasticsearch sink sends every write at once; set the sink's batching.period (and batching.bytes) to say how long records wait to be gathered")
 	}
 	switch {
-	case s.flushBytes <= 0:
-		return nil, conf.Errorf("flush_bytes", "must be positive")
-	case s.workers <= 0:
-		return nil, conf.Errorf("workers", "must be positive")
-	case s.timeout <= 0:
-		return nil, conf.Errorf("timeout", "must be positive")
 	case s.apiKey != "" && (s.user != "" || s.password != ""):
 		return nil, conf.Errorf("api_key", "use either api_key or username and password, not both")
 	}

@@ -92,7 +92,7 @@ func TestElasticsearchConfigErrors(t *testing.T) {
 		{`{action: delete}`, "needs id_field"},
 		{`{flush_interval: 1s}`, "batching.period"},
 		{`{max_retries: 3}`, "sink's retry"},
-		{`{workers: 0}`, "must be positive"},
+		{`{workers: 0}`, "workers: must be at least 1, not 0"},
 		{`{api_key: k, username: u}`, "either api_key"},
 	}
 	for _, tt := range tests {
@@ -100,11 +100,15 @@ func TestElasticsearchConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tt.yaml), &doc); err != nil {
 			t.Fatal(err)
 		}
+		// A field out of its spec's bounds is refused by ParseConfig,
+		// the rest by the constructor.
 		conf, errs := connectors.ParseConfig(&elasticsearchSpec, doc.Content[0])
+		var err error
 		if len(errs) > 0 {
-			t.Fatalf("ParseConfig(%s) = %v", tt.yaml, errs)
+			err = errs[0]
+		} else {
+			_, err = newElasticsearch(conf, connectors.Resources{})
 		}
-		_, err := newElasticsearch(conf, connectors.Resources{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("newElasticsearch(%s) = %v, want an error containing %q", tt.yaml, err, tt.want)
 		}

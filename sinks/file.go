@@ -62,7 +62,7 @@ var fileSpec = connectors.Spec{
 		{Name: "fsync", Type: connectors.TypeString, Default: "rotate", Enum: []string{"rotate", "batch", "never"},
 			Doc: "batch: sync written files before every write returns; rotate: sync a file when it is finished; never: leave it to the OS."},
 		{Name: "mode", Type: connectors.TypeString, Default: "0644", Doc: "Permissions of new files, in octal (directories get 0755)."},
-		{Name: "max_open_files", Type: connectors.TypeInt, Default: 32,
+		{Name: "max_open_files", Type: connectors.TypeInt, Default: 32, Min: 1,
 			Doc: "Most files open at once when the template fans out; the least recently written is closed (finished) to open another."},
 	},
 	Example: `pipelines:
@@ -143,9 +143,6 @@ func newFile(conf *connectors.Config, res connectors.Resources) (connectors.Sink
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.maxOpen < 1 {
-		return nil, conf.Errorf("max_open_files", "must be at least 1, not %d", s.maxOpen)
 	}
 	switch c := conf.String("compression"); c {
 	case "gzip":

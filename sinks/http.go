@@ -35,8 +35,8 @@ var httpSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "url", Type: connectors.TypeString, Required: true, Doc: "The endpoint, http:// or https://.", Example: "https://collector.example.com/v1/logs"},
 		{Name: "headers", Type: connectors.TypeStringMap, Doc: "Extra request headers.", Example: map[string]string{"X-Source": "weir"}},
-		{Name: "timeout", Type: connectors.TypeDuration, Default: "30s", Doc: "Longest wait for one request's response."},
-		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "4MiB", Doc: "Most bytes of records in one request body (before compression)."},
+		{Name: "timeout", Type: connectors.TypeDuration, Default: "30s", Min: "1ms", Doc: "Longest wait for one request's response."},
+		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "4MiB", Min: "1B", Doc: "Most bytes of records in one request body (before compression)."},
 		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip"}, Doc: "Compression of request bodies (Content-Encoding)."},
 		{Name: "user", Type: connectors.TypeString, Doc: "User for basic authentication."},
 		{Name: "password", Type: connectors.TypeString, Doc: "Password for basic authentication."},
@@ -92,12 +92,6 @@ func newHTTP(conf *connectors.Config, _ connectors.Resources) (connectors.Sink, 
 		user:     conf.String("user"),
 		password: conf.String("password"),
 		token:    conf.String("token"),
-	}
-	if s.timeout <= 0 {
-		return nil, conf.Errorf("timeout", "must be positive")
-	}
-	if s.maxBytes <= 0 {
-		return nil, conf.Errorf("max_batch_bytes", "must be positive")
 	}
 	if s.token != "" && (s.user != "" || s.password != "") {
 		return nil, conf.Errorf("token", "use either token or user and password, not both")

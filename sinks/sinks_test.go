@@ -61,10 +61,13 @@ func TestConfigErrors(t *testing.T) {
 		{&fileSpec, newFile, "path: /tmp/x\nmax_open_files: 0", `2:17: max_open_files: must be at least 1`},
 		{&httpSpec, newHTTP, "url: ftp://x", `1:6: url: "ftp://x" is not an http`},
 		{&httpSpec, newHTTP, "url: http://x\ntoken: t\nuser: u", `2:8: token: use either token or user`},
-		{&httpSpec, newHTTP, "url: http://x\nmax_batch_bytes: 0", `2:18: max_batch_bytes: must be positive`},
+		{&httpSpec, newHTTP, "url: http://x\nmax_batch_bytes: 0", `2:18: max_batch_bytes: must be at least 1B, not 0`},
 	}
 	for _, tt := range tests {
-		_, err := tt.ctor(parseConfig(t, tt.spec, tt.src), connectors.Resources{})
+		c, err := parseOrErr(t, tt.spec, tt.src)
+		if err == nil {
+			_, err = tt.ctor(c, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("%s(%q) = %v, want %s...", tt.spec.Name, tt.src, err, tt.want)
 		}

@@ -71,28 +71,28 @@ var fileSpec = connectors.Spec{
 			Doc: "tail: follow the files for ever (new files, rotation, appended lines); read_once: read the files matched at the start to their end, then end the source."},
 		{Name: "read_from", Type: connectors.TypeString, Default: "beginning", Enum: []string{"beginning", "end"},
 			Doc: "Where to start in a file found at startup without a checkpoint: beginning, or end (after its last whole line). Files appearing later are read from their beginning."},
-		{Name: "glob_interval", Type: connectors.TypeDuration, Default: "1s", Doc: "How often the globs are matched again to find new, rotated and deleted files."},
-		{Name: "poll_interval", Type: connectors.TypeDuration, Default: "250ms", Doc: "How often open files are checked for new data once read to their end."},
-		{Name: "fingerprint_bytes", Type: connectors.TypeSize, Default: "1KiB", Doc: "How many of a file's first bytes, with its device and inode, identify it."},
-		{Name: "checkpoint_interval", Type: connectors.TypeDuration, Default: "1s",
+		{Name: "glob_interval", Type: connectors.TypeDuration, Default: "1s", Min: "1ms", Doc: "How often the globs are matched again to find new, rotated and deleted files."},
+		{Name: "poll_interval", Type: connectors.TypeDuration, Default: "250ms", Min: "1ms", Doc: "How often open files are checked for new data once read to their end."},
+		{Name: "fingerprint_bytes", Type: connectors.TypeSize, Default: "1KiB", Min: "1B", Max: "1MiB", Doc: "How many of a file's first bytes, with its device and inode, identify it."},
+		{Name: "checkpoint_interval", Type: connectors.TypeDuration, Default: "1s", Min: "0s",
 			Doc: "Most often positions are written to the state directory (and always on close); 0: after every acknowledgement."},
-		{Name: "close_after", Type: connectors.TypeDuration, Default: "5s",
+		{Name: "close_after", Type: connectors.TypeDuration, Default: "5s", Min: "0s",
 			Doc: "How long a file deleted or renamed out of the globs stays open after its last new data, for writers still appending to it."},
 		{Name: "forget_after", Type: connectors.TypeDuration, Default: "7d",
 			Doc: "How long the checkpoint of a file the globs no longer find is kept (a deleted file's is dropped at once)."},
 		{Name: "include_compressed", Type: connectors.TypeBool, Default: false, Doc: "Read matched .gz files, once each, decompressed; default: skip them."},
-		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "960KiB", Doc: "Longer lines (and multiline records) are cut here and marked with the header weir.truncated: true. The default leaves 64KiB under a dataset's default max_message_bytes (1MiB) for the record's headers and batch framing, so a cut line is still stored."},
-		{Name: "partial_timeout", Type: connectors.TypeDuration, Default: "5s",
+		{Name: "max_line_bytes", Type: connectors.TypeSize, Default: "960KiB", Min: "1B", Max: "1GiB", Doc: "Longer lines (and multiline records) are cut here and marked with the header weir.truncated: true. The default leaves 64KiB under a dataset's default max_message_bytes (1MiB) for the record's headers and batch framing, so a cut line is still stored."},
+		{Name: "partial_timeout", Type: connectors.TypeDuration, Default: "5s", Min: "1ms",
 			Doc: "How long a last line without its line break is held before it is handed on with the header weir.partial: true."},
 		{Name: "multiline", Type: connectors.TypeObject, Doc: "Join lines into records, such as stack traces; default: a record per line.",
 			Fields: []connectors.Field{
 				{Name: "start", Type: connectors.TypeString, Required: true, Doc: "Regular expression (RE2) matching the first line of a record.", Example: `^\d{4}-\d{2}-\d{2}`},
-				{Name: "max_lines", Type: connectors.TypeInt, Default: 500, Doc: "Most lines in a record; the next line starts a new one."},
-				{Name: "timeout", Type: connectors.TypeDuration, Default: "1s", Doc: "A record ends when no line joined it for this long."},
+				{Name: "max_lines", Type: connectors.TypeInt, Default: 500, Min: 1, Doc: "Most lines in a record; the next line starts a new one."},
+				{Name: "timeout", Type: connectors.TypeDuration, Default: "1s", Min: "1ms", Doc: "A record ends when no line joined it for this long."},
 			}},
-		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most records in a batch."},
-		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Doc: "Longest wait for a fuller batch after its first record was read."},
-		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Doc: "Most batches handed on and not yet acknowledged; then reading waits."},
+		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Min: 1, Doc: "Most records in a batch."},
+		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Min: "1ms", Doc: "Longest wait for a fuller batch after its first record was read."},
+		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Min: 1, Doc: "Most batches handed on and not yet acknowledged; then reading waits."},
 	},
 	Example: `sources:
   app:
@@ -244,40 +244,13 @@ func newFile(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		}
 		cfg.exclude = append(cfg.exclude, abs)
 	}
-	positive := func(field string, d time.Duration) {
-		if d <= 0 {
-			bad(field, "must be positive")
-		}
-	}
-	positive("glob_interval", cfg.globInterval)
-	positive("poll_interval", cfg.pollInterval)
-	positive("partial_timeout", cfg.partialTimeout)
-	positive("batch_period", cfg.batchPeriod)
-	if cfg.checkpointInterval < 0 {
-		bad("checkpoint_interval", "must not be negative")
-	}
-	if cfg.closeAfter < 0 {
-		bad("close_after", "must not be negative")
-	}
 	if cfg.forgetAfter == -1 {
 		cfg.forgetAfter = 0 // forever
 	} else if cfg.forgetAfter <= 0 {
 		bad("forget_after", "must be positive, or forever")
 	}
-	if cfg.fingerprintBytes < 1 || cfg.fingerprintBytes > 1<<20 {
-		bad("fingerprint_bytes", "must be between 1 byte and 1MiB")
-	}
-	if cfg.maxLine < 1 || cfg.maxLine > 1<<30 {
-		bad("max_line_bytes", "must be between 1 byte and 1GiB")
-	}
 	if cfg.readOnce && cfg.includeCompressed {
 		bad("include_compressed", "is not supported with mode: read_once yet (a .gz file is read once its size settles, which takes a second look)")
-	}
-	if cfg.batchSize < 1 {
-		bad("batch_size", "must be at least 1, not %d", cfg.batchSize)
-	}
-	if cfg.maxPending < 1 {
-		bad("max_pending", "must be at least 1, not %d", cfg.maxPending)
 	}
 	if conf.Has("multiline") {
 		ml := conf.Object("multiline")
@@ -288,12 +261,6 @@ func newFile(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		cfg.mlStart = re
 		cfg.mlMaxLines = ml.Int("max_lines")
 		cfg.mlTimeout = ml.Duration("timeout")
-		if cfg.mlMaxLines < 1 {
-			errs = append(errs, ml.Errorf("max_lines", "must be at least 1, not %d", cfg.mlMaxLines))
-		}
-		if cfg.mlTimeout <= 0 {
-			errs = append(errs, ml.Errorf("timeout", "must be positive"))
-		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

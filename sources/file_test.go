@@ -208,7 +208,11 @@ func TestFileConfigErrors(t *testing.T) {
 		"paths: [x]\npoll_interval: 0s",
 		"paths: [x]\nmax_line_bytes: 0",
 	} {
-		if _, err := newFile(parseFileConf(t, bad), connectors.Resources{}); err == nil {
+		c, err := parseOrErr(t, &fileSpec, bad)
+		if err == nil {
+			_, err = newFile(c, connectors.Resources{})
+		}
+		if err == nil {
 			t.Errorf("newFile(%q) = nil error, want one", bad)
 		}
 	}

@@ -33,13 +33,13 @@ var generateSpec = connectors.Spec{
 		{Name: "format", Type: connectors.TypeString, Default: "json", Enum: []string{"json", "logfmt", "line"},
 			Doc: "json: an object per record; logfmt: key=value pairs; line: nginx combined log format plus the request time in seconds."},
 		{Name: "rate", Type: connectors.TypeFloat, Default: 0.0, Doc: "Records per second; 0: as fast as they are read."},
-		{Name: "count", Type: connectors.TypeInt, Default: 0, Doc: "Records in all; 0: no limit."},
-		{Name: "duration", Type: connectors.TypeDuration, Default: "0s", Doc: "How long to generate (see above); 0: no limit."},
+		{Name: "count", Type: connectors.TypeInt, Default: 0, Min: 0, Doc: "Records in all; 0: no limit."},
+		{Name: "duration", Type: connectors.TypeDuration, Default: "0s", Min: "0s", Doc: "How long to generate (see above); 0: no limit."},
 		{Name: "seed", Type: connectors.TypeInt, Default: 1, Doc: "Seed of the random choices: the same seed gives the same records."},
 		{Name: "start", Type: connectors.TypeString, Doc: "RFC 3339 time a fixed virtual clock starts at, for reproducible records (see above). Default: the current time.", Example: "2026-11-21T10:00:00Z"},
 		{Name: "key_field", Type: connectors.TypeString, Enum: []string{"ts", "level", "host", "method", "path", "status", "ip", "trace"},
 			Doc: "A field whose value becomes the record's key. Default: no key."},
-		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most records in a batch."},
+		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Min: 1, Doc: "Most records in a batch."},
 	},
 	Example: `sources:
   demo:
@@ -76,15 +76,6 @@ func newGenerate(conf *connectors.Config, _ connectors.Resources) (connectors.So
 	}
 	if s.rate < 0 || math.IsInf(s.rate, 0) || math.IsNaN(s.rate) {
 		return nil, conf.Errorf("rate", "must be 0 or a positive number")
-	}
-	if s.limit < 0 {
-		return nil, conf.Errorf("count", "must not be negative")
-	}
-	if s.duration < 0 {
-		return nil, conf.Errorf("duration", "must not be negative")
-	}
-	if s.batchSize < 1 {
-		return nil, conf.Errorf("batch_size", "must be at least 1, not %d", s.batchSize)
 	}
 	format := map[string]int{"json": formatJSON, "logfmt": formatLogfmt, "line": formatLine}[conf.String("format")]
 	key := map[string]int{"": -1, "ts": fieldTS, "level": fieldLevel, "host": fieldHost, "method": fieldMethod,

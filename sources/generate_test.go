@@ -279,10 +279,13 @@ func TestGenerateConfigErrors(t *testing.T) {
 		{"rate: -1", `1:7: rate: must be 0 or a positive number`},
 		{"start: yesterday", `1:8: start: "yesterday" is not an RFC 3339 time`},
 		{"batch_size: 0", `1:13: batch_size: must be at least 1`},
-		{"count: -5", `1:8: count: must not be negative`},
+		{"count: -5", `1:8: count: must be at least 0, not -5`},
 	}
 	for _, tt := range tests {
-		_, err := newGenerate(parseConfig(t, &generateSpec, tt.src), connectors.Resources{})
+		c, err := parseOrErr(t, &generateSpec, tt.src)
+		if err == nil {
+			_, err = newGenerate(c, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newGenerate(%q) = %v, want %s", tt.src, err, tt.want)
 		}

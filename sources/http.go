@@ -39,10 +39,10 @@ var httpSpec = connectors.Spec{
 	Fields: []connectors.Field{
 		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:8080", Doc: "host:port to listen on (:8080 for every interface)."},
 		{Name: "path", Type: connectors.TypeString, Default: "/ingest", Doc: "URL path records are POSTed to."},
-		{Name: "max_body_bytes", Type: connectors.TypeSize, Default: "10MiB", Doc: "Largest body, compressed or not (413 beyond)."},
+		{Name: "max_body_bytes", Type: connectors.TypeSize, Default: "10MiB", Min: "1B", Doc: "Largest body, compressed or not (413 beyond)."},
 		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token clients must send; default: none needed."},
-		{Name: "max_pending", Type: connectors.TypeInt, Default: 16, Doc: "Most batches waiting to be stored; more requests get 429."},
-		{Name: "ack_timeout", Type: connectors.TypeDuration, Default: "30s", Doc: "Longest a request waits for its batch to be stored (then 503)."},
+		{Name: "max_pending", Type: connectors.TypeInt, Default: 16, Min: 1, Doc: "Most batches waiting to be stored; more requests get 429."},
+		{Name: "ack_timeout", Type: connectors.TypeDuration, Default: "30s", Min: "1ms", Doc: "Longest a request waits for its batch to be stored (then 503)."},
 	},
 	Example: `sources:
   ingest:
@@ -121,16 +121,7 @@ func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 	if !strings.HasPrefix(s.path, "/") {
 		return nil, conf.Errorf("path", "%q does not start with /", s.path)
 	}
-	if s.maxBody < 1 {
-		return nil, conf.Errorf("max_body_bytes", "must be at least 1 byte")
-	}
 	n := conf.Int("max_pending")
-	if n < 1 {
-		return nil, conf.Errorf("max_pending", "must be at least 1, not %d", n)
-	}
-	if s.ackTimeout <= 0 {
-		return nil, conf.Errorf("ack_timeout", "must be positive")
-	}
 	s.slots = make(chan struct{}, n)
 	s.batches = make(chan *httpBatch, n)
 	return s, nil

@@ -357,7 +357,10 @@ func TestHTTPSourceConfigErrors(t *testing.T) {
 		{"max_pending: 0", `1:14: max_pending: must be at least 1`},
 	}
 	for _, tt := range tests {
-		_, err := newHTTP(parseConfig(t, &httpSpec, tt.src), connectors.Resources{})
+		c, err := parseOrErr(t, &httpSpec, tt.src)
+		if err == nil {
+			_, err = newHTTP(c, connectors.Resources{})
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("newHTTP(%q) = %v, want %s", tt.src, err, tt.want)
 		}

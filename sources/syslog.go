@@ -48,18 +48,18 @@ var syslogSpec = connectors.Spec{
 		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:5514", Doc: "host:port to listen on, for UDP and TCP alike (:514 for every interface; port 514 needs privileges)."},
 		{Name: "protocols", Type: connectors.TypeStrings, Default: []string{"udp", "tcp"}, Doc: "Which of udp and tcp to listen on.", Example: []string{"tcp"}},
 		{Name: "timezone", Type: connectors.TypeString, Default: "Local", Doc: "Zone of RFC 3164 timestamps, which carry none: an IANA name (Europe/Paris), UTC or Local."},
-		{Name: "max_message_bytes", Type: connectors.TypeSize, Default: "64KiB", Doc: "Longest message."},
-		{Name: "max_connections", Type: connectors.TypeInt, Default: 1024, Doc: "Most TCP connections at once; more are closed at once."},
-		{Name: "idle_timeout", Type: connectors.TypeDuration, Default: "10m", Doc: "A TCP connection silent this long is closed."},
+		{Name: "max_message_bytes", Type: connectors.TypeSize, Default: "64KiB", Min: "480B", Doc: "Longest message (RFC 5424 asks receivers to take 480 bytes at least)."},
+		{Name: "max_connections", Type: connectors.TypeInt, Default: 1024, Min: 1, Doc: "Most TCP connections at once; more are closed at once."},
+		{Name: "idle_timeout", Type: connectors.TypeDuration, Default: "10m", Min: "1ms", Doc: "A TCP connection silent this long is closed."},
 		{Name: "read_buffer", Type: connectors.TypeSize, Default: "4MiB", Doc: "Receive buffer asked of the kernel for the UDP socket (bounded by net.core.rmem_max)."},
 		{Name: "tls", Type: connectors.TypeObject, Doc: "Serve TCP over TLS (RFC 5425).", Fields: []connectors.Field{
 			{Name: "cert_file", Type: connectors.TypeString, Required: true, Doc: "PEM certificate (chain) of this server.", Example: "/etc/weir/syslog.crt"},
 			{Name: "key_file", Type: connectors.TypeString, Required: true, Doc: "PEM private key of the certificate.", Example: "/etc/weir/syslog.key"},
 			{Name: "client_ca_file", Type: connectors.TypeString, Doc: "PEM authorities whose certificates senders must present (mutual TLS); default: none asked.", Example: "/etc/weir/senders-ca.pem"},
 		}},
-		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Doc: "Most messages in a batch."},
-		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Doc: "Longest a message waits for a fuller batch."},
-		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Doc: "Most batches handed on and not yet stored; then reading waits."},
+		{Name: "batch_size", Type: connectors.TypeInt, Default: 1000, Min: 1, Doc: "Most messages in a batch."},
+		{Name: "batch_period", Type: connectors.TypeDuration, Default: "200ms", Min: "1ms", Doc: "Longest a message waits for a fuller batch."},
+		{Name: "max_pending", Type: connectors.TypeInt, Default: 8, Min: 1, Doc: "Most batches handed on and not yet stored; then reading waits."},
 	},
 	Example: `sources:
   network:
@@ -154,25 +154,7 @@ func newSyslog(conf *connectors.Config, res connectors.Resources) (connectors.So
 		return nil, conf.Errorf("timezone", "%q is not a time zone (an IANA name such as Europe/Paris, UTC or Local)", tz)
 	}
 	s.loc = loc
-	if s.maxMsg < 480 {
-		return nil, conf.Errorf("max_message_bytes", "must be at least 480 bytes (RFC 5424 asks receivers for 480 at least)")
-	}
-	if s.maxConns < 1 {
-		return nil, conf.Errorf("max_connections", "must be at least 1")
-	}
-	if s.idle <= 0 {
-		return nil, conf.Errorf("idle_timeout", "must be positive")
-	}
-	if s.batchSize < 1 {
-		return nil, conf.Errorf("batch_size", "must be at least 1")
-	}
-	if s.period <= 0 {
-		return nil, conf.Errorf("batch_period", "must be positive")
-	}
 	n := conf.Int("max_pending")
-	if n < 1 {
-		return nil, conf.Errorf("max_pending", "must be at least 1, not %d", n)
-	}
 	s.slots = make(chan struct{}, n)
 	s.ready = make(chan []*connectors.Message, n)
 	if t := conf.Object("tls"); t != nil && t.String("cert_file") != "" {

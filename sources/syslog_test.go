@@ -233,7 +233,22 @@ func TestSyslogDrain(t *testing.T) {
 	for i := range 10 {
 		fmt.Fprintf(udp, "<13>1 - h a - - - u%d", i)
 	}
-	time.Sleep(50 * time.Millisecond) // the datagrams reach the socket
+	// Datagrams on loopback are in the socket's buffer once sent, and so
+	// are the lines of an accepted connection; a connection still in the
+	// listen queue would be reset when Drain closes the listener. Wait
+	// for the accept, not for a guessed time.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s.mu.Lock()
+		accepted := len(s.conns)
+		s.mu.Unlock()
+		if accepted == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the TCP connection was not accepted within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	s.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -265,7 +280,10 @@ func TestSyslogConfigErrors(t *testing.T) {
 		"address: nope":           "is not host:port",
 		"max_pending: 0":          "at least 1",
 	} {
-		_, err := newSyslog(parseConfig(t, &syslogSpec, conf), connectors.Resources{})
+		c, err := parseOrErr(t, &syslogSpec, conf)
+		if err == nil {
+			_, err = newSyslog(c, connectors.Resources{})
+		}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want %q", conf, err, want)
 		}

@@ -121,3 +121,74 @@ func TestListUnknownComponent(t *testing.T) {
 		t.Errorf("weir list sinks file = %q, %v", out, err)
 	}
 }
+
+// TestFieldBoundsInSpecs: the range checks of the connectors live in
+// their field specs (connectors.Field Min/Max), so that `weir list` and
+// the JSON Schema show them and validation comes from them (issue 17
+// item 4).
+func TestFieldBoundsInSpecs(t *testing.T) {
+	for _, tt := range []struct {
+		kind            connectors.Kind
+		component, path string
+		want            string
+	}{
+		{connectors.SourceKind, "syslog", "max_message_bytes", "at least 480B"},
+		{connectors.SourceKind, "syslog", "max_connections", "at least 1"},
+		{connectors.SourceKind, "syslog", "idle_timeout", "at least 1ms"},
+		{connectors.SourceKind, "syslog", "batch_size", "at least 1"},
+		{connectors.SourceKind, "syslog", "batch_period", "at least 1ms"},
+		{connectors.SourceKind, "syslog", "max_pending", "at least 1"},
+		{connectors.SourceKind, "http", "max_body_bytes", "at least 1B"},
+		{connectors.SourceKind, "http", "max_pending", "at least 1"},
+		{connectors.SourceKind, "http", "ack_timeout", "at least 1ms"},
+		{connectors.SourceKind, "generate", "count", "at least 0"},
+		{connectors.SourceKind, "generate", "duration", "at least 0s"},
+		{connectors.SourceKind, "generate", "batch_size", "at least 1"},
+		{connectors.SourceKind, "file", "glob_interval", "at least 1ms"},
+		{connectors.SourceKind, "file", "poll_interval", "at least 1ms"},
+		{connectors.SourceKind, "file", "partial_timeout", "at least 1ms"},
+		{connectors.SourceKind, "file", "batch_period", "at least 1ms"},
+		{connectors.SourceKind, "file", "checkpoint_interval", "at least 0s"},
+		{connectors.SourceKind, "file", "close_after", "at least 0s"},
+		{connectors.SourceKind, "file", "fingerprint_bytes", "from 1B to 1MiB"},
+		{connectors.SourceKind, "file", "max_line_bytes", "from 1B to 1GiB"},
+		{connectors.SourceKind, "file", "batch_size", "at least 1"},
+		{connectors.SourceKind, "file", "max_pending", "at least 1"},
+		{connectors.SourceKind, "file", "multiline.max_lines", "at least 1"},
+		{connectors.SourceKind, "file", "multiline.timeout", "at least 1ms"},
+		{connectors.SinkKind, "file", "max_open_files", "at least 1"},
+		{connectors.SinkKind, "http", "timeout", "at least 1ms"},
+		{connectors.SinkKind, "http", "max_batch_bytes", "at least 1B"},
+		{connectors.SinkKind, "elasticsearch", "flush_bytes", "at least 1B"},
+		{connectors.SinkKind, "elasticsearch", "workers", "at least 1"},
+		{connectors.SinkKind, "elasticsearch", "timeout", "at least 1ms"},
+		{connectors.ProcessorKind, "dedupe", "max_keys", "at least 1"},
+	} {
+		spec, ok := connectors.Default.Spec(tt.kind, tt.component)
+		if !ok {
+			t.Errorf("no %v %s", tt.kind, tt.component)
+			continue
+		}
+		fields := spec.Fields
+		var f *connectors.Field
+		for _, name := range strings.Split(tt.path, ".") {
+			f = nil
+			for i := range fields {
+				if fields[i].Name == name {
+					f = &fields[i]
+				}
+			}
+			if f == nil {
+				break
+			}
+			fields = f.Fields
+		}
+		if f == nil {
+			t.Errorf("%s has no field %s", tt.component, tt.path)
+			continue
+		}
+		if got := f.BoundsText(); got != tt.want {
+			t.Errorf("%s %s bounds %q, want %q", tt.component, tt.path, got, tt.want)
+		}
+	}
+}

@@ -176,6 +176,9 @@ func printStats(w io.Writer, e engineView, every time.Duration, done <-chan stru
 			if s.Skipped > 0 {
 				part += fmt.Sprintf(" SKIPPED %d", s.Skipped)
 			}
+			if s.Corrupt > 0 {
+				part += fmt.Sprintf(" CORRUPT %d", s.Corrupt)
+			}
 			if strings.HasPrefix(s.Name, "pipelines.") {
 				part += fmt.Sprintf(" lag %d", s.Lag)
 			}
@@ -201,6 +204,11 @@ func summary(w io.Writer, stats []pipelines.Stats) {
 	tw.Flush()
 	fmt.Fprintln(w, "OUT: stored or delivered; DROPPED: left out by a processor; DEAD: sent to the dead-letter dataset;")
 	fmt.Fprintln(w, "RETRIED: written again after a transient failure; SKIPPED: deleted by retention before the pipeline read them.")
+	for _, s := range stats {
+		if s.Corrupt > 0 { // only pipelines with on_corrupt: dead_letter
+			fmt.Fprintf(w, "%s: %d offsets of corrupt record batches went to the dead-letter dataset, one record per batch (counted in DEAD)\n", s.Name, s.Corrupt)
+		}
+	}
 }
 
 // drainedErr is the error of an --until-drained run that lost records to

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/hubtest"
 )
 
 // TestRunStdoutCarriesOnlyRecords: `weir run p.yaml | jq` works: the
@@ -126,23 +127,10 @@ func TestRunUntilDrainedFailsOnRetentionSkip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096})
-	if err != nil {
+	if _, err := h.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096}); err != nil {
 		t.Fatal(err)
 	}
-	c := hub.NewLocalClient(h)
-	for i := range 400 {
-		if err := c.Produce(t.Context(), "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", 40))}}, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tp := hub.TopicPartition{Topic: "in", Partition: 0}
-	if err := h.CommitOffsets(hub.OffsetCommitRequest{Group: "archive", Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{tp: {Offset: 10}}}); err != nil {
-		t.Fatal(err)
-	}
-	part, _ := ds.Partition(0)
-	part.Log().DeleteBefore(300)
-	start := part.StartOffset()
+	start := hubtest.LoseToRetention(t, h, "in", "archive", 400, 10, 300)
 	h.Close()
 	file := filepath.Join(dir, "p.yaml")
 	os.WriteFile(file, []byte(fmt.Sprintf(`

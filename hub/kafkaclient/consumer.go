@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +27,7 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 		return nil, errors.New("kafkaclient: Consume needs at least one dataset")
 	}
 	kc := &consumer{opts: opts, hw: map[hub.TopicPartition]int64{}, pos: map[hub.TopicPartition]int64{},
-		assigned: map[hub.TopicPartition]bool{}}
+		assigned: map[hub.TopicPartition]bool{}, committed: map[hub.TopicPartition]int64{}, logger: c.opts.Logger}
 	reset := kgo.NewOffset().AtStart()
 	switch opts.Start.Kind {
 	case hub.StartLatest:
@@ -79,9 +81,10 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 		return nil, fmt.Errorf("kafkaclient: consumer for %v: %w", c.opts.Conn.Brokers, err)
 	}
 	kc.cl = cl
+	kc.adm = kadm.NewClient(cl)
 	if opts.Group != "" && opts.Broadcast {
 		// A named broadcast subscriber resumes from its own commits.
-		fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, opts.Group)
+		fetched, err := kc.adm.FetchOffsets(ctx, opts.Group)
 		if err == nil {
 			at := map[string]map[int32]kgo.Offset{}
 			fetched.Each(func(o kadm.OffsetResponse) {
@@ -96,7 +99,6 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 				cl.AddConsumePartitions(at)
 			}
 		}
-		kc.adm = kadm.NewClient(cl)
 	}
 	return kc, nil
 }
@@ -117,6 +119,7 @@ type consumer struct {
 	cl      *kgo.Client
 	adm     *kadm.Client
 	group   bool
+	logger  *slog.Logger
 	fetches []hub.Fetch
 	left    []hub.Fetch // records fetched and not yet returned (over MaxPollBytes)
 
@@ -124,6 +127,14 @@ type consumer struct {
 	assigned map[hub.TopicPartition]bool
 	hw       map[hub.TopicPartition]int64
 	pos      map[hub.TopicPartition]int64
+	// committed is the group's committed offset of a partition assigned
+	// since its last records were returned (-1: none), looked up when its
+	// first records arrive: where the group meant to read from.
+	committed map[hub.TopicPartition]int64
+	// skipped counts, per partition, the records retention deleted before
+	// they were read: kgo resets an OFFSET_OUT_OF_RANGE position to the
+	// log start on its own, and says so only in its log.
+	skipped map[hub.TopicPartition]int64
 }
 
 func (k *consumer) assign(tps []hub.TopicPartition) {
@@ -143,6 +154,7 @@ func (k *consumer) unassign(tps []hub.TopicPartition) {
 		delete(k.assigned, tp)
 		delete(k.hw, tp)
 		delete(k.pos, tp)
+		delete(k.committed, tp)
 	}
 	kept := k.left[:0]
 	for _, f := range k.left {
@@ -172,14 +184,29 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		return nil, ctx.Err()
 	}
 	var errs []error
+	var corrupt *hub.CorruptBatchError
 	fs.EachError(func(t string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, Translate(err)))
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
 		}
+		if undecodable(err) {
+			tp := hub.TopicPartition{Topic: t, Partition: p}
+			cbe := k.corruptAt(ctx, tp, err)
+			if k.opts.SkipCorrupt && corrupt == nil && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
+				// Reported once: the client reads on after it.
+				k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{t: {p: {Epoch: -1, Offset: cbe.Batch.LastOffset + 1}}})
+				k.mu.Lock()
+				k.pos[tp] = cbe.Batch.LastOffset + 1
+				k.mu.Unlock()
+				corrupt = cbe
+				return
+			}
+			errs = append(errs, cbe)
+			return
+		}
+		errs = append(errs, fmt.Errorf("%s/%d: %w", t, p, Translate(err)))
 	})
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
-	}
+	k.lookUpCommitted(ctx, fs)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var hdrs []codecs.RecordHeader // one array per fetch: records outlive this Poll in left
@@ -192,6 +219,7 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		if len(p.Records) == 0 {
 			return
 		}
+		k.noteGap(tp, p.Records[0].Offset, p.LogStartOffset)
 		f := hub.Fetch{Dataset: p.Topic, Partition: p.Partition, HighWatermark: p.HighWatermark,
 			Records: make([]codecs.Record, 0, len(p.Records))}
 		for _, r := range p.Records {
@@ -207,10 +235,179 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		}
 		k.left = append(k.left, f)
 	})
+	// The records of other partitions fetched with an error are kept for
+	// the next Poll: the client has moved past them.
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("kafkaclient: %w", errors.Join(errs...))
+	}
+	if corrupt != nil {
+		return nil, corrupt
+	}
 	if len(k.left) == 0 {
 		return nil, nil
 	}
 	return k.takeLocked(), nil
+}
+
+// undecodable reports whether a partition's fetch error is the client
+// failing to decode the stored batches (a corrupt compressed payload, a
+// bad CRC or record count) rather than a Kafka error code, a network or a
+// client state error: no retry reads past it.
+func undecodable(err error) bool {
+	var ke *kerr.Error
+	var dl *kgo.ErrDataLoss
+	switch {
+	case errors.As(err, &ke), errors.As(err, &dl), Translate(err) != err:
+		return false
+	}
+	var tooLarge *kgo.ErrDecompressTooLarge
+	msg := err.Error()
+	return errors.As(err, &tooLarge) || strings.Contains(msg, "decompress") || strings.Contains(msg, "crc") ||
+		strings.Contains(msg, "invalid record batch") || strings.Contains(msg, "batch magic")
+}
+
+// corruptAt describes the batch of tp that the client could not decode,
+// at the position it was reading from: its offsets come from the batch's
+// header, fetched raw from the partition's leader (kgo's errors do not
+// carry them). When they cannot be found, LastOffset stays below
+// BaseOffset and the batch is not skipped.
+func (k *consumer) corruptAt(ctx context.Context, tp hub.TopicPartition, cause error) *hub.CorruptBatchError {
+	cbe := &hub.CorruptBatchError{Dataset: tp.Topic, Partition: tp.Partition,
+		Batch: &codecs.BatchError{BaseOffset: -1, LastOffset: -2, Reason: cause.Error(), Err: codecs.ErrCorrupt}}
+	k.mu.Lock()
+	at, ok := k.pos[tp]
+	if !ok {
+		at, ok = k.committed[tp]
+		ok = ok && at >= 0
+	}
+	k.mu.Unlock()
+	if !ok {
+		starts, err := k.adm.ListStartOffsets(ctx, tp.Topic)
+		o, found := starts.Lookup(tp.Topic, tp.Partition)
+		if err != nil || !found || o.Err != nil {
+			return cbe
+		}
+		at = o.Offset
+	}
+	md, err := k.adm.Metadata(ctx, tp.Topic)
+	if err != nil {
+		return cbe
+	}
+	mt, ok := md.Topics[tp.Topic]
+	if !ok {
+		return cbe
+	}
+	mp, ok := mt.Partitions[tp.Partition]
+	if !ok || mp.Leader < 0 {
+		return cbe
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 0, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = tp.Topic, mt.ID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = tp.Partition, at, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, k.cl.Broker(int(mp.Leader)))
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return cbe
+	}
+	// The first batch that ends at or after the position is the one the
+	// client stopped at: batches before it decoded.
+	for b := resp.Topics[0].Partitions[0].RecordBatches; len(b) >= codecs.HeaderSize; {
+		h, err := codecs.ParseHeader(b)
+		if err != nil {
+			break
+		}
+		if h.LastOffset() >= at {
+			cbe.Batch.BaseOffset, cbe.Batch.LastOffset = h.BaseOffset, h.LastOffset()
+			break
+		}
+		size := codecs.BatchSize(b)
+		if size < codecs.HeaderSize || size > len(b) {
+			break
+		}
+		b = b[size:]
+	}
+	return cbe
+}
+
+// lookUpCommitted fetches the group's committed offsets when records
+// arrive for a partition with no known position (newly assigned), so that
+// noteGap knows where the group meant to start.
+func (k *consumer) lookUpCommitted(ctx context.Context, fs kgo.Fetches) {
+	if k.opts.Group == "" {
+		return
+	}
+	k.mu.Lock()
+	need := false
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := hub.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		if _, ok := k.pos[tp]; !ok && len(p.Records) > 0 {
+			if _, ok := k.committed[tp]; !ok {
+				need = true
+			}
+		}
+	})
+	k.mu.Unlock()
+	if !need {
+		return
+	}
+	got, err := k.adm.FetchOffsets(ctx, k.opts.Group)
+	if err == nil {
+		err = got.Error()
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		// Without it a gap below the log start is not counted: say so.
+		k.logger.Warn("kafkaclient: cannot fetch the group's committed offsets; records retention deleted before they were read may go uncounted",
+			"group", k.opts.Group, "err", Translate(err))
+		return
+	}
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := hub.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		if _, ok := k.committed[tp]; ok {
+			return
+		}
+		k.committed[tp] = -1
+		if o, ok := got.Lookup(p.Topic, p.Partition); ok && o.Err == nil && o.At >= 0 {
+			k.committed[tp] = o.At
+		}
+	})
+}
+
+// noteGap counts the records between where tp was to be read from (the
+// last record returned, or the committed offset) and the log start that
+// the fetch reports, when the fetch starts past it: retention deleted
+// them first. Gaps above the log start (compaction, transaction markers)
+// are not losses.
+func (k *consumer) noteGap(tp hub.TopicPartition, first, logStart int64) {
+	from, ok := k.pos[tp]
+	if !ok {
+		from, ok = k.committed[tp]
+		ok = ok && from >= 0
+	}
+	if !ok || logStart < 0 || from >= logStart || first <= from {
+		return
+	}
+	if k.skipped == nil {
+		k.skipped = map[hub.TopicPartition]int64{}
+	}
+	k.skipped[tp] += min(first, logStart) - from
+}
+
+// TakeSkipped returns, and forgets, the records per partition that
+// retention deleted before the consumer read them (its position fell
+// below the log start and the client moved on to it), like the
+// in-process consumer's.
+func (k *consumer) TakeSkipped() map[hub.TopicPartition]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.skipped
+	k.skipped = nil
+	return s
 }
 
 // take returns the next MaxPollBytes of the records fetched and not yet

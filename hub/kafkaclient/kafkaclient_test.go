@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/brokertest"
+	"github.com/weirhub/weir/internal/hubtest"
 	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
@@ -291,5 +293,166 @@ func TestPollBoundsDecodedBytes(t *testing.T) {
 	}
 	if next != 2000 {
 		t.Fatalf("read %d records, want 2000", next)
+	}
+}
+
+// TestRetentionSkipIsCounted: a group whose committed offset fell below
+// the log start (retention deleted records it had not read) reads on from
+// the log start, as Kafka clients do on OFFSET_OUT_OF_RANGE, and counts
+// the records skipped like the in-process consumer, so that a pipeline
+// over hub: {kafka} reports them too (issue 10 item 1). A gap above the
+// log start, as the next poll of a live partition has none, counts
+// nothing.
+func TestRetentionSkipIsCounted(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	ds, err := w.Hub.CreateDataset("in", hub.DatasetConfig{Partitions: 1, SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tp := hub.TopicPartition{Topic: "in", Partition: 0}
+	start := hubtest.LoseToRetention(t, w.Hub, "in", "g", 400, 10, 300)
+	part, _ := ds.Partition(0)
+	local := hub.NewLocalClient(w.Hub)
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"in"}, Group: "g", MaxWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(context.Background())
+	sr, ok := cons.(interface {
+		TakeSkipped() map[hub.TopicPartition]int64
+	})
+	if !ok {
+		t.Fatalf("%T does not report skipped records", cons)
+	}
+	var got int64
+	skipped := map[hub.TopicPartition]int64{}
+	for got < 400-start && ctx.Err() == nil {
+		fs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if len(f.Records) > 0 && got == 0 && f.Records[0].Offset != start {
+				t.Fatalf("first record at %d, want the log start %d", f.Records[0].Offset, start)
+			}
+			got += int64(len(f.Records))
+		}
+		for tp, n := range sr.TakeSkipped() {
+			skipped[tp] += n
+		}
+	}
+	if got != 400-start {
+		t.Fatalf("read %d records, want the %d left", got, 400-start)
+	}
+	if skipped[tp] != start-10 || len(skipped) != 1 {
+		t.Fatalf("skipped %v, want %d on in/0 (offsets 10 to %d)", skipped, start-10, start)
+	}
+
+	// While consuming: retention passes the position. kgo fetches ahead
+	// in the background, so how many of the new records it read before
+	// they were deleted varies; every offset is either read or counted.
+	for i := 400; i < 800; i++ {
+		if err := local.Produce(ctx, "in", []hub.Record{{Value: fmt.Appendf(nil, `{"i":%d,"pad":"0123456789012345678901234567890123456789"}`, i)}}, hub.ProduceOptions{}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := part.Log().DeleteBefore(700); err != nil {
+		t.Fatal(err)
+	}
+	got, skipped = 0, map[hub.TopicPartition]int64{}
+	for last := int64(399); last < 799 && ctx.Err() == nil; {
+		fs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			for _, r := range f.Records {
+				if r.Offset <= last {
+					t.Fatalf("offset %d again after %d", r.Offset, last)
+				}
+				last = r.Offset
+			}
+			got += int64(len(f.Records))
+		}
+		for tp, n := range sr.TakeSkipped() {
+			skipped[tp] += n
+		}
+	}
+	if got+skipped[tp] != 400 {
+		t.Fatalf("after retention passed the position: read %d, skipped %v; want them to add up to 400", got, skipped)
+	}
+	t.Logf("read %d, skipped %d", got, skipped[tp])
+}
+
+// TestCorruptBatch: a stored batch the client cannot decode (a garbled
+// zstd payload under a valid CRC) is reported as a *hub.CorruptBatchError
+// with the offsets it covers, like the in-process consumer's: every poll
+// by default, so that a pipeline fails its drain instead of retrying for
+// ever; once with SkipCorrupt, which then reads on after it (issue 18).
+func TestCorruptBatch(t *testing.T) {
+	w := brokertest.StartWeir(t, hub.Options{})
+	ds, err := w.Hub.CreateDataset("in", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	local := hub.NewLocalClient(w.Hub)
+	if err := local.Produce(ctx, "in", []hub.Record{{Value: []byte("a")}, {Value: []byte("b")}}, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	part, _ := ds.Partition(0)
+	base, last := hubtest.AppendCorruptBatch(t, part, 5)
+	if err := local.Produce(ctx, "in", []hub.Record{{Value: []byte("c")}}, hub.ProduceOptions{}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, kafkaconf.Conn{Brokers: []string{w.Addr}})
+	for _, skip := range []bool{false, true} {
+		cons, err := c.Consume(ctx, hub.ConsumeOptions{Datasets: []string{"in"}, Group: fmt.Sprintf("g-%v", skip), MaxWait: 50 * time.Millisecond, SkipCorrupt: skip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		var corrupt []*hub.CorruptBatchError
+		for range 20 {
+			fs, err := cons.Poll(ctx)
+			var cbe *hub.CorruptBatchError
+			switch {
+			case errors.As(err, &cbe):
+				if !errors.Is(err, hub.ErrCorruptBatch) {
+					t.Fatalf("%v is not hub.ErrCorruptBatch", err)
+				}
+				corrupt = append(corrupt, cbe)
+			case err != nil:
+				t.Fatalf("skip %v: %v", skip, err)
+			}
+			for _, f := range fs {
+				for _, r := range f.Records {
+					got = append(got, string(r.Value))
+				}
+			}
+			if !skip && len(corrupt) == 3 || skip && len(got) == 3 {
+				break
+			}
+		}
+		cons.Close(context.Background())
+		if len(corrupt) == 0 || corrupt[0].Dataset != "in" || corrupt[0].Partition != 0 || corrupt[0].Batch.BaseOffset != base || corrupt[0].Batch.LastOffset != last {
+			t.Fatalf("skip %v: corrupt batches reported %v, want in/0 offsets %d to %d", skip, corrupt, base, last)
+		}
+		want := "a b"
+		if skip {
+			want = "a b c"
+			if len(corrupt) != 1 {
+				t.Fatalf("with SkipCorrupt the batch was reported %d times, want once", len(corrupt))
+			}
+		} else if len(corrupt) != 3 {
+			t.Fatalf("without SkipCorrupt the batch was reported %d times in 20 polls, want every poll", len(corrupt))
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("skip %v: read %q, want %s", skip, got, want)
+		}
 	}
 }
