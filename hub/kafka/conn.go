@@ -54,6 +54,7 @@ type conn struct {
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
 	hbuf     []byte // the reader's small buffer
+	auth     connAuth // touched by the reader only
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -172,6 +173,9 @@ func (c *conn) handle(body []byte) error {
 	}
 	if h.version < a.min || h.version > a.max {
 		return fmt.Errorf("API key %d version %d is not supported (%d to %d) from client %q", h.key, h.version, a.min, a.max, h.clientID)
+	}
+	if err := c.admit(h.key); err != nil {
+		return err
 	}
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,11 @@ type Options struct {
 	MaxInFlight int
 	// Logger receives connection and protocol events. Default: discard.
 	Logger *slog.Logger
+
+	// Security (see security.go): TLS, SASL and ACLs. The zero value
+	// serves plaintext without authentication, every principal
+	// ANONYMOUS.
+	Security Security
 }
 
 func (o *Options) setDefaults() {
@@ -79,6 +85,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	nconns   atomic.Int64
 	rejected atomic.Int64
+	door     door // authentication failures by address
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -95,6 +102,9 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: listening on %s: %w (is another broker running there?)", addr, err)
+	}
+	if s.opts.Security.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.Security.TLS)
 	}
 	return ln, nil
 }
