@@ -52,8 +52,8 @@ type conn struct {
 	out    chan *pending
 
 	stopping atomic.Bool
-	wbuf     []byte // the writer's buffer
-	hbuf     []byte // the reader's small buffer
+	wbuf     []byte   // the writer's buffer
+	hbuf     []byte   // the reader's small buffer
 	auth     connAuth // touched by the reader only
 }
 
