@@ -52,9 +52,10 @@ type conn struct {
 	out    chan *pending
 
 	stopping atomic.Bool
-	wbuf     []byte   // the writer's buffer
-	hbuf     []byte   // the reader's small buffer
-	auth     connAuth // touched by the reader only
+	wbuf     []byte // the writer's buffer
+	hbuf     []byte // the reader's small buffer
+
+	auth connAuth // touched by the reader only
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
