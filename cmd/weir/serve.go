@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // --debug-addr
 	"os"
@@ -32,6 +33,13 @@ type serveConfig struct {
 	LogLevel   string         `yaml:"log_level"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+	// Listeners, when set, replace listen and advertise: each plaintext
+	// or TLS, each with the SASL mechanisms it accepts (security.go).
+	Listeners []listenerConfig `yaml:"listeners"`
+	Admin     adminConfig      `yaml:"admin"`
+
+	flagTLS  *tlsConfig // --tls-cert, --tls-key, --tls-client-ca
+	flagSASL []string   // --sasl
 }
 
 type datasetDefault struct {
@@ -46,12 +54,16 @@ type datasetDefault struct {
 const serveExample = `  weir serve
   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertise broker1.internal:9092
   weir serve --config weir.yaml      # data_dir, listen, advertise, auto_create, defaults: {fsync: always}
-  WEIR_LISTEN=127.0.0.1:19092 weir serve`
+  WEIR_LISTEN=127.0.0.1:19092 weir serve
+  WEIR_ADMIN_PASSWORD_FILE=/etc/weir/admin.pass weir serve --listen 0.0.0.0:9093 --tls-cert server.crt --tls-key server.key --sasl SCRAM-SHA-512
+  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]`
 
 func newServeCmd() *cobra.Command {
 	var cfgFile string
 	var flags serveConfig
 	var autoCreate bool
+	var tlsFlags tlsConfig
+	var saslFlag []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the hub: a Kafka-compatible broker over the commit log",
@@ -96,6 +108,16 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("debug-addr") {
 				cfg.DebugAddr = flags.DebugAddr
 			}
+			if f.Changed("listen") || f.Changed("advertise") {
+				cfg.Listeners = nil
+			}
+			if tlsFlags.CertFile != "" || tlsFlags.KeyFile != "" || tlsFlags.ClientCAFile != "" {
+				cfg.flagTLS = &tlsFlags
+			}
+			cfg.flagSASL = saslFlag
+			if (cfg.flagTLS != nil || len(saslFlag) > 0) && len(cfg.Listeners) > 0 {
+				return errors.New("--tls-* and --sasl configure the --listen listener; with listeners: in the config, set tls and sasl there")
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -109,6 +131,10 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	f.StringVar(&tlsFlags.CertFile, "tls-cert", "", "serve TLS with this certificate chain (PEM; reloaded when the file changes)")
+	f.StringVar(&tlsFlags.KeyFile, "tls-key", "", "the TLS certificate's private key (PEM)")
+	f.StringVar(&tlsFlags.ClientCAFile, "tls-client-ca", "", "require client certificates signed by these CAs (mutual TLS)")
+	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
 	return cmd
 }
 
@@ -212,11 +238,33 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	srv := kafka.NewServer(h, kafka.Options{Advertise: cfg.Advertise, Logger: logger})
-	ln, err := srv.Listen(cfg.Listen)
+	users, _, err := cfg.openUsers(logger)
 	if err != nil {
 		h.Close()
 		return err
+	}
+	var srvs []*kafka.Server
+	var lns []net.Listener
+	for _, l := range cfg.listeners() {
+		sec, err := l.security(users, logger)
+		if err == nil {
+			srv := kafka.NewServer(h, kafka.Options{Advertise: l.Advertise, Logger: logger, Security: sec})
+			var ln net.Listener
+			if ln, err = srv.Listen(l.Listen); err == nil {
+				srvs, lns = append(srvs, srv), append(lns, ln)
+			}
+		}
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			h.Close()
+			return err
+		}
+	}
+	if len(srvs) == 0 {
+		h.Close()
+		return errNoListeners
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -233,11 +281,20 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		defer dbg.Close()
 		logger.Info("weir: pprof profiles served", "addr", cfg.DebugAddr)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("weir: hub serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
+	served := make(chan error, len(srvs))
+	for i, srv := range srvs {
+		go func() { served <- srv.Serve(lns[i]) }()
+		l := cfg.listeners()[i]
+		logger.Info("weir: hub serving", "listen", lns[i].Addr().String(), "tls", l.TLS != nil, "sasl", strings.Join(l.SASL, ","),
+			"data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
+	}
 	select {
 	case err = <-served:
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for _, srv := range srvs {
+			srv.Shutdown(sctx)
+		}
+		cancel()
 		h.Close()
 		return err
 	case <-ctx.Done():
@@ -245,10 +302,14 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	logger.Info("weir: shutting down", "why", context.Cause(ctx))
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("weir: connections did not finish in time; closed them", "err", err)
+	for _, srv := range srvs {
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("weir: connections did not finish in time; closed them", "err", err)
+		}
 	}
-	<-served
+	for range srvs {
+		<-served
+	}
 	if err := h.Close(); err != nil {
 		return fmt.Errorf("closing the hub: %w", err)
 	}

@@ -45,7 +45,7 @@ func init() {
 		14: {0, 5, handleSyncGroup},
 		15: {0, 5, handleDescribeGroups},
 		16: {0, 4, handleListGroups},
-		17: {1, 1, handleSaslHandshake},
+		17: {0, 1, handleSaslHandshake},
 		18: {0, 3, handleAPIVersions},
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},

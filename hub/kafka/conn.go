@@ -142,6 +142,9 @@ func (c *conn) readLoop() error {
 
 // handle decodes one request and queues its response.
 func (c *conn) handle(body []byte) error {
+	if c.auth.raw {
+		return c.rawSASL(body) // after SaslHandshake v0
+	}
 	var h header
 	h.key = int16(binary.BigEndian.Uint16(body))
 	h.version = int16(binary.BigEndian.Uint16(body[2:]))

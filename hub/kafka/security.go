@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -67,6 +68,7 @@ type connAuth struct {
 	mech    string        // mechanism chosen by the last SaslHandshake
 	exch    auth.Exchange // the exchange in progress
 	expires time.Time     // end of the SASL session, zero for none
+	raw     bool          // SaslHandshake v0: the next frames are bare SASL tokens
 }
 
 // principal is who the connection acts as: the SASL user, else the
@@ -119,7 +121,32 @@ func handleSaslHandshake(c *conn, h *header, kreq kmsg.Request) *pending {
 		return ready(resp)
 	}
 	c.auth.mech, c.auth.exch = req.Mechanism, exch
+	c.auth.raw = req.Version == 0
 	return ready(resp)
+}
+
+// rawSASL takes one bare SASL token, as clients send after a SaslHandshake
+// v0, and answers with a bare token; a failure closes the connection
+// without an answer, as Kafka does.
+func (c *conn) rawSASL(token []byte) error {
+	req := kmsg.NewPtrSASLAuthenticateRequest()
+	req.SASLAuthBytes = append([]byte(nil), token...)
+	p := handleSaslAuthenticate(c, nil, req)
+	resp := p.resp.(*kmsg.SASLAuthenticateResponse)
+	if resp.ErrorCode != 0 {
+		return fmt.Errorf("SASL authentication failed: %s", *resp.ErrorMessage)
+	}
+	if c.auth.exch == nil {
+		c.auth.raw = false // done: Kafka requests follow
+	}
+	out := resp.SASLAuthBytes
+	c.queue(&pending{write: func(c *conn) error {
+		b := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(out)))
+		b = append(b, out...)
+		_, err := c.nc.Write(b)
+		return err
+	}})
+	return nil
 }
 
 func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {

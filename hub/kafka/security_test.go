@@ -2,16 +2,8 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -25,62 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/weirhub/weir/internal/auth"
+	"github.com/weirhub/weir/internal/tlstest"
 )
-
-// testCA is a certificate authority made at test time.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var serial int64 = 1
-
-func newCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate and key (PEM) for cn: a server certificate
-// for 127.0.0.1 or a client certificate.
-func (ca *testCA) issue(t testing.TB, cn string, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
@@ -91,24 +29,22 @@ func writeFile(t testing.TB, path string, b []byte) {
 
 // tlsFiles writes a server certificate of ca into dir.
 func tlsFiles(t testing.TB, dir string, ca *testCA, clientCA *testCA) TLSFiles {
-	cert, key := ca.issue(t, "weir-test-server", false)
+	cert, key := ca.Issue(t, "weir-test-server", false)
 	f := TLSFiles{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key")}
 	writeFile(t, f.CertFile, cert)
 	writeFile(t, f.KeyFile, key)
 	if clientCA != nil {
 		f.ClientCAFile = filepath.Join(dir, "client-ca.crt")
-		writeFile(t, f.ClientCAFile, clientCA.pem)
+		writeFile(t, f.ClientCAFile, clientCA.PEM)
 	}
 	return f
 }
 
-func clientTLS(cas ...*testCA) *tls.Config {
-	pool := x509.NewCertPool()
-	for _, ca := range cas {
-		pool.AddCert(ca.cert)
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-}
+func clientTLS(cas ...*testCA) *tls.Config { return tlstest.ClientConfig(cas...) }
+
+type testCA = tlstest.CA
+
+func newCA(t testing.TB, name string) *testCA { return tlstest.NewCA(t, name) }
 
 // roundTrip produces n records to topic and reads them back.
 func roundTrip(t *testing.T, addr, topic string, n int, opts ...kgo.Opt) error {
@@ -181,7 +117,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := startBroker(t, t.TempDir(), Options{Security: Security{TLS: r.Config()}})
-	certPEM, keyPEM := clientCA.issue(t, "alice", true)
+	certPEM, keyPEM := clientCA.Issue(t, "alice", true)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +162,7 @@ func TestTLSCertificateRotatedWhileConnected(t *testing.T) {
 	}
 	// Rotate: a certificate of another CA, written to the same files with
 	// a later modification time.
-	cert, key := ca2.issue(t, "weir-test-server", false)
+	cert, key := ca2.Issue(t, "weir-test-server", false)
 	writeFile(t, files.KeyFile, key)
 	writeFile(t, files.CertFile, cert)
 	later := time.Now().Add(2 * time.Second)

@@ -224,7 +224,9 @@ func (e *scramExchange) Step(msg []byte) ([]byte, bool, error) {
 		if err != nil {
 			return nil, true, err
 		}
-		if cf.Nonce != e.nonce {
+		// The nonce must end with the server's: librdkafka sends its own
+		// nonce again in front, which Kafka accepts the same way.
+		if !strings.HasSuffix(cf.Nonce, e.nonce) {
 			return nil, true, fmt.Errorf("%w: SCRAM nonce mismatch", ErrAuthFailed)
 		}
 		if cb, err := base64.StdEncoding.DecodeString(cf.ChannelBinding); err != nil || string(cb) != e.first.GS2Header {

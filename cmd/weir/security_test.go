@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/weirhub/weir/internal/auth"
+	"github.com/weirhub/weir/internal/tlstest"
+)
+
+// kcatRun runs kcat with a timeout and returns its output and error.
+func kcatRun(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kcat", args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestServeSASLSSLWithKcat(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is not installed: install Debian package kcat (make test-deps)")
+	}
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "weir-test-ca")
+	cert, key, caFile := ca.Files(t, dir)
+	t.Setenv("WEIR_ADMIN_PASSWORD", "s3cret-admin")
+	p := startServe(t, t.TempDir(), "--tls-cert", cert, "--tls-key", key, "--sasl", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512")
+	if strings.Contains(p.output(), "s3cret-admin") {
+		t.Fatal("the admin password appears in the log")
+	}
+	base := []string{"-b", p.addr, "-X", "security.protocol=SASL_SSL", "-X", "ssl.ca.location=" + caFile, "-X", "sasl.username=admin"}
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			args := append(append([]string{}, base...), "-X", "sasl.mechanisms="+mech, "-X", "sasl.password=s3cret-admin")
+			topic := "kcat-" + strings.ToLower(mech)
+			if out, err := kcatRun(t, "one\ntwo\n", append(args, "-P", "-t", topic)...); err != nil {
+				t.Fatalf("kcat produce: %v\n%s\n%s", err, out, p.output())
+			}
+			out, err := kcatRun(t, "", append(args, "-C", "-t", topic, "-o", "beginning", "-e", "-q")...)
+			if err != nil || out != "one\ntwo\n" {
+				t.Fatalf("kcat consume: %v\n%q", err, out)
+			}
+			// A wrong password is refused and nothing is stored.
+			bad := append(append([]string{}, base...), "-X", "sasl.mechanisms="+mech, "-X", "sasl.password=wrong")
+			out, err = kcatRun(t, "three\n", append(bad, "-P", "-t", topic, "-X", "message.timeout.ms=3000")...)
+			if err == nil || !strings.Contains(out, "Authentication failed") {
+				t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+			}
+		})
+	}
+	// franz-go over the same listener sees only the two records per topic.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := mustClient(t, p.addr, kgo.DialTLSConfig(tlstest.ClientConfig(ca)),
+		kgo.SASL(scram.Auth{User: "admin", Pass: "s3cret-admin"}.AsSha512Mechanism()),
+		kgo.ConsumeTopics("kcat-plain"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	for len(got) < 2 {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if strings.Join(got, ",") != "one,two" {
+		t.Fatalf("stored %v", got)
+	}
+}
+
+func TestListenerBeyondLoopbackWithoutAuthWarns(t *testing.T) {
+	for _, c := range []struct {
+		l    listenerConfig
+		warn bool
+	}{
+		{listenerConfig{Listen: "0.0.0.0:9092"}, true},
+		{listenerConfig{Listen: "10.1.2.3:9092"}, true},
+		{listenerConfig{Listen: "127.0.0.1:9092"}, false},
+		{listenerConfig{Listen: "[::1]:9092"}, false},
+		{listenerConfig{Listen: "0.0.0.0:9092", SASL: []string{"SCRAM-SHA-512"}}, false},
+	} {
+		var buf bytes.Buffer
+		if _, err := c.l.security(auth.NewMemory(), slog.New(slog.NewTextHandler(&buf, nil))); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(buf.String(), "level=WARN"); got != c.warn {
+			t.Errorf("%+v: warned %v, want %v: %s", c.l, got, c.warn, buf.String())
+		}
+	}
+}
+
+func TestNoDefaultAdminPassword(t *testing.T) {
+	t.Setenv("WEIR_ADMIN_PASSWORD", "")
+	t.Setenv("WEIR_ADMIN_PASSWORD_FILE", "")
+	cfg := serveConfig{DataDir: t.TempDir()}
+	users, admin, err := cfg.openUsers(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin != "" || len(users.Users()) != 0 {
+		t.Fatalf("an administrator %q was made without a password: %v", admin, users.Users())
+	}
+}
