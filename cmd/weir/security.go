@@ -83,7 +83,9 @@ func (l listenerConfig) security(users *auth.Store, logger *slog.Logger) (kafka.
 	sec := kafka.Security{SASLMechanisms: l.SASL, Users: users}
 	if l.TLS != nil {
 		r, err := kafka.NewTLSReloader(kafka.TLSFiles{CertFile: l.TLS.CertFile, KeyFile: l.TLS.KeyFile, ClientCAFile: l.TLS.ClientCAFile},
-			func(err error) { logger.Warn("weir: reloading the TLS certificate failed; keeping the previous one", "listen", l.Listen, "err", err) })
+			func(err error) {
+				logger.Warn("weir: reloading the TLS certificate failed; keeping the previous one", "listen", l.Listen, "err", err)
+			})
 		if err != nil {
 			return sec, fmt.Errorf("listener %s: %w", l.Listen, err)
 		}
