@@ -192,7 +192,7 @@ func (c *conn) handle(body []byte) error {
 	if err := req.ReadFrom(rest); err != nil {
 		return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
 	}
-	p := a.handle(c, &h, req)
+	p := c.dispatch(a, &h, req)
 	if p == nil {
 		return nil // nothing to answer (acks=0)
 	}

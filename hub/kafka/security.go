@@ -42,6 +42,16 @@ type Security struct {
 	// checking until the window has passed. Default 10 in a minute.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
+
+	// ACLs, when set, authorise every request (see acl.go); nil lets
+	// every principal do everything.
+	ACLs *auth.ACLs
+	// SuperUsers (User:name) may do anything whatever the ACLs say.
+	SuperUsers []string
+	// AllowIfNoACL allows an operation on a resource that no ACL names at
+	// all (Kafka's allow.everyone.if.no.acl.found). Default false: such
+	// resources are for super users only.
+	AllowIfNoACL bool
 }
 
 // Validate checks the security settings.
