@@ -553,6 +553,30 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 		}
 		return nil
 
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		if c.allowed(rtCluster, clusterName, opDescribe) {
+			return nil
+		}
+		resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+		resp.ErrorCode = clusterDenied
+		return ready(resp)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		if c.allowed(rtCluster, clusterName, opAlter) {
+			return nil
+		}
+		resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+		for _, d := range req.Deletions {
+			r := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
+			r.User, r.ErrorCode = d.Name, clusterDenied
+			resp.Results = append(resp.Results, r)
+		}
+		for _, u := range req.Upsertions {
+			r := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
+			r.User, r.ErrorCode = u.Name, clusterDenied
+			resp.Results = append(resp.Results, r)
+		}
+		return ready(resp)
+
 	case *kmsg.DescribeACLsRequest:
 		if c.allowed(rtCluster, clusterName, opDescribe) {
 			return nil

@@ -32,7 +32,7 @@ func aclBroker(t *testing.T, dir string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startBroker(t, dir, Options{Security: Security{SASLMechanisms: []string{auth.ScramSHA512}, Users: users,
+	return startBroker(t, dir, Options{Security: Security{SASLMechanisms: []string{auth.Plain, auth.ScramSHA256, auth.ScramSHA512}, Users: users,
 		ACLs: acls, SuperUsers: []string{"User:admin"}}})
 }
 

@@ -62,6 +62,8 @@ func init() {
 		42: {0, 2, handleDeleteGroups},
 		44: {0, 1, handleIncrementalAlterConfigs},
 		47: {0, 0, handleOffsetDelete},
+		50: {0, 0, handleDescribeUserSCRAMCredentials},
+		51: {0, 0, handleAlterUserSCRAMCredentials},
 	}
 }
 
