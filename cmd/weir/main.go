@@ -107,7 +107,7 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 	}
 	root.SetVersionTemplate("weir {{.Version}}\n")
 	root.AddCommand(newRunCmd(), newLintCmd(), newTestCmd(), newListCmd(), newServeCmd(), newTopicsCmd(),
-		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd())
+		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd(), newUsersCmd(), newACLsCmd())
 	return root
 }
 

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/weirhub/weir/hub/kafka"
 	"github.com/weirhub/weir/internal/auth"
@@ -138,3 +145,102 @@ func (cfg serveConfig) openUsers(logger *slog.Logger) (*auth.Store, string, erro
 }
 
 var errNoListeners = errors.New("no listeners configured")
+
+// clientSec is the TLS and SASL of the client commands (topics, produce,
+// consume, groups, users, acls): flags, else WEIR_* environment variables.
+var clientSec struct {
+	tls, caFile, mechanism, user, passwordFile string
+}
+
+func addClientSecurityFlags(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&clientSec.tls, "tls", os.Getenv("WEIR_TLS"), "connect with TLS: true, or the CA file to trust (env WEIR_TLS)")
+	f.StringVar(&clientSec.mechanism, "sasl-mechanism", os.Getenv("WEIR_SASL_MECHANISM"), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env WEIR_SASL_MECHANISM)")
+	f.StringVar(&clientSec.user, "sasl-user", os.Getenv("WEIR_SASL_USER"), "SASL user (env WEIR_SASL_USER)")
+	f.StringVar(&clientSec.passwordFile, "sasl-password-file", os.Getenv("WEIR_SASL_PASSWORD_FILE"),
+		"file holding the SASL password (env WEIR_SASL_PASSWORD_FILE; or WEIR_SASL_PASSWORD)")
+}
+
+// clientSecurity returns the kgo options of clientSec.
+func clientSecurity() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	switch v := clientSec.tls; v {
+	case "", "false":
+	case "true":
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	default:
+		pem, err := os.ReadFile(v)
+		if err != nil {
+			return nil, fmt.Errorf("--tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls: %s holds no PEM certificate", v)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}))
+	}
+	if clientSec.mechanism == "" {
+		return opts, nil
+	}
+	password := os.Getenv("WEIR_SASL_PASSWORD")
+	if clientSec.passwordFile != "" {
+		b, err := os.ReadFile(clientSec.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--sasl-password-file: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	if clientSec.user == "" || password == "" {
+		return nil, errors.New("SASL needs --sasl-user and a password (--sasl-password-file or WEIR_SASL_PASSWORD)")
+	}
+	switch strings.ToUpper(clientSec.mechanism) {
+	case auth.Plain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: clientSec.user, Pass: password}.AsMechanism()))
+	case auth.ScramSHA256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: clientSec.user, Pass: password}.AsSha256Mechanism()))
+	case auth.ScramSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: clientSec.user, Pass: password}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", clientSec.mechanism)
+	}
+	return opts, nil
+}
+
+// aclConfig turns authorisation on.
+type aclConfig struct {
+	// Enabled authorises every request against the ACLs of the data dir.
+	Enabled bool `yaml:"enabled"`
+	// SuperUsers are allowed everything (User:name); the bootstrap admin
+	// is always one.
+	SuperUsers []string `yaml:"super_users"`
+	// AllowIfNoACL is Kafka's allow.everyone.if.no.acl.found: a resource
+	// no ACL names is open to all. Default false: it is for super users
+	// only.
+	AllowIfNoACL bool `yaml:"allow_if_no_acl"`
+}
+
+// openACLs opens the ACL store when ACLs are enabled and returns the
+// super users.
+func (cfg serveConfig) openACLs(admin string, logger *slog.Logger) (*auth.ACLs, []string, error) {
+	if !cfg.ACLs.Enabled {
+		return nil, nil, nil
+	}
+	supers := append([]string(nil), cfg.ACLs.SuperUsers...)
+	for _, s := range supers {
+		if !strings.HasPrefix(s, "User:") {
+			return nil, nil, fmt.Errorf("acls.super_users: %q: want User:name", s)
+		}
+	}
+	if admin != "" {
+		supers = append(supers, "User:"+admin)
+	}
+	acls, err := auth.OpenACLs(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(supers) == 0 {
+		logger.Warn("weir: ACLs are on but there is no super user: only what ACLs allow is possible, and nobody may change the ACLs")
+	}
+	logger.Info("weir: ACLs on", "super_users", strings.Join(supers, ","), "allow_if_no_acl", cfg.ACLs.AllowIfNoACL)
+	return acls, supers, nil
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,62 @@ func TestNoDefaultAdminPassword(t *testing.T) {
 	}
 	if admin != "" || len(users.Users()) != 0 {
 		t.Fatalf("an administrator %q was made without a password: %v", admin, users.Users())
+	}
+}
+
+func TestServeACLsWithUsersAndACLsCommands(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is not installed: install Debian package kcat (make test-deps)")
+	}
+	dir := t.TempDir()
+	t.Setenv("WEIR_ADMIN_PASSWORD", "admin-pw")
+	p := startServe(t, t.TempDir(), "--sasl", "SCRAM-SHA-512,SCRAM-SHA-256", "--acls")
+	t.Setenv("WEIR_ADMIN_PASSWORD", "")
+	t.Setenv("WEIR_BROKERS", p.addr)
+	t.Setenv("WEIR_SASL_MECHANISM", "SCRAM-SHA-512")
+	t.Setenv("WEIR_SASL_USER", "admin")
+	t.Setenv("WEIR_SASL_PASSWORD", "admin-pw")
+	pwFile := filepath.Join(dir, "alice.pass")
+	if err := os.WriteFile(pwFile, []byte("alice-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runIn(t, "", args...)
+		if err != nil {
+			t.Fatalf("weir %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out
+	}
+	mustRun("users", "add", "alice", "--password-file", pwFile)
+	if out := mustRun("users", "list"); !strings.Contains(out, "alice") || !strings.Contains(out, "SCRAM-SHA-512") {
+		t.Fatalf("users list:\n%s", out)
+	}
+	mustRun("acls", "add", "--principal", "User:alice", "--operation", "write,create,read", "--topic", "app.", "--prefixed")
+	if out := mustRun("acls", "list", "--principal", "User:alice"); strings.Count(out, "User:alice") != 3 || !strings.Contains(out, "PREFIXED") {
+		t.Fatalf("acls list:\n%s", out)
+	}
+	kc := []string{"-b", p.addr, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-256",
+		"-X", "sasl.username=alice", "-X", "sasl.password=alice-pw", "-X", "message.timeout.ms=5000"}
+	if out, err := kcatRun(t, "hello\n", append(kc, "-P", "-t", "app.events")...); err != nil {
+		t.Fatalf("kcat as alice to app.events: %v\n%s", err, out)
+	}
+	out, err := kcatRun(t, "stolen\n", append(kc, "-P", "-t", "payments")...)
+	if err == nil || !strings.Contains(strings.ToLower(out), "authorization failed") {
+		t.Fatalf("kcat as alice to payments: %v\n%s", err, out)
+	}
+	// The admin sees no payments topic: the refused produce created nothing.
+	if out := mustRun("topics", "list"); strings.Contains(out, "payments") || !strings.Contains(out, "app.events") {
+		t.Fatalf("topics after a refused produce:\n%s", out)
+	}
+	if out := mustRun("acls", "delete", "--principal", "User:alice"); !strings.Contains(out, "deleted 3 ACLs") {
+		t.Fatalf("acls delete: %s", out)
+	}
+	if out, err := kcatRun(t, "again\n", append(kc, "-P", "-t", "app.events")...); err == nil {
+		t.Fatalf("alice produced after her ACLs were deleted:\n%s", out)
+	}
+	mustRun("users", "delete", "alice")
+	if out := mustRun("users", "list"); strings.Contains(out, "alice") {
+		t.Fatalf("users list after delete:\n%s", out)
 	}
 }

@@ -37,6 +37,7 @@ type serveConfig struct {
 	// or TLS, each with the SASL mechanisms it accepts (security.go).
 	Listeners []listenerConfig `yaml:"listeners"`
 	Admin     adminConfig      `yaml:"admin"`
+	ACLs      aclConfig        `yaml:"acls"`
 
 	flagTLS  *tlsConfig // --tls-cert, --tls-key, --tls-client-ca
 	flagSASL []string   // --sasl
@@ -64,6 +65,8 @@ func newServeCmd() *cobra.Command {
 	var autoCreate bool
 	var tlsFlags tlsConfig
 	var saslFlag []string
+	var aclsFlag bool
+	var superUsers []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the hub: a Kafka-compatible broker over the commit log",
@@ -115,6 +118,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 				cfg.flagTLS = &tlsFlags
 			}
 			cfg.flagSASL = saslFlag
+			if f.Changed("acls") {
+				cfg.ACLs.Enabled = aclsFlag
+			}
+			if f.Changed("super-users") {
+				cfg.ACLs.SuperUsers = superUsers
+			}
 			if (cfg.flagTLS != nil || len(saslFlag) > 0) && len(cfg.Listeners) > 0 {
 				return errors.New("--tls-* and --sasl configure the --listen listener; with listeners: in the config, set tls and sasl there")
 			}
@@ -135,6 +144,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&tlsFlags.KeyFile, "tls-key", "", "the TLS certificate's private key (PEM)")
 	f.StringVar(&tlsFlags.ClientCAFile, "tls-client-ca", "", "require client certificates signed by these CAs (mutual TLS)")
 	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+	f.BoolVar(&aclsFlag, "acls", false, "authorise every request with the ACLs in the data dir (weir acls)")
+	f.StringSliceVar(&superUsers, "super-users", nil, "principals (User:name) allowed everything; the bootstrap admin is one")
 	return cmd
 }
 
@@ -238,7 +249,12 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	users, _, err := cfg.openUsers(logger)
+	users, admin, err := cfg.openUsers(logger)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	acls, supers, err := cfg.openACLs(admin, logger)
 	if err != nil {
 		h.Close()
 		return err
@@ -247,6 +263,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	var lns []net.Listener
 	for _, l := range cfg.listeners() {
 		sec, err := l.security(users, logger)
+		sec.ACLs, sec.SuperUsers, sec.AllowIfNoACL = acls, supers, cfg.ACLs.AllowIfNoACL
 		if err == nil {
 			srv := kafka.NewServer(h, kafka.Options{Advertise: l.Advertise, Logger: logger, Security: sec})
 			var ln net.Listener
