@@ -3,15 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/weirhub/weir/internal/auth"
@@ -168,5 +171,84 @@ func TestServeACLsWithUsersAndACLsCommands(t *testing.T) {
 	mustRun("users", "delete", "alice")
 	if out := mustRun("users", "list"); strings.Contains(out, "alice") {
 		t.Fatalf("users list after delete:\n%s", out)
+	}
+}
+
+// lockedWriter collects a log written from several goroutines.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func TestServeListenersFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "weir-test-ca")
+	cert, key, _ := ca.Files(t, dir)
+	cfgFile := filepath.Join(dir, "weir.yaml")
+	yml := "data_dir: " + filepath.Join(dir, "data") + "\nlisteners:\n" +
+		"  - listen: 127.0.0.1:0\n" +
+		"  - listen: 127.0.0.1:0\n    tls: {cert_file: " + cert + ", key_file: " + key + "}\n    sasl: [SCRAM-SHA-256]\n"
+	if err := os.WriteFile(cfgFile, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg serveConfig
+	if err := loadServeConfig(cfgFile, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LogLevel = "info"
+	t.Setenv("WEIR_ADMIN_PASSWORD", "pw")
+	var logs lockedWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, &logs, cfg) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var addrs []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(addrs) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("listeners did not start:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+		addrs = nil
+		for _, m := range servingRE.FindAllStringSubmatch(logs.String(), -1) {
+			addrs = append(addrs, m[1])
+		}
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer ccancel()
+	plain := mustClient(t, addrs[0], kgo.DefaultProduceTopic("multi"), kgo.AllowAutoTopicCreation())
+	if err := plain.ProduceSync(cctx, &kgo.Record{Value: []byte("p")}).FirstErr(); err != nil {
+		t.Fatalf("plaintext listener: %v", err)
+	}
+	sec := mustClient(t, addrs[1], kgo.DialTLSConfig(tlstest.ClientConfig(ca)), kgo.SASL(scram.Auth{User: "admin", Pass: "pw"}.AsSha256Mechanism()),
+		kgo.ConsumeTopics("multi"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	fs := sec.PollRecords(cctx, 1)
+	if err := fs.Err(); err != nil || len(fs.Records()) != 1 {
+		t.Fatalf("SASL_SSL listener: %v", err)
+	}
+	// Metadata on each listener advertises that listener.
+	for _, a := range addrs[:1] {
+		req := kmsg.NewPtrMetadataRequest()
+		resp, err := req.RequestWith(cctx, plain)
+		if err != nil || len(resp.Brokers) != 1 || fmt.Sprintf("%s:%d", resp.Brokers[0].Host, resp.Brokers[0].Port) != a {
+			t.Fatalf("metadata on %s: %v %+v", a, err, resp)
+		}
 	}
 }

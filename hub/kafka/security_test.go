@@ -3,7 +3,10 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -289,5 +292,83 @@ func TestSASLReauthentication(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// rawRequest writes req on nc with correlation id 1 and reads the
+// response into resp.
+func rawRequest(t *testing.T, nc net.Conn, req kmsg.Request, resp kmsg.Response) error {
+	t.Helper()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	body := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+	body = binary.BigEndian.AppendUint16(body, uint16(req.GetVersion()))
+	body = binary.BigEndian.AppendUint32(body, 1)
+	body = binary.BigEndian.AppendUint16(body, 4)
+	body = append(body, "test"...)
+	if req.IsFlexible() {
+		body = append(body, 0)
+	}
+	body = req.AppendTo(body)
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	if _, err := nc.Write(append(frame, body...)); err != nil {
+		return err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(nc, size[:]); err != nil {
+		return err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(nc, b); err != nil {
+		return err
+	}
+	b = b[4:] // correlation id
+	if resp.IsFlexible() && req.Key() != 18 {
+		b = b[1:]
+	}
+	resp.SetVersion(req.GetVersion())
+	return resp.ReadFrom(b)
+}
+
+func TestSASLSessionEndsWithoutReauthentication(t *testing.T) {
+	b, _ := saslBroker(t, Security{SessionLifetime: 300 * time.Millisecond})
+	nc, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, auth.Plain
+	if err := rawRequest(t, nc, hs, hs.ResponseKind()); err != nil {
+		t.Fatal(err)
+	}
+	// Before authenticating, Metadata closes the connection: tested below
+	// on a second connection.
+	au := kmsg.NewPtrSASLAuthenticateRequest()
+	au.Version, au.SASLAuthBytes = 1, []byte("\x00alice\x00alice-secret")
+	aresp := au.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+	if err := rawRequest(t, nc, au, aresp); err != nil || aresp.ErrorCode != 0 {
+		t.Fatalf("authenticate: %v %d", err, aresp.ErrorCode)
+	}
+	if aresp.SessionLifetimeMillis != 300 {
+		t.Fatalf("session lifetime %d ms, want 300", aresp.SessionLifetimeMillis)
+	}
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 4
+	if err := rawRequest(t, nc, md, md.ResponseKind()); err != nil {
+		t.Fatalf("metadata within the session: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := rawRequest(t, nc, md, md.ResponseKind()); err == nil {
+		t.Fatal("metadata answered after the session ended")
+	}
+
+	// A connection that has not authenticated may send nothing else.
+	nc2, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	if err := rawRequest(t, nc2, md, md.ResponseKind()); err == nil {
+		t.Fatal("metadata answered before authentication")
 	}
 }
