@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,6 +28,9 @@ type listenerConfig struct {
 	// SASL lists the mechanisms the listener accepts (PLAIN,
 	// SCRAM-SHA-256, SCRAM-SHA-512); empty: no authentication.
 	SASL []string `yaml:"sasl"`
+	// SessionLifetime bounds a SASL authentication (Kafka's
+	// connections.max.reauth.ms, KIP-368), e.g. 1h; empty: no bound.
+	SessionLifetime string `yaml:"session_lifetime"`
 }
 
 type tlsConfig struct {
@@ -88,6 +92,13 @@ func (cfg serveConfig) listeners() []listenerConfig {
 // security builds the kafka.Security of a listener.
 func (l listenerConfig) security(users *auth.Store, logger *slog.Logger) (kafka.Security, error) {
 	sec := kafka.Security{SASLMechanisms: l.SASL, Users: users}
+	if l.SessionLifetime != "" {
+		d, err := time.ParseDuration(l.SessionLifetime)
+		if err != nil || d <= 0 {
+			return sec, fmt.Errorf("listener %s: session_lifetime %q: want a positive duration such as 1h", l.Listen, l.SessionLifetime)
+		}
+		sec.SessionLifetime = d
+	}
 	if l.TLS != nil {
 		r, err := kafka.NewTLSReloader(kafka.TLSFiles{CertFile: l.TLS.CertFile, KeyFile: l.TLS.KeyFile, ClientCAFile: l.TLS.ClientCAFile},
 			func(err error) {
