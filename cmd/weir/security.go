@@ -31,6 +31,10 @@ type listenerConfig struct {
 	// SessionLifetime bounds a SASL authentication (Kafka's
 	// connections.max.reauth.ms, KIP-368), e.g. 1h; empty: no bound.
 	SessionLifetime string `yaml:"session_lifetime"`
+	// MaxAuthFailures is how many failed authentications one address may
+	// make in a minute before it is refused until the minute has passed.
+	// Default 10.
+	MaxAuthFailures int `yaml:"max_auth_failures"`
 }
 
 type tlsConfig struct {
@@ -91,7 +95,7 @@ func (cfg serveConfig) listeners() []listenerConfig {
 
 // security builds the kafka.Security of a listener.
 func (l listenerConfig) security(users *auth.Store, logger *slog.Logger) (kafka.Security, error) {
-	sec := kafka.Security{SASLMechanisms: l.SASL, Users: users}
+	sec := kafka.Security{SASLMechanisms: l.SASL, Users: users, MaxAuthFailures: l.MaxAuthFailures}
 	if l.SessionLifetime != "" {
 		d, err := time.ParseDuration(l.SessionLifetime)
 		if err != nil || d <= 0 {

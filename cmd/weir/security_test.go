@@ -252,3 +252,84 @@ func TestServeListenersFromConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestServeSASLWithPythonClients(t *testing.T) {
+	const py = "/usr/bin/python3"
+	for _, mod := range []string{"kafka", "confluent_kafka"} {
+		if out, err := exec.Command(py, "-c", "import "+mod).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s: install Debian packages python3-kafka python3-confluent-kafka (make test-deps)", mod, err, out)
+		}
+	}
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "weir-test-ca")
+	cert, key, caFile := ca.Files(t, dir)
+	cfgFile := filepath.Join(dir, "weir.yaml")
+	// Failed authentications are limited per address; librdkafka retries
+	// a wrong password, so the tests allow more.
+	yml := "listeners:\n  - {listen: 127.0.0.1:0, sasl: [PLAIN, SCRAM-SHA-256, SCRAM-SHA-512], max_auth_failures: 1000}\n" +
+		"  - {listen: 127.0.0.1:0, sasl: [PLAIN, SCRAM-SHA-256, SCRAM-SHA-512], max_auth_failures: 1000, tls: {cert_file: " + cert + ", key_file: " + key + "}}\n"
+	if err := os.WriteFile(cfgFile, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg serveConfig
+	if err := loadServeConfig(cfgFile, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir, cfg.LogLevel = filepath.Join(dir, "data"), "info"
+	t.Setenv("WEIR_ADMIN_PASSWORD", "py-pw")
+	addrs := serveInProcess(t, cfg)
+	run := func(t *testing.T, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, py, append([]string{filepath.Join("testdata", "sasl_clients.py")}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	for _, lib := range []string{"kafka-python", "confluent-kafka"} {
+		for li, proto := range []string{"SASL_PLAINTEXT", "SASL_SSL"} {
+			for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+				t.Run(lib+"/"+proto+"/"+mech, func(t *testing.T) {
+					topic := strings.ToLower(strings.NewReplacer("_", "-", "/", "-").Replace(lib + "-" + proto + "-" + mech))
+					out, err := run(t, lib, addrs[li], proto, mech, "admin", "py-pw", caFile, topic)
+					if err != nil || !strings.HasPrefix(out, "ok 3") {
+						t.Fatalf("%v\n%s", err, out)
+					}
+					out, err = run(t, lib, addrs[li], proto, mech, "admin", "wrong", caFile, topic+"-refused")
+					if err == nil || !strings.Contains(out, "AUTH_FAILED") {
+						t.Fatalf("wrong password: %v\n%s", err, out)
+					}
+				})
+			}
+		}
+	}
+}
+
+// serveInProcess runs weir serve with cfg in this process until the test
+// ends and returns the listeners' addresses.
+func serveInProcess(t *testing.T, cfg serveConfig) []string {
+	t.Helper()
+	logs := &lockedWriter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, logs, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	want := len(cfg.listeners())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var addrs []string
+		for _, m := range servingRE.FindAllStringSubmatch(logs.String(), -1) {
+			addrs = append(addrs, m[1])
+		}
+		if len(addrs) == want {
+			return addrs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listeners did not start:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
