@@ -113,6 +113,9 @@ func (c *conn) readLoop() error {
 		if key != 0 && size > maxNonProduceBytes {
 			return fmt.Errorf("request of %d bytes for API key %d (at most %d for anything but Produce)", size, key, maxNonProduceBytes)
 		}
+		if err := c.admitFrame(key, size); err != nil {
+			return err
+		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 		// Produce bodies come from a pool: the records are copied into
 		// the log before the handler returns, so the body can be reused

@@ -116,6 +116,25 @@ func (c *conn) admit(key int16) error {
 	return nil
 }
 
+// maxUnauthenticatedBytes bounds each request a connection sends before it
+// has authenticated on a SASL listener: ApiVersions and SASL messages are
+// small, so nobody can make the broker read a large body without
+// credentials.
+const maxUnauthenticatedBytes = 64 << 10
+
+// admitFrame refuses a request frame too large for a connection that has
+// not authenticated yet, before its body is read.
+func (c *conn) admitFrame(key int16, size int32) error {
+	if len(c.s.opts.Security.SASLMechanisms) == 0 || c.auth.user != "" && !c.auth.raw {
+		return nil
+	}
+	if size > maxUnauthenticatedBytes {
+		c.s.opts.Logger.Warn("kafka: large request before SASL authentication; closing", "remote", c.remote, "api_key", key, "bytes", size)
+		return fmt.Errorf("request of %d bytes for API key %d before SASL authentication (at most %d)", size, key, maxUnauthenticatedBytes)
+	}
+	return nil
+}
+
 func handleSaslHandshake(c *conn, h *header, kreq kmsg.Request) *pending {
 	req := kreq.(*kmsg.SASLHandshakeRequest)
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)

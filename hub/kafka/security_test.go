@@ -362,6 +362,26 @@ func TestSASLSessionEndsWithoutReauthentication(t *testing.T) {
 		t.Fatal("metadata answered after the session ended")
 	}
 
+	// Nor may it send a large request: it is closed before the body is
+	// read (the body is never sent here).
+	nc3, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc3.Close()
+	nc3.SetDeadline(time.Now().Add(5 * time.Second))
+	head := binary.BigEndian.AppendUint32(nil, 50<<20)
+	head = binary.BigEndian.AppendUint16(head, 0) // Produce
+	head = binary.BigEndian.AppendUint16(head, 9)
+	if _, err := nc3.Write(head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc3.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a 50 MiB produce before authentication got an answer")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the broker waited for the body of a 50 MiB request before authentication")
+	}
+
 	// A connection that has not authenticated may send nothing else.
 	nc2, err := net.Dial("tcp", b.addr)
 	if err != nil {
