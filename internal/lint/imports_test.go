@@ -21,7 +21,7 @@ var allowed = map[string][]string{
 	"codecs":          {},
 	"log":             {"codecs"},
 	"hub":             {"log", "codecs", "internal/atomicfile"},
-	"hub/kafka":       {"hub", "log", "codecs"},
+	"hub/kafka":       {"hub", "log", "codecs", "internal/auth", "internal/tlstest"},
 	"hub/kafkaclient": {"hub", "codecs", "internal/kafkaconf"},
 	"connectors":      {"hub", "codecs"},
 	"sources":         {"connectors", "hub", "hub/kafkaclient", "codecs", "internal/kafkaconf", "internal/ackq", "internal/atomicfile"},
