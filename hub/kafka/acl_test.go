@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"slices"
 	"testing"
@@ -227,5 +228,44 @@ func TestACLAuthorizeSemantics(t *testing.T) {
 	}
 	if _, found := s.Authorize("User:x", "h", rtGroup, "g", opRead); found {
 		t.Error("a group no ACL names was found")
+	}
+}
+
+func TestMutualTLSPrincipalInACLs(t *testing.T) {
+	dir := t.TempDir()
+	ca, clientCA := newCA(t, "ca"), newCA(t, "client-ca")
+	r, err := NewTLSReloader(tlsFiles(t, t.TempDir(), ca, clientCA), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acls, err := auth.OpenACLs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := acls.Add(auth.ACL{Principal: "User:CN=shipper", Host: "*", ResourceType: rtTopic, ResourceName: "logs",
+		PatternType: kmsg.ACLResourcePatternTypeLiteral, Operation: opWrite, Permission: kmsg.ACLPermissionTypeAllow}); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, dir, Options{Security: Security{TLS: r.Config(), ACLs: acls, SuperUsers: []string{"User:CN=ops"}}})
+	client := func(cn string) kgo.Opt {
+		certPEM, keyPEM := clientCA.Issue(t, cn, true)
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := clientTLS(ca)
+		cfg.Certificates = []tls.Certificate{cert}
+		return kgo.DialTLSConfig(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(newClient(t, b.addr, client("ops"))).CreateTopic(ctx, 1, 1, nil, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tryProduce(t, b.addr, "logs", client("shipper")); err != nil {
+		t.Fatalf("shipper writing logs: %v", err)
+	}
+	if err := tryProduce(t, b.addr, "logs", client("intruder")); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("intruder writing logs: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
 }
