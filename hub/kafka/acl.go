@@ -18,9 +18,10 @@ import (
 // here).
 //
 // A request naming several resources is refused whole when any one is
-// refused (every topic or group gets the error code), except Metadata,
-// which leaves out topics the principal may not describe, as Kafka does,
-// and ListGroups, which leaves out groups.
+// refused (every topic or group gets the error code), except Produce,
+// which stores the topics allowed and refuses the others, Metadata, which
+// leaves out topics the principal may not describe, as Kafka does, and
+// ListGroups, which leaves out groups.
 
 const (
 	opRead            = kmsg.ACLOperationRead
@@ -177,29 +178,35 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 		return p
 
 	case *kmsg.ProduceRequest:
-		ok := req.TransactionID == nil || c.allowed(rtTxn, *req.TransactionID, opWrite)
-		code := txnDenied
-		if ok {
-			code = topicDenied
-			for _, t := range req.Topics {
-				if !c.allowed(rtTopic, t.Topic, opWrite) {
-					ok = false
-					break
-				}
+		// Refused topics get the error; the others are stored, as Kafka
+		// does. A transactional id the principal may not write refuses all.
+		txnOK := req.TransactionID == nil || c.allowed(rtTxn, *req.TransactionID, opWrite)
+		var kept, denied []kmsg.ProduceRequestTopic
+		for _, t := range req.Topics {
+			ok := txnOK && c.allowed(rtTopic, t.Topic, opWrite)
+			if ok {
 				if _, err := c.s.hub.Dataset(t.Topic); err != nil && !c.mayCreate(t.Topic) {
 					ok = false
-					break
 				}
 			}
+			if ok {
+				kept = append(kept, t)
+			} else {
+				denied = append(denied, t)
+			}
 		}
-		if ok {
+		if len(denied) == 0 {
 			return nil
 		}
 		if req.Acks == 0 {
 			return &pending{closeAfter: true, write: func(*conn) error { return nil }}
 		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, t := range req.Topics {
+		code := topicDenied
+		if !txnOK {
+			code = txnDenied
+		}
+		refusals := make([]kmsg.ProduceResponseTopic, 0, len(denied))
+		for _, t := range denied {
 			rt := kmsg.NewProduceResponseTopic()
 			rt.Topic = t.Topic
 			for _, p := range t.Partitions {
@@ -207,9 +214,29 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 				rp.Partition, rp.ErrorCode = p.Partition, code
 				rt.Partitions = append(rt.Partitions, rp)
 			}
-			resp.Topics = append(resp.Topics, rt)
+			refusals = append(refusals, rt)
 		}
-		return ready(resp)
+		if len(kept) == 0 {
+			resp := req.ResponseKind().(*kmsg.ProduceResponse)
+			resp.Topics = refusals
+			return ready(resp)
+		}
+		req.Topics = kept
+		p := apis[h.key].handle(c, h, req)
+		add := func() { p.resp.(*kmsg.ProduceResponse).Topics = append(p.resp.(*kmsg.ProduceResponse).Topics, refusals...) }
+		if p.ready == nil {
+			add()
+			return p
+		}
+		// The stored part completes later: add the refusals once it has.
+		out := &pending{ready: make(chan struct{}), done: p.done, closeAfter: p.closeAfter}
+		go func() {
+			<-p.ready
+			add()
+			out.resp = p.resp
+			close(out.ready)
+		}()
+		return out
 
 	case *kmsg.FetchRequest:
 		for _, t := range req.Topics {

@@ -90,12 +90,25 @@ func TestACLsWithFranzGo(t *testing.T) {
 	rp.Records, _ = bb.Build()
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
+	// In the same request, a topic she may write: stored, as Kafka does.
+	ok := rt
+	ok.Topic = "alice-a"
+	req.Topics = append(req.Topics, ok)
 	presp, err := req.RequestWith(ctx, alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := presp.Topics[0].Partitions[0].ErrorCode; code != kerr.TopicAuthorizationFailed.Code {
-		t.Fatalf("produce to secret: error %d, want TOPIC_AUTHORIZATION_FAILED", code)
+	codes := map[string]int16{}
+	for _, t := range presp.Topics {
+		codes[t.Topic] = t.Partitions[0].ErrorCode
+	}
+	if codes["secret"] != kerr.TopicAuthorizationFailed.Code || codes["alice-a"] != 0 || len(codes) != 2 {
+		t.Fatalf("produce to secret and alice-a: error codes %v, want TOPIC_AUTHORIZATION_FAILED for secret only", codes)
+	}
+	if ends, err := adm.ListEndOffsets(ctx, "alice-a"); err != nil {
+		t.Fatal(err)
+	} else if o, _ := ends.Lookup("alice-a", 0); o.Offset != 2 {
+		t.Fatalf("alice-a ends at %d, want 2", o.Offset)
 	}
 	if ends, err := adm.ListEndOffsets(ctx, "secret"); err != nil {
 		t.Fatal(err)
