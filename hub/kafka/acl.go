@@ -223,7 +223,9 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 		}
 		req.Topics = kept
 		p := apis[h.key].handle(c, h, req)
-		add := func() { p.resp.(*kmsg.ProduceResponse).Topics = append(p.resp.(*kmsg.ProduceResponse).Topics, refusals...) }
+		add := func() {
+			p.resp.(*kmsg.ProduceResponse).Topics = append(p.resp.(*kmsg.ProduceResponse).Topics, refusals...)
+		}
 		if p.ready == nil {
 			add()
 			return p
