@@ -1,11 +1,13 @@
 package kafka
 
 import (
+	"errors"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/auth"
 )
 
@@ -18,8 +20,8 @@ import (
 // here).
 //
 // A request naming several resources is refused whole when any one is
-// refused (every topic or group gets the error code), except Produce,
-// which stores the topics allowed and refuses the others, Metadata, which
+// refused (every topic or group gets the error code), except Produce and
+// Fetch, which serve the topics allowed and refuse the others, Metadata, which
 // leaves out topics the principal may not describe, as Kafka does, and
 // ListGroups, which leaves out groups.
 
@@ -42,6 +44,48 @@ const (
 
 // clusterName is the one cluster resource's name, as Kafka's.
 const clusterName = "kafka-cluster"
+
+// errTopicAuthorization marks a fetched partition of a topic the
+// principal may not read.
+var errTopicAuthorization = errors.New("kafka: not authorised to read the topic")
+
+func init() {
+	errorCodes = append([]struct {
+		err  error
+		code *kerr.Error
+	}{{errTopicAuthorization, kerr.TopicAuthorizationFailed}}, errorCodes...)
+}
+
+// deniedFetch returns the topics of req the principal may not read, or
+// nil when it may read them all (or there are no ACLs).
+func (c *conn) deniedFetch(req *kmsg.FetchRequest) map[string]bool {
+	if c.s.opts.Security.ACLs == nil {
+		return nil
+	}
+	var denied map[string]bool
+	for _, t := range req.Topics {
+		if !c.allowed(rtTopic, t.Topic, opRead) {
+			if denied == nil {
+				denied = map[string]bool{}
+			}
+			denied[t.Topic] = true
+		}
+	}
+	return denied
+}
+
+// withRefusals spreads the results of the partitions fetched (at[i] is
+// the place of results[i]) over n results, the others refused.
+func withRefusals(results []hub.FetchResult, at []int, n int) []hub.FetchResult {
+	all := make([]hub.FetchResult, n)
+	for i := range all {
+		all[i] = hub.FetchResult{Err: errTopicAuthorization, HighWatermark: -1, LogStartOffset: -1}
+	}
+	for i, j := range at {
+		all[j] = results[i]
+	}
+	return all
+}
 
 // allowed reports whether the connection's principal may perform op on
 // the resource.
@@ -241,23 +285,7 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 		return out
 
 	case *kmsg.FetchRequest:
-		for _, t := range req.Topics {
-			if !c.allowed(rtTopic, t.Topic, opRead) {
-				resp := req.ResponseKind().(*kmsg.FetchResponse)
-				for _, t := range req.Topics {
-					rt := kmsg.NewFetchResponseTopic()
-					rt.Topic = t.Topic
-					for _, p := range t.Partitions {
-						rp := kmsg.NewFetchResponseTopicPartition()
-						rp.Partition, rp.ErrorCode = p.Partition, topicDenied
-						rt.Partitions = append(rt.Partitions, rp)
-					}
-					resp.Topics = append(resp.Topics, rt)
-				}
-				return ready(resp)
-			}
-		}
-		return nil
+		return nil // handleFetch refuses the topics deniedFetch names
 
 	case *kmsg.ListOffsetsRequest:
 		for _, t := range req.Topics {

@@ -145,6 +145,30 @@ func TestACLsWithFranzGo(t *testing.T) {
 		t.Fatalf("fetch of alice-private: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
 
+	// Fetching both: alice-a is served, alice-private refused.
+	both := newClient(t, b.addr, as("alice"), kgo.ConsumeTopics("alice-a", "alice-private"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var served int
+	var refused bool
+	for i := 0; i < 50 && (served < 2 || !refused); i++ {
+		fs := both.PollFetches(ctx)
+		fs.EachError(func(topic string, _ int32, err error) {
+			if topic == "alice-private" && errors.Is(err, kerr.TopicAuthorizationFailed) {
+				refused = true
+			} else if topic == "alice-a" {
+				t.Errorf("alice-a: %v", err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic != "alice-a" {
+				t.Errorf("record of %s served", r.Topic)
+			}
+			served++
+		})
+	}
+	if served < 2 || !refused {
+		t.Fatalf("fetching both: %d records of alice-a served, alice-private refused %v", served, refused)
+	}
+
 	// Another group: GROUP_AUTHORIZATION_FAILED.
 	jreq := kmsg.NewPtrJoinGroupRequest()
 	jreq.Group, jreq.ProtocolType, jreq.SessionTimeoutMillis = "other-group", "consumer", 10000
