@@ -116,6 +116,10 @@ func (l listenerConfig) security(users *auth.Store, logger *slog.Logger) (kafka.
 	if err := sec.Validate(); err != nil {
 		return sec, fmt.Errorf("listener %s: %w", l.Listen, err)
 	}
+	if len(sec.SASLMechanisms) > 0 && len(users.Users()) == 0 {
+		logger.Warn("weir: SASL is on but there are no users: nobody can authenticate; set WEIR_ADMIN_PASSWORD or WEIR_ADMIN_PASSWORD_FILE to create the admin",
+			"listen", l.Listen)
+	}
 	if !isLoopback(l.Listen) && sec.TLS == nil && len(sec.SASLMechanisms) == 0 {
 		logger.Warn("weir: listener bound beyond loopback without TLS or SASL: anyone who reaches it can read, write and delete every dataset",
 			"listen", l.Listen)

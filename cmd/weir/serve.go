@@ -75,6 +75,10 @@ consume, join groups and manage topics (datasets) against it.
 
 Settings come from --config FILE (YAML), then environment variables WEIR_DATA_DIR,
 WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL, then flags.
+Security: --tls-cert/--tls-key (--tls-client-ca for mutual TLS) and --sasl for the --listen
+listener, or listeners: in the config; --acls to authorise every request. The bootstrap admin
+(a super user) gets its password from WEIR_ADMIN_PASSWORD or WEIR_ADMIN_PASSWORD_FILE; there is
+no default password. Manage users and ACLs with weir users and weir acls.
 SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answered, logs closed.`,
 		Example: serveExample,
 		Args:    cobra.NoArgs,
