@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/internal/tlsfiles"
 )
 
 var httpSpec = connectors.Spec{
@@ -41,6 +44,12 @@ var httpSpec = connectors.Spec{
 		{Name: "path", Type: connectors.TypeString, Default: "/ingest", Doc: "URL path records are POSTed to."},
 		{Name: "max_body_bytes", Type: connectors.TypeSize, Default: "10MiB", Min: "1B", Doc: "Largest body, compressed or not (413 beyond)."},
 		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token clients must send; default: none needed."},
+		{Name: "token_file", Type: connectors.TypeString, Doc: "File holding the bearer token (read when the source starts; excludes token)."},
+		{Name: "tls", Type: connectors.TypeObject, Doc: "Serve HTTPS; the certificate is reloaded when its files change.", Fields: []connectors.Field{
+			{Name: "cert_file", Type: connectors.TypeString, Doc: "PEM certificate chain."},
+			{Name: "key_file", Type: connectors.TypeString, Doc: "PEM private key."},
+			{Name: "client_ca_file", Type: connectors.TypeString, Doc: "Require client certificates signed by these CAs (mutual TLS)."},
+		}},
 		{Name: "max_pending", Type: connectors.TypeInt, Default: 16, Min: 1, Doc: "Most batches waiting to be stored; more requests get 429."},
 		{Name: "ack_timeout", Type: connectors.TypeDuration, Default: "30s", Min: "1ms", Doc: "Longest a request waits for its batch to be stored (then 503)."},
 	},
@@ -63,6 +72,8 @@ type httpSource struct {
 	maxBody    int64
 	maxRecord  int // largest record the dataset takes; 0: unknown
 	token      string
+	tokenFile  string
+	tlsFiles   *tlsfiles.Files
 	ackTimeout time.Duration
 	log        *slog.Logger
 
@@ -108,6 +119,7 @@ func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		maxBody:    conf.Size("max_body_bytes"),
 		maxRecord:  res.MaxRecordBytes,
 		token:      conf.String("token"),
+		tokenFile:  conf.String("token_file"),
 		ackTimeout: conf.Duration("ack_timeout"),
 		log:        res.Logger,
 		closing:    make(chan struct{}),
@@ -122,6 +134,15 @@ func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 		return nil, conf.Errorf("path", "%q does not start with /", s.path)
 	}
 	n := conf.Int("max_pending")
+	if s.token != "" && s.tokenFile != "" {
+		return nil, conf.Errorf("token_file", "token and token_file exclude each other")
+	}
+	if t := conf.Object("tls"); t.String("cert_file") != "" || t.String("key_file") != "" || t.String("client_ca_file") != "" {
+		s.tlsFiles = &tlsfiles.Files{CertFile: t.String("cert_file"), KeyFile: t.String("key_file"), ClientCAFile: t.String("client_ca_file")}
+		if s.tlsFiles.CertFile == "" || s.tlsFiles.KeyFile == "" {
+			return nil, conf.Errorf("tls", "needs cert_file and key_file")
+		}
+	}
 	s.slots = make(chan struct{}, n)
 	s.batches = make(chan *httpBatch, n)
 	return s, nil
@@ -138,12 +159,36 @@ func (s *httpSource) Connect(ctx context.Context) error {
 	if s.ln != nil {
 		return nil
 	}
+	if s.tokenFile != "" {
+		b, err := os.ReadFile(s.tokenFile)
+		if err != nil {
+			return connectors.Permanent(fmt.Errorf("sources: http: token_file: %w", err))
+		}
+		if s.token = strings.TrimSpace(string(b)); s.token == "" {
+			return connectors.Permanent(fmt.Errorf("sources: http: token_file %s is empty", s.tokenFile))
+		}
+	}
+	var tlsConfig *tls.Config
+	if s.tlsFiles != nil {
+		r, err := tlsfiles.New(*s.tlsFiles, func(err error) {
+			s.log.Warn("weir: http source: reloading the TLS certificate failed; keeping the previous one", "err", err)
+		})
+		if err != nil {
+			return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
+		}
+		tlsConfig = r.Config()
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.address)
 	if err != nil {
 		// Waiting does not free an address another process holds: an
 		// error of the start, as in weir serve.
 		return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	} else if s.token == "" && !isLoopbackAddr(ln.Addr()) {
+		s.log.Warn("weir: http source listening beyond loopback without TLS or a token: anyone who reaches it can write records", "address", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.path, s.handle)
@@ -161,7 +206,7 @@ func (s *httpSource) Connect(ctx context.Context) error {
 			s.log.Error("weir: http source stopped serving", "err", err)
 		}
 	}()
-	s.log.Info("weir: http source listening", "address", ln.Addr().String(), "path", s.path)
+	s.log.Info("weir: http source listening", "address", ln.Addr().String(), "path", s.path, "tls", tlsConfig != nil)
 	return nil
 }
 
@@ -386,4 +431,9 @@ func (s *httpSource) Close(ctx context.Context) error {
 		<-served
 	})
 	return s.closeErr
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

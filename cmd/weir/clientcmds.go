@@ -40,6 +40,7 @@ var brokerTimeout = 10 * time.Second
 func addBrokersFlag(cmd *cobra.Command, dst *string) {
 	cmd.PersistentFlags().StringVar(dst, "brokers", defaultBrokers(), "comma-separated host:port of the hub or Kafka cluster (env WEIR_BROKERS)")
 	cmd.PersistentFlags().DurationVar(&brokerTimeout, "timeout", 10*time.Second, "fail when a broker does not answer (connect, request, record delivery) within this time")
+	addClientSecurityFlags(cmd)
 }
 
 // newKafkaClient makes a client whose every wait is bounded by
@@ -51,7 +52,11 @@ func newKafkaClient(brokers string, opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.DialTimeout(min(brokerTimeout, 5*time.Second)), kgo.RetryTimeout(brokerTimeout),
 		kgo.RequestTimeoutOverhead(brokerTimeout),
 		kgo.RecordDeliveryTimeout(brokerTimeout), kgo.ProduceRequestTimeout(brokerTimeout)}
-	cl, err := kgo.NewClient(append(base, opts...)...)
+	sec, err := clientSecurity()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(append(base, sec...), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", brokers, err)
 	}

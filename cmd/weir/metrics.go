@@ -71,14 +71,24 @@ func (m *metrics) kafkaObserver() *kafkaObserver {
 	return o
 }
 
-// addKafkaServer registers the connection gauges of srv.
-func (m *metrics) addKafkaServer(srv *kafka.Server) {
+// addKafkaServers registers the connection gauges of the listeners'
+// servers, summed over them.
+func (m *metrics) addKafkaServers(srvs []*kafka.Server) {
+	sum := func(f func(*kafka.Server) int64) func() float64 {
+		return func() float64 {
+			var n int64
+			for _, srv := range srvs {
+				n += f(srv)
+			}
+			return float64(n)
+		}
+	}
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weir_kafka_connections",
-			Help: "Open Kafka client connections."}, func() float64 { return float64(srv.Connections()) }),
+			Help: "Open Kafka client connections."}, sum(func(s *kafka.Server) int64 { return int64(s.Connections()) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weir_kafka_connections_rejected_total",
-			Help: "Kafka connections closed at once because the connection limit was reached."},
-			func() float64 { return float64(srv.Rejected()) }),
+			Help: "Kafka connections refused or closed to make room because of the connection limits."},
+			sum((*kafka.Server).Rejected)),
 	)
 }
 

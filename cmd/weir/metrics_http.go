@@ -112,7 +112,7 @@ func (r *runFront) observer() kafka.Observer {
 // kafkaServing adds the Kafka server's gauges and a readiness check.
 func (r *runFront) kafkaServing(srv *kafka.Server) {
 	if r != nil {
-		r.m.addKafkaServer(srv)
+		r.m.addKafkaServers([]*kafka.Server{srv})
 		r.kafka = srv
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // --debug-addr
 	"os"
@@ -34,6 +35,14 @@ type serveConfig struct {
 	HTTP       httpConfig     `yaml:"http"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	Defaults   datasetDefault `yaml:"defaults"`
+	// Listeners, when set, replace listen and advertise: each plaintext
+	// or TLS, each with the SASL mechanisms it accepts (security.go).
+	Listeners []listenerConfig `yaml:"listeners"`
+	Admin     adminConfig      `yaml:"admin"`
+	ACLs      aclConfig        `yaml:"acls"`
+
+	flagTLS  *tlsConfig // --tls-cert, --tls-key, --tls-client-ca
+	flagSASL []string   // --sasl
 	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
 	DelayedDelivery bool `yaml:"delayed_delivery"`
 	// Transaction configures check-back: transaction.check_url.
@@ -69,12 +78,18 @@ const serveExample = `  weir serve
   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertise broker1.internal:9092
   weir serve --config weir.yaml      # data_dir, listen, advertise, auto_create, defaults: {fsync: always}
   WEIR_LISTEN=127.0.0.1:19092 weir serve
-  weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644`
+  weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644
+  WEIR_ADMIN_PASSWORD_FILE=/etc/weir/admin.pass weir serve --listen 0.0.0.0:9093 --tls-cert server.crt --tls-key server.key --sasl SCRAM-SHA-512
+  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]`
 
 func newServeCmd() *cobra.Command {
 	var cfgFile string
 	var flags serveConfig
 	var autoCreate bool
+	var tlsFlags tlsConfig
+	var saslFlag []string
+	var aclsFlag bool
+	var superUsers []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the hub: a Kafka-compatible broker over the commit log",
@@ -86,6 +101,10 @@ WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL,
 WEIR_LOG_FORMAT, WEIR_HTTP_LISTEN, then flags.
 With --http-listen (http: {listen: ...}) it also serves Prometheus metrics at /metrics,
 liveness at /healthz and readiness at /readyz.
+Security: --tls-cert/--tls-key (--tls-client-ca for mutual TLS) and --sasl for the --listen
+listener, or listeners: in the config; --acls to authorise every request. The bootstrap admin
+(a super user) gets its password from WEIR_ADMIN_PASSWORD or WEIR_ADMIN_PASSWORD_FILE; there is
+no default password. Manage users and ACLs with weir users and weir acls.
 SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answered, logs closed.`,
 		Example: serveExample,
 		Args:    cobra.NoArgs,
@@ -143,6 +162,22 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("transaction.check_url") {
 				cfg.Transaction.CheckURL = flags.Transaction.CheckURL
 			}
+			if f.Changed("listen") || f.Changed("advertise") {
+				cfg.Listeners = nil
+			}
+			if tlsFlags.CertFile != "" || tlsFlags.KeyFile != "" || tlsFlags.ClientCAFile != "" {
+				cfg.flagTLS = &tlsFlags
+			}
+			cfg.flagSASL = saslFlag
+			if f.Changed("acls") {
+				cfg.ACLs.Enabled = aclsFlag
+			}
+			if f.Changed("super-users") {
+				cfg.ACLs.SuperUsers = superUsers
+			}
+			if (cfg.flagTLS != nil || len(saslFlag) > 0) && len(cfg.Listeners) > 0 {
+				return errors.New("--tls-* and --sasl configure the --listen listener; with listeners: in the config, set tls and sasl there")
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -162,6 +197,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
 	f.BoolVar(&flags.DelayedDelivery, "delayed-delivery", false, "hold records with a weir.deliver_at or weir.delay header back until due")
 	f.StringVar(&flags.Transaction.CheckURL, "transaction.check_url", "", "check-back: POST transactions past their timeout here; commit or abort by the answer")
+	f.StringVar(&tlsFlags.CertFile, "tls-cert", "", "serve TLS with this certificate chain (PEM; reloaded when the file changes)")
+	f.StringVar(&tlsFlags.KeyFile, "tls-key", "", "the TLS certificate's private key (PEM)")
+	f.StringVar(&tlsFlags.ClientCAFile, "tls-client-ca", "", "require client certificates signed by these CAs (mutual TLS)")
+	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+	f.BoolVar(&aclsFlag, "acls", false, "authorise every request with the ACLs in the data dir (weir acls)")
+	f.StringSliceVar(&superUsers, "super-users", nil, "principals (User:name) allowed everything; the bootstrap admin is one")
 	return cmd
 }
 
@@ -282,30 +323,62 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("opening the hub in %s: %w", cfg.DataDir, err)
 	}
-	kopts := kafka.Options{Advertise: cfg.Advertise, Logger: logger,
-		MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP}
-	if m != nil {
-		m.addHub(h, cfg.HTTP.PartitionMetrics)
-		kopts.Observer = m.kafkaObserver()
-	}
-	srv := kafka.NewServer(h, kopts)
-	ln, err := srv.Listen(cfg.Listen)
+	users, admin, err := cfg.openUsers(logger)
 	if err != nil {
 		h.Close()
 		return err
 	}
+	acls, supers, err := cfg.openACLs(admin, logger)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	var observer kafka.Observer
+	if m != nil {
+		m.addHub(h, cfg.HTTP.PartitionMetrics)
+		observer = m.kafkaObserver() // one for every listener: their requests add up
+	}
+	var srvs []*kafka.Server
+	var lns []net.Listener
+	for _, l := range cfg.listeners() {
+		sec, err := l.security(users, logger)
+		sec.ACLs, sec.SuperUsers, sec.AllowIfNoACL = acls, supers, cfg.ACLs.AllowIfNoACL
+		if err == nil {
+			srv := kafka.NewServer(h, kafka.Options{Advertise: l.Advertise, Logger: logger, Security: sec, Observer: observer,
+				MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP})
+			var ln net.Listener
+			if ln, err = srv.Listen(l.Listen); err == nil {
+				srvs, lns = append(srvs, srv), append(lns, ln)
+			}
+		}
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			h.Close()
+			return err
+		}
+	}
+	if len(srvs) == 0 {
+		h.Close()
+		return errNoListeners
+	}
 	var front *httpFront
 	if m != nil {
-		m.addKafkaServer(srv)
+		m.addKafkaServers(srvs)
 		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}); err != nil {
-			ln.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			h.Close()
 			return err
 		}
 		front.srv.AddCheck("hub", h.Err)
 		front.srv.AddCheck("kafka", func() error {
-			if srv.Addr() == nil {
-				return errors.New("the Kafka listener is not serving")
+			for i, srv := range srvs {
+				if srv.Addr() == nil {
+					return fmt.Errorf("the Kafka listener %s is not serving", lns[i].Addr())
+				}
 			}
 			return nil
 		})
@@ -325,11 +398,20 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		defer dbg.Close()
 		logger.Info("weir: pprof profiles served", "addr", cfg.DebugAddr)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("weir: hub serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
+	served := make(chan error, len(srvs))
+	for i, srv := range srvs {
+		go func() { served <- srv.Serve(lns[i]) }()
+		l := cfg.listeners()[i]
+		logger.Info("weir: hub serving", "listen", lns[i].Addr().String(), "tls", l.TLS != nil, "sasl", strings.Join(l.SASL, ","),
+			"data_dir", cfg.DataDir, "datasets", len(h.Datasets()))
+	}
 	select {
 	case err = <-served:
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for _, srv := range srvs {
+			srv.Shutdown(sctx)
+		}
+		cancel()
 		front.stop()
 		h.Close()
 		return err
@@ -342,10 +424,14 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("weir: connections did not finish in time; closed them", "err", err)
+	for _, srv := range srvs {
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("weir: connections did not finish in time; closed them", "err", err)
+		}
 	}
-	<-served
+	for range srvs {
+		<-served
+	}
 	if err := h.Close(); err != nil {
 		return fmt.Errorf("closing the hub: %w", err)
 	}

@@ -46,6 +46,7 @@ func init() {
 		14: {0, 5, handleSyncGroup},
 		15: {0, 5, handleDescribeGroups},
 		16: {0, 4, handleListGroups},
+		17: {0, 1, handleSaslHandshake},
 		18: {0, 3, handleAPIVersions},
 		19: {0, 7, handleCreateTopics},
 		20: {0, 5, handleDeleteTopics},
@@ -56,14 +57,20 @@ func init() {
 		25: {0, 3, handleAddOffsetsToTxn},
 		26: {0, 3, handleEndTxn},
 		28: {0, 3, handleTxnOffsetCommit},
+		29: {0, 3, handleDescribeACLs},
+		30: {0, 3, handleCreateACLs},
+		31: {0, 3, handleDeleteACLs},
 		32: {0, 4, handleDescribeConfigs},
 		33: {0, 2, handleAlterConfigs},
+		36: {0, 2, handleSaslAuthenticate},
 		37: {0, 3, handleCreatePartitions},
 		42: {0, 2, handleDeleteGroups},
 		44: {0, 1, handleIncrementalAlterConfigs},
 		47: {0, 0, handleOffsetDelete},
 		65: {0, 0, handleDescribeTransactions},
 		66: {0, 1, handleListTransactions},
+		50: {0, 0, handleDescribeUserSCRAMCredentials},
+		51: {0, 0, handleAlterUserSCRAMCredentials},
 	}
 }
 

@@ -55,6 +55,8 @@ type conn struct {
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
 	hbuf     []byte // the reader's small buffer
+
+	auth connAuth // touched by the reader only
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -131,6 +133,9 @@ func (c *conn) readLoop() error {
 		if limit := c.s.requestLimit(key); size > limit {
 			return fmt.Errorf("request of %d bytes for API key %d (at most %d for it)", size, key, limit)
 		}
+		if err := c.admitFrame(key, size); err != nil {
+			return err
+		}
 		body, pooled, charged, err := c.readBody(int(size), deadline)
 		if err == nil {
 			err = c.handle(body, deadline)
@@ -202,6 +207,9 @@ func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]by
 // handle decodes one request and queues its response.
 // The decode waits for room in the decoding budget until deadline.
 func (c *conn) handle(body []byte, deadline time.Time) error {
+	if c.auth.raw {
+		return c.rawSASL(body) // after SaslHandshake v0
+	}
 	var start time.Time
 	if c.s.opts.Observer != nil {
 		start = time.Now()
@@ -219,6 +227,9 @@ func (c *conn) handle(body []byte, deadline time.Time) error {
 		c.queue(&pending{hdr: h, resp: resp, start: start})
 		return nil
 	}
+	if err := c.admit(h.key); err != nil {
+		return err
+	}
 	if err := c.s.decoding.acquire(c.ctx, deadline, cost); err != nil {
 		return fmt.Errorf("waiting for room to decode a request: %w", err)
 	}
@@ -226,7 +237,7 @@ func (c *conn) handle(body []byte, deadline time.Time) error {
 	if err := req.ReadFrom(rest); err != nil {
 		return fmt.Errorf("malformed API key %d v%d request from client %q: %w", h.key, h.version, h.clientID, err)
 	}
-	p := apis[h.key].handle(c, &h, req)
+	p := c.dispatch(apis[h.key], &h, req)
 	if p == nil {
 		c.observe(&h, start)
 		return nil // nothing to answer (acks=0)

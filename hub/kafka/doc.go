@@ -40,6 +40,18 @@
 // exactly as the wire carries them, go from the segment files to the
 // socket with sendfile: the broker never reads or decompresses them.
 //
+// # Security
+//
+// Options.Security configures a listener: TLS (TLSReloader rebuilds the
+// configuration when the certificate files change; fetches then take a
+// buffered copy instead of sendfile), SASL PLAIN and SCRAM-SHA-256/512
+// with KIP-368 re-authentication, credentials checked against
+// internal/auth's store and managed with Describe/AlterUserScramCredentials,
+// and ACLs in Kafka's model checked before every handler (acl.go). A
+// connection on a SASL listener may send only ApiVersions and SASL
+// requests, of at most 64 KiB, until it has authenticated; failed
+// authentications are logged and limited per address.
+//
 // # Versions
 //
 // The API keys and versions advertised are those kcat, librdkafka,

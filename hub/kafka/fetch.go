@@ -27,15 +27,29 @@ func handleFetch(c *conn, h *header, kreq kmsg.Request) *pending {
 	}
 	fr := hub.FetchRequest{MinBytes: req.MinBytes, MaxBytes: req.MaxBytes, MaxWait: ms(req.MaxWaitMillis),
 		ReadCommitted: req.IsolationLevel == 1}
+	denied := c.deniedFetch(req) // topics the principal may not read (acl.go)
+	var at []int                 // with denied topics: each fetched partition's place in the response
+	n := 0
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
+			n++
+			if denied[t.Topic] {
+				continue
+			}
+			at = append(at, n-1)
 			fr.Partitions = append(fr.Partitions, hub.FetchPartition{Dataset: t.Topic, Partition: p.Partition,
 				Offset: p.FetchOffset, MaxBytes: p.PartitionMaxBytes})
 		}
 	}
 	p := &pending{ready: make(chan struct{})}
 	go func() {
-		results := c.s.hub.Fetch(c.ctx, fr)
+		var results []hub.FetchResult
+		if len(fr.Partitions) > 0 {
+			results = c.s.hub.Fetch(c.ctx, fr)
+		}
+		if denied != nil {
+			results = withRefusals(results, at, n)
+		}
 		p.write = func(c *conn) error { return c.writeFetch(p, h.version, req, results) }
 		p.done = func() { hub.ReleaseFetch(results) }
 		close(p.ready)

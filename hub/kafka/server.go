@@ -3,6 +3,7 @@ package kafka
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if set, is told of every request answered. Default none.
 	Observer Observer
+
+	// Security (see security.go): TLS, SASL and ACLs. The zero value
+	// serves plaintext without authentication, every principal
+	// ANONYMOUS.
+	Security Security
 }
 
 func (o *Options) setDefaults() {
@@ -123,6 +129,7 @@ type Server struct {
 	nconns   atomic.Int64
 	refusals refusals
 	diskFull atomic.Bool // a storage error was logged; cleared by a produce that succeeds
+	door     door        // authentication failures by address
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -140,6 +147,9 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: listening on %s: %w (is another broker running there?)", addr, err)
+	}
+	if s.opts.Security.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.Security.TLS)
 	}
 	return ln, nil
 }

@@ -11,7 +11,7 @@
 //	client_id:    weir                          the client.id brokers log
 //	dial_timeout: 10s
 //	tls:  {enabled, ca_file, cert_file, key_file, server_name, skip_verify}
-//	sasl: {mechanism: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, user, password}
+//	sasl: {mechanism: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, user, password | password_file}
 //
 // TLS is on when tls.enabled is true or any other tls field is set. Files
 // are read when the component connects, not when it is built, so that
@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,7 +68,8 @@ func connectionFields() []connectors.Field {
 		{Name: "sasl", Type: connectors.TypeObject, Doc: "SASL authentication; none unless mechanism is set.", Fields: []connectors.Field{
 			{Name: "mechanism", Type: connectors.TypeString, Enum: []string{Plain, ScramSHA256, ScramSHA512}, Doc: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."},
 			{Name: "user", Type: connectors.TypeString, Doc: "User name."},
-			{Name: "password", Type: connectors.TypeString, Doc: "Password; use ${VAR} to keep it out of the file."},
+			{Name: "password", Type: connectors.TypeString, Doc: "Password; use ${VAR} or password_file to keep it out of the file."},
+			{Name: "password_file", Type: connectors.TypeString, Doc: "File holding the password (a trailing newline is ignored), read when connecting.", Example: "/run/secrets/kafka-password"},
 		}},
 	}
 }
@@ -86,9 +88,10 @@ type Conn struct {
 	ServerName string
 	SkipVerify bool
 
-	Mechanism string // "" for none
-	User      string
-	Password  string
+	Mechanism    string // "" for none
+	User         string
+	Password     string
+	PasswordFile string // read by Opts
 }
 
 // Parse checks the connection fields of conf (a component whose spec has
@@ -109,6 +112,7 @@ func Parse(conf *connectors.Config) (*Conn, error) {
 		User:        s.String("user"),
 		Password:    s.String("password"),
 	}
+	c.PasswordFile = s.String("password_file")
 	if len(c.Brokers) == 0 {
 		return nil, conf.Errorf("brokers", "needs at least one host:port")
 	}
@@ -126,7 +130,9 @@ func Parse(conf *connectors.Config) (*Conn, error) {
 		return nil, conf.Errorf("tls", "cert_file and key_file go together")
 	}
 	switch {
-	case c.Mechanism == "" && (c.User != "" || c.Password != ""):
+	case c.Password != "" && c.PasswordFile != "":
+		return nil, conf.Errorf("sasl", "password and password_file exclude each other")
+	case c.Mechanism == "" && (c.User != "" || c.Password != "" || c.PasswordFile != ""):
 		return nil, conf.Errorf("sasl", "user and password need a mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
 	case c.Mechanism != "" && c.User == "":
 		return nil, conf.Errorf("sasl", "%s needs a user", c.Mechanism)
@@ -144,6 +150,15 @@ func (c *Conn) Opts() ([]kgo.Opt, error) {
 			return nil, err
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("sasl.password_file: %w", err)
+		}
+		cc := *c
+		cc.Password = strings.TrimRight(string(b), "\r\n")
+		c = &cc
 	}
 	if m := c.SASL(); m != nil {
 		opts = append(opts, kgo.SASL(m))

@@ -41,6 +41,8 @@ func TestParse(t *testing.T) {
 		{src: "brokers: [a:1]\ntls: {key_file: k}", errStart: "2:6: tls: cert_file and key_file go together"},
 		{src: "brokers: [a:1]\nsasl: {password: p}", errStart: "2:7: sasl: user and password need a mechanism"},
 		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN}", errStart: "2:7: sasl: PLAIN needs a user"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password_file: /p}", mechanism: Plain},
+		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password: p, password_file: /p}", errStart: "2:7: sasl: password and password_file exclude"},
 	}
 	for _, tt := range tests {
 		c, err := parse(t, tt.src)
@@ -67,6 +69,13 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := c.Opts(); err == nil || !strings.Contains(err.Error(), "tls.ca_file") {
 		t.Errorf("Opts with a missing CA file = %v, want a tls.ca_file error", err)
+	}
+	c, err = parse(t, "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password_file: /does/not/exist}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Opts(); err == nil || !strings.Contains(err.Error(), "sasl.password_file") {
+		t.Errorf("Opts with a missing password file = %v, want a sasl.password_file error", err)
 	}
 }
 

@@ -5,6 +5,7 @@
 //
 // with hub/kafka (the Kafka front door) and hub/kafkaclient (the
 // hub.Client over a Kafka cluster) above hub, and internal leaf packages
-// (kafkaconf, ackq, atomicfile) where a rule allows them. A cycle, or a
+// (kafkaconf, ackq, atomicfile, auth: users and ACLs) where a rule allows
+// them. A cycle, or a
 // package that reaches up, is a design bug.
 package lint
