@@ -1,0 +1,27 @@
+// Package http is the HTTP front door of a Weir process (weir serve and
+// weir run with --http-listen): liveness at /healthz, readiness at
+// /readyz with a JSON body naming what is not ready, and whatever handlers
+// the process mounts, such as /metrics (built by cmd/weir, so that no core
+// package imports a metrics library) and the dataset subscriptions.
+//
+// It holds no state of its own beyond its routes, its readiness checks
+// and its connections.
+//
+// # Routes
+//
+//	GET /healthz   200 {"status":"ok"} while the process runs
+//	GET /readyz    200 {"ready":true,"checks":{...}} or
+//	               503 {"ready":false,"not_ready":{"hub":"closed",...},...}
+//	/metrics       mounted with Options.Metrics
+//	anything else  added with Server.Handle before Serve; cmd/weir adds
+//	               GET /v1/tap/{target} (weir tap) and, for weir run,
+//	               POST /-/reload
+//
+// # Adding routes
+//
+// A feature that serves over HTTP (the dataset subscriptions, for one)
+// registers its handlers with Server.Handle, using net/http.ServeMux
+// patterns with a method and a /v1/ path, and a readiness check with
+// AddCheck when it can be not ready. Handlers that stream hold their
+// connection until the request's context ends; Shutdown ends them.
+package http
