@@ -3,6 +3,7 @@ module github.com/weirhub/weir
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.14
 	github.com/dustin/go-humanize v1.1.0
 	github.com/elastic/go-elasticsearch/v8 v8.19.7
 	github.com/expr-lang/expr v1.17.8

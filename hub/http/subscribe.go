@@ -1,0 +1,235 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	nethttp "net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/hub"
+)
+
+// SubscribeHub is what the subscription handler needs of a hub; *hub.Hub
+// has it.
+type SubscribeHub interface {
+	Dataset(name string) (*hub.Dataset, error)
+	Subscribe(ctx context.Context, dataset string, opts hub.SubscribeOptions, emit func(*hub.Event) error) error
+}
+
+var _ SubscribeHub = (*hub.Hub)(nil)
+
+// SubscribeOptions configure the subscription handler. Zero fields take
+// the defaults their comments state.
+type SubscribeOptions struct {
+	// Heartbeat is how long a subscription may be idle before a comment
+	// line (": heartbeat") or a WebSocket ping keeps proxies from closing
+	// it. Default 15 seconds.
+	Heartbeat time.Duration
+	// WriteTimeout cuts a subscriber that has not taken an event for this
+	// long (its connection stops draining): it holds no buffer beyond its
+	// connection's, and resumes with its last token. Default 30 seconds.
+	WriteTimeout time.Duration
+}
+
+func (o *SubscribeOptions) setDefaults() {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+}
+
+// SubscribePattern is the route of the subscriptions.
+const SubscribePattern = "GET /v1/datasets/{name}/subscribe"
+
+// MountSubscriptions adds the subscription route to s.
+func MountSubscriptions(s *Server, h SubscribeHub, opts SubscribeOptions) {
+	s.Handle(SubscribePattern, Subscriptions(h, opts))
+}
+
+// Subscriptions returns the handler of GET /v1/datasets/{name}/subscribe
+// ?from=snapshot|latest|earliest: Server-Sent Events (text/event-stream),
+// or, when the request asks to upgrade, the same events over a WebSocket,
+// one JSON message each. Each event's id (SSE) or "id" field (WebSocket)
+// is a resume token: the Last-Event-ID header that EventSource sends on
+// reconnecting, or the last_event_id query parameter, resumes after it.
+//
+//	event: record                      a key's value
+//	id: 1a2b3c4d-120.57
+//	data: {"key":"user:1","value":{"name":"Ann"},"partition":0,"offset":119,"time":1700000000000}
+//
+//	event: delete                      a tombstone: the key is gone
+//	event: snapshot_end                every key's latest value has been sent
+//	event: reset                       the resume point is gone: drop the state; a snapshot follows
+//	: heartbeat                        a comment while idle
+//
+// A JSON value is sent as JSON, other UTF-8 as a string, anything else as
+// base64 with "value_encoding":"base64" (the same for keys and headers).
+func Subscriptions(h SubscribeHub, opts SubscribeOptions) nethttp.Handler {
+	opts.setDefaults()
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		name := r.PathValue("name")
+		if _, err := h.Dataset(name); err != nil {
+			status := nethttp.StatusInternalServerError
+			if errors.Is(err, hub.ErrUnknownDataset) {
+				status = nethttp.StatusNotFound
+			}
+			writeJSON(w, status, map[string]string{"error": err.Error()})
+			return
+		}
+		so := hub.SubscribeOptions{From: r.URL.Query().Get("from"), Heartbeat: opts.Heartbeat}
+		switch so.From {
+		case "", hub.FromSnapshot, hub.FromLatest, hub.FromEarliest:
+		default:
+			writeJSON(w, nethttp.StatusBadRequest, map[string]string{"error": fmt.Sprintf("from=%q: want snapshot, latest or earliest", so.From)})
+			return
+		}
+		so.Token = r.Header.Get("Last-Event-ID")
+		if so.Token == "" {
+			so.Token = r.URL.Query().Get("last_event_id")
+		}
+		if isWebSocket(r) {
+			serveWebSocket(w, r, h, name, so, opts)
+			return
+		}
+		serveSSE(w, r, h, name, so, opts)
+	})
+}
+
+func isWebSocket(r *nethttp.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// serveSSE streams the subscription as Server-Sent Events.
+func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
+	rc := nethttp.NewResponseController(w)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(nethttp.StatusOK)
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)) }
+	deadline()
+	// retry: how long EventSource waits before reconnecting.
+	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	var buf []byte
+	so.OnCaughtUp = func() error { deadline(); return rc.Flush() }
+	so.OnIdle = func() error {
+		deadline()
+		if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
+		buf = append(buf[:0], "event: "...)
+		buf = append(buf, e.Type...)
+		buf = append(buf, "\nid: "...)
+		buf = append(buf, e.Token...)
+		buf = append(buf, "\ndata: "...)
+		buf = AppendEventJSON(buf, e, false)
+		buf = append(buf, "\n\n"...)
+		deadline()
+		_, err := w.Write(buf)
+		if err == nil && e.Type != hub.EventRecord && e.Type != hub.EventDelete {
+			err = rc.Flush()
+		}
+		return err
+	})
+}
+
+// AppendEventJSON appends e as one JSON object: key, value, partition,
+// offset, time and headers for records and deletes; with withMeta, also
+// its type and its token as "id" (the WebSocket message, where no SSE
+// fields carry them).
+func AppendEventJSON(dst []byte, e *hub.Event, withMeta bool) []byte {
+	dst = append(dst, '{')
+	if withMeta {
+		dst = append(dst, `"type":`...)
+		dst = appendString(dst, e.Type)
+		dst = append(dst, `,"id":`...)
+		dst = appendString(dst, e.Token)
+		if e.Type != hub.EventRecord && e.Type != hub.EventDelete {
+			return append(dst, '}')
+		}
+		dst = append(dst, ',')
+	} else if e.Type != hub.EventRecord && e.Type != hub.EventDelete {
+		dst = append(dst, `"type":`...)
+		dst = appendString(dst, e.Type)
+		return append(dst, '}')
+	}
+	dst = append(dst, `"key":`...)
+	dst = appendBytes(dst, e.Key, false, "key_encoding")
+	if e.Type == hub.EventRecord {
+		dst = append(dst, `,"value":`...)
+		dst = appendBytes(dst, e.Value, true, "value_encoding")
+	}
+	dst = fmt.Appendf(dst, `,"partition":%d,"offset":%d,"time":%d`, e.Partition, e.Offset, e.Time)
+	if len(e.Headers) > 0 {
+		dst = append(dst, `,"headers":{`...)
+		for i, hd := range e.Headers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, string(hd.Key))
+			dst = append(dst, ':')
+			if hd.Value == nil {
+				dst = append(dst, "null"...)
+			} else {
+				dst = appendString(dst, string(hd.Value))
+			}
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// appendBytes appends b as JSON when jsonOK and it is JSON, as a string
+// when it is UTF-8, else as base64 followed by ,"<flag>":"base64"; nil is
+// null.
+func appendBytes(dst, b []byte, jsonOK bool, flag string) []byte {
+	switch {
+	case b == nil:
+		return append(dst, "null"...)
+	case jsonOK && json.Valid(b):
+		return appendCompact(dst, b)
+	case utf8.Valid(b):
+		return appendString(dst, string(b))
+	}
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	dst = append(dst, `","`...)
+	dst = append(dst, flag...)
+	return append(dst, `":"base64"`...)
+}
+
+// appendCompact appends JSON without its newlines, which would end an SSE
+// data line.
+func appendCompact(dst, b []byte) []byte {
+	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 {
+		return append(dst, b...)
+	}
+	buf := bytes.NewBuffer(dst)
+	if err := json.Compact(buf, b); err != nil {
+		return codecs.AppendJSONString(dst, b)
+	}
+	return buf.Bytes()
+}
+
+func appendString(dst []byte, s string) []byte {
+	return codecs.AppendJSONString(dst, []byte(s))
+}

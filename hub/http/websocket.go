@@ -1,0 +1,64 @@
+package http
+
+import (
+	"context"
+	"errors"
+	nethttp "net/http"
+
+	"github.com/coder/websocket"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// serveWebSocket streams the subscription over a WebSocket: one text
+// message per event, the JSON of AppendEventJSON with its "type" and "id".
+// The client sends nothing; a ping while idle keeps the connection alive,
+// and a client that does not take a message within WriteTimeout is
+// closed with status 1008 (policy violation) and a reason saying to resume.
+func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept has answered the request
+	}
+	ctx := c.CloseRead(r.Context())
+	var buf []byte
+	slow := false
+	write := func(b []byte) error {
+		wctx, cancel := context.WithTimeout(ctx, opts.WriteTimeout)
+		defer cancel()
+		err := c.Write(wctx, websocket.MessageText, b)
+		if errors.Is(wctx.Err(), context.DeadlineExceeded) {
+			slow = true
+		}
+		return err
+	}
+	so.OnIdle = func() error {
+		pctx, cancel := context.WithTimeout(ctx, opts.WriteTimeout)
+		defer cancel()
+		return c.Ping(pctx)
+	}
+	err = h.Subscribe(ctx, name, so, func(e *hub.Event) error {
+		buf = AppendEventJSON(buf[:0], e, true)
+		return write(buf)
+	})
+	switch {
+	case slow:
+		c.Close(websocket.StatusPolicyViolation, "too slow: reconnect with last_event_id to resume")
+	case ctx.Err() != nil:
+		c.Close(websocket.StatusGoingAway, "shutting down")
+	default:
+		c.Close(websocket.StatusInternalError, truncateReason(err))
+	}
+}
+
+// truncateReason fits an error in a close frame's 123 bytes.
+func truncateReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
