@@ -87,7 +87,8 @@ var errResume = errors.New("hub: resume point lost")
 // and slows neither the others nor the producers. A follower that falls
 // behind retention or below the delete horizon (log.CompactedError) gets
 // EventReset and a new snapshot. Partitions added after the call are not
-// followed. It returns ctx's cause or the callback's error.
+// followed. It returns ctx's cause, the callback's error, or ErrClosed
+// when the hub closes.
 func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptions, emit func(*Event) error) error {
 	ds, err := h.Dataset(dataset)
 	if err != nil {
@@ -96,7 +97,7 @@ func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptio
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
-	s := &subscription{ds: ds, parts: ds.partitions(), opts: opts, emit: emit}
+	s := &subscription{h: h, ds: ds, parts: ds.partitions(), opts: opts, emit: emit}
 	s.idTag = hex.EncodeToString(s.ds.id[:4])
 	s.pos = make([]int64, len(s.parts))
 	snapshot := false
@@ -145,6 +146,7 @@ func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptio
 }
 
 type subscription struct {
+	h     *Hub
 	ds    *Dataset
 	parts []*Partition
 	opts  SubscribeOptions
@@ -349,6 +351,8 @@ func (s *subscription) follow(ctx context.Context) error {
 			}
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		case <-s.h.stop:
+			return ErrClosed
 		}
 		if !idle.Stop() {
 			select {

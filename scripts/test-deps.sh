@@ -13,6 +13,7 @@ need_cmd dd coreutils
 need_cmd kcat kcat                       # librdkafka's CLI, for protocol tests
 need_cmd logger bsdutils                 # util-linux's logger, for syslog tests
 need_cmd redis-server redis-server       # Redis pub/sub sink and benchmarks
+need_cmd chromium chromium               # headless browser: EventSource subscriptions
 if [ -x /usr/bin/python3 ]; then
   need_py kafka python3-kafka            # kafka-python
   need_py confluent_kafka python3-confluent-kafka
