@@ -12,9 +12,10 @@ import (
 
 // serveWebSocket streams the subscription over a WebSocket: one text
 // message per event, the JSON of AppendEventJSON with its "type" and "id".
-// The client sends nothing; a ping while idle keeps the connection alive,
-// and a client that does not take a message within WriteTimeout is
-// closed with status 1008 (policy violation) and a reason saying to resume.
+// The client sends nothing; a ping while idle keeps the connection alive.
+// A client that does not take a message within WriteTimeout is cut: its
+// socket is full, so the close (status 1008, a reason saying to resume)
+// rarely reaches it, and it resumes with the id of the last message it got.
 func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
