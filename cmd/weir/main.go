@@ -31,7 +31,7 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRunCmd(), newLintCmd(), newTestCmd(), newListCmd(), newServeCmd(), newTopicsCmd(),
-		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd())
+		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd(), newSubscribeCmd())
 	return root
 }
 

@@ -33,6 +33,7 @@ type serveConfig struct {
 	AutoCreate *bool          `yaml:"auto_create"`
 	LogLevel   string         `yaml:"log_level"`
 	DebugAddr  string         `yaml:"debug_addr"`
+	HTTPListen string         `yaml:"http_listen"` // subscriptions; see startSubscriptionsHTTP
 	Defaults   datasetDefault `yaml:"defaults"`
 }
 
@@ -98,6 +99,9 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 			if f.Changed("debug-addr") {
 				cfg.DebugAddr = flags.DebugAddr
 			}
+			if f.Changed("http-listen") {
+				cfg.HTTPListen = flags.HTTPListen
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -110,6 +114,7 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 	f.StringVar(&flags.Defaults.Fsync, "fsync", "interval", "default fsync policy of new datasets: always, interval or never")
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&flags.HTTPListen, "http-listen", "", "serve dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
@@ -219,6 +224,15 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	if err != nil {
 		h.Close()
 		return err
+	}
+	if cfg.HTTPListen != "" {
+		stopHTTP, err := startSubscriptionsHTTP(cfg.HTTPListen, h, logger)
+		if err != nil {
+			ln.Close()
+			h.Close()
+			return err
+		}
+		defer stopHTTP()
 	}
 	if ctx == nil {
 		ctx = context.Background()
