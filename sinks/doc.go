@@ -13,6 +13,10 @@
 //	        returns once it is durable
 //	kafka   a topic (or a template of topics) of an external Kafka cluster,
 //	        acks=all and idempotent by default, compression, SASL and TLS
+//	webhook change events POSTed as the http sink does, HMAC-SHA256 signed
+//	        (Weir-Signature), with the last event's id (Weir-Event-Id)
+//	redis   each record PUBLISHed as a change event, or a Redis cache kept
+//	        in step (UNLINK, DEL or SET), one pipeline a batch
 //
 // # Contract
 //

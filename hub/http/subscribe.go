@@ -1,19 +1,14 @@
 package http
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	nethttp "net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 )
 
@@ -141,7 +136,7 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		buf = append(buf, "\nid: "...)
 		buf = append(buf, e.Token...)
 		buf = append(buf, "\ndata: "...)
-		buf = AppendEventJSON(buf, e, false)
+		buf = hub.AppendEventJSON(buf, e, false)
 		buf = append(buf, "\n\n"...)
 		deadline()
 		_, err := w.Write(buf)
@@ -150,86 +145,4 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		}
 		return err
 	})
-}
-
-// AppendEventJSON appends e as one JSON object: key, value, partition,
-// offset, time and headers for records and deletes; with withMeta, also
-// its type and its token as "id" (the WebSocket message, where no SSE
-// fields carry them).
-func AppendEventJSON(dst []byte, e *hub.Event, withMeta bool) []byte {
-	dst = append(dst, '{')
-	if withMeta {
-		dst = append(dst, `"type":`...)
-		dst = appendString(dst, e.Type)
-		dst = append(dst, `,"id":`...)
-		dst = appendString(dst, e.Token)
-		if e.Type != hub.EventRecord && e.Type != hub.EventDelete {
-			return append(dst, '}')
-		}
-		dst = append(dst, ',')
-	} else if e.Type != hub.EventRecord && e.Type != hub.EventDelete {
-		dst = append(dst, `"type":`...)
-		dst = appendString(dst, e.Type)
-		return append(dst, '}')
-	}
-	dst = append(dst, `"key":`...)
-	dst = appendBytes(dst, e.Key, false, "key_encoding")
-	if e.Type == hub.EventRecord {
-		dst = append(dst, `,"value":`...)
-		dst = appendBytes(dst, e.Value, true, "value_encoding")
-	}
-	dst = fmt.Appendf(dst, `,"partition":%d,"offset":%d,"time":%d`, e.Partition, e.Offset, e.Time)
-	if len(e.Headers) > 0 {
-		dst = append(dst, `,"headers":{`...)
-		for i, hd := range e.Headers {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, string(hd.Key))
-			dst = append(dst, ':')
-			if hd.Value == nil {
-				dst = append(dst, "null"...)
-			} else {
-				dst = appendString(dst, string(hd.Value))
-			}
-		}
-		dst = append(dst, '}')
-	}
-	return append(dst, '}')
-}
-
-// appendBytes appends b as JSON when jsonOK and it is JSON, as a string
-// when it is UTF-8, else as base64 followed by ,"<flag>":"base64"; nil is
-// null.
-func appendBytes(dst, b []byte, jsonOK bool, flag string) []byte {
-	switch {
-	case b == nil:
-		return append(dst, "null"...)
-	case jsonOK && json.Valid(b):
-		return appendCompact(dst, b)
-	case utf8.Valid(b):
-		return appendString(dst, string(b))
-	}
-	dst = append(dst, '"')
-	dst = base64.StdEncoding.AppendEncode(dst, b)
-	dst = append(dst, `","`...)
-	dst = append(dst, flag...)
-	return append(dst, `":"base64"`...)
-}
-
-// appendCompact appends JSON without its newlines, which would end an SSE
-// data line.
-func appendCompact(dst, b []byte) []byte {
-	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 {
-		return append(dst, b...)
-	}
-	buf := bytes.NewBuffer(dst)
-	if err := json.Compact(buf, b); err != nil {
-		return codecs.AppendJSONString(dst, b)
-	}
-	return buf.Bytes()
-}
-
-func appendString(dst []byte, s string) []byte {
-	return codecs.AppendJSONString(dst, []byte(s))
 }

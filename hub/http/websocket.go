@@ -11,7 +11,7 @@ import (
 )
 
 // serveWebSocket streams the subscription over a WebSocket: one text
-// message per event, the JSON of AppendEventJSON with its "type" and "id".
+// message per event, the JSON of hub.AppendEventJSON with its "type" and "id".
 // The client sends nothing; a ping while idle keeps the connection alive.
 // A client that does not take a message within WriteTimeout is cut: its
 // socket is full, so the close (status 1008, a reason saying to resume)
@@ -39,7 +39,7 @@ func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub
 		return c.Ping(pctx)
 	}
 	err = h.Subscribe(ctx, name, so, func(e *hub.Event) error {
-		buf = AppendEventJSON(buf[:0], e, true)
+		buf = hub.AppendEventJSON(buf[:0], e, true)
 		return write(buf)
 	})
 	switch {
