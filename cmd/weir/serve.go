@@ -34,6 +34,7 @@ type serveConfig struct {
 	LogLevel   string         `yaml:"log_level"`
 	DebugAddr  string         `yaml:"debug_addr"`
 	HTTPListen string         `yaml:"http_listen"` // subscriptions; see startSubscriptionsHTTP
+	HTTPOrigin []string       `yaml:"http_allow_origin"`
 	Defaults   datasetDefault `yaml:"defaults"`
 }
 
@@ -102,6 +103,9 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 			if f.Changed("http-listen") {
 				cfg.HTTPListen = flags.HTTPListen
 			}
+			if f.Changed("http-allow-origin") {
+				cfg.HTTPOrigin = flags.HTTPOrigin
+			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -115,6 +119,7 @@ SIGTERM or SIGINT shut it down gracefully: requests in flight are answered, logs
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.HTTPListen, "http-listen", "", "serve dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
+	f.StringSliceVar(&flags.HTTPOrigin, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
@@ -226,7 +231,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		return err
 	}
 	if cfg.HTTPListen != "" {
-		stopHTTP, err := startSubscriptionsHTTP(cfg.HTTPListen, h, logger)
+		stopHTTP, err := startSubscriptionsHTTP(cfg.HTTPListen, cfg.HTTPOrigin, h, logger)
 		if err != nil {
 			ln.Close()
 			h.Close()

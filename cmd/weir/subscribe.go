@@ -23,17 +23,19 @@ import (
 
 // subscriptionsMount mounts the dataset subscriptions
 // (GET /v1/datasets/{name}/subscribe) on an HTTP front door.
-func subscriptionsMount(h *hub.Hub) func(*whttp.Server) {
-	return func(s *whttp.Server) { whttp.MountSubscriptions(s, h, whttp.SubscribeOptions{}) }
+func subscriptionsMount(h *hub.Hub, allowOrigins []string) func(*whttp.Server) {
+	return func(s *whttp.Server) {
+		whttp.MountSubscriptions(s, h, whttp.SubscribeOptions{AllowOrigins: allowOrigins})
+	}
 }
 
 // startSubscriptionsHTTP serves the front door with the subscriptions on
 // addr for weir serve --http-listen. It stands in for the operations
 // front door (metrics, health), which mounts subscriptionsMount when both
 // are merged.
-func startSubscriptionsHTTP(addr string, h *hub.Hub, logger *slog.Logger) (stop func(), err error) {
+func startSubscriptionsHTTP(addr string, allowOrigins []string, h *hub.Hub, logger *slog.Logger) (stop func(), err error) {
 	srv := whttp.NewServer(whttp.Options{Logger: logger})
-	subscriptionsMount(h)(srv)
+	subscriptionsMount(h, allowOrigins)(srv)
 	ln, err := srv.Listen(addr)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,12 @@ type SubscribeOptions struct {
 	// long (its connection stops draining): it holds no buffer beyond its
 	// connection's, and resumes with its last token. Default 30 seconds.
 	WriteTimeout time.Duration
+	// AllowOrigins are the browser origins (scheme://host:port, "null"
+	// for a page opened from a file, or "*") whose pages may subscribe
+	// from another origin: their requests are answered with
+	// Access-Control-Allow-Origin, and WebSocket upgrades from them are
+	// accepted. Default none: same origin only.
+	AllowOrigins []string
 }
 
 func (o *SubscribeOptions) setDefaults() {
@@ -73,6 +79,10 @@ func Subscriptions(h SubscribeHub, opts SubscribeOptions) nethttp.Handler {
 	opts.setDefaults()
 	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		name := r.PathValue("name")
+		if o := r.Header.Get("Origin"); o != "" && allowed(opts.AllowOrigins, o) {
+			w.Header().Set("Access-Control-Allow-Origin", o)
+			w.Header().Add("Vary", "Origin")
+		}
 		if _, err := h.Dataset(name); err != nil {
 			status := nethttp.StatusInternalServerError
 			if errors.Is(err, hub.ErrUnknownDataset) {
@@ -98,6 +108,15 @@ func Subscriptions(h SubscribeHub, opts SubscribeOptions) nethttp.Handler {
 		}
 		serveSSE(w, r, h, name, so, opts)
 	})
+}
+
+func allowed(origins []string, o string) bool {
+	for _, a := range origins {
+		if a == "*" || a == o {
+			return true
+		}
+	}
+	return false
 }
 
 func isWebSocket(r *nethttp.Request) bool {

@@ -276,3 +276,23 @@ func TestSubscribeHeartbeat(t *testing.T) {
 		t.Errorf("got %+v, want a heartbeat comment", e)
 	}
 }
+
+// TestSubscribeAllowOrigins: pages of an allowed origin may subscribe
+// from elsewhere (Access-Control-Allow-Origin), others get no such header.
+func TestSubscribeAllowOrigins(t *testing.T) {
+	_, srv := subHub(t, SubscribeOptions{AllowOrigins: []string{"null", "https://app.example.com"}})
+	for origin, want := range map[string]string{"null": "null", "https://app.example.com": "https://app.example.com", "https://evil.example": ""} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := nethttp.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/datasets/cache/subscribe", nil)
+		req.Header.Set("Origin", origin)
+		resp, err := nethttp.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("Origin %s: Access-Control-Allow-Origin %q, want %q", origin, got, want)
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}
