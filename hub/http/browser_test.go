@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,5 +169,86 @@ func TestBrowserEventSource(t *testing.T) {
 	}
 	if snapshots != 1 {
 		t.Errorf("the page saw %d snapshots, want 1 (the resume must not send a new one): %v", snapshots, s.Log)
+	}
+}
+
+// TestExamplePageInBrowser loads examples/cache-sync.html in headless
+// Chromium against a hub; a script the test adds to the page posts the
+// table the page built once it says it is live, and again after a change.
+func TestExamplePageInBrowser(t *testing.T) {
+	chromium := needTool(t, "chromium", "chromium")
+	page, err := os.ReadFile("../../examples/cache-sync.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const probe = `<script>
+let sent = '';
+setInterval(() => {
+  const s = document.getElementById('status').textContent + ' ' + document.getElementById('table').innerHTML;
+  if (s !== sent) { sent = s; fetch('/dom', {method: 'POST', body: s}); }
+}, 50);
+</script></body>`
+	page = []byte(strings.Replace(string(page), "</body>", probe, 1))
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.CreateDataset("cache", hub.DatasetConfig{CleanupPolicy: "compact"}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, h, "u1", []byte(`{"name":"Ann"}`))
+	put(t, h, "u2", []byte(`{"name":"Bob"}`))
+	put(t, h, "u1", []byte(`{"name":"Ann B."}`))
+	put(t, h, "u2", nil)
+	put(t, h, "u3", []byte(`"Cy"`))
+	doms := make(chan string, 100)
+	mux := nethttp.NewServeMux()
+	mux.HandleFunc("GET /page", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write(page)
+	})
+	mux.HandleFunc("POST /dom", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		b, _ := io.ReadAll(r.Body)
+		doms <- string(b)
+	})
+	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), srv.URL+"/page?dataset=cache&weir="+srv.URL)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	wait := func(want ...string) string {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		last := ""
+		for {
+			select {
+			case last = <-doms:
+				ok := true
+				for _, w := range want {
+					ok = ok && strings.Contains(last, w)
+				}
+				if ok {
+					return last
+				}
+			case <-timeout:
+				t.Fatalf("the page never showed %q; last: %s", want, last)
+			}
+		}
+	}
+	dom := wait("live ", `<td>u1</td><td>{"name":"Ann B."}</td>`, `<td>u3</td><td>"Cy"</td>`)
+	if strings.Contains(dom, "<td>u2</td>") {
+		t.Errorf("the deleted key u2 is shown: %s", dom)
+	}
+	put(t, h, "u3", nil)
+	put(t, h, "u4", []byte(`4`))
+	dom = wait("live ", `<td>u4</td><td>4</td>`)
+	if strings.Contains(dom, "<td>u3</td>") {
+		t.Errorf("the deleted key u3 is shown: %s", dom)
 	}
 }
