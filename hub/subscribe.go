@@ -66,6 +66,11 @@ type SubscribeOptions struct {
 	// OnIdle, if set, is called after Heartbeat without events (an HTTP
 	// subscription writes a comment that keeps proxies from closing it).
 	OnIdle func() error
+	// OnStart, if set, is called once the start positions are fixed,
+	// before the first event: whatever is written after it is delivered
+	// (an HTTP subscription sends its response headers there, so that a
+	// client that has them misses nothing written since).
+	OnStart func() error
 	// OnCaughtUp, if set, is called whenever the subscription has emitted
 	// everything stored and is about to wait (an HTTP subscription
 	// flushes its buffer there).
@@ -104,10 +109,7 @@ func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptio
 	switch {
 	case opts.Token != "":
 		if !s.parseToken(opts.Token) {
-			if err := s.send(&Event{Type: EventReset, Token: s.snapshotToken()}); err != nil {
-				return err
-			}
-			snapshot = true
+			snapshot = true // after a reset
 		}
 	case opts.From == "" || opts.From == FromSnapshot:
 		snapshot = true
@@ -121,6 +123,16 @@ func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptio
 		}
 	default:
 		return fmt.Errorf("%w: %q", ErrBadFrom, opts.From)
+	}
+	if opts.OnStart != nil {
+		if err := opts.OnStart(); err != nil {
+			return err
+		}
+	}
+	if snapshot && opts.Token != "" {
+		if err := s.send(&Event{Type: EventReset, Token: s.snapshotToken()}); err != nil {
+			return err
+		}
 	}
 	for {
 		if snapshot {

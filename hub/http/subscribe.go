@@ -126,19 +126,21 @@ func isWebSocket(r *nethttp.Request) bool {
 // serveSSE streams the subscription as Server-Sent Events.
 func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
 	rc := nethttp.NewResponseController(w)
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("Cache-Control", "no-cache")
-	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(nethttp.StatusOK)
 	deadline := func() { rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)) }
-	deadline()
-	// retry: how long EventSource waits before reconnecting.
-	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
-		return
-	}
-	if err := rc.Flush(); err != nil {
-		return
+	started := false
+	so.OnStart = func() error {
+		started = true
+		hd := w.Header()
+		hd.Set("Content-Type", "text/event-stream")
+		hd.Set("Cache-Control", "no-cache")
+		hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+		w.WriteHeader(nethttp.StatusOK)
+		deadline()
+		// retry: how long EventSource waits before reconnecting.
+		if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 	var buf []byte
 	so.OnCaughtUp = func() error { deadline(); return rc.Flush() }
@@ -149,7 +151,7 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		}
 		return rc.Flush()
 	}
-	h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
+	err := h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
 		buf = append(buf[:0], "event: "...)
 		buf = append(buf, e.Type...)
 		buf = append(buf, "\nid: "...)
@@ -164,4 +166,11 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		}
 		return err
 	})
+	if !started && err != nil {
+		status := nethttp.StatusInternalServerError
+		if errors.Is(err, hub.ErrUnknownDataset) {
+			status = nethttp.StatusNotFound
+		}
+		writeJSON(w, status, map[string]string{"error": err.Error()})
+	}
 }

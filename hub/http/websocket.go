@@ -21,11 +21,23 @@ func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub
 	if o := r.Header.Get("Origin"); o != "" && allowed(opts.AllowOrigins, o) {
 		ao = &websocket.AcceptOptions{InsecureSkipVerify: true} // the origin is allowed above
 	}
-	c, err := websocket.Accept(w, r, ao)
-	if err != nil {
-		return // Accept has answered the request
+	var c *websocket.Conn
+	sctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	ctx := sctx
+	accepted := false
+	// The upgrade is answered once the start positions are fixed: a
+	// client that is connected misses nothing written since.
+	so.OnStart = func() error {
+		accepted = true // answered, by Accept either way
+		var err error
+		if c, err = websocket.Accept(w, r, ao); err != nil {
+			return err
+		}
+		ctx = c.CloseRead(sctx)
+		go func() { <-ctx.Done(); cancel() }() // the client closed: end the subscription
+		return nil
 	}
-	ctx := c.CloseRead(r.Context())
 	var buf []byte
 	slow := false
 	write := func(b []byte) error {
@@ -42,11 +54,16 @@ func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub
 		defer cancel()
 		return c.Ping(pctx)
 	}
-	err = h.Subscribe(ctx, name, so, func(e *hub.Event) error {
+	err := h.Subscribe(sctx, name, so, func(e *hub.Event) error {
 		buf = hub.AppendEventJSON(buf[:0], e, true)
 		return write(buf)
 	})
 	switch {
+	case !accepted:
+		if err != nil {
+			writeJSON(w, nethttp.StatusInternalServerError, map[string]string{"error": err.Error()})
+		}
+	case c == nil:
 	case slow:
 		c.Close(websocket.StatusPolicyViolation, "too slow: reconnect with last_event_id to resume")
 	case ctx.Err() != nil:
