@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-partitions bench-pipeline bench-ship fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-partitions bench-broadcast bench-pipeline bench-ship fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -55,6 +55,11 @@ BACKLOG ?=
 bench-partitions: build
 	mkdir -p data
 	cd benchmarks && $(GO) run ./partbench -weir ../$(BIN) -workdir ../data -counts 1000,10000
+
+# Subscriptions: SSE subscribers on one dataset against the producer alone
+# (produced/s, delivered/s in total, p99 produce-to-read delay).
+bench-broadcast:
+	$(GO) test -run '^$$' -bench BenchmarkSSESubscribers -benchtime 100000x ./hub/http
 
 bench-pipeline:
 	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
