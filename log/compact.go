@@ -390,10 +390,13 @@ func (l *Log) cleanSegment(s *segment, km *keyMap, st *CompactStats) (*segment, 
 		l.horizon.Store(horizon)
 	}
 	marker := s.base2path(swapSuffix)
-	if err := writeFileSync(l.fs, marker, nil, true); err == nil {
-		err = l.fs.SyncDir(l.dir)
-	} else {
+	err = writeFileSync(l.fs, marker, nil, true)
+	if err == nil {
+		err = l.fs.SyncDir(l.dir) // the commit point: the marker is durable
+	}
+	if err != nil {
 		l.removeCleaned(s)
+		l.fs.Remove(marker)
 		return nil, fmt.Errorf("log: compacting %s: writing the swap marker: %w", s.path, err)
 	}
 	if compactHook != nil {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +349,45 @@ func TestCompactWhileAppending(t *testing.T) {
 	checkState(t, l, model, "after appending beside compaction")
 	if l.Stats().SegmentsCompacted == 0 {
 		t.Errorf("no segment was compacted")
+	}
+}
+
+// TestCompactIOErrors fails each kind of I/O on the cleaned files in turn:
+// Compact returns the error, the log keeps serving the old segments with
+// the same state, and appends go on.
+func TestCompactIOErrors(t *testing.T) {
+	for _, op := range []string{"open", "write", "sync"} {
+		t.Run(op, func(t *testing.T) {
+			var failing atomic.Bool
+			fsys := &FaultFS{FS: NewMemFS(), Fail: func(o, path string) error {
+				if failing.Load() && o == op && strings.Contains(path, cleanedSuffix) {
+					return errors.New("injected")
+				}
+				return nil
+			}}
+			l, err := Open("/d", Options{FS: fsys, Compact: true, SegmentBytes: 4096, DeleteRetention: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			rng := rand.New(rand.NewPCG(5, 6))
+			model := map[string]kv{}
+			for range 200 {
+				putBatch(t, l, rng, 20, time.Now().UnixMilli(), model)
+			}
+			l.Roll()
+			l.sealWG.Wait()
+			failing.Store(true)
+			if _, err := l.Compact(); err == nil || !strings.Contains(err.Error(), "injected") {
+				t.Fatalf("Compact with failing %s = %v, want the injected error", op, err)
+			}
+			checkState(t, l, model, "after a failed compaction")
+			putBatch(t, l, rng, 20, time.Now().UnixMilli(), model)
+			failing.Store(false)
+			if _, err := l.Compact(); err != nil {
+				t.Fatal(err)
+			}
+			checkState(t, l, model, "after compacting again")
+		})
 	}
 }
