@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-pipeline bench-ship bench-analytics fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-broadcast bench-pipeline bench-ship bench-analytics fuzz lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -64,6 +64,11 @@ BACKLOG ?=
 bench-partitions: build
 	mkdir -p data
 	cd benchmarks && $(GO) run ./partbench -weir ../$(BIN) -workdir ../data -counts 1000,10000
+
+# Subscriptions: SSE subscribers on one dataset against the producer alone
+# (produced/s, delivered/s in total, p99 produce-to-read delay).
+bench-broadcast:
+	$(GO) test -run '^$$' -bench BenchmarkSSESubscribers -benchtime 100000x ./hub/http
 
 bench-pipeline:
 	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))

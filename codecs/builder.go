@@ -26,6 +26,8 @@ type Builder struct {
 	buf         []byte // HeaderSize bytes reserved, then the records uncompressed
 	out         []byte // header and compressed records, when compressing
 	n           int32
+	lastDelta   int32 // offset delta of the last record appended
+	keepLast    int32 // a last offset delta to keep, if larger (SetLastOffsetDelta)
 	firstTS     int64
 	maxTS       int64
 	hasProducer bool
@@ -44,7 +46,7 @@ func (b *Builder) SetProducer(id int64, epoch int16, baseSequence int32) {
 // producer settings stay.
 func (b *Builder) Reset() {
 	b.buf = b.buf[:0]
-	b.n = 0
+	b.n, b.lastDelta, b.keepLast = 0, 0, 0
 }
 
 // NumRecords is the number of records added since the last Reset.
@@ -61,6 +63,13 @@ func (b *Builder) Size() int {
 // Append adds a record with a timestamp in milliseconds since the epoch. A
 // nil key or value is stored as null. The bytes are copied.
 func (b *Builder) Append(timestamp int64, key, value []byte, headers []RecordHeader) {
+	b.AppendDelta(b.n, timestamp, key, value, headers)
+}
+
+// AppendDelta is Append with the record's offset delta (its offset minus
+// the batch's base offset) given: larger than the previous record's, with
+// gaps where records were removed, as keyed compaction leaves them.
+func (b *Builder) AppendDelta(offsetDelta int32, timestamp int64, key, value []byte, headers []RecordHeader) {
 	if len(b.buf) == 0 {
 		b.buf = append(b.buf[:0], make([]byte, HeaderSize)...)
 		b.firstTS, b.maxTS = timestamp, timestamp
@@ -69,11 +78,11 @@ func (b *Builder) Append(timestamp int64, key, value []byte, headers []RecordHea
 		b.maxTS = timestamp
 	}
 	tsDelta := timestamp - b.firstTS
-	body := recordBodyLen(tsDelta, int64(b.n), key, value, headers)
+	body := recordBodyLen(tsDelta, int64(offsetDelta), key, value, headers)
 	buf := AppendVarint(b.buf, int64(body))
 	buf = append(buf, 0) // record attributes, unused
 	buf = AppendVarint(buf, tsDelta)
-	buf = AppendVarint(buf, int64(b.n))
+	buf = AppendVarint(buf, int64(offsetDelta))
 	buf = appendBytes(buf, key)
 	buf = appendBytes(buf, value)
 	buf = AppendVarint(buf, int64(len(headers)))
@@ -83,7 +92,13 @@ func (b *Builder) Append(timestamp int64, key, value []byte, headers []RecordHea
 	}
 	b.buf = buf
 	b.n++
+	b.lastDelta = offsetDelta
 }
+
+// SetLastOffsetDelta makes the built batch claim offsets up to base offset
+// plus delta, past its last record's: a compacted batch keeps the offset
+// range of the batch it was cleaned from. Reset forgets it.
+func (b *Builder) SetLastOffsetDelta(delta int32) { b.keepLast = delta }
 
 // SizeWith is what Size would be after appending this record: callers that
 // must keep a batch under a limit (max_message_bytes) check it first.
@@ -143,7 +158,7 @@ func (b *Builder) Build() ([]byte, error) {
 	h[posMagic] = Magic
 	attrs := b.Attributes&^attrCodecMask | int16(b.Compression)&attrCodecMask
 	binary.BigEndian.PutUint16(h[posAttributes:], uint16(attrs))
-	binary.BigEndian.PutUint32(h[posLastOffsetDelta:], uint32(b.n-1))
+	binary.BigEndian.PutUint32(h[posLastOffsetDelta:], uint32(max(b.lastDelta, b.keepLast)))
 	binary.BigEndian.PutUint64(h[posFirstTimestamp:], uint64(b.firstTS))
 	binary.BigEndian.PutUint64(h[posMaxTimestamp:], uint64(b.maxTS))
 	id, epoch, seq := int64(-1), int16(-1), int32(-1)

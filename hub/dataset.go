@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,33 @@ type DatasetConfig struct {
 	// dataset sinks) compress with DefaultCompression; "none", "gzip",
 	// "snappy", "lz4" or "zstd" is the codec Weir's own writers use.
 	Compression string `json:"compression,omitempty"`
+	// CleanupPolicy is Kafka's cleanup.policy: "delete" (the default,
+	// also for "") deletes old segments by retention; "compact" keeps the
+	// latest record of every key for ever (retention does not apply);
+	// "compact,delete" compacts and applies retention.
+	CleanupPolicy string `json:"cleanup_policy,omitempty"`
+	// DeleteRetention is Kafka's delete.retention.ms: how long compaction
+	// keeps a tombstone. Default 24 hours.
+	DeleteRetention time.Duration `json:"delete_retention,omitempty"`
+}
+
+// Compacted reports whether the cleanup policy includes compaction.
+func (c DatasetConfig) Compacted() bool {
+	return c.CleanupPolicy == "compact" || c.CleanupPolicy == "compact,delete"
+}
+
+// normalizeCleanupPolicy puts a cleanup.policy in its one spelling, or
+// returns "" for a value Kafka does not know.
+func normalizeCleanupPolicy(v string) string {
+	switch strings.ReplaceAll(strings.ToLower(v), " ", "") {
+	case "", "delete":
+		return "delete"
+	case "compact":
+		return "compact"
+	case "compact,delete", "delete,compact":
+		return "compact,delete"
+	}
+	return ""
 }
 
 // DefaultCompression is the codec Weir's own writers compress batches
@@ -109,6 +137,12 @@ func (c *DatasetConfig) fill(d DatasetConfig) {
 	if c.Compression == "" {
 		c.Compression = d.Compression
 	}
+	if c.CleanupPolicy == "" {
+		c.CleanupPolicy = d.CleanupPolicy
+	}
+	if c.DeleteRetention == 0 {
+		c.DeleteRetention = d.DeleteRetention
+	}
 }
 
 func (c *DatasetConfig) validate() error {
@@ -131,6 +165,13 @@ func (c *DatasetConfig) validate() error {
 		if _, err := codecs.ParseCompression(c.Compression); err != nil {
 			return bad("compression %q (producer, none, gzip, snappy, lz4 or zstd)", c.Compression)
 		}
+	}
+	if c.CleanupPolicy != "" {
+		p := normalizeCleanupPolicy(c.CleanupPolicy)
+		if p == "" {
+			return bad("cleanup policy %q (delete, compact or compact,delete)", c.CleanupPolicy)
+		}
+		c.CleanupPolicy = p
 	}
 	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
 		return bad("negative interval")
@@ -161,6 +202,13 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 	}
 	if c.RetentionBytes > 0 {
 		o.RetentionBytes = c.RetentionBytes
+	}
+	if c.Compacted() {
+		o.Compact = true
+		o.DeleteRetention = c.DeleteRetention
+		if c.CleanupPolicy == "compact" {
+			o.RetentionTime, o.RetentionBytes = 0, 0
+		}
 	}
 	return o
 }
@@ -197,18 +245,22 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		return strconv.FormatInt(d.Milliseconds(), 10)
 	}
 	m := map[string]string{
-		"cleanup.policy":    "delete",
-		"retention.ms":      ms(c.RetentionTime),
-		"retention.bytes":   strconv.FormatInt(max(c.RetentionBytes, -1), 10),
-		"segment.bytes":     strconv.FormatInt(c.SegmentBytes, 10),
-		"segment.ms":        ms(c.SegmentAge),
-		"max.message.bytes": strconv.Itoa(c.MaxMessageBytes),
-		"weir.fsync":        c.Fsync,
-		"flush.ms":          ms(c.FsyncInterval),
-		"compression.type":  CompressionType(c.Compression),
+		"cleanup.policy":      normalizeCleanupPolicy(c.CleanupPolicy),
+		"delete.retention.ms": ms(c.DeleteRetention),
+		"retention.ms":        ms(c.RetentionTime),
+		"retention.bytes":     strconv.FormatInt(max(c.RetentionBytes, -1), 10),
+		"segment.bytes":       strconv.FormatInt(c.SegmentBytes, 10),
+		"segment.ms":          ms(c.SegmentAge),
+		"max.message.bytes":   strconv.Itoa(c.MaxMessageBytes),
+		"weir.fsync":          c.Fsync,
+		"flush.ms":            ms(c.FsyncInterval),
+		"compression.type":    CompressionType(c.Compression),
 	}
 	if c.RetentionBytes == 0 {
 		m["retention.bytes"] = "-1"
+	}
+	if c.DeleteRetention == 0 {
+		m["delete.retention.ms"] = "86400000"
 	}
 	if c.Fsync == "always" {
 		m["flush.messages"] = "1"
@@ -267,9 +319,13 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 		}
 		c.Fsync = value
 	case "cleanup.policy":
-		if value != "delete" {
-			return fmt.Errorf("%w: cleanup.policy=%q: only delete is supported yet", ErrInvalidConfig, value)
+		p := normalizeCleanupPolicy(value)
+		if p == "" {
+			return fmt.Errorf("%w: cleanup.policy=%q (delete, compact or compact,delete)", ErrInvalidConfig, value)
 		}
+		c.CleanupPolicy = p
+	case "delete.retention.ms":
+		c.DeleteRetention, err = dur()
 	case "compression.type":
 		if value != "producer" && value != "uncompressed" {
 			if _, perr := codecs.ParseCompression(value); perr != nil || value == "" {

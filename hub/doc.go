@@ -33,4 +33,19 @@
 // and lag) cheap enough to read at every scrape, and Options.Observer is
 // told of events that need a histogram (fsync durations). cmd/weir turns
 // both into Prometheus metrics.
+//
+// # Compaction and subscriptions
+//
+// A dataset whose cleanup policy includes compact (Kafka's cleanup.policy)
+// has its partitions compacted every CompactInterval by log.Log.Compact:
+// the latest record of each key stays, offsets are kept, tombstones go
+// after DeleteRetention. Subscribe serves cache sync on top: the latest
+// value of every key as of the call (whether or not compaction has run),
+// EventSnapshotEnd, then every change, each event with a token that
+// resumes after it. A token that cannot be resumed (another dataset's,
+// below the log start, or below the delete horizon, where tombstones were
+// compacted away) gets EventReset and a fresh snapshot, never a gap. Each
+// subscriber reads the logs itself, so a slow one costs the others and the
+// producers nothing but the reads; hub/http serves subscriptions as
+// Server-Sent Events and WebSockets.
 package hub

@@ -42,6 +42,10 @@ type Options struct {
 	Defaults DatasetConfig
 	// RetentionCheckInterval is how often retention runs. Default 1 minute.
 	RetentionCheckInterval time.Duration
+	// CompactInterval is how often keyed compaction runs over the
+	// datasets whose cleanup policy includes compact, on a goroutine of
+	// its own. Default 15 seconds.
+	CompactInterval time.Duration
 	// FS is the file system of the partitions' logs. Default: the
 	// operating system's. Tests inject storage faults through it.
 	FS wlog.FS
@@ -84,6 +88,9 @@ func (o *Options) setDefaults() {
 		RetentionTime: 7 * 24 * time.Hour, Fsync: "interval", FsyncInterval: 10 * time.Millisecond, MaxMessageBytes: 1048588})
 	if o.RetentionCheckInterval <= 0 {
 		o.RetentionCheckInterval = time.Minute
+	}
+	if o.CompactInterval <= 0 {
+		o.CompactInterval = 15 * time.Second
 	}
 	if o.MaxOpenFiles <= 0 {
 		o.MaxOpenFiles = 1000
@@ -199,9 +206,10 @@ func Open(opts Options) (*Hub, error) {
 		h.bg.Add(1)
 		go h.delayMover()
 	}
-	h.bg.Add(2)
+	h.bg.Add(3)
 	go h.housekeeping()
 	go h.txnChecker()
+	go h.compaction()
 	opts.Logger.Info("hub: open", "data_dir", opts.DataDir, "datasets", len(h.datasets), "cluster_id", h.meta.ClusterID)
 	return h, nil
 }
@@ -310,6 +318,43 @@ func (h *Hub) housekeeping() {
 			h.EnforceRetention()
 		}
 	}
+}
+
+// compaction runs keyed compaction in the background, apart from
+// retention, since one run can take as long as reading a dataset.
+func (h *Hub) compaction() {
+	defer h.bg.Done()
+	t := time.NewTicker(h.opts.CompactInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.Compact()
+		}
+	}
+}
+
+// Compact runs keyed compaction now over every partition of the datasets
+// whose cleanup policy includes compact, and returns the segments it
+// rewrote; the hub also runs it every CompactInterval. Appends and reads
+// go on meanwhile.
+func (h *Hub) Compact() int {
+	n := 0
+	for _, ds := range h.Datasets() {
+		if !ds.Config().Compacted() {
+			continue
+		}
+		for _, p := range ds.partitions() {
+			st, err := p.log.Compact()
+			if err != nil && !errors.Is(err, wlog.ErrClosed) {
+				h.opts.Logger.Error("hub: compaction failed", "dataset", ds.name, "partition", p.id, "err", err)
+			}
+			n += st.Segments
+		}
+	}
+	return n
 }
 
 // EnforceRetention applies every dataset's retention now; the hub also runs

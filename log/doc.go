@@ -113,13 +113,48 @@
 // instead of a timer each, and with SkipLock the caller's lock replaces a
 // lock file per log.
 //
+// # Compaction
+//
+// With Options.Compact (Kafka's cleanup.policy compact), Compact rewrites
+// closed segments keeping only the latest record of each key; offsets are
+// kept, so the removed records leave gaps, and a batch keeps its base
+// offset and offset range with fewer records. A tombstone (a key with a
+// null value) that is the latest of its key goes once its batch is older
+// than DeleteRetention; the offset after the newest tombstone removed is
+// the delete horizon, kept in a file so that readers resuming below it are
+// told (CheckResume) instead of silently missing deletes:
+//
+//	pass: scan records from offset F into a key map (128-bit key hash ->
+//	      latest offset, a fixed table of CompactMapBytes) until it is
+//	      full at offset U; rewrite each segment below U, oldest first,
+//	      dropping records the map supersedes; then F = U, until the end
+//	      of the closed segments.
+//
+// Each rewritten segment is swapped in through files beside it:
+//
+//	00000000000000000000.log.cleaned        the cleaned batches    1. written,
+//	00000000000000000000.index.cleaned      its indexes               synced
+//	00000000000000000000.timeindex.cleaned
+//	delete-horizon                          if tombstones went     2. synced
+//	00000000000000000000.swap               marker: the commit     3. synced
+//	rename *.cleaned over the segment's files (under the append    4.
+//	lock, no fsync), sync the directory, remove the marker          5.
+//
+// Open finishes a swap whose marker exists (renaming the cleaned files
+// left) and deletes cleaned files without one, so a crash or power cut at
+// any point leaves the old segment or the new one, never a mix that loses
+// a key. Segments are cleaned oldest first, so the values a tombstone
+// deletes are gone from disk before the tombstone can be. Compaction reads
+// and writes beside appends and reads; a reader holding the old segment
+// keeps its file open.
+//
 // # Retention
 //
 // EnforceRetention deletes whole closed segments, oldest first, that are
 // older than RetentionTime (by their largest timestamp) or that keep the
 // log above RetentionBytes, and advances the log start offset. Segment files
 // are reference counted, so a reader holding a section keeps its file open
-// until it is done. Closed segments are immutable, which leaves room for
-// keyed compaction (rewriting a closed segment) and for moving closed
-// segments to a cold tier.
+// until it is done. Closed segments are immutable but for compaction, which
+// replaces one whole; that leaves room for moving closed segments to a
+// cold tier.
 package log

@@ -50,6 +50,9 @@ type Log struct {
 	waitCh chan struct{} // closed on the next publication, nil if none waits
 	done   chan struct{} // closed by Close
 
+	compactMu sync.Mutex   // one Compact at a time; Close waits for it
+	horizon   atomic.Int64 // DeleteHorizon
+
 	recovered []RecoveryEvent
 	stats     stats
 
@@ -58,18 +61,19 @@ type Log struct {
 
 // stats are the counters behind Stats.
 type stats struct {
-	appends, batches, records, bytes, fsyncs, rolls, deleted, unsealed atomic.Int64
+	appends, batches, records, bytes, fsyncs, rolls, deleted, unsealed, compacted atomic.Int64
 }
 
 // Stats are a log's counters since Open.
 type Stats struct {
-	Appends         int64 // Append and AppendAsync calls that wrote
-	Batches         int64
-	Records         int64
-	Bytes           int64
-	Fsyncs          int64 // fdatasync calls on segment files
-	Rolls           int64 // segments closed
-	SegmentsDeleted int64 // by retention
+	Appends           int64 // Append and AppendAsync calls that wrote
+	Batches           int64
+	Records           int64
+	Bytes             int64
+	Fsyncs            int64 // fdatasync calls on segment files
+	Rolls             int64 // segments closed
+	SegmentsDeleted   int64 // by retention
+	SegmentsCompacted int64 // rewritten by Compact
 }
 
 // Stats returns the log's counters. It is safe to call at any time.
@@ -77,7 +81,7 @@ func (l *Log) Stats() Stats {
 	return Stats{
 		Appends: l.stats.appends.Load(), Batches: l.stats.batches.Load(), Records: l.stats.records.Load(),
 		Bytes: l.stats.bytes.Load(), Fsyncs: l.stats.fsyncs.Load(), Rolls: l.stats.rolls.Load(),
-		SegmentsDeleted: l.stats.deleted.Load(),
+		SegmentsDeleted: l.stats.deleted.Load(), SegmentsCompacted: l.stats.compacted.Load(),
 	}
 }
 
@@ -669,7 +673,11 @@ func (l *Log) Close() error {
 		l.timer.Stop()
 	}
 	l.mu.Unlock()
-	// Segments rolled before are synced, published and sealed first.
+	// A running compaction sees closed and stops; segments rolled before
+	// are synced, published and sealed first.
+	l.compactMu.Lock()
+	//lint:ignore SA2001 an empty critical section waits for Compact
+	l.compactMu.Unlock()
 	l.sealWG.Wait()
 	l.mu.Lock()
 	var err error

@@ -74,6 +74,21 @@ type Options struct {
 	// RetentionBytes deletes the oldest closed segments while the log is
 	// larger. Default 0: no size limit.
 	RetentionBytes int64
+	// Compact turns on keyed compaction (Kafka's cleanup.policy compact;
+	// with a retention limit too, compact,delete): Compact keeps only the
+	// latest record of each key in closed segments. Default false.
+	Compact bool
+	// DeleteRetention is how long compaction keeps a tombstone (a record
+	// with a key and a null value) after the newest record of its batch,
+	// so that readers behind see the delete (Kafka's delete.retention.ms).
+	// Default 24 hours; negative means tombstones go at the first
+	// compaction that finds them latest.
+	DeleteRetention time.Duration
+	// CompactMapBytes bounds the key-hash to offset map one compaction
+	// pass builds, at 24 bytes an entry; when the keys of the closed
+	// segments do not fit, compaction takes several passes. Default 16 MiB,
+	// at least 4 KiB.
+	CompactMapBytes int
 	// Logger receives recovery and retention events. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
@@ -131,6 +146,13 @@ func (o *Options) setDefaults() error {
 	if o.RetentionTime < 0 || o.RetentionBytes < 0 {
 		return fmt.Errorf("log: negative retention")
 	}
+	if o.DeleteRetention == 0 {
+		o.DeleteRetention = 24 * time.Hour
+	}
+	if o.CompactMapBytes == 0 {
+		o.CompactMapBytes = 16 << 20
+	}
+	o.CompactMapBytes = max(o.CompactMapBytes, 4<<10)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -53,6 +53,9 @@ func listSegments(fsys FS, dir string, clean bool) ([]int64, error) {
 // recover opens every segment: closed ones through their indexes, the last
 // one by a full scan that cuts a torn tail.
 func (l *Log) recover() error {
+	if err := l.recoverCompaction(); err != nil {
+		return err
+	}
 	bases, err := listSegments(l.fs, l.dir, true)
 	if err != nil {
 		return err

@@ -59,7 +59,11 @@ type segment struct {
 	// refs counts the Log's own reference plus readers holding sections.
 	refs    atomic.Int32
 	deleted atomic.Bool
-	once    sync.Once
+	// held is set when compaction replaced the segment: its file was
+	// pinned open before the cleaned file took its name, so that readers
+	// still holding it never reopen the new file by that name.
+	held bool
+	once sync.Once
 }
 
 func newSegment(fsys FS, dir string, base int64, fh *fileHandle) *segment {
@@ -91,6 +95,9 @@ func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.once.Do(func() {
 			s.fh.close()
+			if s.held {
+				s.fh.unpin()
+			}
 			s.off.close()
 			s.tim.close()
 		})

@@ -60,16 +60,18 @@ func (h *HubConfig) External() bool { return h.Kafka != nil }
 
 // DatasetConfig declares a dataset.
 type DatasetConfig struct {
-	Name           string
-	Partitions     int32
-	Fsync          string
-	RetentionTime  time.Duration
-	RetentionBytes int64
-	SegmentBytes   int64
-	MaxMessage     int64
-	Compression    string // compression.type: producer, none, gzip, snappy, lz4, zstd
-	Implicit       bool   // a dead-letter dataset nobody declared
-	pos            pos
+	Name            string
+	Partitions      int32
+	Fsync           string
+	RetentionTime   time.Duration
+	RetentionBytes  int64
+	SegmentBytes    int64
+	MaxMessage      int64
+	Compression     string        // compression.type: producer, none, gzip, snappy, lz4, zstd
+	CleanupPolicy   string        // cleanup.policy: delete, compact, compact,delete
+	DeleteRetention time.Duration // delete.retention.ms
+	Implicit        bool          // a dead-letter dataset nobody declared
+	pos             pos
 }
 
 // topic is the dataset as a topic of an external cluster, with its
@@ -93,6 +95,12 @@ func (d *DatasetConfig) topic() kafkaclient.Topic {
 	}
 	if ct := hub.CompressionType(d.Compression); ct != "producer" {
 		cfg["compression.type"] = ct
+	}
+	if d.CleanupPolicy != "" {
+		cfg["cleanup.policy"] = d.CleanupPolicy
+	}
+	if d.DeleteRetention != 0 {
+		cfg["delete.retention.ms"] = strconv.FormatInt(d.DeleteRetention.Milliseconds(), 10)
 	}
 	return kafkaclient.Topic{Name: d.Name, Partitions: d.Partitions, Configs: cfg}
 }
@@ -507,6 +515,10 @@ var (
 		{Name: "max_message_bytes", Type: connectors.TypeSize, Doc: "Largest record batch accepted (default 1MiB)."},
 		{Name: "compression", Type: connectors.TypeString, Default: "producer", Enum: []string{"producer", "none", "gzip", "snappy", "lz4", "zstd"},
 			Doc: "Kafka's compression.type: the codec of the batches Weir's sources and dataset sinks write into the dataset. producer: lz4 for Weir's own writers, and what Kafka producers send is kept as they sent it."},
+		{Name: "cleanup_policy", Type: connectors.TypeString, Default: "delete", Enum: []string{"delete", "compact", "compact,delete"},
+			Doc: "Kafka's cleanup.policy. delete: retention deletes old segments; compact: keyed compaction keeps the latest record of every key for ever (a cache's table, what subscriptions snapshot); compact,delete: both."},
+		{Name: "delete_retention", Type: connectors.TypeDuration,
+			Doc: "Kafka's delete.retention.ms: how long compaction keeps a delete (a record with a null value) for readers behind. Default 24h."},
 	}
 	sourceCommon = []connectors.Field{
 		{Name: "to", Type: connectors.TypeString, Required: true, Doc: "The dataset records go to."},
@@ -610,6 +622,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 		ds := &DatasetConfig{Name: k.Value, Partitions: int32(c.Int("partitions")), Fsync: c.String("fsync"),
 			RetentionTime: c.Object("retention").Duration("time"), RetentionBytes: c.Object("retention").Size("bytes"),
 			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
+			CleanupPolicy: c.String("cleanup_policy"), DeleteRetention: c.Duration("delete_retention"),
 			pos: pos{k.Line, k.Column}}
 		if ds.Partitions < 1 {
 			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)

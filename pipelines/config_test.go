@@ -111,3 +111,34 @@ pipelines:
 		t.Fatalf("unclosed ${: %v, want an error at 6:25", err)
 	}
 }
+
+// TestDatasetCleanupPolicy: cleanup_policy and delete_retention of a
+// dataset reach the hub's config and the Kafka topic configs.
+func TestDatasetCleanupPolicy(t *testing.T) {
+	testRegistry(t)
+	src := []byte(`
+datasets:
+  cache: {cleanup_policy: compact, delete_retention: 1h}
+pipelines:
+  p:
+    from: cache
+    to:
+      - memory: {id: x}
+`)
+	cfg, err := Load("t.yaml", src, LoadOptions{Env: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Datasets[0]
+	if d.CleanupPolicy != "compact" || d.DeleteRetention != 3600e9 {
+		t.Fatalf("dataset config %+v, want cleanup policy compact and delete retention 1h", d)
+	}
+	if got := d.topic().Configs; got["cleanup.policy"] != "compact" || got["delete.retention.ms"] != "3600000" {
+		t.Errorf("topic configs %v", got)
+	}
+	_, err = Load("t.yaml", []byte("datasets:\n  cache: {cleanup_policy: shrink}\npipelines:\n  p: {from: cache, to: [{memory: {id: x}}]}\n"),
+		LoadOptions{Env: func(string) (string, bool) { return "", false }})
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:2:") {
+		t.Errorf("cleanup_policy shrink: %v, want an error at t.yaml:2", err)
+	}
+}

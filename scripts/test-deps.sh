@@ -18,6 +18,7 @@ need_cmd tmux tmux                       # weir top under a terminal
 need_cmd systemd-analyze systemd         # checks deploy/weir.service
 need_cmd node nodejs                     # DuckDB (npm @duckdb/node-api) reads the Parquet files
 need_cmd npm npm
+need_cmd chromium chromium               # headless browser: EventSource subscriptions
 if [ -x /usr/bin/python3 ]; then
   need_py kafka python3-kafka            # kafka-python
   need_py confluent_kafka python3-confluent-kafka

@@ -16,6 +16,10 @@
 //	parquet Hive-partitioned Parquet files from a directory template, local
 //	        or S3; inferred or declared columns; exactly once through a spool
 //	        and file names from offsets; memory bounded by bytes
+//	webhook change events POSTed as the http sink does, HMAC-SHA256 signed
+//	        (Weir-Signature), with the last event's id (Weir-Event-Id)
+//	redis   each record PUBLISHed as a change event, or a Redis cache kept
+//	        in step (UNLINK, DEL or SET), one pipeline a batch
 //
 // # Contract
 //

@@ -3,6 +3,9 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +20,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
 )
 
 var httpSpec = connectors.Spec{
@@ -54,7 +58,57 @@ var httpSpec = connectors.Spec{
           headers: {X-Source: weir}`,
 }
 
-func init() { connectors.MustRegisterSink(httpSpec, newHTTP) }
+var webhookSpec = connectors.Spec{
+	Kind:    connectors.SinkKind,
+	Name:    "webhook",
+	Summary: "POST change events, signed, to an endpoint that keeps a cache in step: the http sink's delivery with events as bodies.",
+	Doc: "Each request carries up to max_events records as subscription events, one JSON object a line " +
+		"(type record or delete, id PARTITION-OFFSET, key, value, partition, offset, time, headers; a single event " +
+		"is sent as application/json, several as application/x-ndjson). With a secret, the Weir-Signature header is " +
+		"t=UNIX_SECONDS,v1=HEX where HEX is the HMAC-SHA256 of \"UNIX_SECONDS.\" followed by the body, keyed with the " +
+		"secret: the receiver recomputes it and rejects old timestamps, as with Stripe's webhooks. Weir-Event-Id is " +
+		"the id of the request's last event. Responses are handled as by the http sink: the pipeline's position moves " +
+		"on only after a 2xx; 5xx, 429 and no response are retried with the sink's retry backoff; other 4xx send the " +
+		"events to the dead-letter dataset, as does running out of retry attempts.",
+	Scalar: "url",
+	Fields: []connectors.Field{
+		{Name: "url", Type: connectors.TypeString, Required: true, Doc: "The endpoint, http:// or https://.", Example: "https://app.internal/hooks/cache"},
+		{Name: "secret", Type: connectors.TypeString, Doc: "Key of the HMAC-SHA256 signature (Weir-Signature); unsigned without it."},
+		{Name: "max_events", Type: connectors.TypeInt, Default: 100, Min: 1, Doc: "Most events in one request (1: one request per event)."},
+		{Name: "headers", Type: connectors.TypeStringMap, Doc: "Extra request headers."},
+		{Name: "timeout", Type: connectors.TypeDuration, Default: "30s", Doc: "Longest wait for one request's response."},
+		{Name: "max_batch_bytes", Type: connectors.TypeSize, Default: "4MiB", Doc: "Most bytes of events in one request body."},
+		{Name: "compression", Type: connectors.TypeString, Default: "none", Enum: []string{"none", "gzip"}, Doc: "Compression of request bodies (Content-Encoding); the signature covers the uncompressed body."},
+		{Name: "user", Type: connectors.TypeString, Doc: "User for basic authentication."},
+		{Name: "password", Type: connectors.TypeString, Doc: "Password for basic authentication."},
+		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token (Authorization: Bearer <token>)."},
+	},
+	Example: `pipelines:
+  cache-hooks:
+    from: users
+    to:
+      - webhook: {url: "https://app.internal/hooks/cache", secret: "${WEBHOOK_SECRET}", max_events: 1}
+    retry: {attempts: 10, backoff: 1s}`,
+}
+
+func init() {
+	connectors.MustRegisterSink(httpSpec, newHTTP)
+	connectors.MustRegisterSink(webhookSpec, newWebhook)
+}
+
+// newWebhook is the http sink sending events, signed when a secret is set.
+func newWebhook(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
+	sk, err := newHTTP(conf, res)
+	if err != nil {
+		return nil, err
+	}
+	s := sk.(*httpSink)
+	s.events, s.secret, s.maxEvents, s.now = true, []byte(conf.String("secret")), conf.Int("max_events"), time.Now
+	if s.maxEvents < 1 {
+		return nil, conf.Errorf("max_events", "must be at least 1")
+	}
+	return s, nil
+}
 
 // httpSink posts batches. Write is called by one goroutine at a time (mu
 // guards the buffers regardless); Close may be called from any.
@@ -68,6 +122,12 @@ type httpSink struct {
 	password string
 	token    string
 	client   *http.Client
+
+	// webhook: events instead of values, signed with secret if set.
+	events    bool
+	secret    []byte
+	maxEvents int
+	now       func() time.Time
 
 	mu     sync.Mutex // held by Write
 	body   []byte
@@ -135,13 +195,22 @@ func (s *httpSink) Write(ctx context.Context, batch []*connectors.Message) error
 	delivered := 0
 	for start := 0; start < len(batch); {
 		end, body := start, s.body[:0]
+		lastID := ""
 		for end < len(batch) && (end == start || len(body)+len(batch[end].Value)+1 <= s.maxBytes) {
-			body = append(body, batch[end].Value...)
+			if !s.events {
+				body = append(body, batch[end].Value...)
+			} else if end-start == s.maxEvents {
+				break
+			} else {
+				e := redisEvent(batch[end])
+				body = hub.AppendEventJSON(body, e, true)
+				lastID = e.Token
+			}
 			body = append(body, '\n')
 			end++
 		}
 		s.body = body
-		err := s.post(ctx, body)
+		err := s.post(ctx, body, end-start, lastID)
 		var se *statusError
 		switch {
 		case err == nil:
@@ -178,8 +247,17 @@ func (s *httpSink) Write(ctx context.Context, batch []*connectors.Message) error
 	return nil
 }
 
-// post sends one request body of NDJSON and interprets the response.
-func (s *httpSink) post(ctx context.Context, body []byte) error {
+// post sends one request body of NDJSON (n lines) and interprets the
+// response. A webhook's body is signed, and names its last event.
+func (s *httpSink) post(ctx context.Context, body []byte, n int, lastID string) error {
+	ctype := "application/x-ndjson"
+	if s.events && n == 1 {
+		ctype, body = "application/json", body[:len(body)-1]
+	}
+	sig := ""
+	if s.events && len(s.secret) > 0 {
+		sig = signBody(s.secret, s.now().Unix(), body) // over the body before compression
+	}
 	if s.gzip {
 		s.zbuf.Reset()
 		if s.zw == nil {
@@ -204,7 +282,13 @@ func (s *httpSink) post(ctx context.Context, body []byte) error {
 	for k, v := range s.headers {
 		req.Header[k] = v
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Content-Type", ctype)
+	if s.events {
+		req.Header.Set("Weir-Event-Id", lastID)
+		if sig != "" {
+			req.Header.Set("Weir-Signature", sig)
+		}
+	}
 	if s.gzip {
 		req.Header.Set("Content-Encoding", "gzip")
 	}
@@ -230,9 +314,19 @@ func (s *httpSink) post(ctx context.Context, body []byte) error {
 		return nil
 	}
 	snippet := make([]byte, 512)
-	n, _ := io.ReadFull(resp.Body, snippet)
+	got, _ := io.ReadFull(resp.Body, snippet)
 	rest, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return &statusError{Status: resp.StatusCode, Body: textSnippet(snippet[:n], rest > 0)}
+	return &statusError{Status: resp.StatusCode, Body: textSnippet(snippet[:got], rest > 0)}
+}
+
+// signBody is the Weir-Signature of a webhook body sent at unix seconds
+// ts: t=TS,v1=hex(HMAC-SHA256(secret, "TS." + body)).
+func signBody(secret []byte, ts int64, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	stamp := strconv.FormatInt(ts, 10)
+	mac.Write([]byte(stamp + "."))
+	mac.Write(body)
+	return "t=" + stamp + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 // textSnippet returns the start of a response body as one line of text,

@@ -115,7 +115,7 @@ wire protocol, so Kafka clients and tools work against it unchanged.`,
 	root.PersistentFlags().String("log-format", "text", "format of log lines on stderr: text or json (one object per line)")
 	root.AddCommand(newRunCmd(), newLintCmd(), newTestCmd(), newListCmd(), newServeCmd(), newTopicsCmd(),
 		newProduceCmd(), newConsumeCmd(), newGroupsCmd(), newLogCmd(), newBenchCmd(),
-		newTapCmd(), newTopCmd(), newDLQCmd(), newUsersCmd(), newACLsCmd())
+		newTapCmd(), newTopCmd(), newDLQCmd(), newUsersCmd(), newACLsCmd(), newSubscribeCmd())
 	return root
 }
 

@@ -55,8 +55,9 @@ type serveConfig struct {
 
 // httpConfig is the http: section of serve's YAML (and --http-listen).
 type httpConfig struct {
-	Listen           string `yaml:"listen"`
-	PartitionMetrics bool   `yaml:"partition_metrics"`
+	Listen           string   `yaml:"listen"`
+	PartitionMetrics bool     `yaml:"partition_metrics"`
+	AllowOrigins     []string `yaml:"allow_origins"` // browser origins that may subscribe (CORS)
 }
 
 type txnCheckConfig struct {
@@ -147,6 +148,9 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("partition-metrics") {
 				cfg.HTTP.PartitionMetrics = flags.HTTP.PartitionMetrics
 			}
+			if f.Changed("http-allow-origin") {
+				cfg.HTTP.AllowOrigins = flags.HTTP.AllowOrigins
+			}
 			if lf := cmd.Flags().Lookup("log-format"); lf != nil && lf.Changed {
 				cfg.LogFormat = lf.Value.String()
 			}
@@ -191,7 +195,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.Int32Var(&flags.Defaults.Partitions, "partitions", 1, "default partitions of new datasets")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
-	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1)")
+	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz, /readyz and dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
+	f.StringSliceVar(&flags.HTTP.AllowOrigins, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
 	f.BoolVar(&flags.HTTP.PartitionMetrics, "partition-metrics", false, "also export offsets, produced records and disk bytes per partition")
 	f.IntVar(&flags.MaxConnections, "max-connections", 10000, "most open Kafka connections; when reached, the oldest that has sent no request is closed to make room")
 	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
@@ -366,7 +371,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	var front *httpFront
 	if m != nil {
 		m.addKafkaServers(srvs)
-		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}); err != nil {
+		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}, subscriptionsMount(h, cfg.HTTP.AllowOrigins)); err != nil {
 			for _, ln := range lns {
 				ln.Close()
 			}

@@ -13,6 +13,7 @@
 //	GET /readyz    200 {"ready":true,"checks":{...}} or
 //	               503 {"ready":false,"not_ready":{"hub":"closed",...},...}
 //	/metrics       mounted with Options.Metrics
+//	GET /v1/datasets/{name}/subscribe  SSE or WebSocket subscriptions (MountSubscriptions)
 //	anything else  added with Server.Handle before Serve; cmd/weir adds
 //	               GET /v1/tap/{target} (weir tap) and, for weir run,
 //	               POST /-/reload

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+
+// TestServeSubscriptions: weir serve --http-listen serves the
+// subscriptions of a dataset created by a Kafka admin client with
+// cleanup.policy=compact; curl reads the snapshot as Server-Sent Events,
+// and weir subscribe prints the snapshot and then a change as JSON lines.
+func TestServeSubscriptions(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("needs curl")
+	}
+	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--fsync", "always")
+	var httpAddr string
+	for deadline := time.Now().Add(10 * time.Second); httpAddr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := httpServingRE.FindStringSubmatch(p.output()); m != nil {
+			httpAddr = m[1]
+		}
+	}
+	if httpAddr == "" {
+		t.Fatalf("no http listener in the log:\n%s", p.output())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("users"))
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	res, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "users")
+	if err != nil || res.Err != nil {
+		t.Fatalf("CreateTopic: %v %v", err, res.Err)
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, "users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := cfgs.On("users", nil); err != nil || !strings.Contains(describe(c.Configs), "cleanup.policy=compact") {
+		t.Errorf("described configs %s, %v: want cleanup.policy=compact", describe(c.Configs), err)
+	}
+	for _, r := range []*kgo.Record{
+		{Key: []byte("u1"), Value: []byte(`{"name":"Ann"}`)},
+		{Key: []byte("u2"), Value: []byte(`{"name":"Bob"}`)},
+		{Key: []byte("u1"), Value: []byte(`{"name":"Ann B."}`)},
+	} {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// curl: the snapshot as an event stream.
+	out, err := exec.CommandContext(ctx, curl, "-sN", "--max-time", "2", "http://"+httpAddr+"/v1/datasets/users/subscribe").Output()
+	if len(out) == 0 {
+		t.Fatalf("curl: %v", err)
+	}
+	s := string(out)
+	if !strings.Contains(s, "event: record\nid: ") || !strings.Contains(s, `"key":"u1","value":{"name":"Ann B."}`) ||
+		!strings.Contains(s, "event: snapshot_end\n") || strings.Contains(s, `"Ann"}`) {
+		t.Errorf("curl got:\n%s", s)
+	}
+
+	// weir subscribe: JSON lines, then a live change.
+	exe, _ := os.Executable()
+	sub := exec.CommandContext(ctx, exe, "-test.run=^$")
+	sub.Env = append(os.Environ(), mainEnv+"=1", "WEIR_TEST_ARGS="+strings.Join([]string{"subscribe", "users", "--http", httpAddr}, "\x1f"))
+	stdout, _ := sub.StdoutPipe()
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sub.Process.Signal(syscall.SIGTERM); sub.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	next := func() map[string]any {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("weir subscribe ended: %v", lines.Err())
+		}
+		var m map[string]any
+		if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", lines.Text(), err)
+		}
+		return m
+	}
+	var keys []string
+	for {
+		m := next()
+		if m["type"] == "snapshot_end" {
+			break
+		}
+		keys = append(keys, m["key"].(string))
+	}
+	if strings.Join(keys, ",") != "u2,u1" {
+		t.Errorf("snapshot keys %v, want u2, u1 (in offset order)", keys)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("u2")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(); m["type"] != "delete" || m["key"] != "u2" || m["id"] == "" {
+		t.Errorf("after deleting u2: %v", m)
+	}
+}
+
+func describe(cs []kadm.Config) string {
+	var b strings.Builder
+	for _, c := range cs {
+		if c.Value != nil {
+			b.WriteString(c.Key + "=" + *c.Value + " ")
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,176 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	nethttp "net/http"
+	"strings"
+	"time"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// SubscribeHub is what the subscription handler needs of a hub; *hub.Hub
+// has it.
+type SubscribeHub interface {
+	Dataset(name string) (*hub.Dataset, error)
+	Subscribe(ctx context.Context, dataset string, opts hub.SubscribeOptions, emit func(*hub.Event) error) error
+}
+
+var _ SubscribeHub = (*hub.Hub)(nil)
+
+// SubscribeOptions configure the subscription handler. Zero fields take
+// the defaults their comments state.
+type SubscribeOptions struct {
+	// Heartbeat is how long a subscription may be idle before a comment
+	// line (": heartbeat") or a WebSocket ping keeps proxies from closing
+	// it. Default 15 seconds.
+	Heartbeat time.Duration
+	// WriteTimeout cuts a subscriber that has not taken an event for this
+	// long (its connection stops draining): it holds no buffer beyond its
+	// connection's, and resumes with its last token. Default 30 seconds.
+	WriteTimeout time.Duration
+	// AllowOrigins are the browser origins (scheme://host:port, "null"
+	// for a page opened from a file, or "*") whose pages may subscribe
+	// from another origin: their requests are answered with
+	// Access-Control-Allow-Origin, and WebSocket upgrades from them are
+	// accepted. Default none: same origin only.
+	AllowOrigins []string
+}
+
+func (o *SubscribeOptions) setDefaults() {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+}
+
+// SubscribePattern is the route of the subscriptions.
+const SubscribePattern = "GET /v1/datasets/{name}/subscribe"
+
+// MountSubscriptions adds the subscription route to s.
+func MountSubscriptions(s *Server, h SubscribeHub, opts SubscribeOptions) {
+	s.Handle(SubscribePattern, Subscriptions(h, opts))
+}
+
+// Subscriptions returns the handler of GET /v1/datasets/{name}/subscribe
+// ?from=snapshot|latest|earliest: Server-Sent Events (text/event-stream),
+// or, when the request asks to upgrade, the same events over a WebSocket,
+// one JSON message each. Each event's id (SSE) or "id" field (WebSocket)
+// is a resume token: the Last-Event-ID header that EventSource sends on
+// reconnecting, or the last_event_id query parameter, resumes after it.
+//
+//	event: record                      a key's value
+//	id: 1a2b3c4d-120.57
+//	data: {"key":"user:1","value":{"name":"Ann"},"partition":0,"offset":119,"time":1700000000000}
+//
+//	event: delete                      a tombstone: the key is gone
+//	event: snapshot_end                every key's latest value has been sent
+//	event: reset                       the resume point is gone: drop the state; a snapshot follows
+//	: heartbeat                        a comment while idle
+//
+// A JSON value is sent as JSON, other UTF-8 as a string, anything else as
+// base64 with "value_encoding":"base64" (the same for keys and headers).
+func Subscriptions(h SubscribeHub, opts SubscribeOptions) nethttp.Handler {
+	opts.setDefaults()
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		name := r.PathValue("name")
+		if o := r.Header.Get("Origin"); o != "" && allowed(opts.AllowOrigins, o) {
+			w.Header().Set("Access-Control-Allow-Origin", o)
+			w.Header().Add("Vary", "Origin")
+		}
+		if _, err := h.Dataset(name); err != nil {
+			status := nethttp.StatusInternalServerError
+			if errors.Is(err, hub.ErrUnknownDataset) {
+				status = nethttp.StatusNotFound
+			}
+			writeJSON(w, status, map[string]string{"error": err.Error()})
+			return
+		}
+		so := hub.SubscribeOptions{From: r.URL.Query().Get("from"), Heartbeat: opts.Heartbeat}
+		switch so.From {
+		case "", hub.FromSnapshot, hub.FromLatest, hub.FromEarliest:
+		default:
+			writeJSON(w, nethttp.StatusBadRequest, map[string]string{"error": fmt.Sprintf("from=%q: want snapshot, latest or earliest", so.From)})
+			return
+		}
+		so.Token = r.Header.Get("Last-Event-ID")
+		if so.Token == "" {
+			so.Token = r.URL.Query().Get("last_event_id")
+		}
+		if isWebSocket(r) {
+			serveWebSocket(w, r, h, name, so, opts)
+			return
+		}
+		serveSSE(w, r, h, name, so, opts)
+	})
+}
+
+func allowed(origins []string, o string) bool {
+	for _, a := range origins {
+		if a == "*" || a == o {
+			return true
+		}
+	}
+	return false
+}
+
+func isWebSocket(r *nethttp.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// serveSSE streams the subscription as Server-Sent Events.
+func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
+	rc := nethttp.NewResponseController(w)
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)) }
+	started := false
+	so.OnStart = func() error {
+		started = true
+		hd := w.Header()
+		hd.Set("Content-Type", "text/event-stream")
+		hd.Set("Cache-Control", "no-cache")
+		hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+		w.WriteHeader(nethttp.StatusOK)
+		deadline()
+		// retry: how long EventSource waits before reconnecting.
+		if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	var buf []byte
+	so.OnCaughtUp = func() error { deadline(); return rc.Flush() }
+	so.OnIdle = func() error {
+		deadline()
+		if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	err := h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
+		buf = append(buf[:0], "event: "...)
+		buf = append(buf, e.Type...)
+		buf = append(buf, "\nid: "...)
+		buf = append(buf, e.Token...)
+		buf = append(buf, "\ndata: "...)
+		buf = hub.AppendEventJSON(buf, e, false)
+		buf = append(buf, "\n\n"...)
+		deadline()
+		_, err := w.Write(buf)
+		if err == nil && e.Type != hub.EventRecord && e.Type != hub.EventDelete {
+			err = rc.Flush()
+		}
+		return err
+	})
+	if !started && err != nil {
+		status := nethttp.StatusInternalServerError
+		if errors.Is(err, hub.ErrUnknownDataset) {
+			status = nethttp.StatusNotFound
+		}
+		writeJSON(w, status, map[string]string{"error": err.Error()})
+	}
+}

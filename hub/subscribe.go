@@ -1,0 +1,377 @@
+package hub
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	wlog "github.com/weirhub/weir/log"
+)
+
+// Event types of a subscription.
+const (
+	// EventRecord is a record with a value: the key's new value.
+	EventRecord = "record"
+	// EventDelete is a tombstone: a key with a null value.
+	EventDelete = "delete"
+	// EventSnapshotEnd follows the latest value of every key, also when
+	// there is none.
+	EventSnapshotEnd = "snapshot_end"
+	// EventReset says the resume point is gone (too old, compacted past,
+	// or not this dataset's): the subscriber drops its state, and a fresh
+	// snapshot follows.
+	EventReset = "reset"
+)
+
+// Subscription start points.
+const (
+	FromSnapshot = "snapshot" // the latest value of every key, then live
+	FromLatest   = "latest"   // only what is written from now on
+	FromEarliest = "earliest" // every record still stored, then live
+)
+
+// Event is one event of a subscription. Token resumes the subscription
+// just after it (SubscribeOptions.Token). Key, Value and Headers are valid
+// only during the emit call.
+type Event struct {
+	Type      string
+	Token     string
+	Partition int32
+	Offset    int64
+	Time      int64 // milliseconds since the epoch
+	Key       []byte
+	Value     []byte
+	Headers   []codecs.RecordHeader
+}
+
+// SubscribeOptions say where a subscription starts and how it idles.
+type SubscribeOptions struct {
+	// From is FromSnapshot (the default, also for ""), FromLatest or
+	// FromEarliest; a Token overrides it.
+	From string
+	// Token, if set, resumes after the event that carried it. A token
+	// that cannot be resumed (unknown, another dataset's, older than the
+	// dataset's start or than tombstones compaction removed) gets an
+	// EventReset and a snapshot, never a silent gap.
+	Token string
+	// Heartbeat is how long the subscription may be idle before OnIdle
+	// is called. Default 15 seconds.
+	Heartbeat time.Duration
+	// OnIdle, if set, is called after Heartbeat without events (an HTTP
+	// subscription writes a comment that keeps proxies from closing it).
+	OnIdle func() error
+	// OnStart, if set, is called once the start positions are fixed,
+	// before the first event: whatever is written after it is delivered
+	// (an HTTP subscription sends its response headers there, so that a
+	// client that has them misses nothing written since).
+	OnStart func() error
+	// OnCaughtUp, if set, is called whenever the subscription has emitted
+	// everything stored and is about to wait (an HTTP subscription
+	// flushes its buffer there).
+	OnCaughtUp func() error
+}
+
+// ErrBadFrom is returned by Subscribe for an unknown From.
+var ErrBadFrom = errors.New("hub: from must be snapshot, latest or earliest")
+
+// errResume says a follower lost its position and must reset.
+var errResume = errors.New("hub: resume point lost")
+
+// Subscribe streams a dataset to emit until ctx ends or emit, OnIdle or
+// OnCaughtUp fails: with FromSnapshot, the latest value of every key
+// (records without a key are not part of a snapshot; deletes applied) as
+// of the call, EventSnapshotEnd, then every record written after, each as
+// EventRecord or EventDelete. Each subscriber reads the partitions' logs
+// at its own pace, so a slow one holds no memory beyond its read buffer
+// and slows neither the others nor the producers. A follower that falls
+// behind retention or below the delete horizon (log.CompactedError) gets
+// EventReset and a new snapshot. Partitions added after the call are not
+// followed. It returns ctx's cause, the callback's error, or ErrClosed
+// when the hub closes.
+func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptions, emit func(*Event) error) error {
+	ds, err := h.Dataset(dataset)
+	if err != nil {
+		return err
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	s := &subscription{h: h, ds: ds, parts: ds.partitions(), opts: opts, emit: emit}
+	s.idTag = hex.EncodeToString(s.ds.id[:4])
+	s.pos = make([]int64, len(s.parts))
+	snapshot := false
+	switch {
+	case opts.Token != "":
+		if !s.parseToken(opts.Token) {
+			snapshot = true // after a reset
+		}
+	case opts.From == "" || opts.From == FromSnapshot:
+		snapshot = true
+	case opts.From == FromLatest:
+		for i, p := range s.parts {
+			s.pos[i] = p.HighWatermark()
+		}
+	case opts.From == FromEarliest:
+		for i, p := range s.parts {
+			s.pos[i] = p.StartOffset()
+		}
+	default:
+		return fmt.Errorf("%w: %q", ErrBadFrom, opts.From)
+	}
+	if opts.OnStart != nil {
+		if err := opts.OnStart(); err != nil {
+			return err
+		}
+	}
+	if snapshot && opts.Token != "" {
+		if err := s.send(&Event{Type: EventReset, Token: s.snapshotToken()}); err != nil {
+			return err
+		}
+	}
+	for {
+		if snapshot {
+			if err := s.snapshot(ctx); err != nil {
+				if errors.Is(err, errResume) {
+					if err := s.send(&Event{Type: EventReset, Token: s.snapshotToken()}); err != nil {
+						return err
+					}
+					continue
+				}
+				return err
+			}
+		}
+		err := s.follow(ctx)
+		if !errors.Is(err, errResume) {
+			return err
+		}
+		if err := s.send(&Event{Type: EventReset, Token: s.snapshotToken()}); err != nil {
+			return err
+		}
+		snapshot = true
+	}
+}
+
+type subscription struct {
+	h     *Hub
+	ds    *Dataset
+	parts []*Partition
+	opts  SubscribeOptions
+	emit  func(*Event) error
+	idTag string  // the dataset's id, in tokens
+	pos   []int64 // per partition: the offset after the last event
+	buf   []byte
+}
+
+func (s *subscription) send(e *Event) error { return s.emit(e) }
+
+// token encodes the positions: "ID-P0.P1...", ID the first 4 bytes of the
+// dataset's id in hex, Pn the offset partition n resumes at.
+func (s *subscription) token() string {
+	b := append(s.buf[:0], s.idTag...)
+	b = append(b, '-')
+	for i, p := range s.pos {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = strconv.AppendInt(b, p, 10)
+	}
+	s.buf = b
+	return string(b)
+}
+
+// snapshotToken is the token of events inside a snapshot: resuming one
+// starts over with a reset.
+func (s *subscription) snapshotToken() string { return s.idTag + "-snapshot" }
+
+// parseToken sets the positions from a token, and reports whether they
+// can be resumed.
+func (s *subscription) parseToken(tok string) bool {
+	tag, rest, ok := strings.Cut(tok, "-")
+	if !ok || tag != s.idTag || rest == "snapshot" {
+		return false
+	}
+	fields := strings.Split(rest, ".")
+	if len(fields) > len(s.parts) {
+		return false
+	}
+	for i, p := range s.parts {
+		off := p.StartOffset() // a partition added since starts at its beginning
+		if i < len(fields) {
+			n, err := strconv.ParseInt(fields[i], 10, 64)
+			if err != nil {
+				return false
+			}
+			off = n
+		}
+		if off < p.StartOffset() || off > p.HighWatermark() || p.log.CheckResume(off) != nil {
+			return false
+		}
+		s.pos[i] = off
+	}
+	return true
+}
+
+// snapshot emits the latest value of every key as of now, partition by
+// partition, reading each twice: once to find each key's latest offset (a
+// map of key hashes, 24 bytes a key), once to emit the records at those
+// offsets. Then EventSnapshotEnd, and the positions are where it stopped.
+func (s *subscription) snapshot(ctx context.Context) error {
+	seed0, seed1 := maphash.MakeSeed(), maphash.MakeSeed()
+	tok := s.snapshotToken()
+	for i, p := range s.parts {
+		start, end := p.StartOffset(), p.HighWatermark()
+		latest := map[[2]uint64]int64{}
+		hash := func(k []byte) [2]uint64 { return [2]uint64{maphash.Bytes(seed0, k), maphash.Bytes(seed1, k)} }
+		if err := s.scan(ctx, p, start, end, func(r *codecs.Record) error {
+			if r.Key != nil {
+				latest[hash(r.Key)] = r.Offset
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := s.scan(ctx, p, start, end, func(r *codecs.Record) error {
+			if r.Key == nil || r.Value == nil || latest[hash(r.Key)] != r.Offset {
+				return nil
+			}
+			return s.send(&Event{Type: EventRecord, Token: tok, Partition: p.id, Offset: r.Offset, Time: r.Timestamp,
+				Key: r.Key, Value: r.Value, Headers: r.Headers})
+		}); err != nil {
+			return err
+		}
+		s.pos[i] = end
+	}
+	if err := s.send(&Event{Type: EventSnapshotEnd, Token: s.token()}); err != nil {
+		return err
+	}
+	return s.caughtUp()
+}
+
+// scan reads the records of p in [from, to).
+func (s *subscription) scan(ctx context.Context, p *Partition, from, to int64, fn func(*codecs.Record) error) error {
+	it := p.log.NewIterator(from)
+	for it.Next() {
+		r := it.Record()
+		if r.Offset >= to {
+			break
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+		if r.Offset%1024 == 0 && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+	}
+	if err := it.Err(); err != nil {
+		if errors.Is(err, wlog.ErrOutOfRange) {
+			return errResume // retention went past the snapshot's start
+		}
+		return fmt.Errorf("hub: subscription to %s/%d: %w", s.ds.name, p.id, err)
+	}
+	return nil
+}
+
+func (s *subscription) caughtUp() error {
+	if s.opts.OnCaughtUp != nil {
+		return s.opts.OnCaughtUp()
+	}
+	return nil
+}
+
+// follow emits what is written from the positions on, waiting for more
+// when caught up; it returns errResume when a position is lost.
+func (s *subscription) follow(ctx context.Context) error {
+	its := make([]*wlog.Iterator, len(s.parts))
+	for i, p := range s.parts {
+		its[i] = p.log.NewIterator(s.pos[i])
+		its[i].ChunkBytes = 256 << 10
+	}
+	wake := make(chan struct{}, 1)
+	for _, p := range s.parts {
+		p.addWaiter(wake)
+	}
+	defer func() {
+		for _, p := range s.parts {
+			p.removeWaiter(wake)
+		}
+	}()
+	idle := time.NewTimer(s.opts.Heartbeat)
+	defer idle.Stop()
+	for {
+		progressed := false
+		for i, p := range s.parts {
+			it := its[i]
+			if p.StartOffset() > s.pos[i] {
+				return errResume
+			}
+			from := s.pos[i]
+			for n := 0; n < 1024 && it.Next(); n++ {
+				r := it.Record()
+				s.pos[i] = r.Offset + 1
+				e := Event{Type: EventRecord, Partition: p.id, Offset: r.Offset, Time: r.Timestamp,
+					Key: r.Key, Value: r.Value, Headers: r.Headers}
+				if r.Value == nil && r.Key != nil {
+					e.Type = EventDelete
+				}
+				e.Token = s.token()
+				if err := s.send(&e); err != nil {
+					return err
+				}
+				progressed = true
+			}
+			if err := it.Err(); err != nil {
+				if errors.Is(err, wlog.ErrOutOfRange) {
+					return errResume
+				}
+				return fmt.Errorf("hub: subscription to %s/%d: %w", s.ds.name, p.id, err)
+			}
+			// Tombstones removed at or after where this read began may
+			// have been skipped by it.
+			if p.log.CheckResume(from) != nil {
+				return errResume
+			}
+			s.pos[i] = max(s.pos[i], it.Offset())
+		}
+		if progressed {
+			continue
+		}
+		if err := s.caughtUp(); err != nil {
+			return err
+		}
+		waiting := true
+		for i, p := range s.parts {
+			if p.HighWatermark() > s.pos[i] {
+				waiting = false
+			}
+		}
+		if !waiting {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-idle.C:
+			if s.opts.OnIdle != nil {
+				if err := s.opts.OnIdle(); err != nil {
+					return err
+				}
+			}
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-s.h.stop:
+			return ErrClosed
+		}
+		if !idle.Stop() {
+			select {
+			case <-idle.C:
+			default:
+			}
+		}
+		idle.Reset(s.opts.Heartbeat)
+	}
+}
