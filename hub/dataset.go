@@ -574,6 +574,9 @@ func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []
 	if cfg.Partitions < cur.Partitions {
 		return cur, nil, fmt.Errorf("%w: %s has %d partitions; fewer (%d) would drop the records of the others and move keys: create a new dataset and copy into it", ErrInvalidPartitions, d.name, cur.Partitions, cfg.Partitions)
 	}
+	if normalizeCleanupPolicy(cfg.CleanupPolicy) != normalizeCleanupPolicy(cur.CleanupPolicy) {
+		return cur, nil, fmt.Errorf("%w: %s: cleanup.policy is set when the dataset is created (it is %s): create a new dataset with the policy and copy into it", ErrInvalidConfig, d.name, cur.CleanupPolicy)
+	}
 	if cfg.Fsync != cur.Fsync || cfg.FsyncInterval != cur.FsyncInterval {
 		return cur, nil, fmt.Errorf("%w: %s: the fsync policy (weir.fsync, flush.ms, flush.messages) is fixed while the dataset is open: it is %s every %v", ErrInvalidConfig, d.name, cur.Fsync, cur.FsyncInterval)
 	}
