@@ -1,0 +1,293 @@
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNotFound is returned for a key that has no object.
+var ErrNotFound = errors.New("objstore: not found")
+
+// ErrExists is returned by PutIfAbsent for a key that has an object.
+var ErrExists = errors.New("objstore: object exists")
+
+// Object describes a stored object.
+type Object struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// Store is an object store; see the package doc for the contract. Its
+// methods are safe for concurrent use.
+type Store interface {
+	// Put stores r's bytes as key, replacing an object there, atomically.
+	Put(ctx context.Context, key string, r io.Reader) error
+	// PutIfAbsent stores r's bytes as key unless key exists (ErrExists).
+	PutIfAbsent(ctx context.Context, key string, r io.Reader) error
+	// Get reads n bytes of key from off; n < 0 reads to the end.
+	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+	// List returns the objects whose keys start with prefix, by key.
+	List(ctx context.Context, prefix string) ([]Object, error)
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// FilePutter is an optional interface of stores that take a local file
+// more cheaply than through Put: PutFile moves the file at src (which
+// the caller gives up) to key, atomically, like Put.
+type FilePutter interface {
+	PutFile(ctx context.Context, key, src string) error
+}
+
+// PutFile stores the local file src as key, through FilePutter if s has
+// it, else by Put and removing src.
+func PutFile(ctx context.Context, s Store, key, src string) error {
+	if fp, ok := s.(FilePutter); ok {
+		return fp.PutFile(ctx, key, src)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("objstore: %w", err)
+	}
+	err = s.Put(ctx, key, f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(src); err != nil {
+		return fmt.Errorf("objstore: %w", err)
+	}
+	return nil
+}
+
+// CheckKey returns an error for a key the contract does not allow.
+func CheckKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") {
+		return fmt.Errorf("objstore: bad key %q", key)
+	}
+	for _, e := range strings.Split(key, "/") {
+		if e == "" || e == "." || e == ".." {
+			return fmt.Errorf("objstore: bad key %q", key)
+		}
+	}
+	return nil
+}
+
+// Dir is a Store in a local directory; see the package doc.
+type Dir struct {
+	root string
+}
+
+var (
+	_ Store      = (*Dir)(nil)
+	_ FilePutter = (*Dir)(nil)
+)
+
+// NewDir returns the store rooted at dir, creating it.
+func NewDir(dir string) (*Dir, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("objstore: %w", err)
+	}
+	return &Dir{root: filepath.Clean(dir)}, nil
+}
+
+// Root is the directory the store keeps its objects in.
+func (d *Dir) Root() string { return d.root }
+
+func (d *Dir) path(key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, filepath.FromSlash(key)), nil
+}
+
+// temp writes r into a synced temporary file next to key's path.
+func (d *Dir) temp(key string, r io.Reader) (dst, tmp string, err error) {
+	if dst, err = d.path(key); err != nil {
+		return "", "", err
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("objstore: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return "", "", fmt.Errorf("objstore: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", "", fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return dst, f.Name(), nil
+}
+
+// Put implements Store.
+func (d *Dir) Put(_ context.Context, key string, r io.Reader) error {
+	dst, tmp, err := d.temp(key, r)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// PutIfAbsent implements Store.
+func (d *Dir) PutIfAbsent(_ context.Context, key string, r io.Reader) error {
+	dst, tmp, err := d.temp(key, r)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, dst); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, key)
+		}
+		return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// PutFile implements FilePutter: a rename on the same filesystem, else a
+// copy through Put.
+func (d *Dir) PutFile(ctx context.Context, key, src string) error {
+	dst, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("objstore: %w", err)
+	}
+	err = os.Rename(src, dst)
+	if errors.Is(err, syscall.EXDEV) {
+		f, err := os.Open(src)
+		if err != nil {
+			return fmt.Errorf("objstore: %w", err)
+		}
+		defer f.Close()
+		if err := d.Put(ctx, key, f); err != nil {
+			return err
+		}
+		return os.Remove(src)
+	}
+	if err != nil {
+		return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+type sectionCloser struct {
+	io.Reader
+	f *os.File
+}
+
+func (s sectionCloser) Close() error { return s.f.Close() }
+
+// Get implements Store.
+func (d *Dir) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: %w", err)
+	}
+	if n < 0 {
+		n = 1<<63 - 1 - off
+	}
+	return sectionCloser{Reader: io.NewSectionReader(f, off, n), f: f}, nil
+}
+
+// List implements Store.
+func (d *Dir) List(_ context.Context, prefix string) ([]Object, error) {
+	// Walk only the directory the prefix is in.
+	base := path.Dir(prefix)
+	if !strings.Contains(prefix, "/") {
+		base = "."
+	} else if strings.HasSuffix(prefix, "/") {
+		base = strings.TrimSuffix(prefix, "/")
+	}
+	start := filepath.Join(d.root, filepath.FromSlash(base))
+	var out []Object
+	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".tmp-") {
+			return nil
+		}
+		rel, _ := filepath.Rel(d.root, p)
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		out = append(out, Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objstore: list %s: %w", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// Delete implements Store.
+func (d *Dir) Delete(_ context.Context, key string) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("objstore: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("objstore: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("objstore: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Options configure an S3 store. The zero value of each field is its
+// default.
+type S3Options struct {
+	// Endpoint is host:port of the server, without a scheme.
+	Endpoint string
+	// Bucket holds the objects; it must exist.
+	Bucket string
+	// Prefix is put before every key ("lake/" keeps keys under lake/);
+	// default none.
+	Prefix string
+	// AccessKey and SecretKey sign requests; empty: anonymous.
+	AccessKey, SecretKey string
+	// Region of the bucket; default us-east-1.
+	Region string
+	// Insecure talks plain HTTP instead of HTTPS. Default false.
+	Insecure bool
+}
+
+// S3 is a Store in a bucket of an S3-compatible server, through
+// github.com/minio/minio-go/v7. A Put is atomic by the S3 protocol (an
+// object appears whole when its upload completes); PutIfAbsent sends
+// If-None-Match: *, which the server must honour (AWS S3, MinIO and
+// versitygw do) and which holds for a single PUT: an object of up to
+// 16MiB (larger ones go up in parts, and the condition is not checked).
+type S3 struct {
+	c      *minio.Client
+	bucket string
+	prefix string
+}
+
+var _ Store = (*S3)(nil)
+
+// NewS3 returns the store of opts; it does not contact the server.
+func NewS3(opts S3Options) (*S3, error) {
+	if opts.Endpoint == "" || opts.Bucket == "" {
+		return nil, errors.New("objstore: s3 needs an endpoint and a bucket")
+	}
+	var creds *credentials.Credentials
+	if opts.AccessKey != "" {
+		creds = credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, "")
+	} else {
+		creds = credentials.New(&credentials.Static{})
+	}
+	region := opts.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	c, err := minio.New(opts.Endpoint, &minio.Options{Creds: creds, Secure: !opts.Insecure, Region: region, BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		return nil, fmt.Errorf("objstore: s3: %w", err)
+	}
+	return &S3{c: c, bucket: opts.Bucket, prefix: opts.Prefix}, nil
+}
+
+func (s *S3) name(key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	return s.prefix + key, nil
+}
+
+func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObjectOptions) error {
+	name, err := s.name(key)
+	if err != nil {
+		return err
+	}
+	size := int64(-1)
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+				size = st.Size() - off
+			}
+		}
+	}
+	if l, ok := r.(interface{ Len() int }); ok && size < 0 {
+		size = int64(l.Len())
+	}
+	if size < 0 {
+		// Up to one part, read it to know its size: a single PUT, where
+		// a condition applies as it does to any PUT.
+		const part = 16 << 20
+		buf, err := io.ReadAll(io.LimitReader(r, part))
+		if err != nil {
+			return fmt.Errorf("objstore: s3: put %s: %w", key, err)
+		}
+		if len(buf) < part {
+			r, size = bytes.NewReader(buf), int64(len(buf))
+		} else {
+			r = io.MultiReader(bytes.NewReader(buf), r)
+			opts.PartSize = part
+		}
+	}
+	if _, err := s.c.PutObject(ctx, s.bucket, name, r, size, opts); err != nil {
+		if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+			return fmt.Errorf("%w: %s", ErrExists, key)
+		}
+		return fmt.Errorf("objstore: s3: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Put implements Store.
+func (s *S3) Put(ctx context.Context, key string, r io.Reader) error {
+	return s.put(ctx, key, r, minio.PutObjectOptions{})
+}
+
+// PutIfAbsent implements Store.
+func (s *S3) PutIfAbsent(ctx context.Context, key string, r io.Reader) error {
+	var opts minio.PutObjectOptions
+	opts.SetMatchETagExcept("*")
+	return s.put(ctx, key, r, opts)
+}
+
+// Get implements Store.
+func (s *S3) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return nil, err
+	}
+	var opts minio.GetObjectOptions
+	if n == 0 {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	switch {
+	case n > 0:
+		err = opts.SetRange(off, off+n-1)
+	case off > 0:
+		err = opts.SetRange(off, 0) // to the end
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
+	}
+	obj, err := s.c.GetObject(ctx, s.bucket, name, opts)
+	if err == nil {
+		_, err = obj.Stat() // GetObject is lazy: this is where a missing key shows
+	}
+	if err != nil {
+		if obj != nil {
+			obj.Close()
+		}
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
+	}
+	return obj, nil
+}
+
+// List implements Store.
+func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	for o := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("objstore: s3: list %s: %w", prefix, o.Err)
+		}
+		out = append(out, Object{Key: strings.TrimPrefix(o.Key, s.prefix), Size: o.Size, Modified: o.LastModified})
+	}
+	return out, nil
+}
+
+// Delete implements Store.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	name, err := s.name(key)
+	if err != nil {
+		return err
+	}
+	if err := s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}); err != nil && minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+		return fmt.Errorf("objstore: s3: delete %s: %w", key, err)
+	}
+	return nil
+}

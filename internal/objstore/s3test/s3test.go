@@ -1,0 +1,154 @@
+// Package s3test runs a real S3-compatible server for tests: versitygw, a
+// Go S3 gateway over a local directory, built once per machine with
+// `go install github.com/versity/versitygw/cmd/versitygw@<Version>` into
+// the user cache directory (weir-test/versitygw-<Version>/); a lock file
+// keeps parallel test processes from building twice. The environment
+// variable WEIR_VERSITYGW names a prebuilt binary to use instead. A failed
+// build fails the test with what failed; it never skips.
+//
+// Each [Start] runs its own server on a free 127.0.0.1 port over a
+// temporary directory (metadata in a sidecar directory, so no extended
+// attributes are needed), creates a bucket, and stops the server when the
+// test ends.
+package s3test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/weirhub/weir/internal/objstore"
+)
+
+const (
+	// Module is the Go package versitygw is built from.
+	Module = "github.com/versity/versitygw/cmd/versitygw"
+	// Version is the versitygw release the tests run.
+	Version = "v1.8.0"
+	// EnvBinary names a prebuilt versitygw to use instead of building one.
+	EnvBinary = "WEIR_VERSITYGW"
+
+	accessKey = "weir-test"
+	secretKey = "weir-test-secret"
+)
+
+// Binary returns the versitygw binary, building it if needed.
+func Binary() (string, error) {
+	if b := os.Getenv(EnvBinary); b != "" {
+		return b, nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("s3test: %w", err)
+	}
+	dir := filepath.Join(cache, "weir-test", "versitygw-"+Version)
+	bin := filepath.Join(dir, "versitygw")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("s3test: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("s3test: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("s3test: lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	fmt.Fprintf(os.Stderr, "s3test: building versitygw %s into %s (minutes, once per machine)\n", Version, dir)
+	cmd := exec.Command("go", "install", Module+"@"+Version)
+	cmd.Dir = os.TempDir() // outside this module
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("s3test: go install %s@%s: %w\n%s", Module, Version, err, out)
+	}
+	return bin, nil
+}
+
+// Server is a running versitygw with one bucket.
+type Server struct {
+	Endpoint string // 127.0.0.1:port
+	Bucket   string
+	Client   *minio.Client
+}
+
+// Options returns store options for the server's bucket, keys under
+// prefix.
+func (s *Server) Options(prefix string) objstore.S3Options {
+	return objstore.S3Options{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: prefix, AccessKey: accessKey, SecretKey: secretKey, Insecure: true}
+}
+
+// Start runs a server for the test.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	data, meta := filepath.Join(root, "data"), filepath.Join(root, "meta")
+	os.MkdirAll(data, 0o755)
+	os.MkdirAll(meta, 0o755)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--access", accessKey, "--secret", secretKey, "--port", addr, "posix", "--sidecar", meta, data)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		select {
+		case <-done:
+			t.Fatalf("s3test: versitygw exited: %s", logs.String())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("s3test: versitygw is not listening on %s after 20s: %s", addr, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(accessKey, secretKey, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Endpoint: addr, Bucket: "weir", Client: c}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("s3test: make bucket: %v: %s", err, logs.String())
+	}
+	return s
+}
