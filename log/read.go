@@ -107,6 +107,10 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			return dst, err
 		}
 		unpin := func() { s.fh.unpin(); s.release() }
+		if err := l.loadColdIndex(s); err != nil {
+			unpin()
+			return dst, err
+		}
 		hr.f, hr.at = f, -1
 		pos, h, found, err := s.locate(&hr, offset, limit)
 		if err != nil || !found {
@@ -382,6 +386,10 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 			limit = min(limit, s.corrupt.Position)
 		}
 		stop := false
+		if err := l.loadColdIndex(s); err != nil {
+			s.release()
+			return err
+		}
 		err := s.withFile(func(f File) error {
 			hr.f, hr.at = f, -1
 			pos, _, found, err := s.locate(&hr, offset, limit)
