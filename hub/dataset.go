@@ -47,6 +47,16 @@ type DatasetConfig struct {
 	// dataset sinks) compress with DefaultCompression; "none", "gzip",
 	// "snappy", "lz4" or "zstd" is the codec Weir's own writers use.
 	Compression string `json:"compression,omitempty"`
+	// RemoteStorage moves closed segments to the hub's cold store
+	// (Kafka's remote.storage.enable); RetentionTime and RetentionBytes
+	// then govern local and remote together.
+	RemoteStorage bool `json:"remote_storage,omitempty"`
+	// LocalRetentionTime and LocalRetentionBytes delete the local copy
+	// of a segment the cold store holds (Kafka's local.retention.ms and
+	// local.retention.bytes). Zero (Kafka's -2): local copies stay until
+	// the total retention deletes them.
+	LocalRetentionTime  time.Duration `json:"local_retention_time,omitempty"`
+	LocalRetentionBytes int64         `json:"local_retention_bytes,omitempty"`
 }
 
 // DefaultCompression is the codec Weir's own writers compress batches
@@ -162,6 +172,12 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 	if c.RetentionBytes > 0 {
 		o.RetentionBytes = c.RetentionBytes
 	}
+	if c.LocalRetentionTime > 0 {
+		o.LocalRetentionTime = c.LocalRetentionTime
+	}
+	if c.LocalRetentionBytes > 0 {
+		o.LocalRetentionBytes = c.LocalRetentionBytes
+	}
 	return o
 }
 
@@ -170,7 +186,8 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 func (c *DatasetConfig) logLimits(h *Hub) wlog.Limits {
 	o := c.logOptions(h)
 	return wlog.Limits{SegmentBytes: o.SegmentBytes, SegmentAge: o.SegmentAge, MaxBatchBytes: o.MaxBatchBytes,
-		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes}
+		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes,
+		LocalRetentionTime: o.LocalRetentionTime, LocalRetentionBytes: o.LocalRetentionBytes}
 }
 
 // ResetKafkaConfig sets one Kafka topic config on c back to its value in
@@ -206,6 +223,16 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		"weir.fsync":        c.Fsync,
 		"flush.ms":          ms(c.FsyncInterval),
 		"compression.type":  CompressionType(c.Compression),
+
+		"remote.storage.enable": strconv.FormatBool(c.RemoteStorage),
+		"local.retention.ms":    "-2",
+		"local.retention.bytes": "-2",
+	}
+	if c.LocalRetentionTime != 0 {
+		m["local.retention.ms"] = ms(c.LocalRetentionTime)
+	}
+	if c.LocalRetentionBytes != 0 {
+		m["local.retention.bytes"] = strconv.FormatInt(max(c.LocalRetentionBytes, -1), 10)
 	}
 	if c.RetentionBytes == 0 {
 		m["retention.bytes"] = "-1"
@@ -266,6 +293,21 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 			return fmt.Errorf("%w: weir.fsync=%q (always, interval or never)", ErrInvalidConfig, value)
 		}
 		c.Fsync = value
+	case "remote.storage.enable":
+		b, perr := strconv.ParseBool(value)
+		if perr != nil {
+			return fmt.Errorf("%w: remote.storage.enable=%q (true or false)", ErrInvalidConfig, value)
+		}
+		c.RemoteStorage = b
+	case "local.retention.ms":
+		// -2 (Kafka's default): as retention.ms, that is no local limit.
+		if c.LocalRetentionTime, err = dur(); c.LocalRetentionTime < 0 {
+			c.LocalRetentionTime = 0
+		}
+	case "local.retention.bytes":
+		if c.LocalRetentionBytes, err = num(); c.LocalRetentionBytes < 0 {
+			c.LocalRetentionBytes = 0
+		}
 	case "cleanup.policy":
 		if value != "delete" {
 			return fmt.Errorf("%w: cleanup.policy=%q: only delete is supported yet", ErrInvalidConfig, value)
@@ -518,6 +560,9 @@ func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []
 	if cfg.Partitions < cur.Partitions {
 		return cur, nil, fmt.Errorf("%w: %s has %d partitions; fewer (%d) would drop the records of the others and move keys: create a new dataset and copy into it", ErrInvalidPartitions, d.name, cur.Partitions, cfg.Partitions)
 	}
+	if cfg.RemoteStorage != cur.RemoteStorage {
+		return cur, nil, fmt.Errorf("%w: %s: remote.storage.enable is fixed while the dataset is open: it is %v", ErrInvalidConfig, d.name, cur.RemoteStorage)
+	}
 	if cfg.Fsync != cur.Fsync || cfg.FsyncInterval != cur.FsyncInterval {
 		return cur, nil, fmt.Errorf("%w: %s: the fsync policy (weir.fsync, flush.ms, flush.messages) is fixed while the dataset is open: it is %s every %v", ErrInvalidConfig, d.name, cur.Fsync, cur.FsyncInterval)
 	}
@@ -594,6 +639,15 @@ func (h *Hub) UpdateDataset(name string, want DatasetConfig) (changed, refused [
 	}
 	if want.Compression != "" {
 		next.Compression = want.Compression
+	}
+	if want.LocalRetentionTime != 0 {
+		next.LocalRetentionTime = want.LocalRetentionTime
+	}
+	if want.LocalRetentionBytes != 0 {
+		next.LocalRetentionBytes = want.LocalRetentionBytes
+	}
+	if want.RemoteStorage && !cur.RemoteStorage {
+		refused = append(refused, "remote_storage: asked, the dataset keeps its segments local (fixed while it is open; set it when creating the dataset)")
 	}
 	_, changed, err = ds.alter(next, false)
 	return changed, refused, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/internal/atomicfile"
+	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -58,6 +59,15 @@ type Options struct {
 	// Observer, if set, is told of storage events for metrics. Default
 	// none.
 	Observer Observer
+	// ColdStore, if set, is the object store that datasets with
+	// RemoteStorage move closed segments to, under DATASET/PARTITION/.
+	// Default none: such datasets cannot be opened.
+	ColdStore objstore.Store
+	// ColdCacheBytes bounds the on-disk cache of cold segment chunks, in
+	// DATA/cold-cache. Default 1 GiB.
+	ColdCacheBytes int64
+	// ColdUploads bounds the uploads to ColdStore at once. Default 4.
+	ColdUploads int
 }
 
 func (o *Options) setDefaults() {
@@ -71,6 +81,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxOpenFiles <= 0 {
 		o.MaxOpenFiles = 1000
+	}
+	if o.ColdCacheBytes <= 0 {
+		o.ColdCacheBytes = 1 << 30
+	}
+	if o.ColdUploads <= 0 {
+		o.ColdUploads = 4
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -87,6 +103,9 @@ func (o *Options) setDefaults() {
 type Hub struct {
 	opts Options
 	meta metaFile
+
+	cold      *wlog.ColdCache // nil without a ColdStore
+	coldSlots chan struct{}   // uploads in flight to ColdStore
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
@@ -131,6 +150,13 @@ func Open(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h.lock = lock
+	h.coldSlots = make(chan struct{}, opts.ColdUploads)
+	if opts.ColdStore != nil {
+		if h.cold, err = wlog.NewColdCache(filepath.Join(opts.DataDir, "cold-cache"), opts.ColdCacheBytes); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+	}
 	if err := h.loadMeta(); err != nil {
 		return nil, err
 	}

@@ -136,7 +136,8 @@ func (e *Engine) ensureDatasets() error {
 			continue
 		}
 		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
-			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression}
+			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression,
+			RemoteStorage: d.RemoteStorage, LocalRetentionTime: d.LocalRetentionTime, LocalRetentionBytes: d.LocalRetentionBytes}
 		if _, err := e.hub.Dataset(d.Name); err == nil {
 			if d.Implicit {
 				continue

@@ -269,6 +269,7 @@ type dsTotals struct {
 	stored, produced, bytes, batches, fetched int64
 	disk, fsyncs, rolls, deleted              int64
 	segments                                  int
+	remoteDisk, remoteSegments                int64
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -295,6 +296,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		t.fetched += p.FetchedBytes
 		t.disk += p.DiskBytes
 		t.segments += p.Segments
+		t.remoteDisk += p.RemoteBytes
+		t.remoteSegments += p.RemoteSegments
 		t.fsyncs += p.Log.Fsyncs
 		t.rolls += p.Log.Rolls
 		t.deleted += p.Log.SegmentsDeleted
@@ -318,6 +321,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFetchedBytes, float64(t.fetched), ds)
 		gauge(descDiskBytes, float64(t.disk), ds, "local")
 		gauge(descSegments, float64(t.segments), ds, "local")
+		gauge(descDiskBytes, float64(t.remoteDisk), ds, "remote")
+		gauge(descSegments, float64(t.remoteSegments), ds, "remote")
 		counter(descFsyncs, float64(t.fsyncs), ds)
 		counter(descRolls, float64(t.rolls), ds)
 		counter(descDeleted, float64(t.deleted), ds)
