@@ -78,8 +78,8 @@ type DatasetConfig struct {
 	RemoteStorage       bool
 	LocalRetentionTime  time.Duration
 	LocalRetentionBytes int64
-	Implicit       bool   // a dead-letter dataset nobody declared
-	pos            pos
+	Implicit            bool // a dead-letter dataset nobody declared
+	pos                 pos
 }
 
 // topic is the dataset as a topic of an external cluster, with its
@@ -565,7 +565,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
 			RemoteStorage: c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
 			LocalRetentionBytes: c.Object("retention").Size("local_bytes"),
-			pos: pos{k.Line, k.Column}}
+			pos:                 pos{k.Line, k.Column}}
 		if ds.Partitions < 1 {
 			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)
 		}
