@@ -402,6 +402,9 @@ func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.RemoteStorage && h.opts.ColdStore == nil {
+		return nil, fmt.Errorf("%w: %s: remote.storage.enable needs a cold store (weir serve --cold-store)", ErrInvalidConfig, name)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -441,6 +444,9 @@ func (h *Hub) DeleteDataset(name string) error {
 	}
 	atomicfile.SyncDir(filepath.Join(h.opts.DataDir, "datasets"))
 	h.opts.Logger.Info("hub: dataset deleted", "dataset", name)
+	if ds.cfg.RemoteStorage {
+		err = errors.Join(err, h.deleteCold(name))
+	}
 	return errors.Join(err, os.RemoveAll(gone))
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
+	"time"
 
 	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
@@ -74,4 +76,36 @@ func (t *coldTier) Delete(ctx context.Context, names []string) error {
 		errs = append(errs, t.s.Delete(ctx, t.prefix+n))
 	}
 	return errors.Join(errs...)
+}
+
+// deleteCold removes a deleted dataset's objects from the cold store:
+// every partition's manifest first, so that a crash part way leaves
+// objects no manifest lists (garbage that a new dataset of the same name
+// overwrites), never a manifest naming missing objects.
+func (h *Hub) deleteCold(name string) error {
+	if h.opts.ColdStore == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	objs, err := h.opts.ColdStore.List(ctx, name+"/")
+	if err != nil {
+		return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+	}
+	slices.SortStableFunc(objs, func(a, b objstore.Object) int {
+		am, bm := path.Base(a.Key) == wlog.ManifestName, path.Base(b.Key) == wlog.ManifestName
+		switch {
+		case am && !bm:
+			return -1
+		case bm && !am:
+			return 1
+		}
+		return 0
+	})
+	for _, o := range objs {
+		if err := h.opts.ColdStore.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/internal/objstore"
+)
+
+// TestColdStoreDatasets: remote.storage.enable and the local retention
+// settings come from Kafka configs and alter like the others; a dataset
+// asking for the cold tier needs a cold store; the directory store gets the
+// segments; deleting the dataset deletes its objects, so a new dataset of
+// the same name starts empty.
+func TestColdStoreDatasets(t *testing.T) {
+	dir := t.TempDir()
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := openHub(t, testOptions(t.TempDir()))
+	if _, err := plain.CreateDataset("x", DatasetConfig{RemoteStorage: true}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("remote storage without a cold store: %v, want ErrInvalidConfig", err)
+	}
+	plain.Close()
+	opts := testOptions(dir)
+	opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+	h := openHub(t, opts)
+	defer h.Close()
+	var cfg DatasetConfig
+	for k, v := range map[string]string{"remote.storage.enable": "true", "segment.bytes": "4096", "local.retention.ms": "-2"} {
+		if err := cfg.ApplyKafkaConfig(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cfg.ApplyKafkaConfig("remote.storage.enable", "maybe"); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("remote.storage.enable=maybe: %v", err)
+	}
+	ds, err := h.CreateDataset("cold", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	var want []string
+	for i := range 100 {
+		v := fmt.Sprintf("v%03d-%s", i, strings.Repeat("y", 150))
+		want = append(want, v)
+		if _, err := p.Produce(batch(t, v), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// local.retention.bytes=-2: local copies stay, uploads happen anyway.
+	waitHub(t, "uploads", func() bool { return p.Log().TierStats().RemoteSegments > 2 })
+	if p.Log().TierStats().ColdSegments != 0 {
+		t.Fatal("local copies deleted without a local retention")
+	}
+	cur := ds.Config()
+	cur.LocalRetentionBytes = 4096
+	if _, changed, err := h.AlterDataset("cold", cur, false); err != nil || !strings.Contains(strings.Join(changed, ","), "local.retention.bytes=-2->4096") {
+		t.Fatalf("AlterDataset: %v %v", changed, err)
+	}
+	waitHub(t, "local deletion", func() bool { return p.Log().TierStats().ColdSegments > 2 })
+	if got := values(t, p); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	if got := ds.Config().KafkaConfigs()["remote.storage.enable"]; got != "true" {
+		t.Fatalf("remote.storage.enable = %q", got)
+	}
+	off := cur
+	off.RemoteStorage = false
+	if _, _, err := h.AlterDataset("cold", off, false); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("turning remote storage off while open: %v", err)
+	}
+	if err := h.DeleteDataset("cold"); err != nil {
+		t.Fatal(err)
+	}
+	if objs, err := store.List(context.Background(), "cold/"); err != nil || len(objs) != 0 {
+		t.Fatalf("after DeleteDataset the store holds %d objects (%v)", len(objs), err)
+	}
+	ds, err = h.CreateDataset("cold", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := ds.Partition(0); p.HighWatermark() != 0 {
+		t.Fatalf("a new dataset of a deleted name starts at %d", p.HighWatermark())
+	}
+}
+
+func waitHub(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
