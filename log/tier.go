@@ -514,6 +514,28 @@ func (l *Log) coldSegment(ms ManifestSegment, local *segment) *segment {
 	return s
 }
 
+// acquireCurrent acquires s or, once the tier has swapped s for its cold
+// copy, that copy: a reader never sees the boundary move.
+func (l *Log) acquireCurrent(s *segment) (*segment, bool) {
+	if s.acquire() {
+		return s, true
+	}
+	return l.acquireReplacement(s)
+}
+
+// acquireReplacement acquires the cold segment that replaced s, if any.
+func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
+	if l.tier == nil || s.cold != nil {
+		return nil, false
+	}
+	for _, r := range *l.segs.Load() {
+		if r.base == s.base && r != s && r.cold != nil {
+			return r, r.acquire()
+		}
+	}
+	return nil, false
+}
+
 // coldSeg is the state of a segment read from the tier.
 type coldSeg struct {
 	mu     sync.Mutex

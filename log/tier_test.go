@@ -308,3 +308,58 @@ func TestTierCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestTierBoundaryNeverOutOfRange: readers of offsets that exist never get
+// a RangeError while local copies move to the tier under them (the race
+// of KAFKA-16073).
+func TestTierBoundaryNeverOutOfRange(t *testing.T) {
+	tier := newMemTier()
+	l := openLog(t, "/d", Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 4096, IndexIntervalBytes: 256,
+		LocalRetentionBytes: 4096, Sync: SyncNever})
+	defer l.Close()
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := uint64(r + 1)
+			var buf []byte
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				hw := l.HighWatermark()
+				if hw == 0 {
+					continue
+				}
+				rng = rng*6364136223846793005 + 1442695040888963407
+				off := int64(rng>>33) % hw
+				var err error
+				if buf, err = l.ReadBatches(buf[:0], off, 1024); err != nil {
+					errs <- fmt.Errorf("ReadBatches(%d) with the high watermark at %d: %w", off, hw, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 400 {
+		if _, err := l.Append(batchOf(t, fmt.Sprintf("r%d", i), 1, 200, int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			l.EnforceRetention()
+		}
+	}
+	waitFor(t, l, "local copies deleted", func() bool { return l.TierStats().ColdSegments > 10 })
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
