@@ -100,3 +100,88 @@ func waitHub(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestColdStoreModel runs random steps against a dataset on the directory
+// store (produce, restart, change the local and total retention, enforce
+// retention) and checks after each that the partition holds exactly the
+// model's records from its start offset, that the start offset only moves
+// with total retention, and that a read from any offset in range succeeds.
+func TestColdStoreModel(t *testing.T) {
+	dir := t.TempDir()
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(dir)
+	opts.ColdStore, opts.RetentionCheckInterval = store, time.Hour
+	h := openHub(t, opts)
+	defer func() { h.Close() }()
+	if _, err := h.CreateDataset("m", DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 8192}); err != nil {
+		t.Fatal(err)
+	}
+	var model []string
+	rng := uint64(7)
+	rand := func(n int) int { rng = rng*6364136223846793005 + 1442695040888963407; return int(rng>>33) % n }
+	totalLimit := false
+	for step := range 60 {
+		ds, _ := h.Dataset("m")
+		p, _ := ds.Partition(0)
+		switch op := rand(10); {
+		case op < 6:
+			for range 1 + rand(30) {
+				v := fmt.Sprintf("s%d-%d-%s", step, len(model), strings.Repeat("z", rand(300)))
+				if _, err := p.Produce(batch(t, v), true); err != nil {
+					t.Fatal(err)
+				}
+				model = append(model, v)
+			}
+		case op == 6:
+			h.Close()
+			h = openHub(t, opts)
+		case op == 7:
+			cfg := ds.Config()
+			cfg.LocalRetentionBytes = int64(4096 * (1 + rand(4)))
+			if _, _, err := h.AlterDataset("m", cfg, false); err != nil {
+				t.Fatal(err)
+			}
+		case op == 8 && step > 40:
+			cfg := ds.Config()
+			cfg.RetentionBytes = int64(4096 * (6 + rand(6)))
+			if _, _, err := h.AlterDataset("m", cfg, false); err != nil {
+				t.Fatal(err)
+			}
+			totalLimit = true
+		default:
+			h.EnforceRetention()
+			p.Log().Roll()
+		}
+		ds, _ = h.Dataset("m")
+		p, _ = ds.Partition(0)
+		h.EnforceRetention()
+		start, hw := p.StartOffset(), p.HighWatermark()
+		if hw != int64(len(model)) || (!totalLimit && start != 0) {
+			t.Fatalf("step %d: partition [%d, %d), model has %d records (total limit %v)", step, start, hw, len(model), totalLimit)
+		}
+		got := values(t, p)
+		if strings.Join(got, "\n") != strings.Join(model[start:], "\n") {
+			t.Fatalf("step %d: read %d records from %d, model has %d", step, len(got), start, len(model)-int(start))
+		}
+		if hw > start {
+			off := start + int64(rand(int(hw-start)))
+			it := p.Log().NewIterator(off)
+			if !it.Next() || string(it.Record().Value) != model[off] {
+				t.Fatalf("step %d: read at %d: %v", step, off, it.Err())
+			}
+		}
+	}
+	ds, _ := h.Dataset("m")
+	p, _ := ds.Partition(0)
+	waitHub(t, "cold segments", func() bool { h.EnforceRetention(); return p.Log().TierStats().ColdSegments > 2 })
+	start := p.StartOffset()
+	if got := values(t, p); strings.Join(got, "\n") != strings.Join(model[start:], "\n") {
+		t.Fatalf("at the end: read %d records from %d, model has %d", len(got), start, len(model)-int(start))
+	}
+	if st := h.Stats(); st[0].RemoteSegments == 0 || st[0].LocalStartOffset <= start {
+		t.Fatalf("stats %+v", st[0])
+	}
+}
