@@ -17,9 +17,9 @@ import (
 // local disk, so that reads of cold offsets cost one ranged GET per chunk
 // rather than one per read. Chunks are aligned to ChunkBytes within their
 // object; the least recently used go once the cache holds more than its
-// limit. A read that misses fetches its chunks and starts fetching the
-// next chunk in the background (read-ahead), so a consumer catching up
-// sequentially mostly finds its chunk already there. Logs that share a
+// limit. A read fetches its chunks if missing and starts fetching the
+// next few chunks in the background (read-ahead), so a consumer catching
+// up sequentially mostly finds its chunk already there. Logs that share a
 // cache share its limit. Safe for concurrent use.
 //
 //	dir/
@@ -67,6 +67,10 @@ type ColdCacheStats struct {
 // DefaultChunkBytes is the chunk size of a ColdCache.
 const DefaultChunkBytes = 1 << 20
 
+// readAhead is how many chunks after the one read are fetched ahead, in
+// parallel, so that a sequential reader overlaps its GETs.
+const readAhead = 4
+
 // NewColdCache returns a cache of at most limit bytes (at least two
 // chunks) in dir, which it empties first; dir "" keeps the chunks in
 // memory.
@@ -111,8 +115,8 @@ func (c *ColdCache) readAt(t Tier, logDir, key string, size int64, p []byte, off
 		if got == 0 {
 			return n, io.ErrUnexpectedEOF
 		}
-		if next := (k.n + 1) * c.chunk; next < size {
-			c.prefetch(t, key, size, chunkKey{obj, k.n + 1}, timeout)
+		for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
+			c.prefetch(t, key, size, chunkKey{obj, k.n + a}, timeout)
 		}
 	}
 	return n, nil
