@@ -131,8 +131,9 @@ type tierState struct {
 	ctx    context.Context
 	exited chan struct{}
 
-	mu  sync.Mutex // the manifest; held by the uploader while it writes it
-	man Manifest
+	mu     sync.Mutex // the manifest; held by the uploader while it writes it
+	man    Manifest
+	unread bool // the store was down at Open: man is not the store's yet
 
 	remoteSegs, remoteBytes          atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
@@ -150,10 +151,17 @@ func (l *Log) attachTier() error {
 	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{})}
 	m, err := ReadManifest(ctx, t)
 	if err != nil {
-		cancel()
-		return err
-	}
-	if len(m.Segments) == 0 {
+		// With local segments the log can open and serve them; the
+		// manifest (and the cold segments) come once the store answers.
+		// An empty directory cannot know where the log ends.
+		if bases, lerr := listSegments(l.fs, l.dir, false); lerr != nil || len(bases) == 0 {
+			cancel()
+			return err
+		}
+		l.opts.Logger.Warn("log: the cold store is down; serving the local segments until it answers", "dir", l.dir, "err", err)
+		ts.unread = true
+		m = Manifest{Version: 1}
+	} else if len(m.Segments) == 0 {
 		b, _ := json.Marshal(m)
 		if err := t.PutIfAbsent(ctx, ManifestName, bytes.NewReader(b)); err != nil && !errors.Is(err, fs.ErrExist) {
 			cancel()
@@ -188,6 +196,16 @@ func (l *Log) tierNext() int64 {
 // the local segments, and starts the uploader. Called by Open after
 // recovery.
 func (l *Log) startTier() {
+	if !l.tier.unread {
+		l.prependCold()
+	}
+	go l.tierLoop()
+	l.kickTier()
+}
+
+// prependCold puts the manifest's segments that end where the log's first
+// segment begins in front of it. Called by Open, or with l.mu held.
+func (l *Log) prependCold() {
 	ts := l.tier
 	segs := *l.segs.Load()
 	first := segs[0].base
@@ -209,8 +227,6 @@ func (l *Log) startTier() {
 		l.segs.Store(&all)
 		l.start.Store(all[0].base)
 	}
-	go l.tierLoop()
-	l.kickTier()
 }
 
 // stopTier stops the uploader and waits for it. Called by Close.
@@ -323,6 +339,18 @@ func (l *Log) tierPass(ctx context.Context) error {
 	ts := l.tier
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if ts.unread {
+		m, err := ReadManifest(ctx, ts.t)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		ts.man, ts.unread = m, false
+		ts.count()
+		l.prependCold()
+		l.mu.Unlock()
+		l.opts.Logger.Info("log: the cold store answers; its segments are readable again", "dir", l.dir, "start", l.start.Load())
+	}
 	if err := l.tierTrim(ctx); err != nil {
 		return err
 	}

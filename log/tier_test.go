@@ -363,3 +363,38 @@ func TestTierBoundaryNeverOutOfRange(t *testing.T) {
 	default:
 	}
 }
+
+// TestTierDownAtOpen: a log with local segments opens while the store is
+// down, serves them, and gets its cold segments back once the store
+// answers; an empty directory cannot open (it would not know its end).
+func TestTierDownAtOpen(t *testing.T) {
+	tier := newMemTier()
+	fsys := NewMemFS()
+	opts := Options{FS: fsys, Tier: tier, SegmentBytes: 4096, LocalRetentionBytes: 4096, Sync: SyncNever}
+	l := openLog(t, "/d", opts)
+	want := appendTagged(t, l, 100)
+	waitFor(t, l, "local copies deleted", func() bool { return l.TierStats().ColdSegments > 2 })
+	l.Close()
+	tier.mu.Lock()
+	tier.down = true
+	tier.mu.Unlock()
+	if _, err := Open("/empty", opts); !errors.Is(err, ErrTierUnavailable) {
+		t.Fatalf("Open of an empty directory with the store down: %v, want ErrTierUnavailable", err)
+	}
+	l = openLog(t, "/d", opts)
+	defer l.Close()
+	local := l.StartOffset()
+	if local == 0 {
+		t.Fatal("cold segments listed while the store is down")
+	}
+	if got := readAll(t, l, local); !slices.Equal(got, want[local:]) {
+		t.Fatalf("read %d local records, want %d", len(got), len(want)-int(local))
+	}
+	tier.mu.Lock()
+	tier.down = false
+	tier.mu.Unlock()
+	waitFor(t, l, "the cold segments back", func() bool { return l.StartOffset() == 0 })
+	if got := readAll(t, l, 0); !slices.Equal(got, want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+}
