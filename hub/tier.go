@@ -71,11 +71,11 @@ func (t *coldTier) Get(ctx context.Context, name string, off, n int64) (io.ReadC
 }
 
 func (t *coldTier) Delete(ctx context.Context, names []string) error {
-	var errs []error
-	for _, n := range names {
-		errs = append(errs, t.s.Delete(ctx, t.prefix+n))
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = t.prefix + n
 	}
-	return errors.Join(errs...)
+	return objstore.DeleteKeys(ctx, t.s, keys)
 }
 
 // deleteCold removes a deleted dataset's objects from the cold store:
@@ -102,10 +102,18 @@ func (h *Hub) deleteCold(name string) error {
 		}
 		return 0
 	})
+	var keys []string
 	for _, o := range objs {
-		if err := h.opts.ColdStore.Delete(ctx, o.Key); err != nil {
-			return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+		if path.Base(o.Key) == wlog.ManifestName {
+			if err := h.opts.ColdStore.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+			}
+			continue
 		}
+		keys = append(keys, o.Key)
+	}
+	if err := objstore.DeleteKeys(ctx, h.opts.ColdStore, keys); err != nil {
+		return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
 	}
 	return nil
 }
