@@ -24,6 +24,9 @@ type PartitionStats struct {
 	RemoteSegments   int64
 	RemoteBytes      int64
 	LocalStartOffset int64
+	// Tier holds the cold tier's counters: uploads, failed passes (a store
+	// that is down), local copies deleted.
+	Tier wlog.TierStats
 	// Log holds the append counters: records and bytes produced, fsyncs,
 	// segments rolled and deleted.
 	Log wlog.Stats
@@ -43,7 +46,7 @@ func (h *Hub) Stats() []PartitionStats {
 			out = append(out, PartitionStats{Dataset: ds.name, Partition: p.id,
 				StartOffset: p.log.StartOffset(), HighWatermark: p.log.HighWatermark(),
 				Segments: p.log.Segments(), DiskBytes: p.log.Size(), Log: p.log.Stats(),
-				RemoteSegments: ts.RemoteSegments, RemoteBytes: ts.RemoteBytes, LocalStartOffset: p.log.LocalStartOffset(),
+				RemoteSegments: ts.RemoteSegments, RemoteBytes: ts.RemoteBytes, LocalStartOffset: p.log.LocalStartOffset(), Tier: ts,
 				FetchedBytes: p.fetchedBytes.Load()})
 		}
 	}
