@@ -131,3 +131,50 @@ func BenchmarkCatchUp(b *testing.B) {
 		cold(b, store)
 	})
 }
+
+// BenchmarkProduceWhileUploading appends 100 KiB batches to a log with 1
+// MiB segments: without a tier, and with every closed segment uploaded to
+// the directory store (and its local copy deleted) in the background.
+//
+//	go test ./hub -run '^$' -bench ProduceWhileUploading
+func BenchmarkProduceWhileUploading(b *testing.B) {
+	val := make([]byte, 1000)
+	var bb codecs.Builder
+	for range 100 {
+		bb.Append(0, nil, val, nil)
+	}
+	out, _ := bb.Build()
+	for _, tiered := range []bool{false, true} {
+		b.Run(map[bool]string{false: "local", true: "tiered"}[tiered], func(b *testing.B) {
+			opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever}
+			if tiered {
+				store, err := objstore.NewDir(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts.Tier = &coldTier{s: store, prefix: "p/0/", slots: make(chan struct{}, 4)}
+				opts.LocalRetentionBytes = 4 << 20
+			}
+			l, err := wlog.Open(b.TempDir(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			batch := append([]byte(nil), out...)
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := l.Append(batch); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 0 {
+					l.EnforceRetention()
+				}
+			}
+			b.StopTimer()
+			if tiered {
+				b.ReportMetric(float64(l.TierStats().Uploaded), "uploaded-segments")
+			}
+		})
+	}
+}
