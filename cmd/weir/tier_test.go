@@ -70,6 +70,11 @@ func TestColdStoreMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	var out strings.Builder
+	if err := inspectLogs(&out, "file://"+filepath.Join(dir, "cold")); err != nil || !strings.Contains(out.String(), "c/0/: remote: ") ||
+		!strings.Contains(out.String(), "00000000000000000000.log") {
+		t.Fatalf("weir log inspect file://...: %v\n%s", err, out.String())
+	}
 	m := newMetrics()
 	m.addHub(h, false)
 	got, err := m.reg.Gather()
