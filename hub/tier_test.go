@@ -81,12 +81,27 @@ func TestColdStoreDatasets(t *testing.T) {
 	if objs, err := store.List(context.Background(), "cold/"); err != nil || len(objs) != 0 {
 		t.Fatalf("after DeleteDataset the store holds %d objects (%v)", len(objs), err)
 	}
+	cfg.LocalRetentionBytes = 4096
 	ds, err = h.CreateDataset("cold", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := ds.Partition(0); p.HighWatermark() != 0 {
+	p, _ = ds.Partition(0)
+	if p.HighWatermark() != 0 {
 		t.Fatalf("a new dataset of a deleted name starts at %d", p.HighWatermark())
+	}
+	// Its cold reads never see the old dataset's cached chunks.
+	want = want[:0]
+	for i := range 100 {
+		v := fmt.Sprintf("new%03d-%s", i, strings.Repeat("w", 150))
+		want = append(want, v)
+		if _, err := p.Produce(batch(t, v), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHub(t, "local deletion", func() bool { return p.Log().TierStats().ColdSegments > 2 })
+	if got := values(t, p); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("the new dataset read %d records, want its %d", len(got), len(want))
 	}
 }
 

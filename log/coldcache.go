@@ -97,8 +97,8 @@ func (c *ColdCache) Stats() ColdCacheStats {
 }
 
 // readAt reads p from off of object key (size bytes) of tier t.
-func (c *ColdCache) readAt(t Tier, logDir, key string, size int64, p []byte, off int64, timeout time.Duration) (int, error) {
-	obj := logDir + "\x00" + key
+func (c *ColdCache) readAt(t Tier, logID, key string, size int64, p []byte, off int64, timeout time.Duration) (int, error) {
+	obj := logID + "\x00" + key
 	if off >= size {
 		return 0, io.EOF
 	}

@@ -135,9 +135,17 @@ type tierState struct {
 	man    Manifest
 	unread bool // the store was down at Open: man is not the store's yet
 
+	// cacheID names the log's chunks in a shared ColdCache: unique per
+	// Open, so a dataset deleted and created again never reads the old
+	// one's chunks.
+	cacheID string
+
 	remoteSegs, remoteBytes          atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
 }
+
+// tierOpens numbers the logs opened with a tier, for tierState.cacheID.
+var tierOpens atomic.Int64
 
 // tierBackoff bounds the wait between failed tier passes.
 var tierBackoff = [2]time.Duration{100 * time.Millisecond, 30 * time.Second}
@@ -148,7 +156,8 @@ var tierBackoff = [2]time.Duration{100 * time.Millisecond, 30 * time.Second}
 func (l *Log) attachTier() error {
 	t := l.opts.Tier
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{})}
+	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{}),
+		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1))}
 	m, err := ReadManifest(ctx, t)
 	if err != nil {
 		// With local segments the log can open and serve them; the
@@ -649,7 +658,7 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 	if off+int64(want) > f.size {
 		p = p[:f.size-off]
 	}
-	n, err := f.l.coldCache.readAt(f.l.tier.t, f.l.dir, f.key, f.size, p, off, f.l.opts.TierTimeout)
+	n, err := f.l.coldCache.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
 	if err == nil && n < want {
 		err = io.EOF
 	}
