@@ -129,6 +129,9 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 	}
 	if err := l.recover(); err != nil {
+		if l.tier != nil {
+			l.tier.cancel()
+		}
 		l.closeFiles()
 		return nil, err
 	}
