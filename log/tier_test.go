@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -397,4 +399,56 @@ func TestTierDownAtOpen(t *testing.T) {
 	if got := readAll(t, l, 0); !slices.Equal(got, want) {
 		t.Fatalf("read %d records, want %d", len(got), len(want))
 	}
+}
+
+// dirTier is a Tier in a local directory (for the kill -9 tests, whose
+// tier must outlive the process): puts write a synced temporary file and
+// rename it.
+type dirTier string
+
+func (d dirTier) Put(_ context.Context, name string, r io.Reader) error {
+	f, err := os.CreateTemp(string(d), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(string(d), name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func (d dirTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) error {
+	if _, err := os.Stat(filepath.Join(string(d), name)); err == nil {
+		return fs.ErrExist
+	}
+	return d.Put(ctx, name, r)
+}
+
+func (d dirTier) Get(_ context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), name))
+	if err != nil {
+		return nil, err
+	}
+	b = b[off:]
+	if n >= 0 {
+		b = b[:n]
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (d dirTier) Delete(_ context.Context, names []string) error {
+	for _, n := range names {
+		if err := os.Remove(filepath.Join(string(d), n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
