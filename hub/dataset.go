@@ -48,6 +48,16 @@ type DatasetConfig struct {
 	// dataset sinks) compress with DefaultCompression; "none", "gzip",
 	// "snappy", "lz4" or "zstd" is the codec Weir's own writers use.
 	Compression string `json:"compression,omitempty"`
+	// RemoteStorage moves closed segments to the hub's cold store
+	// (Kafka's remote.storage.enable); RetentionTime and RetentionBytes
+	// then govern local and remote together.
+	RemoteStorage bool `json:"remote_storage,omitempty"`
+	// LocalRetentionTime and LocalRetentionBytes delete the local copy
+	// of a segment the cold store holds (Kafka's local.retention.ms and
+	// local.retention.bytes). Zero (Kafka's -2): local copies stay until
+	// the total retention deletes them.
+	LocalRetentionTime  time.Duration `json:"local_retention_time,omitempty"`
+	LocalRetentionBytes int64         `json:"local_retention_bytes,omitempty"`
 	// CleanupPolicy is Kafka's cleanup.policy: "delete" (the default,
 	// also for "") deletes old segments by retention; "compact" keeps the
 	// latest record of every key for ever (retention does not apply);
@@ -173,6 +183,9 @@ func (c *DatasetConfig) validate() error {
 		}
 		c.CleanupPolicy = p
 	}
+	if c.RemoteStorage && c.Compacted() {
+		return bad("remote.storage.enable with cleanup.policy %s: compacted datasets are not tiered yet (their closed segments are rewritten)", c.CleanupPolicy)
+	}
 	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
 		return bad("negative interval")
 	}
@@ -210,6 +223,12 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 			o.RetentionTime, o.RetentionBytes = 0, 0
 		}
 	}
+	if c.LocalRetentionTime > 0 {
+		o.LocalRetentionTime = c.LocalRetentionTime
+	}
+	if c.LocalRetentionBytes > 0 {
+		o.LocalRetentionBytes = c.LocalRetentionBytes
+	}
 	return o
 }
 
@@ -218,7 +237,8 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 func (c *DatasetConfig) logLimits(h *Hub) wlog.Limits {
 	o := c.logOptions(h)
 	return wlog.Limits{SegmentBytes: o.SegmentBytes, SegmentAge: o.SegmentAge, MaxBatchBytes: o.MaxBatchBytes,
-		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes}
+		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes,
+		LocalRetentionTime: o.LocalRetentionTime, LocalRetentionBytes: o.LocalRetentionBytes}
 }
 
 // ResetKafkaConfig sets one Kafka topic config on c back to its value in
@@ -255,6 +275,16 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		"weir.fsync":          c.Fsync,
 		"flush.ms":            ms(c.FsyncInterval),
 		"compression.type":    CompressionType(c.Compression),
+
+		"remote.storage.enable": strconv.FormatBool(c.RemoteStorage),
+		"local.retention.ms":    "-2",
+		"local.retention.bytes": "-2",
+	}
+	if c.LocalRetentionTime != 0 {
+		m["local.retention.ms"] = ms(c.LocalRetentionTime)
+	}
+	if c.LocalRetentionBytes != 0 {
+		m["local.retention.bytes"] = strconv.FormatInt(max(c.LocalRetentionBytes, -1), 10)
 	}
 	if c.RetentionBytes == 0 {
 		m["retention.bytes"] = "-1"
@@ -318,6 +348,21 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 			return fmt.Errorf("%w: weir.fsync=%q (always, interval or never)", ErrInvalidConfig, value)
 		}
 		c.Fsync = value
+	case "remote.storage.enable":
+		b, perr := strconv.ParseBool(value)
+		if perr != nil {
+			return fmt.Errorf("%w: remote.storage.enable=%q (true or false)", ErrInvalidConfig, value)
+		}
+		c.RemoteStorage = b
+	case "local.retention.ms":
+		// -2 (Kafka's default): as retention.ms, that is no local limit.
+		if c.LocalRetentionTime, err = dur(); c.LocalRetentionTime < 0 {
+			c.LocalRetentionTime = 0
+		}
+	case "local.retention.bytes":
+		if c.LocalRetentionBytes, err = num(); c.LocalRetentionBytes < 0 {
+			c.LocalRetentionBytes = 0
+		}
 	case "cleanup.policy":
 		p := normalizeCleanupPolicy(value)
 		if p == "" {
@@ -577,6 +622,9 @@ func (d *Dataset) alter(cfg DatasetConfig, validateOnly bool) (DatasetConfig, []
 	if normalizeCleanupPolicy(cfg.CleanupPolicy) != normalizeCleanupPolicy(cur.CleanupPolicy) {
 		return cur, nil, fmt.Errorf("%w: %s: cleanup.policy is set when the dataset is created (it is %s): create a new dataset with the policy and copy into it", ErrInvalidConfig, d.name, cur.CleanupPolicy)
 	}
+	if cfg.RemoteStorage != cur.RemoteStorage {
+		return cur, nil, fmt.Errorf("%w: %s: remote.storage.enable is fixed while the dataset is open: it is %v", ErrInvalidConfig, d.name, cur.RemoteStorage)
+	}
 	if cfg.Fsync != cur.Fsync || cfg.FsyncInterval != cur.FsyncInterval {
 		return cur, nil, fmt.Errorf("%w: %s: the fsync policy (weir.fsync, flush.ms, flush.messages) is fixed while the dataset is open: it is %s every %v", ErrInvalidConfig, d.name, cur.Fsync, cur.FsyncInterval)
 	}
@@ -653,6 +701,15 @@ func (h *Hub) UpdateDataset(name string, want DatasetConfig) (changed, refused [
 	}
 	if want.Compression != "" {
 		next.Compression = want.Compression
+	}
+	if want.LocalRetentionTime != 0 {
+		next.LocalRetentionTime = want.LocalRetentionTime
+	}
+	if want.LocalRetentionBytes != 0 {
+		next.LocalRetentionBytes = want.LocalRetentionBytes
+	}
+	if want.RemoteStorage && !cur.RemoteStorage {
+		refused = append(refused, "remote_storage: asked, the dataset keeps its segments local (fixed while it is open; set it when creating the dataset)")
 	}
 	_, changed, err = ds.alter(next, false)
 	return changed, refused, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/internal/atomicfile"
+	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -78,6 +79,15 @@ type Options struct {
 	TxnCheckURL    string
 	TxnCheckPrefix string
 	TxnCheckLimit  int
+	// ColdStore, if set, is the object store that datasets with
+	// RemoteStorage move closed segments to, under DATASET/PARTITION/.
+	// Default none: such datasets cannot be opened.
+	ColdStore objstore.Store
+	// ColdCacheBytes bounds the on-disk cache of cold segment chunks, in
+	// DATA/cold-cache. Default 1 GiB.
+	ColdCacheBytes int64
+	// ColdUploads bounds the uploads to ColdStore at once. Default 4.
+	ColdUploads int
 }
 
 func (o *Options) setDefaults() {
@@ -94,6 +104,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxOpenFiles <= 0 {
 		o.MaxOpenFiles = 1000
+	}
+	if o.ColdCacheBytes <= 0 {
+		o.ColdCacheBytes = 1 << 30
+	}
+	if o.ColdUploads <= 0 {
+		o.ColdUploads = 4
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -116,6 +132,9 @@ func (o *Options) setDefaults() {
 type Hub struct {
 	opts Options
 	meta metaFile
+
+	cold      *wlog.ColdCache // nil without a ColdStore
+	coldSlots chan struct{}   // uploads in flight to ColdStore
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
@@ -162,6 +181,13 @@ func Open(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h.lock = lock
+	h.coldSlots = make(chan struct{}, opts.ColdUploads)
+	if opts.ColdStore != nil {
+		if h.cold, err = wlog.NewColdCache(filepath.Join(opts.DataDir, "cold-cache"), opts.ColdCacheBytes); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+	}
 	if err := h.loadMeta(); err != nil {
 		return nil, err
 	}
@@ -467,6 +493,9 @@ func (h *Hub) CreateDataset(name string, cfg DatasetConfig) (*Dataset, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.RemoteStorage && h.opts.ColdStore == nil {
+		return nil, fmt.Errorf("%w: %s: remote.storage.enable needs a cold store (weir serve --cold-store)", ErrInvalidConfig, name)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -506,6 +535,9 @@ func (h *Hub) DeleteDataset(name string) error {
 	}
 	atomicfile.SyncDir(filepath.Join(h.opts.DataDir, "datasets"))
 	h.opts.Logger.Info("hub: dataset deleted", "dataset", name)
+	if ds.cfg.RemoteStorage {
+		err = errors.Join(err, h.deleteCold(name))
+	}
 	return errors.Join(err, os.RemoveAll(gone))
 }
 

@@ -77,6 +77,12 @@ func openPartition(d *Dataset, id int32) (*Partition, error) {
 		opts.OnFsync = func(took time.Duration) { o.ObserveFsync(d.name, id, took) }
 	}
 	opts.Logger = opts.Logger.With("dataset", d.name, "partition", id)
+	if d.cfg.RemoteStorage {
+		if d.h.opts.ColdStore == nil {
+			return nil, fmt.Errorf("%w: %s has remote.storage.enable but the hub has no cold store (weir serve --cold-store)", ErrInvalidConfig, d.name)
+		}
+		opts.Tier, opts.ColdCache = d.h.coldTier(d.name, id), d.h.cold
+	}
 	l, err := wlog.Open(p.dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("hub: opening %s/%d: %w", d.name, id, err)
@@ -357,7 +363,7 @@ type snapshotFile struct {
 // loadProducers rebuilds producer state: the snapshot, if it is usable,
 // then the batch headers written after it.
 func (p *Partition) loadProducers() error {
-	from := p.log.StartOffset()
+	from := p.log.LocalStartOffset() // not from the cold tier: that would fetch it all
 	path := filepath.Join(p.dir, producerSnapshot)
 	if b, err := os.ReadFile(path); err == nil {
 		var snap snapshotFile

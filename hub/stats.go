@@ -18,6 +18,15 @@ type PartitionStats struct {
 	// Segments and DiskBytes are the segment files and their bytes.
 	Segments  int
 	DiskBytes int64
+	// RemoteSegments and RemoteBytes are the segments in the cold store
+	// (some may also be local) and their bytes; LocalStartOffset is the
+	// first offset in a local segment file.
+	RemoteSegments   int64
+	RemoteBytes      int64
+	LocalStartOffset int64
+	// Tier holds the cold tier's counters: uploads, failed passes (a store
+	// that is down), local copies deleted.
+	Tier wlog.TierStats
 	// Log holds the append counters: records and bytes produced, fsyncs,
 	// segments rolled and deleted.
 	Log wlog.Stats
@@ -33,9 +42,11 @@ func (h *Hub) Stats() []PartitionStats {
 	var out []PartitionStats
 	for _, ds := range h.Datasets() {
 		for _, p := range ds.partitions() {
+			ts := p.log.TierStats()
 			out = append(out, PartitionStats{Dataset: ds.name, Partition: p.id,
 				StartOffset: p.log.StartOffset(), HighWatermark: p.log.HighWatermark(),
 				Segments: p.log.Segments(), DiskBytes: p.log.Size(), Log: p.log.Stats(),
+				RemoteSegments: ts.RemoteSegments, RemoteBytes: ts.RemoteBytes, LocalStartOffset: p.log.LocalStartOffset(), Tier: ts,
 				FetchedBytes: p.fetchedBytes.Load()})
 		}
 	}

@@ -22,10 +22,18 @@ const (
 	// crashRollEnv makes the child roll a segment every few appends and
 	// hold each background seal a while, so that kills land during rolls.
 	crashRollEnv = "WEIR_LOG_CRASH_ROLL"
+	// crashTierEnv names a directory the child (and the reopen) uses as
+	// the log's Tier, with a small local retention, so that kills land
+	// during uploads, manifest writes and local deletions.
+	crashTierEnv = "WEIR_LOG_CRASH_TIER"
 )
 
 // crashOptions are the options of the crash child and of the reopen.
 func crashOptions(roll bool) Options {
+	if dir := os.Getenv(crashTierEnv); dir != "" {
+		return Options{Sync: SyncAlways, SegmentBytes: 16 << 10, IndexIntervalBytes: 1024, Tier: dirTier(dir),
+			LocalRetentionBytes: 48 << 10}
+	}
 	if roll {
 		return Options{Sync: SyncAlways, SegmentBytes: 16 << 10, IndexIntervalBytes: 1024}
 	}
@@ -51,6 +59,14 @@ func crashChild(dir string) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
+	}
+	if l.tier != nil {
+		go func() {
+			for {
+				l.EnforceRetention() // kicks the tier: uploads and local deletions
+				time.Sleep(time.Millisecond)
+			}
+		}()
 	}
 	run := os.Getpid()
 	var mu sync.Mutex
@@ -109,7 +125,22 @@ func TestCrashKill9DuringRoll(t *testing.T) {
 	runCrashKill9(t, true)
 }
 
-func runCrashKill9(t *testing.T, roll bool) {
+// TestCrashKill9DuringUpload is TestCrashKill9DuringRoll with a Tier (a
+// directory) and a small local retention: kills land during uploads,
+// manifest writes and local deletions, and every acknowledged record is
+// read back, from the tier or the disk.
+func TestCrashKill9DuringUpload(t *testing.T) {
+	tierDir := t.TempDir()
+	t.Setenv(crashTierEnv, tierDir)
+	cold := runCrashKill9(t, true)
+	if cold == 0 {
+		t.Fatal("no segment was only in the tier when a kill landed")
+	}
+}
+
+// runCrashKill9 returns how many times the reopened log had segments only
+// in its tier.
+func runCrashKill9(t *testing.T, roll bool) (cold int) {
 	iterations := 50
 	if s := os.Getenv("WEIR_CRASH_ITERATIONS"); s != "" {
 		iterations, _ = strconv.Atoi(s)
@@ -185,6 +216,9 @@ func runCrashKill9(t *testing.T, roll bool) {
 			t.Fatalf("iteration %d: reopening after kill -9: %v", iter, err)
 		}
 		torn += len(l.Recovered())
+		if l.TierStats().ColdSegments > 0 {
+			cold++
+		}
 		unsealed += l.stats.unsealed.Load()
 		checkCrashLog(t, l, acked)
 		l.Close()
@@ -202,6 +236,7 @@ func runCrashKill9(t *testing.T, roll bool) {
 	if _, err := Verify(dir, nil); err != nil {
 		t.Fatalf("Verify after %d crashes: %v", iterations, err)
 	}
+	return cold
 }
 
 // unsealedSegments counts the closed segments of dir without an index.

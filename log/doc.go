@@ -157,4 +157,47 @@
 // until it is done. Closed segments are immutable but for compaction, which
 // replaces one whole; that leaves room for moving closed segments to a
 // cold tier.
+//
+// # Cold tier
+//
+// With Options.Tier (an object store's space for this log, adapted by the
+// caller: the log imports no store), closed segments move to the tier in
+// the background and every offset stays readable. The tier holds the
+// segment's files as they are, under the same names, and a manifest:
+//
+//	manifest.json                   {"version":1,"segments":[{"base":0,"next":812,
+//	                                 "bytes":1048000,"maxTimestamp":...,"indexBytes":2048}, ...]}
+//	00000000000000000000.log        the segment, byte for byte
+//	00000000000000000000.index      its offset index
+//	00000000000000000000.timeindex  its time index
+//
+// A segment is in the tier once the manifest lists it. A tier pass (after
+// each seal, on EnforceRetention, and after a backoff of 100ms doubling to
+// 30s while passes fail) does, in order:
+//
+//  1. forget the manifest's segments below the start offset: the manifest
+//     is replaced first, then their objects are deleted;
+//  2. upload each sealed segment the manifest lacks, oldest first: its three
+//     objects, then the manifest (an atomic replace) listing it;
+//  3. delete the local copies of the oldest listed segments that
+//     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
+//     swaps each for a cold segment, then removes the files.
+//
+// A crash between any two steps leaves every offset readable: unlisted
+// objects are uploaded again or are garbage, and a local copy goes only
+// after the manifest listing it is stored. The first manifest is created
+// with a conditional put, so two logs starting on one empty prefix do not
+// both create it. RetentionTime and RetentionBytes count cold and local
+// segments together; a store that fails only holds uploads (and so local
+// deletion) back.
+//
+// Open reads the manifest and puts the listed segments that end where the
+// local ones begin in front of them; an empty directory starts at the
+// manifest's end, so a new server pointed at a tier serves it. Reads of a
+// cold segment (Read, ReadBatches, iterators, OffsetForTime, ScanHeaders)
+// fetch its offset index once, then go through a ColdCache: chunks of
+// DefaultChunkBytes fetched with ranged GETs, kept on disk up to a limit,
+// with the next chunk fetched ahead. A cold Section has no File (no
+// sendfile); AppendTo reads it. A failed fetch is an error wrapping
+// ErrTierUnavailable, which a reader may retry.
 package log

@@ -14,6 +14,9 @@ type Limits struct {
 	MaxBatchBytes  int
 	RetentionTime  time.Duration
 	RetentionBytes int64
+	// LocalRetentionTime and LocalRetentionBytes apply with a Tier.
+	LocalRetentionTime  time.Duration
+	LocalRetentionBytes int64
 }
 
 // Limits returns the limits in force.
@@ -21,7 +24,8 @@ func (l *Log) Limits() Limits {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return Limits{SegmentBytes: l.opts.SegmentBytes, SegmentAge: l.opts.SegmentAge,
-		MaxBatchBytes: l.opts.MaxBatchBytes, RetentionTime: l.opts.RetentionTime, RetentionBytes: l.opts.RetentionBytes}
+		MaxBatchBytes: l.opts.MaxBatchBytes, RetentionTime: l.opts.RetentionTime, RetentionBytes: l.opts.RetentionBytes,
+		LocalRetentionTime: l.opts.LocalRetentionTime, LocalRetentionBytes: l.opts.LocalRetentionBytes}
 }
 
 // SetLimits changes the limits of an open log, validated as Open validates
@@ -31,7 +35,8 @@ func (l *Log) Limits() Limits {
 // safe for concurrent use with every other method.
 func (l *Log) SetLimits(lim Limits) error {
 	o := Options{SegmentBytes: lim.SegmentBytes, SegmentAge: lim.SegmentAge, MaxBatchBytes: lim.MaxBatchBytes,
-		RetentionTime: lim.RetentionTime, RetentionBytes: lim.RetentionBytes, Sync: SyncInterval}
+		RetentionTime: lim.RetentionTime, RetentionBytes: lim.RetentionBytes, Sync: SyncInterval,
+		LocalRetentionTime: lim.LocalRetentionTime, LocalRetentionBytes: lim.LocalRetentionBytes}
 	if err := o.setDefaults(); err != nil {
 		return err
 	}
@@ -42,6 +47,7 @@ func (l *Log) SetLimits(lim Limits) error {
 	}
 	l.opts.SegmentBytes, l.opts.SegmentAge = o.SegmentBytes, o.SegmentAge
 	l.opts.MaxBatchBytes, l.opts.RetentionTime, l.opts.RetentionBytes = o.MaxBatchBytes, o.RetentionTime, o.RetentionBytes
+	l.opts.LocalRetentionTime, l.opts.LocalRetentionBytes = o.LocalRetentionTime, o.LocalRetentionBytes
 	l.maxBatch.Store(int64(o.MaxBatchBytes))
 	return nil
 }

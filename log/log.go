@@ -57,6 +57,10 @@ type Log struct {
 	stats     stats
 
 	maxBatch atomic.Int64 // opts.MaxBatchBytes, read without mu; see SetLimits
+
+	tier      *tierState // nil without Options.Tier; see tier.go
+	coldFiles *FileCache // handles of cold segments (no descriptors)
+	coldCache *ColdCache
 }
 
 // stats are the counters behind Stats.
@@ -122,9 +126,21 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l.maxBatch.Store(int64(opts.MaxBatchBytes))
 	l.syncCond.L = &l.syncMu
+	if opts.Tier != nil {
+		if err := l.attachTier(); err != nil {
+			l.closeFiles()
+			return nil, err
+		}
+	}
 	if err := l.recover(); err != nil {
+		if l.tier != nil {
+			l.tier.cancel()
+		}
 		l.closeFiles()
 		return nil, err
+	}
+	if l.tier != nil {
+		l.startTier()
 	}
 	l.synced = l.hw.Load()
 	if opts.Sync == SyncInterval && opts.Syncer == nil {
@@ -588,6 +604,7 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	l.mu.Lock()
 	l.pending = slices.DeleteFunc(l.pending, func(p *segment) bool { return p == s })
 	l.mu.Unlock()
+	l.kickTier()
 }
 
 // waitPending waits until the segments rolled before now are durable.
@@ -673,6 +690,7 @@ func (l *Log) Close() error {
 		l.timer.Stop()
 	}
 	l.mu.Unlock()
+	l.stopTier()
 	// A running compaction sees closed and stops; segments rolled before
 	// are synced, published and sealed first.
 	l.compactMu.Lock()

@@ -117,6 +117,25 @@ type Options struct {
 	// took, for metrics. It must be quick: it runs on the syncing
 	// goroutine. Default none.
 	OnFsync func(took time.Duration)
+	// Tier, if set, is the cold store closed segments move to (see the
+	// package doc, "Cold tier"). Default nil: segments stay local until
+	// retention deletes them.
+	Tier Tier
+	// LocalRetentionTime deletes the local copy of a segment the Tier
+	// holds once its newest record is older. Default 0: no time limit.
+	LocalRetentionTime time.Duration
+	// LocalRetentionBytes deletes local copies of segments the Tier holds,
+	// oldest first, while the local segments are larger. Default 0: no
+	// size limit. With neither local limit, local copies stay until
+	// RetentionTime or RetentionBytes (which count every segment, local
+	// or not) delete the segment.
+	LocalRetentionBytes int64
+	// ColdCache caches chunks of cold segments for reads; logs may share
+	// one. Default: a 64 MiB in-memory cache of the log's own.
+	ColdCache *ColdCache
+	// TierTimeout bounds each request to the Tier made for a read.
+	// Default 30s.
+	TierTimeout time.Duration
 }
 
 const maxSegmentBytes = 2 << 30
@@ -143,7 +162,7 @@ func (o *Options) setDefaults() error {
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 10 * time.Millisecond
 	}
-	if o.RetentionTime < 0 || o.RetentionBytes < 0 {
+	if o.RetentionTime < 0 || o.RetentionBytes < 0 || o.LocalRetentionTime < 0 || o.LocalRetentionBytes < 0 {
 		return fmt.Errorf("log: negative retention")
 	}
 	if o.DeleteRetention == 0 {
@@ -158,6 +177,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.TierTimeout <= 0 {
+		o.TierTimeout = 30 * time.Second
 	}
 	if o.FS == nil {
 		o.FS = osFS{}

@@ -84,8 +84,8 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 	hr := newHeaderReader(nil)
 	defer hr.done()
 	for ; i < len(segs) && remaining > 0; i++ {
-		s := segs[i]
-		if !s.acquire() {
+		s, ok := l.acquireCurrent(segs[i])
+		if !ok {
 			// Deleted by retention since the list was loaded.
 			return dst, &RangeError{Offset: offset, Start: l.start.Load(), End: hw}
 		}
@@ -98,6 +98,14 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			limit = min(limit, s.corrupt.Position)
 		}
 		f, err := s.fh.pin()
+		if err != nil && s.deleted.Load() {
+			// Its local copy went to the cold tier under us: read that.
+			if r, ok := l.acquireReplacement(s); ok {
+				s.release()
+				s = r
+				f, err = s.fh.pin()
+			}
+		}
 		if err != nil {
 			s.release()
 			if s.deleted.Load() {
@@ -107,6 +115,10 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 			return dst, err
 		}
 		unpin := func() { s.fh.unpin(); s.release() }
+		if err := l.loadColdIndex(s); err != nil {
+			unpin()
+			return dst, err
+		}
 		hr.f, hr.at = f, -1
 		pos, h, found, err := s.locate(&hr, offset, limit)
 		if err != nil || !found {
@@ -374,7 +386,11 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 	hr := newHeaderReader(nil)
 	defer hr.done()
 	for _, s := range segs {
-		if s.next.Load() <= offset || !s.acquire() {
+		if s.next.Load() <= offset {
+			continue
+		}
+		s, ok := l.acquireCurrent(s)
+		if !ok {
 			continue
 		}
 		limit := s.size.Load()
@@ -382,6 +398,10 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 			limit = min(limit, s.corrupt.Position)
 		}
 		stop := false
+		if err := l.loadColdIndex(s); err != nil {
+			s.release()
+			return err
+		}
 		err := s.withFile(func(f File) error {
 			hr.f, hr.at = f, -1
 			pos, _, found, err := s.locate(&hr, offset, limit)

@@ -63,7 +63,7 @@ func (l *Log) recover() error {
 	var segs []*segment
 	l.segs.Store(&segs) // so closeFiles can release what was opened
 	if len(bases) == 0 {
-		s, err := l.createSegment(0)
+		s, err := l.createSegment(l.tierNext())
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 // go. It advances the start offset and returns the number of segments
 // deleted. Readers holding sections of a deleted segment keep reading it.
 func (l *Log) EnforceRetention() (int, error) {
+	l.kickTier() // local retention of tiered segments
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.opts.RetentionTime <= 0 && l.opts.RetentionBytes <= 0 {
@@ -94,15 +95,25 @@ func (l *Log) dropOldest(segs []*segment, n int) (int, error) {
 	return n, firstErr
 }
 
-// Size is the number of bytes in the log's segments.
+// Size is the number of bytes in the log's local segment files.
 func (l *Log) Size() int64 {
 	var total int64
 	for _, s := range *l.segs.Load() {
-		total += s.size.Load()
+		if s.cold == nil {
+			total += s.size.Load()
+		}
 	}
 	return total
 }
 
-// Segments is the number of segment files of the log, the active one
-// included.
-func (l *Log) Segments() int { return len(*l.segs.Load()) }
+// Segments is the number of local segment files of the log, the active
+// one included.
+func (l *Log) Segments() int {
+	n := 0
+	for _, s := range *l.segs.Load() {
+		if s.cold == nil {
+			n++
+		}
+	}
+	return n
+}

@@ -40,6 +40,9 @@ type segment struct {
 	next  atomic.Int64 // offset after the last published batch
 	maxTS atomic.Int64 // largest timestamp of a published batch
 
+	// cold is set for a segment read from the Tier (see tier.go).
+	cold *coldSeg
+
 	// corrupt, when set, is where a closed segment stops being servable.
 	corrupt *CorruptError
 

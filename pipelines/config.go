@@ -42,6 +42,9 @@ type HubConfig struct {
 	Advertise  string
 	Fsync      string // default fsync policy of the datasets
 	AutoCreate bool
+	// ColdStore is the embedded hub's cold store URL (s3://BUCKET/PREFIX?
+	// endpoint=http://HOST:PORT or file:///path), "" for none.
+	ColdStore string
 	// Kafka is the external cluster of hub.kafka (brokers, client id,
 	// TLS, SASL, as for the kafka source and sink), or nil.
 	Kafka *kafkaconf.Conn
@@ -70,8 +73,15 @@ type DatasetConfig struct {
 	Compression     string        // compression.type: producer, none, gzip, snappy, lz4, zstd
 	CleanupPolicy   string        // cleanup.policy: delete, compact, compact,delete
 	DeleteRetention time.Duration // delete.retention.ms
-	Implicit        bool          // a dead-letter dataset nobody declared
-	pos             pos
+	// RemoteStorage, LocalRetentionTime and LocalRetentionBytes are
+	// Kafka's remote.storage.enable, local.retention.ms and
+	// local.retention.bytes (retention: {remote: true, local_time,
+	// local_bytes}).
+	RemoteStorage       bool
+	LocalRetentionTime  time.Duration
+	LocalRetentionBytes int64
+	Implicit            bool // a dead-letter dataset nobody declared
+	pos                 pos
 }
 
 // topic is the dataset as a topic of an external cluster, with its
@@ -101,6 +111,15 @@ func (d *DatasetConfig) topic() kafkaclient.Topic {
 	}
 	if d.DeleteRetention != 0 {
 		cfg["delete.retention.ms"] = strconv.FormatInt(d.DeleteRetention.Milliseconds(), 10)
+	}
+	if d.RemoteStorage {
+		cfg["remote.storage.enable"] = "true"
+	}
+	if d.LocalRetentionTime > 0 {
+		cfg["local.retention.ms"] = strconv.FormatInt(d.LocalRetentionTime.Milliseconds(), 10)
+	}
+	if d.LocalRetentionBytes > 0 {
+		cfg["local.retention.bytes"] = strconv.FormatInt(d.LocalRetentionBytes, 10)
 	}
 	return kafkaclient.Topic{Name: d.Name, Partitions: d.Partitions, Configs: cfg}
 }
@@ -501,6 +520,7 @@ var (
 		{Name: "advertise", Type: connectors.TypeString, Doc: "host:port announced to Kafka clients (default: listen)."},
 		{Name: "fsync", Type: connectors.TypeString, Default: "interval", Enum: []string{"always", "interval", "never"}, Doc: "Default fsync policy of datasets."},
 		{Name: "auto_create", Type: connectors.TypeBool, Default: false, Doc: "Allow datasets the file does not declare (they are created with defaults)."},
+		{Name: "cold_store", Type: connectors.TypeString, Doc: "Object store that datasets with retention.remote move closed segments to: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path."},
 		{Name: "kafka", Type: connectors.TypeObject, Doc: "Run against an external Kafka-compatible cluster instead of the embedded hub: " +
 			"brokers, client id, TLS and SASL as for the kafka source and sink.", Fields: kafkaconf.Fields()},
 	}
@@ -510,6 +530,9 @@ var (
 		{Name: "retention", Type: connectors.TypeObject, Doc: "How long records are kept.", Fields: []connectors.Field{
 			{Name: "time", Type: connectors.TypeDuration, Doc: "Delete segments whose newest record is older (7d, forever). Default 7d."},
 			{Name: "bytes", Type: connectors.TypeSize, Doc: "Delete the oldest segments while a partition is larger (10GiB). Default: no limit."},
+			{Name: "remote", Type: connectors.TypeBool, Doc: "Move closed segments to hub.cold_store (remote.storage.enable); time and bytes then count local and remote together."},
+			{Name: "local_time", Type: connectors.TypeDuration, Doc: "With remote: delete the local copy of an uploaded segment whose newest record is older (local.retention.ms). Default: keep until time or bytes delete it."},
+			{Name: "local_bytes", Type: connectors.TypeSize, Doc: "With remote: delete local copies of uploaded segments while the local ones are larger (local.retention.bytes)."},
 		}},
 		{Name: "segment_bytes", Type: connectors.TypeSize, Doc: "Segment size (default 1GiB)."},
 		{Name: "max_message_bytes", Type: connectors.TypeSize, Doc: "Largest record batch accepted (default 1MiB)."},
@@ -593,7 +616,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	top := l.parse("", topFields, root)
 	h := top.Object("hub")
 	cfg.Hub = HubConfig{DataDir: h.String("data_dir"), Listen: h.String("listen"), Advertise: h.String("advertise"),
-		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create")}
+		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create"), ColdStore: h.String("cold_store")}
 	if k := h.Object("kafka"); h.Has("kafka") {
 		conn, err := kafkaconf.Parse(k)
 		var ce connectors.ConfigError
@@ -623,7 +646,9 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			RetentionTime: c.Object("retention").Duration("time"), RetentionBytes: c.Object("retention").Size("bytes"),
 			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
 			CleanupPolicy: c.String("cleanup_policy"), DeleteRetention: c.Duration("delete_retention"),
-			pos: pos{k.Line, k.Column}}
+			RemoteStorage: c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
+			LocalRetentionBytes: c.Object("retention").Size("local_bytes"),
+			pos:                 pos{k.Line, k.Column}}
 		if ds.Partitions < 1 {
 			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)
 		}

@@ -26,7 +26,10 @@ or any directory above such directories (a hub's data directory, a dataset), in
 which case every log below it is handled.`,
 	}
 	inspect := &cobra.Command{
-		Use:   "inspect DIR",
+		Use: "inspect DIR|COLD-STORE-URL",
+		Long: `Lists the segments of the logs under DIR; with a cold store URL
+(s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path, as weir serve --cold-store takes),
+lists what the store holds for each partition, read-only, from its manifest.`,
 		Short: "List segments with their offset and time ranges and sizes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,6 +80,9 @@ func fmtTS(ms int64) string {
 }
 
 func inspectLogs(w io.Writer, root string) error {
+	if strings.HasPrefix(root, "s3://") || strings.HasPrefix(root, "file://") {
+		return inspectColdStore(w, root)
+	}
 	dirs, err := logDirs(root)
 	if err != nil {
 		return err

@@ -246,6 +246,8 @@ var (
 	descFsyncs        = prometheus.NewDesc("weir_dataset_fsyncs_total", "fdatasync calls on the dataset's segment files.", dsLabels, nil)
 	descRolls         = prometheus.NewDesc("weir_dataset_segment_rolls_total", "Segments closed and new ones started.", dsLabels, nil)
 	descDeleted       = prometheus.NewDesc("weir_dataset_segments_deleted_total", "Segments deleted by retention.", dsLabels, nil)
+	descColdFailures  = prometheus.NewDesc("weir_dataset_cold_store_failures_total", "Failed passes of moving segments to the cold store (each retried; local segments stay meanwhile).", dsLabels, nil)
+	descColdUploaded  = prometheus.NewDesc("weir_dataset_cold_store_uploaded_segments_total", "Segments uploaded to the cold store.", dsLabels, nil)
 	descUnconsumed    = prometheus.NewDesc("weir_dataset_unconsumed_deleted_records_total", "Records retention deleted before a consumer group with a committed offset had read them (summed over groups).", dsLabels, nil)
 
 	descPartStart    = prometheus.NewDesc("weir_partition_start_offset", "First offset still stored in the partition.", partLabels, nil)
@@ -263,6 +265,7 @@ var (
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descStored, descProduced, descProducedBytes, descProducedBatch,
 		descFetchedBytes, descDiskBytes, descSegments, descFsyncs, descRolls, descDeleted, descUnconsumed,
+		descColdFailures, descColdUploaded,
 		descGroupCommitted, descGroupLag, descGroupMembers, descGroupRebal, descGroupState} {
 		ch <- d
 	}
@@ -279,6 +282,8 @@ type dsTotals struct {
 	stored, produced, bytes, batches, fetched int64
 	disk, fsyncs, rolls, deleted              int64
 	segments                                  int
+	remoteDisk, remoteSegments                int64
+	coldFailures, coldUploaded                int64
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -305,6 +310,10 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		t.fetched += p.FetchedBytes
 		t.disk += p.DiskBytes
 		t.segments += p.Segments
+		t.remoteDisk += p.RemoteBytes
+		t.remoteSegments += p.RemoteSegments
+		t.coldFailures += p.Tier.UploadFailures
+		t.coldUploaded += p.Tier.Uploaded
 		t.fsyncs += p.Log.Fsyncs
 		t.rolls += p.Log.Rolls
 		t.deleted += p.Log.SegmentsDeleted
@@ -328,9 +337,13 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFetchedBytes, float64(t.fetched), ds)
 		gauge(descDiskBytes, float64(t.disk), ds, "local")
 		gauge(descSegments, float64(t.segments), ds, "local")
+		gauge(descDiskBytes, float64(t.remoteDisk), ds, "remote")
+		gauge(descSegments, float64(t.remoteSegments), ds, "remote")
 		counter(descFsyncs, float64(t.fsyncs), ds)
 		counter(descRolls, float64(t.rolls), ds)
 		counter(descDeleted, float64(t.deleted), ds)
+		counter(descColdFailures, float64(t.coldFailures), ds)
+		counter(descColdUploaded, float64(t.coldUploaded), ds)
 	}
 	for _, g := range c.h.GroupStats() {
 		gauge(descGroupMembers, float64(g.Members), g.Name)

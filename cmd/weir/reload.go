@@ -24,6 +24,7 @@ import (
 
 	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
+	"github.com/weirhub/weir/internal/objstore"
 	"github.com/weirhub/weir/pipelines"
 )
 
@@ -103,8 +104,16 @@ func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options, obs h
 	s := &runSet{path: path, opts: opts, logger: opts.Logger, shared: shared, common: common,
 		failed: make(chan error, 1), reload: make(chan chan error)}
 	if !cfg.Hub.External() {
-		h, err := hub.Open(hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs})
+		ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
+			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs}
+		if cfg.Hub.ColdStore != "" {
+			cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
+			if err != nil {
+				return nil, fmt.Errorf("%s: hub.cold_store: %w", path, err)
+			}
+			ho.ColdStore = cs
+		}
+		h, err := hub.Open(ho)
 		if err != nil {
 			return nil, fmt.Errorf("opening the hub in %s: %w", cfg.Hub.DataDir, err)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafka"
+	"github.com/weirhub/weir/internal/objstore"
 )
 
 // serveConfig is weir serve's configuration: from a YAML file (--config),
@@ -27,6 +28,7 @@ import (
 // before.
 type serveConfig struct {
 	DataDir    string         `yaml:"data_dir"`
+	ColdStore  string         `yaml:"cold_store"`
 	Listen     string         `yaml:"listen"`
 	Advertise  string         `yaml:"advertise"`
 	AutoCreate *bool          `yaml:"auto_create"`
@@ -79,6 +81,7 @@ const serveExample = `  weir serve
   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertise broker1.internal:9092
   weir serve --config weir.yaml      # data_dir, listen, advertise, auto_create, defaults: {fsync: always}
   WEIR_LISTEN=127.0.0.1:19092 weir serve
+  weir serve --cold-store 's3://weir/hub1?endpoint=http://127.0.0.1:7070'   # remote.storage.enable datasets tier to S3
   weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644
   WEIR_ADMIN_PASSWORD_FILE=/etc/weir/admin.pass weir serve --listen 0.0.0.0:9093 --tls-cert server.crt --tls-key server.key --sasl SCRAM-SHA-512
   weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]`
@@ -120,6 +123,9 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			f := cmd.Flags()
 			if f.Changed("data-dir") {
 				cfg.DataDir = flags.DataDir
+			}
+			if f.Changed("cold-store") {
+				cfg.ColdStore = flags.ColdStore
 			}
 			if f.Changed("listen") {
 				cfg.Listen = flags.Listen
@@ -188,6 +194,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f := cmd.Flags()
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
 	f.StringVar(&flags.DataDir, "data-dir", "./data", "directory holding all data")
+	f.StringVar(&flags.ColdStore, "cold-store", "", "object store for datasets with remote.storage.enable: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
 	f.StringVar(&flags.Listen, "listen", "127.0.0.1:9092", "address to accept Kafka clients on")
 	f.StringVar(&flags.Advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address)")
 	f.BoolVar(&autoCreate, "auto-create", true, "create datasets on first produce or metadata request")
@@ -231,6 +238,7 @@ func applyEnv(cfg *serveConfig) {
 		}
 	}
 	set("WEIR_DATA_DIR", &cfg.DataDir)
+	set("WEIR_COLD_STORE", &cfg.ColdStore)
 	set("WEIR_LISTEN", &cfg.Listen)
 	set("WEIR_ADVERTISE", &cfg.Advertise)
 	set("WEIR_FSYNC", &cfg.Defaults.Fsync)
@@ -264,6 +272,13 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
 	o := hub.Options{DataDir: cfg.DataDir, Logger: logger, DelayedDelivery: cfg.DelayedDelivery,
 		TxnCheckURL: cfg.Transaction.CheckURL, TxnCheckPrefix: cfg.Transaction.CheckPrefix, TxnCheckLimit: cfg.Transaction.CheckLimit}
+	if cfg.ColdStore != "" {
+		s, err := objstore.OpenURL(cfg.ColdStore)
+		if err != nil {
+			return o, fmt.Errorf("cold_store: %w", err)
+		}
+		o.ColdStore = s
+	}
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate
 	}

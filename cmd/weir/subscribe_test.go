@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-
 // TestServeSubscriptions: weir serve --http-listen serves the
 // subscriptions of a dataset created by a Kafka admin client with
 // cleanup.policy=compact; curl reads the snapshot as Server-Sent Events,

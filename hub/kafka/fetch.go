@@ -162,7 +162,7 @@ func (c *conn) writeFetch(p *pending, version int16, req *kmsg.FetchRequest, res
 			at = ch.at
 		}
 		if err := sendSection(c.nc, ch.sec); err != nil {
-			return fmt.Errorf("sending %d bytes of %s: %w", ch.sec.Len, ch.sec.File.Name(), err)
+			return fmt.Errorf("sending %d bytes at %d of a segment: %w", ch.sec.Len, ch.sec.Pos, err)
 		}
 	}
 	if at < len(b) {
@@ -177,6 +177,15 @@ func (c *conn) writeFetch(p *pending, version int16, req *kmsg.FetchRequest, res
 // connection (no copy into user space; the file's position is untouched, so
 // readers can share the file), by reading and writing otherwise.
 func sendSection(nc net.Conn, s wlog.Section) error {
+	if s.File == nil {
+		// A cold segment (or a log on a non-OS FS): a buffered copy.
+		b, err := s.AppendTo(nil)
+		if err != nil {
+			return err
+		}
+		_, err = nc.Write(b)
+		return err
+	}
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		_, err := io.Copy(nc, io.NewSectionReader(s.File, s.Pos, s.Len))

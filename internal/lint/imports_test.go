@@ -21,7 +21,7 @@ const module = "github.com/weirhub/weir"
 var allowed = map[string][]string{
 	"codecs":          {},
 	"log":             {"codecs"},
-	"hub":             {"log", "codecs", "internal/atomicfile"},
+	"hub":             {"log", "codecs", "internal/atomicfile", "internal/objstore"},
 	"hub/kafka":       {"hub", "log", "codecs", "internal/auth", "internal/tlsfiles", "internal/tlstest"},
 	"hub/kafkaclient": {"hub", "codecs", "internal/kafkaconf"},
 	"hub/http":        {"hub", "log", "codecs"},

@@ -50,6 +50,25 @@ type FilePutter interface {
 	PutFile(ctx context.Context, key, src string) error
 }
 
+// BatchDeleter is an optional interface of stores that delete many keys
+// in few requests (S3's DeleteObjects); missing keys are not an error.
+type BatchDeleter interface {
+	DeleteKeys(ctx context.Context, keys []string) error
+}
+
+// DeleteKeys deletes keys through BatchDeleter if s has it, else one by
+// one.
+func DeleteKeys(ctx context.Context, s Store, keys []string) error {
+	if bd, ok := s.(BatchDeleter); ok {
+		return bd.DeleteKeys(ctx, keys)
+	}
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, s.Delete(ctx, k))
+	}
+	return errors.Join(errs...)
+}
+
 // PutFile stores the local file src as key, through FilePutter if s has
 // it, else by Put and removing src.
 func PutFile(ctx context.Context, s Store, key, src string) error {

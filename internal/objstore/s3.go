@@ -185,3 +185,26 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+var _ BatchDeleter = (*S3)(nil)
+
+// DeleteKeys implements BatchDeleter with S3's DeleteObjects: up to 1000
+// keys a request.
+func (s *S3) DeleteKeys(ctx context.Context, keys []string) error {
+	ch := make(chan minio.ObjectInfo, len(keys))
+	for _, k := range keys {
+		name, err := s.name(k)
+		if err != nil {
+			return err
+		}
+		ch <- minio.ObjectInfo{Key: name}
+	}
+	close(ch)
+	var errs []error
+	for e := range s.c.RemoveObjects(ctx, s.bucket, ch, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil && minio.ToErrorResponse(e.Err).Code != minio.NoSuchKey {
+			errs = append(errs, fmt.Errorf("objstore: s3: delete %s: %w", strings.TrimPrefix(e.ObjectName, s.prefix), e.Err))
+		}
+	}
+	return errors.Join(errs...)
+}

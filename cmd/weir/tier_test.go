@@ -1,0 +1,97 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/objstore"
+)
+
+// TestServeColdStoreConfig: cold_store in weir.yaml (and WEIR_COLD_STORE)
+// becomes the hub's cold store; a bad URL is an error naming the key.
+func TestServeColdStoreConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: "+dir+"/data\ncold_store: file://"+dir+"/cold\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var cfg serveConfig
+	if err := loadServeConfig(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.hubOptions(nil)
+	if err != nil || o.ColdStore == nil {
+		t.Fatalf("hubOptions: %v, cold store %v", err, o.ColdStore)
+	}
+	t.Setenv("WEIR_COLD_STORE", "gopher://x")
+	applyEnv(&cfg)
+	if _, err := cfg.hubOptions(nil); err == nil {
+		t.Fatal("a bad cold_store was accepted")
+	}
+}
+
+// TestColdStoreMetrics: a dataset tiered to the cold store reports its
+// remote bytes and segments with tier="remote", and its uploads.
+func TestColdStoreMetrics(t *testing.T) {
+	dir := t.TempDir()
+	store, err := objstore.NewDir(filepath.Join(dir, "cold"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.Open(hub.Options{DataDir: filepath.Join(dir, "data"), ColdStore: store,
+		Defaults: hub.DatasetConfig{Fsync: "never"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ds, err := h.CreateDataset("c", hub.DatasetConfig{RemoteStorage: true, SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	for i := range 100 {
+		var b codecs.Builder
+		b.Append(int64(i), nil, []byte(strings.Repeat("v", 200)), nil)
+		out, _ := b.Build()
+		if _, err := p.Produce(out, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; p.Log().TierStats().RemoteSegments < 3; i++ {
+		if i > 500 {
+			t.Fatalf("nothing uploaded: %+v", p.Log().TierStats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var out strings.Builder
+	if err := inspectLogs(&out, "file://"+filepath.Join(dir, "cold")); err != nil || !strings.Contains(out.String(), "c/0/: remote: ") ||
+		!strings.Contains(out.String(), "00000000000000000000.log") {
+		t.Fatalf("weir log inspect file://...: %v\n%s", err, out.String())
+	}
+	m := newMetrics()
+	m.addHub(h, false)
+	got, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range got {
+		fams[f.GetName()] = f
+	}
+	for _, name := range []string{"weir_dataset_disk_bytes", "weir_dataset_segments", "weir_dataset_cold_store_uploaded_segments_total"} {
+		labels := map[string]string{"dataset": "c"}
+		if name != "weir_dataset_cold_store_uploaded_segments_total" {
+			labels["tier"] = "remote"
+		}
+		if v, ok := metricSum(fams, name, labels); !ok || v < 3 {
+			t.Errorf("%s%v = %v (present %v), want at least 3", name, labels, v, ok)
+		}
+	}
+}

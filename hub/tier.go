@@ -1,0 +1,119 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/weirhub/weir/internal/objstore"
+	wlog "github.com/weirhub/weir/log"
+)
+
+// coldTier is one partition's space in the hub's cold store
+// (Options.ColdStore): the objects under DATASET/PARTITION/ of the store,
+// as the partition's log.Tier. Uploads of every partition share the hub's
+// slots (Options.ColdUploads), so that many partitions rolling at once
+// do not flood the store.
+type coldTier struct {
+	s      objstore.Store
+	prefix string
+	slots  chan struct{}
+}
+
+var _ wlog.Tier = (*coldTier)(nil)
+
+func (h *Hub) coldTier(dataset string, partition int32) *coldTier {
+	return &coldTier{s: h.opts.ColdStore, prefix: path.Join(dataset, fmt.Sprint(partition)) + "/", slots: h.coldSlots}
+}
+
+// mapErr makes the store's sentinels the ones log.Tier's contract names.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, objstore.ErrNotFound):
+		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
+	case errors.Is(err, objstore.ErrExists):
+		return fmt.Errorf("%w (%w)", err, fs.ErrExist)
+	}
+	return err
+}
+
+func (t *coldTier) take(ctx context.Context) error {
+	select {
+	case t.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (t *coldTier) Put(ctx context.Context, name string, r io.Reader) error {
+	if err := t.take(ctx); err != nil {
+		return err
+	}
+	defer func() { <-t.slots }()
+	return mapErr(t.s.Put(ctx, t.prefix+name, r))
+}
+
+func (t *coldTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) error {
+	return mapErr(t.s.PutIfAbsent(ctx, t.prefix+name, r))
+}
+
+func (t *coldTier) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	rc, err := t.s.Get(ctx, t.prefix+name, off, n)
+	return rc, mapErr(err)
+}
+
+func (t *coldTier) Delete(ctx context.Context, names []string) error {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = t.prefix + n
+	}
+	return objstore.DeleteKeys(ctx, t.s, keys)
+}
+
+// deleteCold removes a deleted dataset's objects from the cold store:
+// every partition's manifest first, so that a crash part way leaves
+// objects no manifest lists (garbage that a new dataset of the same name
+// overwrites), never a manifest naming missing objects.
+func (h *Hub) deleteCold(name string) error {
+	if h.opts.ColdStore == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	objs, err := h.opts.ColdStore.List(ctx, name+"/")
+	if err != nil {
+		return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+	}
+	slices.SortStableFunc(objs, func(a, b objstore.Object) int {
+		am, bm := path.Base(a.Key) == wlog.ManifestName, path.Base(b.Key) == wlog.ManifestName
+		switch {
+		case am && !bm:
+			return -1
+		case bm && !am:
+			return 1
+		}
+		return 0
+	})
+	var keys []string
+	for _, o := range objs {
+		if path.Base(o.Key) == wlog.ManifestName {
+			if err := h.opts.ColdStore.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+			}
+			continue
+		}
+		keys = append(keys, o.Key)
+	}
+	if err := objstore.DeleteKeys(ctx, h.opts.ColdStore, keys); err != nil {
+		return fmt.Errorf("hub: deleting %s from the cold store: %w", name, err)
+	}
+	return nil
+}

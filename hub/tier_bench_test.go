@@ -1,0 +1,180 @@
+package hub
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	"github.com/weirhub/weir/internal/objstore"
+	"github.com/weirhub/weir/internal/objstore/s3test"
+	wlog "github.com/weirhub/weir/log"
+)
+
+// BenchmarkCatchUp reads a 64 MiB partition from offset 0 to its end in
+// 1 MiB ReadBatches calls: hot (local segment files) and cold (only in the
+// cold store, through an empty cold cache each run, as a new server or a
+// consumer far behind sees it), with the directory store and with S3
+// (versitygw over loopback). It reports the S3 requests per GiB read.
+//
+//	go test ./hub -run '^$' -bench CatchUp -benchtime 5x
+func BenchmarkCatchUp(b *testing.B) {
+	const total = 64 << 20
+	write := func(b *testing.B, dir string, tier wlog.Tier) int64 {
+		l, err := wlog.Open(dir, wlog.Options{SegmentBytes: 8 << 20, Sync: wlog.SyncNever, Tier: tier, LocalRetentionBytes: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		val := make([]byte, 1000)
+		for i := range val {
+			val[i] = byte(i * 7)
+		}
+		var n int64
+		for n < total {
+			var bb codecs.Builder
+			for range 100 {
+				bb.Append(0, nil, val, nil)
+			}
+			out, _ := bb.Build()
+			if _, err := l.Append(out); err != nil {
+				b.Fatal(err)
+			}
+			n += int64(len(out))
+		}
+		l.Roll()
+		if tier != nil {
+			for i := 0; l.TierStats().RemoteSegments < l.Stats().Rolls; i++ {
+				if i > 6000 {
+					b.Fatalf("not uploaded: %+v", l.TierStats())
+				}
+				l.EnforceRetention()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		return n
+	}
+	readAll := func(b *testing.B, l *wlog.Log) int64 {
+		var buf []byte
+		var n int64
+		for off := l.StartOffset(); off < l.HighWatermark(); {
+			var err error
+			buf, err = l.ReadBatches(buf[:0], off, 1<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for p := buf; len(p) > 0; {
+				h, _ := codecs.ParseHeader(p)
+				off = h.NextOffset()
+				p = p[h.Size():]
+			}
+			n += int64(len(buf))
+		}
+		return n
+	}
+	b.Run("hot", func(b *testing.B) {
+		dir := b.TempDir()
+		n := write(b, dir, nil)
+		l, err := wlog.Open(dir, wlog.Options{Sync: wlog.SyncNever})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		b.SetBytes(n)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			readAll(b, l)
+		}
+	})
+	cold := func(b *testing.B, store objstore.Store) {
+		tier := &coldTier{s: store, prefix: "bench/0/", slots: make(chan struct{}, 4)}
+		n := write(b, b.TempDir(), tier)
+		b.SetBytes(n)
+		b.ReportAllocs()
+		var gets int64
+		b.ResetTimer()
+		for b.Loop() {
+			b.StopTimer()
+			cache, err := wlog.NewColdCache(b.TempDir(), 1<<30)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := wlog.Open(b.TempDir(), wlog.Options{Sync: wlog.SyncNever, Tier: tier, ColdCache: cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if got := readAll(b, l); got < n {
+				b.Fatalf("read %d bytes of %d", got, n)
+			}
+			b.StopTimer()
+			gets += cache.Stats().Gets
+			l.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(gets)/float64(b.N)/(float64(n)/(1<<30)), "GETs/GiB")
+	}
+	b.Run("cold-dir", func(b *testing.B) {
+		store, err := objstore.NewDir(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cold(b, store)
+	})
+	b.Run("cold-s3", func(b *testing.B) {
+		srv := s3test.Start(b)
+		store, err := objstore.NewS3(srv.Options(fmt.Sprint("b", time.Now().UnixNano())))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cold(b, store)
+	})
+}
+
+// BenchmarkProduceWhileUploading appends 100 KiB batches to a log with 1
+// MiB segments: without a tier, and with every closed segment uploaded to
+// the directory store (and its local copy deleted) in the background.
+//
+//	go test ./hub -run '^$' -bench ProduceWhileUploading
+func BenchmarkProduceWhileUploading(b *testing.B) {
+	val := make([]byte, 1000)
+	var bb codecs.Builder
+	for range 100 {
+		bb.Append(0, nil, val, nil)
+	}
+	out, _ := bb.Build()
+	for _, tiered := range []bool{false, true} {
+		b.Run(map[bool]string{false: "local", true: "tiered"}[tiered], func(b *testing.B) {
+			opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever}
+			if tiered {
+				store, err := objstore.NewDir(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts.Tier = &coldTier{s: store, prefix: "p/0/", slots: make(chan struct{}, 4)}
+				opts.LocalRetentionBytes = 4 << 20
+			}
+			l, err := wlog.Open(b.TempDir(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			batch := append([]byte(nil), out...)
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := l.Append(batch); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 0 {
+					l.EnforceRetention()
+				}
+			}
+			b.StopTimer()
+			if tiered {
+				b.ReportMetric(float64(l.TierStats().Uploaded), "uploaded-segments")
+			}
+		})
+	}
+}

@@ -1,0 +1,202 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/internal/objstore"
+)
+
+// TestColdStoreDatasets: remote.storage.enable and the local retention
+// settings come from Kafka configs and alter like the others; a dataset
+// asking for the cold tier needs a cold store; the directory store gets the
+// segments; deleting the dataset deletes its objects, so a new dataset of
+// the same name starts empty.
+func TestColdStoreDatasets(t *testing.T) {
+	dir := t.TempDir()
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := openHub(t, testOptions(t.TempDir()))
+	if _, err := plain.CreateDataset("x", DatasetConfig{RemoteStorage: true}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("remote storage without a cold store: %v, want ErrInvalidConfig", err)
+	}
+	plain.Close()
+	opts := testOptions(dir)
+	opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+	h := openHub(t, opts)
+	defer h.Close()
+	var cfg DatasetConfig
+	for k, v := range map[string]string{"remote.storage.enable": "true", "segment.bytes": "4096", "local.retention.ms": "-2"} {
+		if err := cfg.ApplyKafkaConfig(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cfg.ApplyKafkaConfig("remote.storage.enable", "maybe"); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("remote.storage.enable=maybe: %v", err)
+	}
+	ds, err := h.CreateDataset("cold", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	var want []string
+	for i := range 100 {
+		v := fmt.Sprintf("v%03d-%s", i, strings.Repeat("y", 150))
+		want = append(want, v)
+		if _, err := p.Produce(batch(t, v), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// local.retention.bytes=-2: local copies stay, uploads happen anyway.
+	waitHub(t, "uploads", func() bool { return p.Log().TierStats().RemoteSegments > 2 })
+	if p.Log().TierStats().ColdSegments != 0 {
+		t.Fatal("local copies deleted without a local retention")
+	}
+	cur := ds.Config()
+	cur.LocalRetentionBytes = 4096
+	if _, changed, err := h.AlterDataset("cold", cur, false); err != nil || !strings.Contains(strings.Join(changed, ","), "local.retention.bytes=-2->4096") {
+		t.Fatalf("AlterDataset: %v %v", changed, err)
+	}
+	waitHub(t, "local deletion", func() bool { return p.Log().TierStats().ColdSegments > 2 })
+	if got := values(t, p); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	if got := ds.Config().KafkaConfigs()["remote.storage.enable"]; got != "true" {
+		t.Fatalf("remote.storage.enable = %q", got)
+	}
+	off := cur
+	off.RemoteStorage = false
+	if _, _, err := h.AlterDataset("cold", off, false); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("turning remote storage off while open: %v", err)
+	}
+	if err := h.DeleteDataset("cold"); err != nil {
+		t.Fatal(err)
+	}
+	if objs, err := store.List(context.Background(), "cold/"); err != nil || len(objs) != 0 {
+		t.Fatalf("after DeleteDataset the store holds %d objects (%v)", len(objs), err)
+	}
+	cfg.LocalRetentionBytes = 4096
+	ds, err = h.CreateDataset("cold", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ = ds.Partition(0)
+	if p.HighWatermark() != 0 {
+		t.Fatalf("a new dataset of a deleted name starts at %d", p.HighWatermark())
+	}
+	// Its cold reads never see the old dataset's cached chunks.
+	want = want[:0]
+	for i := range 100 {
+		v := fmt.Sprintf("new%03d-%s", i, strings.Repeat("w", 150))
+		want = append(want, v)
+		if _, err := p.Produce(batch(t, v), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHub(t, "local deletion", func() bool { return p.Log().TierStats().ColdSegments > 2 })
+	if got := values(t, p); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("the new dataset read %d records, want its %d", len(got), len(want))
+	}
+}
+
+func waitHub(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestColdStoreModel runs random steps against a dataset on the directory
+// store (produce, restart, change the local and total retention, enforce
+// retention) and checks after each that the partition holds exactly the
+// model's records from its start offset, that the start offset only moves
+// with total retention, and that a read from any offset in range succeeds.
+func TestColdStoreModel(t *testing.T) {
+	dir := t.TempDir()
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(dir)
+	opts.ColdStore, opts.RetentionCheckInterval = store, time.Hour
+	h := openHub(t, opts)
+	defer func() { h.Close() }()
+	if _, err := h.CreateDataset("m", DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 8192}); err != nil {
+		t.Fatal(err)
+	}
+	var model []string
+	rng := uint64(7)
+	rand := func(n int) int { rng = rng*6364136223846793005 + 1442695040888963407; return int(rng>>33) % n }
+	totalLimit := false
+	for step := range 60 {
+		ds, _ := h.Dataset("m")
+		p, _ := ds.Partition(0)
+		switch op := rand(10); {
+		case op < 6:
+			for range 1 + rand(30) {
+				v := fmt.Sprintf("s%d-%d-%s", step, len(model), strings.Repeat("z", rand(300)))
+				if _, err := p.Produce(batch(t, v), true); err != nil {
+					t.Fatal(err)
+				}
+				model = append(model, v)
+			}
+		case op == 6:
+			h.Close()
+			h = openHub(t, opts)
+		case op == 7:
+			cfg := ds.Config()
+			cfg.LocalRetentionBytes = int64(4096 * (1 + rand(4)))
+			if _, _, err := h.AlterDataset("m", cfg, false); err != nil {
+				t.Fatal(err)
+			}
+		case op == 8 && step > 40:
+			cfg := ds.Config()
+			cfg.RetentionBytes = int64(4096 * (6 + rand(6)))
+			if _, _, err := h.AlterDataset("m", cfg, false); err != nil {
+				t.Fatal(err)
+			}
+			totalLimit = true
+		default:
+			h.EnforceRetention()
+			p.Log().Roll()
+		}
+		ds, _ = h.Dataset("m")
+		p, _ = ds.Partition(0)
+		h.EnforceRetention()
+		start, hw := p.StartOffset(), p.HighWatermark()
+		if hw != int64(len(model)) || (!totalLimit && start != 0) {
+			t.Fatalf("step %d: partition [%d, %d), model has %d records (total limit %v)", step, start, hw, len(model), totalLimit)
+		}
+		got := values(t, p)
+		if strings.Join(got, "\n") != strings.Join(model[start:], "\n") {
+			t.Fatalf("step %d: read %d records from %d, model has %d", step, len(got), start, len(model)-int(start))
+		}
+		if hw > start {
+			off := start + int64(rand(int(hw-start)))
+			it := p.Log().NewIterator(off)
+			if !it.Next() || string(it.Record().Value) != model[off] {
+				t.Fatalf("step %d: read at %d: %v", step, off, it.Err())
+			}
+		}
+	}
+	ds, _ := h.Dataset("m")
+	p, _ := ds.Partition(0)
+	waitHub(t, "cold segments", func() bool { h.EnforceRetention(); return p.Log().TierStats().ColdSegments > 2 })
+	start := p.StartOffset()
+	if got := values(t, p); strings.Join(got, "\n") != strings.Join(model[start:], "\n") {
+		t.Fatalf("at the end: read %d records from %d, model has %d", len(got), start, len(model)-int(start))
+	}
+	if st := h.Stats(); st[0].RemoteSegments == 0 || st[0].LocalStartOffset <= start {
+		t.Fatalf("stats %+v", st[0])
+	}
+}

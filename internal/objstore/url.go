@@ -1,0 +1,62 @@
+package objstore
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// OpenURL returns the store a URL names:
+//
+//	file:///path                                 a Dir rooted at /path
+//	s3://BUCKET/PREFIX?endpoint=http://HOST:PORT an S3 bucket, keys under PREFIX/
+//
+// The S3 endpoint's scheme says whether to use TLS (https, the default
+// without one); its query may add region=. Credentials come from the
+// standard AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION
+// environment variables (none: anonymous requests).
+func OpenURL(raw string) (Store, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" || u.Path == "" {
+			return nil, fmt.Errorf("objstore: %q: want file:///absolute/path", raw)
+		}
+		return NewDir(u.Path)
+	case "s3":
+		if u.Host == "" {
+			return nil, fmt.Errorf("objstore: %q: want s3://BUCKET/PREFIX?endpoint=http://HOST:PORT", raw)
+		}
+		q := u.Query()
+		opts := S3Options{Bucket: u.Host, AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
+			SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"), Region: os.Getenv("AWS_REGION")}
+		if r := q.Get("region"); r != "" {
+			opts.Region = r
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			opts.Prefix = p + "/"
+		}
+		ep := q.Get("endpoint")
+		if ep == "" {
+			region := opts.Region
+			if region == "" {
+				region = "us-east-1"
+			}
+			ep = "https://s3." + region + ".amazonaws.com"
+		}
+		if !strings.Contains(ep, "://") {
+			ep = "https://" + ep
+		}
+		e, err := url.Parse(ep)
+		if err != nil || e.Host == "" || (e.Scheme != "http" && e.Scheme != "https") {
+			return nil, fmt.Errorf("objstore: %q: endpoint %q: want http://HOST:PORT or https://HOST", raw, ep)
+		}
+		opts.Endpoint, opts.Insecure = e.Host, e.Scheme == "http"
+		return NewS3(opts)
+	}
+	return nil, fmt.Errorf("objstore: %q: want s3://BUCKET/PREFIX?endpoint=... or file:///path", raw)
+}

@@ -1,0 +1,270 @@
+package log
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ColdCache keeps chunks of cold segments (segments only in the Tier) on
+// local disk, so that reads of cold offsets cost one ranged GET per chunk
+// rather than one per read. Chunks are aligned to ChunkBytes within their
+// object; the least recently used go once the cache holds more than its
+// limit. A read fetches its chunks if missing and starts fetching the
+// next few chunks in the background (read-ahead), so a consumer catching
+// up sequentially mostly finds its chunk already there. Logs that share a
+// cache share its limit. Safe for concurrent use.
+//
+//	dir/
+//	  <hash of log dir and object>-<chunk number>   one chunk, ChunkBytes or the object's tail
+type ColdCache struct {
+	dir   string // "" keeps chunks in memory
+	limit int64
+	chunk int64
+
+	mu     sync.Mutex
+	lru    list.List // *chunkEntry, least recently used first
+	byKey  map[chunkKey]*list.Element
+	size   int64
+	flight map[chunkKey]*fill
+
+	hits, misses, gets, getBytes atomic.Int64
+}
+
+type chunkKey struct {
+	obj string // log dir + object name
+	n   int64
+}
+
+type chunkEntry struct {
+	key  chunkKey
+	path string // on disk, or "" with data
+	data []byte
+	size int64
+}
+
+type fill struct {
+	done chan struct{}
+	err  error
+}
+
+// ColdCacheStats are a cache's counters.
+type ColdCacheStats struct {
+	Bytes    int64 // cached now
+	Hits     int64 // chunk reads served from the cache
+	Misses   int64 // chunk reads that waited for a GET
+	Gets     int64 // ranged GETs
+	GetBytes int64 // bytes they fetched
+}
+
+// DefaultChunkBytes is the chunk size of a ColdCache.
+const DefaultChunkBytes = 1 << 20
+
+// readAhead is how many chunks after the one read are fetched ahead, in
+// parallel, so that a sequential reader overlaps its GETs.
+const readAhead = 4
+
+// NewColdCache returns a cache of at most limit bytes (at least two
+// chunks) in dir, which it empties first; dir "" keeps the chunks in
+// memory.
+func NewColdCache(dir string, limit int64) (*ColdCache, error) {
+	c := &ColdCache{dir: dir, limit: max(limit, 2*DefaultChunkBytes), chunk: DefaultChunkBytes,
+		byKey: map[chunkKey]*list.Element{}, flight: map[chunkKey]*fill{}}
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("log: cold cache: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("log: cold cache: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Stats returns the cache's counters.
+func (c *ColdCache) Stats() ColdCacheStats {
+	c.mu.Lock()
+	size := c.size
+	c.mu.Unlock()
+	return ColdCacheStats{Bytes: size, Hits: c.hits.Load(), Misses: c.misses.Load(), Gets: c.gets.Load(), GetBytes: c.getBytes.Load()}
+}
+
+// readAt reads p from off of object key (size bytes) of tier t.
+func (c *ColdCache) readAt(t Tier, logID, key string, size int64, p []byte, off int64, timeout time.Duration) (int, error) {
+	obj := logID + "\x00" + key
+	if off >= size {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), size-off)]
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		k := chunkKey{obj, at / c.chunk}
+		got, err := c.readChunk(t, key, size, k, p[n:], at-k.n*c.chunk, timeout)
+		n += got
+		if err != nil {
+			return n, err
+		}
+		if got == 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
+			c.prefetch(t, key, size, chunkKey{obj, k.n + a}, timeout)
+		}
+	}
+	return n, nil
+}
+
+// readChunk copies into p what chunk k holds from within.
+func (c *ColdCache) readChunk(t Tier, key string, size int64, k chunkKey, p []byte, within int64, timeout time.Duration) (int, error) {
+	for tries := 0; ; tries++ {
+		c.mu.Lock()
+		if e, ok := c.byKey[k]; ok {
+			c.lru.MoveToBack(e)
+			ce := e.Value.(*chunkEntry)
+			c.mu.Unlock()
+			n, err := ce.read(p, within)
+			if err == nil || tries > 2 {
+				if tries == 0 {
+					c.hits.Add(1)
+				}
+				return n, err
+			}
+			c.drop(k) // evicted under us: fetch again
+			continue
+		}
+		f, ok := c.flight[k]
+		if !ok {
+			f = &fill{done: make(chan struct{})}
+			c.flight[k] = f
+			go c.fetch(t, key, size, k, f, timeout)
+		}
+		c.mu.Unlock()
+		if tries == 0 {
+			c.misses.Add(1)
+		}
+		<-f.done
+		if f.err != nil {
+			return 0, f.err
+		}
+	}
+}
+
+func (ce *chunkEntry) read(p []byte, within int64) (int, error) {
+	if within >= ce.size {
+		return 0, io.EOF
+	}
+	if ce.path == "" {
+		return copy(p, ce.data[within:]), nil
+	}
+	f, err := os.Open(ce.path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	want := min(int64(len(p)), ce.size-within)
+	n, err := f.ReadAt(p[:want], within)
+	if int64(n) == want {
+		err = nil
+	}
+	return n, err
+}
+
+func (c *ColdCache) prefetch(t Tier, key string, size int64, k chunkKey, timeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[k]; ok {
+		return
+	}
+	if _, ok := c.flight[k]; ok {
+		return
+	}
+	f := &fill{done: make(chan struct{})}
+	c.flight[k] = f
+	go c.fetch(t, key, size, k, f, timeout)
+}
+
+// fetch GETs chunk k and adds it to the cache.
+func (c *ColdCache) fetch(t Tier, key string, size int64, k chunkKey, f *fill, timeout time.Duration) {
+	ce, err := c.get(t, key, size, k, timeout)
+	c.mu.Lock()
+	delete(c.flight, k)
+	if err == nil {
+		c.byKey[k] = c.lru.PushBack(ce)
+		c.size += ce.size
+		c.evictLocked()
+	}
+	c.mu.Unlock()
+	f.err = err
+	close(f.done)
+}
+
+func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, timeout time.Duration) (*chunkEntry, error) {
+	from := k.n * c.chunk
+	n := min(c.chunk, size-from)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c.gets.Add(1)
+	rc, err := t.Get(ctx, key, from, n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
+	}
+	defer rc.Close()
+	data := make([]byte, n)
+	if _, err := io.ReadFull(rc, data); err != nil {
+		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
+	}
+	c.getBytes.Add(n)
+	ce := &chunkEntry{key: k, size: n}
+	if c.dir == "" {
+		ce.data = data
+		return ce, nil
+	}
+	h := fnv.New64a()
+	io.WriteString(h, k.obj)
+	ce.path = filepath.Join(c.dir, fmt.Sprintf("%016x-%d", h.Sum64(), k.n))
+	tmp := ce.path + tmpSuffix
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("log: cold cache: %w", err)
+	}
+	if err := os.Rename(tmp, ce.path); err != nil {
+		return nil, fmt.Errorf("log: cold cache: %w", err)
+	}
+	return ce, nil
+}
+
+func (c *ColdCache) drop(k chunkKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byKey[k]; ok {
+		c.removeLocked(e)
+	}
+}
+
+func (c *ColdCache) removeLocked(e *list.Element) {
+	ce := e.Value.(*chunkEntry)
+	c.lru.Remove(e)
+	delete(c.byKey, ce.key)
+	c.size -= ce.size
+	if ce.path != "" {
+		os.Remove(ce.path)
+	}
+}
+
+func (c *ColdCache) evictLocked() {
+	for c.size > c.limit {
+		e := c.lru.Front()
+		if e == nil {
+			return
+		}
+		c.removeLocked(e)
+	}
+}

@@ -1,0 +1,79 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestColdCache: reads through the cache return the object's bytes at any
+// offset and length, fetch chunk-aligned ranges, stay within the limit on
+// disk, read ahead, and fail retriably while the store is down.
+func TestColdCache(t *testing.T) {
+	tier := newMemTier()
+	obj := make([]byte, 9*DefaultChunkBytes+123)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range obj {
+		obj[i] = byte(rng.Uint32())
+	}
+	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	dir := t.TempDir() + "/cache"
+	c, err := NewColdCache(dir, 3*DefaultChunkBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		off := rng.Int64N(int64(len(obj)))
+		n := rng.IntN(3 * DefaultChunkBytes / 2)
+		p := make([]byte, n)
+		got, err := c.readAt(tier, "/d", "seg.log", int64(len(obj)), p, off, time.Second)
+		want := obj[off:min(off+int64(n), int64(len(obj)))]
+		if err != nil || got != len(want) || !bytes.Equal(p[:got], want) {
+			t.Fatalf("read %d: readAt(%d bytes at %d) = %d, %v; want the object's %d bytes", i, n, off, got, err, len(want))
+		}
+		if st := c.Stats(); st.Bytes > 3*DefaultChunkBytes {
+			t.Fatalf("cache holds %d bytes, limit %d", st.Bytes, 3*DefaultChunkBytes)
+		}
+	}
+	// Settle read-ahead, then check the disk.
+	time.Sleep(100 * time.Millisecond)
+	var onDisk int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil {
+			onDisk += fi.Size()
+		}
+	}
+	if onDisk > 3*DefaultChunkBytes {
+		t.Fatalf("%d bytes on disk, limit %d", onDisk, 3*DefaultChunkBytes)
+	}
+	st := c.Stats()
+	if st.Gets == 0 || st.GetBytes > st.Gets*DefaultChunkBytes || st.Hits == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A sequential scan mostly finds its next chunk fetched ahead.
+	c2, _ := NewColdCache("", 64<<20)
+	p := make([]byte, 64<<10)
+	for off := int64(0); off < int64(len(obj)); off += int64(len(p)) {
+		if _, err := c2.readAt(tier, "/d", "seg.log", int64(len(obj)), p, off, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := c2.Stats(); st.Gets != 10 || st.Misses > 3 {
+		t.Fatalf("sequential scan: %+v; want 10 GETs, few misses", st)
+	}
+
+	tier.mu.Lock()
+	tier.down = true
+	tier.mu.Unlock()
+	c3, _ := NewColdCache("", 0)
+	if _, err := c3.readAt(tier, "/d", "seg.log", int64(len(obj)), p, 0, time.Second); !errors.Is(err, ErrTierUnavailable) {
+		t.Fatalf("read while the store is down: %v, want ErrTierUnavailable", err)
+	}
+}

@@ -1,0 +1,673 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Tier is the cold store a Log moves closed segments to (Options.Tier):
+// one log's space of named objects, such as a key prefix of an S3 bucket.
+// The log never imports a store; a caller adapts one. Its methods are safe
+// for concurrent use.
+type Tier interface {
+	// Put stores r's bytes as name, replacing an object there atomically:
+	// a reader sees the old object or the new one, never a mix.
+	Put(ctx context.Context, name string, r io.Reader) error
+	// PutIfAbsent stores r's bytes as name unless an object has that
+	// name, when it fails with an error wrapping fs.ErrExist.
+	PutIfAbsent(ctx context.Context, name string, r io.Reader) error
+	// Get reads n bytes of name from off (n < 0: to the end). A missing
+	// object is an error wrapping fs.ErrNotExist.
+	Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error)
+	// Delete removes the named objects; missing ones are not an error.
+	Delete(ctx context.Context, names []string) error
+}
+
+// ErrTierUnavailable classifies failures to read offsets that live only in
+// the cold tier because the store did not answer: the read may be retried.
+var ErrTierUnavailable = errors.New("log: cold store unavailable")
+
+// ManifestName is the object that lists a log's segments in its Tier.
+const ManifestName = "manifest.json"
+
+// Manifest is the per-log list of the segments in a Tier, oldest first; a
+// segment's objects are its .log, .index and .timeindex files named as in
+// the log's directory. A segment is in the tier once the manifest lists it.
+type Manifest struct {
+	Version  int               `json:"version"`
+	Segments []ManifestSegment `json:"segments"`
+}
+
+// ManifestSegment is one segment of a Manifest.
+type ManifestSegment struct {
+	Base         int64 `json:"base"`  // first offset
+	Next         int64 `json:"next"`  // offset after the last record
+	Bytes        int64 `json:"bytes"` // size of the .log object
+	MaxTimestamp int64 `json:"maxTimestamp"`
+	IndexBytes   int64 `json:"indexBytes"` // size of the .index object
+}
+
+// ObjectName is the name of a segment's object with the suffix ".log",
+// ".index" or ".timeindex".
+func ObjectName(base int64, suffix string) string { return fmt.Sprintf("%020d%s", base, suffix) }
+
+// ReadManifest reads a tier's manifest; a tier without one has an empty
+// manifest.
+func ReadManifest(ctx context.Context, t Tier) (Manifest, error) {
+	var m Manifest
+	rc, err := t.Get(ctx, ManifestName, 0, -1)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Manifest{Version: 1}, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("%w: reading the manifest: %v", ErrTierUnavailable, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return m, fmt.Errorf("%w: reading the manifest: %v", ErrTierUnavailable, err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// End is the offset after the manifest's last segment, 0 when it is empty.
+func (m *Manifest) End() int64 {
+	if len(m.Segments) == 0 {
+		return 0
+	}
+	return m.Segments[len(m.Segments)-1].Next
+}
+
+func (m *Manifest) find(base int64) (ManifestSegment, bool) {
+	i, ok := slices.BinarySearchFunc(m.Segments, base, func(s ManifestSegment, b int64) int {
+		return cmpInt(s.Base, b)
+	})
+	if !ok {
+		return ManifestSegment{}, false
+	}
+	return m.Segments[i], true
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// TierStats describe a log's cold tier.
+type TierStats struct {
+	RemoteSegments int64 // segments the manifest lists
+	RemoteBytes    int64 // bytes of their .log objects
+	ColdSegments   int64 // segments readable only from the tier
+	ColdStart      int64 // first offset of the log (-1 without a tier)
+	Uploaded       int64 // segments uploaded since Open
+	UploadFailures int64 // failed tier passes since Open (each retried)
+	LocalDeleted   int64 // local copies deleted after upload since Open
+}
+
+// tierState is a log's tiering: the manifest and the background uploader.
+type tierState struct {
+	t      Tier
+	kick   chan struct{}
+	cancel context.CancelFunc
+	ctx    context.Context
+	exited chan struct{}
+
+	mu     sync.Mutex // the manifest; held by the uploader while it writes it
+	man    Manifest
+	unread bool // the store was down at Open: man is not the store's yet
+
+	// cacheID names the log's chunks in a shared ColdCache: unique per
+	// Open, so a dataset deleted and created again never reads the old
+	// one's chunks.
+	cacheID string
+
+	remoteSegs, remoteBytes          atomic.Int64
+	uploaded, failures, localDeleted atomic.Int64
+}
+
+// tierOpens numbers the logs opened with a tier, for tierState.cacheID.
+var tierOpens atomic.Int64
+
+// tierBackoff bounds the wait between failed tier passes.
+var tierBackoff = [2]time.Duration{100 * time.Millisecond, 30 * time.Second}
+
+// attachTier reads the manifest, creating an empty one (with a conditional
+// put, so that two servers starting on one empty prefix do not both create
+// it) if there is none. Called by Open before recovery.
+func (l *Log) attachTier() error {
+	t := l.opts.Tier
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{}),
+		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1))}
+	m, err := ReadManifest(ctx, t)
+	if err != nil {
+		// With local segments the log can open and serve them; the
+		// manifest (and the cold segments) come once the store answers.
+		// An empty directory cannot know where the log ends.
+		if bases, lerr := listSegments(l.fs, l.dir, false); lerr != nil || len(bases) == 0 {
+			cancel()
+			return err
+		}
+		l.opts.Logger.Warn("log: the cold store is down; serving the local segments until it answers", "dir", l.dir, "err", err)
+		ts.unread = true
+		m = Manifest{Version: 1}
+	} else if len(m.Segments) == 0 {
+		b, _ := json.Marshal(m)
+		if err := t.PutIfAbsent(ctx, ManifestName, bytes.NewReader(b)); err != nil && !errors.Is(err, fs.ErrExist) {
+			cancel()
+			return fmt.Errorf("%w: creating the manifest: %v", ErrTierUnavailable, err)
+		} else if err != nil {
+			if m, err = ReadManifest(ctx, t); err != nil {
+				cancel()
+				return err
+			}
+		}
+	}
+	ts.man = m
+	ts.count()
+	l.tier = ts
+	l.coldFiles = NewFileCache(math.MaxInt)
+	if l.coldCache = l.opts.ColdCache; l.coldCache == nil {
+		l.coldCache, _ = NewColdCache("", 64<<20) // in memory: cannot fail
+	}
+	return nil
+}
+
+// tierNext is the offset an empty log directory starts at: the end of what
+// the tier holds.
+func (l *Log) tierNext() int64 {
+	if l.tier == nil {
+		return 0
+	}
+	return l.tier.man.End()
+}
+
+// startTier puts the tier's segments below the first local one in front of
+// the local segments, and starts the uploader. Called by Open after
+// recovery.
+func (l *Log) startTier() {
+	if !l.tier.unread {
+		l.prependCold()
+	}
+	go l.tierLoop()
+	l.kickTier()
+}
+
+// prependCold puts the manifest's segments that end where the log's first
+// segment begins in front of it. Called by Open, or with l.mu held.
+func (l *Log) prependCold() {
+	ts := l.tier
+	segs := *l.segs.Load()
+	first := segs[0].base
+	var cold []*segment
+	for i := len(ts.man.Segments) - 1; i >= 0; i-- {
+		ms := ts.man.Segments[i]
+		if ms.Next != first {
+			if ms.Next < first {
+				break // a gap: older segments are past retention
+			}
+			continue
+		}
+		cold = append(cold, l.coldSegment(ms, nil))
+		first = ms.Base
+	}
+	slices.Reverse(cold)
+	if len(cold) > 0 {
+		all := append(cold, segs...)
+		l.segs.Store(&all)
+		l.start.Store(all[0].base)
+	}
+}
+
+// stopTier stops the uploader and waits for it. Called by Close.
+func (l *Log) stopTier() {
+	if l.tier == nil {
+		return
+	}
+	l.tier.cancel()
+	<-l.tier.exited
+}
+
+// kickTier asks the uploader for a pass.
+func (l *Log) kickTier() {
+	if l.tier == nil {
+		return
+	}
+	select {
+	case l.tier.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (ts *tierState) count() {
+	var n int64
+	for _, s := range ts.man.Segments {
+		n += s.Bytes
+	}
+	ts.remoteSegs.Store(int64(len(ts.man.Segments)))
+	ts.remoteBytes.Store(n)
+}
+
+// TierStats returns the log's tier counters; zero without a tier.
+func (l *Log) TierStats() TierStats {
+	if l.tier == nil {
+		return TierStats{ColdStart: -1}
+	}
+	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(),
+		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
+		LocalDeleted: l.tier.localDeleted.Load()}
+	for _, s := range *l.segs.Load() {
+		if s.cold != nil {
+			st.ColdSegments++
+		}
+	}
+	return st
+}
+
+// LocalStartOffset is the first offset held in a local segment file.
+func (l *Log) LocalStartOffset() int64 {
+	for _, s := range *l.segs.Load() {
+		if s.cold == nil {
+			return s.base
+		}
+	}
+	return l.hw.Load()
+}
+
+// tierLoop runs tier passes when kicked (after a segment is sealed, on
+// EnforceRetention), and again after a backoff while they fail.
+func (l *Log) tierLoop() {
+	ts := l.tier
+	defer close(ts.exited)
+	var backoff time.Duration
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		if backoff > 0 {
+			retry.Reset(backoff)
+		}
+		select {
+		case <-ts.ctx.Done():
+			return
+		case <-ts.kick:
+		case <-retry.C:
+		}
+		retry.Stop()
+		if err := l.tierPass(ts.ctx); err != nil {
+			if ts.ctx.Err() != nil {
+				return
+			}
+			ts.failures.Add(1)
+			backoff = min(max(2*backoff, tierBackoff[0]), tierBackoff[1])
+			l.opts.Logger.Warn("log: cold tier pass failed; local segments stay until it succeeds",
+				"dir", l.dir, "retry_in", backoff, "err", err)
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// tierHook, when set by a test, runs at named points of a tier pass; an
+// error stops the pass there.
+var tierHook func(point string) error
+
+func hook(point string) error {
+	if tierHook != nil {
+		return tierHook(point)
+	}
+	return nil
+}
+
+// tierPass makes the tier agree with the log: it forgets segments below
+// the start offset (manifest first, then their objects), uploads sealed
+// segments the manifest lacks (objects first, then the manifest), and
+// deletes local copies that the manifest lists and local retention lets
+// go. A crash between any two steps leaves every offset readable: objects
+// the manifest does not list are overwritten or are garbage.
+func (l *Log) tierPass(ctx context.Context) error {
+	ts := l.tier
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.unread {
+		m, err := ReadManifest(ctx, ts.t)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		ts.man, ts.unread = m, false
+		ts.count()
+		l.prependCold()
+		l.mu.Unlock()
+		l.opts.Logger.Info("log: the cold store answers; its segments are readable again", "dir", l.dir, "start", l.start.Load())
+	}
+	if err := l.tierTrim(ctx); err != nil {
+		return err
+	}
+	if err := l.tierUpload(ctx); err != nil {
+		return err
+	}
+	l.tierDropLocal()
+	return nil
+}
+
+func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := hook("manifest"); err != nil {
+		return err
+	}
+	if err := l.tier.t.Put(ctx, ManifestName, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("log: writing the tier manifest: %w", err)
+	}
+	l.tier.man = m
+	l.tier.count()
+	return nil
+}
+
+// tierTrim removes the manifest's segments below the start offset, which
+// retention has deleted from the log. Called with tier.mu held.
+func (l *Log) tierTrim(ctx context.Context) error {
+	ts := l.tier
+	start := l.start.Load()
+	n := 0
+	for n < len(ts.man.Segments) && ts.man.Segments[n].Next <= start {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	gone := ts.man.Segments[:n]
+	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments[n:])}
+	if err := l.writeManifest(ctx, m); err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range gone {
+		names = append(names, ObjectName(s.Base, logSuffix), ObjectName(s.Base, indexSuffix), ObjectName(s.Base, timeIndexSuffix))
+	}
+	if err := hook("delete"); err != nil {
+		return err
+	}
+	if err := ts.t.Delete(ctx, names); err != nil {
+		// The manifest no longer lists them: garbage, not data.
+		l.opts.Logger.Warn("log: deleting expired segments from the cold tier failed", "dir", l.dir, "err", err)
+	}
+	return nil
+}
+
+// tierUpload uploads the sealed local segments the manifest lacks, oldest
+// first, adding each to the manifest once its objects are stored. Called
+// with tier.mu held.
+func (l *Log) tierUpload(ctx context.Context) error {
+	ts := l.tier
+	l.mu.Lock()
+	segs := *l.segs.Load()
+	var todo []*segment
+	for _, s := range segs[:len(segs)-1] { // not the active segment
+		if s.cold != nil || s.deleted.Load() {
+			continue
+		}
+		if slices.Contains(l.pending, s) || s.corrupt != nil {
+			break // not sealed yet, or not servable: later ones wait
+		}
+		if _, ok := ts.man.find(s.base); ok {
+			continue
+		}
+		if s.acquire() {
+			todo = append(todo, s)
+		}
+	}
+	l.mu.Unlock()
+	defer func() {
+		for _, s := range todo {
+			s.release()
+		}
+	}()
+	for _, s := range todo {
+		ms := ManifestSegment{Base: s.base, Next: s.next.Load(), Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
+			IndexBytes: int64(len(s.off.entries()))}
+		err := s.withFile(func(f File) error {
+			return ts.t.Put(ctx, ObjectName(s.base, logSuffix), io.NewSectionReader(f, 0, ms.Bytes))
+		})
+		if err == nil {
+			err = ts.t.Put(ctx, ObjectName(s.base, indexSuffix), bytes.NewReader(s.off.entries()))
+		}
+		if err == nil {
+			err = ts.t.Put(ctx, ObjectName(s.base, timeIndexSuffix), bytes.NewReader(s.tim.entries()))
+		}
+		if err != nil {
+			return fmt.Errorf("log: uploading %s: %w", s.path, err)
+		}
+		m := Manifest{Version: 1, Segments: append(slices.Clone(ts.man.Segments), ms)}
+		slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
+		if err := l.writeManifest(ctx, m); err != nil {
+			return err
+		}
+		ts.uploaded.Add(1)
+	}
+	return nil
+}
+
+// tierDropLocal replaces the oldest local segments that the manifest lists
+// and local retention no longer keeps by their cold counterparts, then
+// deletes their files. Readers holding sections keep reading them. Called
+// with tier.mu held.
+func (l *Log) tierDropLocal() {
+	ts := l.tier
+	l.mu.Lock()
+	lt, lb := l.opts.LocalRetentionTime, l.opts.LocalRetentionBytes
+	if lt <= 0 && lb <= 0 {
+		l.mu.Unlock()
+		return
+	}
+	now := l.opts.Now().UnixMilli()
+	segs := *l.segs.Load()
+	var local int64
+	for _, s := range segs {
+		if s.cold == nil {
+			local += s.written
+		}
+	}
+	kept := slices.Clone(segs)
+	var gone []*segment
+	for i, s := range segs[:len(segs)-1] {
+		if s.cold != nil {
+			continue
+		}
+		ms, ok := ts.man.find(s.base)
+		if !ok || ms.Next != s.next.Load() {
+			break
+		}
+		maxTS := s.maxTS.Load()
+		expired := lt > 0 && maxTS != math.MinInt64 && now-maxTS > lt.Milliseconds()
+		tooBig := lb > 0 && local-s.written >= lb
+		if !expired && !tooBig {
+			break
+		}
+		local -= s.written
+		kept[i] = l.coldSegment(ms, s)
+		gone = append(gone, s)
+	}
+	if len(gone) > 0 {
+		l.segs.Store(&kept)
+	}
+	l.mu.Unlock()
+	for _, s := range gone {
+		if err := hook("remove"); err != nil {
+			return
+		}
+		if err := s.remove(); err != nil {
+			l.opts.Logger.Warn("log: deleting the local copy of an uploaded segment failed", "segment", s.path, "err", err)
+		}
+		l.opts.Logger.Info("log: segment now only in the cold tier", "segment", s.path, "bytes", s.written)
+		s.release()
+		ts.localDeleted.Add(1)
+	}
+}
+
+// coldSegment returns a segment read from the tier: its file reads go
+// through the cold cache; its offset index comes from local (the local
+// copy it replaces, if any) or is fetched on first use.
+func (l *Log) coldSegment(ms ManifestSegment, local *segment) *segment {
+	tf := &tierFS{l: l, ms: ms}
+	path := segmentName(l.dir, ms.Base, logSuffix)
+	s := newSegment(tf, l.dir, ms.Base, l.coldFiles.handle(tf, path, os.O_RDONLY, nil))
+	s.written, s.writtenNext, s.writtenMaxTS = ms.Bytes, ms.Next, ms.MaxTimestamp
+	s.size.Store(ms.Bytes)
+	s.next.Store(ms.Next)
+	s.maxTS.Store(ms.MaxTimestamp)
+	s.cold = &coldSeg{}
+	if local != nil {
+		if e := local.off.entries(); len(e) > 0 {
+			s.cold.setIndex(&s.off, slices.Clone(e))
+		}
+		if e := local.tim.entries(); len(e) > 0 {
+			s.cold.setIndex(&s.tim, slices.Clone(e))
+		}
+		s.cold.loaded = true
+	}
+	return s
+}
+
+// acquireCurrent acquires s or, once the tier has swapped s for its cold
+// copy, that copy: a reader never sees the boundary move.
+func (l *Log) acquireCurrent(s *segment) (*segment, bool) {
+	if s.acquire() {
+		return s, true
+	}
+	return l.acquireReplacement(s)
+}
+
+// acquireReplacement acquires the cold segment that replaced s, if any.
+func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
+	if l.tier == nil || s.cold != nil {
+		return nil, false
+	}
+	for _, r := range *l.segs.Load() {
+		if r.base == s.base && r != s && r.cold != nil {
+			return r, r.acquire()
+		}
+	}
+	return nil, false
+}
+
+// coldSeg is the state of a segment read from the tier.
+type coldSeg struct {
+	mu     sync.Mutex
+	loaded bool
+}
+
+func (c *coldSeg) setIndex(x *index, b []byte) {
+	x.mem.Store(&b)
+	x.w = len(b) / x.size
+	x.n.Store(int64(x.w))
+}
+
+// loadColdIndex fetches a cold segment's offset index, once; a failure is
+// retried on the next read.
+func (l *Log) loadColdIndex(s *segment) error {
+	c := s.cold
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.TierTimeout)
+	defer cancel()
+	rc, err := l.tier.t.Get(ctx, ObjectName(s.base, indexSuffix), 0, -1)
+	if err != nil {
+		return fmt.Errorf("%w: fetching the index of %s: %v", ErrTierUnavailable, s.path, err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("%w: fetching the index of %s: %v", ErrTierUnavailable, s.path, err)
+	}
+	if len(b)%offsetEntrySize != 0 {
+		return &CorruptError{Path: s.path, Offset: s.base, Err: fmt.Errorf("cold index of %d bytes", len(b))}
+	}
+	if len(b) > 0 {
+		c.setIndex(&s.off, b)
+	}
+	c.loaded = true
+	return nil
+}
+
+// tierFS is the FS of a cold segment: opening its .log file gives a file
+// whose reads go through the cold cache. Nothing can be written or
+// removed through it (the uploader deletes objects).
+type tierFS struct {
+	l  *Log
+	ms ManifestSegment
+}
+
+var errColdReadOnly = errors.New("log: cold segments are read-only")
+
+func (t *tierFS) OpenFile(name string, flag int, _ fs.FileMode) (File, error) {
+	if flag != os.O_RDONLY {
+		return nil, errColdReadOnly
+	}
+	return &coldFile{l: t.l, name: name, key: ObjectName(t.ms.Base, logSuffix), size: t.ms.Bytes}, nil
+}
+func (t *tierFS) MkdirAll(string, fs.FileMode) error { return errColdReadOnly }
+func (t *tierFS) ReadDir(string) ([]string, error)   { return nil, errColdReadOnly }
+func (t *tierFS) Stat(string) (fs.FileInfo, error)   { return nil, errColdReadOnly }
+func (t *tierFS) Remove(string) error                { return nil } // see tierTrim
+func (t *tierFS) Rename(string, string) error        { return errColdReadOnly }
+func (t *tierFS) SyncDir(string) error               { return errColdReadOnly }
+func (t *tierFS) Lock(string) (io.Closer, error)     { return nil, errColdReadOnly }
+
+// coldFile is a cold segment's .log object, read through the cold cache.
+type coldFile struct {
+	l    *Log
+	name string // the path the local file had
+	key  string
+	size int64
+}
+
+func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= f.size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if off+int64(want) > f.size {
+		p = p[:f.size-off]
+	}
+	n, err := f.l.coldCache.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
+	if err == nil && n < want {
+		err = io.EOF
+	}
+	return n, err
+}
+func (f *coldFile) WriteAt([]byte, int64) (int, error) { return 0, errColdReadOnly }
+func (f *coldFile) Write([]byte) (int, error)          { return 0, errColdReadOnly }
+func (f *coldFile) Close() error                       { return nil }
+func (f *coldFile) Name() string                       { return f.name }
+func (f *coldFile) Stat() (fs.FileInfo, error)         { return nil, errColdReadOnly }
+func (f *coldFile) Truncate(int64) error               { return errColdReadOnly }
+func (f *coldFile) Sync() error                        { return errColdReadOnly }
