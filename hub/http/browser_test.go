@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,12 +105,7 @@ func TestBrowserEventSource(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), srv.URL+"/page")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startChromium(t, chromium, srv.URL+"/page")
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -215,12 +211,7 @@ setInterval(() => {
 	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), srv.URL+"/page?dataset=cache&weir="+srv.URL)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startChromium(t, chromium, srv.URL+"/page?dataset=cache&weir="+srv.URL)
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	wait := func(want ...string) string {
 		t.Helper()
@@ -251,4 +242,30 @@ setInterval(() => {
 	if strings.Contains(dom, "<td>u3</td>") {
 		t.Errorf("the deleted key u3 is shown: %s", dom)
 	}
+}
+
+// startChromium runs headless Chromium on url in a process group of its
+// own, killed (children included, which keep writing to the profile) and
+// waited for before the test's temporary directories are removed.
+func startChromium(t *testing.T, chromium, url string) *exec.Cmd {
+	t.Helper()
+	profile := t.TempDir()
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir="+profile, url)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		for i := 0; i < 50; i++ { // the group's last writers exit asynchronously
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return cmd
 }
