@@ -735,8 +735,10 @@ func (l *Log) closeFiles() {
 	}
 }
 
+// fdatasync syncs a segment's data. Stats.Fsyncs counts the call once it
+// returns, so that whoever sees the count grow sees the data on disk.
 func (l *Log) fdatasync(s *segment) error {
-	l.stats.fsyncs.Add(1)
+	defer l.stats.fsyncs.Add(1)
 	if l.opts.OnFsync == nil {
 		return s.withFile(File.Sync)
 	}
