@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 func crashChild(dir string) {
 	roll := os.Getenv(crashRollEnv) != ""
 	if roll {
-		sealHook = func() { time.Sleep(3 * time.Millisecond) }
+		sealHook = func(int64) { time.Sleep(3 * time.Millisecond) }
 	}
 	l, err := Open(dir, crashOptions(roll))
 	if err != nil {

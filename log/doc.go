@@ -47,9 +47,11 @@
 // next one; a background sealer then fdatasyncs the old segment's data and
 // the directory, publishes what SyncAlways had not yet published, and
 // writes the index files. Until then SyncAlways appenders and Sync wait for
-// it before counting anything later as durable. An index file therefore
-// exists only for a segment whose data was synced: a closed segment without
-// one is recovered like the active segment.
+// it before counting anything later as durable, and so does the sealer of
+// any segment rolled after it: sealers sync concurrently, but publish and
+// count as durable in roll order. An index file therefore exists only for
+// a segment whose data was synced, as was every segment's before it: a
+// closed segment without one is recovered like the active segment.
 //
 // # Writing
 //

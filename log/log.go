@@ -525,9 +525,10 @@ func (l *Log) Roll() error {
 // held, it only creates the new file: the old segment's fdatasync and
 // index files are written by a background sealer (see sealInBackground),
 // so appenders do not wait for them. Until it is done the old segment is
-// pending: SyncAlways appenders and Sync wait for its data to be durable
-// before anything after it counts as durable, and recovery after a crash
-// treats it as possibly torn, like the active segment.
+// pending: SyncAlways appenders, Sync and the sealers of segments rolled
+// after it wait for its data to be durable before anything after it counts
+// as durable, and recovery after a crash treats it as possibly torn, like
+// the active segment.
 func (l *Log) roll() error {
 	old := l.active
 	s, err := l.createSegment(old.writtenNext)
@@ -538,9 +539,13 @@ func (l *Log) roll() error {
 	old.durable = make(chan struct{})
 	snap := l.snapshot(old)
 	old.acquire() // for the sealer
+	var prev *segment
+	if n := len(l.pending); n > 0 {
+		prev = l.pending[n-1]
+	}
 	l.pending = append(l.pending, old)
 	l.sealWG.Add(1)
-	go l.sealInBackground(old, snap)
+	go l.sealInBackground(old, prev, snap)
 
 	l.stats.rolls.Add(1)
 	l.active = s
@@ -549,28 +554,36 @@ func (l *Log) roll() error {
 	return nil
 }
 
-// sealHook, when set by a test, runs in the sealer before it syncs.
-var sealHook func()
+// sealHook, when set by a test, runs in the sealer of the segment with
+// the given base offset before it syncs.
+var sealHook func(base int64)
 
 // sealInBackground makes a rolled segment durable and sealed: fdatasync of
 // its data (and of the directory, which holds the new segment's name),
 // publication of whatever it holds that SyncAlways had not yet published,
 // then its index files, written whole and mapped back read-only.
-func (l *Log) sealInBackground(s *segment, snap pubState) {
+//
+// Sealers run concurrently and may finish their syncs in any order, but a
+// segment counts as durable (is published, advances what WaitDurable
+// counts as synced, and closes its durable channel) only once prev, the
+// segment rolled before it that was still pending, is durable: otherwise a
+// later segment's seal would acknowledge, and show readers, offsets after
+// an earlier segment's tail that a power cut can still take.
+func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 	defer l.sealWG.Done()
 	defer s.release()
 	if sealHook != nil {
-		sealHook()
+		sealHook(s.base)
 	}
-	l.files.seals <- struct{}{}
-	defer func() { <-l.files.seals }()
 	var err error
 	if l.opts.Sync != SyncNever {
-		if err = l.fdatasync(s); err != nil {
-			err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
-		} else if err = l.fs.SyncDir(l.dir); err != nil {
-			err = fmt.Errorf("%w: syncing directory %s: %v", ErrFailed, l.dir, err)
-		}
+		l.withSealSlot(func() {
+			if err = l.fdatasync(s); err != nil {
+				err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
+			} else if err = l.fs.SyncDir(l.dir); err != nil {
+				err = fmt.Errorf("%w: syncing directory %s: %v", ErrFailed, l.dir, err)
+			}
+		})
 	}
 	l.mu.Lock()
 	if err != nil && l.failed == nil {
@@ -583,6 +596,15 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 		close(s.durable)
 		return
 	}
+	if prev != nil {
+		// Holding no seal slot, so that prev's sealer can get one.
+		<-prev.durable
+		if prev.sealErr != nil {
+			s.sealErr = prev.sealErr
+			close(s.durable)
+			return
+		}
+	}
 	l.publish(s, snap)
 	dropReserve(s)
 	l.syncMu.Lock()
@@ -591,20 +613,30 @@ func (l *Log) sealInBackground(s *segment, snap pubState) {
 	close(s.durable)
 
 	if !s.deleted.Load() {
-		err := l.writeIndexes(s)
-		if err == nil && l.opts.Sync != SyncNever {
-			// Durable index names spare the next Open a scan.
-			err = l.fs.SyncDir(l.dir)
-		}
-		if err != nil {
-			// The in-memory indexes keep serving; the next Open rebuilds the files.
-			l.opts.Logger.Warn("log: writing the index of a closed segment failed", "segment", s.path, "err", err)
-		}
+		l.withSealSlot(func() {
+			err := l.writeIndexes(s)
+			if err == nil && l.opts.Sync != SyncNever {
+				// Durable index names spare the next Open a scan.
+				err = l.fs.SyncDir(l.dir)
+			}
+			if err != nil {
+				// The in-memory indexes keep serving; the next Open rebuilds the files.
+				l.opts.Logger.Warn("log: writing the index of a closed segment failed", "segment", s.path, "err", err)
+			}
+		})
 	}
 	l.mu.Lock()
 	l.pending = slices.DeleteFunc(l.pending, func(p *segment) bool { return p == s })
 	l.mu.Unlock()
 	l.kickTier()
+}
+
+// withSealSlot runs fn holding one of the file cache's seal slots, which
+// bound the sealers holding files open at once.
+func (l *Log) withSealSlot(fn func()) {
+	l.files.seals <- struct{}{}
+	defer func() { <-l.files.seals }()
+	fn()
 }
 
 // waitPending waits until the segments rolled before now are durable.
@@ -729,8 +761,10 @@ func (l *Log) closeFiles() {
 	}
 }
 
+// fdatasync syncs a segment's data. Stats.Fsyncs counts the call once it
+// returns, so that whoever sees the count grow sees the data on disk.
 func (l *Log) fdatasync(s *segment) error {
-	l.stats.fsyncs.Add(1)
+	defer l.stats.fsyncs.Add(1)
 	if l.opts.OnFsync == nil {
 		return s.withFile(File.Sync)
 	}

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -176,24 +177,79 @@ func TestPowerCutCloseIsDurable(t *testing.T) {
 	}
 }
 
-// TestPowerCutDuringRoll: the power goes while a rolled segment's
-// background seal has not synced it, but later segments were synced (and
-// their names made durable). The unsealed segment's unsynced tail is lost,
-// possibly torn; recovery cuts it like the active segment's and serves
-// everything after it.
-func TestPowerCutDuringRoll(t *testing.T) {
-	fsys := NewMemFS()
-	opts := Options{Sync: SyncInterval, SyncInterval: time.Hour, SegmentBytes: 4 << 10, FS: fsys}
+// holdSeal makes the background seal of the segment with base offset
+// base wait, before it syncs, until the returned release is called; the
+// seals of other segments run. Whichever sealer goroutine runs first, only
+// that segment's seal is held.
+func holdSeal(t *testing.T, base int64) (release func()) {
 	hold := make(chan struct{})
-	var first sync.Once
-	sealHook = func() {
-		held := false
-		first.Do(func() { held = true })
-		if held {
+	sealHook = func(b int64) {
+		if b == base {
 			<-hold
 		}
 	}
-	defer func() { sealHook = nil }()
+	var once sync.Once
+	release = func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(func() { release(); sealHook = nil })
+	return release
+}
+
+// durableWhole reports whether path is on the disk of m whole: its name
+// made durable in its directory and all its data synced.
+func durableWhole(m *MemFS, path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, name, err := m.dirOf(path)
+	if err != nil || d.synced[name] == nil || d.synced[name] != d.entries[name] {
+		return false
+	}
+	n := d.synced[name]
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return bytes.Equal(n.synced, n.data)
+}
+
+// nameDurable reports whether path's name is durable in its directory.
+func nameDurable(m *MemFS, path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, name, err := m.dirOf(path)
+	return err == nil && d.synced[name] != nil
+}
+
+// waitDurableWhole waits (at most 10s) until the segments with the given
+// bases are on the disk of m whole.
+func waitDurableWhole(t *testing.T, m *MemFS, dir string, bases ...int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		all := true
+		for _, b := range bases {
+			all = all && durableWhole(m, segmentName(dir, b, logSuffix))
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segments %v not synced within 10s", bases)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPowerCutDuringRoll: the power goes while the first rolled segment's
+// background seal has not synced it, but the two segments rolled after it
+// were synced (and their names made durable) by their own sealers. The
+// unsealed segment's unsynced tail is lost, possibly torn; recovery cuts it
+// like the active segment's and serves everything after it.
+//
+// The seal held is the first segment's by its base offset: sealers are
+// goroutines, and the first to reach the hook may be any segment's (holding
+// "the first sealer to run" held the second segment's now and then, whose
+// unsynced tail is then rightly lost).
+func TestPowerCutDuringRoll(t *testing.T) {
+	fsys := NewMemFS()
+	opts := Options{Sync: SyncInterval, SyncInterval: time.Hour, SegmentBytes: 4 << 10, FS: fsys}
+	release := holdSeal(t, 0)
 	l := openLog(t, "/p", opts)
 	for i := 0; l.Stats().Rolls < 3; i++ {
 		if i > 1000 {
@@ -201,30 +257,32 @@ func TestPowerCutDuringRoll(t *testing.T) {
 		}
 		appendAcked(t, l, fmt.Sprint("r", i, "."), 1, 1)
 	}
-	// The second and third seals complete; the first is held.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		l.mu.Lock()
-		n := len(l.pending)
-		l.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d seals pending, want the held one only", n)
-		}
-		time.Sleep(time.Millisecond)
-	}
 	segs := *l.segs.Load()
 	secondBase, activeBase := segs[1].base, segs[3].base
+	// The second and third segments are synced; the first is not.
+	waitDurableWhole(t, fsys, "/p", segs[1].base, segs[2].base)
+	// And the active segment's name (the third sealer's directory sync).
+	for deadline := time.Now().Add(10 * time.Second); !nameDurable(fsys, segs[3].path); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the active segment's name not durable within 10s")
+		}
+	}
 	crashed := fsys.CrashCloneTorn(rand.New(rand.NewPCG(3, 4)))
-	close(hold)
+	release()
 	l.Close()
 
 	opts.FS = crashed
 	r := openLog(t, "/p", opts)
 	defer r.Close()
-	if r.stats.unsealed.Load() != 1 {
-		t.Fatalf("recovery found %d unsealed segments, want 1", r.stats.unsealed.Load())
+	// The second and third segments wait for the first to be durable
+	// before they count as sealed, and have no index files yet.
+	if r.stats.unsealed.Load() != 3 {
+		t.Fatalf("recovery found %d unsealed segments, want 3", r.stats.unsealed.Load())
+	}
+	for _, ev := range r.Recovered() {
+		if ev.Segment == segs[1].path || ev.Segment == segs[2].path {
+			t.Fatalf("recovery cut a synced segment: %+v", ev)
+		}
 	}
 	it := r.NewIterator(0)
 	var offsets []int64
@@ -234,7 +292,7 @@ func TestPowerCutDuringRoll(t *testing.T) {
 	if it.Err() != nil {
 		t.Fatalf("reading after the power cut: %v", it.Err())
 	}
-	// Everything of the two sealed segments is there, in order.
+	// Everything of the two synced segments is there, in order.
 	want := secondBase
 	for _, off := range offsets {
 		if off < secondBase {
@@ -249,7 +307,66 @@ func TestPowerCutDuringRoll(t *testing.T) {
 		want++
 	}
 	if want != activeBase {
-		t.Fatalf("the sealed segments hold offsets %d to %d after the power cut, want to %d", secondBase, want, activeBase)
+		t.Fatalf("the synced segments hold offsets %d to %d after the power cut, want to %d", secondBase, want, activeBase)
+	}
+}
+
+// TestSealsDurableInOrder: with fsync always, a segment whose seal finished
+// its sync does not count as durable, nor is it shown to readers, while a
+// segment rolled before it is not yet synced: a WaitDurable for the earlier
+// segment's records must not return before they are on disk. (Sealers ran
+// independently, and a later one advanced the durable offset and the high
+// watermark past the earlier segment's unsynced tail: an acknowledged
+// record lost in a power cut, and readers skipping offsets.)
+func TestSealsDurableInOrder(t *testing.T) {
+	fsys := NewMemFS()
+	opts := Options{Sync: SyncAlways, SegmentBytes: 4 << 10, FS: fsys}
+	release := holdSeal(t, 0)
+	l := openLog(t, "/p", opts)
+	defer l.Close()
+	defer release() // before Close, which waits for the sealers
+	var acked []string
+	var next0 int64
+	for i := range 3 {
+		tag := fmt.Sprint("s", i)
+		_, next, err := l.AppendAsync(batchOf(t, tag, 3, 100, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			next0 = next
+		}
+		acked = append(acked, tag)
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := *l.segs.Load()
+	waitDurableWhole(t, fsys, "/p", segs[1].base, segs[2].base)
+	done := make(chan error, 1)
+	go func() { done <- l.WaitDurable(next0) }()
+	// The later sealers, done syncing, must not publish past the first
+	// segment: give them time to (wrongly) do so.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		select {
+		case err := <-done:
+			missing := lost(acked[:1], survivors(t, fsys.CrashClone(), "/p", Options{Sync: SyncAlways}))
+			t.Fatalf("WaitDurable(%d) returned (%v) while the segment holding it was not synced; lost in a power cut: %v", next0, err, missing)
+		default:
+		}
+		if hw := l.HighWatermark(); hw > 0 {
+			t.Fatalf("high watermark %d while the first segment, to %d, was not synced", hw, next0)
+		}
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if missing := lost(acked, survivors(t, fsys.CrashClone(), "/p", Options{Sync: SyncAlways})); len(missing) > 0 {
+		t.Fatalf("lost after WaitDurable and Sync: %v", missing)
 	}
 }
 
