@@ -50,7 +50,7 @@ func TestCompactedDataset(t *testing.T) {
 	}
 	// Compact until the rolled segments are all sealed (in the
 	// background) and compacted.
-	latest := map[string]string{}
+	var latest map[string]string
 	count, rewritten := 0, 0
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		rewritten += h.Compact()

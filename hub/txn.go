@@ -740,7 +740,7 @@ type checkPartition struct {
 func (c *txnCoordinator) checkBack(url string, d *TxnDescription, attempt int) (string, error) {
 	req := checkRequest{TransactionalID: d.ID, ProducerID: d.ProducerID, ProducerEpoch: d.Epoch, StartMs: d.StartMs, Attempt: attempt}
 	for _, tp := range d.Partitions {
-		req.Partitions = append(req.Partitions, checkPartition{Topic: tp.Topic, Partition: tp.Partition})
+		req.Partitions = append(req.Partitions, checkPartition(tp))
 	}
 	body, _ := json.Marshal(&req)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -95,7 +94,7 @@ func TestServeDelayedDeliveryAcrossKill9(t *testing.T) {
 		t.Logf("%d records; %d delivered twice (at least once across SIGKILL); lateness after the restart over %d records: p50 %v, p99 %v, max %v",
 			n, dups, len(late), late[len(late)/2], late[len(late)*99/100], late[len(late)-1])
 	} else {
-		t.Log(fmt.Sprintf("%d records, %d duplicates", n, dups))
+		t.Logf("%d records, %d duplicates", n, dups)
 	}
 }
 

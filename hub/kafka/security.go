@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -290,6 +289,3 @@ func (d *door) failed(host string, sec *Security) {
 	}
 	f.n++
 }
-
-// principalName strips "User:" for messages.
-func principalName(p string) string { return strings.TrimPrefix(p, "User:") }

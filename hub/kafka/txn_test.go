@@ -219,7 +219,7 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 	// and abandons it.
 	run := func(addr string, stopAfter int, crash bool) int {
 		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addr), kgo.TransactionalID("eos"), kgo.ConsumerGroup("eos-g"),
-			kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+			kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.TransactionTimeout(3*time.Second),
 			kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(2*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))
 		if err != nil {

@@ -178,7 +178,7 @@ func ParseClientFinal(msg []byte) (ClientFinal, error) {
 	cf.Proof = proof
 	attrs := strings.Split(cf.WithoutProof, ",")
 	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "c=") || !strings.HasPrefix(attrs[1], "r=") {
-		return cf, fmt.Errorf("%w: SCRAM client-final wants c=...,r=...,p=...", ErrMalformed)
+		return cf, fmt.Errorf("%w: SCRAM client-final wants the attributes c, r and p", ErrMalformed)
 	}
 	cf.ChannelBinding, cf.Nonce = attrs[0][2:], attrs[1][2:]
 	return cf, nil
