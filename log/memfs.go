@@ -80,8 +80,9 @@ func (m *MemFS) crashClone(rng *rand.Rand) *MemFS {
 				if rng != nil && len(n.data) > len(n.synced) && bytes.HasPrefix(n.data, n.synced) {
 					data = append(data, n.data[len(n.synced):len(n.synced)+rng.IntN(len(n.data)-len(n.synced)+1)]...)
 				}
+				mtime := n.mtime
 				n.mu.RUnlock()
-				cn = &memNode{data: data, synced: slices.Clone(data), mtime: n.mtime}
+				cn = &memNode{data: data, synced: slices.Clone(data), mtime: mtime}
 				nodes[n] = cn
 			}
 			cd.entries[name], cd.synced[name] = cn, cn
