@@ -70,6 +70,25 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 	if offset == hw {
 		return dst, nil
 	}
+	n0 := len(dst)
+	for attempt := 0; ; attempt++ {
+		out, err := l.read(dst, offset, maxBytes, hw)
+		// A segment of the list loaded was replaced under the read (a
+		// compaction's swap, a move to the cold tier): what was read
+		// stands; with nothing read, read again from the current list,
+		// unless retention has moved the start past offset.
+		var re *RangeError
+		if err == nil || !errors.As(err, &re) || len(out) > n0 || offset < l.start.Load() || offset > hw || attempt >= 8 {
+			if err != nil && len(out) > n0 && re != nil {
+				return out, nil
+			}
+			return out, err
+		}
+	}
+}
+
+// read is one attempt of Read over the segment list as loaded now.
+func (l *Log) read(dst []Section, offset int64, maxBytes int, hw int64) ([]Section, error) {
 	segs := *l.segs.Load()
 	start := l.start.Load()
 	if offset < start || offset > hw || len(segs) == 0 {
@@ -77,7 +96,9 @@ func (l *Log) Read(dst []Section, offset int64, maxBytes int) ([]Section, error)
 	}
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > offset }) - 1
 	if i < 0 {
-		return dst, &RangeError{Offset: offset, Start: start, End: hw}
+		// offset is at or past the start but before the first segment's
+		// base (records there were compacted away): read from the first.
+		i = 0
 	}
 	remaining := int64(max(maxBytes, 1))
 	first := true
