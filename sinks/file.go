@@ -449,28 +449,7 @@ func (s *fileSink) rotateAged() {
 // startTimer starts the goroutine that rotates files by age when no
 // records arrive; Close stops it.
 func (s *fileSink) startTimer() {
-	if s.rotateAge <= 0 {
-		close(s.done)
-		return
-	}
-	every := min(max(s.rotateAge/10, 10*time.Millisecond), time.Second)
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.mu.Lock()
-				if !s.closed {
-					s.rotateAged()
-				}
-				s.mu.Unlock()
-			}
-		}
-	}()
+	runAgeTimer(s.rotateAge, &s.mu, &s.closed, func() { s.rotateAged() }, s.stop, s.done)
 }
 
 // Close finishes every open file in place (they become sequence files

@@ -842,28 +842,7 @@ func (s *parquetSink) rotateAged(ctx context.Context) {
 }
 
 func (s *parquetSink) startTimer() {
-	if s.rotAge <= 0 {
-		close(s.done)
-		return
-	}
-	every := min(max(s.rotAge/10, 10*time.Millisecond), time.Second)
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.mu.Lock()
-				if !s.closed {
-					s.rotateAged(context.Background())
-				}
-				s.mu.Unlock()
-			}
-		}
-	}()
+	runAgeTimer(s.rotAge, &s.mu, &s.closed, func() { s.rotateAged(context.Background()) }, s.stop, s.done)
 }
 
 // Close finishes and publishes every open file, and stops the timer.
