@@ -210,7 +210,9 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		lo, _ := metricSum(fams, "weir_kafka_requests_total", map[string]string{"api": "ListOffsets"})
 		pr, _ := metricSum(fams, "weir_kafka_requests_total", map[string]string{"api": "Produce"})
-		if lo >= 1 && pr >= 2 {
+		// The consumer sent ListOffsets before: wait for the refused one's error too.
+		le, _ := metricSum(fams, "weir_kafka_errors_total", map[string]string{"api": "ListOffsets", "code": "UNKNOWN_TOPIC_OR_PARTITION"})
+		if lo >= 1 && pr >= 2 && le >= 1 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
