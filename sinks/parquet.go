@@ -295,7 +295,8 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 		codec = compress.Codecs.Lz4Raw
 	}
 	s.propOpts = []parquet.WriterProperty{parquet.WithCompression(codec), parquet.WithStats(true),
-		parquet.WithDictionaryDefault(true), parquet.WithCreatedBy("weir"), parquet.WithMaxRowGroupLength(1 << 30)}
+		parquet.WithDictionaryDefault(true), parquet.WithCreatedBy("weir"), parquet.WithMaxRowGroupLength(1 << 30),
+		parquet.WithAllocator(s.arrowOpts.Allocator)} // dictionaries and levels reuse the pool too
 	s.props = parquet.NewWriterProperties(s.propOpts...)
 	s.arrowProps = pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
 	rot := conf.Object("rotate")

@@ -5,7 +5,7 @@
 // the same run, several times with the sides alternating (-runs). It
 // reports the medians of MB of input per CPU-second, peak RSS and the
 // size of the Parquet output of each, and checks that both outputs hold
-// every event. DuckDB runs from the @duckdb/node-api package that
+// every event and the same values. DuckDB runs from the @duckdb/node-api package that
 // internal/ducktest installs (the Makefile target installs it first).
 package main
 
@@ -173,6 +173,14 @@ pipelines:
 	w, d := median(ws), median(ds)
 	w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
 	d.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from '%s'", duckOut))
+	// Both files must hold the same values, not only as many rows.
+	const sums = `select concat_ws(',', count(distinct session), sum(user_id), round(sum(latency_ms), 3), epoch_ms(min(ts)::timestamp),
+		epoch_ms(max(ts)::timestamp), sum(geo.city_id), count(distinct geo.country), sum(len(tags)), count(*) filter (where ok),
+		sum(status), count(distinct page), count(distinct tags[2])) from `
+	wsum, dsum := duck(sums+fmt.Sprintf("read_parquet('%s/lake/*/*.parquet')", wd)), duck(sums+fmt.Sprintf("'%s'", duckOut))
+	if wsum != dsum {
+		check(fmt.Errorf("the outputs differ: weir's sums %s, DuckDB's %s", wsum, dsum))
+	}
 
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "NDJSON -> Parquet (zstd), %d events, %.1f MiB, %s; medians of %d runs, the sides alternating\n\n", events, float64(inBytes)/(1<<20), time.Now().UTC().Format(time.RFC3339), *runs)
@@ -181,7 +189,8 @@ pipelines:
 		fmt.Fprintf(&rep, "| %s | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n", r.name, r.wall.Seconds(), r.cpu.Seconds(),
 			float64(inBytes)/1e6/r.cpu.Seconds(), float64(r.rss)/(1<<20), float64(r.bytes)/(1<<20), r.rows)
 	}
-	fmt.Fprintf(&rep, "\nWeir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
+	fmt.Fprintf(&rep, "\nBoth outputs hold the same values (12 sums and distinct counts over every column agree).\n")
+	fmt.Fprintf(&rep, "Weir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
 		d.cpu.Seconds()/w.cpu.Seconds(), float64(w.bytes)/float64(d.bytes), float64(w.rss)/(1<<20))
 	fmt.Print(rep.String())
 	if *outPath != "" {
