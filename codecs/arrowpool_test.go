@@ -1,6 +1,8 @@
 package codecs
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -58,5 +60,19 @@ func TestArrowPoolEvictsSmall(t *testing.T) {
 	}
 	if c := p.Allocate(700 << 10); &c[:1][0] != &big[:1][0] {
 		t.Errorf("a 700 KiB allocation did not reuse the free 768 KiB buffer")
+	}
+}
+
+// TestAppendZstdFastest round-trips through Zstd's decoder, appending to
+// a non-empty dst.
+func TestAppendZstdFastest(t *testing.T) {
+	src := []byte(strings.Repeat(`{"id":1,"page":"/search","ok":true}`, 5000))
+	out := AppendZstdFastest([]byte("head"), src)
+	if string(out[:4]) != "head" || len(out)-4 >= len(src)/4 {
+		t.Fatalf("AppendZstdFastest: %d bytes for %d, prefix %q", len(out)-4, len(src), out[:4])
+	}
+	got, err := Zstd.AppendDecompressed(nil, out[4:], 0)
+	if err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("decompressed: %v, equal %v", err, bytes.Equal(got, src))
 	}
 }
