@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,11 +18,14 @@ import (
 // object; the least recently used go once the cache holds more than its
 // limit. A read fetches its chunks if missing and starts fetching the
 // next few chunks in the background (read-ahead), so a consumer catching
-// up sequentially mostly finds its chunk already there. Logs that share a
-// cache share its limit. Safe for concurrent use.
+// up sequentially mostly finds its chunk already there. A chunk is
+// streamed from the store into its file (copy_file_range from a directory
+// store, no user-space copy), never synced (the cache is emptied at
+// start), and kept open while cached, so that a read is one pread. Logs
+// that share a cache share its limit. Safe for concurrent use.
 //
 //	dir/
-//	  <hash of log dir and object>-<chunk number>   one chunk, ChunkBytes or the object's tail
+//	  <sequence number>   one chunk, DefaultChunkBytes or the object's tail
 type ColdCache struct {
 	dir   string // "" keeps chunks in memory
 	limit int64
@@ -35,6 +37,7 @@ type ColdCache struct {
 	size   int64
 	flight map[chunkKey]*fill
 
+	seq                          atomic.Int64 // names chunk files
 	hits, misses, gets, getBytes atomic.Int64
 }
 
@@ -45,7 +48,8 @@ type chunkKey struct {
 
 type chunkEntry struct {
 	key  chunkKey
-	path string // on disk, or "" with data
+	f    *os.File // on disk (open while cached), or nil with data
+	path string   // f's name
 	data []byte
 	size int64
 }
@@ -64,12 +68,19 @@ type ColdCacheStats struct {
 	GetBytes int64 // bytes they fetched
 }
 
-// DefaultChunkBytes is the chunk size of a ColdCache.
-const DefaultChunkBytes = 1 << 20
+// DefaultChunkBytes is the chunk size of a ColdCache: one ranged GET.
+// Large enough that a GiB costs a few hundred requests and each request's
+// latency is small against its transfer.
+const DefaultChunkBytes = 4 << 20
 
 // readAhead is how many chunks after the one read are fetched ahead, in
-// parallel, so that a sequential reader overlaps its GETs.
+// parallel, so that a sequential reader overlaps its GETs; a reader near
+// the end of a segment also reads ahead into the next one.
 const readAhead = 4
+
+// copyBufs are the buffers chunks are streamed through when the store's
+// reader cannot be copied to a file by the kernel.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // NewColdCache returns a cache of at most limit bytes (at least two
 // chunks) in dir, which it empties first; dir "" keeps the chunks in
@@ -161,20 +172,26 @@ func (ce *chunkEntry) read(p []byte, within int64) (int, error) {
 	if within >= ce.size {
 		return 0, io.EOF
 	}
-	if ce.path == "" {
+	if ce.f == nil {
 		return copy(p, ce.data[within:]), nil
 	}
-	f, err := os.Open(ce.path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
+	// An eviction may close f under us: the read then fails (os.File
+	// never reads a reused descriptor) and readChunk fetches again.
 	want := min(int64(len(p)), ce.size-within)
-	n, err := f.ReadAt(p[:want], within)
+	n, err := ce.f.ReadAt(p[:want], within)
 	if int64(n) == want {
 		err = nil
 	}
 	return n, err
+}
+
+// prefetchStart starts fetching the first n chunks of object key (size
+// bytes): read-ahead across the end of the object before it.
+func (c *ColdCache) prefetchStart(t Tier, logID, key string, size int64, n int64, timeout time.Duration) {
+	obj := logID + "\x00" + key
+	for i := int64(0); i < n && i*c.chunk < size; i++ {
+		c.prefetch(t, key, size, chunkKey{obj, i}, timeout)
+	}
 }
 
 func (c *ColdCache) prefetch(t Tier, key string, size int64, k chunkKey, timeout time.Duration) {
@@ -217,29 +234,51 @@ func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, timeout time
 		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
 	}
 	defer rc.Close()
-	data := make([]byte, n)
-	if _, err := io.ReadFull(rc, data); err != nil {
+	ce := &chunkEntry{key: k, size: n}
+	if c.dir == "" {
+		ce.data = make([]byte, n)
+		if _, err := io.ReadFull(rc, ce.data); err != nil {
+			return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
+		}
+		c.getBytes.Add(n)
+		return ce, nil
+	}
+	path := filepath.Join(c.dir, fmt.Sprint(c.seq.Add(1)))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: cold cache: %w", err)
+	}
+	got, err := copyChunk(f, io.LimitReader(rc, n))
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
 	}
 	c.getBytes.Add(n)
-	ce := &chunkEntry{key: k, size: n}
-	if c.dir == "" {
-		ce.data = data
-		return ce, nil
-	}
-	h := fnv.New64a()
-	io.WriteString(h, k.obj)
-	ce.path = filepath.Join(c.dir, fmt.Sprintf("%016x-%d", h.Sum64(), k.n))
-	tmp := ce.path + tmpSuffix
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("log: cold cache: %w", err)
-	}
-	if err := os.Rename(tmp, ce.path); err != nil {
-		return nil, fmt.Errorf("log: cold cache: %w", err)
-	}
+	ce.f, ce.path = f, path
 	return ce, nil
 }
+
+// copyChunk copies r to f: by the kernel when r can say how
+// (io.WriterTo, as a directory store's reader does), else through a
+// pooled buffer.
+func copyChunk(f *os.File, r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if wt, ok := lr.R.(io.WriterTo); ok {
+			return wt.WriteTo(f)
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{f}, r, *bp)
+}
+
+// writerOnly hides os.File's ReadFrom, which would copy through a buffer
+// of its own.
+type writerOnly struct{ io.Writer }
 
 func (c *ColdCache) drop(k chunkKey) {
 	c.mu.Lock()
@@ -254,7 +293,8 @@ func (c *ColdCache) removeLocked(e *list.Element) {
 	c.lru.Remove(e)
 	delete(c.byKey, ce.key)
 	c.size -= ce.size
-	if ce.path != "" {
+	if ce.f != nil {
+		ce.f.Close()
 		os.Remove(ce.path)
 	}
 }

@@ -34,6 +34,16 @@ type Tier interface {
 	Delete(ctx context.Context, names []string) error
 }
 
+// TierOpener is an optional interface of a Tier whose objects are files
+// on this machine (a directory store, a NAS mount): reads of cold
+// segments then pread the object's file, and a network fetch sends it
+// with sendfile, instead of going through the ColdCache, which would
+// only copy it to another local file. The file is opened read-only; a
+// missing object is an error wrapping fs.ErrNotExist.
+type TierOpener interface {
+	OpenObject(name string) (*os.File, error)
+}
+
 // ErrTierUnavailable classifies failures to read offsets that live only in
 // the cold tier because the store did not answer: the read may be retried.
 var ErrTierUnavailable = errors.New("log: cold store unavailable")
@@ -575,8 +585,9 @@ func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
 
 // coldSeg is the state of a segment read from the tier.
 type coldSeg struct {
-	mu     sync.Mutex
-	loaded bool
+	mu         sync.Mutex
+	loaded     bool
+	indexAhead atomic.Bool // its index is being fetched ahead of reads
 }
 
 func (c *coldSeg) setIndex(x *index, b []byte) {
@@ -632,7 +643,14 @@ func (t *tierFS) OpenFile(name string, flag int, _ fs.FileMode) (File, error) {
 	if flag != os.O_RDONLY {
 		return nil, errColdReadOnly
 	}
-	return &coldFile{l: t.l, name: name, key: ObjectName(t.ms.Base, logSuffix), size: t.ms.Bytes}, nil
+	if o, ok := t.l.tier.t.(TierOpener); ok {
+		f, err := o.OpenObject(ObjectName(t.ms.Base, logSuffix))
+		if err != nil {
+			return nil, fmt.Errorf("%w: opening %s: %v", ErrTierUnavailable, name, err)
+		}
+		return osFile{f}, nil
+	}
+	return &coldFile{l: t.l, name: name, key: ObjectName(t.ms.Base, logSuffix), size: t.ms.Bytes, next: t.ms.Next}, nil
 }
 func (t *tierFS) MkdirAll(string, fs.FileMode) error { return errColdReadOnly }
 func (t *tierFS) ReadDir(string) ([]string, error)   { return nil, errColdReadOnly }
@@ -648,6 +666,7 @@ type coldFile struct {
 	name string // the path the local file had
 	key  string
 	size int64
+	next int64 // the offset after the segment: the next one's base
 }
 
 func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
@@ -658,11 +677,31 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 	if off+int64(want) > f.size {
 		p = p[:f.size-off]
 	}
-	n, err := f.l.coldCache.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
+	c := f.l.coldCache
+	n, err := c.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
 	if err == nil && n < want {
 		err = io.EOF
 	}
+	if ahead := (off + int64(n) + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
+		f.readAheadNext(ahead)
+	}
 	return n, err
+}
+
+// readAheadNext starts fetching the first n chunks of the segment after
+// f's, if that one is cold too: a sequential reader crosses into it
+// without waiting.
+func (f *coldFile) readAheadNext(n int64) {
+	segs := *f.l.segs.Load()
+	i, ok := slices.BinarySearchFunc(segs, f.next, func(s *segment, b int64) int { return cmpInt(s.base, b) })
+	if !ok || segs[i].cold == nil {
+		return
+	}
+	s := segs[i]
+	if s.cold.indexAhead.CompareAndSwap(false, true) {
+		go f.l.loadColdIndex(s) // a failure is retried by the read that needs it
+	}
+	f.l.coldCache.prefetchStart(f.l.tier.t, f.l.tier.cacheID, ObjectName(s.base, logSuffix), s.size.Load(), n, f.l.opts.TierTimeout)
 }
 func (f *coldFile) WriteAt([]byte, int64) (int, error) { return 0, errColdReadOnly }
 func (f *coldFile) Write([]byte) (int, error)          { return 0, errColdReadOnly }

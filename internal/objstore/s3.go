@@ -146,20 +146,15 @@ func (s *S3) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, 
 	if err != nil {
 		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
 	}
-	obj, err := s.c.GetObject(ctx, s.bucket, name, opts)
-	if err == nil {
-		_, err = obj.Stat() // GetObject is lazy: this is where a missing key shows
-	}
+	// One GET per call: Client.GetObject would first send a HEAD.
+	body, _, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, name, opts)
 	if err != nil {
-		if obj != nil {
-			obj.Close()
-		}
 		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
 		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
 	}
-	return obj, nil
+	return body, nil
 }
 
 // List implements Store.
