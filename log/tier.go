@@ -455,11 +455,30 @@ func (l *Log) tierUpload(ctx context.Context) error {
 			s.release()
 		}
 	}()
+	// The manifest is written after every manifestBatch segments and at
+	// the end (or at a failure, for what was stored before it): objects
+	// it does not list yet are garbage a crash leaves, overwritten by the
+	// next upload.
+	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments)}
+	added := 0
+	flush := func() error {
+		if added == 0 {
+			return nil
+		}
+		slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
+		if err := l.writeManifest(ctx, m); err != nil {
+			return err
+		}
+		ts.uploaded.Add(int64(added))
+		added = 0
+		m.Segments = slices.Clone(m.Segments)
+		return nil
+	}
 	for _, s := range todo {
 		ms := ManifestSegment{Base: s.base, Next: s.next.Load(), Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
 			IndexBytes: int64(len(s.off.entries()))}
 		err := s.withFile(func(f File) error {
-			return ts.t.Put(ctx, ObjectName(s.base, logSuffix), io.NewSectionReader(f, 0, ms.Bytes))
+			return ts.t.Put(ctx, ObjectName(s.base, logSuffix), &uploadReader{f: f, n: ms.Bytes})
 		})
 		if err == nil {
 			err = ts.t.Put(ctx, ObjectName(s.base, indexSuffix), bytes.NewReader(s.off.entries()))
@@ -468,17 +487,74 @@ func (l *Log) tierUpload(ctx context.Context) error {
 			err = ts.t.Put(ctx, ObjectName(s.base, timeIndexSuffix), bytes.NewReader(s.tim.entries()))
 		}
 		if err != nil {
-			return fmt.Errorf("log: uploading %s: %w", s.path, err)
+			return errors.Join(fmt.Errorf("log: uploading %s: %w", s.path, err), flush())
 		}
-		m := Manifest{Version: 1, Segments: append(slices.Clone(ts.man.Segments), ms)}
-		slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
-		if err := l.writeManifest(ctx, m); err != nil {
-			return err
+		m.Segments = append(m.Segments, ms)
+		if added++; added == manifestBatch {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
-		ts.uploaded.Add(1)
 	}
-	return nil
+	return flush()
 }
+
+// manifestBatch is how many uploaded segments a manifest write adds at
+// most: fewer manifest writes (each rewrites the whole list) while a
+// backlog uploads, and a bounded amount of garbage after a crash.
+const manifestBatch = 16
+
+// uploadReader reads a sealed segment file's first n bytes for an upload,
+// with pread (the file is shared with readers, its offset is not used).
+// Its Len tells a store the size up front; WriteTo an *os.File (a
+// directory store's temporary file) has the kernel copy the bytes
+// (copy_file_range), through a descriptor of its own.
+type uploadReader struct {
+	f      File
+	off, n int64
+}
+
+func (r *uploadReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)]
+	k, err := r.f.ReadAt(p, r.off)
+	r.off += int64(k)
+	if err == io.EOF && k == len(p) {
+		err = nil
+	}
+	return k, err
+}
+
+// Len is the number of bytes left.
+func (r *uploadReader) Len() int { return int(r.n - r.off) }
+
+func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
+	o := osOf(r.f)
+	if _, ok := w.(*os.File); !ok || o == nil {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		return io.CopyBuffer(writerOnly{w}, readerOnly{r}, *bp)
+	}
+	f, err := os.Open(o.Name())
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(r.off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(w, &io.LimitedReader{R: f, N: r.n - r.off})
+	r.off += n
+	if err == nil && r.off < r.n {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// readerOnly hides a reader's WriteTo.
+type readerOnly struct{ io.Reader }
 
 // tierDropLocal replaces the oldest local segments that the manifest lists
 // and local retention no longer keeps by their cold counterparts, then
