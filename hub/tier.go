@@ -41,6 +41,8 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
 	case errors.Is(err, objstore.ErrExists):
 		return fmt.Errorf("%w (%w)", err, fs.ErrExist)
+	case errors.Is(err, objstore.ErrPrecondition):
+		return fmt.Errorf("%w (%w)", err, wlog.ErrTierFenced)
 	}
 	return err
 }
@@ -64,6 +66,16 @@ func (t *coldTier) Put(ctx context.Context, name string, r io.Reader) error {
 
 func (t *coldTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) error {
 	return mapErr(t.s.PutIfAbsent(ctx, t.prefix+name, r))
+}
+
+func (t *coldTier) GetVersion(ctx context.Context, name string) ([]byte, string, error) {
+	b, v, err := t.s.GetVersion(ctx, t.prefix+name)
+	return b, v, mapErr(err)
+}
+
+func (t *coldTier) PutIfMatch(ctx context.Context, name string, r io.Reader, version string) (string, error) {
+	v, err := t.s.PutIfMatch(ctx, t.prefix+name, r, version)
+	return v, mapErr(err)
 }
 
 func (t *coldTier) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {

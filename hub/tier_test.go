@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/internal/objstore"
+	"github.com/weirhub/weir/internal/objstore/s3test"
+	wlog "github.com/weirhub/weir/log"
 )
 
 // TestColdStoreDatasets: remote.storage.enable and the local retention
@@ -198,5 +200,98 @@ func TestColdStoreModel(t *testing.T) {
 	}
 	if st := h.Stats(); st[0].RemoteSegments == 0 || st[0].LocalStartOffset <= start {
 		t.Fatalf("stats %+v", st[0])
+	}
+}
+
+// TestColdStoreFencing: two hubs pointed at one prefix of the cold store
+// (the directory store, and S3 with If-Match on versitygw). The second
+// reads the manifest, the first writes it again, so the second's first
+// manifest write is refused: it stops uploading and keeps its local
+// segments, while the first goes on uploading, and its segments read back
+// whole (the second never overwrote an object the manifest lists).
+func TestColdStoreFencing(t *testing.T) {
+	stores := map[string]func(t *testing.T) objstore.Store{
+		"dir": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"s3": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewS3(s3test.Start(t).Options("fence/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			store := newStore(t)
+			cfg := DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 4096}
+			open := func() (*Hub, *Partition) {
+				opts := testOptions(t.TempDir())
+				opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+				h := openHub(t, opts)
+				ds, err := h.CreateDataset("f", cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, _ := ds.Partition(0)
+				return h, p
+			}
+			var want []string
+			produce := func(p *Partition, tag string, n int, keep bool) {
+				t.Helper()
+				for i := range n {
+					v := fmt.Sprintf("%s%03d-%s", tag, i, strings.Repeat("z", 150))
+					if keep {
+						want = append(want, v)
+					}
+					if _, err := p.Produce(batch(t, v), true); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			h1, p1 := open()
+			defer h1.Close()
+			produce(p1, "a", 60, true)
+			waitHub(t, "the first hub's uploads", func() bool { return p1.Log().TierStats().RemoteSegments > 2 })
+
+			h2, p2 := open()
+			defer h2.Close()
+			before := p1.Log().TierStats().RemoteSegments
+			produce(p1, "b", 60, true)
+			waitHub(t, "the first hub's next uploads", func() bool { return p1.Log().TierStats().RemoteSegments > before })
+
+			produce(p2, "x", 60, false)
+			waitHub(t, "the second hub fenced", func() bool { return p2.Log().TierStats().Fenced })
+			if st := p2.Log().TierStats(); st.Uploaded != 0 || st.LocalDeleted != 0 {
+				t.Fatalf("the fenced hub: %+v; want nothing uploaded, its segments local", st)
+			}
+
+			before = p1.Log().TierStats().RemoteSegments
+			produce(p1, "c", 60, true)
+			waitHub(t, "the first hub's uploads after the fencing", func() bool {
+				st := p1.Log().TierStats()
+				return st.RemoteSegments > before && st.ColdSegments > 4
+			})
+			if p1.Log().TierStats().Fenced {
+				t.Fatal("the first hub was fenced")
+			}
+			if got := values(t, p1); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("the first hub read %d records, want its %d", len(got), len(want))
+			}
+			m, err := wlog.ReadManifest(context.Background(), (&coldTier{s: store, prefix: "f/0/"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range m.Segments {
+				if s.Tag != m.Writer {
+					t.Fatalf("manifest written by %s lists segment %d uploaded by %s", m.Writer, s.Base, s.Tag)
+				}
+			}
+		})
 	}
 }

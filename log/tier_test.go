@@ -3,6 +3,8 @@ package log
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +85,43 @@ func (m *memTier) Delete(_ context.Context, names []string) error {
 		delete(m.objs, n)
 	}
 	return nil
+}
+
+func (m *memTier) GetVersion(_ context.Context, name string) ([]byte, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, "", errDown
+	}
+	m.gets++
+	b, ok := m.objs[name]
+	if !ok {
+		return nil, "", fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	return bytes.Clone(b), testVersion(b), nil
+}
+
+func (m *memTier) PutIfMatch(_ context.Context, name string, r io.Reader, version string) (string, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return "", errDown
+	}
+	if cur, ok := m.objs[name]; !ok || testVersion(cur) != version {
+		return "", fmt.Errorf("%s: %w", name, ErrTierFenced)
+	}
+	m.objs[name] = b
+	return testVersion(b), nil
+}
+
+// testVersion is the version the test tiers give an object: a hash.
+func testVersion(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 func (m *memTier) names(suffix string) []string {
@@ -442,6 +481,28 @@ func (d dirTier) Get(_ context.Context, name string, off, n int64) (io.ReadClose
 		b = b[:n]
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (d dirTier) GetVersion(_ context.Context, name string) ([]byte, string, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), name))
+	if err != nil {
+		return nil, "", err
+	}
+	return b, testVersion(b), nil
+}
+
+// PutIfMatch compares and replaces without a lock: the crash tests have
+// one writer at a time.
+func (d dirTier) PutIfMatch(ctx context.Context, name string, r io.Reader, version string) (string, error) {
+	cur, err := os.ReadFile(filepath.Join(string(d), name))
+	if err != nil || testVersion(cur) != version {
+		return "", fmt.Errorf("%s: %w", name, ErrTierFenced)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	return testVersion(b), d.Put(ctx, name, bytes.NewReader(b))
 }
 
 func (d dirTier) Delete(_ context.Context, names []string) error {
