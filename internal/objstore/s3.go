@@ -24,8 +24,11 @@ type S3Options struct {
 	// Prefix is put before every key ("lake/" keeps keys under lake/);
 	// default none.
 	Prefix string
-	// AccessKey and SecretKey sign requests; empty: anonymous.
+	// AccessKey and SecretKey sign requests; empty: Creds, or anonymous.
 	AccessKey, SecretKey string
+	// Creds sign requests when AccessKey is empty (OpenURL sets
+	// AWSCredentials); nil: anonymous.
+	Creds *credentials.Credentials
 	// Region of the bucket; default us-east-1.
 	Region string
 	// Insecure talks plain HTTP instead of HTTPS. Default false.
@@ -52,9 +55,12 @@ func NewS3(opts S3Options) (*S3, error) {
 		return nil, errors.New("objstore: s3 needs an endpoint and a bucket")
 	}
 	var creds *credentials.Credentials
-	if opts.AccessKey != "" {
+	switch {
+	case opts.AccessKey != "":
 		creds = credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, "")
-	} else {
+	case opts.Creds != nil:
+		creds = opts.Creds
+	default:
 		creds = credentials.New(&credentials.Static{})
 	}
 	region := opts.Region
