@@ -102,6 +102,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.SetBytes(n)
 		b.ReportAllocs()
 		store.gets.Store(0)
+		var misses int64
 		b.ResetTimer()
 		for b.Loop() {
 			b.StopTimer()
@@ -118,10 +119,12 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatalf("read %d bytes of %d", got, n)
 			}
 			b.StopTimer()
+			misses += cache.Stats().Misses
 			l.Close()
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(store.gets.Load())/float64(b.N)/(float64(n)/(1<<30)), "GETs/GiB")
+		b.ReportMetric(float64(misses)/float64(b.N), "waits/op")
 	}
 	b.Run("cold-dir", func(b *testing.B) {
 		store, err := objstore.NewDir(b.TempDir())

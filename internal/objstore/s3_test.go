@@ -1,11 +1,14 @@
 package objstore_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/weirhub/weir/internal/objstore"
@@ -120,5 +123,50 @@ func TestS3AWSFiles(t *testing.T) {
 				t.Fatalf("Put = %v; want an error: %v", err, c.putErr)
 			}
 		})
+	}
+}
+
+// BenchmarkS3Get reads a 64 MiB object in 4 MiB ranged GETs, four at a
+// time, into io.Discard: what the S3 server (versitygw over loopback)
+// serves at most, the ceiling of a cold catch-up read (hub
+// BenchmarkCatchUp).
+//
+//	go test ./internal/objstore -run '^$' -bench S3Get -benchtime 5x
+func BenchmarkS3Get(b *testing.B) {
+	srv := s3test.Start(b)
+	s, err := objstore.NewS3(srv.Options("bench/"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size, chunk = 64 << 20, 4 << 20
+	ctx := context.Background()
+	if err := s.Put(ctx, "obj", bytes.NewReader(make([]byte, size))); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, 4)
+		errs := make(chan error, size/chunk)
+		for off := int64(0); off < size; off += chunk {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				rc, err := s.Get(ctx, "obj", off, chunk)
+				if err == nil {
+					_, err = io.Copy(io.Discard, rc)
+					rc.Close()
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
