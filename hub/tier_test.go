@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/internal/objstore"
 	"github.com/weirhub/weir/internal/objstore/s3test"
 	wlog "github.com/weirhub/weir/log"
@@ -293,5 +295,90 @@ func TestColdStoreFencing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestColdStoreCompacted: a compacted dataset with remote storage. Its
+// compacted segments go to the store again (the manifest swaps to them),
+// local copies go after, and reading from offset 0 gives the latest value
+// of every key, also on a new hub with an empty data directory.
+func TestColdStoreCompacted(t *testing.T) {
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Local copies stay (-2) until the compacted versions are uploaded.
+	cfg := DatasetConfig{RemoteStorage: true, CleanupPolicy: "compact", SegmentBytes: 4096}
+	for _, k := range []string{"local.retention.ms", "local.retention.bytes"} {
+		if err := cfg.ApplyKafkaConfig(k, "-2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() (*Hub, *Partition) {
+		opts := testOptions(t.TempDir())
+		opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+		h := openHub(t, opts)
+		ds, err := h.CreateDataset("k", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := ds.Partition(0)
+		return h, p
+	}
+	h, p := open()
+	defer h.Close()
+	latest := map[string]string{}
+	const n = 400
+	for i := range n {
+		k, v := fmt.Sprintf("key%02d", i%20), fmt.Sprintf("v%03d-%s", i, strings.Repeat("q", 100))
+		latest[k] = v
+		var b codecs.Builder
+		b.Append(time.Now().UnixMilli(), []byte(k), []byte(v), nil)
+		out, _ := b.Build()
+		if _, err := p.Produce(out, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Log().Roll() // every record in a segment that goes to the store
+	read := func(p *Partition) (map[string]string, int) {
+		t.Helper()
+		got, count := map[string]string{}, 0
+		it := p.Log().NewIterator(p.StartOffset())
+		for it.Next() {
+			got[string(it.Record().Key)] = string(it.Record().Value)
+			count++
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+		return got, count
+	}
+	// Compact as segments seal, until the store holds compacted versions
+	// of them all (some segments uploaded twice); then local copies go.
+	rewritten := 0
+	waitHub(t, "compacted segments in the store", func() bool {
+		c := h.Compact()
+		rewritten += c
+		st := p.Log().TierStats()
+		// All local (the active segment is empty), and the store holds
+		// every segment at its compacted size.
+		return rewritten >= 10 && c == 0 && st.ColdSegments == 0 && st.RemoteBytes == p.Log().Size() &&
+			st.RemoteSegments == p.Log().Stats().Rolls && st.Uploaded > st.RemoteSegments
+	})
+	cur := p.ds.Config()
+	cur.LocalRetentionBytes = 1
+	if _, _, err := h.AlterDataset("k", cur, false); err != nil {
+		t.Fatal(err)
+	}
+	waitHub(t, "local copies gone", func() bool { return p.Log().TierStats().ColdSegments > 5 })
+	got, count := read(p)
+	if !maps.Equal(got, latest) || count >= n {
+		t.Fatalf("after compaction: %d records, %d keys; want the 20 latest values of %d records, compacted", count, len(got), n)
+	}
+	h.Close()
+	h2, p2 := open()
+	defer h2.Close()
+	if got, count2 := read(p2); !maps.Equal(got, latest) || count2 != count {
+		t.Fatalf("a new hub on the prefix: %d records, %d keys; want the 20 latest values in %d records", count2, len(got), count)
 	}
 }

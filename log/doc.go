@@ -185,6 +185,9 @@
 //  2. upload each sealed segment the manifest lacks, oldest first: its three
 //     objects (the .log with copy_file_range to a directory store), then
 //     the manifest listing it, once per 16 segments and at the end;
+//     A local segment the manifest lists at another size (compaction
+//     rewrote it) goes up again under names of its own; the manifest
+//     swaps to it, then the old version's objects are deleted;
 //  3. delete the local copies of the oldest listed segments that
 //     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
 //     swaps each for a cold segment, then removes the files.

@@ -84,7 +84,7 @@ type Manifest struct {
 // ManifestSegment is one segment of a Manifest.
 type ManifestSegment struct {
 	Base         int64 `json:"base"`  // first offset
-	Next         int64 `json:"next"`  // offset after the last record
+	Next         int64 `json:"next"`  // offset after its range: the next segment's base (compaction may have removed records before it)
 	Bytes        int64 `json:"bytes"` // size of the .log object
 	MaxTimestamp int64 `json:"maxTimestamp"`
 	IndexBytes   int64 `json:"indexBytes"` // size of the .index object
@@ -506,18 +506,20 @@ func (l *Log) tierUpload(ctx context.Context) error {
 	l.mu.Lock()
 	segs := *l.segs.Load()
 	var todo []*segment
-	for _, s := range segs[:len(segs)-1] { // not the active segment
+	ends := map[*segment]int64{}           // the next segment's base
+	for i, s := range segs[:len(segs)-1] { // not the active segment
 		if s.cold != nil || s.deleted.Load() {
 			continue
 		}
 		if slices.Contains(l.pending, s) || s.corrupt != nil {
 			break // not sealed yet, or not servable: later ones wait
 		}
-		if _, ok := ts.man.find(s.base); ok {
-			continue
+		if ms, ok := ts.man.find(s.base); ok && ms.Bytes == s.size.Load() {
+			continue // uploaded (a compacted segment of another size goes up again)
 		}
 		if s.acquire() {
 			todo = append(todo, s)
+			ends[s] = segs[i+1].base
 		}
 	}
 	l.mu.Unlock()
@@ -532,6 +534,7 @@ func (l *Log) tierUpload(ctx context.Context) error {
 	// next upload.
 	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments)}
 	added := 0
+	var replaced []string // objects of the versions replaced segments had
 	flush := func() error {
 		if added == 0 {
 			return nil
@@ -543,11 +546,28 @@ func (l *Log) tierUpload(ctx context.Context) error {
 		ts.uploaded.Add(int64(added))
 		added = 0
 		m.Segments = slices.Clone(m.Segments)
+		if len(replaced) > 0 {
+			if err := hook("delete"); err != nil {
+				return err
+			}
+			if err := ts.t.Delete(ctx, replaced); err != nil {
+				// The manifest no longer lists them: garbage, not data.
+				l.opts.Logger.Warn("log: deleting replaced segment objects from the cold tier failed", "dir", l.dir, "err", err)
+			}
+			replaced = nil
+		}
 		return nil
 	}
 	for _, s := range todo {
-		ms := ManifestSegment{Base: s.base, Next: s.next.Load(), Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
+		ms := ManifestSegment{Base: s.base, Next: ends[s], Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
 			IndexBytes: int64(len(s.off.entries())), Tag: ts.writer}
+		i, replacing := slices.BinarySearchFunc(m.Segments, s.base, func(x ManifestSegment, b int64) int { return cmpInt(x.Base, b) })
+		if replacing {
+			// Compaction rewrote an uploaded segment: its new version
+			// goes up under names of its own (this manifest generation),
+			// so readers of the listed version never see it change.
+			ms.Tag = fmt.Sprintf("%s.%d", ts.writer, ts.man.Generation+1)
+		}
 		err := s.withFile(func(f File) error {
 			return ts.t.Put(ctx, ms.Object(logSuffix), &uploadReader{f: f, n: ms.Bytes})
 		})
@@ -560,7 +580,14 @@ func (l *Log) tierUpload(ctx context.Context) error {
 		if err != nil {
 			return errors.Join(fmt.Errorf("log: uploading %s: %w", s.path, err), flush())
 		}
-		m.Segments = append(m.Segments, ms)
+		if replacing {
+			old := m.Segments[i]
+			replaced = append(replaced, old.Object(logSuffix), old.Object(indexSuffix), old.Object(timeIndexSuffix))
+			m.Segments[i] = ms
+		} else {
+			m.Segments = append(m.Segments, ms)
+			slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
+		}
 		if added++; added == manifestBatch {
 			if err := flush(); err != nil {
 				return err
@@ -613,6 +640,13 @@ func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
+	if !sameFile(f, o) {
+		// A compaction swapped another file in under the name: read the
+		// one held.
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		return io.CopyBuffer(writerOnly{w}, readerOnly{r}, *bp)
+	}
 	if _, err := f.Seek(r.off, io.SeekStart); err != nil {
 		return 0, err
 	}
@@ -622,6 +656,15 @@ func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+func sameFile(a, b *os.File) bool {
+	sa, err := a.Stat()
+	if err != nil {
+		return false
+	}
+	sb, err := b.Stat()
+	return err == nil && os.SameFile(sa, sb)
 }
 
 // readerOnly hides a reader's WriteTo.
@@ -654,8 +697,8 @@ func (l *Log) tierDropLocal() {
 			continue
 		}
 		ms, ok := ts.man.find(s.base)
-		if !ok || ms.Next != s.next.Load() {
-			break
+		if !ok || ms.Next != segs[i+1].base || ms.Bytes != s.size.Load() {
+			break // not uploaded, or compacted since: uploaded again first
 		}
 		maxTS := s.maxTS.Load()
 		expired := lt > 0 && maxTS != math.MinInt64 && now-maxTS > lt.Milliseconds()
