@@ -205,6 +205,21 @@ func TestColdStoreModel(t *testing.T) {
 	}
 }
 
+// openColdHub opens a hub with a new data directory on store, with
+// retention checked often, and creates the dataset name there.
+func openColdHub(t *testing.T, store objstore.Store, name string, cfg DatasetConfig) (*Hub, *Partition) {
+	t.Helper()
+	opts := testOptions(t.TempDir())
+	opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+	h := openHub(t, opts)
+	ds, err := h.CreateDataset(name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	return h, p
+}
+
 // TestColdStoreFencing: two hubs pointed at one prefix of the cold store
 // (the directory store, and S3 with If-Match on versitygw). The second
 // reads the manifest, the first writes it again, so the second's first
@@ -232,17 +247,7 @@ func TestColdStoreFencing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := newStore(t)
 			cfg := DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 4096}
-			open := func() (*Hub, *Partition) {
-				opts := testOptions(t.TempDir())
-				opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
-				h := openHub(t, opts)
-				ds, err := h.CreateDataset("f", cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				p, _ := ds.Partition(0)
-				return h, p
-			}
+			open := func() (*Hub, *Partition) { return openColdHub(t, store, "f", cfg) }
 			var want []string
 			produce := func(p *Partition, tag string, n int, keep bool) {
 				t.Helper()
@@ -314,17 +319,7 @@ func TestColdStoreCompacted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	open := func() (*Hub, *Partition) {
-		opts := testOptions(t.TempDir())
-		opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
-		h := openHub(t, opts)
-		ds, err := h.CreateDataset("k", cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := ds.Partition(0)
-		return h, p
-	}
+	open := func() (*Hub, *Partition) { return openColdHub(t, store, "k", cfg) }
 	h, p := open()
 	defer h.Close()
 	latest := map[string]string{}
