@@ -145,7 +145,8 @@ func BenchmarkCatchUp(b *testing.B) {
 
 // BenchmarkProduceWhileUploading appends 100 KiB batches to a log with 1
 // MiB segments: without a tier, and with every closed segment uploaded to
-// the directory store (and its local copy deleted) in the background.
+// the directory store, or to S3 (versitygw over loopback), and its local
+// copy deleted, in the background.
 //
 //	go test ./hub -run '^$' -bench ProduceWhileUploading
 func BenchmarkProduceWhileUploading(b *testing.B) {
@@ -155,11 +156,22 @@ func BenchmarkProduceWhileUploading(b *testing.B) {
 		bb.Append(0, nil, val, nil)
 	}
 	out, _ := bb.Build()
-	for _, tiered := range []bool{false, true} {
-		b.Run(map[bool]string{false: "local", true: "tiered"}[tiered], func(b *testing.B) {
+	stores := []struct {
+		name string
+		open func(b *testing.B) (objstore.Store, error)
+	}{
+		{"local", nil},
+		{"tiered", func(b *testing.B) (objstore.Store, error) { return objstore.NewDir(b.TempDir()) }},
+		{"tiered-s3", func(b *testing.B) (objstore.Store, error) {
+			return objstore.NewS3(s3test.Start(b).Options(fmt.Sprint("p", time.Now().UnixNano())))
+		}},
+	}
+	for _, st := range stores {
+		tiered := st.open != nil
+		b.Run(st.name, func(b *testing.B) {
 			opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever}
 			if tiered {
-				store, err := objstore.NewDir(b.TempDir())
+				store, err := st.open(b)
 				if err != nil {
 					b.Fatal(err)
 				}
