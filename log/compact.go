@@ -80,6 +80,12 @@ func (l *Log) CheckResume(offset int64) error {
 // Memory is the key map of CompactMapBytes plus a batch at a time; when the
 // keys do not fit the map it takes several passes, oldest offsets first.
 // One Compact runs at a time per log; Close waits for it.
+//
+// With a Tier, it rewrites local segments only: a compacted segment that
+// was uploaded goes up again (the tier pass swaps the manifest to the new
+// version), and segments only in the tier stay as they are; while there
+// are any, tombstones stay too, since an older value of their key may be
+// in the tier.
 func (l *Log) Compact() (CompactStats, error) {
 	var st CompactStats
 	if !l.opts.Compact {
@@ -91,6 +97,9 @@ func (l *Log) Compact() (CompactStats, error) {
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
+	// Below a cold segment (one only in the tier, which compaction leaves
+	// as it is) an older value of a key may survive: its tombstone stays.
+	keepTombs := (*l.segs.Load())[0].cold != nil
 	km := newKeyMap(l.opts.CompactMapBytes)
 	from := cands[0].base
 	end := cands[len(cands)-1].next.Load()
@@ -105,7 +114,7 @@ func (l *Log) Compact() (CompactStats, error) {
 			if s.base >= upTo {
 				break
 			}
-			ns, err := l.cleanSegment(s, km, &st)
+			ns, err := l.cleanSegment(s, km, keepTombs, &st)
 			if err != nil {
 				return st, err
 			}
@@ -118,8 +127,9 @@ func (l *Log) Compact() (CompactStats, error) {
 	return st, nil
 }
 
-// cleanable returns the segments compaction may rewrite: the closed ones
-// before the first that is still being sealed or has damage.
+// cleanable returns the segments compaction may rewrite: the closed local
+// ones (not those only in the cold tier) before the first that is still
+// being sealed or has damage.
 func (l *Log) cleanable() ([]*segment, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -132,6 +142,9 @@ func (l *Log) cleanable() ([]*segment, error) {
 	segs := *l.segs.Load()
 	var out []*segment
 	for _, s := range segs[:len(segs)-1] {
+		if s.cold != nil {
+			continue
+		}
 		if slices.Contains(l.pending, s) || s.corrupt != nil {
 			break
 		}
@@ -223,7 +236,7 @@ func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64) (int64,
 // cleanSegment rewrites s without the records the key map supersedes and
 // without expired tombstones, and swaps the result in. It returns the new
 // segment, or nil when nothing was removed (or s went meanwhile).
-func (l *Log) cleanSegment(s *segment, km *keyMap, st *CompactStats) (*segment, error) {
+func (l *Log) cleanSegment(s *segment, km *keyMap, keepTombs bool, st *CompactStats) (*segment, error) {
 	now := l.opts.Now().UnixMilli()
 	cleanedPath := s.path + cleanedSuffix
 	var (
@@ -259,7 +272,7 @@ func (l *Log) cleanSegment(s *segment, km *keyMap, st *CompactStats) (*segment, 
 			if err := it.Reset(batch); err != nil {
 				return err
 			}
-			expired := l.opts.DeleteRetention < 0 || now-h.MaxTimestamp > l.opts.DeleteRetention.Milliseconds()
+			expired := !keepTombs && (l.opts.DeleteRetention < 0 || now-h.MaxTimestamp > l.opts.DeleteRetention.Milliseconds())
 			for it.Next() {
 				r := it.Record()
 				k := true
