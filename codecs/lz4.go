@@ -200,7 +200,7 @@ func decodeLZ4Block(dst, block []byte, blockMax, start, maxOut, frameStart int, 
 		}
 		return dst[max(frameStart, at-lz4Window):at]
 	}
-	want := min(limit, max(4*len(block), 4<<10))
+	want := min(limit, max(4*len(block), lz4BlockMax)) // one try for blocks of 64 KiB
 	for {
 		if cap(dst)-at < want {
 			dst = slices.Grow(dst, want)
