@@ -71,7 +71,7 @@ bench-broadcast:
 	$(GO) test -run '^$$' -bench BenchmarkSSESubscribers -benchtime 100000x ./hub/http
 
 bench-pipeline:
-	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
+	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG)) $(if $(COMPRESSION),-compression $(COMPRESSION))
 
 # The log-shipping agent, in one run: tail -> elasticsearch sink against a
 # bare esutil.BulkIndexer loop sending the same JSON lines to the same
