@@ -370,7 +370,9 @@ func TestSealsDurableInOrder(t *testing.T) {
 	}
 }
 
-// slowSyncFS is a MemFS whose file Sync takes delay and is counted.
+// slowSyncFS is a MemFS whose file Sync takes delay and is counted. Like
+// a disk's fdatasync it makes durable what was written before the call:
+// what is written while it takes its time waits for the next one.
 type slowSyncFS struct {
 	*MemFS
 	delay time.Duration
@@ -392,6 +394,7 @@ type slowSyncFile struct {
 
 func (f slowSyncFile) Sync() error {
 	f.fs.syncs.Add(1)
+	err := f.File.Sync()
 	time.Sleep(f.fs.delay)
-	return f.File.Sync()
+	return err
 }
