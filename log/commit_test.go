@@ -2,8 +2,6 @@ package log
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -23,70 +21,26 @@ func cutWhileAppending(t *testing.T, l *Log, fsys crashFS, appenders, each int, 
 	var mu sync.Mutex
 	var acked []string
 	rng := rand.New(rand.NewPCG(uint64(appenders), uint64(each)))
-	var wg sync.WaitGroup
-	for a := range appenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				tag := fmt.Sprintf("c%d.%d", a, i)
-				if _, err := l.Append(batchOf(t, tag, 3, 100, 0)); err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked = append(acked, tag)
-				if len(clones) < len(cuts) && len(acked) == cuts[len(clones)] {
-					var c FS
-					if m, ok := fsys.(interface{ CrashCloneTorn(*rand.Rand) *MemFS }); ok && torn {
-						c = m.CrashCloneTorn(rng)
-					} else {
-						c = fsys.CrashClone()
-					}
-					clones = append(clones, c)
-					ackedAt = append(ackedAt, slices.Clone(acked))
-				}
-				mu.Unlock()
+	appendFrom(t, l, "c", appenders, each, func(tag string, _ int64, err error) {
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		acked = append(acked, tag)
+		if len(clones) < len(cuts) && len(acked) == cuts[len(clones)] {
+			var c FS
+			if m, ok := fsys.(interface{ CrashCloneTorn(*rand.Rand) *MemFS }); ok && torn {
+				c = m.CrashCloneTorn(rng)
+			} else {
+				c = fsys.CrashClone()
 			}
-		}()
-	}
-	wg.Wait()
+			clones = append(clones, c)
+			ackedAt = append(ackedAt, slices.Clone(acked))
+		}
+	})()
 	return clones, ackedAt
-}
-
-// survivorsWithGaps is survivors for a power cut in the middle of rolls: a
-// segment whose background seal had not synced it loses its unsynced tail
-// while a later segment synced by its own sealer keeps its records, so the
-// offsets after recovery may have a gap (never of acknowledged records).
-// They must still grow, and every batch must be whole.
-func survivorsWithGaps(t *testing.T, fsys FS, dir string, opts Options) map[string]bool {
-	t.Helper()
-	opts.FS = fsys
-	l := openLog(t, dir, opts)
-	defer l.Close()
-	got := map[string]int{}
-	it := l.NewIterator(0)
-	last := int64(-1)
-	for it.Next() {
-		r := it.Record()
-		if r.Offset <= last {
-			t.Fatalf("offset %d after %d", r.Offset, last)
-		}
-		last = r.Offset
-		tag, _, _ := strings.Cut(string(r.Value), "/")
-		got[tag]++
-	}
-	if err := it.Err(); err != nil {
-		t.Fatalf("reading after the power cut: %v", err)
-	}
-	tags := map[string]bool{}
-	for tag, n := range got {
-		if n != 3 {
-			t.Fatalf("batch %s has %d of its 3 records after the power cut", tag, n)
-		}
-		tags[tag] = true
-	}
-	return tags
 }
 
 // TestPowerCutGroupCommit: with fsync always and 64 appenders sharing
@@ -127,7 +81,7 @@ func TestPowerCutGroupCommit(t *testing.T) {
 			}
 			var lostAny int
 			for i, crashed := range clones {
-				missing := lost(ackedAt[i], survivorsWithGaps(t, crashed, "/p", opts))
+				missing := lost(ackedAt[i], survivorsOf(t, crashed, "/p", opts, true))
 				lostAny += len(missing)
 				if c.doSync && len(missing) > 0 {
 					t.Fatalf("cut %d (after %d acknowledgements): %d acknowledged batches lost, e.g. %v", i, len(ackedAt[i]), len(missing), missing[0])
@@ -165,25 +119,16 @@ func TestGroupCommitWaitsForEarlierSeal(t *testing.T) {
 	var mu sync.Mutex
 	var acked []string
 	ackedBase := map[string]int64{}
-	var wg sync.WaitGroup
-	for a := range appenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				tag := fmt.Sprintf("w%d.%d", a, i)
-				base, err := l.Append(batchOf(t, tag, 3, 100, 0))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked = append(acked, tag)
-				ackedBase[tag] = base
-				mu.Unlock()
-			}
-		}()
-	}
+	wait := appendFrom(t, l, "w", appenders, each, func(tag string, base int64, err error) {
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		acked = append(acked, tag)
+		ackedBase[tag] = base
+		mu.Unlock()
+	})
 	// Wait until the first segment rolled and a group commit started that
 	// covers records of the second: without the wait for the earlier seal
 	// it would acknowledge them as soon as its fdatasync returns.
@@ -225,7 +170,7 @@ func TestGroupCommitWaitsForEarlierSeal(t *testing.T) {
 		t.Fatalf("%d acknowledged batches lost while the seal was held, e.g. %v", len(missing), missing[0])
 	}
 	release()
-	wg.Wait()
+	wait()
 	if len(acked) != appenders*each {
 		t.Fatalf("%d appends acknowledged, want %d", len(acked), appenders*each)
 	}
@@ -253,27 +198,18 @@ func TestGroupCommitSyncFailure(t *testing.T) {
 	var mu sync.Mutex
 	var acked []string
 	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for a := range appenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				tag := fmt.Sprintf("f%d.%d", a, i)
-				if _, err := l.Append(batchOf(t, tag, 3, 100, 0)); err != nil {
-					if !errors.Is(err, ErrFailed) {
-						t.Errorf("Append after a failed fdatasync: %v, want ErrFailed", err)
-					}
-					failed.Add(1)
-					continue
-				}
-				mu.Lock()
-				acked = append(acked, tag)
-				mu.Unlock()
+	appendFrom(t, l, "f", appenders, each, func(tag string, _ int64, err error) {
+		if err != nil {
+			if !errors.Is(err, ErrFailed) {
+				t.Errorf("Append after a failed fdatasync: %v, want ErrFailed", err)
 			}
-		}()
-	}
-	wg.Wait()
+			failed.Add(1)
+			return
+		}
+		mu.Lock()
+		acked = append(acked, tag)
+		mu.Unlock()
+	})()
 	if failed.Load() == 0 || len(acked) == 0 {
 		t.Fatalf("%d appends acknowledged, %d failed: want both", len(acked), failed.Load())
 	}
@@ -282,55 +218,34 @@ func TestGroupCommitSyncFailure(t *testing.T) {
 	}
 }
 
-// gateFS is a MemFS whose segment syncs make durable what was written
-// before the call (like fdatasync), then report on entered and wait for a
-// token on proceed; once done is closed they pass freely.
-type gateFS struct {
-	*MemFS
-	entered chan struct{}
-	proceed chan struct{}
-	done    chan struct{}
-}
-
-func (g *gateFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	file, err := g.MemFS.OpenFile(name, flag, perm)
-	if err != nil || !strings.HasSuffix(name, logSuffix) {
-		return file, err
-	}
-	return gateFile{file, g}, nil
-}
-
-type gateFile struct {
-	File
-	g *gateFS
-}
-
-func (f gateFile) Sync() error {
-	err := f.File.Sync()
-	select {
-	case f.g.entered <- struct{}{}:
-	case <-f.g.done:
-		return err
-	}
-	select {
-	case <-f.g.proceed:
-	case <-f.g.done:
-	}
-	return err
-}
-
 // TestGroupCommitAcksOnlyWhatWasSynced: a sync acknowledges the appends
 // written before it started, not those written while it ran, which wait
 // for the next sync.
 func TestGroupCommitAcksOnlyWhatWasSynced(t *testing.T) {
-	g := &gateFS{MemFS: NewMemFS(), entered: make(chan struct{}), proceed: make(chan struct{}), done: make(chan struct{})}
+	// Segment syncs make durable what was written before the call, then
+	// report on entered and wait for a token on proceed, until done.
+	entered, proceed, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	g := &slowSyncFS{MemFS: NewMemFS(), after: func(name string) {
+		if !strings.HasSuffix(name, logSuffix) {
+			return
+		}
+		select {
+		case entered <- struct{}{}:
+		case <-done:
+			return
+		}
+		select {
+		case <-proceed:
+		case <-done:
+		}
+	}}
 	l := openLog(t, "/p", Options{Sync: SyncAlways, FS: g})
 	defer l.Close()
-	defer close(g.done)
+	defer close(done)
 
 	doneA := make(chan error, 1)
 	go func() { _, err := l.Append(batchOf(t, "a", 3, 100, 0)); doneA <- err }()
-	<-g.entered // the first sync runs, its snapshot holding a
+	<-entered // the first sync runs, its snapshot holding a
 	_, nextB, err := l.AppendAsync(batchOf(t, "b", 3, 100, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +262,7 @@ func TestGroupCommitAcksOnlyWhatWasSynced(t *testing.T) {
 			t.Fatal("b's WaitDurable not waiting within 30s")
 		}
 	}
-	g.proceed <- struct{}{} // the first sync returns
+	proceed <- struct{}{} // the first sync returns
 	if err := <-doneA; err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +273,7 @@ func TestGroupCommitAcksOnlyWhatWasSynced(t *testing.T) {
 		t.Fatalf("durable up to %d after the first sync, which b (to %d) was written after", synced, nextB)
 	}
 	select {
-	case <-g.entered: // the second sync runs
+	case <-entered: // the second sync runs
 	case err := <-doneB:
 		t.Fatalf("b acknowledged (%v) without a sync started after its write", err)
 	}
@@ -370,7 +285,7 @@ func TestGroupCommitAcksOnlyWhatWasSynced(t *testing.T) {
 	if missing := lost([]string{"a"}, survivors(t, g.CrashClone(), "/p", Options{Sync: SyncAlways})); len(missing) > 0 {
 		t.Fatalf("acknowledged batch lost: %v", missing)
 	}
-	g.proceed <- struct{}{}
+	proceed <- struct{}{}
 	if err := <-doneB; err != nil {
 		t.Fatal(err)
 	}
