@@ -106,6 +106,7 @@ func (g *groupCommit) kickGather() {
 func (g *groupCommit) stop() {
 	g.mu.Lock()
 	g.closing = true
+	g.kick.Broadcast() // a gathering loop stops gathering
 	for g.looping {
 		g.idle.Wait()
 	}
@@ -131,6 +132,7 @@ func (g *groupCommit) fail(err error) {
 	if g.err == nil {
 		g.err = err
 	}
+	g.kick.Broadcast()
 	g.gen[0].Broadcast()
 	g.gen[1].Broadcast()
 	g.mu.Unlock()

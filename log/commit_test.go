@@ -293,3 +293,34 @@ func TestGroupCommitAcksOnlyWhatWasSynced(t *testing.T) {
 		t.Fatalf("acknowledged batches lost: %v", missing)
 	}
 }
+
+// TestGroupCommitClose: Close in the middle of group commits with many
+// appenders returns, every Append returns (acknowledged or ErrClosed), and
+// every acknowledged batch survives a power cut after the Close.
+func TestGroupCommitClose(t *testing.T) {
+	fsys := &slowSyncFS{MemFS: NewMemFS(), delay: 200 * time.Microsecond}
+	l := openLog(t, "/p", Options{Sync: SyncAlways, SegmentBytes: 16 << 10, FS: fsys})
+	var mu sync.Mutex
+	var acked []string
+	started := make(chan struct{})
+	var once sync.Once
+	wait := appendFrom(t, l, "x", 64, 50, func(tag string, _ int64, err error) {
+		switch {
+		case err == nil:
+			mu.Lock()
+			acked = append(acked, tag)
+			mu.Unlock()
+			once.Do(func() { close(started) })
+		case !errors.Is(err, ErrClosed):
+			t.Errorf("Append during Close: %v, want nil or ErrClosed", err)
+		}
+	})
+	<-started
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if missing := lost(acked, survivorsOf(t, fsys.CrashClone(), "/p", Options{Sync: SyncAlways}, true)); len(missing) > 0 {
+		t.Fatalf("%d of %d acknowledged batches lost, e.g. %v", len(missing), len(acked), missing[0])
+	}
+}
