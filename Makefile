@@ -39,14 +39,17 @@ bench:
 # The hub over loopback (franz-go) against NATS JetStream and Redis Streams
 # on this machine, in one run, with ratios. Installs the peers if missing.
 BENCH_HUB_ADDR ?= 127.0.0.1:19092
+# A second weir serve with --fsync always: acks=all produce with durable acknowledgement.
+BENCH_HUB_DURABLE_ADDR ?= 127.0.0.1:19093
 # HUB_FLAGS="-latency-rate 65000" measures latency at a fixed rate instead of half the maximum.
 HUB_FLAGS ?=
 bench-hub: build
 	./scripts/bench-peers.sh
-	rm -rf data/bench-hub && mkdir -p data
+	rm -rf data/bench-hub data/bench-hub-durable && mkdir -p data
 	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
-	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
+	./$(BIN) serve --data-dir data/bench-hub-durable --listen $(BENCH_HUB_DURABLE_ADDR) --fsync always --log-level warn & dpid=$$!; \
+	trap 'kill $$pid $$dpid 2>/dev/null; wait $$pid $$dpid 2>/dev/null; rm -rf data/bench-hub data/bench-hub-durable' EXIT INT TERM; \
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -durable-brokers $(BENCH_HUB_DURABLE_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
 
 # What metrics cost the hub: two weir serve, one scraped every second, fed
 # the same records in alternating rounds; fails below 0.97x.
@@ -121,4 +124,4 @@ lint:
 	cd benchmarks && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 clean:
-	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md data/bench-pipeline data/bench-ship
+	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub-durable data/bench-hub.md data/bench-pipeline data/bench-ship

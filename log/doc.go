@@ -69,9 +69,12 @@
 //
 // The sync policy decides when data reaches the disk:
 //
-//   - SyncAlways: Append returns after fdatasync. Concurrent appenders share
-//     one fdatasync (group commit): while one caller syncs, the others keep
-//     writing, and the next sync covers all of them.
+//   - SyncAlways: Append returns after an fdatasync that started after its
+//     write. Concurrent appenders share fdatasyncs (group commit): one loop
+//     runs them back to back while anyone waits, each acknowledging every
+//     append written before it started; before each it waits for the
+//     appenders the last one released to write again (never for one that is
+//     not coming), so that one sync takes them all rather than half.
 //   - SyncInterval: Append returns after the write; a timer syncs dirty data
 //     every SyncInterval.
 //   - SyncNever: the operating system decides.
