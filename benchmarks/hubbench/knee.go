@@ -40,15 +40,18 @@ const (
 type kneeSystem struct {
 	res  *result
 	step stepFunc
-	done bool // a step exceeded -knee-p99 or failed
+	over int  // rates run whose p99 exceeded -knee-p99
+	done bool // over exceeded -knee-beyond
 }
 
 // runKnee steps every system through the same ladder of rates together:
 // at each rate each system runs -knee-repeat steps, the systems taking
 // turns (and the first turn alternating from rate to rate), so that all
-// see the same background load on a shared machine. A system stops after
-// the rate at which its median p99 exceeds -knee-p99. Each system's
-// steps are kept in its result, one merged latency per rate.
+// see the same background load on a shared machine. A system stops
+// -knee-beyond rates after the first at which its median p99 exceeds
+// -knee-p99 (so that the table shows latencies at equal rates past the
+// knee too). Each system's steps are kept in its result, one merged
+// latency per rate.
 func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
 	top := 0.0
 	for _, s := range systems {
@@ -81,7 +84,8 @@ func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
 			l := mergeSteps(runs[k])
 			s.res.knee = append(s.res.knee, l)
 			if l.p99 > cfg.kneeP99 {
-				s.done = true
+				s.over++
+				s.done = s.over > cfg.kneeBeyond
 			}
 			going = going || !s.done
 		}

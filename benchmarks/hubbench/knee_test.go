@@ -35,12 +35,12 @@ func TestKneeReport(t *testing.T) {
 // that repeated steps merge into their median.
 func TestRunKnee(t *testing.T) {
 	ms := time.Millisecond
-	cfg := &config{kneeStart: 100, kneeFactor: 2, kneeStep: time.Millisecond, kneeP99: 5 * ms, kneeRepeat: 3, timeout: time.Minute}
+	cfg := &config{kneeStart: 100, kneeFactor: 2, kneeStep: time.Millisecond, kneeP99: 5 * ms, kneeRepeat: 3, kneeBeyond: 1, timeout: time.Minute}
 	var order []string
 	// p99 by system and rate; the middle value of three is the median.
 	p99 := map[string]map[float64][]time.Duration{
-		"a": {100: {1 * ms, 9 * ms, 2 * ms}, 200: {6 * ms, 7 * ms, 1 * ms}},
-		"b": {100: {1 * ms, 1 * ms, 1 * ms}, 200: {2 * ms, 2 * ms, 2 * ms}, 400: {3 * ms, 3 * ms, 3 * ms}, 800: {8 * ms, 8 * ms, 8 * ms}},
+		"a": {100: {1 * ms, 9 * ms, 2 * ms}, 200: {6 * ms, 7 * ms, 1 * ms}, 400: {9 * ms, 9 * ms, 9 * ms}},
+		"b": {100: {1 * ms, 1 * ms, 1 * ms}, 200: {2 * ms, 2 * ms, 2 * ms}, 400: {3 * ms, 3 * ms, 3 * ms}, 800: {8 * ms, 8 * ms, 8 * ms}, 1600: {9 * ms, 9 * ms, 9 * ms}},
 	}
 	calls := map[string]map[float64]int{"a": {}, "b": {}}
 	sys := func(name string, maxRate float64) *kneeSystem {
@@ -56,14 +56,15 @@ func TestRunKnee(t *testing.T) {
 	if err := runKnee(context.Background(), cfg, []*kneeSystem{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a", "b", "b", "b", "b", "b", "b"}; !slices.Equal(order, want) {
+	// a goes one rate past its knee (200/s, median 6 ms): to 400/s.
+	if want := []string{"a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "b", "b", "b", "b", "b"}; !slices.Equal(order, want) {
 		t.Errorf("order of steps = %v, want %v", order, want)
 	}
-	if got := len(a.res.knee); got != 2 {
-		t.Errorf("a ran %d rates, want 2 (stops after the median p99 of 200/s, 6 ms)", got)
+	if got := len(a.res.knee); got != 3 {
+		t.Errorf("a ran %d rates, want 3 (one past the median p99 of 200/s, 6 ms)", got)
 	}
-	if got := len(b.res.knee); got != 4 {
-		t.Errorf("b ran %d rates, want 4", got)
+	if got := len(b.res.knee); got != 5 {
+		t.Errorf("b ran %d rates, want 5 (one past 800/s)", got)
 	}
 	if got := a.res.knee[0].p99; got != 2*ms {
 		t.Errorf("a's p99 at 100/s = %v, want the median 2ms", got)

@@ -16,8 +16,8 @@
 //   - latency knee (Kafka and NATS, after the rest, the two taking turns at
 //     each rate so that both see the same background load): the same at
 //     fixed rates stepping up from -knee-start by -knee-factor, -knee-repeat
-//     steps each, until the median p99 exceeds -knee-p99 (5 ms): the highest
-//     rate within it, p99 at equal rates side by side, and how long tasks
+//     steps each, until the median p99 exceeds -knee-p99 (5 ms), and
+//     -knee-beyond rates more: the highest rate within it, p99 at equal rates side by side, and how long tasks
 //     waited for a CPU meanwhile (a busy machine shows in the tail).
 //
 // nats-server is started from PATH or ~/.cache/weir-bench/bin (installed
@@ -65,6 +65,7 @@ type config struct {
 	kneeStart, kneeFactor          float64 // first rate and step factor of the knee search; start 0 skips it
 	kneeStep, kneeP99              time.Duration
 	kneeRepeat                     int // steps per system at each rate
+	kneeBeyond                     int // rates run past the first over -knee-p99
 }
 
 func main() {
@@ -93,6 +94,7 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.kneeStep, "knee-step", 3*time.Second, "length of each step of the latency knee search")
 	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
 	flag.IntVar(&cfg.kneeRepeat, "knee-repeat", 3, "steps per system at each rate of the knee search, taking turns; the median p99 counts")
+	flag.IntVar(&cfg.kneeBeyond, "knee-beyond", 1, "rates a system still runs after the first whose p99 exceeds -knee-p99, to compare latencies past the knee")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
@@ -124,8 +126,8 @@ func parseFlags() (*config, error) {
 	if cfg.latencyRate < 0 {
 		return nil, errors.New("-latency-rate must not be negative")
 	}
-	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1) {
-		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive and -knee-repeat at least 1")
+	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0) {
+		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond not negative")
 	}
 	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
 		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
