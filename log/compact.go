@@ -463,6 +463,9 @@ func (l *Log) swapIn(s *segment) (*segment, error) {
 		return nil, fmt.Errorf("log: compacting %s: %w", s.path, err)
 	}
 	s.held = true
+	// Its indexes too stay its own: in memory for good.
+	s.off.hold()
+	s.tim.hold()
 	for _, suffix := range []string{indexSuffix, timeIndexSuffix, logSuffix} {
 		if err := l.fs.Rename(s.base2path(suffix)+cleanedSuffix, s.base2path(suffix)); err != nil {
 			// The marker is durable: the next Open finishes the swap.

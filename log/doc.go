@@ -41,7 +41,12 @@
 //
 // Index files are written whole to a temporary name, synced and renamed
 // when a segment closes, so one is either complete or absent. While a
-// segment is active its indexes live in memory; recovery rebuilds them.
+// segment is active its indexes live in memory, growing with the data;
+// recovery rebuilds them. Once closed, a segment's indexes are read from
+// their files when a read needs them and kept in memory only while the
+// FileCache's index memory allows (least recently used dropped first,
+// FileCache.SetIndexMemory): a log of many closed segments holds neither
+// descriptors, nor mappings, nor memory for the indexes nobody reads.
 //
 // A segment is closed (rolled) under the append lock only by creating the
 // next one; a background sealer then fdatasyncs the old segment's data and

@@ -23,17 +23,39 @@ type FileCache struct {
 	// stats
 	opens, evictions int64
 
+	// idx holds the loaded indexes of closed segments, least recently
+	// used first; their memory is kept within idxLimit bytes.
+	idx                 list.List
+	idxBytes, idxLimit  int64
+	idxLoads, idxEvicts int64
+
 	// seals bounds the background sealers of the logs sharing the cache:
 	// each holds its segment's file (and its index files) open while it
 	// syncs, so that many logs rolling at once stay within the file limit.
 	seals chan struct{}
 }
 
+// DefaultIndexMemory is the memory a FileCache lets the indexes of closed
+// segments hold at once (see SetIndexMemory).
+const DefaultIndexMemory = 32 << 20
+
 // NewFileCache returns a cache that keeps at most limit files open when
-// they are not in use. A limit below 1 means 1.
+// they are not in use, and the indexes of closed segments in at most
+// DefaultIndexMemory bytes. A limit below 1 means 1.
 func NewFileCache(limit int) *FileCache {
 	limit = max(limit, 1)
-	return &FileCache{limit: limit, seals: make(chan struct{}, min(8, max(1, limit/8)))}
+	return &FileCache{limit: limit, idxLimit: DefaultIndexMemory, seals: make(chan struct{}, min(8, max(1, limit/8)))}
+}
+
+// SetIndexMemory bounds the memory of the closed segments' indexes that the
+// logs sharing the cache keep loaded: an index is read from its file when a
+// read needs it, and the least recently used are dropped beyond bytes. An
+// index in use by a reader stays valid for it. Default DefaultIndexMemory.
+func (c *FileCache) SetIndexMemory(bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idxLimit = max(bytes, 0)
+	c.evictIndexesLocked()
 }
 
 // FileCacheStats are a cache's counters.
@@ -41,13 +63,71 @@ type FileCacheStats struct {
 	Open      int   // files open now
 	Opens     int64 // files opened since the cache was made
 	Evictions int64 // files closed to stay within the limit
+
+	IndexesLoaded  int   // closed segments' indexes in memory now
+	IndexBytes     int64 // the memory they hold
+	IndexLoads     int64 // indexes cached since the cache was made (read back, or kept at a roll)
+	IndexEvictions int64 // indexes dropped to stay within the memory bound
 }
 
 // Stats returns the cache's counters.
 func (c *FileCache) Stats() FileCacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return FileCacheStats{Open: c.open, Opens: c.opens, Evictions: c.evictions}
+	return FileCacheStats{Open: c.open, Opens: c.opens, Evictions: c.evictions,
+		IndexesLoaded: c.idx.Len(), IndexBytes: c.idxBytes, IndexLoads: c.idxLoads, IndexEvictions: c.idxEvicts}
+}
+
+// addIndex caches a loaded index of bytes, evicting others beyond the
+// bound (the new one too, if it alone is larger: its reader still has it).
+func (c *FileCache) addIndex(d *indexFile, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.elem != nil {
+		return
+	}
+	d.bytes = bytes
+	d.elem = c.idx.PushBack(d)
+	c.idxBytes += bytes
+	c.idxLoads++
+	c.evictIndexesLocked()
+}
+
+// dropIndex takes an index out of the cache, leaving its memory to the
+// caller.
+func (c *FileCache) dropIndex(d *indexFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.elem != nil {
+		c.idx.Remove(d.elem)
+		d.elem = nil
+		c.idxBytes -= d.bytes
+	}
+}
+
+// evictIndexesLocked drops loaded indexes, least recently used first,
+// while they hold more than the bound. An index read since the last look
+// gets a second chance (moved to the back, its mark cleared): readers
+// mark without taking the lock.
+func (c *FileCache) evictIndexesLocked() {
+	for chances := c.idx.Len(); c.idxBytes > c.idxLimit; {
+		e := c.idx.Front()
+		if e == nil {
+			return
+		}
+		d := e.Value.(*indexFile)
+		if chances > 0 && d.used.Load() {
+			chances--
+			d.used.Store(false)
+			c.idx.MoveToBack(e)
+			continue
+		}
+		c.idx.Remove(e)
+		d.elem = nil
+		c.idxBytes -= d.bytes
+		c.idxEvicts++
+		d.x.mem.Store(nil)
+	}
 }
 
 // fileHandle is a segment file that is open only while in use or cached.

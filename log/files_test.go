@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,5 +103,129 @@ func TestOpenFilesBounded(t *testing.T) {
 	}
 	if n := files.Stats().Open; n != 0 {
 		t.Fatalf("%d files still open after closing every log", n)
+	}
+}
+
+// indexMappings counts the mappings of this process whose file is an
+// index file under dir.
+func indexMappings(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatalf("reading the mappings: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, dir) && (strings.HasSuffix(line, indexSuffix) || strings.HasSuffix(line, timeIndexSuffix)) {
+			n++
+		}
+	}
+	return n
+}
+
+// indexFDs counts this process's open descriptors on index files under dir.
+func indexFDs(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("listing open files: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(p, dir) && (strings.HasSuffix(p, indexSuffix) || strings.HasSuffix(p, timeIndexSuffix)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIdleClosedSegmentsHoldNoIndexes reopens a log of many closed
+// segments: their indexes are neither open, nor mapped, nor in memory
+// until a read needs one; a read loads only the index of the segment it
+// reads, and the loaded indexes stay within the cache's memory bound
+// while every segment is read, with every record read back.
+func TestIdleClosedSegmentsHoldNoIndexes(t *testing.T) {
+	const segments = 40
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 8 << 10, IndexIntervalBytes: 512, SkipLock: true}
+	l := openLog(t, dir, opts)
+	records := 0
+	for i := 0; len(*l.segs.Load()) <= segments; i++ {
+		if _, err := l.Append(batchOf(t, fmt.Sprintf("b%d", i), 4, 300, 0)); err != nil {
+			t.Fatal(err)
+		}
+		records += 4
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	files := NewFileCache(8)
+	opts.Files = files
+	l = openLog(t, dir, opts)
+	defer l.Close()
+	segs := *l.segs.Load()
+	closed := segs[:len(segs)-1]
+	loaded := func() int {
+		n := 0
+		for _, s := range closed {
+			if s.off.loaded() {
+				n++
+			}
+			if s.tim.loaded() {
+				n++
+			}
+		}
+		return n
+	}
+	if n := loaded(); n != 0 {
+		t.Fatalf("after Open, %d indexes of the %d closed segments are in memory, want 0", n, len(closed))
+	}
+	if n := indexMappings(t, dir); n != 0 {
+		t.Fatalf("after Open, %d index files are mapped, want 0", n)
+	}
+	if n := indexFDs(t, dir); n != 0 {
+		t.Fatalf("after Open, %d index files are open, want 0", n)
+	}
+	if st := files.Stats(); st.IndexesLoaded != 0 || st.IndexBytes != 0 {
+		t.Fatalf("after Open, the cache holds %d indexes of %d bytes, want none", st.IndexesLoaded, st.IndexBytes)
+	}
+
+	// One read in the middle of the log loads that segment's offset index only.
+	mid := closed[len(closed)/2]
+	it := l.NewIterator(mid.base + 1)
+	it.ChunkBytes = 1
+	if !it.Next() {
+		t.Fatalf("reading offset %d: %v", mid.base+1, it.Err())
+	}
+	if !mid.off.loaded() || loaded() != 1 {
+		t.Fatalf("after reading offset %d: its segment's index loaded %v, %d indexes in memory; want it alone", mid.base+1, mid.off.loaded(), loaded())
+	}
+
+	// Reading everything keeps the indexes within a bound of three.
+	bound := 3 * int64(len(mid.off.entries()))
+	files.SetIndexMemory(bound)
+	it = l.NewIterator(0)
+	it.ChunkBytes = 1
+	n := 0
+	for it.Next() {
+		n++
+		if st := files.Stats(); st.IndexBytes > bound {
+			t.Fatalf("after %d records, indexes of %d bytes loaded, bound %d", n, st.IndexBytes, bound)
+		}
+	}
+	if it.Err() != nil || n != records {
+		t.Fatalf("read %d records (%v), want %d", n, it.Err(), records)
+	}
+	if st := files.Stats(); st.IndexEvictions == 0 || st.IndexLoads < int64(len(closed)) {
+		t.Fatalf("reading every segment: %d index loads, %d evictions; want one load per closed segment (%d) and evictions", st.IndexLoads, st.IndexEvictions, len(closed))
+	}
+	if n := indexMappings(t, dir) + indexFDs(t, dir); n != 0 {
+		t.Fatalf("after reading, %d index files mapped or open, want 0", n)
+	}
+	// Offsets by time still use (and load) the time indexes.
+	if _, err := l.OffsetForTime(0); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,8 +55,8 @@ type File interface {
 }
 
 // OSFile is implemented by files backed by an operating system file: the
-// log then reserves blocks with fallocate, maps indexes with mmap, and
-// hands the file to readers for sendfile (Section.File).
+// log then reserves blocks with fallocate and hands the file to readers
+// for sendfile (Section.File).
 type OSFile interface {
 	OS() *os.File
 }

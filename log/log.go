@@ -492,7 +492,7 @@ var sealHook func(base int64)
 // sealInBackground makes a rolled segment durable and sealed: fdatasync of
 // its data (and of the directory, which holds the new segment's name),
 // publication of whatever it holds that SyncAlways had not yet published,
-// then its index files, written whole and mapped back read-only.
+// then its index files, written whole (their memory then a cache of them).
 //
 // Sealers run concurrently and may finish their syncs in any order, but a
 // segment counts as durable (is published, advances what WaitDurable
@@ -543,7 +543,7 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 
 	if !s.deleted.Load() {
 		l.withSealSlot(func() {
-			err := l.writeIndexes(s)
+			err := l.writeIndexes(s, true)
 			if err == nil && l.opts.Sync != SyncNever {
 				// Durable index names spare the next Open a scan.
 				err = l.fs.SyncDir(l.dir)
@@ -596,15 +596,18 @@ func (l *Log) finishTimeIndex(s *segment) {
 	}
 }
 
-// seal writes a segment's indexes to disk and maps them back read-only.
+// seal writes a segment's indexes to disk, after which their memory is a
+// cache of the files.
 func (l *Log) seal(s *segment) error {
 	l.finishTimeIndex(s)
-	return l.writeIndexes(s)
+	return l.writeIndexes(s, false)
 }
 
-// writeIndexes writes a closed segment's indexes to disk and maps them back
-// read-only in place of the in-memory ones.
-func (l *Log) writeIndexes(s *segment) error {
+// writeIndexes writes a closed segment's indexes to disk, where they are
+// read back from once the file cache drops them (see index.seal). With
+// keep the entries in memory stay cached for now (a segment just rolled
+// is still read at its tail); without, they are dropped at once.
+func (l *Log) writeIndexes(s *segment, keep bool) error {
 	for _, x := range []struct {
 		idx    *index
 		suffix string
@@ -613,20 +616,9 @@ func (l *Log) writeIndexes(s *segment) error {
 		if err := writeFileSync(l.fs, path, x.idx.written(), l.opts.Sync != SyncNever); err != nil {
 			return fmt.Errorf("log: writing index: %w", err)
 		}
-		var mapped index
-		mapped.size = x.idx.size
-		if err := mapped.load(l.fs, path); err != nil {
-			return fmt.Errorf("log: mapping index: %w", err)
-		}
-		if mapped.w != x.idx.w {
-			mapped.close()
-			return fmt.Errorf("log: index %s has %d entries after writing %d", path, mapped.w, x.idx.w)
-		}
-		if mapped.w > 0 {
-			x.idx.mm = mapped.mm
-			x.idx.mem.Store(mapped.mem.Load())
-		}
 	}
+	s.off.seal(l.fs, s.base2path(indexSuffix), l.files, &s.deleted, keep)
+	s.tim.seal(l.fs, s.base2path(timeIndexSuffix), l.files, &s.deleted, keep)
 	return nil
 }
 

@@ -270,6 +270,9 @@ func (l *Log) openClosed(s *segment, f File, nextBase int64) error {
 	}
 	if err == nil {
 		l.publish(s, l.snapshot(s))
+		// Checked; read again from the files when a read needs them.
+		s.off.seal(l.fs, s.base2path(indexSuffix), l.files, &s.deleted, false)
+		s.tim.seal(l.fs, s.base2path(timeIndexSuffix), l.files, &s.deleted, false)
 		return nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {

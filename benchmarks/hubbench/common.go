@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,6 +152,26 @@ type latency struct {
 	rate, achieved float64 // records/s asked for and sent
 	samples        int
 	p50, p99, max  time.Duration
+	cpuWait        float64         // share of the run some task waited for a CPU; -1 unknown
+	p99s           []time.Duration // the p99 of each run merged into this one (mergeSteps)
+}
+
+// cpuPressure returns the total time, since boot, during which some task
+// on the machine was runnable but waited for a CPU (Linux PSI,
+// /proc/pressure/cpu "some"), or false where the kernel does not tell.
+func cpuPressure() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, "total="); ok {
+			us, err := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond, err == nil
+		}
+	}
+	return 0, false
 }
 
 // run sends values at rate records/s for dur through send (asynchronous),
@@ -167,6 +188,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 		return latency{}, err
 	}
 	var sent int64
+	waited0, psi := cpuPressure()
 	start := time.Now()
 	for elapsed := time.Duration(0); elapsed < dur; elapsed = time.Since(start) {
 		for due := int64(rate * elapsed.Seconds()); sent < due; sent++ {
@@ -180,7 +202,12 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 		case <-time.After(500 * time.Microsecond):
 		}
 	}
-	achieved := float64(sent) / time.Since(start).Seconds()
+	took := time.Since(start)
+	achieved := float64(sent) / took.Seconds()
+	cpuWait := -1.0
+	if waited1, ok := cpuPressure(); ok && psi {
+		cpuWait = (waited1 - waited0).Seconds() / took.Seconds()
+	}
 	if err := flush(ctx); err != nil {
 		return latency{}, fmt.Errorf("flush: %w", err)
 	}
@@ -197,7 +224,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	}
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	return latency{rate: rate, achieved: achieved, samples: len(s), p50: at(0.50), p99: at(0.99), max: s[len(s)-1]}, nil
+	return latency{rate: rate, achieved: achieved, samples: len(s), p50: at(0.50), p99: at(0.99), max: s[len(s)-1], cpuWait: cpuWait}, nil
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

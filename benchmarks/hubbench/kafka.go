@@ -25,24 +25,31 @@ func startKfake() (string, func(), error) {
 }
 
 // kafkaBench measures a Kafka-protocol broker: produce, fetch from the
-// start, then produce→consume latency at half the produce rate.
-func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err error) {
+// start, then produce→consume latency at half the produce rate. It returns
+// the latency step of the knee search (each step on a topic of its own),
+// to be run interleaved with the peers' by runKnee, and a function that
+// releases the clients once the knee search is over.
+func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step stepFunc, closeFn func(), err error) {
 	res.system = name
 	seeds := strings.Split(cfg.brokers, ",")
 	if err := waitListening(ctx, seeds[0], nil); err != nil {
-		return res, fmt.Errorf("broker %s: %w (start it first, e.g. weir serve)", seeds[0], err)
+		return res, nil, nil, fmt.Errorf("broker %s: %w (start it first, e.g. weir serve)", seeds[0], err)
 	}
 	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
-		return res, fmt.Errorf("kafka admin client for %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka admin client for %s: %w", cfg.brokers, err)
 	}
-	defer adm.Close()
+	defer func() {
+		if err != nil {
+			adm.Close()
+		}
+	}()
 	admin := kadm.NewClient(adm)
 	prefix := fmt.Sprintf("hubbench-%d", time.Now().UnixNano())
 	topic, latTopic := prefix, prefix+"-latency"
 	for _, t := range []string{topic, latTopic} {
 		if err := createTopic(ctx, admin, t, cfg.partitions); err != nil {
-			return res, err
+			return res, nil, nil, err
 		}
 	}
 	defer func() {
@@ -57,14 +64,14 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err 
 	defer cancel()
 	res.produce, err = kafkaProduce(pctx, cfg, seeds, topic)
 	if err != nil {
-		return res, fmt.Errorf("kafka produce to %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka produce to %s: %w", cfg.brokers, err)
 	}
 	fmt.Printf("  produce: %s\n", res.produce)
 	cctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("kafka fetch took longer than -timeout %s", cfg.timeout))
 	defer cancel()
 	res.consume, err = kafkaConsume(cctx, cfg, seeds, topic)
 	if err != nil {
-		return res, fmt.Errorf("kafka fetch from %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka fetch from %s: %w", cfg.brokers, err)
 	}
 	fmt.Printf("  fetch:   %s\n", res.consume)
 	if cfg.latencyDuration > 0 {
@@ -72,24 +79,21 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err 
 		defer cancel()
 		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
-			return res, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
+			return res, nil, nil, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
 		}
 		fmt.Printf("  latency: %s\n", res.latency)
 	}
-	step := 0
-	res.knee, err = findKnee(ctx, cfg, res.produce.recordsPerSec(), func(ctx context.Context, rate float64) (latency, error) {
-		step++
-		t := fmt.Sprintf("%s-knee%d", prefix, step)
+	n := 0
+	step = func(ctx context.Context, rate float64) (latency, error) {
+		n++
+		t := fmt.Sprintf("%s-knee%d", prefix, n)
 		if err := createTopic(ctx, admin, t, cfg.partitions); err != nil {
 			return latency{}, err
 		}
 		defer admin.DeleteTopics(context.WithoutCancel(ctx), t)
 		return kafkaLatency(ctx, cfg, seeds, t, rate, cfg.kneeStep)
-	})
-	if err != nil {
-		return res, fmt.Errorf("kafka latency knee on %s: %w", cfg.brokers, err)
 	}
-	return res, nil
+	return res, step, adm.Close, nil
 }
 
 // kafkaProduceOnly runs kafkaBench's produce run alone against seeds, on
@@ -213,7 +217,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	defer prod.Close()
 	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(time.Second))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMinBytes(fetchMinBytes), kgo.FetchMaxWait(fetchMaxWait))
 	if err != nil {
 		return latency{}, err
 	}

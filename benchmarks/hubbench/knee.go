@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"time"
 )
 
 // kneeRates is the ladder of rates the knee search steps through, the same
@@ -19,24 +21,107 @@ func kneeRates(cfg *config, maxRate float64) []float64 {
 	return rates
 }
 
-// findKnee runs latency steps at rising fixed rates until p99 exceeds
-// -knee-p99 (that step included) or the ladder ends.
-func findKnee(ctx context.Context, cfg *config, maxRate float64, step func(context.Context, float64) (latency, error)) ([]latency, error) {
-	var steps []latency
-	for _, r := range kneeRates(cfg, maxRate) {
-		sctx, cancel := context.WithTimeout(ctx, cfg.kneeStep+cfg.timeout)
-		l, err := step(sctx, r)
-		cancel()
-		if err != nil {
-			return steps, fmt.Errorf("at %.0f records/s: %w", r, err)
+// stepFunc runs one latency step of the knee search at a fixed rate.
+type stepFunc func(ctx context.Context, rate float64) (latency, error)
+
+// fetchMaxWait and fetchMinBytes are the Kafka consumer's settings in
+// every latency run: Kafka's defaults (fetch.max.wait.ms 500,
+// fetch.min.bytes 1), which a latency-sensitive consumer keeps: the
+// broker answers a fetch as soon as one byte is there, and a broker that
+// missed a wake-up shows as a tail of half a second, not hidden by a
+// short poll. The producer runs with linger 0 (-latency-linger) and
+// acks=all, idempotent (Kafka's defaults since 3.0).
+const (
+	fetchMaxWait  = 500 * time.Millisecond
+	fetchMinBytes = 1
+)
+
+// kneeSystem is one system in the knee search.
+type kneeSystem struct {
+	res  *result
+	step stepFunc
+	over int  // rates run whose p99 exceeded -knee-p99
+	done bool // over exceeded -knee-beyond
+}
+
+// runKnee steps every system through the same ladder of rates together:
+// at each rate each system runs -knee-repeat steps, the systems taking
+// turns (and the first turn alternating from rate to rate), so that all
+// see the same background load on a shared machine. A system stops
+// -knee-beyond rates after the first at which its median p99 exceeds
+// -knee-p99 (so that the table shows latencies at equal rates past the
+// knee too). Each system's steps are kept in its result, one merged
+// latency per rate.
+func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
+	top := 0.0
+	for _, s := range systems {
+		top = max(top, s.res.produce.recordsPerSec())
+	}
+	for i, rate := range kneeRates(cfg, top) {
+		runs := make([][]latency, len(systems))
+		for rep := range cfg.kneeRepeat {
+			for j := range systems {
+				k := (j + i + rep) % len(systems) // take turns
+				s := systems[k]
+				if s.done || rate > s.res.produce.recordsPerSec() {
+					continue
+				}
+				sctx, cancel := context.WithTimeout(ctx, cfg.kneeStep+cfg.timeout)
+				l, err := s.step(sctx, rate)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("%s latency knee at %.0f records/s: %w", s.res.system, rate, err)
+				}
+				fmt.Printf("  knee step, %s: %s\n", s.res.system, l)
+				runs[k] = append(runs[k], l)
+			}
 		}
-		fmt.Printf("  knee step: %s\n", l)
-		steps = append(steps, l)
-		if l.p99 > cfg.kneeP99 {
+		going := false
+		for k, s := range systems {
+			if len(runs[k]) == 0 {
+				continue
+			}
+			l := mergeSteps(runs[k])
+			s.res.knee = append(s.res.knee, l)
+			if l.p99 > cfg.kneeP99 {
+				s.over++
+				s.done = s.over > cfg.kneeBeyond
+			}
+			going = going || !s.done
+		}
+		if !going {
 			break
 		}
 	}
-	return steps, nil
+	return nil
+}
+
+// mergeSteps merges repeated steps at one rate: the median p50, p99 and
+// CPU pressure, the largest max, the lowest achieved rate.
+func mergeSteps(runs []latency) latency {
+	med := func(f func(latency) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, l := range runs {
+			v[i] = f(l)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m := runs[0]
+	m.p50 = time.Duration(med(func(l latency) float64 { return float64(l.p50) }))
+	m.p99 = time.Duration(med(func(l latency) float64 { return float64(l.p99) }))
+	m.cpuWait = med(func(l latency) float64 { return l.cpuWait })
+	m.p99s = nil
+	for _, l := range runs {
+		m.max = max(m.max, l.max)
+		m.achieved = min(m.achieved, l.achieved)
+		m.p99s = append(m.p99s, l.p99)
+	}
+	m.samples = 0
+	for _, l := range runs {
+		m.samples += l.samples
+	}
+	return m
 }
 
 // knee is the highest rate whose p99 was within -knee-p99 and that the
@@ -65,8 +150,15 @@ func kneeReport(cfg *config, results []result) string {
 	if len(with) == 0 {
 		return ""
 	}
-	fmt.Fprintf(&b, "\nLatency knee: the highest fixed rate at which p99 produce->consume stays <= %s, stepping from %.0f records/s by x%.2f, %s per step:\n\n",
+	fmt.Fprintf(&b, "\nLatency knee: the highest fixed rate at which p99 produce->consume stays <= %s, stepping from %.0f records/s by x%.2f, %s per step.\n",
 		cfg.kneeP99, cfg.kneeStart, cfg.kneeFactor, cfg.kneeStep)
+	fmt.Fprintf(&b, "At each rate every system ran %d step(s), the systems taking turns so they share the machine's background load; "+
+		"p50 and p99 are the medians over the steps, the p99 of each step in brackets. "+
+		"Kafka clients as a latency-sensitive user sets them: producer linger %s, acks=all (idempotent); consumer fetch.min.bytes %d, fetch.max.wait %s. "+
+		"NATS: PublishAsync, ordered pull consumer. "+
+		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
+		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
+		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, fetchMaxWait)
 	for _, r := range with {
 		k := knee(cfg, r.knee)
 		fmt.Fprintf(&b, "- %s: knee %.0f records/s, %.0f%% of its maximum produce rate (%.0f records/s)\n",
@@ -74,9 +166,9 @@ func kneeReport(cfg *config, results []result) string {
 	}
 	fmt.Fprintf(&b, "\n| records/s |")
 	for _, r := range with {
-		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms |", r.system, r.system)
+		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | CPU wait %% |", r.system, r.system)
 	}
-	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|", len(with)))
+	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|", len(with)))
 	top := 0.0
 	for _, r := range with {
 		top = max(top, r.produce.recordsPerSec())
@@ -84,10 +176,10 @@ func kneeReport(cfg *config, results []result) string {
 	for _, rate := range kneeRates(cfg, top) {
 		cells, any := "", false
 		for _, r := range with {
-			c := " - | - |"
+			c := " - | - | - |"
 			for _, l := range r.knee {
 				if l.rate == rate {
-					c, any = fmt.Sprintf(" %.2f | %.2f |", float64(l.p50)/1e6, float64(l.p99)/1e6), true
+					c, any = fmt.Sprintf(" %.2f | %.2f%s | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), 100*l.cpuWait), true
 				}
 			}
 			cells += c
@@ -134,4 +226,16 @@ func kneeTargets(cfg *config, w, nats *result, target func(what, got string, mea
 		got += "; higher at " + strings.Join(worse, ", ")
 	}
 	target("p99 <= NATS's p99 at every rate both sustain", got, compared > 0, len(worse) == 0)
+}
+
+// eachP99 lists the p99 of each step merged into l, when there were several.
+func eachP99(l latency) string {
+	if len(l.p99s) < 2 {
+		return ""
+	}
+	ms := make([]string, len(l.p99s))
+	for i, d := range l.p99s {
+		ms[i] = fmt.Sprintf("%.1f", float64(d)/1e6)
+	}
+	return " (" + strings.Join(ms, ", ") + ")"
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ func TestKneeReport(t *testing.T) {
 			knee: []latency{{rate: 10000, achieved: 10000, p99: 4 * ms}, {rate: 15000, achieved: 15000, p99: 6 * ms}}},
 	}
 	rep := kneeReport(cfg, results)
-	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | - |"} {
+	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | 0 | - | - | - |"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
@@ -25,5 +27,52 @@ func TestKneeReport(t *testing.T) {
 	kneeTargets(cfg, &results[0], &results[1], func(what, g string, measured, met bool) { got = append(got, what+": "+g) })
 	if len(got) != 2 || !strings.Contains(got[1], "1 rates compared") {
 		t.Errorf("targets %q", got)
+	}
+}
+
+// TestRunKnee checks that the systems take turns at every rate, that a
+// system stops after the rate where its median p99 passed the limit, and
+// that repeated steps merge into their median.
+func TestRunKnee(t *testing.T) {
+	ms := time.Millisecond
+	cfg := &config{kneeStart: 100, kneeFactor: 2, kneeStep: time.Millisecond, kneeP99: 5 * ms, kneeRepeat: 3, kneeBeyond: 1, timeout: time.Minute}
+	var order []string
+	// p99 by system and rate; the middle value of three is the median.
+	p99 := map[string]map[float64][]time.Duration{
+		"a": {100: {1 * ms, 9 * ms, 2 * ms}, 200: {6 * ms, 7 * ms, 1 * ms}, 400: {9 * ms, 9 * ms, 9 * ms}},
+		"b": {100: {1 * ms, 1 * ms, 1 * ms}, 200: {2 * ms, 2 * ms, 2 * ms}, 400: {3 * ms, 3 * ms, 3 * ms}, 800: {8 * ms, 8 * ms, 8 * ms}, 1600: {9 * ms, 9 * ms, 9 * ms}},
+	}
+	calls := map[string]map[float64]int{"a": {}, "b": {}}
+	sys := func(name string, maxRate float64) *kneeSystem {
+		res := &result{system: name, produce: newRate(int64(maxRate), 0, time.Second)}
+		return &kneeSystem{res: res, step: func(_ context.Context, rate float64) (latency, error) {
+			order = append(order, name)
+			i := calls[name][rate]
+			calls[name][rate]++
+			return latency{rate: rate, achieved: rate, samples: 10, p99: p99[name][rate][i], cpuWait: 0.01}, nil
+		}}
+	}
+	a, b := sys("a", 10000), sys("b", 10000)
+	if err := runKnee(context.Background(), cfg, []*kneeSystem{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	// a goes one rate past its knee (200/s, median 6 ms): to 400/s.
+	if want := []string{"a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "b", "b", "b", "b", "b"}; !slices.Equal(order, want) {
+		t.Errorf("order of steps = %v, want %v", order, want)
+	}
+	if got := len(a.res.knee); got != 3 {
+		t.Errorf("a ran %d rates, want 3 (one past the median p99 of 200/s, 6 ms)", got)
+	}
+	if got := len(b.res.knee); got != 5 {
+		t.Errorf("b ran %d rates, want 5 (one past 800/s)", got)
+	}
+	if got := a.res.knee[0].p99; got != 2*ms {
+		t.Errorf("a's p99 at 100/s = %v, want the median 2ms", got)
+	}
+	if got := knee(cfg, a.res.knee); got != 100 {
+		t.Errorf("knee(a) = %v, want 100", got)
+	}
+	if got := knee(cfg, b.res.knee); got != 400 {
+		t.Errorf("knee(b) = %v, want 400", got)
 	}
 }

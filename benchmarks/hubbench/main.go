@@ -13,9 +13,12 @@
 //   - latency (Kafka and NATS): produce at half the rate just measured for
 //     -latency-duration while a concurrent consumer measures the time from
 //     handing a record to the client to receiving it; p50, p99 and max;
-//   - latency knee (Kafka and NATS): the same at fixed rates stepping up from
-//     -knee-start by -knee-factor until p99 exceeds -knee-p99 (5 ms): the
-//     highest rate within it, and p99 at equal rates side by side.
+//   - latency knee (Kafka and NATS, after the rest, the two taking turns at
+//     each rate so that both see the same background load): the same at
+//     fixed rates stepping up from -knee-start by -knee-factor, -knee-repeat
+//     steps each, until the median p99 exceeds -knee-p99 (5 ms), and
+//     -knee-beyond rates more: the highest rate within it, p99 at equal rates side by side, and how long tasks
+//     waited for a CPU meanwhile (a busy machine shows in the tail).
 //
 // nats-server is started from PATH or ~/.cache/weir-bench/bin (installed
 // there with go install when missing); redis-server and redis-benchmark
@@ -66,6 +69,8 @@ type config struct {
 	natsBin, redisServer, redisBin string
 	kneeStart, kneeFactor          float64 // first rate and step factor of the knee search; start 0 skips it
 	kneeStep, kneeP99              time.Duration
+	kneeRepeat                     int // steps per system at each rate
+	kneeBeyond                     int // rates run past the first over -knee-p99
 }
 
 func main() {
@@ -94,6 +99,8 @@ func parseFlags() (*config, error) {
 	flag.Float64Var(&cfg.kneeFactor, "knee-factor", 1.5, "rate multiplier between steps of the latency knee search")
 	flag.DurationVar(&cfg.kneeStep, "knee-step", 3*time.Second, "length of each step of the latency knee search")
 	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
+	flag.IntVar(&cfg.kneeRepeat, "knee-repeat", 3, "steps per system at each rate of the knee search, taking turns; the median p99 counts")
+	flag.IntVar(&cfg.kneeBeyond, "knee-beyond", 1, "rates a system still runs after the first whose p99 exceeds -knee-p99, to compare latencies past the knee")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
@@ -125,8 +132,8 @@ func parseFlags() (*config, error) {
 	if cfg.latencyRate < 0 {
 		return nil, errors.New("-latency-rate must not be negative")
 	}
-	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0) {
-		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1 and -knee-step and -knee-p99 be positive")
+	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0) {
+		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond not negative")
 	}
 	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
 		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
@@ -184,11 +191,11 @@ func run() error {
 		cfg.brokers, name = addr, "kfake (in-process)"
 	}
 	fmt.Printf("== %s at %s\n", name, cfg.brokers)
-	r, err := kafkaBench(ctx, cfg, name)
+	r, kstep, closeKafka, err := kafkaBench(ctx, cfg, name)
 	if err != nil {
 		return err
 	}
-	stopKfake() // free kfake's memory before the peers run
+	defer closeKafka()
 	results = append(results, r)
 	var durable *rate
 	if cfg.durableBrokers != "" {
@@ -199,13 +206,16 @@ func run() error {
 		}
 		durable = &d
 	}
+	steps := []stepFunc{kstep}
 	if !cfg.skipNats {
 		fmt.Printf("== NATS JetStream (%s)\n", cfg.natsBin)
-		r, err := natsBench(ctx, cfg)
+		r, nstep, closeNats, err := natsBench(ctx, cfg)
 		if err != nil {
 			return err
 		}
+		defer closeNats()
 		results = append(results, r)
+		steps = append(steps, nstep)
 	}
 	if !cfg.skipRedis {
 		fmt.Printf("== Redis Streams (%s)\n", cfg.redisServer)
@@ -215,6 +225,17 @@ func run() error {
 		}
 		results = append(results, r)
 	}
+	if cfg.kneeStart > 0 {
+		fmt.Printf("== latency knee, the systems taking turns\n")
+		var systems []*kneeSystem
+		for i, step := range steps {
+			systems = append(systems, &kneeSystem{res: &results[i], step: step})
+		}
+		if err := runKnee(ctx, cfg, systems); err != nil {
+			return err
+		}
+	}
+	stopKfake()
 
 	rep := report(cfg, results)
 	if durable != nil {
@@ -246,8 +267,12 @@ func (r rate) String() string {
 }
 
 func (l latency) String() string {
-	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)",
-		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate)
+	cpu := ""
+	if l.cpuWait >= 0 {
+		cpu = fmt.Sprintf(", CPU wait %.0f%%", 100*l.cpuWait)
+	}
+	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s",
+		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, cpu)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }

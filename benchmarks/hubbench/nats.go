@@ -63,54 +63,64 @@ func findNats(ctx context.Context) (string, error) {
 
 // natsBench starts a single nats-server with JetStream file storage in the
 // work dir and measures async publish, an ordered consumer reading it all
-// back, and publish→consume latency at half the publish rate.
-func natsBench(ctx context.Context, cfg *config) (res result, err error) {
+// back, and publish→consume latency at half the publish rate. The server
+// stays up for the knee search: it returns the latency step (each step on
+// a stream of its own) and a function that stops the server.
+func natsBench(ctx context.Context, cfg *config) (res result, step stepFunc, closeFn func(), err error) {
 	bin := cfg.natsBin
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
-		return res, fmt.Errorf("%s --version: %w", bin, err)
+		return res, nil, nil, fmt.Errorf("%s --version: %w", bin, err)
 	}
 	res.system = "NATS JetStream " + strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server: ")
 	port, err := freePort()
 	if err != nil {
-		return res, err
+		return res, nil, nil, err
 	}
 	dir := filepath.Join(cfg.workdir, "nats")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, err
+		return res, nil, nil, err
 	}
 	srv, err := startProc("nats-server", filepath.Join(cfg.workdir, "nats-server.log"), bin,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "-n", "hubbench")
 	if err != nil {
-		return res, err
+		return res, nil, nil, err
 	}
-	defer srv.stop()
+	defer func() {
+		if err != nil {
+			srv.stop()
+		}
+	}()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := srv.waitTCP(ctx, addr); err != nil {
-		return res, err
+		return res, nil, nil, err
 	}
 	nc, err := nats.Connect("nats://"+addr, nats.Name("hubbench"))
 	if err != nil {
-		return res, fmt.Errorf("connect to nats-server at %s: %w", addr, err)
+		return res, nil, nil, fmt.Errorf("connect to nats-server at %s: %w", addr, err)
 	}
-	defer nc.Close()
+	defer func() {
+		if err != nil {
+			nc.Close()
+		}
+	}()
 
 	pctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("NATS publish took longer than -timeout %s", cfg.timeout))
 	defer cancel()
 	stream, err := natsStream(pctx, nc, "HUBBENCH", "hubbench.data")
 	if err != nil {
-		return res, err
+		return res, nil, nil, err
 	}
 	res.produce, err = natsPublish(pctx, cfg, nc, stream)
 	if err != nil {
-		return res, fmt.Errorf("NATS publish: %w", err)
+		return res, nil, nil, fmt.Errorf("NATS publish: %w", err)
 	}
 	fmt.Printf("  produce: %s\n", res.produce)
 	cctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("NATS consume took longer than -timeout %s", cfg.timeout))
 	defer cancel()
 	res.consume, err = natsConsume(cctx, cfg, stream)
 	if err != nil {
-		return res, fmt.Errorf("NATS consume: %w", err)
+		return res, nil, nil, fmt.Errorf("NATS consume: %w", err)
 	}
 	fmt.Printf("  consume: %s\n", res.consume)
 	if cfg.latencyDuration > 0 {
@@ -118,19 +128,32 @@ func natsBench(ctx context.Context, cfg *config) (res result, err error) {
 		defer cancel()
 		res.latency, err = natsLatency(lctx, cfg, nc, "HUBBENCH_LATENCY", "hubbench.latency", cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
-			return res, fmt.Errorf("NATS latency: %w", err)
+			return res, nil, nil, fmt.Errorf("NATS latency: %w", err)
 		}
 		fmt.Printf("  latency: %s\n", res.latency)
 	}
-	step := 0
-	res.knee, err = findKnee(ctx, cfg, res.produce.recordsPerSec(), func(ctx context.Context, rate float64) (latency, error) {
-		step++
-		return natsLatency(ctx, cfg, nc, fmt.Sprintf("HUBBENCH_KNEE%d", step), fmt.Sprintf("hubbench.knee%d", step), rate, cfg.kneeStep)
-	})
-	if err != nil {
-		return res, fmt.Errorf("NATS latency knee: %w", err)
+	n := 0
+	step = func(ctx context.Context, rate float64) (latency, error) {
+		n++
+		name := fmt.Sprintf("HUBBENCH_KNEE%d", n)
+		defer natsDeleteStream(nc, name)
+		return natsLatency(ctx, cfg, nc, name, fmt.Sprintf("hubbench.knee%d", n), rate, cfg.kneeStep)
 	}
-	return res, nil
+	return res, step, func() { nc.Close(); srv.stop() }, nil
+}
+
+// natsDeleteStream deletes a knee step's stream, so that the steps that
+// follow run on a server holding no more than the ones before.
+func natsDeleteStream(nc *nats.Conn, name string) {
+	js, err := jetstream.New(nc)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = js.DeleteStream(ctx, name)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hubbench: delete NATS stream %s: %v (it stays on the server)\n", name, err)
+	}
 }
 
 // natsStream creates a file-backed stream on subject, retrying while

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -67,6 +68,76 @@ func BenchmarkProduce(b *testing.B) {
 				i++
 			}
 			if err := cl.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkFetchTail measures a tailing consumer's produce→consume round
+// trip through the Kafka front door: each op produces one 1 KiB record
+// (acks=1, linger 0) and waits until a consumer long-polling the partition
+// (fetch.min.bytes 1) has it. The fetch answers carry a batch or two, sent
+// with sendfile between two writes or read in and written at once
+// (inlineFetchBytes); ns/op is the mean round trip.
+func BenchmarkFetchTail(b *testing.B) {
+	value := make([]byte, 1024)
+	for _, m := range []struct {
+		name   string
+		inline int64
+	}{{"sendfile", -1}, {"inline", 64 << 10}} {
+		b.Run(m.name, func(b *testing.B) {
+			defer func(v int64) { inlineFetchBytes = v }(inlineFetchBytes)
+			inlineFetchBytes = m.inline
+			h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never", SegmentBytes: 64 << 20}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := h.CreateDataset("tail", hub.DatasetConfig{Partitions: 1}); err != nil {
+				b.Fatal(err)
+			}
+			srv := NewServer(h, Options{})
+			ln, err := srv.Listen("127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer func() {
+				srv.Shutdown(context.Background())
+				h.Close()
+			}()
+			prod := newClient(b, ln.Addr().String(), kgo.DefaultProduceTopic("tail"), kgo.RequiredAcks(kgo.LeaderAck()),
+				kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0))
+			cons := newClient(b, ln.Addr().String(), kgo.ConsumeTopics("tail"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+				kgo.FetchMinBytes(1), kgo.FetchMaxWait(5*time.Second))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			got := 0
+			await := func(n int) {
+				for got < n {
+					fs := cons.PollFetches(ctx)
+					if err := fs.Err0(); err != nil {
+						b.Fatal(err)
+					}
+					got += fs.NumRecords()
+				}
+			}
+			prod.Produce(ctx, &kgo.Record{Value: value}, nil)
+			await(1)
+			b.SetBytes(int64(len(value)))
+			b.ReportAllocs()
+			n := 1
+			for b.Loop() {
+				prod.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+				})
+				n++
+				await(n)
+			}
+			// The consumer may see a record before its producer hears the ack.
+			if err := prod.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
 		})
