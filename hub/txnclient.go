@@ -26,7 +26,9 @@ type TxnProducer interface {
 	// End commits (commit true) or aborts the open transaction; without
 	// one it does nothing. A failed commit leaves the outcome to the
 	// caller's abort: call End(ctx, false) then, which re-initialises
-	// the producer (a new epoch) if the transaction cannot be ended.
+	// the producer (a new epoch) if the transaction cannot be ended. An
+	// error wrapping ErrProducerFenced means a newer producer with the
+	// same id took over: this one can do nothing more.
 	End(ctx context.Context, commit bool) error
 	// Doomed is closed once the open transaction can only be aborted (a
 	// produce in it failed): work in it should stop and End(ctx, false)
@@ -83,13 +85,11 @@ func (c *LocalClient) TxnProducer(ctx context.Context, id string, timeout time.D
 
 // init gets the id's producer id and next epoch, aborting an open
 // transaction of an earlier incarnation (or of this one when it cannot
-// be ended otherwise).
+// be ended otherwise). With this producer's pid and epoch (KIP-360) it
+// succeeds after the hub timed the transaction out, and fails with
+// ErrProducerFenced once a newer incarnation took the id over.
 func (t *localTxn) init(pid int64, epoch int16) error {
 	p, e, err := t.c.h.InitTransactionalProducer(t.id, t.timeout, pid, epoch)
-	if err != nil && pid >= 0 {
-		// Fenced meanwhile, or the state is gone: start afresh.
-		p, e, err = t.c.h.InitTransactionalProducer(t.id, t.timeout, -1, -1)
-	}
 	if err != nil {
 		return fmt.Errorf("hub: initialising transactional id %q: %w", t.id, err)
 	}

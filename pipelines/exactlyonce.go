@@ -3,6 +3,7 @@ package pipelines
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/weirhub/weir/hub"
@@ -62,11 +63,18 @@ func (p *pipelineRunner) startTxn(ctx context.Context, stop <-chan struct{}) boo
 }
 
 // abortTxn aborts the open transaction, logging a failure (the next
-// transaction's start, or the hub's timeout, aborts it then).
-func (p *pipelineRunner) abortTxn(ctx context.Context) {
-	if err := p.txc.tx.End(context.WithoutCancel(ctx), false); err != nil {
+// transaction's start, or the hub's timeout, aborts it then). It returns
+// an error when the producer was fenced: another run took the
+// transactional id over, and this pipeline must stop.
+func (p *pipelineRunner) abortTxn(ctx context.Context) error {
+	err := p.txc.tx.End(context.WithoutCancel(ctx), false)
+	if errors.Is(err, hub.ErrProducerFenced) {
+		return fmt.Errorf("fenced: another run uses transactional id %s: %w", p.cfg.TransactionalID, err)
+	}
+	if err != nil {
 		p.log.Warn("weir: aborting the transaction failed; it is aborted when the producer starts again or times out", "err", err)
 	}
+	return nil
 }
 
 // commitTxn stages the offsets and commits the open transaction.

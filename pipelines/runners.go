@@ -403,7 +403,9 @@ func (p *pipelineRunner) deadLetterCorrupt(ctx context.Context, cbe *hub.Corrupt
 		if p.txc != nil {
 			// The dead letter was written in the open transaction.
 			if err = p.commitTxn(ctx, commit); err != nil {
-				p.abortTxn(ctx)
+				if ferr := p.abortTxn(ctx); ferr != nil {
+					return ferr
+				}
 				if !rebalanced(err) {
 					return err // polled again: the consumer meets the batch again
 				}
@@ -525,10 +527,14 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			err = p.commitPlain(ctx, stop)
 		case err == nil:
 			if err = p.commitTxn(ctx, p.commit); err != nil {
-				p.abortTxn(ctx)
+				if ferr := p.abortTxn(ctx); ferr != nil {
+					return ferr
+				}
 			}
 		case p.txc != nil:
-			p.abortTxn(ctx)
+			if ferr := p.abortTxn(ctx); ferr != nil {
+				return ferr
+			}
 		}
 		if err == nil {
 			p.stats.dead.Add(int64(len(p.failed)))
