@@ -51,6 +51,54 @@ var _ Transactor = (*LocalClient)(nil)
 // failure doomed: it must be aborted.
 var ErrTxnDoomed = errors.New("hub: the transaction failed and must be aborted")
 
+// TxnDoom is the Doomed signal of a TxnProducer: a channel closed once
+// the open transaction failed, a new one for the next transaction. The
+// zero value is ready; it is safe for concurrent use.
+type TxnDoom struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	closed bool
+}
+
+// Done returns the channel of the open transaction.
+func (d *TxnDoom) Done() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ch == nil {
+		d.ch = make(chan struct{})
+	}
+	return d.ch
+}
+
+// Doom closes the open transaction's channel.
+func (d *TxnDoom) Doom() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ch == nil {
+		d.ch = make(chan struct{})
+	}
+	if !d.closed {
+		close(d.ch)
+		d.closed = true
+	}
+}
+
+// Doomed reports whether the open transaction failed.
+func (d *TxnDoom) Doomed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closed
+}
+
+// Reset starts the next transaction's signal.
+func (d *TxnDoom) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		d.ch, d.closed = make(chan struct{}), false
+	}
+}
+
 // localTxn is a TxnProducer over an in-process hub: the hub's transaction
 // API, with batches built by the LocalClient.
 type localTxn struct {
@@ -67,8 +115,7 @@ type localTxn struct {
 	parts  []TopicPartition         // in the open transaction
 	groups []string                 // in the open transaction
 	open   bool
-	doomed chan struct{}
-	dead   bool // doomed is closed
+	doom   TxnDoom
 }
 
 // TxnProducer implements Transactor.
@@ -76,7 +123,7 @@ func (c *LocalClient) TxnProducer(ctx context.Context, id string, timeout time.D
 	if timeout <= 0 {
 		timeout = DefaultTxnTimeout
 	}
-	t := &localTxn{c: c, id: id, timeout: timeout, doomed: make(chan struct{})}
+	t := &localTxn{c: c, id: id, timeout: timeout}
 	if err := t.init(-1, -1); err != nil {
 		return nil, err
 	}
@@ -101,34 +148,17 @@ func (t *localTxn) init(pid int64, epoch int16) error {
 // reset forgets the ended transaction; t.mu is held (or t is new).
 func (t *localTxn) reset() {
 	t.parts, t.groups, t.open = nil, nil, false
-	if t.dead {
-		t.doomed, t.dead = make(chan struct{}), false
-	}
-}
-
-// doom marks the open transaction as failed; t.mu is held.
-func (t *localTxn) doom() {
-	if !t.dead {
-		close(t.doomed)
-		t.dead = true
-	}
+	t.doom.Reset()
 }
 
 // Doomed implements TxnProducer.
-func (t *localTxn) Doomed() <-chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.doomed
-}
+func (t *localTxn) Doomed() <-chan struct{} { return t.doom.Done() }
 
 // Produce implements Client, within the open transaction.
 func (t *localTxn) Produce(ctx context.Context, dataset string, records []Record, opts ProduceOptions) RecordResults {
 	t.prodMu.Lock()
 	defer t.prodMu.Unlock()
-	t.mu.Lock()
-	dead := t.dead
-	t.mu.Unlock()
-	if dead {
+	if t.doom.Doomed() {
 		return FailAll(len(records), ErrTxnDoomed)
 	}
 	return t.c.produce(ctx, dataset, records, opts, t)
@@ -150,7 +180,7 @@ func (t *localTxn) addPartitions(dataset string, parts []*localPart) error {
 		return nil
 	}
 	if err := t.c.h.AddPartitionsToTxn(t.id, t.pid, t.epoch, add); err != nil {
-		t.doom()
+		t.doom.Doom()
 		return err
 	}
 	t.parts = append(t.parts, add...)
@@ -165,7 +195,7 @@ func (t *localTxn) stored(dataset string, lp *localPart) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if lp.err != nil {
-		t.doom()
+		t.doom.Doom()
 		return
 	}
 	t.seqs[TopicPartition{Topic: dataset, Partition: lp.p}] = lp.seq
@@ -193,12 +223,12 @@ func (t *localTxn) SendOffsets(ctx context.Context, c Consumer, offsets map[Topi
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.dead {
+	if t.doom.Doomed() {
 		return ErrTxnDoomed
 	}
 	if !slices.Contains(t.groups, group) {
 		if err := t.c.h.AddOffsetsToTxn(t.id, t.pid, t.epoch, group); err != nil {
-			t.doom()
+			t.doom.Doom()
 			return err
 		}
 		t.groups = append(t.groups, group)
@@ -209,7 +239,7 @@ func (t *localTxn) SendOffsets(ctx context.Context, c Consumer, offsets map[Topi
 		m[tp] = CommittedOffset{Offset: off, LeaderEpoch: -1}
 	}
 	if err := t.c.h.TxnOffsetCommit(t.id, t.pid, t.epoch, group, m); err != nil {
-		t.doom()
+		t.doom.Doom()
 		return err
 	}
 	return nil
@@ -225,7 +255,7 @@ func (t *localTxn) End(ctx context.Context, commit bool) error {
 		t.reset()
 		return nil
 	}
-	if t.dead {
+	if t.doom.Doomed() {
 		if commit {
 			return ErrTxnDoomed
 		}
@@ -240,7 +270,7 @@ func (t *localTxn) End(ctx context.Context, commit bool) error {
 		return nil
 	}
 	if commit {
-		t.doom()
+		t.doom.Doom()
 		return fmt.Errorf("hub: committing the transaction of %q: %w", t.id, err)
 	}
 	// The abort failed: a new epoch aborts it and fences what was

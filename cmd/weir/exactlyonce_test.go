@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhub/weir/hub"
@@ -43,29 +44,82 @@ func prefillSized(t *testing.T, dir, dataset string, partitions int32, n, size i
 	}
 }
 
-// openTxn opens the hub of dir and reports whether the transactional id
-// has an open transaction that wrote to some partition.
-func openTxn(t *testing.T, dir, id string) bool {
-	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: dir})
+// eoHub is where an exactly-once test's pipeline runs: the in-process hub
+// of `weir run` (serve is nil) or a `weir serve` reached over Kafka.
+type eoHub struct {
+	t     *testing.T
+	data  string
+	serve *weirProcess
+	adm   *kadm.Client // of serve
+}
+
+// openTxn reports whether the transactional id has an open transaction
+// that wrote to some partition.
+func (e *eoHub) openTxn(id string) bool {
+	e.t.Helper()
+	if e.serve != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		d, err := e.adm.DescribeTransactions(ctx, id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return d[id].State == hub.TxnOngoing && len(d[id].Topics) > 0
+	}
+	h, err := hub.Open(hub.Options{DataDir: e.data})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	defer h.Close()
 	d := h.DescribeTransactions([]string{id})[id]
 	return d.State == hub.TxnOngoing && len(d.Partitions) > 0
 }
 
-// committedRecords opens the hub of dir and sums the group's committed
-// offsets.
-func committedRecords(t *testing.T, dir, group string) int64 {
-	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: dir})
+// waitOpenTxn waits, over Kafka, until the transactional id has an open
+// transaction that wrote records.
+func (e *eoHub) waitOpenTxn(id string, logs *strings.Builder) {
+	e.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !e.openTxn(id) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no transaction of %s opened in 90s:\n%s", id, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitProgress waits until the group's committed offsets sum to more
+// than before.
+func (e *eoHub) waitProgress(group string, before int64, logs *strings.Builder) {
+	e.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for e.committed(group) <= before {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("nothing committed in 90s:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// committed sums the group's committed offsets.
+func (e *eoHub) committed(group string) int64 {
+	e.t.Helper()
+	var sum int64
+	if e.serve != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		offs, err := e.adm.FetchOffsets(ctx, group)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		offs.Each(func(o kadm.OffsetResponse) { sum += max(o.At, 0) })
+		return sum
+	}
+	h, err := hub.Open(hub.Options{DataDir: e.data})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	defer h.Close()
-	var sum int64
 	for _, o := range h.FetchOffsets(group, nil) {
 		sum += o.Offset
 	}
@@ -78,9 +132,25 @@ func committedRecords(t *testing.T, dir, group string) int64 {
 // serve` on the same directory), the output holds every input record
 // exactly once: what a killed run wrote without committing was aborted
 // when the next run fenced its transactional id. WEIR_RUN_CRASHES sets the
-// number of kills (default 6).
+// least number of kills (default 6); the test kills until two landed
+// inside a transaction (at most 40).
 func TestRunExactlyOnceKill9(t *testing.T) {
+	testExactlyOnceKill9(t, false)
+}
+
+// TestRunExactlyOnceOverKafkaKill9 is TestRunExactlyOnceKill9 with the
+// pipeline reaching `weir serve` through hub.kafka: franz-go's
+// transactional producer, offsets sent in the transaction with the
+// consumer's generation, read_committed consumers.
+func TestRunExactlyOnceOverKafkaKill9(t *testing.T) {
+	testExactlyOnceKill9(t, true)
+}
+
+func testExactlyOnceKill9(t *testing.T, overKafka bool) {
 	kills := 6
+	if overKafka {
+		kills = 3
+	}
 	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
 		fmt.Sscan(s, &kills)
 	}
@@ -88,9 +158,16 @@ func TestRunExactlyOnceKill9(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	const n = 30000
 	prefillSized(t, data, "in", 3, n, 900)
+	e := &eoHub{t: t, data: data}
+	hubConf := "data_dir: " + data
+	if overKafka {
+		e.serve = startServe(t, data)
+		e.adm = kadm.NewClient(mustClient(t, e.serve.addr))
+		hubConf = fmt.Sprintf(`kafka: {brokers: ["%s"]}`, e.serve.addr)
+	}
 	file := filepath.Join(dir, "p.yaml")
 	os.WriteFile(file, []byte(fmt.Sprintf(`
-hub: {data_dir: %s}
+hub: {%s}
 datasets:
   in: {partitions: 3}
   out: {partitions: 2, fsync: always}
@@ -102,26 +179,37 @@ pipelines:
     to:
       - dataset: out
         batching: {count: 500, bytes: 64KiB, period: 20ms}
-`, data)), 0o644)
+`, hubConf)), 0o644)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	// Kill at least kills times, and until two kills landed inside a
-	// transaction (records written, not committed), at most 40.
 	midTxn := 0
 	for k := 0; k < kills || midTxn < 2 && k < 40; k++ {
+		var before int64
+		if e.serve != nil {
+			before = e.committed("copy")
+		}
 		cmd := weirCmd(t, nil, "run", file, "--stats-every", "0", "--log-level", "warn")
 		var logs strings.Builder
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// A kill at a random moment of the copy, not an ordering of events.
-		time.Sleep(time.Duration(200+rng.IntN(500)) * time.Millisecond)
+		if e.serve == nil {
+			// A kill at a random moment of the copy, not an ordering of events.
+			time.Sleep(time.Duration(200+rng.IntN(500)) * time.Millisecond)
+		} else {
+			// Over Kafka a restarted run waits for the killed member's
+			// session to expire (10s) before it is assigned anything, so
+			// each kill is aimed: after the run committed a transaction,
+			// once the next one has written records.
+			e.waitProgress("copy", before, &logs)
+			e.waitOpenTxn("weir-copy-copy", &logs)
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() {
 			t.Fatalf("kill %d: weir run exited on its own (%v) before the kill:\n%s", k, cmd.ProcessState, logs.String())
 		}
-		if openTxn(t, data, "weir-copy-copy") {
+		if e.openTxn("weir-copy-copy") {
 			midTxn++
 		}
 		kills = max(kills, k+1)
@@ -130,21 +218,39 @@ pipelines:
 		t.Fatalf("none of %d kills landed inside a transaction", kills)
 	}
 	// The kills must have landed mid-copy for the test to mean anything.
-	if done := committedRecords(t, data, "copy"); done == 0 || done == n {
+	if done := e.committed("copy"); done == 0 || done == n {
 		t.Fatalf("%d of %d records committed before the last run: the kills did not interrupt the copy", done, n)
 	} else {
 		t.Logf("%d of %d records committed across the killed runs", done, n)
+	}
+	if e.serve != nil {
+		// A run with --until-drained that joins while the killed member
+		// still holds the partitions finds nothing assigned, and nothing
+		// to drain: wait until its session expired.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			gs, err := e.adm.DescribeGroups(context.Background(), "copy")
+			if err == nil && len(gs["copy"].Members) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the killed member is still in the group after 60s: %v %+v", err, gs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	cmd := weirCmd(t, nil, "run", file, "--until-drained", "--stats-every", "0", "--log-level", "warn")
 	if outb, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the last run failed: %v\n%s", err, outb)
 	}
 
-	p := startServe(t, data)
+	if e.serve == nil {
+		e.serve = startServe(t, data)
+	}
 	read := func(iso kgo.IsolationLevel) map[int]int {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		c := mustClient(t, p.addr, kgo.ConsumeTopics("out"), kgo.FetchIsolationLevel(iso), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		c := mustClient(t, e.serve.addr, kgo.ConsumeTopics("out"), kgo.FetchIsolationLevel(iso), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		defer c.Close()
 		ids := map[int]int{}
 		for idle := 0; idle < 3; {
