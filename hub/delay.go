@@ -347,6 +347,7 @@ func (d *delayer) queue(p *Partition) (*delayQueue, error) {
 		if !found {
 			idx.indexed = dp.HighWatermark() // a new delay partition
 		}
+		idx.sync = ds.Config().Fsync != "never"
 		q = &delayQueue{target: p, dp: dp, idx: idx, inflight: map[int64]int{}}
 		d.queues[p] = q
 	}
@@ -435,7 +436,8 @@ func (d *delayer) load() error {
 					b = b[h.Size():]
 				}
 			}
-			if err := idx.checkpoint(dp.HighWatermark()); err != nil {
+			idx.sync = dp.ds.Config().Fsync != "never"
+			if err := idx.checkpoint(dp.HighWatermark(), true); err != nil {
 				return err
 			}
 			if err := os.Remove(legacy); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -563,15 +565,16 @@ func (q *delayQueue) saveLocked(moved []delayEntry, next, now int64) error {
 	if time.Since(q.saved) < saveDeliveredEvery {
 		return nil // a crash now delivers these again: at least once
 	}
-	return q.saveStateLocked()
+	return q.saveStateLocked(false)
 }
 
 // saveDeliveredEvery is how often at most a delay partition records what it
 // delivered: what a crash can deliver twice.
 const saveDeliveredEvery = 100 * time.Millisecond
 
-// saveStateLocked checkpoints the index; q.mu is held.
-func (q *delayQueue) saveStateLocked() error {
+// saveStateLocked checkpoints the index (see delayIndex.checkpoint); q.mu
+// is held.
+func (q *delayQueue) saveStateLocked(force bool) error {
 	q.imu.Lock()
 	hwm := q.dp.HighWatermark()
 	indexed := hwm
@@ -579,7 +582,7 @@ func (q *delayQueue) saveStateLocked() error {
 		indexed = min(indexed, o)
 	}
 	q.imu.Unlock()
-	if err := q.idx.checkpoint(indexed); err != nil {
+	if err := q.idx.checkpoint(indexed, force); err != nil {
 		return err
 	}
 	q.saved = time.Now()
@@ -616,7 +619,7 @@ func (d *delayer) flushDue(force bool) (bool, error) {
 	for _, q := range d.queues {
 		q.mu.Lock()
 		if force || time.Since(q.saved) >= saveDeliveredEvery {
-			errs = append(errs, q.saveStateLocked())
+			errs = append(errs, q.saveStateLocked(force))
 		}
 		left = left || q.idx.dirty
 		q.mu.Unlock()

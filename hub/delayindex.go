@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weirhub/weir/internal/atomicfile"
 )
@@ -30,11 +31,12 @@ import (
 // A level-1 bucket is cascaded into level-0 buckets 10s before it starts;
 // a level-0 bucket is read into memory (a heap by due time) 1s before it
 // starts, and its files are removed once every entry was delivered. Only
-// the buckets being written (their last entries, up to 64 KiB) and the
+// the buckets being written (their last entries, up to 4 KiB) and the
 // seconds about to fall due are in memory: 10 million pending batches
-// take their 160 MB on disk, not in RAM. Entries are written at the next
-// flush (every 100ms while something changed); index.json moves on only
-// after the files are synced, and at open the delay partition is read from
+// take their 160 MB on disk, not in RAM. A bucket's entries are written
+// when 4 KiB gathered, and all of them every 10s, when index.json moves
+// on, after the files are synced (unless the delay dataset's fsync policy
+// is never); at open the delay partition is read from
 // there to the end again, so an entry lost with a crash is found again
 // (one written twice is delivered once: a second is de-duplicated when
 // read). Delivered offsets are appended to the .done files only after the
@@ -47,7 +49,10 @@ const (
 	delayCascade   = int64(10000) // ms before its start a level-1 bucket is cascaded
 	delayLoadAhead = int64(1000)  // ms before its start a level-0 bucket is read in
 	delayEntrySize = 16
-	delayBufMax    = 64 << 10 // bytes of entries a bucket holds before writing them
+	delayBufMax    = 4 << 10 // bytes of entries a bucket holds before writing them
+	// delayCheckpointEvery is how often index.json moves on: what a
+	// restart after a crash reads again from the delay partition.
+	delayCheckpointEvery = 10 * time.Second
 )
 
 type bucketKey struct {
@@ -80,14 +85,17 @@ type delayBucket struct {
 // called with the queue's mu held.
 type delayIndex struct {
 	dir     string
+	sync    bool // sync the files before a checkpoint
 	buckets map[bucketKey]*delayBucket
 	h       delayHeap // entries of the loaded buckets
 	indexed int64
-	dirty   bool // entries or delivered offsets not written, or index.json behind
+	dirty   bool            // entries or delivered offsets not written, or index.json behind
+	touched map[string]bool // files written since the last checkpoint, to sync
+	lastCk  time.Time       // the last checkpoint
 }
 
 func openDelayIndex(dir string) (*delayIndex, bool, error) {
-	x := &delayIndex{dir: dir, buckets: map[bucketKey]*delayBucket{}}
+	x := &delayIndex{dir: dir, buckets: map[bucketKey]*delayBucket{}, touched: map[string]bool{}}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("hub: %w", err)
 	}
@@ -219,6 +227,9 @@ func (x *delayIndex) addTo(k bucketKey, e delayEntry) {
 		b.left++
 	}
 	x.dirty = true
+	if len(b.buf) >= delayBufMax {
+		x.writeBuf(b) // on failure the entries stay, written by the checkpoint (which reports it)
+	}
 }
 
 // writeBuf appends a bucket's unwritten entries and delivered offsets to
@@ -246,8 +257,9 @@ func (x *delayIndex) writeBuf(b *delayBucket) ([]string, error) {
 		}
 		*w.buf = (*w.buf)[:0]
 		written = append(written, path)
+		x.touched[path] = true
 	}
-	if cap(b.buf) > delayBufMax {
+	if cap(b.buf) > 2*delayBufMax {
 		b.buf = nil
 	}
 	return written, nil
@@ -272,7 +284,7 @@ func (x *delayIndex) advance(now int64) error {
 		}
 		// The entries are in level-0 buffers: they must reach their
 		// files before the level-1 file goes.
-		if err := x.flushBuffers(); err != nil {
+		if err := x.flushBuffers(x.sync); err != nil {
 			return err
 		}
 		if err := os.Remove(filepath.Join(x.dir, k.name("idx"))); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -308,20 +320,22 @@ func (x *delayIndex) advance(now int64) error {
 	return nil
 }
 
-// flushBuffers writes every bucket's unwritten entries and syncs them.
-func (x *delayIndex) flushBuffers() error {
-	var paths []string
+// flushBuffers writes every bucket's unwritten entries and, with sync,
+// syncs every file written since the last checkpoint.
+func (x *delayIndex) flushBuffers(sync bool) error {
 	for _, b := range x.buckets {
-		w, err := x.writeBuf(b)
-		paths = append(paths, w...)
-		if err != nil {
+		if _, err := x.writeBuf(b); err != nil {
 			return err
 		}
 	}
-	for _, p := range paths {
+	if !sync {
+		return nil
+	}
+	for p := range x.touched {
 		if err := syncFile(p); err != nil {
 			return err
 		}
+		delete(x.touched, p)
 	}
 	return nil
 }
@@ -386,13 +400,30 @@ func (x *delayIndex) delivered(es []delayEntry, now int64) error {
 	return nil
 }
 
-// checkpoint writes what is buffered, syncs it, and records that every
-// batch below indexed is in the files.
-func (x *delayIndex) checkpoint(indexed int64) error {
+// checkpoint writes the delivered offsets and, every
+// delayCheckpointEvery (or with force), every buffered entry, syncs the
+// files and records that every batch below indexed is in them.
+func (x *delayIndex) checkpoint(indexed int64, force bool) error {
 	if !x.dirty && indexed == x.indexed {
 		return nil
 	}
-	if err := x.flushBuffers(); err != nil {
+	for _, b := range x.buckets {
+		if len(b.done) == 0 {
+			continue
+		}
+		done := b.buf
+		b.buf = nil // the .done file only
+		_, err := x.writeBuf(b)
+		b.buf = done
+		if err != nil {
+			return err
+		}
+	}
+	if !force && time.Since(x.lastCk) < delayCheckpointEvery {
+		return nil
+	}
+	x.lastCk = time.Now()
+	if err := x.flushBuffers(x.sync); err != nil {
 		return err
 	}
 	if indexed != x.indexed {
