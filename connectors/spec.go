@@ -88,6 +88,11 @@ type Spec struct {
 	// when Inline is "fields".
 	Inline  string
 	Example string // YAML of a complete use
+	// Transactional marks a sink that writes only through
+	// Resources.Client, so that a pipeline running exactly once
+	// (processing: exactly_once) can hand it a transactional client: its
+	// writes and the pipeline's offsets commit together.
+	Transactional bool
 }
 
 // ConfigError is a configuration problem at a place in the YAML.

@@ -178,6 +178,10 @@ type ConsumeOptions struct {
 	// reports and dead-letters the range. Default false: Poll fails at
 	// the batch every time.
 	SkipCorrupt bool
+	// ReadCommitted reads only records of committed transactions (and
+	// records outside transactions), up to each partition's last stable
+	// offset: Kafka's read_committed. Default false: every stored record.
+	ReadCommitted bool
 	// OnAssigned is called from Poll after partitions are assigned.
 	OnAssigned func(ctx context.Context, partitions []TopicPartition)
 	// OnRevoked is called from Poll (or Close) before assigned partitions
@@ -244,6 +248,8 @@ type localPart struct {
 	last    []byte // the only batch, in b's buffer
 	b       codecs.Builder
 	err     error
+	tx      *localTxn // a transactional produce: stamps each batch
+	seq     int32     // with tx: the sequence of the next batch's first record
 }
 
 // seal builds the records appended since the last seal. The batches of
@@ -254,7 +260,14 @@ func (lp *localPart) seal(final bool) {
 	if lp.b.NumRecords() == 0 || lp.err != nil {
 		return
 	}
+	n := int32(lp.b.NumRecords())
+	if lp.tx != nil {
+		lp.b.SetProducer(lp.tx.pid, lp.tx.epoch, lp.seq)
+	}
 	built, err := lp.b.Build()
+	if err == nil && lp.tx != nil {
+		lp.seq += n
+	}
 	if err != nil {
 		lp.err = err
 		return
@@ -270,6 +283,13 @@ func (lp *localPart) seal(final bool) {
 // Produce implements Client. It builds each partition's batches once, in
 // a builder reused across calls, and stores the partitions concurrently.
 func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Record, opts ProduceOptions) RecordResults {
+	return c.produce(ctx, dataset, records, opts, nil)
+}
+
+// produce is Produce, within tx's open transaction when tx is not nil:
+// the batches carry its producer id, epoch and sequences, and the
+// partitions are added to the transaction before they are stored.
+func (c *LocalClient) produce(ctx context.Context, dataset string, records []Record, opts ProduceOptions, tx *localTxn) RecordResults {
 	if len(records) == 0 {
 		return nil
 	}
@@ -307,6 +327,10 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 		lp := byPart[p]
 		if lp == nil {
 			lp = c.part(p, comp)
+			if tx != nil {
+				lp.tx, lp.seq = tx, tx.seqs[TopicPartition{Topic: dataset, Partition: p}]
+				lp.b.Attributes = codecs.AttrTransactional
+			}
 			byPart[p] = lp
 			parts = append(parts, lp)
 		}
@@ -329,6 +353,17 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 		}
 		lp.b.Append(ts, r.Key, r.Value, r.Headers)
 		lp.idx = append(lp.idx, i)
+	}
+	if tx != nil {
+		if err := tx.addPartitions(dataset, parts); err != nil {
+			for _, lp := range parts {
+				for _, i := range lp.idx {
+					results[i].Err = err
+				}
+				c.release(lp)
+			}
+			return results
+		}
 	}
 	store := func(lp *localPart) {
 		lp.seal(true)
@@ -355,7 +390,7 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 	}
 	if len(parts) == 1 {
 		store(parts[0])
-	} else {
+	} else if len(parts) > 1 {
 		// Every partition at once: each waits for its own durability.
 		var wg sync.WaitGroup
 		for _, lp := range parts {
@@ -369,6 +404,9 @@ func (c *LocalClient) Produce(ctx context.Context, dataset string, records []Rec
 				results[i].Err = lp.err
 			}
 		}
+		if tx != nil {
+			tx.stored(dataset, lp)
+		}
 		c.release(lp)
 	}
 	return results
@@ -379,8 +417,9 @@ func (c *LocalClient) part(p int32, comp codecs.Compression) *localPart {
 	if lp == nil {
 		lp = &localPart{}
 	}
-	lp.p, lp.idx, lp.batches, lp.last, lp.err = p, lp.idx[:0], lp.batches[:0], nil, nil
-	lp.b.Compression = comp
+	lp.p, lp.idx, lp.batches, lp.last, lp.err, lp.tx, lp.seq = p, lp.idx[:0], lp.batches[:0], nil, nil, nil, 0
+	lp.b.Compression, lp.b.Attributes = comp, 0
+	lp.b.SetProducer(-1, -1, -1)
 	lp.b.Reset()
 	return lp
 }
@@ -757,7 +796,8 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			return nil, ctx.Err()
 		}
 	}
-	req := FetchRequest{MinBytes: max(c.opts.MinBytes, 1), MaxBytes: c.opts.MaxPollBytes, MaxWait: c.opts.MaxWait}
+	req := FetchRequest{MinBytes: max(c.opts.MinBytes, 1), MaxBytes: c.opts.MaxPollBytes, MaxWait: c.opts.MaxWait,
+		ReadCommitted: c.opts.ReadCommitted}
 	// Each Poll starts at the next partition, so that one with a backlog
 	// of MaxPollBytes does not keep the others waiting.
 	c.rot = (c.rot + 1) % len(c.assigned)
@@ -838,7 +878,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			recsBefore, nextBefore := len(c.recs), next
 			err := ri.Reset(batch)
 			h := ri.Header()
-			if err == nil && h.IsControl() {
+			if err == nil && (h.IsControl() || h.IsTransactional() && abortedBatch(r.Aborted, h)) {
 				next = max(next, h.NextOffset())
 				continue
 			}

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/codecs"
-	"github.com/weirhub/weir/internal/atomicfile"
 )
 
 // Delayed delivery: a record with the header weir.deliver_at (RFC 3339 or
@@ -27,13 +25,13 @@ import (
 // (records due now go to the target at once, in their order); the rebuilt
 // batches carry no producer id, the target keeps the producer's sequence,
 // so a retry is still recognised. Transactional batches are not delayed.
-// Each delay partition has a queue of (due, offset) in memory, 16 bytes a
-// pending batch; one timer serves every queue. Records of equal due time
-// are delivered in the order they were stored. Delivery is at least once:
-// what was moved is recorded in delivered.json of the delay partition
-// after the target has it durably, at most every 100ms, and a crash in
-// between delivers it again. Delivered records are then freed with
-// DeleteRecords.
+// Each delay partition has an index of (due, offset) entries on disk, a
+// timing wheel of bucket files of which only the seconds about to fall due
+// are in memory (see delayindex.go); one timer serves every queue. Records
+// of equal due time are delivered in the order they were stored. Delivery
+// is at least once: what was moved is recorded after the target has it
+// durably, at most every 100ms, and a crash in between delivers it again.
+// Delivered records are then freed with DeleteRecords.
 
 // The headers that delay a record.
 const (
@@ -191,14 +189,18 @@ func (p *Partition) produceDelayed(records []byte, hs []codecs.Header, dues []in
 				return res, nil, nil, 0, err
 			}
 			for _, l := range later {
+				// Under imu, so that an index checkpoint sees the batch
+				// either in the log's end or in flight.
+				q.imu.Lock()
 				base, next, err := q.dp.log.AppendAsync(l.b)
+				if err == nil {
+					q.inflight[base]++
+				}
+				q.imu.Unlock()
 				if err != nil {
 					return res, nil, nil, 0, appendErr(err)
 				}
 				entries = append(entries, delayEntry{due: l.due, off: base})
-				q.imu.Lock()
-				q.inflight[base]++
-				q.imu.Unlock()
 				dnext = next
 			}
 			base := int64(-1)
@@ -279,18 +281,17 @@ type delayQueue struct {
 	target *Partition
 	dp     *Partition
 	mu     sync.Mutex
-	h      delayHeap
-	state  deliveredFile
+	idx    *delayIndex
 
-	saved time.Time // when delivered.json was last written
-	dirty bool      // state has changes not written yet
+	saved time.Time // when the index was last checkpointed
 
 	imu      sync.Mutex    // a leaf lock
 	inflight map[int64]int // offsets stored in the delay partition, not queued yet
 }
 
-// deliveredFile is a delay partition's delivered.json: every batch below
-// Low is delivered, and so are those at the offsets in Done.
+// deliveredFile is the delivered.json of delay partitions written before
+// the index on disk: every batch below Low is delivered, and so are those
+// at the offsets in Done. It is read once, to build the index.
 type deliveredFile struct {
 	Low  int64   `json:"low"`
 	Done []int64 `json:"done,omitempty"`
@@ -339,7 +340,15 @@ func (d *delayer) queue(p *Partition) (*delayQueue, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if q = d.queues[p]; q == nil {
-		q = &delayQueue{target: p, dp: dp, state: deliveredFile{Low: dp.HighWatermark()}, inflight: map[int64]int{}}
+		idx, found, err := openDelayIndex(filepath.Join(dp.dir, "delayindex"))
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			idx.indexed = dp.HighWatermark() // a new delay partition
+		}
+		idx.sync = ds.Config().Fsync != "never"
+		q = &delayQueue{target: p, dp: dp, idx: idx, inflight: map[int64]int{}}
 		d.queues[p] = q
 	}
 	return q, nil
@@ -348,8 +357,9 @@ func (d *delayer) queue(p *Partition) (*delayQueue, error) {
 // add queues entries whose batches are durable in the delay partition.
 func (d *delayer) add(q *delayQueue, entries []delayEntry) {
 	q.mu.Lock()
+	now := d.h.opts.Now().UnixMilli()
 	for _, e := range entries {
-		heap.Push(&q.h, e)
+		q.idx.add(e, now)
 	}
 	q.imu.Lock()
 	for _, e := range entries {
@@ -382,18 +392,30 @@ func (d *delayer) load() error {
 			if err != nil {
 				continue
 			}
-			q := &delayQueue{target: tp, dp: dp, inflight: map[int64]int{}}
-			if b, err := os.ReadFile(filepath.Join(dp.dir, "delivered.json")); err == nil {
-				if err := json.Unmarshal(b, &q.state); err != nil {
-					return fmt.Errorf("hub: %s/%d/delivered.json: %w", ds.name, dp.id, err)
+			idx, found, err := openDelayIndex(filepath.Join(dp.dir, "delayindex"))
+			if err != nil {
+				return err
+			}
+			q := &delayQueue{target: tp, dp: dp, idx: idx, inflight: map[int64]int{}}
+			done := map[int64]bool{}
+			legacy := filepath.Join(dp.dir, "delivered.json")
+			if !found {
+				// Written before the index: rebuild it from the log.
+				var st deliveredFile
+				if b, err := os.ReadFile(legacy); err == nil {
+					if err := json.Unmarshal(b, &st); err != nil {
+						return fmt.Errorf("hub: %s/%d/delivered.json: %w", ds.name, dp.id, err)
+					}
+				}
+				idx.indexed = st.Low
+				for _, o := range st.Done {
+					done[o] = true
 				}
 			}
-			done := map[int64]bool{}
-			for _, o := range q.state.Done {
-				done[o] = true
-			}
+			// What the last checkpoint had not recorded is read again.
+			now := d.h.opts.Now().UnixMilli()
 			var buf []byte
-			for off := max(q.state.Low, dp.StartOffset()); off < dp.HighWatermark(); {
+			for off := max(idx.indexed, dp.StartOffset()); off < dp.HighWatermark(); {
 				buf, err = dp.log.ReadBatches(buf[:0], off, 1<<20)
 				if err != nil {
 					return fmt.Errorf("hub: reading the delay partition %s/%d: %w", ds.name, dp.id, err)
@@ -408,13 +430,19 @@ func (d *delayer) load() error {
 						if err != nil {
 							return err
 						}
-						q.h = append(q.h, delayEntry{due: due, off: h.BaseOffset})
+						idx.add(delayEntry{due: due, off: h.BaseOffset}, now)
 					}
 					off = h.NextOffset()
 					b = b[h.Size():]
 				}
 			}
-			heap.Init(&q.h)
+			idx.sync = dp.ds.Config().Fsync != "never"
+			if err := idx.checkpoint(dp.HighWatermark(), true); err != nil {
+				return err
+			}
+			if err := os.Remove(legacy); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("hub: %w", err)
+			}
 			d.queues[tp] = q
 		}
 	}
@@ -434,8 +462,8 @@ func (d *delayer) next() (int64, bool) {
 	ok := false
 	for _, q := range qs {
 		q.mu.Lock()
-		if len(q.h) > 0 && (!ok || q.h[0].due < min) {
-			min, ok = q.h[0].due, true
+		if at, has := q.idx.nextAction(); has && (!ok || at < min) {
+			min, ok = at, true
 		}
 		q.mu.Unlock()
 	}
@@ -467,10 +495,10 @@ func (d *delayer) deliverDue(now int64) int {
 func (q *delayQueue) deliver(now int64) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var due []delayEntry
-	for len(q.h) > 0 && q.h[0].due <= now && len(due) < 10000 {
-		due = append(due, heap.Pop(&q.h).(delayEntry))
+	if err := q.idx.advance(now); err != nil {
+		return 0, err
 	}
+	due := q.idx.popDue(now, 10000)
 	if len(due) == 0 {
 		return 0, nil
 	}
@@ -513,72 +541,55 @@ func (q *delayQueue) deliver(now int64) (int, error) {
 			q.target.mu.Unlock()
 		}
 		if err != nil {
-			for _, e := range due[i:] {
-				heap.Push(&q.h, e)
-			}
+			q.idx.unpop(due[i:])
 			due = due[:i]
-			q.saveLocked(due, next)
+			q.saveLocked(due, next, now)
 			return i, err
 		}
 	}
-	return len(due), q.saveLocked(due, next)
+	return len(due), q.saveLocked(due, next, now)
 }
 
 // saveLocked waits until the target has the moved batches durably, then
 // records them as delivered. q.mu is held.
-func (q *delayQueue) saveLocked(moved []delayEntry, next int64) error {
+func (q *delayQueue) saveLocked(moved []delayEntry, next, now int64) error {
 	if len(moved) == 0 {
 		return nil
 	}
 	if err := q.target.WaitDurable(next); err != nil {
 		return err
 	}
-	low := q.dp.HighWatermark()
-	for _, e := range q.h {
-		low = min(low, e.off)
+	if err := q.idx.delivered(moved, now); err != nil {
+		return err
 	}
-	q.imu.Lock()
-	for o := range q.inflight {
-		low = min(low, o)
-	}
-	q.imu.Unlock()
-	var done []int64
-	for _, o := range q.state.Done {
-		if o >= low {
-			done = append(done, o)
-		}
-	}
-	for _, e := range moved {
-		if e.off >= low {
-			done = append(done, e.off)
-		}
-	}
-	q.state = deliveredFile{Low: low, Done: done}
-	q.dirty = true
 	if time.Since(q.saved) < saveDeliveredEvery {
 		return nil // a crash now delivers these again: at least once
 	}
-	return q.saveStateLocked()
+	return q.saveStateLocked(false)
 }
 
 // saveDeliveredEvery is how often at most a delay partition records what it
 // delivered: what a crash can deliver twice.
 const saveDeliveredEvery = 100 * time.Millisecond
 
-// saveStateLocked writes delivered.json; q.mu is held.
-func (q *delayQueue) saveStateLocked() error {
-	if !q.dirty {
-		return nil
+// saveStateLocked checkpoints the index (see delayIndex.checkpoint); q.mu
+// is held.
+func (q *delayQueue) saveStateLocked(force bool) error {
+	q.imu.Lock()
+	hwm := q.dp.HighWatermark()
+	indexed := hwm
+	for o := range q.inflight {
+		indexed = min(indexed, o)
 	}
-	b, _ := json.Marshal(&q.state)
-	if err := atomicfile.Write(filepath.Join(q.dp.dir, "delivered.json"), b); err != nil {
+	q.imu.Unlock()
+	if err := q.idx.checkpoint(indexed, force); err != nil {
 		return err
 	}
-	q.saved, q.dirty = time.Now(), false
-	low := q.state.Low
+	q.saved = time.Now()
+	low := min(q.idx.lowest(hwm), indexed)
 	// What is delivered need not be kept: let the delay partition's
 	// segments go once a good stretch of it is done.
-	if start := q.dp.StartOffset(); low > start && (low-start >= deleteDeliveredEvery || low == q.dp.HighWatermark()) {
+	if start := q.dp.StartOffset(); low > start && (low-start >= deleteDeliveredEvery || low == hwm) {
 		if _, err := q.dp.DeleteRecords(low); err != nil {
 			return err
 		}
@@ -608,9 +619,9 @@ func (d *delayer) flushDue(force bool) (bool, error) {
 	for _, q := range d.queues {
 		q.mu.Lock()
 		if force || time.Since(q.saved) >= saveDeliveredEvery {
-			errs = append(errs, q.saveStateLocked())
+			errs = append(errs, q.saveStateLocked(force))
 		}
-		left = left || q.dirty
+		left = left || q.idx.dirty
 		q.mu.Unlock()
 	}
 	return left, errors.Join(errs...)
@@ -670,9 +681,10 @@ func (h *Hub) PendingDelayed(dataset string) (int, time.Time) {
 			continue
 		}
 		q.mu.Lock()
-		n += len(q.h)
-		if len(q.h) > 0 && (next == 0 || q.h[0].due < next) {
-			next = q.h[0].due
+		qn, qnext := q.idx.pending()
+		n += qn
+		if qnext > 0 && (next == 0 || qnext < next) {
+			next = qnext
 		}
 		q.mu.Unlock()
 	}

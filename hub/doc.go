@@ -14,7 +14,7 @@
 //	DATA/datasets/NAME/P/producers.snapshot  producer sequence state
 //	DATA/groups/offsets/                 committed offsets: a log of commits
 //	DATA/transactions/state.log          transaction coordinator: one JSON line per change
-//	DATA/datasets/__delay.NAME/P/delivered.json  delayed records of NAME already delivered
+//	DATA/datasets/__delay.NAME/P/delayindex/  pending delayed records of NAME: bucket files by due time (delayindex.go)
 //
 // # Guarantees
 //

@@ -730,32 +730,39 @@ func (h *Hub) CommitOffsets(req OffsetCommitRequest) error {
 	if req.Group == "" {
 		return ErrInvalidGroupID
 	}
-	g := h.groups.group(req.Group, req.Generation >= 0 || req.MemberID != "")
-	if g != nil {
-		g.mu.Lock()
-		if req.Generation < 0 && req.MemberID == "" {
-			if len(g.members) > 0 {
-				g.mu.Unlock()
-				return fmt.Errorf("%w: group %q has members; commit as one of them", ErrUnknownMemberID, req.Group)
-			}
-		} else {
-			m := g.members[req.MemberID]
-			switch {
-			case m == nil:
-				g.mu.Unlock()
-				return fmt.Errorf("%w: %q in group %q", ErrUnknownMemberID, req.MemberID, req.Group)
-			case req.Generation != g.generation:
-				g.mu.Unlock()
-				return fmt.Errorf("%w: %d, the group is at %d", ErrIllegalGeneration, req.Generation, g.generation)
-			case g.state == GroupCompletingRebalance:
-				g.mu.Unlock()
-				return ErrRebalanceInProgress
-			}
-			g.touch(m)
-		}
-		g.mu.Unlock()
+	if err := h.checkMember(req.Group, req.MemberID, req.Generation); err != nil {
+		return err
 	}
 	return h.offsets.commit(req.Group, req.Offsets)
+}
+
+// checkMember checks that a committer may commit the group's offsets: a
+// member of its current generation, outside a rebalance, or (no member id,
+// generation -1) anyone while the group has no members.
+func (h *Hub) checkMember(group, memberID string, generation int32) error {
+	g := h.groups.group(group, generation >= 0 || memberID != "")
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if generation < 0 && memberID == "" {
+		if len(g.members) > 0 {
+			return fmt.Errorf("%w: group %q has members; commit as one of them", ErrUnknownMemberID, group)
+		}
+		return nil
+	}
+	m := g.members[memberID]
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: %q in group %q", ErrUnknownMemberID, memberID, group)
+	case generation != g.generation:
+		return fmt.Errorf("%w: %d, the group is at %d", ErrIllegalGeneration, generation, g.generation)
+	case g.state == GroupCompletingRebalance:
+		return ErrRebalanceInProgress
+	}
+	g.touch(m)
+	return nil
 }
 
 // FetchOffsets returns a group's committed offsets for tps, or all of them

@@ -17,6 +17,17 @@ type AbortedTxn struct {
 	LastOffset  int64 `json:"last"` // the abort marker
 }
 
+// abortedBatch reports whether a transactional batch belongs to one of the
+// aborted transactions (a fetch's list, which covers the range read).
+func abortedBatch(aborted []AbortedTxn, h *codecs.Header) bool {
+	for _, a := range aborted {
+		if a.ProducerID == h.ProducerID && a.FirstOffset <= h.BaseOffset && h.BaseOffset < a.LastOffset {
+			return true
+		}
+	}
+	return false
+}
+
 // Control record types (the key of a control batch's record).
 const (
 	markerAbort  = 0

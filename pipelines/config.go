@@ -189,9 +189,22 @@ type PipelineConfig struct {
 	// OnCorrupt is what the pipeline does at a stored batch it cannot
 	// decode: "fail" (the default) or "dead_letter".
 	OnCorrupt string
-	pos       pos
-	retryOf   string // for a retry pipeline (retrytopics.go): the pipeline it retries for
+	// Processing is ProcessingAtLeastOnce (the default) or
+	// ProcessingExactlyOnce: the sinks' writes and the source offsets
+	// commit in one transaction.
+	Processing string
+	// TransactionalID names the pipeline's transactional producer with
+	// exactly_once; default "weir-<group>-<pipeline>".
+	TransactionalID string
+	pos             pos
+	retryOf         string // for a retry pipeline (retrytopics.go): the pipeline it retries for
 }
+
+// Processing values.
+const (
+	ProcessingAtLeastOnce = "at_least_once"
+	ProcessingExactlyOnce = "exactly_once"
+)
 
 // OnCorrupt values.
 const (
@@ -573,6 +586,9 @@ var (
 		{Name: "to", Type: connectors.TypeAny, Doc: "Sinks: every record goes to each (or to the ones a route picks)."},
 		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records that fail (default: <pipeline>-dead)."},
 		{Name: "on_corrupt", Type: connectors.TypeString, Default: OnCorruptFail, Enum: []string{OnCorruptFail, OnCorruptDeadLetter}, Doc: "What to do at a stored record batch that cannot be decoded (an old log, a disk error): fail stops at it, logs it and fails --until-drained; dead_letter sends one record describing the bad range (dataset, partition, base and last offset, reason) to the dead-letter dataset, counts its offsets as CORRUPT, commits past it and goes on."},
+		{Name: "processing", Type: connectors.TypeString, Default: ProcessingAtLeastOnce, Enum: []string{ProcessingAtLeastOnce, ProcessingExactlyOnce},
+			Doc: "at_least_once: offsets are committed after the sinks wrote the records; a crash in between writes them again. exactly_once: each poll's records are written and its offsets committed in one transaction of the hub (Kafka transactions, also over hub.kafka), so a reader with read_committed sees every record once whatever crashes; every sink must write through the hub (dataset), and dead letters and retry datasets are written in the transaction too. The transactional id is transactional_id; a restart fences the earlier run and aborts what it left open."},
+		{Name: "transactional_id", Type: connectors.TypeString, Doc: "With processing: exactly_once, the transactional id (default weir-<group>-<pipeline>). Workers sharing a group over hub.kafka each need their own, stable across restarts, e.g. weir-archive-${HOSTNAME}."},
 	}
 )
 
@@ -888,12 +904,26 @@ func (l *loader) processors(n *yaml.Node, owner string) []*ProcessorConfig {
 func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 	c := l.parse("pipeline "+k.Value, pipelineFields, v)
 	p := &PipelineConfig{Name: k.Value, From: c.Strings("from"), Group: c.String("group"), Broadcast: c.Bool("broadcast"),
-		Start: c.String("start"), DeadLetter: c.String("dead_letter"), OnCorrupt: c.String("on_corrupt"), pos: pos{k.Line, k.Column}}
+		Start: c.String("start"), DeadLetter: c.String("dead_letter"), OnCorrupt: c.String("on_corrupt"),
+		Processing: c.String("processing"), TransactionalID: c.String("transactional_id"), pos: pos{k.Line, k.Column}}
 	if p.OnCorrupt == "" {
 		p.OnCorrupt = OnCorruptFail
 	}
+	if p.Processing == "" {
+		p.Processing = ProcessingAtLeastOnce
+	}
 	if p.Group == "" {
 		p.Group = p.Name
+	}
+	if p.TransactionalID == "" {
+		p.TransactionalID = "weir-" + p.Group + "-" + p.Name
+	}
+	exactlyOnce := p.Processing == ProcessingExactlyOnce
+	if n := c.Node("transactional_id"); n != nil && !exactlyOnce {
+		l.errAt(n, "transactional_id is for processing: exactly_once; pipeline %s processes at least once", k.Value)
+	}
+	if exactlyOnce && p.Broadcast {
+		l.errAt(c.Node("processing"), "processing: exactly_once needs a consumer group; pipeline %s reads as a broadcast", k.Value)
 	}
 	if p.DeadLetter == "" {
 		p.DeadLetter = p.Name + "-dead"
@@ -946,6 +976,10 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 			if s.Retry.Attempts < 0 {
 				l.errAt(r.Node("attempts"), "retry.attempts must be 0 (no limit) or more")
 			}
+			if spec, ok := l.reg.Spec(connectors.SinkKind, typ); ok && exactlyOnce && !spec.Transactional {
+				l.errAt(item, "%s (%s) cannot take part in processing: exactly_once: only sinks that write through the hub (%s) commit with the offsets",
+					what, typ, strings.Join(l.transactionalSinks(), ", "))
+			}
 			if s.Name == "" {
 				s.Name = typ
 				if counts[typ] > 1 {
@@ -966,6 +1000,17 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 		l.errAt(to, "pipeline %s has %d sinks; at most 64 are supported", k.Value, len(p.To))
 	}
 	return p
+}
+
+// transactionalSinks names the sinks that can run exactly once.
+func (l *loader) transactionalSinks() []string {
+	var names []string
+	for _, n := range l.reg.Names(connectors.SinkKind) {
+		if spec, ok := l.reg.Spec(connectors.SinkKind, n); ok && spec.Transactional {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // Check builds the file's processors without starting anything, so that

@@ -56,6 +56,12 @@
 // reason; JSON, stage "read") to its dead-letter dataset, counts it in
 // Dead and its offsets in Corrupt, commits past it and reads on.
 //
+// With processing: exactly_once (exactlyonce.go) the writes of a poll
+// (dataset sinks, dead letters, retry datasets) and its offsets commit in
+// one transaction of the hub; a failure aborts it and the poll is written
+// again, and a restart fences the run before it. Only sinks whose Spec is
+// Transactional can take part.
+//
 // On stop, sources stop first (what they read is stored and acknowledged,
 // or not acknowledged), then each pipeline finishes the batch in hand and
 // commits it; a batch it cannot finish is not committed and is read again

@@ -215,7 +215,15 @@ func (e *Engine) build() error {
 		errs = append(errs, Error{File: e.cfg.File, Line: p.line, Column: p.col, Msg: err.Error()})
 	}
 	for _, pc := range withRetryPipelines(e.cfg.Pipelines) {
-		pr := &pipelineRunner{e: e, cfg: pc, log: e.opts.Logger.With("pipeline", pc.Name)}
+		pr := &pipelineRunner{e: e, cfg: pc, log: e.opts.Logger.With("pipeline", pc.Name), client: e.client}
+		if pc.Processing == ProcessingExactlyOnce {
+			if _, ok := e.client.(hub.Transactor); !ok {
+				fail(pc.pos, fmt.Errorf("pipeline %s: processing: exactly_once needs a hub client with transactions", pc.Name))
+				continue
+			}
+			pr.txc = &txnClient{Client: e.client}
+			pr.client = pr.txc
+		}
 		var names []string
 		for _, sc := range pc.To {
 			names = append(names, sc.Name)
@@ -231,7 +239,7 @@ func (e *Engine) build() error {
 		}
 		for i, sc := range pc.To {
 			name := fmt.Sprintf("pipelines.%s.to.%s", pc.Name, sc.Name)
-			s, err := e.opts.Registry.NewSink(sc.Type, sc.Component, connectors.Resources{Client: e.client,
+			s, err := e.opts.Registry.NewSink(sc.Type, sc.Component, connectors.Resources{Client: pr.client,
 				Logger: pr.log.With("sink", sc.Name), Name: name, StateDir: e.stateDir("sinks", pc.Name+"."+sc.Name), Sinks: names})
 			if err != nil {
 				fail(sc.pos, fmt.Errorf("sink %s: %w", sc.Name, err))
@@ -239,7 +247,7 @@ func (e *Engine) build() error {
 			}
 			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name), name: name, obs: e.opts.Observer})
 		}
-		pr.dlq = &deadLetters{client: e.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log,
+		pr.dlq = &deadLetters{client: pr.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log,
 			maxValue: e.deadValueLimit(pc.DeadLetter)}
 		e.pipelines = append(e.pipelines, pr)
 	}
@@ -626,6 +634,12 @@ const (
 // write stores the failures durably, retrying until it succeeds or ctx
 // ends.
 func (d *deadLetters) write(ctx context.Context, fs []failure) error {
+	return d.writeUntil(ctx, fs, nil)
+}
+
+// writeUntil is write that also gives up when stop closes (nil: never),
+// returning context.Canceled.
+func (d *deadLetters) writeUntil(ctx context.Context, fs []failure, stop <-chan struct{}) error {
 	if len(fs) == 0 {
 		return nil
 	}
@@ -675,8 +689,15 @@ func (d *deadLetters) write(ctx context.Context, fs []failure) error {
 		if attempt%10 == 0 {
 			d.log.Error("weir: cannot write to the dead-letter dataset; holding back", "dataset", d.dataset, "err", err)
 		}
-		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, ctx.Done()) {
-			return ctx.Err()
+		done := stop
+		if done == nil {
+			done = ctx.Done()
+		}
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, done) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return context.Canceled
 		}
 	}
 }

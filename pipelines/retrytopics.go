@@ -48,7 +48,8 @@ func withRetryPipelines(pcs []*PipelineConfig) []*PipelineConfig {
 				out = append(out, &PipelineConfig{Name: fmt.Sprintf("%s.%s.retry-%d", pc.Name, sc.Name, level),
 					From:  []string{retryDataset(pc.Name, sc.Name, level)},
 					Group: fmt.Sprintf("%s.%s.retry-%d", pc.Group, sc.Name, level), Start: "earliest",
-					To: []*SinkConfig{&s}, DeadLetter: pc.DeadLetter, pos: pc.pos, retryOf: pc.Name})
+					To: []*SinkConfig{&s}, DeadLetter: pc.DeadLetter, pos: pc.pos, retryOf: pc.Name,
+					Processing: pc.Processing, TransactionalID: fmt.Sprintf("%s.%s.retry-%d", pc.TransactionalID, sc.Name, level)})
 			}
 		}
 	}
@@ -93,7 +94,7 @@ func (p *pipelineRunner) sendRetries(ctx context.Context, s *sinkRunner, stop <-
 		recs = append(recs, hub.Record{Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Time})
 	}
 	for attempt := 0; ; attempt++ {
-		rs := p.e.client.Produce(ctx, dataset, recs, hub.ProduceOptions{})
+		rs := p.client.Produce(ctx, dataset, recs, hub.ProduceOptions{})
 		err := rs.FirstErr()
 		if err == nil {
 			p.log.Info("weir: records sent to a retry dataset", "dataset", dataset, "records", len(recs), "first_err", s.retries[0].err.Error())

@@ -216,6 +216,10 @@ type pipelineRunner struct {
 	log   *slog.Logger
 	stats counters
 
+	// client is what sinks, dead letters and retries write through: the
+	// engine's, or txc with processing: exactly_once.
+	client   hub.Client
+	txc      *txnClient
 	consumer hub.Consumer
 	polled   atomic.Int64 // polls that returned nothing, since the last records
 	inHand   atomic.Int64 // records polled and not yet committed
@@ -250,6 +254,12 @@ type sinkRunner struct {
 func (p *pipelineRunner) caughtUp() bool { return p.polled.Load() >= 2 }
 
 func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
+	if p.txc != nil {
+		if !p.startTxn(ctx, stop) {
+			return nil
+		}
+		defer p.txc.tx.Close()
+	}
 	for _, s := range p.sinks {
 		if ok, err := connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop); !ok {
 			return err
@@ -274,7 +284,7 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	maxBytes = minBytes + 1<<20
 	opts := hub.ConsumeOptions{Datasets: p.cfg.From, Group: p.cfg.Group, Broadcast: p.cfg.Broadcast, Start: start,
 		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond),
-		SkipCorrupt: p.cfg.OnCorrupt == OnCorruptDeadLetter}
+		SkipCorrupt: p.cfg.OnCorrupt == OnCorruptDeadLetter, ReadCommitted: p.txc != nil}
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	defer cancelPoll()
 	go func() {
@@ -389,8 +399,21 @@ func (p *pipelineRunner) deadLetterCorrupt(ctx context.Context, cbe *hub.Corrupt
 	p.stats.corrupt.Add(n)
 	commit := map[hub.TopicPartition]int64{{Topic: cbe.Dataset, Partition: cbe.Partition}: b.LastOffset + 1}
 	for attempt := 0; ; attempt++ {
-		err := p.consumer.Commit(ctx, commit)
-		if err == nil || errors.Is(err, hub.ErrRebalanceInProgress) || errors.Is(err, hub.ErrIllegalGeneration) || errors.Is(err, hub.ErrUnknownMemberID) {
+		var err error
+		if p.txc != nil {
+			// The dead letter was written in the open transaction.
+			if err = p.commitTxn(ctx, commit); err != nil {
+				if ferr := p.abortTxn(ctx); ferr != nil {
+					return ferr
+				}
+				if !rebalanced(err) {
+					return err // polled again: the consumer meets the batch again
+				}
+			}
+		} else {
+			err = p.consumer.Commit(ctx, commit)
+		}
+		if err == nil || rebalanced(err) {
 			// After a rebalance the partition's new owner meets the
 			// batch again and dead-letters it again (at least once).
 			return nil
@@ -487,7 +510,65 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		return err
 	}
 	p.taps.offer(live)
-	// Every sink at once; each retries on its own.
+	procFailed := len(p.failed)
+	for attempt := 0; ; attempt++ {
+		// With exactly_once, a transaction that fails stops the sinks
+		// (as a stop would) and the whole poll is written again in the
+		// next one.
+		var doomed <-chan struct{}
+		if p.txc != nil {
+			doomed = p.txc.tx.Doomed()
+		}
+		sinkStop, release := eitherStop(stop, doomed)
+		err := p.deliver(ctx, live, procFailed, sinkStop)
+		release()
+		switch {
+		case err == nil && p.txc == nil:
+			err = p.commitPlain(ctx, stop)
+		case err == nil:
+			if err = p.commitTxn(ctx, p.commit); err != nil {
+				if ferr := p.abortTxn(ctx); ferr != nil {
+					return ferr
+				}
+			}
+		case p.txc != nil:
+			if ferr := p.abortTxn(ctx); ferr != nil {
+				return ferr
+			}
+		}
+		if err == nil {
+			p.stats.dead.Add(int64(len(p.failed)))
+			p.stats.dropped.Add(int64(n - len(live) - procFailed))
+			p.stats.addOut(int64(len(live) - len(p.sinkFailed)))
+			p.stats.bytes.Add(inBytes)
+			return nil
+		}
+		if ctx.Err() != nil || isStopped(stop) {
+			return context.Canceled
+		}
+		if p.txc == nil {
+			return err
+		}
+		if rebalanced(err) {
+			// The partitions moved on: their new owner reads these
+			// records again, in a transaction of its own.
+			p.log.Info("weir: offsets refused after a rebalance; the transaction is aborted and the records redelivered", "err", err)
+			return nil
+		}
+		p.stats.failed.Add(1)
+		p.log.Warn("weir: the transaction failed and was aborted; writing the records again", "err", err, "tries", attempt+1)
+		if !backoff(attempt, 100*time.Millisecond, 5*time.Second, stop) {
+			return context.Canceled
+		}
+	}
+}
+
+// deliver writes the processed records to every sink at once (each
+// retries on its own), their retries to the retry datasets and the
+// failures to the dead-letter dataset. It returns context.Canceled when
+// stop closed before all was written.
+func (p *pipelineRunner) deliver(ctx context.Context, live []*connectors.Message, procFailed int, stop <-chan struct{}) error {
+	p.failed = p.failed[:procFailed]
 	var wg sync.WaitGroup
 	for _, s := range p.sinks {
 		wg.Add(1)
@@ -500,7 +581,6 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 	if ctx.Err() != nil || isStopped(stop) && p.undelivered() {
 		return context.Canceled
 	}
-	procFailed := len(p.failed)
 	clear(p.sinkFailed)
 	for _, s := range p.sinks {
 		if err := p.sendRetries(ctx, s, stop); err != nil {
@@ -513,19 +593,22 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 			p.sinkFailed[f.m] = struct{}{}
 		}
 	}
-	if err := p.dlq.write(ctx, p.failed); err != nil {
-		return err
+	dlqStop := stop // a transaction that failed stops the write
+	if p.txc == nil {
+		dlqStop = nil // dead letters are written until ctx ends
 	}
-	p.stats.dead.Add(int64(len(p.failed)))
-	p.stats.dropped.Add(int64(n - len(live) - procFailed))
-	p.stats.addOut(int64(len(live) - len(p.sinkFailed)))
-	p.stats.bytes.Add(inBytes)
+	return p.dlq.writeUntil(ctx, p.failed, dlqStop)
+}
+
+// commitPlain commits the poll's offsets (at least once), retrying until
+// it succeeds, the partitions moved to another member, or stop closes.
+func (p *pipelineRunner) commitPlain(ctx context.Context, stop <-chan struct{}) error {
 	for attempt := 0; ; attempt++ {
 		err := p.consumer.Commit(ctx, p.commit)
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, hub.ErrRebalanceInProgress) || errors.Is(err, hub.ErrIllegalGeneration) || errors.Is(err, hub.ErrUnknownMemberID) {
+		if rebalanced(err) {
 			// The partitions moved on: their new owner reads these
 			// records again (at least once).
 			p.log.Info("weir: commit refused after a rebalance; records will be redelivered", "err", err)

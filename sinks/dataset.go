@@ -32,7 +32,8 @@ var datasetSpec = connectors.Spec{
 		"not a valid dataset name (letters, digits, '.', '_', '-'), or a dataset that does not exist, goes to the " +
 		"dead-letter dataset, as does a record larger than the dataset's max_message_bytes. A hub that is closed or out " +
 		"of reach holds the pipeline back. Do not write to the dataset the pipeline reads: every record would come back.",
-	Scalar: "dataset",
+	Scalar:        "dataset",
+	Transactional: true,
 	Fields: []connectors.Field{
 		{Name: "dataset", Type: connectors.TypeString, Required: true, Dataset: true, Doc: "The dataset to write to, or a template naming one per record.",
 			Example: "errors-{{ .field \"service\" }}"},

@@ -16,8 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/weirhub/weir/hub"
 )
 
 // weirCmd runs this test binary as `weir args...` with extra environment.
@@ -32,27 +30,11 @@ func weirCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// prefill writes n records {"id":i} spread over a dataset's partitions.
+// prefill writes n records {"id":i,"pad":"xx..."} of about 120 bytes
+// spread over a dataset's partitions.
 func prefill(t *testing.T, dir, dataset string, partitions int32, n int) {
 	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: dir, Defaults: hub.DatasetConfig{Fsync: "never"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if _, err := h.CreateDataset(dataset, hub.DatasetConfig{Partitions: partitions}); err != nil {
-		t.Fatal(err)
-	}
-	c := hub.NewLocalClient(h)
-	for start := 0; start < n; start += 1000 {
-		var recs []hub.Record
-		for i := start; i < min(start+1000, n); i++ {
-			recs = append(recs, hub.Record{Key: []byte(fmt.Sprint(i % 97)), Value: fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`, i, strings.Repeat("x", 100))})
-		}
-		if err := c.Produce(context.Background(), dataset, recs, hub.ProduceOptions{}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	prefillSized(t, dir, dataset, partitions, n, 100)
 }
 
 // readIDs reads every NDJSON line of the files under dir: the ids seen

@@ -51,6 +51,9 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 	if opts.MaxPollBytes > 0 {
 		kopts = append(kopts, kgo.FetchMaxBytes(opts.MaxPollBytes))
 	}
+	if opts.ReadCommitted {
+		kopts = append(kopts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	if opts.Group != "" && !opts.Broadcast {
 		if opts.SessionTimeout <= 0 {
 			opts.SessionTimeout = 10 * time.Second

@@ -237,6 +237,12 @@ func (c *Client) Produce(ctx context.Context, dataset string, records []hub.Reco
 	if err != nil {
 		return hub.FailAll(len(records), err)
 	}
+	return c.send(ctx, prod, dataset, n, records, opts)
+}
+
+// send produces records to a dataset of n partitions with prod and waits
+// for every result.
+func (c *Client) send(ctx context.Context, prod *kgo.Client, dataset string, n int32, records []hub.Record, opts hub.ProduceOptions) hub.RecordResults {
 	sticky := int32(c.rr.Add(1) % uint32(n))
 	nh := 0
 	for i := range records {
@@ -328,6 +334,10 @@ func Translate(err error) error {
 		to = hub.ErrIllegalGeneration
 	case errors.Is(err, kerr.UnknownMemberID):
 		to = hub.ErrUnknownMemberID
+	case errors.Is(err, kerr.ProducerFenced):
+		to = hub.ErrProducerFenced
+	case errors.Is(err, kerr.InvalidProducerEpoch):
+		to = hub.ErrInvalidProducerEpoch
 	case errors.Is(err, kgo.ErrClientClosed):
 		to = hub.ErrClosed
 	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries),
