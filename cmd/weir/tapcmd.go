@@ -19,6 +19,7 @@ import (
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
+	"github.com/weirhub/weir/internal/httpauth"
 	"github.com/weirhub/weir/pipelines"
 )
 
@@ -48,7 +49,7 @@ type tapHandler struct {
 }
 
 func (th *tapHandler) mount(s *whttp.Server) {
-	s.Handle("GET /v1/tap/{target}", th)
+	s.HandleScope("GET /v1/tap/{target}", httpauth.ScopeSubscribe, th)
 }
 
 func (th *tapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
