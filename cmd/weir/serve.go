@@ -45,8 +45,9 @@ type serveConfig struct {
 	Admin     adminConfig      `yaml:"admin"`
 	ACLs      aclConfig        `yaml:"acls"`
 
-	flagTLS  *tlsConfig // --tls-cert, --tls-key, --tls-client-ca
-	flagSASL []string   // --sasl
+	flagTLS   *tlsConfig   // --tls-cert, --tls-key, --tls-client-ca
+	flagSASL  []string     // --sasl
+	flagOAuth *oauthConfig // --oauth-*
 	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
 	DelayedDelivery bool `yaml:"delayed_delivery"`
 	// Transaction configures check-back: transaction.check_url.
@@ -105,7 +106,8 @@ const serveExample = `  weir serve
   weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644
   weir serve --http-listen 0.0.0.0:9644 --http-tls-cert server.crt --http-tls-key server.key --http-token-file /etc/weir/http-tokens
   WEIR_ADMIN_PASSWORD_FILE=/etc/weir/admin.pass weir serve --listen 0.0.0.0:9093 --tls-cert server.crt --tls-key server.key --sasl SCRAM-SHA-512
-  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]`
+  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]
+  weir serve --sasl OAUTHBEARER --oauth-rsa-public-key-file idp.pem   # JWTs signed by your identity provider`
 
 func newServeCmd() *cobra.Command {
 	var cfgFile string
@@ -113,6 +115,7 @@ func newServeCmd() *cobra.Command {
 	var autoCreate bool
 	var tlsFlags, httpTLS tlsConfig
 	var saslFlag []string
+	var oauthFlags oauthConfig
 	var aclsFlag bool
 	var superUsers []string
 	cmd := &cobra.Command{
@@ -209,14 +212,17 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 				cfg.flagTLS = &tlsFlags
 			}
 			cfg.flagSASL = saslFlag
+			if oauthFlags != (oauthConfig{}) {
+				cfg.flagOAuth = &oauthFlags
+			}
 			if f.Changed("acls") {
 				cfg.ACLs.Enabled = aclsFlag
 			}
 			if f.Changed("super-users") {
 				cfg.ACLs.SuperUsers = superUsers
 			}
-			if (cfg.flagTLS != nil || len(saslFlag) > 0) && len(cfg.Listeners) > 0 {
-				return errors.New("--tls-* and --sasl configure the --listen listener; with listeners: in the config, set tls and sasl there")
+			if (cfg.flagTLS != nil || len(saslFlag) > 0 || cfg.flagOAuth != nil) && len(cfg.Listeners) > 0 {
+				return errors.New("--tls-*, --sasl and --oauth-* configure the --listen listener; with listeners: in the config, set tls and sasl there")
 			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
@@ -246,7 +252,11 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&tlsFlags.CertFile, "tls-cert", "", "serve TLS with this certificate chain (PEM; reloaded when the file changes)")
 	f.StringVar(&tlsFlags.KeyFile, "tls-key", "", "the TLS certificate's private key (PEM)")
 	f.StringVar(&tlsFlags.ClientCAFile, "tls-client-ca", "", "require client certificates signed by these CAs (mutual TLS)")
-	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER")
+	f.BoolVar(&oauthFlags.Unsecured, "oauth-unsecured", false, "OAUTHBEARER: accept unsigned JWTs (alg none), as Kafka's unsecured validator; development only")
+	f.StringVar(&oauthFlags.HMACKeyFile, "oauth-hmac-key-file", "", "OAUTHBEARER: verify HS256/384/512 JWTs with the secret in this file")
+	f.StringVar(&oauthFlags.RSAPublicKeyFile, "oauth-rsa-public-key-file", "", "OAUTHBEARER: verify RS256/384/512 JWTs with this PEM public key or certificate")
+	f.StringVar(&oauthFlags.PrincipalClaim, "oauth-principal-claim", "", "OAUTHBEARER: the JWT claim naming the user (default sub)")
 	f.BoolVar(&aclsFlag, "acls", false, "authorise every request with the ACLs in the data dir (weir acls)")
 	f.StringSliceVar(&superUsers, "super-users", nil, "principals (User:name) allowed everything; the bootstrap admin is one")
 	return cmd

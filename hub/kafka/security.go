@@ -23,13 +23,18 @@ type Security struct {
 	// sendfile.
 	TLS *tls.Config
 	// SASLMechanisms are the SASL mechanisms accepted: PLAIN,
-	// SCRAM-SHA-256, SCRAM-SHA-512. When any is set, a connection may send
+	// SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER. When any is set, a connection may send
 	// nothing but ApiVersions, SaslHandshake and SaslAuthenticate until it
 	// has authenticated; anything else closes it, as Kafka does.
 	SASLMechanisms []string
 	// Users verifies SASL credentials and backs Describe- and
 	// AlterUserScramCredentials. Required with SASLMechanisms.
 	Users *auth.Store
+	// OAuth validates OAUTHBEARER tokens; the principal is User:<the
+	// token's principal claim>, and a session ends when its token expires
+	// (clients re-authenticate with a new one, KIP-368). Required with
+	// OAUTHBEARER.
+	OAuth *auth.OAuth
 	// SessionLifetime, when positive, is how long an authentication
 	// lasts (Kafka's connections.max.reauth.ms, KIP-368): clients that
 	// support it re-authenticate on the same connection before it ends,
@@ -58,8 +63,12 @@ func (s *Security) Validate() error {
 	for _, m := range s.SASLMechanisms {
 		switch m {
 		case auth.Plain, auth.ScramSHA256, auth.ScramSHA512:
+		case auth.OAuthBearer:
+			if s.OAuth == nil {
+				return errors.New("kafka: OAUTHBEARER needs a token validator (unsecured, an HMAC key or an RSA public key)")
+			}
 		default:
-			return fmt.Errorf("kafka: unsupported SASL mechanism %q (want %s, %s or %s)", m, auth.Plain, auth.ScramSHA256, auth.ScramSHA512)
+			return fmt.Errorf("kafka: unsupported SASL mechanism %q (want %s, %s, %s or %s)", m, auth.Plain, auth.ScramSHA256, auth.ScramSHA512, auth.OAuthBearer)
 		}
 	}
 	if len(s.SASLMechanisms) > 0 && s.Users == nil {
@@ -143,7 +152,13 @@ func handleSaslHandshake(c *conn, h *header, kreq kmsg.Request) *pending {
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 		return ready(resp)
 	}
-	exch, err := auth.NewExchange(req.Mechanism, c.s.opts.Security.Users)
+	var exch auth.Exchange
+	var err error
+	if req.Mechanism == auth.OAuthBearer {
+		exch = auth.NewOAuthExchange(c.s.opts.Security.OAuth)
+	} else {
+		exch, err = auth.NewExchange(req.Mechanism, c.s.opts.Security.Users)
+	}
 	if err != nil {
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 		return ready(resp)
@@ -209,15 +224,24 @@ func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {
 		return ready(resp)
 	}
 	user := c.auth.exch.User()
+	var tokenEnds time.Time
+	if ex, ok := c.auth.exch.(interface{ Expires() time.Time }); ok {
+		tokenEnds = ex.Expires()
+	}
 	c.auth.exch = nil
 	if c.auth.user != "" && c.auth.user != user {
 		// KIP-368: re-authentication may not change the principal.
 		return fail(kerr.SaslAuthenticationFailed, "re-authentication as a different user")
 	}
 	c.auth.user = user
+	c.auth.expires = time.Time{}
 	if lt := c.s.opts.Security.SessionLifetime; lt > 0 {
 		c.auth.expires = time.Now().Add(lt)
 		resp.SessionLifetimeMillis = lt.Milliseconds()
+	}
+	if !tokenEnds.IsZero() && (c.auth.expires.IsZero() || tokenEnds.Before(c.auth.expires)) {
+		c.auth.expires = tokenEnds // a session does not outlive its token
+		resp.SessionLifetimeMillis = max(time.Until(tokenEnds).Milliseconds(), 1)
 	}
 	c.s.opts.Logger.Debug("kafka: authenticated", "remote", c.remote, "user", user, "mechanism", c.auth.mech)
 	return ready(resp)
