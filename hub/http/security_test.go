@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	nethttp "net/http"
 	"net/http/httptest"
@@ -238,4 +239,65 @@ func TestMutualTLSAndRotation(t *testing.T) {
 	// The subscription opened before the rotation still streams.
 	put(t, h, "b", []byte("2"))
 	expect(t, sub.next(t, false), "record", "b", "2")
+}
+
+// tokenPage opens two EventSources: one with a wrong token, which the
+// browser closes for good on the 401, and one with a subscribe token in
+// access_token, which gets the snapshot.
+const tokenPage = `<!doctype html>
+<html><body><script>
+const state = {}, log = [];
+function post() { fetch('/results', {method: 'POST', body: JSON.stringify({state, log})}); }
+const denied = new EventSource('/v1/datasets/cache/subscribe?access_token=wrong-token');
+denied.onerror = () => { if (denied.readyState === EventSource.CLOSED) { log.push('denied'); post(); } };
+const es = new EventSource('/v1/datasets/cache/subscribe?access_token=tok-sub');
+es.addEventListener('record', e => { const d = JSON.parse(e.data); state[d.key] = d.value; log.push('record ' + d.key); post(); });
+es.addEventListener('snapshot_end', e => { log.push('snapshot_end'); post(); });
+</script></body></html>`
+
+// TestBrowserEventSourceWithToken: headless Chromium's EventSource
+// subscribes through a token in access_token; with a wrong token the
+// browser gets 401 and gives up.
+func TestBrowserEventSourceWithToken(t *testing.T) {
+	chromium := needTool(t, "chromium", "chromium")
+	h, s := guarded(t, httpauth.Config{Tokens: testTokens})
+	put(t, h, "alpha", []byte(`{"v":1}`))
+	results := make(chan pageState, 100)
+	mux := nethttp.NewServeMux()
+	mux.HandleFunc("GET /page", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, tokenPage)
+	})
+	mux.HandleFunc("POST /results", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		var st pageState
+		if err := json.NewDecoder(r.Body).Decode(&st); err == nil {
+			results <- st
+		}
+	})
+	mux.Handle("/", s.Handler())
+	srv := httptest.NewServer(mux)
+	defer func() { srv.CloseClientConnections(); srv.Close() }() // the page's stream is still open
+	startChromium(t, chromium, srv.URL+"/page")
+	has := func(log []string, entry string) bool {
+		for _, e := range log {
+			if e == entry {
+				return true
+			}
+		}
+		return false
+	}
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case st := <-results:
+			if has(st.Log, "snapshot_end") && has(st.Log, "denied") {
+				if v, _ := st.State["alpha"].(map[string]any); v["v"] != 1.0 || len(st.State) != 1 {
+					t.Fatalf("the page shows %v", st.State)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("the page never showed the snapshot and the refused subscription")
+		}
+	}
 }
