@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +97,44 @@ func TestServeHTTPTLSAndTokensWithCurl(t *testing.T) {
 		if !strings.Contains(out, `"key":"u1","value":{"name":"Ann"}`) || !strings.Contains(out, "event: snapshot_end\n") {
 			t.Errorf("curl subscribe %v:\n%s", args, out)
 		}
+	}
+	// The client commands: weir top with the metrics token, weir subscribe
+	// with the subscribe token, both over HTTPS trusting the CA.
+	promFile, subFile := filepath.Join(dir, "prom.token"), filepath.Join(dir, "sub.token")
+	os.WriteFile(promFile, []byte(promTok+"\n"), 0o600)
+	os.WriteFile(subFile, []byte(subTok+"\n"), 0o600)
+	hostPort := strings.TrimPrefix(base, "https://")
+	if out, errOut, err := runIn(t, "", "top", "--once", "--interval", "100ms", "--http", hostPort, "--http-tls", caFile, "--http-token-file", promFile); err != nil ||
+		!strings.Contains(out, "users") {
+		t.Errorf("weir top --once: %v\n%s%s", err, out, errOut)
+	}
+	if _, _, err := runIn(t, "", "top", "--once", "--interval", "100ms", "--http", hostPort, "--http-tls", caFile, "--http-token-file", subFile); err == nil ||
+		!strings.Contains(err.Error(), "403") {
+		t.Errorf("weir top --once with a subscribe token: %v, want 403", err)
+	}
+	exe, _ := os.Executable()
+	sub := exec.CommandContext(ctx, exe, "-test.run=^$")
+	sub.Env = append(os.Environ(), mainEnv+"=1", "WEIR_TEST_ARGS="+strings.Join([]string{"subscribe", "users", "--http", hostPort,
+		"--http-tls", caFile, "--http-token-file", subFile}, "\x1f"))
+	stdout, _ := sub.StdoutPipe()
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sub.Process.Signal(syscall.SIGTERM); sub.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	var types []string
+	for lines.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+			t.Fatalf("weir subscribe printed %q: %v", lines.Text(), err)
+		}
+		types = append(types, fmt.Sprint(m["type"]))
+		if m["type"] == "snapshot_end" {
+			break
+		}
+	}
+	if strings.Join(types, ",") != "record,record,snapshot_end" {
+		t.Errorf("weir subscribe over HTTPS with a token printed %v", types)
 	}
 	if log := p.output(); strings.Contains(log, promTok) || strings.Contains(log, subTok) {
 		t.Errorf("a token appears in the log:\n%s", log)
