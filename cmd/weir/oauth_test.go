@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
+	"crypto"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,5 +136,84 @@ func TestServeOAuthBearerHMAC(t *testing.T) {
 		if !c.ok && err != nil && !strings.Contains(err.Error()+errOut, "SASL_AUTHENTICATION_FAILED") {
 			t.Errorf("%s token: refused with %v %s, want SASL_AUTHENTICATION_FAILED", c.name, err, errOut)
 		}
+	}
+}
+
+// oauthPy produces one record with confluent-kafka (librdkafka), its
+// OAUTHBEARER token given by oauth_cb, and reads it back: "ok", or the
+// error.
+const oauthPy = `
+import sys, time, confluent_kafka as ck
+addr, token, topic = sys.argv[1:4]
+errs = []
+def oauth_cb(_config):
+    return token, time.time() + 3600
+conf = {"bootstrap.servers": addr, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+        "oauth_cb": oauth_cb, "error_cb": lambda e: errs.append(str(e)), "message.timeout.ms": 5000}
+p = ck.Producer(conf)
+p.produce(topic, b"signed", on_delivery=lambda err, msg: errs.append(str(err)) if err else None)
+p.flush(10)
+if errs:
+    print("error", errs[0]); sys.exit(1)
+c = ck.Consumer(dict(conf, **{"group.id": "g", "auto.offset.reset": "earliest"}))
+c.subscribe([topic])
+deadline = time.time() + 30
+while time.time() < deadline:
+    m = c.poll(1)
+    if m is not None and not m.error():
+        print("ok", m.value().decode()); c.close(); sys.exit(0)
+print("error nothing consumed", errs); sys.exit(1)
+`
+
+// TestServeOAuthBearerRS256WithConfluentKafka: weir serve validates RS256
+// JWTs with --oauth-rsa-public-key-file; confluent-kafka (librdkafka),
+// given a token signed by the identity provider's key, produces and
+// consumes; a token signed by another key is refused.
+func TestServeOAuthBearerRS256WithConfluentKafka(t *testing.T) {
+	const py = "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
+		t.Fatalf("confluent_kafka: %v %s: install Debian package python3-confluent-kafka (make test-deps)", err, out)
+	}
+	dir := t.TempDir()
+	idpKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&idpKey.PublicKey)
+	pubFile := filepath.Join(dir, "idp.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs256 := func(key *rsa.PrivateKey) string {
+		enc := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+		s := enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." +
+			enc(map[string]any{"sub": "pipeline", "iss": "test-idp", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+		d := sha256.Sum256([]byte(s))
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	p := startServe(t, t.TempDir(), "--sasl", "OAUTHBEARER", "--oauth-rsa-public-key-file", pubFile)
+	run := func(token, topic string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, py, "-c", oauthPy, p.addr, token, topic).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(rs256(idpKey), "rs256-events"); err != nil || !strings.Contains(out, "ok signed") {
+		t.Fatalf("confluent-kafka with an RS256 token: %v\n%s\n%s", err, out, p.output())
+	}
+	out, err := run(rs256(otherKey), "rs256-forged")
+	if err == nil || !strings.Contains(out, "Authentication failed") {
+		t.Fatalf("confluent-kafka with a token signed by another key: %v\n%s", err, out)
+	}
+	if !strings.Contains(p.output(), "bad signature") {
+		t.Errorf("the forged token's refusal is not logged:\n%s", p.output())
 	}
 }
