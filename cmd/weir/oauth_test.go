@@ -17,6 +17,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weirhub/weir/internal/brokertest"
+	"github.com/weirhub/weir/pipelines"
 )
 
 // testJWT makes a JWT for sub, unsigned (key nil: alg none) or HS256.
@@ -215,5 +218,34 @@ func TestServeOAuthBearerRS256WithConfluentKafka(t *testing.T) {
 	}
 	if !strings.Contains(p.output(), "bad signature") {
 		t.Errorf("the forged token's refusal is not logged:\n%s", p.output())
+	}
+}
+
+// TestKafkaRelayWithOAuthBearer runs testdata/kafka-relay-oauth.yaml
+// against weir serve --sasl OAUTHBEARER --oauth-hmac-key-file: the kafka
+// sink and source authenticate with an HS256 token from a file, and every
+// record goes out and comes back once.
+func TestKafkaRelayWithOAuthBearer(t *testing.T) {
+	dir := t.TempDir()
+	key := []byte("a-32-byte-secret-for-relay-tests")
+	keyFile, tokFile := filepath.Join(dir, "hmac.key"), filepath.Join(dir, "token")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokFile, []byte(testJWT(t, "relay", key, time.Hour)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, filepath.Join(dir, "serve"), "--sasl", "OAUTHBEARER", "--oauth-hmac-key-file", keyFile)
+	data := filepath.Join(dir, "data")
+	const n = 3000
+	prefill(t, data, "a", 3, n)
+	var count int64
+	runFile(t, "testdata/kafka-relay-oauth.yaml", map[string]string{"DATA_DIR": data, "BROKERS": srv.addr, "TOKEN_FILE": tokFile},
+		30*time.Second, func(e *pipelines.Engine) bool {
+			count = brokertest.Count(e.Hub(), "b")
+			return count >= n
+		})
+	if count != n {
+		t.Errorf("dataset b holds %d records, want %d", count, n)
 	}
 }
