@@ -143,3 +143,32 @@ func TestServeHTTPTLSAndTokensWithCurl(t *testing.T) {
 		t.Errorf("the refused tokens were not logged:\n%s", p.output())
 	}
 }
+
+// TestServeHTTPSecurityFromConfig: http: {tls, token_file} in weir.yaml,
+// and WEIR_HTTP_TOKENS adding a token inline.
+func TestServeHTTPSecurityFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "weir-http-ca")
+	cert, key, caFile := ca.Files(t, dir)
+	tokens := filepath.Join(dir, "http-tokens")
+	if err := os.WriteFile(tokens, []byte("file-token-1 metrics\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "weir.yaml")
+	yml := "http:\n  listen: 127.0.0.1:0\n  tls: {cert_file: " + cert + ", key_file: " + key + "}\n  token_file: " + tokens + "\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WEIR_HTTP_TOKENS", "env-token-2 metrics;env-token-3 subscribe")
+	p := startServe(t, t.TempDir(), "--config", cfg)
+	base := "https://" + httpAddr(t, p)
+	for tok, want := range map[string]string{"": "401", "file-token-1": "200", "env-token-2": "200", "env-token-3": "403"} {
+		args := []string{"--cacert", caFile, "-o", "/dev/null", "-w", "%{http_code}", base + "/metrics"}
+		if tok != "" {
+			args = append(args, "-H", "Authorization: Bearer "+tok)
+		}
+		if got := curlRun(t, args...); got != want {
+			t.Errorf("/metrics with %q: %s, want %s", tok, got, want)
+		}
+	}
+}
