@@ -463,6 +463,9 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		}()
 		defer dbg.Close()
 		logger.Info("weir: pprof profiles served", "addr", cfg.DebugAddr)
+		if !isLoopback(cfg.DebugAddr) {
+			logger.Warn("weir: pprof profiles served beyond loopback, without TLS or authentication: bind --debug-addr to 127.0.0.1", "addr", cfg.DebugAddr)
+		}
 	}
 	served := make(chan error, len(srvs))
 	for i, srv := range srvs {
