@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -204,14 +202,14 @@ func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {
 	if c.auth.exch == nil {
 		return fail(kerr.IllegalSaslState, "SaslAuthenticate without a SaslHandshake before it")
 	}
-	host := remoteHost(c.remote)
-	if !c.s.door.allowed(host, &c.s.opts.Security) {
+	host := auth.Host(c.remote)
+	if !c.s.door.Allowed(host) {
 		c.s.opts.Logger.Warn("kafka: SASL authentication refused: too many failures from this address", "remote", c.remote)
 		return fail(kerr.SaslAuthenticationFailed, "too many failed authentications from this address; try again later")
 	}
 	out, done, err := c.auth.exch.Step(req.SASLAuthBytes)
 	if err != nil {
-		c.s.door.failed(host, &c.s.opts.Security)
+		c.s.door.Failed(host)
 		c.s.opts.Logger.Warn("kafka: SASL authentication failed", "remote", c.remote, "mechanism", c.auth.mech, "err", err)
 		msg := auth.ErrAuthFailed.Error()
 		if errors.Is(err, auth.ErrMalformed) {
@@ -245,71 +243,4 @@ func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {
 	}
 	c.s.opts.Logger.Debug("kafka: authenticated", "remote", c.remote, "user", user, "mechanism", c.auth.mech)
 	return ready(resp)
-}
-
-func remoteHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
-}
-
-// door counts failed authentications per address.
-type door struct {
-	mu    sync.Mutex
-	fails map[string]*failures
-}
-
-type failures struct {
-	n     int
-	since time.Time
-}
-
-func (d *door) limits(sec *Security) (int, time.Duration) {
-	n, w := sec.MaxAuthFailures, sec.AuthFailureWindow
-	if n <= 0 {
-		n = 10
-	}
-	if w <= 0 {
-		w = time.Minute
-	}
-	return n, w
-}
-
-func (d *door) allowed(host string, sec *Security) bool {
-	max, window := d.limits(sec)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f := d.fails[host]
-	if f == nil {
-		return true
-	}
-	if time.Since(f.since) > window {
-		delete(d.fails, host)
-		return true
-	}
-	return f.n < max
-}
-
-func (d *door) failed(host string, sec *Security) {
-	_, window := d.limits(sec)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.fails == nil {
-		d.fails = map[string]*failures{}
-	}
-	if len(d.fails) > 100000 { // bound the table under a flood of addresses
-		now := time.Now()
-		for h, f := range d.fails {
-			if now.Sub(f.since) > window {
-				delete(d.fails, h)
-			}
-		}
-	}
-	f := d.fails[host]
-	if f == nil || time.Since(f.since) > window {
-		f = &failures{since: time.Now()}
-		d.fails[host] = f
-	}
-	f.n++
 }

@@ -27,5 +27,7 @@
 //
 // Tokens are kept as SHA-256 digests and compared in constant time; no
 // log line, error or metric holds one. Refused tokens are logged at most
-// once a second, with a count.
+// once a second, with a count. An address that presents 10 unknown tokens
+// in a minute is answered 429 without checking until the minute has passed
+// (auth.FailureLimiter, as on the Kafka listeners).
 package httpauth

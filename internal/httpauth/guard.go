@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhub/weir/internal/auth"
 	"github.com/weirhub/weir/internal/tlsfiles"
 )
 
@@ -34,6 +35,10 @@ type Config struct {
 	TokenFile string
 	// Name says which listener this is in logs ("http", "http source").
 	Name string
+	// MaxFailures is how many unknown tokens one address may present in a
+	// minute; beyond that its requests are answered 429 without checking
+	// until the minute has passed. Default 10.
+	MaxFailures int
 	// Logger receives reload failures, refusals and the warning of a
 	// listener open to the network. Default: discard.
 	Logger *slog.Logger
@@ -49,8 +54,9 @@ const tokenReloadCheck = time.Second
 // with tokens, a request needs one with the route's scope. It is safe for
 // concurrent use. A nil *Guard lets everything through.
 type Guard struct {
-	cfg Config
-	tls *tlsfiles.Reloader
+	cfg  Config
+	tls  *tlsfiles.Reloader
+	door *auth.FailureLimiter
 
 	inline *Tokens
 	tokens atomic.Pointer[Tokens] // inline merged with the file's
@@ -73,7 +79,7 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Name == "" {
 		cfg.Name = "http"
 	}
-	g := &Guard{cfg: cfg}
+	g := &Guard{cfg: cfg, door: &auth.FailureLimiter{Max: cfg.MaxFailures}}
 	var err error
 	if g.inline, err = ParseTokens(cfg.Tokens); err != nil {
 		return nil, fmt.Errorf("%s: tokens: %w", cfg.Name, err)
@@ -195,10 +201,15 @@ var (
 	ErrBadToken = errors.New("httpauth: the bearer token is not valid")
 	// ErrScope: the token is valid but lacks the route's scope (403).
 	ErrScope = errors.New("httpauth: the bearer token does not allow this")
+	// ErrTooManyFailures: the address presented too many unknown tokens
+	// lately; the token was not checked (429).
+	ErrTooManyFailures = errors.New("httpauth: too many invalid tokens from this address; try again later")
 )
 
 // Authorize checks r's bearer token for scope: nil when allowed (always,
-// when no token is configured), else ErrNoToken, ErrBadToken or ErrScope.
+// when no token is configured), else ErrNoToken, ErrBadToken, ErrScope or
+// ErrTooManyFailures (unknown tokens are counted per address, see
+// Config.MaxFailures).
 // The token is read from the Authorization header or, for GET requests,
 // the access_token query parameter (RFC 6750 section 2.3), which is what
 // a browser's EventSource can send.
@@ -214,8 +225,13 @@ func (g *Guard) Authorize(r *http.Request, scope Scope) error {
 	if !ok {
 		return ErrNoToken
 	}
+	host := auth.Host(r.RemoteAddr)
+	if !g.door.Allowed(host) {
+		return ErrTooManyFailures
+	}
 	scopes, ok := tokens.Lookup(presented)
 	if !ok {
+		g.door.Failed(host)
 		return ErrBadToken
 	}
 	if scopes&scope != scope {
@@ -264,6 +280,11 @@ func (g *Guard) Refuse(w http.ResponseWriter, r *http.Request, scope Scope, err 
 	challenge := `Bearer realm="weir"`
 	status := http.StatusUnauthorized
 	switch {
+	case errors.Is(err, ErrTooManyFailures):
+		g.logRefusal(r, err)
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, strings.TrimPrefix(err.Error(), "httpauth: "), http.StatusTooManyRequests)
+		return
 	case errors.Is(err, ErrBadToken):
 		challenge += `, error="invalid_token"`
 		g.logRefusal(r, err)

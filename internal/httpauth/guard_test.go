@@ -95,7 +95,7 @@ func TestTokenFileReload(t *testing.T) {
 	}
 	write("old-token-1 metrics\n")
 	var log lockedLog
-	g, err := New(Config{TokenFile: file, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	g, err := New(Config{TokenFile: file, MaxFailures: 1 << 20, Logger: slog.New(slog.NewTextHandler(&log, nil))}) // polled below: no limit
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +177,35 @@ func TestListenerWarnsWhenOpen(t *testing.T) {
 		if got := strings.Contains(log.String(), "level=WARN"); got != c.warn {
 			t.Errorf("%s with tokens %q: warned %v, want %v: %s", c.ip, c.tokens, got, c.warn, log.String())
 		}
+	}
+}
+
+// TestUnknownTokensLimited: after MaxFailures unknown tokens from one
+// address, even a valid token from it is answered 429 without checking;
+// another address is not affected.
+func TestUnknownTokensLimited(t *testing.T) {
+	g, err := New(Config{Tokens: "good-token", MaxFailures: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.Require(ScopeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	do := func(addr, token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		r.RemoteAddr = addr
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i := range 3 {
+		if w := do("192.0.2.7:1000", "guess"); w.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, w.Code)
+		}
+	}
+	if w := do("192.0.2.7:1001", "good-token"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("after 3 guesses: %d %v, want 429 with Retry-After", w.Code, w.Header())
+	}
+	if w := do("192.0.2.8:1000", "good-token"); w.Code != http.StatusOK {
+		t.Fatalf("another address: %d", w.Code)
 	}
 }
