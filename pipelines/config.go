@@ -56,6 +56,12 @@ type HubConfig struct {
 type HTTPConfig struct {
 	Listen           string // address; a bare port binds 127.0.0.1; "" serves nothing
 	PartitionMetrics bool   // export per-partition series too
+	// TLSCertFile and TLSKeyFile serve HTTPS (reloaded when they change);
+	// TLSClientCAFile requires client certificates signed by it.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// TokenFile names a file of bearer tokens with their scopes
+	// (internal/httpauth); "" needs none.
+	TokenFile string
 }
 
 // External reports whether the file runs against an external cluster.
@@ -521,6 +527,12 @@ var (
 		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness.", Fields: []connectors.Field{
 			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1). Default: off."},
 			{Name: "partition_metrics", Type: connectors.TypeBool, Default: false, Doc: "Also export offsets, produced records and disk bytes per partition."},
+			{Name: "tls", Type: connectors.TypeObject, Doc: "Serve HTTPS; the certificate is reloaded when its files change.", Fields: []connectors.Field{
+				{Name: "cert_file", Type: connectors.TypeString, Doc: "PEM certificate chain."},
+				{Name: "key_file", Type: connectors.TypeString, Doc: "PEM private key."},
+				{Name: "client_ca_file", Type: connectors.TypeString, Doc: "Require client certificates signed by these CAs (mutual TLS)."},
+			}},
+			{Name: "token_file", Type: connectors.TypeString, Doc: "File of bearer tokens, one a line with its scopes (metrics, subscribe, admin, *), read again when it changes; /healthz and /readyz stay open. Default: no token needed.", Example: "/etc/weir/http-tokens"},
 		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
@@ -651,7 +663,12 @@ func (l *loader) decode(root *yaml.Node) *Config {
 		}
 	}
 	hc := top.Object("http")
-	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics")}
+	ht := hc.Object("tls")
+	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), TokenFile: hc.String("token_file"),
+		TLSCertFile: ht.String("cert_file"), TLSKeyFile: ht.String("key_file"), TLSClientCAFile: ht.String("client_ca_file")}
+	if (cfg.HTTP.TLSCertFile == "") != (cfg.HTTP.TLSKeyFile == "") || cfg.HTTP.TLSClientCAFile != "" && cfg.HTTP.TLSCertFile == "" {
+		l.errAt(hc.Node("tls"), "http.tls needs cert_file and key_file")
+	}
 	declared := map[string]*DatasetConfig{}
 	l.mapping(top.Node("datasets"), "dataset", func(k, v *yaml.Node) {
 		if err := validName(k.Value); err != "" {

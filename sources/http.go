@@ -3,8 +3,6 @@ package sources
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/internal/httpauth"
 	"github.com/weirhub/weir/internal/tlsfiles"
 )
 
@@ -31,7 +29,9 @@ var httpSpec = connectors.Spec{
 	Doc: "A POST to path carries records: one per line (NDJSON or any text; empty lines are skipped) or, with " +
 		"Content-Type application/json, one JSON object or an array of them. A body may be gzip-compressed " +
 		"(Content-Encoding: gzip); max_body_bytes bounds it before and after decompression (413 beyond). " +
-		"With token set, requests need Authorization: Bearer <token> (401 without).\n\n" +
+		"With token or token_file set, requests need Authorization: Bearer <token> (401 with WWW-Authenticate: Bearer " +
+		"without a valid one, 403 for a token without the produce scope). A listener beyond loopback that needs neither " +
+		"a token nor a client certificate logs a WARN when it starts.\n\n" +
 		"A request's records are one batch, and the response waits until the batch is stored: 204 once it is, " +
 		"503 with the reason if it failed or the source is closing, 503 if it is not stored within ack_timeout " +
 		"(it may still be stored later: a client retrying then sends it twice, at least once). At most " +
@@ -43,8 +43,8 @@ var httpSpec = connectors.Spec{
 		{Name: "address", Type: connectors.TypeString, Default: "127.0.0.1:8080", Doc: "host:port to listen on (:8080 for every interface)."},
 		{Name: "path", Type: connectors.TypeString, Default: "/ingest", Doc: "URL path records are POSTed to."},
 		{Name: "max_body_bytes", Type: connectors.TypeSize, Default: "10MiB", Min: "1B", Doc: "Largest body, compressed or not (413 beyond)."},
-		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token clients must send; default: none needed."},
-		{Name: "token_file", Type: connectors.TypeString, Doc: "File holding the bearer token (read when the source starts; excludes token)."},
+		{Name: "token", Type: connectors.TypeString, Doc: "Bearer token clients must send; default: none needed. Use ${VAR} to keep it out of the file."},
+		{Name: "token_file", Type: connectors.TypeString, Doc: "File of bearer tokens, one a line, each optionally followed by its scopes (a token here needs produce or *; none means all); read when the source starts and again when it changes, so tokens are added and revoked without a restart. Excludes token.", Example: "/etc/weir/ingest-tokens"},
 		{Name: "tls", Type: connectors.TypeObject, Doc: "Serve HTTPS; the certificate is reloaded when its files change.", Fields: []connectors.Field{
 			{Name: "cert_file", Type: connectors.TypeString, Doc: "PEM certificate chain."},
 			{Name: "key_file", Type: connectors.TypeString, Doc: "PEM private key."},
@@ -83,6 +83,7 @@ type httpSource struct {
 
 	mu     sync.Mutex // guards the fields below and sending into batches
 	closed bool
+	guard  *httpauth.Guard
 	ln     net.Listener
 	srv    *http.Server
 	served chan struct{} // closed when Serve returns
@@ -137,6 +138,10 @@ func newHTTP(conf *connectors.Config, res connectors.Resources) (connectors.Sour
 	if s.token != "" && s.tokenFile != "" {
 		return nil, conf.Errorf("token_file", "token and token_file exclude each other")
 	}
+	if strings.ContainsAny(s.token, " \t\r\n;#") {
+		// Not quoted: it is a secret.
+		return nil, conf.Errorf("token", "holds white space, ';' or '#': one token only (token_file holds several)")
+	}
 	if t := conf.Object("tls"); t.String("cert_file") != "" || t.String("key_file") != "" || t.String("client_ca_file") != "" {
 		s.tlsFiles = &tlsfiles.Files{CertFile: t.String("cert_file"), KeyFile: t.String("key_file"), ClientCAFile: t.String("client_ca_file")}
 		if s.tlsFiles.CertFile == "" || s.tlsFiles.KeyFile == "" {
@@ -159,24 +164,9 @@ func (s *httpSource) Connect(ctx context.Context) error {
 	if s.ln != nil {
 		return nil
 	}
-	if s.tokenFile != "" {
-		b, err := os.ReadFile(s.tokenFile)
-		if err != nil {
-			return connectors.Permanent(fmt.Errorf("sources: http: token_file: %w", err))
-		}
-		if s.token = strings.TrimSpace(string(b)); s.token == "" {
-			return connectors.Permanent(fmt.Errorf("sources: http: token_file %s is empty", s.tokenFile))
-		}
-	}
-	var tlsConfig *tls.Config
-	if s.tlsFiles != nil {
-		r, err := tlsfiles.New(*s.tlsFiles, func(err error) {
-			s.log.Warn("weir: http source: reloading the TLS certificate failed; keeping the previous one", "err", err)
-		})
-		if err != nil {
-			return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
-		}
-		tlsConfig = r.Config()
+	guard, err := httpauth.New(httpauth.Config{TLS: s.tlsFiles, Tokens: s.token, TokenFile: s.tokenFile, Name: "http source", Logger: s.log})
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("sources: %w", err))
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.address)
@@ -185,14 +175,10 @@ func (s *httpSource) Connect(ctx context.Context) error {
 		// error of the start, as in weir serve.
 		return connectors.Permanent(fmt.Errorf("sources: http: %w", err))
 	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-	} else if s.token == "" && !isLoopbackAddr(ln.Addr()) {
-		s.log.Warn("weir: http source listening beyond loopback without TLS or a token: anyone who reaches it can write records", "address", ln.Addr().String())
-	}
+	ln = guard.Listener(ln, s.log)
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.path, s.handle)
-	s.ln = ln
+	s.ln, s.guard = ln, guard
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -206,7 +192,7 @@ func (s *httpSource) Connect(ctx context.Context) error {
 			s.log.Error("weir: http source stopped serving", "err", err)
 		}
 	}()
-	s.log.Info("weir: http source listening", "address", ln.Addr().String(), "path", s.path, "tls", tlsConfig != nil)
+	s.log.Info("weir: http source listening", "address", ln.Addr().String(), "path", s.path, "tls", guard.TLSConfig() != nil, "tokens", guard.HasTokens())
 	return nil
 }
 
@@ -237,13 +223,9 @@ func (s *httpSource) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
 		return
 	}
-	if s.token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="weir"`)
-			http.Error(w, "a valid bearer token is needed", http.StatusUnauthorized)
-			return
-		}
+	if err := s.guard.Authorize(r, httpauth.ScopeProduce); err != nil {
+		s.guard.Refuse(w, r, httpauth.ScopeProduce, err)
+		return
 	}
 	select {
 	case s.slots <- struct{}{}:
@@ -431,9 +413,4 @@ func (s *httpSource) Close(ctx context.Context) error {
 		<-served
 	})
 	return s.closeErr
-}
-
-func isLoopbackAddr(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }

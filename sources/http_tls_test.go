@@ -87,3 +87,49 @@ func TestHTTPSourceTokenAndTokenFileExclude(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestHTTPSourceTokenScopes: a token file with several tokens; one
+// without the produce scope is refused with 403, nothing read.
+func TestHTTPSourceTokenScopes(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokenFile, []byte("writer-1 produce\nreader-2 subscribe,metrics\nops-3 *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, url := newTestHTTP(t, "token_file: "+tokenFile+"\n")
+	post := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("a line\n"))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err) // Error, not Fatal: also called from a goroutine
+			return 0, ""
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	}
+	if code, ch := post("reader-2"); code != http.StatusForbidden || !strings.Contains(ch, `error="insufficient_scope", scope="produce"`) {
+		t.Fatalf("a token without produce: %d %q", code, ch)
+	}
+	if code, ch := post("nobody"); code != http.StatusUnauthorized || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Fatalf("an unknown token: %d %q", code, ch)
+	}
+	for _, tok := range []string{"writer-1", "ops-3"} {
+		done := make(chan int, 1)
+		go func() { code, _ := post(tok); done <- code }()
+		msgs, ack, err := src.Read(t.Context())
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("%s: read %v %d", tok, err, len(msgs))
+		}
+		ack(t.Context(), nil)
+		if code := <-done; code != http.StatusNoContent {
+			t.Fatalf("%s: %d", tok, code)
+		}
+	}
+}
+
+func TestHTTPSourceTokenIsOne(t *testing.T) {
+	_, err := newHTTP(parseConfig(t, &httpSpec, "address: 127.0.0.1:0\ntoken: \"abc def\"\n"), connectors.Resources{})
+	if err == nil || !strings.Contains(err.Error(), "one token only") || strings.Contains(err.Error(), "abc") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
 	"github.com/weirhub/weir/hub/kafka"
+	"github.com/weirhub/weir/internal/httpauth"
+	"github.com/weirhub/weir/internal/tlsfiles"
 	"github.com/weirhub/weir/pipelines"
 )
 
@@ -22,11 +24,16 @@ type httpFront struct {
 	logger *slog.Logger
 }
 
-// startHTTP binds addr and serves the front door with m's metrics. A bind
-// failure is returned: the command must not start without the listener
+// startHTTP binds addr and serves the front door with m's metrics, its
+// TLS and bearer tokens as sec says. A bind failure, or a token file or
+// certificate that cannot be read, is returned: the command must not start without the listener
 // the operator asked for.
-func startHTTP(addr string, m *metrics, logger *slog.Logger, tap *tapHandler, mount ...func(*whttp.Server)) (*httpFront, error) {
-	srv := whttp.NewServer(whttp.Options{Metrics: m.handler(logger), Logger: logger})
+func startHTTP(addr string, sec httpauth.Config, m *metrics, logger *slog.Logger, tap *tapHandler, mount ...func(*whttp.Server)) (*httpFront, error) {
+	guard, err := httpauth.New(sec)
+	if err != nil {
+		return nil, err
+	}
+	srv := whttp.NewServer(whttp.Options{Metrics: m.handler(logger), Logger: logger, Guard: guard})
 	tap.mount(srv)
 	for _, fn := range mount {
 		fn(srv)
@@ -62,16 +69,21 @@ type runFront struct {
 	front        *httpFront
 	listen       string
 	perPartition bool
+	sec          httpauth.Config
 	kafka        *kafka.Server // serving hub.listen, or nil
 	running      atomic.Bool
 }
 
 // newRunFront returns nil when listen is empty: nothing is served then.
-func newRunFront(listen string, perPartition bool) *runFront {
+func newRunFront(listen string, hc pipelines.HTTPConfig) *runFront {
 	if listen == "" {
 		return nil
 	}
-	return &runFront{m: newMetrics(), listen: listen, perPartition: perPartition}
+	sec := httpauth.Config{TokenFile: hc.TokenFile, Name: "http"}
+	if hc.TLSCertFile != "" {
+		sec.TLS = &tlsfiles.Files{CertFile: hc.TLSCertFile, KeyFile: hc.TLSKeyFile, ClientCAFile: hc.TLSClientCAFile}
+	}
+	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, sec: sec}
 }
 
 // pipelineObserver is the engine's observer (sink writes), or nil.
@@ -122,7 +134,8 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	if r == nil {
 		return nil
 	}
-	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e}, func(s *whttp.Server) { mountReload(s, e) })
+	r.sec.Logger = logger
+	f, err := startHTTP(r.listen, r.sec, r.m, logger, &tapHandler{h: e.Hub(), e: e}, func(s *whttp.Server) { mountReload(s, e) })
 	if err != nil {
 		return err
 	}

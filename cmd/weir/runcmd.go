@@ -78,7 +78,7 @@ problems is refused with them listed, and the running configuration goes on. Wit
 			if httpListen == "" {
 				httpListen = cfg.HTTP.Listen
 			}
-			front := newRunFront(httpListen, cfg.HTTP.PartitionMetrics)
+			front := newRunFront(httpListen, cfg.HTTP)
 			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()}, front.hubObserver())
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/weirhub/weir/hub/kafka"
 	"github.com/weirhub/weir/internal/auth"
+	"github.com/weirhub/weir/internal/kafkaconf"
 )
 
 // listenerConfig is one Kafka listener of weir serve.
@@ -26,8 +28,11 @@ type listenerConfig struct {
 	Advertise string     `yaml:"advertise"`
 	TLS       *tlsConfig `yaml:"tls"`
 	// SASL lists the mechanisms the listener accepts (PLAIN,
-	// SCRAM-SHA-256, SCRAM-SHA-512); empty: no authentication.
+	// SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); empty: no
+	// authentication.
 	SASL []string `yaml:"sasl"`
+	// OAuthBearer validates the tokens of OAUTHBEARER.
+	OAuthBearer *oauthConfig `yaml:"oauthbearer"`
 	// SessionLifetime bounds a SASL authentication (Kafka's
 	// connections.max.reauth.ms, KIP-368), e.g. 1h; empty: no bound.
 	SessionLifetime string `yaml:"session_lifetime"`
@@ -35,6 +40,62 @@ type listenerConfig struct {
 	// make in a minute before it is refused until the minute has passed.
 	// Default 10.
 	MaxAuthFailures int `yaml:"max_auth_failures"`
+}
+
+// oauthConfig is how a listener validates OAUTHBEARER tokens (JWT):
+// unsigned (unsecured: development only), or signed with an HMAC secret or
+// an RSA key.
+type oauthConfig struct {
+	// Unsecured accepts unsigned tokens (alg none), as Kafka's
+	// OAuthBearerUnsecuredValidatorCallbackHandler: anyone may claim any
+	// principal.
+	Unsecured bool `yaml:"unsecured"`
+	// HMACKeyFile holds the secret of HS256/384/512 tokens.
+	HMACKeyFile string `yaml:"hmac_key_file"`
+	// RSAPublicKeyFile holds the PEM public key (or certificate) of
+	// RS256/384/512 tokens.
+	RSAPublicKeyFile string `yaml:"rsa_public_key_file"`
+	// PrincipalClaim names the user; default sub.
+	PrincipalClaim string `yaml:"principal_claim"`
+	// Issuer and Audience, when set, must match iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// ClockSkew is allowed on exp and nbf, e.g. 30s (the default).
+	ClockSkew string `yaml:"clock_skew"`
+}
+
+// validator builds the token validator.
+func (o *oauthConfig) validator() (*auth.OAuth, error) {
+	v := &auth.OAuth{Unsecured: o.Unsecured, PrincipalClaim: o.PrincipalClaim, Issuer: o.Issuer, Audience: o.Audience}
+	if o.ClockSkew != "" {
+		d, err := time.ParseDuration(o.ClockSkew)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("oauthbearer.clock_skew %q: want a duration such as 30s", o.ClockSkew)
+		}
+		v.ClockSkew = d
+	}
+	if o.HMACKeyFile != "" {
+		b, err := os.ReadFile(o.HMACKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("oauthbearer.hmac_key_file: %w", err)
+		}
+		if v.HMACKey = []byte(strings.TrimRight(string(b), "\r\n")); len(v.HMACKey) < 32 {
+			return nil, fmt.Errorf("oauthbearer.hmac_key_file %s: the secret has %d bytes; want at least 32", o.HMACKeyFile, len(v.HMACKey))
+		}
+	}
+	if o.RSAPublicKeyFile != "" {
+		b, err := os.ReadFile(o.RSAPublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("oauthbearer.rsa_public_key_file: %w", err)
+		}
+		if v.RSAKey, err = auth.ParseRSAPublicKey(b); err != nil {
+			return nil, fmt.Errorf("oauthbearer.rsa_public_key_file %s: %w", o.RSAPublicKeyFile, err)
+		}
+	}
+	if !v.Unsecured && v.HMACKey == nil && v.RSAKey == nil {
+		return nil, errors.New("oauthbearer: set unsecured: true, hmac_key_file or rsa_public_key_file")
+	}
+	return v, nil
 }
 
 type tlsConfig struct {
@@ -90,7 +151,7 @@ func (cfg serveConfig) listeners() []listenerConfig {
 	if len(cfg.Listeners) > 0 {
 		return cfg.Listeners
 	}
-	return []listenerConfig{{Listen: cfg.Listen, Advertise: cfg.Advertise, TLS: cfg.flagTLS, SASL: cfg.flagSASL}}
+	return []listenerConfig{{Listen: cfg.Listen, Advertise: cfg.Advertise, TLS: cfg.flagTLS, SASL: cfg.flagSASL, OAuthBearer: cfg.flagOAuth}}
 }
 
 // security builds the kafka.Security of a listener.
@@ -113,10 +174,26 @@ func (l listenerConfig) security(users *auth.Store, logger *slog.Logger) (kafka.
 		}
 		sec.TLS = r.Config()
 	}
+	if slices.Contains(l.SASL, auth.OAuthBearer) {
+		if l.OAuthBearer == nil {
+			return sec, fmt.Errorf("listener %s: OAUTHBEARER needs oauthbearer: {unsecured, hmac_key_file or rsa_public_key_file} (flags --oauth-unsecured, --oauth-hmac-key-file, --oauth-rsa-public-key-file)", l.Listen)
+		}
+		v, err := l.OAuthBearer.validator()
+		if err != nil {
+			return sec, fmt.Errorf("listener %s: %w", l.Listen, err)
+		}
+		sec.OAuth = v
+		if v.Unsecured {
+			logger.Warn("weir: OAUTHBEARER accepts unsigned tokens (unsecured): anyone may claim any principal; for development only", "listen", l.Listen)
+		}
+	} else if l.OAuthBearer != nil {
+		return sec, fmt.Errorf("listener %s: oauthbearer is set but sasl does not list OAUTHBEARER", l.Listen)
+	}
 	if err := sec.Validate(); err != nil {
 		return sec, fmt.Errorf("listener %s: %w", l.Listen, err)
 	}
-	if len(sec.SASLMechanisms) > 0 && len(users.Users()) == 0 {
+	passwords := slices.ContainsFunc(sec.SASLMechanisms, func(m string) bool { return m != auth.OAuthBearer })
+	if passwords && len(users.Users()) == 0 {
 		logger.Warn("weir: SASL is on but there are no users: nobody can authenticate; set WEIR_ADMIN_PASSWORD or WEIR_ADMIN_PASSWORD_FILE to create the admin",
 			"listen", l.Listen)
 	}
@@ -168,16 +245,18 @@ var errNoListeners = errors.New("no listeners configured")
 // clientSec is the TLS and SASL of the client commands (topics, produce,
 // consume, groups, users, acls): flags, else WEIR_* environment variables.
 var clientSec struct {
-	tls, caFile, mechanism, user, passwordFile string
+	tls, caFile, mechanism, user, passwordFile, tokenFile string
 }
 
 func addClientSecurityFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&clientSec.tls, "tls", os.Getenv("WEIR_TLS"), "connect with TLS: true, or the CA file to trust (env WEIR_TLS)")
-	f.StringVar(&clientSec.mechanism, "sasl-mechanism", os.Getenv("WEIR_SASL_MECHANISM"), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env WEIR_SASL_MECHANISM)")
+	f.StringVar(&clientSec.mechanism, "sasl-mechanism", os.Getenv("WEIR_SASL_MECHANISM"), "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (env WEIR_SASL_MECHANISM)")
 	f.StringVar(&clientSec.user, "sasl-user", os.Getenv("WEIR_SASL_USER"), "SASL user (env WEIR_SASL_USER)")
 	f.StringVar(&clientSec.passwordFile, "sasl-password-file", os.Getenv("WEIR_SASL_PASSWORD_FILE"),
 		"file holding the SASL password (env WEIR_SASL_PASSWORD_FILE; or WEIR_SASL_PASSWORD)")
+	f.StringVar(&clientSec.tokenFile, "sasl-token-file", os.Getenv("WEIR_SASL_TOKEN_FILE"),
+		"file holding the OAUTHBEARER token (a JWT), read at every authentication (env WEIR_SASL_TOKEN_FILE; or WEIR_SASL_TOKEN)")
 }
 
 // clientSecurity returns the kgo options of clientSec.
@@ -201,6 +280,13 @@ func clientSecurity() ([]kgo.Opt, error) {
 	if clientSec.mechanism == "" {
 		return opts, nil
 	}
+	if strings.EqualFold(clientSec.mechanism, auth.OAuthBearer) {
+		m, err := kafkaconf.OAuthMechanism(os.Getenv("WEIR_SASL_TOKEN"), clientSec.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--sasl-mechanism OAUTHBEARER: %w (--sasl-token-file or WEIR_SASL_TOKEN)", err)
+		}
+		return append(opts, kgo.SASL(m)), nil
+	}
 	password := os.Getenv("WEIR_SASL_PASSWORD")
 	if clientSec.passwordFile != "" {
 		b, err := os.ReadFile(clientSec.passwordFile)
@@ -220,7 +306,7 @@ func clientSecurity() ([]kgo.Opt, error) {
 	case auth.ScramSHA512:
 		opts = append(opts, kgo.SASL(scram.Auth{User: clientSec.user, Pass: password}.AsSha512Mechanism()))
 	default:
-		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", clientSec.mechanism)
+		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", clientSec.mechanism)
 	}
 	return opts, nil
 }

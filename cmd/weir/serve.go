@@ -20,7 +20,9 @@ import (
 
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafka"
+	"github.com/weirhub/weir/internal/httpauth"
 	"github.com/weirhub/weir/internal/objstore"
+	"github.com/weirhub/weir/internal/tlsfiles"
 )
 
 // serveConfig is weir serve's configuration: from a YAML file (--config),
@@ -43,8 +45,9 @@ type serveConfig struct {
 	Admin     adminConfig      `yaml:"admin"`
 	ACLs      aclConfig        `yaml:"acls"`
 
-	flagTLS  *tlsConfig // --tls-cert, --tls-key, --tls-client-ca
-	flagSASL []string   // --sasl
+	flagTLS   *tlsConfig   // --tls-cert, --tls-key, --tls-client-ca
+	flagSASL  []string     // --sasl
+	flagOAuth *oauthConfig // --oauth-*
 	// DelayedDelivery honours the weir.deliver_at and weir.delay headers.
 	DelayedDelivery bool `yaml:"delayed_delivery"`
 	// Transaction configures check-back: transaction.check_url.
@@ -60,6 +63,24 @@ type httpConfig struct {
 	Listen           string   `yaml:"listen"`
 	PartitionMetrics bool     `yaml:"partition_metrics"`
 	AllowOrigins     []string `yaml:"allow_origins"` // browser origins that may subscribe (CORS)
+	// TLS serves HTTPS (client_ca_file: mutual TLS), reloaded when the
+	// files change.
+	TLS *tlsConfig `yaml:"tls"`
+	// TokenFile names a file of bearer tokens with their scopes
+	// (internal/httpauth), read again when it changes.
+	TokenFile string `yaml:"token_file"`
+	// tokens are inline tokens, from WEIR_HTTP_TOKENS only: never in a
+	// file that may be shared.
+	tokens string
+}
+
+// guard is the httpauth configuration of the front door.
+func (c httpConfig) guard(logger *slog.Logger) httpauth.Config {
+	g := httpauth.Config{Tokens: c.tokens, TokenFile: c.TokenFile, Name: "http", Logger: logger}
+	if c.TLS != nil {
+		g.TLS = &tlsfiles.Files{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ClientCAFile: c.TLS.ClientCAFile}
+	}
+	return g
 }
 
 type txnCheckConfig struct {
@@ -83,15 +104,18 @@ const serveExample = `  weir serve
   WEIR_LISTEN=127.0.0.1:19092 weir serve
   weir serve --cold-store 's3://weir/hub1?endpoint=http://127.0.0.1:7070'   # remote.storage.enable datasets tier to S3
   weir serve --http-listen 9644        # /metrics, /healthz, /readyz on 127.0.0.1:9644
+  weir serve --http-listen 0.0.0.0:9644 --http-tls-cert server.crt --http-tls-key server.key --http-token-file /etc/weir/http-tokens
   WEIR_ADMIN_PASSWORD_FILE=/etc/weir/admin.pass weir serve --listen 0.0.0.0:9093 --tls-cert server.crt --tls-key server.key --sasl SCRAM-SHA-512
-  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]`
+  weir serve --config weir.yaml      # listeners: [{listen, advertise, tls: {cert_file, key_file, client_ca_file}, sasl: [PLAIN, SCRAM-SHA-256]}]
+  weir serve --sasl OAUTHBEARER --oauth-rsa-public-key-file idp.pem   # JWTs signed by your identity provider`
 
 func newServeCmd() *cobra.Command {
 	var cfgFile string
 	var flags serveConfig
 	var autoCreate bool
-	var tlsFlags tlsConfig
+	var tlsFlags, httpTLS tlsConfig
 	var saslFlag []string
+	var oauthFlags oauthConfig
 	var aclsFlag bool
 	var superUsers []string
 	cmd := &cobra.Command{
@@ -104,7 +128,10 @@ Settings come from --config FILE (YAML), then environment variables WEIR_DATA_DI
 WEIR_LISTEN, WEIR_ADVERTISE, WEIR_AUTO_CREATE, WEIR_FSYNC, WEIR_LOG_LEVEL,
 WEIR_LOG_FORMAT, WEIR_HTTP_LISTEN, then flags.
 With --http-listen (http: {listen: ...}) it also serves Prometheus metrics at /metrics,
-liveness at /healthz and readiness at /readyz.
+liveness at /healthz and readiness at /readyz. --http-tls-cert/--http-tls-key (--http-tls-client-ca
+for mutual TLS) serve it over HTTPS; --http-token-file (WEIR_HTTP_TOKEN_FILE, or the tokens
+themselves in WEIR_HTTP_TOKENS) requires Authorization: Bearer TOKEN: one token a line, each with
+its scopes (metrics, subscribe, admin, or * for all). /healthz and /readyz stay open.
 Security: --tls-cert/--tls-key (--tls-client-ca for mutual TLS) and --sasl for the --listen
 listener, or listeners: in the config; --acls to authorise every request. The bootstrap admin
 (a super user) gets its password from WEIR_ADMIN_PASSWORD or WEIR_ADMIN_PASSWORD_FILE; there is
@@ -157,6 +184,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("http-allow-origin") {
 				cfg.HTTP.AllowOrigins = flags.HTTP.AllowOrigins
 			}
+			if httpTLS.CertFile != "" || httpTLS.KeyFile != "" || httpTLS.ClientCAFile != "" {
+				cfg.HTTP.TLS = &httpTLS
+			}
+			if f.Changed("http-token-file") {
+				cfg.HTTP.TokenFile = flags.HTTP.TokenFile
+			}
 			if lf := cmd.Flags().Lookup("log-format"); lf != nil && lf.Changed {
 				cfg.LogFormat = lf.Value.String()
 			}
@@ -179,14 +212,17 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 				cfg.flagTLS = &tlsFlags
 			}
 			cfg.flagSASL = saslFlag
+			if oauthFlags != (oauthConfig{}) {
+				cfg.flagOAuth = &oauthFlags
+			}
 			if f.Changed("acls") {
 				cfg.ACLs.Enabled = aclsFlag
 			}
 			if f.Changed("super-users") {
 				cfg.ACLs.SuperUsers = superUsers
 			}
-			if (cfg.flagTLS != nil || len(saslFlag) > 0) && len(cfg.Listeners) > 0 {
-				return errors.New("--tls-* and --sasl configure the --listen listener; with listeners: in the config, set tls and sasl there")
+			if (cfg.flagTLS != nil || len(saslFlag) > 0 || cfg.flagOAuth != nil) && len(cfg.Listeners) > 0 {
+				return errors.New("--tls-*, --sasl and --oauth-* configure the --listen listener; with listeners: in the config, set tls and sasl there")
 			}
 			return runServe(cmd.Context(), cmd.ErrOrStderr(), cfg)
 		},
@@ -204,6 +240,10 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz, /readyz and dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
 	f.StringSliceVar(&flags.HTTP.AllowOrigins, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
+	f.StringVar(&httpTLS.CertFile, "http-tls-cert", "", "serve --http-listen over HTTPS with this certificate chain (PEM; reloaded when the file changes)")
+	f.StringVar(&httpTLS.KeyFile, "http-tls-key", "", "the HTTPS certificate's private key (PEM)")
+	f.StringVar(&httpTLS.ClientCAFile, "http-tls-client-ca", "", "require HTTPS clients to present certificates signed by these CAs (mutual TLS)")
+	f.StringVar(&flags.HTTP.TokenFile, "http-token-file", "", "require bearer tokens on --http-listen: a file of one token a line with its scopes (metrics, subscribe, admin, *), read again when it changes")
 	f.BoolVar(&flags.HTTP.PartitionMetrics, "partition-metrics", false, "also export offsets, produced records and disk bytes per partition")
 	f.IntVar(&flags.MaxConnections, "max-connections", 10000, "most open Kafka connections; when reached, the oldest that has sent no request is closed to make room")
 	f.IntVar(&flags.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most Kafka connections from one IP address (Kafka's max.connections.per.ip; default a tenth of --max-connections, -1 for no cap)")
@@ -212,7 +252,11 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&tlsFlags.CertFile, "tls-cert", "", "serve TLS with this certificate chain (PEM; reloaded when the file changes)")
 	f.StringVar(&tlsFlags.KeyFile, "tls-key", "", "the TLS certificate's private key (PEM)")
 	f.StringVar(&tlsFlags.ClientCAFile, "tls-client-ca", "", "require client certificates signed by these CAs (mutual TLS)")
-	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+	f.StringSliceVar(&saslFlag, "sasl", nil, "SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER")
+	f.BoolVar(&oauthFlags.Unsecured, "oauth-unsecured", false, "OAUTHBEARER: accept unsigned JWTs (alg none), as Kafka's unsecured validator; development only")
+	f.StringVar(&oauthFlags.HMACKeyFile, "oauth-hmac-key-file", "", "OAUTHBEARER: verify HS256/384/512 JWTs with the secret in this file")
+	f.StringVar(&oauthFlags.RSAPublicKeyFile, "oauth-rsa-public-key-file", "", "OAUTHBEARER: verify RS256/384/512 JWTs with this PEM public key or certificate")
+	f.StringVar(&oauthFlags.PrincipalClaim, "oauth-principal-claim", "", "OAUTHBEARER: the JWT claim naming the user (default sub)")
 	f.BoolVar(&aclsFlag, "acls", false, "authorise every request with the ACLs in the data dir (weir acls)")
 	f.StringSliceVar(&superUsers, "super-users", nil, "principals (User:name) allowed everything; the bootstrap admin is one")
 	return cmd
@@ -245,6 +289,8 @@ func applyEnv(cfg *serveConfig) {
 	set("WEIR_LOG_LEVEL", &cfg.LogLevel)
 	set("WEIR_LOG_FORMAT", &cfg.LogFormat)
 	set("WEIR_HTTP_LISTEN", &cfg.HTTP.Listen)
+	set("WEIR_HTTP_TOKEN_FILE", &cfg.HTTP.TokenFile)
+	set("WEIR_HTTP_TOKENS", &cfg.HTTP.tokens)
 	if v, ok := os.LookupEnv("WEIR_AUTO_CREATE"); ok {
 		b := v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes")
 		cfg.AutoCreate = &b
@@ -386,7 +432,7 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	var front *httpFront
 	if m != nil {
 		m.addKafkaServers(srvs)
-		if front, err = startHTTP(cfg.HTTP.Listen, m, logger, &tapHandler{h: h}, subscriptionsMount(h, cfg.HTTP.AllowOrigins)); err != nil {
+		if front, err = startHTTP(cfg.HTTP.Listen, cfg.HTTP.guard(logger), m, logger, &tapHandler{h: h}, subscriptionsMount(h, cfg.HTTP.AllowOrigins)); err != nil {
 			for _, ln := range lns {
 				ln.Close()
 			}
@@ -417,6 +463,9 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 		}()
 		defer dbg.Close()
 		logger.Info("weir: pprof profiles served", "addr", cfg.DebugAddr)
+		if !isLoopback(cfg.DebugAddr) {
+			logger.Warn("weir: pprof profiles served beyond loopback, without TLS or authentication: bind --debug-addr to 127.0.0.1", "addr", cfg.DebugAddr)
+		}
 	}
 	served := make(chan error, len(srvs))
 	for i, srv := range srvs {

@@ -31,10 +31,12 @@ func subscriptionsMount(h *hub.Hub, allowOrigins []string) func(*whttp.Server) {
 const subscribeExample = `  weir subscribe users                       # the latest value of every key, then changes
   weir subscribe users --from latest         # only changes from now on
   weir subscribe users --http 127.0.0.1:9644 | jq .
-  curl -N http://127.0.0.1:9644/v1/datasets/users/subscribe   # the same stream as Server-Sent Events`
+  curl -N http://127.0.0.1:9644/v1/datasets/users/subscribe   # the same stream as Server-Sent Events
+  weir subscribe users --http broker1:9644 --http-tls ca.crt --http-token-file dash.token   # HTTPS, a subscribe token`
 
 func newSubscribeCmd() *cobra.Command {
 	var from, addr, lastID string
+	var hc httpClientFlags
 	cmd := &cobra.Command{
 		Use:   "subscribe DATASET",
 		Short: "Print a dataset's subscription stream: a snapshot of every key, then changes",
@@ -51,22 +53,27 @@ When the connection drops it reconnects and resumes after the last event printed
 			if err != nil {
 				return err
 			}
-			u := fmt.Sprintf("http://%s/v1/datasets/%s/subscribe?from=%s", base, url.PathEscape(args[0]), url.QueryEscape(from))
-			return followSSE(ctx, u, lastID, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			client, scheme, err := hc.client(0)
+			if err != nil {
+				return err
+			}
+			u := fmt.Sprintf("%s://%s/v1/datasets/%s/subscribe?from=%s", scheme, base, url.PathEscape(args[0]), url.QueryEscape(from))
+			return followSSE(ctx, client, u, lastID, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "snapshot", "where to start: snapshot, latest or earliest")
 	f.StringVar(&addr, "http", "127.0.0.1:9644", "the --http-listen address of weir serve")
 	f.StringVar(&lastID, "last-event-id", "", "resume after this event id")
+	hc.add(f)
 	return cmd
 }
 
 // followSSE prints the event stream at u as JSON lines, reconnecting with
 // the last id after a drop, until ctx ends. A refusal (4xx) is an error.
-func followSSE(ctx context.Context, u, lastID string, out, errOut io.Writer) error {
+func followSSE(ctx context.Context, client *http.Client, u, lastID string, out, errOut io.Writer) error {
 	for {
-		err := readSSE(ctx, u, &lastID, out)
+		err := readSSE(ctx, client, u, &lastID, out)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -87,7 +94,7 @@ type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
 
-func readSSE(ctx context.Context, u string, lastID *string, out io.Writer) error {
+func readSSE(ctx context.Context, client *http.Client, u string, lastID *string, out io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return &refusedError{err.Error()}
@@ -95,14 +102,14 @@ func readSSE(ctx context.Context, u string, lastID *string, out io.Writer) error
 	if *lastID != "" {
 		req.Header.Set("Last-Event-ID", *lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		msg := fmt.Sprintf("%s: %s %s", u, resp.Status, strings.TrimSpace(string(b)))
+		msg := fmt.Sprintf("%s: %s %s", req.URL.Redacted(), resp.Status, strings.TrimSpace(string(b)))
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return &refusedError{msg}
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
+	"github.com/weirhub/weir/internal/httpauth"
 	"github.com/weirhub/weir/pipelines"
 )
 
@@ -48,7 +49,7 @@ type tapHandler struct {
 }
 
 func (th *tapHandler) mount(s *whttp.Server) {
-	s.Handle("GET /v1/tap/{target}", th)
+	s.HandleScope("GET /v1/tap/{target}", httpauth.ScopeSubscribe, th)
 }
 
 func (th *tapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -253,6 +254,7 @@ func defaultHTTPAddr() string {
 func newTapCmd() *cobra.Command {
 	var addr, filter, format string
 	var limit int
+	var hc httpClientFlags
 	cmd := &cobra.Command{
 		Use:   "tap PIPELINE[.SINK] | DATASET",
 		Short: "Watch a live sample of the records in a pipeline or a dataset of a running weir",
@@ -281,11 +283,15 @@ the count is printed on stderr.`,
 			if filter != "" {
 				q.Set("filter", filter)
 			}
-			u := "http://" + full + "/v1/tap/" + url.PathEscape(args[0]) + "?" + q.Encode()
+			client, scheme, err := hc.client(0)
+			if err != nil {
+				return err
+			}
+			u := scheme + "://" + full + "/v1/tap/" + url.PathEscape(args[0]) + "?" + q.Encode()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				return fmt.Errorf("tap: %w (is weir running with --http-listen %s?)", err, full)
 			}
@@ -301,6 +307,7 @@ the count is printed on stderr.`,
 	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many records (0: until interrupted)")
 	cmd.Flags().StringVar(&filter, "filter", "", "only records for which this expression is true (as in the filter processor)")
 	cmd.Flags().StringVar(&format, "format", "json", "json (one object per line) or text")
+	hc.add(cmd.Flags())
 	return cmd
 }
 

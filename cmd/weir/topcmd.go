@@ -260,6 +260,7 @@ func newTopCmd() *cobra.Command {
 	var addr string
 	var interval time.Duration
 	var once bool
+	var hc httpClientFlags
 	cmd := &cobra.Command{
 		Use:   "top",
 		Short: "A live view of a running weir: components and datasets, records/s, lag, errors, dead letters",
@@ -277,7 +278,11 @@ With --once it prints two samples' worth (rates over --interval) as text and exi
 			if err != nil {
 				return err
 			}
-			m := topModel{addr: full, url: "http://" + full + "/metrics", client: &http.Client{Timeout: 5 * time.Second},
+			client, scheme, err := hc.client(5 * time.Second)
+			if err != nil {
+				return err
+			}
+			m := topModel{addr: full, url: scheme + "://" + full + "/metrics", client: client,
 				interval: max(interval, 100*time.Millisecond)}
 			if once {
 				ctx := cmd.Context()
@@ -307,5 +312,6 @@ With --once it prints two samples' worth (rates over --interval) as text and exi
 	cmd.Flags().StringVar(&addr, "http", defaultHTTPAddr(), "the --http-listen address of the running weir (env WEIR_HTTP)")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between refreshes")
 	cmd.Flags().BoolVar(&once, "once", false, "print one view as text and exit (no terminal needed)")
+	hc.add(cmd.Flags())
 	return cmd
 }

@@ -18,10 +18,21 @@
 //	               GET /v1/tap/{target} (weir tap) and, for weir run,
 //	               POST /-/reload
 //
+// # Security
+//
+// Options.Guard (internal/httpauth) serves HTTPS from certificate files
+// reloaded when they change, optionally requiring client certificates,
+// and checks bearer tokens: /metrics needs the metrics scope, the
+// subscriptions the subscribe scope, a route added with Handle the admin
+// scope (HandleScope names another); /healthz and /readyz stay open.
+// Refusals are 401 with WWW-Authenticate: Bearer, or 403 for a token
+// without the scope.
+//
 // # Adding routes
 //
 // A feature that serves over HTTP (the dataset subscriptions, for one)
-// registers its handlers with Server.Handle, using net/http.ServeMux
+// registers its handlers with Server.HandleScope (or Handle, for admin
+// routes), using net/http.ServeMux
 // patterns with a method and a /v1/ path, and a readiness check with
 // AddCheck when it can be not ready. Handlers that stream hold their
 // connection until the request's context ends; Shutdown ends them.

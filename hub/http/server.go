@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weirhub/weir/internal/httpauth"
 )
 
 // Options configure a Server. Zero fields take the defaults their comments
@@ -23,6 +25,11 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
 	ReadHeaderTimeout time.Duration
+	// Guard serves HTTPS and checks bearer tokens: each route needs its
+	// scope (/metrics ScopeMetrics, routes added with Handle ScopeAdmin
+	// unless HandleScope says otherwise); /healthz and /readyz stay open.
+	// Default nil: plain HTTP, no token.
+	Guard *httpauth.Guard
 }
 
 // Check is a readiness check: nil when ready, else what is not.
@@ -57,7 +64,7 @@ func NewServer(opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if opts.Metrics != nil {
-		s.mux.Handle("GET /metrics", opts.Metrics)
+		s.mux.Handle("GET /metrics", opts.Guard.Require(httpauth.ScopeMetrics, opts.Metrics))
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.srv = &nethttp.Server{Handler: s.mux, ReadHeaderTimeout: opts.ReadHeaderTimeout,
@@ -66,9 +73,18 @@ func NewServer(opts Options) *Server {
 	return s
 }
 
-// Handle adds a route, with net/http.ServeMux patterns ("GET /v1/...").
-// Call it before Serve.
-func (s *Server) Handle(pattern string, h nethttp.Handler) { s.mux.Handle(pattern, h) }
+// Handle adds a route, with net/http.ServeMux patterns ("GET /v1/..."),
+// that needs a token of the admin scope when the server has tokens. Call
+// it before Serve.
+func (s *Server) Handle(pattern string, h nethttp.Handler) {
+	s.HandleScope(pattern, httpauth.ScopeAdmin, h)
+}
+
+// HandleScope adds a route that needs a token of scope when the server
+// has tokens. Call it before Serve.
+func (s *Server) HandleScope(pattern string, scope httpauth.Scope, h nethttp.Handler) {
+	s.mux.Handle(pattern, s.opts.Guard.Require(scope, h))
+}
 
 // Handler is the server's whole route table, for tests and for embedding
 // in another server.
@@ -174,9 +190,13 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve answers requests on ln until Shutdown, then returns nil.
+// Serve answers requests on ln until Shutdown, then returns nil. With a
+// Guard it serves TLS over ln when configured, and logs a WARN when ln is
+// reachable beyond loopback and authenticates nobody.
 func (s *Server) Serve(ln net.Listener) error {
-	s.opts.Logger.Info("http: serving", "listen", ln.Addr().String())
+	s.opts.Logger.Info("http: serving", "listen", ln.Addr().String(), "tls", s.opts.Guard.TLSConfig() != nil,
+		"tokens", s.opts.Guard.HasTokens())
+	ln = s.opts.Guard.Listener(ln, s.opts.Logger)
 	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 		return fmt.Errorf("http: %w", err)
 	}

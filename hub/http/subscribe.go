@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/httpauth"
 )
 
 // SubscribeHub is what the subscription handler needs of a hub; *hub.Hub
@@ -54,7 +55,7 @@ const SubscribePattern = "GET /v1/datasets/{name}/subscribe"
 
 // MountSubscriptions adds the subscription route to s.
 func MountSubscriptions(s *Server, h SubscribeHub, opts SubscribeOptions) {
-	s.Handle(SubscribePattern, Subscriptions(h, opts))
+	s.HandleScope(SubscribePattern, httpauth.ScopeSubscribe, Subscriptions(h, opts))
 }
 
 // Subscriptions returns the handler of GET /v1/datasets/{name}/subscribe

@@ -98,7 +98,7 @@ func (c *conn) allowed(rt kmsg.ACLResourceType, name string, op kmsg.ACLOperatio
 	if slices.Contains(sec.SuperUsers, p) {
 		return true
 	}
-	ok, found := sec.ACLs.Authorize(p, remoteHost(c.remote), rt, name, op)
+	ok, found := sec.ACLs.Authorize(p, auth.Host(c.remote), rt, name, op)
 	if !found && sec.AllowIfNoACL {
 		return true
 	}

@@ -47,6 +47,8 @@
 // buffered copy instead of sendfile), SASL PLAIN and SCRAM-SHA-256/512
 // with KIP-368 re-authentication, credentials checked against
 // internal/auth's store and managed with Describe/AlterUserScramCredentials,
+// OAUTHBEARER with JWTs validated by auth.OAuth (a session ends when its
+// token does),
 // and ACLs in Kafka's model checked before every handler (acl.go). A
 // connection on a SASL listener may send only ApiVersions and SASL
 // requests, of at most 64 KiB, until it has authenticated; failed

@@ -245,7 +245,7 @@ func TestTagCountBomb(t *testing.T) {
 }
 
 // cpuTime is the CPU time the process has used.
-func cpuTime(t *testing.T) time.Duration {
+func cpuTime(t testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		t.Fatal(err)

@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -23,13 +21,18 @@ type Security struct {
 	// sendfile.
 	TLS *tls.Config
 	// SASLMechanisms are the SASL mechanisms accepted: PLAIN,
-	// SCRAM-SHA-256, SCRAM-SHA-512. When any is set, a connection may send
+	// SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER. When any is set, a connection may send
 	// nothing but ApiVersions, SaslHandshake and SaslAuthenticate until it
 	// has authenticated; anything else closes it, as Kafka does.
 	SASLMechanisms []string
 	// Users verifies SASL credentials and backs Describe- and
 	// AlterUserScramCredentials. Required with SASLMechanisms.
 	Users *auth.Store
+	// OAuth validates OAUTHBEARER tokens; the principal is User:<the
+	// token's principal claim>, and a session ends when its token expires
+	// (clients re-authenticate with a new one, KIP-368). Required with
+	// OAUTHBEARER.
+	OAuth *auth.OAuth
 	// SessionLifetime, when positive, is how long an authentication
 	// lasts (Kafka's connections.max.reauth.ms, KIP-368): clients that
 	// support it re-authenticate on the same connection before it ends,
@@ -58,8 +61,12 @@ func (s *Security) Validate() error {
 	for _, m := range s.SASLMechanisms {
 		switch m {
 		case auth.Plain, auth.ScramSHA256, auth.ScramSHA512:
+		case auth.OAuthBearer:
+			if s.OAuth == nil {
+				return errors.New("kafka: OAUTHBEARER needs a token validator (unsecured, an HMAC key or an RSA public key)")
+			}
 		default:
-			return fmt.Errorf("kafka: unsupported SASL mechanism %q (want %s, %s or %s)", m, auth.Plain, auth.ScramSHA256, auth.ScramSHA512)
+			return fmt.Errorf("kafka: unsupported SASL mechanism %q (want %s, %s, %s or %s)", m, auth.Plain, auth.ScramSHA256, auth.ScramSHA512, auth.OAuthBearer)
 		}
 	}
 	if len(s.SASLMechanisms) > 0 && s.Users == nil {
@@ -143,7 +150,13 @@ func handleSaslHandshake(c *conn, h *header, kreq kmsg.Request) *pending {
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 		return ready(resp)
 	}
-	exch, err := auth.NewExchange(req.Mechanism, c.s.opts.Security.Users)
+	var exch auth.Exchange
+	var err error
+	if req.Mechanism == auth.OAuthBearer {
+		exch = auth.NewOAuthExchange(c.s.opts.Security.OAuth)
+	} else {
+		exch, err = auth.NewExchange(req.Mechanism, c.s.opts.Security.Users)
+	}
 	if err != nil {
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 		return ready(resp)
@@ -189,14 +202,14 @@ func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {
 	if c.auth.exch == nil {
 		return fail(kerr.IllegalSaslState, "SaslAuthenticate without a SaslHandshake before it")
 	}
-	host := remoteHost(c.remote)
-	if !c.s.door.allowed(host, &c.s.opts.Security) {
+	host := auth.Host(c.remote)
+	if !c.s.door.Allowed(host) {
 		c.s.opts.Logger.Warn("kafka: SASL authentication refused: too many failures from this address", "remote", c.remote)
 		return fail(kerr.SaslAuthenticationFailed, "too many failed authentications from this address; try again later")
 	}
 	out, done, err := c.auth.exch.Step(req.SASLAuthBytes)
 	if err != nil {
-		c.s.door.failed(host, &c.s.opts.Security)
+		c.s.door.Failed(host)
 		c.s.opts.Logger.Warn("kafka: SASL authentication failed", "remote", c.remote, "mechanism", c.auth.mech, "err", err)
 		msg := auth.ErrAuthFailed.Error()
 		if errors.Is(err, auth.ErrMalformed) {
@@ -209,83 +222,25 @@ func handleSaslAuthenticate(c *conn, h *header, kreq kmsg.Request) *pending {
 		return ready(resp)
 	}
 	user := c.auth.exch.User()
+	var tokenEnds time.Time
+	if ex, ok := c.auth.exch.(interface{ Expires() time.Time }); ok {
+		tokenEnds = ex.Expires()
+	}
 	c.auth.exch = nil
 	if c.auth.user != "" && c.auth.user != user {
 		// KIP-368: re-authentication may not change the principal.
 		return fail(kerr.SaslAuthenticationFailed, "re-authentication as a different user")
 	}
 	c.auth.user = user
+	c.auth.expires = time.Time{}
 	if lt := c.s.opts.Security.SessionLifetime; lt > 0 {
 		c.auth.expires = time.Now().Add(lt)
 		resp.SessionLifetimeMillis = lt.Milliseconds()
 	}
+	if !tokenEnds.IsZero() && (c.auth.expires.IsZero() || tokenEnds.Before(c.auth.expires)) {
+		c.auth.expires = tokenEnds // a session does not outlive its token
+		resp.SessionLifetimeMillis = max(time.Until(tokenEnds).Milliseconds(), 1)
+	}
 	c.s.opts.Logger.Debug("kafka: authenticated", "remote", c.remote, "user", user, "mechanism", c.auth.mech)
 	return ready(resp)
-}
-
-func remoteHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
-}
-
-// door counts failed authentications per address.
-type door struct {
-	mu    sync.Mutex
-	fails map[string]*failures
-}
-
-type failures struct {
-	n     int
-	since time.Time
-}
-
-func (d *door) limits(sec *Security) (int, time.Duration) {
-	n, w := sec.MaxAuthFailures, sec.AuthFailureWindow
-	if n <= 0 {
-		n = 10
-	}
-	if w <= 0 {
-		w = time.Minute
-	}
-	return n, w
-}
-
-func (d *door) allowed(host string, sec *Security) bool {
-	max, window := d.limits(sec)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f := d.fails[host]
-	if f == nil {
-		return true
-	}
-	if time.Since(f.since) > window {
-		delete(d.fails, host)
-		return true
-	}
-	return f.n < max
-}
-
-func (d *door) failed(host string, sec *Security) {
-	_, window := d.limits(sec)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.fails == nil {
-		d.fails = map[string]*failures{}
-	}
-	if len(d.fails) > 100000 { // bound the table under a flood of addresses
-		now := time.Now()
-		for h, f := range d.fails {
-			if now.Sub(f.since) > window {
-				delete(d.fails, h)
-			}
-		}
-	}
-	f := d.fails[host]
-	if f == nil || time.Since(f.since) > window {
-		f = &failures{since: time.Now()}
-		d.fails[host] = f
-	}
-	f.n++
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/auth"
 )
 
 // Options configure a Server. Zero fields take the defaults their comments
@@ -128,8 +129,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	nconns   atomic.Int64
 	refusals refusals
-	diskFull atomic.Bool // a storage error was logged; cleared by a produce that succeeds
-	door     door        // authentication failures by address
+	diskFull atomic.Bool          // a storage error was logged; cleared by a produce that succeeds
+	door     *auth.FailureLimiter // authentication failures by address
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -139,7 +140,8 @@ var ErrServerClosed = errors.New("kafka: server closed")
 func NewServer(h *hub.Hub, opts Options) *Server {
 	opts.setDefaults()
 	return &Server{hub: h, opts: opts, conns: map[*conn]struct{}{}, perIP: map[string]int{},
-		budget: newBudget(opts.QueuedMaxRequestBytes), decoding: newBudget(opts.QueuedMaxRequestBytes)}
+		budget: newBudget(opts.QueuedMaxRequestBytes), decoding: newBudget(opts.QueuedMaxRequestBytes),
+		door: &auth.FailureLimiter{Max: opts.Security.MaxAuthFailures, Window: opts.Security.AuthFailureWindow}}
 }
 
 // Listen binds addr (host:port) and returns the listener; Serve it.

@@ -1,7 +1,9 @@
 // Package auth owns who may use the hub: SCRAM credentials (stored salted
-// and hashed, never the password), the server side of the SASL PLAIN and
-// SCRAM-SHA-256/512 exchanges, and the store behind Kafka's
-// DescribeUserScramCredentials and AlterUserScramCredentials (KIP-554).
+// and hashed, never the password), the server side of the SASL PLAIN,
+// SCRAM-SHA-256/512 and OAUTHBEARER exchanges (JWTs unsigned, as Kafka's
+// unsecured validator, or signed with an HMAC secret or an RSA key), and
+// the store behind Kafka's DescribeUserScramCredentials and
+// AlterUserScramCredentials (KIP-554).
 //
 // The credentials live in one file of the data dir, users.json, replaced
 // atomically on every change.

@@ -12,6 +12,7 @@
 //	dial_timeout: 10s
 //	tls:  {enabled, ca_file, cert_file, key_file, server_name, skip_verify}
 //	sasl: {mechanism: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, user, password | password_file}
+//	sasl: {mechanism: OAUTHBEARER, token | token_file}     token_file re-read at every authentication
 //
 // TLS is on when tls.enabled is true or any other tls field is set. Files
 // are read when the component connects, not when it is built, so that
@@ -19,6 +20,7 @@
 package kafkaconf
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -41,6 +44,7 @@ const (
 	Plain       = "PLAIN"
 	ScramSHA256 = "SCRAM-SHA-256"
 	ScramSHA512 = "SCRAM-SHA-512"
+	OAuthBearer = "OAUTHBEARER"
 )
 
 // Fields returns a Kafka component's fields: brokers first, then the
@@ -66,10 +70,12 @@ func connectionFields() []connectors.Field {
 			{Name: "skip_verify", Type: connectors.TypeBool, Default: false, Doc: "Accept any broker certificate (testing only)."},
 		}},
 		{Name: "sasl", Type: connectors.TypeObject, Doc: "SASL authentication; none unless mechanism is set.", Fields: []connectors.Field{
-			{Name: "mechanism", Type: connectors.TypeString, Enum: []string{Plain, ScramSHA256, ScramSHA512}, Doc: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."},
+			{Name: "mechanism", Type: connectors.TypeString, Enum: []string{Plain, ScramSHA256, ScramSHA512, OAuthBearer}, Doc: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER."},
 			{Name: "user", Type: connectors.TypeString, Doc: "User name."},
 			{Name: "password", Type: connectors.TypeString, Doc: "Password; use ${VAR} or password_file to keep it out of the file."},
 			{Name: "password_file", Type: connectors.TypeString, Doc: "File holding the password (a trailing newline is ignored), read when connecting.", Example: "/run/secrets/kafka-password"},
+			{Name: "token", Type: connectors.TypeString, Doc: "OAUTHBEARER: the token (a JWT); use ${VAR} or token_file to keep it out of the file."},
+			{Name: "token_file", Type: connectors.TypeString, Doc: "OAUTHBEARER: file holding the token, read again at every authentication, so a token refreshed on disk is used when the broker asks for re-authentication.", Example: "/run/secrets/kafka-token"},
 		}},
 	}
 }
@@ -92,6 +98,8 @@ type Conn struct {
 	User         string
 	Password     string
 	PasswordFile string // read by Opts
+	Token        string // OAUTHBEARER
+	TokenFile    string // OAUTHBEARER, read at every authentication
 }
 
 // Parse checks the connection fields of conf (a component whose spec has
@@ -113,6 +121,7 @@ func Parse(conf *connectors.Config) (*Conn, error) {
 		Password:    s.String("password"),
 	}
 	c.PasswordFile = s.String("password_file")
+	c.Token, c.TokenFile = s.String("token"), s.String("token_file")
 	if len(c.Brokers) == 0 {
 		return nil, conf.Errorf("brokers", "needs at least one host:port")
 	}
@@ -128,6 +137,18 @@ func Parse(conf *connectors.Config) (*Conn, error) {
 	c.TLS = t.Bool("enabled") || c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.SkipVerify
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return nil, conf.Errorf("tls", "cert_file and key_file go together")
+	}
+	if c.Mechanism == OAuthBearer {
+		switch {
+		case c.User != "" || c.Password != "" || c.PasswordFile != "":
+			return nil, conf.Errorf("sasl", "OAUTHBEARER takes token or token_file, not user and password")
+		case (c.Token == "") == (c.TokenFile == ""):
+			return nil, conf.Errorf("sasl", "OAUTHBEARER needs one of token and token_file")
+		}
+		return c, nil
+	}
+	if c.Token != "" || c.TokenFile != "" {
+		return nil, conf.Errorf("sasl", "token and token_file are for mechanism OAUTHBEARER")
 	}
 	switch {
 	case c.Password != "" && c.PasswordFile != "":
@@ -160,10 +181,53 @@ func (c *Conn) Opts() ([]kgo.Opt, error) {
 		cc.Password = strings.TrimRight(string(b), "\r\n")
 		c = &cc
 	}
+	if c.Mechanism == OAuthBearer && c.TokenFile != "" {
+		if _, err := readToken(c.TokenFile); err != nil {
+			return nil, fmt.Errorf("sasl.%w", err)
+		}
+	}
 	if m := c.SASL(); m != nil {
 		opts = append(opts, kgo.SASL(m))
 	}
 	return opts, nil
+}
+
+// OAuthMechanism is OAUTHBEARER with a static token, or with the token in
+// file, read at every authentication (so that a token refreshed on disk is
+// sent when the broker asks for re-authentication). The file is read once
+// here to fail early when it cannot be.
+func OAuthMechanism(token, file string) (sasl.Mechanism, error) {
+	if file == "" && token == "" {
+		return nil, fmt.Errorf("OAUTHBEARER needs a token or a token file")
+	}
+	if file != "" {
+		if _, err := readToken(file); err != nil {
+			return nil, err
+		}
+	}
+	return oauthMechanism(token, file), nil
+}
+
+func oauthMechanism(token, file string) sasl.Mechanism {
+	if file == "" {
+		return oauth.Auth{Token: token}.AsMechanism()
+	}
+	return oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+		t, err := readToken(file)
+		return oauth.Auth{Token: t}, err
+	})
+}
+
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("token_file %s is empty", file)
+	}
+	return t, nil
 }
 
 // TLSConfig builds the TLS client config, reading the certificate files.
@@ -200,6 +264,8 @@ func (c *Conn) SASL() sasl.Mechanism {
 		return scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()
 	case ScramSHA512:
 		return scram.Auth{User: c.User, Pass: c.Password}.AsSha512Mechanism()
+	case OAuthBearer:
+		return oauthMechanism(c.Token, c.TokenFile)
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package kafkaconf
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,6 +46,12 @@ func TestParse(t *testing.T) {
 		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN}", errStart: "2:7: sasl: PLAIN needs a user"},
 		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password_file: /p}", mechanism: Plain},
 		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password: p, password_file: /p}", errStart: "2:7: sasl: password and password_file exclude"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER, token: e30.e30.}", mechanism: OAuthBearer},
+		{src: "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER, token_file: /t}", mechanism: OAuthBearer},
+		{src: "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER}", errStart: "2:7: sasl: OAUTHBEARER needs one of token and token_file"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER, token: a, token_file: /t}", errStart: "2:7: sasl: OAUTHBEARER needs one of"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER, user: u, token: a}", errStart: "2:7: sasl: OAUTHBEARER takes token or token_file"},
+		{src: "brokers: [a:1]\nsasl: {mechanism: PLAIN, user: u, password: p, token: a}", errStart: "2:7: sasl: token and token_file are for mechanism OAUTHBEARER"},
 	}
 	for _, tt := range tests {
 		c, err := parse(t, tt.src)
@@ -76,6 +85,43 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := c.Opts(); err == nil || !strings.Contains(err.Error(), "sasl.password_file") {
 		t.Errorf("Opts with a missing password file = %v, want a sasl.password_file error", err)
+	}
+	c, err = parse(t, "brokers: [a:1]\nsasl: {mechanism: OAUTHBEARER, token_file: /does/not/exist}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Opts(); err == nil || !strings.Contains(err.Error(), "sasl.token_file") {
+		t.Errorf("Opts with a missing token file = %v, want a sasl.token_file error", err)
+	}
+}
+
+// TestOAuthTokenFileReadEachTime: the token file is read at every
+// authentication, so a refreshed token is sent.
+func TestOAuthTokenFileReadEachTime(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("first.token.\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OAuthMechanism("", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() string {
+		t.Helper()
+		_, msg, err := m.Authenticate(context.Background(), "b:9092")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(msg)
+	}
+	if got := first(); got != "n,,\x01auth=Bearer first.token.\x01\x01" {
+		t.Fatalf("first message %q", got)
+	}
+	if err := os.WriteFile(file, []byte("second.token.\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(); !strings.Contains(got, "auth=Bearer second.token.\x01") {
+		t.Fatalf("after the refresh: %q", got)
 	}
 }
 
