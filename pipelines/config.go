@@ -56,6 +56,9 @@ type HubConfig struct {
 type HTTPConfig struct {
 	Listen           string // address; a bare port binds 127.0.0.1; "" serves nothing
 	PartitionMetrics bool   // export per-partition series too
+	// AllowOrigins are the browser origins that may subscribe to the
+	// embedded hub's datasets from another origin (CORS), as for weir serve.
+	AllowOrigins []string
 }
 
 // External reports whether the file runs against an external cluster.
@@ -505,9 +508,10 @@ func guessTag(s string) string {
 var (
 	topFields = []connectors.Field{
 		{Name: "hub", Type: connectors.TypeObject, Fields: hubFields, Doc: "Which hub to run against: the embedded one (default) or an external Kafka-compatible cluster."},
-		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness.", Fields: []connectors.Field{
-			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1). Default: off."},
+		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness, and subscriptions to the embedded hub's datasets.", Fields: []connectors.Field{
+			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe, SSE or WebSocket) on this address (a bare port binds 127.0.0.1). Default: off."},
 			{Name: "partition_metrics", Type: connectors.TypeBool, Default: false, Doc: "Also export offsets, produced records and disk bytes per partition."},
+			{Name: "allow_origins", Type: connectors.TypeStrings, Doc: "Browser origins (scheme://host:port, \"null\" for a page opened from a file, or \"*\") whose pages may subscribe from another origin. Default: same origin only."},
 		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
@@ -635,7 +639,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 		}
 	}
 	hc := top.Object("http")
-	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics")}
+	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), AllowOrigins: hc.Strings("allow_origins")}
 	declared := map[string]*DatasetConfig{}
 	l.mapping(top.Node("datasets"), "dataset", func(k, v *yaml.Node) {
 		if err := validName(k.Value); err != "" {

@@ -62,16 +62,17 @@ type runFront struct {
 	front        *httpFront
 	listen       string
 	perPartition bool
+	allowOrigins []string      // of the subscriptions
 	kafka        *kafka.Server // serving hub.listen, or nil
 	running      atomic.Bool
 }
 
 // newRunFront returns nil when listen is empty: nothing is served then.
-func newRunFront(listen string, perPartition bool) *runFront {
+func newRunFront(listen string, hc pipelines.HTTPConfig) *runFront {
 	if listen == "" {
 		return nil
 	}
-	return &runFront{m: newMetrics(), listen: listen, perPartition: perPartition}
+	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, allowOrigins: hc.AllowOrigins}
 }
 
 // pipelineObserver is the engine's observer (sink writes), or nil.
@@ -122,7 +123,11 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	if r == nil {
 		return nil
 	}
-	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e}, func(s *whttp.Server) { mountReload(s, e) })
+	mounts := []func(*whttp.Server){func(s *whttp.Server) { mountReload(s, e) }}
+	if h := e.Hub(); h != nil { // the embedded hub: its datasets' subscriptions, as weir serve
+		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins))
+	}
+	f, err := startHTTP(r.listen, r.m, logger, &tapHandler{h: e.Hub(), e: e}, mounts...)
 	if err != nil {
 		return err
 	}
