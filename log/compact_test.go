@@ -215,7 +215,7 @@ func TestCompactOnlyDirty(t *testing.T) {
 		t.Fatalf("the first compaction: %+v, want every record mapped and 400 removed", st)
 	}
 	clean := st.DirtyBytes - st.BytesBefore + st.BytesAfter // the closed bytes now
-	put(0, 20) // a little dirt: below the ratio
+	put(0, 20)                                              // a little dirt: below the ratio
 	if st := compact("a little dirt"); st.Passes != 0 || st.Segments != 0 || st.MappedBytes != 0 {
 		t.Fatalf("with %d dirty bytes of %d: %+v, want nothing done", st.DirtyBytes, st.DirtyBytes+st.CleanBytes, st)
 	}
