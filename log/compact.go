@@ -104,7 +104,7 @@ func (l *Log) Compact() (CompactStats, error) {
 	}
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
-	cands, err := l.cleanable()
+	cands, minRatio, err := l.cleanable()
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
@@ -124,7 +124,7 @@ func (l *Log) Compact() (CompactStats, error) {
 	}
 	due := int64(math.MaxInt64) // when the first tombstone kept comes of age
 	switch ratio := float64(st.DirtyBytes) / float64(st.DirtyBytes+st.CleanBytes); {
-	case st.DirtyBytes > 0 && (l.opts.MinCleanableRatio < 0 || ratio >= l.opts.MinCleanableRatio):
+	case st.DirtyBytes > 0 && (minRatio < 0 || ratio >= minRatio):
 		km := newKeyMap(l.opts.CompactMapBytes)
 		for from := dirtyFrom; from < end; {
 			km.reset()
@@ -172,15 +172,16 @@ func (l *Log) Compact() (CompactStats, error) {
 }
 
 // cleanable returns the segments compaction may rewrite: the closed ones
-// before the first that is still being sealed or has damage.
-func (l *Log) cleanable() ([]*segment, error) {
+// before the first that is still being sealed or has damage; and the
+// MinCleanableRatio in force (SetLimits changes it).
+func (l *Log) cleanable() ([]*segment, float64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if l.failed != nil {
-		return nil, l.failed
+		return nil, 0, l.failed
 	}
 	segs := *l.segs.Load()
 	var out []*segment
@@ -190,7 +191,7 @@ func (l *Log) cleanable() ([]*segment, error) {
 		}
 		out = append(out, s)
 	}
-	return out, nil
+	return out, l.opts.MinCleanableRatio, nil
 }
 
 // forEachBatch calls fn with every batch of a closed segment, in order,

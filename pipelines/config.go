@@ -76,6 +76,11 @@ type DatasetConfig struct {
 	Compression     string        // compression.type: producer, none, gzip, snappy, lz4, zstd
 	CleanupPolicy   string        // cleanup.policy: delete, compact, compact,delete
 	DeleteRetention time.Duration // delete.retention.ms
+	// MinCleanableRatio is min.cleanable.dirty.ratio: the share of a
+	// compacted partition's closed bytes written since the last compaction
+	// before the next runs (0: the hub's default, 0.5; -1: whatever is
+	// dirty, written 0 in the file as in Kafka).
+	MinCleanableRatio float64
 	// RemoteStorage, LocalRetentionTime and LocalRetentionBytes are
 	// Kafka's remote.storage.enable, local.retention.ms and
 	// local.retention.bytes (retention: {remote: true, local_time,
@@ -114,6 +119,9 @@ func (d *DatasetConfig) topic() kafkaclient.Topic {
 	}
 	if d.DeleteRetention != 0 {
 		cfg["delete.retention.ms"] = strconv.FormatInt(d.DeleteRetention.Milliseconds(), 10)
+	}
+	if d.MinCleanableRatio != 0 {
+		cfg["min.cleanable.dirty.ratio"] = strconv.FormatFloat(max(d.MinCleanableRatio, 0), 'g', -1, 64)
 	}
 	if d.RemoteStorage {
 		cfg["remote.storage.enable"] = "true"
@@ -546,6 +554,8 @@ var (
 			Doc: "Kafka's cleanup.policy. delete: retention deletes old segments; compact: keyed compaction keeps the latest record of every key for ever (a cache's table, what subscriptions snapshot); compact,delete: both."},
 		{Name: "delete_retention", Type: connectors.TypeDuration,
 			Doc: "Kafka's delete.retention.ms: how long compaction keeps a delete (a record with a null value) for readers behind. Default 24h."},
+		{Name: "min_cleanable_dirty_ratio", Type: connectors.TypeFloat,
+			Doc: "Kafka's min.cleanable.dirty.ratio: compaction waits until this share of the closed bytes was written since the last one (it then reads only those to find the keys). Default 0.5."},
 	}
 	sourceCommon = []connectors.Field{
 		{Name: "to", Type: connectors.TypeString, Required: true, Doc: "The dataset records go to."},
@@ -650,11 +660,20 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			RetentionTime: c.Object("retention").Duration("time"), RetentionBytes: c.Object("retention").Size("bytes"),
 			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
 			CleanupPolicy: c.String("cleanup_policy"), DeleteRetention: c.Duration("delete_retention"),
-			RemoteStorage: c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
+			MinCleanableRatio: c.Float("min_cleanable_dirty_ratio"),
+			RemoteStorage:     c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
 			LocalRetentionBytes: c.Object("retention").Size("local_bytes"),
 			pos:                 pos{k.Line, k.Column}}
 		if ds.Partitions < 1 {
 			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)
+		}
+		if r := ds.MinCleanableRatio; c.Has("min_cleanable_dirty_ratio") {
+			switch {
+			case r < 0 || r > 1:
+				l.errAt(c.Node("min_cleanable_dirty_ratio"), "dataset %s: min_cleanable_dirty_ratio %v: want a number from 0 to 1", k.Value, r)
+			case r == 0:
+				ds.MinCleanableRatio = -1 // compact whatever is dirty, as Kafka's 0
+			}
 		}
 		cfg.Datasets = append(cfg.Datasets, ds)
 		declared[ds.Name] = ds
