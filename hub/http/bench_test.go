@@ -31,7 +31,9 @@ import (
 // seconds whatever b.N. It reports the producer's events/s, the events/s
 // delivered to all subscribers together (until the last one has the last
 // event), and the p99 delay from an event's creation to a subscriber
-// reading it. make bench-broadcast runs it.
+// reading it (sampled: one event in 16, every event with a rate). The
+// subscribers only count the other events, and stop at an event "end"
+// written after the last. make bench-broadcast runs it.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
@@ -50,42 +52,34 @@ type benchEvents struct {
 	received atomic.Int64
 }
 
-// read takes one event's value: {"t":UNIX_NANO,"n":SEQ} padded to 100
-// bytes, inside whatever frames it. It returns the event's sequence
-// number, sampling the delay of one event in every (sample).
-func (ev *benchEvents) read(line []byte, sample int, mine *[]time.Duration) int {
+// read takes one event: the subscribers count them, and parse the
+// delay of one in every (sample) from its value, {"t":UNIX_NANO,"n":SEQ}
+// padded to 100 bytes, inside whatever frames it.
+func (ev *benchEvents) read(line []byte, sample int, n *int, mine *[]time.Duration) {
+	if *n++; *n%sample != 0 {
+		return
+	}
 	i := bytes.Index(line, []byte(`{"t":`))
 	if i < 0 {
-		return -1
+		return
 	}
 	line = line[i+5:]
-	j := bytes.IndexByte(line, ',')
-	k := bytes.Index(line, []byte(`"n":`))
-	if j < 0 || k < 0 {
-		return -1
-	}
-	l := bytes.IndexByte(line[k:], '}')
-	n, err := strconv.Atoi(string(line[k+4 : k+l]))
-	if err != nil {
-		return -1
-	}
-	ev.received.Add(1)
-	if n%sample == 0 {
+	if j := bytes.IndexByte(line, ','); j >= 0 {
 		if sent, err := strconv.ParseInt(string(line[:j]), 10, 64); err == nil {
 			*mine = append(*mine, time.Since(time.Unix(0, sent)))
 		}
 	}
-	return n
 }
 
-func (ev *benchEvents) add(mine []time.Duration) {
+func (ev *benchEvents) add(n int, mine []time.Duration) {
+	ev.received.Add(int64(n))
 	ev.mu.Lock()
 	ev.delays = append(ev.delays, mine...)
 	ev.mu.Unlock()
 }
 
 // produceBench writes total events (b.N, or 5 seconds at rate) through
-// send, a batch at a time, and returns how many it wrote.
+// send, a batch at a time, then benchEnd, and returns how many it wrote.
 func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
 	total, batch := b.N, 100
 	var tick *time.Ticker
@@ -110,8 +104,15 @@ func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
 			b.Fatal(err)
 		}
 	}
+	// The end, which the subscribers see after the last event.
+	if err := send([][]byte{[]byte(benchEnd)}); err != nil {
+		b.Fatal(err)
+	}
 	return total
 }
+
+// benchEnd is the value (and key) of the event after the last.
+const benchEnd = "end"
 
 func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all time.Duration) {
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
@@ -142,10 +143,6 @@ func benchWeir(b *testing.B, subs, rate int) {
 	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	total := b.N
-	if rate > 0 {
-		total = 5 * rate
-	}
 	sample := 16
 	if rate > 0 {
 		sample = 1
@@ -170,16 +167,18 @@ func benchWeir(b *testing.B, subs, rate int) {
 			sc.Scan() // retry:
 			ready <- struct{}{}
 			var mine []time.Duration
+			n := 0
 			for sc.Scan() {
 				line := sc.Bytes()
 				if !bytes.HasPrefix(line, []byte("data: ")) {
 					continue
 				}
-				if ev.read(line, sample, &mine) == total-1 {
+				if bytes.HasPrefix(line, []byte(`data: {"key":"`+benchEnd+`"`)) {
 					break
 				}
+				ev.read(line, sample, &n, &mine)
 			}
-			ev.add(mine)
+			ev.add(n, mine)
 		}()
 	}
 	for range subs {
@@ -190,10 +189,14 @@ func benchWeir(b *testing.B, subs, rate int) {
 	start := time.Now()
 	var bl codecs.Builder
 	key := 0
-	total = produceBench(b, rate, func(vals [][]byte) error {
+	total := produceBench(b, rate, func(vals [][]byte) error {
 		bl.Reset()
 		for _, v := range vals {
-			bl.Append(time.Now().UnixMilli(), strconv.AppendInt(nil, int64(key), 10), v, nil)
+			k := strconv.AppendInt(nil, int64(key), 10)
+			if string(v) == benchEnd {
+				k = v
+			}
+			bl.Append(time.Now().UnixMilli(), k, v, nil)
 			key++
 		}
 		batch, _ := bl.Build()
@@ -220,10 +223,6 @@ func benchRedis(b *testing.B, subs, rate int) {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	ctx := context.Background()
-	total := b.N
-	if rate > 0 {
-		total = 5 * rate
-	}
 	sample := 16
 	if rate > 0 {
 		sample = 1
@@ -242,23 +241,25 @@ func benchRedis(b *testing.B, subs, rate int) {
 			defer wg.Done()
 			defer ps.Close()
 			var mine []time.Duration
+			n := 0
 			for {
 				m, err := ps.ReceiveMessage(ctx)
 				if err != nil {
 					b.Error(err)
 					break
 				}
-				if ev.read([]byte(m.Payload), sample, &mine) == total-1 {
+				if m.Payload == benchEnd {
 					break
 				}
+				ev.read([]byte(m.Payload), sample, &n, &mine)
 			}
-			ev.add(mine)
+			ev.add(n, mine)
 		}()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	total = produceBench(b, rate, func(vals [][]byte) error {
+	total := produceBench(b, rate, func(vals [][]byte) error {
 		pipe := rdb.Pipeline()
 		for _, v := range vals {
 			pipe.Publish(ctx, "bench", v)
