@@ -425,7 +425,7 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 			for len(s.pos) < len(b) {
 				s.pos = append(s.pos, b[len(s.pos)])
 			}
-			s.parts = s.ds.partitions()
+			s.parts = s.ds.partitions()[:len(s.pos)] // as many as positions
 		}
 		ahead = !slices.Equal(s.pos, b)
 	}
