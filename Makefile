@@ -39,14 +39,17 @@ bench:
 # The hub over loopback (franz-go) against NATS JetStream and Redis Streams
 # on this machine, in one run, with ratios. Installs the peers if missing.
 BENCH_HUB_ADDR ?= 127.0.0.1:19092
+# A second weir serve with --fsync always: acks=all produce with durable acknowledgement.
+BENCH_HUB_DURABLE_ADDR ?= 127.0.0.1:19093
 # HUB_FLAGS="-latency-rate 65000" measures latency at a fixed rate instead of half the maximum.
 HUB_FLAGS ?=
 bench-hub: build
 	./scripts/bench-peers.sh
-	rm -rf data/bench-hub && mkdir -p data
+	rm -rf data/bench-hub data/bench-hub-durable && mkdir -p data
 	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf data/bench-hub' EXIT INT TERM; \
-	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
+	./$(BIN) serve --data-dir data/bench-hub-durable --listen $(BENCH_HUB_DURABLE_ADDR) --fsync always --log-level warn & dpid=$$!; \
+	trap 'kill $$pid $$dpid 2>/dev/null; wait $$pid $$dpid 2>/dev/null; rm -rf data/bench-hub data/bench-hub-durable' EXIT INT TERM; \
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -durable-brokers $(BENCH_HUB_DURABLE_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
 
 # What metrics cost the hub: two weir serve, one scraped every second, fed
 # the same records in alternating rounds; fails below 0.97x.
@@ -72,7 +75,7 @@ bench-broadcast:
 	$(GO) test -run '^$$' -bench BenchmarkBroadcast -benchtime 100000x -timeout 30m ./hub/http
 
 bench-pipeline:
-	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG))
+	cd benchmarks && $(GO) run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline $(if $(BACKLOG),-backlog $(BACKLOG)) $(if $(COMPRESSION),-compression $(COMPRESSION))
 
 # The log-shipping agent, in one run: tail -> elasticsearch sink against a
 # bare esutil.BulkIndexer loop sending the same JSON lines to the same
@@ -90,11 +93,13 @@ bench-ship:
 		-rounds $(SHIP_ROUNDS) -workdir ../data/bench-ship
 
 # NDJSON events -> Parquet through `weir run` against DuckDB's COPY of the
-# same file to Parquet, in one run: MB per CPU-second, peak RSS, output size.
+# same file to Parquet, ANALYTICS_RUNS times alternating, medians: MB per
+# CPU-second, peak RSS, output size.
 ANALYTICS_MIB ?= 1024
+ANALYTICS_RUNS ?= 3
 bench-analytics: build
 	$(GO) test -count=1 -run '^TestQuery$$' ./internal/ducktest >/dev/null
-	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -workdir ../data/bench-analytics -out ../data/bench-analytics.md
+	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -runs $(ANALYTICS_RUNS) -workdir ../data/bench-analytics -out ../data/bench-analytics.md
 
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s
@@ -120,4 +125,4 @@ lint:
 	cd benchmarks && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 clean:
-	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub.md data/bench-pipeline data/bench-ship
+	rm -rf bin data/bench-log data/logbench data/bench-hub data/bench-hub-durable data/bench-hub.md data/bench-pipeline data/bench-ship

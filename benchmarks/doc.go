@@ -14,7 +14,10 @@
 //     partitions against one.
 //   - pipelinebench (make bench-pipeline): pipelines against a plain Go
 //     encoding/json program doing the same job on the same seeded log:
-//     MB per CPU-second and peak RSS, also over a large backlog.
+//     MB per CPU-second, peak RSS (and the process's own memory without
+//     its binary's pages) and the hub's disk per GB of input, also over a
+//     large backlog; COMPRESSION=none (-compression) measures the datasets
+//     without their default lz4.
 //   - shipbench (make bench-ship): the log-shipping agent. Tailed JSON
 //     lines through the hub to the elasticsearch sink against a bare
 //     esutil.BulkIndexer loop sending the same lines to the same server

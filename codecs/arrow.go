@@ -91,6 +91,8 @@ type column struct {
 	cursor   int    // kindStruct: where the next key is expected
 	seen     uint64 // row stamp of the last append, to fill in nulls
 	checked  uint64 // stamp of the last check that found it
+	lastLen  int    // values in the last batch (noteLen)
+	lastData int    // kindString, kindJSON: bytes of them
 }
 
 func (c *column) dataType() arrow.DataType {
@@ -172,6 +174,7 @@ type ArrowBuilder struct {
 	schema  *arrow.Schema
 	version int
 	dirty   bool // the schema tree changed since rb was built
+	reserve bool // reserve room like the last batch's at the next row
 
 	p       fastjson.Parser
 	rows    int
@@ -285,6 +288,15 @@ func (b *ArrowBuilder) Append(value []byte) error {
 		}
 	}
 	b.build()
+	if b.rows == 0 && b.reserve {
+		// As much room as the last batch took, so that the builders
+		// grow no buffer by copying it (and the pool gives back the
+		// last batch's).
+		b.reserve = false
+		for _, c := range b.root.fields {
+			reserveLike(c)
+		}
+	}
 	b.appendRow(v)
 	if !b.locked {
 		b.raw = append(b.raw, value...)
@@ -318,6 +330,10 @@ func (b *ArrowBuilder) replay() error {
 // new one with the same schema. The caller releases the batch.
 func (b *ArrowBuilder) NewRecordBatch() arrow.RecordBatch {
 	b.build()
+	for _, c := range b.root.fields {
+		noteLen(c)
+	}
+	b.reserve = b.rows > 0
 	rec := b.rb.NewRecordBatch()
 	b.rows, b.size = 0, 0
 	b.raw, b.ends = b.raw[:0], b.ends[:0]
@@ -337,6 +353,38 @@ func (b *ArrowBuilder) build() {
 	b.rb = array.NewRecordBuilder(b.mem, b.schema)
 	for i, c := range b.root.fields {
 		bind(c, b.rb.Field(i))
+	}
+}
+
+// noteLen notes the length of c's builders before they are emptied into
+// a batch, for reserveLike.
+func noteLen(c *column) {
+	c.lastLen = c.b.Len()
+	if bb, ok := c.b.(*array.StringBuilder); ok {
+		c.lastData = bb.DataLen()
+	}
+	if c.elem != nil {
+		noteLen(c.elem)
+	}
+	for _, f := range c.fields {
+		noteLen(f)
+	}
+}
+
+// reserveLike reserves in c's builders the room noteLen saw, plus a
+// sixteenth.
+func reserveLike(c *column) {
+	if c.lastLen > 0 {
+		c.b.Reserve(c.lastLen + c.lastLen/16)
+	}
+	if bb, ok := c.b.(*array.StringBuilder); ok && c.lastData > 0 {
+		bb.ReserveData(c.lastData + c.lastData/16)
+	}
+	if c.elem != nil {
+		reserveLike(c.elem)
+	}
+	for _, f := range c.fields {
+		reserveLike(f)
 	}
 }
 
@@ -676,6 +724,98 @@ func parseJSONTime(s []byte) (time.Time, bool) {
 	if len(s) < 19 || len(s) > 40 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') {
 		return time.Time{}, false
 	}
+	if t, ok := parseTimeFast(s); ok {
+		return t, true
+	}
+	return parseTimeLayouts(s)
+}
+
+// digits2 reads two ASCII digits; ok is false if either is not one.
+func digits2(s []byte) (int, bool) {
+	a, b := s[0]-'0', s[1]-'0'
+	return int(a)*10 + int(b), a <= 9 && b <= 9
+}
+
+// parseTimeFast parses the usual shapes of parseJSONTime without
+// time.Parse: YYYY-MM-DD, 'T' or ' ', hh:mm:ss, an optional fraction of 1
+// to 9 digits, then Z, ±hh:mm or nothing (UTC). It accepts only what
+// time.Parse accepts with timeLayouts and returns the same instant;
+// anything else (ok false) goes to parseTimeLayouts.
+func parseTimeFast(s []byte) (time.Time, bool) {
+	if len(s) < 19 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') {
+		return time.Time{}, false
+	}
+	y1, ok1 := digits2(s[0:])
+	y2, ok2 := digits2(s[2:])
+	mo, ok3 := digits2(s[5:])
+	d, ok4 := digits2(s[8:])
+	h, ok5 := digits2(s[11:])
+	mi, ok6 := digits2(s[14:])
+	sec, ok7 := digits2(s[17:])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	y := y1*100 + y2
+	if mo < 1 || mo > 12 || d < 1 || d > daysIn(time.Month(mo), y) || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	rest := s[19:]
+	ns := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return time.Time{}, false
+		}
+		for i := 1; i < 10; i++ {
+			ns *= 10
+			if i < n {
+				ns += int(rest[i] - '0')
+			}
+		}
+		rest = rest[n:]
+	}
+	off := 0
+	switch {
+	case len(rest) == 0:
+	case len(rest) == 1 && rest[0] == 'Z':
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := digits2(rest[1:])
+		om, ok2 := digits2(rest[4:])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return time.Time{}, false
+		}
+		off = (oh*60 + om) * 60
+		if rest[0] == '-' {
+			off = -off
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	if off != 0 {
+		t = t.Add(-time.Duration(off) * time.Second)
+	}
+	return t, true
+}
+
+func daysIn(m time.Month, y int) int {
+	switch m {
+	case time.February:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case time.April, time.June, time.September, time.November:
+		return 30
+	}
+	return 31
+}
+
+// parseTimeLayouts is parseJSONTime's slow path, through time.Parse.
+func parseTimeLayouts(s []byte) (time.Time, bool) {
 	str := string(s) // small; the fast path is a stack copy
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, str); err == nil {

@@ -168,35 +168,47 @@ func benchEvents(n int) [][]byte {
 	return out
 }
 
+// BenchmarkArrowAppend converts rows into batches with the schema settled,
+// with Go's allocator and with the ArrowPool the parquet sink uses.
 func BenchmarkArrowAppend(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			rows := benchEvents(n)
-			var size int64
-			for _, r := range rows {
-				size += int64(len(r))
-			}
-			ab, _ := NewArrowBuilder(ArrowOptions{})
-			defer ab.Release()
-			for _, r := range rows { // the schema settles
-				ab.Append(r)
-			}
-			ab.NewRecordBatch().Release()
-			ab.Lock()
-			b.SetBytes(size)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				for _, r := range rows {
-					if err := ab.Append(r); err != nil {
-						b.Fatal(err)
-					}
-				}
-				ab.NewRecordBatch().Release()
-			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-		})
+		for _, alloc := range []string{"go", "pool"} {
+			b.Run(fmt.Sprintf("rows=%d/alloc=%s", n, alloc), func(b *testing.B) {
+				benchArrowAppend(b, n, alloc == "pool")
+			})
+		}
 	}
+}
+
+func benchArrowAppend(b *testing.B, n int, pool bool) {
+	rows := benchEvents(n)
+	var size int64
+	for _, r := range rows {
+		size += int64(len(r))
+	}
+	var opts ArrowOptions
+	if pool {
+		opts.Allocator = NewArrowPool(64 << 20)
+	}
+	ab, _ := NewArrowBuilder(opts)
+	defer ab.Release()
+	for _, r := range rows { // the schema settles
+		ab.Append(r)
+	}
+	ab.NewRecordBatch().Release()
+	ab.Lock()
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, r := range rows {
+			if err := ab.Append(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ab.NewRecordBatch().Release()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
 // FuzzArrowAppend feeds two JSON values of any shape, in both lock states:
@@ -265,6 +277,46 @@ func TestArrowInvalidUTF8(t *testing.T) {
 	for i, c := range rec.Columns() {
 		if err := c.(interface{ ValidateFull() error }).ValidateFull(); err != nil {
 			t.Errorf("column %d: %v", i, err)
+		}
+	}
+}
+
+// TestParseTimeFast checks that the fast path of parseJSONTime accepts
+// only what the time.Parse layouts accept, as the same instant, on shapes
+// and on every one-byte change of them.
+func TestParseTimeFast(t *testing.T) {
+	seeds := []string{
+		"2026-11-21T10:00:00Z", "2026-11-21T10:00:00.123Z", "2026-11-21 10:00:00.123456789Z",
+		"2026-11-21T10:00:00+02:00", "2026-11-21T10:00:00.5-07:30", "2026-11-21T10:00:00",
+		"2026-11-21 23:59:59.999999", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+		"2026-13-01T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T10:60:00Z", "2026-11-21T10:00:60Z",
+		"2026-11-21T10:00:00.1234567891Z", "2026-11-21T10:00:00.Z", "2026-11-21T10:00:00+24:00",
+		"2026-11-21T10:00:00-00:00", "0000-01-01T00:00:00Z", "2026-11-21T10:00:00z", "2026-11-21T10:00:00 ",
+	}
+	check := func(s string) {
+		t.Helper()
+		ft, fok := parseTimeFast([]byte(s))
+		if !fok {
+			return // the slow path decides
+		}
+		st, sok := parseTimeLayouts([]byte(s))
+		if !sok || !ft.Equal(st) {
+			t.Errorf("parseTimeFast(%q) = %v, true; time.Parse layouts: %v, %v", s, ft, st, sok)
+		}
+	}
+	for _, s := range seeds {
+		check(s)
+		for i := range len(s) {
+			for _, c := range []byte("09:-+.TZ 5") {
+				b := []byte(s)
+				b[i] = c
+				check(string(b))
+			}
+		}
+	}
+	for _, s := range seeds[:7] {
+		if _, ok := parseTimeFast([]byte(s)); !ok {
+			t.Errorf("parseTimeFast(%q) is not taken by the fast path", s)
 		}
 	}
 }

@@ -62,5 +62,8 @@
 // [None], [Gzip], [Snappy], [LZ4] and [Zstd] use pooled encoders and decoders
 // from github.com/klauspost/compress and github.com/pierrec/lz4/v4. Snappy
 // batches are written in the "xerial" framing of the Java client, and both
-// that framing and a bare snappy block are read.
+// that framing and a bare snappy block are read. LZ4 frames are framed here
+// around pierrec's block codec, without a copy through a stream buffer or a
+// second hash of the records (their CRC-32C covers them); lz4.go draws the
+// frame.
 package codecs

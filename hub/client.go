@@ -446,6 +446,7 @@ type localConsumer struct {
 	raw     []byte
 	iters   []codecs.RecordIter
 	fetches []Fetch
+	recs    []codecs.Record // the Records of every Fetch of a poll
 	hdrs    []codecs.RecordHeader
 }
 
@@ -775,6 +776,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 	cancel()
 	defer ReleaseFetch(results)
 	c.fetches = c.fetches[:0]
+	c.recs = c.recs[:0]
 	c.hdrs = c.hdrs[:0]
 	c.raw = c.raw[:0]
 	it := 0
@@ -816,6 +818,9 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			maxDecompressed = max(maxDecompressed, codecs.MaxDecompressedFor(ds.Config().MaxMessageBytes))
 		}
 		f := Fetch{Dataset: tp.Topic, Partition: tp.Partition, HighWatermark: r.HighWatermark}
+		// The records of every partition go into one buffer; when it
+		// grows, those of earlier partitions keep the old array.
+		first := len(c.recs)
 		next := c.pos[tp]
 		for b := raw; len(b) > 0 && decoded < int(c.opts.MaxPollBytes); {
 			size := codecs.BatchSize(b)
@@ -830,7 +835,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 			ri := &c.iters[it]
 			it++
 			ri.MaxDecompressed = maxDecompressed
-			recsBefore, nextBefore := len(f.Records), next
+			recsBefore, nextBefore := len(c.recs), next
 			err := ri.Reset(batch)
 			h := ri.Header()
 			if err == nil && h.IsControl() {
@@ -845,7 +850,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				hs := len(c.hdrs)
 				c.hdrs = append(c.hdrs, rec.Headers...)
 				rec.Headers = c.hdrs[hs:len(c.hdrs):len(c.hdrs)]
-				f.Records = append(f.Records, rec)
+				c.recs = append(c.recs, rec)
 				decoded += len(rec.Key) + len(rec.Value)
 				next = rec.Offset + 1
 			}
@@ -856,7 +861,7 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				// Only a poll with nothing else to return reports the
 				// batch: records before it, of this partition or of
 				// others whose positions have moved, come first.
-				if recsBefore == 0 && len(c.fetches) == 0 {
+				if recsBefore == first && len(c.fetches) == 0 {
 					err = corruptFetch(tp, err)
 					var cbe *CorruptBatchError
 					if c.opts.SkipCorrupt && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
@@ -866,13 +871,14 @@ func (c *localConsumer) Poll(ctx context.Context) ([]Fetch, error) {
 				}
 				// Deliver the records before the bad batch; the next
 				// poll starts at it and reports it.
-				f.Records, next = f.Records[:recsBefore], nextBefore
+				c.recs, next = c.recs[:recsBefore], nextBefore
 				break
 			}
 			next = max(next, h.NextOffset())
 		}
 		c.pos[tp] = next
-		if len(f.Records) > 0 {
+		if len(c.recs) > first {
+			f.Records = c.recs[first:len(c.recs):len(c.recs)]
 			c.fetches = append(c.fetches, f)
 		}
 	}

@@ -117,27 +117,92 @@ func TestLocalProduceCompression(t *testing.T) {
 	}
 }
 
-// BenchmarkLocalProduce measures Produce of 1,000 records of 200 bytes
-// over 4 partitions.
-func BenchmarkLocalProduce(b *testing.B) {
+// benchRecords are n access-log-like JSON records of about 270 bytes, with
+// keys: compressible as real logs are, unlike a repeated byte.
+func benchRecords(n int) []Record {
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: fmt.Appendf(nil, "key-%d", i), Value: fmt.Appendf(nil,
+			`{"ts":"2026-11-21T00:00:%02d.%03dZ","level":"info","host":"web-%02d","method":"GET","path":"/api/v1/orders/%d","status":200,"latency_ms":%d.%d,"ua":"Mozilla/5.0 (X11; Linux x86_64)","trace":"%016x"}`,
+			i/1000%60, i%1000, i%24, i*7919%100000, i%97, i%10, uint64(i)*0x9e3779b97f4a7c15)}
+	}
+	return recs
+}
+
+// benchDataset opens a hub with a 4-partition dataset "bench" of the
+// given compression and returns a client of it, 1,000 records and their
+// bytes.
+func benchDataset(b *testing.B, compression string) (*LocalClient, []Record, int) {
 	h := openHub(b, testOptions(b.TempDir()))
-	defer h.Close()
-	if _, err := h.CreateDataset("bench", DatasetConfig{Partitions: 4, Compression: "none", RetentionBytes: 64 << 20}); err != nil {
+	b.Cleanup(func() { h.Close() })
+	if _, err := h.CreateDataset("bench", DatasetConfig{Partitions: 4, Compression: compression, RetentionBytes: 256 << 20}); err != nil {
 		b.Fatal(err)
 	}
-	recs := make([]Record, 1000)
-	for i := range recs {
-		recs[i] = Record{Key: fmt.Appendf(nil, "key-%d", i), Value: bytes.Repeat([]byte{'a' + byte(i%26)}, 200)}
+	recs := benchRecords(1000)
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
 	}
-	c := NewLocalClient(h)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(recs) * 200))
-	for b.Loop() {
-		if err := c.Produce(context.Background(), "bench", recs, ProduceOptions{}).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
+	return NewLocalClient(h), recs, size
+}
+
+// BenchmarkLocalProduce measures Produce of 1,000 records of about 270
+// bytes over 4 partitions, uncompressed and with the default lz4: the
+// allocations are per call, not per record.
+func BenchmarkLocalProduce(b *testing.B) {
+	for _, comp := range []string{"none", "lz4"} {
+		b.Run(comp, func(b *testing.B) {
+			c, recs, size := benchDataset(b, comp)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := c.Produce(context.Background(), "bench", recs, ProduceOptions{}).FirstErr(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkLocalPoll reads records through one LocalClient consumer,
+// uncompressed and lz4: what a pipeline's poll costs once its buffers have
+// grown, with allocations per poll, not per record. Each iteration
+// produces 5,000 records (untimed), then polls until it has them.
+func BenchmarkLocalPoll(b *testing.B) {
+	for _, comp := range []string{"none", "lz4"} {
+		b.Run(comp, func(b *testing.B) {
+			c, recs, size := benchDataset(b, comp)
+			ctx := context.Background()
+			cons, err := c.Consume(ctx, ConsumeOptions{Datasets: []string{"bench"}, Broadcast: true, MaxWait: time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cons.Close(ctx)
+			const batches = 5
+			b.ReportAllocs()
+			b.SetBytes(int64(batches * size))
+			for b.Loop() {
+				b.StopTimer()
+				for range batches {
+					if err := c.Produce(ctx, "bench", recs, ProduceOptions{}).FirstErr(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				for n := 0; n < batches*len(recs); {
+					fs, err := cons.Poll(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, f := range fs {
+						n += len(f.Records)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*batches*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
 
 // TestPollBoundsDecodedBytes checks that MaxPollBytes bounds the bytes of

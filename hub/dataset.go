@@ -191,9 +191,6 @@ func (c *DatasetConfig) validate() error {
 		}
 		c.CleanupPolicy = p
 	}
-	if c.RemoteStorage && c.Compacted() {
-		return bad("remote.storage.enable with cleanup.policy %s: compacted datasets are not tiered yet (their closed segments are rewritten)", c.CleanupPolicy)
-	}
 	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
 		return bad("negative interval")
 	}

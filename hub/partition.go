@@ -81,7 +81,7 @@ func openPartition(d *Dataset, id int32) (*Partition, error) {
 		if d.h.opts.ColdStore == nil {
 			return nil, fmt.Errorf("%w: %s has remote.storage.enable but the hub has no cold store (weir serve --cold-store)", ErrInvalidConfig, d.name)
 		}
-		opts.Tier, opts.ColdCache = d.h.coldTier(d.name, id), d.h.cold
+		opts.Tier, opts.ColdCache = d.h.coldTier(d.name, id).tier(), d.h.cold
 	}
 	l, err := wlog.Open(p.dir, opts)
 	if err != nil {

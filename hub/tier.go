@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"time"
@@ -40,6 +41,8 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
 	case errors.Is(err, objstore.ErrExists):
 		return fmt.Errorf("%w (%w)", err, fs.ErrExist)
+	case errors.Is(err, objstore.ErrPrecondition):
+		return fmt.Errorf("%w (%w)", err, wlog.ErrTierFenced)
 	}
 	return err
 }
@@ -65,9 +68,43 @@ func (t *coldTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) er
 	return mapErr(t.s.PutIfAbsent(ctx, t.prefix+name, r))
 }
 
+func (t *coldTier) GetVersion(ctx context.Context, name string) ([]byte, string, error) {
+	b, v, err := t.s.GetVersion(ctx, t.prefix+name)
+	return b, v, mapErr(err)
+}
+
+func (t *coldTier) PutIfMatch(ctx context.Context, name string, r io.Reader, version string) (string, error) {
+	v, err := t.s.PutIfMatch(ctx, t.prefix+name, r, version)
+	return v, mapErr(err)
+}
+
 func (t *coldTier) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
 	rc, err := t.s.Get(ctx, t.prefix+name, off, n)
 	return rc, mapErr(err)
+}
+
+// fileStore is a store whose objects are local files (objstore.Dir).
+type fileStore interface {
+	Open(key string) (*os.File, error)
+}
+
+// opener is coldTier with log.TierOpener, over a fileStore.
+type opener struct{ *coldTier }
+
+var _ wlog.TierOpener = opener{}
+
+// OpenObject implements log.TierOpener.
+func (t opener) OpenObject(name string) (*os.File, error) {
+	f, err := t.s.(fileStore).Open(t.prefix + name)
+	return f, mapErr(err)
+}
+
+// tier returns t as the log's Tier: with TierOpener over a fileStore.
+func (t *coldTier) tier() wlog.Tier {
+	if _, ok := t.s.(fileStore); ok {
+		return opener{t}
+	}
+	return t
 }
 
 func (t *coldTier) Delete(ctx context.Context, names []string) error {

@@ -1,7 +1,11 @@
 package hub
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,12 +91,18 @@ func BenchmarkCatchUp(b *testing.B) {
 			readAll(b, l)
 		}
 	})
-	cold := func(b *testing.B, store objstore.Store) {
-		tier := &coldTier{s: store, prefix: "bench/0/", slots: make(chan struct{}, 4)}
+	cold := func(b *testing.B, s objstore.Store) {
+		store := &countingStore{Store: s}
+		var st objstore.Store = store
+		if d, ok := s.(*objstore.Dir); ok {
+			st = countingDir{store, d}
+		}
+		tier := (&coldTier{s: st, prefix: "bench/0/", slots: make(chan struct{}, 4)}).tier()
 		n := write(b, b.TempDir(), tier)
 		b.SetBytes(n)
 		b.ReportAllocs()
-		var gets int64
+		store.gets.Store(0)
+		var misses int64
 		b.ResetTimer()
 		for b.Loop() {
 			b.StopTimer()
@@ -109,11 +119,12 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatalf("read %d bytes of %d", got, n)
 			}
 			b.StopTimer()
-			gets += cache.Stats().Gets
+			misses += cache.Stats().Misses
 			l.Close()
 			b.StartTimer()
 		}
-		b.ReportMetric(float64(gets)/float64(b.N)/(float64(n)/(1<<30)), "GETs/GiB")
+		b.ReportMetric(float64(store.gets.Load())/float64(b.N)/(float64(n)/(1<<30)), "GETs/GiB")
+		b.ReportMetric(float64(misses)/float64(b.N), "waits/op")
 	}
 	b.Run("cold-dir", func(b *testing.B) {
 		store, err := objstore.NewDir(b.TempDir())
@@ -134,7 +145,8 @@ func BenchmarkCatchUp(b *testing.B) {
 
 // BenchmarkProduceWhileUploading appends 100 KiB batches to a log with 1
 // MiB segments: without a tier, and with every closed segment uploaded to
-// the directory store (and its local copy deleted) in the background.
+// the directory store, or to S3 (versitygw over loopback), and its local
+// copy deleted, in the background.
 //
 //	go test ./hub -run '^$' -bench ProduceWhileUploading
 func BenchmarkProduceWhileUploading(b *testing.B) {
@@ -144,11 +156,22 @@ func BenchmarkProduceWhileUploading(b *testing.B) {
 		bb.Append(0, nil, val, nil)
 	}
 	out, _ := bb.Build()
-	for _, tiered := range []bool{false, true} {
-		b.Run(map[bool]string{false: "local", true: "tiered"}[tiered], func(b *testing.B) {
+	stores := []struct {
+		name string
+		open func(b *testing.B) (objstore.Store, error)
+	}{
+		{"local", nil},
+		{"tiered", func(b *testing.B) (objstore.Store, error) { return objstore.NewDir(b.TempDir()) }},
+		{"tiered-s3", func(b *testing.B) (objstore.Store, error) {
+			return objstore.NewS3(s3test.Start(b).Options(fmt.Sprint("p", time.Now().UnixNano())))
+		}},
+	}
+	for _, st := range stores {
+		tiered := st.open != nil
+		b.Run(st.name, func(b *testing.B) {
 			opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever}
 			if tiered {
-				store, err := objstore.NewDir(b.TempDir())
+				store, err := st.open(b)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -177,4 +200,25 @@ func BenchmarkProduceWhileUploading(b *testing.B) {
 			}
 		})
 	}
+}
+
+// countingStore counts the requests that read a store: every GET, of
+// chunks, indexes and manifests.
+type countingStore struct {
+	objstore.Store
+	gets atomic.Int64
+}
+
+// countingDir is a countingStore over a directory, whose objects are
+// read as files (not counted: they are not requests).
+type countingDir struct {
+	*countingStore
+	d *objstore.Dir
+}
+
+func (s countingDir) Open(key string) (*os.File, error) { return s.d.Open(key) }
+
+func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, key, off, n)
 }

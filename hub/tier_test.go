@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/internal/objstore"
+	"github.com/weirhub/weir/internal/objstore/s3test"
+	wlog "github.com/weirhub/weir/log"
 )
 
 // TestColdStoreDatasets: remote.storage.enable and the local retention
@@ -198,5 +202,178 @@ func TestColdStoreModel(t *testing.T) {
 	}
 	if st := h.Stats(); st[0].RemoteSegments == 0 || st[0].LocalStartOffset <= start {
 		t.Fatalf("stats %+v", st[0])
+	}
+}
+
+// openColdHub opens a hub with a new data directory on store, with
+// retention checked often, and creates the dataset name there.
+func openColdHub(t *testing.T, store objstore.Store, name string, cfg DatasetConfig) (*Hub, *Partition) {
+	t.Helper()
+	opts := testOptions(t.TempDir())
+	opts.ColdStore, opts.RetentionCheckInterval = store, 10*time.Millisecond
+	h := openHub(t, opts)
+	ds, err := h.CreateDataset(name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	return h, p
+}
+
+// TestColdStoreFencing: two hubs pointed at one prefix of the cold store
+// (the directory store, and S3 with If-Match on versitygw). The second
+// reads the manifest, the first writes it again, so the second's first
+// manifest write is refused: it stops uploading and keeps its local
+// segments, while the first goes on uploading, and its segments read back
+// whole (the second never overwrote an object the manifest lists).
+func TestColdStoreFencing(t *testing.T) {
+	stores := map[string]func(t *testing.T) objstore.Store{
+		"dir": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"s3": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewS3(s3test.Start(t).Options("fence/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			store := newStore(t)
+			cfg := DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 4096}
+			open := func() (*Hub, *Partition) { return openColdHub(t, store, "f", cfg) }
+			var want []string
+			produce := func(p *Partition, tag string, n int, keep bool) {
+				t.Helper()
+				for i := range n {
+					v := fmt.Sprintf("%s%03d-%s", tag, i, strings.Repeat("z", 150))
+					if keep {
+						want = append(want, v)
+					}
+					if _, err := p.Produce(batch(t, v), true); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			h1, p1 := open()
+			defer h1.Close()
+			produce(p1, "a", 60, true)
+			waitHub(t, "the first hub's uploads", func() bool { return p1.Log().TierStats().RemoteSegments > 2 })
+
+			h2, p2 := open()
+			defer h2.Close()
+			before := p1.Log().TierStats().RemoteSegments
+			produce(p1, "b", 60, true)
+			waitHub(t, "the first hub's next uploads", func() bool { return p1.Log().TierStats().RemoteSegments > before })
+
+			produce(p2, "x", 60, false)
+			waitHub(t, "the second hub fenced", func() bool { return p2.Log().TierStats().Fenced })
+			if st := p2.Log().TierStats(); st.Uploaded != 0 || st.LocalDeleted != 0 {
+				t.Fatalf("the fenced hub: %+v; want nothing uploaded, its segments local", st)
+			}
+
+			before = p1.Log().TierStats().RemoteSegments
+			produce(p1, "c", 60, true)
+			waitHub(t, "the first hub's uploads after the fencing", func() bool {
+				st := p1.Log().TierStats()
+				return st.RemoteSegments > before && st.ColdSegments > 4
+			})
+			if p1.Log().TierStats().Fenced {
+				t.Fatal("the first hub was fenced")
+			}
+			if got := values(t, p1); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("the first hub read %d records, want its %d", len(got), len(want))
+			}
+			m, err := wlog.ReadManifest(context.Background(), (&coldTier{s: store, prefix: "f/0/"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range m.Segments {
+				if s.Tag != m.Writer {
+					t.Fatalf("manifest written by %s lists segment %d uploaded by %s", m.Writer, s.Base, s.Tag)
+				}
+			}
+		})
+	}
+}
+
+// TestColdStoreCompacted: a compacted dataset with remote storage. Its
+// compacted segments go to the store again (the manifest swaps to them),
+// local copies go after, and reading from offset 0 gives the latest value
+// of every key, also on a new hub with an empty data directory.
+func TestColdStoreCompacted(t *testing.T) {
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Local copies stay (-2) until the compacted versions are uploaded.
+	cfg := DatasetConfig{RemoteStorage: true, CleanupPolicy: "compact", SegmentBytes: 4096}
+	for _, k := range []string{"local.retention.ms", "local.retention.bytes"} {
+		if err := cfg.ApplyKafkaConfig(k, "-2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() (*Hub, *Partition) { return openColdHub(t, store, "k", cfg) }
+	h, p := open()
+	defer h.Close()
+	latest := map[string]string{}
+	const n = 400
+	for i := range n {
+		k, v := fmt.Sprintf("key%02d", i%20), fmt.Sprintf("v%03d-%s", i, strings.Repeat("q", 100))
+		latest[k] = v
+		var b codecs.Builder
+		b.Append(time.Now().UnixMilli(), []byte(k), []byte(v), nil)
+		out, _ := b.Build()
+		if _, err := p.Produce(out, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Log().Roll() // every record in a segment that goes to the store
+	read := func(p *Partition) (map[string]string, int) {
+		t.Helper()
+		got, count := map[string]string{}, 0
+		it := p.Log().NewIterator(p.StartOffset())
+		for it.Next() {
+			got[string(it.Record().Key)] = string(it.Record().Value)
+			count++
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+		return got, count
+	}
+	// Compact as segments seal, until the store holds compacted versions
+	// of them all (some segments uploaded twice); then local copies go.
+	rewritten := 0
+	waitHub(t, "compacted segments in the store", func() bool {
+		c := h.Compact()
+		rewritten += c
+		st := p.Log().TierStats()
+		// All local (the active segment is empty), and the store holds
+		// every segment at its compacted size.
+		return rewritten >= 10 && c == 0 && st.ColdSegments == 0 && st.RemoteBytes == p.Log().Size() &&
+			st.RemoteSegments == p.Log().Stats().Rolls && st.Uploaded > st.RemoteSegments
+	})
+	cur := p.ds.Config()
+	cur.LocalRetentionBytes = 1
+	if _, _, err := h.AlterDataset("k", cur, false); err != nil {
+		t.Fatal(err)
+	}
+	waitHub(t, "local copies gone", func() bool { return p.Log().TierStats().ColdSegments > 5 })
+	got, count := read(p)
+	if !maps.Equal(got, latest) || count >= n {
+		t.Fatalf("after compaction: %d records, %d keys; want the 20 latest values of %d records, compacted", count, len(got), n)
+	}
+	h.Close()
+	h2, p2 := open()
+	defer h2.Close()
+	if got, count2 := read(p2); !maps.Equal(got, latest) || count2 != count {
+		t.Fatalf("a new hub on the prefix: %d records, %d keys; want the 20 latest values in %d records", count2, len(got), count)
 	}
 }

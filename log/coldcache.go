@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,11 +18,18 @@ import (
 // object; the least recently used go once the cache holds more than its
 // limit. A read fetches its chunks if missing and starts fetching the
 // next few chunks in the background (read-ahead), so a consumer catching
-// up sequentially mostly finds its chunk already there. Logs that share a
-// cache share its limit. Safe for concurrent use.
+// up sequentially mostly finds its chunk already there. A chunk a read
+// waited for is streamed from the store into its file (copy_file_range
+// from a directory store, no user-space copy), never synced (the cache is
+// emptied at start), and kept open while cached, so that a read is one
+// pread. A chunk fetched ahead is staged in memory instead (at most
+// stagedChunks of them, in reused buffers, the least recently used
+// dropped first): a consumer catching up through the whole history
+// neither writes it to disk nor evicts what other readers cached. Logs
+// that share a cache share its limits. Safe for concurrent use.
 //
 //	dir/
-//	  <hash of log dir and object>-<chunk number>   one chunk, ChunkBytes or the object's tail
+//	  <sequence number>   one chunk, DefaultChunkBytes or the object's tail
 type ColdCache struct {
 	dir   string // "" keeps chunks in memory
 	limit int64
@@ -32,9 +38,11 @@ type ColdCache struct {
 	mu     sync.Mutex
 	lru    list.List // *chunkEntry, least recently used first
 	byKey  map[chunkKey]*list.Element
-	size   int64
+	size   int64 // of the chunks on disk (in memory with dir "")
+	staged int64 // of the chunks staged in memory with a dir
 	flight map[chunkKey]*fill
 
+	seq                          atomic.Int64 // names chunk files
 	hits, misses, gets, getBytes atomic.Int64
 }
 
@@ -44,10 +52,15 @@ type chunkKey struct {
 }
 
 type chunkEntry struct {
-	key  chunkKey
-	path string // on disk, or "" with data
-	data []byte
-	size int64
+	key    chunkKey
+	f      *os.File // on disk (open while cached), or nil with data
+	path   string   // f's name
+	data   []byte
+	pooled bool // data is from chunkBufs
+	staged bool // in memory in a cache with a dir
+	size   int64
+	refs   int  // reads under way, under ColdCache.mu
+	gone   bool // evicted: freed when refs drops to 0
 }
 
 type fill struct {
@@ -57,19 +70,35 @@ type fill struct {
 
 // ColdCacheStats are a cache's counters.
 type ColdCacheStats struct {
-	Bytes    int64 // cached now
+	Bytes    int64 // cached now (on disk with a dir), at most the limit
+	Staged   int64 // fetched ahead into memory, with a dir
 	Hits     int64 // chunk reads served from the cache
 	Misses   int64 // chunk reads that waited for a GET
 	Gets     int64 // ranged GETs
 	GetBytes int64 // bytes they fetched
 }
 
-// DefaultChunkBytes is the chunk size of a ColdCache.
-const DefaultChunkBytes = 1 << 20
+// DefaultChunkBytes is the chunk size of a ColdCache: one ranged GET.
+// Large enough that a GiB costs a few hundred requests and each request's
+// latency is small against its transfer.
+const DefaultChunkBytes = 4 << 20
 
 // readAhead is how many chunks after the one read are fetched ahead, in
-// parallel, so that a sequential reader overlaps its GETs.
+// parallel, so that a sequential reader overlaps its GETs; a reader near
+// the end of a segment also reads ahead into the next one.
 const readAhead = 4
+
+// stagedChunks bounds the chunks a cache with a dir keeps in memory after
+// fetching them ahead: enough for several partitions read sequentially at
+// once.
+const stagedChunks = 16
+
+// chunkBufs are the buffers of whole chunks staged in memory.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, DefaultChunkBytes); return &b }}
+
+// copyBufs are the buffers chunks are streamed through when the store's
+// reader cannot be copied to a file by the kernel.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // NewColdCache returns a cache of at most limit bytes (at least two
 // chunks) in dir, which it empties first; dir "" keeps the chunks in
@@ -91,9 +120,9 @@ func NewColdCache(dir string, limit int64) (*ColdCache, error) {
 // Stats returns the cache's counters.
 func (c *ColdCache) Stats() ColdCacheStats {
 	c.mu.Lock()
-	size := c.size
+	size, staged := c.size, c.staged
 	c.mu.Unlock()
-	return ColdCacheStats{Bytes: size, Hits: c.hits.Load(), Misses: c.misses.Load(), Gets: c.gets.Load(), GetBytes: c.getBytes.Load()}
+	return ColdCacheStats{Bytes: size, Staged: staged, Hits: c.hits.Load(), Misses: c.misses.Load(), Gets: c.gets.Load(), GetBytes: c.getBytes.Load()}
 }
 
 // readAt reads p from off of object key (size bytes) of tier t.
@@ -129,22 +158,24 @@ func (c *ColdCache) readChunk(t Tier, key string, size int64, k chunkKey, p []by
 		if e, ok := c.byKey[k]; ok {
 			c.lru.MoveToBack(e)
 			ce := e.Value.(*chunkEntry)
+			ce.refs++
 			c.mu.Unlock()
 			n, err := ce.read(p, within)
+			c.unref(ce)
 			if err == nil || tries > 2 {
 				if tries == 0 {
 					c.hits.Add(1)
 				}
 				return n, err
 			}
-			c.drop(k) // evicted under us: fetch again
+			c.drop(k) // a failed read: fetch again
 			continue
 		}
 		f, ok := c.flight[k]
 		if !ok {
 			f = &fill{done: make(chan struct{})}
 			c.flight[k] = f
-			go c.fetch(t, key, size, k, f, timeout)
+			go c.fetch(t, key, size, k, f, false, timeout)
 		}
 		c.mu.Unlock()
 		if tries == 0 {
@@ -161,20 +192,24 @@ func (ce *chunkEntry) read(p []byte, within int64) (int, error) {
 	if within >= ce.size {
 		return 0, io.EOF
 	}
-	if ce.path == "" {
+	if ce.f == nil {
 		return copy(p, ce.data[within:]), nil
 	}
-	f, err := os.Open(ce.path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
 	want := min(int64(len(p)), ce.size-within)
-	n, err := f.ReadAt(p[:want], within)
+	n, err := ce.f.ReadAt(p[:want], within)
 	if int64(n) == want {
 		err = nil
 	}
 	return n, err
+}
+
+// prefetchStart starts fetching the first n chunks of object key (size
+// bytes): read-ahead across the end of the object before it.
+func (c *ColdCache) prefetchStart(t Tier, logID, key string, size int64, n int64, timeout time.Duration) {
+	obj := logID + "\x00" + key
+	for i := int64(0); i < n && i*c.chunk < size; i++ {
+		c.prefetch(t, key, size, chunkKey{obj, i}, timeout)
+	}
 }
 
 func (c *ColdCache) prefetch(t Tier, key string, size int64, k chunkKey, timeout time.Duration) {
@@ -188,17 +223,22 @@ func (c *ColdCache) prefetch(t Tier, key string, size int64, k chunkKey, timeout
 	}
 	f := &fill{done: make(chan struct{})}
 	c.flight[k] = f
-	go c.fetch(t, key, size, k, f, timeout)
+	go c.fetch(t, key, size, k, f, true, timeout)
 }
 
-// fetch GETs chunk k and adds it to the cache.
-func (c *ColdCache) fetch(t Tier, key string, size int64, k chunkKey, f *fill, timeout time.Duration) {
-	ce, err := c.get(t, key, size, k, timeout)
+// fetch GETs chunk k and adds it to the cache: staged in memory when
+// fetched ahead of reads into a cache with a dir.
+func (c *ColdCache) fetch(t Tier, key string, size int64, k chunkKey, f *fill, ahead bool, timeout time.Duration) {
+	ce, err := c.get(t, key, size, k, ahead && c.dir != "", timeout)
 	c.mu.Lock()
 	delete(c.flight, k)
 	if err == nil {
 		c.byKey[k] = c.lru.PushBack(ce)
-		c.size += ce.size
+		if ce.staged {
+			c.staged += ce.size
+		} else {
+			c.size += ce.size
+		}
 		c.evictLocked()
 	}
 	c.mu.Unlock()
@@ -206,7 +246,7 @@ func (c *ColdCache) fetch(t Tier, key string, size int64, k chunkKey, f *fill, t
 	close(f.done)
 }
 
-func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, timeout time.Duration) (*chunkEntry, error) {
+func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, stage bool, timeout time.Duration) (*chunkEntry, error) {
 	from := k.n * c.chunk
 	n := min(c.chunk, size-from)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -217,29 +257,56 @@ func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, timeout time
 		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
 	}
 	defer rc.Close()
-	data := make([]byte, n)
-	if _, err := io.ReadFull(rc, data); err != nil {
+	ce := &chunkEntry{key: k, size: n, staged: stage}
+	if c.dir == "" || stage {
+		if n == DefaultChunkBytes && c.chunk == DefaultChunkBytes {
+			ce.data, ce.pooled = *chunkBufs.Get().(*[]byte), true
+		} else {
+			ce.data = make([]byte, n)
+		}
+		if _, err := io.ReadFull(rc, ce.data); err != nil {
+			ce.free()
+			return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
+		}
+		c.getBytes.Add(n)
+		return ce, nil
+	}
+	path := filepath.Join(c.dir, fmt.Sprint(c.seq.Add(1)))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: cold cache: %w", err)
+	}
+	got, err := copyChunk(f, io.LimitReader(rc, n))
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("%w: reading %s at %d: %v", ErrTierUnavailable, key, from, err)
 	}
 	c.getBytes.Add(n)
-	ce := &chunkEntry{key: k, size: n}
-	if c.dir == "" {
-		ce.data = data
-		return ce, nil
-	}
-	h := fnv.New64a()
-	io.WriteString(h, k.obj)
-	ce.path = filepath.Join(c.dir, fmt.Sprintf("%016x-%d", h.Sum64(), k.n))
-	tmp := ce.path + tmpSuffix
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("log: cold cache: %w", err)
-	}
-	if err := os.Rename(tmp, ce.path); err != nil {
-		return nil, fmt.Errorf("log: cold cache: %w", err)
-	}
+	ce.f, ce.path = f, path
 	return ce, nil
 }
+
+// copyChunk copies r to f: by the kernel when r can say how
+// (io.WriterTo, as a directory store's reader does), else through a
+// pooled buffer.
+func copyChunk(f *os.File, r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if wt, ok := lr.R.(io.WriterTo); ok {
+			return wt.WriteTo(f)
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{f}, r, *bp)
+}
+
+// writerOnly hides os.File's ReadFrom, which would copy through a buffer
+// of its own.
+type writerOnly struct{ io.Writer }
 
 func (c *ColdCache) drop(k chunkKey) {
 	c.mu.Lock()
@@ -253,18 +320,50 @@ func (c *ColdCache) removeLocked(e *list.Element) {
 	ce := e.Value.(*chunkEntry)
 	c.lru.Remove(e)
 	delete(c.byKey, ce.key)
-	c.size -= ce.size
-	if ce.path != "" {
-		os.Remove(ce.path)
+	if ce.staged {
+		c.staged -= ce.size
+	} else {
+		c.size -= ce.size
+	}
+	ce.gone = true
+	if ce.refs == 0 {
+		ce.free()
 	}
 }
 
+// unref ends a read of ce, freeing it if it was evicted meanwhile.
+func (c *ColdCache) unref(ce *chunkEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ce.refs--; ce.refs == 0 && ce.gone {
+		ce.free()
+	}
+}
+
+// free releases an entry no read uses: its file, or its buffer.
+func (ce *chunkEntry) free() {
+	if ce.f != nil {
+		ce.f.Close()
+		os.Remove(ce.path)
+		ce.f = nil
+	}
+	if ce.pooled {
+		b := ce.data
+		chunkBufs.Put(&b)
+		ce.pooled = false
+	}
+	ce.data = nil
+}
+
+// evictLocked drops the least recently used chunks while the cache is
+// over its limit, or has more than stagedChunks staged.
 func (c *ColdCache) evictLocked() {
-	for c.size > c.limit {
-		e := c.lru.Front()
-		if e == nil {
-			return
+	for e := c.lru.Front(); e != nil && (c.size > c.limit || c.staged > stagedChunks*c.chunk); {
+		next := e.Next()
+		ce := e.Value.(*chunkEntry)
+		if ce.staged && c.staged > stagedChunks*c.chunk || !ce.staged && c.size > c.limit {
+			c.removeLocked(e)
 		}
-		c.removeLocked(e)
+		e = next
 	}
 }

@@ -69,6 +69,23 @@ func TestColdCache(t *testing.T) {
 		t.Fatalf("sequential scan: %+v; want 10 GETs, few misses", st)
 	}
 
+	// With a dir, the chunks fetched ahead for that scan stay in memory:
+	// the disk holds only the ones the scan waited for.
+	c4, err := NewColdCache(t.TempDir()+"/cache4", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < int64(len(obj)); off += int64(len(p)) {
+		got, err := c4.readAt(tier, "/d", "seg.log", int64(len(obj)), p, off, time.Second)
+		if want := obj[off:min(off+int64(len(p)), int64(len(obj)))]; err != nil || !bytes.Equal(p[:got], want) {
+			t.Fatalf("sequential scan with a dir: readAt at %d = %d, %v", off, got, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := c4.Stats(); st.Gets != 10 || st.Bytes > st.Misses*DefaultChunkBytes || st.Staged == 0 || st.Staged > stagedChunks*DefaultChunkBytes {
+		t.Fatalf("sequential scan with a dir: %+v; want 10 GETs, only the missed chunks on disk", st)
+	}
+
 	tier.mu.Lock()
 	tier.down = true
 	tier.mu.Unlock()

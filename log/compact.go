@@ -97,6 +97,12 @@ func (l *Log) CheckResume(offset int64) error {
 // CompactMapBytes plus a batch at a time; when the dirty keys do not fit
 // the map it takes several passes, oldest offsets first. One Compact runs
 // at a time per log; Close waits for it.
+//
+// With a Tier, it rewrites local segments only: a compacted segment that
+// was uploaded goes up again (the tier pass swaps the manifest to the new
+// version), and segments only in the tier stay as they are; while there
+// are any, tombstones stay too, since an older value of their key may be
+// in the tier.
 func (l *Log) Compact() (CompactStats, error) {
 	var st CompactStats
 	if !l.opts.Compact {
@@ -108,6 +114,9 @@ func (l *Log) Compact() (CompactStats, error) {
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
+	// Below a cold segment (one only in the tier, which compaction leaves
+	// as it is) an older value of a key may survive: its tombstone stays.
+	keepTombs := (*l.segs.Load())[0].cold != nil
 	end := cands[len(cands)-1].next.Load()
 	if l.firstDirty > end {
 		l.firstDirty = 0 // a checkpoint of another log than this one: all is dirty
@@ -139,10 +148,10 @@ func (l *Log) Compact() (CompactStats, error) {
 					break
 				}
 				var d *int64
-				if last {
+				if last && !keepTombs {
 					d = &due
 				}
-				ns, err := l.cleanSegment(s, km, dirtyFrom, d, &st)
+				ns, err := l.cleanSegment(s, km, dirtyFrom, keepTombs, d, &st)
 				if err != nil {
 					return st, err
 				}
@@ -156,11 +165,11 @@ func (l *Log) Compact() (CompactStats, error) {
 			return st, fmt.Errorf("log: compaction: writing the cleaner checkpoint: %w", err)
 		}
 		l.firstDirty = end
-	case len(clean) > 0 && l.opts.Now().UnixMilli() >= l.tombDue:
+	case len(clean) > 0 && !keepTombs && l.opts.Now().UnixMilli() >= l.tombDue:
 		// Only tombstones below the checkpoint that came of age go.
 		km := newKeyMap(0)
 		for _, s := range clean {
-			if _, err := l.cleanSegment(s, km, dirtyFrom, &due, &st); err != nil {
+			if _, err := l.cleanSegment(s, km, dirtyFrom, false, &due, &st); err != nil {
 				return st, err
 			}
 		}
@@ -171,9 +180,10 @@ func (l *Log) Compact() (CompactStats, error) {
 	return st, nil
 }
 
-// cleanable returns the segments compaction may rewrite: the closed ones
-// before the first that is still being sealed or has damage; and the
-// MinCleanableRatio in force (SetLimits changes it).
+// cleanable returns the segments compaction may rewrite: the closed local
+// ones (not those only in the cold tier) before the first that is still
+// being sealed or has damage; and the MinCleanableRatio in force
+// (SetLimits changes it).
 func (l *Log) cleanable() ([]*segment, float64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -186,6 +196,9 @@ func (l *Log) cleanable() ([]*segment, float64, error) {
 	segs := *l.segs.Load()
 	var out []*segment
 	for _, s := range segs[:len(segs)-1] {
+		if s.cold != nil {
+			continue
+		}
 		if slices.Contains(l.pending, s) || s.corrupt != nil {
 			break
 		}
@@ -279,10 +292,10 @@ func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64, st *Com
 // without expired tombstones, and swaps the result in: a tombstone goes
 // when it is the latest of its key in the map, or, below cleanBelow (the
 // clean part, where a key is at most once), when its key is not in the
-// map. due, if set, is lowered to when the first tombstone kept comes of
-// age. It returns the new segment, or nil when nothing was removed (or s
-// went meanwhile).
-func (l *Log) cleanSegment(s *segment, km *keyMap, cleanBelow int64, due *int64, st *CompactStats) (*segment, error) {
+// map; none goes with keepTombs. due, if set, is lowered to when the
+// first tombstone kept comes of age. It returns the new segment, or nil
+// when nothing was removed (or s went meanwhile).
+func (l *Log) cleanSegment(s *segment, km *keyMap, cleanBelow int64, keepTombs bool, due *int64, st *CompactStats) (*segment, error) {
 	now := l.opts.Now().UnixMilli()
 	cleanedPath := s.path + cleanedSuffix
 	var (
@@ -318,7 +331,7 @@ func (l *Log) cleanSegment(s *segment, km *keyMap, cleanBelow int64, due *int64,
 			if err := it.Reset(batch); err != nil {
 				return err
 			}
-			expired := l.opts.DeleteRetention < 0 || now-h.MaxTimestamp > l.opts.DeleteRetention.Milliseconds()
+			expired := !keepTombs && (l.opts.DeleteRetention < 0 || now-h.MaxTimestamp > l.opts.DeleteRetention.Milliseconds())
 			for it.Next() {
 				r := it.Record()
 				k := true

@@ -69,9 +69,12 @@
 //
 // The sync policy decides when data reaches the disk:
 //
-//   - SyncAlways: Append returns after fdatasync. Concurrent appenders share
-//     one fdatasync (group commit): while one caller syncs, the others keep
-//     writing, and the next sync covers all of them.
+//   - SyncAlways: Append returns after an fdatasync that started after its
+//     write. Concurrent appenders share fdatasyncs (group commit): one loop
+//     runs them back to back while anyone waits, each acknowledging every
+//     append written before it started; before each it waits for the
+//     appenders the last one released to write again (never for one that is
+//     not coming), so that one sync takes them all rather than half.
 //   - SyncInterval: Append returns after the write; a timer syncs dirty data
 //     every SyncInterval.
 //   - SyncNever: the operating system decides.
@@ -175,14 +178,17 @@
 // With Options.Tier (an object store's space for this log, adapted by the
 // caller: the log imports no store), closed segments move to the tier in
 // the background and every offset stays readable. The tier holds the
-// segment's files as they are, under the same names, and a manifest:
+// segment's files as they are, named by base offset and the tag of the
+// log open that uploaded them, and a manifest:
 //
-//	manifest.json                   {"version":1,"segments":[{"base":0,"next":812,
-//	                                 "bytes":1048000,"maxTimestamp":...,"indexBytes":2048}, ...]}
-//	00000000000000000000.log        the segment, byte for byte
-//	00000000000000000000.index      its offset index
-//	00000000000000000000.timeindex  its time index
+//	manifest.json                   {"version":1,"writer":"9f…","generation":41,
+//	                                 "segments":[{"base":0,"next":812,"bytes":1048000,
+//	                                 "maxTimestamp":...,"indexBytes":2048,"tag":"9f…"}, ...]}
+//	00000000000000000000.9f….log        the segment, byte for byte
+//	00000000000000000000.9f….index      its offset index
+//	00000000000000000000.9f….timeindex  its time index
 //
+// (segments uploaded before tags have none: 00000000000000000000.log.)
 // A segment is in the tier once the manifest lists it. A tier pass (after
 // each seal, on EnforceRetention, and after a backoff of 100ms doubling to
 // 30s while passes fail) does, in order:
@@ -190,26 +196,39 @@
 //  1. forget the manifest's segments below the start offset: the manifest
 //     is replaced first, then their objects are deleted;
 //  2. upload each sealed segment the manifest lacks, oldest first: its three
-//     objects, then the manifest (an atomic replace) listing it;
+//     objects (the .log with copy_file_range to a directory store), then
+//     the manifest listing it, once per 16 segments and at the end;
+//     A local segment the manifest lists at another size (compaction
+//     rewrote it) goes up again under names of its own; the manifest
+//     swaps to it, then the old version's objects are deleted;
 //  3. delete the local copies of the oldest listed segments that
 //     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
 //     swaps each for a cold segment, then removes the files.
 //
 // A crash between any two steps leaves every offset readable: unlisted
-// objects are uploaded again or are garbage, and a local copy goes only
-// after the manifest listing it is stored. The first manifest is created
-// with a conditional put, so two logs starting on one empty prefix do not
-// both create it. RetentionTime and RetentionBytes count cold and local
-// segments together; a store that fails only holds uploads (and so local
-// deletion) back.
+// objects are garbage (a later upload uses the new open's tag), and a
+// local copy goes only after the manifest listing it is stored. The first
+// manifest is created with a conditional put (Tier.PutIfAbsent), and every
+// later write is conditional on the version the log read or wrote last
+// (Tier.PutIfMatch: If-Match on S3's ETag). A log whose write is refused
+// has been fenced out by another server on the same prefix: it logs an
+// error, stops uploading, keeps its local segments (TierStats.Fenced).
+// Because object names carry the uploader's tag, a fenced server never
+// overwrites an object the winner's manifest lists. RetentionTime and
+// RetentionBytes count cold and local segments together; a store that
+// fails only holds uploads (and so local deletion) back.
 //
 // Open reads the manifest and puts the listed segments that end where the
 // local ones begin in front of them; an empty directory starts at the
 // manifest's end, so a new server pointed at a tier serves it. Reads of a
 // cold segment (Read, ReadBatches, iterators, OffsetForTime, ScanHeaders)
 // fetch its offset index once, then go through a ColdCache: chunks of
-// DefaultChunkBytes fetched with ranged GETs, kept on disk up to a limit,
-// with the next chunk fetched ahead. A cold Section has no File (no
-// sendfile); AppendTo reads it. A failed fetch is an error wrapping
-// ErrTierUnavailable, which a reader may retry.
+// DefaultChunkBytes (4 MiB) fetched with one ranged GET each into files
+// kept open while cached, up to a limit, with the next four chunks fetched
+// ahead in parallel (into the next segment, and its index, near the end of
+// one). A cold Section has no File (no sendfile); AppendTo reads it. A
+// tier whose objects are local files (TierOpener: a directory store, a NAS
+// mount) is read from those files instead, with pread and sendfile, and
+// no cache. A failed fetch is an error wrapping ErrTierUnavailable, which
+// a reader may retry.
 package log

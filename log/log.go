@@ -40,11 +40,7 @@ type Log struct {
 
 	pubMu sync.Mutex // orders publications
 
-	syncMu   sync.Mutex // group commit state
-	syncCond sync.Cond
-	syncing  bool
-	synced   int64 // offsets below are on disk
-	syncErr  error
+	gc groupCommit // SyncAlways: see commit.go
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed on the next publication, nil if none waits
@@ -127,7 +123,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.files = NewFileCache(math.MaxInt)
 	}
 	l.maxBatch.Store(int64(opts.MaxBatchBytes))
-	l.syncCond.L = &l.syncMu
+	l.gc.init()
 	if opts.Tier != nil {
 		if err := l.attachTier(); err != nil {
 			l.closeFiles()
@@ -144,7 +140,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.tier != nil {
 		l.startTier()
 	}
-	l.synced = l.hw.Load()
+	l.gc.synced = l.hw.Load()
 	if opts.Sync == SyncInterval && opts.Syncer == nil {
 		l.timer = time.AfterFunc(time.Hour, l.intervalSync)
 		l.timer.Stop()
@@ -194,6 +190,10 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 	if len(b) == 0 {
 		return -1, -1, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
 	}
+	if l.opts.Sync == SyncAlways {
+		l.gc.writing.Add(1)
+		defer l.gc.wrote() // after l.mu is released
+	}
 	var records, batches int64
 	for p := 0; p < len(b); {
 		h, err := codecs.ValidateProduced(b[p:], int(l.maxBatch.Load()))
@@ -236,7 +236,10 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 		off += int64(h.LastOffsetDelta) + 1
 		p += h.Size()
 	}
-	if err := s.withFile(func(f File) error { _, err := f.WriteAt(b, pos); return err }); err != nil {
+	if err := s.withFile(func(f File) error {
+		_, err := f.WriteAt(b, pos)
+		return err
+	}); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
@@ -387,76 +390,6 @@ func (l *Log) notify() {
 	l.waitMu.Unlock()
 }
 
-// WaitDurable blocks until every offset below next is on disk and visible
-// to readers. Concurrent callers share one fdatasync: the first to arrive
-// syncs everything written so far while the others wait for it, and
-// writers keep writing in the meantime. It returns at once unless the sync
-// policy is SyncAlways.
-func (l *Log) WaitDurable(next int64) error {
-	if l.opts.Sync != SyncAlways {
-		return nil
-	}
-	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
-	for l.synced < next {
-		if l.syncErr != nil {
-			return l.syncErr
-		}
-		if l.syncing {
-			l.syncCond.Wait()
-			continue
-		}
-		l.syncing = true
-		l.syncMu.Unlock()
-		done, err := l.syncActive()
-		l.syncMu.Lock()
-		l.syncing = false
-		if err != nil {
-			l.syncErr = err
-		} else {
-			l.synced = max(l.synced, done)
-		}
-		l.syncCond.Broadcast()
-	}
-	return nil
-}
-
-// syncActive fdatasyncs what has been written to the active segment, then
-// publishes it. It returns the offset up to which the log is durable.
-func (l *Log) syncActive() (int64, error) {
-	l.mu.Lock()
-	if l.failed != nil {
-		l.mu.Unlock()
-		return 0, l.failed
-	}
-	if l.closed.Load() {
-		l.mu.Unlock()
-		return 0, ErrClosed
-	}
-	s := l.active
-	snap := l.snapshot(s)
-	pending := slices.Clone(l.pending)
-	s.acquire() // Close must not close the file under the sync
-	l.mu.Unlock()
-	defer s.release()
-	// What the segments before it hold is published first.
-	for _, p := range pending {
-		<-p.durable
-		if p.sealErr != nil {
-			return 0, p.sealErr
-		}
-	}
-	if err := l.fdatasync(s); err != nil {
-		err = fmt.Errorf("%w: fdatasync %s: %v", ErrFailed, s.path, err)
-		l.mu.Lock()
-		l.failed = err
-		l.mu.Unlock()
-		return 0, err
-	}
-	l.publish(s, snap)
-	return snap.next, nil
-}
-
 // intervalSync is the SyncInterval timer's (or Syncer's) work.
 func (l *Log) intervalSync() {
 	l.mu.Lock()
@@ -500,9 +433,7 @@ func (l *Log) Sync() error {
 		return nil
 	}
 	l.publish(s, l.snapshot(s))
-	l.syncMu.Lock()
-	l.synced = max(l.synced, s.writtenNext)
-	l.syncMu.Unlock()
+	l.gc.advance(s.writtenNext)
 	return nil
 }
 
@@ -609,9 +540,7 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 	}
 	l.publish(s, snap)
 	dropReserve(s)
-	l.syncMu.Lock()
-	l.synced = max(l.synced, snap.next)
-	l.syncMu.Unlock()
+	l.gc.advance(snap.next)
 	close(s.durable)
 
 	if !s.deleted.Load() {
@@ -731,11 +660,14 @@ func (l *Log) Close() error {
 	//lint:ignore SA2001 an empty critical section waits for Compact
 	l.compactMu.Unlock()
 	l.sealWG.Wait()
+	l.gc.stop()
 	l.mu.Lock()
 	var err error
 	if l.failed == nil && l.opts.Sync != SyncNever {
 		if err = l.fdatasync(l.active); err == nil {
-			l.publish(l.active, l.snapshot(l.active))
+			snap := l.snapshot(l.active)
+			l.publish(l.active, snap)
+			l.gc.advance(snap.next)
 		}
 	}
 	if l.failed == nil {
@@ -743,10 +675,7 @@ func (l *Log) Close() error {
 	}
 	l.mu.Unlock()
 	close(l.done)
-	l.syncMu.Lock()
-	l.syncErr = ErrClosed
-	l.syncCond.Broadcast()
-	l.syncMu.Unlock()
+	l.gc.fail(ErrClosed)
 	l.notify()
 	l.closeFiles()
 	return err

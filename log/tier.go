@@ -3,6 +3,8 @@ package log
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,31 @@ type Tier interface {
 	Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error)
 	// Delete removes the named objects; missing ones are not an error.
 	Delete(ctx context.Context, names []string) error
+	// GetVersion reads the whole of name and its version, an opaque tag
+	// that differs for different contents (S3's ETag). A missing object
+	// is an error wrapping fs.ErrNotExist.
+	GetVersion(ctx context.Context, name string) ([]byte, string, error)
+	// PutIfMatch stores r's bytes as name if its object is at version,
+	// atomically with respect to other PutIfMatch calls, and returns the
+	// new version; otherwise it fails with an error wrapping
+	// ErrTierFenced.
+	PutIfMatch(ctx context.Context, name string, r io.Reader, version string) (string, error)
+}
+
+// ErrTierFenced classifies a manifest write refused because the manifest
+// changed since the log read it: another server writes the same prefix.
+// The log then stops uploading (TierStats.Fenced); its local segments
+// stay.
+var ErrTierFenced = errors.New("log: another server owns the cold tier's prefix")
+
+// TierOpener is an optional interface of a Tier whose objects are files
+// on this machine (a directory store, a NAS mount): reads of cold
+// segments then pread the object's file, and a network fetch sends it
+// with sendfile, instead of going through the ColdCache, which would
+// only copy it to another local file. The file is opened read-only; a
+// missing object is an error wrapping fs.ErrNotExist.
+type TierOpener interface {
+	OpenObject(name string) (*os.File, error)
 }
 
 // ErrTierUnavailable classifies failures to read offsets that live only in
@@ -42,46 +69,66 @@ var ErrTierUnavailable = errors.New("log: cold store unavailable")
 const ManifestName = "manifest.json"
 
 // Manifest is the per-log list of the segments in a Tier, oldest first; a
-// segment's objects are its .log, .index and .timeindex files named as in
-// the log's directory. A segment is in the tier once the manifest lists it.
+// segment's objects are its .log, .index and .timeindex files, named by
+// ManifestSegment.Object. A segment is in the tier once the manifest lists
+// it. Every write of the manifest is conditional on the version the log
+// read or wrote last (Tier.PutIfMatch), and changes Writer or Generation,
+// so that of two servers on one prefix only one writes it.
 type Manifest struct {
-	Version  int               `json:"version"`
-	Segments []ManifestSegment `json:"segments"`
+	Version    int               `json:"version"`
+	Writer     string            `json:"writer,omitempty"` // the log open that wrote it last
+	Generation int64             `json:"generation"`       // one more at each write
+	Segments   []ManifestSegment `json:"segments"`
 }
 
 // ManifestSegment is one segment of a Manifest.
 type ManifestSegment struct {
 	Base         int64 `json:"base"`  // first offset
-	Next         int64 `json:"next"`  // offset after the last record
+	Next         int64 `json:"next"`  // offset after its range: the next segment's base (compaction may have removed records before it)
 	Bytes        int64 `json:"bytes"` // size of the .log object
 	MaxTimestamp int64 `json:"maxTimestamp"`
 	IndexBytes   int64 `json:"indexBytes"` // size of the .index object
+	// Tag is the Writer that uploaded the segment, in its objects' names,
+	// so that a server fenced out of the prefix never overwrites objects
+	// the manifest lists; "" for segments uploaded before tags.
+	Tag string `json:"tag,omitempty"`
 }
 
 // ObjectName is the name of a segment's object with the suffix ".log",
-// ".index" or ".timeindex".
+// ".index" or ".timeindex", for a segment without a tag.
 func ObjectName(base int64, suffix string) string { return fmt.Sprintf("%020d%s", base, suffix) }
+
+// Object is the name of the segment's object with the suffix ".log",
+// ".index" or ".timeindex": BASE.log, or BASE.TAG.log with a tag.
+func (s ManifestSegment) Object(suffix string) string {
+	if s.Tag == "" {
+		return ObjectName(s.Base, suffix)
+	}
+	return fmt.Sprintf("%020d.%s%s", s.Base, s.Tag, suffix)
+}
 
 // ReadManifest reads a tier's manifest; a tier without one has an empty
 // manifest.
 func ReadManifest(ctx context.Context, t Tier) (Manifest, error) {
+	m, _, err := readManifest(ctx, t)
+	return m, err
+}
+
+// readManifest reads the manifest and its version ("" when there is
+// none).
+func readManifest(ctx context.Context, t Tier) (Manifest, string, error) {
 	var m Manifest
-	rc, err := t.Get(ctx, ManifestName, 0, -1)
+	b, version, err := t.GetVersion(ctx, ManifestName)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Manifest{Version: 1}, nil
+		return Manifest{Version: 1}, "", nil
 	}
 	if err != nil {
-		return m, fmt.Errorf("%w: reading the manifest: %v", ErrTierUnavailable, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return m, fmt.Errorf("%w: reading the manifest: %v", ErrTierUnavailable, err)
+		return m, "", fmt.Errorf("%w: reading the manifest: %v", ErrTierUnavailable, err)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+		return m, "", fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
-	return m, nil
+	return m, version, nil
 }
 
 // End is the offset after the manifest's last segment, 0 when it is empty.
@@ -121,6 +168,9 @@ type TierStats struct {
 	Uploaded       int64 // segments uploaded since Open
 	UploadFailures int64 // failed tier passes since Open (each retried)
 	LocalDeleted   int64 // local copies deleted after upload since Open
+	// Fenced is set once another server wrote the manifest: uploads
+	// stopped, local segments stay.
+	Fenced bool
 }
 
 // tierState is a log's tiering: the manifest and the background uploader.
@@ -131,9 +181,12 @@ type tierState struct {
 	ctx    context.Context
 	exited chan struct{}
 
-	mu     sync.Mutex // the manifest; held by the uploader while it writes it
-	man    Manifest
-	unread bool // the store was down at Open: man is not the store's yet
+	mu      sync.Mutex // the manifest; held by the uploader while it writes it
+	man     Manifest
+	version string // the store's version of man, for the next conditional write
+	unread  bool   // the store was down at Open: man is not the store's yet
+	writer  string // this Open's Manifest.Writer and the Tag of its uploads
+	fenced  atomic.Bool
 
 	// cacheID names the log's chunks in a shared ColdCache: unique per
 	// Open, so a dataset deleted and created again never reads the old
@@ -156,9 +209,11 @@ var tierBackoff = [2]time.Duration{100 * time.Millisecond, 30 * time.Second}
 func (l *Log) attachTier() error {
 	t := l.opts.Tier
 	ctx, cancel := context.WithCancel(context.Background())
+	var id [8]byte
+	rand.Read(id[:])
 	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{}),
-		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1))}
-	m, err := ReadManifest(ctx, t)
+		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1)), writer: hex.EncodeToString(id[:])}
+	m, version, err := readManifest(ctx, t)
 	if err != nil {
 		// With local segments the log can open and serve them; the
 		// manifest (and the cold segments) come once the store answers.
@@ -170,19 +225,20 @@ func (l *Log) attachTier() error {
 		l.opts.Logger.Warn("log: the cold store is down; serving the local segments until it answers", "dir", l.dir, "err", err)
 		ts.unread = true
 		m = Manifest{Version: 1}
-	} else if len(m.Segments) == 0 {
+	} else if version == "" {
+		m.Writer = ts.writer
 		b, _ := json.Marshal(m)
 		if err := t.PutIfAbsent(ctx, ManifestName, bytes.NewReader(b)); err != nil && !errors.Is(err, fs.ErrExist) {
 			cancel()
 			return fmt.Errorf("%w: creating the manifest: %v", ErrTierUnavailable, err)
-		} else if err != nil {
-			if m, err = ReadManifest(ctx, t); err != nil {
-				cancel()
-				return err
-			}
+		}
+		// Ours or another server's: read what is there, and its version.
+		if m, version, err = readManifest(ctx, t); err != nil {
+			cancel()
+			return err
 		}
 	}
-	ts.man = m
+	ts.man, ts.version = m, version
 	ts.count()
 	l.tier = ts
 	l.coldFiles = NewFileCache(math.MaxInt)
@@ -274,7 +330,7 @@ func (l *Log) TierStats() TierStats {
 	}
 	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(),
 		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
-		LocalDeleted: l.tier.localDeleted.Load()}
+		LocalDeleted: l.tier.localDeleted.Load(), Fenced: l.tier.fenced.Load()}
 	for _, s := range *l.segs.Load() {
 		if s.cold != nil {
 			st.ColdSegments++
@@ -314,8 +370,8 @@ func (l *Log) tierLoop() {
 		}
 		retry.Stop()
 		if err := l.tierPass(ts.ctx); err != nil {
-			if ts.ctx.Err() != nil {
-				return
+			if ts.ctx.Err() != nil || ts.fenced.Load() {
+				return // fenced: logged by writeManifest
 			}
 			ts.failures.Add(1)
 			backoff = min(max(2*backoff, tierBackoff[0]), tierBackoff[1])
@@ -349,12 +405,12 @@ func (l *Log) tierPass(ctx context.Context) error {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.unread {
-		m, err := ReadManifest(ctx, ts.t)
+		m, version, err := readManifest(ctx, ts.t)
 		if err != nil {
 			return err
 		}
 		l.mu.Lock()
-		ts.man, ts.unread = m, false
+		ts.man, ts.version, ts.unread = m, version, false
 		ts.count()
 		l.prependCold()
 		l.mu.Unlock()
@@ -370,7 +426,12 @@ func (l *Log) tierPass(ctx context.Context) error {
 	return nil
 }
 
+// writeManifest writes m in place of the manifest at the version last
+// read or written, as the next generation by this writer. A refusal
+// (another server wrote it since) fences the log out: ErrTierFenced.
 func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
+	ts := l.tier
+	m.Version, m.Writer, m.Generation = 1, ts.writer, ts.man.Generation+1
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -378,11 +439,31 @@ func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
 	if err := hook("manifest"); err != nil {
 		return err
 	}
-	if err := l.tier.t.Put(ctx, ManifestName, bytes.NewReader(b)); err != nil {
+	var version string
+	if ts.version == "" {
+		// No manifest was there (it was deleted, or the store was empty
+		// and down at Open).
+		err = ts.t.PutIfAbsent(ctx, ManifestName, bytes.NewReader(b))
+		if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%w: %v", ErrTierFenced, err)
+		} else if err == nil {
+			_, version, err = readManifest(ctx, ts.t)
+		}
+	} else {
+		version, err = ts.t.PutIfMatch(ctx, ManifestName, bytes.NewReader(b), ts.version)
+	}
+	if errors.Is(err, ErrTierFenced) {
+		if ts.fenced.CompareAndSwap(false, true) {
+			l.opts.Logger.Error("log: another server wrote this log's cold tier manifest; uploads stop, local segments stay",
+				"dir", l.dir, "writer", ts.writer, "err", err)
+		}
 		return fmt.Errorf("log: writing the tier manifest: %w", err)
 	}
-	l.tier.man = m
-	l.tier.count()
+	if err != nil {
+		return fmt.Errorf("log: writing the tier manifest: %w", err)
+	}
+	ts.man, ts.version = m, version
+	ts.count()
 	return nil
 }
 
@@ -405,7 +486,7 @@ func (l *Log) tierTrim(ctx context.Context) error {
 	}
 	var names []string
 	for _, s := range gone {
-		names = append(names, ObjectName(s.Base, logSuffix), ObjectName(s.Base, indexSuffix), ObjectName(s.Base, timeIndexSuffix))
+		names = append(names, s.Object(logSuffix), s.Object(indexSuffix), s.Object(timeIndexSuffix))
 	}
 	if err := hook("delete"); err != nil {
 		return err
@@ -425,18 +506,20 @@ func (l *Log) tierUpload(ctx context.Context) error {
 	l.mu.Lock()
 	segs := *l.segs.Load()
 	var todo []*segment
-	for _, s := range segs[:len(segs)-1] { // not the active segment
+	ends := map[*segment]int64{}           // the next segment's base
+	for i, s := range segs[:len(segs)-1] { // not the active segment
 		if s.cold != nil || s.deleted.Load() {
 			continue
 		}
 		if slices.Contains(l.pending, s) || s.corrupt != nil {
 			break // not sealed yet, or not servable: later ones wait
 		}
-		if _, ok := ts.man.find(s.base); ok {
-			continue
+		if ms, ok := ts.man.find(s.base); ok && ms.Bytes == s.size.Load() {
+			continue // uploaded (a compacted segment of another size goes up again)
 		}
 		if s.acquire() {
 			todo = append(todo, s)
+			ends[s] = segs[i+1].base
 		}
 	}
 	l.mu.Unlock()
@@ -445,30 +528,147 @@ func (l *Log) tierUpload(ctx context.Context) error {
 			s.release()
 		}
 	}()
-	for _, s := range todo {
-		ms := ManifestSegment{Base: s.base, Next: s.next.Load(), Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
-			IndexBytes: int64(len(s.off.entries()))}
-		err := s.withFile(func(f File) error {
-			return ts.t.Put(ctx, ObjectName(s.base, logSuffix), io.NewSectionReader(f, 0, ms.Bytes))
-		})
-		if err == nil {
-			err = ts.t.Put(ctx, ObjectName(s.base, indexSuffix), bytes.NewReader(s.off.entries()))
+	// The manifest is written after every manifestBatch segments and at
+	// the end (or at a failure, for what was stored before it): objects
+	// it does not list yet are garbage a crash leaves, overwritten by the
+	// next upload.
+	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments)}
+	added := 0
+	var replaced []string // objects of the versions replaced segments had
+	flush := func() error {
+		if added == 0 {
+			return nil
 		}
-		if err == nil {
-			err = ts.t.Put(ctx, ObjectName(s.base, timeIndexSuffix), bytes.NewReader(s.tim.entries()))
-		}
-		if err != nil {
-			return fmt.Errorf("log: uploading %s: %w", s.path, err)
-		}
-		m := Manifest{Version: 1, Segments: append(slices.Clone(ts.man.Segments), ms)}
 		slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
 		if err := l.writeManifest(ctx, m); err != nil {
 			return err
 		}
-		ts.uploaded.Add(1)
+		ts.uploaded.Add(int64(added))
+		added = 0
+		m.Segments = slices.Clone(m.Segments)
+		if len(replaced) > 0 {
+			if err := hook("delete"); err != nil {
+				return err
+			}
+			if err := ts.t.Delete(ctx, replaced); err != nil {
+				// The manifest no longer lists them: garbage, not data.
+				l.opts.Logger.Warn("log: deleting replaced segment objects from the cold tier failed", "dir", l.dir, "err", err)
+			}
+			replaced = nil
+		}
+		return nil
 	}
-	return nil
+	for _, s := range todo {
+		ms := ManifestSegment{Base: s.base, Next: ends[s], Bytes: s.size.Load(), MaxTimestamp: s.maxTS.Load(),
+			IndexBytes: int64(len(s.off.entries())), Tag: ts.writer}
+		i, replacing := slices.BinarySearchFunc(m.Segments, s.base, func(x ManifestSegment, b int64) int { return cmpInt(x.Base, b) })
+		if replacing {
+			// Compaction rewrote an uploaded segment: its new version
+			// goes up under names of its own (this manifest generation),
+			// so readers of the listed version never see it change.
+			ms.Tag = fmt.Sprintf("%s.%d", ts.writer, ts.man.Generation+1)
+		}
+		err := s.withFile(func(f File) error {
+			return ts.t.Put(ctx, ms.Object(logSuffix), &uploadReader{f: f, n: ms.Bytes})
+		})
+		if err == nil {
+			err = ts.t.Put(ctx, ms.Object(indexSuffix), bytes.NewReader(s.off.entries()))
+		}
+		if err == nil {
+			err = ts.t.Put(ctx, ms.Object(timeIndexSuffix), bytes.NewReader(s.tim.entries()))
+		}
+		if err != nil {
+			return errors.Join(fmt.Errorf("log: uploading %s: %w", s.path, err), flush())
+		}
+		if replacing {
+			old := m.Segments[i]
+			replaced = append(replaced, old.Object(logSuffix), old.Object(indexSuffix), old.Object(timeIndexSuffix))
+			m.Segments[i] = ms
+		} else {
+			m.Segments = append(m.Segments, ms)
+			slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
+		}
+		if added++; added == manifestBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
+
+// manifestBatch is how many uploaded segments a manifest write adds at
+// most: fewer manifest writes (each rewrites the whole list) while a
+// backlog uploads, and a bounded amount of garbage after a crash.
+const manifestBatch = 16
+
+// uploadReader reads a sealed segment file's first n bytes for an upload,
+// with pread (the file is shared with readers, its offset is not used).
+// Its Len tells a store the size up front; WriteTo an *os.File (a
+// directory store's temporary file) has the kernel copy the bytes
+// (copy_file_range), through a descriptor of its own.
+type uploadReader struct {
+	f      File
+	off, n int64
+}
+
+func (r *uploadReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)]
+	k, err := r.f.ReadAt(p, r.off)
+	r.off += int64(k)
+	if err == io.EOF && k == len(p) {
+		err = nil
+	}
+	return k, err
+}
+
+// Len is the number of bytes left.
+func (r *uploadReader) Len() int { return int(r.n - r.off) }
+
+func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
+	o := osOf(r.f)
+	if _, ok := w.(*os.File); !ok || o == nil {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		return io.CopyBuffer(writerOnly{w}, readerOnly{r}, *bp)
+	}
+	f, err := os.Open(o.Name())
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if !sameFile(f, o) {
+		// A compaction swapped another file in under the name: read the
+		// one held.
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		return io.CopyBuffer(writerOnly{w}, readerOnly{r}, *bp)
+	}
+	if _, err := f.Seek(r.off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(w, &io.LimitedReader{R: f, N: r.n - r.off})
+	r.off += n
+	if err == nil && r.off < r.n {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func sameFile(a, b *os.File) bool {
+	sa, err := a.Stat()
+	if err != nil {
+		return false
+	}
+	sb, err := b.Stat()
+	return err == nil && os.SameFile(sa, sb)
+}
+
+// readerOnly hides a reader's WriteTo.
+type readerOnly struct{ io.Reader }
 
 // tierDropLocal replaces the oldest local segments that the manifest lists
 // and local retention no longer keeps by their cold counterparts, then
@@ -497,8 +697,8 @@ func (l *Log) tierDropLocal() {
 			continue
 		}
 		ms, ok := ts.man.find(s.base)
-		if !ok || ms.Next != s.next.Load() {
-			break
+		if !ok || ms.Next != segs[i+1].base || ms.Bytes != s.size.Load() {
+			break // not uploaded, or compacted since: uploaded again first
 		}
 		maxTS := s.maxTS.Load()
 		expired := lt > 0 && maxTS != math.MinInt64 && now-maxTS > lt.Milliseconds()
@@ -538,7 +738,7 @@ func (l *Log) coldSegment(ms ManifestSegment, local *segment) *segment {
 	s.size.Store(ms.Bytes)
 	s.next.Store(ms.Next)
 	s.maxTS.Store(ms.MaxTimestamp)
-	s.cold = &coldSeg{}
+	s.cold = &coldSeg{ms: ms}
 	if local != nil {
 		if e := local.off.entries(); len(e) > 0 {
 			s.cold.setIndex(&s.off, slices.Clone(e))
@@ -575,8 +775,10 @@ func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
 
 // coldSeg is the state of a segment read from the tier.
 type coldSeg struct {
-	mu     sync.Mutex
-	loaded bool
+	ms         ManifestSegment
+	mu         sync.Mutex
+	loaded     bool
+	indexAhead atomic.Bool // its index is being fetched ahead of reads
 }
 
 func (c *coldSeg) setIndex(x *index, b []byte) {
@@ -599,7 +801,7 @@ func (l *Log) loadColdIndex(s *segment) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.TierTimeout)
 	defer cancel()
-	rc, err := l.tier.t.Get(ctx, ObjectName(s.base, indexSuffix), 0, -1)
+	rc, err := l.tier.t.Get(ctx, c.ms.Object(indexSuffix), 0, -1)
 	if err != nil {
 		return fmt.Errorf("%w: fetching the index of %s: %v", ErrTierUnavailable, s.path, err)
 	}
@@ -632,7 +834,14 @@ func (t *tierFS) OpenFile(name string, flag int, _ fs.FileMode) (File, error) {
 	if flag != os.O_RDONLY {
 		return nil, errColdReadOnly
 	}
-	return &coldFile{l: t.l, name: name, key: ObjectName(t.ms.Base, logSuffix), size: t.ms.Bytes}, nil
+	if o, ok := t.l.tier.t.(TierOpener); ok {
+		f, err := o.OpenObject(t.ms.Object(logSuffix))
+		if err != nil {
+			return nil, fmt.Errorf("%w: opening %s: %v", ErrTierUnavailable, name, err)
+		}
+		return osFile{f}, nil
+	}
+	return &coldFile{l: t.l, name: name, key: t.ms.Object(logSuffix), size: t.ms.Bytes, next: t.ms.Next}, nil
 }
 func (t *tierFS) MkdirAll(string, fs.FileMode) error { return errColdReadOnly }
 func (t *tierFS) ReadDir(string) ([]string, error)   { return nil, errColdReadOnly }
@@ -648,6 +857,7 @@ type coldFile struct {
 	name string // the path the local file had
 	key  string
 	size int64
+	next int64 // the offset after the segment: the next one's base
 }
 
 func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
@@ -658,11 +868,31 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 	if off+int64(want) > f.size {
 		p = p[:f.size-off]
 	}
-	n, err := f.l.coldCache.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
+	c := f.l.coldCache
+	n, err := c.readAt(f.l.tier.t, f.l.tier.cacheID, f.key, f.size, p, off, f.l.opts.TierTimeout)
 	if err == nil && n < want {
 		err = io.EOF
 	}
+	if ahead := (off + int64(n) + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
+		f.readAheadNext(ahead)
+	}
 	return n, err
+}
+
+// readAheadNext starts fetching the first n chunks of the segment after
+// f's, if that one is cold too: a sequential reader crosses into it
+// without waiting.
+func (f *coldFile) readAheadNext(n int64) {
+	segs := *f.l.segs.Load()
+	i, ok := slices.BinarySearchFunc(segs, f.next, func(s *segment, b int64) int { return cmpInt(s.base, b) })
+	if !ok || segs[i].cold == nil {
+		return
+	}
+	s := segs[i]
+	if s.cold.indexAhead.CompareAndSwap(false, true) {
+		go f.l.loadColdIndex(s) // a failure is retried by the read that needs it
+	}
+	f.l.coldCache.prefetchStart(f.l.tier.t, f.l.tier.cacheID, s.cold.ms.Object(logSuffix), s.size.Load(), n, f.l.opts.TierTimeout)
 }
 func (f *coldFile) WriteAt([]byte, int64) (int, error) { return 0, errColdReadOnly }
 func (f *coldFile) Write([]byte) (int, error)          { return 0, errColdReadOnly }

@@ -2,15 +2,17 @@
 // ingestion path: an NDJSON file of events through `weir run` (stdin
 // source, the hub's dataset, the parquet sink with zstd) against DuckDB's
 // own `COPY (FROM read_json_auto(...)) TO '...parquet'` on the same file in
-// the same run. It reports MB of input per CPU-second, peak RSS and the
+// the same run, several times with the sides alternating (-runs). It
+// reports the medians of MB of input per CPU-second, peak RSS and the
 // size of the Parquet output of each, and checks that both outputs hold
-// every event. DuckDB runs from the @duckdb/node-api package that
+// every event and the same values. DuckDB runs from the @duckdb/node-api package that
 // internal/ducktest installs (the Makefile target installs it first).
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -124,6 +127,7 @@ func main() {
 	mib := flag.Int64("mib", 256, "size of the NDJSON input in MiB")
 	workdir := flag.String("workdir", "data/bench-analytics", "working directory (emptied)")
 	outPath := flag.String("out", "", "also write the Markdown report here")
+	runs := flag.Int("runs", 3, "runs of each side, alternating; the report gives the medians")
 	flag.Parse()
 	wd, err := filepath.Abs(*workdir)
 	check(err)
@@ -148,29 +152,62 @@ pipelines:
     from: events
     to:
       - parquet: {path: "%s/lake/date={{ .date }}", compression: zstd}
-        batching: {bytes: 4MiB, period: 200ms}
 `, wd, wd)), 0o644))
-	w := run("weir run (stdin -> dataset -> parquet sink)", fmt.Sprintf("%s run %s --until-drained --stats-every 0 --log-level warn < %s", bin, cfg, input))
-	w.bytes = sizeOf(filepath.Join(wd, "lake"))
-	w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
-
 	duckOut := filepath.Join(wd, "duckdb.parquet")
 	sql := fmt.Sprintf("COPY (FROM read_json_auto('%s')) TO '%s' (FORMAT parquet, COMPRESSION zstd)", input, duckOut)
-	d := run("DuckDB COPY read_json_auto -> parquet", fmt.Sprintf("node %s %q", filepath.Join(duckdbDir(), "query.mjs"), sql))
-	d.bytes = sizeOf(duckOut)
+	// The two sides alternate, run after run, so that a machine busy
+	// with other work slows both alike; the medians are compared.
+	var ws, ds []result
+	for i := range *runs {
+		check(os.RemoveAll(filepath.Join(wd, "hub")))
+		check(os.RemoveAll(filepath.Join(wd, "lake")))
+		check(os.RemoveAll(duckOut))
+		w := run("weir run (stdin -> dataset -> parquet sink)", fmt.Sprintf("%s run %s --until-drained --stats-every 0 --log-level warn < %s", bin, cfg, input))
+		w.bytes = sizeOf(filepath.Join(wd, "lake"))
+		d := run("DuckDB COPY read_json_auto -> parquet", fmt.Sprintf("node %s %q", filepath.Join(duckdbDir(), "query.mjs"), sql))
+		d.bytes = sizeOf(duckOut)
+		fmt.Fprintf(os.Stderr, "analyticsbench: run %d: weir %.2f CPU-s %.0f MiB RSS, DuckDB %.2f CPU-s %.0f MiB RSS\n", i+1,
+			w.cpu.Seconds(), float64(w.rss)/(1<<20), d.cpu.Seconds(), float64(d.rss)/(1<<20))
+		ws, ds = append(ws, w), append(ds, d)
+	}
+	w, d := median(ws), median(ds)
+	w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
 	d.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from '%s'", duckOut))
+	// Both files must hold the same values, not only as many rows.
+	const sums = `select concat_ws(',', count(distinct session), sum(user_id), round(sum(latency_ms), 3), epoch_ms(min(ts)::timestamp),
+		epoch_ms(max(ts)::timestamp), sum(geo.city_id), count(distinct geo.country), sum(len(tags)), count(*) filter (where ok),
+		sum(status), count(distinct page), count(distinct tags[2])) from `
+	wsum, dsum := duck(sums+fmt.Sprintf("read_parquet('%s/lake/*/*.parquet')", wd)), duck(sums+fmt.Sprintf("'%s'", duckOut))
+	if wsum != dsum {
+		check(fmt.Errorf("the outputs differ: weir's sums %s, DuckDB's %s", wsum, dsum))
+	}
 
 	var rep strings.Builder
-	fmt.Fprintf(&rep, "NDJSON -> Parquet (zstd), %d events, %.1f MiB, %s\n\n", events, float64(inBytes)/(1<<20), time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&rep, "NDJSON -> Parquet (zstd), %d events, %.1f MiB, %s; medians of %d runs, the sides alternating\n\n", events, float64(inBytes)/(1<<20), time.Now().UTC().Format(time.RFC3339), *runs)
 	rep.WriteString("| side | wall s | CPU s | MB/CPU-s | peak RSS MiB | Parquet MiB | rows/distinct |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range []result{w, d} {
 		fmt.Fprintf(&rep, "| %s | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n", r.name, r.wall.Seconds(), r.cpu.Seconds(),
 			float64(inBytes)/1e6/r.cpu.Seconds(), float64(r.rss)/(1<<20), float64(r.bytes)/(1<<20), r.rows)
 	}
-	fmt.Fprintf(&rep, "\nWeir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
+	fmt.Fprintf(&rep, "\nBoth outputs hold the same values (12 sums and distinct counts over every column agree).\n")
+	fmt.Fprintf(&rep, "Weir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
 		d.cpu.Seconds()/w.cpu.Seconds(), float64(w.bytes)/float64(d.bytes), float64(w.rss)/(1<<20))
 	fmt.Print(rep.String())
 	if *outPath != "" {
 		check(os.WriteFile(*outPath, []byte(rep.String()), 0o644))
 	}
+}
+
+// median is the run of the median CPU time, with the median wall time and
+// peak RSS of the runs.
+func median(rs []result) result {
+	by := func(key func(result) int64) []result {
+		s := slices.Clone(rs)
+		slices.SortFunc(s, func(a, b result) int { return cmp.Compare(key(a), key(b)) })
+		return s
+	}
+	m := by(func(r result) int64 { return int64(r.cpu) })[len(rs)/2]
+	m.wall = by(func(r result) int64 { return int64(r.wall) })[len(rs)/2].wall
+	m.rss = by(func(r result) int64 { return r.rss })[len(rs)/2].rss
+	return m
 }

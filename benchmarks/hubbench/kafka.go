@@ -92,6 +92,33 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, err 
 	return res, nil
 }
 
+// kafkaProduceOnly runs kafkaBench's produce run alone against seeds, on
+// a topic of its own that it deletes after.
+func kafkaProduceOnly(ctx context.Context, cfg *config, seeds []string) (rate, error) {
+	if err := waitListening(ctx, seeds[0], nil); err != nil {
+		return rate{}, fmt.Errorf("broker %s: %w (start it first, e.g. weir serve --fsync always)", seeds[0], err)
+	}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return rate{}, fmt.Errorf("kafka admin client for %s: %w", seeds[0], err)
+	}
+	defer adm.Close()
+	admin := kadm.NewClient(adm)
+	topic := fmt.Sprintf("hubbench-%d-durable", time.Now().UnixNano())
+	if err := createTopic(ctx, admin, topic, cfg.partitions); err != nil {
+		return rate{}, err
+	}
+	defer admin.DeleteTopics(context.WithoutCancel(ctx), topic)
+	pctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("kafka produce took longer than -timeout %s", cfg.timeout))
+	defer cancel()
+	r, err := kafkaProduce(pctx, cfg, seeds, topic)
+	if err != nil {
+		return r, fmt.Errorf("kafka produce to %s: %w", seeds[0], err)
+	}
+	fmt.Printf("  produce: %s\n", r)
+	return r, nil
+}
+
 func createTopic(ctx context.Context, admin *kadm.Client, topic string, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -23,6 +23,10 @@
 // to a scratch directory that is removed at the end; every server the
 // harness starts is stopped on exit, error or interrupt.
 //
+// With -durable-brokers, a second weir serve started with --fsync always
+// gets the same acks=all produce run after the first, reported against it:
+// what durable acknowledgement (group commit) costs.
+//
 //	go run ./hubbench -brokers 127.0.0.1:9092            # weir serve
 //	go run ./hubbench -kfake -size 64MiB -latency-duration 3s
 package main
@@ -48,6 +52,7 @@ import (
 
 type config struct {
 	brokers, name                  string
+	durableBrokers                 string // a weir serve --fsync always, produce only
 	kfake, skipNats, skipRedis     bool
 	size                           uint64
 	recordSize, partitions         int
@@ -74,6 +79,7 @@ func parseFlags() (*config, error) {
 	cfg := &config{}
 	flag.StringVar(&cfg.brokers, "brokers", "", "Kafka-protocol broker to measure, host:port[,host:port...] (e.g. weir serve)")
 	flag.StringVar(&cfg.name, "name", "weir", "name of the -brokers system in the report")
+	flag.StringVar(&cfg.durableBrokers, "durable-brokers", "", "also measure acks=all produce against this broker, the same server run with --fsync always")
 	flag.BoolVar(&cfg.kfake, "kfake", false, "measure franz-go's in-memory kfake cluster started in this process instead of -brokers")
 	size := flag.String("size", "512MiB", "payload bytes produced to each system")
 	flag.IntVar(&cfg.recordSize, "record-size", 1024, "bytes per record value")
@@ -184,6 +190,15 @@ func run() error {
 	}
 	stopKfake() // free kfake's memory before the peers run
 	results = append(results, r)
+	var durable *rate
+	if cfg.durableBrokers != "" {
+		fmt.Printf("== %s --fsync always at %s\n", name, cfg.durableBrokers)
+		d, err := kafkaProduceOnly(ctx, cfg, strings.Split(cfg.durableBrokers, ","))
+		if err != nil {
+			return err
+		}
+		durable = &d
+	}
 	if !cfg.skipNats {
 		fmt.Printf("== NATS JetStream (%s)\n", cfg.natsBin)
 		r, err := natsBench(ctx, cfg)
@@ -202,6 +217,10 @@ func run() error {
 	}
 
 	rep := report(cfg, results)
+	if durable != nil {
+		rep += fmt.Sprintf("\nDurable acknowledgement: acks=all produce to %s started with --fsync always (at %s, same client settings): %s, %.2fx of %s's %.1f MB/s above.\n",
+			name, cfg.durableBrokers, *durable, durable.mbPerSec()/results[0].produce.mbPerSec(), name, results[0].produce.mbPerSec())
+	}
 	fmt.Print("\n" + rep)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(rep), 0o644); err != nil {

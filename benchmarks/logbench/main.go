@@ -3,6 +3,12 @@
 // same filesystem, and prints a table of throughputs and ratios.
 //
 //	go run ./benchmarks/logbench -size 1GiB -dir ./data/logbench
+//
+// With -always it measures only durable acknowledgement (fsync always,
+// group commit): for each of -runs rounds, dd and then one run per count of
+// -appenders, each against the dd of its own round, with -size per run.
+//
+//	go run ./benchmarks/logbench -always -appenders 1,8,64 -runs 3 -size 256MiB
 package main
 
 import (
@@ -11,6 +17,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +35,10 @@ func main() {
 	sizeFlag := flag.String("size", "1GiB", "bytes written by dd and by each log run")
 	dir := flag.String("dir", "./data/logbench", "scratch directory on the filesystem to measure (emptied)")
 	reopenFlag := flag.String("reopen-size", "", "size of the log that is reopened and read back (default: -size), e.g. 10GiB")
+	always := flag.Bool("always", false, "measure only fsync always (group commit) against dd, in interleaved rounds")
+	appendersFlag := flag.String("appenders", "1,8,64", "with -always: comma-separated counts of concurrent appenders")
+	runs := flag.Int("runs", 3, "with -always: rounds of dd and one run per appender count")
+	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
 	flag.Parse()
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil {
@@ -38,6 +51,22 @@ func main() {
 		fail("%v", err)
 	}
 	defer os.RemoveAll(*dir)
+
+	if *always {
+		var counts []int
+		for _, f := range strings.Split(*appendersFlag, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				fail("-appenders: %q is not a positive count", f)
+			}
+			counts = append(counts, n)
+		}
+		if *runs < 1 || *batchFlag < 1 {
+			fail("-runs and -batch must be at least 1")
+		}
+		alwaysRounds(*dir, int64(size), counts, *runs, *batchFlag)
+		return
+	}
 
 	fmt.Printf("commit log vs dd conv=fdatasync, %s per run, 1 KiB records, in %s\n\n", humanize.IBytes(size), *dir)
 	ddMBs := runDD(filepath.Join(*dir, "dd.bin"), size)
@@ -82,6 +111,33 @@ func main() {
 	l.Close()
 	segs, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
 	fmt.Printf("\nreopen of the %s log (%d segments, the active one scanned): %s\n", humanize.IBytes(uint64(written)), len(segs), openTime.Round(time.Microsecond))
+}
+
+// alwaysRounds runs rounds of dd and fsync-always appends, each row
+// against the dd of its round, and then the median ratio per appender count.
+func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
+	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
+		humanize.IBytes(uint64(size)), batch, dir)
+	fmt.Printf("%-6s %-30s %10s %12s %10s\n", "round", "run", "MB/s", "records/s", "vs dd")
+	ratios := map[int][]float64{}
+	for r := range runs {
+		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
+		fmt.Printf("%-6d %-30s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
+		for _, a := range counts {
+			d, written := appendRun(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways)
+			mbs := float64(written) / d.Seconds() / 1e6
+			ratios[a] = append(ratios[a], mbs/dd)
+			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
+				float64(written/recordSize)/d.Seconds(), mbs/dd)
+			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
+		}
+	}
+	fmt.Println()
+	for _, a := range counts {
+		rs := ratios[a]
+		slices.Sort(rs)
+		fmt.Printf("%d appender(s): median %.2fx dd (min %.2fx, max %.2fx)\n", a, rs[len(rs)/2], rs[0], rs[len(rs)-1])
+	}
 }
 
 func fail(format string, args ...any) {

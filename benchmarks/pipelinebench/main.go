@@ -4,8 +4,10 @@
 // quarter at level debug) is parsed, debug records dropped, a field added,
 // and the rest written as an NDJSON file. It prints wall MB/s, records/s,
 // MB per CPU-second and peak RSS of each, measured with the children's
-// rusage, and the ratios, and the bytes the hub stores per GB of input
-// (its datasets compress batches by default: lz4).
+// rusage (and the peak of the process's own memory, without the pages of
+// its binary), and the ratios, and the bytes the hub stores per GB of
+// input (its datasets compress batches by default: lz4; -compression none
+// measures without).
 //
 //	go run ./pipelinebench -size 512MiB -workdir ../data/bench-pipeline
 //
@@ -42,6 +44,7 @@ func main() {
 	backlog := flag.String("backlog", "", "also run the pipeline over a backlog of this size (10GiB) and report its peak RSS")
 	backlogFor := flag.Duration("backlog-for", 20*time.Second, "how long the pipeline runs over the big backlog")
 	src := flag.String("src", "..", "the Weir module to build weir from")
+	compression := flag.String("compression", "", "the dataset's compression (none, lz4, zstd, ...); default: the dataset's default (lz4 for Weir's own writers)")
 	flag.Parse()
 	n, err := humanize.ParseBytes(*size)
 	check(err)
@@ -62,17 +65,20 @@ func main() {
 		wall  time.Duration
 		cpu   time.Duration
 		rss   int64
+		anon  int64
 		bytes int64
 	}
 	var results []result
 	measure := func(name string, cmd *exec.Cmd, bytes int64) result {
 		start := time.Now()
 		cmd.Stderr = os.Stderr
-		check(cmd.Run())
+		check(cmd.Start())
+		anon := peakAnon(cmd.Process.Pid)
+		check(cmd.Wait())
 		wall := time.Since(start)
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r := result{name, wall, cpu, ru.Maxrss * 1024, bytes}
+		r := result{name, wall, cpu, ru.Maxrss * 1024, <-anon, bytes}
 		results = append(results, r)
 		return r
 	}
@@ -87,7 +93,7 @@ func main() {
 	data := filepath.Join(wd, "hub")
 	os.RemoveAll(data)
 	os.RemoveAll(filepath.Join(wd, "out-weir"))
-	cfg := writeConfig(wd, data, true)
+	cfg := writeConfig(wd, data, *compression, true)
 	cmd := exec.Command(weir, "run", cfg, "--until-drained", "--stats-every", "0", "--log-level", "warn")
 	f, err := os.Open(input)
 	check(err)
@@ -102,19 +108,21 @@ func main() {
 	// 3. Weir, the pipeline alone over the backlog now in the hub (a new
 	// consumer group reads it all again).
 	os.RemoveAll(filepath.Join(wd, "out-weir"))
-	cfg = writeConfig(wd, data, false)
+	cfg = writeConfig(wd, data, *compression, false)
 	measure("weir run: pipeline over a backlog in the hub", exec.Command(weir, "run", cfg, "--until-drained", "--stats-every", "0", "--log-level", "warn"), in)
 	countLines(filepath.Join(wd, "out-weir"), kept, "weir pipeline")
 
-	fmt.Printf("\n%-46s %9s %9s %12s %10s %9s %10s\n", "run", "wall", "MB/s", "records/s", "MB/CPU-s", "peak RSS", "vs plain")
+	fmt.Printf("\n%-46s %9s %9s %12s %10s %9s %9s %10s\n", "run", "wall", "MB/s", "records/s", "MB/CPU-s", "peak RSS", "anon RSS", "vs plain")
 	base := float64(results[0].bytes) / 1e6 / results[0].cpu.Seconds()
 	for _, r := range results {
 		perCPU := float64(r.bytes) / 1e6 / r.cpu.Seconds()
-		fmt.Printf("%-46s %9s %9.1f %12.0f %10.1f %9s %9.2fx\n", r.name, r.wall.Round(time.Millisecond),
+		fmt.Printf("%-46s %9s %9.1f %12.0f %10.1f %9s %9s %9.2fx\n", r.name, r.wall.Round(time.Millisecond),
 			float64(r.bytes)/1e6/r.wall.Seconds(), float64(records)/r.wall.Seconds(), perCPU,
-			humanize.IBytes(uint64(r.rss)), perCPU/base)
+			humanize.IBytes(uint64(r.rss)), humanize.IBytes(uint64(r.anon)), perCPU/base)
 	}
 	fmt.Println("\nMB = 10^6 bytes of input; MB/CPU-s divides by user+system CPU time of the process (rusage).")
+	fmt.Println("Peak RSS (rusage) counts the pages of the program's own file mapped in, which grow with the size of the")
+	fmt.Println("binary; anon RSS is the peak of the process's own memory (RssAnon, sampled every 20 ms).")
 
 	if *backlog != "" {
 		target, err := humanize.ParseBytes(*backlog)
@@ -131,7 +139,7 @@ func main() {
 			fmt.Printf("  backlog %s\n", humanize.IBytes(uint64(hubSize(data))))
 		}
 		os.RemoveAll(filepath.Join(wd, "out-weir"))
-		cfg = writeConfig(wd, data, false)
+		cfg = writeConfig(wd, data, *compression, false)
 		cmd := exec.Command(weir, "run", cfg, "--stats-every", "0", "--log-level", "warn")
 		cmd.Stderr = os.Stderr
 		check(cmd.Start())
@@ -256,9 +264,39 @@ func baseline(in, out string) {
 	check(o.Close())
 }
 
-func writeConfig(wd, data string, endToEnd bool) string {
+// peakAnon samples the RssAnon of process pid until it exits and then
+// sends the peak, in bytes (0 where /proc does not say).
+func peakAnon(pid int) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		for {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				break
+			}
+			_, after, ok := strings.Cut(string(b), "RssAnon:")
+			if !ok {
+				break
+			}
+			var kb int64
+			fmt.Sscan(after, &kb)
+			peak = max(peak, kb*1024)
+			time.Sleep(20 * time.Millisecond)
+		}
+		out <- peak
+	}()
+	return out
+}
+
+func writeConfig(wd, data, compression string, endToEnd bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "hub: {data_dir: %s}\ndatasets:\n  access: {partitions: 4, retention: {time: forever}}\n", data)
+	comp := ""
+	if compression != "" {
+		comp = ", compression: " + compression
+	}
+	fmt.Fprintf(&b, "hub: {data_dir: %s}\ndatasets:\n  access: {partitions: 4, retention: {time: forever}%s}\n", data, comp)
 	if endToEnd {
 		b.WriteString("sources:\n  in: {stdin: {}, to: access}\n")
 	}

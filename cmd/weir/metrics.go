@@ -248,6 +248,7 @@ var (
 	descDeleted       = prometheus.NewDesc("weir_dataset_segments_deleted_total", "Segments deleted by retention.", dsLabels, nil)
 	descColdFailures  = prometheus.NewDesc("weir_dataset_cold_store_failures_total", "Failed passes of moving segments to the cold store (each retried; local segments stay meanwhile).", dsLabels, nil)
 	descColdUploaded  = prometheus.NewDesc("weir_dataset_cold_store_uploaded_segments_total", "Segments uploaded to the cold store.", dsLabels, nil)
+	descColdFenced    = prometheus.NewDesc("weir_dataset_cold_store_fenced_partitions", "Partitions fenced out of their cold store prefix by another server's manifest write (uploads stopped, local segments stay).", dsLabels, nil)
 	descUnconsumed    = prometheus.NewDesc("weir_dataset_unconsumed_deleted_records_total", "Records retention deleted before a consumer group with a committed offset had read them (summed over groups).", dsLabels, nil)
 
 	descPartStart    = prometheus.NewDesc("weir_partition_start_offset", "First offset still stored in the partition.", partLabels, nil)
@@ -265,7 +266,7 @@ var (
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descStored, descProduced, descProducedBytes, descProducedBatch,
 		descFetchedBytes, descDiskBytes, descSegments, descFsyncs, descRolls, descDeleted, descUnconsumed,
-		descColdFailures, descColdUploaded,
+		descColdFailures, descColdUploaded, descColdFenced,
 		descGroupCommitted, descGroupLag, descGroupMembers, descGroupRebal, descGroupState} {
 		ch <- d
 	}
@@ -283,7 +284,7 @@ type dsTotals struct {
 	disk, fsyncs, rolls, deleted              int64
 	segments                                  int
 	remoteDisk, remoteSegments                int64
-	coldFailures, coldUploaded                int64
+	coldFailures, coldUploaded, coldFenced    int64
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -314,6 +315,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		t.remoteSegments += p.RemoteSegments
 		t.coldFailures += p.Tier.UploadFailures
 		t.coldUploaded += p.Tier.Uploaded
+		if p.Tier.Fenced {
+			t.coldFenced++
+		}
 		t.fsyncs += p.Log.Fsyncs
 		t.rolls += p.Log.Rolls
 		t.deleted += p.Log.SegmentsDeleted
@@ -344,6 +348,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDeleted, float64(t.deleted), ds)
 		counter(descColdFailures, float64(t.coldFailures), ds)
 		counter(descColdUploaded, float64(t.coldUploaded), ds)
+		gauge(descColdFenced, float64(t.coldFenced), ds)
 	}
 	for _, g := range c.h.GroupStats() {
 		gauge(descGroupMembers, float64(g.Members), g.Name)

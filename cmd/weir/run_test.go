@@ -85,6 +85,12 @@ func readIDs(t *testing.T, dir string) (map[int]int, int) {
 	return ids, torn
 }
 
+// countIDs is the number of distinct ids archived under dir.
+func countIDs(t *testing.T, dir string) int {
+	ids, _ := readIDs(t, dir)
+	return len(ids)
+}
+
 // TestRunCrashKill9 kills `weir run` with SIGKILL again and again while
 // its pipeline archives a dataset, then lets a last run finish: every
 // record is in the file sink at least once and none is missing, because
@@ -112,14 +118,29 @@ pipelines:
         batching: {count: 500, bytes: 64KiB, period: 20ms}
 `, filepath.Join(dir, "data"), out)), 0o644)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-	for k := range kills {
+	// The pipeline reads the dataset in large batches that the rate limit
+	// lets through whole (about 9,000 records each 0.5 s), so output grows in
+	// steps. On a loaded machine a start can take longer than every random
+	// kill time; then one more run is killed just after its first step, so
+	// the kills always interrupt the work and never let it finish.
+	for k := 0; k < kills || k == kills && countIDs(t, out) == 0; k++ {
 		cmd := weirCmd(t, nil, "run", file, "--stats-every", "0", "--log-level", "warn")
 		var logs strings.Builder
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rng.IntN(500)) * time.Millisecond)
+		if k < kills {
+			time.Sleep(time.Duration(150+rng.IntN(500)) * time.Millisecond)
+		} else {
+			for deadline := time.Now().Add(60 * time.Second); countIDs(t, out) == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("weir run archived nothing in 60 s:\n%s", logs.String())
+				}
+			}
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() {

@@ -194,7 +194,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f := cmd.Flags()
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
 	f.StringVar(&flags.DataDir, "data-dir", "./data", "directory holding all data")
-	f.StringVar(&flags.ColdStore, "cold-store", "", "object store for datasets with remote.storage.enable: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+	f.StringVar(&flags.ColdStore, "cold-store", "", "object store for datasets with remote.storage.enable: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path (credentials from AWS_* variables or ~/.aws/credentials and ~/.aws/config, profile AWS_PROFILE)")
 	f.StringVar(&flags.Listen, "listen", "127.0.0.1:9092", "address to accept Kafka clients on")
 	f.StringVar(&flags.Advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address)")
 	f.BoolVar(&autoCreate, "auto-create", true, "create datasets on first produce or metadata request")

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestColdStoreMetrics(t *testing.T) {
 	}
 	var out strings.Builder
 	if err := inspectLogs(&out, "file://"+filepath.Join(dir, "cold")); err != nil || !strings.Contains(out.String(), "c/0/: remote: ") ||
-		!strings.Contains(out.String(), "00000000000000000000.log") {
+		!regexp.MustCompile(`00000000000000000000\.[0-9a-f]{16}\.log`).MatchString(out.String()) || !strings.Contains(out.String(), "generation ") {
 		t.Fatalf("weir log inspect file://...: %v\n%s", err, out.String())
 	}
 	m := newMetrics()

@@ -60,12 +60,12 @@ func inspectColdStore(w io.Writer, url string) error {
 			fmt.Fprintf(w, "%s: remote: 0 segments\n", prefix)
 			continue
 		}
-		fmt.Fprintf(w, "%s: remote: %d segments, offsets %d..%d, %s\n", prefix, len(m.Segments),
-			m.Segments[0].Base, m.Segments[len(m.Segments)-1].Next-1, humanize.IBytes(uint64(bytes)))
+		fmt.Fprintf(w, "%s: remote: %d segments, offsets %d..%d, %s; manifest generation %d by %s\n", prefix, len(m.Segments),
+			m.Segments[0].Base, m.Segments[len(m.Segments)-1].Next-1, humanize.IBytes(uint64(bytes)), m.Generation, m.Writer)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEGMENT\tOFFSETS\tSIZE\tMAX TIMESTAMP\tINDEX")
 		for _, sg := range m.Segments {
-			fmt.Fprintf(tw, "%s\t%d..%d\t%s\t%s\t%s\n", wlog.ObjectName(sg.Base, ".log"), sg.Base, sg.Next-1,
+			fmt.Fprintf(tw, "%s\t%d..%d\t%s\t%s\t%s\n", sg.Object(".log"), sg.Base, sg.Next-1,
 				humanize.IBytes(uint64(sg.Bytes)), fmtTS(sg.MaxTimestamp), humanize.IBytes(uint64(sg.IndexBytes)))
 		}
 		tw.Flush()

@@ -83,6 +83,21 @@ func TestColdTierS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testColdTier(t, store)
+}
+
+// TestColdTierDir is TestColdTierS3 on the directory store, whose cold
+// segments are read as files (and fetched with sendfile) rather than
+// through the cold cache.
+func TestColdTierDir(t *testing.T) {
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testColdTier(t, store)
+}
+
+func testColdTier(t *testing.T, store objstore.Store) {
 	dir := t.TempDir()
 	b := startColdBroker(t, dir, store)
 	adm := kadm.NewClient(newClient(t, b.addr))

@@ -2,6 +2,8 @@ package objstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,10 @@ var ErrNotFound = errors.New("objstore: not found")
 // ErrExists is returned by PutIfAbsent for a key that has an object.
 var ErrExists = errors.New("objstore: object exists")
 
+// ErrPrecondition is returned by PutIfMatch when the object is not at the
+// version it names: another writer replaced it.
+var ErrPrecondition = errors.New("objstore: object changed")
+
 // Object describes a stored object.
 type Object struct {
 	Key      string
@@ -37,6 +43,13 @@ type Store interface {
 	PutIfAbsent(ctx context.Context, key string, r io.Reader) error
 	// Get reads n bytes of key from off; n < 0 reads to the end.
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+	// GetVersion reads the whole of key and its version: an opaque tag
+	// that differs for different contents (S3's ETag).
+	GetVersion(ctx context.Context, key string) ([]byte, string, error)
+	// PutIfMatch stores r's bytes as key if key's object is at version,
+	// atomically with respect to other PutIfMatch calls, and returns the
+	// new object's version; otherwise it fails with ErrPrecondition.
+	PutIfMatch(ctx context.Context, key string, r io.Reader, version string) (string, error)
 	// List returns the objects whose keys start with prefix, by key.
 	List(ctx context.Context, prefix string) ([]Object, error)
 	// Delete removes key; a missing key is not an error.
@@ -218,15 +231,83 @@ func (d *Dir) PutFile(ctx context.Context, key, src string) error {
 	return syncDir(filepath.Dir(dst))
 }
 
-type sectionCloser struct {
-	io.Reader
-	f *os.File
+// fileRange is what Dir.Get returns: a range of an open file.
+type fileRange struct {
+	*io.SectionReader
+	f      *os.File
+	off, n int64
 }
 
-func (s sectionCloser) Close() error { return s.f.Close() }
+func (r *fileRange) Close() error { return r.f.Close() }
 
-// Get implements Store.
-func (d *Dir) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+// WriteTo copies the rest of the range to w; to an *os.File the kernel
+// copies it (copy_file_range), without passing through user space.
+func (r *fileRange) WriteTo(w io.Writer) (int64, error) {
+	pos, _ := r.SectionReader.Seek(0, io.SeekCurrent)
+	if _, err := r.f.Seek(r.off+pos, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(w, &io.LimitedReader{R: r.f, N: r.n - pos})
+	r.SectionReader.Seek(pos+n, io.SeekStart)
+	return n, err
+}
+
+// GetVersion implements Store: a Dir's version is a hash of the contents.
+func (d *Dir) GetVersion(_ context.Context, key string) ([]byte, string, error) {
+	f, err := d.Open(key)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("objstore: get %s: %w", key, err)
+	}
+	return b, contentVersion(b), nil
+}
+
+func contentVersion(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// PutIfMatch implements Store: under an flock of a lock file next to the
+// key (".tmp-lock-" and its name, left out of List), it compares the
+// version of the object there and renames the new one onto it.
+func (d *Dir) PutIfMatch(ctx context.Context, key string, r io.Reader, version string) (string, error) {
+	dst, tmp, err := d.temp(key, r)
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp)
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(dst), ".tmp-lock-"+filepath.Base(dst)), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("objstore: put %s: lock: %w", key, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	_, cur, err := d.GetVersion(ctx, key)
+	if errors.Is(err, ErrNotFound) || err == nil && cur != version {
+		return "", fmt.Errorf("%w: %s is not at version %s", ErrPrecondition, key, version)
+	}
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(tmp)
+	if err != nil {
+		return "", fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return contentVersion(b), syncDir(filepath.Dir(dst))
+}
+
+// Open opens key's file for reading: a Dir's objects are files.
+func (d *Dir) Open(key string) (*os.File, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, err
@@ -238,10 +319,24 @@ func (d *Dir) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, e
 	if err != nil {
 		return nil, fmt.Errorf("objstore: %w", err)
 	}
-	if n < 0 {
-		n = 1<<63 - 1 - off
+	return f, nil
+}
+
+// Get implements Store.
+func (d *Dir) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	f, err := d.Open(key)
+	if err != nil {
+		return nil, err
 	}
-	return sectionCloser{Reader: io.NewSectionReader(f, off, n), f: f}, nil
+	if n < 0 {
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("objstore: %w", err)
+		}
+		n = max(st.Size()-off, 0)
+	}
+	return &fileRange{SectionReader: io.NewSectionReader(f, off, n), f: f, off: off, n: n}, nil
 }
 
 // List implements Store.

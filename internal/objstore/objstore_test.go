@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -50,27 +51,40 @@ func testStore(t *testing.T, s Store) {
 		t.Errorf("PutIfAbsent on an existing key = %v, want ErrExists", err)
 	}
 	// Of many concurrent PutIfAbsent calls, exactly one wins.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins := 0
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.PutIfAbsent(ctx, "a/race", strings.NewReader(strings.Repeat("x", i+1)))
-			if err == nil {
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			} else if !errors.Is(err, ErrExists) {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins != 1 {
+	if wins := race(t, 8, ErrExists, func(i int) error {
+		return s.PutIfAbsent(ctx, "a/race", strings.NewReader(strings.Repeat("x", i+1)))
+	}); wins != 1 {
 		t.Errorf("%d concurrent PutIfAbsent calls won, want 1", wins)
 	}
+	// PutIfMatch replaces only the version it names; of concurrent
+	// writers at one version, exactly one wins.
+	if _, _, err := s.GetVersion(ctx, "a/nothing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetVersion of a missing key = %v, want ErrNotFound", err)
+	}
+	if _, err := s.PutIfMatch(ctx, "a/nothing", strings.NewReader("x"), "v"); !errors.Is(err, ErrPrecondition) {
+		t.Errorf("PutIfMatch of a missing key = %v, want ErrPrecondition", err)
+	}
+	b, v1, err := s.GetVersion(ctx, "a/b/one")
+	if err != nil || string(b) != "replaced" || v1 == "" {
+		t.Fatalf("GetVersion = %q, %q, %v", b, v1, err)
+	}
+	v2, err := s.PutIfMatch(ctx, "a/b/one", strings.NewReader("second"), v1)
+	if err != nil || v2 == "" || v2 == v1 {
+		t.Fatalf("PutIfMatch at the current version = %q, %v (was %q)", v2, err, v1)
+	}
+	if b, v, err := s.GetVersion(ctx, "a/b/one"); err != nil || string(b) != "second" || v != v2 {
+		t.Errorf("GetVersion after PutIfMatch = %q, %q, %v; want second, %q", b, v, err, v2)
+	}
+	if _, err := s.PutIfMatch(ctx, "a/b/one", strings.NewReader("stale"), v1); !errors.Is(err, ErrPrecondition) {
+		t.Errorf("PutIfMatch at a stale version = %v, want ErrPrecondition", err)
+	}
+	if wins := race(t, 6, ErrPrecondition, func(i int) error {
+		_, err := s.PutIfMatch(ctx, "a/b/one", strings.NewReader(strings.Repeat("y", i+1)), v2)
+		return err
+	}); wins != 1 {
+		t.Errorf("%d concurrent PutIfMatch calls at one version won, want 1", wins)
+	}
+	s.Put(ctx, "a/b/one", strings.NewReader("replaced"))
 	s.Put(ctx, "a/b/two", strings.NewReader("2"))
 	s.Put(ctx, "a/c", strings.NewReader("3"))
 	objs, err := s.List(ctx, "a/b/")
@@ -102,6 +116,24 @@ func testStore(t *testing.T, s Store) {
 			t.Errorf("Put(%q) succeeded", bad)
 		}
 	}
+}
+
+// race runs put(0..n-1) at once and returns how many succeeded; a
+// failure other than lost fails the test.
+func race(t *testing.T, n int, lost error, put func(i int) error) int {
+	var wg sync.WaitGroup
+	var wins atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			if err := put(i); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, lost) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	return int(wins.Load())
 }
 
 func TestDir(t *testing.T) {

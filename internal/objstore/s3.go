@@ -24,8 +24,11 @@ type S3Options struct {
 	// Prefix is put before every key ("lake/" keeps keys under lake/);
 	// default none.
 	Prefix string
-	// AccessKey and SecretKey sign requests; empty: anonymous.
+	// AccessKey and SecretKey sign requests; empty: Creds, or anonymous.
 	AccessKey, SecretKey string
+	// Creds sign requests when AccessKey is empty (OpenURL sets
+	// AWSCredentials); nil: anonymous.
+	Creds *credentials.Credentials
 	// Region of the bucket; default us-east-1.
 	Region string
 	// Insecure talks plain HTTP instead of HTTPS. Default false.
@@ -52,9 +55,12 @@ func NewS3(opts S3Options) (*S3, error) {
 		return nil, errors.New("objstore: s3 needs an endpoint and a bucket")
 	}
 	var creds *credentials.Credentials
-	if opts.AccessKey != "" {
+	switch {
+	case opts.AccessKey != "":
 		creds = credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, "")
-	} else {
+	case opts.Creds != nil:
+		creds = opts.Creds
+	default:
 		creds = credentials.New(&credentials.Static{})
 	}
 	region := opts.Region
@@ -75,10 +81,12 @@ func (s *S3) name(key string) (string, error) {
 	return s.prefix + key, nil
 }
 
-func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObjectOptions) error {
+// put stores r as key with opts; a failed precondition is ErrExists with
+// absent (If-None-Match), else ErrPrecondition.
+func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObjectOptions, absent bool) (string, error) {
 	name, err := s.name(key)
 	if err != nil {
-		return err
+		return "", err
 	}
 	size := int64(-1)
 	if f, ok := r.(*os.File); ok {
@@ -97,7 +105,7 @@ func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObj
 		const part = 16 << 20
 		buf, err := io.ReadAll(io.LimitReader(r, part))
 		if err != nil {
-			return fmt.Errorf("objstore: s3: put %s: %w", key, err)
+			return "", fmt.Errorf("objstore: s3: put %s: %w", key, err)
 		}
 		if len(buf) < part {
 			r, size = bytes.NewReader(buf), int64(len(buf))
@@ -106,25 +114,68 @@ func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObj
 			opts.PartSize = part
 		}
 	}
-	if _, err := s.c.PutObject(ctx, s.bucket, name, r, size, opts); err != nil {
-		if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
-			return fmt.Errorf("%w: %s", ErrExists, key)
+	info, err := s.c.PutObject(ctx, s.bucket, name, r, size, opts)
+	if err != nil {
+		// If-Match of a missing key: 404 NoSuchKey (AWS S3, versitygw).
+		if er := minio.ToErrorResponse(err); er.StatusCode == http.StatusPreconditionFailed || er.Code == minio.NoSuchKey {
+			if absent {
+				return "", fmt.Errorf("%w: %s", ErrExists, key)
+			}
+			return "", fmt.Errorf("%w: %s", ErrPrecondition, key)
 		}
-		return fmt.Errorf("objstore: s3: put %s: %w", key, err)
+		return "", fmt.Errorf("objstore: s3: put %s: %w", key, err)
 	}
-	return nil
+	return info.ETag, nil
 }
 
 // Put implements Store.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader) error {
-	return s.put(ctx, key, r, minio.PutObjectOptions{})
+	_, err := s.put(ctx, key, r, minio.PutObjectOptions{}, false)
+	return err
 }
 
 // PutIfAbsent implements Store.
 func (s *S3) PutIfAbsent(ctx context.Context, key string, r io.Reader) error {
 	var opts minio.PutObjectOptions
 	opts.SetMatchETagExcept("*")
-	return s.put(ctx, key, r, opts)
+	_, err := s.put(ctx, key, r, opts, true)
+	return err
+}
+
+// PutIfMatch implements Store with If-Match: version, an ETag from
+// GetVersion or an earlier PutIfMatch (a single PUT: up to 16MiB, as
+// PutIfAbsent).
+func (s *S3) PutIfMatch(ctx context.Context, key string, r io.Reader, version string) (string, error) {
+	if version == "" {
+		return "", fmt.Errorf("%w: %s: no version to match", ErrPrecondition, key)
+	}
+	var opts minio.PutObjectOptions
+	opts.SetMatchETag(version)
+	return s.put(ctx, key, r, opts, false)
+}
+
+// GetVersion implements Store: the version is the object's ETag.
+func (s *S3) GetVersion(ctx context.Context, key string) ([]byte, string, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return nil, "", err
+	}
+	body, info, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, name, minio.GetObjectOptions{})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return nil, "", fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return nil, "", fmt.Errorf("objstore: s3: get %s: %w", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, "", fmt.Errorf("objstore: s3: get %s: %w", key, err)
+	}
+	if info.ETag == "" {
+		return nil, "", fmt.Errorf("objstore: s3: get %s: the server sent no ETag", key)
+	}
+	return b, info.ETag, nil
 }
 
 // Get implements Store.
@@ -146,20 +197,15 @@ func (s *S3) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, 
 	if err != nil {
 		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
 	}
-	obj, err := s.c.GetObject(ctx, s.bucket, name, opts)
-	if err == nil {
-		_, err = obj.Stat() // GetObject is lazy: this is where a missing key shows
-	}
+	// One GET per call: Client.GetObject would first send a HEAD.
+	body, _, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, name, opts)
 	if err != nil {
-		if obj != nil {
-			obj.Close()
-		}
 		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
 		return nil, fmt.Errorf("objstore: s3: get %s: %w", key, err)
 	}
-	return obj, nil
+	return body, nil
 }
 
 // List implements Store.

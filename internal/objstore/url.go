@@ -3,7 +3,6 @@ package objstore
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -13,9 +12,11 @@ import (
 //	s3://BUCKET/PREFIX?endpoint=http://HOST:PORT an S3 bucket, keys under PREFIX/
 //
 // The S3 endpoint's scheme says whether to use TLS (https, the default
-// without one); its query may add region=. Credentials come from the
-// standard AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION
-// environment variables (none: anonymous requests).
+// without one); its query may add region=. Credentials and the region come
+// from where the AWS tools find them (AWSCredentials, AWSRegion): the
+// AWS_* environment variables, else the profile AWS_PROFILE of
+// ~/.aws/credentials and ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE,
+// AWS_CONFIG_FILE); none: anonymous requests.
 func OpenURL(raw string) (Store, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -32,8 +33,15 @@ func OpenURL(raw string) (Store, error) {
 			return nil, fmt.Errorf("objstore: %q: want s3://BUCKET/PREFIX?endpoint=http://HOST:PORT", raw)
 		}
 		q := u.Query()
-		opts := S3Options{Bucket: u.Host, AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
-			SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"), Region: os.Getenv("AWS_REGION")}
+		creds, err := AWSCredentials()
+		if err != nil {
+			return nil, err
+		}
+		region, err := AWSRegion()
+		if err != nil {
+			return nil, err
+		}
+		opts := S3Options{Bucket: u.Host, Creds: creds, Region: region}
 		if r := q.Get("region"); r != "" {
 			opts.Region = r
 		}
