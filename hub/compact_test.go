@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -91,5 +92,45 @@ func TestCompactedDataset(t *testing.T) {
 	ds, _ = h.Dataset("cache")
 	if !ds.Config().Compacted() || ds.Config().DeleteRetention >= 0 {
 		t.Errorf("after reopening: config %+v, want compact with delete retention -1", ds.Config())
+	}
+}
+
+// TestMinCleanableDirtyRatio: Kafka's min.cleanable.dirty.ratio is set
+// when a compacted dataset is created and changed on an open one, reaches
+// its partitions' logs, and is described back; 0 means whatever is dirty.
+func TestMinCleanableDirtyRatio(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	var cfg DatasetConfig
+	for _, kv := range [][2]string{{"cleanup.policy", "compact"}, {"min.cleanable.dirty.ratio", "0.2"}} {
+		if err := cfg.ApplyKafkaConfig(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := h.CreateDataset("c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if got := p.log.Limits().MinCleanableRatio; got != 0.2 {
+		t.Errorf("the log's ratio = %v, want 0.2", got)
+	}
+	cur := ds.Config()
+	if err := cur.ApplyKafkaConfig("min.cleanable.dirty.ratio", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.AlterDataset("c", cur, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, desc := p.log.Limits().MinCleanableRatio, ds.Config().KafkaConfigs()["min.cleanable.dirty.ratio"]; got != -1 || desc != "0" {
+		t.Errorf("after altering to 0: the log's ratio = %v, described %q; want -1 (whatever is dirty) and \"0\"", got, desc)
+	}
+	if got := (DatasetConfig{}).KafkaConfigs()["min.cleanable.dirty.ratio"]; got != "0.5" {
+		t.Errorf("the default is described as %q, want 0.5", got)
+	}
+	for _, bad := range []string{"1.5", "-0.1", "half"} {
+		if err := cfg.ApplyKafkaConfig("min.cleanable.dirty.ratio", bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("min.cleanable.dirty.ratio=%s: %v, want ErrInvalidConfig", bad, err)
+		}
 	}
 }

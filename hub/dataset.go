@@ -66,6 +66,11 @@ type DatasetConfig struct {
 	// DeleteRetention is Kafka's delete.retention.ms: how long compaction
 	// keeps a tombstone. Default 24 hours.
 	DeleteRetention time.Duration `json:"delete_retention,omitempty"`
+	// MinCleanableRatio is Kafka's min.cleanable.dirty.ratio: the share
+	// of a compacted partition's closed bytes written since its last
+	// compaction before the next one runs. Default 0.5; -1 (Kafka's 0)
+	// compacts whatever is dirty.
+	MinCleanableRatio float64 `json:"min_cleanable_dirty_ratio,omitempty"`
 }
 
 // Compacted reports whether the cleanup policy includes compaction.
@@ -153,6 +158,9 @@ func (c *DatasetConfig) fill(d DatasetConfig) {
 	if c.DeleteRetention == 0 {
 		c.DeleteRetention = d.DeleteRetention
 	}
+	if c.MinCleanableRatio == 0 {
+		c.MinCleanableRatio = d.MinCleanableRatio
+	}
 }
 
 func (c *DatasetConfig) validate() error {
@@ -186,6 +194,9 @@ func (c *DatasetConfig) validate() error {
 	if c.FsyncInterval < 0 || c.SegmentAge < 0 && c.SegmentAge != -1 {
 		return bad("negative interval")
 	}
+	if c.MinCleanableRatio != -1 && (c.MinCleanableRatio < 0 || c.MinCleanableRatio > 1) {
+		return bad("min.cleanable.dirty.ratio %v (0 to 1)", c.MinCleanableRatio)
+	}
 	return nil
 }
 
@@ -216,6 +227,7 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 	if c.Compacted() {
 		o.Compact = true
 		o.DeleteRetention = c.DeleteRetention
+		o.MinCleanableRatio = c.MinCleanableRatio
 		if c.CleanupPolicy == "compact" {
 			o.RetentionTime, o.RetentionBytes = 0, 0
 		}
@@ -235,7 +247,8 @@ func (c *DatasetConfig) logLimits(h *Hub) wlog.Limits {
 	o := c.logOptions(h)
 	return wlog.Limits{SegmentBytes: o.SegmentBytes, SegmentAge: o.SegmentAge, MaxBatchBytes: o.MaxBatchBytes,
 		RetentionTime: o.RetentionTime, RetentionBytes: o.RetentionBytes,
-		LocalRetentionTime: o.LocalRetentionTime, LocalRetentionBytes: o.LocalRetentionBytes}
+		LocalRetentionTime: o.LocalRetentionTime, LocalRetentionBytes: o.LocalRetentionBytes,
+		MinCleanableRatio: o.MinCleanableRatio}
 }
 
 // ResetKafkaConfig sets one Kafka topic config on c back to its value in
@@ -262,16 +275,17 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 		return strconv.FormatInt(d.Milliseconds(), 10)
 	}
 	m := map[string]string{
-		"cleanup.policy":      normalizeCleanupPolicy(c.CleanupPolicy),
-		"delete.retention.ms": ms(c.DeleteRetention),
-		"retention.ms":        ms(c.RetentionTime),
-		"retention.bytes":     strconv.FormatInt(max(c.RetentionBytes, -1), 10),
-		"segment.bytes":       strconv.FormatInt(c.SegmentBytes, 10),
-		"segment.ms":          ms(c.SegmentAge),
-		"max.message.bytes":   strconv.Itoa(c.MaxMessageBytes),
-		"weir.fsync":          c.Fsync,
-		"flush.ms":            ms(c.FsyncInterval),
-		"compression.type":    CompressionType(c.Compression),
+		"cleanup.policy":            normalizeCleanupPolicy(c.CleanupPolicy),
+		"delete.retention.ms":       ms(c.DeleteRetention),
+		"min.cleanable.dirty.ratio": strconv.FormatFloat(max(c.MinCleanableRatio, 0), 'g', -1, 64),
+		"retention.ms":              ms(c.RetentionTime),
+		"retention.bytes":           strconv.FormatInt(max(c.RetentionBytes, -1), 10),
+		"segment.bytes":             strconv.FormatInt(c.SegmentBytes, 10),
+		"segment.ms":                ms(c.SegmentAge),
+		"max.message.bytes":         strconv.Itoa(c.MaxMessageBytes),
+		"weir.fsync":                c.Fsync,
+		"flush.ms":                  ms(c.FsyncInterval),
+		"compression.type":          CompressionType(c.Compression),
 
 		"remote.storage.enable": strconv.FormatBool(c.RemoteStorage),
 		"local.retention.ms":    "-2",
@@ -288,6 +302,9 @@ func (c DatasetConfig) KafkaConfigs() map[string]string {
 	}
 	if c.DeleteRetention == 0 {
 		m["delete.retention.ms"] = "86400000"
+	}
+	if c.MinCleanableRatio == 0 {
+		m["min.cleanable.dirty.ratio"] = "0.5"
 	}
 	if c.Fsync == "always" {
 		m["flush.messages"] = "1"
@@ -368,6 +385,14 @@ func (c *DatasetConfig) ApplyKafkaConfig(key, value string) error {
 		c.CleanupPolicy = p
 	case "delete.retention.ms":
 		c.DeleteRetention, err = dur()
+	case "min.cleanable.dirty.ratio":
+		r, perr := strconv.ParseFloat(value, 64)
+		if perr != nil || r < 0 || r > 1 {
+			return fmt.Errorf("%w: min.cleanable.dirty.ratio=%q (a number from 0 to 1)", ErrInvalidConfig, value)
+		}
+		if c.MinCleanableRatio = r; r == 0 {
+			c.MinCleanableRatio = -1 // compact whatever is dirty
+		}
 	case "compression.type":
 		if value != "producer" && value != "uncompressed" {
 			if _, perr := codecs.ParseCompression(value); perr != nil || value == "" {
@@ -704,6 +729,9 @@ func (h *Hub) UpdateDataset(name string, want DatasetConfig) (changed, refused [
 	}
 	if want.LocalRetentionBytes != 0 {
 		next.LocalRetentionBytes = want.LocalRetentionBytes
+	}
+	if want.MinCleanableRatio != 0 {
+		next.MinCleanableRatio = want.MinCleanableRatio
 	}
 	if want.RemoteStorage && !cur.RemoteStorage {
 		refused = append(refused, "remote_storage: asked, the dataset keeps its segments local (fixed while it is open; set it when creating the dataset)")

@@ -44,8 +44,11 @@
 // EventSnapshotEnd, then every change, each event with a token that
 // resumes after it. A token that cannot be resumed (another dataset's,
 // below the log start, or below the delete horizon, where tombstones were
-// compacted away) gets EventReset and a fresh snapshot, never a gap. Each
-// subscriber reads the logs itself, so a slow one costs the others and the
-// producers nothing but the reads; hub/http serves subscriptions as
-// Server-Sent Events and WebSockets.
+// compacted away) gets EventReset and a fresh snapshot, never a gap. The
+// subscriptions of a dataset share one reader (fanout.go) that reads and
+// encodes each live event once into a bounded window they follow at their
+// own pace; one that falls out of the window catches up from the log,
+// coalesced to the latest value of each key, or is told to resume, so a
+// slow one costs the others and the producers nothing but its reads;
+// hub/http serves subscriptions as Server-Sent Events and WebSockets.
 package hub

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/weirhub/weir/codecs"
@@ -19,6 +19,17 @@ import (
 // string, anything else base64 with "value_encoding":"base64" (the same
 // for keys, with "key_encoding"); the JSON has no newlines.
 func AppendEventJSON(dst []byte, e *Event, withMeta bool) []byte {
+	if e.JSON != nil && (e.Type == EventRecord || e.Type == EventDelete) {
+		if !withMeta {
+			return append(dst, e.JSON...)
+		}
+		dst = append(dst, `{"type":`...)
+		dst = appendString(dst, e.Type)
+		dst = append(dst, `,"id":`...)
+		dst = appendString(dst, e.Token)
+		dst = append(dst, ',')
+		return append(dst, e.JSON[1:]...)
+	}
 	dst = append(dst, '{')
 	if withMeta {
 		dst = append(dst, `"type":`...)
@@ -40,7 +51,12 @@ func AppendEventJSON(dst []byte, e *Event, withMeta bool) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = appendBytes(dst, e.Value, true, "value_encoding")
 	}
-	dst = fmt.Appendf(dst, `,"partition":%d,"offset":%d,"time":%d`, e.Partition, e.Offset, e.Time)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(e.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, e.Offset, 10)
+	dst = append(dst, `,"time":`...)
+	dst = strconv.AppendInt(dst, e.Time, 10)
 	if len(e.Headers) > 0 {
 		dst = append(dst, `,"headers":{`...)
 		for i, hd := range e.Headers {

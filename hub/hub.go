@@ -88,6 +88,10 @@ type Options struct {
 	ColdCacheBytes int64
 	// ColdUploads bounds the uploads to ColdStore at once. Default 4.
 	ColdUploads int
+	// SubscribeBuffer bounds, in bytes, the window of latest events that
+	// the subscriptions of one dataset share (read and encoded once by one
+	// reader; see Subscribe). Default 64 MiB.
+	SubscribeBuffer int64
 }
 
 func (o *Options) setDefaults() {
@@ -110,6 +114,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ColdUploads <= 0 {
 		o.ColdUploads = 4
+	}
+	if o.SubscribeBuffer <= 0 {
+		o.SubscribeBuffer = 64 << 20
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -152,6 +159,9 @@ type Hub struct {
 	files   *wlog.FileCache
 	syncMu  sync.Mutex
 	syncers map[time.Duration]*wlog.Syncer
+
+	fanMu   sync.Mutex
+	fanouts map[*Dataset]*fanout // the shared readers of subscriptions; see fanout.go
 
 	stop chan struct{}
 	bg   sync.WaitGroup

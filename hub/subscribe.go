@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ const (
 	// or not this dataset's): the subscriber drops its state, and a fresh
 	// snapshot follows.
 	EventReset = "reset"
+	// EventResume ends a subscription that fell further behind than it
+	// may hold (SubscribeOptions.CoalesceBytes): resuming with its token
+	// goes on without a gap, reading the log at the subscriber's pace.
+	EventResume = "resume"
 )
 
 // Subscription start points.
@@ -48,6 +53,10 @@ type Event struct {
 	Key       []byte
 	Value     []byte
 	Headers   []codecs.RecordHeader
+	// JSON, if set, is the event as AppendEventJSON(nil, e, false)
+	// writes it (which then copies it), encoded once for every
+	// subscription that shares the event.
+	JSON []byte
 }
 
 // SubscribeOptions say where a subscription starts and how it idles.
@@ -75,6 +84,11 @@ type SubscribeOptions struct {
 	// everything stored and is about to wait (an HTTP subscription
 	// flushes its buffer there).
 	OnCaughtUp func() error
+	// CoalesceBytes bounds, in bytes, what a subscription that fell
+	// behind the shared window holds to catch up: the latest value of
+	// each key it missed. Past it, the subscription ends with
+	// EventResume. Default 16 MiB.
+	CoalesceBytes int64
 }
 
 // ErrBadFrom is returned by Subscribe for an unknown From.
@@ -83,17 +97,30 @@ var ErrBadFrom = errors.New("hub: from must be snapshot, latest or earliest")
 // errResume says a follower lost its position and must reset.
 var errResume = errors.New("hub: resume point lost")
 
+// ErrSlowSubscriber is returned by Subscribe after EventResume: the
+// subscriber fell further behind than SubscribeOptions.CoalesceBytes.
+var ErrSlowSubscriber = errors.New("hub: subscriber too far behind: resume with the last token")
+
 // Subscribe streams a dataset to emit until ctx ends or emit, OnIdle or
 // OnCaughtUp fails: with FromSnapshot, the latest value of every key
 // (records without a key are not part of a snapshot; deletes applied) as
 // of the call, EventSnapshotEnd, then every record written after, each as
-// EventRecord or EventDelete. Each subscriber reads the partitions' logs
-// at its own pace, so a slow one holds no memory beyond its read buffer
-// and slows neither the others nor the producers. A follower that falls
-// behind retention or below the delete horizon (log.CompactedError) gets
-// EventReset and a new snapshot. Partitions added after the call are not
-// followed. It returns ctx's cause, the callback's error, or ErrClosed
-// when the hub closes.
+// EventRecord or EventDelete, also in partitions added after the call.
+//
+// Live events are read and encoded once per dataset, by one reader that
+// every subscription of the dataset shares (fanout.go), into a window of
+// the latest events (Options.SubscribeBuffer). A subscription reads the
+// log itself until it has caught up (a snapshot, a token, earliest), then
+// follows the window at its own pace. One that the window moves past
+// (too slow) is coalesced: it reads what it missed from the log, keeps
+// only the latest record of each key (within CoalesceBytes), sends those
+// and joins the window again; past the bound it gets EventResume and
+// Subscribe returns ErrSlowSubscriber. A slow subscriber thus slows
+// neither the others nor the producers. A follower that falls behind
+// retention or below the delete horizon (log.CompactedError) gets
+// EventReset and a new snapshot. emit must not modify the event, which
+// other subscriptions share. It returns ctx's cause, the callback's error,
+// ErrSlowSubscriber, or ErrClosed when the hub closes.
 func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptions, emit func(*Event) error) error {
 	ds, err := h.Dataset(dataset)
 	if err != nil {
@@ -102,8 +129,11 @@ func (h *Hub) Subscribe(ctx context.Context, dataset string, opts SubscribeOptio
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
+	if opts.CoalesceBytes <= 0 {
+		opts.CoalesceBytes = 16 << 20
+	}
 	s := &subscription{h: h, ds: ds, parts: ds.partitions(), opts: opts, emit: emit}
-	s.idTag = hex.EncodeToString(s.ds.id[:4])
+	s.idTag = subscriptionTag(ds)
 	s.pos = make([]int64, len(s.parts))
 	snapshot := false
 	switch {
@@ -170,19 +200,23 @@ type subscription struct {
 
 func (s *subscription) send(e *Event) error { return s.emit(e) }
 
-// token encodes the positions: "ID-P0.P1...", ID the first 4 bytes of the
-// dataset's id in hex, Pn the offset partition n resumes at.
+// subscriptionTag is the dataset's part of its tokens: the first 4
+// bytes of its id in hex.
+func subscriptionTag(ds *Dataset) string { return hex.EncodeToString(ds.id[:4]) }
+
+// token encodes the positions (appendToken).
 func (s *subscription) token() string {
-	b := append(s.buf[:0], s.idTag...)
-	b = append(b, '-')
-	for i, p := range s.pos {
-		if i > 0 {
-			b = append(b, '.')
-		}
-		b = strconv.AppendInt(b, p, 10)
+	s.buf = appendToken(s.buf[:0], s.idTag, s.pos)
+	return string(s.buf)
+}
+
+// refresh adds the partitions added to the dataset since, from their
+// start.
+func (s *subscription) refresh() {
+	s.parts = s.ds.partitions()
+	for len(s.pos) < len(s.parts) {
+		s.pos = append(s.pos, s.parts[len(s.pos)].StartOffset())
 	}
-	s.buf = b
-	return string(b)
 }
 
 // snapshotToken is the token of events inside a snapshot: resuming one
@@ -284,28 +318,48 @@ func (s *subscription) caughtUp() error {
 	return nil
 }
 
-// follow emits what is written from the positions on, waiting for more
-// when caught up; it returns errResume when a position is lost.
+// follow emits what is written from the positions on: it reads the log
+// until caught up, then follows the dataset's shared window; lapped by
+// it, it catches up coalesced and joins again. It returns errResume when
+// a position is lost.
 func (s *subscription) follow(ctx context.Context) error {
-	its := make([]*wlog.Iterator, len(s.parts))
-	for i, p := range s.parts {
-		its[i] = p.log.NewIterator(s.pos[i])
-		its[i].ChunkBytes = 256 << 10
-	}
-	wake := make(chan struct{}, 1)
-	for _, p := range s.parts {
-		p.addWaiter(wake)
-	}
-	defer func() {
-		for _, p := range s.parts {
-			p.removeWaiter(wake)
-		}
-	}()
-	idle := time.NewTimer(s.opts.Heartbeat)
-	defer idle.Stop()
+	f := s.h.acquireFanout(s.ds) // before catching up: the window starts at most where that ends
+	defer s.h.releaseFanout(f)
 	for {
+		if err := s.catchUp(ctx); err != nil {
+			return err
+		}
+		seq, b, starts, ok := f.join(s.pos)
+		if !ok {
+			continue // the window moved on meanwhile: read on
+		}
+		err := s.followWindow(ctx, f, seq, b, starts)
+		if !errors.Is(err, errLapped) {
+			return err
+		}
+		if err := s.coalesce(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// catchUp emits what is stored from the positions on, reading the log
+// itself, and returns once it has read up to the high watermarks; it
+// returns errResume when a position is lost.
+func (s *subscription) catchUp(ctx context.Context) error {
+	s.refresh()
+	its := make([]*wlog.Iterator, len(s.parts))
+	for {
+		s.refresh()
 		progressed := false
 		for i, p := range s.parts {
+			if i >= len(its) {
+				its = append(its, make([]*wlog.Iterator, i+1-len(its))...)
+			}
+			if its[i] == nil {
+				its[i] = p.log.NewIterator(s.pos[i])
+				its[i].ChunkBytes = 256 << 10
+			}
 			it := its[i]
 			if p.StartOffset() > s.pos[i] {
 				return errResume
@@ -341,20 +395,94 @@ func (s *subscription) follow(ctx context.Context) error {
 		if progressed {
 			continue
 		}
+		caughtUp := true
+		for i, p := range s.parts {
+			if p.HighWatermark() > s.pos[i] {
+				caughtUp = false
+			}
+		}
+		if caughtUp {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// followWindow emits the events of the shared window from seq on, where
+// the positions before are b and the reader started its partitions at
+// starts; events below the subscription's own positions (it read further
+// than b) are skipped, and its tokens are the shared ones once its
+// positions are b. It returns errLapped when the window moved past it.
+func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b, starts []int64) error {
+	ahead := false
+	extend := func(starts []int64) {
+		for len(b) < len(starts) {
+			b = append(b, starts[len(b)])
+		}
+		if len(s.pos) < len(b) {
+			for len(s.pos) < len(b) {
+				s.pos = append(s.pos, b[len(s.pos)])
+			}
+			s.parts = s.ds.partitions()[:len(s.pos)] // as many as positions
+		}
+		ahead = !slices.Equal(s.pos, b)
+	}
+	extend(starts)
+	for i := range b {
+		if b[i] > s.pos[i] {
+			return errLapped // the reader started a partition after a record this subscription has not had
+		}
+	}
+	idle := time.NewTimer(s.opts.Heartbeat)
+	defer idle.Stop()
+	var evs []*fanEvent
+	for {
+		evs, more, starts, err := f.next(evs[:0], seq, 256)
+		if err != nil {
+			return err
+		}
+		if len(starts) > len(b) {
+			old := len(b)
+			extend(starts)
+			for i := old; i < len(b); i++ {
+				if b[i] > s.pos[i] {
+					return errLapped
+				}
+			}
+		}
+		for _, e := range evs {
+			seq++
+			p := e.Partition
+			b[p] = e.Offset + 1
+			if e.Offset < s.pos[p] {
+				continue // had it already
+			}
+			s.pos[p] = e.Offset + 1
+			if ahead {
+				ahead = !slices.Equal(s.pos, b)
+			}
+			if !ahead {
+				err = s.send(&e.Event)
+			} else {
+				own := e.Event
+				own.Token = s.token()
+				err = s.send(&own)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		clear(evs)
+		if len(evs) > 0 {
+			continue
+		}
 		if err := s.caughtUp(); err != nil {
 			return err
 		}
-		waiting := true
-		for i, p := range s.parts {
-			if p.HighWatermark() > s.pos[i] {
-				waiting = false
-			}
-		}
-		if !waiting {
-			continue
-		}
 		select {
-		case <-wake:
+		case <-more:
 		case <-idle.C:
 			if s.opts.OnIdle != nil {
 				if err := s.opts.OnIdle(); err != nil {
@@ -374,4 +502,66 @@ func (s *subscription) follow(ctx context.Context) error {
 		}
 		idle.Reset(s.opts.Heartbeat)
 	}
+}
+
+// coalesce emits what the subscription missed up to the high watermarks,
+// read from the log: only the latest record of each key in a partition
+// (and every record without a key), partition by partition in offset
+// order, so that each token resumes without a gap. Holding more than
+// CoalesceBytes, it emits EventResume and returns ErrSlowSubscriber.
+func (s *subscription) coalesce(ctx context.Context) error {
+	s.refresh()
+	target := make([]int64, len(s.parts))
+	for i, p := range s.parts {
+		target[i] = p.HighWatermark()
+	}
+	var held []*fanEvent
+	var bytes int64
+	for i, p := range s.parts {
+		from := s.pos[i]
+		if from >= target[i] {
+			continue
+		}
+		held, bytes = held[:0], 0
+		keys := map[string]int{}
+		if err := s.scan(ctx, p, from, target[i], func(r *codecs.Record) error {
+			e := newFanEvent(p.id, r, "")
+			if r.Key != nil {
+				if j, ok := keys[string(r.Key)]; ok {
+					bytes -= held[j].size
+					held[j] = nil
+				}
+				keys[string(r.Key)] = len(held)
+			}
+			held = append(held, e)
+			bytes += e.size + 8
+			if bytes > s.opts.CoalesceBytes {
+				return ErrSlowSubscriber
+			}
+			return nil
+		}); err != nil {
+			if errors.Is(err, ErrSlowSubscriber) {
+				if err := s.send(&Event{Type: EventResume, Token: s.token()}); err != nil {
+					return err
+				}
+			}
+			return err
+		}
+		if p.log.CheckResume(from) != nil {
+			return errResume
+		}
+		for _, e := range held {
+			if e == nil {
+				continue
+			}
+			s.pos[i] = e.Offset + 1
+			e.Token = s.token()
+			if err := s.send(&e.Event); err != nil {
+				return err
+			}
+		}
+		clear(held)
+		s.pos[i] = max(s.pos[i], target[i])
+	}
+	return nil
 }

@@ -19,6 +19,9 @@ const (
 	cleanedSuffix = ".cleaned"       // a segment's cleaned file, before the swap
 	swapSuffix    = ".swap"          // marker: the cleaned files of this base replace the segment's
 	horizonFile   = "delete-horizon" // offsets below which compaction removed tombstones
+	// checkpointFile is the cleaner checkpoint: the offset below which the
+	// log is clean (each key at most once), where the dirty part starts.
+	checkpointFile = "cleaner-checkpoint"
 )
 
 // ErrCompacted classifies *CompactedError.
@@ -46,6 +49,10 @@ type CompactStats struct {
 	TombstonesRemoved int64
 	BytesBefore       int64 // of the rewritten segments
 	BytesAfter        int64
+	// DirtyBytes and CleanBytes are the closed segments' bytes above and
+	// below the cleaner checkpoint when the run began; MappedBytes, those
+	// read to build key maps (the dirty ones only).
+	DirtyBytes, CleanBytes, MappedBytes int64
 }
 
 // compactHook, when set by a test, is called at each step of a segment's
@@ -77,9 +84,19 @@ func (l *Log) CheckResume(offset int64) error {
 // DeleteRetention, and never touches the active segment. It runs beside
 // appends and reads: each cleaned segment is written to new files and
 // swapped in with one short hold of the append lock (renames, no fsync).
-// Memory is the key map of CompactMapBytes plus a batch at a time; when the
-// keys do not fit the map it takes several passes, oldest offsets first.
-// One Compact runs at a time per log; Close waits for it.
+//
+// Like Kafka's log cleaner it keeps a checkpoint (the file
+// cleaner-checkpoint): below it the log is clean, each key at most once;
+// above it, the segments closed since are dirty. A run does nothing until
+// the dirty bytes are MinCleanableRatio of the closed segments' bytes;
+// then it builds the key map from the dirty segments only and rewrites the
+// segments whose records those keys supersede, and the checkpoint moves to
+// the end of the closed segments. Between such runs, only when a tombstone
+// kept below the checkpoint comes of age (DeleteRetention) does a run read
+// the clean segments, to remove it. Memory is the key map of
+// CompactMapBytes plus a batch at a time; when the dirty keys do not fit
+// the map it takes several passes, oldest offsets first. One Compact runs
+// at a time per log; Close waits for it.
 //
 // With a Tier, it rewrites local segments only: a compacted segment that
 // was uploaded goes up again (the tier pass swaps the manifest to the new
@@ -93,51 +110,88 @@ func (l *Log) Compact() (CompactStats, error) {
 	}
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
-	cands, err := l.cleanable()
+	cands, minRatio, err := l.cleanable()
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
 	// Below a cold segment (one only in the tier, which compaction leaves
 	// as it is) an older value of a key may survive: its tombstone stays.
 	keepTombs := (*l.segs.Load())[0].cold != nil
-	km := newKeyMap(l.opts.CompactMapBytes)
-	from := cands[0].base
 	end := cands[len(cands)-1].next.Load()
-	for from < end {
-		km.reset()
-		upTo, err := l.buildKeyMap(km, cands, from, end)
-		if err != nil {
-			return st, err
+	if l.firstDirty > end {
+		l.firstDirty = 0 // a checkpoint of another log than this one: all is dirty
+	}
+	dirtyFrom := max(l.firstDirty, cands[0].base)
+	var clean []*segment
+	for _, s := range cands {
+		if s.next.Load() <= dirtyFrom {
+			st.CleanBytes += s.size.Load()
+			clean = append(clean, s)
+		} else {
+			st.DirtyBytes += s.size.Load()
 		}
-		st.Passes++
-		for i, s := range cands {
-			if s.base >= upTo {
-				break
-			}
-			ns, err := l.cleanSegment(s, km, keepTombs, &st)
+	}
+	due := int64(math.MaxInt64) // when the first tombstone kept comes of age
+	switch ratio := float64(st.DirtyBytes) / float64(st.DirtyBytes+st.CleanBytes); {
+	case st.DirtyBytes > 0 && (minRatio < 0 || ratio >= minRatio):
+		km := newKeyMap(l.opts.CompactMapBytes)
+		for from := dirtyFrom; from < end; {
+			km.reset()
+			upTo, err := l.buildKeyMap(km, cands, from, end, &st)
 			if err != nil {
 				return st, err
 			}
-			if ns != nil {
-				cands[i] = ns
+			st.Passes++
+			last := upTo >= end
+			for i, s := range cands {
+				if s.base >= upTo {
+					break
+				}
+				var d *int64
+				if last && !keepTombs {
+					d = &due
+				}
+				ns, err := l.cleanSegment(s, km, dirtyFrom, keepTombs, d, &st)
+				if err != nil {
+					return st, err
+				}
+				if ns != nil {
+					cands[i] = ns
+				}
+			}
+			from = upTo
+		}
+		if err := writeFileSync(l.fs, filepath.Join(l.dir, checkpointFile), strconv.AppendInt(nil, end, 10), true); err != nil {
+			return st, fmt.Errorf("log: compaction: writing the cleaner checkpoint: %w", err)
+		}
+		l.firstDirty = end
+	case len(clean) > 0 && !keepTombs && l.opts.Now().UnixMilli() >= l.tombDue:
+		// Only tombstones below the checkpoint that came of age go.
+		km := newKeyMap(0)
+		for _, s := range clean {
+			if _, err := l.cleanSegment(s, km, dirtyFrom, false, &due, &st); err != nil {
+				return st, err
 			}
 		}
-		from = upTo
+	default:
+		return st, nil
 	}
+	l.tombDue = due
 	return st, nil
 }
 
 // cleanable returns the segments compaction may rewrite: the closed local
 // ones (not those only in the cold tier) before the first that is still
-// being sealed or has damage.
-func (l *Log) cleanable() ([]*segment, error) {
+// being sealed or has damage; and the MinCleanableRatio in force
+// (SetLimits changes it).
+func (l *Log) cleanable() ([]*segment, float64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if l.failed != nil {
-		return nil, l.failed
+		return nil, 0, l.failed
 	}
 	segs := *l.segs.Load()
 	var out []*segment
@@ -150,7 +204,7 @@ func (l *Log) cleanable() ([]*segment, error) {
 		}
 		out = append(out, s)
 	}
-	return out, nil
+	return out, l.opts.MinCleanableRatio, nil
 }
 
 // forEachBatch calls fn with every batch of a closed segment, in order,
@@ -196,7 +250,7 @@ func (l *Log) forEachBatch(s *segment, fn func(pos int64, h *codecs.Header, batc
 // buildKeyMap records the latest offset of every key from offset from on,
 // until the map is full or end. It returns where it stopped: the offset
 // of the first record whose key did not fit, or end.
-func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64) (int64, error) {
+func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64, st *CompactStats) (int64, error) {
 	var it codecs.RecordIter
 	errFull := errors.New("full")
 	stop := end
@@ -208,6 +262,7 @@ func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64) (int64,
 			if h.NextOffset() <= from || h.IsControl() {
 				return nil
 			}
+			st.MappedBytes += int64(len(batch))
 			if err := it.Reset(batch); err != nil {
 				return &CorruptError{Path: s.path, Offset: h.BaseOffset, Err: err}
 			}
@@ -234,9 +289,13 @@ func (l *Log) buildKeyMap(km *keyMap, cands []*segment, from, end int64) (int64,
 }
 
 // cleanSegment rewrites s without the records the key map supersedes and
-// without expired tombstones, and swaps the result in. It returns the new
-// segment, or nil when nothing was removed (or s went meanwhile).
-func (l *Log) cleanSegment(s *segment, km *keyMap, keepTombs bool, st *CompactStats) (*segment, error) {
+// without expired tombstones, and swaps the result in: a tombstone goes
+// when it is the latest of its key in the map, or, below cleanBelow (the
+// clean part, where a key is at most once), when its key is not in the
+// map; none goes with keepTombs. due, if set, is lowered to when the
+// first tombstone kept comes of age. It returns the new segment, or nil
+// when nothing was removed (or s went meanwhile).
+func (l *Log) cleanSegment(s *segment, km *keyMap, cleanBelow int64, keepTombs bool, due *int64, st *CompactStats) (*segment, error) {
 	now := l.opts.Now().UnixMilli()
 	cleanedPath := s.path + cleanedSuffix
 	var (
@@ -277,14 +336,16 @@ func (l *Log) cleanSegment(s *segment, km *keyMap, keepTombs bool, st *CompactSt
 				r := it.Record()
 				k := true
 				if r.Key != nil {
-					if latest, found := km.get(km.hash(r.Key)); found {
-						if latest > r.Offset {
-							k = false
-						} else if latest == r.Offset && r.Value == nil && expired {
-							k = false
-							tombs++
-							horizon = max(horizon, r.Offset+1)
-						}
+					latest, found := km.get(km.hash(r.Key))
+					switch {
+					case found && latest > r.Offset:
+						k = false
+					case r.Value == nil && expired && (found && latest == r.Offset || !found && r.Offset < cleanBelow):
+						k = false
+						tombs++
+						horizon = max(horizon, r.Offset+1)
+					case r.Value == nil && due != nil:
+						*due = min(*due, h.MaxTimestamp+l.opts.DeleteRetention.Milliseconds()+1)
 					}
 				}
 				if !k {
@@ -572,6 +633,7 @@ func (l *Log) recoverCompaction() error {
 			return fmt.Errorf("log: %w", err)
 		}
 	}
+	l.loadCheckpoint()
 	f, err := l.fs.OpenFile(filepath.Join(l.dir, horizonFile), os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -650,4 +712,29 @@ func (m *keyMap) get(h [2]uint64) (int64, bool) {
 			return s.off - 1, true
 		}
 	}
+}
+
+// loadCheckpoint reads the cleaner checkpoint. Missing or unreadable, the
+// whole log counts as dirty: the next compaction maps all of it, which is
+// only slower.
+func (l *Log) loadCheckpoint() {
+	l.firstDirty = 0
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, checkpointFile), os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(io.NewSectionReader(f, 0, 64))
+		f.Close()
+	}
+	var off int64
+	if err == nil {
+		off, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if err != nil || off < 0 {
+		l.opts.Logger.Warn("log: the cleaner checkpoint is unreadable; the next compaction reads every segment", "dir", l.dir, "err", err)
+		return
+	}
+	l.firstDirty = off
 }

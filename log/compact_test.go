@@ -115,6 +115,9 @@ func TestCompactModel(t *testing.T) {
 			now := time.UnixMilli(1_700_000_000_000)
 			opts := Options{FS: fsys, Compact: true, SegmentBytes: 4096, IndexIntervalBytes: 256,
 				DeleteRetention: time.Minute, CompactMapBytes: 4096, Now: func() time.Time { return now }}
+			if seed%2 == 1 {
+				opts.MinCleanableRatio = -1 // every run cleans what is dirty
+			}
 			l, err := Open("/data/p0", opts)
 			if err != nil {
 				t.Fatal(err)
@@ -165,6 +168,72 @@ func TestCompactModel(t *testing.T) {
 				t.Errorf("CheckResume(%d) = %v, want nil", horizon, err)
 			}
 		})
+	}
+}
+
+// TestCompactOnlyDirty: after a compaction the log below the cleaner
+// checkpoint is clean; a run does nothing until the segments written
+// since are MinCleanableRatio of the closed bytes, then maps only those,
+// and the checkpoint survives reopening.
+func TestCompactOnlyDirty(t *testing.T) {
+	dir := t.TempDir()
+	now := time.UnixMilli(1_700_000_000_000)
+	opts := Options{Compact: true, SegmentBytes: 4096, DeleteRetention: time.Hour, Now: func() time.Time { return now }}
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := map[string]kv{}
+	put := func(from, to int) { // keys from..to-1, each once more
+		for i := from; i < to; i++ {
+			var b codecs.Builder
+			k, v := fmt.Sprintf("key-%04d", i), fmt.Sprintf("value-%d-%d", i, now.UnixNano())
+			b.Append(now.UnixMilli(), []byte(k), []byte(v), nil)
+			batch, _ := b.Build()
+			base, err := l.Append(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			model[k] = kv{v, base}
+		}
+		l.Roll()
+		l.sealWG.Wait()
+	}
+	compact := func(what string) CompactStats {
+		t.Helper()
+		st, err := l.Compact()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		checkState(t, l, model, what)
+		return st
+	}
+	put(0, 400)
+	put(0, 400) // every key twice
+	st := compact("the first compaction")
+	if st.CleanBytes != 0 || st.MappedBytes == 0 || st.RecordsRemoved != 400 {
+		t.Fatalf("the first compaction: %+v, want every record mapped and 400 removed", st)
+	}
+	clean := st.DirtyBytes - st.BytesBefore + st.BytesAfter // the closed bytes now
+	put(0, 20)                                              // a little dirt: below the ratio
+	if st := compact("a little dirt"); st.Passes != 0 || st.Segments != 0 || st.MappedBytes != 0 {
+		t.Fatalf("with %d dirty bytes of %d: %+v, want nothing done", st.DirtyBytes, st.DirtyBytes+st.CleanBytes, st)
+	}
+	put(0, 600) // now more than half
+	st = compact("the second compaction")
+	if st.CleanBytes != clean || st.MappedBytes == 0 || st.MappedBytes > st.DirtyBytes || st.RecordsRemoved != 420 {
+		t.Fatalf("the second compaction: %+v, want %d clean bytes not mapped and 420 records removed", st, clean)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = Open(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	put(0, 10)
+	if st := compact("after reopening"); st.CleanBytes == 0 || st.MappedBytes != 0 || st.RecordsRemoved != 0 {
+		t.Fatalf("after reopening, a little dirt: %+v, want the checkpoint kept (clean bytes) and nothing mapped or removed", st)
 	}
 }
 

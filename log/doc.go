@@ -140,6 +140,16 @@
 //	      dropping records the map supersedes; then F = U, until the end
 //	      of the closed segments.
 //
+// As in Kafka's log cleaner, a checkpoint (the file cleaner-checkpoint,
+// written atomically after a run) marks where the clean part ends: below
+// it each key is at most once. A run starts its passes at the checkpoint
+// (F), so only the dirty segments closed since are read into key maps,
+// and it runs only once they are MinCleanableRatio of the closed bytes
+// (Kafka's min.cleanable.dirty.ratio). Below the checkpoint a tombstone
+// whose key is in no map is the latest of its key; the clean segments are
+// read again between runs only when such a tombstone comes of age. A lost
+// or damaged checkpoint makes the whole log dirty: slower, never wrong.
+//
 // Each rewritten segment is swapped in through files beside it:
 //
 //	00000000000000000000.log.cleaned        the cleaned batches    1. written,

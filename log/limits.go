@@ -17,6 +17,8 @@ type Limits struct {
 	// LocalRetentionTime and LocalRetentionBytes apply with a Tier.
 	LocalRetentionTime  time.Duration
 	LocalRetentionBytes int64
+	// MinCleanableRatio applies with Compact (Options.MinCleanableRatio).
+	MinCleanableRatio float64
 }
 
 // Limits returns the limits in force.
@@ -25,7 +27,8 @@ func (l *Log) Limits() Limits {
 	defer l.mu.Unlock()
 	return Limits{SegmentBytes: l.opts.SegmentBytes, SegmentAge: l.opts.SegmentAge,
 		MaxBatchBytes: l.opts.MaxBatchBytes, RetentionTime: l.opts.RetentionTime, RetentionBytes: l.opts.RetentionBytes,
-		LocalRetentionTime: l.opts.LocalRetentionTime, LocalRetentionBytes: l.opts.LocalRetentionBytes}
+		LocalRetentionTime: l.opts.LocalRetentionTime, LocalRetentionBytes: l.opts.LocalRetentionBytes,
+		MinCleanableRatio: l.opts.MinCleanableRatio}
 }
 
 // SetLimits changes the limits of an open log, validated as Open validates
@@ -36,7 +39,8 @@ func (l *Log) Limits() Limits {
 func (l *Log) SetLimits(lim Limits) error {
 	o := Options{SegmentBytes: lim.SegmentBytes, SegmentAge: lim.SegmentAge, MaxBatchBytes: lim.MaxBatchBytes,
 		RetentionTime: lim.RetentionTime, RetentionBytes: lim.RetentionBytes, Sync: SyncInterval,
-		LocalRetentionTime: lim.LocalRetentionTime, LocalRetentionBytes: lim.LocalRetentionBytes}
+		LocalRetentionTime: lim.LocalRetentionTime, LocalRetentionBytes: lim.LocalRetentionBytes,
+		MinCleanableRatio: lim.MinCleanableRatio}
 	if err := o.setDefaults(); err != nil {
 		return err
 	}
@@ -48,6 +52,7 @@ func (l *Log) SetLimits(lim Limits) error {
 	l.opts.SegmentBytes, l.opts.SegmentAge = o.SegmentBytes, o.SegmentAge
 	l.opts.MaxBatchBytes, l.opts.RetentionTime, l.opts.RetentionBytes = o.MaxBatchBytes, o.RetentionTime, o.RetentionBytes
 	l.opts.LocalRetentionTime, l.opts.LocalRetentionBytes = o.LocalRetentionTime, o.LocalRetentionBytes
+	l.opts.MinCleanableRatio = o.MinCleanableRatio
 	l.maxBatch.Store(int64(o.MaxBatchBytes))
 	return nil
 }

@@ -46,8 +46,10 @@ type Log struct {
 	waitCh chan struct{} // closed on the next publication, nil if none waits
 	done   chan struct{} // closed by Close
 
-	compactMu sync.Mutex   // one Compact at a time; Close waits for it
-	horizon   atomic.Int64 // DeleteHorizon
+	compactMu  sync.Mutex   // one Compact at a time; Close waits for it
+	horizon    atomic.Int64 // DeleteHorizon
+	firstDirty int64        // under compactMu: the cleaner checkpoint; see compact.go
+	tombDue    int64        // under compactMu: when a tombstone below firstDirty expires (ms; 0 unknown)
 
 	recovered []RecoveryEvent
 	stats     stats

@@ -89,6 +89,12 @@ type Options struct {
 	// segments do not fit, compaction takes several passes. Default 16 MiB,
 	// at least 4 KiB.
 	CompactMapBytes int
+	// MinCleanableRatio is the share of the closed segments' bytes that
+	// must be dirty (written since the last compaction's clean point, the
+	// cleaner checkpoint) before Compact rewrites anything (Kafka's
+	// min.cleanable.dirty.ratio). Default 0.5; negative: whenever any
+	// closed segment is dirty.
+	MinCleanableRatio float64
 	// Logger receives recovery and retention events. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention. Default time.Now.
@@ -172,6 +178,12 @@ func (o *Options) setDefaults() error {
 		o.CompactMapBytes = 16 << 20
 	}
 	o.CompactMapBytes = max(o.CompactMapBytes, 4<<10)
+	if o.MinCleanableRatio == 0 {
+		o.MinCleanableRatio = 0.5
+	}
+	if o.MinCleanableRatio > 1 {
+		return fmt.Errorf("log: MinCleanableRatio %v is above 1", o.MinCleanableRatio)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

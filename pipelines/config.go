@@ -62,6 +62,9 @@ type HTTPConfig struct {
 	// TokenFile names a file of bearer tokens with their scopes
 	// (internal/httpauth); "" needs none.
 	TokenFile string
+	// AllowOrigins are the browser origins that may subscribe to the
+	// embedded hub's datasets from another origin (CORS), as for weir serve.
+	AllowOrigins []string
 }
 
 // External reports whether the file runs against an external cluster.
@@ -79,6 +82,11 @@ type DatasetConfig struct {
 	Compression     string        // compression.type: producer, none, gzip, snappy, lz4, zstd
 	CleanupPolicy   string        // cleanup.policy: delete, compact, compact,delete
 	DeleteRetention time.Duration // delete.retention.ms
+	// MinCleanableRatio is min.cleanable.dirty.ratio: the share of a
+	// compacted partition's closed bytes written since the last compaction
+	// before the next runs (0: the hub's default, 0.5; -1: whatever is
+	// dirty, written 0 in the file as in Kafka).
+	MinCleanableRatio float64
 	// RemoteStorage, LocalRetentionTime and LocalRetentionBytes are
 	// Kafka's remote.storage.enable, local.retention.ms and
 	// local.retention.bytes (retention: {remote: true, local_time,
@@ -117,6 +125,9 @@ func (d *DatasetConfig) topic() kafkaclient.Topic {
 	}
 	if d.DeleteRetention != 0 {
 		cfg["delete.retention.ms"] = strconv.FormatInt(d.DeleteRetention.Milliseconds(), 10)
+	}
+	if d.MinCleanableRatio != 0 {
+		cfg["min.cleanable.dirty.ratio"] = strconv.FormatFloat(max(d.MinCleanableRatio, 0), 'g', -1, 64)
 	}
 	if d.RemoteStorage {
 		cfg["remote.storage.enable"] = "true"
@@ -524,8 +535,8 @@ func guessTag(s string) string {
 var (
 	topFields = []connectors.Field{
 		{Name: "hub", Type: connectors.TypeObject, Fields: hubFields, Doc: "Which hub to run against: the embedded one (default) or an external Kafka-compatible cluster."},
-		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness.", Fields: []connectors.Field{
-			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1). Default: off."},
+		{Name: "http", Type: connectors.TypeObject, Doc: "The HTTP front door of `weir run`: Prometheus metrics, health and readiness, and subscriptions to the embedded hub's datasets.", Fields: []connectors.Field{
+			{Name: "listen", Type: connectors.TypeString, Doc: "Serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe, SSE or WebSocket) on this address (a bare port binds 127.0.0.1). Default: off."},
 			{Name: "partition_metrics", Type: connectors.TypeBool, Default: false, Doc: "Also export offsets, produced records and disk bytes per partition."},
 			{Name: "tls", Type: connectors.TypeObject, Doc: "Serve HTTPS; the certificate is reloaded when its files change.", Fields: []connectors.Field{
 				{Name: "cert_file", Type: connectors.TypeString, Doc: "PEM certificate chain."},
@@ -533,6 +544,7 @@ var (
 				{Name: "client_ca_file", Type: connectors.TypeString, Doc: "Require client certificates signed by these CAs (mutual TLS)."},
 			}},
 			{Name: "token_file", Type: connectors.TypeString, Doc: "File of bearer tokens, one a line with its scopes (metrics, subscribe, admin, *), read again when it changes; /healthz and /readyz stay open. Default: no token needed.", Example: "/etc/weir/http-tokens"},
+			{Name: "allow_origins", Type: connectors.TypeStrings, Doc: "Browser origins (scheme://host:port, \"null\" for a page opened from a file, or \"*\") whose pages may subscribe from another origin. Default: same origin only."},
 		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
@@ -567,6 +579,8 @@ var (
 			Doc: "Kafka's cleanup.policy. delete: retention deletes old segments; compact: keyed compaction keeps the latest record of every key for ever (a cache's table, what subscriptions snapshot); compact,delete: both."},
 		{Name: "delete_retention", Type: connectors.TypeDuration,
 			Doc: "Kafka's delete.retention.ms: how long compaction keeps a delete (a record with a null value) for readers behind. Default 24h."},
+		{Name: "min_cleanable_dirty_ratio", Type: connectors.TypeFloat,
+			Doc: "Kafka's min.cleanable.dirty.ratio: compaction waits until this share of the closed bytes was written since the last one (it then reads only those to find the keys). Default 0.5."},
 	}
 	sourceCommon = []connectors.Field{
 		{Name: "to", Type: connectors.TypeString, Required: true, Doc: "The dataset records go to."},
@@ -664,7 +678,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	}
 	hc := top.Object("http")
 	ht := hc.Object("tls")
-	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), TokenFile: hc.String("token_file"),
+	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), TokenFile: hc.String("token_file"), AllowOrigins: hc.Strings("allow_origins"),
 		TLSCertFile: ht.String("cert_file"), TLSKeyFile: ht.String("key_file"), TLSClientCAFile: ht.String("client_ca_file")}
 	if (cfg.HTTP.TLSCertFile == "") != (cfg.HTTP.TLSKeyFile == "") || cfg.HTTP.TLSClientCAFile != "" && cfg.HTTP.TLSCertFile == "" {
 		l.errAt(hc.Node("tls"), "http.tls needs cert_file and key_file")
@@ -679,11 +693,20 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			RetentionTime: c.Object("retention").Duration("time"), RetentionBytes: c.Object("retention").Size("bytes"),
 			SegmentBytes: c.Size("segment_bytes"), MaxMessage: c.Size("max_message_bytes"), Compression: c.String("compression"),
 			CleanupPolicy: c.String("cleanup_policy"), DeleteRetention: c.Duration("delete_retention"),
-			RemoteStorage: c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
+			MinCleanableRatio: c.Float("min_cleanable_dirty_ratio"),
+			RemoteStorage:     c.Object("retention").Bool("remote"), LocalRetentionTime: c.Object("retention").Duration("local_time"),
 			LocalRetentionBytes: c.Object("retention").Size("local_bytes"),
 			pos:                 pos{k.Line, k.Column}}
 		if ds.Partitions < 1 {
 			l.errAt(v, "dataset %s needs at least 1 partition", k.Value)
+		}
+		if r := ds.MinCleanableRatio; c.Has("min_cleanable_dirty_ratio") {
+			switch {
+			case r < 0 || r > 1:
+				l.errAt(c.Node("min_cleanable_dirty_ratio"), "dataset %s: min_cleanable_dirty_ratio %v: want a number from 0 to 1", k.Value, r)
+			case r == 0:
+				ds.MinCleanableRatio = -1 // compact whatever is dirty, as Kafka's 0
+			}
 		}
 		cfg.Datasets = append(cfg.Datasets, ds)
 		declared[ds.Name] = ds

@@ -118,7 +118,7 @@ func TestDatasetCleanupPolicy(t *testing.T) {
 	testRegistry(t)
 	src := []byte(`
 datasets:
-  cache: {cleanup_policy: compact, delete_retention: 1h}
+  cache: {cleanup_policy: compact, delete_retention: 1h, min_cleanable_dirty_ratio: 0.25}
 pipelines:
   p:
     from: cache
@@ -133,8 +133,13 @@ pipelines:
 	if d.CleanupPolicy != "compact" || d.DeleteRetention != 3600e9 {
 		t.Fatalf("dataset config %+v, want cleanup policy compact and delete retention 1h", d)
 	}
-	if got := d.topic().Configs; got["cleanup.policy"] != "compact" || got["delete.retention.ms"] != "3600000" {
+	if got := d.topic().Configs; got["cleanup.policy"] != "compact" || got["delete.retention.ms"] != "3600000" || got["min.cleanable.dirty.ratio"] != "0.25" {
 		t.Errorf("topic configs %v", got)
+	}
+	_, err = Load("t.yaml", []byte("datasets:\n  cache: {cleanup_policy: compact, min_cleanable_dirty_ratio: 2}\npipelines:\n  p: {from: cache, to: [{memory: {id: x}}]}\n"),
+		LoadOptions{Env: func(string) (string, bool) { return "", false }})
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:2:") || !strings.Contains(err.Error(), "min_cleanable_dirty_ratio") {
+		t.Errorf("min_cleanable_dirty_ratio 2: %v, want an error at t.yaml:2", err)
 	}
 	_, err = Load("t.yaml", []byte("datasets:\n  cache: {cleanup_policy: shrink}\npipelines:\n  p: {from: cache, to: [{memory: {id: x}}]}\n"),
 		LoadOptions{Env: func(string) (string, bool) { return "", false }})

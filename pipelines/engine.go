@@ -137,7 +137,7 @@ func (e *Engine) ensureDatasets() error {
 		}
 		cfg := hub.DatasetConfig{Partitions: d.Partitions, Fsync: d.Fsync, RetentionTime: d.RetentionTime,
 			RetentionBytes: d.RetentionBytes, SegmentBytes: d.SegmentBytes, MaxMessageBytes: int(d.MaxMessage), Compression: d.Compression,
-			CleanupPolicy: d.CleanupPolicy, DeleteRetention: d.DeleteRetention,
+			CleanupPolicy: d.CleanupPolicy, DeleteRetention: d.DeleteRetention, MinCleanableRatio: d.MinCleanableRatio,
 			RemoteStorage: d.RemoteStorage, LocalRetentionTime: d.LocalRetentionTime, LocalRetentionBytes: d.LocalRetentionBytes}
 
 		if _, err := e.hub.Dataset(d.Name); err == nil {

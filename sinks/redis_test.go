@@ -4,54 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/internal/redistest"
 )
-
-// startRedis runs a redis-server without persistence on a free loopback
-// port and returns its URL. Missing, the test is skipped on a developer's
-// machine and fails in CI (scripts/test-deps.sh installs redis-server).
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server not found: scripts/test-deps.sh installs it")
-		}
-		t.Skip("redis-server not found: scripts/test-deps.sh installs it")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer c.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c.Ping(context.Background()).Err() == nil {
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not answer")
-		}
-	}
-}
 
 func keyed(key, value string, offset int64) *connectors.Message {
 	m := &connectors.Message{Key: []byte(key), Time: time.UnixMilli(1_700_000_000_000), Dataset: "users", Partition: 0, Offset: offset}
@@ -64,7 +24,7 @@ func keyed(key, value string, offset int64) *connectors.Message {
 // TestRedisPublish: each record is PUBLISHed to the channel of its dataset
 // as a subscription event that a SUBSCRIBEd client receives, with its id.
 func TestRedisPublish(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	opts, _ := redis.ParseURL(url)
@@ -102,7 +62,7 @@ func TestRedisPublish(t *testing.T) {
 // TestRedisCache: mode cache deletes the keys of deletes and updates
 // (on_update: delete) or sets the new values (on_update: set).
 func TestRedisCache(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := context.Background()
 	opts, _ := redis.ParseURL(url)
 	c := redis.NewClient(opts)

@@ -70,6 +70,7 @@ type runFront struct {
 	listen       string
 	perPartition bool
 	sec          httpauth.Config
+	allowOrigins []string      // of the subscriptions
 	kafka        *kafka.Server // serving hub.listen, or nil
 	running      atomic.Bool
 }
@@ -83,7 +84,7 @@ func newRunFront(listen string, hc pipelines.HTTPConfig) *runFront {
 	if hc.TLSCertFile != "" {
 		sec.TLS = &tlsfiles.Files{CertFile: hc.TLSCertFile, KeyFile: hc.TLSKeyFile, ClientCAFile: hc.TLSClientCAFile}
 	}
-	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, sec: sec}
+	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, sec: sec, allowOrigins: hc.AllowOrigins}
 }
 
 // pipelineObserver is the engine's observer (sink writes), or nil.
@@ -135,7 +136,11 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 		return nil
 	}
 	r.sec.Logger = logger
-	f, err := startHTTP(r.listen, r.sec, r.m, logger, &tapHandler{h: e.Hub(), e: e}, func(s *whttp.Server) { mountReload(s, e) })
+	mounts := []func(*whttp.Server){func(s *whttp.Server) { mountReload(s, e) }}
+	if h := e.Hub(); h != nil { // the embedded hub: its datasets' subscriptions, as weir serve
+		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins))
+	}
+	f, err := startHTTP(r.listen, r.sec, r.m, logger, &tapHandler{h: e.Hub(), e: e}, mounts...)
 	if err != nil {
 		return err
 	}

@@ -134,7 +134,7 @@ problems is refused with them listed, and the running configuration goes on. Wit
 	cmd.Flags().BoolVar(&showSummary, "summary", false, "print a table of every component's counters on stderr at exit (always with --until-drained)")
 	cmd.Flags().DurationVar(&statsEvery, "stats-every", 2*time.Second, "print a throughput line this often (0: never)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz and /readyz on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
+	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }

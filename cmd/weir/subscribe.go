@@ -42,7 +42,8 @@ func newSubscribeCmd() *cobra.Command {
 		Short: "Print a dataset's subscription stream: a snapshot of every key, then changes",
 		Long: `Subscribes to a dataset of a running weir serve --http-listen and prints one JSON object a
 line per event: record (a key's value), delete, snapshot_end (every key's latest value has been
-printed) and reset (the resume point is gone; a snapshot follows), each with its resume "id".
+printed), reset (the resume point is gone; a snapshot follows) and resume (the subscriber fell too
+far behind and the server ended the stream), each with its resume "id".
 When the connection drops it reconnects and resumes after the last event printed.`,
 		Example: subscribeExample,
 		Args:    cobra.ExactArgs(1),

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,4 +121,43 @@ func describe(cs []kadm.Config) string {
 		}
 	}
 	return b.String()
+}
+
+// TestRunSubscriptions: weir run with the embedded hub and http.listen
+// serves the subscriptions of its datasets as weir serve does, with the
+// file's allow_origins: curl reads what a source wrote, as Server-Sent
+// Events, from another origin.
+func TestRunSubscriptions(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("needs curl")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s}
+http: {listen: "127.0.0.1:0", allow_origins: ["http://app.example"]}
+datasets: {in: {partitions: 1}}
+sources:
+  gen:
+    generate: {count: 5}
+    to: in
+`, filepath.Join(dir, "data"))), 0o644)
+	addr, logs := startRun(t, file)
+	var s string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, _ := exec.Command(curl, "-sN", "-i", "--max-time", "1", "-H", "Origin: http://app.example",
+			"http://"+addr+"/v1/datasets/in/subscribe?from=earliest").Output()
+		s = string(out)
+		if strings.Count(s, "event: record\n") == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("curl got:\n%s\nweir run:\n%s", s, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(s, "Content-Type: text/event-stream") || !strings.Contains(s, "Access-Control-Allow-Origin: http://app.example") {
+		t.Errorf("curl got:\n%s", s)
+	}
 }

@@ -3,31 +3,132 @@ package http
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	nethttp "net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/redistest"
 )
 
-// BenchmarkSSESubscribers produces b.N records of 100 bytes (in batches of
-// 100) to a dataset while 0, 1, 8 or 64 Server-Sent Events subscribers
-// follow it, and reports the producer's records/s, the events/s delivered
-// to all subscribers together, and the p99 delay from produce to a
-// subscriber reading the event. make bench-broadcast runs it.
-func BenchmarkSSESubscribers(b *testing.B) {
-	for _, subs := range []int{0, 1, 8, 64} {
-		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) { benchSubscribers(b, subs) })
+// BenchmarkBroadcast delivers 100-byte events to 0, 1, 8, 64 and 1,000
+// subscribers of one dataset over Server-Sent Events (weir), and the same
+// events to as many SUBSCRIBEd clients of a Redis channel (redis: a real
+// redis-server, PUBLISH pipelined by the batch), in the same run. Each
+// event has a key of its own (nothing to coalesce). Without a rate the
+// producer writes b.N events as fast as it can, in batches of 100; with
+// rate=R it writes R events/s, in batches of R/100 every 10 ms, for 5
+// seconds whatever b.N. It reports the producer's events/s, the events/s
+// delivered to all subscribers together (until the last one has the last
+// event), and the p99 delay from an event's creation to a subscriber
+// reading it (sampled: one event in 16, every event with a rate). The
+// subscribers only count the other events, and stop at an event "end"
+// written after the last. make bench-broadcast runs it.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
+		name := fmt.Sprintf("subscribers=%d", c.subs)
+		if c.rate > 0 {
+			name += fmt.Sprintf(",rate=%d", c.rate)
+		}
+		b.Run(name+"/weir", func(b *testing.B) { benchWeir(b, c.subs, c.rate) })
+		b.Run(name+"/redis", func(b *testing.B) { benchRedis(b, c.subs, c.rate) })
 	}
 }
 
-func benchSubscribers(b *testing.B, subs int) {
+// benchEvents is what the subscribers of one benchmark saw.
+type benchEvents struct {
+	mu       sync.Mutex
+	delays   []time.Duration
+	received atomic.Int64
+}
+
+// read takes one event: the subscribers count them, and parse the
+// delay of one in every (sample) from its value, {"t":UNIX_NANO,"n":SEQ}
+// padded to 100 bytes, inside whatever frames it.
+func (ev *benchEvents) read(line []byte, sample int, n *int, mine *[]time.Duration) {
+	if *n++; *n%sample != 0 {
+		return
+	}
+	i := bytes.Index(line, []byte(`{"t":`))
+	if i < 0 {
+		return
+	}
+	line = line[i+5:]
+	if j := bytes.IndexByte(line, ','); j >= 0 {
+		if sent, err := strconv.ParseInt(string(line[:j]), 10, 64); err == nil {
+			*mine = append(*mine, time.Since(time.Unix(0, sent)))
+		}
+	}
+}
+
+func (ev *benchEvents) add(n int, mine []time.Duration) {
+	ev.received.Add(int64(n))
+	ev.mu.Lock()
+	ev.delays = append(ev.delays, mine...)
+	ev.mu.Unlock()
+}
+
+// produceBench writes total events (b.N, or 5 seconds at rate) through
+// send, a batch at a time, then benchEnd, and returns how many it wrote.
+func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
+	total, batch := b.N, 100
+	var tick *time.Ticker
+	if rate > 0 {
+		total, batch = 5*rate, max(rate/100, 1)
+		tick = time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	}
+	pad := bytes.Repeat([]byte(" "), 100)
+	vals := make([][]byte, 0, batch)
+	for done := 0; done < total; {
+		if tick != nil {
+			<-tick.C
+		}
+		vals = vals[:0]
+		for i := 0; i < batch && done < total; i++ {
+			v := fmt.Appendf(nil, `{"t":%d,"n":%d}`, time.Now().UnixNano(), done)
+			vals = append(vals, append(v, pad[:100-len(v)]...))
+			done++
+		}
+		if err := send(vals); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The end, which the subscribers see after the last event.
+	if err := send([][]byte{[]byte(benchEnd)}); err != nil {
+		b.Fatal(err)
+	}
+	return total
+}
+
+// benchEnd is the value (and key) of the event after the last.
+const benchEnd = "end"
+
+func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all time.Duration) {
+	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
+	if subs > 0 {
+		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
+		if got, want := ev.received.Load(), int64(total*subs); got != want {
+			b.Errorf("subscribers received %d events, want %d", got, want)
+		}
+		slices.Sort(ev.delays)
+		if len(ev.delays) > 0 {
+			b.ReportMetric(float64(ev.delays[len(ev.delays)*99/100].Microseconds())/1000, "p99-ms")
+		}
+	}
+}
+
+func benchWeir(b *testing.B, subs, rate int) {
 	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}})
 	if err != nil {
 		b.Fatal(err)
@@ -42,19 +143,20 @@ func benchSubscribers(b *testing.B, subs int) {
 	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	total := b.N
+	sample := 16
+	if rate > 0 {
+		sample = 1
+	}
 	var (
-		mu     sync.Mutex
-		delays []time.Duration
-		wg     sync.WaitGroup
+		ev benchEvents
+		wg sync.WaitGroup
 	)
 	ready := make(chan struct{}, subs)
 	for range subs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := nethttp.NewRequest("GET", srv.URL+"/v1/datasets/bench/subscribe?from=latest", nil)
-			resp, err := nethttp.DefaultClient.Do(req)
+			resp, err := nethttp.Get(srv.URL + "/v1/datasets/bench/subscribe?from=latest")
 			if err != nil {
 				b.Error(err)
 				ready <- struct{}{}
@@ -65,56 +167,110 @@ func benchSubscribers(b *testing.B, subs int) {
 			sc.Scan() // retry:
 			ready <- struct{}{}
 			var mine []time.Duration
-			for n := 0; n < total && sc.Scan(); {
+			n := 0
+			for sc.Scan() {
 				line := sc.Bytes()
 				if !bytes.HasPrefix(line, []byte("data: ")) {
 					continue
 				}
-				n++
-				if n%16 == 0 { // sample the delay
-					i := bytes.Index(line, []byte(`"value":`))
-					j := bytes.IndexByte(line[i+8:], ',')
-					if sent, err := strconv.ParseInt(string(bytes.TrimSpace(line[i+8:i+8+j])), 10, 64); err == nil {
-						mine = append(mine, time.Since(time.Unix(0, sent)))
-					}
+				if bytes.HasPrefix(line, []byte(`data: {"key":"`+benchEnd+`"`)) {
+					break
 				}
+				ev.read(line, sample, &n, &mine)
 			}
-			mu.Lock()
-			delays = append(delays, mine...)
-			mu.Unlock()
+			ev.add(n, mine)
 		}()
 	}
 	for range subs {
 		<-ready
 	}
-	pad := bytes.Repeat([]byte(" "), 100) // a JSON number padded to 100 bytes
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	var bl codecs.Builder
-	for done := 0; done < total; {
+	key := 0
+	total := produceBench(b, rate, func(vals [][]byte) error {
 		bl.Reset()
-		for i := 0; i < 100 && done < total; i++ {
-			v := strconv.AppendInt(nil, time.Now().UnixNano(), 10)
-			bl.Append(time.Now().UnixMilli(), []byte(strconv.Itoa(done%1000)), append(v, pad[:100-len(v)]...), nil)
-			done++
+		for _, v := range vals {
+			k := strconv.AppendInt(nil, int64(key), 10)
+			if string(v) == benchEnd {
+				k = v
+			}
+			bl.Append(time.Now().UnixMilli(), k, v, nil)
+			key++
 		}
 		batch, _ := bl.Build()
-		if _, err := p.Produce(bytes.Clone(batch), false); err != nil {
-			b.Fatal(err)
-		}
-	}
+		_, err := p.Produce(bytes.Clone(batch), false)
+		return err
+	})
 	produced := time.Since(start)
 	wg.Wait()
 	all := time.Since(start)
 	b.StopTimer()
 	b.SetBytes(100)
-	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
-	if subs > 0 {
-		b.ReportMetric(float64(total*subs)/all.Seconds(), "delivered/s")
-		slices.Sort(delays)
-		if len(delays) > 0 {
-			b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds())/1000, "p99-ms")
-		}
+	ev.report(b, subs, total, produced, all)
+}
+
+// benchRedis is benchWeir's peer: a redis-server whose pub/sub output
+// buffers are unbounded (as the hub's log is), PUBLISH pipelined by the
+// batch, subscribers reading with go-redis's ReceiveMessage.
+func benchRedis(b *testing.B, subs, rate int) {
+	url := redistest.Start(b, "--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "10000")
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
 	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	sample := 16
+	if rate > 0 {
+		sample = 1
+	}
+	var (
+		ev benchEvents
+		wg sync.WaitGroup
+	)
+	for range subs {
+		ps := rdb.Subscribe(ctx, "bench")
+		if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer ps.Close()
+			var mine []time.Duration
+			n := 0
+			for {
+				m, err := ps.ReceiveMessage(ctx)
+				if err != nil {
+					b.Error(err)
+					break
+				}
+				if m.Payload == benchEnd {
+					break
+				}
+				ev.read([]byte(m.Payload), sample, &n, &mine)
+			}
+			ev.add(n, mine)
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	total := produceBench(b, rate, func(vals [][]byte) error {
+		pipe := rdb.Pipeline()
+		for _, v := range vals {
+			pipe.Publish(ctx, "bench", v)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	produced := time.Since(start)
+	wg.Wait()
+	all := time.Since(start)
+	b.StopTimer()
+	b.SetBytes(100)
+	ev.report(b, subs, total, produced, all)
 }

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,11 @@ type SubscribeOptions struct {
 	// Access-Control-Allow-Origin, and WebSocket upgrades from them are
 	// accepted. Default none: same origin only.
 	AllowOrigins []string
+	// CoalesceBytes bounds what a subscriber that fell behind the
+	// dataset's shared reader holds to catch up (the latest value of each
+	// key it missed); past it, it gets a "resume" event and the stream
+	// ends. Default 16 MiB (hub.SubscribeOptions.CoalesceBytes).
+	CoalesceBytes int64
 }
 
 func (o *SubscribeOptions) setDefaults() {
@@ -72,6 +78,7 @@ func MountSubscriptions(s *Server, h SubscribeHub, opts SubscribeOptions) {
 //	event: delete                      a tombstone: the key is gone
 //	event: snapshot_end                every key's latest value has been sent
 //	event: reset                       the resume point is gone: drop the state; a snapshot follows
+//	event: resume                      too far behind: the stream ends; reconnect with its id
 //	: heartbeat                        a comment while idle
 //
 // A JSON value is sent as JSON, other UTF-8 as a string, anything else as
@@ -92,7 +99,7 @@ func Subscriptions(h SubscribeHub, opts SubscribeOptions) nethttp.Handler {
 			writeJSON(w, status, map[string]string{"error": err.Error()})
 			return
 		}
-		so := hub.SubscribeOptions{From: r.URL.Query().Get("from"), Heartbeat: opts.Heartbeat}
+		so := hub.SubscribeOptions{From: r.URL.Query().Get("from"), Heartbeat: opts.Heartbeat, CoalesceBytes: opts.CoalesceBytes}
 		switch so.From {
 		case "", hub.FromSnapshot, hub.FromLatest, hub.FromEarliest:
 		default:
@@ -128,6 +135,16 @@ func isWebSocket(r *nethttp.Request) bool {
 func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
 	rc := nethttp.NewResponseController(w)
 	deadline := func() { rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)) }
+	// Events are written in 32 KiB pieces (the response writer's own
+	// buffer is 2 KiB, a write system call each), flushed whenever the
+	// subscription is caught up.
+	bw := bufio.NewWriterSize(w, 32<<10)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	started := false
 	so.OnStart = func() error {
 		started = true
@@ -144,14 +161,17 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		return rc.Flush()
 	}
 	var buf []byte
-	so.OnCaughtUp = func() error { deadline(); return rc.Flush() }
+	so.OnCaughtUp = func() error { deadline(); return flush() }
 	so.OnIdle = func() error {
 		deadline()
-		if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil {
+		if _, err := io.WriteString(bw, ": heartbeat\n\n"); err != nil {
 			return err
 		}
-		return rc.Flush()
+		return flush()
 	}
+	// The write deadline is moved when caught up, when idle, and every
+	// 256 events in between (moving it costs more than writing an event).
+	n := 0
 	err := h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
 		buf = append(buf[:0], "event: "...)
 		buf = append(buf, e.Type...)
@@ -160,10 +180,12 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		buf = append(buf, "\ndata: "...)
 		buf = hub.AppendEventJSON(buf, e, false)
 		buf = append(buf, "\n\n"...)
-		deadline()
-		_, err := w.Write(buf)
+		if n++; n%256 == 0 {
+			deadline()
+		}
+		_, err := bw.Write(buf)
 		if err == nil && e.Type != hub.EventRecord && e.Type != hub.EventDelete {
-			err = rc.Flush()
+			err = flush()
 		}
 		return err
 	})

@@ -58,6 +58,9 @@ func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub
 		buf = hub.AppendEventJSON(buf[:0], e, true)
 		return write(buf)
 	})
+	if errors.Is(err, hub.ErrSlowSubscriber) {
+		slow = true // after a "resume" message
+	}
 	switch {
 	case !accepted:
 		if err != nil {

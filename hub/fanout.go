@@ -1,0 +1,334 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+	wlog "github.com/weirhub/weir/log"
+)
+
+// fanout is the one reader of a dataset that its subscriptions share: it
+// follows every partition from where it started (the high watermarks when
+// the first subscription came; a partition added later from its start),
+// and turns each record into an event once, with its token and its JSON,
+// into a window of the latest events bounded by Options.SubscribeBuffer
+// bytes. Subscriptions that are caught up read that window at their own
+// pace; one the window has moved past (lapped) catches up from the log
+// itself, coalesced (subscription.coalesce), then joins the window again.
+// The fan-out runs while the dataset has subscriptions.
+//
+// Positions: B(s), the positions before the event of sequence number s, is
+// the positions after the previous event (its offset + 1 in its partition),
+// or where the reader started a partition. A subscription that has
+// everything below its positions V joins at the first s with B(s) <= V in
+// every partition and skips the events below V; from the s where
+// V == B(s) its tokens are the shared ones.
+type fanout struct {
+	h     *Hub
+	ds    *Dataset
+	idTag string
+	limit int64
+	stop  chan struct{}
+
+	mu     sync.Mutex
+	events []*fanEvent // the window: events[i] has sequence number first+i
+	first  int64
+	oldest []int64 // B(first)
+	head   []int64 // B(first+len(events))
+	starts []int64 // per partition, where the reader started it
+	bytes  int64
+	more   chan struct{} // closed when events are added, invalidated, or the fan-out ends
+	err    error         // why the fan-out ended
+	subs   int           // under h.fanMu
+}
+
+// fanEvent is one event of the window: read-only once published.
+type fanEvent struct {
+	Event
+	size int64
+}
+
+// fanEventOverhead is what an event costs beyond its bytes, for the bound.
+const fanEventOverhead = 160
+
+// acquireFanout returns the fan-out of ds, started if it was not, counted
+// as used until releaseFanout.
+func (h *Hub) acquireFanout(ds *Dataset) *fanout {
+	h.fanMu.Lock()
+	defer h.fanMu.Unlock()
+	f := h.fanouts[ds]
+	if f == nil {
+		parts := ds.partitions()
+		f = &fanout{h: h, ds: ds, limit: h.opts.SubscribeBuffer, stop: make(chan struct{}), more: make(chan struct{})}
+		f.idTag = subscriptionTag(ds)
+		for _, p := range parts {
+			hw := p.HighWatermark()
+			f.oldest, f.head, f.starts = append(f.oldest, hw), append(f.head, hw), append(f.starts, hw)
+		}
+		if h.fanouts == nil {
+			h.fanouts = map[*Dataset]*fanout{}
+		}
+		h.fanouts[ds] = f
+		go f.run(parts)
+	}
+	f.subs++
+	return f
+}
+
+// releaseFanout ends one use of f; the last stops it.
+func (h *Hub) releaseFanout(f *fanout) {
+	h.fanMu.Lock()
+	defer h.fanMu.Unlock()
+	if f.subs--; f.subs == 0 {
+		close(f.stop)
+		delete(h.fanouts, f.ds)
+	}
+}
+
+// run is the reader: it reads what is written to every partition, 1024
+// records of a partition at a time, and publishes the events.
+func (f *fanout) run(parts []*Partition) {
+	pos := append([]int64(nil), f.head...)
+	its := make([]*wlog.Iterator, 0, len(parts))
+	wake := make(chan struct{}, 1)
+	add := func(p *Partition, from int64) {
+		it := p.log.NewIterator(from)
+		it.ChunkBytes = 256 << 10
+		its = append(its, it)
+		p.addWaiter(wake)
+	}
+	for i, p := range parts {
+		add(p, pos[i])
+	}
+	defer func() {
+		for _, p := range parts {
+			p.removeWaiter(wake)
+		}
+	}()
+	tick := time.NewTicker(time.Second) // partitions added
+	defer tick.Stop()
+	var batch []*fanEvent
+	tokenPos := append([]int64(nil), pos...)
+	var buf []byte
+	for {
+		if now := f.ds.partitions(); len(now) > len(parts) {
+			added := now[len(parts):]
+			f.mu.Lock()
+			for _, p := range added {
+				start := p.StartOffset()
+				f.oldest, f.head, f.starts = append(f.oldest, start), append(f.head, start), append(f.starts, start)
+				pos, tokenPos = append(pos, start), append(tokenPos, start)
+				add(p, start)
+			}
+			f.mu.Unlock()
+			parts = now
+		}
+		progressed := false
+		for i, p := range parts {
+			it := its[i]
+			if p.StartOffset() > pos[i] {
+				// Retention went past what the reader had read: the
+				// subscriptions re-read it themselves and reset.
+				pos[i] = p.StartOffset()
+				tokenPos[i] = pos[i]
+				it.SeekTo(pos[i])
+				f.invalidate(tokenPos)
+				continue
+			}
+			from := pos[i]
+			batch = batch[:0]
+			for n := 0; n < 1024 && it.Next(); n++ {
+				r := it.Record()
+				tokenPos[i] = r.Offset + 1
+				buf = appendToken(buf[:0], f.idTag, tokenPos)
+				batch = append(batch, newFanEvent(p.id, r, string(buf)))
+			}
+			if err := it.Err(); err != nil {
+				if errors.Is(err, wlog.ErrOutOfRange) && p.StartOffset() > pos[i] {
+					continue // the start moved: handled above on the next pass
+				}
+				f.fail(fmt.Errorf("hub: subscription to %s/%d: %w", f.ds.name, p.id, err))
+				return
+			}
+			pos[i] = max(pos[i], it.Offset())
+			if len(batch) == 0 {
+				continue
+			}
+			progressed = true
+			// Tombstones removed at or after where this read began may
+			// have been skipped by it.
+			if p.log.CheckResume(from) != nil {
+				f.invalidate(tokenPos)
+				continue
+			}
+			f.publish(batch, tokenPos)
+		}
+		if progressed {
+			continue
+		}
+		waiting := true
+		for i, p := range parts {
+			if p.HighWatermark() > pos[i] {
+				waiting = false
+			}
+		}
+		if !waiting {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-f.stop:
+			f.fail(ErrClosed)
+			return
+		case <-f.h.stop:
+			f.fail(ErrClosed)
+			return
+		}
+	}
+}
+
+// newFanEvent copies r into an event of partition, with its token and
+// JSON.
+func newFanEvent(partition int32, r *codecs.Record, token string) *fanEvent {
+	e := &fanEvent{Event: Event{Type: EventRecord, Token: token, Partition: partition, Offset: r.Offset, Time: r.Timestamp}}
+	if r.Value == nil && r.Key != nil {
+		e.Type = EventDelete
+	}
+	n := len(r.Key) + len(r.Value)
+	for _, hd := range r.Headers {
+		n += len(hd.Key) + len(hd.Value)
+	}
+	b := make([]byte, 0, n)
+	cp := func(v []byte) []byte {
+		if v == nil {
+			return nil
+		}
+		b = append(b, v...)
+		return b[len(b)-len(v) : len(b) : len(b)]
+	}
+	e.Key, e.Value = cp(r.Key), cp(r.Value)
+	if len(r.Headers) > 0 {
+		e.Headers = make([]codecs.RecordHeader, len(r.Headers))
+		for i, hd := range r.Headers {
+			e.Headers[i] = codecs.RecordHeader{Key: cp(hd.Key), Value: cp(hd.Value)}
+		}
+	}
+	e.JSON = AppendEventJSON(nil, &e.Event, false)
+	e.size = int64(n+len(e.JSON)+len(token)) + fanEventOverhead
+	return e
+}
+
+// publish adds the events to the window, whose head positions become
+// head, drops the oldest past the bound and wakes the subscriptions.
+func (f *fanout) publish(batch []*fanEvent, head []int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range batch {
+		f.events = append(f.events, e)
+		f.bytes += e.size
+	}
+	copy(f.head, head)
+	drop := 0
+	for f.bytes > f.limit && drop < len(f.events) {
+		e := f.events[drop]
+		f.oldest[e.Partition] = e.Offset + 1
+		f.bytes -= e.size
+		f.events[drop] = nil
+		drop++
+	}
+	f.events = f.events[drop:]
+	f.first += int64(drop)
+	close(f.more)
+	f.more = make(chan struct{})
+}
+
+// invalidate drops the whole window (what the reader read may miss
+// records): the subscriptions in it read the log themselves, where the
+// loss is seen and answered with a reset.
+func (f *fanout) invalidate(head []int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.events)
+	f.first += int64(len(f.events))
+	f.events = f.events[:0]
+	f.bytes = 0
+	copy(f.head, head)
+	copy(f.oldest, head)
+	close(f.more)
+	f.more = make(chan struct{})
+}
+
+func (f *fanout) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+		close(f.more)
+	}
+}
+
+// errLapped says the window moved past a subscription.
+var errLapped = errors.New("hub: subscription lapped")
+
+// join returns the sequence number at which a subscription that has
+// everything below pos joins the window, with B there and the reader's
+// partition starts; ok is false if the window has moved past pos.
+func (f *fanout) join(pos []int64) (seq int64, b, starts []int64, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := min(len(pos), len(f.oldest))
+	for i := range n {
+		if pos[i] < f.oldest[i] {
+			return 0, nil, nil, false
+		}
+	}
+	b = append([]int64(nil), f.oldest...)
+	seq = f.first
+	for _, e := range f.events {
+		if int(e.Partition) < len(pos) && e.Offset >= pos[e.Partition] {
+			break
+		}
+		b[e.Partition] = e.Offset + 1
+		seq++
+	}
+	return seq, b, append([]int64(nil), f.starts...), true
+}
+
+// next appends to dst the events from seq on (at most max), and returns
+// them with the channel closed when there are more; errLapped if seq left
+// the window, the fan-out's error if it ended.
+func (f *fanout) next(dst []*fanEvent, seq int64, max int) ([]*fanEvent, <-chan struct{}, []int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seq < f.first {
+		return dst, nil, nil, errLapped
+	}
+	i := int(seq - f.first)
+	if i < len(f.events) {
+		return append(dst, f.events[i:min(len(f.events), i+max)]...), f.more, f.starts, nil
+	}
+	if f.err != nil {
+		return dst, nil, nil, f.err
+	}
+	return dst, f.more, f.starts, nil
+}
+
+// appendToken appends the token of positions pos: "ID-P0.P1...", ID the
+// first 4 bytes of the dataset's id in hex, Pn the offset partition n
+// resumes at.
+func appendToken(b []byte, tag string, pos []int64) []byte {
+	b = append(b, tag...)
+	b = append(b, '-')
+	for i, p := range pos {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = strconv.AppendInt(b, p, 10)
+	}
+	return b
+}
