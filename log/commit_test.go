@@ -129,6 +129,8 @@ func TestGroupCommitWaitsForEarlierSeal(t *testing.T) {
 		ackedBase[tag] = base
 		mu.Unlock()
 	})
+	// On a failure, the appenders end before the test does.
+	defer func() { release(); wait() }()
 	// Wait until the first segment rolled and a group commit started that
 	// covers records of the second: without the wait for the earlier seal
 	// it would acknowledge them as soon as its fdatasync returns.
@@ -166,7 +168,7 @@ func TestGroupCommitWaitsForEarlierSeal(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if missing := lost(before, survivors(t, crashed, "/p", Options{Sync: SyncAlways})); len(missing) > 0 {
+	if missing := lost(before, survivorsOf(t, crashed, "/p", Options{Sync: SyncAlways}, true)); len(missing) > 0 {
 		t.Fatalf("%d acknowledged batches lost while the seal was held, e.g. %v", len(missing), missing[0])
 	}
 	release()
@@ -174,7 +176,7 @@ func TestGroupCommitWaitsForEarlierSeal(t *testing.T) {
 	if len(acked) != appenders*each {
 		t.Fatalf("%d appends acknowledged, want %d", len(acked), appenders*each)
 	}
-	if missing := lost(acked, survivors(t, fsys.CrashClone(), "/p", Options{Sync: SyncAlways})); len(missing) > 0 {
+	if missing := lost(acked, survivorsOf(t, fsys.CrashClone(), "/p", Options{Sync: SyncAlways}, true)); len(missing) > 0 {
 		t.Fatalf("%d acknowledged batches lost, e.g. %v", len(missing), missing[0])
 	}
 }

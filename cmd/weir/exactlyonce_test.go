@@ -126,6 +126,18 @@ func (e *eoHub) committed(group string) int64 {
 	return sum
 }
 
+// segmentBytes is the size of the log segments under dir.
+func segmentBytes(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && strings.HasSuffix(path, ".log") {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
 // TestRunExactlyOnceKill9 kills `weir run` with SIGKILL again and again
 // while an exactly-once pipeline copies a dataset into another, then lets a
 // last run finish. Read with read_committed (franz-go, through `weir
@@ -175,7 +187,7 @@ pipelines:
   copy:
     from: in
     processing: exactly_once
-    processors: [{parse: json}, {set: {seen: 'true'}}, {rate_limit: {rate: 10000, burst: 500}}]
+    processors: [{parse: json}, {set: {seen: 'true'}}, {rate_limit: {rate: 5000, burst: 500}}]
     to:
       - dataset: out
         batching: {count: 500, bytes: 64KiB, period: 20ms}
@@ -195,9 +207,23 @@ pipelines:
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if e.serve == nil {
+		if e.serve == nil && k < kills {
 			// A kill at a random moment of the copy, not an ordering of events.
-			time.Sleep(time.Duration(200+rng.IntN(500)) * time.Millisecond)
+			time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		} else if e.serve == nil {
+			// Past the random kills (a fast machine spends most of the copy
+			// waiting for the rate limit, outside any transaction), aim: kill
+			// as soon as the output grows, when the run has written records
+			// of a transaction that it has not committed yet.
+			outLogs := filepath.Join(data, "datasets", "out")
+			start := segmentBytes(outLogs)
+			for deadline := time.Now().Add(90 * time.Second); segmentBytes(outLogs) <= start; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("kill %d: nothing written to out in 90s:\n%s", k, logs.String())
+				}
+			}
 		} else {
 			// Over Kafka a restarted run waits for the killed member's
 			// session to expire (10s) before it is assigned anything, so
