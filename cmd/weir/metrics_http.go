@@ -138,7 +138,7 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	r.sec.Logger = logger
 	mounts := []func(*whttp.Server){func(s *whttp.Server) { mountReload(s, e) }}
 	if h := e.Hub(); h != nil { // the embedded hub: its datasets' subscriptions, as weir serve
-		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins))
+		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins, 0))
 	}
 	f, err := startHTTP(r.listen, r.sec, r.m, logger, &tapHandler{h: e.Hub(), e: e}, mounts...)
 	if err != nil {

@@ -63,6 +63,13 @@ type httpConfig struct {
 	Listen           string   `yaml:"listen"`
 	PartitionMetrics bool     `yaml:"partition_metrics"`
 	AllowOrigins     []string `yaml:"allow_origins"` // browser origins that may subscribe (CORS)
+	// SubscribeBuffer bounds the window of latest events that each
+	// subscribed dataset's shared reader keeps (hub.Options.SubscribeBuffer,
+	// default 64MiB); SubscribeCoalesce bounds what a subscriber that fell
+	// behind it may hold as the latest value per key before it is told to
+	// resume (hub.SubscribeOptions.CoalesceBytes, default 16MiB).
+	SubscribeBuffer   string `yaml:"subscribe_buffer"`
+	SubscribeCoalesce string `yaml:"subscribe_coalesce"`
 	// TLS serves HTTPS (client_ca_file: mutual TLS), reloaded when the
 	// files change.
 	TLS *tlsConfig `yaml:"tls"`
@@ -72,6 +79,24 @@ type httpConfig struct {
 	// tokens are inline tokens, from WEIR_HTTP_TOKENS only: never in a
 	// file that may be shared.
 	tokens string
+}
+
+// subscribeSizes parses subscribe_buffer and subscribe_coalesce (0: the
+// hub's defaults).
+func (c httpConfig) subscribeSizes() (buffer, coalesce int64, err error) {
+	parse := func(key, s string) int64 {
+		if s == "" || err != nil {
+			return 0
+		}
+		n, perr := humanize.ParseBytes(s)
+		if perr != nil || n == 0 || n > 1<<40 {
+			err = fmt.Errorf("http.%s %q: want a size like 64MiB", key, s)
+		}
+		return int64(n)
+	}
+	buffer = parse("subscribe_buffer", c.SubscribeBuffer)
+	coalesce = parse("subscribe_coalesce", c.SubscribeCoalesce)
+	return buffer, coalesce, err
 }
 
 // guard is the httpauth configuration of the front door.
@@ -184,6 +209,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("http-allow-origin") {
 				cfg.HTTP.AllowOrigins = flags.HTTP.AllowOrigins
 			}
+			if f.Changed("subscribe-buffer") {
+				cfg.HTTP.SubscribeBuffer = flags.HTTP.SubscribeBuffer
+			}
+			if f.Changed("subscribe-coalesce") {
+				cfg.HTTP.SubscribeCoalesce = flags.HTTP.SubscribeCoalesce
+			}
 			if httpTLS.CertFile != "" || httpTLS.KeyFile != "" || httpTLS.ClientCAFile != "" {
 				cfg.HTTP.TLS = &httpTLS
 			}
@@ -240,6 +271,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz, /readyz and dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
 	f.StringSliceVar(&flags.HTTP.AllowOrigins, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
+	f.StringVar(&flags.HTTP.SubscribeBuffer, "subscribe-buffer", "", "memory for the latest events of each subscribed dataset, shared by its subscribers (default 64MiB)")
+	f.StringVar(&flags.HTTP.SubscribeCoalesce, "subscribe-coalesce", "", "what a subscriber that fell behind may hold as the latest value per key before it is told to resume (default 16MiB)")
 	f.StringVar(&httpTLS.CertFile, "http-tls-cert", "", "serve --http-listen over HTTPS with this certificate chain (PEM; reloaded when the file changes)")
 	f.StringVar(&httpTLS.KeyFile, "http-tls-key", "", "the HTTPS certificate's private key (PEM)")
 	f.StringVar(&httpTLS.ClientCAFile, "http-tls-client-ca", "", "require HTTPS clients to present certificates signed by these CAs (mutual TLS)")
@@ -328,9 +361,12 @@ func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate
 	}
+	var err error
+	if o.SubscribeBuffer, _, err = cfg.HTTP.subscribeSizes(); err != nil {
+		return o, err
+	}
 	d := cfg.Defaults
 	o.Defaults.Partitions, o.Defaults.Fsync = d.Partitions, d.Fsync
-	var err error
 	size := func(what, s string) int64 {
 		if s == "" || err != nil {
 			return 0
@@ -432,7 +468,8 @@ func runServe(ctx context.Context, logOut io.Writer, cfg serveConfig) error {
 	var front *httpFront
 	if m != nil {
 		m.addKafkaServers(srvs)
-		if front, err = startHTTP(cfg.HTTP.Listen, cfg.HTTP.guard(logger), m, logger, &tapHandler{h: h}, subscriptionsMount(h, cfg.HTTP.AllowOrigins)); err != nil {
+		_, coalesce, _ := cfg.HTTP.subscribeSizes() // checked by hubOptions
+		if front, err = startHTTP(cfg.HTTP.Listen, cfg.HTTP.guard(logger), m, logger, &tapHandler{h: h}, subscriptionsMount(h, cfg.HTTP.AllowOrigins, coalesce)); err != nil {
 			for _, ln := range lns {
 				ln.Close()
 			}

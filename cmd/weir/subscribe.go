@@ -22,9 +22,9 @@ import (
 
 // subscriptionsMount mounts the dataset subscriptions
 // (GET /v1/datasets/{name}/subscribe) on an HTTP front door.
-func subscriptionsMount(h *hub.Hub, allowOrigins []string) func(*whttp.Server) {
+func subscriptionsMount(h *hub.Hub, allowOrigins []string, coalesce int64) func(*whttp.Server) {
 	return func(s *whttp.Server) {
-		whttp.MountSubscriptions(s, h, whttp.SubscribeOptions{AllowOrigins: allowOrigins})
+		whttp.MountSubscriptions(s, h, whttp.SubscribeOptions{AllowOrigins: allowOrigins, CoalesceBytes: coalesce})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,15 +28,7 @@ func TestServeSubscriptions(t *testing.T) {
 		t.Skip("needs curl")
 	}
 	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--fsync", "always")
-	var httpAddr string
-	for deadline := time.Now().Add(10 * time.Second); httpAddr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := httpServingRE.FindStringSubmatch(p.output()); m != nil {
-			httpAddr = m[1]
-		}
-	}
-	if httpAddr == "" {
-		t.Fatalf("no http listener in the log:\n%s", p.output())
-	}
+	httpAddr := httpAddr(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("users"))
@@ -159,5 +152,119 @@ sources:
 	}
 	if !strings.Contains(s, "Content-Type: text/event-stream") || !strings.Contains(s, "Access-Control-Allow-Origin: http://app.example") {
 		t.Errorf("curl got:\n%s", s)
+	}
+}
+
+// TestServeSubscribeSizes: http.subscribe_buffer and subscribe_coalesce
+// (or --subscribe-buffer, --subscribe-coalesce) set the shared window and
+// the per-subscriber coalescing bound; a size that does not parse is an
+// error naming the key.
+func TestServeSubscribeSizes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	os.WriteFile(path, []byte("data_dir: "+dir+"/data\nhttp: {listen: 9644, subscribe_buffer: 1MiB, subscribe_coalesce: 2MiB}\n"), 0o644)
+	var cfg serveConfig
+	if err := loadServeConfig(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.hubOptions(nil)
+	if err != nil || o.SubscribeBuffer != 1<<20 {
+		t.Fatalf("hubOptions: %v, SubscribeBuffer %d, want %d", err, o.SubscribeBuffer, 1<<20)
+	}
+	if _, coalesce, err := cfg.HTTP.subscribeSizes(); err != nil || coalesce != 2<<20 {
+		t.Fatalf("coalesce %d, %v: want %d", coalesce, err, 2<<20)
+	}
+	cfg.HTTP.SubscribeCoalesce = "lots"
+	if _, err := cfg.hubOptions(nil); err == nil || !strings.Contains(err.Error(), "http.subscribe_coalesce") {
+		t.Fatalf("a bad size gave %v, want an error naming http.subscribe_coalesce", err)
+	}
+}
+
+// TestServeSlowSubscriberResumes: with a small window and coalescing bound
+// (--subscribe-buffer, --subscribe-coalesce), an SSE client that stops
+// reading while 20 MB of distinct keys are produced gets a resume event
+// and the end of its stream, never a silent gap; reconnecting with that
+// event's id (Last-Event-ID) goes on from there without a reset.
+func TestServeSlowSubscriberResumes(t *testing.T) {
+	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--subscribe-buffer", "64KiB", "--subscribe-coalesce", "32KiB")
+	httpAddr := httpAddr(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(1<<20))
+	defer cl.Close()
+	if res, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "events"); err != nil || res.Err != nil {
+		t.Fatalf("CreateTopic: %v %v", err, res.Err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("first"), Value: []byte(`{"n":-1}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+httpAddr+"/v1/datasets/events/subscribe?from=earliest", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	// One event read, then the client stops reading while the log grows
+	// far past the window, the coalescing bound and the socket buffers.
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("before the first event: %v", err)
+		}
+		if strings.HasPrefix(line, "event: ") {
+			break
+		}
+	}
+	pad := strings.Repeat("x", 1000)
+	const n = 20000
+	for i := 0; i < n; i += 1000 {
+		var recs []*kgo.Record
+		for j := i; j < i+1000; j++ {
+			recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", j), Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, j, pad)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var resumeID string
+	events := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break // the server ended the stream
+		}
+		if strings.HasPrefix(line, "event: ") {
+			events++
+			if line == "event: resume\n" {
+				idLine, _ := br.ReadString('\n')
+				resumeID = strings.TrimSpace(strings.TrimPrefix(idLine, "id: "))
+			}
+		}
+	}
+	if resumeID == "" {
+		t.Fatalf("a subscriber that stopped reading got %d events and no resume event", events)
+	}
+	t.Logf("%d events before the resume event", events)
+	// Resuming with the token: records follow, no reset.
+	req, _ = http.NewRequestWithContext(ctx, "GET", "http://"+httpAddr+"/v1/datasets/events/subscribe", nil)
+	req.Header.Set("Last-Event-ID", resumeID)
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	br2 := bufio.NewReader(resp2.Body)
+	for {
+		line, err := br2.ReadString('\n')
+		if err != nil {
+			t.Fatalf("resumed stream ended before a record: %v", err)
+		}
+		if line == "event: reset\n" {
+			t.Fatal("resuming with the resume event's id gave a reset")
+		}
+		if line == "event: record\n" {
+			break
+		}
 	}
 }
