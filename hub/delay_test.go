@@ -40,6 +40,19 @@ func waitValues(t *testing.T, h *Hub, p *Partition, want ...string) {
 	t.Fatalf("partition holds %v, want %v", values(t, p), want)
 }
 
+// delayTestOptions is testOptions(dir) with delayed delivery on and a
+// clock the test steps: now, in Unix milliseconds, starts at start (an
+// hour ahead, on a whole second).
+func delayTestOptions(dir string) (opts Options, now *atomic.Int64, start time.Time) {
+	now = new(atomic.Int64)
+	start = time.Now().Add(time.Hour).Truncate(time.Second)
+	now.Store(start.UnixMilli())
+	opts = testOptions(dir)
+	opts.DelayedDelivery = true
+	opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+	return opts, now, start
+}
+
 // TestDelayedDelivery: records with weir.delay or weir.deliver_at (Unix
 // milliseconds or RFC 3339) are acknowledged at once, kept out of their
 // dataset until due, then appended in due order without their delay
@@ -47,12 +60,7 @@ func waitValues(t *testing.T, h *Hub, p *Partition, want ...string) {
 // survive restarts and are delivered once.
 func TestDelayedDelivery(t *testing.T) {
 	dir := t.TempDir()
-	var now atomic.Int64
-	start := time.Now().Add(time.Hour).Truncate(time.Second)
-	now.Store(start.UnixMilli())
-	opts := testOptions(dir)
-	opts.DelayedDelivery = true
-	opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+	opts, now, start := delayTestOptions(dir)
 	h := openHub(t, opts)
 	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 1})
 	p, _ := ds.Partition(0)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,12 +44,7 @@ func produceDelayedRecords(t testing.TB, p *Partition, ts int64, dues []int64) {
 // files and the delay partition as a kill leaves them).
 func TestDelayIndexWheel(t *testing.T) {
 	dir := t.TempDir()
-	var now atomic.Int64
-	start := time.Now().Add(time.Hour).Truncate(time.Second)
-	now.Store(start.UnixMilli())
-	opts := testOptions(dir)
-	opts.DelayedDelivery = true
-	opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+	opts, now, start := delayTestOptions(dir)
 	h := openHub(t, opts)
 	ds, _ := h.CreateDataset("d", DatasetConfig{Partitions: 1})
 	p, _ := ds.Partition(0)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -178,24 +177,6 @@ func TestServeACLsWithUsersAndACLsCommands(t *testing.T) {
 	}
 }
 
-// lockedWriter collects a log written from several goroutines.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 func TestServeListenersFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "weir-test-ca")
@@ -213,7 +194,7 @@ func TestServeListenersFromConfig(t *testing.T) {
 	}
 	cfg.LogLevel = "info"
 	t.Setenv("WEIR_ADMIN_PASSWORD", "pw")
-	var logs lockedWriter
+	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, &logs, cfg) }()
@@ -311,7 +292,7 @@ func TestServeSASLWithPythonClients(t *testing.T) {
 // ends and returns the listeners' addresses.
 func serveInProcess(t *testing.T, cfg serveConfig) []string {
 	t.Helper()
-	logs := &lockedWriter{}
+	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, logs, cfg) }()

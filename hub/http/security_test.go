@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -108,45 +107,12 @@ func subscribeWith(t *testing.T, url, token string, header bool, client ...*neth
 	if len(client) > 0 {
 		cl = client[0]
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := nethttp.NewRequestWithContext(ctx, "GET", url, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	if header {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := cl.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	c := &sseClient{resp: resp, events: make(chan sseEvent, 1000), cancel: cancel}
-	go func() {
-		defer close(c.events)
-		sc := bufio.NewScanner(resp.Body)
-		var e sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if e.typ != "" {
-					c.events <- e
-				}
-				e = sseEvent{}
-			case strings.HasPrefix(line, "event: "):
-				e.typ = line[7:]
-			case strings.HasPrefix(line, "id: "):
-				e.id = line[4:]
-			case strings.HasPrefix(line, "data: "):
-				e.data = line[6:]
-			}
+	return openSSE(t, cl, url, func(req *nethttp.Request) {
+		req.Header.Set("Accept", "text/event-stream")
+		if header {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
-	}()
-	t.Cleanup(c.close)
-	return c
+	})
 }
 
 // TestMutualTLSAndRotation serves the front door over TLS with a client

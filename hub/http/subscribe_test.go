@@ -60,12 +60,21 @@ type sseClient struct {
 
 func subscribe(t *testing.T, url, lastID string) *sseClient {
 	t.Helper()
+	return openSSE(t, nethttp.DefaultClient, url, func(req *nethttp.Request) {
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+	})
+}
+
+// openSSE GETs url on cl, with setup's headers, and reads its event
+// stream in the background until the test ends.
+func openSSE(t *testing.T, cl *nethttp.Client, url string, setup func(*nethttp.Request)) *sseClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := nethttp.NewRequestWithContext(ctx, "GET", url, nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := nethttp.DefaultClient.Do(req)
+	setup(req)
+	resp, err := cl.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -33,24 +33,8 @@ func BenchmarkProduce(b *testing.B) {
 	}
 	for _, c := range codecs {
 		b.Run(c.name, func(b *testing.B) {
-			h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never", SegmentBytes: 64 << 20}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := h.CreateDataset("bench", hub.DatasetConfig{Partitions: 1}); err != nil {
-				b.Fatal(err)
-			}
-			srv := NewServer(h, Options{})
-			ln, err := srv.Listen("127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer func() {
-				srv.Shutdown(context.Background())
-				h.Close()
-			}()
-			cl := newClient(b, ln.Addr().String(), kgo.ProducerBatchCompression(c.codec), kgo.DefaultProduceTopic("bench"),
+			addr := benchBroker(b, "bench").addr
+			cl := newClient(b, addr, kgo.ProducerBatchCompression(c.codec), kgo.DefaultProduceTopic("bench"),
 				kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerBatchMaxBytes(256<<10), kgo.ProducerLinger(0))
 			ctx := context.Background()
 			if err := cl.ProduceSync(ctx, &kgo.Record{Value: values[0]}).FirstErr(); err != nil {
@@ -89,26 +73,10 @@ func BenchmarkFetchTail(b *testing.B) {
 		b.Run(m.name, func(b *testing.B) {
 			defer func(v int64) { inlineFetchBytes = v }(inlineFetchBytes)
 			inlineFetchBytes = m.inline
-			h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never", SegmentBytes: 64 << 20}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := h.CreateDataset("tail", hub.DatasetConfig{Partitions: 1}); err != nil {
-				b.Fatal(err)
-			}
-			srv := NewServer(h, Options{})
-			ln, err := srv.Listen("127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer func() {
-				srv.Shutdown(context.Background())
-				h.Close()
-			}()
-			prod := newClient(b, ln.Addr().String(), kgo.DefaultProduceTopic("tail"), kgo.RequiredAcks(kgo.LeaderAck()),
+			addr := benchBroker(b, "tail").addr
+			prod := newClient(b, addr, kgo.DefaultProduceTopic("tail"), kgo.RequiredAcks(kgo.LeaderAck()),
 				kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0))
-			cons := newClient(b, ln.Addr().String(), kgo.ConsumeTopics("tail"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			cons := newClient(b, addr, kgo.ConsumeTopics("tail"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 				kgo.FetchMinBytes(1), kgo.FetchMaxWait(5*time.Second))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
@@ -142,4 +110,14 @@ func BenchmarkFetchTail(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchBroker is a broker for benchmarks (fsync never, 64 MiB segments)
+// holding one dataset of one partition, stopped when the run ends.
+func benchBroker(b *testing.B, dataset string) *testBroker {
+	br := startBrokerOn(b, hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never", SegmentBytes: 64 << 20}}, Options{})
+	if _, err := br.hub.CreateDataset(dataset, hub.DatasetConfig{Partitions: 1}); err != nil {
+		b.Fatal(err)
+	}
+	return br
 }

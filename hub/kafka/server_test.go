@@ -32,8 +32,14 @@ type testBroker struct {
 
 func startBroker(t testing.TB, dir string, opts Options) *testBroker {
 	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: dir, Defaults: hub.DatasetConfig{Fsync: "always", SegmentBytes: 8 << 20},
-		Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}})
+	return startBrokerOn(t, hub.Options{DataDir: dir, Defaults: hub.DatasetConfig{Fsync: "always", SegmentBytes: 8 << 20},
+		Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}}, opts)
+}
+
+// startBrokerOn is startBroker over a hub opened with ho.
+func startBrokerOn(t testing.TB, ho hub.Options, opts Options) *testBroker {
+	t.Helper()
+	h, err := hub.Open(ho)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +48,7 @@ func startBroker(t testing.TB, dir string, opts Options) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), dir: dir, done: make(chan error, 1)}
+	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), dir: ho.DataDir, done: make(chan error, 1)}
 	go func() { b.done <- srv.Serve(ln) }()
 	t.Cleanup(b.stop)
 	return b
