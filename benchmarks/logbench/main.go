@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -118,17 +119,20 @@ func main() {
 func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
 	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
 		humanize.IBytes(uint64(size)), batch, dir)
-	fmt.Printf("%-6s %-30s %10s %12s %10s\n", "round", "run", "MB/s", "records/s", "vs dd")
+	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "sync ms")
 	ratios := map[int][]float64{}
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
 		fmt.Printf("%-6d %-30s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
 		for _, a := range counts {
-			d, written := appendRun(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways)
+			var st syncStats
+			d, written := appendRunStats(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways, &st)
 			mbs := float64(written) / d.Seconds() / 1e6
 			ratios[a] = append(ratios[a], mbs/dd)
-			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
-				float64(written/recordSize)/d.Seconds(), mbs/dd)
+			syncs := max(st.syncs.Load(), 1)
+			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
+				float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs),
+				float64(st.took.Load())/float64(syncs)/1e6)
 			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
 		}
 	}
@@ -157,11 +161,31 @@ func runDD(path string, size uint64) float64 {
 	return float64(size>>20<<20) / d.Seconds() / 1e6
 }
 
+// syncStats are what a run's fdatasyncs did: how many, their total time,
+// and the appends they acknowledged.
+type syncStats struct {
+	syncs, took atomic.Int64
+	appends     int64
+}
+
 // appendRun appends size bytes of pre-built batches of n 1 KiB records
 // from the given number of goroutines, then syncs, and returns the time.
 func appendRun(dir string, size int64, n, appenders int, policy wlog.SyncPolicy) (time.Duration, int64) {
+	return appendRunStats(dir, size, n, appenders, policy, nil)
+}
+
+// appendRunStats is appendRun that also counts the fdatasyncs in st, if
+// not nil.
+func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPolicy, st *syncStats) (time.Duration, int64) {
 	os.RemoveAll(dir)
-	l, err := wlog.Open(dir, wlog.Options{Sync: policy, SyncInterval: 10 * time.Millisecond})
+	opts := wlog.Options{Sync: policy, SyncInterval: 10 * time.Millisecond}
+	if st != nil {
+		opts.OnFsync = func(took time.Duration) {
+			st.syncs.Add(1)
+			st.took.Add(int64(took))
+		}
+	}
+	l, err := wlog.Open(dir, opts)
 	if err != nil {
 		fail("%v", err)
 	}
@@ -202,6 +226,9 @@ func appendRun(dir string, size int64, n, appenders int, policy wlog.SyncPolicy)
 		fail("sync: %v", err)
 	}
 	d := time.Since(start)
+	if st != nil {
+		st.appends = l.Stats().Appends
+	}
 	if err := l.Close(); err != nil {
 		fail("close: %v", err)
 	}
