@@ -4,11 +4,9 @@
 // and only ratios travel. Nothing in the product imports it.
 //
 //   - logbench (make bench): the commit log against dd writing the same
-//     bytes with conv=fdatasync, the disk's sequential ceiling.
-//   - syncbench: what one fdatasync costs against the bytes it carries and
-//     whether it changes the file's size or extents, and a loop of
-//     write-then-fdatasync against dd of the same bytes: the floor under
-//     logbench's fsync always rows.
+//     bytes with conv=fdatasync, the disk's sequential ceiling; with
+//     -syncs, what one fdatasync costs against the bytes it carries and
+//     whether it changes the file's size or extents.
 //   - hubbench (make bench-hub): the hub over loopback with franz-go
 //     against NATS JetStream and Redis Streams: produce, fetch and
 //     produce-to-consume latency.

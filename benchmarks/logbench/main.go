@@ -9,6 +9,14 @@
 // -appenders, each against the dd of its own round, with -size per run.
 //
 //	go run ./benchmarks/logbench -always -appenders 1,8,64 -runs 3 -size 256MiB
+//
+// With -syncs it measures the floor under those rows instead: a loop of
+// write-then-fdatasync of one round's bytes (-carries), into a file whose
+// blocks past the end are reserved as the log does, not reserved,
+// reserved with the size set ahead, or already written (-modes), with
+// each fdatasync's latency, against dd of the same bytes.
+//
+//	go run ./benchmarks/logbench -syncs -size 64MiB
 package main
 
 import (
@@ -40,6 +48,9 @@ func main() {
 	appendersFlag := flag.String("appenders", "1,8,64", "with -always: comma-separated counts of concurrent appenders")
 	runs := flag.Int("runs", 3, "with -always: rounds of dd and one run per appender count")
 	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
+	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
+	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
+	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written")
 	flag.Parse()
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil {
@@ -53,6 +64,10 @@ func main() {
 	}
 	defer os.RemoveAll(*dir)
 
+	if *syncs {
+		syncRows(*dir, int64(size), *carriesFlag, *modesFlag)
+		return
+	}
 	if *always {
 		var counts []int
 		for _, f := range strings.Split(*appendersFlag, ",") {
