@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -422,3 +423,79 @@ func FuzzRequest(f *testing.F) {
 }
 
 var _ = kgo.NewClient
+
+// countingListener counts the Read calls made on the connections it
+// accepts.
+type countingListener struct {
+	net.Listener
+	reads *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.reads}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	reads *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+// TestOneReadPerRequest: a request that arrived whole is taken from the
+// socket with one read, not one for its size, one for its header and one
+// for its body; pipelined requests share reads.
+func TestOneReadPerRequest(t *testing.T) {
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := NewServer(h, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads atomic.Int64
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(countingListener{ln, &reads}) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}()
+
+	c := rawConn(t, ln.Addr().String())
+	const n = 20
+	for i := range n { // one at a time: each read returns one request
+		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0
+		readFrame(t, c)
+	}
+	// The server may be blocked in the read that will return the next.
+	if got := reads.Load(); got > n+1 {
+		t.Fatalf("%d reads for %d requests sent one at a time, want at most %d", got, n, n+1)
+	}
+	var pipelined []byte
+	for i := range n {
+		pipelined = append(pipelined, frame(18, 0, int32(n+i), nil)...)
+	}
+	before := reads.Load()
+	c.Write(pipelined)
+	for i := range n {
+		body := readFrame(t, c)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(n+i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got := reads.Load() - before; got > 3 {
+		t.Fatalf("%d reads for %d pipelined requests (%d bytes, one write), want at most 3", got, n, len(pipelined))
+	}
+}
