@@ -143,6 +143,11 @@ func (p *Partition) WaitDurable(next int64) error {
 	return nil
 }
 
+// WaitsForDisk reports whether WaitDurable can block: only when the
+// dataset's fsync policy is "always"; with "interval" and "never" an
+// acknowledgement waits for nothing.
+func (p *Partition) WaitsForDisk() bool { return p.log.WaitsForDisk() }
+
 // Produce appends the record batches in records (one or more whole
 // RecordBatch v2 batches) to the partition. Batches of idempotent producers
 // are checked against the producer's sequence: a retry of one of its last

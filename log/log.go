@@ -181,6 +181,11 @@ func (l *Log) Append(b []byte) (int64, error) {
 	return base, nil
 }
 
+// WaitsForDisk reports whether WaitDurable waits for an fsync: with
+// SyncAlways it does; with the other policies it returns at once, so a
+// caller can answer without waiting on another goroutine.
+func (l *Log) WaitsForDisk() bool { return l.opts.Sync == SyncAlways }
+
 // AppendAsync is Append without the wait for the disk: it returns the base
 // offset and the offset after the batches as soon as they are written. With
 // SyncAlways the batches become visible to readers, and durable, only after

@@ -499,3 +499,49 @@ func TestOneReadPerRequest(t *testing.T) {
 		t.Fatalf("%d reads for %d pipelined requests (%d bytes, one write), want at most 3", got, n, len(pipelined))
 	}
 }
+
+// TestProduceAcksAllWaitsOnlyForFsync: an acks=all produce waits for the
+// disk (on a goroutine of its own, its answer not ready at once) only when
+// the dataset's fsync policy is "always"; under "interval" and "never" it
+// is answered at once.
+func TestProduceAcksAllWaitsOnlyForFsync(t *testing.T) {
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := NewServer(h, Options{})
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c := newConn(srv, server)
+	defer c.cancel()
+	for _, policy := range []string{"always", "interval", "never"} {
+		if _, err := h.CreateDataset(policy, hub.DatasetConfig{Partitions: 1, Fsync: policy}); err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks = -1
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = policy
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = kgoBuilder{}.build("a", "b")
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		p := handleProduce(c, &header{key: 0, version: 9}, req)
+		if p == nil {
+			t.Fatalf("fsync %s: no answer to an acks=all produce", policy)
+		}
+		if waits := p.ready != nil; waits != (policy == "always") {
+			t.Errorf("fsync %s: answer waits on a goroutine: %v, want %v", policy, waits, policy == "always")
+		}
+		if p.ready != nil {
+			<-p.ready
+		}
+		resp := p.resp.(*kmsg.ProduceResponse)
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Errorf("fsync %s: error code %d", policy, code)
+		}
+	}
+}
