@@ -397,34 +397,100 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// writeLoop writes responses in request order.
+// writeLoop writes responses in request order. Responses already computed
+// that queue behind the one it writes go out with it in one write(2), up
+// to coalesceBytes: a client with several requests in flight (an
+// idempotent producer keeps up to five) gets their answers with one
+// system call, not one each. Responses that write themselves (fetches)
+// are written alone.
 func (c *conn) writeLoop() {
 	var failed error
-	for p := range c.out {
+	var held *pending // taken from c.out while gathering, to write next
+	var batch []*pending
+	for closed := false; !closed; {
+		p := held
+		held = nil
+		if p == nil {
+			var ok bool
+			if p, ok = <-c.out; !ok {
+				return
+			}
+		}
 		if p.ready != nil {
 			<-p.ready
 		}
+		batch = append(batch[:0], p)
 		if failed == nil {
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 			if p.write != nil {
 				failed = p.write(c)
 			} else {
-				failed = c.writeResponse(p)
+				b := appendResponse(c.wbuf[:0], p)
+				for len(b) < coalesceBytes && !batch[len(batch)-1].closeAfter {
+					q, ok, more := nextReady(c.out)
+					if !more {
+						break
+					}
+					if !ok {
+						closed = true // the reader is done: write what was gathered, then stop
+						break
+					}
+					if q.ready != nil && !isClosed(q.ready) || q.write != nil {
+						held = q
+						break
+					}
+					b = appendResponse(b, q)
+					batch = append(batch, q)
+				}
+				c.wbuf = b
+				if cap(c.wbuf) > 1<<20 {
+					c.wbuf = nil // do not keep a huge buffer for an idle connection
+				}
+				_, failed = c.nc.Write(b)
 			}
 			if failed != nil {
 				c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", failed))
 				c.cancel()
 				c.nc.Close()
 			} else {
-				c.observeWritten(p)
+				for _, q := range batch {
+					c.observeWritten(q)
+				}
 			}
 		}
-		if p.done != nil {
-			p.done()
+		for _, q := range batch {
+			if q.done != nil {
+				q.done()
+			}
+			if q.closeAfter {
+				c.cancel()
+			}
 		}
-		if p.closeAfter {
-			c.cancel()
-		}
+		clear(batch) // hold no answers while idle
+	}
+}
+
+// coalesceBytes bounds the responses gathered into one write.
+const coalesceBytes = 64 << 10
+
+// nextReady takes the next pending from out if one is queued: more is
+// false when none is, ok false when out is closed.
+func nextReady(out chan *pending) (p *pending, ok, more bool) {
+	select {
+	case p, ok = <-out:
+		return p, ok, true
+	default:
+		return nil, false, false
+	}
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -440,16 +506,13 @@ func appendResponseHeader(b []byte, p *pending) []byte {
 	return b
 }
 
-func (c *conn) writeResponse(p *pending) error {
-	b := appendResponseHeader(c.wbuf[:0], p)
+// appendResponse appends p's response frame to b.
+func appendResponse(b []byte, p *pending) []byte {
+	start := len(b)
+	b = appendResponseHeader(b, p)
 	b = p.resp.AppendTo(b) // the response carries its version from ResponseKind
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	c.wbuf = b
-	if cap(c.wbuf) > 1<<20 {
-		c.wbuf = nil // do not keep a huge buffer for an idle connection
-	}
-	_, err := c.nc.Write(b)
-	return err
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
 }
 
 // later returns a pending whose response fn computes in its own goroutine,

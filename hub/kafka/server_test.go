@@ -449,6 +449,85 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// gatedConn counts writes and holds the first until gate is closed.
+type gatedConn struct {
+	countingConn
+	writes *atomic.Int64
+	gate   chan struct{}
+}
+
+func (c gatedConn) Write(p []byte) (int, error) {
+	if c.writes.Add(1) == 1 {
+		<-c.gate
+	}
+	return c.Conn.Write(p)
+}
+
+type gatedListener struct {
+	countingListener
+	writes *atomic.Int64
+	gate   chan struct{}
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.countingListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{c.(countingConn), l.writes, l.gate}, nil
+}
+
+// TestResponsesCoalesced: responses that are ready while the writer is
+// busy go out together in one write, in request order.
+func TestResponsesCoalesced(t *testing.T) {
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := NewServer(h, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads, writes atomic.Int64
+	gate := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(gatedListener{countingListener{ln, &reads}, &writes, gate}) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}()
+
+	c := rawConn(t, ln.Addr().String())
+	const n = 20
+	var pipelined []byte
+	for i := range n {
+		pipelined = append(pipelined, frame(18, 0, int32(i), nil)...)
+	}
+	c.Write(pipelined)
+	// The reader has queued every response once it reads again; the
+	// writer is held in its first write meanwhile.
+	for i := 0; reads.Load() < 2 || writes.Load() < 1; i++ {
+		if i == 5000 {
+			t.Fatalf("the server read %d times and wrote %d times in 5s", reads.Load(), writes.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	for i := range n {
+		body := readFrame(t, c)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got := writes.Load(); got > 2 {
+		t.Fatalf("%d writes for %d responses queued behind one, want 2", got, n)
+	}
+}
+
 // TestOneReadPerRequest: a request that arrived whole is taken from the
 // socket with one read, not one for its size, one for its header and one
 // for its body; pipelined requests share reads.
