@@ -424,6 +424,27 @@ func FuzzRequest(f *testing.F) {
 
 var _ = kgo.NewClient
 
+// serveWrapped starts a server on a fresh hub behind the listener wrap
+// makes of a loopback one, stopped when the test ends, and returns its
+// address.
+func serveWrapped(t *testing.T, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { b.done <- srv.Serve(wrap(ln)) }()
+	t.Cleanup(b.stop)
+	return b.addr
+}
+
 // countingListener counts the Read calls made on the connections it
 // accepts.
 type countingListener struct {
@@ -480,28 +501,11 @@ func (l gatedListener) Accept() (net.Conn, error) {
 // TestResponsesCoalesced: responses that are ready while the writer is
 // busy go out together in one write, in request order.
 func TestResponsesCoalesced(t *testing.T) {
-	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	srv := NewServer(h, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var reads, writes atomic.Int64
 	gate := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(gatedListener{countingListener{ln, &reads}, &writes, gate}) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	}()
-
-	c := rawConn(t, ln.Addr().String())
+	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener {
+		return gatedListener{countingListener{ln, &reads}, &writes, gate}
+	}))
 	const n = 20
 	var pipelined []byte
 	for i := range n {
@@ -532,27 +536,8 @@ func TestResponsesCoalesced(t *testing.T) {
 // socket with one read, not one for its size, one for its header and one
 // for its body; pipelined requests share reads.
 func TestOneReadPerRequest(t *testing.T) {
-	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	srv := NewServer(h, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var reads atomic.Int64
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(countingListener{ln, &reads}) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	}()
-
-	c := rawConn(t, ln.Addr().String())
+	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener { return countingListener{ln, &reads} }))
 	const n = 20
 	for i := range n { // one at a time: each read returns one request
 		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0
