@@ -187,8 +187,8 @@ func (c *conn) fill(n int, timeout time.Duration) error {
 	return nil
 }
 
-// readBody reads a request of size bytes (its size prefix consumed; the
-// API key, key, buffered) into a buffer that grows as the bytes arrive,
+// readBody reads a request of size bytes (its size prefix consumed, at
+// least its API key and version buffered) into a buffer that grows as the bytes arrive,
 // charging the budget for what it holds. What the reader's buffer holds
 // is taken first; the rest is read straight into the body, never past
 // its end. Produce bodies come from a pool (returned in pooled): the
