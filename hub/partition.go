@@ -249,7 +249,12 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		p.mu.Unlock()
 		return p.finishDelayed(res, dres, q, entries, dnext, waitDurable, err)
 	}
-	base, next, err := p.log.AppendAsync(records[skip:])
+	var base, next int64
+	if check { // checkProduced has verified every batch's CRC
+		base, next, err = p.log.AppendAsyncChecked(records[skip:])
+	} else {
+		base, next, err = p.log.AppendAsync(records[skip:])
+	}
 	if err != nil {
 		p.mu.Unlock()
 		return res, appendErr(err)
