@@ -187,6 +187,22 @@ func TestValidateRejects(t *testing.T) {
 			t.Errorf("%s: error %T is not a *BatchError", tt.name, err)
 		}
 	}
+	// ValidateProducedFraming finds every fault but the checksum.
+	for _, tt := range tests {
+		_, err := ValidateProducedFraming(tt.batch, tt.max)
+		if tt.name == "crc" {
+			if err != nil {
+				t.Errorf("crc: ValidateProducedFraming = %v, want nil (the checksum is its caller's)", err)
+			}
+			if _, err := ValidateProduced(tt.batch, tt.max); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("crc: ValidateProduced = %v, want %v", err, ErrCorrupt)
+			}
+			continue
+		}
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s: ValidateProducedFraming = %v, want %v", tt.name, err, tt.want)
+		}
+	}
 	// The base offset and leader epoch lie outside the CRC.
 	b := bytes.Clone(good)
 	SetBaseOffset(b, 1<<40)

@@ -143,6 +143,11 @@ func (p *Partition) WaitDurable(next int64) error {
 	return nil
 }
 
+// WaitsForDisk reports whether WaitDurable can block: only when the
+// dataset's fsync policy is "always"; with "interval" and "never" an
+// acknowledgement waits for nothing.
+func (p *Partition) WaitsForDisk() bool { return p.log.WaitsForDisk() }
+
 // Produce appends the record batches in records (one or more whole
 // RecordBatch v2 batches) to the partition. Batches of idempotent producers
 // are checked against the producer's sequence: a retry of one of its last
@@ -244,7 +249,12 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		p.mu.Unlock()
 		return p.finishDelayed(res, dres, q, entries, dnext, waitDurable, err)
 	}
-	base, next, err := p.log.AppendAsync(records[skip:])
+	var base, next int64
+	if check { // checkProduced has verified every batch's CRC
+		base, next, err = p.log.AppendAsyncChecked(records[skip:])
+	} else {
+		base, next, err = p.log.AppendAsync(records[skip:])
+	}
 	if err != nil {
 		p.mu.Unlock()
 		return res, appendErr(err)

@@ -181,12 +181,30 @@ func (l *Log) Append(b []byte) (int64, error) {
 	return base, nil
 }
 
+// WaitsForDisk reports whether WaitDurable waits for an fsync: with
+// SyncAlways it does; with the other policies it returns at once, so a
+// caller can answer without waiting on another goroutine.
+func (l *Log) WaitsForDisk() bool { return l.opts.Sync == SyncAlways }
+
 // AppendAsync is Append without the wait for the disk: it returns the base
 // offset and the offset after the batches as soon as they are written. With
 // SyncAlways the batches become visible to readers, and durable, only after
 // a WaitDurable(next) (by this caller or another) returns. Callers that
 // must release their own locks before waiting use it.
 func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
+	return l.appendAsync(b, codecs.ValidateProduced)
+}
+
+// AppendAsyncChecked is AppendAsync for batches its caller has just
+// checked with codecs.CheckProduced or codecs.ValidateProduced: their
+// framing and size are checked again, their CRC-32C is not computed a
+// second time. A batch whose checksum was not checked must not be given
+// to it.
+func (l *Log) AppendAsyncChecked(b []byte) (base, next int64, err error) {
+	return l.appendAsync(b, codecs.ValidateProducedFraming)
+}
+
+func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, error)) (base, next int64, err error) {
 	if len(b) == 0 {
 		return -1, -1, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
 	}
@@ -196,7 +214,7 @@ func (l *Log) AppendAsync(b []byte) (base, next int64, err error) {
 	}
 	var records, batches int64
 	for p := 0; p < len(b); {
-		h, err := codecs.ValidateProduced(b[p:], int(l.maxBatch.Load()))
+		h, err := validate(b[p:], int(l.maxBatch.Load()))
 		if err != nil {
 			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
 		}

@@ -143,9 +143,22 @@ func TestAppendRejects(t *testing.T) {
 		if _, err := l.Append(tt.batch); !errors.Is(err, tt.want) {
 			t.Errorf("%s: Append = %v, want %v", tt.name, err, tt.want)
 		}
+		if tt.name == "bit flip" {
+			continue // AppendAsyncChecked leaves the checksum to its caller
+		}
+		if _, _, err := l.AppendAsyncChecked(tt.batch); !errors.Is(err, tt.want) {
+			t.Errorf("%s: AppendAsyncChecked = %v, want %v", tt.name, err, tt.want)
+		}
 	}
 	if l.HighWatermark() != 0 || l.Size() != 0 {
 		t.Fatalf("rejected batches left hw %d size %d", l.HighWatermark(), l.Size())
+	}
+	// A checked batch is stored as AppendAsync stores it.
+	if base, next, err := l.AppendAsyncChecked(batchOf(t, "ok", 3, 10, 0)); err != nil || base != 0 || next != 3 {
+		t.Fatalf("AppendAsyncChecked = %d, %d, %v, want 0, 3, nil", base, next, err)
+	}
+	if got := readAll(t, l, 0); len(got) != 3 {
+		t.Fatalf("read back %d records, want 3", len(got))
 	}
 }
 

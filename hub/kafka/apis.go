@@ -203,7 +203,7 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 				c.s.noteStorage(err)
 				if err == nil {
 					out.BaseOffset, out.LogStartOffset = res.BaseOffset, res.LogStartOffset
-					if req.Acks != 0 {
+					if req.Acks != 0 && p.WaitsForDisk() {
 						waits = append(waits, wait{p, res.Next, out})
 					}
 				}
@@ -234,7 +234,9 @@ func handleProduce(c *conn, h *header, kreq kmsg.Request) *pending {
 	}
 	if len(waits) == 0 || req.Acks == 1 {
 		// acks=1: the leader has the records; there are no replicas to
-		// wait for and fsync is the durability acks=all waits for.
+		// wait for and fsync is the durability acks=all waits for. Under
+		// fsync "interval" or "never" acks=all has nothing to wait for
+		// either: answered at once, without a goroutine per request.
 		return ready(resp)
 	}
 	return c.later(func() kmsg.Response {

@@ -54,7 +54,11 @@ type conn struct {
 
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
-	hbuf     []byte // the reader's small buffer
+	// rbuf buffers what the reader took from the socket: a request's
+	// header, a small request whole, and the start of the next when a
+	// client pipelines. rbuf[rr:rw] is not consumed yet.
+	rbuf   []byte
+	rr, rw int
 
 	auth connAuth // touched by the reader only
 }
@@ -68,7 +72,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	readCtx, stopRead := context.WithCancel(ctx)
 	return &conn{s: s, nc: nc, remote: remote, ip: ip, ctx: ctx, cancel: cancel, readCtx: readCtx, stopRead: stopRead,
-		out: make(chan *pending, s.opts.MaxInFlight), hbuf: make([]byte, 4)}
+		out: make(chan *pending, s.opts.MaxInFlight), rbuf: make([]byte, readBufSize)}
 }
 
 // stopReading makes the reader finish after the request it is reading;
@@ -96,6 +100,12 @@ func (c *conn) serve() {
 	c.s.forget(c)
 }
 
+// readBufSize is the reader's buffer: a socket read takes up to this much,
+// so that a request's size, header and (when small, as most fetches and
+// metadata requests are) its body arrive with one read(2), not three.
+// Bodies beyond it are read straight into their own buffer.
+const readBufSize = 4 << 10
+
 func (c *conn) readLoop() error {
 	for first := true; ; first = false {
 		if c.stopping.Load() {
@@ -105,8 +115,7 @@ func (c *conn) readLoop() error {
 		if first {
 			idle = c.s.opts.FirstRequestTimeout
 		}
-		c.nc.SetReadDeadline(time.Now().Add(idle))
-		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
+		if err := c.fill(4, idle); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.stopping.Load() {
 				if first {
@@ -119,24 +128,25 @@ func (c *conn) readLoop() error {
 		if first {
 			c.s.started(c)
 		}
-		size := int32(binary.BigEndian.Uint32(c.hbuf))
+		size := int32(binary.BigEndian.Uint32(c.rbuf[c.rr:]))
+		c.rr += 4
 		if size < 8 || size > c.s.opts.MaxRequestBytes {
 			return fmt.Errorf("request of %d bytes (at most %d accepted): not a Kafka client, or raise MaxRequestBytes", size, c.s.opts.MaxRequestBytes)
 		}
-		deadline := time.Now().Add(c.s.bodyTimeout(int(size)))
-		c.nc.SetReadDeadline(deadline)
+		timeout := c.s.bodyTimeout(int(size))
+		deadline := time.Now().Add(timeout)
 		// Read the fixed header first: the API key decides the limit.
-		if _, err := io.ReadFull(c.nc, c.hbuf[:4]); err != nil {
+		if err := c.fill(4, timeout); err != nil {
 			return err
 		}
-		key := int16(binary.BigEndian.Uint16(c.hbuf))
+		key := int16(binary.BigEndian.Uint16(c.rbuf[c.rr:]))
 		if limit := c.s.requestLimit(key); size > limit {
 			return fmt.Errorf("request of %d bytes for API key %d (at most %d for it)", size, key, limit)
 		}
 		if err := c.admitFrame(key, size); err != nil {
 			return err
 		}
-		body, pooled, charged, err := c.readBody(int(size), deadline)
+		body, pooled, charged, err := c.readBody(key, int(size), deadline)
 		if err == nil {
 			err = c.handle(body, deadline)
 		}
@@ -150,14 +160,42 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// readBody reads a request of size bytes whose first four are in hbuf into
-// a buffer that grows as the bytes arrive, charging the budget for what it
-// holds. Produce bodies come from a pool (returned in pooled): the records
-// are copied into the log before the handler returns, so the body can be
-// reused at once. Other requests keep theirs (decoded fields may alias
-// it, as group metadata does).
-func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]byte, charged int64, err error) {
-	key := int16(binary.BigEndian.Uint16(c.hbuf))
+// fill reads until at least n bytes (n <= readBufSize) are buffered,
+// taking whatever more the socket has that fits. A read waits at most
+// timeout; none is made, and no deadline set, when the bytes are there.
+// It fails with io.EOF when the client closed between requests, with
+// io.ErrUnexpectedEOF when it closed within one.
+func (c *conn) fill(n int, timeout time.Duration) error {
+	if c.rw-c.rr >= n {
+		return nil
+	}
+	if c.rr > 0 {
+		c.rw = copy(c.rbuf, c.rbuf[c.rr:c.rw])
+		c.rr = 0
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	for c.rw < n {
+		k, err := c.nc.Read(c.rbuf[c.rw:])
+		c.rw += k
+		if err != nil && c.rw < n {
+			if errors.Is(err, io.EOF) && c.rw > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readBody reads a request of size bytes (its size prefix consumed, at
+// least its API key and version buffered) into a buffer that grows as the bytes arrive,
+// charging the budget for what it holds. What the reader's buffer holds
+// is taken first; the rest is read straight into the body, never past
+// its end. Produce bodies come from a pool (returned in pooled): the
+// records are copied into the log before the handler returns, so the body
+// can be reused at once. Other requests keep theirs (decoded fields may
+// alias it, as group metadata does).
+func (c *conn) readBody(key int16, size int, deadline time.Time) (body []byte, pooled *[]byte, charged int64, err error) {
 	room := 0 // bytes of body that may be filled: what is charged
 	grow := func(n int) error {
 		if n > freeRequestBytes {
@@ -188,7 +226,12 @@ func (c *conn) readBody(size int, deadline time.Time) (body []byte, pooled *[]by
 	if err := grow(min(size, firstChunk)); err != nil {
 		return nil, pooled, charged, err
 	}
-	body = append(body, c.hbuf[:4]...)
+	have := min(size, c.rw-c.rr) // <= readBufSize <= firstChunk
+	body = append(body, c.rbuf[c.rr:c.rr+have]...)
+	c.rr += have
+	if len(body) < size {
+		c.nc.SetReadDeadline(deadline)
+	}
 	for len(body) < size {
 		if len(body) == room {
 			if err := grow(min(size, 2*room)); err != nil {
@@ -354,34 +397,100 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// writeLoop writes responses in request order.
+// writeLoop writes responses in request order. Responses already computed
+// that queue behind the one it writes go out with it in one write(2), up
+// to coalesceBytes: a client with several requests in flight (an
+// idempotent producer keeps up to five) gets their answers with one
+// system call, not one each. Responses that write themselves (fetches)
+// are written alone.
 func (c *conn) writeLoop() {
 	var failed error
-	for p := range c.out {
+	var held *pending // taken from c.out while gathering, to write next
+	var batch []*pending
+	for closed := false; !closed; {
+		p := held
+		held = nil
+		if p == nil {
+			var ok bool
+			if p, ok = <-c.out; !ok {
+				return
+			}
+		}
 		if p.ready != nil {
 			<-p.ready
 		}
+		batch = append(batch[:0], p)
 		if failed == nil {
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 			if p.write != nil {
 				failed = p.write(c)
 			} else {
-				failed = c.writeResponse(p)
+				b := appendResponse(c.wbuf[:0], p)
+				for len(b) < coalesceBytes && !batch[len(batch)-1].closeAfter {
+					q, ok, more := nextReady(c.out)
+					if !more {
+						break
+					}
+					if !ok {
+						closed = true // the reader is done: write what was gathered, then stop
+						break
+					}
+					if q.ready != nil && !isClosed(q.ready) || q.write != nil {
+						held = q
+						break
+					}
+					b = appendResponse(b, q)
+					batch = append(batch, q)
+				}
+				c.wbuf = b
+				if cap(c.wbuf) > 1<<20 {
+					c.wbuf = nil // do not keep a huge buffer for an idle connection
+				}
+				_, failed = c.nc.Write(b)
 			}
 			if failed != nil {
 				c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", failed))
 				c.cancel()
 				c.nc.Close()
 			} else {
-				c.observeWritten(p)
+				for _, q := range batch {
+					c.observeWritten(q)
+				}
 			}
 		}
-		if p.done != nil {
-			p.done()
+		for _, q := range batch {
+			if q.done != nil {
+				q.done()
+			}
+			if q.closeAfter {
+				c.cancel()
+			}
 		}
-		if p.closeAfter {
-			c.cancel()
-		}
+		clear(batch) // hold no answers while idle
+	}
+}
+
+// coalesceBytes bounds the responses gathered into one write.
+const coalesceBytes = 64 << 10
+
+// nextReady takes the next pending from out if one is queued: more is
+// false when none is, ok false when out is closed.
+func nextReady(out chan *pending) (p *pending, ok, more bool) {
+	select {
+	case p, ok = <-out:
+		return p, ok, true
+	default:
+		return nil, false, false
+	}
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -397,16 +506,13 @@ func appendResponseHeader(b []byte, p *pending) []byte {
 	return b
 }
 
-func (c *conn) writeResponse(p *pending) error {
-	b := appendResponseHeader(c.wbuf[:0], p)
+// appendResponse appends p's response frame to b.
+func appendResponse(b []byte, p *pending) []byte {
+	start := len(b)
+	b = appendResponseHeader(b, p)
 	b = p.resp.AppendTo(b) // the response carries its version from ResponseKind
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	c.wbuf = b
-	if cap(c.wbuf) > 1<<20 {
-		c.wbuf = nil // do not keep a huge buffer for an idle connection
-	}
-	_, err := c.nc.Write(b)
-	return err
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
 }
 
 // later returns a pending whose response fn computes in its own goroutine,

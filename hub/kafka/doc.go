@@ -7,7 +7,10 @@
 //
 // Each connection has a reader that decodes and handles requests in the
 // order they arrive, and a writer that sends the responses in that same
-// order. A request that waits (a produce with acks=all waiting for fsync, a
+// order. The reader takes up to 4 KiB from the socket at a time, so a small
+// request costs one read(2); the writer sends the responses that are ready
+// behind the one it writes with it, in one write(2). A request that waits
+// (a produce with acks=all to a dataset with fsync "always", a
 // long-polling fetch, a group join) completes in its own goroutine while
 // later requests are handled; the writer holds their responses back until
 // it is their turn. Requests larger than their API's limit, garbage, unknown

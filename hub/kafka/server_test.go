@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -422,3 +423,189 @@ func FuzzRequest(f *testing.F) {
 }
 
 var _ = kgo.NewClient
+
+// serveWrapped starts a server on a fresh hub behind the listener wrap
+// makes of a loopback one, stopped when the test ends, and returns its
+// address.
+func serveWrapped(t *testing.T, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { b.done <- srv.Serve(wrap(ln)) }()
+	t.Cleanup(b.stop)
+	return b.addr
+}
+
+// countingListener counts the Read calls made on the connections it
+// accepts.
+type countingListener struct {
+	net.Listener
+	reads *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.reads}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	reads *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+// gatedConn counts writes and holds the first until gate is closed.
+type gatedConn struct {
+	countingConn
+	writes *atomic.Int64
+	gate   chan struct{}
+}
+
+func (c gatedConn) Write(p []byte) (int, error) {
+	if c.writes.Add(1) == 1 {
+		<-c.gate
+	}
+	return c.Conn.Write(p)
+}
+
+type gatedListener struct {
+	countingListener
+	writes *atomic.Int64
+	gate   chan struct{}
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.countingListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{c.(countingConn), l.writes, l.gate}, nil
+}
+
+// TestResponsesCoalesced: responses that are ready while the writer is
+// busy go out together in one write, in request order.
+func TestResponsesCoalesced(t *testing.T) {
+	var reads, writes atomic.Int64
+	gate := make(chan struct{})
+	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener {
+		return gatedListener{countingListener{ln, &reads}, &writes, gate}
+	}))
+	const n = 20
+	var pipelined []byte
+	for i := range n {
+		pipelined = append(pipelined, frame(18, 0, int32(i), nil)...)
+	}
+	c.Write(pipelined)
+	// The reader has queued every response once it reads again; the
+	// writer is held in its first write meanwhile.
+	for i := 0; reads.Load() < 2 || writes.Load() < 1; i++ {
+		if i == 5000 {
+			t.Fatalf("the server read %d times and wrote %d times in 5s", reads.Load(), writes.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	for i := range n {
+		body := readFrame(t, c)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got := writes.Load(); got > 2 {
+		t.Fatalf("%d writes for %d responses queued behind one, want 2", got, n)
+	}
+}
+
+// TestOneReadPerRequest: a request that arrived whole is taken from the
+// socket with one read, not one for its size, one for its header and one
+// for its body; pipelined requests share reads.
+func TestOneReadPerRequest(t *testing.T) {
+	var reads atomic.Int64
+	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener { return countingListener{ln, &reads} }))
+	const n = 20
+	for i := range n { // one at a time: each read returns one request
+		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0
+		readFrame(t, c)
+	}
+	// The server may be blocked in the read that will return the next.
+	if got := reads.Load(); got > n+1 {
+		t.Fatalf("%d reads for %d requests sent one at a time, want at most %d", got, n, n+1)
+	}
+	var pipelined []byte
+	for i := range n {
+		pipelined = append(pipelined, frame(18, 0, int32(n+i), nil)...)
+	}
+	before := reads.Load()
+	c.Write(pipelined)
+	for i := range n {
+		body := readFrame(t, c)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(n+i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got := reads.Load() - before; got > 3 {
+		t.Fatalf("%d reads for %d pipelined requests (%d bytes, one write), want at most 3", got, n, len(pipelined))
+	}
+}
+
+// TestProduceAcksAllWaitsOnlyForFsync: an acks=all produce waits for the
+// disk (on a goroutine of its own, its answer not ready at once) only when
+// the dataset's fsync policy is "always"; under "interval" and "never" it
+// is answered at once.
+func TestProduceAcksAllWaitsOnlyForFsync(t *testing.T) {
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := NewServer(h, Options{})
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c := newConn(srv, server)
+	defer c.cancel()
+	for _, policy := range []string{"always", "interval", "never"} {
+		if _, err := h.CreateDataset(policy, hub.DatasetConfig{Partitions: 1, Fsync: policy}); err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks = -1
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = policy
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = kgoBuilder{}.build("a", "b")
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		p := handleProduce(c, &header{key: 0, version: 9}, req)
+		if p == nil {
+			t.Fatalf("fsync %s: no answer to an acks=all produce", policy)
+		}
+		if waits := p.ready != nil; waits != (policy == "always") {
+			t.Errorf("fsync %s: answer waits on a goroutine: %v, want %v", policy, waits, policy == "always")
+		}
+		if p.ready != nil {
+			<-p.ready
+		}
+		resp := p.resp.(*kmsg.ProduceResponse)
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Errorf("fsync %s: error code %d", policy, code)
+		}
+	}
+}
