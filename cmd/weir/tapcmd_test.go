@@ -18,10 +18,11 @@ func startRun(t *testing.T, file string) (string, *lockedBuffer) {
 	return addr, logs
 }
 
-// startRunCmd is startRun that also returns the process.
-func startRunCmd(t *testing.T, file string) (string, *lockedBuffer, *exec.Cmd) {
+// startRunCmd is startRun, with extra arguments, that also returns the
+// process.
+func startRunCmd(t *testing.T, file string, extra ...string) (string, *lockedBuffer, *exec.Cmd) {
 	t.Helper()
-	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
+	cmd := weirCmd(t, nil, append([]string{"run", file, "--stats-every", "0"}, extra...)...)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

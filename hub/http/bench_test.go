@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,10 +190,15 @@ func benchTotal(b *testing.B, rate int) int {
 // benchEnd is the value (and key) of the event after the last.
 const benchEnd = "end"
 
-func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all time.Duration) {
+// report reports the figures; cpu is the processor time the run took,
+// the benchmark's process and the peer's server (in the delivered events,
+// as cpu-µs/delivered: a figure that other load on the machine disturbs
+// less than the rates).
+func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu time.Duration) {
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
 	if subs > 0 {
 		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(ev.received.Load()), "cpu-µs/delivered")
 		if got, want := ev.received.Load(), int64(total*subs); got != want {
 			b.Errorf("subscribers received %d events, want %d", got, want)
 		}
@@ -276,7 +283,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(b)
 	var bl codecs.Builder
 	key := 0
 	total = produceBench(b, rate, func(vals [][]byte) error {
@@ -295,10 +302,39 @@ func benchWeir(b *testing.B, subs, rate int) {
 	})
 	produced := time.Since(start)
 	wg.Wait()
-	all := time.Since(start)
+	all, cpu := time.Since(start), processCPU(b)-cpu0
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all)
+	ev.report(b, subs, total, produced, all, cpu)
+}
+
+// processCPU is the processor time this process has taken.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU is the processor time the redis-server has taken (INFO cpu).
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			sum += f
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
 
 // benchRedis is benchWeir's peer: a redis-server whose pub/sub output
@@ -351,7 +387,7 @@ func benchRedis(b *testing.B, subs, rate int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(b)+redisCPU(b, rdb)
 	total = produceBench(b, rate, func(vals [][]byte) error {
 		pipe := rdb.Pipeline()
 		for _, v := range vals {
@@ -362,8 +398,8 @@ func benchRedis(b *testing.B, subs, rate int) {
 	})
 	produced := time.Since(start)
 	wg.Wait()
-	all := time.Since(start)
+	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all)
+	ev.report(b, subs, total, produced, all, cpu)
 }
