@@ -141,8 +141,9 @@ func (f *fanout) run(parts []*Partition) {
 	defer tick.Stop()
 	var batch []*fanEvent
 	tokenPos := append([]int64(nil), pos...)
-	var buf []byte
+	var buf, scratch []byte
 	var framer framer
+	var slab []fanEvent // events are allocated 256 at a time
 	for {
 		if now := f.ds.partitions(); len(now) > len(parts) {
 			added := now[len(parts):]
@@ -174,7 +175,11 @@ func (f *fanout) run(parts []*Partition) {
 				r := it.Record()
 				tokenPos[i] = r.Offset + 1
 				buf = appendToken(buf[:0], f.idTag, tokenPos)
-				batch = append(batch, newFanEvent(p.id, r, string(buf)))
+				if len(slab) == 0 {
+					slab = make([]fanEvent, 256)
+				}
+				batch = append(batch, newFanEvent(&slab[0], p.id, r, string(buf), &scratch))
+				slab = slab[1:]
 			}
 			if err := it.Err(); err != nil {
 				if errors.Is(err, wlog.ErrOutOfRange) && p.StartOffset() > pos[i] {
@@ -223,13 +228,19 @@ func (f *fanout) run(parts []*Partition) {
 }
 
 // newFanEvent copies r into an event of partition, with its token and
-// JSON.
-func newFanEvent(partition int32, r *codecs.Record, token string) *fanEvent {
-	e := &fanEvent{Event: Event{Type: EventRecord, Token: token, Partition: partition, Offset: r.Offset, Time: r.Timestamp}}
+// JSON (encoded in *scratch first: the event's bytes take one
+// allocation), into e if it is not nil.
+func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, scratch *[]byte) *fanEvent {
+	if e == nil {
+		e = &fanEvent{}
+	}
+	e.Event = Event{Type: EventRecord, Token: token, Partition: partition, Offset: r.Offset, Time: r.Timestamp,
+		Key: r.Key, Value: r.Value, Headers: r.Headers}
 	if r.Value == nil && r.Key != nil {
 		e.Type = EventDelete
 	}
-	n := len(r.Key) + len(r.Value)
+	*scratch = AppendEventJSON((*scratch)[:0], &e.Event, false)
+	n := len(r.Key) + len(r.Value) + len(*scratch)
 	for _, hd := range r.Headers {
 		n += len(hd.Key) + len(hd.Value)
 	}
@@ -248,8 +259,8 @@ func newFanEvent(partition int32, r *codecs.Record, token string) *fanEvent {
 			e.Headers[i] = codecs.RecordHeader{Key: cp(hd.Key), Value: cp(hd.Value)}
 		}
 	}
-	e.JSON = AppendEventJSON(nil, &e.Event, false)
-	e.size = int64(n+len(e.JSON)+len(token)) + fanEventOverhead
+	e.JSON = cp(*scratch)
+	e.size = int64(n+len(token)) + fanEventOverhead
 	return e
 }
 

@@ -572,6 +572,7 @@ func (s *subscription) coalesce(ctx context.Context) error {
 	}
 	var held []*fanEvent
 	var bytes int64
+	var scratch []byte
 	for i, p := range s.parts {
 		from := s.pos[i]
 		if from >= target[i] {
@@ -580,7 +581,7 @@ func (s *subscription) coalesce(ctx context.Context) error {
 		held, bytes = held[:0], 0
 		keys := map[string]int{}
 		if err := s.scan(ctx, p, from, target[i], func(r *codecs.Record) error {
-			e := newFanEvent(p.id, r, "")
+			e := newFanEvent(nil, p.id, r, "", &scratch)
 			if r.Key != nil {
 				if j, ok := keys[string(r.Key)]; ok {
 					bytes -= held[j].size
