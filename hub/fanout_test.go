@@ -48,9 +48,9 @@ type testSub struct {
 	events    []gotEvent
 	caughtUp  bool
 	caughtUps int // OnCaughtUp calls
-	gate     sync.Mutex
-	done     chan error
-	cancel   context.CancelFunc
+	gate      sync.Mutex
+	done      chan error
+	cancel    context.CancelFunc
 }
 
 func startSub(t *testing.T, h *Hub, dataset string, opts SubscribeOptions) *testSub {
@@ -359,7 +359,6 @@ func TestSubscribeFramedFanout(t *testing.T) {
 		mu     sync.Mutex
 		frames bytes.Buffer
 		calls  []int
-		emits  int
 	}
 	var subs [3]*framed
 	var tss []*testSub

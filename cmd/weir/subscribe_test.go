@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,18 +212,7 @@ sources:
 		t.Fatalf("weir run --subscribe-coalesce lots: %v\n%s", err, out)
 	}
 	addr, logs, _ := startRunCmd(t, file, "--subscribe-coalesce", "32KiB")
-	var kafkaAddr string
-	re := regexp.MustCompile(`"weir: serving Kafka clients too" listen=(\S+)`)
-	for i := 0; i < 100 && kafkaAddr == ""; i++ {
-		if m := re.FindStringSubmatch(logs.String()); m != nil {
-			kafkaAddr = m[1]
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if kafkaAddr == "" {
-		t.Fatalf("weir run serves no Kafka clients:\n%s", logs.String())
-	}
-	slowSubscriberResumes(t, kafkaAddr, addr, false)
+	slowSubscriberResumes(t, runKafkaAddr(t, logs), addr, false)
 }
 
 // slowSubscriberResumes checks, against a weir serving Kafka clients on

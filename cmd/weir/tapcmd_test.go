@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,21 @@ func startRunCmd(t *testing.T, file string, extra ...string) (string, *lockedBuf
 	}
 	t.Fatalf("weir run did not serve http:\n%s", logs.String())
 	return "", nil, nil
+}
+
+// runKafkaAddr is the address a weir run with hub.listen serves Kafka
+// clients on, from its logs.
+func runKafkaAddr(t *testing.T, logs *lockedBuffer) string {
+	t.Helper()
+	re := regexp.MustCompile(`"weir: serving Kafka clients too" listen=(\S+)`)
+	for range 100 {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("weir run serves no Kafka clients:\n%s", logs.String())
+	return ""
 }
 
 // TestTapCommand: weir tap shows a running pipeline's records after its
