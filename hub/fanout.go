@@ -34,7 +34,10 @@ type fanout struct {
 	limit int64
 	stop  chan struct{}
 
-	mu     sync.Mutex
+	// mu guards the window: the reader writes under Lock, the
+	// subscriptions read under RLock (a thousand of them woken at once
+	// take it together).
+	mu     sync.RWMutex
 	events []*fanEvent // the window: events[i] has sequence number first+i
 	first  int64
 	oldest []int64 // B(first)
@@ -44,12 +47,37 @@ type fanout struct {
 	more   chan struct{} // closed when events are added, invalidated, or the fan-out ends
 	err    error         // why the fan-out ended
 	subs   int           // under h.fanMu
+	// framings are the transports' encodings the reader frames each
+	// event in (at most maxFramings, added by the subscriptions that
+	// ask, under mu).
+	framings []*Framing
+}
+
+// maxFramings is how many framings a fan-out encodes events in (SSE and
+// WebSocket); a subscription asking for another gets its events one by
+// one.
+const maxFramings = 2
+
+// frameChunk holds the frames of consecutive events of one framing: the
+// reader fills it front to back, and publishes the bytes it filled; they
+// are read-only from then on. b is set once, at creation.
+type frameChunk struct{ b []byte }
+
+// frameChunkSize is the size of a frame chunk (a larger frame gets a
+// chunk of its own).
+const frameChunkSize = 64 << 10
+
+// frameRef is where an event's frame is: c.b[off:end].
+type frameRef struct {
+	c        *frameChunk
+	off, end int
 }
 
 // fanEvent is one event of the window: read-only once published.
 type fanEvent struct {
 	Event
-	size int64
+	size   int64
+	frames [maxFramings]frameRef // per f.framings; c nil when not framed
 }
 
 // fanEventOverhead is what an event costs beyond its bytes, for the bound.
@@ -113,7 +141,9 @@ func (f *fanout) run(parts []*Partition) {
 	defer tick.Stop()
 	var batch []*fanEvent
 	tokenPos := append([]int64(nil), pos...)
-	var buf []byte
+	var buf, scratch []byte
+	var framer framer
+	var slab []fanEvent // events are allocated 256 at a time
 	for {
 		if now := f.ds.partitions(); len(now) > len(parts) {
 			added := now[len(parts):]
@@ -145,7 +175,11 @@ func (f *fanout) run(parts []*Partition) {
 				r := it.Record()
 				tokenPos[i] = r.Offset + 1
 				buf = appendToken(buf[:0], f.idTag, tokenPos)
-				batch = append(batch, newFanEvent(p.id, r, string(buf)))
+				if len(slab) == 0 {
+					slab = make([]fanEvent, 256)
+				}
+				batch = append(batch, newFanEvent(&slab[0], p.id, r, string(buf), &scratch))
+				slab = slab[1:]
 			}
 			if err := it.Err(); err != nil {
 				if errors.Is(err, wlog.ErrOutOfRange) && p.StartOffset() > pos[i] {
@@ -165,6 +199,7 @@ func (f *fanout) run(parts []*Partition) {
 				f.invalidate(tokenPos)
 				continue
 			}
+			framer.frame(f, batch)
 			f.publish(batch, tokenPos)
 		}
 		if progressed {
@@ -193,13 +228,19 @@ func (f *fanout) run(parts []*Partition) {
 }
 
 // newFanEvent copies r into an event of partition, with its token and
-// JSON.
-func newFanEvent(partition int32, r *codecs.Record, token string) *fanEvent {
-	e := &fanEvent{Event: Event{Type: EventRecord, Token: token, Partition: partition, Offset: r.Offset, Time: r.Timestamp}}
+// JSON (encoded in *scratch first: the event's bytes take one
+// allocation), into e if it is not nil.
+func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, scratch *[]byte) *fanEvent {
+	if e == nil {
+		e = &fanEvent{}
+	}
+	e.Event = Event{Type: EventRecord, Token: token, Partition: partition, Offset: r.Offset, Time: r.Timestamp,
+		Key: r.Key, Value: r.Value, Headers: r.Headers}
 	if r.Value == nil && r.Key != nil {
 		e.Type = EventDelete
 	}
-	n := len(r.Key) + len(r.Value)
+	*scratch = AppendEventJSON((*scratch)[:0], &e.Event, false)
+	n := len(r.Key) + len(r.Value) + len(*scratch)
 	for _, hd := range r.Headers {
 		n += len(hd.Key) + len(hd.Value)
 	}
@@ -218,9 +259,61 @@ func newFanEvent(partition int32, r *codecs.Record, token string) *fanEvent {
 			e.Headers[i] = codecs.RecordHeader{Key: cp(hd.Key), Value: cp(hd.Value)}
 		}
 	}
-	e.JSON = AppendEventJSON(nil, &e.Event, false)
-	e.size = int64(n+len(e.JSON)+len(token)) + fanEventOverhead
+	e.JSON = cp(*scratch)
+	e.size = int64(n+len(token)) + fanEventOverhead
 	return e
+}
+
+// framer is the reader's state of framing events: the chunk of each
+// framing it fills.
+type framer struct {
+	framings []*Framing
+	chunks   [maxFramings]*frameChunk
+	used     [maxFramings]int
+	scratch  []byte
+}
+
+// frame encodes the events of batch in every framing the fan-out's
+// subscriptions asked for, each into the chunk of its framing, so that
+// the frames of consecutive events are consecutive bytes.
+func (fr *framer) frame(f *fanout, batch []*fanEvent) {
+	f.mu.RLock()
+	fr.framings = append(fr.framings[:0], f.framings...)
+	f.mu.RUnlock()
+	for k, fm := range fr.framings {
+		for _, e := range batch {
+			fr.scratch = fm.Append(fr.scratch[:0], &e.Event)
+			n := len(fr.scratch)
+			c := fr.chunks[k]
+			if c == nil || len(c.b)-fr.used[k] < n {
+				c = &frameChunk{b: make([]byte, max(frameChunkSize, n))}
+				fr.chunks[k], fr.used[k] = c, 0
+			}
+			off := fr.used[k]
+			copy(c.b[off:], fr.scratch)
+			fr.used[k] += n
+			e.frames[k] = frameRef{c: c, off: off, end: off + n}
+			e.size += int64(n)
+		}
+	}
+}
+
+// addFraming makes the reader frame the events it reads from now on in
+// fm, and returns fm's index in fanEvent.frames; -1 when the fan-out
+// frames as many as it may.
+func (f *fanout) addFraming(fm *Framing) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, x := range f.framings {
+		if x == fm {
+			return i
+		}
+	}
+	if len(f.framings) == maxFramings {
+		return -1
+	}
+	f.framings = append(f.framings, fm)
+	return len(f.framings) - 1
 }
 
 // publish adds the events to the window, whose head positions become
@@ -279,8 +372,8 @@ var errLapped = errors.New("hub: subscription lapped")
 // everything below pos joins the window, with B there and the reader's
 // partition starts; ok is false if the window has moved past pos.
 func (f *fanout) join(pos []int64) (seq int64, b, starts []int64, ok bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	n := min(len(pos), len(f.oldest))
 	for i := range n {
 		if pos[i] < f.oldest[i] {
@@ -303,8 +396,8 @@ func (f *fanout) join(pos []int64) (seq int64, b, starts []int64, ok bool) {
 // them with the channel closed when there are more; errLapped if seq left
 // the window, the fan-out's error if it ended.
 func (f *fanout) next(dst []*fanEvent, seq int64, max int) ([]*fanEvent, <-chan struct{}, []int64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	if seq < f.first {
 		return dst, nil, nil, errLapped
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,12 +44,13 @@ type gotEvent struct {
 // testSub is a subscription run by a test: it keeps every event, and its
 // emit waits while gate is held.
 type testSub struct {
-	mu       sync.Mutex
-	events   []gotEvent
-	caughtUp bool
-	gate     sync.Mutex
-	done     chan error
-	cancel   context.CancelFunc
+	mu        sync.Mutex
+	events    []gotEvent
+	caughtUp  bool
+	caughtUps int // OnCaughtUp calls
+	gate      sync.Mutex
+	done      chan error
+	cancel    context.CancelFunc
 }
 
 func startSub(t *testing.T, h *Hub, dataset string, opts SubscribeOptions) *testSub {
@@ -58,6 +60,7 @@ func startSub(t *testing.T, h *Hub, dataset string, opts SubscribeOptions) *test
 	opts.OnCaughtUp = func() error {
 		s.mu.Lock()
 		s.caughtUp = true
+		s.caughtUps++
 		s.mu.Unlock()
 		return nil
 	}
@@ -329,3 +332,88 @@ func TestSubscribeSlowSubscriberPastBound(t *testing.T) {
 }
 
 func cloneEvents(evs []gotEvent) []gotEvent { return append([]gotEvent(nil), evs...) }
+
+// TestSubscribeFramedFanout: subscriptions that share a Framing get the
+// live events as frames that the fan-out encoded once, those of several
+// events in one EmitFrames call, byte for byte what Framing.Append makes
+// of the events that a subscription without framing is given, in order;
+// events before they follow the window (the snapshot) still go to emit.
+func TestSubscribeFramedFanout(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	putKeyed(t, p, "old", "1")
+	var appended atomic.Int64
+	fm := &Framing{Append: func(dst []byte, e *Event) []byte {
+		appended.Add(1)
+		dst = fmt.Appendf(dst, "%s %s ", e.Type, e.Token)
+		dst = AppendEventJSON(dst, e, false)
+		return append(dst, '\n')
+	}}
+	plain := startSub(t, h, "d", SubscribeOptions{})
+	type framed struct {
+		mu     sync.Mutex
+		frames bytes.Buffer
+		calls  []int
+	}
+	var subs [3]*framed
+	var tss []*testSub
+	for i := range subs {
+		f := &framed{}
+		subs[i] = f
+		tss = append(tss, startSub(t, h, "d", SubscribeOptions{Framing: fm, EmitFrames: func(b []byte, n int) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.frames.Write(b)
+			f.calls = append(f.calls, n)
+			return nil
+		}}))
+	}
+	// Following the window: caught up after the snapshot, then in it.
+	for _, s := range append(tss, plain) {
+		s.waitFor(t, "the snapshot", func() bool { return s.caughtUps >= 2 })
+	}
+	const n = 500
+	for i := 0; i < n; i += 100 {
+		var kv []string
+		for j := i; j < i+100; j++ {
+			kv = append(kv, fmt.Sprintf("k%d", j), fmt.Sprintf(`{"n":%d}`, j))
+		}
+		putKeyed(t, p, kv...)
+	}
+	plain.waitFor(t, "the records", func() bool { return len(plain.events) == n+2 }) // and snapshot_end
+	var want []byte
+	for _, e := range plain.records()[1:] {
+		want = fm.Append(want, &e.Event)
+	}
+	for i, f := range subs {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			f.mu.Lock()
+			got := f.frames.Len()
+			f.mu.Unlock()
+			if got >= len(want) || time.Now().After(deadline) {
+				break
+			}
+		}
+		f.mu.Lock()
+		if !bytes.Equal(f.frames.Bytes(), want) {
+			t.Errorf("subscription %d got frames\n%.300s\nwant\n%.300s", i, f.frames.Bytes(), want)
+		}
+		total, most := 0, 0
+		for _, k := range f.calls {
+			total, most = total+k, max(most, k)
+		}
+		if total != n || most < 2 {
+			t.Errorf("subscription %d: EmitFrames calls %v: want %d events, several in a call", i, f.calls, n)
+		}
+		f.mu.Unlock()
+	}
+	// Each live event framed once for the three (plus the calls above).
+	if got := appended.Load(); got != 2*n {
+		t.Errorf("Framing.Append called %d times, want %d: once per event by the fan-out, once by the test", got, 2*n)
+	}
+}

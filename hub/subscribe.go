@@ -89,6 +89,26 @@ type SubscribeOptions struct {
 	// each key it missed. Past it, the subscription ends with
 	// EventResume. Default 16 MiB.
 	CoalesceBytes int64
+	// Framing and EmitFrames, if both set, take the live events that the
+	// subscription follows in the dataset's shared window: each is
+	// encoded once by Framing for every subscription that uses the same
+	// Framing value, and EmitFrames gets the frames of n consecutive
+	// events (Framing.Append of each, concatenated) in one call, as many
+	// as are there when it is called. The bytes are shared: valid only
+	// during the call, never to be modified. Other events (snapshots,
+	// catching up, coalescing, resets) go to emit.
+	Framing    *Framing
+	EmitFrames func(frames []byte, n int) error
+}
+
+// A Framing is how a transport encodes an event (a Server-Sent Event, a
+// WebSocket message): Append appends e's frame to dst. Give every
+// subscription of a transport the same *Framing: the fan-out of a
+// dataset encodes each live event once per Framing value in use (at most
+// two per dataset; subscriptions with a third get their events one by
+// one).
+type Framing struct {
+	Append func(dst []byte, e *Event) []byte
 }
 
 // ErrBadFrom is returned by Subscribe for an unknown From.
@@ -435,11 +455,27 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 			return errLapped // the reader started a partition after a record this subscription has not had
 		}
 	}
+	fk := -1 // the index of the subscription's framing in the events
+	if s.opts.Framing != nil && s.opts.EmitFrames != nil {
+		fk = f.addFraming(s.opts.Framing)
+	}
+	// run is the frames of consecutive events not yet emitted, one
+	// range of a chunk.
+	var run frameRef
+	runN := 0
+	emitRun := func() error {
+		if runN == 0 {
+			return nil
+		}
+		n := runN
+		runN = 0
+		return s.opts.EmitFrames(run.c.b[run.off:run.end], n)
+	}
 	idle := time.NewTimer(s.opts.Heartbeat)
 	defer idle.Stop()
 	var evs []*fanEvent
 	for {
-		evs, more, starts, err := f.next(evs[:0], seq, 256)
+		evs, more, starts, err := f.next(evs[:0], seq, 1024)
 		if err != nil {
 			return err
 		}
@@ -463,6 +499,22 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 			if ahead {
 				ahead = !slices.Equal(s.pos, b)
 			}
+			if !ahead && fk >= 0 && e.frames[fk].c != nil {
+				fr := e.frames[fk]
+				if runN > 0 && fr.c == run.c && fr.off == run.end {
+					run.end = fr.end
+					runN++
+					continue
+				}
+				if err := emitRun(); err != nil {
+					return err
+				}
+				run, runN = fr, 1
+				continue
+			}
+			if err := emitRun(); err != nil {
+				return err
+			}
 			if !ahead {
 				err = s.send(&e.Event)
 			} else {
@@ -473,6 +525,9 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 			if err != nil {
 				return err
 			}
+		}
+		if err := emitRun(); err != nil {
+			return err
 		}
 		clear(evs)
 		if len(evs) > 0 {
@@ -517,6 +572,7 @@ func (s *subscription) coalesce(ctx context.Context) error {
 	}
 	var held []*fanEvent
 	var bytes int64
+	var scratch []byte
 	for i, p := range s.parts {
 		from := s.pos[i]
 		if from >= target[i] {
@@ -525,7 +581,7 @@ func (s *subscription) coalesce(ctx context.Context) error {
 		held, bytes = held[:0], 0
 		keys := map[string]int{}
 		if err := s.scan(ctx, p, from, target[i], func(r *codecs.Record) error {
-			e := newFanEvent(p.id, r, "")
+			e := newFanEvent(nil, p.id, r, "", &scratch)
 			if r.Key != nil {
 				if j, ok := keys[string(r.Key)]; ok {
 					bytes -= held[j].size

@@ -65,6 +65,12 @@ type HTTPConfig struct {
 	// AllowOrigins are the browser origins that may subscribe to the
 	// embedded hub's datasets from another origin (CORS), as for weir serve.
 	AllowOrigins []string
+	// SubscribeBuffer bounds the window of latest events each subscribed
+	// dataset's shared reader keeps (hub.Options.SubscribeBuffer);
+	// SubscribeCoalesce what a subscriber that fell behind it may hold
+	// before it is told to resume (hub.SubscribeOptions.CoalesceBytes).
+	// 0: the hub's defaults.
+	SubscribeBuffer, SubscribeCoalesce int64
 }
 
 // External reports whether the file runs against an external cluster.
@@ -545,6 +551,8 @@ var (
 			}},
 			{Name: "token_file", Type: connectors.TypeString, Doc: "File of bearer tokens, one a line with its scopes (metrics, subscribe, admin, *), read again when it changes; /healthz and /readyz stay open. Default: no token needed.", Example: "/etc/weir/http-tokens"},
 			{Name: "allow_origins", Type: connectors.TypeStrings, Doc: "Browser origins (scheme://host:port, \"null\" for a page opened from a file, or \"*\") whose pages may subscribe from another origin. Default: same origin only."},
+			{Name: "subscribe_buffer", Type: connectors.TypeSize, Min: "1KiB", Max: "1TiB", Doc: "Memory for the latest events of each subscribed dataset, shared by its subscribers (read at start). Default 64MiB."},
+			{Name: "subscribe_coalesce", Type: connectors.TypeSize, Min: "1KiB", Max: "1TiB", Doc: "What a subscriber that fell behind may hold as the latest value per key before it is told to resume. Default 16MiB."},
 		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
@@ -679,6 +687,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	hc := top.Object("http")
 	ht := hc.Object("tls")
 	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), TokenFile: hc.String("token_file"), AllowOrigins: hc.Strings("allow_origins"),
+		SubscribeBuffer: hc.Size("subscribe_buffer"), SubscribeCoalesce: hc.Size("subscribe_coalesce"),
 		TLSCertFile: ht.String("cert_file"), TLSKeyFile: ht.String("key_file"), TLSClientCAFile: ht.String("client_ca_file")}
 	if (cfg.HTTP.TLSCertFile == "") != (cfg.HTTP.TLSKeyFile == "") || cfg.HTTP.TLSClientCAFile != "" && cfg.HTTP.TLSCertFile == "" {
 		l.errAt(hc.Node("tls"), "http.tls needs cert_file and key_file")

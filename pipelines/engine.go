@@ -90,7 +90,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		} else {
 			if e.hub == nil {
 				h, err := hub.Open(hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-					Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger})
+					Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, SubscribeBuffer: cfg.HTTP.SubscribeBuffer})
 				if err != nil {
 					return nil, fmt.Errorf("opening the hub in %s: %w", cfg.Hub.DataDir, err)
 				}

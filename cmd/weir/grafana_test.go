@@ -69,17 +69,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	src, _ := os.ReadFile(file)
 	os.WriteFile(file, []byte(strings.Replace(string(src), "hub: {data_dir:", "hub: {listen: 127.0.0.1:0, data_dir:", 1)), 0o644)
 	addr, logs := startRun(t, file)
-	var kafkaAddr string
-	re := regexp.MustCompile(`"weir: serving Kafka clients too" listen=(\S+)`)
-	for i := 0; i < 100 && kafkaAddr == ""; i++ {
-		if m := re.FindStringSubmatch(logs.String()); m != nil {
-			kafkaAddr = m[1]
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if kafkaAddr == "" {
-		t.Fatalf("weir run serves no Kafka clients:\n%s", logs.String())
-	}
+	kafkaAddr := runKafkaAddr(t, logs)
 	cl := mustClient(t, kafkaAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

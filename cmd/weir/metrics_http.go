@@ -71,6 +71,7 @@ type runFront struct {
 	perPartition bool
 	sec          httpauth.Config
 	allowOrigins []string      // of the subscriptions
+	coalesce     int64         // of the subscriptions: hub.SubscribeOptions.CoalesceBytes
 	kafka        *kafka.Server // serving hub.listen, or nil
 	running      atomic.Bool
 }
@@ -84,7 +85,7 @@ func newRunFront(listen string, hc pipelines.HTTPConfig) *runFront {
 	if hc.TLSCertFile != "" {
 		sec.TLS = &tlsfiles.Files{CertFile: hc.TLSCertFile, KeyFile: hc.TLSKeyFile, ClientCAFile: hc.TLSClientCAFile}
 	}
-	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, sec: sec, allowOrigins: hc.AllowOrigins}
+	return &runFront{m: newMetrics(), listen: listen, perPartition: hc.PartitionMetrics, sec: sec, allowOrigins: hc.AllowOrigins, coalesce: hc.SubscribeCoalesce}
 }
 
 // pipelineObserver is the engine's observer (sink writes), or nil.
@@ -138,7 +139,7 @@ func (r *runFront) start(e engineView, logger *slog.Logger) error {
 	r.sec.Logger = logger
 	mounts := []func(*whttp.Server){func(s *whttp.Server) { mountReload(s, e) }}
 	if h := e.Hub(); h != nil { // the embedded hub: its datasets' subscriptions, as weir serve
-		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins, 0))
+		mounts = append(mounts, subscriptionsMount(h, r.allowOrigins, r.coalesce))
 	}
 	f, err := startHTTP(r.listen, r.sec, r.m, logger, &tapHandler{h: e.Hub(), e: e}, mounts...)
 	if err != nil {

@@ -105,7 +105,7 @@ func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options, obs h
 		failed: make(chan error, 1), reload: make(chan chan error)}
 	if !cfg.Hub.External() {
 		ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs}
+			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs, SubscribeBuffer: cfg.HTTP.SubscribeBuffer}
 		if cfg.Hub.ColdStore != "" {
 			cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
 			if err != nil {

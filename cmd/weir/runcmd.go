@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub/kafka"
@@ -40,6 +41,7 @@ func newRunCmd() *cobra.Command {
 	var untilDrained, showSummary bool
 	var statsEvery time.Duration
 	var logLevel, cpuProfile, httpListen string
+	var subscribeBuffer, subscribeCoalesce string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -61,6 +63,9 @@ problems is refused with them listed, and the running configuration goes on. Wit
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := load(args[0])
 			if err != nil {
+				return err
+			}
+			if err := subscribeFlags(cmd.Flags(), cfg, subscribeBuffer, subscribeCoalesce); err != nil {
 				return err
 			}
 			if cpuProfile != "" {
@@ -136,7 +141,23 @@ problems is refused with them listed, and the running configuration goes on. Wit
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	addSubscribeFlags(cmd.Flags(), &subscribeBuffer, &subscribeCoalesce)
 	return cmd
+}
+
+// subscribeFlags puts --subscribe-buffer and --subscribe-coalesce, when
+// given, over the file's http.subscribe_buffer and subscribe_coalesce.
+func subscribeFlags(f *pflag.FlagSet, cfg *pipelines.Config, buffer, coalesce string) error {
+	var err error
+	if f.Changed("subscribe-buffer") {
+		if cfg.HTTP.SubscribeBuffer, err = parseSubscribeSize("--subscribe-buffer", buffer); err != nil {
+			return err
+		}
+	}
+	if f.Changed("subscribe-coalesce") {
+		cfg.HTTP.SubscribeCoalesce, err = parseSubscribeSize("--subscribe-coalesce", coalesce)
+	}
+	return err
 }
 
 // printStats prints one throughput line per interval: records per second

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/weirhub/weir/hub"
@@ -84,19 +85,32 @@ type httpConfig struct {
 // subscribeSizes parses subscribe_buffer and subscribe_coalesce (0: the
 // hub's defaults).
 func (c httpConfig) subscribeSizes() (buffer, coalesce int64, err error) {
-	parse := func(key, s string) int64 {
-		if s == "" || err != nil {
-			return 0
-		}
-		n, perr := humanize.ParseBytes(s)
-		if perr != nil || n == 0 || n > 1<<40 {
-			err = fmt.Errorf("http.%s %q: want a size like 64MiB", key, s)
-		}
-		return int64(n)
+	if buffer, err = parseSubscribeSize("http.subscribe_buffer", c.SubscribeBuffer); err != nil {
+		return 0, 0, err
 	}
-	buffer = parse("subscribe_buffer", c.SubscribeBuffer)
-	coalesce = parse("subscribe_coalesce", c.SubscribeCoalesce)
+	coalesce, err = parseSubscribeSize("http.subscribe_coalesce", c.SubscribeCoalesce)
 	return buffer, coalesce, err
+}
+
+// parseSubscribeSize parses a size of the subscriptions (serve's
+// http.subscribe_buffer and subscribe_coalesce, the --subscribe-* flags of
+// serve and run), named name in the error; "" is 0, the hub's default.
+func parseSubscribeSize(name, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, fmt.Errorf("%s %q: want a size like 64MiB", name, s)
+	}
+	return int64(n), nil
+}
+
+// addSubscribeFlags adds --subscribe-buffer and --subscribe-coalesce, of
+// serve and run.
+func addSubscribeFlags(f *pflag.FlagSet, buffer, coalesce *string) {
+	f.StringVar(buffer, "subscribe-buffer", "", "memory for the latest events of each subscribed dataset, shared by its subscribers (default 64MiB)")
+	f.StringVar(coalesce, "subscribe-coalesce", "", "what a subscriber that fell behind may hold as the latest value per key before it is told to resume (default 16MiB)")
 }
 
 // guard is the httpauth configuration of the front door.
@@ -271,8 +285,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz, /readyz and dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
 	f.StringSliceVar(&flags.HTTP.AllowOrigins, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
-	f.StringVar(&flags.HTTP.SubscribeBuffer, "subscribe-buffer", "", "memory for the latest events of each subscribed dataset, shared by its subscribers (default 64MiB)")
-	f.StringVar(&flags.HTTP.SubscribeCoalesce, "subscribe-coalesce", "", "what a subscriber that fell behind may hold as the latest value per key before it is told to resume (default 16MiB)")
+	addSubscribeFlags(f, &flags.HTTP.SubscribeBuffer, &flags.HTTP.SubscribeCoalesce)
 	f.StringVar(&httpTLS.CertFile, "http-tls-cert", "", "serve --http-listen over HTTPS with this certificate chain (PEM; reloaded when the file changes)")
 	f.StringVar(&httpTLS.KeyFile, "http-tls-key", "", "the HTTPS certificate's private key (PEM)")
 	f.StringVar(&httpTLS.ClientCAFile, "http-tls-client-ca", "", "require HTTPS clients to present certificates signed by these CAs (mutual TLS)")

@@ -187,13 +187,49 @@ func TestServeSubscribeSizes(t *testing.T) {
 // event's id (Last-Event-ID) goes on from there without a reset.
 func TestServeSlowSubscriberResumes(t *testing.T) {
 	p := startServe(t, t.TempDir(), "--http-listen", "127.0.0.1:0", "--subscribe-buffer", "64KiB", "--subscribe-coalesce", "32KiB")
-	httpAddr := httpAddr(t, p)
+	slowSubscriberResumes(t, p.addr, httpAddr(t, p), true)
+}
+
+// TestRunSubscribeSizes: weir run takes the sizes of the subscriptions as
+// serve does, from the file (http.subscribe_buffer) and the flags
+// (--subscribe-coalesce): with small ones, a subscriber that stops
+// reading gets a resume event, and resumes with its id without a reset.
+// A size that does not parse is refused, named.
+func TestRunSubscribeSizes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+hub: {data_dir: %s, listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0", subscribe_buffer: 64KiB}
+datasets: {events: {partitions: 1}, other: {partitions: 1}}
+sources:
+  gen:
+    generate: {count: 1}
+    to: other
+`, filepath.Join(dir, "data"))), 0o644)
+	out, err := weirCmd(t, nil, "run", file, "--subscribe-coalesce", "lots").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--subscribe-coalesce "lots"`) {
+		t.Fatalf("weir run --subscribe-coalesce lots: %v\n%s", err, out)
+	}
+	addr, logs, _ := startRunCmd(t, file, "--subscribe-coalesce", "32KiB")
+	slowSubscriberResumes(t, runKafkaAddr(t, logs), addr, false)
+}
+
+// slowSubscriberResumes checks, against a weir serving Kafka clients on
+// kafkaAddr and subscriptions on httpAddr with a subscription window of
+// 64KiB and a coalescing bound of 32KiB, that an SSE client of the
+// dataset events (created first if create) that stops reading gets a
+// resume event, and resumes with its id without a reset.
+func slowSubscriberResumes(t *testing.T, kafkaAddr, httpAddr string, create bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(1<<20))
+	cl := mustClient(t, kafkaAddr, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(1<<20))
 	defer cl.Close()
-	if res, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "events"); err != nil || res.Err != nil {
-		t.Fatalf("CreateTopic: %v %v", err, res.Err)
+	if create {
+		if res, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "events"); err != nil || res.Err != nil {
+			t.Fatalf("CreateTopic: %v %v", err, res.Err)
+		}
 	}
 	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("first"), Value: []byte(`{"n":-1}`)}).FirstErr(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,11 @@ func startRun(t *testing.T, file string) (string, *lockedBuffer) {
 	return addr, logs
 }
 
-// startRunCmd is startRun that also returns the process.
-func startRunCmd(t *testing.T, file string) (string, *lockedBuffer, *exec.Cmd) {
+// startRunCmd is startRun, with extra arguments, that also returns the
+// process.
+func startRunCmd(t *testing.T, file string, extra ...string) (string, *lockedBuffer, *exec.Cmd) {
 	t.Helper()
-	cmd := weirCmd(t, nil, "run", file, "--stats-every", "0")
+	cmd := weirCmd(t, nil, append([]string{"run", file, "--stats-every", "0"}, extra...)...)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -46,6 +48,21 @@ func startRunCmd(t *testing.T, file string) (string, *lockedBuffer, *exec.Cmd) {
 	}
 	t.Fatalf("weir run did not serve http:\n%s", logs.String())
 	return "", nil, nil
+}
+
+// runKafkaAddr is the address a weir run with hub.listen serves Kafka
+// clients on, from its logs.
+func runKafkaAddr(t *testing.T, logs *lockedBuffer) string {
+	t.Helper()
+	re := regexp.MustCompile(`"weir: serving Kafka clients too" listen=(\S+)`)
+	for range 100 {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("weir run serves no Kafka clients:\n%s", logs.String())
+	return ""
 }
 
 // TestTapCommand: weir tap shows a running pipeline's records after its

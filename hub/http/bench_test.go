@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,21 +54,86 @@ type benchEvents struct {
 	received atomic.Int64
 }
 
-// read takes one event: the subscribers count them, and parse the
-// delay of one in every (sample) from its value, {"t":UNIX_NANO,"n":SEQ}
-// padded to 100 bytes, inside whatever frames it.
-func (ev *benchEvents) read(line []byte, sample int, n *int, mine *[]time.Duration) {
-	if *n++; *n%sample != 0 {
-		return
-	}
-	i := bytes.Index(line, []byte(`{"t":`))
+// read takes one event: the subscribers check that the events come in
+// order, and parse the delay of one in every (sample) from its value,
+// {"t":UNIX_NANO,"n":SEQ} padded to 100 bytes, inside whatever frames
+// it. *n counts the events read, and is the SEQ the next must have.
+func (ev *benchEvents) read(data []byte, sample int, n *int, mine *[]time.Duration) error {
+	i := bytes.Index(data, []byte(`{"t":`))
 	if i < 0 {
-		return
+		return fmt.Errorf("event %d: no {\"t\": in %q", *n, data)
 	}
-	line = line[i+5:]
-	if j := bytes.IndexByte(line, ','); j >= 0 {
-		if sent, err := strconv.ParseInt(string(line[:j]), 10, 64); err == nil {
-			*mine = append(*mine, time.Since(time.Unix(0, sent)))
+	data = data[i+5:]
+	j := bytes.IndexByte(data, ',')
+	if j < 0 || !bytes.HasPrefix(data[j:], []byte(`,"n":`)) {
+		return fmt.Errorf("event %d: no \"n\" in %q", *n, data)
+	}
+	seq, k := 0, j+5
+	for ; k < len(data) && data[k] >= '0' && data[k] <= '9'; k++ {
+		seq = seq*10 + int(data[k]-'0')
+	}
+	if seq != *n {
+		return fmt.Errorf("event %d has sequence number %d: out of order", *n, seq)
+	}
+	if *n++; *n%sample == 0 {
+		sent, err := strconv.ParseInt(string(data[:j]), 10, 64)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", seq, err)
+		}
+		*mine = append(*mine, time.Since(time.Unix(0, sent)))
+	}
+	return nil
+}
+
+// sseReader reads Server-Sent Events as a browser's EventSource does:
+// "field: value" lines (one space after the colon dropped), comments
+// skipped, an event dispatched at a blank line with the data lines joined
+// by newlines, the last id kept for a reconnection. It reads with one
+// buffer, copying only the fields it keeps.
+type sseReader struct {
+	r                   *bufio.Reader
+	event, data, lastID []byte
+}
+
+// next reads up to the next event, whose type and data it returns
+// (valid until the next call).
+func (c *sseReader) next() (event, data []byte, err error) {
+	c.event, c.data = c.event[:0], c.data[:0]
+	hasData := false
+	for {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return nil, nil, err
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(line) == 0 {
+			if !hasData {
+				continue // nothing to dispatch (the retry: block)
+			}
+			if len(c.event) == 0 {
+				c.event = append(c.event, "message"...)
+			}
+			return c.event, c.data, nil
+		}
+		if line[0] == ':' {
+			continue // a comment
+		}
+		field, value := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			value = bytes.TrimPrefix(value, []byte(" "))
+		}
+		switch string(field) {
+		case "event":
+			c.event = append(c.event[:0], value...)
+		case "data":
+			if hasData {
+				c.data = append(c.data, '\n')
+			}
+			c.data = append(c.data, value...)
+			hasData = true
+		case "id":
+			c.lastID = append(c.lastID[:0], value...)
 		}
 	}
 }
@@ -81,10 +148,10 @@ func (ev *benchEvents) add(n int, mine []time.Duration) {
 // produceBench writes total events (b.N, or 5 seconds at rate) through
 // send, a batch at a time, then benchEnd, and returns how many it wrote.
 func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
-	total, batch := b.N, 100
+	total, batch := benchTotal(b, rate), 100
 	var tick *time.Ticker
 	if rate > 0 {
-		total, batch = 5*rate, max(rate/100, 1)
+		batch = max(rate/100, 1)
 		tick = time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 	}
@@ -111,13 +178,27 @@ func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
 	return total
 }
 
+// benchTotal is how many events produceBench writes: b.N, or 5 seconds
+// at rate.
+func benchTotal(b *testing.B, rate int) int {
+	if rate > 0 {
+		return 5 * rate
+	}
+	return b.N
+}
+
 // benchEnd is the value (and key) of the event after the last.
 const benchEnd = "end"
 
-func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all time.Duration) {
+// report reports the figures; cpu is the processor time the run took,
+// the benchmark's process and the peer's server (in the delivered events,
+// as cpu-µs/delivered: a figure that other load on the machine disturbs
+// less than the rates).
+func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu time.Duration) {
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
 	if subs > 0 {
 		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(ev.received.Load()), "cpu-µs/delivered")
 		if got, want := ev.received.Load(), int64(total*subs); got != want {
 			b.Errorf("subscribers received %d events, want %d", got, want)
 		}
@@ -143,7 +224,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	sample := 16
+	sample, total := 16, benchTotal(b, rate)
 	if rate > 0 {
 		sample = 1
 	}
@@ -163,20 +244,36 @@ func benchWeir(b *testing.B, subs, rate int) {
 				return
 			}
 			defer resp.Body.Close()
-			sc := bufio.NewScanner(resp.Body)
-			sc.Scan() // retry:
-			ready <- struct{}{}
-			var mine []time.Duration
-			n := 0
-			for sc.Scan() {
-				line := sc.Bytes()
-				if !bytes.HasPrefix(line, []byte("data: ")) {
-					continue
-				}
-				if bytes.HasPrefix(line, []byte(`data: {"key":"`+benchEnd+`"`)) {
+			ready <- struct{}{} // the headers: what is written from now on is delivered
+			c := sseReader{r: bufio.NewReaderSize(resp.Body, 64<<10)}
+			mine := make([]time.Duration, 0, total/sample+1)
+			n, last := 0, int64(-1)
+			for {
+				event, data, err := c.next()
+				if err != nil {
+					b.Errorf("subscriber after %d events: %v", n, err)
 					break
 				}
-				ev.read(line, sample, &n, &mine)
+				if string(event) != hub.EventRecord {
+					b.Errorf("subscriber after %d events: event %q", n, event)
+					break
+				}
+				// The id is a token whose last number is the offset the
+				// one partition resumes at: it must grow.
+				id := c.lastID[bytes.LastIndexAny(c.lastID, "-.")+1:]
+				off, err := strconv.ParseInt(string(id), 10, 64)
+				if err != nil || off <= last {
+					b.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
+					break
+				}
+				last = off
+				if bytes.HasPrefix(data, []byte(`{"key":"`+benchEnd+`"`)) {
+					break
+				}
+				if err := ev.read(data, sample, &n, &mine); err != nil {
+					b.Error(err)
+					break
+				}
 			}
 			ev.add(n, mine)
 		}()
@@ -186,10 +283,10 @@ func benchWeir(b *testing.B, subs, rate int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(b)
 	var bl codecs.Builder
 	key := 0
-	total := produceBench(b, rate, func(vals [][]byte) error {
+	total = produceBench(b, rate, func(vals [][]byte) error {
 		bl.Reset()
 		for _, v := range vals {
 			k := strconv.AppendInt(nil, int64(key), 10)
@@ -205,10 +302,39 @@ func benchWeir(b *testing.B, subs, rate int) {
 	})
 	produced := time.Since(start)
 	wg.Wait()
-	all := time.Since(start)
+	all, cpu := time.Since(start), processCPU(b)-cpu0
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all)
+	ev.report(b, subs, total, produced, all, cpu)
+}
+
+// processCPU is the processor time this process has taken.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU is the processor time the redis-server has taken (INFO cpu).
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			sum += f
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
 
 // benchRedis is benchWeir's peer: a redis-server whose pub/sub output
@@ -223,7 +349,7 @@ func benchRedis(b *testing.B, subs, rate int) {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	ctx := context.Background()
-	sample := 16
+	sample, total := 16, benchTotal(b, rate)
 	if rate > 0 {
 		sample = 1
 	}
@@ -240,7 +366,7 @@ func benchRedis(b *testing.B, subs, rate int) {
 		go func() {
 			defer wg.Done()
 			defer ps.Close()
-			var mine []time.Duration
+			mine := make([]time.Duration, 0, total/sample+1)
 			n := 0
 			for {
 				m, err := ps.ReceiveMessage(ctx)
@@ -251,15 +377,18 @@ func benchRedis(b *testing.B, subs, rate int) {
 				if m.Payload == benchEnd {
 					break
 				}
-				ev.read([]byte(m.Payload), sample, &n, &mine)
+				if err := ev.read([]byte(m.Payload), sample, &n, &mine); err != nil {
+					b.Error(err)
+					break
+				}
 			}
 			ev.add(n, mine)
 		}()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
-	total := produceBench(b, rate, func(vals [][]byte) error {
+	start, cpu0 := time.Now(), processCPU(b)+redisCPU(b, rdb)
+	total = produceBench(b, rate, func(vals [][]byte) error {
 		pipe := rdb.Pipeline()
 		for _, v := range vals {
 			pipe.Publish(ctx, "bench", v)
@@ -269,8 +398,8 @@ func benchRedis(b *testing.B, subs, rate int) {
 	})
 	produced := time.Since(start)
 	wg.Wait()
-	all := time.Since(start)
+	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all)
+	ev.report(b, subs, total, produced, all, cpu)
 }

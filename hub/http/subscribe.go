@@ -134,7 +134,15 @@ func isWebSocket(r *nethttp.Request) bool {
 // serveSSE streams the subscription as Server-Sent Events.
 func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
 	rc := nethttp.NewResponseController(w)
-	deadline := func() { rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)) }
+	// The write deadline is moved forward only when it has come closer
+	// by a sixteenth of WriteTimeout: moving it costs more than a write.
+	var moved time.Time
+	deadline := func() {
+		if now := time.Now(); now.Sub(moved) >= opts.WriteTimeout/16 {
+			moved = now
+			rc.SetWriteDeadline(now.Add(opts.WriteTimeout))
+		}
+	}
 	// Events are written in 32 KiB pieces (the response writer's own
 	// buffer is 2 KiB, a write system call each), flushed whenever the
 	// subscription is caught up.
@@ -169,18 +177,29 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		}
 		return flush()
 	}
-	// The write deadline is moved when caught up, when idle, and every
-	// 256 events in between (moving it costs more than writing an event).
+	// The write deadline is looked at when caught up, when idle, and
+	// every 256 events in between.
 	n := 0
+	// Live events come as the frames the dataset's fan-out encoded once
+	// for every SSE subscriber, all that are there in one piece: written
+	// as they are, in one write when nothing is buffered.
+	so.Framing = sseFraming
+	so.EmitFrames = func(frames []byte, k int) error {
+		if n += k; n >= 256 {
+			n = 0
+			deadline()
+		}
+		if bw.Buffered() > 0 {
+			_, err := bw.Write(frames)
+			return err
+		}
+		_, err := w.Write(frames)
+		return err
+	}
 	err := h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
-		buf = append(buf[:0], "event: "...)
-		buf = append(buf, e.Type...)
-		buf = append(buf, "\nid: "...)
-		buf = append(buf, e.Token...)
-		buf = append(buf, "\ndata: "...)
-		buf = hub.AppendEventJSON(buf, e, false)
-		buf = append(buf, "\n\n"...)
-		if n++; n%256 == 0 {
+		buf = appendSSE(buf[:0], e)
+		if n++; n >= 256 {
+			n = 0
 			deadline()
 		}
 		_, err := bw.Write(buf)
@@ -196,4 +215,20 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		}
 		writeJSON(w, status, map[string]string{"error": err.Error()})
 	}
+}
+
+// sseFraming is the framing of Server-Sent Events, shared by every SSE
+// subscription (hub.Framing).
+var sseFraming = &hub.Framing{Append: appendSSE}
+
+// appendSSE appends e as a Server-Sent Event: its type, its token as the
+// id, its JSON as the data.
+func appendSSE(dst []byte, e *hub.Event) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, e.Type...)
+	dst = append(dst, "\nid: "...)
+	dst = append(dst, e.Token...)
+	dst = append(dst, "\ndata: "...)
+	dst = hub.AppendEventJSON(dst, e, false)
+	return append(dst, "\n\n"...)
 }
