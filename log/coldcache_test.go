@@ -94,3 +94,42 @@ func TestColdCache(t *testing.T) {
 		t.Fatalf("read while the store is down: %v, want ErrTierUnavailable", err)
 	}
 }
+
+// TestColdCacheWriteTo: writeTo gives the object's bytes at any offset and
+// length, from chunks on disk (with a dir, the ones a read waited for)
+// and staged in memory, and fails retriably while the store is down.
+func TestColdCacheWriteTo(t *testing.T) {
+	tier := newMemTier()
+	obj := make([]byte, 5*DefaultChunkBytes+77)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range obj {
+		obj[i] = byte(rng.Uint32())
+	}
+	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	c, err := NewColdCache(t.TempDir()+"/cache", 2*DefaultChunkBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1000) // smaller than a chunk: several writes per chunk on disk
+	var out bytes.Buffer
+	for i := range 100 {
+		off := rng.Int64N(int64(len(obj)))
+		n := rng.Int64N(3 * DefaultChunkBytes / 2)
+		out.Reset()
+		got, err := c.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), off, n, buf, time.Second)
+		want := obj[off:min(off+n, int64(len(obj)))]
+		if err != nil || got != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("write %d: writeTo(%d bytes at %d) = %d, %v; want the object's %d bytes", i, n, off, got, err, len(want))
+		}
+	}
+	if st := c.Stats(); st.Bytes == 0 || st.Staged == 0 {
+		t.Fatalf("stats %+v: want chunks both on disk and staged", st)
+	}
+	tier.mu.Lock()
+	tier.down = true
+	tier.mu.Unlock()
+	c2, _ := NewColdCache("", 0)
+	if _, err := c2.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), 0, 10, buf, time.Second); !errors.Is(err, ErrTierUnavailable) {
+		t.Fatalf("write while the store is down: %v, want ErrTierUnavailable", err)
+	}
+}

@@ -981,6 +981,20 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// writeTo writes n bytes of the object from off to w (see
+// ColdCache.writeTo).
+func (f *coldFile) writeTo(w io.Writer, off, n int64, buf []byte) (int64, error) {
+	c := f.l.coldCache
+	done, err := c.writeTo(w, f.l.tier.t, f.l.tier.cacheID, f.key, f.size, off, n, buf, f.l.opts.TierTimeout)
+	if err == nil && done < n {
+		err = io.ErrUnexpectedEOF
+	}
+	if ahead := (off + done + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
+		f.readAheadNext(ahead)
+	}
+	return done, err
+}
+
 // readAheadNext starts fetching the first n chunks of the segment after
 // f's, if that one is cold too: a sequential reader crosses into it
 // without waiting.
