@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,4 +222,76 @@ func (s countingDir) Open(key string) (*os.File, error) { return s.d.Open(key) }
 func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	s.gets.Add(1)
 	return s.Store.Get(ctx, key, off, n)
+}
+
+// BenchmarkProduceUploadRatio is BenchmarkProduceWhileUploading as a
+// ratio that load on the machine does not swing: in each op, pairs of
+// rounds append the same 64 MiB (100 KiB batches, 1 MiB segments) to a
+// new log without a tier and to one whose closed segments go to S3
+// (versitygw over loopback) while it appends, in alternating order. It
+// reports the tiered/local throughput ratio of the pairs: median, lowest
+// and highest.
+//
+//	go test ./hub -run '^$' -bench ProduceUploadRatio -benchtime 1x
+func BenchmarkProduceUploadRatio(b *testing.B) {
+	const total, pairs = 64 << 20, 7
+	val := make([]byte, 1000)
+	var bb codecs.Builder
+	for range 100 {
+		bb.Append(0, nil, val, nil)
+	}
+	out, _ := bb.Build()
+	srv := s3test.Start(b)
+	store, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
+	if err != nil {
+		b.Fatal(err)
+	}
+	round := func(b *testing.B, tiered bool, n int) time.Duration {
+		opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever}
+		if tiered {
+			opts.Tier = &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
+			opts.LocalRetentionBytes = 4 << 20
+		}
+		l, err := wlog.Open(b.TempDir(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		batch := append([]byte(nil), out...)
+		start := time.Now()
+		for i, n := 0, 0; n < total; i, n = i+1, n+len(batch) {
+			if _, err := l.Append(batch); err != nil {
+				b.Fatal(err)
+			}
+			if i%64 == 0 {
+				l.EnforceRetention()
+			}
+		}
+		took := time.Since(start)
+		if tiered && l.TierStats().Uploaded == 0 {
+			// Not an error (the store may lag), but the round measured
+			// no upload: say so.
+			b.Logf("round %d: no segment uploaded while appending", n)
+		}
+		return took
+	}
+	b.SetBytes(2 * pairs * total)
+	var ratios []float64
+	n := 0
+	for b.Loop() {
+		for p := range pairs {
+			var local, tiered time.Duration
+			if p%2 == 0 {
+				local, tiered = round(b, false, n), round(b, true, n+1)
+			} else {
+				tiered, local = round(b, true, n), round(b, false, n+1)
+			}
+			n += 2
+			ratios = append(ratios, float64(local)/float64(tiered))
+		}
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "ratio-median")
+	b.ReportMetric(ratios[0], "ratio-min")
+	b.ReportMetric(ratios[len(ratios)-1], "ratio-max")
 }
