@@ -176,3 +176,43 @@ func BenchmarkS3Get(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkS3Put stores a 64 MiB segment as 8 MiB objects, four at a
+// time, as cold tier uploads do: what versitygw over loopback takes, and
+// what the client and the server spend on each byte.
+//
+//	go test ./internal/objstore -run '^$' -bench S3Put
+func BenchmarkS3Put(b *testing.B) {
+	srv := s3test.Start(b)
+	s, err := objstore.NewS3(srv.Options("bench/"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size, obj = 64 << 20, 8 << 20
+	data := make([]byte, obj)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	ctx := context.Background()
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, 4)
+		errs := make(chan error, size/obj)
+		for i := range size / obj {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				errs <- s.Put(ctx, fmt.Sprintf("seg%d", i), bytes.NewReader(data))
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
