@@ -93,8 +93,32 @@ const readAhead = 4
 // once.
 const stagedChunks = 16
 
-// chunkBufs are the buffers of whole chunks staged in memory.
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, DefaultChunkBytes); return &b }}
+// chunkBufs keeps buffers of whole chunks freed by the cache for the next
+// chunks staged in memory: a catch-up read stages a chunk every 4 MiB,
+// and a sync.Pool, emptied by each garbage collection, let it allocate
+// (and zero) nearly every one. At most spareChunks stay when no read
+// needs them.
+var chunkBufs = make(chan []byte, spareChunks)
+
+// spareChunks is how many freed chunk buffers are kept: the read-ahead
+// of two readers.
+const spareChunks = 2 * readAhead
+
+func getChunkBuf() []byte {
+	select {
+	case b := <-chunkBufs:
+		return b
+	default:
+		return make([]byte, DefaultChunkBytes)
+	}
+}
+
+func putChunkBuf(b []byte) {
+	select {
+	case chunkBufs <- b:
+	default:
+	}
+}
 
 // copyBufs are the buffers chunks are streamed through when the store's
 // reader cannot be copied to a file by the kernel.
@@ -311,8 +335,9 @@ func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, stage bool, 
 	defer rc.Close()
 	ce := &chunkEntry{key: k, size: n, staged: stage}
 	if c.dir == "" || stage {
-		if n == DefaultChunkBytes && c.chunk == DefaultChunkBytes {
-			ce.data, ce.pooled = *chunkBufs.Get().(*[]byte), true
+		if c.chunk == DefaultChunkBytes {
+			// A segment's last chunk is shorter: a pooled buffer too.
+			ce.data, ce.pooled = getChunkBuf()[:n], true
 		} else {
 			ce.data = make([]byte, n)
 		}
@@ -400,8 +425,7 @@ func (ce *chunkEntry) free() {
 		ce.f = nil
 	}
 	if ce.pooled {
-		b := ce.data
-		chunkBufs.Put(&b)
+		putChunkBuf(ce.data[:cap(ce.data)])
 		ce.pooled = false
 	}
 	ce.data = nil
