@@ -14,13 +14,7 @@ import (
 // offset and length, fetch chunk-aligned ranges, stay within the limit on
 // disk, read ahead, and fail retriably while the store is down.
 func TestColdCache(t *testing.T) {
-	tier := newMemTier()
-	obj := make([]byte, 9*DefaultChunkBytes+123)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range obj {
-		obj[i] = byte(rng.Uint32())
-	}
-	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	tier, obj, rng := randomObject(9*DefaultChunkBytes+123, 1)
 	dir := t.TempDir() + "/cache"
 	c, err := NewColdCache(dir, 3*DefaultChunkBytes)
 	if err != nil {
@@ -99,13 +93,7 @@ func TestColdCache(t *testing.T) {
 // length, from chunks on disk (with a dir, the ones a read waited for)
 // and staged in memory, and fails retriably while the store is down.
 func TestColdCacheWriteTo(t *testing.T) {
-	tier := newMemTier()
-	obj := make([]byte, 5*DefaultChunkBytes+77)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range obj {
-		obj[i] = byte(rng.Uint32())
-	}
-	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	tier, obj, rng := randomObject(5*DefaultChunkBytes+77, 3)
 	c, err := NewColdCache(t.TempDir()+"/cache", 2*DefaultChunkBytes)
 	if err != nil {
 		t.Fatal(err)
@@ -132,4 +120,17 @@ func TestColdCacheWriteTo(t *testing.T) {
 	if _, err := c2.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), 0, 10, buf, time.Second); !errors.Is(err, ErrTierUnavailable) {
 		t.Fatalf("write while the store is down: %v, want ErrTierUnavailable", err)
 	}
+}
+
+// randomObject returns a tier holding seg.log, size random bytes from
+// seed, the bytes, and the generator that made them.
+func randomObject(size int, seed uint64) (*memTier, []byte, *rand.Rand) {
+	tier := newMemTier()
+	obj := make([]byte, size)
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range obj {
+		obj[i] = byte(rng.Uint32())
+	}
+	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	return tier, obj, rng
 }

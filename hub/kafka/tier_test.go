@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/objstore"
@@ -198,16 +197,7 @@ func TestColdTierFencedProduce(t *testing.T) {
 		}
 	}
 	produce := func(i int) (int16, string) {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "fenced"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		bb := newBatch()
-		bb.Append(time.Now().UnixMilli(), nil, []byte(strings.Repeat("v", 500)), nil)
-		rp.Records, _ = bb.Build()
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
+		req := produceRequest("fenced", []byte(strings.Repeat("v", 500)))
 		resp, err := req.RequestWith(ctx, clients[i])
 		if err != nil {
 			t.Fatal(err)
