@@ -213,9 +213,9 @@
 // A crash between any two steps leaves every offset readable: unlisted
 // objects are garbage (a later upload uses the new open's tag), and a
 // local copy goes only after the manifest listing it is stored. With a
-// Tier that lists its objects (TierLister), the first pass after Open and
-// then one every TierOrphanAge (default 1h) sweep the segment objects
-// the manifest does not list and that are older than TierOrphanAge; never
+// Tier that lists its objects (TierLister), the first pass a minute after
+// Open and then one every TierOrphanAge (default 1h) sweep the segment
+// objects the manifest does not list and that are older than TierOrphanAge; never
 // a fenced log's, nor when the store's manifest is not the one last
 // written or read. The uploader records what it uploads at least every
 // TierOrphanAge/4, so no object of an upload under way is that old. The first

@@ -145,8 +145,8 @@ type Options struct {
 	// TierOrphanAge is how old an object of the Tier's segments must be
 	// before a sweep deletes it for being in no manifest (an upload a
 	// crash cut off before its manifest write); sweeps run at the first
-	// tier pass after Open and then at most every TierOrphanAge, when the
-	// Tier is a TierLister. It must be far above the time an upload pass
+	// tier pass a minute (at most TierOrphanAge) after Open and then at
+	// most every TierOrphanAge, when the Tier is a TierLister. It must be far above the time an upload pass
 	// takes: the uploader writes the manifest at least every
 	// TierOrphanAge/4 of uploads. Default 1h.
 	TierOrphanAge time.Duration

@@ -216,6 +216,7 @@ type tierState struct {
 	uploaded, failures, localDeleted atomic.Int64
 	swept                            atomic.Int64
 	lastSweep                        time.Time // under mu; zero: none since Open
+	opened                           time.Time
 }
 
 // tierOpens numbers the logs opened with a tier, for tierState.cacheID.
@@ -233,7 +234,7 @@ func (l *Log) attachTier() error {
 	var id [8]byte
 	rand.Read(id[:])
 	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{}),
-		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1)), writer: hex.EncodeToString(id[:])}
+		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1)), writer: hex.EncodeToString(id[:]), opened: l.opts.Now()}
 	m, version, err := readManifest(ctx, t)
 	if err != nil {
 		// With local segments the log can open and serve them; the
@@ -454,7 +455,8 @@ func (l *Log) tierPass(ctx context.Context) error {
 // tierSweep deletes the segment objects of the tier that the manifest does
 // not list and that are older than TierOrphanAge: uploads that a crash
 // (or a failed manifest write) left unrecorded. It runs at the first pass
-// after Open, then at most every TierOrphanAge; never once fenced, and
+// a minute (at most TierOrphanAge) after Open, then at most every
+// TierOrphanAge; never once fenced, and
 // only if the manifest in the store is still the one the log last wrote
 // or read (else another server writes the prefix and this log is about
 // to be fenced). Called with tier.mu held, after the pass's uploads are
@@ -466,6 +468,9 @@ func (l *Log) tierSweep(ctx context.Context) error {
 	age := l.opts.TierOrphanAge
 	if !ok || ts.fenced.Load() || ts.version == "" || (!ts.lastSweep.IsZero() && now.Sub(ts.lastSweep) < age) {
 		return nil
+	}
+	if now.Sub(ts.opened) < min(sweepDelay, age) {
+		return nil // let a starting server's catch-up reads have the store first
 	}
 	ts.lastSweep = now
 	objs, err := lister.List(ctx)
@@ -500,6 +505,11 @@ func (l *Log) tierSweep(ctx context.Context) error {
 	l.opts.Logger.Info("log: swept objects no manifest lists from the cold tier", "dir", l.dir, "objects", len(orphans), "older_than", age)
 	return nil
 }
+
+// sweepDelay is how long after Open the first sweep waits (at most
+// TierOrphanAge): a server starting with many partitions does not list
+// every prefix while its consumers catch up.
+const sweepDelay = time.Minute
 
 // isSegmentObject reports whether name is one a segment's objects have
 // (ManifestSegment.Object): 20 digits, an optional tag, a suffix.
