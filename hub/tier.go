@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/weirhub/weir/internal/objstore"
@@ -81,6 +82,24 @@ func (t *coldTier) PutIfMatch(ctx context.Context, name string, r io.Reader, ver
 func (t *coldTier) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
 	rc, err := t.s.Get(ctx, t.prefix+name, off, n)
 	return rc, mapErr(err)
+}
+
+var _ wlog.TierLister = (*coldTier)(nil)
+
+// List implements log.TierLister: the objects under the partition's
+// prefix, named without it.
+func (t *coldTier) List(ctx context.Context) ([]wlog.TierObject, error) {
+	objs, err := t.s.List(ctx, t.prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wlog.TierObject, 0, len(objs))
+	for _, o := range objs {
+		if name, ok := strings.CutPrefix(o.Key, t.prefix); ok {
+			out = append(out, wlog.TierObject{Name: name, Size: o.Size, Modified: o.Modified})
+		}
+	}
+	return out, nil
 }
 
 // fileStore is a store whose objects are local files (objstore.Dir).

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,4 +224,102 @@ func (s countingDir) Open(key string) (*os.File, error) { return s.d.Open(key) }
 func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	s.gets.Add(1)
 	return s.Store.Get(ctx, key, off, n)
+}
+
+// BenchmarkProduceUploadRatio is BenchmarkProduceWhileUploading as a
+// ratio that load on the machine does not swing: in each op, pairs of
+// rounds append the same 64 MiB (100 KiB batches, 1 MiB segments) to a
+// new log without a tier and to one whose closed segments go to S3
+// (versitygw over loopback) while it appends, in alternating order; both
+// keep 4 MiB of segments on local disk. It
+// reports the tiered/local ratio of the pairs, median, lowest and
+// highest, of two measures: wall-clock throughput of the appends (what a
+// producer sees, at the mercy of other load on the machine), and this
+// process's CPU time (user+system, getrusage) for the appends and, when
+// tiered, until every closed segment is uploaded: the throughput ratio on
+// a machine whose cores are busy, with the store on another machine (the
+// CPU of versitygw, here on the same cores, is not counted).
+//
+//	go test ./hub -run '^$' -bench ProduceUploadRatio -benchtime 1x
+func BenchmarkProduceUploadRatio(b *testing.B) {
+	const total, pairs = 64 << 20, 7
+	val := make([]byte, 1000)
+	var bb codecs.Builder
+	for range 100 {
+		bb.Append(0, nil, val, nil)
+	}
+	out, _ := bb.Build()
+	srv := s3test.Start(b)
+	store, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	round := func(b *testing.B, tiered bool, n int) (wall, used time.Duration) {
+		// Both keep 4 MiB on local disk: the local log deletes its
+		// oldest segments as the tiered one deletes uploaded copies.
+		opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever, RetentionBytes: 4 << 20}
+		if tiered {
+			opts.Tier = &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
+			opts.RetentionBytes, opts.LocalRetentionBytes = 0, 4<<20
+		}
+		l, err := wlog.Open(b.TempDir(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		batch := append([]byte(nil), out...)
+		runtime.GC()
+		start, startCPU := time.Now(), cpu()
+		for i, n := 0, 0; n < total; i, n = i+1, n+len(batch) {
+			if _, err := l.Append(batch); err != nil {
+				b.Fatal(err)
+			}
+			if i%64 == 0 {
+				l.EnforceRetention()
+			}
+		}
+		wall = time.Since(start)
+		for i := 0; tiered && l.TierStats().RemoteSegments < l.Stats().Rolls; i++ {
+			if i > 6000 {
+				b.Fatalf("not uploaded: %+v", l.TierStats())
+			}
+			l.EnforceRetention()
+			time.Sleep(5 * time.Millisecond)
+		}
+		return wall, cpu() - startCPU
+	}
+	b.SetBytes(2 * pairs * total)
+	var walls, cpus []float64
+	n := 0
+	for b.Loop() {
+		for p := range pairs {
+			var lw, lc, tw, tc time.Duration
+			if p%2 == 0 {
+				lw, lc = round(b, false, n)
+				tw, tc = round(b, true, n+1)
+			} else {
+				tw, tc = round(b, true, n)
+				lw, lc = round(b, false, n+1)
+			}
+			n += 2
+			walls = append(walls, float64(lw)/float64(tw))
+			cpus = append(cpus, float64(lc)/float64(tc))
+		}
+	}
+	for _, m := range []struct {
+		name string
+		r    []float64
+	}{{"wall", walls}, {"cpu", cpus}} {
+		slices.Sort(m.r)
+		b.ReportMetric(m.r[len(m.r)/2], m.name+"-ratio-median")
+		b.ReportMetric(m.r[0], m.name+"-ratio-min")
+		b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
+	}
 }

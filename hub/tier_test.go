@@ -272,10 +272,32 @@ func TestColdStoreFencing(t *testing.T) {
 			produce(p1, "b", 60, true)
 			waitHub(t, "the first hub's next uploads", func() bool { return p1.Log().TierStats().RemoteSegments > before })
 
-			produce(p2, "x", 60, false)
-			waitHub(t, "the second hub fenced", func() bool { return p2.Log().TierStats().Fenced })
+			// The second hub takes records until its first manifest write
+			// is refused; then it refuses them with a storage error that
+			// names the fencing (its disk would only grow).
+			var fencedErr error
+			for i := 0; i < 400 && fencedErr == nil; i++ {
+				v := fmt.Sprintf("x%03d-%s", i, strings.Repeat("z", 150))
+				if _, err := p2.Produce(batch(t, v), true); err != nil {
+					fencedErr = err
+				} else if i >= 60 {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			if !errors.Is(fencedErr, ErrStorage) || !errors.Is(fencedErr, wlog.ErrTierFenced) {
+				t.Fatalf("produce to the fenced hub: %v; want an ErrStorage wrapping log.ErrTierFenced", fencedErr)
+			}
+			if !p2.Log().TierStats().Fenced {
+				t.Fatal("the hub refusing produce is not fenced")
+			}
 			if st := p2.Log().TierStats(); st.Uploaded != 0 || st.LocalDeleted != 0 {
 				t.Fatalf("the fenced hub: %+v; want nothing uploaded, its segments local", st)
+			}
+			if _, err := p2.Produce(batch(t, "y"), true); !errors.Is(err, wlog.ErrTierFenced) {
+				t.Fatalf("a second produce to the fenced hub: %v; want log.ErrTierFenced", err)
+			}
+			if got := values(t, p2); len(got) == 0 {
+				t.Fatal("the fenced hub reads nothing back; its local segments should stay readable")
 			}
 
 			before = p1.Log().TierStats().RemoteSegments

@@ -93,8 +93,32 @@ const readAhead = 4
 // once.
 const stagedChunks = 16
 
-// chunkBufs are the buffers of whole chunks staged in memory.
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, DefaultChunkBytes); return &b }}
+// chunkBufs keeps buffers of whole chunks freed by the cache for the next
+// chunks staged in memory: a catch-up read stages a chunk every 4 MiB,
+// and a sync.Pool, emptied by each garbage collection, let it allocate
+// (and zero) nearly every one. At most spareChunks stay when no read
+// needs them.
+var chunkBufs = make(chan []byte, spareChunks)
+
+// spareChunks is how many freed chunk buffers are kept: the read-ahead
+// of two readers.
+const spareChunks = 2 * readAhead
+
+func getChunkBuf() []byte {
+	select {
+	case b := <-chunkBufs:
+		return b
+	default:
+		return make([]byte, DefaultChunkBytes)
+	}
+}
+
+func putChunkBuf(b []byte) {
+	select {
+	case chunkBufs <- b:
+	default:
+	}
+}
 
 // copyBufs are the buffers chunks are streamed through when the store's
 // reader cannot be copied to a file by the kernel.
@@ -154,22 +178,33 @@ func (c *ColdCache) readAt(t Tier, logID, key string, size int64, p []byte, off 
 // readChunk copies into p what chunk k holds from within.
 func (c *ColdCache) readChunk(t Tier, key string, size int64, k chunkKey, p []byte, within int64, timeout time.Duration) (int, error) {
 	for tries := 0; ; tries++ {
+		ce, err := c.acquireChunk(t, key, size, k, tries == 0, timeout)
+		if err != nil {
+			return 0, err
+		}
+		n, err := ce.read(p, within)
+		c.unref(ce)
+		if err == nil || tries > 2 {
+			return n, err
+		}
+		c.drop(k) // a failed read: fetch again
+	}
+}
+
+// acquireChunk returns chunk k, fetching it if it is not cached, with a
+// read under way (c.unref ends it); count counts a hit or a miss.
+func (c *ColdCache) acquireChunk(t Tier, key string, size int64, k chunkKey, count bool, timeout time.Duration) (*chunkEntry, error) {
+	for waited := false; ; waited = true {
 		c.mu.Lock()
 		if e, ok := c.byKey[k]; ok {
 			c.lru.MoveToBack(e)
 			ce := e.Value.(*chunkEntry)
 			ce.refs++
 			c.mu.Unlock()
-			n, err := ce.read(p, within)
-			c.unref(ce)
-			if err == nil || tries > 2 {
-				if tries == 0 {
-					c.hits.Add(1)
-				}
-				return n, err
+			if count && !waited {
+				c.hits.Add(1)
 			}
-			c.drop(k) // a failed read: fetch again
-			continue
+			return ce, nil
 		}
 		f, ok := c.flight[k]
 		if !ok {
@@ -178,14 +213,55 @@ func (c *ColdCache) readChunk(t Tier, key string, size int64, k chunkKey, p []by
 			go c.fetch(t, key, size, k, f, false, timeout)
 		}
 		c.mu.Unlock()
-		if tries == 0 {
+		if count && !waited {
 			c.misses.Add(1)
 		}
 		<-f.done
 		if f.err != nil {
-			return 0, f.err
+			return nil, f.err
 		}
 	}
+}
+
+// writeTo writes n bytes of object key (size bytes) of tier t from off to
+// w: the bytes of chunks staged in memory straight from their buffers,
+// the others through buf. It reads ahead as readAt does.
+func (c *ColdCache) writeTo(w io.Writer, t Tier, logID, key string, size, off, n int64, buf []byte, timeout time.Duration) (int64, error) {
+	obj := logID + "\x00" + key
+	n = min(n, size-off)
+	var done int64
+	for done < n {
+		at := off + done
+		k := chunkKey{obj, at / c.chunk}
+		within := at - k.n*c.chunk
+		ce, err := c.acquireChunk(t, key, size, k, true, timeout)
+		if err != nil {
+			return done, err
+		}
+		for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
+			c.prefetch(t, key, size, chunkKey{obj, k.n + a}, timeout)
+		}
+		want := min(n-done, ce.size-within)
+		var wrote int
+		if ce.f == nil {
+			wrote, err = w.Write(ce.data[within : within+want])
+			done += int64(wrote)
+		} else {
+			for err == nil && want > 0 {
+				var got int
+				got, err = ce.read(buf[:min(int64(len(buf)), want)], within)
+				if got > 0 {
+					wrote, err = w.Write(buf[:got])
+					done, within, want = done+int64(wrote), within+int64(wrote), want-int64(wrote)
+				}
+			}
+		}
+		c.unref(ce)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 func (ce *chunkEntry) read(p []byte, within int64) (int, error) {
@@ -259,8 +335,9 @@ func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, stage bool, 
 	defer rc.Close()
 	ce := &chunkEntry{key: k, size: n, staged: stage}
 	if c.dir == "" || stage {
-		if n == DefaultChunkBytes && c.chunk == DefaultChunkBytes {
-			ce.data, ce.pooled = *chunkBufs.Get().(*[]byte), true
+		if c.chunk == DefaultChunkBytes {
+			// A segment's last chunk is shorter: a pooled buffer too.
+			ce.data, ce.pooled = getChunkBuf()[:n], true
 		} else {
 			ce.data = make([]byte, n)
 		}
@@ -348,8 +425,7 @@ func (ce *chunkEntry) free() {
 		ce.f = nil
 	}
 	if ce.pooled {
-		b := ce.data
-		chunkBufs.Put(&b)
+		putChunkBuf(ce.data[:cap(ce.data)])
 		ce.pooled = false
 	}
 	ce.data = nil

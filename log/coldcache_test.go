@@ -14,13 +14,7 @@ import (
 // offset and length, fetch chunk-aligned ranges, stay within the limit on
 // disk, read ahead, and fail retriably while the store is down.
 func TestColdCache(t *testing.T) {
-	tier := newMemTier()
-	obj := make([]byte, 9*DefaultChunkBytes+123)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range obj {
-		obj[i] = byte(rng.Uint32())
-	}
-	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	tier, obj, rng := randomObject(9*DefaultChunkBytes+123, 1)
 	dir := t.TempDir() + "/cache"
 	c, err := NewColdCache(dir, 3*DefaultChunkBytes)
 	if err != nil {
@@ -93,4 +87,50 @@ func TestColdCache(t *testing.T) {
 	if _, err := c3.readAt(tier, "/d", "seg.log", int64(len(obj)), p, 0, time.Second); !errors.Is(err, ErrTierUnavailable) {
 		t.Fatalf("read while the store is down: %v, want ErrTierUnavailable", err)
 	}
+}
+
+// TestColdCacheWriteTo: writeTo gives the object's bytes at any offset and
+// length, from chunks on disk (with a dir, the ones a read waited for)
+// and staged in memory, and fails retriably while the store is down.
+func TestColdCacheWriteTo(t *testing.T) {
+	tier, obj, rng := randomObject(5*DefaultChunkBytes+77, 3)
+	c, err := NewColdCache(t.TempDir()+"/cache", 2*DefaultChunkBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1000) // smaller than a chunk: several writes per chunk on disk
+	var out bytes.Buffer
+	for i := range 100 {
+		off := rng.Int64N(int64(len(obj)))
+		n := rng.Int64N(3 * DefaultChunkBytes / 2)
+		out.Reset()
+		got, err := c.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), off, n, buf, time.Second)
+		want := obj[off:min(off+n, int64(len(obj)))]
+		if err != nil || got != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("write %d: writeTo(%d bytes at %d) = %d, %v; want the object's %d bytes", i, n, off, got, err, len(want))
+		}
+	}
+	if st := c.Stats(); st.Bytes == 0 || st.Staged == 0 {
+		t.Fatalf("stats %+v: want chunks both on disk and staged", st)
+	}
+	tier.mu.Lock()
+	tier.down = true
+	tier.mu.Unlock()
+	c2, _ := NewColdCache("", 0)
+	if _, err := c2.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), 0, 10, buf, time.Second); !errors.Is(err, ErrTierUnavailable) {
+		t.Fatalf("write while the store is down: %v, want ErrTierUnavailable", err)
+	}
+}
+
+// randomObject returns a tier holding seg.log, size random bytes from
+// seed, the bytes, and the generator that made them.
+func randomObject(size int, seed uint64) (*memTier, []byte, *rand.Rand) {
+	tier := newMemTier()
+	obj := make([]byte, size)
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range obj {
+		obj[i] = byte(rng.Uint32())
+	}
+	tier.Put(context.Background(), "seg.log", bytes.NewReader(obj))
+	return tier, obj, rng
 }

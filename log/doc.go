@@ -212,12 +212,20 @@
 //
 // A crash between any two steps leaves every offset readable: unlisted
 // objects are garbage (a later upload uses the new open's tag), and a
-// local copy goes only after the manifest listing it is stored. The first
+// local copy goes only after the manifest listing it is stored. With a
+// Tier that lists its objects (TierLister), the first pass a minute after
+// Open and then one every TierOrphanAge (default 1h) sweep the segment
+// objects the manifest does not list and that are older than TierOrphanAge; never
+// a fenced log's, nor when the store's manifest is not the one last
+// written or read. The uploader records what it uploads at least every
+// TierOrphanAge/4, so no object of an upload under way is that old. The first
 // manifest is created with a conditional put (Tier.PutIfAbsent), and every
 // later write is conditional on the version the log read or wrote last
 // (Tier.PutIfMatch: If-Match on S3's ETag). A log whose write is refused
 // has been fenced out by another server on the same prefix: it logs an
-// error, stops uploading, keeps its local segments (TierStats.Fenced).
+// error, stops uploading, keeps its local segments readable
+// (TierStats.Fenced), and refuses appends with ErrTierFenced until it is
+// opened again, rather than grow a disk nothing will empty.
 // Because object names carry the uploader's tag, a fenced server never
 // overwrites an object the winner's manifest lists. RetentionTime and
 // RetentionBytes count cold and local segments together; a store that

@@ -231,6 +231,11 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	if l.failed != nil {
 		return -1, -1, l.failed
 	}
+	if l.tier != nil && l.tier.fenced.Load() {
+		// Another server owns the prefix: what this one would take could
+		// never be uploaded, and its disk would only grow.
+		return -1, -1, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
+	}
 	if l.needRoll(l.active, int64(len(b)), records) {
 		if err := l.roll(); err != nil {
 			return -1, -1, err

@@ -142,6 +142,14 @@ type Options struct {
 	// TierTimeout bounds each request to the Tier made for a read.
 	// Default 30s.
 	TierTimeout time.Duration
+	// TierOrphanAge is how old an object of the Tier's segments must be
+	// before a sweep deletes it for being in no manifest (an upload a
+	// crash cut off before its manifest write); sweeps run at the first
+	// tier pass a minute (at most TierOrphanAge) after Open and then at
+	// most every TierOrphanAge, when the Tier is a TierLister. It must be far above the time an upload pass
+	// takes: the uploader writes the manifest at least every
+	// TierOrphanAge/4 of uploads. Default 1h.
+	TierOrphanAge time.Duration
 }
 
 const maxSegmentBytes = 2 << 30
@@ -192,6 +200,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.TierTimeout <= 0 {
 		o.TierTimeout = 30 * time.Second
+	}
+	if o.TierOrphanAge <= 0 {
+		o.TierOrphanAge = time.Hour
 	}
 	if o.FS == nil {
 		o.FS = osFS{}

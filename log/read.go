@@ -48,6 +48,29 @@ func (s *Section) AppendTo(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// WriteTo writes the section's bytes to w without reading them into a
+// buffer of their own: a cold segment's from the cold cache's chunks,
+// others through a pooled buffer. (A section with a File is better sent
+// with sendfile.)
+func (s *Section) WriteTo(w io.Writer) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var n int64
+	var err error
+	if cf, ok := s.f.(*coldFile); ok {
+		n, err = cf.writeTo(w, s.Pos, s.Len, *bp)
+	} else {
+		n, err = io.CopyBuffer(writerOnly{w}, io.NewSectionReader(s.f, s.Pos, s.Len), *bp)
+		if err == nil && n < s.Len {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		return n, fmt.Errorf("log: sending %s at %d: %w", s.f.Name(), s.Pos+n, err)
+	}
+	return n, nil
+}
+
 // ReleaseSections releases every section in secs.
 func ReleaseSections(secs []Section) {
 	for i := range secs {

@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,8 @@ type Tier interface {
 // ErrTierFenced classifies a manifest write refused because the manifest
 // changed since the log read it: another server writes the same prefix.
 // The log then stops uploading (TierStats.Fenced); its local segments
-// stay.
+// stay and stay readable, and appends fail with an error wrapping
+// ErrTierFenced until the log is opened again.
 var ErrTierFenced = errors.New("log: another server owns the cold tier's prefix")
 
 // TierOpener is an optional interface of a Tier whose objects are files
@@ -59,6 +61,22 @@ var ErrTierFenced = errors.New("log: another server owns the cold tier's prefix"
 // missing object is an error wrapping fs.ErrNotExist.
 type TierOpener interface {
 	OpenObject(name string) (*os.File, error)
+}
+
+// TierLister is an optional interface of a Tier that lists its objects.
+// A log whose Tier has it sweeps the objects of segments that no manifest
+// lists (uploads a crash cut off before their manifest write, or whose
+// manifest write failed), once they are older than
+// Options.TierOrphanAge.
+type TierLister interface {
+	List(ctx context.Context) ([]TierObject, error)
+}
+
+// TierObject is an object a TierLister lists.
+type TierObject struct {
+	Name     string
+	Size     int64
+	Modified time.Time
 }
 
 // ErrTierUnavailable classifies failures to read offsets that live only in
@@ -168,6 +186,7 @@ type TierStats struct {
 	Uploaded       int64 // segments uploaded since Open
 	UploadFailures int64 // failed tier passes since Open (each retried)
 	LocalDeleted   int64 // local copies deleted after upload since Open
+	OrphansSwept   int64 // objects in no manifest deleted since Open
 	// Fenced is set once another server wrote the manifest: uploads
 	// stopped, local segments stay.
 	Fenced bool
@@ -195,6 +214,9 @@ type tierState struct {
 
 	remoteSegs, remoteBytes          atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
+	swept                            atomic.Int64
+	lastSweep                        time.Time // under mu; zero: none since Open
+	opened                           time.Time
 }
 
 // tierOpens numbers the logs opened with a tier, for tierState.cacheID.
@@ -212,7 +234,7 @@ func (l *Log) attachTier() error {
 	var id [8]byte
 	rand.Read(id[:])
 	ts := &tierState{t: t, kick: make(chan struct{}, 1), cancel: cancel, ctx: ctx, exited: make(chan struct{}),
-		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1)), writer: hex.EncodeToString(id[:])}
+		cacheID: fmt.Sprintf("%s#%d", l.dir, tierOpens.Add(1)), writer: hex.EncodeToString(id[:]), opened: l.opts.Now()}
 	m, version, err := readManifest(ctx, t)
 	if err != nil {
 		// With local segments the log can open and serve them; the
@@ -330,7 +352,7 @@ func (l *Log) TierStats() TierStats {
 	}
 	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(),
 		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
-		LocalDeleted: l.tier.localDeleted.Load(), Fenced: l.tier.fenced.Load()}
+		LocalDeleted: l.tier.localDeleted.Load(), OrphansSwept: l.tier.swept.Load(), Fenced: l.tier.fenced.Load()}
 	for _, s := range *l.segs.Load() {
 		if s.cold != nil {
 			st.ColdSegments++
@@ -423,7 +445,90 @@ func (l *Log) tierPass(ctx context.Context) error {
 		return err
 	}
 	l.tierDropLocal()
+	if err := l.tierSweep(ctx); err != nil {
+		// Garbage stays a while longer; the data is whole.
+		l.opts.Logger.Warn("log: sweeping the cold tier of objects no manifest lists failed", "dir", l.dir, "err", err)
+	}
 	return nil
+}
+
+// tierSweep deletes the segment objects of the tier that the manifest does
+// not list and that are older than TierOrphanAge: uploads that a crash
+// (or a failed manifest write) left unrecorded. It runs at the first pass
+// a minute (at most TierOrphanAge) after Open, then at most every
+// TierOrphanAge; never once fenced, and
+// only if the manifest in the store is still the one the log last wrote
+// or read (else another server writes the prefix and this log is about
+// to be fenced). Called with tier.mu held, after the pass's uploads are
+// recorded, so none of this log's own objects is unlisted.
+func (l *Log) tierSweep(ctx context.Context) error {
+	ts := l.tier
+	lister, ok := ts.t.(TierLister)
+	now := l.opts.Now()
+	age := l.opts.TierOrphanAge
+	if !ok || ts.fenced.Load() || ts.version == "" || (!ts.lastSweep.IsZero() && now.Sub(ts.lastSweep) < age) {
+		return nil
+	}
+	if now.Sub(ts.opened) < min(sweepDelay, age) {
+		return nil // let a starting server's catch-up reads have the store first
+	}
+	ts.lastSweep = now
+	objs, err := lister.List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing: %w", err)
+	}
+	listed := make(map[string]bool, 3*len(ts.man.Segments))
+	for _, s := range ts.man.Segments {
+		listed[s.Object(logSuffix)], listed[s.Object(indexSuffix)], listed[s.Object(timeIndexSuffix)] = true, true, true
+	}
+	var orphans []string
+	for _, o := range objs {
+		if !listed[o.Name] && isSegmentObject(o.Name) && now.Sub(o.Modified) > age {
+			orphans = append(orphans, o.Name)
+		}
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	if _, version, err := readManifest(ctx, ts.t); err != nil {
+		return err
+	} else if version != ts.version {
+		return nil // another server wrote it: not ours to sweep
+	}
+	if err := hook("sweep"); err != nil {
+		return err
+	}
+	if err := ts.t.Delete(ctx, orphans); err != nil {
+		return fmt.Errorf("deleting %d objects: %w", len(orphans), err)
+	}
+	ts.swept.Add(int64(len(orphans)))
+	l.opts.Logger.Info("log: swept objects no manifest lists from the cold tier", "dir", l.dir, "objects", len(orphans), "older_than", age)
+	return nil
+}
+
+// sweepDelay is how long after Open the first sweep waits (at most
+// TierOrphanAge): a server starting with many partitions does not list
+// every prefix while its consumers catch up.
+const sweepDelay = time.Minute
+
+// isSegmentObject reports whether name is one a segment's objects have
+// (ManifestSegment.Object): 20 digits, an optional tag, a suffix.
+func isSegmentObject(name string) bool {
+	if len(name) < 20 {
+		return false
+	}
+	for _, c := range name[:20] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	rest := name[20:]
+	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		if rest == suf || strings.HasPrefix(rest, ".") && strings.HasSuffix(rest, suf) && !strings.Contains(rest, "/") {
+			return true
+		}
+	}
+	return false
 }
 
 // writeManifest writes m in place of the manifest at the version last
@@ -454,7 +559,7 @@ func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
 	}
 	if errors.Is(err, ErrTierFenced) {
 		if ts.fenced.CompareAndSwap(false, true) {
-			l.opts.Logger.Error("log: another server wrote this log's cold tier manifest; uploads stop, local segments stay",
+			l.opts.Logger.Error("log: another server wrote this log's cold tier manifest; uploads and appends stop, local segments stay readable: stop one of the two servers",
 				"dir", l.dir, "writer", ts.writer, "err", err)
 		}
 		return fmt.Errorf("log: writing the tier manifest: %w", err)
@@ -534,7 +639,8 @@ func (l *Log) tierUpload(ctx context.Context) error {
 	// next upload.
 	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments)}
 	added := 0
-	var replaced []string // objects of the versions replaced segments had
+	var firstAdded time.Time // when the first object not yet in the manifest went up
+	var replaced []string    // objects of the versions replaced segments had
 	flush := func() error {
 		if added == 0 {
 			return nil
@@ -568,6 +674,9 @@ func (l *Log) tierUpload(ctx context.Context) error {
 			// so readers of the listed version never see it change.
 			ms.Tag = fmt.Sprintf("%s.%d", ts.writer, ts.man.Generation+1)
 		}
+		if added == 0 {
+			firstAdded = l.opts.Now()
+		}
 		err := s.withFile(func(f File) error {
 			return ts.t.Put(ctx, ms.Object(logSuffix), &uploadReader{f: f, n: ms.Bytes})
 		})
@@ -588,7 +697,10 @@ func (l *Log) tierUpload(ctx context.Context) error {
 			m.Segments = append(m.Segments, ms)
 			slices.SortFunc(m.Segments, func(a, b ManifestSegment) int { return cmpInt(a.Base, b.Base) })
 		}
-		if added++; added == manifestBatch {
+		added++
+		// A sweep deletes unlisted objects older than TierOrphanAge:
+		// record them well before.
+		if added == manifestBatch || l.opts.Now().Sub(firstAdded) > l.opts.TierOrphanAge/4 {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -877,6 +989,20 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 		f.readAheadNext(ahead)
 	}
 	return n, err
+}
+
+// writeTo writes n bytes of the object from off to w (see
+// ColdCache.writeTo).
+func (f *coldFile) writeTo(w io.Writer, off, n int64, buf []byte) (int64, error) {
+	c := f.l.coldCache
+	done, err := c.writeTo(w, f.l.tier.t, f.l.tier.cacheID, f.key, f.size, off, n, buf, f.l.opts.TierTimeout)
+	if err == nil && done < n {
+		err = io.ErrUnexpectedEOF
+	}
+	if ahead := (off + done + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
+		f.readAheadNext(ahead)
+	}
+	return done, err
 }
 
 // readAheadNext starts fetching the first n chunks of the segment after

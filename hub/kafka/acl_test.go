@@ -80,18 +80,9 @@ func TestACLsWithFranzGo(t *testing.T) {
 	}
 
 	// Refused: produce to a topic she has no ACL for; nothing is stored.
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = "secret"
-	rp := kmsg.NewProduceRequestTopicPartition()
-	bb := newBatch()
-	bb.Append(time.Now().UnixMilli(), nil, []byte("stolen"), nil)
-	rp.Records, _ = bb.Build()
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest("secret", []byte("stolen"))
 	// In the same request, a topic she may write: stored, as Kafka does.
-	ok := rt
+	ok := req.Topics[0]
 	ok.Topic = "alice-a"
 	req.Topics = append(req.Topics, ok)
 	presp, err := req.RequestWith(ctx, alice)

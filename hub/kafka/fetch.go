@@ -225,12 +225,9 @@ func inlineSections(dst, b []byte, chunks []fetchChunk) ([]byte, error) {
 // readers can share the file), by reading and writing otherwise.
 func sendSection(nc net.Conn, s wlog.Section) error {
 	if s.File == nil {
-		// A cold segment (or a log on a non-OS FS): a buffered copy.
-		b, err := s.AppendTo(nil)
-		if err != nil {
-			return err
-		}
-		_, err = nc.Write(b)
+		// A cold segment (or a log on a non-OS FS): written from the
+		// cold cache's chunks, or through a pooled buffer.
+		_, err := s.WriteTo(nc)
 		return err
 	}
 	tc, ok := nc.(*net.TCPConn)

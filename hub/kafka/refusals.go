@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	wlog "github.com/weirhub/weir/log"
 )
 
 // Refusals are counted, and logged at most once per refusalLogEvery per
@@ -102,6 +103,12 @@ func (s *Server) noteStorage(err error) {
 		return
 	}
 	if !errors.Is(err, hub.ErrStorage) || s.diskFull.Swap(true) {
+		return
+	}
+	if errors.Is(err, wlog.ErrTierFenced) {
+		s.opts.Logger.Error("kafka: another server took over a cold store prefix; produces to its remote-storage partitions fail with KAFKA_STORAGE_ERROR: "+
+			"stop one of the two servers sharing --cold-store, or give each its own prefix, then restart this one",
+			"err", err)
 		return
 	}
 	if errors.Is(err, syscall.ENOSPC) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhub/weir/hub"
@@ -170,5 +171,72 @@ func testColdTier(t *testing.T, store objstore.Store) {
 	consumeFromZero(t, b.addr, "cold", n-n/10) // the last segments may not have been uploaded yet
 	if _, err := os.Stat(dir2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestColdTierFencedProduce: two servers on one prefix of the cold store.
+// The second is fenced out once the first writes the manifest after it
+// read it; from then on a produce to the second answers
+// KAFKA_STORAGE_ERROR (retriable) with a message naming the fencing,
+// instead of storing records it can never upload.
+func TestColdTierFencedProduce(t *testing.T) {
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	seg, local := "4096", "8192"
+	cfg := map[string]*string{"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": &seg, "local.retention.bytes": &local}
+	brokers := make([]*testBroker, 2)
+	clients := make([]*kgo.Client, 2)
+	for i := range brokers {
+		brokers[i] = startColdBroker(t, t.TempDir(), store)
+		clients[i] = newClient(t, brokers[i].addr)
+		if resp, err := kadm.NewClient(clients[i]).CreateTopic(ctx, 1, 1, cfg, "fenced"); err != nil || resp.Err != nil {
+			t.Fatalf("CreateTopic on server %d: %v %v", i, err, resp.Err)
+		}
+	}
+	produce := func(i int) (int16, string) {
+		req := produceRequest("fenced", []byte(strings.Repeat("v", 500)))
+		resp, err := req.RequestWith(ctx, clients[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		var msg string
+		if p.ErrorMessage != nil {
+			msg = *p.ErrorMessage
+		}
+		return p.ErrorCode, msg
+	}
+	// The first server writes the manifest the second has read.
+	for i := range 40 {
+		if code, msg := produce(0); code != 0 {
+			t.Fatalf("produce %d to the first server: error %d %s", i, code, msg)
+		}
+	}
+	fenced := func(b *testBroker) bool {
+		for _, p := range b.hub.Stats() {
+			if p.Dataset == "fenced" && p.Tier.Fenced {
+				return true
+			}
+		}
+		return false
+	}
+	var code int16
+	var msg string
+	for i := 0; i < 500 && code == 0; i++ {
+		if code, msg = produce(1); code == 0 && i > 40 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if code != kerr.KafkaStorageError.Code || !strings.Contains(msg, "another server owns the cold tier's prefix") {
+		t.Fatalf("produce to the fenced server: error %d %q; want KAFKA_STORAGE_ERROR naming the fencing", code, msg)
+	}
+	if !fenced(brokers[1]) || fenced(brokers[0]) {
+		t.Fatal("want the second server fenced, the first not")
+	}
+	if code, msg := produce(0); code != 0 {
+		t.Fatalf("produce to the first server after the fencing: error %d %s", code, msg)
 	}
 }

@@ -126,10 +126,10 @@ func TestS3AWSFiles(t *testing.T) {
 	}
 }
 
-// BenchmarkS3Get reads a 64 MiB object in 4 MiB ranged GETs, four at a
-// time, into io.Discard: what the S3 server (versitygw over loopback)
-// serves at most, the ceiling of a cold catch-up read (hub
-// BenchmarkCatchUp).
+// BenchmarkS3Get reads a 64 MiB object in ranged GETs of 4 or 8 MiB,
+// 1 to 8 at a time, into io.Discard: what the S3 server (versitygw over
+// loopback) serves at most, the ceiling of a cold catch-up read (hub
+// BenchmarkCatchUp, hub/kafka BenchmarkConsumeCatchUp).
 //
 //	go test ./internal/objstore -run '^$' -bench S3Get -benchtime 5x
 func BenchmarkS3Get(b *testing.B) {
@@ -138,27 +138,73 @@ func BenchmarkS3Get(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const size, chunk = 64 << 20, 4 << 20
+	const size = 64 << 20
 	ctx := context.Background()
 	if err := s.Put(ctx, "obj", bytes.NewReader(make([]byte, size))); err != nil {
 		b.Fatal(err)
 	}
+	for _, chunk := range []int64{4 << 20, 8 << 20} {
+		for _, conc := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("chunk=%dMiB/inflight=%d", chunk>>20, conc), func(b *testing.B) {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				for b.Loop() {
+					var wg sync.WaitGroup
+					slots := make(chan struct{}, conc)
+					errs := make(chan error, size/chunk)
+					for off := int64(0); off < size; off += chunk {
+						slots <- struct{}{}
+						wg.Go(func() {
+							defer func() { <-slots }()
+							rc, err := s.Get(ctx, "obj", off, chunk)
+							if err == nil {
+								_, err = io.Copy(io.Discard, rc)
+								rc.Close()
+							}
+							errs <- err
+						})
+					}
+					wg.Wait()
+					close(errs)
+					for err := range errs {
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkS3Put stores a 64 MiB segment as 8 MiB objects, four at a
+// time, as cold tier uploads do: what versitygw over loopback takes, and
+// what the client and the server spend on each byte.
+//
+//	go test ./internal/objstore -run '^$' -bench S3Put
+func BenchmarkS3Put(b *testing.B) {
+	srv := s3test.Start(b)
+	s, err := objstore.NewS3(srv.Options("bench/"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size, obj = 64 << 20, 8 << 20
+	data := make([]byte, obj)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	ctx := context.Background()
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
 		var wg sync.WaitGroup
 		slots := make(chan struct{}, 4)
-		errs := make(chan error, size/chunk)
-		for off := int64(0); off < size; off += chunk {
+		errs := make(chan error, size/obj)
+		for i := range size / obj {
 			slots <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-slots }()
-				rc, err := s.Get(ctx, "obj", off, chunk)
-				if err == nil {
-					_, err = io.Copy(io.Discard, rc)
-					rc.Close()
-				}
-				errs <- err
+				errs <- s.Put(ctx, fmt.Sprintf("seg%d", i), bytes.NewReader(data))
 			})
 		}
 		wg.Wait()
