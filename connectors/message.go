@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -44,6 +45,9 @@ type Message struct {
 	Err error
 
 	doc *doc
+	// object is the Value Sync last wrote from the parsed view and found
+	// to be one valid JSON object (see KnownJSONObject).
+	object []byte
 }
 
 // Fail marks the message as failed with a reason; see Err.
@@ -62,6 +66,9 @@ type doc struct {
 	// instead of serializing the whole object again.
 	appendOnly bool
 	base       int // top-level fields at parse time
+	// tokensOK says the parsed bytes' tokens are valid JSON (jsonTokens):
+	// with the structure the parser checked, they are a valid object.
+	tokensOK bool
 }
 
 var docs = sync.Pool{New: func() any { return new(doc) }}
@@ -77,7 +84,10 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		return m.doc.v.GetObject(), nil
 	}
 	value := m.Value
-	if !utf8.Valid(value) {
+	// One pass checks the tokens the parser is lenient about, and finds
+	// most values to be ASCII, which need no UTF-8 check.
+	tokensOK, ascii := jsonTokens(value)
+	if !ascii && !utf8.Valid(value) {
 		// Bytes that are not UTF-8 can only sit inside strings of valid
 		// JSON: replace them, as codecs.AppendJSONString does, so the
 		// record (even left as it came) is valid JSON downstream.
@@ -93,7 +103,7 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
 	m.Value = value
-	d.v, d.dirty, d.appendOnly = v, false, true
+	d.v, d.dirty, d.appendOnly, d.tokensOK = v, false, true, tokensOK
 	d.base = v.GetObject().Len()
 	m.doc = d
 	return v.GetObject(), nil
@@ -156,7 +166,14 @@ func (m *Message) Changed() {
 // Sync writes edits of the parsed view back into Value, appending to buf
 // (which it returns) so that callers can reuse memory.
 func (m *Message) Sync(buf []byte) []byte {
-	if m.doc == nil || !m.doc.dirty {
+	if m.doc == nil {
+		return buf
+	}
+	m.object = nil
+	if !m.doc.dirty {
+		if m.doc.tokensOK {
+			m.object = m.Value
+		}
 		return buf
 	}
 	start := len(buf)
@@ -179,12 +196,146 @@ func (m *Message) Sync(buf []byte) []byte {
 			buf = AppendJSON(buf, v)
 		})
 		buf = append(buf, '}')
+		// The original's structure the parser checked, the new fields'
+		// is right by construction: the tokens decide.
+		if ok, _ := jsonTokens(buf[start+end:]); ok && m.doc.tokensOK {
+			m.object = buf[start:len(buf):len(buf)]
+		}
 	} else {
 		buf = AppendJSON(buf, m.doc.v)
+		if ok, _ := jsonTokens(buf[start:]); ok {
+			m.object = buf[start:len(buf):len(buf)]
+		}
 	}
 	m.Value = buf[start:len(buf):len(buf)]
 	m.doc.dirty = false
 	return buf
+}
+
+// KnownJSONObject reports whether Value is known to be exactly one valid
+// JSON object: Sync last wrote it from a parsed view and checked it, and it
+// has not been replaced since. Sinks that must refuse anything else skip
+// their own validation for these values; false means unknown, not invalid.
+func (m *Message) KnownJSONObject() bool {
+	return len(m.Value) > 0 && len(m.object) == len(m.Value) && &m.object[0] == &m.Value[0]
+}
+
+// jsonTokens reports whether the tokens of b are valid JSON, for bytes
+// whose structure (braces, brackets, commas, colons) is known to be right:
+// read by fastjson's parser, which checks structure but is lenient about
+// tokens (it takes control characters and any escape in strings, numbers
+// such as 01, 1.2.3, +1 or NaN, and Infinity), or written from its parsed
+// view. It is conservative: a string with an escape, or whitespace other
+// than spaces, makes it false (the caller then validates fully), which
+// keeps it one cheap pass over the bytes. When tokensOK, ascii says
+// whether every byte was ASCII (then b is valid UTF-8 too).
+func jsonTokens(b []byte) (tokensOK, ascii bool) {
+	high := false
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			i++
+			// Eight bytes at a time while none is a quote, a backslash, a
+			// control character or beyond ASCII.
+			for ; i+8 <= len(b); i += 8 {
+				x := binary.LittleEndian.Uint64(b[i:])
+				if x&hi|swarLess(x, 0x20)|swarZero(x^(lo*'"'))|swarZero(x^(lo*'\\')) != 0 {
+					break
+				}
+			}
+			for ; i < len(b) && b[i] != '"'; i++ {
+				if b[i] < 0x20 || b[i] == '\\' {
+					return false, false
+				}
+				high = high || b[i] >= 0x80
+			}
+			i++ // the closing quote
+		case c == '-' || c >= '0' && c <= '9':
+			n := jsonNumberLen(b[i:])
+			if n == 0 {
+				return false, false
+			}
+			if i += n; i < len(b) && isNumberByte(b[i]) {
+				return false, false // 01, 1.2.3, 1e5e5: one token to the parser
+			}
+		case c == 't':
+			if !bytes.HasPrefix(b[i:], []byte("true")) {
+				return false, false
+			}
+			i += 4
+		case c == 'f':
+			if !bytes.HasPrefix(b[i:], []byte("false")) {
+				return false, false
+			}
+			i += 5
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return false, false // nan
+			}
+			i += 4
+		case c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':' || c == ' ':
+			i++
+		default:
+			return false, false // +1, .5, NaN, Infinity, tabs and line breaks
+		}
+	}
+	return true, !high
+}
+
+const (
+	lo = 0x0101010101010101
+	hi = 0x8080808080808080
+)
+
+// swarLess is not zero if and only if a byte of x is less than n (at most
+// 0x80); swarZero if and only if a byte of x is zero.
+func swarLess(x uint64, n byte) uint64 { return (x - lo*uint64(n)) &^ x & hi }
+
+func swarZero(x uint64) uint64 { return (x - lo) &^ x & hi }
+
+// jsonNumberLen is the length of the JSON number at the start of b
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if there is none.
+func jsonNumberLen(b []byte) int {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+	default:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		j := i + 1
+		for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		}
+		if j == i+1 {
+			return 0
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		j := i + 1
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := j
+		for ; k < len(b) && b[k] >= '0' && b[k] <= '9'; k++ {
+		}
+		if k == j {
+			return 0
+		}
+		i = k
+	}
+	return i
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
 // lastBrace is the index of an object's closing brace, or -1.
