@@ -45,8 +45,8 @@ type Message struct {
 	Err error
 
 	doc *doc
-	// object is the Value Sync last wrote from the parsed view and found
-	// to be one valid JSON object (see KnownJSONObject).
+	// object is the Value Sync last left from the parsed view: an object
+	// whose structure the parser checked or Sync wrote (KnownJSONObject).
 	object []byte
 }
 
@@ -66,9 +66,6 @@ type doc struct {
 	// instead of serializing the whole object again.
 	appendOnly bool
 	base       int // top-level fields at parse time
-	// tokensOK says the parsed bytes' tokens are valid JSON (jsonTokens):
-	// with the structure the parser checked, they are a valid object.
-	tokensOK bool
 }
 
 var docs = sync.Pool{New: func() any { return new(doc) }}
@@ -84,10 +81,7 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		return m.doc.v.GetObject(), nil
 	}
 	value := m.Value
-	// One pass checks the tokens the parser is lenient about, and finds
-	// most values to be ASCII, which need no UTF-8 check.
-	tokensOK, ascii := jsonTokens(value)
-	if !ascii && !utf8.Valid(value) {
+	if !utf8.Valid(value) {
 		// Bytes that are not UTF-8 can only sit inside strings of valid
 		// JSON: replace them, as codecs.AppendJSONString does, so the
 		// record (even left as it came) is valid JSON downstream.
@@ -103,7 +97,7 @@ func (m *Message) Fields() (*fastjson.Object, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
 	m.Value = value
-	d.v, d.dirty, d.appendOnly, d.tokensOK = v, false, true, tokensOK
+	d.v, d.dirty, d.appendOnly = v, false, true
 	d.base = v.GetObject().Len()
 	m.doc = d
 	return v.GetObject(), nil
@@ -169,11 +163,8 @@ func (m *Message) Sync(buf []byte) []byte {
 	if m.doc == nil {
 		return buf
 	}
-	m.object = nil
 	if !m.doc.dirty {
-		if m.doc.tokensOK {
-			m.object = m.Value
-		}
+		m.object = m.Value
 		return buf
 	}
 	start := len(buf)
@@ -196,28 +187,27 @@ func (m *Message) Sync(buf []byte) []byte {
 			buf = AppendJSON(buf, v)
 		})
 		buf = append(buf, '}')
-		// The original's structure the parser checked, the new fields'
-		// is right by construction: the tokens decide.
-		if ok, _ := jsonTokens(buf[start+end:]); ok && m.doc.tokensOK {
-			m.object = buf[start:len(buf):len(buf)]
-		}
 	} else {
 		buf = AppendJSON(buf, m.doc.v)
-		if ok, _ := jsonTokens(buf[start:]); ok {
-			m.object = buf[start:len(buf):len(buf)]
-		}
 	}
 	m.Value = buf[start:len(buf):len(buf)]
+	m.object = m.Value
 	m.doc.dirty = false
 	return buf
 }
 
 // KnownJSONObject reports whether Value is known to be exactly one valid
-// JSON object: Sync last wrote it from a parsed view and checked it, and it
-// has not been replaced since. Sinks that must refuse anything else skip
-// their own validation for these values; false means unknown, not invalid.
+// JSON object. It knows the values Sync last left from a parsed view (the
+// value parsed, or written again with its edits) and not replaced since:
+// their structure the parser checked or Sync wrote, so one pass over their
+// tokens, cheaper than validating, decides. Sinks that must refuse
+// anything but objects validate fully only what it does not know; false
+// means unknown, not invalid.
 func (m *Message) KnownJSONObject() bool {
-	return len(m.Value) > 0 && len(m.object) == len(m.Value) && &m.object[0] == &m.Value[0]
+	if len(m.Value) == 0 || len(m.object) != len(m.Value) || &m.object[0] != &m.Value[0] {
+		return false
+	}
+	return jsonTokens(m.Value)
 }
 
 // jsonTokens reports whether the tokens of b are valid JSON, for bytes
@@ -227,59 +217,56 @@ func (m *Message) KnownJSONObject() bool {
 // such as 01, 1.2.3, +1 or NaN, and Infinity), or written from its parsed
 // view. It is conservative: a string with an escape, or whitespace other
 // than spaces, makes it false (the caller then validates fully), which
-// keeps it one cheap pass over the bytes. When tokensOK, ascii says
-// whether every byte was ASCII (then b is valid UTF-8 too).
-func jsonTokens(b []byte) (tokensOK, ascii bool) {
-	high := false
+// keeps it one cheap pass over the bytes.
+func jsonTokens(b []byte) bool {
 	for i := 0; i < len(b); {
 		switch c := b[i]; {
 		case c == '"':
 			i++
-			// Eight bytes at a time while none is a quote, a backslash, a
-			// control character or beyond ASCII.
+			// Eight bytes at a time while none is a quote, a backslash or a
+			// control character.
 			for ; i+8 <= len(b); i += 8 {
 				x := binary.LittleEndian.Uint64(b[i:])
-				if x&hi|swarLess(x, 0x20)|swarZero(x^(lo*'"'))|swarZero(x^(lo*'\\')) != 0 {
+				if swarLess(x, 0x20)|swarZero(x^(lo*'"'))|swarZero(x^(lo*'\\')) != 0 {
 					break
 				}
 			}
 			for ; i < len(b) && b[i] != '"'; i++ {
 				if b[i] < 0x20 || b[i] == '\\' {
-					return false, false
+					return false
 				}
-				high = high || b[i] >= 0x80
 			}
 			i++ // the closing quote
 		case c == '-' || c >= '0' && c <= '9':
 			n := jsonNumberLen(b[i:])
 			if n == 0 {
-				return false, false
+				return false
 			}
 			if i += n; i < len(b) && isNumberByte(b[i]) {
-				return false, false // 01, 1.2.3, 1e5e5: one token to the parser
+				return false // 01, 1.2.3, 1e5e5: one token to the parser
 			}
 		case c == 't':
 			if !bytes.HasPrefix(b[i:], []byte("true")) {
-				return false, false
+				return false
 			}
 			i += 4
 		case c == 'f':
 			if !bytes.HasPrefix(b[i:], []byte("false")) {
-				return false, false
+				return false
 			}
 			i += 5
 		case c == 'n':
 			if !bytes.HasPrefix(b[i:], []byte("null")) {
-				return false, false // nan
+				return false // nan
 			}
 			i += 4
 		case c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':' || c == ' ':
 			i++
 		default:
-			return false, false // +1, .5, NaN, Infinity, tabs and line breaks
+			return false // +1, .5, NaN, Infinity, tabs and line breaks
 		}
 	}
-	return true, !high
+	return true
 }
 
 const (
