@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -44,6 +45,9 @@ type Message struct {
 	Err error
 
 	doc *doc
+	// object is the Value Sync last left from the parsed view: an object
+	// whose structure the parser checked or Sync wrote (KnownJSONObject).
+	object []byte
 }
 
 // Fail marks the message as failed with a reason; see Err.
@@ -156,7 +160,11 @@ func (m *Message) Changed() {
 // Sync writes edits of the parsed view back into Value, appending to buf
 // (which it returns) so that callers can reuse memory.
 func (m *Message) Sync(buf []byte) []byte {
-	if m.doc == nil || !m.doc.dirty {
+	if m.doc == nil {
+		return buf
+	}
+	if !m.doc.dirty {
+		m.object = m.Value
 		return buf
 	}
 	start := len(buf)
@@ -183,8 +191,138 @@ func (m *Message) Sync(buf []byte) []byte {
 		buf = AppendJSON(buf, m.doc.v)
 	}
 	m.Value = buf[start:len(buf):len(buf)]
+	m.object = m.Value
 	m.doc.dirty = false
 	return buf
+}
+
+// KnownJSONObject reports whether Value is known to be exactly one valid
+// JSON object. It knows the values Sync last left from a parsed view (the
+// value parsed, or written again with its edits) and not replaced since:
+// their structure the parser checked or Sync wrote, so one pass over their
+// tokens, cheaper than validating, decides. Sinks that must refuse
+// anything but objects validate fully only what it does not know; false
+// means unknown, not invalid.
+func (m *Message) KnownJSONObject() bool {
+	if len(m.Value) == 0 || len(m.object) != len(m.Value) || &m.object[0] != &m.Value[0] {
+		return false
+	}
+	return jsonTokens(m.Value)
+}
+
+// jsonTokens reports whether the tokens of b are valid JSON, for bytes
+// whose structure (braces, brackets, commas, colons) is known to be right:
+// read by fastjson's parser, which checks structure but is lenient about
+// tokens (it takes control characters and any escape in strings, numbers
+// such as 01, 1.2.3, +1 or NaN, and Infinity), or written from its parsed
+// view. It is conservative: a string with an escape, or whitespace other
+// than spaces, makes it false (the caller then validates fully), which
+// keeps it one cheap pass over the bytes.
+func jsonTokens(b []byte) bool {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			i++
+			// Eight bytes at a time while none is a quote, a backslash or a
+			// control character.
+			for ; i+8 <= len(b); i += 8 {
+				x := binary.LittleEndian.Uint64(b[i:])
+				if swarLess(x, 0x20)|swarZero(x^(lo*'"'))|swarZero(x^(lo*'\\')) != 0 {
+					break
+				}
+			}
+			for ; i < len(b) && b[i] != '"'; i++ {
+				if b[i] < 0x20 || b[i] == '\\' {
+					return false
+				}
+			}
+			i++ // the closing quote
+		case c == '-' || c >= '0' && c <= '9':
+			n := jsonNumberLen(b[i:])
+			if n == 0 {
+				return false
+			}
+			if i += n; i < len(b) && isNumberByte(b[i]) {
+				return false // 01, 1.2.3, 1e5e5: one token to the parser
+			}
+		case c == 't':
+			if !bytes.HasPrefix(b[i:], []byte("true")) {
+				return false
+			}
+			i += 4
+		case c == 'f':
+			if !bytes.HasPrefix(b[i:], []byte("false")) {
+				return false
+			}
+			i += 5
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return false // nan
+			}
+			i += 4
+		case c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':' || c == ' ':
+			i++
+		default:
+			return false // +1, .5, NaN, Infinity, tabs and line breaks
+		}
+	}
+	return true
+}
+
+const (
+	lo = 0x0101010101010101
+	hi = 0x8080808080808080
+)
+
+// swarLess is not zero if and only if a byte of x is less than n (at most
+// 0x80); swarZero if and only if a byte of x is zero.
+func swarLess(x uint64, n byte) uint64 { return (x - lo*uint64(n)) &^ x & hi }
+
+func swarZero(x uint64) uint64 { return (x - lo) &^ x & hi }
+
+// jsonNumberLen is the length of the JSON number at the start of b
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if there is none.
+func jsonNumberLen(b []byte) int {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+	default:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		j := i + 1
+		for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		}
+		if j == i+1 {
+			return 0
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		j := i + 1
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := j
+		for ; k < len(b) && b[k] >= '0' && b[k] <= '9'; k++ {
+		}
+		if k == j {
+			return 0
+		}
+		i = k
+	}
+	return i
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
 // lastBrace is the index of an object's closing brace, or -1.

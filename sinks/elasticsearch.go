@@ -411,7 +411,7 @@ func (s *esSink) chunk(i int) *esChunk {
 
 // appendDoc appends one record's action line and source line.
 func (s *esSink) appendDoc(dst []byte, m *connectors.Message) ([]byte, error) {
-	if s.action != "delete" && !isJSONObject(m.Value) {
+	if s.action != "delete" && !isObjectValue(m) {
 		return dst, errESNotObject
 	}
 	idx, err := s.index.render(s.idxBuf[:0], m, &s.fields)

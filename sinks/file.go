@@ -195,7 +195,7 @@ func (s *fileSink) Write(_ context.Context, batch []*connectors.Message) error {
 	var w *fileWriter
 	var wHour int64 // the hour w's path was made for, when only time varies
 	for i, m := range batch {
-		if s.ndjson && !m.Parsed() && !isJSONObject(m.Value) {
+		if s.ndjson && !m.Parsed() && !isObjectValue(m) {
 			failures = append(failures, connectors.Failure{Index: i, Err: errNotJSONObject})
 			continue
 		}

@@ -186,6 +186,45 @@ func TestFileSinkFormats(t *testing.T) {
 	}
 }
 
+// TestFileSinkNDJSONParsedValues: values a pipeline parsed and wrote back
+// (Sync, then Release, as the pipeline does before its sinks) are taken
+// without a second validation only when they are valid JSON: fastjson's
+// parser takes NaN and 01, which the file must not get, and a value
+// replaced after the Sync is checked again.
+func TestFileSinkNDJSONParsedValues(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestFile(t, "path: "+dir+"/out.ndjson\nformat: ndjson")
+	msgs := messages(`{"ok":1}`, `{"a":NaN}`, `{"a":01}`, `{"ok":2}`, `{"ok":3}`)
+	for _, m := range msgs {
+		if _, err := m.Fields(); err != nil {
+			t.Fatal(err)
+		}
+		m.Set("env", m.Arena().NewString("prod"))
+		m.Sync(nil)
+		m.Release()
+	}
+	if !msgs[0].KnownJSONObject() || msgs[1].KnownJSONObject() {
+		t.Fatalf("known: %v %v, want true false", msgs[0].KnownJSONObject(), msgs[1].KnownJSONObject())
+	}
+	msgs[4].Value = []byte(`not json`)
+	err := s.Write(context.Background(), msgs)
+	var we *connectors.WriteError
+	if !errors.As(err, &we) {
+		t.Fatalf("Write = %v, want a *connectors.WriteError", err)
+	}
+	var idx []int
+	for _, f := range we.Failures {
+		idx = append(idx, f.Index)
+	}
+	if !slices.Equal(idx, []int{1, 2, 4}) {
+		t.Errorf("failed indexes = %v, want [1 2 4]", idx)
+	}
+	s.Close(context.Background())
+	if got, _ := readAll(t, dir+"/out.ndjson"); got != "{\"ok\":1,\"env\":\"prod\"}\n{\"ok\":2,\"env\":\"prod\"}\n" {
+		t.Errorf("file = %q", got)
+	}
+}
+
 func TestFileSinkNDJSONRejects(t *testing.T) {
 	dir := t.TempDir()
 	s := newTestFile(t, "path: "+dir+"/out.ndjson\nformat: ndjson")

@@ -1,6 +1,10 @@
 package sinks
 
-import "github.com/valyala/fastjson"
+import (
+	"github.com/valyala/fastjson"
+
+	"github.com/weirhub/weir/connectors"
+)
 
 // JSON helpers the sinks share: checking the values they must write as
 // JSON objects. Text is appended as JSON with codecs.AppendJSONString.
@@ -15,6 +19,12 @@ func isJSONObject(b []byte) bool {
 		i++
 	}
 	return i < len(b) && b[i] == '{' && fastjson.ValidateBytes(b) == nil
+}
+
+// isObjectValue is isJSONObject(m.Value), without validating again a
+// value Sync wrote from a parsed view and checked (KnownJSONObject).
+func isObjectValue(m *connectors.Message) bool {
+	return m.KnownJSONObject() || isJSONObject(m.Value)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -1,6 +1,8 @@
 package sinks
 
 import (
+	"github.com/weirhub/weir/connectors"
+
 	"encoding/json"
 	"strings"
 	"testing"
@@ -63,6 +65,28 @@ func BenchmarkIsJSONObject(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			if !isJSONObject(recs[i%len(recs)]) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	// The records as a pipeline hands them over after parse and set
+	// (Sync, Release): only their tokens are checked.
+	msgs := make([]*connectors.Message, len(recs))
+	for i, r := range recs {
+		m := &connectors.Message{Value: r}
+		if _, err := m.Fields(); err != nil {
+			b.Fatal(err)
+		}
+		m.Set("env", m.Arena().NewString("prod"))
+		m.Sync(nil)
+		m.Release()
+		msgs[i] = m
+	}
+	b.Run("isObjectValue/synced", func(b *testing.B) {
+		b.SetBytes(int64(size / len(recs)))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if !isObjectValue(msgs[i%len(msgs)]) {
 				b.Fatal("invalid")
 			}
 		}

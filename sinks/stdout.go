@@ -99,7 +99,7 @@ func appendMessageJSON(dst []byte, m *connectors.Message) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"value":`...)
-	if isJSONObject(m.Value) {
+	if isObjectValue(m) {
 		dst = appendCompactLine(dst, m.Value)
 	} else {
 		dst = codecs.AppendJSONString(dst, m.Value)
