@@ -350,7 +350,13 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		fails = 0
 		p.noteSkipped()
 		if len(fetches) == 0 {
-			p.polled.Add(1)
+			if s, ok := p.consumer.(settler); ok && !s.Settled() {
+				// Not assigned its partitions yet: nothing read is not
+				// nothing to read.
+				p.polled.Store(0)
+			} else {
+				p.polled.Add(1)
+			}
 			p.updateLag()
 			continue
 		}
@@ -432,6 +438,13 @@ func isStopped(stop <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// settler is a Consumer that can be waiting for the group to assign it
+// its partitions (over Kafka, a member joining while a dead one still
+// holds them waits for that one's session to expire).
+type settler interface {
+	Settled() bool
 }
 
 // skipReporter is a Consumer that reports the records it jumped over
