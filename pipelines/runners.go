@@ -218,8 +218,11 @@ type pipelineRunner struct {
 
 	// client is what sinks, dead letters and retries write through: the
 	// engine's, or txc with processing: exactly_once.
-	client   hub.Client
-	txc      *txnClient
+	client hub.Client
+	txc    *txnClient
+	// ext is the sink whose cluster keeps the transaction and the
+	// source positions (exactly_once with a kafka sink), else nil.
+	ext      connectors.TxnSink
 	consumer hub.Consumer
 	polled   atomic.Int64 // polls that returned nothing, since the last records
 	inHand   atomic.Int64 // records polled and not yet committed
