@@ -95,7 +95,7 @@ type kafkaSink struct {
 
 	// tx is the transactional producer under processing: exactly_once
 	// (StartTxn): writes go through it.
-	tx   hub.TxnProducer       // guarded by mu
+	tx   hub.TxnProducer     // guarded by mu
 	txcl *kafkaclient.Client // set under mu and clMu
 
 	clMu   sync.Mutex
