@@ -210,6 +210,26 @@ func (s *kafkaSink) StartTxn(ctx context.Context, id, group string) (hub.TxnProd
 	return tx, pos, nil
 }
 
+// topicKey returns the topic and key of m's record, or why the template
+// gives no valid topic. The caller holds mu.
+func (s *kafkaSink) topicKey(m *connectors.Message) (string, []byte, error) {
+	topic := s.fixed
+	if s.tmpl != nil {
+		s.nameBuf = s.tmpl.appendPath(s.nameBuf[:0], m, &s.parser)
+		if why := kafkaconf.ValidTopic(string(s.nameBuf)); why != "" {
+			return "", nil, fmt.Errorf("sinks: kafka: the template gives topic %q: %s", s.nameBuf, why)
+		}
+		topic = string(s.nameBuf)
+	}
+	key := m.Key
+	if s.keyField != nil {
+		if v := s.fields.Get(m, s.keyField...); v != nil {
+			key = connectors.AppendText(nil, v)
+		}
+	}
+	return topic, key, nil
+}
+
 // writeTxn produces the batch in the open transaction, topic by topic.
 func (s *kafkaSink) writeTxn(ctx context.Context, batch []*connectors.Message) error {
 	var failures []connectors.Failure
@@ -220,21 +240,10 @@ func (s *kafkaSink) writeTxn(ctx context.Context, batch []*connectors.Message) e
 	byTopic := map[string]*target{}
 	var order []string
 	for i, m := range batch {
-		topic := s.fixed
-		if s.tmpl != nil {
-			s.nameBuf = s.tmpl.appendPath(s.nameBuf[:0], m, &s.parser)
-			if why := kafkaconf.ValidTopic(string(s.nameBuf)); why != "" {
-				failures = append(failures, connectors.Failure{Index: i,
-					Err: fmt.Errorf("sinks: kafka: the template gives topic %q: %s", s.nameBuf, why)})
-				continue
-			}
-			topic = string(s.nameBuf)
-		}
-		key := m.Key
-		if s.keyField != nil {
-			if v := s.fields.Get(m, s.keyField...); v != nil {
-				key = connectors.AppendText(nil, v)
-			}
+		topic, key, err := s.topicKey(m)
+		if err != nil {
+			failures = append(failures, connectors.Failure{Index: i, Err: err})
+			continue
 		}
 		t := byTopic[topic]
 		if t == nil {
@@ -352,21 +361,10 @@ func (s *kafkaSink) Write(ctx context.Context, batch []*connectors.Message) erro
 	idx := make(map[*kgo.Record]int, 0)
 	for i, m := range batch {
 		r := &recs[i]
-		r.Topic = s.fixed
-		if s.tmpl != nil {
-			s.nameBuf = s.tmpl.appendPath(s.nameBuf[:0], m, &s.parser)
-			if why := kafkaconf.ValidTopic(string(s.nameBuf)); why != "" {
-				failures = append(failures, connectors.Failure{Index: i,
-					Err: fmt.Errorf("sinks: kafka: the template gives topic %q: %s", s.nameBuf, why)})
-				continue
-			}
-			r.Topic = string(s.nameBuf)
-		}
-		r.Key = m.Key
-		if s.keyField != nil {
-			if v := s.fields.Get(m, s.keyField...); v != nil {
-				r.Key = connectors.AppendText(nil, v)
-			}
+		var err error
+		if r.Topic, r.Key, err = s.topicKey(m); err != nil {
+			failures = append(failures, connectors.Failure{Index: i, Err: err})
+			continue
 		}
 		r.Value = m.Value // nil stays nil: a tombstone
 		r.Timestamp = m.Time
