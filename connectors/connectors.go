@@ -97,6 +97,19 @@ type Connector interface {
 	Connect(ctx context.Context) error
 }
 
+// TxnSink is an optional interface of sinks that write to a cluster of
+// their own (Spec.OwnTransactions): a pipeline running exactly once calls
+// StartTxn before it reads, and the sink's writes go into the returned
+// producer's open transaction from then on. The pipeline commits its
+// source positions through the producer's SendOffsets, so the records
+// and the positions they were read up to commit together on the sink's
+// cluster (Kafka Connect's exactly-once design); Positions returns what
+// the last committed transaction left: where reading resumes. StartTxn
+// fences an earlier producer with the id and aborts what it left open.
+type TxnSink interface {
+	StartTxn(ctx context.Context, id, group string) (tx hub.TxnProducer, positions map[hub.TopicPartition]int64, err error)
+}
+
 // Drainer is an optional interface of sources whose input cannot be read
 // again, such as syslog: on a graceful stop the runtime calls Drain instead
 // of cancelling Read's context. The source stops taking input, hands on

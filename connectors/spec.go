@@ -93,6 +93,10 @@ type Spec struct {
 	// (processing: exactly_once) can hand it a transactional client: its
 	// writes and the pipeline's offsets commit together.
 	Transactional bool
+	// OwnTransactions marks a sink that runs transactions on a cluster
+	// of its own and keeps the pipeline's source positions in them
+	// (TxnSink): it can run exactly once alone, not with other sinks.
+	OwnTransactions bool
 }
 
 // ConfigError is a configuration problem at a place in the YAML.

@@ -267,6 +267,8 @@ type loader struct {
 	reg  *connectors.Registry
 	env  func(string) (string, bool)
 	errs Errors
+	// externalHub: the file's hub is hub.kafka (known before pipelines).
+	externalHub bool
 }
 
 func (l *loader) errAt(n *yaml.Node, format string, args ...any) {
@@ -621,7 +623,7 @@ var (
 		{Name: "dead_letter", Type: connectors.TypeString, Doc: "Dataset for records that fail (default: <pipeline>-dead)."},
 		{Name: "on_corrupt", Type: connectors.TypeString, Default: OnCorruptFail, Enum: []string{OnCorruptFail, OnCorruptDeadLetter}, Doc: "What to do at a stored record batch that cannot be decoded (an old log, a disk error): fail stops at it, logs it and fails --until-drained; dead_letter sends one record describing the bad range (dataset, partition, base and last offset, reason) to the dead-letter dataset, counts its offsets as CORRUPT, commits past it and goes on."},
 		{Name: "processing", Type: connectors.TypeString, Default: ProcessingAtLeastOnce, Enum: []string{ProcessingAtLeastOnce, ProcessingExactlyOnce},
-			Doc: "at_least_once: offsets are committed after the sinks wrote the records; a crash in between writes them again. exactly_once: each poll's records are written and its offsets committed in one transaction of the hub (Kafka transactions, also over hub.kafka), so a reader with read_committed sees every record once whatever crashes; every sink must write through the hub (dataset), and dead letters and retry datasets are written in the transaction too. The transactional id is transactional_id; a restart fences the earlier run and aborts what it left open."},
+			Doc: "at_least_once: offsets are committed after the sinks wrote the records; a crash in between writes them again. exactly_once: each poll's records are written and its offsets committed in one transaction of the hub (Kafka transactions, also over hub.kafka), so a reader with read_committed sees every record once whatever crashes; every sink must write through the hub (dataset), and dead letters and retry datasets are written in the transaction too; or one kafka sink alone, whose transactions on its own cluster also carry the source positions (see the kafka sink). The transactional id is transactional_id; a restart fences the earlier run and aborts what it left open."},
 		{Name: "transactional_id", Type: connectors.TypeString, Doc: "With processing: exactly_once, the transactional id (default weir-<group>-<pipeline>). Workers sharing a group over hub.kafka each need their own, stable across restarts, e.g. weir-archive-${HOSTNAME}."},
 	}
 )
@@ -729,6 +731,7 @@ func (l *loader) decode(root *yaml.Node) *Config {
 			}
 		}
 	})
+	l.externalHub = cfg.Hub.External()
 	l.mapping(top.Node("pipelines"), "pipeline", func(k, v *yaml.Node) {
 		if p := l.pipeline(k, v); p != nil {
 			cfg.Pipelines = append(cfg.Pipelines, p)
@@ -1025,9 +1028,22 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 			if s.Retry.Attempts < 0 {
 				l.errAt(r.Node("attempts"), "retry.attempts must be 0 (no limit) or more")
 			}
-			if spec, ok := l.reg.Spec(connectors.SinkKind, typ); ok && exactlyOnce && !spec.Transactional {
-				l.errAt(item, "%s (%s) cannot take part in processing: exactly_once: only sinks that write through the hub (%s) commit with the offsets",
-					what, typ, strings.Join(l.transactionalSinks(), ", "))
+			if spec, ok := l.reg.Spec(connectors.SinkKind, typ); ok && exactlyOnce && spec.OwnTransactions {
+				// Its transaction is on its own cluster and carries the
+				// source positions: nothing else can commit with it.
+				switch {
+				case len(to.Content) > 1:
+					l.errAt(item, "%s (%s) must be the only sink of a pipeline with processing: exactly_once: its transaction, on its own cluster, carries the source positions, and no other sink can commit with it; write several topics with a topic template, or split the pipeline",
+						what, typ)
+				case s.Retry.Mode == "topics":
+					l.errAt(r.Node("mode"), "%s (%s): retry mode topics cannot run with processing: exactly_once: the retry records are stored in the hub, outside the sink's transaction, and would be written twice after a crash", what, typ)
+				case l.externalHub:
+					l.errAt(item, "%s (%s): processing: exactly_once with a %s sink needs the in-process hub (hub.data_dir); with hub.kafka use a dataset sink", what, typ, typ)
+				}
+			} else if ok && exactlyOnce && !spec.Transactional {
+				l.errAt(item, "%s (%s) cannot take part in processing: exactly_once: only sinks that write through the hub (%s), or a %s sink alone, commit with the offsets",
+					what, typ, strings.Join(l.sinksWhere(func(s *connectors.Spec) bool { return s.Transactional }), ", "),
+					strings.Join(l.sinksWhere(func(s *connectors.Spec) bool { return s.OwnTransactions }), ", "))
 			}
 			if s.Name == "" {
 				s.Name = typ
@@ -1051,11 +1067,11 @@ func (l *loader) pipeline(k, v *yaml.Node) *PipelineConfig {
 	return p
 }
 
-// transactionalSinks names the sinks that can run exactly once.
-func (l *loader) transactionalSinks() []string {
+// sinksWhere names the registered sinks whose spec has the property.
+func (l *loader) sinksWhere(has func(*connectors.Spec) bool) []string {
 	var names []string
 	for _, n := range l.reg.Names(connectors.SinkKind) {
-		if spec, ok := l.reg.Spec(connectors.SinkKind, n); ok && spec.Transactional {
+		if spec, ok := l.reg.Spec(connectors.SinkKind, n); ok && has(spec) {
 			names = append(names, n)
 		}
 	}

@@ -60,7 +60,10 @@
 // (dataset sinks, dead letters, retry datasets) and its offsets commit in
 // one transaction of the hub; a failure aborts it and the poll is written
 // again, and a restart fences the run before it. Only sinks whose Spec is
-// Transactional can take part.
+// Transactional can take part, or one sink alone whose Spec has
+// OwnTransactions (kafka): its connectors.TxnSink runs the transaction on
+// its own cluster, where the source positions are written with the
+// records and read back at start (resumeAt copies them to the hub's group).
 //
 // On stop, sources stop first (what they read is stored and acknowledged,
 // or not acknowledged), then each pipeline finishes the batch in hand and

@@ -247,6 +247,19 @@ func (e *Engine) build() error {
 			}
 			pr.sinks = append(pr.sinks, &sinkRunner{cfg: sc, sink: s, idx: i, log: pr.log.With("sink", sc.Name), name: name, obs: e.opts.Observer})
 		}
+		if pr.txc != nil {
+			for _, sr := range pr.sinks {
+				if ts, ok := sr.sink.(connectors.TxnSink); ok {
+					// The sink's cluster keeps the transaction (lint lets
+					// it be the only sink); dead letters go to the hub.
+					pr.ext, pr.client = ts, e.client
+				}
+			}
+			if pr.ext != nil && e.hub == nil {
+				fail(pc.pos, fmt.Errorf("pipeline %s: processing: exactly_once with a kafka sink needs the in-process hub (hub.data_dir), not hub.kafka", pc.Name))
+				continue
+			}
+		}
 		pr.dlq = &deadLetters{client: pr.client, dataset: pc.DeadLetter, origin: "pipeline " + pc.Name, log: pr.log,
 			maxValue: e.deadValueLimit(pc.DeadLetter)}
 		e.pipelines = append(e.pipelines, pr)

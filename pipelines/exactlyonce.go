@@ -47,9 +47,19 @@ func (c *txnClient) Produce(ctx context.Context, dataset string, records []hub.R
 // startTxn makes the pipeline's transactional producer, retrying until it
 // succeeds or stop closes (then it returns false).
 func (p *pipelineRunner) startTxn(ctx context.Context, stop <-chan struct{}) bool {
-	tr := p.e.client.(hub.Transactor) // checked by build
 	for attempt := 0; ; attempt++ {
-		tx, err := tr.TxnProducer(ctx, p.cfg.TransactionalID, 0)
+		var tx hub.TxnProducer
+		var err error
+		if p.ext != nil {
+			var pos map[hub.TopicPartition]int64
+			if tx, pos, err = p.ext.StartTxn(ctx, p.cfg.TransactionalID, p.cfg.Group); err == nil {
+				if err = p.resumeAt(pos); err != nil {
+					tx.Close()
+				}
+			}
+		} else {
+			tx, err = p.e.client.(hub.Transactor).TxnProducer(ctx, p.cfg.TransactionalID, 0) // checked by build
+		}
 		if err == nil {
 			p.txc.tx = tx
 			p.log.Info("weir: processing exactly once", "transactional_id", p.cfg.TransactionalID)
@@ -60,6 +70,43 @@ func (p *pipelineRunner) startTxn(ctx context.Context, stop <-chan struct{}) boo
 			return false
 		}
 	}
+}
+
+// resumeAt sets the group's committed offsets on the hub to the positions
+// the sink's cluster keeps (exactly_once with a kafka sink): those are the
+// truth, and a partition they lack starts over at the pipeline's start.
+// The hub's offsets only follow them (commitTxn), for lag and retention
+// checks.
+func (p *pipelineRunner) resumeAt(pos map[hub.TopicPartition]int64) error {
+	h := p.e.hub
+	req := hub.OffsetCommitRequest{Group: p.cfg.Group, Generation: -1, Offsets: map[hub.TopicPartition]hub.CommittedOffset{}}
+	var absent []hub.TopicPartition
+	for _, name := range p.cfg.From {
+		ds, err := h.Dataset(name)
+		if err != nil {
+			return fmt.Errorf("resuming from the positions kept with the output: %w", err)
+		}
+		for i := range ds.NumPartitions() {
+			tp := hub.TopicPartition{Topic: name, Partition: i}
+			if off, ok := pos[tp]; ok {
+				req.Offsets[tp] = hub.CommittedOffset{Offset: off, LeaderEpoch: -1}
+			} else {
+				absent = append(absent, tp)
+			}
+		}
+	}
+	if len(absent) > 0 {
+		if err := h.DeleteOffsets(p.cfg.Group, absent); err != nil && !errors.Is(err, hub.ErrGroupNotFound) {
+			return fmt.Errorf("resuming from the positions kept with the output: %w", err)
+		}
+	}
+	if len(req.Offsets) > 0 {
+		if err := h.CommitOffsets(req); err != nil {
+			return fmt.Errorf("resuming from the positions kept with the output: %w", err)
+		}
+	}
+	p.log.Info("weir: resuming from the positions kept with the output", "group", p.cfg.Group, "partitions", len(req.Offsets))
+	return nil
 }
 
 // abortTxn aborts the open transaction, logging a failure (the next
@@ -82,7 +129,17 @@ func (p *pipelineRunner) commitTxn(ctx context.Context, offsets map[hub.TopicPar
 	if err := p.txc.tx.SendOffsets(ctx, p.consumer, offsets); err != nil {
 		return err
 	}
-	return p.txc.tx.End(ctx, true)
+	if err := p.txc.tx.End(ctx, true); err != nil {
+		return err
+	}
+	if p.ext != nil {
+		// The hub's copy, for lag and retention checks; a run resumes
+		// from the sink's cluster whatever becomes of it.
+		if err := p.consumer.Commit(ctx, offsets); err != nil && !rebalanced(err) {
+			p.log.Warn("weir: the group's offsets on the hub lag the positions kept with the output", "group", p.cfg.Group, "err", err)
+		}
+	}
+	return nil
 }
 
 // eitherStop returns a channel closed once a or b is, and a function that

@@ -218,8 +218,11 @@ type pipelineRunner struct {
 
 	// client is what sinks, dead letters and retries write through: the
 	// engine's, or txc with processing: exactly_once.
-	client   hub.Client
-	txc      *txnClient
+	client hub.Client
+	txc    *txnClient
+	// ext is the sink whose cluster keeps the transaction and the
+	// source positions (exactly_once with a kafka sink), else nil.
+	ext      connectors.TxnSink
 	consumer hub.Consumer
 	polled   atomic.Int64 // polls that returned nothing, since the last records
 	inHand   atomic.Int64 // records polled and not yet committed
@@ -350,7 +353,13 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		fails = 0
 		p.noteSkipped()
 		if len(fetches) == 0 {
-			p.polled.Add(1)
+			if s, ok := p.consumer.(settler); ok && !s.Settled() {
+				// Not assigned its partitions yet: nothing read is not
+				// nothing to read.
+				p.polled.Store(0)
+			} else {
+				p.polled.Add(1)
+			}
 			p.updateLag()
 			continue
 		}
@@ -432,6 +441,13 @@ func isStopped(stop <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// settler is a Consumer that can be waiting for the group to assign it
+// its partitions (over Kafka, a member joining while a dead one still
+// holds them waits for that one's session to expire).
+type settler interface {
+	Settled() bool
 }
 
 // skipReporter is a Consumer that reports the records it jumped over

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafkaclient"
@@ -28,6 +29,12 @@ var kafkaSpec = connectors.Spec{
 		"in sticky batches. A write returns once the brokers acknowledged every record (acks: all by default, with " +
 		"the idempotent producer: a retried batch is stored once), so the pipeline commits only what the cluster " +
 		"holds.\n\n" +
+		"Under processing: exactly_once the sink is the pipeline's only sink: it produces in transactions of its own " +
+		"cluster (transactional id: the pipeline's transactional_id, which fences a killed run and aborts what it left " +
+		"open), and each transaction also writes the positions the pipeline read up to in positions_topic, so records " +
+		"and positions commit or abort together and a run resumes where the last committed transaction ended " +
+		"(Kafka Connect's exactly-once design). A read_committed consumer sees each record once. Dead letters go to " +
+		"the hub outside that transaction (a crash may store one twice); retry: {mode: topics} is refused.\n\n" +
 		"topic may be a template like the file sink's path: {{ .dataset }}, {{ .partition }}, {{ .key }}, {{ .date }} " +
 		"and the other time parts, {{ .field \"name\" }}. A record whose topic is not a valid topic name, that is " +
 		"larger than the topic accepts, or that the broker rejects as invalid goes to the dead-letter dataset. A " +
@@ -49,7 +56,10 @@ var kafkaSpec = connectors.Spec{
 			Doc: "Longest a write waits for the brokers to acknowledge its records (like delivery.timeout.ms); then it counts as the cluster being out of reach."},
 		connectors.Field{Name: "auto_create_topics", Type: connectors.TypeBool, Default: true,
 			Doc: "Ask brokers to create a missing topic (they do if their auto.create.topics.enable is on)."},
+		connectors.Field{Name: "positions_topic", Type: connectors.TypeString, Default: "weir-positions",
+			Doc: "With processing: exactly_once, the compacted topic of this cluster where each transaction also writes the pipeline's source positions (created with one partition if missing); a run resumes from there."},
 	),
+	OwnTransactions: true,
 	Example: `pipelines:
   to-kafka:
     from: access
@@ -79,7 +89,14 @@ type kafkaSink struct {
 	maxBatch   int32
 	timeout    time.Duration
 	autoCreate bool
+	positions  string // positions_topic
+	comp       codecs.Compression
 	log        *slog.Logger
+
+	// tx is the transactional producer under processing: exactly_once
+	// (StartTxn): writes go through it.
+	tx   hub.TxnProducer     // guarded by mu
+	txcl *kafkaclient.Client // set under mu and clMu
 
 	clMu   sync.Mutex
 	cl     *kgo.Client
@@ -94,6 +111,7 @@ type kafkaSink struct {
 var (
 	_ connectors.Sink      = (*kafkaSink)(nil)
 	_ connectors.Connector = (*kafkaSink)(nil)
+	_ connectors.TxnSink   = (*kafkaSink)(nil)
 )
 
 func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
@@ -102,7 +120,10 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 		return nil, err
 	}
 	s := &kafkaSink{conn: conn, idempotent: conf.Bool("idempotent"), maxBatch: int32(conf.Size("max_batch_bytes")),
-		timeout: conf.Duration("timeout"), autoCreate: conf.Bool("auto_create_topics"), log: res.Logger}
+		timeout: conf.Duration("timeout"), autoCreate: conf.Bool("auto_create_topics"), positions: conf.String("positions_topic"), log: res.Logger}
+	if why := kafkaconf.ValidTopic(s.positions); why != "" {
+		return nil, conf.Errorf("positions_topic", "%q: %s", s.positions, why)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -132,6 +153,11 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 	if s.idempotent && conf.String("acks") != "all" {
 		return nil, conf.Errorf("acks", "the idempotent producer needs acks: all; set idempotent: false for acks: %s", conf.String("acks"))
 	}
+	comp, err := codecs.ParseCompression(conf.String("compression"))
+	if err != nil {
+		return nil, conf.Errorf("compression", "%v", err)
+	}
+	s.comp = comp
 	switch conf.String("compression") {
 	case "none":
 		s.codec = kgo.NoCompression()
@@ -145,6 +171,122 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 		s.codec = kgo.ZstdCompression()
 	}
 	return s, nil
+}
+
+// StartTxn implements connectors.TxnSink: a transactional producer on the
+// sink's cluster with id, whose SendOffsets writes group's positions to
+// positions_topic, and the positions the last committed transaction left.
+func (s *kafkaSink) StartTxn(ctx context.Context, id, group string) (hub.TxnProducer, map[hub.TopicPartition]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return nil, nil, errSinkClosed
+	}
+	if s.txcl == nil {
+		comp := s.comp
+		cl, err := kafkaclient.New(kafkaclient.Options{Conn: *s.conn, Compression: &comp, MaxBatchBytes: s.maxBatch, Logger: s.log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("sinks: kafka: %w", err)
+		}
+		s.clMu.Lock()
+		s.txcl = cl
+		s.clMu.Unlock()
+	}
+	// Initialising the id first ends what a killed run left open, so
+	// the positions read next are the last committed ones.
+	tx, err := s.txcl.PositionTxn(ctx, id, group, s.positions, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sinks: kafka: %w", err)
+	}
+	pos, err := s.txcl.ReadPositions(ctx, group, s.positions)
+	if err != nil {
+		tx.Close()
+		return nil, nil, fmt.Errorf("sinks: kafka: %w", err)
+	}
+	if s.tx != nil {
+		s.tx.Close()
+	}
+	s.tx = tx
+	return tx, pos, nil
+}
+
+// topicKey returns the topic and key of m's record, or why the template
+// gives no valid topic. The caller holds mu.
+func (s *kafkaSink) topicKey(m *connectors.Message) (string, []byte, error) {
+	topic := s.fixed
+	if s.tmpl != nil {
+		s.nameBuf = s.tmpl.appendPath(s.nameBuf[:0], m, &s.parser)
+		if why := kafkaconf.ValidTopic(string(s.nameBuf)); why != "" {
+			return "", nil, fmt.Errorf("sinks: kafka: the template gives topic %q: %s", s.nameBuf, why)
+		}
+		topic = string(s.nameBuf)
+	}
+	key := m.Key
+	if s.keyField != nil {
+		if v := s.fields.Get(m, s.keyField...); v != nil {
+			key = connectors.AppendText(nil, v)
+		}
+	}
+	return topic, key, nil
+}
+
+// writeTxn produces the batch in the open transaction, topic by topic.
+func (s *kafkaSink) writeTxn(ctx context.Context, batch []*connectors.Message) error {
+	var failures []connectors.Failure
+	type target struct {
+		idx  []int
+		recs []hub.Record
+	}
+	byTopic := map[string]*target{}
+	var order []string
+	for i, m := range batch {
+		topic, key, err := s.topicKey(m)
+		if err != nil {
+			failures = append(failures, connectors.Failure{Index: i, Err: err})
+			continue
+		}
+		t := byTopic[topic]
+		if t == nil {
+			t = &target{}
+			byTopic[topic] = t
+			order = append(order, topic)
+		}
+		t.idx = append(t.idx, i)
+		t.recs = append(t.recs, hub.Record{Key: key, Value: m.Value, Headers: m.Headers, Timestamp: m.Time})
+	}
+	var unavailable error
+	for _, topic := range order {
+		t := byTopic[topic]
+		wctx, cancel := context.WithTimeout(ctx, s.timeout)
+		rs := s.tx.Produce(wctx, topic, t.recs, hub.ProduceOptions{MaxBatchBytes: int(s.maxBatch)})
+		cancel()
+		for j, r := range rs {
+			if r.Err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("sinks: kafka: %w", ctx.Err())
+			}
+			err := fmt.Errorf("sinks: kafka: topic %s: %w", topic, r.Err)
+			switch {
+			case hub.Unreachable(r.Err):
+				if unavailable == nil {
+					unavailable = err
+				}
+			case hub.RecordAtFault(r.Err):
+				failures = append(failures, connectors.Failure{Index: t.idx[j], Err: err})
+			default:
+				failures = append(failures, connectors.Failure{Index: t.idx[j], Err: err, Retryable: true})
+			}
+		}
+	}
+	if unavailable != nil {
+		return connectors.Unavailable(unavailable)
+	}
+	if len(failures) > 0 {
+		return &connectors.WriteError{Failures: failures}
+	}
+	return nil
 }
 
 // Connect makes the client and checks that a broker answers (and accepts
@@ -196,6 +338,9 @@ func (s *kafkaSink) Write(ctx context.Context, batch []*connectors.Message) erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tx != nil {
+		return s.writeTxn(ctx, batch)
+	}
 	cl := s.client()
 	if cl == nil {
 		// Never connected, or the client was dropped after a write got
@@ -216,21 +361,10 @@ func (s *kafkaSink) Write(ctx context.Context, batch []*connectors.Message) erro
 	idx := make(map[*kgo.Record]int, 0)
 	for i, m := range batch {
 		r := &recs[i]
-		r.Topic = s.fixed
-		if s.tmpl != nil {
-			s.nameBuf = s.tmpl.appendPath(s.nameBuf[:0], m, &s.parser)
-			if why := kafkaconf.ValidTopic(string(s.nameBuf)); why != "" {
-				failures = append(failures, connectors.Failure{Index: i,
-					Err: fmt.Errorf("sinks: kafka: the template gives topic %q: %s", s.nameBuf, why)})
-				continue
-			}
-			r.Topic = string(s.nameBuf)
-		}
-		r.Key = m.Key
-		if s.keyField != nil {
-			if v := s.fields.Get(m, s.keyField...); v != nil {
-				r.Key = connectors.AppendText(nil, v)
-			}
+		var err error
+		if r.Topic, r.Key, err = s.topicKey(m); err != nil {
+			failures = append(failures, connectors.Failure{Index: i, Err: err})
+			continue
 		}
 		r.Value = m.Value // nil stays nil: a tombstone
 		r.Timestamp = m.Time
@@ -328,9 +462,13 @@ func (s *kafkaSink) Close(context.Context) error {
 	s.clMu.Lock()
 	cl := s.cl
 	s.cl = nil
+	txcl := s.txcl
 	s.clMu.Unlock()
 	if cl != nil {
 		cl.Close()
+	}
+	if txcl != nil {
+		txcl.Close() // safe alongside a Write: it fails then
 	}
 	return nil
 }

@@ -71,6 +71,7 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 				kc.unassign(flatten(gone))
 			}),
 			kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
+				// Called at every assignment, even one that adds nothing.
 				tps := flatten(got)
 				kc.assign(tps)
 				if opts.OnAssigned != nil {
@@ -128,8 +129,11 @@ type consumer struct {
 
 	mu       sync.Mutex // the fields below; the group callbacks run in kgo's goroutines
 	assigned map[hub.TopicPartition]bool
-	hw       map[hub.TopicPartition]int64
-	pos      map[hub.TopicPartition]int64
+	// settled is set once the group gave this member its assignment, and
+	// cleared while a rebalance takes partitions away.
+	settled bool
+	hw      map[hub.TopicPartition]int64
+	pos     map[hub.TopicPartition]int64
 	// committed is the group's committed offset of a partition assigned
 	// since its last records were returned (-1: none), looked up when its
 	// first records arrive: where the group meant to read from.
@@ -146,11 +150,15 @@ func (k *consumer) assign(tps []hub.TopicPartition) {
 	for _, tp := range tps {
 		k.assigned[tp] = true
 	}
+	k.settled = true
 }
 
+// unassign forgets partitions taken away: the member waits for its next
+// assignment.
 func (k *consumer) unassign(tps []hub.TopicPartition) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.settled = false
 	gone := map[hub.TopicPartition]bool{}
 	for _, tp := range tps {
 		gone[tp] = true
@@ -220,6 +228,17 @@ func (k *consumer) Poll(ctx context.Context) ([]hub.Fetch, error) {
 		}
 		k.hw[tp] = p.HighWatermark
 		if len(p.Records) == 0 {
+			// Nothing fetched: the position is the visible end (past
+			// transaction markers and aborted records too). A member
+			// assigned a partition its group had read to the end gets
+			// no records from it, and no lag either.
+			end := p.HighWatermark
+			if k.opts.ReadCommitted && p.LastStableOffset >= 0 {
+				end = p.LastStableOffset
+			}
+			if (k.assigned[tp] || !k.group) && end > k.pos[tp] {
+				k.pos[tp] = end
+			}
 			return
 		}
 		k.noteGap(tp, p.Records[0].Offset, p.LogStartOffset)
@@ -453,6 +472,20 @@ func (k *consumer) takeLocked() []hub.Fetch {
 		k.left = nil
 	}
 	return k.fetches
+}
+
+// Settled reports whether the consumer reads what it is meant to: a group
+// member once the group assigned it its partitions (a member that joins
+// while a dead one still holds them waits for its session to expire), a
+// broadcast reader always. Until then, a Poll that returns nothing does
+// not mean there is nothing to read.
+func (k *consumer) Settled() bool {
+	if !k.group {
+		return true
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.settled
 }
 
 // Commit implements hub.Consumer.
