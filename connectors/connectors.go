@@ -125,6 +125,14 @@ var ErrRedeliver = errors.New("connectors: held records lost; deliver again from
 // Redeliver wraps err as ErrRedeliver.
 func Redeliver(err error) error { return fmt.Errorf("%w: %w", ErrRedeliver, err) }
 
+// Budgeter is an optional interface of components whose memory their
+// configuration bounds: MemoryBudget is the most bytes they hold (the
+// parquet sink's memory_bytes). weir run adds the budgets up into the
+// process's soft memory limit. It is called once, after construction.
+type Budgeter interface {
+	MemoryBudget() int64
+}
+
 // Drainer is an optional interface of sources whose input cannot be read
 // again, such as syslog: on a graceful stop the runtime calls Drain instead
 // of cancelling Read's context. The source stops taking input, hands on

@@ -194,6 +194,7 @@ var (
 	_ connectors.Sink      = (*parquetSink)(nil)
 	_ connectors.Connector = (*parquetSink)(nil)
 	_ connectors.Holder    = (*parquetSink)(nil)
+	_ connectors.Budgeter  = (*parquetSink)(nil)
 )
 
 func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
@@ -795,6 +796,10 @@ func (s *parquetSink) dropWriter(w *pqWriter) {
 	w.size = 0
 	w.b.Release()
 }
+
+// MemoryBudget is memory_bytes, the most the buffered rows of all open
+// files take (connectors.Budgeter).
+func (s *parquetSink) MemoryBudget() int64 { return s.memBytes }
 
 // Held reports the first offset of every file not yet renamed into
 // place, and of those lost since the last Write (connectors.Holder).
