@@ -186,3 +186,43 @@ func TestHolderRedeliver(t *testing.T) {
 		t.Fatalf("committed offset %d; want 6", c)
 	}
 }
+
+// budgetSink is a memory sink that declares a memory budget.
+type budgetSink struct{ *memSink }
+
+func (budgetSink) MemoryBudget() int64 { return 10 << 20 }
+
+// TestEngineMemoryBudget: the budgets sinks declare plus each pipeline's
+// poll; nothing when no sink declares one.
+func TestEngineMemoryBudget(t *testing.T) {
+	h := openTestHub(t)
+	newMemSource(t, "budget-in", []string{"a"})
+	newMemSink(t, "budget-out")
+	cfg := loadTest(t, `
+datasets:
+  events: {partitions: 1}
+sources:
+  in:
+    memory: {id: budget-in}
+    to: events
+pipelines:
+  p:
+    from: events
+    to:
+      - memory: {id: budget-out}
+        batching: {bytes: 2MiB}
+`)
+	e, err := New(cfg, Options{Hub: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.closeComponents(context.Background())
+	if got := e.MemoryBudget(); got != 0 {
+		t.Fatalf("MemoryBudget without a declaring sink = %d, want 0", got)
+	}
+	s := e.pipelines[0].sinks[0]
+	s.sink = budgetSink{s.sink.(*memSink)}
+	if got, want := e.MemoryBudget(), int64(10<<20+2<<20+1<<20); got != want {
+		t.Fatalf("MemoryBudget = %d, want %d (the sink's 10MiB, the 2MiB batch, 1MiB)", got, want)
+	}
+}
