@@ -40,7 +40,7 @@ func load(path string) (*pipelines.Config, error) {
 func newRunCmd() *cobra.Command {
 	var untilDrained, showSummary bool
 	var statsEvery time.Duration
-	var logLevel, cpuProfile, httpListen, memLimit string
+	var logLevel, cpuProfile, memProfile, httpListen, memLimit string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -71,6 +71,13 @@ problems is refused with them listed, and the running configuration goes on. Wit
 				}
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				defer func() { pprof.Lookup("allocs").WriteTo(f, 0); f.Close() }()
 			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormatOf(cmd))
 			if err != nil {
@@ -146,6 +153,7 @@ problems is refused with them listed, and the running configuration goes on. Wit
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a Go allocation profile of the run to this file at its end")
 	cmd.Flags().StringVar(&memLimit, "memory-limit", "auto", "soft memory limit of the process (Go's GOMEMLIMIT): a size such as 256MiB, none, or auto: when "+
 		"some component's memory is bounded by its configuration (the parquet sink's memory_bytes), those budgets plus each pipeline's poll plus 16MiB, unless GOMEMLIMIT is set; "+
 		"the garbage collector then works harder near the limit instead of letting the heap double (it is soft: a process that needs more still gets it)")
