@@ -97,11 +97,11 @@ type runSet struct {
 }
 
 // MemoryBudget sums the budgets of the units running now.
-func (r *runSet) MemoryBudget() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (s *runSet) MemoryBudget() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var n int64
-	for _, u := range r.units {
+	for _, u := range s.units {
 		n += u.e.MemoryBudget()
 	}
 	return n
