@@ -653,6 +653,19 @@ var errRewind = errors.New("pipelines: a sink lost records it held; reading agai
 // lower; only what moved forward since the last commit.
 func (p *pipelineRunner) holdBack() {
 	clear(p.commit)
+	if len(p.pending) > 0 {
+		// Partitions that moved to another member are theirs to commit.
+		owned := map[hub.TopicPartition]bool{}
+		for _, tp := range p.consumer.Assignment() {
+			owned[tp] = true
+		}
+		for tp := range p.pending {
+			if !owned[tp] {
+				delete(p.pending, tp)
+				delete(p.committed, tp)
+			}
+		}
+	}
 	for tp, next := range p.pending {
 		p.commit[tp] = next
 	}
