@@ -94,12 +94,15 @@ bench-ship:
 
 # NDJSON events -> Parquet through `weir run` against DuckDB's COPY of the
 # same file to Parquet, ANALYTICS_RUNS times alternating, medians: MB per
-# CPU-second, peak RSS, output size.
+# CPU-second, peak RSS, output size. ANALYTICS_BASELINE=/path/to/weir runs
+# another build in the same alternation (A/B).
 ANALYTICS_MIB ?= 1024
 ANALYTICS_RUNS ?= 3
+ANALYTICS_BASELINE ?=
 bench-analytics: build
 	$(GO) test -count=1 -run '^TestQuery$$' ./internal/ducktest >/dev/null
-	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -runs $(ANALYTICS_RUNS) -workdir ../data/bench-analytics -out ../data/bench-analytics.md
+	cd benchmarks && $(GO) run ./analyticsbench -weir ../$(BIN) -mib $(ANALYTICS_MIB) -runs $(ANALYTICS_RUNS) -workdir ../data/bench-analytics -out ../data/bench-analytics.md \
+		$(if $(ANALYTICS_BASELINE),-baseline $(abspath $(ANALYTICS_BASELINE)))
 
 # Short, bounded fuzzing of every decoder of untrusted bytes.
 FUZZTIME ?= 20s

@@ -110,6 +110,42 @@ type TxnSink interface {
 	StartTxn(ctx context.Context, id, group string) (tx hub.TxnProducer, positions map[hub.TopicPartition]int64, err error)
 }
 
+// Holder is an optional interface of sinks that acknowledge a Write
+// before its records are durable where they are going, such as the
+// parquet sink, whose records wait in a file that is renamed into place
+// only when finished. The runtime commits no source offset past what a
+// Holder holds, so that after a crash (kill -9 included) the records it
+// held are delivered again; the sink recognises those it already
+// published and skips them. Held calls fn, for each dataset partition it
+// holds records of, with the lowest offset it holds (also of records it
+// lost, see ErrRedeliver, until a Write returned that error). Flush makes
+// every held record durable, after which Held reports none; the runtime
+// calls it on a graceful stop before its last commit. Both are called
+// from the pipeline's goroutine, concurrently with the sink's own timers.
+type Holder interface {
+	Held(fn func(dataset string, partition int32, offset int64))
+	Flush(ctx context.Context) error
+}
+
+// ErrRedeliver marks a Write error of a Holder that lost records it had
+// acknowledged but the runtime had not committed (an I/O error dropped
+// the file that held them). The runtime then reads again from the
+// offsets it committed and delivers every record after them to the
+// pipeline's sinks; nothing of the failed poll is committed. Wrap errors
+// with Redeliver.
+var ErrRedeliver = errors.New("connectors: held records lost; deliver again from the committed offsets")
+
+// Redeliver wraps err as ErrRedeliver.
+func Redeliver(err error) error { return fmt.Errorf("%w: %w", ErrRedeliver, err) }
+
+// Budgeter is an optional interface of components whose memory their
+// configuration bounds: MemoryBudget is the most bytes they hold (the
+// parquet sink's memory_bytes). weir run adds the budgets up into the
+// process's soft memory limit. It is called once, after construction.
+type Budgeter interface {
+	MemoryBudget() int64
+}
+
 // Drainer is an optional interface of sources whose input cannot be read
 // again, such as syslog: on a graceful stop the runtime calls Drain instead
 // of cancelling Read's context. The source stops taking input, hands on

@@ -316,6 +316,32 @@ func (e *Engine) closeComponents(ctx context.Context) {
 	}
 }
 
+// MemoryBudget is the memory the engine's configuration bounds: each
+// pipeline's poll (its largest sink batch plus 1 MiB, as Run sizes it)
+// and the budgets its sinks declare (connectors.Budgeter); 0 when no sink
+// declares one, since then most of the memory is not bounded by a
+// setting. It leaves out what no setting bounds (code, the hub's
+// indexes, goroutines).
+func (e *Engine) MemoryBudget() int64 {
+	var n int64
+	declared := false
+	for _, p := range e.pipelines {
+		var batch int64
+		for _, s := range p.sinks {
+			batch = max(batch, s.cfg.Batching.Bytes)
+			if b, ok := s.sink.(connectors.Budgeter); ok {
+				n += b.MemoryBudget()
+				declared = true
+			}
+		}
+		n += batch + 1<<20
+	}
+	if !declared {
+		return 0
+	}
+	return n
+}
+
 // Run runs the sources and pipelines until ctx ends (or, with
 // UntilDrained, until all is drained), then stops them gracefully:
 // sources first, so that what they read is stored and acknowledged, then

@@ -235,10 +235,17 @@ type pipelineRunner struct {
 	live       []*connectors.Message
 	chunk      []*connectors.Message
 	commit     map[hub.TopicPartition]int64
-	taps       tapSet // weir tap's samples of what the processors pass on
+	// With sinks that hold records (connectors.Holder), the offsets the
+	// polls delivered (pending) are committed only up to what the
+	// holders still hold; committed is what was.
+	holders   []connectors.Holder
+	pending   map[hub.TopicPartition]int64
+	committed map[hub.TopicPartition]int64
+	taps      tapSet // weir tap's samples of what the processors pass on
 }
 
 type sinkRunner struct {
+	rewind  bool // the sink lost held records (connectors.ErrRedeliver)
 	cfg     *SinkConfig
 	sink    connectors.Sink
 	idx     int
@@ -266,6 +273,9 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	for _, s := range p.sinks {
 		if ok, err := connect(ctx, s.sink, "sink "+s.cfg.Name, s.log, stop); !ok {
 			return err
+		}
+		if h, ok := s.sink.(connectors.Holder); ok {
+			p.holders = append(p.holders, h)
 		}
 	}
 	start := hub.StartFrom{Kind: hub.StartEarliest}
@@ -308,14 +318,17 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 			return nil
 		}
 	}
-	defer p.consumer.Close(context.WithoutCancel(ctx))
+	defer func() { p.consumer.Close(context.WithoutCancel(ctx)) }() // the one of the last rewind
 	p.commit = map[hub.TopicPartition]int64{}
+	p.pending, p.committed = map[hub.TopicPartition]int64{}, map[hub.TopicPartition]int64{}
+	defer p.flushHolders(ctx, stop)
 	p.sinkFailed = map[*connectors.Message]struct{}{}
 	for fails := 0; ; {
 		fetches, err := p.consumer.Poll(pollCtx)
 		if pollCtx.Err() != nil {
 			return nil
 		}
+
 		var cbe *hub.CorruptBatchError
 		if err != nil && p.cfg.OnCorrupt == OnCorruptDeadLetter && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
 			// The consumer has moved past the batch: dead-letter the
@@ -361,10 +374,21 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 				p.polled.Add(1)
 			}
 			p.updateLag()
+			if len(p.holders) > 0 && p.txc == nil {
+				// Files finished by time release their records.
+				p.holdBack()
+				if err := p.commitPlain(ctx, stop); err != nil {
+					return nil // stopped
+				}
+			}
 			continue
 		}
 		p.polled.Store(0)
-		if err := p.handle(ctx, fetches, stop); err != nil {
+		if err := p.handle(ctx, fetches, stop); errors.Is(err, errRewind) {
+			if !p.rewindConsumer(pollCtx, opts, stop) {
+				return nil
+			}
+		} else if err != nil {
 			if ctx.Err() != nil || isStopped(stop) {
 				return nil // not committed: read again next time
 			}
@@ -538,6 +562,20 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		sinkStop, release := eitherStop(stop, doomed)
 		err := p.deliver(ctx, live, procFailed, sinkStop)
 		release()
+		if errors.Is(err, errRewind) {
+			if p.txc != nil {
+				if ferr := p.abortTxn(ctx); ferr != nil {
+					return ferr
+				}
+			}
+			return err
+		}
+		if err == nil && len(p.holders) > 0 {
+			for tp, next := range p.commit {
+				p.pending[tp] = max(p.pending[tp], next)
+			}
+			p.holdBack()
+		}
 		switch {
 		case err == nil && p.txc == nil:
 			err = p.commitPlain(ctx, stop)
@@ -594,6 +632,11 @@ func (p *pipelineRunner) deliver(ctx context.Context, live []*connectors.Message
 		}()
 	}
 	wg.Wait()
+	for _, s := range p.sinks {
+		if s.rewind {
+			return errRewind
+		}
+	}
 	if ctx.Err() != nil || isStopped(stop) && p.undelivered() {
 		return context.Canceled
 	}
@@ -616,12 +659,104 @@ func (p *pipelineRunner) deliver(ctx context.Context, live []*connectors.Message
 	return p.dlq.writeUntil(ctx, p.failed, dlqStop)
 }
 
+// errRewind says a Holder sink lost records it held: the poll is not
+// committed and the consumer starts again from the committed offsets.
+var errRewind = errors.New("pipelines: a sink lost records it held; reading again from the committed offsets")
+
+// holdBack sets p.commit to what may be committed with Holder sinks: for
+// every partition delivered so far (p.pending), the offset after its last
+// record delivered, or the lowest offset a holder still holds if that is
+// lower; only what moved forward since the last commit.
+func (p *pipelineRunner) holdBack() {
+	clear(p.commit)
+	if len(p.pending) > 0 {
+		// Partitions that moved to another member are theirs to commit.
+		owned := map[hub.TopicPartition]bool{}
+		for _, tp := range p.consumer.Assignment() {
+			owned[tp] = true
+		}
+		for tp := range p.pending {
+			if !owned[tp] {
+				delete(p.pending, tp)
+				delete(p.committed, tp)
+			}
+		}
+	}
+	for tp, next := range p.pending {
+		p.commit[tp] = next
+	}
+	for _, h := range p.holders {
+		h.Held(func(dataset string, partition int32, offset int64) {
+			tp := hub.TopicPartition{Topic: dataset, Partition: partition}
+			if next, ok := p.commit[tp]; ok && offset < next {
+				p.commit[tp] = offset
+			}
+		})
+	}
+	for tp, next := range p.commit {
+		if done, ok := p.committed[tp]; ok && next <= done {
+			delete(p.commit, tp)
+		}
+	}
+}
+
+// noteCommitted records p.commit as committed (with Holder sinks).
+func (p *pipelineRunner) noteCommitted() {
+	for tp, next := range p.commit {
+		p.committed[tp] = next
+	}
+}
+
+// rewindConsumer starts consuming again from the committed offsets,
+// after a Holder lost records. It returns false when stopped.
+func (p *pipelineRunner) rewindConsumer(ctx context.Context, opts hub.ConsumeOptions, stop <-chan struct{}) bool {
+	p.log.Warn("weir: a sink lost records it held (see its error); reading again from the committed offsets")
+	p.consumer.Close(context.WithoutCancel(ctx))
+	clear(p.pending)
+	clear(p.committed)
+	clear(p.commit)
+	for attempt := 0; ; attempt++ {
+		c, err := p.e.client.Consume(ctx, opts)
+		if err == nil {
+			p.consumer = c
+			return true
+		}
+		p.log.Error("weir: cannot start consuming again; retrying", "datasets", p.cfg.From, "err", err)
+		if !backoff(attempt, 200*time.Millisecond, 10*time.Second, stop) || ctx.Err() != nil {
+			return false // the deferred Close closes the old one again
+		}
+	}
+}
+
+// flushHolders, on a graceful stop, makes what Holder sinks hold durable
+// and commits every offset delivered (with processing: exactly_once the
+// held offsets are read again next time instead).
+func (p *pipelineRunner) flushHolders(ctx context.Context, stop <-chan struct{}) {
+	if len(p.holders) == 0 || ctx.Err() != nil || p.txc != nil || !isStopped(stop) {
+		return
+	}
+	for _, h := range p.holders {
+		if err := h.Flush(ctx); err != nil {
+			p.log.Error("weir: a sink could not finish what it held; its records will be read again next time", "err", err)
+			return
+		}
+	}
+	p.holdBack()
+	if err := p.commitPlain(ctx, stop); err != nil {
+		p.log.Error("weir: final commit failed; records will be read again next time", "err", err)
+	}
+}
+
 // commitPlain commits the poll's offsets (at least once), retrying until
 // it succeeds, the partitions moved to another member, or stop closes.
 func (p *pipelineRunner) commitPlain(ctx context.Context, stop <-chan struct{}) error {
+	if len(p.holders) > 0 && len(p.commit) == 0 {
+		return nil // nothing released since the last commit
+	}
 	for attempt := 0; ; attempt++ {
 		err := p.consumer.Commit(ctx, p.commit)
 		if err == nil {
+			p.noteCommitted()
 			return nil
 		}
 		if rebalanced(err) {
@@ -698,7 +833,7 @@ func (p *pipelineRunner) undelivered() bool {
 // batching, retrying as its retry policy says. Messages that fail for good
 // are left in s.fails.
 func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, stop <-chan struct{}) {
-	s.fails, s.retries, s.stopped = s.fails[:0], s.retries[:0], false
+	s.fails, s.retries, s.stopped, s.rewind = s.fails[:0], s.retries[:0], false, false
 	s.sub = s.sub[:0]
 	bit := uint64(1) << s.idx
 	for _, m := range msgs {
@@ -716,6 +851,9 @@ func (s *sinkRunner) deliver(ctx context.Context, msgs []*connectors.Message, st
 		if !s.writeChunk(ctx, s.sub[start:end], stop) {
 			s.stopped = true
 			return
+		}
+		if s.rewind {
+			return // all is delivered again
 		}
 		s.stats.bytes.Add(size)
 		start = end
@@ -750,6 +888,11 @@ func (s *sinkRunner) writeChunk(ctx context.Context, chunk []*connectors.Message
 			return true
 		}
 		s.stats.failed.Add(1)
+		if errors.Is(err, connectors.ErrRedeliver) {
+			s.log.Error("weir: sink lost records it held; the pipeline reads them again", "err", err)
+			s.rewind = true
+			return true
+		}
 		exhausted := retry.Attempts > 0 && attempt >= retry.Attempts
 		var again []*connectors.Message
 		var we *connectors.WriteError

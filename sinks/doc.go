@@ -14,8 +14,9 @@
 //	kafka   a topic (or a template of topics) of an external Kafka cluster,
 //	        acks=all and idempotent by default, compression, SASL and TLS
 //	parquet Hive-partitioned Parquet files from a directory template, local
-//	        or S3; inferred or declared columns; exactly once through a spool
-//	        and file names from offsets; memory bounded by bytes
+//	        or S3; inferred or declared columns; exactly once: the pipeline
+//	        commits no record of an unfinished file (connectors.Holder) and
+//	        file names come from offsets; memory bounded by bytes
 //	webhook change events POSTed as the http sink does, HMAC-SHA256 signed
 //	        (Weir-Signature), with the last event's id (Weir-Event-Id)
 //	redis   each record PUBLISHed as a change event, or a Redis cache kept

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/connectors"
+	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/objstore"
 )
 
@@ -49,11 +51,13 @@ var parquetSpec = connectors.Spec{
 		"column and the reason.\n\n" +
 		"Exactly once: a file is written under a temporary name in the hidden directory .weir-staging of the root " +
 		"(the template's directory before its first {{ }}), synced, and renamed into place, so a reader never sees a " +
-		"partial file; with an s3:// path it is written in the state directory and uploaded whole. Before a write returns (and the pipeline commits), its records are appended to a spool in the " +
-		"sink's state directory and synced. After a crash the sink rebuilds the files of the spools at its start and " +
-		"renames them into place: their names come from their offsets, so a file renamed before the crash is " +
-		"rewritten under the same name, and records that a file already holds (offsets up to the LAST of the newest " +
-		"file for that directory and partition) are skipped when the pipeline delivers them again.\n\n" +
+		"partial file; with an s3:// path it is written in the state directory and uploaded whole. The pipeline " +
+		"commits no source offset past the first record of a file not yet renamed into place (the sink holds its " +
+		"records), so after a crash, kill -9 included, it delivers every record of the unfinished files again and the " +
+		"sink writes them anew; records that a published file already holds (offsets up to the LAST of the newest file " +
+		"for that directory and partition) are skipped. Each record is written to disk once, in its file. An I/O " +
+		"error that loses an unfinished file makes the pipeline read again from its committed offsets. A graceful " +
+		"stop finishes every file and commits. Records spooled by earlier versions are written into files at the start.\n\n" +
 		"Memory: rows gather in Arrow builders; a file's builder becomes a row group when it holds row_group_bytes, " +
 		"and when the builders of all open files hold memory_bytes together, the largest becomes a row group early. " +
 		"A file is never held in memory whole. The builders of all files draw their buffers from one pool, so a row " +
@@ -162,10 +166,12 @@ type parquetSink struct {
 	log        *slog.Logger
 	now        func() time.Time
 
-	mu        sync.Mutex
-	writers   map[string]*pqWriter
-	marks     map[string]int64 // last offset in a file or open writer, by writer key
-	aborted   map[string]bool  // writer keys whose spool must be recovered before use
+	mu      sync.Mutex
+	writers map[string]*pqWriter
+	marks   map[string]int64 // last offset in a file or open writer, by writer key
+	// lost are, by dataset partition, the lowest offsets of files an
+	// I/O error dropped since the last Write that said so (ErrRedeliver).
+	lost      map[hub.TopicPartition]int64
 	recovered bool
 	closed    bool
 	dataset   string // the one dataset, when oneDataset
@@ -178,7 +184,6 @@ type parquetSink struct {
 	lastPartition int32
 	lastKey       string
 	touched       []*pqWriter
-	spoolSeq      int
 
 	start sync.Once
 	stop  chan struct{}
@@ -188,6 +193,8 @@ type parquetSink struct {
 var (
 	_ connectors.Sink      = (*parquetSink)(nil)
 	_ connectors.Connector = (*parquetSink)(nil)
+	_ connectors.Holder    = (*parquetSink)(nil)
+	_ connectors.Budgeter  = (*parquetSink)(nil)
 )
 
 func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.Sink, error) {
@@ -242,7 +249,7 @@ func newParquet(conf *connectors.Config, res connectors.Resources) (connectors.S
 		now:        time.Now,
 		writers:    map[string]*pqWriter{},
 		marks:      map[string]int64{},
-		aborted:    map[string]bool{},
+		lost:       map[hub.TopicPartition]int64{},
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -340,18 +347,14 @@ type pqWriter struct {
 	rows    int64
 	opened  time.Time
 	touched bool
-
-	spool     *os.File // this file's records, synced before a write returns
-	spoolPath string
-	spoolBuf  []byte
-	used      time.Time // last written, for closing the least recently used
+	used    time.Time // last written, for closing the least recently used
 }
 
 func writerKey(path []byte, dataset string, partition int32) string {
 	return string(path) + "\x00" + dataset + "\x00" + strconv.Itoa(int(partition))
 }
 
-// Connect finishes the files of the spools a crash left (see the Doc).
+// Connect finishes the files of the spools an earlier version left.
 func (s *parquetSink) Connect(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -361,9 +364,6 @@ func (s *parquetSink) Connect(ctx context.Context) error {
 func (s *parquetSink) recoverAll(ctx context.Context) error {
 	if s.recovered {
 		return nil
-	}
-	if err := os.MkdirAll(s.spoolDir, 0o755); err != nil {
-		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
 	}
 	if err := os.RemoveAll(s.staging); err != nil { // partial files of a crashed run
 		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
@@ -375,8 +375,8 @@ func (s *parquetSink) recoverAll(ctx context.Context) error {
 		}
 		s.store = st
 	}
-	entries, err := os.ReadDir(s.spoolDir)
-	if err != nil {
+	entries, err := os.ReadDir(s.spoolDir) // left by an earlier version
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
 	}
 	for _, e := range entries {
@@ -415,7 +415,7 @@ func (s *parquetSink) recoverSpool(ctx context.Context, path string) error {
 			skipped++
 			continue
 		}
-		if err := s.add(ctx, w, r.value, r.offset, false); err != nil {
+		if err := s.add(ctx, w, r.value, r.offset); err != nil {
 			var ce *codecs.ArrowConvertError
 			if errors.As(err, &ce) {
 				// Accepted before, refused now: the columns changed.
@@ -423,12 +423,14 @@ func (s *parquetSink) recoverSpool(ctx context.Context, path string) error {
 				continue
 			}
 			s.abort(w)
+			delete(s.lost, hub.TopicPartition{Topic: sp.dataset, Partition: sp.partition}) // the spool is kept
 			return err
 		}
 		recovered++
 	}
-	if err := s.publish(ctx, w, false); err != nil {
+	if err := s.publish(ctx, w); err != nil {
 		s.abort(w)
+		delete(s.lost, hub.TopicPartition{Topic: sp.dataset, Partition: sp.partition}) // the spool is kept
 		return err
 	}
 	s.dropWriter(w)
@@ -557,7 +559,7 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 			s.touched = append(s.touched, w)
 		}
 		w.used = s.now()
-		if err = s.add(ctx, w, m.Value, m.Offset, true); err != nil {
+		if err = s.add(ctx, w, m.Value, m.Offset); err != nil {
 			var ce *codecs.ArrowConvertError
 			if errors.As(err, &ce) {
 				failures = append(failures, connectors.Failure{Index: i, Err: fmt.Errorf("sinks: parquet: %w", err)})
@@ -568,8 +570,19 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 			break
 		}
 	}
-	if serr := s.syncSpools(); serr != nil && err == nil {
-		err = serr
+	for _, w := range s.touched {
+		w.touched = false
+	}
+	clear(s.touched)
+	s.touched = s.touched[:0]
+	if len(s.lost) > 0 {
+		// The pipeline reads again from its committed offsets, which
+		// are below the lost files' first records.
+		if err == nil {
+			err = errors.New("a file being written was lost")
+		}
+		clear(s.lost)
+		return connectors.Redeliver(err)
 	}
 	if err != nil {
 		return connectors.Unavailable(err)
@@ -580,26 +593,9 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 	return nil
 }
 
-// open returns the writer for key, recovering its spool first if an
-// I/O error aborted it, and finishing the least recently used file if
-// too many are open.
+// open returns the writer for key, finishing the least recently used
+// file if too many are open.
 func (s *parquetSink) open(ctx context.Context, key, path, dataset string, partition int32) (*pqWriter, error) {
-	if s.aborted[key] {
-		entries, err := os.ReadDir(s.spoolDir)
-		if err != nil {
-			return nil, fmt.Errorf("sinks: parquet: %w", err)
-		}
-		delete(s.marks, key)
-		for _, e := range entries {
-			p := filepath.Join(s.spoolDir, e.Name())
-			if sp, err := readSpoolHeader(p); err == nil && writerKey([]byte(sp.path), sp.dataset, sp.partition) == key {
-				if err := s.recoverSpool(ctx, p); err != nil {
-					return nil, err
-				}
-			}
-		}
-		delete(s.aborted, key)
-	}
 	if _, ok := s.marks[key]; !ok {
 		if err := s.loadMark(ctx, key, path, partition); err != nil {
 			return nil, err
@@ -615,7 +611,7 @@ func (s *parquetSink) open(ctx context.Context, key, path, dataset string, parti
 		if lru == nil {
 			break // all written in this batch: allow more for now
 		}
-		if err := s.publish(ctx, lru, true); err != nil {
+		if err := s.publish(ctx, lru); err != nil {
 			s.abort(lru)
 			return nil, err
 		}
@@ -630,14 +626,13 @@ func (s *parquetSink) open(ctx context.Context, key, path, dataset string, parti
 }
 
 // add converts one record into w, cutting row groups and finishing the
-// file as the limits say. spool says to spool the record (not when
-// recovering a spool).
-func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset int64, spool bool) error {
+// file as the limits say.
+func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset int64) error {
 	err := w.b.Append(value)
 	if errors.Is(err, codecs.ErrArrowSchemaLocked) {
 		// The file's schema is fixed: finish it; the record starts the
 		// next one with a wider schema.
-		if err := s.publish(ctx, w, spool); err != nil {
+		if err := s.publish(ctx, w); err != nil {
 			return err
 		}
 		w.b.Unlock()
@@ -653,9 +648,6 @@ func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset
 	w.last = offset
 	w.rows++
 	s.marks[w.key] = offset
-	if spool {
-		w.spoolBuf = appendSpoolRecord(w.spoolBuf, offset, value)
-	}
 	s.account(w)
 	if w.b.Size() >= s.groupBytes {
 		if err := s.flushGroup(w); err != nil {
@@ -680,7 +672,7 @@ func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset
 		}
 	}
 	if s.rotRows > 0 && w.rows >= s.rotRows || s.rotBytes > 0 && w.cw.n+w.b.Size() >= s.rotBytes {
-		return s.publish(ctx, w, spool)
+		return s.publish(ctx, w)
 	}
 	return nil
 }
@@ -741,10 +733,9 @@ func (s *parquetSink) fileProps(schema *arrow.Schema) *parquet.WriterProperties 
 	return parquet.NewWriterProperties(opts...)
 }
 
-// publish finishes w's file and renames it into place, then removes its
-// spool (when dropSpool) and forgets the spooled records not yet synced:
-// the file holds them now. The writer stays open for the next file.
-func (s *parquetSink) publish(ctx context.Context, w *pqWriter, dropSpool bool) error {
+// publish finishes w's file and renames it into place: the sink holds
+// its records no more. The writer stays open for the next file.
+func (s *parquetSink) publish(ctx context.Context, w *pqWriter) error {
 	if err := s.flushGroup(w); err != nil {
 		return err
 	}
@@ -772,39 +763,29 @@ func (s *parquetSink) publish(ctx context.Context, w *pqWriter, dropSpool bool) 
 		}
 		s.log.Debug("weir: parquet file published", "key", key, "rows", w.rows, "bytes", w.cw.n)
 	}
-	if dropSpool && w.spool != nil {
-		w.spool.Close()
-		if err := os.Remove(w.spoolPath); err != nil {
-			return fmt.Errorf("sinks: parquet: %w", err)
-		}
-	}
-	if dropSpool {
-		w.spool, w.spoolPath = nil, ""
-		w.spoolBuf = w.spoolBuf[:0]
-	}
 	w.f, w.bw, w.fw, w.cw = nil, nil, nil, countWriter{}
 	w.first, w.rows = -1, 0
 	w.b.Unlock()
 	return nil
 }
 
-// abort drops w after an I/O error: its temporary file is removed, its
-// spool kept for recovery before the directory is written again, and
-// the records of the failed write are forgotten (the pipeline retries
-// them).
+// abort drops w after an I/O error: its temporary file is removed and
+// its records are forgotten. Those the pipeline had been told were
+// written are noted as lost, for the next Write to say so.
 func (s *parquetSink) abort(w *pqWriter) {
 	if w.f != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
 		w.f = nil
 	}
-	if w.spool != nil {
-		w.spool.Close()
-		w.spool = nil
+	if w.first >= 0 {
+		tp := hub.TopicPartition{Topic: w.dataset, Partition: w.partition}
+		if o, ok := s.lost[tp]; !ok || w.first < o {
+			s.lost[tp] = w.first
+		}
 	}
 	s.dropWriter(w)
 	delete(s.marks, w.key)
-	s.aborted[w.key] = true
 }
 
 func (s *parquetSink) dropWriter(w *pqWriter) {
@@ -816,51 +797,46 @@ func (s *parquetSink) dropWriter(w *pqWriter) {
 	w.b.Release()
 }
 
-// syncSpools appends the records each touched writer took in this write
-// to its spool and syncs it.
-func (s *parquetSink) syncSpools() error {
+// MemoryBudget is memory_bytes, the most the buffered rows of all open
+// files take (connectors.Budgeter).
+func (s *parquetSink) MemoryBudget() int64 { return s.memBytes }
+
+// Held reports the first offset of every file not yet renamed into
+// place, and of those lost since the last Write (connectors.Holder).
+func (s *parquetSink) Held(fn func(dataset string, partition int32, offset int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.writers {
+		if w.first >= 0 {
+			fn(w.dataset, w.partition, w.first)
+		}
+	}
+	for tp, o := range s.lost {
+		fn(tp.Topic, tp.Partition, o)
+	}
+}
+
+// Flush finishes every open file and renames it into place
+// (connectors.Holder).
+func (s *parquetSink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.publishAll(ctx)
+}
+
+// publishAll finishes every open file, and drops its writer.
+func (s *parquetSink) publishAll(ctx context.Context) error {
+	if !s.recovered {
+		return nil
+	}
 	var errs []error
-	var newDirEntry bool
-	for _, w := range s.touched {
-		w.touched = false
-		if len(w.spoolBuf) == 0 || s.writers[w.key] != w {
-			continue
-		}
-		if w.spool == nil {
-			s.spoolSeq++
-			w.spoolPath = filepath.Join(s.spoolDir, fmt.Sprintf("%d-%d.spool", s.now().UnixNano(), s.spoolSeq))
-			f, err := os.OpenFile(w.spoolPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("sinks: parquet: %w", err))
-				s.abort(w)
-				continue
-			}
-			w.spool = f
-			newDirEntry = true
-			hdr := appendSpoolHeader(nil, w.path, w.dataset, w.partition)
-			w.spoolBuf = append(hdr, w.spoolBuf...)
-		}
-		_, err := w.spool.Write(w.spoolBuf)
-		if err == nil {
-			err = w.spool.Sync()
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sinks: parquet: spool: %w", err))
+	for _, w := range s.writers {
+		if err := s.publish(ctx, w); err != nil {
+			errs = append(errs, err)
 			s.abort(w)
 			continue
 		}
-		if cap(w.spoolBuf) > 4<<20 {
-			w.spoolBuf = nil
-		} else {
-			w.spoolBuf = w.spoolBuf[:0]
-		}
-	}
-	clear(s.touched)
-	s.touched = s.touched[:0]
-	if newDirEntry {
-		if err := syncDir(s.spoolDir); err != nil {
-			errs = append(errs, err)
-		}
+		s.dropWriter(w)
 	}
 	return errors.Join(errs...)
 }
@@ -870,8 +846,8 @@ func (s *parquetSink) rotateAged(ctx context.Context) {
 	now := s.now()
 	for _, w := range s.writers {
 		if w.rows > 0 && now.Sub(w.opened) >= s.rotAge {
-			if err := s.publish(ctx, w, true); err != nil {
-				s.log.Error("weir: parquet: finishing a file failed; its spool is kept", "path", w.path, "err", err)
+			if err := s.publish(ctx, w); err != nil {
+				s.log.Error("weir: parquet: finishing a file failed; the pipeline will deliver its records again", "path", w.path, "err", err)
 				s.abort(w)
 				continue
 			}
@@ -892,20 +868,10 @@ func (s *parquetSink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	if s.recovered {
-		for _, w := range s.writers {
-			if err := s.publish(ctx, w, true); err != nil {
-				errs = append(errs, err)
-				s.abort(w)
-				continue
-			}
-			s.dropWriter(w)
-		}
-	}
+	err := s.publishAll(ctx)
 	s.mu.Unlock()
 	s.start.Do(func() { close(s.done) })
 	close(s.stop)
 	<-s.done
-	return errors.Join(errs...)
+	return err
 }

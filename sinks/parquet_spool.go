@@ -10,8 +10,10 @@ import (
 	"os"
 )
 
-// A spool holds the records of one open Parquet file that the pipeline
-// may already have committed, so that a crash loses none of them. It is
+// A spool held the records of one open Parquet file that the pipeline
+// may already have committed, so that a crash lost none of them: the
+// sink of earlier versions wrote one; this one only reads those a crash
+// left (the pipeline now commits no record of an unfinished file). It is
 // a sequence of frames; the first holds the file's identity as JSON, the
 // others one record each, in offset order:
 //
@@ -85,15 +87,6 @@ func nextSpoolFrame(r io.Reader, hdr []byte) (int64, []byte, error) {
 	return int64(binary.BigEndian.Uint64(body[:8])), body[8:], nil
 }
 
-func readSpoolHeader(path string) (*spoolFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("sinks: parquet: %w", err)
-	}
-	defer f.Close()
-	return readSpoolFrom(f, path, true)
-}
-
 // readSpool reads a spool: its identity and its whole records. A spool
 // without a whole header frame (cut at its first write) is empty.
 func readSpool(path string) (*spoolFile, error) {
@@ -102,17 +95,10 @@ func readSpool(path string) (*spoolFile, error) {
 		return nil, fmt.Errorf("sinks: parquet: %w", err)
 	}
 	defer f.Close()
-	return readSpoolFrom(f, path, false)
-}
-
-func readSpoolFrom(f *os.File, path string, headerOnly bool) (*spoolFile, error) {
 	var hdr [8]byte
 	r := io.Reader(f)
 	off, h, err := nextSpoolFrame(r, hdr[:])
 	if err != nil || off != -1 {
-		if headerOnly {
-			return nil, fmt.Errorf("sinks: parquet: spool %s has no header", path)
-		}
 		return &spoolFile{}, nil // nothing in it was ever acknowledged
 	}
 	var sh spoolHeader
@@ -120,9 +106,6 @@ func readSpoolFrom(f *os.File, path string, headerOnly bool) (*spoolFile, error)
 		return nil, fmt.Errorf("sinks: parquet: spool %s: bad header: %w", path, err)
 	}
 	sp := &spoolFile{path: sh.Path, dataset: sh.Dataset, partition: sh.Partition}
-	if headerOnly {
-		return sp, nil
-	}
 	last := int64(-1)
 	for {
 		off, v, err := nextSpoolFrame(r, hdr[:])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -218,10 +219,19 @@ func TestParquetSinkWidening(t *testing.T) {
 	}
 }
 
+// heldFrom is where a pipeline delivers again from after s crashes: the
+// offset after the last record it acknowledged, or the first s holds in
+// an unfinished file if lower (connectors.Holder).
+func heldFrom(s connectors.Sink, acked int64) int64 {
+	s.(connectors.Holder).Held(func(_ string, _ int32, o int64) { acked = min(acked, o) })
+	return acked
+}
+
 // TestParquetSinkCrash stops a sink without Close (a crash: open files
 // are lost), starts another on the same state, and delivers again from
-// the last acknowledged write and from earlier: every record is in
-// exactly one file.
+// the offset the pipeline committed (no further than the first record the
+// sink held) and from earlier: every record is in exactly one file, and
+// no record was written anywhere but in its file.
 func TestParquetSinkCrash(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	conf := "path: " + dir + "/c/date={{ .date }}\nrotate: {rows: 25, interval: 0}"
@@ -249,12 +259,20 @@ func TestParquetSinkCrash(t *testing.T) {
 	if before == 0 {
 		t.Fatal("no file published before the crash")
 	}
+	from := heldFrom(s, int64(acked+3))
+	if from >= int64(acked) {
+		t.Fatalf("the sink holds nothing below %d, with records in an open file", from)
+	}
+	if _, err := os.Stat(filepath.Join(state, "spool")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a spool directory was made (err %v): records are written twice", err)
+	}
 	s2 := newTestParquet(t, state, conf)
 	if err := s2.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Delivered again from before the commit, as after a rebalance.
-	for i := acked - 3; i < n; i += 9 {
+	// Delivered again from the commit, and from before it, as after a
+	// rebalance.
+	for i := int(from) - 3; i < n; i += 9 {
 		if err := s2.Write(ctx, all[i:min(i+9, n)]); err != nil {
 			t.Fatal(err)
 		}
@@ -364,9 +382,11 @@ func TestParquetSinkS3(t *testing.T) {
 	if err := s.Write(ctx, all[:50]); err != nil {
 		t.Fatal(err)
 	}
-	// A crash (no Close), and a restart that gets the rest.
+	// A crash (no Close), and a restart that gets the rest from the
+	// pipeline's commit, and from before it.
+	from := heldFrom(s, 50)
 	s = newTestParquet(t, state, conf)
-	if err := s.Write(ctx, all[45:]); err != nil {
+	if err := s.Write(ctx, all[max(from-5, 0):]); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
@@ -393,4 +413,79 @@ func TestParquetSinkS3(t *testing.T) {
 	if got := ducktest.Scalar(t, fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/*/*.parquet', hive_partitioning=true)", local)); got != "100/100" {
 		t.Errorf("count/distinct = %s, want 100/100", got)
 	}
+}
+
+// TestParquetSinkHeld: the sink holds the first record of each file not
+// yet renamed into place, a finished file releases its records, and
+// Flush finishes every file.
+func TestParquetSinkHeld(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestParquet(t, t.TempDir(), "path: "+dir+"/h\nrotate: {rows: 10, interval: 0}")
+	ctx := context.Background()
+	var all []*connectors.Message
+	for i := range 25 {
+		m := event(i, 21, "")
+		m.Partition, m.Offset = 3, int64(100+i)
+		all = append(all, m)
+	}
+	held := func() map[string]int64 {
+		got := map[string]int64{}
+		s.Held(func(ds string, p int32, o int64) { got[fmt.Sprintf("%s/%d", ds, p)] = o })
+		return got
+	}
+	if err := s.Write(ctx, all[:5]); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); len(got) != 1 || got[all[0].Dataset+"/3"] != 100 {
+		t.Fatalf("Held after 5 records = %v, want {%s/3: 100}", got, all[0].Dataset)
+	}
+	if err := s.Write(ctx, all[5:25]); err != nil { // two files of 10 finished
+		t.Fatal(err)
+	}
+	if got := held(); got[all[0].Dataset+"/3"] != 120 {
+		t.Fatalf("Held after 25 records, 20 in finished files = %v, want 120", got)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); len(got) != 0 {
+		t.Fatalf("Held after Flush = %v, want nothing", got)
+	}
+	if files := lakeFiles(t, filepath.Join(dir, "h")); len(files) != 3 {
+		t.Fatalf("files %v, want 3", files)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestParquetSinkLegacySpool: a spool that an earlier version left (its
+// records committed by the pipeline) is written into a file at the start.
+func TestParquetSinkLegacySpool(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(state, "spool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sp := appendSpoolHeader(nil, dir+"/l", "events", 0)
+	for i := range 7 {
+		sp = appendSpoolRecord(sp, int64(i), event(i, 21, "").Value)
+	}
+	sp = append(sp, 0, 0, 0, 40, 1, 2) // a torn last frame
+	if err := os.WriteFile(filepath.Join(state, "spool", "1-1.spool"), sp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestParquet(t, state, "path: "+dir+"/l")
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if files := lakeFiles(t, filepath.Join(dir, "l")); len(files) != 1 || files[0] != "part-0-0-6.parquet" {
+		t.Fatalf("files %v, want [part-0-0-6.parquet]", files)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(state, "spool")); len(entries) != 0 {
+		t.Errorf("spool left: %v", entries)
+	}
+	if got := ducktest.Scalar(t, fmt.Sprintf("select count(distinct id) from '%s/l/*.parquet'", dir)); got != "7" {
+		t.Errorf("distinct ids = %s, want 7", got)
+	}
+	s.Close(context.Background())
 }

@@ -5,7 +5,9 @@
 // the same run, several times with the sides alternating (-runs). It
 // reports the medians of MB of input per CPU-second, peak RSS and the
 // size of the Parquet output of each, and checks that both outputs hold
-// every event and the same values. DuckDB runs from the @duckdb/node-api package that
+// every event and the same values. With -baseline, a second weir binary
+// runs in the same alternation and is reported beside the first (an A/B
+// of two builds on the same input, in the same run). DuckDB runs from the @duckdb/node-api package that
 // internal/ducktest installs (the Makefile target installs it first).
 package main
 
@@ -41,6 +43,7 @@ type result struct {
 	rss   int64
 	bytes int64 // Parquet output
 	rows  string
+	sums  string // the 12 sums and distinct counts
 }
 
 // run runs a shell script and measures it from outside with wait4: CPU
@@ -128,6 +131,7 @@ func main() {
 	workdir := flag.String("workdir", "data/bench-analytics", "working directory (emptied)")
 	outPath := flag.String("out", "", "also write the Markdown report here")
 	runs := flag.Int("runs", 3, "runs of each side, alternating; the report gives the medians")
+	baseline := flag.String("baseline", "", "another weir binary to run in the same alternation (A/B of two builds)")
 	flag.Parse()
 	wd, err := filepath.Abs(*workdir)
 	check(err)
@@ -157,41 +161,69 @@ pipelines:
 	sql := fmt.Sprintf("COPY (FROM read_json_auto('%s')) TO '%s' (FORMAT parquet, COMPRESSION zstd)", input, duckOut)
 	// The two sides alternate, run after run, so that a machine busy
 	// with other work slows both alike; the medians are compared.
-	var ws, ds []result
-	for i := range *runs {
-		check(os.RemoveAll(filepath.Join(wd, "hub")))
-		check(os.RemoveAll(filepath.Join(wd, "lake")))
-		check(os.RemoveAll(duckOut))
-		w := run("weir run (stdin -> dataset -> parquet sink)", fmt.Sprintf("%s run %s --until-drained --stats-every 0 --log-level warn < %s", bin, cfg, input))
-		w.bytes = sizeOf(filepath.Join(wd, "lake"))
-		d := run("DuckDB COPY read_json_auto -> parquet", fmt.Sprintf("node %s %q", filepath.Join(duckdbDir(), "query.mjs"), sql))
-		d.bytes = sizeOf(duckOut)
-		fmt.Fprintf(os.Stderr, "analyticsbench: run %d: weir %.2f CPU-s %.0f MiB RSS, DuckDB %.2f CPU-s %.0f MiB RSS\n", i+1,
-			w.cpu.Seconds(), float64(w.rss)/(1<<20), d.cpu.Seconds(), float64(d.rss)/(1<<20))
-		ws, ds = append(ws, w), append(ds, d)
-	}
-	w, d := median(ws), median(ds)
-	w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
-	d.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from '%s'", duckOut))
 	// Both files must hold the same values, not only as many rows.
 	const sums = `select concat_ws(',', count(distinct session), sum(user_id), round(sum(latency_ms), 3), epoch_ms(min(ts)::timestamp),
 		epoch_ms(max(ts)::timestamp), sum(geo.city_id), count(distinct geo.country), sum(len(tags)), count(*) filter (where ok),
 		sum(status), count(distinct page), count(distinct tags[2])) from `
-	wsum, dsum := duck(sums+fmt.Sprintf("read_parquet('%s/lake/*/*.parquet')", wd)), duck(sums+fmt.Sprintf("'%s'", duckOut))
-	if wsum != dsum {
-		check(fmt.Errorf("the outputs differ: weir's sums %s, DuckDB's %s", wsum, dsum))
+	runWeir := func(name, bin string) result {
+		check(os.RemoveAll(filepath.Join(wd, "hub")))
+		check(os.RemoveAll(filepath.Join(wd, "lake")))
+		w := run(name, fmt.Sprintf("%s run %s --until-drained --stats-every 0 --log-level warn < %s", bin, cfg, input))
+		w.bytes = sizeOf(filepath.Join(wd, "lake"))
+		w.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from read_parquet('%s/lake/*/*.parquet')", wd))
+		w.sums = duck(sums + fmt.Sprintf("read_parquet('%s/lake/*/*.parquet')", wd))
+		return w
+	}
+	var ws, bs, ds []result
+	for i := range *runs {
+		var w, b result
+		if *baseline != "" && i%2 == 1 {
+			b = runWeir("weir run, baseline build", *baseline)
+		}
+		w = runWeir("weir run (stdin -> dataset -> parquet sink)", bin)
+		if *baseline != "" && i%2 == 0 {
+			b = runWeir("weir run, baseline build", *baseline)
+		}
+		check(os.RemoveAll(duckOut))
+		d := run("DuckDB COPY read_json_auto -> parquet", fmt.Sprintf("node %s %q", filepath.Join(duckdbDir(), "query.mjs"), sql))
+		d.bytes = sizeOf(duckOut)
+		fmt.Fprintf(os.Stderr, "analyticsbench: run %d: weir %.2f CPU-s %.0f MiB RSS, DuckDB %.2f CPU-s %.0f MiB RSS\n", i+1,
+			w.cpu.Seconds(), float64(w.rss)/(1<<20), d.cpu.Seconds(), float64(d.rss)/(1<<20))
+		if *baseline != "" {
+			fmt.Fprintf(os.Stderr, "analyticsbench: run %d: baseline %.2f CPU-s %.0f MiB RSS\n", i+1, b.cpu.Seconds(), float64(b.rss)/(1<<20))
+			bs = append(bs, b)
+		}
+		ws, ds = append(ws, w), append(ds, d)
+	}
+	d := median(ds)
+	d.rows = duck(fmt.Sprintf("select count(*) || '/' || count(distinct id) from '%s'", duckOut))
+	d.sums = duck(sums + fmt.Sprintf("'%s'", duckOut))
+	for _, r := range slices.Concat(ws, bs) {
+		if r.sums != d.sums {
+			check(fmt.Errorf("the outputs differ: %s's sums %s, DuckDB's %s", r.name, r.sums, d.sums))
+		}
+	}
+	w := median(ws)
+	sides := []result{w, d}
+	if len(bs) > 0 {
+		sides = []result{w, median(bs), d}
 	}
 
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "NDJSON -> Parquet (zstd), %d events, %.1f MiB, %s; medians of %d runs, the sides alternating\n\n", events, float64(inBytes)/(1<<20), time.Now().UTC().Format(time.RFC3339), *runs)
 	rep.WriteString("| side | wall s | CPU s | MB/CPU-s | peak RSS MiB | Parquet MiB | rows/distinct |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range []result{w, d} {
+	for _, r := range sides {
 		fmt.Fprintf(&rep, "| %s | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n", r.name, r.wall.Seconds(), r.cpu.Seconds(),
 			float64(inBytes)/1e6/r.cpu.Seconds(), float64(r.rss)/(1<<20), float64(r.bytes)/(1<<20), r.rows)
 	}
-	fmt.Fprintf(&rep, "\nBoth outputs hold the same values (12 sums and distinct counts over every column agree).\n")
+	fmt.Fprintf(&rep, "\nEvery output holds the same values (12 sums and distinct counts over every column agree).\n")
 	fmt.Fprintf(&rep, "Weir/DuckDB: %.2fx the MB per CPU-second (target >= 0.5), output %.2fx the size (target <= 1.2); Weir's peak RSS %.0f MiB (target <= 128 MiB for 1 GiB).\n",
 		d.cpu.Seconds()/w.cpu.Seconds(), float64(w.bytes)/float64(d.bytes), float64(w.rss)/(1<<20))
+	if len(bs) > 0 {
+		b := median(bs)
+		fmt.Fprintf(&rep, "Baseline build/DuckDB: %.2fx the MB per CPU-second, output %.2fx the size; peak RSS %.0f MiB.\n",
+			d.cpu.Seconds()/b.cpu.Seconds(), float64(b.bytes)/float64(d.bytes), float64(b.rss)/(1<<20))
+	}
 	fmt.Print(rep.String())
 	if *outPath != "" {
 		check(os.WriteFile(*outPath, []byte(rep.String()), 0o644))

@@ -49,8 +49,15 @@ pipelines:
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// A run starts writing about a second after it starts.
-		time.Sleep(time.Duration(900+rng.IntN(800)) * time.Millisecond)
+		// The kill comes at a random moment after the run published a
+		// file of its own: the pipeline commits no record of an
+		// unfinished file, so a run killed before it finishes one
+		// leaves nothing behind (and a busy machine starts runs slowly).
+		published := countParquet(lake)
+		for deadline := time.Now().Add(30 * time.Second); countParquet(lake) == published && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() {
@@ -88,4 +95,16 @@ pipelines:
 		return nil
 	})
 	t.Logf("%d kills: all %d records in %d files, each once", kills, n, files)
+}
+
+// countParquet counts the published Parquet files under dir.
+func countParquet(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && strings.HasSuffix(p, ".parquet") && !strings.Contains(p, "/.weir-") {
+			n++
+		}
+		return nil
+	})
+	return n
 }

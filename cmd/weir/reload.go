@@ -47,6 +47,7 @@ var (
 type runner interface {
 	engineView
 	Run(ctx context.Context) error
+	MemoryBudget() int64
 }
 
 // newRunner runs a file as one engine with --until-drained (a batch run
@@ -93,6 +94,17 @@ type runSet struct {
 	units  []*runUnit // sources first, in the file's order
 	failed chan error // a unit's Run failed
 	reload chan chan error
+}
+
+// MemoryBudget sums the budgets of the units running now.
+func (s *runSet) MemoryBudget() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, u := range s.units {
+		n += u.e.MemoryBudget()
+	}
+	return n
 }
 
 // newRunSet builds every unit of cfg (read from path) with opts.

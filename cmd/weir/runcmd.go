@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -40,7 +41,7 @@ func load(path string) (*pipelines.Config, error) {
 func newRunCmd() *cobra.Command {
 	var untilDrained, showSummary bool
 	var statsEvery time.Duration
-	var logLevel, cpuProfile, httpListen string
+	var logLevel, cpuProfile, memProfile, httpListen, memLimit string
 	var subscribeBuffer, subscribeCoalesce string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -76,6 +77,13 @@ problems is refused with them listed, and the running configuration goes on. Wit
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				defer func() { pprof.Lookup("allocs").WriteTo(f, 0); f.Close() }()
+			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormatOf(cmd))
 			if err != nil {
 				return err
@@ -87,6 +95,15 @@ problems is refused with them listed, and the running configuration goes on. Wit
 			e, err := newRunner(args[0], cfg, pipelines.Options{Logger: logger, UntilDrained: untilDrained, Observer: front.pipelineObserver()}, front.hubObserver())
 			if err != nil {
 				return err
+			}
+			limit, err := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", e.MemoryBudget())
+			if err != nil {
+				closeRunner(e)
+				return err
+			}
+			if limit > 0 {
+				debug.SetMemoryLimit(limit)
+				logger.Debug("weir: soft memory limit", "bytes", limit)
 			}
 			ctx, stop := stopContextOn(cmd.Context(), runSignals(untilDrained)...)
 			defer stop()
@@ -142,6 +159,10 @@ problems is refused with them listed, and the running configuration goes on. Wit
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	addSubscribeFlags(cmd.Flags(), &subscribeBuffer, &subscribeCoalesce)
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a Go allocation profile of the run to this file at its end")
+	cmd.Flags().StringVar(&memLimit, "memory-limit", "auto", "soft memory limit of the process (Go's GOMEMLIMIT): a size such as 256MiB, none, or auto: when "+
+		"some component's memory is bounded by its configuration (the parquet sink's memory_bytes), those budgets plus each pipeline's poll plus 16MiB, unless GOMEMLIMIT is set; "+
+		"the garbage collector then works harder near the limit instead of letting the heap double (it is soft: a process that needs more still gets it)")
 	return cmd
 }
 
@@ -158,6 +179,32 @@ func subscribeFlags(f *pflag.FlagSet, cfg *pipelines.Config, buffer, coalesce st
 		cfg.HTTP.SubscribeCoalesce, err = parseSubscribeSize("--subscribe-coalesce", coalesce)
 	}
 	return err
+}
+
+// memBase is what auto adds to the configured budgets for the rest of
+// the process (the hub, buffers no setting bounds).
+const memBase = 16 << 20
+
+// memoryLimit is the soft memory limit of --memory-limit (0: none): see
+// the flag's help. envSet says GOMEMLIMIT is set; budget is the runner's.
+// Without a limit the heap grows to twice what is live before a
+// collection, which for the parquet sink's row groups is most of the
+// process's peak RSS.
+func memoryLimit(flag string, envSet bool, budget int64) (int64, error) {
+	switch flag {
+	case "auto":
+		if envSet || budget == 0 {
+			return 0, nil
+		}
+		return budget + memBase, nil
+	case "none", "0":
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(flag)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("--memory-limit %q: want a size such as 256MiB, none or auto", flag)
+	}
+	return int64(n), nil
 }
 
 // printStats prints one throughput line per interval: records per second
