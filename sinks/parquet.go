@@ -528,6 +528,7 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 	}
 	var failures []connectors.Failure
 	var err error
+	now := s.now() // once per batch: a clock read per record was 2 % of an NDJSON-to-Parquet run's CPU
 	for i, m := range batch {
 		if s.oneDataset {
 			if s.dataset == "" {
@@ -558,7 +559,7 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 			w.touched = true
 			s.touched = append(s.touched, w)
 		}
-		w.used = s.now()
+		w.used = now
 		if err = s.add(ctx, w, m.Value, m.Offset); err != nil {
 			var ce *codecs.ArrowConvertError
 			if errors.As(err, &ce) {

@@ -155,6 +155,7 @@ func (s *stdinSource) readLines() {
 		long      []byte // a line longer than br's buffer, so far
 		inLong    bool
 		truncated bool
+		now       time.Time
 	)
 	for {
 		if len(chunk) > 0 && (len(chunk) >= s.batchSize || !hasLine(br)) {
@@ -165,7 +166,14 @@ func (s *stdinSource) readLines() {
 				return
 			}
 		}
+		buffered := br.Buffered()
 		line, err := br.ReadSlice('\n')
+		if len(line) > buffered || now.IsZero() {
+			// The line needed a read: lines taken from what one read
+			// brought arrived together and share its time (a clock read
+			// per line was 1.4 % of an NDJSON-to-Parquet run's CPU).
+			now = time.Now()
+		}
 		if err == bufio.ErrBufferFull {
 			long, truncated = s.appendCapped(long, line, truncated)
 			inLong = true
@@ -183,7 +191,7 @@ func (s *stdinSource) readLines() {
 		}
 		if len(line) > 0 {
 			m := mem.message()
-			m.Value, m.Time = mem.copy(line), time.Now()
+			m.Value, m.Time = mem.copy(line), now
 			if truncated {
 				m.Headers = []codecs.RecordHeader{{Key: []byte(TruncatedHeader), Value: []byte("true")}}
 			}

@@ -184,3 +184,37 @@ func TestStdinConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStdinTimeFollowsReads: lines that one read brought share its time,
+// a line that needed a later read gets that read's time, also when it
+// began in the earlier one.
+func TestStdinTimeFollowsReads(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := newTestStdin(t, "batch_size: 1000\nbatch_period: 10ms", pr)
+	go func() {
+		io.WriteString(pw, "a\nb\nc-begins")
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(pw, "-ends\nd\n")
+		pw.Close()
+	}()
+	var msgs []*connectors.Message
+	for len(msgs) < 4 {
+		batch, _, err := s.Read(context.Background())
+		if err != nil {
+			t.Fatalf("Read after %d records: %v", len(msgs), err)
+		}
+		msgs = append(msgs, batch...)
+	}
+	if got := strings.Join(values(msgs), "|"); got != "a|b|c-begins-ends|d" {
+		t.Fatalf("records = %q", got)
+	}
+	if !msgs[0].Time.Equal(msgs[1].Time) {
+		t.Errorf("a and b came in one read but have times %v and %v", msgs[0].Time, msgs[1].Time)
+	}
+	if d := msgs[2].Time.Sub(msgs[1].Time); d < 80*time.Millisecond {
+		t.Errorf("c ended in a read 100ms after b's, but its time is only %v after b's", d)
+	}
+	if !msgs[3].Time.Equal(msgs[2].Time) {
+		t.Errorf("c's end and d came in one read but have times %v and %v", msgs[2].Time, msgs[3].Time)
+	}
+}
