@@ -103,9 +103,10 @@ type Connector interface {
 // producer's open transaction from then on. The pipeline commits its
 // source positions through the producer's SendOffsets, so the records
 // and the positions they were read up to commit together on the sink's
-// cluster (Kafka Connect's exactly-once design); Positions returns what
-// the last committed transaction left: where reading resumes. StartTxn
-// fences an earlier producer with the id and aborts what it left open.
+// cluster (Kafka Connect's exactly-once design). StartTxn fences an
+// earlier producer with the id and aborts what it left open, then
+// returns the positions the last committed transaction left: where
+// reading resumes.
 type TxnSink interface {
 	StartTxn(ctx context.Context, id, group string) (tx hub.TxnProducer, positions map[hub.TopicPartition]int64, err error)
 }

@@ -227,7 +227,7 @@ func jsonTokens(b []byte) bool {
 			// control character.
 			for ; i+8 <= len(b); i += 8 {
 				x := binary.LittleEndian.Uint64(b[i:])
-				if swarLess(x, 0x20)|swarZero(x^(lo*'"'))|swarZero(x^(lo*'\\')) != 0 {
+				if swarLess(x, 0x20)|swarZero(x^(swarLo*'"'))|swarZero(x^(swarLo*'\\')) != 0 {
 					break
 				}
 			}
@@ -269,16 +269,17 @@ func jsonTokens(b []byte) bool {
 	return true
 }
 
+// swarLo has 1 in every byte, swarHi the top bit of every byte.
 const (
-	lo = 0x0101010101010101
-	hi = 0x8080808080808080
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
 )
 
 // swarLess is not zero if and only if a byte of x is less than n (at most
 // 0x80); swarZero if and only if a byte of x is zero.
-func swarLess(x uint64, n byte) uint64 { return (x - lo*uint64(n)) &^ x & hi }
+func swarLess(x uint64, n byte) uint64 { return (x - swarLo*uint64(n)) &^ x & swarHi }
 
-func swarZero(x uint64) uint64 { return (x - lo) &^ x & hi }
+func swarZero(x uint64) uint64 { return (x - swarLo) &^ x & swarHi }
 
 // jsonNumberLen is the length of the JSON number at the start of b
 // (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if there is none.

@@ -168,11 +168,17 @@ func (c *ColdCache) readAt(t Tier, logID, key string, size int64, p []byte, off 
 		if got == 0 {
 			return n, io.ErrUnexpectedEOF
 		}
-		for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
-			c.prefetch(t, key, size, chunkKey{obj, k.n + a}, timeout)
-		}
+		c.prefetchAfter(t, key, size, k, timeout)
 	}
 	return n, nil
+}
+
+// prefetchAfter starts fetching the readAhead chunks of the object after
+// chunk k: a sequential reader finds them there.
+func (c *ColdCache) prefetchAfter(t Tier, key string, size int64, k chunkKey, timeout time.Duration) {
+	for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
+		c.prefetch(t, key, size, chunkKey{k.obj, k.n + a}, timeout)
+	}
 }
 
 // readChunk copies into p what chunk k holds from within.
@@ -238,9 +244,7 @@ func (c *ColdCache) writeTo(w io.Writer, t Tier, logID, key string, size, off, n
 		if err != nil {
 			return done, err
 		}
-		for a := int64(1); a <= readAhead && (k.n+a)*c.chunk < size; a++ {
-			c.prefetch(t, key, size, chunkKey{obj, k.n + a}, timeout)
-		}
+		c.prefetchAfter(t, key, size, k, timeout)
 		want := min(n-done, ce.size-within)
 		var wrote int
 		if ce.f == nil {

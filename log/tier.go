@@ -985,9 +985,7 @@ func (f *coldFile) ReadAt(p []byte, off int64) (int, error) {
 	if err == nil && n < want {
 		err = io.EOF
 	}
-	if ahead := (off + int64(n) + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
-		f.readAheadNext(ahead)
-	}
+	f.readAheadFrom(off + int64(n))
 	return n, err
 }
 
@@ -999,10 +997,17 @@ func (f *coldFile) writeTo(w io.Writer, off, n int64, buf []byte) (int64, error)
 	if err == nil && done < n {
 		err = io.ErrUnexpectedEOF
 	}
-	if ahead := (off + done + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
+	f.readAheadFrom(off + done)
+	return done, err
+}
+
+// readAheadFrom, for a reader at end, starts fetching as many chunks of
+// the next segment as the read-ahead reaches past f's end.
+func (f *coldFile) readAheadFrom(end int64) {
+	c := f.l.coldCache
+	if ahead := (end + readAhead*c.chunk - f.size + c.chunk - 1) / c.chunk; ahead > 0 {
 		f.readAheadNext(ahead)
 	}
-	return done, err
 }
 
 // readAheadNext starts fetching the first n chunks of the segment after

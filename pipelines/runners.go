@@ -328,7 +328,6 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		if pollCtx.Err() != nil {
 			return nil
 		}
-
 		var cbe *hub.CorruptBatchError
 		if err != nil && p.cfg.OnCorrupt == OnCorruptDeadLetter && errors.As(err, &cbe) && cbe.Batch.LastOffset >= cbe.Batch.BaseOffset {
 			// The consumer has moved past the batch: dead-letter the

@@ -85,7 +85,6 @@ type kafkaSink struct {
 	keyField   []string
 	acks       kgo.Acks
 	idempotent bool
-	codec      kgo.CompressionCodec
 	maxBatch   int32
 	timeout    time.Duration
 	autoCreate bool
@@ -158,18 +157,6 @@ func newKafka(conf *connectors.Config, res connectors.Resources) (connectors.Sin
 		return nil, conf.Errorf("compression", "%v", err)
 	}
 	s.comp = comp
-	switch conf.String("compression") {
-	case "none":
-		s.codec = kgo.NoCompression()
-	case "gzip":
-		s.codec = kgo.GzipCompression()
-	case "snappy":
-		s.codec = kgo.SnappyCompression()
-	case "lz4":
-		s.codec = kgo.Lz4Compression()
-	case "zstd":
-		s.codec = kgo.ZstdCompression()
-	}
 	return s, nil
 }
 
@@ -304,7 +291,7 @@ func (s *kafkaSink) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sinks: kafka: %w", err)
 	}
-	opts = append(opts, kgo.RequiredAcks(s.acks), kgo.ProducerBatchCompression(s.codec),
+	opts = append(opts, kgo.RequiredAcks(s.acks), kgo.ProducerBatchCompression(kafkaclient.Codec(s.comp)),
 		kgo.ProducerBatchMaxBytes(s.maxBatch), kgo.ProduceRequestTimeout(max(s.timeout, time.Second)),
 		kgo.ProducerLinger(0))
 	if !s.idempotent {

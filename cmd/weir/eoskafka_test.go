@@ -29,10 +29,7 @@ import (
 // read_committed consumer of the output (franz-go, and kcat) sees every
 // input record exactly once.
 func TestRunExactlyOnceKafkaSinkKill9(t *testing.T) {
-	kills := 5
-	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
-		fmt.Sscan(s, &kills)
-	}
+	kills := crashKills(5)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	const n = 20000

@@ -159,12 +159,9 @@ func TestRunExactlyOnceOverKafkaKill9(t *testing.T) {
 }
 
 func testExactlyOnceKill9(t *testing.T, overKafka bool) {
-	kills := 6
+	kills := crashKills(6)
 	if overKafka {
-		kills = 3
-	}
-	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
-		fmt.Sscan(s, &kills)
+		kills = crashKills(3)
 	}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")

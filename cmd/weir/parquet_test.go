@@ -20,10 +20,7 @@ import (
 // file, also between the kills. WEIR_RUN_CRASHES sets the number of kills
 // (default 6).
 func TestParquetCrashKill9(t *testing.T) {
-	kills := 6
-	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
-		fmt.Sscan(s, &kills)
-	}
+	kills := crashKills(6)
 	dir := t.TempDir()
 	const n = 80000
 	prefill(t, filepath.Join(dir, "data"), "in", 3, n)

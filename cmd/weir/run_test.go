@@ -18,6 +18,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// crashKills is how many times a crash test kills weir run: def, or
+// WEIR_RUN_CRASHES when it is set.
+func crashKills(def int) int {
+	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
+		fmt.Sscan(s, &def)
+	}
+	return def
+}
+
 // weirCmd runs this test binary as `weir args...` with extra environment.
 func weirCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
@@ -79,10 +88,7 @@ func countIDs(t *testing.T, dir string) int {
 // positions are committed only after the sink wrote the records.
 // WEIR_RUN_CRASHES sets the number of kills (default 8).
 func TestRunCrashKill9(t *testing.T) {
-	kills := 8
-	if s := os.Getenv("WEIR_RUN_CRASHES"); s != "" {
-		fmt.Sscan(s, &kills)
-	}
+	kills := crashKills(8)
 	dir := t.TempDir()
 	const n = 60000
 	prefill(t, filepath.Join(dir, "data"), "in", 3, n)

@@ -40,6 +40,13 @@ func startBroker(t testing.TB, dir string, opts Options) *testBroker {
 // startBrokerOn is startBroker over a hub opened with ho.
 func startBrokerOn(t testing.TB, ho hub.Options, opts Options) *testBroker {
 	t.Helper()
+	return startBrokerWrapped(t, ho, opts, nil)
+}
+
+// startBrokerWrapped is startBrokerOn serving behind the listener wrap
+// makes of its own (wrap nil: its own).
+func startBrokerWrapped(t testing.TB, ho hub.Options, opts Options, wrap func(net.Listener) net.Listener) *testBroker {
+	t.Helper()
 	h, err := hub.Open(ho)
 	if err != nil {
 		t.Fatal(err)
@@ -47,9 +54,13 @@ func startBrokerOn(t testing.TB, ho hub.Options, opts Options) *testBroker {
 	srv := NewServer(h, opts)
 	ln, err := srv.Listen("127.0.0.1:0")
 	if err != nil {
+		h.Close()
 		t.Fatal(err)
 	}
 	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), dir: ho.DataDir, done: make(chan error, 1)}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go func() { b.done <- srv.Serve(ln) }()
 	t.Cleanup(b.stop)
 	return b
@@ -424,27 +435,6 @@ func FuzzRequest(f *testing.F) {
 
 var _ = kgo.NewClient
 
-// serveWrapped starts a server on a fresh hub behind the listener wrap
-// makes of a loopback one, stopped when the test ends, and returns its
-// address.
-func serveWrapped(t *testing.T, wrap func(net.Listener) net.Listener) string {
-	t.Helper()
-	h, err := hub.Open(hub.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(h, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.Close()
-		t.Fatal(err)
-	}
-	b := &testBroker{hub: h, srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { b.done <- srv.Serve(wrap(ln)) }()
-	t.Cleanup(b.stop)
-	return b.addr
-}
-
 // countingListener counts the Read calls made on the connections it
 // accepts.
 type countingListener struct {
@@ -503,9 +493,9 @@ func (l gatedListener) Accept() (net.Conn, error) {
 func TestResponsesCoalesced(t *testing.T) {
 	var reads, writes atomic.Int64
 	gate := make(chan struct{})
-	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener {
+	c := rawConn(t, startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener {
 		return gatedListener{countingListener{ln, &reads}, &writes, gate}
-	}))
+	}).addr)
 	const n = 20
 	var pipelined []byte
 	for i := range n {
@@ -537,7 +527,7 @@ func TestResponsesCoalesced(t *testing.T) {
 // for its body; pipelined requests share reads.
 func TestOneReadPerRequest(t *testing.T) {
 	var reads atomic.Int64
-	c := rawConn(t, serveWrapped(t, func(ln net.Listener) net.Listener { return countingListener{ln, &reads} }))
+	c := rawConn(t, startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener { return countingListener{ln, &reads} }).addr)
 	const n = 20
 	for i := range n { // one at a time: each read returns one request
 		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0
@@ -584,15 +574,8 @@ func TestProduceAcksAllWaitsOnlyForFsync(t *testing.T) {
 		if _, err := h.CreateDataset(policy, hub.DatasetConfig{Partitions: 1, Fsync: policy}); err != nil {
 			t.Fatal(err)
 		}
-		req := kmsg.NewPtrProduceRequest()
+		req := produceRequest(policy, []byte("a"))
 		req.SetVersion(9)
-		req.Acks = -1
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = policy
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = kgoBuilder{}.build("a", "b")
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
 		p := handleProduce(c, &header{key: 0, version: 9}, req)
 		if p == nil {
 			t.Fatalf("fsync %s: no answer to an acks=all produce", policy)

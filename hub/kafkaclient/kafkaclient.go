@@ -109,8 +109,8 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// kgoCodec maps a batch codec to franz-go's.
-func kgoCodec(c codecs.Compression) kgo.CompressionCodec {
+// Codec maps a batch codec to franz-go's.
+func Codec(c codecs.Compression) kgo.CompressionCodec {
 	switch c {
 	case codecs.Gzip:
 		return kgo.GzipCompression()
@@ -134,7 +134,7 @@ func (c *Client) producer(comp codecs.Compression) (*kgo.Client, error) {
 	}
 	opts := append(append([]kgo.Opt(nil), c.base...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(c.opts.MaxBatchBytes),
-		kgo.ProducerBatchCompression(kgoCodec(comp)), kgo.AllowAutoTopicCreation(), kgo.WithLogger(kgoLogger{c.opts.Logger}))
+		kgo.ProducerBatchCompression(Codec(comp)), kgo.AllowAutoTopicCreation(), kgo.WithLogger(kgoLogger{c.opts.Logger}))
 	p, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkaclient: producer for %v: %w", c.opts.Conn.Brokers, err)

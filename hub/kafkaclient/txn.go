@@ -52,7 +52,7 @@ func (t *kafkaTxn) connect(ctx context.Context) error {
 	c := t.c
 	opts := append(append([]kgo.Opt(nil), c.base...), kgo.TransactionalID(t.id), kgo.TransactionTimeout(t.timeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(c.opts.MaxBatchBytes), kgo.ProducerBatchCompression(kgoCodec(c.comp)),
+		kgo.ProducerBatchMaxBytes(c.opts.MaxBatchBytes), kgo.ProducerBatchCompression(Codec(c.comp)),
 		kgo.AllowAutoTopicCreation(), kgo.WithLogger(kgoLogger{c.opts.Logger}))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
