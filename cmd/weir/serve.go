@@ -30,19 +30,16 @@ import (
 // then WEIR_* environment variables, then flags, each overriding the one
 // before.
 type serveConfig struct {
-	DataDir   string `yaml:"data_dir"`
-	ColdStore string `yaml:"cold_store"`
-	// ColdUploadRate paces uploads to the cold store, bytes a second of
-	// all datasets ("50MiB"); "": unpaced.
-	ColdUploadRate string         `yaml:"cold_upload_rate"`
-	Listen         string         `yaml:"listen"`
-	Advertise      string         `yaml:"advertise"`
-	AutoCreate     *bool          `yaml:"auto_create"`
-	LogLevel       string         `yaml:"log_level"`
-	LogFormat      string         `yaml:"log_format"`
-	HTTP           httpConfig     `yaml:"http"`
-	DebugAddr      string         `yaml:"debug_addr"`
-	Defaults       datasetDefault `yaml:"defaults"`
+	DataDir    string         `yaml:"data_dir"`
+	ColdStore  string         `yaml:"cold_store"`
+	Listen     string         `yaml:"listen"`
+	Advertise  string         `yaml:"advertise"`
+	AutoCreate *bool          `yaml:"auto_create"`
+	LogLevel   string         `yaml:"log_level"`
+	LogFormat  string         `yaml:"log_format"`
+	HTTP       httpConfig     `yaml:"http"`
+	DebugAddr  string         `yaml:"debug_addr"`
+	Defaults   datasetDefault `yaml:"defaults"`
 	// Listeners, when set, replace listen and advertise: each plaintext
 	// or TLS, each with the SASL mechanisms it accepts (security.go).
 	Listeners []listenerConfig `yaml:"listeners"`
@@ -60,6 +57,9 @@ type serveConfig struct {
 	// defaults).
 	MaxConnections      int `yaml:"max_connections"`
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ColdUploadRate paces uploads to the cold store, bytes a second of
+	// all datasets ("50MiB"); "": unpaced.
+	ColdUploadRate string `yaml:"cold_upload_rate"`
 }
 
 // httpConfig is the http: section of serve's YAML (and --http-listen).
