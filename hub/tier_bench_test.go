@@ -246,9 +246,10 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 // one per log); and the CPU time versitygw used per GiB uploaded
 // (gw-cpu-s/GiB, /proc/PID/stat), beside this process's own for the
 // uploads (upload-cpu-s/GiB: the tiered round's CPU less the local
-// one's).
+// one's). Sub-benchmarks: unpaced (the default) and paced=64MBps
+// (Options.ColdUploadBytesPerSecond of 64 MB/s).
 //
-//	go test ./hub -run '^$' -bench ProduceUploadRatio -benchtime 1x
+//	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced -benchtime 1x
 func BenchmarkProduceUploadRatio(b *testing.B) {
 	const total, pairs, segment = 256 << 20, 7, 8 << 20
 	val := make([]byte, 1000)
@@ -282,12 +283,16 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		backlog        int64         // tiered: bytes of closed segments not uploaded after the appends
 		uploaded       int64         // tiered: bytes uploaded
 	}
-	round := func(b *testing.B, tiered bool, n int) (r result) {
+	round := func(b *testing.B, tiered bool, n int, pace int64) (r result) {
 		// Both keep 32 MiB on local disk: the local log deletes its
 		// oldest segments as the tiered one deletes uploaded copies.
 		opts := wlog.Options{SegmentBytes: segment, Sync: wlog.SyncNever, RetentionBytes: 4 * segment}
 		if tiered {
-			opts.Tier = &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
+			t := &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
+			if pace > 0 {
+				t.pace = newPace(pace)
+			}
+			opts.Tier = t
 			opts.RetentionBytes, opts.LocalRetentionBytes = 0, 4*segment
 		}
 		l, err := wlog.Open(b.TempDir(), opts)
@@ -325,40 +330,48 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		}
 		return r
 	}
-	b.SetBytes(2 * pairs * total)
-	var walls, cpus, rates, backlogs, gws, ups []float64
 	n := 0
-	for b.Loop() {
-		for p := range pairs {
-			var lr, tr result
-			if p%2 == 0 {
-				lr = round(b, false, n)
-				tr = round(b, true, n+1)
-			} else {
-				tr = round(b, true, n)
-				lr = round(b, false, n+1)
-			}
-			n += 2
-			gib := float64(tr.uploaded) / (1 << 30)
-			walls = append(walls, float64(lr.wall)/float64(tr.wall))
-			cpus = append(cpus, float64(lr.used)/float64(tr.used))
-			rates = append(rates, float64(tr.uploaded)/1e6/tr.drained.Seconds())
-			backlogs = append(backlogs, float64(tr.backlog)/(1<<20))
-			gws = append(gws, tr.gw.Seconds()/gib)
-			ups = append(ups, (tr.used-lr.used).Seconds()/gib)
+	for _, pace := range []int64{0, 64e6} {
+		name := "unpaced"
+		if pace > 0 {
+			name = fmt.Sprintf("paced=%dMBps", pace/1e6)
 		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(2 * pairs * total)
+			var walls, cpus, rates, backlogs, gws, ups []float64
+			for b.Loop() {
+				for p := range pairs {
+					var lr, tr result
+					if p%2 == 0 {
+						lr = round(b, false, n, pace)
+						tr = round(b, true, n+1, pace)
+					} else {
+						tr = round(b, true, n, pace)
+						lr = round(b, false, n+1, pace)
+					}
+					n += 2
+					gib := float64(tr.uploaded) / (1 << 30)
+					walls = append(walls, float64(lr.wall)/float64(tr.wall))
+					cpus = append(cpus, float64(lr.used)/float64(tr.used))
+					rates = append(rates, float64(tr.uploaded)/1e6/tr.drained.Seconds())
+					backlogs = append(backlogs, float64(tr.backlog)/(1<<20))
+					gws = append(gws, tr.gw.Seconds()/gib)
+					ups = append(ups, (tr.used-lr.used).Seconds()/gib)
+				}
+			}
+			median := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
+			for _, m := range []struct {
+				name string
+				r    []float64
+			}{{"wall", walls}, {"cpu", cpus}} {
+				b.ReportMetric(median(m.r), m.name+"-ratio-median")
+				b.ReportMetric(m.r[0], m.name+"-ratio-min")
+				b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
+			}
+			b.ReportMetric(median(rates), "upload-MB/s")
+			b.ReportMetric(median(backlogs), "backlog-MiB")
+			b.ReportMetric(median(gws), "gw-cpu-s/GiB")
+			b.ReportMetric(median(ups), "upload-cpu-s/GiB")
+		})
 	}
-	median := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
-	for _, m := range []struct {
-		name string
-		r    []float64
-	}{{"wall", walls}, {"cpu", cpus}} {
-		b.ReportMetric(median(m.r), m.name+"-ratio-median")
-		b.ReportMetric(m.r[0], m.name+"-ratio-min")
-		b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
-	}
-	b.ReportMetric(median(rates), "upload-MB/s")
-	b.ReportMetric(median(backlogs), "backlog-MiB")
-	b.ReportMetric(median(gws), "gw-cpu-s/GiB")
-	b.ReportMetric(median(ups), "upload-cpu-s/GiB")
 }

@@ -163,7 +163,8 @@ func BenchmarkConsumeCatchUp(b *testing.B) {
 // the cold partition, in alternating order, and the cold/hot ratio of
 // their throughput (median, lowest, highest), of wall-clock time (what
 // the consumer sees) and of this process's CPU time (server and client,
-// getrusage; versitygw's is reported apart, per GiB read cold).
+// getrusage), and of each read's CPU per GiB (this process's, and
+// versitygw's for the cold reads, from /proc).
 //
 //	go test ./hub/kafka -run '^$' -bench ConsumeCatchUpRatio -benchtime 1x
 func BenchmarkConsumeCatchUpRatio(b *testing.B) {
@@ -184,7 +185,7 @@ func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 		return d
 	}
 	b.SetBytes(2 * pairs * c.bytes)
-	var walls, cpus, gws, hotMBs, coldMBs []float64
+	var walls, cpus, gws, hotMBs, coldMBs, hotCPUs, coldCPUs []float64
 	for b.Loop() {
 		for p := range pairs {
 			var wall, used [2]time.Duration
@@ -205,6 +206,8 @@ func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 			cpus = append(cpus, float64(used[0])/float64(used[1]))
 			hotMBs = append(hotMBs, float64(c.bytes)/1e6/wall[0].Seconds())
 			coldMBs = append(coldMBs, float64(c.bytes)/1e6/wall[1].Seconds())
+			hotCPUs = append(hotCPUs, used[0].Seconds()/(float64(c.bytes)/(1<<30)))
+			coldCPUs = append(coldCPUs, used[1].Seconds()/(float64(c.bytes)/(1<<30)))
 		}
 	}
 	median := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
@@ -218,5 +221,7 @@ func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 	}
 	b.ReportMetric(median(hotMBs), "hot-MB/s")
 	b.ReportMetric(median(coldMBs), "cold-MB/s")
+	b.ReportMetric(median(hotCPUs), "hot-cpu-s/GiB")
+	b.ReportMetric(median(coldCPUs), "cold-cpu-s/GiB")
 	b.ReportMetric(median(gws), "gw-cpu-s/GiB")
 }
