@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -263,13 +261,6 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	gwCPU := func() time.Duration {
 		d, err := srv.CPU()
 		if err != nil {
@@ -302,7 +293,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		defer l.Close()
 		batch := append([]byte(nil), out...)
 		runtime.GC()
-		start, startCPU, startGW := time.Now(), cpu(), gwCPU()
+		start, startCPU, startGW := time.Now(), s3test.ProcessCPU(b), gwCPU()
 		for i, n := 0, 0; n < total; i, n = i+1, n+len(batch) {
 			if _, err := l.Append(batch); err != nil {
 				b.Fatal(err)
@@ -324,7 +315,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		r.drained = time.Since(start)
-		r.used, r.gw = cpu()-startCPU, gwCPU()-startGW
+		r.used, r.gw = s3test.ProcessCPU(b)-startCPU, gwCPU()-startGW
 		if tiered {
 			r.uploaded = l.TierStats().RemoteBytes
 		}
@@ -359,19 +350,12 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 					ups = append(ups, (tr.used-lr.used).Seconds()/gib)
 				}
 			}
-			median := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
-			for _, m := range []struct {
-				name string
-				r    []float64
-			}{{"wall", walls}, {"cpu", cpus}} {
-				b.ReportMetric(median(m.r), m.name+"-ratio-median")
-				b.ReportMetric(m.r[0], m.name+"-ratio-min")
-				b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
-			}
-			b.ReportMetric(median(rates), "upload-MB/s")
-			b.ReportMetric(median(backlogs), "backlog-MiB")
-			b.ReportMetric(median(gws), "gw-cpu-s/GiB")
-			b.ReportMetric(median(ups), "upload-cpu-s/GiB")
+			s3test.ReportRatios(b, "wall", walls)
+			s3test.ReportRatios(b, "cpu", cpus)
+			b.ReportMetric(s3test.Median(rates), "upload-MB/s")
+			b.ReportMetric(s3test.Median(backlogs), "backlog-MiB")
+			b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
+			b.ReportMetric(s3test.Median(ups), "upload-cpu-s/GiB")
 		})
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -170,13 +168,6 @@ func BenchmarkConsumeCatchUp(b *testing.B) {
 func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 	const pairs = 7
 	c := newCatchUp(b)
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	gwCPU := func() time.Duration {
 		d, err := c.srv.CPU()
 		if err != nil {
@@ -191,13 +182,13 @@ func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 			var wall, used [2]time.Duration
 			for _, cold := range []bool{p%2 == 1, p%2 == 0} {
 				runtime.GC()
-				startCPU, startGW := cpu(), gwCPU()
+				startCPU, startGW := s3test.ProcessCPU(b), gwCPU()
 				k := 0
 				if cold {
 					k = 1
 				}
 				wall[k] = c.read(b, cold)
-				used[k] = cpu() - startCPU
+				used[k] = s3test.ProcessCPU(b) - startCPU
 				if cold {
 					gws = append(gws, (gwCPU()-startGW).Seconds()/(float64(c.bytes)/(1<<30)))
 				}
@@ -210,18 +201,11 @@ func BenchmarkConsumeCatchUpRatio(b *testing.B) {
 			coldCPUs = append(coldCPUs, used[1].Seconds()/(float64(c.bytes)/(1<<30)))
 		}
 	}
-	median := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
-	for _, m := range []struct {
-		name string
-		r    []float64
-	}{{"wall", walls}, {"cpu", cpus}} {
-		b.ReportMetric(median(m.r), m.name+"-ratio-median")
-		b.ReportMetric(m.r[0], m.name+"-ratio-min")
-		b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
-	}
-	b.ReportMetric(median(hotMBs), "hot-MB/s")
-	b.ReportMetric(median(coldMBs), "cold-MB/s")
-	b.ReportMetric(median(hotCPUs), "hot-cpu-s/GiB")
-	b.ReportMetric(median(coldCPUs), "cold-cpu-s/GiB")
-	b.ReportMetric(median(gws), "gw-cpu-s/GiB")
+	s3test.ReportRatios(b, "wall", walls)
+	s3test.ReportRatios(b, "cpu", cpus)
+	b.ReportMetric(s3test.Median(hotMBs), "hot-MB/s")
+	b.ReportMetric(s3test.Median(coldMBs), "cold-MB/s")
+	b.ReportMetric(s3test.Median(hotCPUs), "hot-cpu-s/GiB")
+	b.ReportMetric(s3test.Median(coldCPUs), "cold-cpu-s/GiB")
+	b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -180,4 +181,30 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("s3test: make bucket: %v: %s", err, logs.String())
 	}
 	return s
+}
+
+// ProcessCPU returns the CPU time (user and system, getrusage) this
+// process has used so far: beside Server.CPU, what a benchmark against
+// the server cost the client's side.
+func ProcessCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Median returns the median of r, which it sorts.
+func Median(r []float64) float64 {
+	slices.Sort(r)
+	return r[len(r)/2]
+}
+
+// ReportRatios reports the median, lowest and highest of ratios r (of
+// alternating pairs of rounds) as name-ratio-median, -min and -max.
+func ReportRatios(b *testing.B, name string, r []float64) {
+	slices.Sort(r)
+	b.ReportMetric(Median(r), name+"-ratio-median")
+	b.ReportMetric(r[0], name+"-ratio-min")
+	b.ReportMetric(r[len(r)-1], name+"-ratio-max")
 }
