@@ -257,14 +257,21 @@ func (f *flipReader) Read(p []byte) (int, error) {
 
 func (f *flipReader) Close() error { return f.rc.Close() }
 
-// TestS3PutBodyChecked: a PUT's body goes unsigned (no SHA-256 of every
-// byte) with a CRC32C trailer, and the server refuses a body that was
-// changed on the way; nothing is stored under the key.
+// TestS3PutBodyChecked: over plain HTTP a PUT's body goes unsigned (no
+// SHA-256 of every byte) with a CRC32C trailer, or signed with
+// SignPayload, and either way the server refuses a body that was changed
+// on the way; nothing is stored under the key.
 func TestS3PutBodyChecked(t *testing.T) {
 	srv := s3test.Start(t)
+	for _, sign := range []bool{false, true} {
+		t.Run(fmt.Sprint("SignPayload=", sign), func(t *testing.T) { testPutBodyChecked(t, srv, sign) })
+	}
+}
+
+func testPutBodyChecked(t *testing.T, srv *s3test.Server, sign bool) {
 	tr := &corrupter{}
-	opts := srv.Options("pre/")
-	opts.Transport = tr
+	opts := srv.Options(fmt.Sprint("pre", sign, "/"))
+	opts.Transport, opts.SignPayload = tr, sign
 	s, err := objstore.NewS3(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -274,11 +281,15 @@ func TestS3PutBodyChecked(t *testing.T) {
 	if err := s.Put(ctx, "good", bytes.NewReader(body)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tr.headers.Get("X-Amz-Content-Sha256"), "STREAMING-UNSIGNED-PAYLOAD-TRAILER"; got != want {
-		t.Errorf("x-amz-content-sha256 %q, want %q", got, want)
+	wantSHA, wantTrailer := "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-checksum-crc32c"
+	if sign {
+		wantSHA, wantTrailer = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", ""
 	}
-	if got, want := tr.headers.Get("X-Amz-Trailer"), "x-amz-checksum-crc32c"; got != want {
-		t.Errorf("x-amz-trailer %q, want %q", got, want)
+	if got := tr.headers.Get("X-Amz-Content-Sha256"); got != wantSHA {
+		t.Errorf("x-amz-content-sha256 %q, want %q", got, wantSHA)
+	}
+	if got := tr.headers.Get("X-Amz-Trailer"); got != wantTrailer {
+		t.Errorf("x-amz-trailer %q, want %q", got, wantTrailer)
 	}
 	tr.mu.Lock()
 	tr.on = true
