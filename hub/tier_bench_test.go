@@ -248,6 +248,7 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 // (Options.ColdUploadBytesPerSecond of 64 MB/s).
 //
 //	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced -benchtime 1x
+//	go test ./hub -run '^$' -bench 'ProduceUploadRatio/^paced' -benchtime 1x
 func BenchmarkProduceUploadRatio(b *testing.B) {
 	const total, pairs, segment = 256 << 20, 7, 8 << 20
 	val := make([]byte, 1000)
