@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/weirhub/weir/internal/atomicfile"
 	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
@@ -88,6 +90,14 @@ type Options struct {
 	ColdCacheBytes int64
 	// ColdUploads bounds the uploads to ColdStore at once. Default 4.
 	ColdUploads int
+	// ColdUploadBytesPerSecond paces the uploads to ColdStore, of all
+	// partitions together (Kafka's
+	// remote.log.manager.copy.max.bytes.per.second, KIP-956): uploads take
+	// the CPU and network of that rate, not all there is, while producers
+	// write. Default 0: unpaced, as in Kafka. A rate below what producers
+	// write keeps the difference on local disk (the cold tier's
+	// upload-backlog metrics say so).
+	ColdUploadBytesPerSecond int64
 	// SubscribeBuffer bounds, in bytes, the window of latest events that
 	// the subscriptions of one dataset share (read and encoded once by one
 	// reader; see Subscribe). Default 64 MiB.
@@ -142,6 +152,7 @@ type Hub struct {
 
 	cold      *wlog.ColdCache // nil without a ColdStore
 	coldSlots chan struct{}   // uploads in flight to ColdStore
+	coldPace  *rate.Limiter   // ColdUploadBytesPerSecond; nil: unpaced
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
@@ -192,6 +203,9 @@ func Open(opts Options) (*Hub, error) {
 	}
 	h.lock = lock
 	h.coldSlots = make(chan struct{}, opts.ColdUploads)
+	if opts.ColdUploadBytesPerSecond > 0 {
+		h.coldPace = newPace(opts.ColdUploadBytesPerSecond)
+	}
 	if opts.ColdStore != nil {
 		if h.cold, err = wlog.NewColdCache(filepath.Join(opts.DataDir, "cold-cache"), opts.ColdCacheBytes); err != nil {
 			lock.Close()

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
 )
@@ -20,17 +22,19 @@ import (
 // (Options.ColdStore): the objects under DATASET/PARTITION/ of the store,
 // as the partition's log.Tier. Uploads of every partition share the hub's
 // slots (Options.ColdUploads), so that many partitions rolling at once
-// do not flood the store.
+// do not flood the store, and its pace (Options.ColdUploadBytesPerSecond;
+// nil: unpaced).
 type coldTier struct {
 	s      objstore.Store
 	prefix string
 	slots  chan struct{}
+	pace   *rate.Limiter
 }
 
 var _ wlog.Tier = (*coldTier)(nil)
 
 func (h *Hub) coldTier(dataset string, partition int32) *coldTier {
-	return &coldTier{s: h.opts.ColdStore, prefix: path.Join(dataset, fmt.Sprint(partition)) + "/", slots: h.coldSlots}
+	return &coldTier{s: h.opts.ColdStore, prefix: path.Join(dataset, fmt.Sprint(partition)) + "/", slots: h.coldSlots, pace: h.coldPace}
 }
 
 // mapErr makes the store's sentinels the ones log.Tier's contract names.
@@ -62,8 +66,53 @@ func (t *coldTier) Put(ctx context.Context, name string, r io.Reader) error {
 		return err
 	}
 	defer func() { <-t.slots }()
-	return mapErr(t.s.Put(ctx, t.prefix+name, r))
+	return mapErr(t.s.Put(ctx, t.prefix+name, t.paced(ctx, r)))
 }
+
+// newPace returns the limiter of uploads at bytesPerSec: a burst of a
+// tenth of a second's bytes (64KiB to 16MiB), so that the rate holds
+// over any second.
+func newPace(bytesPerSec int64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(bytesPerSec), int(min(max(bytesPerSec/10, 64<<10), 16<<20)))
+}
+
+// paced returns r read at most at t's pace; its Len, if it has one (a
+// store sends an object of known size in one PUT).
+func (t *coldTier) paced(ctx context.Context, r io.Reader) io.Reader {
+	if t.pace == nil {
+		return r
+	}
+	p := &pacedReader{ctx: ctx, r: r, pace: t.pace}
+	if l, ok := r.(interface{ Len() int }); ok {
+		return pacedLen{p, l}
+	}
+	return p
+}
+
+// pacedReader waits after each read until its limiter allows the bytes
+// read: reads of at most its burst, so that no wait exceeds it.
+type pacedReader struct {
+	ctx  context.Context
+	r    io.Reader
+	pace *rate.Limiter
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b[:min(len(b), p.pace.Burst())])
+	if n > 0 {
+		if werr := p.pace.WaitN(p.ctx, n); werr != nil {
+			return n, fmt.Errorf("hub: pacing a cold store upload: %w", werr)
+		}
+	}
+	return n, err
+}
+
+type pacedLen struct {
+	*pacedReader
+	l interface{ Len() int }
+}
+
+func (p pacedLen) Len() int { return p.l.Len() }
 
 func (t *coldTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) error {
 	return mapErr(t.s.PutIfAbsent(ctx, t.prefix+name, r))

@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -228,21 +226,31 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 
 // BenchmarkProduceUploadRatio is BenchmarkProduceWhileUploading as a
 // ratio that load on the machine does not swing: in each op, pairs of
-// rounds append the same 64 MiB (100 KiB batches, 1 MiB segments) to a
+// rounds append the same 256 MiB (100 KiB batches, 8 MiB segments) to a
 // new log without a tier and to one whose closed segments go to S3
 // (versitygw over loopback) while it appends, in alternating order; both
-// keep 4 MiB of segments on local disk. It
-// reports the tiered/local ratio of the pairs, median, lowest and
-// highest, of two measures: wall-clock throughput of the appends (what a
-// producer sees, at the mercy of other load on the machine), and this
-// process's CPU time (user+system, getrusage) for the appends and, when
-// tiered, until every closed segment is uploaded: the throughput ratio on
-// a machine whose cores are busy, with the store on another machine (the
-// CPU of versitygw, here on the same cores, is not counted).
+// keep 32 MiB of segments on local disk. It reports the tiered/local
+// ratio of the pairs, median, lowest and highest, of two measures:
+// wall-clock throughput of the appends (what a producer sees, at the
+// mercy of other load on the machine), and this process's CPU time
+// (user+system, getrusage) for the appends and, when tiered, until every
+// closed segment is uploaded: the throughput ratio on a machine whose
+// cores are busy, with the store on another machine. Of the tiered
+// rounds (medians) it reports what the uploads achieved, so that no ratio
+// is bought by not uploading: upload-MB/s, the segment bytes uploaded over
+// the time from the first append until the last segment is in the store;
+// backlog-MiB, the closed segments not yet uploaded when the last append
+// returned (uploads keep up when it stays near the segments in flight,
+// one per log); and the CPU time versitygw used per GiB uploaded
+// (gw-cpu-s/GiB, /proc/PID/stat), beside this process's own for the
+// uploads (upload-cpu-s/GiB: the tiered round's CPU less the local
+// one's). Sub-benchmarks: unpaced (the default) and paced=64MBps
+// (Options.ColdUploadBytesPerSecond of 64 MB/s).
 //
-//	go test ./hub -run '^$' -bench ProduceUploadRatio -benchtime 1x
+//	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced -benchtime 1x
+//	go test ./hub -run '^$' -bench 'ProduceUploadRatio/^paced' -benchtime 1x
 func BenchmarkProduceUploadRatio(b *testing.B) {
-	const total, pairs = 64 << 20, 7
+	const total, pairs, segment = 256 << 20, 7, 8 << 20
 	val := make([]byte, 1000)
 	var bb codecs.Builder
 	for range 100 {
@@ -254,20 +262,30 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	gwCPU := func() time.Duration {
+		d, err := srv.CPU()
+		if err != nil {
 			b.Fatal(err)
 		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		return d
 	}
-	round := func(b *testing.B, tiered bool, n int) (wall, used time.Duration) {
-		// Both keep 4 MiB on local disk: the local log deletes its
+	type result struct {
+		wall, used, gw time.Duration
+		drained        time.Duration // tiered: from the first append until all is uploaded
+		backlog        int64         // tiered: bytes of closed segments not uploaded after the appends
+		uploaded       int64         // tiered: bytes uploaded
+	}
+	round := func(b *testing.B, tiered bool, n int, pace int64) (r result) {
+		// Both keep 32 MiB on local disk: the local log deletes its
 		// oldest segments as the tiered one deletes uploaded copies.
-		opts := wlog.Options{SegmentBytes: 1 << 20, Sync: wlog.SyncNever, RetentionBytes: 4 << 20}
+		opts := wlog.Options{SegmentBytes: segment, Sync: wlog.SyncNever, RetentionBytes: 4 * segment}
 		if tiered {
-			opts.Tier = &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
-			opts.RetentionBytes, opts.LocalRetentionBytes = 0, 4<<20
+			t := &coldTier{s: store, prefix: fmt.Sprintf("r%d/0/", n), slots: make(chan struct{}, 4)}
+			if pace > 0 {
+				t.pace = newPace(pace)
+			}
+			opts.Tier = t
+			opts.RetentionBytes, opts.LocalRetentionBytes = 0, 4*segment
 		}
 		l, err := wlog.Open(b.TempDir(), opts)
 		if err != nil {
@@ -276,7 +294,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		defer l.Close()
 		batch := append([]byte(nil), out...)
 		runtime.GC()
-		start, startCPU := time.Now(), cpu()
+		start, startCPU, startGW := time.Now(), s3test.ProcessCPU(b), gwCPU()
 		for i, n := 0, 0; n < total; i, n = i+1, n+len(batch) {
 			if _, err := l.Append(batch); err != nil {
 				b.Fatal(err)
@@ -285,41 +303,60 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 				l.EnforceRetention()
 			}
 		}
-		wall = time.Since(start)
+		r.wall = time.Since(start)
+		if tiered {
+			// Every segment but the active one is closed.
+			r.backlog = (l.Stats().Rolls - l.TierStats().RemoteSegments) * segment
+		}
 		for i := 0; tiered && l.TierStats().RemoteSegments < l.Stats().Rolls; i++ {
-			if i > 6000 {
+			if i > 12000 {
 				b.Fatalf("not uploaded: %+v", l.TierStats())
 			}
 			l.EnforceRetention()
 			time.Sleep(5 * time.Millisecond)
 		}
-		return wall, cpu() - startCPU
-	}
-	b.SetBytes(2 * pairs * total)
-	var walls, cpus []float64
-	n := 0
-	for b.Loop() {
-		for p := range pairs {
-			var lw, lc, tw, tc time.Duration
-			if p%2 == 0 {
-				lw, lc = round(b, false, n)
-				tw, tc = round(b, true, n+1)
-			} else {
-				tw, tc = round(b, true, n)
-				lw, lc = round(b, false, n+1)
-			}
-			n += 2
-			walls = append(walls, float64(lw)/float64(tw))
-			cpus = append(cpus, float64(lc)/float64(tc))
+		r.drained = time.Since(start)
+		r.used, r.gw = s3test.ProcessCPU(b)-startCPU, gwCPU()-startGW
+		if tiered {
+			r.uploaded = l.TierStats().RemoteBytes
 		}
+		return r
 	}
-	for _, m := range []struct {
-		name string
-		r    []float64
-	}{{"wall", walls}, {"cpu", cpus}} {
-		slices.Sort(m.r)
-		b.ReportMetric(m.r[len(m.r)/2], m.name+"-ratio-median")
-		b.ReportMetric(m.r[0], m.name+"-ratio-min")
-		b.ReportMetric(m.r[len(m.r)-1], m.name+"-ratio-max")
+	n := 0
+	for _, pace := range []int64{0, 64e6} {
+		name := "unpaced"
+		if pace > 0 {
+			name = fmt.Sprintf("paced=%dMBps", pace/1e6)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(2 * pairs * total)
+			var walls, cpus, rates, backlogs, gws, ups []float64
+			for b.Loop() {
+				for p := range pairs {
+					var lr, tr result
+					if p%2 == 0 {
+						lr = round(b, false, n, pace)
+						tr = round(b, true, n+1, pace)
+					} else {
+						tr = round(b, true, n, pace)
+						lr = round(b, false, n+1, pace)
+					}
+					n += 2
+					gib := float64(tr.uploaded) / (1 << 30)
+					walls = append(walls, float64(lr.wall)/float64(tr.wall))
+					cpus = append(cpus, float64(lr.used)/float64(tr.used))
+					rates = append(rates, float64(tr.uploaded)/1e6/tr.drained.Seconds())
+					backlogs = append(backlogs, float64(tr.backlog)/(1<<20))
+					gws = append(gws, tr.gw.Seconds()/gib)
+					ups = append(ups, (tr.used-lr.used).Seconds()/gib)
+				}
+			}
+			s3test.ReportRatios(b, "wall", walls)
+			s3test.ReportRatios(b, "cpu", cpus)
+			b.ReportMetric(s3test.Median(rates), "upload-MB/s")
+			b.ReportMetric(s3test.Median(backlogs), "backlog-MiB")
+			b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
+			b.ReportMetric(s3test.Median(ups), "upload-cpu-s/GiB")
+		})
 	}
 }

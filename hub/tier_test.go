@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -397,5 +399,61 @@ func TestColdStoreCompacted(t *testing.T) {
 	defer h2.Close()
 	if got, count2 := read(p2); !maps.Equal(got, latest) || count2 != count {
 		t.Fatalf("a new hub on the prefix: %d records, %d keys; want the 20 latest values in %d records", count2, len(got), count)
+	}
+}
+
+// TestColdUploadPace: with ColdUploadBytesPerSecond, an upload of a
+// segment's bytes takes the time that rate allows, keeps its size known
+// up front (one PUT to S3), stores every byte, and stops when its context
+// ends; without it, the same upload is not held back.
+func TestColdUploadPace(t *testing.T) {
+	const size, bps = 2 << 20, 4 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	for _, paced := range []bool{false, true} {
+		store, err := objstore.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions(t.TempDir())
+		opts.ColdStore = store
+		if paced {
+			opts.ColdUploadBytesPerSecond = bps
+		}
+		h := openHub(t, opts)
+		tier := h.coldTier("ds", 0)
+		if r := tier.paced(context.Background(), strings.NewReader("x")); r.(interface{ Len() int }).Len() != 1 {
+			t.Fatalf("paced=%v: the reader lost its Len", paced)
+		}
+		start := time.Now()
+		if err := tier.Put(context.Background(), "seg", bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		// The limiter starts with a full burst: a tenth of a second.
+		if floor := time.Duration(size-bps/10) * time.Second / bps; paced && took < floor {
+			t.Errorf("paced at %d B/s: %d bytes took %v, want at least %v", bps, size, took, floor)
+		} else if !paced && took > 5*time.Second {
+			t.Errorf("unpaced: %d bytes took %v", size, took)
+		}
+		rc, err := store.Get(context.Background(), "ds/0/seg", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("paced=%v: stored %d bytes (%v), want the %d put", paced, len(got), err, size)
+		}
+		if paced {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			err := tier.Put(ctx, "cut", bytes.NewReader(data))
+			cancel()
+			if err == nil {
+				t.Fatal("a paced upload outlived its context")
+			}
+		}
 	}
 }

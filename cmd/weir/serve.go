@@ -57,6 +57,9 @@ type serveConfig struct {
 	// defaults).
 	MaxConnections      int `yaml:"max_connections"`
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ColdUploadRate paces uploads to the cold store, bytes a second of
+	// all datasets ("50MiB"); "": unpaced.
+	ColdUploadRate string `yaml:"cold_upload_rate"`
 }
 
 // httpConfig is the http: section of serve's YAML (and --http-listen).
@@ -193,6 +196,9 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("cold-store") {
 				cfg.ColdStore = flags.ColdStore
 			}
+			if f.Changed("cold-upload-rate") {
+				cfg.ColdUploadRate = flags.ColdUploadRate
+			}
 			if f.Changed("listen") {
 				cfg.Listen = flags.Listen
 			}
@@ -276,6 +282,7 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
 	f.StringVar(&flags.DataDir, "data-dir", "./data", "directory holding all data")
 	f.StringVar(&flags.ColdStore, "cold-store", "", "object store for datasets with remote.storage.enable: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path (credentials from AWS_* variables or ~/.aws/credentials and ~/.aws/config, profile AWS_PROFILE)")
+	f.StringVar(&flags.ColdUploadRate, "cold-upload-rate", "", "pace uploads to the cold store to this many bytes a second, all datasets together (e.g. 50MiB; default unpaced)")
 	f.StringVar(&flags.Listen, "listen", "127.0.0.1:9092", "address to accept Kafka clients on")
 	f.StringVar(&flags.Advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address)")
 	f.BoolVar(&autoCreate, "auto-create", true, "create datasets on first produce or metadata request")
@@ -370,6 +377,13 @@ func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
 			return o, fmt.Errorf("cold_store: %w", err)
 		}
 		o.ColdStore = s
+	}
+	if cfg.ColdUploadRate != "" {
+		n, err := humanize.ParseBytes(cfg.ColdUploadRate)
+		if err != nil || n == 0 || n > 1<<40 {
+			return o, fmt.Errorf("cold_upload_rate %q: want bytes a second like 50MiB", cfg.ColdUploadRate)
+		}
+		o.ColdUploadBytesPerSecond = int64(n)
 	}
 	if cfg.AutoCreate != nil {
 		o.DisableAutoCreate = !*cfg.AutoCreate

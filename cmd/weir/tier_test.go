@@ -20,7 +20,7 @@ import (
 func TestServeColdStoreConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "weir.yaml")
-	if err := os.WriteFile(path, []byte("data_dir: "+dir+"/data\ncold_store: file://"+dir+"/cold\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("data_dir: "+dir+"/data\ncold_store: file://"+dir+"/cold\ncold_upload_rate: 50MiB\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var cfg serveConfig
@@ -28,8 +28,13 @@ func TestServeColdStoreConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, err := cfg.hubOptions(nil)
-	if err != nil || o.ColdStore == nil {
-		t.Fatalf("hubOptions: %v, cold store %v", err, o.ColdStore)
+	if err != nil || o.ColdStore == nil || o.ColdUploadBytesPerSecond != 50<<20 {
+		t.Fatalf("hubOptions: %v, cold store %v, upload rate %d", err, o.ColdStore, o.ColdUploadBytesPerSecond)
+	}
+	bad := cfg
+	bad.ColdUploadRate = "fast"
+	if _, err := bad.hubOptions(nil); err == nil || !strings.Contains(err.Error(), "cold_upload_rate") {
+		t.Fatalf("cold_upload_rate: fast: %v", err)
 	}
 	t.Setenv("WEIR_COLD_STORE", "gopher://x")
 	applyEnv(&cfg)

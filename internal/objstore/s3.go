@@ -33,6 +33,14 @@ type S3Options struct {
 	Region string
 	// Insecure talks plain HTTP instead of HTTPS. Default false.
 	Insecure bool
+	// Transport carries the requests; nil: minio-go's default.
+	Transport http.RoundTripper
+	// SignPayload, over plain HTTP, signs a PUT's body (a SHA-256 of
+	// every byte, STREAMING-AWS4-HMAC-SHA256-PAYLOAD) instead of sending
+	// it unsigned with a CRC32C trailer: for a server that does not take
+	// trailing checksums. Over HTTPS bodies go unsigned either way, as is
+	// standard (TLS keeps them whole).
+	SignPayload bool
 }
 
 // S3 is a Store in a bucket of an S3-compatible server, through
@@ -45,6 +53,7 @@ type S3 struct {
 	c      *minio.Client
 	bucket string
 	prefix string
+	crc    bool // PUT bodies go unsigned with a CRC32C trailer
 }
 
 var _ Store = (*S3)(nil)
@@ -67,11 +76,17 @@ func NewS3(opts S3Options) (*S3, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	c, err := minio.New(opts.Endpoint, &minio.Options{Creds: creds, Secure: !opts.Insecure, Region: region, BucketLookup: minio.BucketLookupPath})
+	// TrailingHeaders, over plain HTTP: a PUT's body goes unsigned with
+	// its CRC32C in a trailer (put), which the server checks. Not over
+	// HTTPS, where minio-go sends bodies unsigned without it (servers
+	// that take no trailers keep working there).
+	crc := opts.Insecure && !opts.SignPayload
+	c, err := minio.New(opts.Endpoint, &minio.Options{Creds: creds, Secure: !opts.Insecure, Region: region,
+		BucketLookup: minio.BucketLookupPath, TrailingHeaders: crc, Transport: opts.Transport})
 	if err != nil {
 		return nil, fmt.Errorf("objstore: s3: %w", err)
 	}
-	return &S3{c: c, bucket: opts.Bucket, prefix: opts.Prefix}, nil
+	return &S3{c: c, bucket: opts.Bucket, prefix: opts.Prefix, crc: crc}, nil
 }
 
 func (s *S3) name(key string) (string, error) {
@@ -113,6 +128,17 @@ func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObj
 			r = io.MultiReader(bytes.NewReader(buf), r)
 			opts.PartSize = part
 		}
+	}
+	if s.crc {
+		// Over plain HTTP the body is not signed: its integrity is the
+		// CRC32C minio-go computes as it sends (a trailer of an
+		// aws-chunked body, x-amz-checksum-crc32c) and the server
+		// checks before it stores the object (AWS S3, MinIO and
+		// versitygw do). A signed body (STREAMING-AWS4-HMAC-SHA256-
+		// PAYLOAD, minio-go's default over plain HTTP) costs a SHA-256
+		// of every byte on both sides: most of an upload's CPU.
+		opts.DisableContentSha256 = true
+		opts.Checksum = minio.ChecksumCRC32C
 	}
 	info, err := s.c.PutObject(ctx, s.bucket, name, r, size, opts)
 	if err != nil {

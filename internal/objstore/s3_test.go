@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,5 +215,125 @@ func BenchmarkS3Put(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// corrupter is a transport that flips one byte of the body of every PUT
+// on the wire, after minio-go has computed the body's checksum: what a
+// bad NIC, cable or proxy does to plain HTTP.
+type corrupter struct {
+	headers http.Header // of the last PUT
+	mu      sync.Mutex
+	on      bool
+}
+
+func (c *corrupter) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	on := c.on
+	if req.Method == http.MethodPut {
+		c.headers = req.Header.Clone()
+	}
+	c.mu.Unlock()
+	if on && req.Method == http.MethodPut && req.Body != nil {
+		req.Body = &flipReader{rc: req.Body, at: 1000}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+type flipReader struct {
+	rc  io.ReadCloser
+	off int64
+	at  int64
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.rc.Read(p)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		p[f.at-f.off] ^= 0x20
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.rc.Close() }
+
+// TestS3PutBodyChecked: over plain HTTP a PUT's body goes unsigned (no
+// SHA-256 of every byte) with a CRC32C trailer, or signed with
+// SignPayload, and either way the server refuses a body that was changed
+// on the way; nothing is stored under the key.
+func TestS3PutBodyChecked(t *testing.T) {
+	srv := s3test.Start(t)
+	for _, sign := range []bool{false, true} {
+		t.Run(fmt.Sprint("SignPayload=", sign), func(t *testing.T) { testPutBodyChecked(t, srv, sign) })
+	}
+}
+
+func testPutBodyChecked(t *testing.T, srv *s3test.Server, sign bool) {
+	tr := &corrupter{}
+	opts := srv.Options(fmt.Sprint("pre", sign, "/"))
+	opts.Transport, opts.SignPayload = tr, sign
+	s, err := objstore.NewS3(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 8<<10) // 128 KiB
+	if err := s.Put(ctx, "good", bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	wantSHA, wantTrailer := "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-checksum-crc32c"
+	if sign {
+		wantSHA, wantTrailer = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", ""
+	}
+	if got := tr.headers.Get("X-Amz-Content-Sha256"); got != wantSHA {
+		t.Errorf("x-amz-content-sha256 %q, want %q", got, wantSHA)
+	}
+	if got := tr.headers.Get("X-Amz-Trailer"); got != wantTrailer {
+		t.Errorf("x-amz-trailer %q, want %q", got, wantTrailer)
+	}
+	tr.mu.Lock()
+	tr.on = true
+	tr.mu.Unlock()
+	for name, put := range map[string]func(string) error{
+		"Put":         func(k string) error { return s.Put(ctx, k, bytes.NewReader(body)) },
+		"PutIfAbsent": func(k string) error { return s.PutIfAbsent(ctx, k, bytes.NewReader(body)) },
+		"Put in parts": func(k string) error { // over 16 MiB: a multipart upload
+			return s.Put(ctx, k, bytes.NewReader(bytes.Repeat(body, 17<<20/len(body))))
+		},
+		"Put of a file": func(k string) error {
+			p := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(p, body, 0o644); err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return s.Put(ctx, k, f)
+		},
+	} {
+		key := "bad/" + strings.ReplaceAll(name, " ", "-")
+		err := put(key)
+		if err == nil {
+			t.Errorf("%s: a corrupted body was stored", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+		if rc, err := s.Get(ctx, key, 0, -1); err == nil {
+			rc.Close()
+			t.Errorf("%s: %s exists after a refused PUT", name, key)
+		}
+	}
+	tr.mu.Lock()
+	tr.on = false
+	tr.mu.Unlock()
+	rc, err := s.Get(ctx, "good", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("good: %d bytes, %v", len(got), err)
 	}
 }

@@ -3,6 +3,7 @@ package objstore
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -12,7 +13,8 @@ import (
 //	s3://BUCKET/PREFIX?endpoint=http://HOST:PORT an S3 bucket, keys under PREFIX/
 //
 // The S3 endpoint's scheme says whether to use TLS (https, the default
-// without one); its query may add region=. Credentials and the region come
+// without one); its query may add region=, and sign_payload=true for a
+// plain-HTTP server that takes no trailing checksums (S3Options.SignPayload). Credentials and the region come
 // from where the AWS tools find them (AWSCredentials, AWSRegion): the
 // AWS_* environment variables, else the profile AWS_PROFILE of
 // ~/.aws/credentials and ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE,
@@ -44,6 +46,11 @@ func OpenURL(raw string) (Store, error) {
 		opts := S3Options{Bucket: u.Host, Creds: creds, Region: region}
 		if r := q.Get("region"); r != "" {
 			opts.Region = r
+		}
+		if v := q.Get("sign_payload"); v != "" {
+			if opts.SignPayload, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("objstore: %q: sign_payload=%q: want true or false", raw, v)
+			}
 		}
 		if p := strings.Trim(u.Path, "/"); p != "" {
 			opts.Prefix = p + "/"

@@ -16,7 +16,17 @@ func TestOpenURL(t *testing.T) {
 	if s3, ok := s.(*S3); err != nil || !ok || s3.bucket != "bucket" || s3.prefix != "hub1/" || s3.c.EndpointURL().Scheme != "http" {
 		t.Fatalf("OpenURL(s3://...) = %#v, %v", s, err)
 	}
-	for _, bad := range []string{"s3:///x", "ftp://h/x", "s3://b/p?endpoint=ftp://h", "file://host/x"} {
+	for url, crc := range map[string]bool{
+		"s3://b/p?endpoint=http://127.0.0.1:7070":                    true,
+		"s3://b/p?endpoint=http://127.0.0.1:7070&sign_payload=true":  false,
+		"s3://b/p?endpoint=http://127.0.0.1:7070&sign_payload=false": true,
+		"s3://b/p?endpoint=https://s3.example.com":                   false,
+	} {
+		if s, err := OpenURL(url); err != nil || s.(*S3).crc != crc {
+			t.Errorf("OpenURL(%q): %v, want a CRC32C trailer on PUTs %v", url, err, crc)
+		}
+	}
+	for _, bad := range []string{"s3:///x", "ftp://h/x", "s3://b/p?endpoint=ftp://h", "file://host/x", "s3://b/p?sign_payload=maybe"} {
 		if _, err := OpenURL(bad); err == nil {
 			t.Errorf("OpenURL(%q) succeeded", bad)
 		}

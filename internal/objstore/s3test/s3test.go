@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +85,34 @@ type Server struct {
 	Endpoint string // 127.0.0.1:port
 	Bucket   string
 	Client   *minio.Client
+	pid      int
+}
+
+// CPU returns the CPU time (user and system) the server has used so far,
+// from /proc/PID/stat: what serving the requests of a benchmark cost the
+// server, apart from the process that sends them.
+func (s *Server) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return 0, fmt.Errorf("s3test: versitygw CPU: %w", err)
+	}
+	// Fields after the command name (in parentheses, which may hold
+	// spaces): state is field 3, utime and stime fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("s3test: versitygw CPU: unexpected /proc/%d/stat %q", s.pid, b)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("s3test: versitygw CPU: /proc/%d/stat: %w", s.pid, err)
+		}
+		ticks += n
+	}
+	// /proc counts in USER_HZ, 100 on Linux whatever the kernel's HZ.
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // Options returns store options for the server's bucket, keys under
@@ -144,11 +174,37 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Endpoint: addr, Bucket: "weir", Client: c}
+	s := &Server{Endpoint: addr, Bucket: "weir", Client: c, pid: cmd.Process.Pid}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
 		t.Fatalf("s3test: make bucket: %v: %s", err, logs.String())
 	}
 	return s
+}
+
+// ProcessCPU returns the CPU time (user and system, getrusage) this
+// process has used so far: beside Server.CPU, what a benchmark against
+// the server cost the client's side.
+func ProcessCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Median returns the median of r, which it sorts.
+func Median(r []float64) float64 {
+	slices.Sort(r)
+	return r[len(r)/2]
+}
+
+// ReportRatios reports the median, lowest and highest of ratios r (of
+// alternating pairs of rounds) as name-ratio-median, -min and -max.
+func ReportRatios(b *testing.B, name string, r []float64) {
+	slices.Sort(r)
+	b.ReportMetric(Median(r), name+"-ratio-median")
+	b.ReportMetric(r[0], name+"-ratio-min")
+	b.ReportMetric(r[len(r)-1], name+"-ratio-max")
 }
