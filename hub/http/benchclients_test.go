@@ -290,4 +290,3 @@ func redisSubscriber(ctx context.Context, ps *redis.PubSub, sample, total int, e
 		}
 	}
 }
-
