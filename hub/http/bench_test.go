@@ -35,7 +35,11 @@ import (
 // event), and the p99 delay from an event's creation to a subscriber
 // reading it (sampled: one event in 16, every event with a rate). The
 // subscribers only count the other events, and stop at an event "end"
-// written after the last. make bench-broadcast runs it.
+// written after the last. They run in a child process of the test binary
+// for both servers (-broadcast.clients=inprocess puts them among the
+// goroutines of the benchmark, which is the weir server's process), and
+// their processor time is part of cpu-µs/delivered. make bench-broadcast
+// runs it.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
