@@ -83,7 +83,7 @@ func appendBytes(dst, b []byte, jsonOK bool, flag string) []byte {
 	switch {
 	case b == nil:
 		return append(dst, "null"...)
-	case jsonOK && json.Valid(b):
+	case jsonOK && codecs.ValidJSON(b):
 		return appendCompact(dst, b)
 	case utf8.Valid(b):
 		return appendString(dst, string(b))

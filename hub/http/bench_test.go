@@ -35,7 +35,11 @@ import (
 // event), and the p99 delay from an event's creation to a subscriber
 // reading it (sampled: one event in 16, every event with a rate). The
 // subscribers only count the other events, and stop at an event "end"
-// written after the last. make bench-broadcast runs it.
+// written after the last. They run in a child process of the test binary
+// for both servers (-broadcast.clients=inprocess puts them among the
+// goroutines of the benchmark, which is the weir server's process), and
+// their processor time is part of cpu-µs/delivered. make bench-broadcast
+// runs it.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
@@ -228,59 +232,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	if rate > 0 {
 		sample = 1
 	}
-	var (
-		ev benchEvents
-		wg sync.WaitGroup
-	)
-	ready := make(chan struct{}, subs)
-	for range subs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := nethttp.Get(srv.URL + "/v1/datasets/bench/subscribe?from=latest")
-			if err != nil {
-				b.Error(err)
-				ready <- struct{}{}
-				return
-			}
-			defer resp.Body.Close()
-			ready <- struct{}{} // the headers: what is written from now on is delivered
-			c := sseReader{r: bufio.NewReaderSize(resp.Body, 64<<10)}
-			mine := make([]time.Duration, 0, total/sample+1)
-			n, last := 0, int64(-1)
-			for {
-				event, data, err := c.next()
-				if err != nil {
-					b.Errorf("subscriber after %d events: %v", n, err)
-					break
-				}
-				if string(event) != hub.EventRecord {
-					b.Errorf("subscriber after %d events: event %q", n, event)
-					break
-				}
-				// The id is a token whose last number is the offset the
-				// one partition resumes at: it must grow.
-				id := c.lastID[bytes.LastIndexAny(c.lastID, "-.")+1:]
-				off, err := strconv.ParseInt(string(id), 10, 64)
-				if err != nil || off <= last {
-					b.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
-					break
-				}
-				last = off
-				if bytes.HasPrefix(data, []byte(`{"key":"`+benchEnd+`"`)) {
-					break
-				}
-				if err := ev.read(data, sample, &n, &mine); err != nil {
-					b.Error(err)
-					break
-				}
-			}
-			ev.add(n, mine)
-		}()
-	}
-	for range subs {
-		<-ready
-	}
+	clients := startClients(b, "sse", srv.URL+"/v1/datasets/bench/subscribe?from=latest", subs, sample, total)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU(b)
@@ -301,8 +253,8 @@ func benchWeir(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	wg.Wait()
-	all, cpu := time.Since(start), processCPU(b)-cpu0
+	ev, clientCPU := clients.wait(b)
+	all, cpu := time.Since(start), processCPU(b)-cpu0+clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu)
@@ -353,38 +305,7 @@ func benchRedis(b *testing.B, subs, rate int) {
 	if rate > 0 {
 		sample = 1
 	}
-	var (
-		ev benchEvents
-		wg sync.WaitGroup
-	)
-	for range subs {
-		ps := rdb.Subscribe(ctx, "bench")
-		if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
-			b.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer ps.Close()
-			mine := make([]time.Duration, 0, total/sample+1)
-			n := 0
-			for {
-				m, err := ps.ReceiveMessage(ctx)
-				if err != nil {
-					b.Error(err)
-					break
-				}
-				if m.Payload == benchEnd {
-					break
-				}
-				if err := ev.read([]byte(m.Payload), sample, &n, &mine); err != nil {
-					b.Error(err)
-					break
-				}
-			}
-			ev.add(n, mine)
-		}()
-	}
+	clients := startClients(b, "redis", url, subs, sample, total)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU(b)+redisCPU(b, rdb)
@@ -397,8 +318,8 @@ func benchRedis(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	wg.Wait()
-	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0
+	ev, clientCPU := clients.wait(b)
+	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0+clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu)

@@ -1,0 +1,292 @@
+package http
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	nethttp "net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/weirhub/weir/hub"
+)
+
+// benchClientsIn is where BenchmarkBroadcast's subscribers run: "process"
+// (the default) in a child process of the test binary, for weir and Redis
+// alike, so that the server under test shares neither its processors'
+// scheduling nor its garbage collector with them; "inprocess" as
+// goroutines of the benchmark's own process (as the weir server, not as
+// redis-server). Their processor time counts in cpu-µs/delivered either
+// way.
+var benchClientsIn = flag.String("broadcast.clients", "process", "where BenchmarkBroadcast's subscribers run: process or inprocess")
+
+// Environment of the child process that runs the subscribers.
+const (
+	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
+	envClientURL    = "WEIR_BENCH_CLIENT_URL"
+	envClientSubs   = "WEIR_BENCH_CLIENT_SUBS"
+	envClientSample = "WEIR_BENCH_CLIENT_SAMPLE"
+	envClientTotal  = "WEIR_BENCH_CLIENT_TOTAL"
+	envClientOut    = "WEIR_BENCH_CLIENT_OUT"
+)
+
+// benchClients are the running subscribers of one benchmark.
+type benchClients struct {
+	ev     *benchEvents
+	errs   chan error
+	wg     sync.WaitGroup
+	cmd    *exec.Cmd // the child process, if they run in one
+	out    string    // where the child writes its benchClientResult
+	stdout *bufio.Reader
+}
+
+// benchClientResult is what the child process reports.
+type benchClientResult struct {
+	Received int64
+	Delays   []time.Duration
+	CPU      time.Duration // from all connected to all done
+	Errors   []string
+}
+
+// startClients connects subs subscribers (kind "sse": EventSource-like
+// readers of url; "redis": SUBSCRIBEd go-redis clients of the server at
+// url) and returns once every one of them is subscribed.
+func startClients(b *testing.B, kind, url string, subs, sample, total int) *benchClients {
+	c := &benchClients{ev: &benchEvents{}}
+	if *benchClientsIn == "inprocess" || subs == 0 {
+		c.errs = make(chan error, subs)
+		if err := runSubscribers(kind, url, subs, sample, total, c.ev, &c.wg, c.errs); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	if *benchClientsIn != "process" {
+		b.Fatalf("-broadcast.clients=%q: want process or inprocess", *benchClientsIn)
+	}
+	c.out = filepath.Join(b.TempDir(), "clients.json")
+	c.cmd = exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$", "-test.count=1")
+	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
+		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
+		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out)
+	c.cmd.Stderr = os.Stderr
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		b.Fatalf("starting the subscribers' process: %v", err)
+	}
+	c.stdout = bufio.NewReader(stdout)
+	line, err := c.stdout.ReadString('\n')
+	if line != "ready\n" {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+		b.Fatalf("the subscribers' process said %q (%v) instead of ready", line, err)
+	}
+	return c
+}
+
+// wait waits for every subscriber to have the end, and returns what they
+// saw with the processor time they took (in a child process; in this
+// process it is part of the process's own).
+func (c *benchClients) wait(b *testing.B) (*benchEvents, time.Duration) {
+	if c.cmd == nil {
+		c.wg.Wait()
+		close(c.errs)
+		for err := range c.errs {
+			b.Error(err)
+		}
+		return c.ev, 0
+	}
+	rest, _ := c.stdout.ReadString(0)
+	if err := c.cmd.Wait(); err != nil {
+		b.Fatalf("the subscribers' process: %v (%s)", err, rest)
+	}
+	data, err := os.ReadFile(c.out)
+	if err != nil {
+		b.Fatalf("the subscribers' process wrote no result: %v (%s)", err, rest)
+	}
+	var res benchClientResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		b.Fatalf("the subscribers' result: %v", err)
+	}
+	for _, e := range res.Errors {
+		b.Error(e)
+	}
+	c.ev.received.Store(res.Received)
+	c.ev.delays = res.Delays
+	return c.ev, res.CPU
+}
+
+// TestBenchClientProcess is the child process of BenchmarkBroadcast's
+// subscribers (startClients); without its environment it is skipped.
+func TestBenchClientProcess(t *testing.T) {
+	kind := os.Getenv(envClientKind)
+	if kind == "" {
+		t.Skip("the subscribers' process of BenchmarkBroadcast")
+	}
+	num := func(k string) int {
+		n, err := strconv.Atoi(os.Getenv(k))
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		return n
+	}
+	var (
+		ev   benchEvents
+		wg   sync.WaitGroup
+		subs = num(envClientSubs)
+		errs = make(chan error, subs)
+	)
+	if err := runSubscribers(kind, os.Getenv(envClientURL), subs, num(envClientSample), num(envClientTotal), &ev, &wg, errs); err != nil {
+		t.Fatal(err)
+	}
+	cpu0 := ownCPU(t)
+	fmt.Println("ready")
+	wg.Wait()
+	res := benchClientResult{Received: ev.received.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
+	close(errs)
+	for err := range errs {
+		res.Errors = append(res.Errors, err.Error())
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(os.Getenv(envClientOut), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ownCPU(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runSubscribers connects subs subscribers of kind and returns once all
+// are subscribed; each then reads until the end event, counts the
+// events in ev and reports what went wrong to errs, and is done in wg.
+func runSubscribers(kind, url string, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
+	switch kind {
+	case "sse":
+		ready := make(chan error, subs)
+		for range subs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := sseSubscriber(url, sample, total, ev, ready); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		var first error
+		for range subs {
+			if err := <-ready; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	case "redis":
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return err
+		}
+		// RESP2: with RESP3 (go-redis v9.17's default), a subscriber
+		// that falls behind loses a message now and then (seen in this
+		// benchmark: one message gone from the middle of a pipelined
+		// batch, the same one for several subscribers).
+		opts.Protocol = 2
+		rdb := redis.NewClient(opts)
+		ctx := context.Background()
+		for range subs {
+			ps := rdb.Subscribe(ctx, "bench")
+			if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+				return err
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer ps.Close()
+				if err := redisSubscriber(ctx, ps, sample, total, ev); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		return nil
+	}
+	return fmt.Errorf("subscriber kind %q: want sse or redis", kind)
+}
+
+// sseSubscriber reads the events of an SSE subscription until the end,
+// checking their ids and order; ready gets nil once it has the headers
+// (what is written from then on is delivered), or why it has not.
+func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- error) error {
+	resp, err := nethttp.Get(url)
+	if err != nil {
+		ready <- err
+		return nil
+	}
+	defer resp.Body.Close()
+	ready <- nil
+	c := sseReader{r: bufio.NewReaderSize(resp.Body, 64<<10)}
+	mine := make([]time.Duration, 0, total/sample+1)
+	n, last := 0, int64(-1)
+	defer func() { ev.add(n, mine) }()
+	for {
+		event, data, err := c.next()
+		if err != nil {
+			return fmt.Errorf("subscriber after %d events: %w", n, err)
+		}
+		if string(event) != hub.EventRecord {
+			return fmt.Errorf("subscriber after %d events: event %q", n, event)
+		}
+		// The id is a token whose last number is the offset the one
+		// partition resumes at: it must grow.
+		id := c.lastID[bytes.LastIndexAny(c.lastID, "-.")+1:]
+		off, err := strconv.ParseInt(string(id), 10, 64)
+		if err != nil || off <= last {
+			return fmt.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
+		}
+		last = off
+		if bytes.HasPrefix(data, []byte(`{"key":"`+benchEnd+`"`)) {
+			return nil
+		}
+		if err := ev.read(data, sample, &n, &mine); err != nil {
+			return err
+		}
+	}
+}
+
+// redisSubscriber reads the messages of a Redis subscription until the
+// end.
+func redisSubscriber(ctx context.Context, ps *redis.PubSub, sample, total int, ev *benchEvents) error {
+	mine := make([]time.Duration, 0, total/sample+1)
+	n := 0
+	defer func() { ev.add(n, mine) }()
+	for {
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		if m.Payload == benchEnd {
+			return nil
+		}
+		if err := ev.read([]byte(m.Payload), sample, &n, &mine); err != nil {
+			return err
+		}
+	}
+}
