@@ -47,6 +47,13 @@ type scanTok struct {
 	i    int64
 }
 
+// The most token and unescaped-string room a builder keeps between
+// records (about 1 MiB each).
+const (
+	maxKeptToks  = 1 << 15
+	maxKeptUnesc = 1 << 20
+)
+
 // maxScanDepth bounds the nesting of values the scan skips (fields left
 // out by NoInfer); deeper ones take the slow path.
 const maxScanDepth = 64
@@ -281,6 +288,9 @@ func (b *ArrowBuilder) skipValue(s []byte, i, depth int) (int, bool) {
 // scanRecord scans a record for the fast path; false means the slow path
 // decides.
 func (b *ArrowBuilder) scanRecord(value []byte) bool {
+	if cap(b.toks) > maxKeptToks || cap(b.unesc) > maxKeptUnesc {
+		b.toks, b.unesc = nil, nil // a huge record keeps no huge buffers
+	}
 	b.toks, b.unesc = b.toks[:0], b.unesc[:0]
 	i := skipSpace(value, 0)
 	if i >= len(value) || value[i] != '{' {
