@@ -65,6 +65,19 @@ func skipSpace(s []byte, i int) int {
 	return i
 }
 
+// nextElem reads what follows a value in an array or object: its closing
+// byte (done) or a comma, and returns the index after it.
+func nextElem(s []byte, i int, closing byte) (next int, done, ok bool) {
+	i = skipSpace(s, i)
+	if i < len(s) && s[i] == closing {
+		return i + 1, true, true
+	}
+	if i < len(s) && s[i] == ',' {
+		return i + 1, false, true
+	}
+	return 0, false, false
+}
+
 func hasLit(s []byte, i int, lit string) bool {
 	return len(s)-i >= len(lit) && string(s[i:i+len(lit)]) == lit
 }
@@ -78,25 +91,15 @@ func scanNumber(s []byte, i int) (end int, integer, ok bool) {
 	if j < len(s) && s[j] == '-' {
 		j++
 	}
-	switch {
-	case j < len(s) && s[j] == '0':
+	if j < len(s) && s[j] == '0' {
 		j++
-	case j < len(s) && s[j] >= '1' && s[j] <= '9':
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-	default:
+	} else if j = digits(s, j); j < 0 {
 		return 0, false, false
 	}
 	integer = true
 	if j < len(s) && s[j] == '.' {
 		integer = false
-		j++
-		k := j
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j == k {
+		if j = digits(s, j+1); j < 0 {
 			return 0, false, false
 		}
 	}
@@ -106,11 +109,7 @@ func scanNumber(s []byte, i int) (end int, integer, ok bool) {
 		if j < len(s) && (s[j] == '+' || s[j] == '-') {
 			j++
 		}
-		k := j
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j == k {
+		if j = digits(s, j); j < 0 {
 			return 0, false, false
 		}
 	}
@@ -121,6 +120,19 @@ func scanNumber(s []byte, i int) (end int, integer, ok bool) {
 		}
 	}
 	return j, integer, true
+}
+
+// digits returns the end of the run of one or more digits at s[i:], or -1
+// if there is none.
+func digits(s []byte, i int) int {
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
 }
 
 func hexVal(c byte) (rune, bool) {
@@ -231,21 +243,13 @@ func (b *ArrowBuilder) skipValue(s []byte, i, depth int) (int, bool) {
 			return i + 1, true
 		}
 		for {
-			var ok bool
-			if i, ok = b.skipValue(s, skipSpace(s, i), depth+1); !ok {
-				return 0, false
+			var ok, done bool
+			if i, ok = b.skipValue(s, skipSpace(s, i), depth+1); ok {
+				i, done, ok = nextElem(s, i, ']')
 			}
-			i = skipSpace(s, i)
-			if i >= len(s) {
-				return 0, false
+			if !ok || done {
+				return i, ok
 			}
-			if s[i] == ']' {
-				return i + 1, true
-			}
-			if s[i] != ',' {
-				return 0, false
-			}
-			i++
 		}
 	case c == '{':
 		i = skipSpace(s, i+1)
@@ -264,20 +268,13 @@ func (b *ArrowBuilder) skipValue(s []byte, i, depth int) (int, bool) {
 			if i = skipSpace(s, i); i >= len(s) || s[i] != ':' {
 				return 0, false
 			}
-			if i, ok = b.skipValue(s, skipSpace(s, i+1), depth+1); !ok {
-				return 0, false
+			var done bool
+			if i, ok = b.skipValue(s, skipSpace(s, i+1), depth+1); ok {
+				i, done, ok = nextElem(s, i, '}')
 			}
-			i = skipSpace(s, i)
-			if i >= len(s) {
-				return 0, false
+			if !ok || done {
+				return i, ok
 			}
-			if s[i] == '}' {
-				return i + 1, true
-			}
-			if s[i] != ',' {
-				return 0, false
-			}
-			i++
 		}
 	default:
 		end, _, ok := scanNumber(s, i)
@@ -345,20 +342,13 @@ func (b *ArrowBuilder) scanObject(c *column, s []byte, i int, stamp uint64, top 
 		} else if top && b.noInfer || hasLit(s, i, "null") {
 			i, ok = b.skipValue(s, i, 0)
 		}
-		if !ok {
-			return 0, false
+		var done bool
+		if ok {
+			i, done, ok = nextElem(s, i, '}')
 		}
-		i = skipSpace(s, i)
-		if i >= len(s) {
-			return 0, false
+		if !ok || done {
+			return i, ok
 		}
-		if s[i] == '}' {
-			return i + 1, true
-		}
-		if s[i] != ',' {
-			return 0, false
-		}
-		i++
 	}
 }
 
@@ -483,25 +473,15 @@ func (b *ArrowBuilder) scanValue(c *column, s []byte, i int) (int, bool) {
 		if i < len(s) && s[i] == ']' {
 			return i + 1, true
 		}
-		n := int32(0)
 		for {
-			var ok bool
-			if i, ok = b.scanValue(c.elem, s, skipSpace(s, i)); !ok {
-				return 0, false
+			var ok, done bool
+			if i, ok = b.scanValue(c.elem, s, skipSpace(s, i)); ok {
+				b.toks[at].n++
+				i, done, ok = nextElem(s, i, ']')
 			}
-			n++
-			i = skipSpace(s, i)
-			if i >= len(s) {
-				return 0, false
+			if !ok || done {
+				return i, ok
 			}
-			if s[i] == ']' {
-				b.toks[at].n = n
-				return i + 1, true
-			}
-			if s[i] != ',' {
-				return 0, false
-			}
-			i++
 		}
 	case kindStruct:
 		if ch != '{' {
