@@ -92,6 +92,7 @@ type column struct {
 	seen     uint64 // row stamp of the last append, to fill in nulls
 	checked  uint64 // stamp of the last check that found it
 	scanned  uint64 // stamp of the object the fast path last found it in
+	plainKey bool   // key has no backslash or quote: its JSON text is itself
 	lastLen  int    // values in the last batch (noteLen)
 	lastData int    // kindString, kindJSON: bytes of them
 }
@@ -134,6 +135,7 @@ func (c *column) add(f *column) {
 	if f.key == "" {
 		f.key = f.field
 	}
+	f.plainKey = !strings.ContainsAny(f.key, `\"`)
 	c.index[f.key] = f
 	f.field = strings.ToValidUTF8(f.field, "\uFFFD")
 	if f.field == "" {

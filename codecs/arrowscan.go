@@ -320,20 +320,31 @@ func (b *ArrowBuilder) scanObject(c *column, s []byte, i int, stamp uint64, top 
 		if i >= len(s) || s[i] != '"' {
 			return 0, false
 		}
+		// Objects usually list their keys in the same order: the field
+		// after the last one found is tried first, on the raw bytes.
+		var f *column
 		k := i + 1
-		for k < len(s) && s[k] != '"' && s[k] != '\\' {
-			k++
+		if cur := c.cursor; cur < len(c.fields) && c.fields[cur].plainKey {
+			fk := c.fields[cur].key
+			if e := k + len(fk); e < len(s) && s[e] == '"' && string(s[k:e]) == fk {
+				f, c.cursor, k = c.fields[cur], cur+1, e
+			}
 		}
-		if k >= len(s) || s[k] != '"' {
-			return 0, false // a key with an escape: the slow path
+		if f == nil {
+			for k < len(s) && s[k] != '"' && s[k] != '\\' {
+				k++
+			}
+			if k >= len(s) || s[k] != '"' {
+				return 0, false // a key with an escape: the slow path
+			}
+			f = c.lookup(s[i+1 : k])
 		}
-		key := s[i+1 : k]
 		if i = skipSpace(s, k+1); i >= len(s) || s[i] != ':' {
 			return 0, false
 		}
 		i = skipSpace(s, i+1)
 		var ok bool
-		if f := c.lookup(key); f != nil {
+		if f != nil {
 			if f.scanned == stamp {
 				return 0, false // a duplicate key
 			}
