@@ -192,7 +192,7 @@ type ArrowBuilder struct {
 	toks     []scanTok
 	unesc    []byte
 	scans    uint64
-	slowOnly bool // tests: always the slow path
+	slowOnly bool // a declared json column (the fast path leaves those to fastjson's text), or tests
 }
 
 // NewArrowBuilder returns a builder with the declared columns of opts.
@@ -225,6 +225,7 @@ func NewArrowBuilder(opts ArrowOptions) (*ArrowBuilder, error) {
 			return nil, fmt.Errorf("codecs: arrow: column %q: type %q is not one of %s", d.Name, d.Type, strings.Join(ArrowColumnTypes, ", "))
 		}
 		b.root.add(&column{name: d.Name, field: d.Name, kind: colKind(k), nullable: d.Nullable, declared: true})
+		b.slowOnly = b.slowOnly || colKind(k) == kindJSON
 	}
 	b.dirty = true
 	return b, nil

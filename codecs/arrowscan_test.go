@@ -32,6 +32,8 @@ var arrowFastOptions = []ArrowOptions{
 	{Columns: []ArrowColumn{{Name: "id", Type: "int64"}, {Name: "j", Type: "json", Nullable: true}, {Name: "d", Type: "timestamp", Nullable: true},
 		{Name: "dm", Type: "timestamp_ms", Nullable: true}, {Name: "n", Type: "int64", Nullable: false}, {Name: "s", Type: "string", Nullable: true}}},
 	{Columns: []ArrowColumn{{Name: "id", Type: "int64", Nullable: true}, {Name: "s", Type: "string", Nullable: true}, {Name: "d", Type: "timestamp", Nullable: true}}, NoInfer: true},
+	{Columns: []ArrowColumn{{Name: "id", Type: "int64"}, {Name: "d", Type: "timestamp", Nullable: true},
+		{Name: "dm", Type: "timestamp_ms", Nullable: true}, {Name: "n", Type: "int64", Nullable: false}, {Name: "s", Type: "string", Nullable: true}}},
 }
 
 // sameAppend feeds rows to a builder on the fast path and one on the slow
@@ -145,5 +147,21 @@ func TestArrowFastPathTaken(t *testing.T) {
 		if !b.scanRecord(r) {
 			t.Errorf("scanRecord(%s) = false, want the fast path", r)
 		}
+	}
+}
+
+// TestArrowJSONColumnSlowPath checks that a builder with a declared json
+// column goes straight to fastjson, whose text the column takes, instead
+// of scanning every record first for nothing.
+func TestArrowJSONColumnSlowPath(t *testing.T) {
+	for _, typ := range []string{"json", "string"} {
+		b, err := NewArrowBuilder(ArrowOptions{Columns: []ArrowColumn{{Name: "j", Type: typ, Nullable: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.slowOnly != (typ == "json") {
+			t.Errorf("a declared %s column: slowOnly = %v", typ, b.slowOnly)
+		}
+		b.Release()
 	}
 }
