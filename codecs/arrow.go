@@ -91,6 +91,8 @@ type column struct {
 	cursor   int    // kindStruct: where the next key is expected
 	seen     uint64 // row stamp of the last append, to fill in nulls
 	checked  uint64 // stamp of the last check that found it
+	scanned  uint64 // stamp of the object the fast path last found it in
+	plainKey bool   // key has no backslash or quote: its JSON text is itself
 	lastLen  int    // values in the last batch (noteLen)
 	lastData int    // kindString, kindJSON: bytes of them
 }
@@ -133,6 +135,7 @@ func (c *column) add(f *column) {
 	if f.key == "" {
 		f.key = f.field
 	}
+	f.plainKey = !strings.ContainsAny(f.key, `\"`)
 	c.index[f.key] = f
 	f.field = strings.ToValidUTF8(f.field, "\uFFFD")
 	if f.field == "" {
@@ -184,6 +187,12 @@ type ArrowBuilder struct {
 	raw     []byte // rows of the open batch, while unlocked
 	ends    []int
 	scratch []byte
+
+	// The fast path (arrowscan.go).
+	toks     []scanTok
+	unesc    []byte
+	scans    uint64
+	slowOnly bool // a declared json column (the fast path leaves those to fastjson's text), or tests
 }
 
 // NewArrowBuilder returns a builder with the declared columns of opts.
@@ -216,6 +225,7 @@ func NewArrowBuilder(opts ArrowOptions) (*ArrowBuilder, error) {
 			return nil, fmt.Errorf("codecs: arrow: column %q: type %q is not one of %s", d.Name, d.Type, strings.Join(ArrowColumnTypes, ", "))
 		}
 		b.root.add(&column{name: d.Name, field: d.Name, kind: colKind(k), nullable: d.Nullable, declared: true})
+		b.slowOnly = b.slowOnly || colKind(k) == kindJSON
 	}
 	b.dirty = true
 	return b, nil
@@ -260,6 +270,13 @@ func (b *ArrowBuilder) Release() {
 // value that needs a wider schema while it is locked is
 // ErrArrowSchemaLocked. Either way nothing was appended.
 func (b *ArrowBuilder) Append(value []byte) error {
+	if !b.slowOnly && b.scanRecord(value) {
+		b.build()
+		b.reserveLast()
+		b.commit(value)
+		b.keepRaw(value)
+		return nil
+	}
 	v, err := b.p.ParseBytes(value)
 	if err != nil {
 		return &ArrowConvertError{Reason: "not JSON: " + err.Error()}
@@ -288,21 +305,30 @@ func (b *ArrowBuilder) Append(value []byte) error {
 		}
 	}
 	b.build()
+	b.reserveLast()
+	b.appendRow(v)
+	b.keepRaw(value)
+	return nil
+}
+
+// reserveLast reserves, before the first row of a batch, as much room as
+// the last batch took, so that the builders grow no buffer by copying it
+// (and the pool gives back the last batch's).
+func (b *ArrowBuilder) reserveLast() {
 	if b.rows == 0 && b.reserve {
-		// As much room as the last batch took, so that the builders
-		// grow no buffer by copying it (and the pool gives back the
-		// last batch's).
 		b.reserve = false
 		for _, c := range b.root.fields {
 			reserveLike(c)
 		}
 	}
-	b.appendRow(v)
+}
+
+// keepRaw keeps the JSON of a row appended while unlocked, for replay.
+func (b *ArrowBuilder) keepRaw(value []byte) {
 	if !b.locked {
 		b.raw = append(b.raw, value...)
 		b.ends = append(b.ends, len(b.raw))
 	}
-	return nil
 }
 
 // replay converts the buffered rows again into builders of the widened

@@ -169,18 +169,21 @@ func benchEvents(n int) [][]byte {
 }
 
 // BenchmarkArrowAppend converts rows into batches with the schema settled,
-// with Go's allocator and with the ArrowPool the parquet sink uses.
+// with Go's allocator and with the ArrowPool the parquet sink uses, on
+// Append's one-pass fast path and on its fastjson path alone (slow).
 func BenchmarkArrowAppend(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		for _, alloc := range []string{"go", "pool"} {
-			b.Run(fmt.Sprintf("rows=%d/alloc=%s", n, alloc), func(b *testing.B) {
-				benchArrowAppend(b, n, alloc == "pool")
-			})
+			for _, path := range []string{"fast", "slow"} {
+				b.Run(fmt.Sprintf("rows=%d/alloc=%s/path=%s", n, alloc, path), func(b *testing.B) {
+					benchArrowAppend(b, n, alloc == "pool", path == "slow")
+				})
+			}
 		}
 	}
 }
 
-func benchArrowAppend(b *testing.B, n int, pool bool) {
+func benchArrowAppend(b *testing.B, n int, pool, slow bool) {
 	rows := benchEvents(n)
 	var size int64
 	for _, r := range rows {
@@ -192,6 +195,7 @@ func benchArrowAppend(b *testing.B, n int, pool bool) {
 	}
 	ab, _ := NewArrowBuilder(opts)
 	defer ab.Release()
+	ab.slowOnly = slow
 	for _, r := range rows { // the schema settles
 		ab.Append(r)
 	}

@@ -9,7 +9,11 @@
 // It also turns JSON objects into Arrow record batches (ArrowBuilder, with
 // github.com/apache/arrow-go/v18) for the parquet sink: columns inferred or
 // declared, widened safely (int64 to float64, timestamp to string, new
-// fields), one parse per record and no allocation per field.
+// fields), one pass per record and no allocation per field: a record that
+// fits the schema is checked and converted in one scan of its bytes and
+// appended once it fits whole; one that needs more (a wider schema, an
+// error with its column and reason) is parsed with fastjson and decided
+// there.
 //
 // The package does no I/O beyond io.Reader and io.Writer and imports no other
 // Weir package.

@@ -168,7 +168,7 @@ type parquetSink struct {
 
 	mu      sync.Mutex
 	writers map[string]*pqWriter
-	marks   map[string]int64 // last offset in a file or open writer, by writer key
+	marks   map[string]int64 // last offset in a published file, by writer key (an open writer's are first..last)
 	// lost are, by dataset partition, the lowest offsets of files an
 	// I/O error dropped since the last Write that said so (ErrRedeliver).
 	lost      map[hub.TopicPartition]int64
@@ -183,6 +183,7 @@ type parquetSink struct {
 	lastDataset   string
 	lastPartition int32
 	lastKey       string
+	lastW         *pqWriter // the writer of lastKey, nil when not looked up or dropped
 	touched       []*pqWriter
 
 	start sync.Once
@@ -543,17 +544,20 @@ func (s *parquetSink) Write(ctx context.Context, batch []*connectors.Message) er
 		if !bytes.Equal(s.pathBuf, s.lastPath) || m.Dataset != s.lastDataset || m.Partition != s.lastPartition {
 			s.lastPath = append(s.lastPath[:0], s.pathBuf...)
 			s.lastDataset, s.lastPartition = m.Dataset, m.Partition
-			s.lastKey = writerKey(s.pathBuf, m.Dataset, m.Partition)
+			s.lastKey, s.lastW = writerKey(s.pathBuf, m.Dataset, m.Partition), nil
 		}
 		key := s.lastKey
-		w := s.writers[key]
+		w := s.lastW
 		if w == nil {
-			if w, err = s.open(ctx, key, string(s.pathBuf), m.Dataset, m.Partition); err != nil {
-				break
+			if w = s.writers[key]; w == nil {
+				if w, err = s.open(ctx, key, string(s.pathBuf), m.Dataset, m.Partition); err != nil {
+					break
+				}
 			}
+			s.lastW = w
 		}
-		if m.Offset <= s.marks[key] {
-			continue // in a file already (a retry, or a delivery again after a crash)
+		if m.Offset <= s.marks[key] || w.first >= 0 && m.Offset <= w.last {
+			continue // in a file already, or in the open one (a retry, or a delivery again after a crash)
 		}
 		if !w.touched {
 			w.touched = true
@@ -648,7 +652,6 @@ func (s *parquetSink) add(ctx context.Context, w *pqWriter, value []byte, offset
 	}
 	w.last = offset
 	w.rows++
-	s.marks[w.key] = offset
 	s.account(w)
 	if w.b.Size() >= s.groupBytes {
 		if err := s.flushGroup(w); err != nil {
@@ -763,6 +766,7 @@ func (s *parquetSink) publish(ctx context.Context, w *pqWriter) error {
 			return fmt.Errorf("sinks: parquet: %w", err)
 		}
 		s.log.Debug("weir: parquet file published", "key", key, "rows", w.rows, "bytes", w.cw.n)
+		s.marks[w.key] = w.last
 	}
 	w.f, w.bw, w.fw, w.cw = nil, nil, nil, countWriter{}
 	w.first, w.rows = -1, 0
@@ -792,6 +796,9 @@ func (s *parquetSink) abort(w *pqWriter) {
 func (s *parquetSink) dropWriter(w *pqWriter) {
 	if s.writers[w.key] == w {
 		delete(s.writers, w.key)
+	}
+	if s.lastW == w {
+		s.lastW = nil
 	}
 	s.buffered -= w.size
 	w.size = 0
