@@ -13,10 +13,13 @@
 // With -syncs it measures the floor under those rows instead: a loop of
 // write-then-fdatasync of one round's bytes (-carries), into a file whose
 // blocks past the end are reserved as the log does, not reserved,
-// reserved with the size set ahead, or already written (-modes), with
-// each fdatasync's latency, against dd of the same bytes.
+// reserved with the size set ahead, already written, or written with zeros
+// ahead by a goroutine of its own (-modes), with each fdatasync's latency,
+// against dd of the same bytes; with -overlap the next round is written
+// while the previous one's fdatasync runs.
 //
 //	go run ./benchmarks/logbench -syncs -size 64MiB
+//	go run ./benchmarks/logbench -syncs -overlap -modes keep,written -size 64MiB
 package main
 
 import (
@@ -50,7 +53,8 @@ func main() {
 	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
 	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
-	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written")
+	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written, ahead, dio")
+	overlap := flag.Bool("overlap", false, "with -syncs: write the next carry while the previous one's fdatasync runs")
 	flag.Parse()
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil {
@@ -65,7 +69,7 @@ func main() {
 	defer os.RemoveAll(*dir)
 
 	if *syncs {
-		syncRows(*dir, int64(size), *carriesFlag, *modesFlag)
+		syncRows(*dir, int64(size), *carriesFlag, *modesFlag, *overlap)
 		return
 	}
 	if *always {
