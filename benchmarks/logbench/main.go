@@ -13,10 +13,13 @@
 // With -syncs it measures the floor under those rows instead: a loop of
 // write-then-fdatasync of one round's bytes (-carries), into a file whose
 // blocks past the end are reserved as the log does, not reserved,
-// reserved with the size set ahead, or already written (-modes), with
-// each fdatasync's latency, against dd of the same bytes.
+// reserved with the size set ahead, already written, or written with zeros
+// ahead by a goroutine of its own (-modes), with each fdatasync's latency,
+// against dd of the same bytes; with -overlap the next round is written
+// while the previous one's fdatasync runs.
 //
 //	go run ./benchmarks/logbench -syncs -size 64MiB
+//	go run ./benchmarks/logbench -syncs -overlap -modes keep,written -size 64MiB
 package main
 
 import (
@@ -50,7 +53,8 @@ func main() {
 	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
 	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
-	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written")
+	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written, ahead, dio")
+	overlap := flag.Bool("overlap", false, "with -syncs: write the next carry while the previous one's fdatasync runs")
 	flag.Parse()
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil {
@@ -65,7 +69,7 @@ func main() {
 	defer os.RemoveAll(*dir)
 
 	if *syncs {
-		syncRows(*dir, int64(size), *carriesFlag, *modesFlag)
+		syncRows(*dir, int64(size), *carriesFlag, *modesFlag, *overlap)
 		return
 	}
 	if *always {
@@ -131,10 +135,13 @@ func main() {
 
 // alwaysRounds runs rounds of dd and fsync-always appends, each row
 // against the dd of its round, and then the median ratio per appender count.
+// Each row shows the mean fdatasync (sync ms) and the mean time per sync
+// with no fdatasync running (gap ms): the appenders' writes, wake-ups and
+// the gathering of a round, which group commit does between its syncs.
 func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
 	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
 		humanize.IBytes(uint64(size)), batch, dir)
-	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "sync ms")
+	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "sync ms", "gap ms")
 	ratios := map[int][]float64{}
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
@@ -145,9 +152,9 @@ func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
 			mbs := float64(written) / d.Seconds() / 1e6
 			ratios[a] = append(ratios[a], mbs/dd)
 			syncs := max(st.syncs.Load(), 1)
-			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
+			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
 				float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs),
-				float64(st.took.Load())/float64(syncs)/1e6)
+				float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6)
 			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
 		}
 	}

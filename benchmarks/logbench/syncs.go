@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +19,10 @@ const batchBytes = 16589
 
 // reserveStep is how far ahead keep and nokeep reserve (the log's most).
 const reserveStep = 4 << 20
+
+// ahead and dio write zeros in steps of aheadStep up to aheadMax past the
+// write position.
+const aheadStep, aheadMax = 4 << 20, 8 << 20
 
 // syncRows is -syncs: it measures what one fdatasync costs on a filesystem,
 // against what it carries and what the file's blocks are, and what a loop
@@ -35,8 +41,23 @@ const reserveStep = 4 << 20
 //   - nokeep: reserved by fallocate without KEEP_SIZE (the size is set
 //     ahead, the blocks unwritten until written);
 //   - written: written with zeros and synced beforehand (the sync carries
-//     data only: no size or extent change; the zeros are not timed).
-func syncRows(dir string, total int64, carriesFlag, modesFlag string) {
+//     data only: no size or extent change; the zeros are not timed);
+//   - ahead: written with zeros by a goroutine of its own, aheadStep at a
+//     time, each step followed by an fdatasync, up to aheadMax ahead of
+//     the write position (the zeros' cost is timed: they share the disk
+//     and the file with the loop);
+//   - dio: as ahead, the zeros written through a second descriptor with
+//     O_DIRECT|O_DSYNC, so that they never are dirty pages that the loop's
+//     fdatasync would write back.
+//
+// ahead and dio measure time only: should the loop overtake the zeros, they
+// overwrite its bytes, which nothing reads.
+//
+// Each carry is written as the log's appenders write a round: one write per
+// batchBytes. With overlap, the next carry is written while the previous
+// one's fdatasync runs (a pipelined group commit, whose next round writes
+// during the sync), instead of between syncs.
+func syncRows(dir string, total int64, carriesFlag, modesFlag string, overlap bool) {
 	var carries []int64
 	for _, f := range strings.Split(carriesFlag, ",") {
 		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
@@ -47,8 +68,8 @@ func syncRows(dir string, total int64, carriesFlag, modesFlag string) {
 	}
 	modes := strings.Split(modesFlag, ",")
 	for _, m := range modes {
-		if !slices.Contains([]string{"keep", "extend", "nokeep", "written"}, m) {
-			fail("-modes: unknown mode %q (keep, extend, nokeep, written)", m)
+		if !slices.Contains([]string{"keep", "extend", "nokeep", "written", "ahead", "dio"}, m) {
+			fail("-modes: unknown mode %q (keep, extend, nokeep, written, ahead, dio)", m)
 		}
 	}
 	dd := runDD(filepath.Join(dir, "dd.bin"), uint64(total))
@@ -56,7 +77,7 @@ func syncRows(dir string, total int64, carriesFlag, modesFlag string) {
 	fmt.Printf("%-8s %9s %6s %9s %9s %9s %9s %9s %8s %7s\n", "mode", "carry B", "syncs", "p10", "p50", "p90", "p99", "mean", "MB/s", "vs dd")
 	for _, c := range carries {
 		for _, m := range modes {
-			lat, d := syncRun(filepath.Join(dir, "f"), m, c, total)
+			lat, d := syncRun(filepath.Join(dir, "f"), m, c, total, overlap)
 			slices.Sort(lat)
 			var sum time.Duration
 			for _, l := range lat {
@@ -73,7 +94,7 @@ func syncRows(dir string, total int64, carriesFlag, modesFlag string) {
 // syncRun writes total bytes in carries of c bytes into a new file at path
 // prepared as mode says, with an fdatasync after each, and returns each
 // fdatasync's time and the whole loop's.
-func syncRun(path, mode string, c, total int64) ([]time.Duration, time.Duration) {
+func syncRun(path, mode string, c, total int64, overlap bool) ([]time.Duration, time.Duration) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		fail("%v", err)
@@ -92,14 +113,55 @@ func syncRun(path, mode string, c, total int64) ([]time.Duration, time.Duration)
 			fail("fdatasync: %v", err)
 		}
 	}
+	var written atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if mode == "ahead" || mode == "dio" {
+		zf := f
+		if mode == "dio" {
+			var err error
+			zf, err = os.OpenFile(path, os.O_RDWR|unix.O_DIRECT|unix.O_DSYNC, 0)
+			if err != nil {
+				fail("%v", err)
+			}
+			defer zf.Close()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			zeros := alignedZeros(aheadStep)
+			var zeroed int64
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if zeroed-written.Load() >= aheadMax {
+					time.Sleep(50 * time.Microsecond)
+					continue
+				}
+				if _, err := zf.WriteAt(zeros, zeroed); err != nil {
+					fail("writing zeros: %v", err)
+				}
+				if mode == "ahead" {
+					if err := unix.Fdatasync(fd); err != nil {
+						fail("fdatasync: %v", err)
+					}
+				}
+				zeroed += aheadStep
+			}
+		}()
+		defer wg.Wait()
+		defer close(stop)
+	}
 	buf := make([]byte, c)
 	for i := range buf {
 		buf[i] = byte('a' + i%26)
 	}
 	var lat []time.Duration
 	var reserved int64
-	start := time.Now()
-	for at := int64(0); at+c <= total; at += c {
+	prepare := func(at int64) {
 		if (mode == "keep" || mode == "nokeep") && at+c > reserved {
 			flags := uint32(0)
 			if mode == "keep" {
@@ -111,14 +173,51 @@ func syncRun(path, mode string, c, total int64) ([]time.Duration, time.Duration)
 			}
 			reserved += n
 		}
-		if _, err := f.WriteAt(buf, at); err != nil {
-			fail("write: %v", err)
+	}
+	// write writes one carry as the log's appenders do: one write per
+	// batch of batchBytes.
+	write := func(at int64) {
+		for p := int64(0); p < c; p += batchBytes {
+			if _, err := f.WriteAt(buf[p:min(p+batchBytes, c)], at+p); err != nil {
+				fail("write: %v", err)
+			}
+		}
+	}
+	start := time.Now()
+	if overlap && total >= c {
+		prepare(0)
+		write(0)
+	}
+	for at := int64(0); at+c <= total; at += c {
+		done := make(chan struct{})
+		switch {
+		case !overlap:
+			prepare(at)
+			write(at)
+			close(done)
+		case at+2*c <= total:
+			prepare(at + c)
+			go func() { write(at + c); close(done) }()
+		default:
+			close(done)
 		}
 		t := time.Now()
 		if err := unix.Fdatasync(fd); err != nil {
 			fail("fdatasync: %v", err)
 		}
 		lat = append(lat, time.Since(t))
+		<-done
+		written.Store(at + c)
 	}
 	return lat, time.Since(start)
+}
+
+// alignedZeros returns n zero bytes aligned for O_DIRECT (anonymous
+// memory is page-aligned); they are never unmapped, as the run is short.
+func alignedZeros(n int) []byte {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		fail("mmap: %v", err)
+	}
+	return b
 }
