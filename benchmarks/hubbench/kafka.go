@@ -245,7 +245,13 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	})
 
 	var failed firstError
-	cb := func(_ *kgo.Record, err error) { failed.set(err) }
+	cb := func(r *kgo.Record, err error) {
+		if err != nil {
+			failed.set(err)
+			return
+		}
+		probe.ack(r.Value)
+	}
 	send := func(v []byte) error {
 		prod.Produce(cctx, &kgo.Record{Value: v}, cb)
 		return failed.get()

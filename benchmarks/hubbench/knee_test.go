@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -74,5 +76,34 @@ func TestRunKnee(t *testing.T) {
 	}
 	if got := knee(cfg, b.res.knee); got != 400 {
 		t.Errorf("knee(b) = %v, want 400", got)
+	}
+}
+
+// TestRuntimeSince checks that a step's client figures count the
+// collections made during it and only those.
+func TestRuntimeSince(t *testing.T) {
+	before := readRuntime()
+	if r := runtimeSince(before); r.gcs != 0 {
+		t.Fatalf("no collection yet, runtimeSince counts %d", r.gcs)
+	}
+	runtime.GC()
+	runtime.GC()
+	if r := runtimeSince(before); r.gcs != 2 || r.pauseMax <= 0 {
+		t.Fatalf("after two collections: %+v", r)
+	}
+}
+
+// TestSetClientGC checks that a limit turns GOGC off under it, and 0
+// leaves the collector alone.
+func TestSetClientGC(t *testing.T) {
+	gogc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	defer func() { debug.SetGCPercent(gogc); debug.SetMemoryLimit(limit) }()
+	setClientGC(0)
+	if g := debug.SetGCPercent(100); g != 100 {
+		t.Fatalf("limit 0 changed GOGC to %d", g)
+	}
+	setClientGC(256 << 20)
+	if g, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); g != -1 || l != 256<<20 {
+		t.Fatalf("limit 256MiB: GOGC %d, memory limit %d", g, l)
 	}
 }
