@@ -223,6 +223,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	}
 	took := time.Since(start)
 	client := runtimeSince(rt0)
+	client.cpuShare = client.cpu.Seconds() / took.Seconds()
 	achieved := float64(sent) / took.Seconds()
 	cpuWait := -1.0
 	if waited1, ok := cpuPressure(); ok && psi {
@@ -264,23 +265,41 @@ func quantile(s []time.Duration, q float64) time.Duration {
 type clientRuntime struct {
 	gcs                uint64
 	pauseMax, schedP99 time.Duration
+	cpu                time.Duration // user and system CPU of the benchmark process
+	cpuShare           float64       // cpu over the run's length: CPUs the clients kept busy
 }
 
 var runtimeMetrics = []string{"/gc/cycles/total:gc-cycles", "/sched/pauses/total/gc:seconds", "/sched/latencies:seconds"}
 
-func readRuntime() []metrics.Sample {
+// processCPU returns the user and system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runtimeSnap is the process's runtime metrics and CPU time at a moment.
+type runtimeSnap struct {
+	samples []metrics.Sample
+	cpu     time.Duration
+}
+
+func readRuntime() runtimeSnap {
 	s := make([]metrics.Sample, len(runtimeMetrics))
 	for i, name := range runtimeMetrics {
 		s[i].Name = name
 	}
 	metrics.Read(s)
-	return s
+	return runtimeSnap{s, processCPU()}
 }
 
 // runtimeSince returns what the runtime did since before was read.
-func runtimeSince(before []metrics.Sample) clientRuntime {
-	after := readRuntime()
-	var r clientRuntime
+func runtimeSince(before0 runtimeSnap) clientRuntime {
+	after0 := readRuntime()
+	before, after := before0.samples, after0.samples
+	r := clientRuntime{cpu: after0.cpu - before0.cpu}
 	if before[0].Value.Kind() != metrics.KindUint64 {
 		return r
 	}

@@ -285,8 +285,8 @@ func (l latency) String() string {
 	if l.ackP99 > 0 {
 		ack = fmt.Sprintf(", acked p50 %s p99 %s", ms(l.ackP50), ms(l.ackP99))
 	}
-	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %d GCs, GC pause max %s, sched p99 %s",
-		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
+	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
+		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
