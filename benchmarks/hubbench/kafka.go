@@ -211,6 +211,7 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 // kafkaLatency produces at recsPerSec while a concurrent consumer measures
 // the time from the Produce call to PollFetches returning the record.
 func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
+	defer clientGC(cfg.clientMemLimit)()
 	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic))...)
 	if err != nil {
 		return latency{}, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -93,17 +94,21 @@ func TestRuntimeSince(t *testing.T) {
 	}
 }
 
-// TestSetClientGC checks that a limit turns GOGC off under it, and 0
-// leaves the collector alone.
-func TestSetClientGC(t *testing.T) {
-	gogc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+// TestClientGC checks that a limit turns GOGC off under it until the
+// restore, and 0 leaves the collector alone.
+func TestClientGC(t *testing.T) {
+	gogc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64)
 	defer func() { debug.SetGCPercent(gogc); debug.SetMemoryLimit(limit) }()
-	setClientGC(0)
+	clientGC(0)()
 	if g := debug.SetGCPercent(100); g != 100 {
 		t.Fatalf("limit 0 changed GOGC to %d", g)
 	}
-	setClientGC(256 << 20)
-	if g, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); g != -1 || l != 256<<20 {
+	restore := clientGC(256 << 20)
+	if g, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); g != -1 || l != 256<<20 {
 		t.Fatalf("limit 256MiB: GOGC %d, memory limit %d", g, l)
+	}
+	restore()
+	if g, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); g != 100 || l != math.MaxInt64 {
+		t.Fatalf("restored: GOGC %d, memory limit %d", g, l)
 	}
 }

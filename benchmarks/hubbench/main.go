@@ -102,8 +102,8 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
 	flag.IntVar(&cfg.kneeRepeat, "knee-repeat", 3, "steps per system at each rate of the knee search, taking turns; the median p99 counts")
 	flag.IntVar(&cfg.kneeBeyond, "knee-beyond", 1, "rates a system still runs after the first whose p99 exceeds -knee-p99, to compare latencies past the knee")
-	memLimit := flag.String("client-memory-limit", "512MiB", "the benchmark process (every system's clients) collects garbage only when its heap reaches this soft limit (GOGC off), "+
-		"as a latency-sensitive Go service is run; 0 leaves the collector as GOGC and GOMEMLIMIT set it (GOGC 100: a collection every few ms at a 4 MB heap)")
+	memLimit := flag.String("client-memory-limit", "512MiB", "during latency runs the benchmark process (every system's clients) collects garbage only when its heap reaches this soft limit (GOGC off), "+
+		"as a latency-sensitive Go service is run; 0 leaves the collector as GOGC and GOMEMLIMIT set it (GOGC 100: a collection every few ms at a 4 MB heap). Throughput runs keep Go's settings")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
@@ -155,7 +155,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	setClientGC(cfg.clientMemLimit)
 	// ^C, SIGTERM and a closed stdout (| head) stop the run cleanly; a
 	// second ^C kills at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
@@ -317,7 +316,7 @@ func report(cfg *config, results []result) string {
 		fmt.Fprintf(&b, "- Redis: appendonly no, save \"\" (in memory only, no persistence); redis-benchmark -c %d -P %d XADD; read with XRANGE COUNT %d via go-redis %s; no latency run.\n",
 			redisClients, redisPipeline, redisReadCount, modVersion("github.com/redis/go-redis/v9"))
 	}
-	fmt.Fprintf(&b, "- Clients: every system's in this one process (%s); %s. The client's own pauses are in every latency measured, for every system alike; each knee step shows its GCs.\n",
+	fmt.Fprintf(&b, "- Clients: every system's in this one process (%s); in latency runs %s, throughput runs with Go's. The client's own pauses are in every latency measured, for every system alike.\n",
 		runtime.Version(), clientGCString(cfg.clientMemLimit))
 	if onTmpfs(cfg.workdir) {
 		fmt.Fprintf(&b, "- WARNING: the scratch dir %s is on tmpfs, so NATS \"file\" storage was in memory; use -workdir on a disk.\n", cfg.workdir)
@@ -420,9 +419,10 @@ func onTmpfs(dir string) bool {
 	return syscall.Statfs(dir, &st) == nil && st.Type == 0x01021994 // TMPFS_MAGIC
 }
 
-// setClientGC sets the benchmark process's garbage collector: with limit
-// 0 as GOGC and GOMEMLIMIT say, else off until the heap reaches limit (a
-// soft limit: then it collects as often as it must to stay near it).
+// clientGC sets the benchmark process's garbage collector for a latency
+// run and returns the function that restores it: with limit 0 it is left
+// as GOGC and GOMEMLIMIT say, else it is off until the heap reaches limit
+// (a soft limit: then it collects as often as it must to stay near it).
 //
 // Why: the clients' heap is a few MB, so with GOGC 100 the collector runs
 // every few milliseconds (200 to 300 cycles a second at 100,000
@@ -432,13 +432,18 @@ func onTmpfs(dir string) bool {
 // 100 against this at 50,000 to 200,000 records/s: p99 4.6 to 102 ms
 // against 2.0 to 5.6 ms, the server unchanged (its produce answers stayed
 // under 1.6 ms). A limit keeps the pages in use (no fault per fresh
-// allocation, as GOGC off alone would cost).
-func setClientGC(limit uint64) {
+// allocation, as GOGC off alone would cost). Throughput runs keep Go's
+// settings, so that their figures compare with earlier runs.
+func clientGC(limit uint64) (restore func()) {
 	if limit == 0 {
-		return
+		return func() {}
 	}
-	debug.SetMemoryLimit(int64(limit))
-	debug.SetGCPercent(-1)
+	was := debug.SetMemoryLimit(int64(limit))
+	gogc := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(gogc)
+		debug.SetMemoryLimit(was)
+	}
 }
 
 func clientGCString(limit uint64) string {
