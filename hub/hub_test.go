@@ -326,6 +326,49 @@ func TestFetchLongPoll(t *testing.T) {
 	}
 }
 
+// TestFetchMinBytesAnsweredWhenReached checks the long poll against
+// MinBytes: a fetch waiting with a long MaxWait is not answered while the
+// partition holds fewer bytes than MinBytes, and is answered as soon as
+// the produce that reaches MinBytes is appended, with every batch, not
+// when MaxWait runs out.
+func TestFetchMinBytesAnsweredWhenReached(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, _ := h.CreateDataset("mb", DatasetConfig{})
+	p, _ := ds.Partition(0)
+	one := int32(len(batch(t, "x")))
+	req := FetchRequest{MinBytes: 3 * one, MaxWait: 20 * time.Second, Partitions: []FetchPartition{
+		{Dataset: "mb", Partition: 0, Offset: 0, MaxBytes: 1 << 20}}}
+	done := make(chan []FetchResult, 1)
+	go func() { done <- h.Fetch(context.Background(), req) }()
+	for i := range 2 {
+		if _, err := p.Produce(batch(t, "x"), true); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case res := <-done:
+			t.Fatalf("answered with %d of %d bytes after %d produce(s)", res[0].Bytes, req.MinBytes, i+1)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, err := p.Produce(batch(t, "x"), true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case res := <-done:
+		defer ReleaseFetch(res)
+		if res[0].Err != nil || res[0].Bytes != int64(3*one) || res[0].HighWatermark != 3 {
+			t.Fatalf("result %+v", res[0])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not answered 10s after MinBytes (%d) were there; MaxWait is %v", req.MinBytes, req.MaxWait)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("answered %v after the produce that reached MinBytes", took)
+	}
+}
+
 func TestListOffset(t *testing.T) {
 	h := openHub(t, testOptions(t.TempDir()))
 	defer h.Close()

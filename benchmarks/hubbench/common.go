@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,8 +103,9 @@ type latencyProbe struct {
 	tmpl     []byte
 	mu       sync.Mutex
 	samples  []time.Duration
-	received atomic.Int64 // values observed, the warm-up value included
-	bad      atomic.Int64 // values of the wrong size
+	acks     []time.Duration // send→acknowledgement, when the client tells (ack)
+	received atomic.Int64    // values observed, the warm-up value included
+	bad      atomic.Int64    // values of the wrong size
 }
 
 func newLatencyProbe(size int) *latencyProbe {
@@ -132,6 +135,19 @@ func (p *latencyProbe) observe(v []byte) {
 	p.received.Add(1)
 }
 
+// ack records the send→acknowledgement time of a value the server
+// acknowledged.
+func (p *latencyProbe) ack(v []byte) {
+	now := time.Since(p.base)
+	if len(v) != p.size || binary.BigEndian.Uint64(v[8:16]) == warmupIndex {
+		return
+	}
+	d := now - time.Duration(binary.BigEndian.Uint64(v[0:8]))
+	p.mu.Lock()
+	p.acks = append(p.acks, d)
+	p.mu.Unlock()
+}
+
 // waitReceived waits until n values were observed or ctx ends.
 func (p *latencyProbe) waitReceived(ctx context.Context, n int64) error {
 	for p.received.Load() < n {
@@ -154,6 +170,8 @@ type latency struct {
 	p50, p99, max  time.Duration
 	cpuWait        float64         // share of the run some task waited for a CPU; -1 unknown
 	p99s           []time.Duration // the p99 of each run merged into this one (mergeSteps)
+	ackP50, ackP99 time.Duration   // send→acknowledgement; 0 when not measured
+	client         clientRuntime   // what the benchmark process's runtime did meanwhile
 }
 
 // cpuPressure returns the total time, since boot, during which some task
@@ -188,6 +206,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 		return latency{}, err
 	}
 	var sent int64
+	rt0 := readRuntime()
 	waited0, psi := cpuPressure()
 	start := time.Now()
 	for elapsed := time.Duration(0); elapsed < dur; elapsed = time.Since(start) {
@@ -203,6 +222,8 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 		}
 	}
 	took := time.Since(start)
+	client := runtimeSince(rt0)
+	client.cpuShare = client.cpu.Seconds() / took.Seconds()
 	achieved := float64(sent) / took.Seconds()
 	cpuWait := -1.0
 	if waited1, ok := cpuPressure(); ok && psi {
@@ -223,8 +244,101 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 		return latency{}, errors.New("no latency samples: the rate is too low for the duration")
 	}
 	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	return latency{rate: rate, achieved: achieved, samples: len(s), p50: at(0.50), p99: at(0.99), max: s[len(s)-1], cpuWait: cpuWait}, nil
+	l := latency{rate: rate, achieved: achieved, samples: len(s), p50: quantile(s, 0.50), p99: quantile(s, 0.99), max: s[len(s)-1], cpuWait: cpuWait, client: client}
+	if len(p.acks) > 0 {
+		slices.Sort(p.acks)
+		l.ackP50, l.ackP99 = quantile(p.acks, 0.50), quantile(p.acks, 0.99)
+	}
+	return l, nil
+}
+
+// quantile returns the q quantile of sorted samples s.
+func quantile(s []time.Duration, q float64) time.Duration {
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+// clientRuntime is what the benchmark process's own Go runtime did during
+// a latency run: its garbage collections, the longest stop-the-world pause
+// they took, and the p99 of how long its goroutines waited to run once
+// runnable. The client's own delays are part of every latency it
+// measures, for every system alike.
+type clientRuntime struct {
+	gcs                uint64
+	pauseMax, schedP99 time.Duration
+	cpu                time.Duration // user and system CPU of the benchmark process
+	cpuShare           float64       // cpu over the run's length: CPUs the clients kept busy
+}
+
+var runtimeMetrics = []string{"/gc/cycles/total:gc-cycles", "/sched/pauses/total/gc:seconds", "/sched/latencies:seconds"}
+
+// processCPU returns the user and system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runtimeSnap is the process's runtime metrics and CPU time at a moment.
+type runtimeSnap struct {
+	samples []metrics.Sample
+	cpu     time.Duration
+}
+
+func readRuntime() runtimeSnap {
+	s := make([]metrics.Sample, len(runtimeMetrics))
+	for i, name := range runtimeMetrics {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	return runtimeSnap{s, processCPU()}
+}
+
+// runtimeSince returns what the runtime did since before was read.
+func runtimeSince(before0 runtimeSnap) clientRuntime {
+	after0 := readRuntime()
+	before, after := before0.samples, after0.samples
+	r := clientRuntime{cpu: after0.cpu - before0.cpu}
+	if before[0].Value.Kind() != metrics.KindUint64 {
+		return r
+	}
+	r.gcs = after[0].Value.Uint64() - before[0].Value.Uint64()
+	diff := func(i int) (*metrics.Float64Histogram, []uint64) {
+		a, b := after[i].Value.Float64Histogram(), before[i].Value.Float64Histogram()
+		d := make([]uint64, len(a.Counts))
+		for j := range d {
+			d[j] = a.Counts[j] - b.Counts[j]
+		}
+		return a, d
+	}
+	// The upper bound of the highest bucket below which fraction q of
+	// the samples fall (q 1: the bucket of the largest).
+	at := func(h *metrics.Float64Histogram, d []uint64, q float64) time.Duration {
+		var n uint64
+		for _, c := range d {
+			n += c
+		}
+		if n == 0 {
+			return 0
+		}
+		var seen uint64
+		for j, c := range d {
+			seen += c
+			if float64(seen) >= q*float64(n) {
+				if up := h.Buckets[j+1]; !math.IsInf(up, 1) {
+					return time.Duration(up * 1e9)
+				}
+				return time.Duration(h.Buckets[j] * 1e9)
+			}
+		}
+		return 0
+	}
+	h, d := diff(1)
+	r.pauseMax = at(h, d, 1)
+	h, d = diff(2)
+	r.schedP99 = at(h, d, 0.99)
+	return r
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -211,6 +211,7 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 // kafkaLatency produces at recsPerSec while a concurrent consumer measures
 // the time from the Produce call to PollFetches returning the record.
 func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
+	defer clientGC(cfg.clientMemLimit)()
 	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic))...)
 	if err != nil {
 		return latency{}, err
@@ -245,7 +246,13 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	})
 
 	var failed firstError
-	cb := func(_ *kgo.Record, err error) { failed.set(err) }
+	cb := func(r *kgo.Record, err error) {
+		if err != nil {
+			failed.set(err)
+			return
+		}
+		probe.ack(r.Value)
+	}
 	send := func(v []byte) error {
 		prod.Produce(cctx, &kgo.Record{Value: v}, cb)
 		return failed.get()

@@ -96,8 +96,10 @@ func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
 	return nil
 }
 
-// mergeSteps merges repeated steps at one rate: the median p50, p99 and
-// CPU pressure, the largest max, the lowest achieved rate.
+// mergeSteps merges repeated steps at one rate: the median p50, p99,
+// acknowledgement p50 and p99, CPU pressure and client CPU, the largest
+// max and client GC pause, the lowest achieved rate, the client's GCs
+// summed.
 func mergeSteps(runs []latency) latency {
 	med := func(f func(latency) float64) float64 {
 		v := make([]float64, len(runs))
@@ -111,8 +113,16 @@ func mergeSteps(runs []latency) latency {
 	m.p50 = time.Duration(med(func(l latency) float64 { return float64(l.p50) }))
 	m.p99 = time.Duration(med(func(l latency) float64 { return float64(l.p99) }))
 	m.cpuWait = med(func(l latency) float64 { return l.cpuWait })
+	m.ackP50 = time.Duration(med(func(l latency) float64 { return float64(l.ackP50) }))
+	m.ackP99 = time.Duration(med(func(l latency) float64 { return float64(l.ackP99) }))
+	m.client.cpuShare = med(func(l latency) float64 { return l.client.cpuShare })
+	m.client.schedP99 = time.Duration(med(func(l latency) float64 { return float64(l.client.schedP99) }))
+	m.client.gcs, m.client.cpu = 0, 0
 	m.p99s = nil
 	for _, l := range runs {
+		m.client.gcs += l.client.gcs
+		m.client.cpu += l.client.cpu
+		m.client.pauseMax = max(m.client.pauseMax, l.client.pauseMax)
 		m.max = max(m.max, l.max)
 		m.achieved = min(m.achieved, l.achieved)
 		m.p99s = append(m.p99s, l.p99)
@@ -156,6 +166,8 @@ func kneeReport(cfg *config, results []result) string {
 		"p50 and p99 are the medians over the steps, the p99 of each step in brackets. "+
 		"Kafka clients as a latency-sensitive user sets them: producer linger %s, acks=all (idempotent); consumer fetch.min.bytes %d, fetch.max.wait %s. "+
 		"NATS: PublishAsync, ordered pull consumer. "+
+		"Acked p99: from handing a record to the producer to its acknowledgement (Kafka only: the produce half of the trip). "+
+		"Client CPUs: CPU time of the benchmark process (producer, consumer and probe) over the step's length. "+
 		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
 		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
 		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, fetchMaxWait)
@@ -166,9 +178,9 @@ func kneeReport(cfg *config, results []result) string {
 	}
 	fmt.Fprintf(&b, "\n| records/s |")
 	for _, r := range with {
-		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | CPU wait %% |", r.system, r.system)
+		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | acked p99 ms | client CPUs | CPU wait %% |", r.system, r.system)
 	}
-	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|", len(with)))
+	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|---:|---:|", len(with)))
 	top := 0.0
 	for _, r := range with {
 		top = max(top, r.produce.recordsPerSec())
@@ -176,10 +188,14 @@ func kneeReport(cfg *config, results []result) string {
 	for _, rate := range kneeRates(cfg, top) {
 		cells, any := "", false
 		for _, r := range with {
-			c := " - | - | - |"
+			c := " - | - | - | - | - |"
 			for _, l := range r.knee {
 				if l.rate == rate {
-					c, any = fmt.Sprintf(" %.2f | %.2f%s | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), 100*l.cpuWait), true
+					ack := "-"
+					if l.ackP99 > 0 {
+						ack = fmt.Sprintf("%.2f", float64(l.ackP99)/1e6)
+					}
+					c, any = fmt.Sprintf(" %.2f | %.2f%s | %s | %.2f | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), ack, l.client.cpuShare, 100*l.cpuWait), true
 				}
 			}
 			cells += c

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"math"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +21,7 @@ func TestKneeReport(t *testing.T) {
 			knee: []latency{{rate: 10000, achieved: 10000, p99: 4 * ms}, {rate: 15000, achieved: 15000, p99: 6 * ms}}},
 	}
 	rep := kneeReport(cfg, results)
-	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | 0 | - | - | - |"} {
+	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0 | - | - | - | - | - |"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
@@ -74,5 +77,52 @@ func TestRunKnee(t *testing.T) {
 	}
 	if got := knee(cfg, b.res.knee); got != 400 {
 		t.Errorf("knee(b) = %v, want 400", got)
+	}
+}
+
+// TestRuntimeSince checks that a step's client figures count the
+// collections made during it and only those.
+func TestRuntimeSince(t *testing.T) {
+	before := readRuntime()
+	if r := runtimeSince(before); r.gcs != 0 {
+		t.Fatalf("no collection yet, runtimeSince counts %d", r.gcs)
+	}
+	runtime.GC()
+	runtime.GC()
+	if r := runtimeSince(before); r.gcs != 2 || r.pauseMax <= 0 {
+		t.Fatalf("after two collections: %+v", r)
+	}
+}
+
+// TestClientGC checks that a limit turns GOGC off under it until the
+// restore, and 0 leaves the collector alone.
+func TestClientGC(t *testing.T) {
+	gogc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64)
+	defer func() { debug.SetGCPercent(gogc); debug.SetMemoryLimit(limit) }()
+	clientGC(0)()
+	if g := debug.SetGCPercent(100); g != 100 {
+		t.Fatalf("limit 0 changed GOGC to %d", g)
+	}
+	restore := clientGC(256 << 20)
+	if g, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); g != -1 || l != 256<<20 {
+		t.Fatalf("limit 256MiB: GOGC %d, memory limit %d", g, l)
+	}
+	restore()
+	if g, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); g != 100 || l != math.MaxInt64 {
+		t.Fatalf("restored: GOGC %d, memory limit %d", g, l)
+	}
+}
+
+// TestMergeStepsBreakdown checks that repeated steps merge their
+// acknowledgement latency and client CPU into medians and sum their GCs.
+func TestMergeStepsBreakdown(t *testing.T) {
+	ms := time.Millisecond
+	m := mergeSteps([]latency{
+		{ackP99: 9 * ms, client: clientRuntime{gcs: 1, cpuShare: 0.9, pauseMax: ms}},
+		{ackP99: 1 * ms, client: clientRuntime{gcs: 2, cpuShare: 0.1}},
+		{ackP99: 3 * ms, client: clientRuntime{gcs: 3, cpuShare: 0.5, pauseMax: 2 * ms}},
+	})
+	if m.ackP99 != 3*ms || m.client.cpuShare != 0.5 || m.client.gcs != 6 || m.client.pauseMax != 2*ms {
+		t.Fatalf("merged %+v", m)
 	}
 }

@@ -260,6 +260,7 @@ func natsConsume(ctx context.Context, cfg *config, stream jetstream.Stream) (rat
 // natsLatency publishes at recsPerSec to a second stream while an ordered
 // consumer measures the time from PublishAsync to the consumer callback.
 func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, name, subject string, recsPerSec float64, dur time.Duration) (latency, error) {
+	defer clientGC(cfg.clientMemLimit)()
 	stream, err := natsStream(ctx, nc, name, subject)
 	if err != nil {
 		return latency{}, err
