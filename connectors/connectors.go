@@ -50,7 +50,9 @@ func (e permanentError) Is(target error) bool { return target == ErrPermanent }
 
 // AckFunc is called once for a batch a Source handed over: with nil once
 // it is stored, with the error if it failed for good. It must be safe to
-// call from any goroutine.
+// call from any goroutine. By then the runtime and the processors hold no
+// reference to the batch's messages or to the memory of their Key, Value
+// and Headers, so the source may use that memory again (stdin does).
 type AckFunc func(ctx context.Context, err error) error
 
 // Source reads records from outside into a pipeline's dataset.
@@ -70,7 +72,9 @@ type Source interface {
 // order; dropping a message (a filter) is leaving it out. A message it
 // cannot process stays in the output with Err set: the runtime sends it to
 // the dead-letter dataset. A returned error fails the whole batch (the
-// runtime retries it).
+// runtime retries it). A processor that remembers something of a message
+// across batches (dedupe's keys) copies it: once a batch is stored its
+// source may reuse the messages' memory (AckFunc).
 type Processor interface {
 	Process(ctx context.Context, batch []*Message) ([]*Message, error)
 }
