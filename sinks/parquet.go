@@ -195,6 +195,7 @@ var (
 	_ connectors.Sink      = (*parquetSink)(nil)
 	_ connectors.Connector = (*parquetSink)(nil)
 	_ connectors.Holder    = (*parquetSink)(nil)
+	_ connectors.Releaser  = (*parquetSink)(nil)
 	_ connectors.Budgeter  = (*parquetSink)(nil)
 )
 
@@ -821,6 +822,55 @@ func (s *parquetSink) Held(fn func(dataset string, partition int32, offset int64
 	}
 	for tp, o := range s.lost {
 		fn(tp.Topic, tp.Partition, o)
+	}
+}
+
+// Release drops the open files of partitions that move to another
+// member of the pipeline's group, unpublished, and forgets their marks
+// (connectors.Releaser): the new owner reads their records again from the
+// committed offsets and writes them itself, and should they come back
+// here, the marks are read again from the names of the files published
+// meanwhile. Records already published stay, and are skipped by whoever
+// reads them again.
+func (s *parquetSink) Release(partitions []hub.TopicPartition) {
+	if len(partitions) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gone := make(map[hub.TopicPartition]bool, len(partitions))
+	for _, tp := range partitions {
+		gone[tp] = true
+		delete(s.lost, tp) // read again by their new owner anyway
+	}
+	dropped := 0
+	for _, w := range s.writers {
+		if !gone[hub.TopicPartition{Topic: w.dataset, Partition: w.partition}] {
+			continue
+		}
+		if w.f != nil {
+			w.f.Close()
+			os.Remove(w.f.Name())
+			w.f = nil
+		}
+		if w.first >= 0 {
+			dropped++
+		}
+		s.dropWriter(w)
+	}
+	for key := range s.marks {
+		// writerKey: path, dataset and partition; a path may hold anything.
+		i := strings.LastIndexByte(key, 0)
+		j := strings.LastIndexByte(key[:max(i, 0)], 0)
+		if i < 0 || j < 0 {
+			continue
+		}
+		if n, err := strconv.ParseInt(key[i+1:], 10, 32); err == nil && gone[hub.TopicPartition{Topic: key[j+1 : i], Partition: int32(n)}] {
+			delete(s.marks, key)
+		}
+	}
+	if dropped > 0 {
+		s.log.Info("weir: parquet: partitions moved to another member; their unfinished files are dropped and read again by it", "files", dropped)
 	}
 }
 
