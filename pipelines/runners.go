@@ -246,7 +246,7 @@ type pipelineRunner struct {
 	// callback may run in a goroutine of its own (a Kafka client's).
 	revokeMu sync.Mutex
 	revoked  []hub.TopicPartition
-	taps      tapSet // weir tap's samples of what the processors pass on
+	taps     tapSet // weir tap's samples of what the processors pass on
 }
 
 type sinkRunner struct {
