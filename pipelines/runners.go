@@ -304,7 +304,7 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond),
 		SkipCorrupt: p.cfg.OnCorrupt == OnCorruptDeadLetter, ReadCommitted: p.txc != nil}
 	if len(p.holders) > 0 && !p.cfg.Broadcast {
-		opts.OnRevoked = p.onRevoked
+		opts.OnRevoked, opts.OnLost = p.onRevoked, p.onRevoked
 	}
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	defer cancelPoll()
@@ -720,8 +720,8 @@ func (p *pipelineRunner) holdBack() {
 	}
 }
 
-// onRevoked is the consumer's OnRevoked with Holder sinks: before the
-// partitions move to another member, the holders drop what they hold of
+// onRevoked is the consumer's OnRevoked and OnLost with Holder sinks:
+// before the partitions move to another member, the holders drop what they hold of
 // them (connectors.Releaser) and the runner forgets their offsets
 // delivered but not committed, so that the new owner reads those records
 // again from the committed offsets and nobody publishes them twice. The

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weirhub/weir/hub"
+	"github.com/weirhub/weir/internal/brokertest"
 	"github.com/weirhub/weir/internal/ducktest"
 	"github.com/weirhub/weir/pipelines"
 )
@@ -21,19 +22,38 @@ import (
 // joining (A's partitions are revoked and two move to B), then A leaving
 // gracefully. Every record must be in exactly one published file: A
 // drops what it held of the partitions that moved instead of publishing
-// it on its stop while B writes the same records again.
+// it on its stop while B writes the same records again. Both the
+// in-process group client and the Kafka one (over weir's Kafka front
+// door) are run.
 func TestParquetSinkGroupRebalance(t *testing.T) {
-	h, err := hub.Open(hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"},
-		Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
+	for _, overKafka := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in-process", true: "kafka"}[overKafka], func(t *testing.T) {
+			testParquetGroupRebalance(t, overKafka)
+		})
 	}
-	t.Cleanup(func() { h.Close() })
+}
+
+func testParquetGroupRebalance(t *testing.T, overKafka bool) {
+	var h *hub.Hub
+	head := ""
+	if overKafka {
+		w := brokertest.StartWeir(t, hub.Options{Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}})
+		h = w.Hub
+		head = fmt.Sprintf("hub: {data_dir: %s, kafka: {brokers: [%s]}}\n", t.TempDir(), w.Addr)
+	} else {
+		var err error
+		h, err = hub.Open(hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"},
+			Groups: hub.GroupOptions{MinSessionTimeout: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+	}
 	if _, err := h.CreateDataset("events", hub.DatasetConfig{Partitions: 4, Fsync: "never"}); err != nil {
 		t.Fatal(err)
 	}
 	lake := t.TempDir()
-	src := fmt.Sprintf(`
+	src := head + fmt.Sprintf(`
 datasets:
   events: {partitions: 4}
 pipelines:
@@ -84,7 +104,11 @@ pipelines:
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := pipelines.New(cfg, pipelines.Options{Hub: h, DrainTimeout: 10 * time.Second})
+		opts := pipelines.Options{Hub: h, DrainTimeout: 10 * time.Second}
+		if overKafka {
+			opts.Hub = nil
+		}
+		e, err := pipelines.New(cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
