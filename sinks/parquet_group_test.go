@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/brokertest"
 	"github.com/weirhub/weir/internal/ducktest"
@@ -185,5 +186,55 @@ pipelines:
 	glob := fmt.Sprintf("read_parquet('%s/events/*.parquet')", lake)
 	if got := ducktest.Scalar(t, "select count(*) || '/' || count(distinct id) from "+glob); got != "168/168" {
 		t.Errorf("rows/distinct ids = %s, want 168/168 (files %v)", got, files)
+	}
+}
+
+// TestParquetSinkRelease: Release drops the unfinished file of a revoked
+// partition unpublished, and forgets the partition's mark, so that when
+// the partition comes back after another member published more of it,
+// the records that member published are skipped.
+func TestParquetSinkRelease(t *testing.T) {
+	dir := t.TempDir()
+	conf := "path: " + dir + "/r\nrotate: {rows: 5, interval: 0}"
+	a := newTestParquet(t, t.TempDir(), conf)
+	ctx := context.Background()
+	recs := func(p int32, from, to int64) []*connectors.Message {
+		var out []*connectors.Message
+		for o := from; o <= to; o++ {
+			m := event(int(o), 21, "")
+			m.Partition, m.Offset = p, o
+			out = append(out, m)
+		}
+		return out
+	}
+	if err := a.Write(ctx, append(recs(0, 0, 6), recs(1, 0, 2)...)); err != nil { // p0: 0-4 published, 5-6 held
+		t.Fatal(err)
+	}
+	a.Release([]hub.TopicPartition{{Topic: "events", Partition: 0}})
+	held := map[int32]int64{}
+	a.Held(func(_ string, p int32, o int64) { held[p] = o })
+	if len(held) != 1 || held[1] != 0 {
+		t.Fatalf("Held after releasing partition 0 = %v, want {1: 0}", held)
+	}
+	// Partition 0's new owner, rotating files at other sizes, writes it
+	// from the committed offset 5 and publishes 5-7 and 8-9; then the
+	// partition comes back, read again from 5 (the new owner did not
+	// commit).
+	b := newTestParquet(t, t.TempDir(), "path: "+dir+"/r\nrotate: {rows: 3, interval: 0}")
+	if err := b.Write(ctx, recs(0, 5, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Write(ctx, recs(0, 5, 12)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"part-0-0-4.parquet", "part-0-10-12.parquet", "part-0-5-7.parquet", "part-0-8-9.parquet", "part-1-0-2.parquet"}
+	if files := lakeFiles(t, filepath.Join(dir, "r")); !slices.Equal(files, want) {
+		t.Fatalf("files %v, want %v", files, want)
 	}
 }
