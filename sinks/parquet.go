@@ -57,7 +57,10 @@ var parquetSpec = connectors.Spec{
 		"sink writes them anew; records that a published file already holds (offsets up to the LAST of the newest file " +
 		"for that directory and partition) are skipped. Each record is written to disk once, in its file. An I/O " +
 		"error that loses an unfinished file makes the pipeline read again from its committed offsets. A graceful " +
-		"stop finishes every file and commits. Records spooled by earlier versions are written into files at the start.\n\n" +
+		"stop finishes every file and commits. Records spooled by earlier versions are written into files at the start. " +
+		"When the pipeline's group moves partitions to another member (one joins or leaves), this member drops their " +
+		"unfinished files unpublished, before the partitions are handed over, and their new owner writes those records " +
+		"from the committed offsets: no two members publish the same records.\n\n" +
 		"Memory: rows gather in Arrow builders; a file's builder becomes a row group when it holds row_group_bytes, " +
 		"and when the builders of all open files hold memory_bytes together, the largest becomes a row group early. " +
 		"A file is never held in memory whole. The builders of all files draw their buffers from one pool, so a row " +
