@@ -132,6 +132,22 @@ type Holder interface {
 	Flush(ctx context.Context) error
 }
 
+// Releaser is an optional interface of Holders whose records are read by
+// a consumer group: Release drops, without publishing them, the records
+// the sink holds of these dataset partitions, because they are moving to
+// another member of the group, and forgets what it knew of their
+// published output (it looks again when their records come back). The
+// runtime calls it when the group revokes the partitions, before they are
+// handed over, and commits none of their held offsets after that: their
+// new owner reads the dropped records again from the committed offsets,
+// and two members never publish the same records (Kafka Connect's S3 sink
+// discards its open files on revocation alike). Release may be called
+// from any goroutine (a client's rebalance callback), but never while a
+// Write of the same runner is in progress; it must not block on I/O.
+type Releaser interface {
+	Release(partitions []hub.TopicPartition)
+}
+
 // ErrRedeliver marks a Write error of a Holder that lost records it had
 // acknowledged but the runtime had not committed (an I/O error dropped
 // the file that held them). The runtime then reads again from the

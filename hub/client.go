@@ -187,6 +187,13 @@ type ConsumeOptions struct {
 	// OnRevoked is called from Poll (or Close) before assigned partitions
 	// are taken away: the place to commit what was processed.
 	OnRevoked func(ctx context.Context, partitions []TopicPartition)
+	// OnLost is called instead of OnRevoked when the group took
+	// partitions away without one (this member was fenced: its session
+	// expired), so a commit is refused: the place to drop what was held
+	// of them. Over Kafka it runs in the client's goroutine, while no
+	// Poll's records are in hand; the in-process consumer, which rejoins
+	// from Poll, calls OnRevoked in both cases.
+	OnLost func(ctx context.Context, partitions []TopicPartition)
 }
 
 func (o *ConsumeOptions) setDefaults() {

@@ -241,7 +241,12 @@ type pipelineRunner struct {
 	holders   []connectors.Holder
 	pending   map[hub.TopicPartition]int64
 	committed map[hub.TopicPartition]int64
-	taps      tapSet // weir tap's samples of what the processors pass on
+	// revoked are the partitions the group took away (onRevoked) since
+	// the runner last forgot their pending offsets; the consumer's
+	// callback may run in a goroutine of its own (a Kafka client's).
+	revokeMu sync.Mutex
+	revoked  []hub.TopicPartition
+	taps     tapSet // weir tap's samples of what the processors pass on
 }
 
 type sinkRunner struct {
@@ -298,6 +303,9 @@ func (p *pipelineRunner) run(ctx context.Context, stop <-chan struct{}) error {
 	opts := hub.ConsumeOptions{Datasets: p.cfg.From, Group: p.cfg.Group, Broadcast: p.cfg.Broadcast, Start: start,
 		ClientID: "weir-" + p.cfg.Name, MinBytes: int32(min(minBytes, 64<<20)), MaxPollBytes: int32(min(maxBytes, 256<<20)), MaxWait: max(period, time.Millisecond),
 		SkipCorrupt: p.cfg.OnCorrupt == OnCorruptDeadLetter, ReadCommitted: p.txc != nil}
+	if len(p.holders) > 0 && !p.cfg.Broadcast {
+		opts.OnRevoked, opts.OnLost = p.onRevoked, p.onRevoked
+	}
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	defer cancelPoll()
 	go func() {
@@ -514,6 +522,7 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		p.ptrs = make([]*connectors.Message, n)
 	}
 	msgs, ptrs := p.msgs[:n], p.ptrs[:n]
+	p.forgetRevoked()
 	clear(p.commit)
 	i := 0
 	var inBytes int64
@@ -572,6 +581,14 @@ func (p *pipelineRunner) handle(ctx context.Context, fetches []hub.Fetch, stop <
 		if err == nil && len(p.holders) > 0 {
 			for tp, next := range p.commit {
 				p.pending[tp] = max(p.pending[tp], next)
+			}
+			if tps := p.forgetRevoked(); len(tps) > 0 {
+				// Not with the clients here (they revoke only inside Poll
+				// or Close, or while no poll's records are in hand), but
+				// should a revocation overlap this delivery, what its
+				// records opened is dropped too, and none of it committed.
+				p.log.Warn("weir: partitions were revoked while their records were being delivered; what the sinks hold of them is dropped")
+				p.releaseHolders(tps)
 			}
 			p.holdBack()
 		}
@@ -692,11 +709,57 @@ func (p *pipelineRunner) holdBack() {
 			}
 		})
 	}
+	// A revocation that ran meanwhile (from another goroutine) may have
+	// dropped held records after Held's look, or before: either way
+	// nothing of those partitions is committed.
+	p.forgetRevoked()
 	for tp, next := range p.commit {
 		if done, ok := p.committed[tp]; ok && next <= done {
 			delete(p.commit, tp)
 		}
 	}
+}
+
+// onRevoked is the consumer's OnRevoked and OnLost with Holder sinks:
+// before the partitions move to another member, the holders drop what they hold of
+// them (connectors.Releaser) and the runner forgets their offsets
+// delivered but not committed, so that the new owner reads those records
+// again from the committed offsets and nobody publishes them twice. The
+// in-process consumer calls it from Poll or Close, in the runner's
+// goroutine; the Kafka client from its own goroutine, but only while a
+// Poll has allowed the rebalance (no records in hand, hence no Write in
+// progress) or from Close. The runner may be committing meanwhile:
+// revoked is noted before the holders drop anything, and holdBack reads
+// it after Held, so a commit never covers dropped records.
+func (p *pipelineRunner) onRevoked(_ context.Context, tps []hub.TopicPartition) {
+	p.revokeMu.Lock()
+	p.revoked = append(p.revoked, tps...)
+	p.revokeMu.Unlock()
+	p.releaseHolders(tps)
+}
+
+func (p *pipelineRunner) releaseHolders(tps []hub.TopicPartition) {
+	for _, h := range p.holders {
+		if r, ok := h.(connectors.Releaser); ok {
+			r.Release(tps)
+		}
+	}
+}
+
+// forgetRevoked forgets the pending and committed offsets, and the
+// commit, of the partitions revoked since the last call, and returns
+// them.
+func (p *pipelineRunner) forgetRevoked() []hub.TopicPartition {
+	p.revokeMu.Lock()
+	tps := p.revoked
+	p.revoked = nil
+	p.revokeMu.Unlock()
+	for _, tp := range tps {
+		delete(p.pending, tp)
+		delete(p.committed, tp)
+		delete(p.commit, tp)
+	}
+	return tps
 }
 
 // noteCommitted records p.commit as committed (with Holder sinks).

@@ -57,7 +57,10 @@ var parquetSpec = connectors.Spec{
 		"sink writes them anew; records that a published file already holds (offsets up to the LAST of the newest file " +
 		"for that directory and partition) are skipped. Each record is written to disk once, in its file. An I/O " +
 		"error that loses an unfinished file makes the pipeline read again from its committed offsets. A graceful " +
-		"stop finishes every file and commits. Records spooled by earlier versions are written into files at the start.\n\n" +
+		"stop finishes every file and commits. Records spooled by earlier versions are written into files at the start. " +
+		"When the pipeline's group moves partitions to another member (one joins or leaves), this member drops their " +
+		"unfinished files unpublished, before the partitions are handed over, and their new owner writes those records " +
+		"from the committed offsets: no two members publish the same records.\n\n" +
 		"Memory: rows gather in Arrow builders; a file's builder becomes a row group when it holds row_group_bytes, " +
 		"and when the builders of all open files hold memory_bytes together, the largest becomes a row group early. " +
 		"A file is never held in memory whole. The builders of all files draw their buffers from one pool, so a row " +
@@ -195,6 +198,7 @@ var (
 	_ connectors.Sink      = (*parquetSink)(nil)
 	_ connectors.Connector = (*parquetSink)(nil)
 	_ connectors.Holder    = (*parquetSink)(nil)
+	_ connectors.Releaser  = (*parquetSink)(nil)
 	_ connectors.Budgeter  = (*parquetSink)(nil)
 )
 
@@ -821,6 +825,55 @@ func (s *parquetSink) Held(fn func(dataset string, partition int32, offset int64
 	}
 	for tp, o := range s.lost {
 		fn(tp.Topic, tp.Partition, o)
+	}
+}
+
+// Release drops the open files of partitions that move to another
+// member of the pipeline's group, unpublished, and forgets their marks
+// (connectors.Releaser): the new owner reads their records again from the
+// committed offsets and writes them itself, and should they come back
+// here, the marks are read again from the names of the files published
+// meanwhile. Records already published stay, and are skipped by whoever
+// reads them again.
+func (s *parquetSink) Release(partitions []hub.TopicPartition) {
+	if len(partitions) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gone := make(map[hub.TopicPartition]bool, len(partitions))
+	for _, tp := range partitions {
+		gone[tp] = true
+		delete(s.lost, tp) // read again by their new owner anyway
+	}
+	dropped := 0
+	for _, w := range s.writers {
+		if !gone[hub.TopicPartition{Topic: w.dataset, Partition: w.partition}] {
+			continue
+		}
+		if w.f != nil {
+			w.f.Close()
+			os.Remove(w.f.Name())
+			w.f = nil
+		}
+		if w.first >= 0 {
+			dropped++
+		}
+		s.dropWriter(w)
+	}
+	for key := range s.marks {
+		// writerKey: path, dataset and partition; a path may hold anything.
+		i := strings.LastIndexByte(key, 0)
+		j := strings.LastIndexByte(key[:max(i, 0)], 0)
+		if i < 0 || j < 0 {
+			continue
+		}
+		if n, err := strconv.ParseInt(key[i+1:], 10, 32); err == nil && gone[hub.TopicPartition{Topic: key[j+1 : i], Partition: int32(n)}] {
+			delete(s.marks, key)
+		}
+	}
+	if dropped > 0 {
+		s.log.Info("weir: parquet: partitions moved to another member; their unfinished files are dropped and read again by it", "files", dropped)
 	}
 }
 

@@ -67,8 +67,12 @@ func (c *Client) Consume(ctx context.Context, opts hub.ConsumeOptions) (hub.Cons
 				}
 				kc.unassign(tps)
 			}),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
-				kc.unassign(flatten(gone))
+			kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, gone map[string][]int32) {
+				tps := flatten(gone)
+				if opts.OnLost != nil {
+					opts.OnLost(ctx, tps)
+				}
+				kc.unassign(tps)
 			}),
 			kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
 				// Called at every assignment, even one that adds nothing.
