@@ -50,7 +50,8 @@ var parquetSpec = connectors.Spec{
 		"declared int64 column, a null in a column declared not nullable), goes to the dead-letter dataset with the " +
 		"column and the reason.\n\n" +
 		"Exactly once: a file is written under a temporary name in the hidden directory .weir-staging of the root " +
-		"(the template's directory before its first {{ }}), synced, and renamed into place, so a reader never sees a " +
+		"(the template's directory before its first {{ }}; each running instance has its own directory there, held by " +
+		"a lock, and removes only those of instances that are gone), synced, and renamed into place, so a reader never sees a " +
 		"partial file; with an s3:// path it is written in the state directory and uploaded whole. The pipeline " +
 		"commits no source offset past the first record of a file not yet renamed into place (the sink holds its " +
 		"records), so after a crash, kill -9 included, it delivers every record of the unfinished files again and the " +
@@ -153,6 +154,7 @@ type parquetSink struct {
 	root       string // the store's directory, prefix of every path
 	store      objstore.Store
 	staging    string
+	run        *stagingRun // this instance's directory in staging, from Connect to Close
 	spoolDir   string
 	arrowOpts  codecs.ArrowOptions
 	propOpts   []parquet.WriterProperty
@@ -370,8 +372,12 @@ func (s *parquetSink) recoverAll(ctx context.Context) error {
 	if s.recovered {
 		return nil
 	}
-	if err := os.RemoveAll(s.staging); err != nil { // partial files of a crashed run
-		return connectors.Unavailable(fmt.Errorf("sinks: parquet: %w", err))
+	if s.run == nil {
+		run, err := claimStaging(s.staging) // and remove the partial files of crashed runs
+		if err != nil {
+			return connectors.Unavailable(fmt.Errorf("sinks: parquet: staging directory %s: %w", s.staging, err))
+		}
+		s.run = run
 	}
 	if s.store == nil {
 		st, err := objstore.NewDir(s.root)
@@ -699,10 +705,14 @@ func (s *parquetSink) flushGroup(w *pqWriter) error {
 		return nil
 	}
 	if w.fw == nil {
-		if err := os.MkdirAll(s.staging, 0o755); err != nil {
+		dir := s.staging
+		if s.run != nil {
+			dir = s.run.dir
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("sinks: parquet: %w", err)
 		}
-		f, err := os.CreateTemp(s.staging, "part-*.parquet.tmp")
+		f, err := os.CreateTemp(dir, "part-*.parquet.tmp")
 		if err != nil {
 			return fmt.Errorf("sinks: parquet: %w", err)
 		}
@@ -934,5 +944,8 @@ func (s *parquetSink) Close(ctx context.Context) error {
 	s.start.Do(func() { close(s.done) })
 	close(s.stop)
 	<-s.done
+	if s.run != nil {
+		err = errors.Join(err, s.run.release())
+	}
 	return err
 }
