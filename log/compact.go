@@ -111,6 +111,11 @@ func (l *Log) Compact() (CompactStats, error) {
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
 	cands, minRatio, err := l.cleanable()
+	defer func() {
+		l.mu.Lock()
+		l.compacting = false
+		l.mu.Unlock()
+	}()
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
@@ -193,6 +198,7 @@ func (l *Log) cleanable() ([]*segment, float64, error) {
 	if l.failed != nil {
 		return nil, 0, l.failed
 	}
+	l.compacting = true // until Compact returns: no segment becomes cold meanwhile
 	segs := *l.segs.Load()
 	var out []*segment
 	for _, s := range segs[:len(segs)-1] {

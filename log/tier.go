@@ -790,7 +790,10 @@ func (l *Log) tierDropLocal() {
 	ts := l.tier
 	l.mu.Lock()
 	lt, lb := l.opts.LocalRetentionTime, l.opts.LocalRetentionBytes
-	if lt <= 0 && lb <= 0 {
+	if (lt <= 0 && lb <= 0) || l.compacting {
+		// While a compaction runs, a segment it is rewriting must not
+		// become cold: its older values would stay in the tier while the
+		// tombstones above them go. The next pass moves it.
 		l.mu.Unlock()
 		return
 	}
