@@ -58,13 +58,6 @@ const (
 // out by NoInfer); deeper ones take the slow path.
 const maxScanDepth = 64
 
-func skipSpace(s []byte, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 // nextElem reads what follows a value in an array or object: its closing
 // byte (done) or a comma, and returns the index after it.
 func nextElem(s []byte, i int, closing byte) (next int, done, ok bool) {
@@ -76,63 +69,6 @@ func nextElem(s []byte, i int, closing byte) (next int, done, ok bool) {
 		return i + 1, false, true
 	}
 	return 0, false, false
-}
-
-func hasLit(s []byte, i int, lit string) bool {
-	return len(s)-i >= len(lit) && string(s[i:i+len(lit)]) == lit
-}
-
-// scanNumber matches a number in strict JSON syntax at s[i:] and returns
-// its end and whether it is an integer (no fraction, no exponent). A
-// number followed by a character fastjson would take as part of it (it
-// reads any run of digits, signs, dots and exponents) does not match.
-func scanNumber(s []byte, i int) (end int, integer, ok bool) {
-	j := i
-	if j < len(s) && s[j] == '-' {
-		j++
-	}
-	if j < len(s) && s[j] == '0' {
-		j++
-	} else if j = digits(s, j); j < 0 {
-		return 0, false, false
-	}
-	integer = true
-	if j < len(s) && s[j] == '.' {
-		integer = false
-		if j = digits(s, j+1); j < 0 {
-			return 0, false, false
-		}
-	}
-	if j < len(s) && (s[j] == 'e' || s[j] == 'E') {
-		integer = false
-		j++
-		if j < len(s) && (s[j] == '+' || s[j] == '-') {
-			j++
-		}
-		if j = digits(s, j); j < 0 {
-			return 0, false, false
-		}
-	}
-	if j < len(s) {
-		switch c := s[j]; {
-		case c >= '0' && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
-			return 0, false, false
-		}
-	}
-	return j, integer, true
-}
-
-// digits returns the end of the run of one or more digits at s[i:], or -1
-// if there is none.
-func digits(s []byte, i int) int {
-	j := i
-	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-		j++
-	}
-	if j == i {
-		return -1
-	}
-	return j
 }
 
 func hexVal(c byte) (rune, bool) {
@@ -277,7 +213,7 @@ func (b *ArrowBuilder) skipValue(s []byte, i, depth int) (int, bool) {
 			}
 		}
 	default:
-		end, _, ok := scanNumber(s, i)
+		end, _, ok := ScanJSONNumber(s, i)
 		return end, ok
 	}
 }
@@ -387,7 +323,7 @@ func (b *ArrowBuilder) scanValue(c *column, s []byte, i int) (int, bool) {
 			return i + 5, true
 		}
 	case kindInt:
-		end, integer, ok := scanNumber(s, i)
+		end, integer, ok := ScanJSONNumber(s, i)
 		if !ok || !integer {
 			return 0, false
 		}
@@ -398,7 +334,7 @@ func (b *ArrowBuilder) scanValue(c *column, s []byte, i int) (int, bool) {
 		b.toks = append(b.toks, scanTok{c: c, kind: tokInt, i: n})
 		return end, true
 	case kindFloat:
-		end, _, ok := scanNumber(s, i)
+		end, _, ok := ScanJSONNumber(s, i)
 		if !ok {
 			return 0, false
 		}
@@ -429,7 +365,7 @@ func (b *ArrowBuilder) scanValue(c *column, s []byte, i int) (int, bool) {
 			b.toks = append(b.toks, scanTok{c: c, kind: tokStr, off: int32(i), end: int32(i + 5)})
 			return i + 5, true
 		default: // a declared string takes a number as its text
-			end, _, ok := scanNumber(s, i)
+			end, _, ok := ScanJSONNumber(s, i)
 			if !ok {
 				return 0, false
 			}
@@ -460,7 +396,7 @@ func (b *ArrowBuilder) scanValue(c *column, s []byte, i int) (int, bool) {
 				ts = t.UnixMilli()
 			}
 		case c.declared:
-			end, _, ok := scanNumber(s, i)
+			end, _, ok := ScanJSONNumber(s, i)
 			if !ok {
 				return 0, false
 			}

@@ -61,7 +61,7 @@ func AppendJSONString(dst, s []byte) []byte {
 func ValidJSON(b []byte) bool {
 	var small [64]byte
 	open := small[:0] // the containers around i: '{' or '['
-	i := skipJSONSpace(b, 0)
+	i := skipSpace(b, 0)
 	for {
 		// A value starts at i.
 		if i >= len(b) {
@@ -73,7 +73,7 @@ func ValidJSON(b []byte) bool {
 				return false
 			}
 			open = append(open, c)
-			i = skipJSONSpace(b, i+1)
+			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == c+2 { // '}' or ']'
 				open = open[:len(open)-1]
 				i++
@@ -88,20 +88,24 @@ func ValidJSON(b []byte) bool {
 		case '"':
 			i = jsonStringEnd(b, i+1)
 		case 't':
-			i = jsonLiteral(b, i, "true")
+			i = literalEnd(b, i, "true")
 		case 'f':
-			i = jsonLiteral(b, i, "false")
+			i = literalEnd(b, i, "false")
 		case 'n':
-			i = jsonLiteral(b, i, "null")
+			i = literalEnd(b, i, "null")
 		default:
-			i = jsonNumberEnd(b, i)
+			if end, _, ok := ScanJSONNumber(b, i); ok {
+				i = end
+			} else {
+				i = -1
+			}
 		}
 		if i < 0 {
 			return false
 		}
 		// After a value: close containers until a comma or the end.
 		for {
-			i = skipJSONSpace(b, i)
+			i = skipSpace(b, i)
 			if len(open) == 0 {
 				return i == len(b)
 			}
@@ -117,7 +121,7 @@ func ValidJSON(b []byte) bool {
 			if b[i] != ',' {
 				return false
 			}
-			i = skipJSONSpace(b, i+1)
+			i = skipSpace(b, i+1)
 			if top == '{' {
 				if i = jsonKey(b, i); i < 0 {
 					return false
@@ -131,13 +135,6 @@ func ValidJSON(b []byte) bool {
 // maxJSONDepth is encoding/json's limit on nesting.
 const maxJSONDepth = 10000
 
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
 // jsonKey checks an object's key and colon at i, and returns where its
 // value starts; -1 if they are not there.
 func jsonKey(b []byte, i int) int {
@@ -147,11 +144,11 @@ func jsonKey(b []byte, i int) int {
 	if i = jsonStringEnd(b, i+1); i < 0 {
 		return -1
 	}
-	i = skipJSONSpace(b, i)
+	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return -1
 	}
-	return skipJSONSpace(b, i+1)
+	return skipSpace(b, i+1)
 }
 
 // jsonStringEnd returns the index after the closing quote of a string
@@ -191,50 +188,75 @@ func jsonStringEnd(b []byte, i int) int {
 	return -1
 }
 
-func jsonLiteral(b []byte, i int, lit string) int {
-	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+func skipSpace(s []byte, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+func hasLit(s []byte, i int, lit string) bool {
+	return len(s)-i >= len(lit) && string(s[i:i+len(lit)]) == lit
+}
+
+// literalEnd returns the index after lit at b[i:], or -1 if it is not there.
+func literalEnd(b []byte, i int, lit string) int {
+	if !hasLit(b, i, lit) {
 		return -1
 	}
 	return i + len(lit)
 }
 
-// jsonNumberEnd returns the index after a number that starts at i: -?
-// (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?; -1 if there is none.
-func jsonNumberEnd(b []byte, i int) int {
-	digits := func(i int) int {
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
+// ScanJSONNumber matches a number in strict JSON syntax at s[i:] and returns
+// its end and whether it is an integer (no fraction, no exponent). A
+// number followed by a character fastjson would take as part of it (it
+// reads any run of digits, signs, dots and exponents) does not match:
+// the Arrow scan, ValidJSON and connectors' KnownJSONObject share it.
+func ScanJSONNumber(s []byte, i int) (end int, integer, ok bool) {
+	j := i
+	if j < len(s) && s[j] == '-' {
+		j++
+	}
+	if j < len(s) && s[j] == '0' {
+		j++
+	} else if j = digits(s, j); j < 0 {
+		return 0, false, false
+	}
+	integer = true
+	if j < len(s) && s[j] == '.' {
+		integer = false
+		if j = digits(s, j+1); j < 0 {
+			return 0, false, false
 		}
-		return i
 	}
-	if i < len(b) && b[i] == '-' {
-		i++
+	if j < len(s) && (s[j] == 'e' || s[j] == 'E') {
+		integer = false
+		j++
+		if j < len(s) && (s[j] == '+' || s[j] == '-') {
+			j++
+		}
+		if j = digits(s, j); j < 0 {
+			return 0, false, false
+		}
 	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		i = digits(i + 1)
-	default:
+	if j < len(s) {
+		switch c := s[j]; {
+		case c >= '0' && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
+			return 0, false, false
+		}
+	}
+	return j, integer, true
+}
+
+// digits returns the end of the run of one or more digits at s[i:], or -1
+// if there is none.
+func digits(s []byte, i int) int {
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == i {
 		return -1
 	}
-	if i < len(b) && b[i] == '.' {
-		j := digits(i + 1)
-		if j == i+1 {
-			return -1
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := digits(i)
-		if j == i {
-			return -1
-		}
-		i = j
-	}
-	return i
+	return j
 }

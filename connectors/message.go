@@ -238,13 +238,11 @@ func jsonTokens(b []byte) bool {
 			}
 			i++ // the closing quote
 		case c == '-' || c >= '0' && c <= '9':
-			n := jsonNumberLen(b[i:])
-			if n == 0 {
+			end, _, ok := codecs.ScanJSONNumber(b, i) // 01, 1.2.3, 1e5e5 do not match: one token to the parser
+			if !ok {
 				return false
 			}
-			if i += n; i < len(b) && isNumberByte(b[i]) {
-				return false // 01, 1.2.3, 1e5e5: one token to the parser
-			}
+			i = end
 		case c == 't':
 			if !bytes.HasPrefix(b[i:], []byte("true")) {
 				return false
@@ -280,51 +278,6 @@ const (
 func swarLess(x uint64, n byte) uint64 { return (x - swarLo*uint64(n)) &^ x & swarHi }
 
 func swarZero(x uint64) uint64 { return (x - swarLo) &^ x & swarHi }
-
-// jsonNumberLen is the length of the JSON number at the start of b
-// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if there is none.
-func jsonNumberLen(b []byte) int {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		}
-	default:
-		return 0
-	}
-	if i < len(b) && b[i] == '.' {
-		j := i + 1
-		for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
-		}
-		if j == i+1 {
-			return 0
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		j := i + 1
-		if j < len(b) && (b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		k := j
-		for ; k < len(b) && b[k] >= '0' && b[k] <= '9'; k++ {
-		}
-		if k == j {
-			return 0
-		}
-		i = k
-	}
-	return i
-}
-
-func isNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
-}
 
 // lastBrace is the index of an object's closing brace, or -1.
 func lastBrace(b []byte) int {
