@@ -229,24 +229,26 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if lim := s.opts.MaxConnectionsPerIP; lim > 0 && s.perIP[c.ip] >= lim {
 			s.mu.Unlock()
-			nc.Close()
+			// Counted before the close, so a client that sees the
+			// close also sees the count.
 			s.refused(refusedPerIP, c.remote, "max_per_ip", lim)
+			nc.Close()
 			continue
 		}
 		if s.nconns.Load() >= int64(s.opts.MaxConnections) {
 			e := s.fresh.Front()
 			if e == nil {
 				s.mu.Unlock()
-				nc.Close()
 				s.refused(refusedFull, c.remote, "max", s.opts.MaxConnections)
+				nc.Close()
 				continue
 			}
 			// Make room: close the oldest connection that has not
 			// sent a request. It leaves the count when it ends.
 			old := s.fresh.Remove(e).(*conn)
 			old.freshElem = nil
-			old.nc.Close()
 			s.refused(evictedFresh, old.remote, "max", s.opts.MaxConnections)
+			old.nc.Close()
 		}
 		s.conns[c] = struct{}{}
 		s.perIP[c.ip]++
