@@ -1,0 +1,107 @@
+package log
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weirhub/weir/codecs"
+)
+
+// keyedBatch builds a batch of one record per key/value pair (a nil value
+// is a tombstone) at timestamp ts.
+func keyedBatch(t *testing.T, ts int64, kvs ...[]byte) []byte {
+	t.Helper()
+	var b codecs.Builder
+	for i := 0; i+1 < len(kvs); i += 2 {
+		b.Append(ts, kvs[i], kvs[i+1], nil)
+	}
+	out, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), out...)
+}
+
+// TestTierNoColdWhileCompacting pins the race fixed by Log.compacting: a
+// tier pass that runs while a compaction is between two segments must not
+// move a segment the compaction is rewriting to the tier. Segment A holds
+// k=old, segment B the tombstone of k, both uploaded, and the tombstone is
+// past DeleteRetention. The compaction pauses once A's cleaned files are
+// written (compactHook "cleaned"); there local retention shrinks so that
+// A, and only A, may leave the disk, and a tier pass runs. Had A become
+// cold, its swap would be skipped (the log no longer lists the local A)
+// while B's tombstone went: k would read back as "old".
+func TestTierNoColdWhileCompacting(t *testing.T) {
+	tier := newMemTier()
+	var now atomic.Int64
+	now.Store(1_700_000_000_000)
+	opts := Options{FS: NewMemFS(), Tier: tier, Compact: true, MinCleanableRatio: -1, DeleteRetention: time.Minute,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Sync: SyncNever}
+	l := openLog(t, "/d", opts)
+	defer l.Close()
+	pad := make([]byte, 512)
+	appendRoll := func(b []byte) {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := now.Load()
+	appendRoll(keyedBatch(t, ts, []byte("k"), []byte("old"), []byte("a"), pad)) // segment A
+	appendRoll(keyedBatch(t, ts, []byte("k"), nil, []byte("b"), pad))           // segment B
+	if _, err := l.Append(keyedBatch(t, ts, []byte("c"), pad)); err != nil {    // the active segment
+		t.Fatal(err)
+	}
+	waitFor(t, l, "A and B uploaded", func() bool { return l.TierStats().RemoteSegments == 2 && tierSettled(l) })
+	now.Add(time.Hour.Milliseconds()) // the tombstone comes of age
+
+	var paused, moved bool
+	compactHook = func(step string) {
+		if step != "cleaned" || paused {
+			return
+		}
+		paused = true
+		segs := *l.segs.Load()
+		if len(segs) != 3 || segs[0].cold != nil {
+			t.Errorf("at the pause the log has %d segments, the first cold: %v", len(segs), len(segs) > 0 && segs[0].cold != nil)
+			return
+		}
+		// Local retention now keeps B and the active segment, not A.
+		lim := l.Limits()
+		lim.LocalRetentionBytes = segs[1].written + segs[2].written
+		if err := l.SetLimits(lim); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := l.tierPass(l.tier.ctx); err != nil {
+			t.Errorf("tier pass during the compaction: %v", err)
+		}
+		moved = (*l.segs.Load())[0].cold != nil
+	}
+	defer func() { compactHook = nil }()
+	st, err := l.Compact()
+	compactHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !paused {
+		t.Fatalf("the compaction never reached the hook: %+v", st)
+	}
+	if moved {
+		t.Errorf("a tier pass moved segment A to the tier while a compaction was rewriting it")
+	}
+	model := map[string]kv{"a": {string(pad), 1}, "b": {string(pad), 3}, "c": {string(pad), 4}}
+	checkState(t, l, model, "after the compaction")
+	// Once the compaction is over, the next passes move A and B (compacted,
+	// then uploaded again) to the tier, and the state stays.
+	lim := l.Limits()
+	lim.LocalRetentionBytes = 1
+	if err := l.SetLimits(lim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, l, "A and B cold", func() bool { return l.TierStats().ColdSegments == 2 })
+	checkState(t, l, model, "after A went cold")
+}
