@@ -45,6 +45,10 @@ type HubConfig struct {
 	// ColdStore is the embedded hub's cold store URL (s3://BUCKET/PREFIX?
 	// endpoint=http://HOST:PORT or file:///path), "" for none.
 	ColdStore string
+	// ColdUploadRate paces the uploads to the cold store, bytes a second
+	// of all datasets together (hub.Options.ColdUploadBytesPerSecond, weir
+	// serve --cold-upload-rate); 0 leaves them unpaced.
+	ColdUploadRate int64
 	// Kafka is the external cluster of hub.kafka (brokers, client id,
 	// TLS, SASL, as for the kafka source and sink), or nil.
 	Kafka *kafkaconf.Conn
@@ -568,6 +572,7 @@ var (
 		{Name: "fsync", Type: connectors.TypeString, Default: "interval", Enum: []string{"always", "interval", "never"}, Doc: "Default fsync policy of datasets."},
 		{Name: "auto_create", Type: connectors.TypeBool, Default: false, Doc: "Allow datasets the file does not declare (they are created with defaults)."},
 		{Name: "cold_store", Type: connectors.TypeString, Doc: "Object store that datasets with retention.remote move closed segments to: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path."},
+		{Name: "cold_upload_rate", Type: connectors.TypeSize, Min: "1KiB", Max: "1TiB", Doc: "Pace uploads to hub.cold_store to this many bytes a second, all datasets together (like weir serve --cold-upload-rate; Kafka's remote.log.manager.copy.max.bytes.per.second). A rate below what producers write keeps the difference on local disk. Default: unpaced."},
 		{Name: "kafka", Type: connectors.TypeObject, Doc: "Run against an external Kafka-compatible cluster instead of the embedded hub: " +
 			"brokers, client id, TLS and SASL as for the kafka source and sink.", Fields: kafkaconf.Fields()},
 	}
@@ -668,7 +673,8 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	top := l.parse("", topFields, root)
 	h := top.Object("hub")
 	cfg.Hub = HubConfig{DataDir: h.String("data_dir"), Listen: h.String("listen"), Advertise: h.String("advertise"),
-		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create"), ColdStore: h.String("cold_store")}
+		Fsync: h.String("fsync"), AutoCreate: h.Bool("auto_create"), ColdStore: h.String("cold_store"),
+		ColdUploadRate: h.Size("cold_upload_rate")}
 	if k := h.Object("kafka"); h.Has("kafka") {
 		conn, err := kafkaconf.Parse(k)
 		var ce connectors.ConfigError

@@ -107,6 +107,22 @@ func (s *runSet) MemoryBudget() int64 {
 	return n
 }
 
+// embeddedHubOptions are the options of the hub a pipeline file (read
+// from path) runs on when its hub: section names no external cluster.
+func embeddedHubOptions(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (hub.Options, error) {
+	ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
+		Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs, SubscribeBuffer: cfg.HTTP.SubscribeBuffer,
+		ColdUploadBytesPerSecond: cfg.Hub.ColdUploadRate}
+	if cfg.Hub.ColdStore != "" {
+		cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
+		if err != nil {
+			return ho, fmt.Errorf("%s: hub.cold_store: %w", path, err)
+		}
+		ho.ColdStore = cs
+	}
+	return ho, nil
+}
+
 // newRunSet builds every unit of cfg (read from path) with opts.
 func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (*runSet, error) {
 	shared, common, fps, err := fingerprints(path)
@@ -116,14 +132,9 @@ func newRunSet(path string, cfg *pipelines.Config, opts pipelines.Options, obs h
 	s := &runSet{path: path, opts: opts, logger: opts.Logger, shared: shared, common: common,
 		failed: make(chan error, 1), reload: make(chan chan error)}
 	if !cfg.Hub.External() {
-		ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-			Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs, SubscribeBuffer: cfg.HTTP.SubscribeBuffer}
-		if cfg.Hub.ColdStore != "" {
-			cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
-			if err != nil {
-				return nil, fmt.Errorf("%s: hub.cold_store: %w", path, err)
-			}
-			ho.ColdStore = cs
+		ho, err := embeddedHubOptions(path, cfg, opts, obs)
+		if err != nil {
+			return nil, err
 		}
 		h, err := hub.Open(ho)
 		if err != nil {

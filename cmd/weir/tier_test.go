@@ -13,6 +13,7 @@ import (
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/internal/objstore"
+	"github.com/weirhub/weir/pipelines"
 )
 
 // TestServeColdStoreConfig: cold_store in weir.yaml (and WEIR_COLD_STORE)
@@ -40,6 +41,24 @@ func TestServeColdStoreConfig(t *testing.T) {
 	applyEnv(&cfg)
 	if _, err := cfg.hubOptions(nil); err == nil {
 		t.Fatal("a bad cold_store was accepted")
+	}
+}
+
+// TestPipelineHubColdUploadRate: a pipeline file's hub.cold_upload_rate
+// paces the embedded hub's uploads, as weir serve --cold-upload-rate does.
+func TestPipelineHubColdUploadRate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	src := "hub: {data_dir: " + dir + "/data, cold_store: file://" + dir + "/cold, cold_upload_rate: 20MiB}\n" +
+		"datasets: {events: {retention: {remote: true}}}\n" +
+		"pipelines: {p: {from: [events], to: [{stdout: {}}]}}\n"
+	cfg, err := pipelines.Load(path, []byte(src), pipelines.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := embeddedHubOptions(path, cfg, pipelines.Options{}, nil)
+	if err != nil || o.ColdStore == nil || o.ColdUploadBytesPerSecond != 20<<20 {
+		t.Fatalf("embeddedHubOptions: %v, cold store %v, upload rate %d", err, o.ColdStore, o.ColdUploadBytesPerSecond)
 	}
 }
 
