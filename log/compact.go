@@ -45,6 +45,7 @@ func (e *CompactedError) Unwrap() error { return ErrCompacted }
 type CompactStats struct {
 	Passes            int   // key maps built: more than one when the keys did not fit
 	Segments          int   // segments rewritten
+	ColdSegments      int   // of those, segments only in the tier (rewritten there)
 	RecordsRemoved    int64 // superseded records and tombstones removed
 	TombstonesRemoved int64
 	BytesBefore       int64 // of the rewritten segments
@@ -110,7 +111,7 @@ func (l *Log) Compact() (CompactStats, error) {
 	}
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
-	cands, minRatio, err := l.cleanable()
+	cands, minRatio, keepTombs, err := l.cleanable()
 	defer func() {
 		l.mu.Lock()
 		l.compacting = false
@@ -119,9 +120,6 @@ func (l *Log) Compact() (CompactStats, error) {
 	if err != nil || len(cands) == 0 {
 		return st, err
 	}
-	// Below a cold segment (one only in the tier, which compaction leaves
-	// as it is) an older value of a key may survive: its tombstone stays.
-	keepTombs := (*l.segs.Load())[0].cold != nil
 	end := cands[len(cands)-1].next.Load()
 	if l.firstDirty > end {
 		l.firstDirty = 0 // a checkpoint of another log than this one: all is dirty
@@ -185,32 +183,36 @@ func (l *Log) Compact() (CompactStats, error) {
 	return st, nil
 }
 
-// cleanable returns the segments compaction may rewrite: the closed local
-// ones (not those only in the cold tier) before the first that is still
-// being sealed or has damage; and the MinCleanableRatio in force
-// (SetLimits changes it).
-func (l *Log) cleanable() ([]*segment, float64, error) {
+// cleanable returns the segments compaction may rewrite: the closed ones,
+// local and cold, before the first that is still being sealed or has
+// damage; the MinCleanableRatio in force (SetLimits changes it); and
+// whether tombstones must stay, because older values of their keys may be
+// in the tier where compaction cannot reach them: its manifest was not
+// read yet (the store was down at Open), or the log is fenced out of it
+// (its cold segments cannot be rewritten, and are left out).
+func (l *Log) cleanable() (cands []*segment, minRatio float64, keepTombs bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
-		return nil, 0, ErrClosed
+		return nil, 0, false, ErrClosed
 	}
 	if l.failed != nil {
-		return nil, 0, l.failed
+		return nil, 0, false, l.failed
 	}
 	l.compacting = true // until Compact returns: no segment becomes cold meanwhile
+	coldOK := l.tier != nil && !l.tier.unread && !l.tier.fenced.Load()
+	keepTombs = l.tier != nil && !coldOK
 	segs := *l.segs.Load()
-	var out []*segment
 	for _, s := range segs[:len(segs)-1] {
-		if s.cold != nil {
+		if s.cold != nil && !coldOK {
 			continue
 		}
 		if slices.Contains(l.pending, s) || s.corrupt != nil {
 			break
 		}
-		out = append(out, s)
+		cands = append(cands, s)
 	}
-	return out, l.opts.MinCleanableRatio, nil
+	return cands, l.opts.MinCleanableRatio, keepTombs, nil
 }
 
 // forEachBatch calls fn with every batch of a closed segment, in order,
@@ -469,37 +471,47 @@ func (l *Log) cleanSegment(s *segment, km *keyMap, cleanBelow int64, keepTombs b
 		}
 		l.horizon.Store(horizon)
 	}
-	marker := s.base2path(swapSuffix)
-	err = writeFileSync(l.fs, marker, nil, true)
-	if err == nil {
-		err = l.fs.SyncDir(l.dir) // the commit point: the marker is durable
-	}
-	if err != nil {
+	var ns *segment
+	if s.cold != nil {
+		// The cleaned files go up as the segment's new version; the local
+		// ones were only the way there.
+		ns, err = l.swapCold(s, tmp, outPos)
 		l.removeCleaned(s)
-		l.fs.Remove(marker)
-		return nil, fmt.Errorf("log: compacting %s: writing the swap marker: %w", s.path, err)
-	}
-	if compactHook != nil {
-		compactHook("committed")
-	}
-	ns, err := l.swapIn(s)
-	if err != nil {
-		return nil, err
-	}
-	if ns == nil {
-		return nil, nil
-	}
-	if compactHook != nil {
-		compactHook("swapped")
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return ns, fmt.Errorf("log: compacting %s: %w", s.path, err)
-	}
-	l.fs.Remove(marker) // a marker without cleaned files is dropped by Open
-	if compactHook != nil {
-		compactHook("done")
+		if err != nil || ns == nil {
+			return nil, err
+		}
+	} else {
+		marker := s.base2path(swapSuffix)
+		err = writeFileSync(l.fs, marker, nil, true)
+		if err == nil {
+			err = l.fs.SyncDir(l.dir) // the commit point: the marker is durable
+		}
+		if err != nil {
+			l.removeCleaned(s)
+			l.fs.Remove(marker)
+			return nil, fmt.Errorf("log: compacting %s: writing the swap marker: %w", s.path, err)
+		}
+		if compactHook != nil {
+			compactHook("committed")
+		}
+		if ns, err = l.swapIn(s); err != nil || ns == nil {
+			return nil, err
+		}
+		if compactHook != nil {
+			compactHook("swapped")
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return ns, fmt.Errorf("log: compacting %s: %w", s.path, err)
+		}
+		l.fs.Remove(marker) // a marker without cleaned files is dropped by Open
+		if compactHook != nil {
+			compactHook("done")
+		}
 	}
 	st.Segments++
+	if s.cold != nil {
+		st.ColdSegments++
+	}
 	st.RecordsRemoved += removed
 	st.TombstonesRemoved += tombs
 	st.BytesBefore += s.written

@@ -215,7 +215,8 @@ type tierState struct {
 	remoteSegs, remoteBytes          atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
 	swept                            atomic.Int64
-	lastSweep                        time.Time // under mu; zero: none since Open
+	lastSweep                        time.Time    // under mu; zero: none since Open
+	retired                          []retiredSeg // under mu: see swapCold
 	opened                           time.Time
 }
 
@@ -445,6 +446,7 @@ func (l *Log) tierPass(ctx context.Context) error {
 		return err
 	}
 	l.tierDropLocal()
+	l.tierRetire(ctx)
 	if err := l.tierSweep(ctx); err != nil {
 		// Garbage stays a while longer; the data is whole.
 		l.opts.Logger.Warn("log: sweeping the cold tier of objects no manifest lists failed", "dir", l.dir, "err", err)
@@ -480,6 +482,11 @@ func (l *Log) tierSweep(ctx context.Context) error {
 	listed := make(map[string]bool, 3*len(ts.man.Segments))
 	for _, s := range ts.man.Segments {
 		listed[s.Object(logSuffix)], listed[s.Object(indexSuffix)], listed[s.Object(timeIndexSuffix)] = true, true, true
+	}
+	for _, r := range ts.retired {
+		for _, name := range r.names {
+			listed[name] = true // still read: tierRetire deletes them
+		}
 	}
 	var orphans []string
 	for _, o := range objs {
@@ -875,9 +882,10 @@ func (l *Log) acquireCurrent(s *segment) (*segment, bool) {
 	return l.acquireReplacement(s)
 }
 
-// acquireReplacement acquires the cold segment that replaced s, if any.
+// acquireReplacement acquires the cold segment that replaced s, if any: its
+// local copy's, or, for a cold s, the compacted version (see swapCold).
 func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
-	if l.tier == nil || s.cold != nil {
+	if l.tier == nil {
 		return nil, false
 	}
 	for _, r := range *l.segs.Load() {

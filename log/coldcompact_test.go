@@ -1,0 +1,110 @@
+package log
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countRecords reads the whole log and counts its records and tombstones.
+func countRecords(t *testing.T, l *Log) (records, tombs int) {
+	t.Helper()
+	it := l.NewIterator(l.StartOffset())
+	for it.Next() {
+		records++
+		if it.Record().Value == nil {
+			tombs++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("reading the log back: %v", err)
+	}
+	return records, tombs
+}
+
+// TestTierCompactModel: random puts and deletes into a compacted log with
+// a tier whose local retention moves segments to the store early, with
+// compaction at random moments (a key map too small for the keys: several
+// passes) and tier passes in the background. After every compaction, the
+// log read back (cold part included) gives the state of a model map; cold
+// segments get compacted (rewritten in the store), tombstones there go
+// after DeleteRetention; in the end every key is in the log at most once,
+// the store holds no object its manifest does not list, and a new log on
+// the store with an empty directory reads the same state.
+func TestTierCompactModel(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 11))
+			tier := newMemTier()
+			var now atomic.Int64
+			now.Store(1_700_000_000_000)
+			opts := Options{FS: NewMemFS(), Tier: tier, Compact: true, SegmentBytes: 4096, IndexIntervalBytes: 256,
+				DeleteRetention: time.Minute, CompactMapBytes: 4096, LocalRetentionBytes: 2 * 4096,
+				Now: func() time.Time { return time.UnixMilli(now.Load()) }, Sync: SyncNever}
+			if seed == 1 {
+				opts.MinCleanableRatio = -1
+			}
+			l := openLog(t, "/d", opts)
+			defer func() { l.Close() }()
+			model := map[string]kv{}
+			var total CompactStats
+			for step := range 1500 {
+				putBatch(t, l, rng, 150, now.Add(1000), model)
+				if step%10 == 0 {
+					l.EnforceRetention() // kicks a tier pass
+				}
+				if rng.IntN(60) == 0 {
+					st, err := l.Compact()
+					if err != nil {
+						t.Fatalf("step %d: %v", step, err)
+					}
+					total.Segments += st.Segments
+					total.ColdSegments += st.ColdSegments
+					total.TombstonesRemoved += st.TombstonesRemoved
+					total.Passes = max(total.Passes, st.Passes)
+					checkState(t, l, model, fmt.Sprintf("step %d after compaction", step))
+				}
+			}
+			if total.ColdSegments == 0 || total.TombstonesRemoved == 0 || l.TierStats().ColdSegments == 0 {
+				t.Fatalf("too little happened to test: %+v, tier %+v", total, l.TierStats())
+			}
+
+			// All of it past DeleteRetention and cold but the last closed
+			// segment (local retention keeps one byte: it, beside the
+			// empty active one): one run leaves each key once, and no
+			// tombstone.
+			now.Add(time.Hour.Milliseconds())
+			lim := l.Limits()
+			lim.LocalRetentionBytes, lim.MinCleanableRatio = 1, -1
+			if err := l.SetLimits(lim); err != nil {
+				t.Fatal(err)
+			}
+			l.Roll()
+			waitFor(t, l, "the closed segments cold", func() bool {
+				segs := *l.segs.Load()
+				return tierSettled(l) && l.TierStats().ColdSegments == int64(len(segs)-2)
+			})
+			st, err := l.Compact()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.ColdSegments == 0 {
+				t.Fatalf("the last compaction rewrote no cold segment: %+v", st)
+			}
+			checkState(t, l, model, "after compacting the cold log")
+			if n, tombs := countRecords(t, l); n != len(model) || tombs != 0 {
+				t.Fatalf("after compacting the cold log it holds %d records (%d tombstones) for %d live keys", n, tombs, len(model))
+			}
+			waitFor(t, l, "replaced objects deleted", func() bool { return len(unlisted(t, tier)) == 0 })
+
+			l.Close()
+			l = openLog(t, "/d", opts)
+			checkState(t, l, model, "after reopening")
+			dr := openLog(t, "/other", Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 4096})
+			defer dr.Close()
+			checkState(t, dr, model, "a new log on the tier")
+		})
+	}
+}
