@@ -99,11 +99,16 @@ func (l *Log) CheckResume(offset int64) error {
 // the map it takes several passes, oldest offsets first. One Compact runs
 // at a time per log; Close waits for it.
 //
-// With a Tier, it rewrites local segments only: a compacted segment that
-// was uploaded goes up again (the tier pass swaps the manifest to the new
-// version), and segments only in the tier stay as they are; while there
-// are any, tombstones stay too, since an older value of their key may be
-// in the tier.
+// With a Tier, segments only in the tier are compacted too: their bytes
+// count with the local ones for MinCleanableRatio (so a large cold part
+// makes runs rarer, as in Kafka, where the ratio is over the whole log),
+// a run reads them through the cold cache, and one from which records go
+// is rewritten and uploaded as a new version that the manifest swaps to
+// (see swapCold); one from which nothing goes is only read. A compacted
+// local segment that was uploaded goes up again at the next tier pass.
+// Tombstones stay while the tier's manifest is unread (the store was down
+// at Open) or the log is fenced out of it: an older value of their key may
+// be there.
 func (l *Log) Compact() (CompactStats, error) {
 	var st CompactStats
 	if !l.opts.Compact {

@@ -208,7 +208,16 @@
 //     swaps to it, then the old version's objects are deleted;
 //  3. delete the local copies of the oldest listed segments that
 //     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
-//     swaps each for a cold segment, then removes the files.
+//     swaps each for a cold segment, then removes the files (not while a
+//     Compact runs: a segment it rewrites stays local until the next pass);
+//  4. delete the objects of cold segments that compaction replaced, once
+//     no reader holds them.
+//
+// Compact rewrites cold segments as it does local ones: the cleaned files
+// go up under names of their own, the manifest swaps to them (a
+// conditional write), the log swaps the segment, and step 4 deletes the
+// old version; a crash before the manifest write leaves unlisted objects
+// (swept), after it the old version's (swept).
 //
 // A crash between any two steps leaves every offset readable: unlisted
 // objects are garbage (a later upload uses the new open's tag), and a

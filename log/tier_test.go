@@ -549,8 +549,8 @@ func tierSettled(l *Log) bool {
 // TestTierCompaction: a compacted log with a tier. Compaction rewrites
 // uploaded local segments, which go up again under new names (the
 // manifest swaps to them, the old objects go); once local retention moves
-// segments to the tier, compaction leaves them as they are and keeps
-// tombstones (an older value may survive below). After every compaction,
+// segments to the tier, compaction rewrites those in the tier too (see
+// TestTierCompactModel). After every compaction,
 // reading the log back gives the state a model map has, and so does a
 // new log on the tier with an empty directory.
 func TestTierCompaction(t *testing.T) {
