@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
+	"path"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +16,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/weirhub/weir/internal/objstore"
 	wlog "github.com/weirhub/weir/log"
 )
 
@@ -25,17 +28,25 @@ func newLogCmd() *cobra.Command {
 or any directory above such directories (a hub's data directory, a dataset), in
 which case every log below it is handled.`,
 	}
+	var coldStore string
 	inspect := &cobra.Command{
 		Use: "inspect DIR|COLD-STORE-URL",
 		Long: `Lists the segments of the logs under DIR; with a cold store URL
 (s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or file:///path, as weir serve --cold-store takes),
-lists what the store holds for each partition, read-only, from its manifest.`,
+lists what the store holds for each partition, read-only, from its manifest. With DIR and
+--cold-store, each partition of a hub's data directory (DATA/datasets/NAME/PARTITION) shows its
+local part and, from the store's manifest (NAME/PARTITION/), its remote part: segments, offsets
+and bytes of each.`,
 		Short: "List segments with their offset and time ranges and sizes",
-		Args:  cobra.ExactArgs(1),
+		Example: `  weir log inspect ./data
+  weir log inspect ./data --cold-store 's3://weir/hub1?endpoint=http://127.0.0.1:7070'
+  weir log inspect 's3://weir/hub1?endpoint=http://127.0.0.1:7070'`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return inspectLogs(cmd.OutOrStdout(), args[0])
+			return inspectLogsTiered(cmd.OutOrStdout(), args[0], coldStore)
 		},
 	}
+	inspect.Flags().StringVar(&coldStore, "cold-store", "", "also show each partition's remote part from this cold store (the URL weir serve --cold-store was given)")
 	verify := &cobra.Command{
 		Use:   "verify DIR",
 		Short: "CRC-check every batch; exit 1 at the first bad one, naming its file, position and offset",
@@ -79,13 +90,27 @@ func fmtTS(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-func inspectLogs(w io.Writer, root string) error {
+func inspectLogs(w io.Writer, root string) error { return inspectLogsTiered(w, root, "") }
+
+// inspectLogsTiered is inspectLogs; with cold, a cold store URL, each
+// partition directory of a hub (…/datasets/NAME/PARTITION) also shows
+// what the store's manifest at NAME/PARTITION/ lists.
+func inspectLogsTiered(w io.Writer, root, cold string) error {
 	if strings.HasPrefix(root, "s3://") || strings.HasPrefix(root, "file://") {
+		if cold != "" {
+			return fmt.Errorf("--cold-store goes with a data directory; %s is a store already", root)
+		}
 		return inspectColdStore(w, root)
 	}
 	dirs, err := logDirs(root)
 	if err != nil {
 		return err
+	}
+	var store objstore.Store
+	if cold != "" {
+		if store, err = objstore.OpenURL(cold); err != nil {
+			return fmt.Errorf("--cold-store: %w", err)
+		}
 	}
 	for i, dir := range dirs {
 		infos, err := wlog.Inspect(dir)
@@ -100,8 +125,17 @@ func inspectLogs(w io.Writer, root string) error {
 			bytes += in.Bytes
 			records += in.Records
 		}
-		fmt.Fprintf(w, "%s: %d segments, offsets %d..%d, %d records, %s\n", dir, len(infos),
+		part := ""
+		if store != nil {
+			part = "local: "
+		}
+		fmt.Fprintf(w, "%s: %s%d segments, offsets %d..%d, %d records, %s\n", dir, part, len(infos),
 			infos[0].BaseOffset, infos[len(infos)-1].NextOffset-1, records, humanize.IBytes(uint64(bytes)))
+		if store != nil {
+			if err := inspectRemotePart(w, store, dir); err != nil {
+				return err
+			}
+		}
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEGMENT\tOFFSETS\tBATCHES\tRECORDS\tSIZE\tFIRST TIMESTAMP\tMAX TIMESTAMP\tINDEX\tSTATE")
 		for _, in := range infos {
@@ -121,6 +155,29 @@ func inspectLogs(w io.Writer, root string) error {
 		}
 		tw.Flush()
 	}
+	return nil
+}
+
+// inspectRemotePart prints the remote part of the partition in dir, a
+// hub's DATA/datasets/NAME/PARTITION, from the manifest at NAME/PARTITION/
+// of store.
+func inspectRemotePart(w io.Writer, store objstore.Store, dir string) error {
+	part, name := filepath.Base(dir), filepath.Base(filepath.Dir(dir))
+	if filepath.Base(filepath.Dir(filepath.Dir(dir))) != "datasets" {
+		return nil // not a dataset's partition (the group offsets' log): never tiered
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := path.Join(name, part, wlog.ManifestName)
+	m, err := readStoreManifest(ctx, store, key)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, objstore.ErrNotFound) {
+		fmt.Fprintf(w, "%s: remote: none (no %s in the store)\n", dir, key)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s: %s\n", dir, remoteSummary(m))
 	return nil
 }
 

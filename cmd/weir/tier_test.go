@@ -100,6 +100,17 @@ func TestColdStoreMetrics(t *testing.T) {
 		!regexp.MustCompile(`00000000000000000000\.[0-9a-f]{16}\.log`).MatchString(out.String()) || !strings.Contains(out.String(), "generation ") {
 		t.Fatalf("weir log inspect file://...: %v\n%s", err, out.String())
 	}
+	// The data directory with --cold-store: each partition's local and
+	// remote parts, with segments, offsets and bytes.
+	out.Reset()
+	if err := inspectLogsTiered(&out, filepath.Join(dir, "data"), "file://"+filepath.Join(dir, "cold")); err != nil {
+		t.Fatalf("weir log inspect DATA --cold-store: %v", err)
+	}
+	local := regexp.MustCompile(`datasets/c/0: local: \d+ segments, offsets \d+\.\.\d+, \d+ records, [0-9.]+ [KM]?i?B\n`)
+	remote := regexp.MustCompile(`datasets/c/0: remote: ([3-9]|\d\d+) segments, offsets 0\.\.\d+, [0-9.]+ [KM]?i?B\n`)
+	if !local.MatchString(out.String()) || !remote.MatchString(out.String()) {
+		t.Fatalf("weir log inspect DATA --cold-store printed:\n%s", out.String())
+	}
 	m := newMetrics()
 	m.addHub(h, false)
 	got, err := m.reg.Gather()

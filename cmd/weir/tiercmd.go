@@ -34,18 +34,9 @@ func inspectColdStore(w io.Writer, url string) error {
 		if path.Base(o.Key) != wlog.ManifestName {
 			continue
 		}
-		rc, err := s.Get(ctx, o.Key, 0, -1)
+		m, err := readStoreManifest(ctx, s, o.Key)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", o.Key, err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", o.Key, err)
-		}
-		var m wlog.Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("%s: %w", o.Key, err)
+			return err
 		}
 		if n > 0 {
 			fmt.Fprintln(w)
@@ -74,4 +65,37 @@ func inspectColdStore(w io.Writer, url string) error {
 		return fmt.Errorf("no partition manifests (%s) in %s", wlog.ManifestName, url)
 	}
 	return nil
+}
+
+// readStoreManifest reads and decodes the partition manifest at key.
+func readStoreManifest(ctx context.Context, s objstore.Store, key string) (wlog.Manifest, error) {
+	var m wlog.Manifest
+	rc, err := s.Get(ctx, key, 0, -1)
+	if err != nil {
+		return m, fmt.Errorf("reading %s: %w", key, err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return m, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", key, err)
+	}
+	return m, nil
+}
+
+// remoteSummary is the line weir log inspect DIR --cold-store prints for
+// the part of a partition in the store: its manifest's segments, offsets
+// and bytes.
+func remoteSummary(m wlog.Manifest) string {
+	if len(m.Segments) == 0 {
+		return "remote: 0 segments"
+	}
+	var bytes int64
+	for _, sg := range m.Segments {
+		bytes += sg.Bytes
+	}
+	return fmt.Sprintf("remote: %d segments, offsets %d..%d, %s", len(m.Segments),
+		m.Segments[0].Base, m.Segments[len(m.Segments)-1].Next-1, humanize.IBytes(uint64(bytes)))
 }
