@@ -178,14 +178,23 @@ func readErr(err error) error {
 }
 
 // ListOffset answers Kafka's ListOffsets for one partition: the earliest
-// offset (ts -2), the latest (ts -1), or the first offset with a timestamp
-// at or after ts (the latest when there is none).
+// offset (ts -2), the latest (ts -1), the earliest in a local segment file
+// (ts -4), the last in the cold store (ts -5; -1 when it holds none), or
+// the first offset with a timestamp at or after ts (the latest when there
+// is none).
 func (p *Partition) ListOffset(ts int64) (int64, error) {
 	switch ts {
 	case -2:
 		return p.StartOffset(), nil
 	case -1:
 		return p.log.HighWatermark(), nil
+	case -4: // earliest local (KIP-1005): the first offset in a local segment file
+		return max(p.log.LocalStartOffset(), p.StartOffset()), nil
+	case -5: // latest tiered (KIP-1005): the last offset the cold store holds, -1 for none
+		if end := p.log.TierStats().RemoteEnd; end > 0 {
+			return end - 1, nil
+		}
+		return -1, nil
 	}
 	off, err := p.log.OffsetForTime(ts)
 	if err != nil {

@@ -181,6 +181,7 @@ func cmpInt(a, b int64) int {
 type TierStats struct {
 	RemoteSegments int64 // segments the manifest lists
 	RemoteBytes    int64 // bytes of their .log objects
+	RemoteEnd      int64 // the offset after the last segment the manifest lists; 0 when it lists none
 	ColdSegments   int64 // segments readable only from the tier
 	ColdStart      int64 // first offset of the log (-1 without a tier)
 	Uploaded       int64 // segments uploaded since Open
@@ -213,6 +214,7 @@ type tierState struct {
 	cacheID string
 
 	remoteSegs, remoteBytes          atomic.Int64
+	remoteEnd                        atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
 	swept                            atomic.Int64
 	lastSweep                        time.Time    // under mu; zero: none since Open
@@ -344,6 +346,7 @@ func (ts *tierState) count() {
 	}
 	ts.remoteSegs.Store(int64(len(ts.man.Segments)))
 	ts.remoteBytes.Store(n)
+	ts.remoteEnd.Store(ts.man.End())
 }
 
 // TierStats returns the log's tier counters; zero without a tier.
@@ -351,7 +354,7 @@ func (l *Log) TierStats() TierStats {
 	if l.tier == nil {
 		return TierStats{ColdStart: -1}
 	}
-	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(),
+	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(), RemoteEnd: l.tier.remoteEnd.Load(),
 		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
 		LocalDeleted: l.tier.localDeleted.Load(), OrphansSwept: l.tier.swept.Load(), Fenced: l.tier.fenced.Load()}
 	for _, s := range *l.segs.Load() {

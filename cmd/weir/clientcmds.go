@@ -16,11 +16,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhub/weir/hub/kafka"
 )
 
 // These commands talk to a hub over the Kafka protocol, so they work
@@ -199,6 +202,19 @@ func newTopicsCmd() *cobra.Command {
 				return err
 			}
 			cfgs, _ := adm.DescribeTopicConfigs(ctx, args...)
+			// The tiers: where the local part starts (KIP-1005's earliest
+			// local offset) and the bytes of each part (DescribeLogDirs:
+			// Weir lists the cold store as a second directory). A broker
+			// that answers neither gets the plain table.
+			localStarts, lerr := adm.ListLocalLogStartOffsets(ctx, args...)
+			var set kadm.TopicsSet
+			for _, name := range args {
+				if d, ok := details[name]; ok && d.Err == nil {
+					set.Add(name, d.Partitions.Numbers()...)
+				}
+			}
+			dirs, derr := adm.DescribeAllLogDirs(ctx, set)
+			tiers := lerr == nil && derr == nil
 			w := cmd.OutOrStdout()
 			var failed error
 			for _, name := range args {
@@ -209,11 +225,21 @@ func newTopicsCmd() *cobra.Command {
 				}
 				fmt.Fprintf(w, "%s  id %s  %d partitions\n", name, d.ID, len(d.Partitions))
 				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS")
+				if tiers {
+					fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS\tLOCAL OFFSETS\tLOCAL BYTES\tREMOTE OFFSETS\tREMOTE BYTES")
+				} else {
+					fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS")
+				}
 				for _, p := range d.Partitions.Sorted() {
 					s, _ := starts.Lookup(name, p.Partition)
 					e, _ := ends.Lookup(name, p.Partition)
-					fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d\n", p.Partition, p.Leader, s.Offset, e.Offset, e.Offset-s.Offset)
+					fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d", p.Partition, p.Leader, s.Offset, e.Offset, e.Offset-s.Offset)
+					if tiers {
+						ls, _ := localStarts.Lookup(name, p.Partition)
+						fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", offsetRange(ls.Offset, e.Offset), partBytes(dirs, kafka.RemoteLogDir, false, name, p.Partition),
+							offsetRange(s.Offset, ls.Offset), partBytes(dirs, kafka.RemoteLogDir, true, name, p.Partition))
+					}
+					fmt.Fprintln(tw)
 				}
 				tw.Flush()
 				for _, rc := range cfgs {
@@ -1054,4 +1080,35 @@ ago such as 1h or 7d, or an RFC 3339 time). Prints the current and new offsets; 
 	}
 	cmd.AddCommand(list, describe, reset, del)
 	return cmd
+}
+
+// offsetRange is "from..to-1", or "-" when the range is empty.
+func offsetRange(from, to int64) string {
+	if from < 0 || to <= from {
+		return "-"
+	}
+	return fmt.Sprintf("%d..%d", from, to-1)
+}
+
+// partBytes sums a partition's bytes over the log directories a broker
+// described: the remote directory's (named remote) or all the others; "-"
+// when none lists the partition.
+func partBytes(dirs kadm.DescribedAllLogDirs, remote string, wantRemote bool, topic string, partition int32) string {
+	var n int64
+	found := false
+	for _, bd := range dirs {
+		for dir, d := range bd {
+			if (dir == remote) != wantRemote {
+				continue
+			}
+			if p, ok := d.Topics[topic][partition]; ok {
+				n += p.Size
+				found = true
+			}
+		}
+	}
+	if !found {
+		return "-"
+	}
+	return humanize.IBytes(uint64(n))
 }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
@@ -130,4 +134,53 @@ func TestColdStoreMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want at least 3", name, labels, v, ok)
 		}
 	}
+}
+
+// TestTopicsDescribeTiers: `weir topics describe` of a dataset tiered to
+// the cold store shows, per partition, its local and remote offsets and
+// bytes (ListOffsets' earliest local offset, KIP-1005, and DescribeLogDirs,
+// where Weir lists the cold store as a directory of its own).
+func TestTopicsDescribeTiers(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, filepath.Join(dir, "data"), "--cold-store", "file://"+filepath.Join(dir, "cold"))
+	b := []string{"--brokers", p.addr}
+	if _, errOut, err := runIn(t, "", append([]string{"topics", "create", "tiered", "--config", "remote.storage.enable=true",
+		"--config", "segment.bytes=4096", "--config", "local.retention.bytes=8192"}, b...)...); err != nil {
+		t.Fatalf("create: %v %s", err, errOut)
+	}
+	cl := mustClient(t, p.addr, kgo.DefaultProduceTopic("tiered"))
+	for i := range 200 {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(fmt.Sprintf("%d %s", i, strings.Repeat("v", 200)))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	// PARTITION LEADER START END RECORDS LOCAL OFFSETS LOCAL BYTES REMOTE OFFSETS REMOTE BYTES
+	row := regexp.MustCompile(`(?m)^\s+0\s+\d+\s+0\s+200\s+200\s+(\d+)\.\.199\s+[0-9.]+ [KM]?i?B\s+0\.\.(\d+)\s+[0-9.]+ [KM]?i?B\s*$`)
+	var out string
+	for i := 0; ; i++ {
+		out, _, _ = runIn(t, "", append([]string{"topics", "describe", "tiered"}, b...)...)
+		if m := row.FindStringSubmatch(out); m != nil && m[1] != "0" {
+			if local, remoteEnd := m[1], m[2]; fmt.Sprint(mustAtoi(t, remoteEnd)+1) != local {
+				t.Fatalf("remote offsets end at %s, local ones start at %s:\n%s", remoteEnd, local, out)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatalf("topics describe never showed a local and a remote part:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out, "LOCAL BYTES") || !strings.Contains(out, "REMOTE BYTES") {
+		t.Fatalf("topics describe:\n%s", out)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

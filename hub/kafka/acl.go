@@ -741,6 +741,13 @@ func (c *conn) authorize(h *header, kreq kmsg.Request) *pending {
 		// principal without cluster Describe sees none listed here.
 		return ready(req.ResponseKind())
 
+	case *kmsg.DescribeLogDirsRequest:
+		if c.allowed(rtCluster, clusterName, opDescribe) {
+			return nil
+		}
+		resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+		resp.ErrorCode = clusterDenied
+		return ready(resp)
 	case *kmsg.DescribeACLsRequest:
 		if c.allowed(rtCluster, clusterName, opDescribe) {
 			return nil

@@ -35,7 +35,7 @@ func init() {
 	apis = map[int16]api{
 		0:  {0, 11, handleProduce},
 		1:  {4, 12, handleFetch},
-		2:  {1, 7, handleListOffsets},
+		2:  {1, 9, handleListOffsets}, // v8, v9: earliest local (-4) and latest tiered (-5), KIP-1005
 		3:  {0, 12, handleMetadata},
 		8:  {0, 8, handleOffsetCommit},
 		9:  {0, 8, handleOffsetFetch},
@@ -62,6 +62,7 @@ func init() {
 		31: {0, 3, handleDeleteACLs},
 		32: {0, 4, handleDescribeConfigs},
 		33: {0, 2, handleAlterConfigs},
+		35: {0, 4, handleDescribeLogDirs},
 		36: {0, 2, handleSaslAuthenticate},
 		37: {0, 3, handleCreatePartitions},
 		42: {0, 2, handleDeleteGroups},
