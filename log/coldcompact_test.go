@@ -188,3 +188,45 @@ func TestTierCompactCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestTierCompactOldCheckpoint: a checkpoint written by a run that left
+// the cold segments out (as Weir did before it compacted them) does not
+// make them count as clean: segment A, moved to the tier uncompacted,
+// holds k=old below the checkpoint, and B the tombstone of k. Trusting
+// the checkpoint, a run would remove the tombstone that came of age (its
+// key in no map, below the checkpoint) and k would read back as "old".
+func TestTierCompactOldCheckpoint(t *testing.T) {
+	tier := newMemTier()
+	fsys := NewMemFS()
+	var now atomic.Int64
+	now.Store(1_700_000_000_000)
+	opts := Options{FS: fsys, Tier: tier, Compact: true, DeleteRetention: time.Minute, LocalRetentionBytes: 1,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Sync: SyncAlways}
+	l := openLog(t, "/d", opts)
+	pad := make([]byte, 512)
+	ts := now.Load()
+	for _, b := range [][]byte{
+		keyedBatch(t, ts, []byte("k"), []byte("old"), []byte("a"), pad), // A
+		keyedBatch(t, ts, []byte("b"), pad),                             // stays local
+		keyedBatch(t, ts, []byte("k"), nil, []byte("c"), pad),           // B
+	} {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		l.Roll()
+	}
+	waitFor(t, l, "A cold", func() bool { return tierSettled(l) && l.TierStats().ColdSegments >= 1 })
+	end := (*l.segs.Load())[3].base
+	l.Close()
+	// The checkpoint an older Weir wrote: the offset alone.
+	if err := writeFileSync(fsys, "/d/"+checkpointFile, fmt.Appendf(nil, "%d", end), true); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(time.Hour.Milliseconds())
+	l = openLog(t, "/d", opts)
+	defer l.Close()
+	if _, err := l.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	checkState(t, l, map[string]kv{"a": {string(pad), 1}, "b": {string(pad), 2}, "c": {string(pad), 4}}, "after compacting")
+}

@@ -20,7 +20,9 @@ const (
 	swapSuffix    = ".swap"          // marker: the cleaned files of this base replace the segment's
 	horizonFile   = "delete-horizon" // offsets below which compaction removed tombstones
 	// checkpointFile is the cleaner checkpoint: the offset below which the
-	// log is clean (each key at most once), where the dirty part starts.
+	// log is clean (each key at most once), where the dirty part starts;
+	// followed by " cold" when the segments only in the tier below it are
+	// clean too (a run that left them out writes the offset alone).
 	checkpointFile = "cleaner-checkpoint"
 )
 
@@ -129,6 +131,13 @@ func (l *Log) Compact() (CompactStats, error) {
 	if l.firstDirty > end {
 		l.firstDirty = 0 // a checkpoint of another log than this one: all is dirty
 	}
+	if l.tier != nil && !keepTombs && !l.cleanCold {
+		// The checkpoint was written by a run that left cold segments
+		// out (an older Weir, a fenced log, a store down at Open): they
+		// may hold values the clean part's tombstones delete. All is
+		// dirty once, so that every key's latest offset is mapped.
+		l.firstDirty = 0
+	}
 	dirtyFrom := max(l.firstDirty, cands[0].base)
 	var clean []*segment
 	for _, s := range cands {
@@ -169,14 +178,25 @@ func (l *Log) Compact() (CompactStats, error) {
 			}
 			from = upTo
 		}
-		if err := writeFileSync(l.fs, filepath.Join(l.dir, checkpointFile), strconv.AppendInt(nil, end, 10), true); err != nil {
+		cp := strconv.AppendInt(nil, end, 10)
+		cleanCold := l.tier != nil && !keepTombs
+		if cleanCold {
+			cp = append(cp, " cold"...)
+		}
+		if err := writeFileSync(l.fs, filepath.Join(l.dir, checkpointFile), cp, true); err != nil {
 			return st, fmt.Errorf("log: compaction: writing the cleaner checkpoint: %w", err)
 		}
-		l.firstDirty = end
+		l.firstDirty, l.cleanCold = end, cleanCold
 	case len(clean) > 0 && !keepTombs && l.opts.Now().UnixMilli() >= l.tombDue:
-		// Only tombstones below the checkpoint that came of age go.
+		// Only tombstones below the checkpoint that came of age go: from
+		// local segments; those in the tier wait for the next run above
+		// (which reads the cold part anyway), so that a tombstone coming
+		// of age does not download it all.
 		km := newKeyMap(0)
 		for _, s := range clean {
+			if s.cold != nil {
+				continue
+			}
 			if _, err := l.cleanSegment(s, km, dirtyFrom, false, &due, &st); err != nil {
 				return st, err
 			}
@@ -741,7 +761,7 @@ func (m *keyMap) get(h [2]uint64) (int64, bool) {
 // whole log counts as dirty: the next compaction maps all of it, which is
 // only slower.
 func (l *Log) loadCheckpoint() {
-	l.firstDirty = 0
+	l.firstDirty, l.cleanCold = 0, false
 	f, err := l.fs.OpenFile(filepath.Join(l.dir, checkpointFile), os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -752,12 +772,17 @@ func (l *Log) loadCheckpoint() {
 		f.Close()
 	}
 	var off int64
+	fields := strings.Fields(string(b))
+	if err == nil && len(fields) == 0 {
+		err = errors.New("empty")
+	}
 	if err == nil {
-		off, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		off, err = strconv.ParseInt(fields[0], 10, 64)
 	}
 	if err != nil || off < 0 {
 		l.opts.Logger.Warn("log: the cleaner checkpoint is unreadable; the next compaction reads every segment", "dir", l.dir, "err", err)
 		return
 	}
 	l.firstDirty = off
+	l.cleanCold = len(fields) > 1 && fields[1] == "cold"
 }

@@ -147,8 +147,12 @@
 // and it runs only once they are MinCleanableRatio of the closed bytes
 // (Kafka's min.cleanable.dirty.ratio). Below the checkpoint a tombstone
 // whose key is in no map is the latest of its key; the clean segments are
-// read again between runs only when such a tombstone comes of age. A lost
+// read again between runs only when such a tombstone comes of age (the
+// local ones only: those in a cold tier wait for the next run). A lost
 // or damaged checkpoint makes the whole log dirty: slower, never wrong.
+// With a Tier the checkpoint reads "OFFSET cold" when the cold segments
+// below it were cleaned too; one without (written by a run that could not
+// rewrite them) makes the whole log dirty once.
 //
 // Each rewritten segment is swapped in through files beside it:
 //

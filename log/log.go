@@ -50,6 +50,7 @@ type Log struct {
 	horizon    atomic.Int64 // DeleteHorizon
 	firstDirty int64        // under compactMu: the cleaner checkpoint; see compact.go
 	tombDue    int64        // under compactMu: when a tombstone below firstDirty expires (ms; 0 unknown)
+	cleanCold  bool         // under compactMu: below firstDirty, the cold segments are clean too (see Compact)
 	compacting bool         // under mu: a Compact runs, so no local segment becomes cold (see tierDropLocal)
 
 	recovered []RecoveryEvent
