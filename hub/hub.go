@@ -398,7 +398,13 @@ func (h *Hub) Compact() int {
 		}
 		for _, p := range ds.partitions() {
 			st, err := p.log.Compact()
-			if err != nil && !errors.Is(err, wlog.ErrClosed) {
+			switch {
+			case err == nil || errors.Is(err, wlog.ErrClosed):
+			case errors.Is(err, wlog.ErrTierUnavailable):
+				// Rewriting segments in the cold store: the next run tries
+				// again; nothing is lost meanwhile.
+				h.opts.Logger.Warn("hub: compaction of the cold part waits for the cold store", "dataset", ds.name, "partition", p.id, "err", err)
+			default:
 				h.opts.Logger.Error("hub: compaction failed", "dataset", ds.name, "partition", p.id, "err", err)
 			}
 			n += st.Segments
