@@ -51,6 +51,10 @@ func TestMain(m *testing.M) {
 // crashChild appends with fsync always from several goroutines until it is
 // killed, and prints "ack BASE COUNT TAG" for each acknowledged batch.
 func crashChild(dir string) {
+	if os.Getenv(crashCompactEnv) != "" {
+		crashCompactChild(dir)
+		return
+	}
 	roll := os.Getenv(crashRollEnv) != ""
 	if roll {
 		sealHook = func(int64) { time.Sleep(3 * time.Millisecond) }
