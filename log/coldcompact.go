@@ -42,8 +42,9 @@ type retiredSeg struct {
 
 // swapCold makes the cleaned files of the cold segment s (size bytes; tmp
 // holds their indexes) its new version in the tier and in the log. It
-// returns the new segment, or nil when s left the manifest or the log
-// meanwhile (retention), when nothing changed.
+// returns the new segment, or nil when retention dropped s meanwhile. An
+// error (the store is down, the log is fenced or closing) stops the
+// compaction, before it removes tombstones of values s still holds.
 func (l *Log) swapCold(s *segment, tmp *segment, size int64) (*segment, error) {
 	ts := l.tier
 	ts.mu.Lock()
@@ -52,9 +53,17 @@ func (l *Log) swapCold(s *segment, tmp *segment, size int64) (*segment, error) {
 		return nil, err
 	}
 	old := s.cold.ms
+	if ts.fenced.Load() {
+		// Not ours to write. An error, not a skip: the compaction must
+		// stop before it removes tombstones of values s keeps.
+		return nil, fmt.Errorf("log: compacting cold %s: %w", s.path, ErrTierFenced)
+	}
 	i, ok := slices.BinarySearchFunc(ts.man.Segments, old.Base, func(x ManifestSegment, b int64) int { return cmpInt(x.Base, b) })
-	if !ok || ts.man.Segments[i] != old || ts.fenced.Load() {
-		return nil, nil // trimmed by retention, or not ours to write
+	if !ok || ts.man.Segments[i] != old {
+		if old.Next <= l.start.Load() {
+			return nil, nil // trimmed by retention: its records are gone
+		}
+		return nil, fmt.Errorf("log: compacting cold %s: the manifest lists another version of it", s.path)
 	}
 	ms := ManifestSegment{Base: old.Base, Next: old.Next, Bytes: size, MaxTimestamp: old.MaxTimestamp,
 		IndexBytes: int64(len(tmp.off.written())), Tag: fmt.Sprintf("%s.%d", ts.writer, ts.man.Generation+1)}
@@ -100,9 +109,13 @@ func (l *Log) swapCold(s *segment, tmp *segment, size int64) (*segment, error) {
 	j := slices.Index(segs, s)
 	if j < 0 || l.closed.Load() {
 		// Retention dropped it meanwhile (the next pass forgets the new
-		// version), or the log closes: the old objects are orphans.
+		// version), or the log closes (the next Open reads the new
+		// version): the old objects are orphans.
 		l.mu.Unlock()
 		ns.release()
+		if l.closed.Load() {
+			return nil, ErrClosed
+		}
 		return nil, nil
 	}
 	kept := slices.Clone(segs)
