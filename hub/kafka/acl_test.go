@@ -181,6 +181,21 @@ func TestACLsWithFranzGo(t *testing.T) {
 		t.Fatalf("alice creating an ACL: %v, want CLUSTER_AUTHORIZATION_FAILED", err)
 	}
 
+	// Describing the log directories needs Describe on the cluster, as in
+	// Kafka; the admin (a super user) gets the data directory.
+	ldreq := kmsg.NewPtrDescribeLogDirsRequest()
+	// (franz-go merges the answers of all brokers, dropping the top-level
+	// error code: one broker is asked directly.)
+	ldraw, err := alice.Broker(0).Request(ctx, ldreq)
+	ldresp, _ := ldraw.(*kmsg.DescribeLogDirsResponse)
+	if err != nil || ldresp == nil || ldresp.ErrorCode != kerr.ClusterAuthorizationFailed.Code || len(ldresp.Dirs) != 0 {
+		t.Fatalf("alice describing log dirs: %v %+v, want CLUSTER_AUTHORIZATION_FAILED", err, ldresp)
+	}
+	if ldresp, err = ldreq.RequestWith(ctx, newClient(t, b.addr, as("admin"))); err != nil || ldresp.ErrorCode != 0 || len(ldresp.Dirs) != 1 ||
+		len(ldresp.Dirs[0].Topics) == 0 {
+		t.Fatalf("admin describing log dirs: %v %+v", err, ldresp)
+	}
+
 	// bob, with no ACL at all, sees no topics and cannot create one.
 	bobAdm := kadm.NewClient(newClient(t, b.addr, as("bob")))
 	if td, err := bobAdm.ListTopics(ctx); err != nil || len(td.Names()) != 0 {
