@@ -224,6 +224,36 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 	return s.Store.Get(ctx, key, off, n)
 }
 
+// countingPuts counts the requests that write an S3 store: PUTs of
+// segments, indexes and manifests.
+type countingPuts struct {
+	*objstore.S3
+	puts atomic.Int64
+}
+
+func (s *countingPuts) Put(ctx context.Context, key string, r io.Reader) error {
+	s.puts.Add(1)
+	return s.S3.Put(ctx, key, r)
+}
+
+func (s *countingPuts) PutIfAbsent(ctx context.Context, key string, r io.Reader) error {
+	s.puts.Add(1)
+	return s.S3.PutIfAbsent(ctx, key, r)
+}
+
+func (s *countingPuts) PutIfMatch(ctx context.Context, key string, r io.Reader, version string) (string, error) {
+	s.puts.Add(1)
+	return s.S3.PutIfMatch(ctx, key, r, version)
+}
+
+// s3puts is the PUTs s has counted, 0 for a store that counts none.
+func s3puts(s objstore.Store) int64 {
+	if c, ok := s.(*countingPuts); ok {
+		return c.puts.Load()
+	}
+	return 0
+}
+
 // BenchmarkProduceUploadRatio is BenchmarkProduceWhileUploading as a
 // ratio that load on the machine does not swing: in each op, pairs of
 // rounds append the same 256 MiB (100 KiB batches, 8 MiB segments) to a
@@ -244,7 +274,8 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 // one per log); and the CPU time versitygw used per GiB uploaded
 // (gw-cpu-s/GiB, /proc/PID/stat), beside this process's own for the
 // uploads (upload-cpu-s/GiB: the tiered round's CPU less the local
-// one's). Sub-benchmarks: unpaced (the default) and paced=64MBps
+// one's), and the PUTs per GiB uploaded (of segments, indexes and
+// manifests; the segments here are 8 MiB). Sub-benchmarks: unpaced (the default) and paced=64MBps
 // (Options.ColdUploadBytesPerSecond of 64 MB/s) to S3, and file: unpaced
 // to the directory store (a file:// cold store, such as a NAS mount),
 // where the store's own CPU is this process's.
@@ -261,10 +292,11 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 	}
 	out, _ := bb.Build()
 	srv := s3test.Start(b)
-	store, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
+	s3, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
 	if err != nil {
 		b.Fatal(err)
 	}
+	store := &countingPuts{S3: s3}
 	gwCPU := func() time.Duration {
 		d, err := srv.CPU()
 		if err != nil {
@@ -337,6 +369,8 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 	}{{"unpaced", store, 0}, {"paced=64MBps", store, 64e6}, {"file", dir, 0}} {
 		store, pace := sub.store, sub.pace
 		b.Run(sub.name, func(b *testing.B) {
+			puts0 := s3puts(store)
+			var uploaded int64
 			b.SetBytes(2 * pairs * total)
 			var walls, cpus, rates, backlogs, gws, ups []float64
 			for b.Loop() {
@@ -351,6 +385,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 					}
 					n += 2
 					gib := float64(tr.uploaded) / (1 << 30)
+					uploaded += tr.uploaded
 					walls = append(walls, float64(lr.wall)/float64(tr.wall))
 					cpus = append(cpus, float64(lr.used)/float64(tr.used))
 					rates = append(rates, float64(tr.uploaded)/1e6/tr.drained.Seconds())
@@ -365,6 +400,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 			b.ReportMetric(s3test.Median(backlogs), "backlog-MiB")
 			if store != dir {
 				b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
+				b.ReportMetric(float64(s3puts(store)-puts0)/(float64(uploaded)/(1<<30)), "PUTs/GiB")
 			}
 			b.ReportMetric(s3test.Median(ups), "upload-cpu-s/GiB")
 		})

@@ -291,6 +291,33 @@ func testPutBodyChecked(t *testing.T, srv *s3test.Server, sign bool) {
 	if got := tr.headers.Get("X-Amz-Trailer"); got != wantTrailer {
 		t.Errorf("x-amz-trailer %q, want %q", got, wantTrailer)
 	}
+	// A file section (a sealed segment's bytes) goes up from its file,
+	// over plain HTTP with its CRC32C in a header, and reads back whole.
+	if err := s.Put(ctx, "good-middle", fileSection(t, body, "after")); err != nil {
+		t.Fatal(err) // not the file's end: through minio-go
+	}
+	if err := s.Put(ctx, "good-section", fileSection(t, body, "")); err != nil {
+		t.Fatal(err)
+	}
+	if !sign {
+		if got := tr.headers.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
+			t.Errorf("file section: x-amz-content-sha256 %q, want UNSIGNED-PAYLOAD", got)
+		}
+		if got := tr.headers.Get("X-Amz-Checksum-Crc32c"); got == "" {
+			t.Errorf("file section: no x-amz-checksum-crc32c header")
+		}
+	}
+	for _, key := range []string{"good-middle", "good-section"} {
+		rc, err := s.Get(ctx, key, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%s: %d bytes, %v; want the %d of the section", key, len(got), err, len(body))
+		}
+	}
 	tr.mu.Lock()
 	tr.on = true
 	tr.mu.Unlock()
@@ -300,6 +327,7 @@ func testPutBodyChecked(t *testing.T, srv *s3test.Server, sign bool) {
 		"Put in parts": func(k string) error { // over 16 MiB: a multipart upload
 			return s.Put(ctx, k, bytes.NewReader(bytes.Repeat(body, 17<<20/len(body))))
 		},
+		"Put of a file section": func(k string) error { return s.Put(ctx, k, fileSection(t, body, "")) },
 		"Put of a file": func(k string) error {
 			p := filepath.Join(t.TempDir(), "f")
 			if err := os.WriteFile(p, body, 0o644); err != nil {
@@ -336,4 +364,30 @@ func testPutBodyChecked(t *testing.T, srv *s3test.Server, sign bool) {
 	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("good: %d bytes, %v", len(got), err)
 	}
+}
+
+// section is a reader of a file section with objstore.FileSection, as
+// the cold tier gives a sealed segment.
+type section struct {
+	*io.SectionReader
+	f      *os.File
+	off, n int64
+}
+
+func (s section) FileSection() (*os.File, int64, int64) { return s.f, s.off, s.n }
+
+// fileSection returns body as a section of a file that has other bytes
+// before it, and after.
+func fileSection(t *testing.T, body []byte, after string) section {
+	p := filepath.Join(t.TempDir(), "seg")
+	data := append(append([]byte("before"), body...), after...)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return section{io.NewSectionReader(f, 6, int64(len(body))), f, 6, int64(len(body))}
 }
