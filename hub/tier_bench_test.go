@@ -224,6 +224,36 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 	return s.Store.Get(ctx, key, off, n)
 }
 
+// countingPuts counts the requests that write an S3 store: PUTs of
+// segments, indexes and manifests.
+type countingPuts struct {
+	*objstore.S3
+	puts atomic.Int64
+}
+
+func (s *countingPuts) Put(ctx context.Context, key string, r io.Reader) error {
+	s.puts.Add(1)
+	return s.S3.Put(ctx, key, r)
+}
+
+func (s *countingPuts) PutIfAbsent(ctx context.Context, key string, r io.Reader) error {
+	s.puts.Add(1)
+	return s.S3.PutIfAbsent(ctx, key, r)
+}
+
+func (s *countingPuts) PutIfMatch(ctx context.Context, key string, r io.Reader, version string) (string, error) {
+	s.puts.Add(1)
+	return s.S3.PutIfMatch(ctx, key, r, version)
+}
+
+// s3puts is the PUTs s has counted, 0 for a store that counts none.
+func s3puts(s objstore.Store) int64 {
+	if c, ok := s.(*countingPuts); ok {
+		return c.puts.Load()
+	}
+	return 0
+}
+
 // BenchmarkProduceUploadRatio is BenchmarkProduceWhileUploading as a
 // ratio that load on the machine does not swing: in each op, pairs of
 // rounds append the same 256 MiB (100 KiB batches, 8 MiB segments) to a
@@ -244,11 +274,15 @@ func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.R
 // one per log); and the CPU time versitygw used per GiB uploaded
 // (gw-cpu-s/GiB, /proc/PID/stat), beside this process's own for the
 // uploads (upload-cpu-s/GiB: the tiered round's CPU less the local
-// one's). Sub-benchmarks: unpaced (the default) and paced=64MBps
-// (Options.ColdUploadBytesPerSecond of 64 MB/s).
+// one's), and the PUTs per GiB uploaded (of segments, indexes and
+// manifests; the segments here are 8 MiB). Sub-benchmarks: unpaced (the default) and paced=64MBps
+// (Options.ColdUploadBytesPerSecond of 64 MB/s) to S3, and file: unpaced
+// to the directory store (a file:// cold store, such as a NAS mount),
+// where the store's own CPU is this process's.
 //
 //	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced -benchtime 1x
 //	go test ./hub -run '^$' -bench 'ProduceUploadRatio/^paced' -benchtime 1x
+//	go test ./hub -run '^$' -bench ProduceUploadRatio/file -benchtime 1x
 func BenchmarkProduceUploadRatio(b *testing.B) {
 	const total, pairs, segment = 256 << 20, 7, 8 << 20
 	val := make([]byte, 1000)
@@ -258,10 +292,11 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 	}
 	out, _ := bb.Build()
 	srv := s3test.Start(b)
-	store, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
+	s3, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
 	if err != nil {
 		b.Fatal(err)
 	}
+	store := &countingPuts{S3: s3}
 	gwCPU := func() time.Duration {
 		d, err := srv.CPU()
 		if err != nil {
@@ -275,7 +310,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		backlog        int64         // tiered: bytes of closed segments not uploaded after the appends
 		uploaded       int64         // tiered: bytes uploaded
 	}
-	round := func(b *testing.B, tiered bool, n int, pace int64) (r result) {
+	round := func(b *testing.B, store objstore.Store, tiered bool, n int, pace int64) (r result) {
 		// Both keep 32 MiB on local disk: the local log deletes its
 		// oldest segments as the tiered one deletes uploaded copies.
 		opts := wlog.Options{SegmentBytes: segment, Sync: wlog.SyncNever, RetentionBytes: 4 * segment}
@@ -284,7 +319,7 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 			if pace > 0 {
 				t.pace = newPace(pace)
 			}
-			opts.Tier = t
+			opts.Tier = t.tier()
 			opts.RetentionBytes, opts.LocalRetentionBytes = 0, 4*segment
 		}
 		l, err := wlog.Open(b.TempDir(), opts)
@@ -322,27 +357,35 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		}
 		return r
 	}
+	dir, err := objstore.NewDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
 	n := 0
-	for _, pace := range []int64{0, 64e6} {
-		name := "unpaced"
-		if pace > 0 {
-			name = fmt.Sprintf("paced=%dMBps", pace/1e6)
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, sub := range []struct {
+		name  string
+		store objstore.Store
+		pace  int64
+	}{{"unpaced", store, 0}, {"paced=64MBps", store, 64e6}, {"file", dir, 0}} {
+		store, pace := sub.store, sub.pace
+		b.Run(sub.name, func(b *testing.B) {
+			puts0 := s3puts(store)
+			var uploaded int64
 			b.SetBytes(2 * pairs * total)
 			var walls, cpus, rates, backlogs, gws, ups []float64
 			for b.Loop() {
 				for p := range pairs {
 					var lr, tr result
 					if p%2 == 0 {
-						lr = round(b, false, n, pace)
-						tr = round(b, true, n+1, pace)
+						lr = round(b, store, false, n, pace)
+						tr = round(b, store, true, n+1, pace)
 					} else {
-						tr = round(b, true, n, pace)
-						lr = round(b, false, n+1, pace)
+						tr = round(b, store, true, n, pace)
+						lr = round(b, store, false, n+1, pace)
 					}
 					n += 2
 					gib := float64(tr.uploaded) / (1 << 30)
+					uploaded += tr.uploaded
 					walls = append(walls, float64(lr.wall)/float64(tr.wall))
 					cpus = append(cpus, float64(lr.used)/float64(tr.used))
 					rates = append(rates, float64(tr.uploaded)/1e6/tr.drained.Seconds())
@@ -355,7 +398,10 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 			s3test.ReportRatios(b, "cpu", cpus)
 			b.ReportMetric(s3test.Median(rates), "upload-MB/s")
 			b.ReportMetric(s3test.Median(backlogs), "backlog-MiB")
-			b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
+			if store != dir {
+				b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
+				b.ReportMetric(float64(s3puts(store)-puts0)/(float64(uploaded)/(1<<30)), "PUTs/GiB")
+			}
 			b.ReportMetric(s3test.Median(ups), "upload-cpu-s/GiB")
 		})
 	}

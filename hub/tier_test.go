@@ -15,6 +15,8 @@ import (
 	"github.com/weirhub/weir/internal/objstore"
 	"github.com/weirhub/weir/internal/objstore/s3test"
 	wlog "github.com/weirhub/weir/log"
+
+	"golang.org/x/time/rate"
 )
 
 // TestColdStoreDatasets: remote.storage.enable and the local retention
@@ -537,5 +539,48 @@ func TestColdStoreCompactsCold(t *testing.T) {
 				t.Fatalf("a new hub on the prefix: %d records, %d keys; want the %d latest values once", count, len(got), len(latest))
 			}
 		})
+	}
+}
+
+// TestPacedReaderSteps: a paced upload read in small pieces (minio-go
+// reads 64 KiB at a time) waits for the limiter once per paceStep, not
+// once per read, and takes from it exactly the bytes it sends: a step
+// is cut to what the reader has left, so small objects (indexes) and an
+// object's tail take no more than their size.
+func TestPacedReaderSteps(t *testing.T) {
+	const size = 3*paceStep + 5
+	// A full burst and a rate too slow to refill it in the test: the
+	// tokens left tell what the reads took.
+	lim := rate.NewLimiter(1, 16<<20)
+	tokens := func() int { return int(lim.Tokens() + 0.5) }
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	p := &pacedReader{ctx: context.Background(), r: bytes.NewReader(data), pace: lim}
+	piece := make([]byte, 64<<10)
+	if n, err := p.Read(piece); n != len(piece) || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	if got, want := tokens(), 16<<20-paceStep; got != want {
+		t.Fatalf("after one 64 KiB read the limiter holds %d tokens, want %d (a step taken)", got, want)
+	}
+	var out bytes.Buffer
+	out.Write(piece)
+	for {
+		n, err := p.Read(piece)
+		out.Write(piece[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("read %d bytes, not the %d given", out.Len(), size)
+	}
+	if got, want := tokens(), 16<<20-size; got != want {
+		t.Fatalf("after the whole object the limiter holds %d tokens, want %d (its size taken)", got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,12 @@ import (
 // pread. A chunk fetched ahead is staged in memory instead (at most
 // stagedChunks of them, in reused buffers, the least recently used
 // dropped first): a consumer catching up through the whole history
-// neither writes it to disk nor evicts what other readers cached. Logs
-// that share a cache share its limits. Safe for concurrent use.
+// neither writes it to disk nor evicts what other readers cached. A
+// staged chunk a read went through to its end is dropped first, and its
+// buffer is the next one staged when there is no spare (drop-behind: a
+// catch-up cycles through a few buffers whose pages stay mapped). Logs
+// that share a cache share its limits; a log's chunks go when it
+// closes. Safe for concurrent use.
 //
 //	dir/
 //	  <sequence number>   one chunk, DefaultChunkBytes or the object's tail
@@ -58,9 +63,13 @@ type chunkEntry struct {
 	data   []byte
 	pooled bool // data is from chunkBufs
 	staged bool // in memory in a cache with a dir
-	size   int64
-	refs   int  // reads under way, under ColdCache.mu
-	gone   bool // evicted: freed when refs drops to 0
+	// read through: a read reached the end of this staged chunk, which
+	// went to the front of the LRU (a sequential reader does not come
+	// back); its buffer is the first a new staged chunk takes
+	through bool
+	size    int64
+	refs    int  // reads under way, under ColdCache.mu
+	gone    bool // evicted: freed when refs drops to 0
 }
 
 type fill struct {
@@ -189,7 +198,7 @@ func (c *ColdCache) readChunk(t Tier, key string, size int64, k chunkKey, p []by
 			return 0, err
 		}
 		n, err := ce.read(p, within)
-		c.unref(ce)
+		c.unref(ce, within+int64(n) >= ce.size)
 		if err == nil || tries > 2 {
 			return n, err
 		}
@@ -206,6 +215,7 @@ func (c *ColdCache) acquireChunk(t Tier, key string, size int64, k chunkKey, cou
 			c.lru.MoveToBack(e)
 			ce := e.Value.(*chunkEntry)
 			ce.refs++
+			ce.through = false
 			c.mu.Unlock()
 			if count && !waited {
 				c.hits.Add(1)
@@ -246,6 +256,7 @@ func (c *ColdCache) writeTo(w io.Writer, t Tier, logID, key string, size, off, n
 		}
 		c.prefetchAfter(t, key, size, k, timeout)
 		want := min(n-done, ce.size-within)
+		end := within+want == ce.size
 		var wrote int
 		if ce.f == nil {
 			wrote, err = w.Write(ce.data[within : within+want])
@@ -260,7 +271,7 @@ func (c *ColdCache) writeTo(w io.Writer, t Tier, logID, key string, size, off, n
 				}
 			}
 		}
-		c.unref(ce)
+		c.unref(ce, end && err == nil)
 		if err != nil {
 			return done, err
 		}
@@ -341,7 +352,13 @@ func (c *ColdCache) get(t Tier, key string, size int64, k chunkKey, stage bool, 
 	if c.dir == "" || stage {
 		if c.chunk == DefaultChunkBytes {
 			// A segment's last chunk is shorter: a pooled buffer too.
-			ce.data, ce.pooled = getChunkBuf()[:n], true
+			var b []byte
+			if stage {
+				b = c.stageBuf()
+			} else {
+				b = getChunkBuf()
+			}
+			ce.data, ce.pooled = b[:n], true
 		} else {
 			ce.data = make([]byte, n)
 		}
@@ -412,12 +429,66 @@ func (c *ColdCache) removeLocked(e *list.Element) {
 	}
 }
 
-// unref ends a read of ce, freeing it if it was evicted meanwhile.
-func (c *ColdCache) unref(ce *chunkEntry) {
+// unref ends a read of ce, freeing it if it was evicted meanwhile;
+// through says the read reached the chunk's end: a staged chunk then goes
+// to the front of the LRU, its buffer the next a staged chunk takes
+// (stageBuf).
+func (c *ColdCache) unref(ce *chunkEntry, through bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ce.refs--; ce.refs == 0 && ce.gone {
 		ce.free()
+		return
+	}
+	if through && ce.staged && !ce.gone {
+		if e, ok := c.byKey[ce.key]; ok && e.Value == ce {
+			ce.through = true
+			c.lru.MoveToFront(e)
+		}
+	}
+}
+
+// stageBuf returns a buffer for a chunk staged in memory: a spare one,
+// else that of a staged chunk a read went through and no read uses, else
+// a new one. A catch-up read so cycles through a few buffers whose pages
+// stay mapped, instead of allocating (and the kernel zeroing) 4 MiB for
+// every chunk until stagedChunks are staged.
+func (c *ColdCache) stageBuf() []byte {
+	select {
+	case b := <-chunkBufs:
+		return b
+	default:
+	}
+	c.mu.Lock()
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		ce := e.Value.(*chunkEntry)
+		if !ce.through {
+			break // read-through chunks are at the front
+		}
+		if ce.refs == 0 && ce.pooled {
+			b := ce.data[:cap(ce.data)]
+			ce.pooled = false
+			c.removeLocked(e)
+			c.mu.Unlock()
+			return b
+		}
+	}
+	c.mu.Unlock()
+	return make([]byte, DefaultChunkBytes)
+}
+
+// forget drops the chunks of the log whose cache ID is logID: closed, so
+// that no read asks for them again. Their buffers go back to the spares.
+func (c *ColdCache) forget(logID string) {
+	prefix := logID + "\x00"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.lru.Front(); e != nil; {
+		next := e.Next()
+		if strings.HasPrefix(e.Value.(*chunkEntry).key.obj, prefix) {
+			c.removeLocked(e)
+		}
+		e = next
 	}
 }
 

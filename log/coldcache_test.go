@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -119,6 +120,83 @@ func TestColdCacheWriteTo(t *testing.T) {
 	c2, _ := NewColdCache("", 0)
 	if _, err := c2.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), 0, 10, buf, time.Second); !errors.Is(err, ErrTierUnavailable) {
 		t.Fatalf("write while the store is down: %v, want ErrTierUnavailable", err)
+	}
+}
+
+// TestColdCacheRecyclesReadThrough: a sequential read through many
+// chunks into a cache with a dir reuses the buffers of the staged chunks
+// it has read through for the chunks it fetches ahead, instead of
+// allocating one per chunk: few chunks stay staged, none is fetched
+// twice, and every byte read is the object's.
+func TestColdCacheRecyclesReadThrough(t *testing.T) {
+	const chunks = 12
+	tier, obj, _ := randomObject(chunks*DefaultChunkBytes-5, 5)
+	// No spare buffers: the reads must recycle their own.
+	for len(chunkBufs) > 0 {
+		<-chunkBufs
+	}
+	c, err := NewColdCache(t.TempDir()+"/cache", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 64<<10)
+	var out bytes.Buffer
+	buf := make([]byte, 1000)
+	for off := int64(0); off < int64(len(obj)); off += int64(len(p)) {
+		want := obj[off:min(off+int64(len(p)), int64(len(obj)))]
+		// Alternate the two read paths a fetch and an iterator take.
+		if off/int64(len(p))%2 == 0 {
+			got, err := c.readAt(tier, "/d", "seg.log", int64(len(obj)), p, off, time.Second)
+			if err != nil || !bytes.Equal(p[:got], want) {
+				t.Fatalf("readAt at %d = %d, %v; want the object's bytes", off, got, err)
+			}
+		} else {
+			out.Reset()
+			got, err := c.writeTo(&out, tier, "/d", "seg.log", int64(len(obj)), off, int64(len(p)), buf, time.Second)
+			if err != nil || got != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("writeTo at %d = %d, %v; want the object's bytes", off, got, err)
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	st := c.Stats()
+	if st.Gets != chunks {
+		t.Fatalf("stats %+v: want %d GETs, each chunk once", st, chunks)
+	}
+	if st.Staged > (readAhead+2)*DefaultChunkBytes {
+		t.Fatalf("stats %+v: %d chunks staged after reading through %d; want at most %d (read-through buffers reused)",
+			st, st.Staged/DefaultChunkBytes, chunks, readAhead+2)
+	}
+}
+
+// TestColdCacheForgetsClosedLog: closing a log drops its chunks from the
+// cache it shares (no read names them again: a log opened again has
+// another cache ID), and their buffers go back to the spares.
+func TestColdCacheForgetsClosedLog(t *testing.T) {
+	tier := newMemTier()
+	cache, err := NewColdCache(t.TempDir()+"/cache", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 4096, LocalRetentionBytes: 1, Sync: SyncNever, ColdCache: cache}
+	l := openLog(t, "/d", opts)
+	want := appendTagged(t, l, 100)
+	waitFor(t, l, "local copies deleted", func() bool { return l.TierStats().ColdSegments > 3 })
+	if got := readAll(t, l, 0); !slices.Equal(got, want[:len(got)]) || len(got) < 50 {
+		t.Fatalf("read %d records, want a prefix of the %d written", len(got), len(want))
+	}
+	// Another log's chunks stay.
+	other, _, _ := randomObject(1000, 7)
+	if _, err := cache.readAt(other, "/other", "seg.log", 1000, make([]byte, 10), 0, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // read-ahead settles
+	if st := cache.Stats(); st.Bytes+st.Staged <= 1000 {
+		t.Fatalf("stats %+v before Close: want the log's chunks cached", st)
+	}
+	l.Close()
+	if st := cache.Stats(); st.Bytes+st.Staged != 1000 {
+		t.Fatalf("stats %+v after Close: want only the other log's 1000 bytes", st)
 	}
 }
 

@@ -671,6 +671,10 @@ func (l *Log) Close() error {
 	}
 	l.mu.Unlock()
 	l.stopTier()
+	if l.tier != nil {
+		// Its chunks are named by this Open: no read asks for them again.
+		l.coldCache.forget(l.tier.cacheID)
+	}
 	// A running compaction sees closed and stops; segments rolled before
 	// are synced, published and sealed first.
 	l.compactMu.Lock()

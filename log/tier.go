@@ -728,7 +728,8 @@ const manifestBatch = 16
 // with pread (the file is shared with readers, its offset is not used).
 // Its Len tells a store the size up front; WriteTo an *os.File (a
 // directory store's temporary file) has the kernel copy the bytes
-// (copy_file_range), through a descriptor of its own.
+// (copy_file_range), through a descriptor of its own; FileSection lets
+// an S3 store send them with sendfile.
 type uploadReader struct {
 	f      File
 	off, n int64
@@ -749,6 +750,16 @@ func (r *uploadReader) Read(p []byte) (int, error) {
 
 // Len is the number of bytes left.
 func (r *uploadReader) Len() int { return int(r.n - r.off) }
+
+// FileSection is the segment file and the part of it left to read, for
+// a store that sends a file's bytes itself (sendfile) instead of reading
+// them through r; nil when the file is not an operating system file.
+func (r *uploadReader) FileSection() (f *os.File, off, n int64) {
+	if o := osOf(r.f); o != nil {
+		return o, r.off, r.n - r.off
+	}
+	return nil, 0, 0
+}
 
 func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
 	o := osOf(r.f)

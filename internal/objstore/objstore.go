@@ -63,6 +63,15 @@ type FilePutter interface {
 	PutFile(ctx context.Context, key, src string) error
 }
 
+// FileSection is an optional interface of a reader given to Put whose
+// bytes are the n bytes of the local file f from off (a sealed segment):
+// a store may send them from the file (sendfile) instead of reading them
+// through r. f stays the caller's; a store opens a descriptor of its own
+// on f.Name() when it is still that file.
+type FileSection interface {
+	FileSection() (f *os.File, off, n int64)
+}
+
 // BatchDeleter is an optional interface of stores that delete many keys
 // in few requests (S3's DeleteObjects); missing keys are not an error.
 type BatchDeleter interface {
