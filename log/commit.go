@@ -234,6 +234,7 @@ func (l *Log) syncTarget() (*segment, pubState, []*segment, error) {
 	if l.closed.Load() {
 		return nil, pubState{}, nil, ErrClosed
 	}
+	l.drain() // what the snapshot holds is written
 	s := l.active
 	s.acquire()
 	var pending []*segment
