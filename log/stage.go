@@ -42,6 +42,7 @@ type stage struct {
 	appends  int64        // counts for Stats, added once written
 	batches  int64
 	records  int64
+	borrowed bool      // buf is an appender's own batches, not a pooled copy
 	flushing bool      // a flusher writes with Log.mu released
 	draining int       // drains waiting: no appender starts a flush
 	done     sync.Cond // signalled when a write ends; L is Log.mu
@@ -85,11 +86,18 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 	st := &l.stage
 	if st.res == nil {
 		st.res, st.mark = new(stageResult), m
-		if st.buf == nil {
+		if !st.flushing && st.draining == 0 {
+			// Nothing staged and no write running: this appender writes
+			// at once, b as it is, and only those who come during its
+			// write are staged (copied) behind it.
+			st.buf, st.borrowed = b, true
+		} else if st.buf == nil {
 			st.buf = (*stageBufs.Get().(*[]byte))[:0]
 		}
 	}
-	st.buf = append(st.buf, b...)
+	if !st.borrowed {
+		st.buf = append(st.buf, b...)
+	}
 	st.appends++
 	st.batches += batches
 	st.records += records
@@ -128,9 +136,9 @@ func (l *Log) flushStage(unlock bool) {
 	if st.res == nil || st.flushing {
 		return
 	}
-	buf, res, mark := st.buf, st.res, st.mark
+	buf, res, mark, borrowed := st.buf, st.res, st.mark, st.borrowed
 	appends, batches, records := st.appends, st.batches, st.records
-	st.buf, st.res, st.appends, st.batches, st.records = nil, nil, 0, 0, 0
+	st.buf, st.res, st.borrowed, st.appends, st.batches, st.records = nil, nil, false, 0, 0, 0
 	s := l.active
 	st.flushing = true
 	if unlock {
@@ -164,7 +172,7 @@ func (l *Log) flushStage(unlock bool) {
 		l.stats.writes.Add(1)
 	}
 	res.done, res.err = true, err
-	if cap(buf) <= stageMax {
+	if !borrowed && cap(buf) <= stageMax {
 		buf = buf[:0]
 		stageBufs.Put(&buf)
 	}
