@@ -8,8 +8,8 @@ import (
 )
 
 // groupCommit is SyncAlways's group commit: appenders write into the page
-// cache under Log.mu and then wait, in WaitDurable, for a sync that
-// started after their write. One sync loop at a time runs syncs back to
+// cache (combined into large writes, see stage) and then wait, in
+// WaitDurable, for a sync that started after their write. One sync loop at a time runs syncs back to
 // back while anyone waits: it takes a snapshot of what the active segment
 // holds, fdatasyncs it and publishes it, and the appenders it covers are
 // acknowledged together. While one fdatasync runs, the appenders it
