@@ -2,6 +2,7 @@ package log
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 )
 
@@ -86,10 +87,10 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 	st := &l.stage
 	if st.res == nil {
 		st.res, st.mark = new(stageResult), m
-		if !st.flushing && st.draining == 0 {
-			// Nothing staged and no write running: this appender writes
-			// at once, b as it is, and only those who come during its
-			// write are staged (copied) behind it.
+		if !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
+			// Nothing staged, no write running and no other appender on
+			// its way: this one writes at once, b as it is, and only
+			// those who come during its write are staged (copied).
 			st.buf, st.borrowed = b, true
 		} else if st.buf == nil {
 			st.buf = (*stageBufs.Get().(*[]byte))[:0]
@@ -104,8 +105,19 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 	s.written += int64(len(b))
 	s.writtenNext = next
 	res := st.res
+	yielded := st.borrowed
 	for !res.done {
 		if !st.flushing && st.draining == 0 {
+			if !yielded && l.gc.writing.Load() > st.appends {
+				// Others are on their way (validating their batches, or
+				// waiting for Log.mu): let them stage first, once, so
+				// that this write takes them too.
+				yielded = true
+				l.mu.Unlock()
+				runtime.Gosched()
+				l.mu.Lock()
+				continue
+			}
 			l.flushStage(true)
 			continue
 		}
