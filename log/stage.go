@@ -47,7 +47,6 @@ type stage struct {
 	flushing bool      // a flusher writes with Log.mu released
 	draining int       // drains waiting: no appender starts a flush
 	done     sync.Cond // signalled when a write ends; L is Log.mu
-	failed   *stageResult
 }
 
 // stageResult is the outcome of one stage's write. Guarded by Log.mu.
