@@ -67,6 +67,9 @@ type stageMark struct {
 // it first, and a batch larger than that is written on its own.
 const stageMax = 4 << 20
 
+// stageBufs holds the stages' buffers while no log fills them, so that an
+// idle log holds none; they start small (many partitions may stage at
+// once) and grow to what a round needs.
 var stageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
 // markOf returns s's writer state. Called with l.mu held.
