@@ -11,9 +11,8 @@ import (
 // cache (combined into large writes, see stage) and then wait, in
 // WaitDurable, for a sync that started after their write. One sync loop at
 // a time runs syncs back to back while anyone waits: it drains the stage,
-// takes a snapshot of what the active segment
-// holds, fdatasyncs it and publishes it, and the appenders it covers are
-// acknowledged together. While one fdatasync runs, the appenders it
+// takes a snapshot of what the active segment holds, fdatasyncs it and
+// publishes it, and the appenders it covers are acknowledged together. While one fdatasync runs, the appenders it
 // released write their next batches, which the loop's next sync, started
 // as soon as the previous one returns, takes in one go.
 //
