@@ -92,6 +92,7 @@ func BenchmarkAppendDurable(b *testing.B) {
 			st := l.Stats()
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
 			b.ReportMetric(float64(st.Appends)/float64(max(st.Fsyncs, 1)), "appends/fsync")
+			b.ReportMetric(float64(st.Writes)/float64(max(st.Fsyncs, 1)), "writes/fsync")
 		})
 	}
 }

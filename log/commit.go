@@ -8,11 +8,11 @@ import (
 )
 
 // groupCommit is SyncAlways's group commit: appenders write into the page
-// cache under Log.mu and then wait, in WaitDurable, for a sync that
-// started after their write. One sync loop at a time runs syncs back to
-// back while anyone waits: it takes a snapshot of what the active segment
-// holds, fdatasyncs it and publishes it, and the appenders it covers are
-// acknowledged together. While one fdatasync runs, the appenders it
+// cache (combined into large writes, see stage) and then wait, in
+// WaitDurable, for a sync that started after their write. One sync loop at
+// a time runs syncs back to back while anyone waits: it drains the stage,
+// takes a snapshot of what the active segment holds, fdatasyncs it and
+// publishes it, and the appenders it covers are acknowledged together. While one fdatasync runs, the appenders it
 // released write their next batches, which the loop's next sync, started
 // as soon as the previous one returns, takes in one go.
 //
@@ -234,6 +234,7 @@ func (l *Log) syncTarget() (*segment, pubState, []*segment, error) {
 	if l.closed.Load() {
 		return nil, pubState{}, nil, ErrClosed
 	}
+	l.drain() // what the snapshot holds is written
 	s := l.active
 	s.acquire()
 	var pending []*segment

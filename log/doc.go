@@ -79,7 +79,10 @@
 //     runs them back to back while anyone waits, each acknowledging every
 //     append written before it started; before each it waits for the
 //     appenders the last one released to write again (never for one that is
-//     not coming), so that one sync takes them all rather than half.
+//     not coming), so that one sync takes them all rather than half. Their
+//     writes are combined too: appends that arrive while one write runs
+//     are staged and written together by the next (see stage.go), each
+//     Append still getting its own write's error.
 //   - SyncInterval: Append returns after the write; a timer syncs dirty data
 //     every SyncInterval.
 //   - SyncNever: the operating system decides.

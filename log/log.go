@@ -40,7 +40,8 @@ type Log struct {
 
 	pubMu sync.Mutex // orders publications
 
-	gc groupCommit // SyncAlways: see commit.go
+	gc    groupCommit // SyncAlways: see commit.go
+	stage stage       // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed on the next publication, nil if none waits
@@ -65,7 +66,7 @@ type Log struct {
 
 // stats are the counters behind Stats.
 type stats struct {
-	appends, batches, records, bytes, fsyncs, rolls, deleted, unsealed, compacted atomic.Int64
+	appends, batches, records, bytes, writes, fsyncs, rolls, deleted, unsealed, compacted atomic.Int64
 }
 
 // Stats are a log's counters since Open.
@@ -74,6 +75,7 @@ type Stats struct {
 	Batches           int64
 	Records           int64
 	Bytes             int64
+	Writes            int64 // writes of appended batches to segment files (SyncAlways combines appends into fewer)
 	Fsyncs            int64 // fdatasync calls on segment files
 	Rolls             int64 // segments closed
 	SegmentsDeleted   int64 // by retention
@@ -84,7 +86,7 @@ type Stats struct {
 func (l *Log) Stats() Stats {
 	return Stats{
 		Appends: l.stats.appends.Load(), Batches: l.stats.batches.Load(), Records: l.stats.records.Load(),
-		Bytes: l.stats.bytes.Load(), Fsyncs: l.stats.fsyncs.Load(), Rolls: l.stats.rolls.Load(),
+		Bytes: l.stats.bytes.Load(), Writes: l.stats.writes.Load(), Fsyncs: l.stats.fsyncs.Load(), Rolls: l.stats.rolls.Load(),
 		SegmentsDeleted: l.stats.deleted.Load(), SegmentsCompacted: l.stats.compacted.Load(),
 	}
 }
@@ -126,6 +128,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l.maxBatch.Store(int64(opts.MaxBatchBytes))
 	l.gc.init()
+	l.stage.done.L = &l.mu
 	if opts.Tier != nil {
 		if err := l.attachTier(); err != nil {
 			l.closeFiles()
@@ -225,26 +228,39 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		p += h.Size()
 	}
 
+	staged := l.opts.Sync == SyncAlways && len(b) <= stageMax
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed.Load() {
-		return -1, -1, ErrClosed
-	}
-	if l.failed != nil {
-		return -1, -1, l.failed
-	}
-	if l.tier != nil && l.tier.fenced.Load() {
-		// Another server owns the prefix: what this one would take could
-		// never be uploaded, and its disk would only grow.
-		return -1, -1, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
-	}
-	if l.needRoll(l.active, int64(len(b)), records) {
-		if err := l.roll(); err != nil {
-			return -1, -1, err
+	for {
+		if l.closed.Load() {
+			return -1, -1, ErrClosed
 		}
+		if l.failed != nil {
+			return -1, -1, l.failed
+		}
+		if l.tier != nil && l.tier.fenced.Load() {
+			// Another server owns the prefix: what this one would take could
+			// never be uploaded, and its disk would only grow.
+			return -1, -1, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
+		}
+		roll := l.needRoll(l.active, int64(len(b)), records)
+		full := len(l.stage.buf)+len(b) > stageMax
+		if (roll || !staged || full) && (l.stage.flushing || l.stage.res != nil) {
+			// The file must hold what is staged first; drain may let
+			// others in, so check again.
+			l.drain()
+			continue
+		}
+		if roll {
+			if err := l.roll(); err != nil {
+				return -1, -1, err
+			}
+		}
+		break
 	}
 	s := l.active
 	pos, base := s.written, s.writtenNext
+	mark := markOf(s)
 	offW, timW, lastIndexed, maxTS := s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS
 	if l.opts.Sync != SyncNever {
 		l.reserveFor(s, pos+int64(len(b)))
@@ -261,6 +277,13 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		off += int64(h.LastOffsetDelta) + 1
 		p += h.Size()
 	}
+	if staged {
+		// Published by WaitDurable once synced.
+		if err := l.stageAppend(s, b, mark, off, batches, records); err != nil {
+			return -1, -1, err
+		}
+		return base, off, nil
+	}
 	if err := s.withFile(func(f File) error {
 		_, err := f.WriteAt(b, pos)
 		return err
@@ -273,6 +296,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	}
 	s.written += int64(len(b))
 	s.writtenNext = off
+	l.stats.writes.Add(1)
 	l.stats.appends.Add(1)
 	l.stats.batches.Add(batches)
 	l.stats.records.Add(records)
@@ -442,6 +466,7 @@ func (l *Log) Sync() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.drain()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -467,6 +492,7 @@ func (l *Log) Sync() error {
 func (l *Log) Roll() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.drain()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -487,6 +513,8 @@ func (l *Log) Roll() error {
 // after it wait for its data to be durable before anything after it counts
 // as durable, and recovery after a crash treats it as possibly torn, like
 // the active segment.
+//
+// The stage must be empty (see drain).
 func (l *Log) roll() error {
 	old := l.active
 	s, err := l.createSegment(old.writtenNext)
@@ -683,6 +711,7 @@ func (l *Log) Close() error {
 	l.sealWG.Wait()
 	l.gc.stop()
 	l.mu.Lock()
+	l.drain()
 	var err error
 	if l.failed == nil && l.opts.Sync != SyncNever {
 		if err = l.fdatasync(l.active); err == nil {

@@ -15,6 +15,7 @@ func (l *Log) EnforceRetention() (int, error) {
 	l.kickTier() // local retention of tiered segments
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.drain() // the active segment may be rolled
 	if l.opts.RetentionTime <= 0 && l.opts.RetentionBytes <= 0 {
 		return 0, nil
 	}

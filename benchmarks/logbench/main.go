@@ -135,13 +135,14 @@ func main() {
 
 // alwaysRounds runs rounds of dd and fsync-always appends, each row
 // against the dd of its round, and then the median ratio per appender count.
-// Each row shows the mean fdatasync (sync ms) and the mean time per sync
+// Each row shows the writes to the segment per sync (appends are combined
+// into fewer writes), the mean fdatasync (sync ms) and the mean time per sync
 // with no fdatasync running (gap ms): the appenders' writes, wake-ups and
 // the gathering of a round, which group commit does between its syncs.
 func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
 	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
 		humanize.IBytes(uint64(size)), batch, dir)
-	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "sync ms", "gap ms")
+	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %12s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms")
 	ratios := map[int][]float64{}
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
@@ -152,8 +153,8 @@ func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
 			mbs := float64(written) / d.Seconds() / 1e6
 			ratios[a] = append(ratios[a], mbs/dd)
 			syncs := max(st.syncs.Load(), 1)
-			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
-				float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs),
+			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %12.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
+				float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs), float64(st.writes)/float64(syncs),
 				float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6)
 			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
 		}
@@ -186,8 +187,8 @@ func runDD(path string, size uint64) float64 {
 // syncStats are what a run's fdatasyncs did: how many, their total time,
 // and the appends they acknowledged.
 type syncStats struct {
-	syncs, took atomic.Int64
-	appends     int64
+	syncs, took     atomic.Int64
+	appends, writes int64
 }
 
 // appendRun appends size bytes of pre-built batches of n 1 KiB records
@@ -249,7 +250,7 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	}
 	d := time.Since(start)
 	if st != nil {
-		st.appends = l.Stats().Appends
+		st.appends, st.writes = l.Stats().Appends, l.Stats().Writes
 	}
 	if err := l.Close(); err != nil {
 		fail("close: %v", err)

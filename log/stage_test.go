@@ -1,0 +1,203 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// blockedWrites is a file system whose segment writes can be held: the
+// first write after hold waits until release, and then fails with the
+// error release was given (nil: it goes through). Writes after it pass.
+type blockedWrites struct {
+	FaultFS
+	mu      sync.Mutex
+	held    bool
+	entered chan struct{} // closed when the held write has begun
+	release chan error
+}
+
+func newBlockedWrites() *blockedWrites {
+	w := &blockedWrites{}
+	w.FaultFS = FaultFS{FS: OSFS(), Fail: func(op, path string) error {
+		if op != "write" || !strings.HasSuffix(path, logSuffix) {
+			return nil
+		}
+		w.mu.Lock()
+		held := w.held
+		w.held = false
+		w.mu.Unlock()
+		if !held {
+			return nil
+		}
+		close(w.entered)
+		return <-w.release
+	}}
+	return w
+}
+
+// hold makes the next segment write wait.
+func (w *blockedWrites) hold() {
+	w.mu.Lock()
+	w.held, w.entered, w.release = true, make(chan struct{}), make(chan error, 1)
+	w.mu.Unlock()
+}
+
+// staged waits until n appends wait in the log's stage.
+func staged(t *testing.T, l *Log, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l.mu.Lock()
+		got := l.stage.appends
+		l.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends staged, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// appendAll appends one batch per tag from a goroutine each and returns
+// their errors in tag order.
+func appendAll(t *testing.T, l *Log, tags []string) []error {
+	errs := make([]error, len(tags))
+	var wg sync.WaitGroup
+	for i, tag := range tags {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = l.Append(batchOf(t, tag, 2, 100, 0))
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// await receives from ch, failing the test if nothing comes in 10 s (a
+// stage that nobody writes leaves its appenders waiting).
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return in 10 s", what)
+		panic("unreachable")
+	}
+}
+
+// TestStageCombinesWrites: appends that arrive while a write runs are
+// staged and written together by the next flusher with one write, and
+// every one of them is durable and readable, in offset order, once
+// acknowledged. Without the stage each would make a write of its own.
+func TestStageCombinesWrites(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newBlockedWrites()
+	l := openLog(t, dir, Options{Sync: SyncAlways, FS: fsys})
+	fsys.hold()
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Append(batchOf(t, "first", 2, 100, 0))
+		first <- err
+	}()
+	<-fsys.entered
+	tags := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	done := make(chan []error, 1)
+	go func() { done <- appendAll(t, l, tags) }()
+	staged(t, l, int64(len(tags)))
+	fsys.release <- nil
+	if err := await(t, first, "the held append"); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range await(t, done, "the staged appends") {
+		if err != nil {
+			t.Fatalf("append %s: %v", tags[i], err)
+		}
+	}
+	st := l.Stats()
+	if st.Appends != 9 || st.Writes != 2 {
+		t.Fatalf("%d appends made %d writes, want 9 in 2 (the held one, then the 8 staged behind it)", st.Appends, st.Writes)
+	}
+	if l.HighWatermark() != 18 {
+		t.Fatalf("hw %d, want 18", l.HighWatermark())
+	}
+	got := readAll(t, l, 0)
+	var batches []string
+	for i := 0; i < len(got); i += 2 {
+		tag := got[i][:strings.IndexByte(got[i], '/')]
+		if got[i] != tag+"/0/2" || got[i+1] != tag+"/1/2" {
+			t.Fatalf("records %d-%d are %q %q, not one whole batch", i, i+1, got[i], got[i+1])
+		}
+		batches = append(batches, tag)
+	}
+	slices.Sort(batches)
+	if want := append([]string{"first"}, tags...); fmt.Sprint(batches) != fmt.Sprint(slices.Sorted(slices.Values(want))) {
+		t.Fatalf("batches read %v, want %v", batches, want)
+	}
+	l.Close()
+	if _, err := Verify(dir, nil); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	l = openLog(t, dir, Options{})
+	defer l.Close()
+	if n := len(readAll(t, l, 0)); n != 18 {
+		t.Fatalf("reopened log holds %d records, want 18", n)
+	}
+}
+
+// TestStageWriteFailure: a write that fails (half written, as on a full
+// disk) fails every append it carried and every append staged behind it,
+// with the write's error from Append; the log is cut back to where it was
+// before them, hands out their offsets again, and works on.
+func TestStageWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newBlockedWrites()
+	l := openLog(t, dir, Options{Sync: SyncAlways, FS: fsys})
+	if _, err := l.Append(batchOf(t, "before", 3, 50, 0)); err != nil {
+		t.Fatal(err)
+	}
+	fsys.hold()
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Append(batchOf(t, "lost", 2, 100, 0))
+		first <- err
+	}()
+	<-fsys.entered
+	tags := []string{"x", "y", "z"}
+	done := make(chan []error, 1)
+	go func() { done <- appendAll(t, l, tags) }()
+	staged(t, l, int64(len(tags)))
+	fsys.release <- syscall.ENOSPC
+	if err := await(t, first, "the held append"); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append of the failed write = %v, want ENOSPC", err)
+	}
+	for i, err := range await(t, done, "the staged appends") {
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("Append %s, staged behind the failed write = %v, want ENOSPC", tags[i], err)
+		}
+	}
+	if hw := l.HighWatermark(); hw != 3 {
+		t.Fatalf("hw %d after the failed write, want 3", hw)
+	}
+	if base, err := l.Append(batchOf(t, "after", 2, 50, 0)); err != nil || base != 3 {
+		t.Fatalf("Append after the failure = %d, %v; want base 3", base, err)
+	}
+	if got := readAll(t, l, 0); fmt.Sprint(got) != "[before/0/3 before/1/3 before/2/3 after/0/2 after/1/2]" {
+		t.Fatalf("read %v", got)
+	}
+	if st := l.Stats(); st.Appends != 2 {
+		t.Fatalf("Stats.Appends = %d, want 2 (failed appends are not counted)", st.Appends)
+	}
+	l.Close()
+	if _, err := Verify(dir, nil); err != nil {
+		t.Fatalf("Verify after a failed write: %v", err)
+	}
+}
