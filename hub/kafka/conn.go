@@ -34,6 +34,7 @@ type pending struct {
 	ready      chan struct{} // closed once resp or write is set; nil if ready
 	resp       kmsg.Response
 	write      func(c *conn) error // writes the whole frame itself (fetch)
+	prepare    func(c *conn)       // run by the writer once this response is next, before write (a fetch's long poll)
 	done       func()              // runs after writing or abandoning
 	closeAfter bool                // close the connection after this response
 	start      time.Time           // when the request was read, for the Observer
@@ -419,6 +420,9 @@ func (c *conn) writeLoop() {
 		if p.ready != nil {
 			<-p.ready
 		}
+		if p.prepare != nil && failed == nil {
+			p.prepare(c)
+		}
 		batch = append(batch[:0], p)
 		if failed == nil {
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
@@ -435,7 +439,7 @@ func (c *conn) writeLoop() {
 						closed = true // the reader is done: write what was gathered, then stop
 						break
 					}
-					if q.ready != nil && !isClosed(q.ready) || q.write != nil {
+					if q.ready != nil && !isClosed(q.ready) || q.write != nil || q.prepare != nil {
 						held = q
 						break
 					}

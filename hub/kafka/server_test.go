@@ -592,3 +592,71 @@ func TestProduceAcksAllWaitsOnlyForFsync(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollFetchInWriter: a fetch waiting for records is waited for
+// by its connection's writer, not by a goroutine of its own (one wake-up
+// less between a produce and the consumer's answer), and each waiting
+// connection still gets the record produced while it waits, in order
+// behind nothing. Fails with a goroutine per long-polling fetch.
+func TestLongPollFetchInWriter(t *testing.T) {
+	b := startBrokerOn(t, hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}}, Options{})
+	ds, err := b.hub.CreateDataset("lp", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 11, 10000, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "lp"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	fetch.Topics = append(fetch.Topics, rt)
+	body := fetch.AppendTo(nil)
+
+	const conns = 40
+	before := runtime.NumGoroutine()
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		ncs[i] = rawConn(t, b.addr)
+		if _, err := ncs[i].Write(frame(1, 11, int32(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each connection has its reader and writer once its fetch arrived;
+	// give the fetches time to reach their wait.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() < before+2*conns && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := runtime.NumGoroutine() - before; n > 2*conns+conns/4 {
+		t.Errorf("%d connections long-polling a fetch run %d goroutines, want about %d (a reader and a writer each)", conns, n, 2*conns)
+	}
+
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(kgoBuilder{}.build("woken"), true); err != nil {
+		t.Fatal(err)
+	}
+	for i, nc := range ncs {
+		var size [4]byte
+		if _, err := io.ReadFull(nc, size[:]); err != nil {
+			t.Fatalf("connection %d: no fetch answer after the produce: %v", i, err)
+		}
+		resp := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(nc, resp); err != nil {
+			t.Fatal(err)
+		}
+		if corr := int32(binary.BigEndian.Uint32(resp)); corr != int32(i) {
+			t.Fatalf("connection %d: answer to correlation id %d, want %d", i, corr, i)
+		}
+		var fr kmsg.FetchResponse
+		fr.Version = 11
+		if err := fr.ReadFrom(resp[4:]); err != nil {
+			t.Fatal(err)
+		}
+		if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 || !bytes.Contains(fr.Topics[0].Partitions[0].RecordBatches, []byte("woken")) {
+			t.Fatalf("connection %d: fetch answer %+v does not carry the record produced", i, fr.Topics)
+		}
+	}
+}
