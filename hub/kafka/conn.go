@@ -55,6 +55,12 @@ type conn struct {
 
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
+	// queued counts the responses handed to the writer and not yet
+	// written or abandoned. At zero the writer is idle and nothing is
+	// owed before the next response, which the reader then writes itself
+	// (writeNow) from dbuf, its own buffer.
+	queued atomic.Int64
+	dbuf   []byte
 	// rbuf buffers what the reader took from the socket: a request's
 	// header, a small request whole, and the start of the next when a
 	// client pipelines. rbuf[rr:rw] is not consumed yet.
@@ -341,8 +347,41 @@ func parseRequest(body []byte) (h header, req kmsg.Request, rest []byte, cost in
 	return h, req, rest, decodeCost(h.key, rest, cost), nil
 }
 
+// queue hands p to the writer, or writes it at once when it is computed,
+// the writer has nothing before it and no further request is buffered:
+// an answer to a produce then goes out from the goroutine that read the
+// request, without waking the writer, which on a busy machine can wait
+// for a CPU longer than the append took. Requests that arrived pipelined
+// still go to the writer, which answers them with one write. Only the
+// reader queues, so no response can slip in between the check of queued
+// and the write.
 func (c *conn) queue(p *pending) {
+	if p.ready == nil && p.write == nil && p.prepare == nil && p.done == nil && !p.closeAfter && c.rr == c.rw && c.queued.Load() == 0 {
+		c.writeNow(p)
+		return
+	}
+	c.queued.Add(1)
 	c.out <- p
+}
+
+// writeNow writes p, a computed response, from the reader while the writer
+// is idle. A failed write closes the connection as the writer's would; the
+// reader then ends at its next read.
+func (c *conn) writeNow(p *pending) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	b := appendResponse(c.dbuf[:0], p)
+	if cap(b) <= 64<<10 {
+		c.dbuf = b // kept at a bounded size only
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		if !errors.Is(err, net.ErrClosed) { // else closed already, and counted, by the writer
+			c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", err))
+		}
+		c.cancel()
+		c.nc.Close()
+		return
+	}
+	c.observeWritten(p)
 }
 
 // bufPools hold request buffers by size class: powers of two from 4 KiB
@@ -470,7 +509,8 @@ func (c *conn) writeLoop() {
 				c.cancel()
 			}
 		}
-		clear(batch) // hold no answers while idle
+		c.queued.Add(-int64(len(batch))) // last: the reader may write once it reaches zero
+		clear(batch)                     // hold no answers while idle
 	}
 }
 

@@ -660,3 +660,54 @@ func TestLongPollFetchInWriter(t *testing.T) {
 		}
 	}
 }
+
+// stackListener's connections count the writes made from the
+// connection's reader goroutine.
+type stackListener struct {
+	net.Listener
+	fromReader, writes *atomic.Int64
+}
+
+func (l stackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return stackConn{c, l}, nil
+}
+
+type stackConn struct {
+	net.Conn
+	l stackListener
+}
+
+func (c stackConn) Write(p []byte) (int, error) {
+	buf := make([]byte, 8<<10)
+	if bytes.Contains(buf[:runtime.Stack(buf, false)], []byte(").readLoop(")) {
+		c.l.fromReader.Add(1)
+	}
+	c.l.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestAnswerFromReader: a response computed at once, to a request that
+// came alone while nothing else was owed (a produce under acks=1 or fsync
+// interval, as a tailing producer sends them), is written by the goroutine
+// that read the request, without waking the writer. Fails when every
+// response goes through the writer.
+func TestAnswerFromReader(t *testing.T) {
+	var fromReader, writes atomic.Int64
+	c := rawConn(t, startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener {
+		return stackListener{ln, &fromReader, &writes}
+	}).addr)
+	const n = 10
+	for i := range n {
+		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0, one at a time
+		if corr := int32(binary.BigEndian.Uint32(readFrame(t, c))); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got, all := fromReader.Load(), writes.Load(); got != n || all != n {
+		t.Fatalf("%d of %d writes made by the reader for %d requests sent one at a time, want all %d", got, all, n, n)
+	}
+}
