@@ -356,7 +356,7 @@ func parseRequest(body []byte) (h header, req kmsg.Request, rest []byte, cost in
 // reader queues, so no response can slip in between the check of queued
 // and the write.
 func (c *conn) queue(p *pending) {
-	if p.ready == nil && p.write == nil && p.prepare == nil && p.done == nil && !p.closeAfter && c.rr == c.rw && c.queued.Load() == 0 {
+	if p.ready == nil && p.prepare == nil && !p.closeAfter && c.writerIdle() {
 		c.writeNow(p)
 		return
 	}
@@ -364,16 +364,31 @@ func (c *conn) queue(p *pending) {
 	c.out <- p
 }
 
+// writerIdle reports, on the reader's goroutine, whether the writer owes
+// no response and no further request is buffered: a response computed now
+// may be written by the reader at once.
+func (c *conn) writerIdle() bool { return c.rr == c.rw && c.queued.Load() == 0 }
+
 // writeNow writes p, a computed response, from the reader while the writer
-// is idle. A failed write closes the connection as the writer's would; the
-// reader then ends at its next read.
+// is idle (its buffer wbuf too, for responses that write themselves). A
+// failed write closes the connection as the writer's would; the reader
+// then ends at its next read.
 func (c *conn) writeNow(p *pending) {
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	b := appendResponse(c.dbuf[:0], p)
-	if cap(b) <= 64<<10 {
-		c.dbuf = b // kept at a bounded size only
+	var err error
+	if p.write != nil {
+		err = p.write(c)
+	} else {
+		b := appendResponse(c.dbuf[:0], p)
+		if cap(b) <= 64<<10 {
+			c.dbuf = b // kept at a bounded size only
+		}
+		_, err = c.nc.Write(b)
 	}
-	if _, err := c.nc.Write(b); err != nil {
+	if p.done != nil {
+		defer p.done()
+	}
+	if err != nil {
 		if !errors.Is(err, net.ErrClosed) { // else closed already, and counted, by the writer
 			c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", err))
 		}

@@ -15,9 +15,11 @@
 // the answer does not wait for the writer to be woken. A request that waits
 // (a produce with acks=all to a dataset with fsync "always", a group join)
 // completes in its own goroutine while later requests are handled; the
-// writer holds their responses back until it is their turn. A long-polling
-// fetch is waited for by the writer when it is next, so that the produce
-// that ends the wait wakes the goroutine that writes the answer. Requests larger than their API's limit, garbage, unknown
+// writer holds their responses back until it is their turn. A fetch whose
+// records are there when it arrives is answered by the reader the same
+// way; one that must wait is waited for by the writer when it is next, so
+// that the produce that ends the wait wakes the goroutine that writes the
+// answer. Requests larger than their API's limit, garbage, unknown
 // API keys and unsupported versions close the connection (ApiVersions
 // answers a version it does not know with its own list, as Kafka does).
 //

@@ -697,9 +697,10 @@ func (c stackConn) Write(p []byte) (int, error) {
 // response goes through the writer.
 func TestAnswerFromReader(t *testing.T) {
 	var fromReader, writes atomic.Int64
-	c := rawConn(t, startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener {
+	b := startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener {
 		return stackListener{ln, &fromReader, &writes}
-	}).addr)
+	})
+	c := rawConn(t, b.addr)
 	const n = 10
 	for i := range n {
 		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0, one at a time
@@ -709,5 +710,33 @@ func TestAnswerFromReader(t *testing.T) {
 	}
 	if got, all := fromReader.Load(), writes.Load(); got != n || all != n {
 		t.Fatalf("%d of %d writes made by the reader for %d requests sent one at a time, want all %d", got, all, n, n)
+	}
+
+	// A fetch that finds its records at once is answered by the reader
+	// too (a sendfile fetch writes more than once).
+	ds, err := b.hub.CreateDataset("fr", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(kgoBuilder{}.build("there"), true); err != nil {
+		t.Fatal(err)
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 11, 5000, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "fr"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	fetch.Topics = append(fetch.Topics, rt)
+	before, all := fromReader.Load(), writes.Load()
+	c.Write(frame(1, 11, 99, fetch.AppendTo(nil)))
+	resp := readFrame(t, c)
+	if !bytes.Contains(resp, []byte("there")) {
+		t.Fatalf("fetch answer %x does not carry the record", resp)
+	}
+	if got, all := fromReader.Load()-before, writes.Load()-all; got == 0 || got != all {
+		t.Fatalf("%d of %d writes of a fetch whose records were there made by the reader, want all", got, all)
 	}
 }
