@@ -34,6 +34,7 @@ type pending struct {
 	ready      chan struct{} // closed once resp or write is set; nil if ready
 	resp       kmsg.Response
 	write      func(c *conn) error // writes the whole frame itself (fetch)
+	prepare    func(c *conn)       // run by the writer once this response is next, before write (a fetch's long poll)
 	done       func()              // runs after writing or abandoning
 	closeAfter bool                // close the connection after this response
 	start      time.Time           // when the request was read, for the Observer
@@ -54,6 +55,12 @@ type conn struct {
 
 	stopping atomic.Bool
 	wbuf     []byte // the writer's buffer
+	// queued counts the responses handed to the writer and not yet
+	// written or abandoned. At zero the writer is idle and nothing is
+	// owed before the next response, which the reader then writes itself
+	// (writeNow) from dbuf, its own buffer.
+	queued atomic.Int64
+	dbuf   []byte
 	// rbuf buffers what the reader took from the socket: a request's
 	// header, a small request whole, and the start of the next when a
 	// client pipelines. rbuf[rr:rw] is not consumed yet.
@@ -340,8 +347,56 @@ func parseRequest(body []byte) (h header, req kmsg.Request, rest []byte, cost in
 	return h, req, rest, decodeCost(h.key, rest, cost), nil
 }
 
+// queue hands p to the writer, or writes it at once when it is computed,
+// the writer has nothing before it and no further request is buffered:
+// an answer to a produce then goes out from the goroutine that read the
+// request, without waking the writer, which on a busy machine can wait
+// for a CPU longer than the append took. Requests that arrived pipelined
+// still go to the writer, which answers them with one write. Only the
+// reader queues, so no response can slip in between the check of queued
+// and the write.
 func (c *conn) queue(p *pending) {
+	if p.ready == nil && p.prepare == nil && !p.closeAfter && c.writerIdle() {
+		c.writeNow(p)
+		return
+	}
+	c.queued.Add(1)
 	c.out <- p
+}
+
+// writerIdle reports, on the reader's goroutine, whether the writer owes
+// no response and no further request is buffered: a response computed now
+// may be written by the reader at once.
+func (c *conn) writerIdle() bool { return c.rr == c.rw && c.queued.Load() == 0 }
+
+// writeNow writes p, a computed response, from the reader while the writer
+// is idle (its buffer wbuf too, for responses that write themselves). A
+// failed write closes the connection as the writer's would; the reader
+// then ends at its next read.
+func (c *conn) writeNow(p *pending) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	var err error
+	if p.write != nil {
+		err = p.write(c)
+	} else {
+		b := appendResponse(c.dbuf[:0], p)
+		if cap(b) <= 64<<10 {
+			c.dbuf = b // kept at a bounded size only
+		}
+		_, err = c.nc.Write(b)
+	}
+	if p.done != nil {
+		defer p.done()
+	}
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) { // else closed already, and counted, by the writer
+			c.s.refused(closedOnError, c.remote, "reason", fmt.Errorf("writing a response: %w", err))
+		}
+		c.cancel()
+		c.nc.Close()
+		return
+	}
+	c.observeWritten(p)
 }
 
 // bufPools hold request buffers by size class: powers of two from 4 KiB
@@ -419,6 +474,9 @@ func (c *conn) writeLoop() {
 		if p.ready != nil {
 			<-p.ready
 		}
+		if p.prepare != nil && failed == nil {
+			p.prepare(c)
+		}
 		batch = append(batch[:0], p)
 		if failed == nil {
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
@@ -435,7 +493,7 @@ func (c *conn) writeLoop() {
 						closed = true // the reader is done: write what was gathered, then stop
 						break
 					}
-					if q.ready != nil && !isClosed(q.ready) || q.write != nil {
+					if q.ready != nil && !isClosed(q.ready) || q.write != nil || q.prepare != nil {
 						held = q
 						break
 					}
@@ -466,7 +524,8 @@ func (c *conn) writeLoop() {
 				c.cancel()
 			}
 		}
-		clear(batch) // hold no answers while idle
+		c.queued.Add(-int64(len(batch))) // last: the reader may write once it reaches zero
+		clear(batch)                     // hold no answers while idle
 	}
 }
 

@@ -9,11 +9,17 @@
 // order they arrive, and a writer that sends the responses in that same
 // order. The reader takes up to 4 KiB from the socket at a time, so a small
 // request costs one read(2); the writer sends the responses that are ready
-// behind the one it writes with it, in one write(2). A request that waits
-// (a produce with acks=all to a dataset with fsync "always", a
-// long-polling fetch, a group join) completes in its own goroutine while
-// later requests are handled; the writer holds their responses back until
-// it is their turn. Requests larger than their API's limit, garbage, unknown
+// behind the one it writes with it, in one write(2). A response computed at
+// once to a request that came alone, while the writer owes nothing (a
+// tailing producer's produce), is written by the reader itself, so that
+// the answer does not wait for the writer to be woken. A request that waits
+// (a produce with acks=all to a dataset with fsync "always", a group join)
+// completes in its own goroutine while later requests are handled; the
+// writer holds their responses back until it is their turn. A fetch whose
+// records are there when it arrives is answered by the reader the same
+// way; one that must wait is waited for by the writer when it is next, so
+// that the produce that ends the wait wakes the goroutine that writes the
+// answer. Requests larger than their API's limit, garbage, unknown
 // API keys and unsupported versions close the connection (ApiVersions
 // answers a version it does not know with its own list, as Kafka does).
 //

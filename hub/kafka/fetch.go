@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -42,20 +43,65 @@ func handleFetch(c *conn, h *header, kreq kmsg.Request) *pending {
 				Offset: p.FetchOffset, MaxBytes: p.PartitionMaxBytes})
 		}
 	}
-	p := &pending{ready: make(chan struct{})}
-	go func() {
-		var results []hub.FetchResult
+	// The writer runs the long poll itself when this response is next
+	// (prepare), rather than a goroutine of the fetch's own that it would
+	// wait for: the produce that ends the wait wakes the goroutine that
+	// writes the answer, one wake-up on the way from producer to consumer
+	// instead of two, and no goroutine per fetch. Responses go out in
+	// request order, so the writer would wait for this one anyway. The
+	// wait is counted from now: time spent queued behind earlier
+	// responses is taken off MaxWait.
+	arrived := time.Now()
+	var results []hub.FetchResult
+	p := &pending{}
+	p.write = func(c *conn) error { return c.writeFetch(p, h.version, req, results) }
+	p.done = func() { hub.ReleaseFetch(results) }
+	if len(fr.Partitions) > 0 && fr.MinBytes <= 1 && c.writerIdle() {
+		// Nothing is owed before this answer and no request waits
+		// behind it: when the records are there already (a consumer
+		// that fell behind, or one whose next fetch arrives after a
+		// produce), the reader answers at once (conn.queue), with no
+		// wake-up of the writer at all. Else the writer waits. Only
+		// for MinBytes 1 (Kafka's default), so that a read not
+		// answered found nothing, and no bytes are counted as fetched
+		// twice.
+		now := fr
+		now.MaxWait = 0
+		results = c.s.hub.Fetch(c.ctx, now)
+		if fetchAnswered(results, fr.MinBytes) {
+			if denied != nil {
+				results = withRefusals(results, at, n)
+			}
+			return p
+		}
+		hub.ReleaseFetch(results)
+		results = nil
+	}
+	p.prepare = func(c *conn) {
 		if len(fr.Partitions) > 0 {
+			if fr.MaxWait > 0 {
+				fr.MaxWait = max(fr.MaxWait-time.Since(arrived), 0)
+			}
 			results = c.s.hub.Fetch(c.ctx, fr)
 		}
 		if denied != nil {
 			results = withRefusals(results, at, n)
 		}
-		p.write = func(c *conn) error { return c.writeFetch(p, h.version, req, results) }
-		p.done = func() { hub.ReleaseFetch(results) }
-		close(p.ready)
-	}()
+	}
 	return p
+}
+
+// fetchAnswered reports whether results, read without waiting, answer a
+// fetch: MinBytes (at least one) are there, or a partition failed.
+func fetchAnswered(results []hub.FetchResult, minBytes int32) bool {
+	var total int64
+	for i := range results {
+		if results[i].Err != nil {
+			return true
+		}
+		total += results[i].Bytes
+	}
+	return total >= int64(max(minBytes, 1))
 }
 
 // fetchChunk marks where a file section goes between the encoded bytes.

@@ -592,3 +592,151 @@ func TestProduceAcksAllWaitsOnlyForFsync(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollFetchInWriter: a fetch waiting for records is waited for
+// by its connection's writer, not by a goroutine of its own (one wake-up
+// less between a produce and the consumer's answer), and each waiting
+// connection still gets the record produced while it waits, in order
+// behind nothing. Fails with a goroutine per long-polling fetch.
+func TestLongPollFetchInWriter(t *testing.T) {
+	b := startBrokerOn(t, hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}}, Options{})
+	ds, err := b.hub.CreateDataset("lp", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 11, 10000, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "lp"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	fetch.Topics = append(fetch.Topics, rt)
+	body := fetch.AppendTo(nil)
+
+	const conns = 40
+	before := runtime.NumGoroutine()
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		ncs[i] = rawConn(t, b.addr)
+		if _, err := ncs[i].Write(frame(1, 11, int32(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each connection has its reader and writer once its fetch arrived;
+	// give the fetches time to reach their wait.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() < before+2*conns && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := runtime.NumGoroutine() - before; n > 2*conns+conns/4 {
+		t.Errorf("%d connections long-polling a fetch run %d goroutines, want about %d (a reader and a writer each)", conns, n, 2*conns)
+	}
+
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(kgoBuilder{}.build("woken"), true); err != nil {
+		t.Fatal(err)
+	}
+	for i, nc := range ncs {
+		var size [4]byte
+		if _, err := io.ReadFull(nc, size[:]); err != nil {
+			t.Fatalf("connection %d: no fetch answer after the produce: %v", i, err)
+		}
+		resp := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(nc, resp); err != nil {
+			t.Fatal(err)
+		}
+		if corr := int32(binary.BigEndian.Uint32(resp)); corr != int32(i) {
+			t.Fatalf("connection %d: answer to correlation id %d, want %d", i, corr, i)
+		}
+		var fr kmsg.FetchResponse
+		fr.Version = 11
+		if err := fr.ReadFrom(resp[4:]); err != nil {
+			t.Fatal(err)
+		}
+		if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 || !bytes.Contains(fr.Topics[0].Partitions[0].RecordBatches, []byte("woken")) {
+			t.Fatalf("connection %d: fetch answer %+v does not carry the record produced", i, fr.Topics)
+		}
+	}
+}
+
+// stackListener's connections count the writes made from the
+// connection's reader goroutine.
+type stackListener struct {
+	net.Listener
+	fromReader, writes *atomic.Int64
+}
+
+func (l stackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return stackConn{c, l}, nil
+}
+
+type stackConn struct {
+	net.Conn
+	l stackListener
+}
+
+func (c stackConn) Write(p []byte) (int, error) {
+	buf := make([]byte, 8<<10)
+	if bytes.Contains(buf[:runtime.Stack(buf, false)], []byte(").readLoop(")) {
+		c.l.fromReader.Add(1)
+	}
+	c.l.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestAnswerFromReader: a response computed at once, to a request that
+// came alone while nothing else was owed (a produce under acks=1 or fsync
+// interval, as a tailing producer sends them), is written by the goroutine
+// that read the request, without waking the writer. Fails when every
+// response goes through the writer.
+func TestAnswerFromReader(t *testing.T) {
+	var fromReader, writes atomic.Int64
+	b := startBrokerWrapped(t, hub.Options{DataDir: t.TempDir()}, Options{}, func(ln net.Listener) net.Listener {
+		return stackListener{ln, &fromReader, &writes}
+	})
+	c := rawConn(t, b.addr)
+	const n = 10
+	for i := range n {
+		c.Write(frame(18, 0, int32(i), nil)) // ApiVersions v0, one at a time
+		if corr := int32(binary.BigEndian.Uint32(readFrame(t, c))); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	if got, all := fromReader.Load(), writes.Load(); got != n || all != n {
+		t.Fatalf("%d of %d writes made by the reader for %d requests sent one at a time, want all %d", got, all, n, n)
+	}
+
+	// A fetch that finds its records at once is answered by the reader
+	// too (a sendfile fetch writes more than once).
+	ds, err := b.hub.CreateDataset("fr", hub.DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(kgoBuilder{}.build("there"), true); err != nil {
+		t.Fatal(err)
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 11, 5000, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "fr"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	fetch.Topics = append(fetch.Topics, rt)
+	before, all := fromReader.Load(), writes.Load()
+	c.Write(frame(1, 11, 99, fetch.AppendTo(nil)))
+	resp := readFrame(t, c)
+	if !bytes.Contains(resp, []byte("there")) {
+		t.Fatalf("fetch answer %x does not carry the record", resp)
+	}
+	if got, all := fromReader.Load()-before, writes.Load()-all; got == 0 || got != all {
+		t.Fatalf("%d of %d writes of a fetch whose records were there made by the reader, want all", got, all)
+	}
+}
