@@ -172,7 +172,9 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 	// as they are, in one write when nothing is buffered.
 	so.Framing = sseFraming
 	so.EmitFrames = func(frames []byte, k int) error {
-		if n += k; n >= 256 {
+		// k is 0 for what the shared writers left: the deadline may
+		// not have moved while they wrote.
+		if n += k; n >= 256 || k == 0 {
 			n = 0
 			out.deadline()
 		}
