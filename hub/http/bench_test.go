@@ -258,8 +258,9 @@ func benchWeir(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	ev, clientCPU := clients.wait(b)
-	all, cpu := time.Since(start), processCPU(b)-cpu0+clientCPU
+	var all, cpu time.Duration
+	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)-cpu0 })
+	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
@@ -323,8 +324,9 @@ func benchRedis(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	ev, clientCPU := clients.wait(b)
-	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0+clientCPU
+	var all, cpu time.Duration
+	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0 })
+	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
