@@ -47,7 +47,10 @@
 // compacted away) gets EventReset and a fresh snapshot, never a gap. The
 // subscriptions of a dataset share one reader (fanout.go) that reads and
 // encodes each live event once into a bounded window they follow at their
-// own pace; one that falls out of the window catches up from the log,
+// own pace (one caught up whose connection can be written without
+// blocking is written by a few writers the dataset's subscriptions share,
+// one write each for all the events since its last: direct.go); one that
+// falls out of the window catches up from the log,
 // coalesced to the latest value of each key, or is told to resume, so a
 // slow one costs the others and the producers nothing but its reads;
 // hub/http serves subscriptions as Server-Sent Events and WebSockets.

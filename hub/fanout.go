@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -45,12 +46,17 @@ type fanout struct {
 	starts []int64 // per partition, where the reader started it
 	bytes  int64
 	more   chan struct{} // closed when events are added, invalidated, or the fan-out ends
+	done   chan struct{} // closed when the fan-out ends
 	err    error         // why the fan-out ended
 	subs   int           // under h.fanMu
 	// framings are the transports' encodings the reader frames each
 	// event in (at most maxFramings, added by the subscriptions that
 	// ask, under mu).
 	framings []*Framing
+	// writers deliver the frames of new events to the parked
+	// subscriptions (direct.go), each to its share of them.
+	writers []*fanWriter
+	nextW   int // the writer of the next parked subscription, under mu
 }
 
 // maxFramings is how many framings a fan-out encodes events in (SSE and
@@ -91,7 +97,13 @@ func (h *Hub) acquireFanout(ds *Dataset) *fanout {
 	f := h.fanouts[ds]
 	if f == nil {
 		parts := ds.partitions()
-		f = &fanout{h: h, ds: ds, limit: h.opts.SubscribeBuffer, stop: make(chan struct{}), more: make(chan struct{})}
+		f = &fanout{h: h, ds: ds, limit: h.opts.SubscribeBuffer, stop: make(chan struct{}), more: make(chan struct{}),
+			done: make(chan struct{})}
+		f.writers = make([]*fanWriter, runtime.GOMAXPROCS(0))
+		for i := range f.writers {
+			f.writers[i] = &fanWriter{f: f, signal: make(chan struct{}, 1)}
+			go f.writers[i].run()
+		}
 		f.idTag = subscriptionTag(ds)
 		for _, p := range parts {
 			hw := p.HighWatermark()
@@ -338,6 +350,7 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 	f.first += int64(drop)
 	close(f.more)
 	f.more = make(chan struct{})
+	f.signalWriters()
 }
 
 // invalidate drops the whole window (what the reader read may miss
@@ -354,6 +367,7 @@ func (f *fanout) invalidate(head []int64) {
 	copy(f.oldest, head)
 	close(f.more)
 	f.more = make(chan struct{})
+	f.signalWriters()
 }
 
 func (f *fanout) fail(err error) {
@@ -362,6 +376,7 @@ func (f *fanout) fail(err error) {
 	if f.err == nil {
 		f.err = err
 		close(f.more)
+		close(f.done)
 	}
 }
 

@@ -99,6 +99,15 @@ type SubscribeOptions struct {
 	// catching up, coalescing, resets) go to emit.
 	Framing    *Framing
 	EmitFrames func(frames []byte, n int) error
+	// TryWrite, if set with Framing and EmitFrames, lets the dataset's
+	// shared writers deliver live frames while the subscription is caught
+	// up, without waking its goroutine (direct.go): it writes bufs, in
+	// order, as far as the connection takes them without blocking, and
+	// returns how many bytes it wrote. What it did not write goes to
+	// EmitFrames (with n 0: pieces of frames) before anything else. It is
+	// called by one goroutine at a time, never during another callback,
+	// and must not keep bufs.
+	TryWrite func(bufs [][]byte) (int, error)
 }
 
 // A Framing is how a transport encodes an event (a Server-Sent Event, a
@@ -474,6 +483,7 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 	idle := time.NewTimer(s.opts.Heartbeat)
 	defer idle.Stop()
 	var evs []*fanEvent
+	var d *direct // set once the subscription may park
 	for {
 		evs, more, starts, err := f.next(evs[:0], seq, 1024)
 		if err != nil {
@@ -536,18 +546,63 @@ func (s *subscription) followWindow(ctx context.Context, f *fanout, seq int64, b
 		if err := s.caughtUp(); err != nil {
 			return err
 		}
-		select {
-		case <-more:
-		case <-idle.C:
-			if s.opts.OnIdle != nil {
+		if d == nil && fk >= 0 && s.opts.TryWrite != nil {
+			d = f.newDirect(fk, s.opts.TryWrite)
+		}
+		if d != nil && !ahead {
+			// Caught up with the shared tokens: the writers take it
+			// from here until they hand it back.
+			d.park(seq, b)
+			idled, closed := false, false
+			select {
+			case <-d.wake:
+			case <-f.done:
+			case <-idle.C:
+				idled = true
+			case <-ctx.Done():
+			case <-s.h.stop:
+				closed = true
+			}
+			st := d.unpark()
+			if st.seq != seq {
+				seq = st.seq
+				copy(b, st.pos)
+				copy(s.pos, st.pos)
+			}
+			for _, r := range st.rest {
+				if err := s.opts.EmitFrames(r, 0); err != nil {
+					return err
+				}
+			}
+			switch {
+			case st.err != nil:
+				return st.err
+			case ctx.Err() != nil:
+				return context.Cause(ctx)
+			case closed:
+				return ErrClosed
+			case idled && !st.wrote && s.opts.OnIdle != nil:
 				if err := s.opts.OnIdle(); err != nil {
 					return err
 				}
 			}
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-s.h.stop:
-			return ErrClosed
+			if !idled {
+				continue // the idle timer goes on
+			}
+		} else {
+			select {
+			case <-more:
+			case <-idle.C:
+				if s.opts.OnIdle != nil {
+					if err := s.opts.OnIdle(); err != nil {
+						return err
+					}
+				}
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case <-s.h.stop:
+				return ErrClosed
+			}
 		}
 		if !idle.Stop() {
 			select {

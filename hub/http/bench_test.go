@@ -197,12 +197,17 @@ const benchEnd = "end"
 // report reports the figures; cpu is the processor time the run took,
 // the benchmark's process and the peer's server (in the delivered events,
 // as cpu-µs/delivered: a figure that other load on the machine disturbs
-// less than the rates).
-func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu time.Duration) {
+// less than the rates), and clientCPU the part of it the subscribers'
+// child process took (client-cpu-µs/delivered; zero when they run in
+// this process).
+func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu, clientCPU time.Duration) {
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
 	if subs > 0 {
 		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
 		b.ReportMetric(float64(cpu.Microseconds())/float64(ev.received.Load()), "cpu-µs/delivered")
+		if clientCPU > 0 {
+			b.ReportMetric(float64(clientCPU.Microseconds())/float64(ev.received.Load()), "client-cpu-µs/delivered")
+		}
 		if got, want := ev.received.Load(), int64(total*subs); got != want {
 			b.Errorf("subscribers received %d events, want %d", got, want)
 		}
@@ -253,11 +258,12 @@ func benchWeir(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	ev, clientCPU := clients.wait(b)
-	all, cpu := time.Since(start), processCPU(b)-cpu0+clientCPU
+	var all, cpu time.Duration
+	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)-cpu0 })
+	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all, cpu)
+	ev.report(b, subs, total, produced, all, cpu, clientCPU)
 }
 
 // processCPU is the processor time this process has taken.
@@ -318,9 +324,10 @@ func benchRedis(b *testing.B, subs, rate int) {
 		return err
 	})
 	produced := time.Since(start)
-	ev, clientCPU := clients.wait(b)
-	all, cpu := time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0+clientCPU
+	var all, cpu time.Duration
+	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)+redisCPU(b, rdb)-cpu0 })
+	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
-	ev.report(b, subs, total, produced, all, cpu)
+	ev.report(b, subs, total, produced, all, cpu, clientCPU)
 }

@@ -97,12 +97,14 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	return c
 }
 
-// wait waits for every subscriber to have the end, and returns what they
-// saw with the processor time they took (in a child process; in this
-// process it is part of the process's own).
-func (c *benchClients) wait(b *testing.B) (*benchEvents, time.Duration) {
+// wait waits for every subscriber to have the end, calls done then (so
+// that the caller reads its clocks before the subscribers' result is
+// decoded), and returns what they saw with the processor time they took
+// (in a child process; in this process it is part of the process's own).
+func (c *benchClients) wait(b *testing.B, done func()) (*benchEvents, time.Duration) {
 	if c.cmd == nil {
 		c.wg.Wait()
+		done()
 		close(c.errs)
 		for err := range c.errs {
 			b.Error(err)
@@ -113,6 +115,7 @@ func (c *benchClients) wait(b *testing.B) (*benchEvents, time.Duration) {
 	if err := c.cmd.Wait(); err != nil {
 		b.Fatalf("the subscribers' process: %v (%s)", err, rest)
 	}
+	done()
 	data, err := os.ReadFile(c.out)
 	if err != nil {
 		b.Fatalf("the subscribers' process wrote no result: %v (%s)", err, rest)

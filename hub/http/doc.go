@@ -35,5 +35,7 @@
 // routes), using net/http.ServeMux
 // patterns with a method and a /v1/ path, and a readiness check with
 // AddCheck when it can be not ready. Handlers that stream hold their
-// connection until the request's context ends; Shutdown ends them.
+// connection until the request's context ends; Shutdown ends them (an SSE
+// subscription over HTTP/1 takes its connection over from the server and
+// writes its response itself, closed when it ends: sseStream).
 package http

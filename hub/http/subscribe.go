@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weirhub/weir/hub"
@@ -133,26 +135,10 @@ func isWebSocket(r *nethttp.Request) bool {
 
 // serveSSE streams the subscription as Server-Sent Events.
 func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
-	rc := nethttp.NewResponseController(w)
-	// The write deadline is moved forward only when it has come closer
-	// by a sixteenth of WriteTimeout: moving it costs more than a write.
-	var moved time.Time
-	deadline := func() {
-		if now := time.Now(); now.Sub(moved) >= opts.WriteTimeout/16 {
-			moved = now
-			rc.SetWriteDeadline(now.Add(opts.WriteTimeout))
-		}
-	}
-	// Events are written in 32 KiB pieces (the response writer's own
-	// buffer is 2 KiB, a write system call each), flushed whenever the
-	// subscription is caught up.
-	bw := bufio.NewWriterSize(w, 32<<10)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	out := sseStream{timeout: opts.WriteTimeout}
+	defer out.close()
 	started := false
 	so.OnStart = func() error {
 		started = true
@@ -160,22 +146,23 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 		hd.Set("Content-Type", "text/event-stream")
 		hd.Set("Cache-Control", "no-cache")
 		hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-		w.WriteHeader(nethttp.StatusOK)
-		deadline()
-		// retry: how long EventSource waits before reconnecting.
-		if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+		if err := out.start(w, r, cancel); err != nil {
 			return err
 		}
-		return rc.Flush()
+		// retry: how long EventSource waits before reconnecting.
+		if _, err := io.WriteString(out.bw, "retry: 1000\n\n"); err != nil {
+			return err
+		}
+		return out.flush()
 	}
 	var buf []byte
-	so.OnCaughtUp = func() error { deadline(); return flush() }
+	so.OnCaughtUp = func() error { out.deadline(); return out.flush() }
 	so.OnIdle = func() error {
-		deadline()
-		if _, err := io.WriteString(bw, ": heartbeat\n\n"); err != nil {
+		out.deadline()
+		if _, err := io.WriteString(out.bw, ": heartbeat\n\n"); err != nil {
 			return err
 		}
-		return flush()
+		return out.flush()
 	}
 	// The write deadline is looked at when caught up, when idle, and
 	// every 256 events in between.
@@ -185,26 +172,38 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 	// as they are, in one write when nothing is buffered.
 	so.Framing = sseFraming
 	so.EmitFrames = func(frames []byte, k int) error {
-		if n += k; n >= 256 {
+		// k is 0 for what the shared writers left: the deadline may
+		// not have moved while they wrote.
+		if n += k; n >= 256 || k == 0 {
 			n = 0
-			deadline()
+			out.deadline()
 		}
-		if bw.Buffered() > 0 {
-			_, err := bw.Write(frames)
+		if out.bw.Buffered() > 0 {
+			_, err := out.bw.Write(frames)
 			return err
 		}
-		_, err := w.Write(frames)
+		_, err := out.w.Write(frames)
 		return err
 	}
-	err := h.Subscribe(r.Context(), name, so, func(e *hub.Event) error {
+	// While caught up, the fan-out's writers write them for it, over the
+	// socket of a plain HTTP/1 connection it takes over (sseStream).
+	if canTryWrite && r.ProtoMajor == 1 && r.TLS == nil {
+		so.TryWrite = func(bufs [][]byte) (int, error) {
+			if out.sock == nil {
+				return 0, nil // not a socket after all: the writers hand it back
+			}
+			return out.sock.tryWrite(bufs)
+		}
+	}
+	err := h.Subscribe(ctx, name, so, func(e *hub.Event) error {
 		buf = appendSSE(buf[:0], e)
 		if n++; n >= 256 {
 			n = 0
-			deadline()
+			out.deadline()
 		}
-		_, err := bw.Write(buf)
+		_, err := out.bw.Write(buf)
 		if err == nil && e.Type != hub.EventRecord && e.Type != hub.EventDelete {
-			err = flush()
+			err = out.flush()
 		}
 		return err
 	})
@@ -214,6 +213,93 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 			status = nethttp.StatusNotFound
 		}
 		writeJSON(w, status, map[string]string{"error": err.Error()})
+	}
+}
+
+// sseStream is where an SSE subscription writes once it has started.
+// Over HTTP/1 it takes the connection over from the server (Hijack) and
+// writes the response itself: the status line, the headers and
+// "Connection: close", then the events as they are, the body ending when
+// the connection does (RFC 9112, section 6.3: no chunked encoding, so
+// that the shared frames go to the socket in one write, without the
+// two or three writes and copies of the server's chunk writer); a read
+// of the connection sees the client go. Over HTTP/2 (or a
+// ResponseWriter that cannot be taken over) it writes through the
+// ResponseWriter. TestSubscribeSSEOverHijackedConn reads it with Go's
+// client and curl.
+type sseStream struct {
+	timeout time.Duration
+	moved   time.Time // when the write deadline was last moved
+	w       io.Writer // conn, or the ResponseWriter
+	bw      *bufio.Writer
+	conn    net.Conn // taken over, or nil
+	rc      *nethttp.ResponseController
+	sock    *sockWriter // conn's socket, when it has one (not TLS): TryWrite
+}
+
+// start sends the response's headers (w's).
+func (s *sseStream) start(w nethttp.ResponseWriter, r *nethttp.Request, cancel context.CancelFunc) error {
+	s.rc = nethttp.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		conn, brw, err := s.rc.Hijack()
+		if err == nil {
+			s.conn, s.w = conn, conn
+			s.bw = bufio.NewWriterSize(conn, 32<<10)
+			if sc, ok := conn.(syscall.Conn); ok && r.TLS == nil {
+				if rc, err := sc.SyscallConn(); err == nil {
+					s.sock = newSockWriter(rc)
+				}
+			}
+			// The client sends nothing more: the read ends when it
+			// closes the connection (or when the stream does).
+			go func() {
+				io.Copy(io.Discard, brw.Reader)
+				cancel()
+			}()
+			s.deadline()
+			s.bw.WriteString("HTTP/1.1 200 OK\r\n")
+			w.Header().Write(s.bw)
+			_, err := s.bw.WriteString("Connection: close\r\n\r\n")
+			return err
+		}
+	}
+	w.WriteHeader(nethttp.StatusOK)
+	s.w = w
+	s.bw = bufio.NewWriterSize(w, 32<<10)
+	s.deadline()
+	return nil
+}
+
+// deadline moves the write deadline, when it has come closer by a
+// sixteenth of the timeout: moving it costs more than a write.
+func (s *sseStream) deadline() {
+	if now := time.Now(); now.Sub(s.moved) >= s.timeout/16 {
+		s.moved = now
+		if s.conn != nil {
+			s.conn.SetWriteDeadline(now.Add(s.timeout))
+		} else if s.rc != nil {
+			s.rc.SetWriteDeadline(now.Add(s.timeout))
+		}
+	}
+}
+
+// flush writes what is buffered (events are written in 32 KiB pieces:
+// the response writer's own buffer is 2 KiB, a write system call each).
+func (s *sseStream) flush() error {
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	if s.conn != nil {
+		return nil
+	}
+	return s.rc.Flush()
+}
+
+// close ends a stream that took the connection over.
+func (s *sseStream) close() {
+	if s.conn != nil {
+		s.bw.Flush()
+		s.conn.Close()
 	}
 }
 

@@ -1,0 +1,367 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// directSink is a subscription's connection in the tests of direct
+// delivery: TryWrite takes at most take bytes a call (all if take < 0,
+// none while blocked), EmitFrames and emit write what is left, waiting
+// while gate is held.
+type directSink struct {
+	mu       sync.Mutex
+	out      bytes.Buffer
+	take     int
+	blocked  bool
+	tried    int // TryWrite calls that wrote something
+	emitted  int // EmitFrames calls
+	idles    int
+	gate     sync.Mutex
+	inWriter atomic.Int32 // TryWrite calls in progress, to catch two at once
+	caughtUp bool
+}
+
+func (k *directSink) tryWrite(bufs [][]byte) (int, error) {
+	if k.inWriter.Add(1) != 1 {
+		panic("TryWrite called by two goroutines at once")
+	}
+	defer k.inWriter.Add(-1)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.blocked {
+		return 0, nil
+	}
+	n := 0
+	for _, b := range bufs {
+		if k.take >= 0 && n+len(b) > k.take {
+			b = b[:k.take-n]
+		}
+		k.out.Write(b)
+		n += len(b)
+	}
+	if n > 0 {
+		k.tried++
+	}
+	return n, nil
+}
+
+func (k *directSink) write(b []byte) error {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.out.Write(b)
+	return nil
+}
+
+func (k *directSink) bytes() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.out.String()
+}
+
+// options are the subscription options of a subscription writing to k in
+// framing fm.
+func (k *directSink) options(fm *Framing, heartbeat time.Duration) SubscribeOptions {
+	return SubscribeOptions{From: FromLatest, Framing: fm, Heartbeat: heartbeat,
+		EmitFrames: func(b []byte, n int) error {
+			k.mu.Lock()
+			k.emitted++
+			k.mu.Unlock()
+			return k.write(b)
+		},
+		TryWrite: k.tryWrite,
+		OnIdle: func() error {
+			k.mu.Lock()
+			k.idles++
+			k.mu.Unlock()
+			return k.write([]byte("idle\n"))
+		}}
+}
+
+// start subscribes with opts until the test ends, every event going to
+// k: the frames through TryWrite and EmitFrames, the other events framed
+// by emit. It returns the subscription's end.
+func (k *directSink) start(t *testing.T, h *Hub, opts SubscribeOptions) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	opts.OnCaughtUp = func() error {
+		k.mu.Lock()
+		k.caughtUp = true
+		k.mu.Unlock()
+		return nil
+	}
+	go func() {
+		done <- h.Subscribe(ctx, "d", opts, func(e *Event) error {
+			return k.write(testFraming.Append(nil, e))
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		k.unblock()
+		<-done
+	})
+	return done
+}
+
+// block makes the connection stuck: TryWrite takes nothing, and the
+// subscription's own writes wait until unblock.
+func (k *directSink) block() {
+	k.gate.Lock()
+	k.mu.Lock()
+	k.blocked = true
+	k.mu.Unlock()
+}
+
+func (k *directSink) unblock() {
+	k.mu.Lock()
+	was := k.blocked
+	k.blocked = false
+	k.mu.Unlock()
+	if was {
+		k.gate.Unlock()
+	}
+}
+
+// waitFor polls cond, under k.mu, until it holds.
+func (k *directSink) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		k.mu.Lock()
+		ok := cond()
+		k.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s; got\n%.300s", what, k.bytes())
+		}
+	}
+}
+
+// testFraming frames an event as "type token key=value\n".
+var testFraming = &Framing{Append: func(dst []byte, e *Event) []byte {
+	return fmt.Appendf(dst, "%s %s %s=%s\n", e.Type, e.Token, e.Key, e.Value)
+}}
+
+// TestSubscribeDirectWriters: subscriptions that can write without
+// blocking get their live events from the fan-out's writers: every
+// event once, in order, with the shared tokens, byte for byte what a
+// subscription woken for each batch gets; one whose connection takes a
+// few bytes a write gets the rest from its own goroutine; one whose
+// connection is stuck holds up neither the others nor the producer, and
+// gets everything when it drains.
+func TestSubscribeDirectWriters(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	putKeyed(t, p, "old", "0")
+	// The reference: framed, without TryWrite (woken for each batch).
+	ref := &directSink{take: -1}
+	refOpts := ref.options(testFraming, time.Hour)
+	refOpts.TryWrite = nil
+	var dones []<-chan error
+	dones = append(dones, ref.start(t, h, refOpts))
+	fast := make([]*directSink, 4)
+	for i := range fast {
+		fast[i] = &directSink{take: -1}
+		dones = append(dones, fast[i].start(t, h, fast[i].options(testFraming, time.Hour)))
+	}
+	partial := &directSink{take: 7}
+	dones = append(dones, partial.start(t, h, partial.options(testFraming, time.Hour)))
+	stuck := &directSink{take: -1}
+	dones = append(dones, stuck.start(t, h, stuck.options(testFraming, time.Hour)))
+	for _, k := range append(fast, ref, partial, stuck) {
+		k.waitFor(t, "caught up", func() bool { return k.caughtUp })
+	}
+	stuck.block()
+	const n = 3000
+	for i := 0; i < n; i += 100 {
+		var kv []string
+		for j := i; j < i+100; j++ {
+			kv = append(kv, "k"+strconv.Itoa(j), strconv.Itoa(j))
+		}
+		putKeyed(t, p, kv...)
+		time.Sleep(time.Millisecond) // several passes
+	}
+	waitBytes := func(k *directSink, what string, lines int) string {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			got := k.bytes()
+			if strings.Count(got, "\n") >= lines {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d events of %d after 30 s", what, strings.Count(got, "\n"), lines)
+			}
+		}
+	}
+	refOut := waitBytes(ref, "the reference", n)
+	// Every record, in order, with tokens whose offsets grow.
+	lines := strings.Split(strings.TrimSuffix(refOut, "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("the reference got %d events, want %d", len(lines), n)
+	}
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != EventRecord || f[2] != fmt.Sprintf("k%d=%d", i, i) ||
+			!strings.HasSuffix(f[1], "-"+strconv.Itoa(i+2)) {
+			t.Fatalf("reference event %d: %q", i, l)
+		}
+	}
+	// The others get the same bytes, while stuck is stuck.
+	for i, k := range append(fast, partial) {
+		if got := waitBytes(k, fmt.Sprintf("subscription %d", i), n); got != refOut {
+			t.Errorf("subscription %d got\n%.400s\nwant\n%.400s", i, got, refOut)
+		}
+	}
+	for i, k := range fast {
+		k.mu.Lock()
+		if k.tried == 0 {
+			t.Errorf("fast subscription %d: no event came from a writer (TryWrite)", i)
+		}
+		k.mu.Unlock()
+	}
+	partial.mu.Lock()
+	if partial.tried == 0 || partial.emitted == 0 {
+		t.Errorf("partial subscription: %d writes by writers, %d by its goroutine: want both", partial.tried, partial.emitted)
+	}
+	partial.mu.Unlock()
+	if got := strings.Count(stuck.bytes(), "\n"); got >= n {
+		t.Errorf("the stuck subscription got all %d events while stuck", got)
+	}
+	// Unstuck, it gets everything.
+	stuck.unblock()
+	if got := waitBytes(stuck, "the stuck subscription", n); got != refOut {
+		t.Errorf("the stuck subscription got\n%.400s\nwant\n%.400s", got, refOut)
+	}
+	for _, done := range dones {
+		select {
+		case err := <-done:
+			t.Fatalf("a subscription ended: %v", err)
+		default:
+		}
+	}
+}
+
+// frameLines parses the output of testFraming: per line, the type, the
+// token's last offset and "key=value".
+func frameLines(t *testing.T, out string) (types []string, offs []int64, kvs []string) {
+	t.Helper()
+	for l := range strings.Lines(out) {
+		f := strings.Fields(l)
+		if len(f) == 1 && f[0] == "idle" {
+			continue
+		}
+		if len(f) < 2 {
+			t.Fatalf("line %q", l)
+		}
+		off, err := strconv.ParseInt(f[1][strings.LastIndexAny(f[1], "-.")+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		kv := ""
+		if len(f) > 2 {
+			kv = f[2]
+		}
+		types, offs, kvs = append(types, f[0]), append(offs, off), append(kvs, kv)
+	}
+	return types, offs, kvs
+}
+
+// TestSubscribeDirectLapped: a parked subscription idles with heartbeats;
+// when the window moves past it while its connection is stuck, it
+// catches up from the log from just after the last event the writers
+// gave it (no event twice, none missing: the latest value of every key),
+// and its tokens resume where it stopped.
+func TestSubscribeDirectLapped(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	opts.SubscribeBuffer = 16 << 10
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	k := &directSink{take: -1}
+	done := k.start(t, h, k.options(testFraming, 20*time.Millisecond))
+	k.waitFor(t, "a heartbeat while parked", func() bool { return k.idles >= 2 })
+	want := map[string]string{}
+	put := func(from, to, keys int) {
+		for i := from; i < to; i += 10 {
+			var kv []string
+			for j := i; j < min(i+10, to); j++ {
+				key, v := fmt.Sprintf("k%d", j%keys), strconv.Itoa(j)
+				kv = append(kv, key, v)
+				want[key] = v
+			}
+			putKeyed(t, p, kv...)
+		}
+	}
+	for i := 0; i < 200; i += 10 {
+		put(i, i+10, 1000)
+		k.waitFor(t, "the first events", func() bool { return strings.Count(k.out.String(), "record") == i+10 })
+	}
+	k.mu.Lock()
+	if k.tried == 0 {
+		t.Error("no event came from a writer")
+	}
+	k.mu.Unlock()
+	k.block()
+	put(200, 5000, 100) // far more than the window holds
+	k.unblock()
+	k.waitFor(t, "the latest values", func() bool { return strings.Contains(k.out.String(), "=4999\n") })
+	types, offs, kvs := frameLines(t, k.bytes())
+	got := map[string]string{}
+	last := int64(0)
+	for i, typ := range types {
+		if typ != EventRecord {
+			t.Fatalf("event %d is %s", i, typ)
+		}
+		if offs[i] <= last {
+			t.Fatalf("event %d (%s) has offset %d after %d: an event twice or out of order", i, kvs[i], offs[i], last)
+		}
+		last = offs[i]
+		kk, v, _ := strings.Cut(kvs[i], "=")
+		got[kk] = v
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("state %v\nwant %v", got, want)
+	}
+	if len(types) >= 5000 {
+		t.Errorf("%d events: the lapped subscription was not coalesced", len(types))
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the subscription ended: %v", err)
+	default:
+	}
+	// Its last token resumes with nothing more to get, and then the next
+	// record.
+	tok := k.bytes()
+	tok = strings.Fields(tok[strings.LastIndex(strings.TrimSuffix(tok, "\n"), "\n")+1:])[1]
+	r := &directSink{take: -1}
+	ro := r.options(testFraming, time.Hour)
+	ro.Token = tok
+	r.start(t, h, ro)
+	r.waitFor(t, "caught up", func() bool { return r.caughtUp })
+	put(5000, 5001, 100)
+	r.waitFor(t, "the next record", func() bool { return strings.Contains(r.out.String(), "=5000\n") })
+	if types, _, kvs := frameLines(t, r.bytes()); len(types) != 1 || kvs[0] != "k0=5000" {
+		t.Errorf("resumed with %s: got %v %v, want the one record after it", tok, types, kvs)
+	}
+}
