@@ -15,6 +15,7 @@ import (
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafkaclient"
+	"github.com/weirhub/weir/internal/objstore"
 )
 
 // Options tune an Engine. Zero fields take the defaults their comments
@@ -89,8 +90,11 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 			e.client = kc
 		} else {
 			if e.hub == nil {
-				h, err := hub.Open(hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-					Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, SubscribeBuffer: cfg.HTTP.SubscribeBuffer})
+				ho, err := cfg.HubOptions(opts.Logger)
+				if err != nil {
+					return nil, err
+				}
+				h, err := hub.Open(ho)
 				if err != nil {
 					return nil, fmt.Errorf("opening the hub in %s: %w", cfg.Hub.DataDir, err)
 				}
@@ -108,6 +112,26 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// HubOptions are the options of the embedded hub that cfg's hub: section
+// describes when it names no external cluster: data_dir, auto_create,
+// fsync, cold_store (opened here) and cold_upload_rate, and the http:
+// section's subscribe_buffer. New opens its hub with them when
+// Options.Hub is nil; a caller that opens the hub itself should too, so
+// that no key of the file is ignored.
+func (cfg *Config) HubOptions(logger *slog.Logger) (hub.Options, error) {
+	ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
+		Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: logger, SubscribeBuffer: cfg.HTTP.SubscribeBuffer,
+		ColdUploadBytesPerSecond: cfg.Hub.ColdUploadRate}
+	if cfg.Hub.ColdStore != "" {
+		cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
+		if err != nil {
+			return ho, fmt.Errorf("hub.cold_store: %w", err)
+		}
+		ho.ColdStore = cs
+	}
+	return ho, nil
 }
 
 // Hub is the embedded hub, or nil when running against a cluster.

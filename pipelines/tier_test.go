@@ -48,3 +48,44 @@ datasets: {events: {}}
 		}
 	}
 }
+
+// TestEngineOwnHubColdStore: an engine that opens its own hub (a library
+// caller passing no Options.Hub) honours hub.cold_store: a dataset with
+// retention.remote is created on it. Before, New opened the hub without
+// the store and refused the dataset; a bad store URL names the key.
+func TestEngineOwnHubColdStore(t *testing.T) {
+	testRegistry(t)
+	newMemSink(t, "x")
+	dir := t.TempDir()
+	src := "hub: {data_dir: " + dir + "/data, cold_store: file://" + dir + "/cold, cold_upload_rate: 20MiB}\n" +
+		"datasets: {events: {retention: {remote: true}}}\n" +
+		"pipelines: {p: {from: [events], to: [{memory: {id: x}}]}}\n"
+	cfg, err := Load("t.yaml", []byte(src), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer e.closeHub()
+	d, err := e.Hub().Dataset("events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Config().RemoteStorage {
+		t.Fatalf("dataset config %+v: remote storage is off", d.Config())
+	}
+
+	bad := strings.Replace(src, "file://", "gopher://", 1)
+	cfg, err = Load("t.yaml", []byte(bad), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "hub.cold_store") {
+		if e != nil {
+			e.closeHub()
+		}
+		t.Fatalf("a bad hub.cold_store: %v, want an error naming the key", err)
+	}
+}

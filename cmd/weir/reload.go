@@ -24,7 +24,6 @@ import (
 
 	"github.com/weirhub/weir/hub"
 	whttp "github.com/weirhub/weir/hub/http"
-	"github.com/weirhub/weir/internal/objstore"
 	"github.com/weirhub/weir/pipelines"
 )
 
@@ -110,16 +109,11 @@ func (s *runSet) MemoryBudget() int64 {
 // embeddedHubOptions are the options of the hub a pipeline file (read
 // from path) runs on when its hub: section names no external cluster.
 func embeddedHubOptions(path string, cfg *pipelines.Config, opts pipelines.Options, obs hub.Observer) (hub.Options, error) {
-	ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
-		Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: opts.Logger, Observer: obs, SubscribeBuffer: cfg.HTTP.SubscribeBuffer,
-		ColdUploadBytesPerSecond: cfg.Hub.ColdUploadRate}
-	if cfg.Hub.ColdStore != "" {
-		cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
-		if err != nil {
-			return ho, fmt.Errorf("%s: hub.cold_store: %w", path, err)
-		}
-		ho.ColdStore = cs
+	ho, err := cfg.HubOptions(opts.Logger)
+	if err != nil {
+		return ho, fmt.Errorf("%s: %w", path, err)
 	}
+	ho.Observer = obs
 	return ho, nil
 }
 
