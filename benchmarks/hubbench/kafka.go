@@ -212,12 +212,13 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 // the time from the Produce call to PollFetches returning the record.
 func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
 	defer clientGC(cfg.clientMemLimit)()
-	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic))...)
+	prodTimes, fetchTimes := &requestTimes{key: 0}, &requestTimes{key: 1}
+	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic), kgo.WithHooks(prodTimes))...)
 	if err != nil {
 		return latency{}, err
 	}
 	defer prod.Close()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.WithHooks(fetchTimes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMinBytes(fetchMinBytes), kgo.FetchMaxWait(fetchMaxWait))
 	if err != nil {
 		return latency{}, err
@@ -263,5 +264,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 		}
 		return failed.get()
 	}
-	return probe.run(cctx, recsPerSec, dur, send, flush)
+	l, err := probe.run(cctx, recsPerSec, dur, send, flush)
+	l.produceRTT, l.fetchRTT = prodTimes.p99(), fetchTimes.p99()
+	return l, err
 }

@@ -17,11 +17,15 @@
 //     each rate so that both see the same background load): the same at
 //     fixed rates stepping up from -knee-start by -knee-factor, -knee-repeat
 //     steps each, until the median p99 exceeds -knee-p99 (5 ms), and
-//     -knee-beyond rates more: the highest rate within it, p99 at equal rates side by side, and how long tasks
-//     waited for a CPU meanwhile (a busy machine shows in the tail). Each
-//     step also shows where the time went on the client's side: the
-//     produce acknowledgement's p99 (Kafka), the CPUs the benchmark process
-//     used, and its own garbage collections.
+//     -knee-beyond rates more, then -knee-refine bisections between each
+//     system's highest rate within and the next failing one: the highest
+//     rate within it, p99 at equal rates side by side, how long tasks
+//     waited for a CPU meanwhile and how many CPUs the whole machine kept
+//     busy (a busy machine shows in the tail). Each step also shows where
+//     the time went on the client's side: the produce acknowledgement's
+//     p99 and the p99 round trip of produce and fetch requests as the
+//     client saw them (Kafka), the CPUs the benchmark process used, and its
+//     own garbage collections.
 //
 // All clients live in this one process. During latency runs its garbage
 // collector runs only when the heap reaches -client-memory-limit (512
@@ -43,6 +47,9 @@
 //
 //	go run ./hubbench -brokers 127.0.0.1:9092            # weir serve
 //	go run ./hubbench -kfake -size 64MiB -latency-duration 3s
+//
+// -cpuprofile writes the benchmark process's own CPU profile (all the
+// clients), to tell the client's share of a step's CPU from the server's.
 package main
 
 import (
@@ -55,6 +62,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,7 +90,9 @@ type config struct {
 	kneeStep, kneeP99              time.Duration
 	kneeRepeat                     int    // steps per system at each rate
 	kneeBeyond                     int    // rates run past the first over -knee-p99
+	kneeRefine                     int    // bisections of the knee between the ladder's rates
 	clientMemLimit                 uint64 // the benchmark process's GC: 0 leaves Go's default, else GOGC off under this soft limit
+	cpuProfile                     string // -cpuprofile: the benchmark process's own CPU profile
 }
 
 func main() {
@@ -113,12 +123,14 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
 	flag.IntVar(&cfg.kneeRepeat, "knee-repeat", 3, "steps per system at each rate of the knee search, taking turns; the median p99 counts")
 	flag.IntVar(&cfg.kneeBeyond, "knee-beyond", 1, "rates a system still runs after the first whose p99 exceeds -knee-p99, to compare latencies past the knee")
+	flag.IntVar(&cfg.kneeRefine, "knee-refine", 2, "after the ladder, times each system's knee is narrowed by running the geometric middle of its highest rate within -knee-p99 and the lowest failing rate above it")
 	memLimit := flag.String("client-memory-limit", "512MiB", "during latency runs the benchmark process (every system's clients) collects garbage only when its heap reaches this soft limit (GOGC off), "+
 		"as a latency-sensitive Go service is run; 0 leaves the collector as GOGC and GOMEMLIMIT set it (GOGC 100: a collection every few ms at a 4 MB heap). Throughput runs keep Go's settings")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report as markdown to this file")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (every system's clients) over the whole run to this file")
 	flag.Parse()
 
 	if cfg.kfake == (cfg.brokers != "") {
@@ -152,8 +164,8 @@ func parseFlags() (*config, error) {
 	if cfg.latencyRate < 0 {
 		return nil, errors.New("-latency-rate must not be negative")
 	}
-	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0) {
-		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond not negative")
+	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0 || cfg.kneeRefine < 0) {
+		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond and -knee-refine not negative")
 	}
 	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
 		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
@@ -186,6 +198,17 @@ func run() error {
 		return fmt.Errorf("-workdir: %w", err)
 	}
 	defer os.RemoveAll(cfg.workdir)
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	// Find every peer before measuring anything, so a missing one fails fast.
 	if !cfg.skipNats {
@@ -294,6 +317,12 @@ func (l latency) String() string {
 	ack := ""
 	if l.ackP99 > 0 {
 		ack = fmt.Sprintf(", acked p50 %s p99 %s", ms(l.ackP50), ms(l.ackP99))
+	}
+	if l.produceRTT > 0 || l.fetchRTT > 0 {
+		ack += fmt.Sprintf(", request round trip p99 produce %s fetch %s", ms(l.produceRTT), ms(l.fetchRTT))
+	}
+	if l.machineCPUs >= 0 {
+		cpu += fmt.Sprintf(", machine %.2f CPUs busy", l.machineCPUs)
 	}
 	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
 		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
