@@ -225,7 +225,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	defer cons.Close()
 
-	probe := newLatencyProbe(cfg.recordSize)
+	probe := newLatencyProbe(cfg.recordSize, cfg.brokerPID)
 	// A consumer failure cancels cctx with the failure as cause, which
 	// ends probe.run with that error.
 	cctx, cancel := context.WithCancelCause(ctx)

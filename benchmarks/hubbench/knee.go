@@ -163,8 +163,8 @@ func kneeBracket(cfg *config, steps []latency) (lo, hi float64) {
 }
 
 // mergeSteps merges repeated steps at one rate: the median p50, p99,
-// acknowledgement p50 and p99, request round trips, CPU pressure, machine
-// and client CPU, the largest
+// acknowledgement p50 and p99, request round trips, CPU pressure, machine,
+// server and client CPU, the largest
 // max and client GC pause, the lowest achieved rate, the client's GCs
 // summed.
 func mergeSteps(runs []latency) latency {
@@ -184,6 +184,7 @@ func mergeSteps(runs []latency) latency {
 	m.ackP99 = time.Duration(med(func(l latency) float64 { return float64(l.ackP99) }))
 	m.client.cpuShare = med(func(l latency) float64 { return l.client.cpuShare })
 	m.machineCPUs = med(func(l latency) float64 { return l.machineCPUs })
+	m.serverCPUs = med(func(l latency) float64 { return l.serverCPUs })
 	m.produceRTT = time.Duration(med(func(l latency) float64 { return float64(l.produceRTT) }))
 	m.fetchRTT = time.Duration(med(func(l latency) float64 { return float64(l.fetchRTT) }))
 	m.client.schedP99 = time.Duration(med(func(l latency) float64 { return float64(l.client.schedP99) }))
@@ -244,8 +245,8 @@ func kneeReport(cfg *config, results []result) string {
 		"Kafka clients as a latency-sensitive user sets them: producer linger %s, acks=all (idempotent); consumer fetch.min.bytes %d, fetch.max.wait %s. "+
 		"NATS: PublishAsync, ordered pull consumer. "+
 		"Acked p99: from handing a record to the producer to its acknowledgement (Kafka only: the produce half of the trip). "+
-		"Client CPUs: CPU time of the benchmark process (producer, consumer and probe) over the step's length; machine CPUs: all CPU time the machine spent (/proc/stat), "+
-		"so machine minus client is the server's and everything else's: when the latter is well above the server's own need, other work on the machine shared the CPUs. "+
+		"Client CPUs: CPU time of the benchmark process (producer, consumer and probe) over the step's length; server CPUs: the server process's (weir's with -broker-pid); "+
+		"other CPUs: what the machine spent besides (/proc/stat): above a tenth or so, other work shared the two CPUs and the step measures it too. "+
 		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
 		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
 		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, fetchMaxWait)
@@ -256,9 +257,9 @@ func kneeReport(cfg *config, results []result) string {
 	}
 	fmt.Fprintf(&b, "\n| records/s |")
 	for _, r := range with {
-		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | acked p99 ms | client CPUs | machine CPUs | CPU wait %% |", r.system, r.system)
+		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | acked p99 ms | client CPUs | server CPUs | other CPUs | CPU wait %% |", r.system, r.system)
 	}
-	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|---:|---:|---:|", len(with)))
+	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|---:|---:|---:|---:|", len(with)))
 	top := 0.0
 	for _, r := range with {
 		top = max(top, r.produce.recordsPerSec())
@@ -266,14 +267,15 @@ func kneeReport(cfg *config, results []result) string {
 	for _, rate := range kneeRates(cfg, top) {
 		cells, any := "", false
 		for _, r := range with {
-			c := " - | - | - | - | - | - |"
+			c := " - | - | - | - | - | - | - |"
 			for _, l := range r.knee {
 				if l.rate == rate {
 					ack := "-"
 					if l.ackP99 > 0 {
 						ack = fmt.Sprintf("%.2f", float64(l.ackP99)/1e6)
 					}
-					c, any = fmt.Sprintf(" %.2f | %.2f%s | %s | %.2f | %.2f | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), ack, l.client.cpuShare, l.machineCPUs, 100*l.cpuWait), true
+					c, any = fmt.Sprintf(" %.2f | %.2f%s | %s | %.2f | %s | %s | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), ack, l.client.cpuShare,
+						cpus(l.serverCPUs), cpus(l.otherCPUs()), 100*l.cpuWait), true
 				}
 			}
 			cells += c
@@ -287,8 +289,8 @@ func kneeReport(cfg *config, results []result) string {
 	for _, r := range with {
 		for _, l := range r.knee {
 			if !slices.Contains(ladder, l.rate) {
-				fmt.Fprintf(&b, "\n- %s between the ladder's rates, at %.0f records/s: p50 %.2f ms, p99 %.2f ms%s, acked p99 %.2f ms, client CPUs %.2f, machine CPUs %.2f, CPU wait %.0f%%",
-					r.system, l.rate, float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), float64(l.ackP99)/1e6, l.client.cpuShare, l.machineCPUs, 100*l.cpuWait)
+				fmt.Fprintf(&b, "\n- %s between the ladder's rates, at %.0f records/s: p50 %.2f ms, p99 %.2f ms%s, acked p99 %.2f ms, client CPUs %.2f, server CPUs %s, other CPUs %s, CPU wait %.0f%%",
+					r.system, l.rate, float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), float64(l.ackP99)/1e6, l.client.cpuShare, cpus(l.serverCPUs), cpus(l.otherCPUs()), 100*l.cpuWait)
 			}
 		}
 	}
@@ -342,4 +344,12 @@ func eachP99(l latency) string {
 		ms[i] = fmt.Sprintf("%.1f", float64(d)/1e6)
 	}
 	return " (" + strings.Join(ms, ", ") + ")"
+}
+
+// cpus renders a CPU count, or "-" when not known (negative).
+func cpus(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
 }

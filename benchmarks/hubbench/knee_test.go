@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -23,7 +24,7 @@ func TestKneeReport(t *testing.T) {
 			knee: []latency{{rate: 10000, achieved: 10000, p99: 4 * ms}, {rate: 15000, achieved: 15000, p99: 6 * ms}}},
 	}
 	rep := kneeReport(cfg, results)
-	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0.00 | 0 | - | - | - | - | - | - |"} {
+	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0.00 | 0.00 | 0 | - | - | - | - | - | - | - |"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
@@ -121,12 +122,12 @@ func TestClientGC(t *testing.T) {
 func TestMergeStepsBreakdown(t *testing.T) {
 	ms := time.Millisecond
 	m := mergeSteps([]latency{
-		{ackP99: 9 * ms, machineCPUs: 1.9, produceRTT: 7 * ms, fetchRTT: 1 * ms, client: clientRuntime{gcs: 1, cpuShare: 0.9, pauseMax: ms}},
-		{ackP99: 1 * ms, machineCPUs: 1.1, produceRTT: 2 * ms, fetchRTT: 8 * ms, client: clientRuntime{gcs: 2, cpuShare: 0.1}},
-		{ackP99: 3 * ms, machineCPUs: 1.5, produceRTT: 3 * ms, fetchRTT: 4 * ms, client: clientRuntime{gcs: 3, cpuShare: 0.5, pauseMax: 2 * ms}},
+		{ackP99: 9 * ms, machineCPUs: 1.9, serverCPUs: 0.4, produceRTT: 7 * ms, fetchRTT: 1 * ms, client: clientRuntime{gcs: 1, cpuShare: 0.9, pauseMax: ms}},
+		{ackP99: 1 * ms, machineCPUs: 1.1, serverCPUs: 0.6, produceRTT: 2 * ms, fetchRTT: 8 * ms, client: clientRuntime{gcs: 2, cpuShare: 0.1}},
+		{ackP99: 3 * ms, machineCPUs: 1.5, serverCPUs: 0.5, produceRTT: 3 * ms, fetchRTT: 4 * ms, client: clientRuntime{gcs: 3, cpuShare: 0.5, pauseMax: 2 * ms}},
 	})
 	if m.ackP99 != 3*ms || m.client.cpuShare != 0.5 || m.client.gcs != 6 || m.client.pauseMax != 2*ms ||
-		m.machineCPUs != 1.5 || m.produceRTT != 3*ms || m.fetchRTT != 4*ms {
+		m.machineCPUs != 1.5 || m.serverCPUs != 0.5 || m.otherCPUs() != 0.5 || m.produceRTT != 3*ms || m.fetchRTT != 4*ms {
 		t.Fatalf("merged %+v", m)
 	}
 }
@@ -177,19 +178,28 @@ func TestRefineKnee(t *testing.T) {
 	}
 }
 
-// TestMachineBusy checks that the machine's busy CPU time grows by about
-// what this process burns meanwhile (at least most of it).
+// TestMachineBusy checks that the machine's busy CPU time, and this
+// process's as /proc/PID/stat tells it, grow by about what this process
+// burns meanwhile (at least most of it).
 func TestMachineBusy(t *testing.T) {
 	b0, ok := machineBusy()
-	if !ok {
+	p0, pok := procCPU(os.Getpid())
+	if !ok || !pok {
 		t.Skip("no /proc/stat")
 	}
 	c0 := processCPU()
 	for processCPU()-c0 < 200*time.Millisecond {
 	}
 	b1, _ := machineBusy()
+	p1, _ := procCPU(os.Getpid())
 	if d := b1 - b0; d < 150*time.Millisecond {
-		t.Fatalf("machine busy grew %v while this process burnt 200ms of CPU", d)
+		t.Errorf("machine busy grew %v while this process burnt 200ms of CPU", d)
+	}
+	if d := p1 - p0; d < 150*time.Millisecond || d > 400*time.Millisecond {
+		t.Errorf("procCPU(self) grew %v while this process burnt 200ms of CPU", d)
+	}
+	if _, ok := procCPU(0); ok {
+		t.Errorf("procCPU(0) reports a CPU time")
 	}
 }
 
@@ -198,7 +208,7 @@ func TestMachineBusy(t *testing.T) {
 // lock that the consumer and the producer's callbacks take would add the
 // probe's own pauses to the tail it measures.
 func TestProbeReservesSamples(t *testing.T) {
-	p := newLatencyProbe(64)
+	p := newLatencyProbe(64, 0)
 	var first, firstAck *time.Duration
 	send := func(v []byte) error {
 		p.ack(v)

@@ -20,8 +20,9 @@
 //     -knee-beyond rates more, then -knee-refine bisections between each
 //     system's highest rate within and the next failing one: the highest
 //     rate within it, p99 at equal rates side by side, how long tasks
-//     waited for a CPU meanwhile and how many CPUs the whole machine kept
-//     busy (a busy machine shows in the tail). Each step also shows where
+//     waited for a CPU meanwhile and the CPUs the client, the server (NATS,
+//     and weir given -broker-pid) and everything else on the machine used
+//     (a busy machine shows in the tail). Each step also shows where
 //     the time went on the client's side: the produce acknowledgement's
 //     p99 and the p99 round trip of produce and fetch requests as the
 //     client saw them (Kafka), the CPUs the benchmark process used, and its
@@ -93,6 +94,7 @@ type config struct {
 	kneeRefine                     int    // bisections of the knee between the ladder's rates
 	clientMemLimit                 uint64 // the benchmark process's GC: 0 leaves Go's default, else GOGC off under this soft limit
 	cpuProfile                     string // -cpuprofile: the benchmark process's own CPU profile
+	brokerPID                      int    // -broker-pid: the -brokers server's process, for its CPU per latency step
 }
 
 func main() {
@@ -130,6 +132,7 @@ func parseFlags() (*config, error) {
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report as markdown to this file")
+	flag.IntVar(&cfg.brokerPID, "broker-pid", 0, "process id of the -brokers server on this machine (make bench-hub passes weir serve's): each latency step then shows its CPU and the CPU of everything else on the machine")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (every system's clients) over the whole run to this file")
 	flag.Parse()
 
@@ -323,9 +326,21 @@ func (l latency) String() string {
 	}
 	if l.machineCPUs >= 0 {
 		cpu += fmt.Sprintf(", machine %.2f CPUs busy", l.machineCPUs)
+		if l.serverCPUs >= 0 {
+			cpu += fmt.Sprintf(" (server %.2f, others %.2f)", l.serverCPUs, l.otherCPUs())
+		}
 	}
 	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
 		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
+}
+
+// otherCPUs is the CPU the machine spent on neither the client nor the
+// server during a latency run, or -1 when not known.
+func (l latency) otherCPUs() float64 {
+	if l.machineCPUs < 0 || l.serverCPUs < 0 {
+		return -1
+	}
+	return max(l.machineCPUs-l.serverCPUs-l.client.cpuShare, 0)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
