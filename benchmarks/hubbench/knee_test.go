@@ -229,3 +229,18 @@ func TestProbeReservesSamples(t *testing.T) {
 		t.Errorf("the samples (%d) or acks (%d) were reallocated during the run", len(p.samples), len(p.acks))
 	}
 }
+
+// TestFaster checks that of two produce runs the one that moved more
+// records a second counts, whichever came first.
+func TestFaster(t *testing.T) {
+	slow, fast := newRate(1000, 1e6, 2*time.Second), newRate(1000, 1e6, time.Second)
+	if got := slow.faster(fast); got != fast {
+		t.Errorf("slow.faster(fast) = %v, want %v", got, fast)
+	}
+	if got := fast.faster(slow); got != fast {
+		t.Errorf("fast.faster(slow) = %v, want %v", got, fast)
+	}
+	if got := (rate{}).faster(slow); got != slow {
+		t.Errorf("zero.faster(slow) = %v, want %v", got, slow)
+	}
+}

@@ -92,6 +92,7 @@ type config struct {
 	kneeRepeat                     int    // steps per system at each rate
 	kneeBeyond                     int    // rates run past the first over -knee-p99
 	kneeRefine                     int    // bisections of the knee between the ladder's rates
+	produceRuns                    int    // produce runs per system; the best counts
 	clientMemLimit                 uint64 // the benchmark process's GC: 0 leaves Go's default, else GOGC off under this soft limit
 	cpuProfile                     string // -cpuprofile: the benchmark process's own CPU profile
 	brokerPID                      int    // -broker-pid: the -brokers server's process, for its CPU per latency step
@@ -113,6 +114,8 @@ func parseFlags() (*config, error) {
 	size := flag.String("size", "512MiB", "payload bytes produced to each system")
 	flag.IntVar(&cfg.recordSize, "record-size", 1024, "bytes per record value")
 	flag.IntVar(&cfg.partitions, "partitions", 1, "partitions of the Kafka topic (NATS and Redis use one stream)")
+	flag.IntVar(&cfg.produceRuns, "produce-runs", 3, "produce runs per system (each to a topic or stream of its own); the fastest is its produce rate: other work on the machine only ever slows a run, "+
+		"and the latency knee's target is a share of this rate")
 	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "Kafka producer linger in the throughput run")
 	flag.DurationVar(&cfg.latencyLinger, "latency-linger", 0, "Kafka producer linger in the latency run")
 	flag.StringVar(&cfg.compression, "compression", "none", "Kafka batch compression: none, gzip, snappy, lz4, zstd")
@@ -154,6 +157,9 @@ func parseFlags() (*config, error) {
 	}
 	if cfg.records = int64(cfg.size) / int64(cfg.recordSize); cfg.records < 1 {
 		return nil, fmt.Errorf("-size %s is smaller than one record", *size)
+	}
+	if cfg.produceRuns < 1 {
+		return nil, fmt.Errorf("-produce-runs %d: want at least 1", cfg.produceRuns)
 	}
 	if cfg.partitions < 1 {
 		return nil, fmt.Errorf("-partitions %d: want at least 1", cfg.partitions)
@@ -306,6 +312,15 @@ type rate struct {
 
 func newRate(records, bytes int64, d time.Duration) rate { return rate{records, bytes, d} }
 
+// faster returns whichever of r and o moved more records a second (o
+// when r is the zero rate).
+func (r rate) faster(o rate) rate {
+	if r.dur <= 0 || o.recordsPerSec() > r.recordsPerSec() {
+		return o
+	}
+	return r
+}
+
 func (r rate) mbPerSec() float64      { return float64(r.bytes) / r.dur.Seconds() / 1e6 }
 func (r rate) recordsPerSec() float64 { return float64(r.records) / r.dur.Seconds() }
 func (r rate) String() string {
@@ -371,6 +386,7 @@ func report(cfg *config, results []result) string {
 		fmt.Fprintf(&b, "- Redis: appendonly no, save \"\" (in memory only, no persistence); redis-benchmark -c %d -P %d XADD; read with XRANGE COUNT %d via go-redis %s; no latency run.\n",
 			redisClients, redisPipeline, redisReadCount, modVersion("github.com/redis/go-redis/v9"))
 	}
+	fmt.Fprintf(&b, "- Produce: the fastest of %d runs per system, each to a topic or stream of its own (a busy machine only slows a run); fetch reads the first run's.\n", cfg.produceRuns)
 	fmt.Fprintf(&b, "- Clients: every system's in this one process (%s); in latency runs %s, throughput runs with Go's. The client's own pauses are in every latency measured, for every system alike.\n",
 		runtime.Version(), clientGCString(cfg.clientMemLimit))
 	if onTmpfs(cfg.workdir) {

@@ -123,6 +123,20 @@ func natsBench(ctx context.Context, cfg *config) (res result, step stepFunc, clo
 		return res, nil, nil, fmt.Errorf("NATS consume: %w", err)
 	}
 	fmt.Printf("  consume: %s\n", res.consume)
+	for i := 1; i < cfg.produceRuns; i++ {
+		name := fmt.Sprintf("HUBBENCH_PRODUCE%d", i)
+		s, err := natsStream(pctx, nc, name, fmt.Sprintf("hubbench.produce%d", i))
+		if err != nil {
+			return res, nil, nil, err
+		}
+		r, err := natsPublish(pctx, cfg, nc, s)
+		natsDeleteStream(nc, name)
+		if err != nil {
+			return res, nil, nil, fmt.Errorf("NATS publish (run %d): %w", i+1, err)
+		}
+		fmt.Printf("  produce: %s\n", r)
+		res.produce = res.produce.faster(r)
+	}
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("NATS latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
