@@ -49,7 +49,7 @@ bench-hub: build
 	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
 	./$(BIN) serve --data-dir data/bench-hub-durable --listen $(BENCH_HUB_DURABLE_ADDR) --fsync always --log-level warn & dpid=$$!; \
 	trap 'kill $$pid $$dpid 2>/dev/null; wait $$pid $$dpid 2>/dev/null; rm -rf data/bench-hub data/bench-hub-durable' EXIT INT TERM; \
-	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -durable-brokers $(BENCH_HUB_DURABLE_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -broker-pid $$pid -durable-brokers $(BENCH_HUB_DURABLE_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
 
 # What metrics cost the hub: two weir serve, one scraped every second, fed
 # the same records in alternating rounds; fails below 0.97x.

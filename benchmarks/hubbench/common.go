@@ -98,18 +98,22 @@ func (t *tally) check(want int64) error {
 // send→receive latency of each value a consumer hands to observe.
 // value and observe may be called from different goroutines.
 type latencyProbe struct {
-	base     time.Time
-	size     int
-	tmpl     []byte
-	mu       sync.Mutex
-	samples  []time.Duration
-	acks     []time.Duration // send→acknowledgement, when the client tells (ack)
-	received atomic.Int64    // values observed, the warm-up value included
-	bad      atomic.Int64    // values of the wrong size
+	base      time.Time
+	size      int
+	serverPID int // the server's process, 0 unknown
+	tmpl      []byte
+	mu        sync.Mutex // guards samples (the consumer's side)
+	samples   []time.Duration
+	ackMu     sync.Mutex      // guards acks (the producer's side)
+	acks      []time.Duration // send→acknowledgement, when the client tells (ack)
+	received  atomic.Int64    // values observed, the warm-up value included
+	bad       atomic.Int64    // values of the wrong size
 }
 
-func newLatencyProbe(size int) *latencyProbe {
-	return &latencyProbe{base: time.Now(), size: size, tmpl: payloadTemplate(size)}
+// newLatencyProbe returns a probe for values of size bytes; serverPID,
+// when not 0, is the server's process, whose CPU each run reports.
+func newLatencyProbe(size, serverPID int) *latencyProbe {
+	return &latencyProbe{base: time.Now(), size: size, tmpl: payloadTemplate(size), serverPID: serverPID}
 }
 
 // value returns a new value for idx stamped with the current time.
@@ -143,9 +147,9 @@ func (p *latencyProbe) ack(v []byte) {
 		return
 	}
 	d := now - time.Duration(binary.BigEndian.Uint64(v[0:8]))
-	p.mu.Lock()
+	p.ackMu.Lock()
 	p.acks = append(p.acks, d)
-	p.mu.Unlock()
+	p.ackMu.Unlock()
 }
 
 // waitReceived waits until n values were observed or ctx ends.
@@ -171,7 +175,12 @@ type latency struct {
 	cpuWait        float64         // share of the run some task waited for a CPU; -1 unknown
 	p99s           []time.Duration // the p99 of each run merged into this one (mergeSteps)
 	ackP50, ackP99 time.Duration   // send→acknowledgement; 0 when not measured
-	client         clientRuntime   // what the benchmark process's runtime did meanwhile
+	machineCPUs    float64         // CPUs the whole machine kept busy (/proc/stat); -1 unknown
+	serverCPUs     float64         // CPUs the server's process used; -1 unknown
+	// p99 round trip of the produce and fetch requests as the Kafka
+	// client saw them (write to response read); 0 when not measured.
+	produceRTT, fetchRTT time.Duration
+	client               clientRuntime // what the benchmark process's runtime did meanwhile
 }
 
 // cpuPressure returns the total time, since boot, during which some task
@@ -192,6 +201,61 @@ func cpuPressure() (time.Duration, bool) {
 	return 0, false
 }
 
+// machineBusy returns the CPU time, since boot, that the machine's CPUs
+// spent on anything but idling and waiting for I/O (/proc/stat), or false
+// where the kernel does not tell. Jiffies are in USER_HZ, 100 a second on
+// Linux.
+func machineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond, true
+}
+
+// procCPU returns the user and system CPU time process pid used so far
+// (/proc/PID/stat), or false.
+func procCPU(pid int) (time.Duration, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing one (utime and stime are fields 14 and 15).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
+}
+
 // run sends values at rate records/s for dur through send (asynchronous),
 // after one warm-up value that must come back before the clock starts, then
 // calls flush and waits until every value was received.
@@ -205,9 +269,21 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	if err != nil {
 		return latency{}, err
 	}
+	// Room for every sample up front: growing a slice of millions while
+	// the consumer (or the producer's callback) waits on the lock would
+	// put the probe's own copying into the tail it measures.
+	want := int(rate*dur.Seconds()*1.05) + 1024
+	p.mu.Lock()
+	p.samples = slices.Grow(p.samples, want)
+	p.mu.Unlock()
+	p.ackMu.Lock()
+	p.acks = slices.Grow(p.acks, want)
+	p.ackMu.Unlock()
 	var sent int64
 	rt0 := readRuntime()
 	waited0, psi := cpuPressure()
+	busy0, busyOK := machineBusy()
+	srv0, srvOK := procCPU(p.serverPID)
 	start := time.Now()
 	for elapsed := time.Duration(0); elapsed < dur; elapsed = time.Since(start) {
 		for due := int64(rate * elapsed.Seconds()); sent < due; sent++ {
@@ -229,6 +305,13 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	if waited1, ok := cpuPressure(); ok && psi {
 		cpuWait = (waited1 - waited0).Seconds() / took.Seconds()
 	}
+	machine, server := -1.0, -1.0
+	if busy1, ok := machineBusy(); ok && busyOK {
+		machine = (busy1 - busy0).Seconds() / took.Seconds()
+	}
+	if srv1, ok := procCPU(p.serverPID); ok && srvOK {
+		server = (srv1 - srv0).Seconds() / took.Seconds()
+	}
 	if err := flush(ctx); err != nil {
 		return latency{}, fmt.Errorf("flush: %w", err)
 	}
@@ -239,12 +322,14 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
 	s := p.samples
 	if len(s) == 0 {
 		return latency{}, errors.New("no latency samples: the rate is too low for the duration")
 	}
 	slices.Sort(s)
-	l := latency{rate: rate, achieved: achieved, samples: len(s), p50: quantile(s, 0.50), p99: quantile(s, 0.99), max: s[len(s)-1], cpuWait: cpuWait, client: client}
+	l := latency{rate: rate, achieved: achieved, samples: len(s), p50: quantile(s, 0.50), p99: quantile(s, 0.99), max: s[len(s)-1], cpuWait: cpuWait, machineCPUs: machine, serverCPUs: server, client: client}
 	if len(p.acks) > 0 {
 		slices.Sort(p.acks)
 		l.ackP50, l.ackP99 = quantile(p.acks, 0.50), quantile(p.acks, 0.99)

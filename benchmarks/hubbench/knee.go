@@ -51,39 +51,30 @@ type kneeSystem struct {
 // -knee-beyond rates after the first at which its median p99 exceeds
 // -knee-p99 (so that the table shows latencies at equal rates past the
 // knee too). Each system's steps are kept in its result, one merged
-// latency per rate.
+// latency per rate. Then refineKnee narrows each system's knee between
+// the ladder's rates.
 func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
 	top := 0.0
 	for _, s := range systems {
 		top = max(top, s.res.produce.recordsPerSec())
 	}
 	for i, rate := range kneeRates(cfg, top) {
-		runs := make([][]latency, len(systems))
-		for rep := range cfg.kneeRepeat {
-			for j := range systems {
-				k := (j + i + rep) % len(systems) // take turns
-				s := systems[k]
-				if s.done || rate > s.res.produce.recordsPerSec() {
-					continue
-				}
-				sctx, cancel := context.WithTimeout(ctx, cfg.kneeStep+cfg.timeout)
-				l, err := s.step(sctx, rate)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("%s latency knee at %.0f records/s: %w", s.res.system, rate, err)
-				}
-				fmt.Printf("  knee step, %s: %s\n", s.res.system, l)
-				runs[k] = append(runs[k], l)
+		rates := make([]float64, len(systems))
+		for k, s := range systems {
+			if !s.done && rate <= s.res.produce.recordsPerSec() {
+				rates[k] = rate
 			}
+		}
+		merged, err := kneeRound(ctx, cfg, systems, rates, i)
+		if err != nil {
+			return err
 		}
 		going := false
 		for k, s := range systems {
-			if len(runs[k]) == 0 {
+			if merged[k] == nil {
 				continue
 			}
-			l := mergeSteps(runs[k])
-			s.res.knee = append(s.res.knee, l)
-			if l.p99 > cfg.kneeP99 {
+			if merged[k].p99 > cfg.kneeP99 {
 				s.over++
 				s.done = s.over > cfg.kneeBeyond
 			}
@@ -93,11 +84,87 @@ func runKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
 			break
 		}
 	}
+	return refineKnee(ctx, cfg, systems)
+}
+
+// kneeRound runs -knee-repeat steps of each system k with rates[k] > 0 at
+// that rate, the systems taking turns (turn picks who goes first), and
+// appends each one's merged latency to its result's knee steps, which it
+// also returns (nil for a system that did not run).
+func kneeRound(ctx context.Context, cfg *config, systems []*kneeSystem, rates []float64, turn int) ([]*latency, error) {
+	runs := make([][]latency, len(systems))
+	for rep := range cfg.kneeRepeat {
+		for j := range systems {
+			k := (j + turn + rep) % len(systems) // take turns
+			s := systems[k]
+			if rates[k] <= 0 {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, cfg.kneeStep+cfg.timeout)
+			l, err := s.step(sctx, rates[k])
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("%s latency knee at %.0f records/s: %w", s.res.system, rates[k], err)
+			}
+			fmt.Printf("  knee step, %s: %s\n", s.res.system, l)
+			runs[k] = append(runs[k], l)
+		}
+	}
+	merged := make([]*latency, len(systems))
+	for k, s := range systems {
+		if len(runs[k]) == 0 {
+			continue
+		}
+		s.res.knee = append(s.res.knee, mergeSteps(runs[k]))
+		merged[k] = &s.res.knee[len(s.res.knee)-1]
+	}
+	return merged, nil
+}
+
+// refineKnee narrows each system's knee between the ladder's rates: the
+// ladder's factor (x1.5) leaves the true knee anywhere in a third of the
+// knee's rate, so -knee-refine times the system runs the geometric middle
+// of the highest rate within -knee-p99 and the lowest failing rate above
+// it, -knee-repeat steps as on the ladder, the systems taking turns.
+// A system whose steps have no such pair (none passed, or none above
+// failed) is not refined.
+func refineKnee(ctx context.Context, cfg *config, systems []*kneeSystem) error {
+	for it := range cfg.kneeRefine {
+		rates := make([]float64, len(systems))
+		any := false
+		for k, s := range systems {
+			lo, hi := kneeBracket(cfg, s.res.knee)
+			if mid := math.Round(math.Sqrt(lo * hi)); lo > 0 && mid > lo && mid < hi {
+				rates[k], any = mid, true
+			}
+		}
+		if !any {
+			return nil
+		}
+		fmt.Printf("== latency knee, refining between the ladder's rates (%d of %d)\n", it+1, cfg.kneeRefine)
+		if _, err := kneeRound(ctx, cfg, systems, rates, it); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
+// kneeBracket returns the knee of steps (the highest rate within
+// -knee-p99) and the lowest rate above it that was run and not within,
+// or 0 for either that does not exist.
+func kneeBracket(cfg *config, steps []latency) (lo, hi float64) {
+	lo = knee(cfg, steps)
+	for _, l := range steps {
+		if l.rate > lo && !kneeWithin(cfg, l) && (hi == 0 || l.rate < hi) {
+			hi = l.rate
+		}
+	}
+	return lo, hi
+}
+
 // mergeSteps merges repeated steps at one rate: the median p50, p99,
-// acknowledgement p50 and p99, CPU pressure and client CPU, the largest
+// acknowledgement p50 and p99, request round trips, CPU pressure, machine,
+// server and client CPU, the largest
 // max and client GC pause, the lowest achieved rate, the client's GCs
 // summed.
 func mergeSteps(runs []latency) latency {
@@ -116,6 +183,10 @@ func mergeSteps(runs []latency) latency {
 	m.ackP50 = time.Duration(med(func(l latency) float64 { return float64(l.ackP50) }))
 	m.ackP99 = time.Duration(med(func(l latency) float64 { return float64(l.ackP99) }))
 	m.client.cpuShare = med(func(l latency) float64 { return l.client.cpuShare })
+	m.machineCPUs = med(func(l latency) float64 { return l.machineCPUs })
+	m.serverCPUs = med(func(l latency) float64 { return l.serverCPUs })
+	m.produceRTT = time.Duration(med(func(l latency) float64 { return float64(l.produceRTT) }))
+	m.fetchRTT = time.Duration(med(func(l latency) float64 { return float64(l.fetchRTT) }))
 	m.client.schedP99 = time.Duration(med(func(l latency) float64 { return float64(l.client.schedP99) }))
 	m.client.gcs, m.client.cpu = 0, 0
 	m.p99s = nil
@@ -139,11 +210,17 @@ func mergeSteps(runs []latency) latency {
 func knee(cfg *config, steps []latency) float64 {
 	best := 0.0
 	for _, l := range steps {
-		if l.p99 <= cfg.kneeP99 && l.achieved >= 0.95*l.rate {
+		if kneeWithin(cfg, l) {
 			best = max(best, l.rate)
 		}
 	}
 	return best
+}
+
+// kneeWithin reports whether a step's p99 was within -knee-p99 at the
+// rate asked (the client sent at least 95% of it).
+func kneeWithin(cfg *config, l latency) bool {
+	return l.p99 <= cfg.kneeP99 && l.achieved >= 0.95*l.rate
 }
 
 // kneeReport renders the knee search: each system's knee against its own
@@ -160,14 +237,16 @@ func kneeReport(cfg *config, results []result) string {
 	if len(with) == 0 {
 		return ""
 	}
-	fmt.Fprintf(&b, "\nLatency knee: the highest fixed rate at which p99 produce->consume stays <= %s, stepping from %.0f records/s by x%.2f, %s per step.\n",
-		cfg.kneeP99, cfg.kneeStart, cfg.kneeFactor, cfg.kneeStep)
+	fmt.Fprintf(&b, "\nLatency knee: the highest fixed rate at which p99 produce->consume stays <= %s, stepping from %.0f records/s by x%.2f, %s per step, "+
+		"then narrowed %d time(s) between a system's highest rate within and the next failing one (their geometric middle).\n",
+		cfg.kneeP99, cfg.kneeStart, cfg.kneeFactor, cfg.kneeStep, cfg.kneeRefine)
 	fmt.Fprintf(&b, "At each rate every system ran %d step(s), the systems taking turns so they share the machine's background load; "+
 		"p50 and p99 are the medians over the steps, the p99 of each step in brackets. "+
 		"Kafka clients as a latency-sensitive user sets them: producer linger %s, acks=all (idempotent); consumer fetch.min.bytes %d, fetch.max.wait %s. "+
 		"NATS: PublishAsync, ordered pull consumer. "+
 		"Acked p99: from handing a record to the producer to its acknowledgement (Kafka only: the produce half of the trip). "+
-		"Client CPUs: CPU time of the benchmark process (producer, consumer and probe) over the step's length. "+
+		"Client CPUs: CPU time of the benchmark process (producer, consumer and probe) over the step's length; server CPUs: the server process's (weir's with -broker-pid); "+
+		"other CPUs: what the machine spent besides (/proc/stat): above a tenth or so, other work shared the two CPUs and the step measures it too. "+
 		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
 		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
 		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, fetchMaxWait)
@@ -178,9 +257,9 @@ func kneeReport(cfg *config, results []result) string {
 	}
 	fmt.Fprintf(&b, "\n| records/s |")
 	for _, r := range with {
-		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | acked p99 ms | client CPUs | CPU wait %% |", r.system, r.system)
+		fmt.Fprintf(&b, " %s p50 ms | %s p99 ms | acked p99 ms | client CPUs | server CPUs | other CPUs | CPU wait %% |", r.system, r.system)
 	}
-	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|---:|---:|", len(with)))
+	fmt.Fprintf(&b, "\n|---:|%s\n", strings.Repeat("---:|---:|---:|---:|---:|---:|---:|", len(with)))
 	top := 0.0
 	for _, r := range with {
 		top = max(top, r.produce.recordsPerSec())
@@ -188,14 +267,15 @@ func kneeReport(cfg *config, results []result) string {
 	for _, rate := range kneeRates(cfg, top) {
 		cells, any := "", false
 		for _, r := range with {
-			c := " - | - | - | - | - |"
+			c := " - | - | - | - | - | - | - |"
 			for _, l := range r.knee {
 				if l.rate == rate {
 					ack := "-"
 					if l.ackP99 > 0 {
 						ack = fmt.Sprintf("%.2f", float64(l.ackP99)/1e6)
 					}
-					c, any = fmt.Sprintf(" %.2f | %.2f%s | %s | %.2f | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), ack, l.client.cpuShare, 100*l.cpuWait), true
+					c, any = fmt.Sprintf(" %.2f | %.2f%s | %s | %.2f | %s | %s | %.0f |", float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), ack, l.client.cpuShare,
+						cpus(l.serverCPUs), cpus(l.otherCPUs()), 100*l.cpuWait), true
 				}
 			}
 			cells += c
@@ -205,6 +285,16 @@ func kneeReport(cfg *config, results []result) string {
 		}
 		fmt.Fprintf(&b, "| %.0f |%s\n", rate, cells)
 	}
+	ladder := kneeRates(cfg, top)
+	for _, r := range with {
+		for _, l := range r.knee {
+			if !slices.Contains(ladder, l.rate) {
+				fmt.Fprintf(&b, "\n- %s between the ladder's rates, at %.0f records/s: p50 %.2f ms, p99 %.2f ms%s, acked p99 %.2f ms, client CPUs %.2f, server CPUs %s, other CPUs %s, CPU wait %.0f%%",
+					r.system, l.rate, float64(l.p50)/1e6, float64(l.p99)/1e6, eachP99(l), float64(l.ackP99)/1e6, l.client.cpuShare, cpus(l.serverCPUs), cpus(l.otherCPUs()), 100*l.cpuWait)
+			}
+		}
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
@@ -254,4 +344,12 @@ func eachP99(l latency) string {
 		ms[i] = fmt.Sprintf("%.1f", float64(d)/1e6)
 	}
 	return " (" + strings.Join(ms, ", ") + ")"
+}
+
+// cpus renders a CPU count, or "-" when not known (negative).
+func cpus(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
 }

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestKneeReport(t *testing.T) {
@@ -21,7 +24,7 @@ func TestKneeReport(t *testing.T) {
 			knee: []latency{{rate: 10000, achieved: 10000, p99: 4 * ms}, {rate: 15000, achieved: 15000, p99: 6 * ms}}},
 	}
 	rep := kneeReport(cfg, results)
-	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0 | - | - | - | - | - |"} {
+	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0.00 | 0.00 | 0 | - | - | - | - | - | - | - |"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
@@ -114,15 +117,130 @@ func TestClientGC(t *testing.T) {
 }
 
 // TestMergeStepsBreakdown checks that repeated steps merge their
-// acknowledgement latency and client CPU into medians and sum their GCs.
+// acknowledgement latency, request round trips, machine and client CPU
+// into medians and sum their GCs.
 func TestMergeStepsBreakdown(t *testing.T) {
 	ms := time.Millisecond
 	m := mergeSteps([]latency{
-		{ackP99: 9 * ms, client: clientRuntime{gcs: 1, cpuShare: 0.9, pauseMax: ms}},
-		{ackP99: 1 * ms, client: clientRuntime{gcs: 2, cpuShare: 0.1}},
-		{ackP99: 3 * ms, client: clientRuntime{gcs: 3, cpuShare: 0.5, pauseMax: 2 * ms}},
+		{ackP99: 9 * ms, machineCPUs: 1.9, serverCPUs: 0.4, produceRTT: 7 * ms, fetchRTT: 1 * ms, client: clientRuntime{gcs: 1, cpuShare: 0.9, pauseMax: ms}},
+		{ackP99: 1 * ms, machineCPUs: 1.1, serverCPUs: 0.6, produceRTT: 2 * ms, fetchRTT: 8 * ms, client: clientRuntime{gcs: 2, cpuShare: 0.1}},
+		{ackP99: 3 * ms, machineCPUs: 1.5, serverCPUs: 0.5, produceRTT: 3 * ms, fetchRTT: 4 * ms, client: clientRuntime{gcs: 3, cpuShare: 0.5, pauseMax: 2 * ms}},
 	})
-	if m.ackP99 != 3*ms || m.client.cpuShare != 0.5 || m.client.gcs != 6 || m.client.pauseMax != 2*ms {
+	if m.ackP99 != 3*ms || m.client.cpuShare != 0.5 || m.client.gcs != 6 || m.client.pauseMax != 2*ms ||
+		m.machineCPUs != 1.5 || m.serverCPUs != 0.5 || m.otherCPUs() != 0.5 || m.produceRTT != 3*ms || m.fetchRTT != 4*ms {
 		t.Fatalf("merged %+v", m)
+	}
+}
+
+// TestRefineKnee checks that the knee is narrowed between the ladder's
+// rates by bisection (geometric middles), each middle run -knee-repeat
+// times, and that a system with no failing rate above its knee is not
+// refined.
+func TestRefineKnee(t *testing.T) {
+	ms := float64(time.Millisecond)
+	cfg := &config{kneeStart: 100, kneeFactor: 2, kneeStep: time.Millisecond, kneeP99: 5 * time.Millisecond, kneeRepeat: 3, kneeRefine: 2, timeout: time.Minute}
+	var ran []float64
+	// p99 grows with the rate: 1 ms per 100 records/s, within 5 ms up to 500/s.
+	a := &kneeSystem{res: &result{system: "a", produce: newRate(10000, 0, time.Second)},
+		step: func(_ context.Context, rate float64) (latency, error) {
+			ran = append(ran, rate)
+			return latency{rate: rate, achieved: rate, samples: 10, p99: time.Duration(rate / 100 * ms)}, nil
+		}}
+	// b never fails below its maximum produce rate: nothing to refine.
+	b := &kneeSystem{res: &result{system: "b", produce: newRate(300, 0, time.Second)},
+		step: func(_ context.Context, rate float64) (latency, error) {
+			return latency{rate: rate, achieved: rate, samples: 10, p99: time.Millisecond}, nil
+		}}
+	if err := runKnee(context.Background(), cfg, []*kneeSystem{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	// Ladder 100, 200, 400, 800 (8 ms: over, and -knee-beyond 0), then
+	// sqrt(400*800) = 566 (over), sqrt(400*566) = 476.
+	var rates []float64
+	for _, l := range a.res.knee {
+		rates = append(rates, l.rate)
+	}
+	if want := []float64{100, 200, 400, 800, 566, 476}; !slices.Equal(rates, want) {
+		t.Errorf("a's rates = %v, want %v", rates, want)
+	}
+	if n := len(ran); n != 3*6 {
+		t.Errorf("a ran %d steps, want 18 (3 per rate)", n)
+	}
+	if got := knee(cfg, a.res.knee); got != 476 {
+		t.Errorf("knee(a) = %v, want 476 (refined between 400 and 566)", got)
+	}
+	if got := len(b.res.knee); got != 2 {
+		t.Errorf("b ran %d rates, want 2 (100 and 200; 400 is above its produce rate, nothing to refine)", got)
+	}
+	rep := kneeReport(cfg, []result{*a.res, *b.res})
+	if !strings.Contains(rep, "a between the ladder's rates, at 476 records/s: p50 0.00 ms, p99 4.76 ms") || !strings.Contains(rep, "a: knee 476 records/s") {
+		t.Errorf("report lacks the refined step:\n%s", rep)
+	}
+}
+
+// TestMachineBusy checks that the machine's busy CPU time, and this
+// process's as /proc/PID/stat tells it, grow by about what this process
+// burns meanwhile (at least most of it).
+func TestMachineBusy(t *testing.T) {
+	b0, ok := machineBusy()
+	p0, pok := procCPU(os.Getpid())
+	if !ok || !pok {
+		t.Skip("no /proc/stat")
+	}
+	c0 := processCPU()
+	for processCPU()-c0 < 200*time.Millisecond {
+	}
+	b1, _ := machineBusy()
+	p1, _ := procCPU(os.Getpid())
+	if d := b1 - b0; d < 150*time.Millisecond {
+		t.Errorf("machine busy grew %v while this process burnt 200ms of CPU", d)
+	}
+	if d := p1 - p0; d < 150*time.Millisecond || d > 400*time.Millisecond {
+		t.Errorf("procCPU(self) grew %v while this process burnt 200ms of CPU", d)
+	}
+	if _, ok := procCPU(0); ok {
+		t.Errorf("procCPU(0) reports a CPU time")
+	}
+}
+
+// TestProbeReservesSamples checks that a latency run never grows its
+// slices of samples while it runs: copying millions of them under the
+// lock that the consumer and the producer's callbacks take would add the
+// probe's own pauses to the tail it measures.
+func TestProbeReservesSamples(t *testing.T) {
+	p := newLatencyProbe(64, 0)
+	var first, firstAck *time.Duration
+	send := func(v []byte) error {
+		p.ack(v)
+		p.observe(v)
+		if binary.BigEndian.Uint64(v[8:16]) != warmupIndex && first == nil {
+			first, firstAck = unsafe.SliceData(p.samples), unsafe.SliceData(p.acks)
+		}
+		return nil
+	}
+	l, err := p.run(context.Background(), 50000, 200*time.Millisecond, send, func(context.Context) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.samples < 5000 {
+		t.Fatalf("%d samples, want about 10000", l.samples)
+	}
+	if unsafe.SliceData(p.samples) != first || unsafe.SliceData(p.acks) != firstAck {
+		t.Errorf("the samples (%d) or acks (%d) were reallocated during the run", len(p.samples), len(p.acks))
+	}
+}
+
+// TestFaster checks that of two produce runs the one that moved more
+// records a second counts, whichever came first.
+func TestFaster(t *testing.T) {
+	slow, fast := newRate(1000, 1e6, 2*time.Second), newRate(1000, 1e6, time.Second)
+	if got := slow.faster(fast); got != fast {
+		t.Errorf("slow.faster(fast) = %v, want %v", got, fast)
+	}
+	if got := fast.faster(slow); got != fast {
+		t.Errorf("fast.faster(slow) = %v, want %v", got, fast)
+	}
+	if got := (rate{}).faster(slow); got != slow {
+		t.Errorf("zero.faster(slow) = %v, want %v", got, slow)
 	}
 }

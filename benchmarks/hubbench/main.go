@@ -17,11 +17,16 @@
 //     each rate so that both see the same background load): the same at
 //     fixed rates stepping up from -knee-start by -knee-factor, -knee-repeat
 //     steps each, until the median p99 exceeds -knee-p99 (5 ms), and
-//     -knee-beyond rates more: the highest rate within it, p99 at equal rates side by side, and how long tasks
-//     waited for a CPU meanwhile (a busy machine shows in the tail). Each
-//     step also shows where the time went on the client's side: the
-//     produce acknowledgement's p99 (Kafka), the CPUs the benchmark process
-//     used, and its own garbage collections.
+//     -knee-beyond rates more, then -knee-refine bisections between each
+//     system's highest rate within and the next failing one: the highest
+//     rate within it, p99 at equal rates side by side, how long tasks
+//     waited for a CPU meanwhile and the CPUs the client, the server (NATS,
+//     and weir given -broker-pid) and everything else on the machine used
+//     (a busy machine shows in the tail). Each step also shows where
+//     the time went on the client's side: the produce acknowledgement's
+//     p99 and the p99 round trip of produce and fetch requests as the
+//     client saw them (Kafka), the CPUs the benchmark process used, and its
+//     own garbage collections.
 //
 // All clients live in this one process. During latency runs its garbage
 // collector runs only when the heap reaches -client-memory-limit (512
@@ -43,6 +48,9 @@
 //
 //	go run ./hubbench -brokers 127.0.0.1:9092            # weir serve
 //	go run ./hubbench -kfake -size 64MiB -latency-duration 3s
+//
+// -cpuprofile writes the benchmark process's own CPU profile (all the
+// clients), to tell the client's share of a step's CPU from the server's.
 package main
 
 import (
@@ -55,6 +63,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,7 +91,11 @@ type config struct {
 	kneeStep, kneeP99              time.Duration
 	kneeRepeat                     int    // steps per system at each rate
 	kneeBeyond                     int    // rates run past the first over -knee-p99
+	kneeRefine                     int    // bisections of the knee between the ladder's rates
+	produceRuns                    int    // produce runs per system; the best counts
 	clientMemLimit                 uint64 // the benchmark process's GC: 0 leaves Go's default, else GOGC off under this soft limit
+	cpuProfile                     string // -cpuprofile: the benchmark process's own CPU profile
+	brokerPID                      int    // -broker-pid: the -brokers server's process, for its CPU per latency step
 }
 
 func main() {
@@ -101,6 +114,8 @@ func parseFlags() (*config, error) {
 	size := flag.String("size", "512MiB", "payload bytes produced to each system")
 	flag.IntVar(&cfg.recordSize, "record-size", 1024, "bytes per record value")
 	flag.IntVar(&cfg.partitions, "partitions", 1, "partitions of the Kafka topic (NATS and Redis use one stream)")
+	flag.IntVar(&cfg.produceRuns, "produce-runs", 3, "produce runs per system (each to a topic or stream of its own); the fastest is its produce rate: other work on the machine only ever slows a run, "+
+		"and the latency knee's target is a share of this rate")
 	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "Kafka producer linger in the throughput run")
 	flag.DurationVar(&cfg.latencyLinger, "latency-linger", 0, "Kafka producer linger in the latency run")
 	flag.StringVar(&cfg.compression, "compression", "none", "Kafka batch compression: none, gzip, snappy, lz4, zstd")
@@ -113,12 +128,15 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.kneeP99, "knee-p99", 5*time.Millisecond, "p99 produce->consume latency that defines the knee")
 	flag.IntVar(&cfg.kneeRepeat, "knee-repeat", 3, "steps per system at each rate of the knee search, taking turns; the median p99 counts")
 	flag.IntVar(&cfg.kneeBeyond, "knee-beyond", 1, "rates a system still runs after the first whose p99 exceeds -knee-p99, to compare latencies past the knee")
+	flag.IntVar(&cfg.kneeRefine, "knee-refine", 2, "after the ladder, times each system's knee is narrowed by running the geometric middle of its highest rate within -knee-p99 and the lowest failing rate above it")
 	memLimit := flag.String("client-memory-limit", "512MiB", "during latency runs the benchmark process (every system's clients) collects garbage only when its heap reaches this soft limit (GOGC off), "+
 		"as a latency-sensitive Go service is run; 0 leaves the collector as GOGC and GOMEMLIMIT set it (GOGC 100: a collection every few ms at a 4 MB heap). Throughput runs keep Go's settings")
 	flag.BoolVar(&cfg.skipNats, "skip-nats", false, "do not measure NATS JetStream")
 	flag.BoolVar(&cfg.skipRedis, "skip-redis", false, "do not measure Redis Streams")
 	flag.StringVar(&cfg.workdir, "workdir", "", "scratch directory for the peers' data (default: a new directory under "+os.TempDir()+", removed at the end)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report as markdown to this file")
+	flag.IntVar(&cfg.brokerPID, "broker-pid", 0, "process id of the -brokers server on this machine (make bench-hub passes weir serve's): each latency step then shows its CPU and the CPU of everything else on the machine")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (every system's clients) over the whole run to this file")
 	flag.Parse()
 
 	if cfg.kfake == (cfg.brokers != "") {
@@ -140,6 +158,9 @@ func parseFlags() (*config, error) {
 	if cfg.records = int64(cfg.size) / int64(cfg.recordSize); cfg.records < 1 {
 		return nil, fmt.Errorf("-size %s is smaller than one record", *size)
 	}
+	if cfg.produceRuns < 1 {
+		return nil, fmt.Errorf("-produce-runs %d: want at least 1", cfg.produceRuns)
+	}
 	if cfg.partitions < 1 {
 		return nil, fmt.Errorf("-partitions %d: want at least 1", cfg.partitions)
 	}
@@ -152,8 +173,8 @@ func parseFlags() (*config, error) {
 	if cfg.latencyRate < 0 {
 		return nil, errors.New("-latency-rate must not be negative")
 	}
-	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0) {
-		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond not negative")
+	if cfg.kneeStart < 0 || cfg.kneeStart > 0 && (cfg.kneeFactor <= 1 || cfg.kneeStep <= 0 || cfg.kneeP99 <= 0 || cfg.kneeRepeat < 1 || cfg.kneeBeyond < 0 || cfg.kneeRefine < 0) {
+		return nil, errors.New("-knee-start must not be negative; with it, -knee-factor must exceed 1, -knee-step and -knee-p99 be positive, -knee-repeat at least 1 and -knee-beyond and -knee-refine not negative")
 	}
 	if cfg.timeout <= 0 || cfg.latencyDuration < 0 {
 		return nil, errors.New("-timeout must be positive and -latency-duration not negative")
@@ -186,6 +207,17 @@ func run() error {
 		return fmt.Errorf("-workdir: %w", err)
 	}
 	defer os.RemoveAll(cfg.workdir)
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	// Find every peer before measuring anything, so a missing one fails fast.
 	if !cfg.skipNats {
@@ -280,6 +312,15 @@ type rate struct {
 
 func newRate(records, bytes int64, d time.Duration) rate { return rate{records, bytes, d} }
 
+// faster returns whichever of r and o moved more records a second (o
+// when r is the zero rate).
+func (r rate) faster(o rate) rate {
+	if r.dur <= 0 || o.recordsPerSec() > r.recordsPerSec() {
+		return o
+	}
+	return r
+}
+
 func (r rate) mbPerSec() float64      { return float64(r.bytes) / r.dur.Seconds() / 1e6 }
 func (r rate) recordsPerSec() float64 { return float64(r.records) / r.dur.Seconds() }
 func (r rate) String() string {
@@ -295,8 +336,26 @@ func (l latency) String() string {
 	if l.ackP99 > 0 {
 		ack = fmt.Sprintf(", acked p50 %s p99 %s", ms(l.ackP50), ms(l.ackP99))
 	}
+	if l.produceRTT > 0 || l.fetchRTT > 0 {
+		ack += fmt.Sprintf(", request round trip p99 produce %s fetch %s", ms(l.produceRTT), ms(l.fetchRTT))
+	}
+	if l.machineCPUs >= 0 {
+		cpu += fmt.Sprintf(", machine %.2f CPUs busy", l.machineCPUs)
+		if l.serverCPUs >= 0 {
+			cpu += fmt.Sprintf(" (server %.2f, others %.2f)", l.serverCPUs, l.otherCPUs())
+		}
+	}
 	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
 		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
+}
+
+// otherCPUs is the CPU the machine spent on neither the client nor the
+// server during a latency run, or -1 when not known.
+func (l latency) otherCPUs() float64 {
+	if l.machineCPUs < 0 || l.serverCPUs < 0 {
+		return -1
+	}
+	return max(l.machineCPUs-l.serverCPUs-l.client.cpuShare, 0)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
@@ -327,6 +386,7 @@ func report(cfg *config, results []result) string {
 		fmt.Fprintf(&b, "- Redis: appendonly no, save \"\" (in memory only, no persistence); redis-benchmark -c %d -P %d XADD; read with XRANGE COUNT %d via go-redis %s; no latency run.\n",
 			redisClients, redisPipeline, redisReadCount, modVersion("github.com/redis/go-redis/v9"))
 	}
+	fmt.Fprintf(&b, "- Produce: the fastest of %d runs per system, each to a topic or stream of its own (a busy machine only slows a run); fetch reads the first run's.\n", cfg.produceRuns)
 	fmt.Fprintf(&b, "- Clients: every system's in this one process (%s); in latency runs %s, throughput runs with Go's. The client's own pauses are in every latency measured, for every system alike.\n",
 		runtime.Version(), clientGCString(cfg.clientMemLimit))
 	if onTmpfs(cfg.workdir) {

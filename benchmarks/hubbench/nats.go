@@ -123,10 +123,24 @@ func natsBench(ctx context.Context, cfg *config) (res result, step stepFunc, clo
 		return res, nil, nil, fmt.Errorf("NATS consume: %w", err)
 	}
 	fmt.Printf("  consume: %s\n", res.consume)
+	for i := 1; i < cfg.produceRuns; i++ {
+		name := fmt.Sprintf("HUBBENCH_PRODUCE%d", i)
+		s, err := natsStream(pctx, nc, name, fmt.Sprintf("hubbench.produce%d", i))
+		if err != nil {
+			return res, nil, nil, err
+		}
+		r, err := natsPublish(pctx, cfg, nc, s)
+		natsDeleteStream(nc, name)
+		if err != nil {
+			return res, nil, nil, fmt.Errorf("NATS publish (run %d): %w", i+1, err)
+		}
+		fmt.Printf("  produce: %s\n", r)
+		res.produce = res.produce.faster(r)
+	}
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("NATS latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = natsLatency(lctx, cfg, nc, "HUBBENCH_LATENCY", "hubbench.latency", cfg.latencyRateFor(res.produce), cfg.latencyDuration)
+		res.latency, err = natsLatency(lctx, cfg, nc, srv.cmd.Process.Pid, "HUBBENCH_LATENCY", "hubbench.latency", cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
 			return res, nil, nil, fmt.Errorf("NATS latency: %w", err)
 		}
@@ -137,7 +151,7 @@ func natsBench(ctx context.Context, cfg *config) (res result, step stepFunc, clo
 		n++
 		name := fmt.Sprintf("HUBBENCH_KNEE%d", n)
 		defer natsDeleteStream(nc, name)
-		return natsLatency(ctx, cfg, nc, name, fmt.Sprintf("hubbench.knee%d", n), rate, cfg.kneeStep)
+		return natsLatency(ctx, cfg, nc, srv.cmd.Process.Pid, name, fmt.Sprintf("hubbench.knee%d", n), rate, cfg.kneeStep)
 	}
 	return res, step, func() { nc.Close(); srv.stop() }, nil
 }
@@ -259,7 +273,7 @@ func natsConsume(ctx context.Context, cfg *config, stream jetstream.Stream) (rat
 
 // natsLatency publishes at recsPerSec to a second stream while an ordered
 // consumer measures the time from PublishAsync to the consumer callback.
-func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, name, subject string, recsPerSec float64, dur time.Duration) (latency, error) {
+func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, serverPID int, name, subject string, recsPerSec float64, dur time.Duration) (latency, error) {
 	defer clientGC(cfg.clientMemLimit)()
 	stream, err := natsStream(ctx, nc, name, subject)
 	if err != nil {
@@ -270,7 +284,7 @@ func natsLatency(ctx context.Context, cfg *config, nc *nats.Conn, name, subject 
 	if err != nil {
 		return latency{}, err
 	}
-	probe := newLatencyProbe(cfg.recordSize)
+	probe := newLatencyProbe(cfg.recordSize, serverPID)
 	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return latency{}, fmt.Errorf("ordered consumer: %w", err)

@@ -94,6 +94,18 @@ func redisBench(ctx context.Context, cfg *config) (res result, err error) {
 		return res, err
 	}
 	fmt.Printf("  consume: %s\n", res.consume)
+	for i := 1; i < cfg.produceRuns; i++ {
+		// Each run to an empty stream, as the first.
+		if err := rdb.Del(ctx, redisKey).Err(); err != nil {
+			return res, fmt.Errorf("DEL %s: %w", redisKey, err)
+		}
+		r, err := redisProduce(pctx, cfg, benchBin, port)
+		if err != nil {
+			return res, err
+		}
+		fmt.Printf("  produce: %s\n", r)
+		res.produce = res.produce.faster(r)
+	}
 	return res, nil
 }
 

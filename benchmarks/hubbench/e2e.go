@@ -1,0 +1,43 @@
+package main
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// requestTimes is a franz-go hook that keeps, for one request key (0
+// Produce, 1 Fetch), each request's round trip as the client saw it: from
+// writing the request to having read its response (BrokerE2E's
+// DurationE2E). Set against the broker's own request durations it shows
+// how much of a latency step's tail the broker's handling took and how
+// much the way there and back (the kernel, the scheduler, the client).
+type requestTimes struct {
+	key int16
+	mu  sync.Mutex
+	rtt []time.Duration
+}
+
+var _ kgo.HookBrokerE2E = (*requestTimes)(nil)
+
+func (h *requestTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key != h.key || e.Err() != nil {
+		return
+	}
+	h.mu.Lock()
+	h.rtt = append(h.rtt, e.DurationE2E())
+	h.mu.Unlock()
+}
+
+// p99 returns the p99 round trip of the requests seen, or 0.
+func (h *requestTimes) p99() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.rtt) == 0 {
+		return 0
+	}
+	slices.Sort(h.rtt)
+	return quantile(h.rtt, 0.99)
+}
