@@ -101,7 +101,7 @@ func (h *Hub) acquireFanout(ds *Dataset) *fanout {
 			done: make(chan struct{})}
 		f.writers = make([]*fanWriter, runtime.GOMAXPROCS(0))
 		for i := range f.writers {
-			f.writers[i] = &fanWriter{f: f, signal: make(chan struct{}, 1)}
+			f.writers[i] = &fanWriter{f: f, id: i, signal: make(chan struct{}, 1)}
 			go f.writers[i].run()
 		}
 		f.idTag = subscriptionTag(ds)
@@ -348,6 +348,7 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 	}
 	f.events = f.events[drop:]
 	f.first += int64(drop)
+	probePub(f.first + int64(len(f.events)))
 	close(f.more)
 	f.more = make(chan struct{})
 	f.signalWriters()

@@ -167,13 +167,16 @@ func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
 		}
 		vals = vals[:0]
 		for i := 0; i < batch && done < total; i++ {
-			v := fmt.Appendf(nil, `{"t":%d,"n":%d}`, time.Now().UnixNano(), done)
+			t := time.Now().UnixNano()
+			probeCreated(t)
+			v := fmt.Appendf(nil, `{"t":%d,"n":%d}`, t, done)
 			vals = append(vals, append(v, pad[:100-len(v)]...))
 			done++
 		}
 		if err := send(vals); err != nil {
 			b.Fatal(err)
 		}
+		probeAcked()
 	}
 	// The end, which the subscribers see after the last event.
 	if err := send([][]byte{[]byte(benchEnd)}); err != nil {
@@ -240,6 +243,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	clients := startClients(b, "sse", srv.URL+"/v1/datasets/bench/subscribe?from=latest", subs, sample, total)
 	b.ReportAllocs()
 	b.ResetTimer()
+	probeStart()
 	start, cpu0 := time.Now(), processCPU(b)
 	var bl codecs.Builder
 	key := 0
@@ -264,6 +268,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+	probeReport(b, subs)
 }
 
 // processCPU is the processor time this process has taken.

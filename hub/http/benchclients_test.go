@@ -156,8 +156,10 @@ func TestBenchClientProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	cpu0 := ownCPU(t)
+	m0 := probeChildStart()
 	fmt.Println("ready")
 	wg.Wait()
+	probeChildEnd(m0)
 	res := benchClientResult{Received: ev.received.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
 	close(errs)
 	for err := range errs {
