@@ -39,7 +39,8 @@ import (
 // for both servers (-broadcast.clients=inprocess puts them among the
 // goroutines of the benchmark, which is the weir server's process), and
 // their processor time is part of cpu-µs/delivered. make bench-broadcast
-// runs it.
+// runs it; -broadcast.transport=ws subscribes to weir over WebSocket
+// instead.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
@@ -240,7 +241,13 @@ func benchWeir(b *testing.B, subs, rate int) {
 	if rate > 0 {
 		sample = 1
 	}
-	clients := startClients(b, "sse", srv.URL+"/v1/datasets/bench/subscribe?from=latest", subs, sample, total)
+	url := srv.URL + "/v1/datasets/bench/subscribe?from=latest"
+	if *benchTransport == "ws" {
+		url = "ws" + strings.TrimPrefix(url, "http")
+	} else if *benchTransport != "sse" {
+		b.Fatalf("-broadcast.transport=%q: want sse or ws", *benchTransport)
+	}
+	clients := startClients(b, *benchTransport, url, subs, sample, total)
 	b.ReportAllocs()
 	b.ResetTimer()
 	probeStart()
