@@ -157,6 +157,28 @@ func probeReport(b *testing.B, subs int) {
 	fmt.Fprintln(os.Stderr, "probe", dist("pass start->written (per event,sub)", inPass))
 	fmt.Fprintln(os.Stderr, "probe", dist("created->written (per event,sub)", write))
 	fmt.Fprintln(os.Stderr, "probe", dist("pass duration", passDur))
+	// Whether the writers run side by side: the time both were in a
+	// pass, against each one's time in passes.
+	if len(passes[0]) > 0 && len(passes[1]) > 0 {
+		var busy [2]int64
+		for w := range 2 {
+			for _, ps := range passes[w] {
+				busy[w] += ps.End - ps.Start
+			}
+		}
+		var both int64
+		j := 0
+		for _, a := range passes[0] {
+			for j < len(passes[1]) && passes[1][j].End <= a.Start {
+				j++
+			}
+			for k := j; k < len(passes[1]) && passes[1][k].Start < a.End; k++ {
+				both += min(a.End, passes[1][k].End) - max(a.Start, passes[1][k].Start)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "probe writers in passes: writer 0 %.0f ms, writer 1 %.0f ms, both at once %.0f ms\n",
+			float64(busy[0])/1e6, float64(busy[1])/1e6, float64(both)/1e6)
+	}
 	raw := func(d []int64, p float64) int64 { slices.Sort(d); return d[min(len(d)-1, int(float64(len(d))*p))] }
 	fmt.Fprintf(os.Stderr, "probe passes %d, events/pass p50 %d p99 %d max %d, subs written/pass p50 %d p99 %d\n", len(passDur), raw(passEvs, .5), raw(passEvs, .99), raw(passEvs, 1), raw(passSubs, .5), raw(passSubs, .99))
 }
