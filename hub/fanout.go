@@ -269,7 +269,7 @@ func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, s
 		if cap(*bytes)-len(*bytes) < n {
 			*bytes = make([]byte, 0, fanBytesSlab)
 		}
-		b = (*bytes)[len(*bytes):len(*bytes):len(*bytes)+n]
+		b = (*bytes)[len(*bytes) : len(*bytes) : len(*bytes)+n]
 		*bytes = (*bytes)[:len(*bytes)+n]
 	} else {
 		b = make([]byte, 0, n)
