@@ -61,6 +61,7 @@ type parkState struct {
 // fanWriter is one of a fan-out's writers.
 type fanWriter struct {
 	f      *fanout
+	id     int
 	signal chan struct{} // cap 1: events were published
 	mu     sync.Mutex
 	subs   []*direct // parked with this writer
@@ -167,6 +168,7 @@ func (w *fanWriter) run() {
 		case <-w.signal:
 		case <-f.done:
 		}
+		pStart := probeNow()
 		w.mu.Lock()
 		subs = append(subs[:0], w.subs...)
 		w.mu.Unlock()
@@ -201,6 +203,7 @@ func (w *fanWriter) run() {
 		f.mu.RUnlock()
 		pSeq = -1
 		again := false
+		nWritten := 0
 		for _, d := range subs {
 			d.mu.Lock()
 			if !d.parked {
@@ -223,6 +226,8 @@ func (w *fanWriter) run() {
 			if pUpto > 0 {
 				written := evs[d.seq-from : d.seq-from+int64(pUpto)]
 				n, err := d.write(pieces)
+				probeWrite(w.id, d.seq, pUpto)
+				nWritten++
 				d.wrote = true
 				if d.seq+int64(pUpto) == head {
 					d.pos = headPos
@@ -256,6 +261,7 @@ func (w *fanWriter) run() {
 			d.mu.Unlock()
 		}
 		clear(evs)
+		probePass(w.id, pStart, from, head, len(subs), nWritten)
 		if ended {
 			return // every one handed back
 		}

@@ -86,6 +86,12 @@ type fanEvent struct {
 	frames [maxFramings]frameRef // per f.framings; c nil when not framed
 }
 
+// fanBytesSlab is how many bytes of events the reader allocates at a
+// time (an event larger than a quarter of it gets its own): one
+// allocation for hundreds of small events. A slab lives until the last
+// of its events leaves the window (they leave it in order).
+const fanBytesSlab = 32 << 10
+
 // fanEventOverhead is what an event costs beyond its bytes, for the bound.
 const fanEventOverhead = 160
 
@@ -101,7 +107,7 @@ func (h *Hub) acquireFanout(ds *Dataset) *fanout {
 			done: make(chan struct{})}
 		f.writers = make([]*fanWriter, runtime.GOMAXPROCS(0))
 		for i := range f.writers {
-			f.writers[i] = &fanWriter{f: f, signal: make(chan struct{}, 1)}
+			f.writers[i] = &fanWriter{f: f, id: i, signal: make(chan struct{}, 1)}
 			go f.writers[i].run()
 		}
 		f.idTag = subscriptionTag(ds)
@@ -156,6 +162,7 @@ func (f *fanout) run(parts []*Partition) {
 	var buf, scratch []byte
 	var framer framer
 	var slab []fanEvent // events are allocated 256 at a time
+	var byteSlab []byte // and their bytes fanBytesSlab at a time
 	for {
 		if now := f.ds.partitions(); len(now) > len(parts) {
 			added := now[len(parts):]
@@ -190,7 +197,7 @@ func (f *fanout) run(parts []*Partition) {
 				if len(slab) == 0 {
 					slab = make([]fanEvent, 256)
 				}
-				batch = append(batch, newFanEvent(&slab[0], p.id, r, string(buf), &scratch))
+				batch = append(batch, newFanEvent(&slab[0], p.id, r, string(buf), &scratch, &byteSlab))
 				slab = slab[1:]
 			}
 			if err := it.Err(); err != nil {
@@ -241,8 +248,9 @@ func (f *fanout) run(parts []*Partition) {
 
 // newFanEvent copies r into an event of partition, with its token and
 // JSON (encoded in *scratch first: the event's bytes take one
-// allocation), into e if it is not nil.
-func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, scratch *[]byte) *fanEvent {
+// allocation, or a piece of the slab *bytes when bytes is not nil and
+// they are small), into e if it is not nil.
+func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, scratch, bytes *[]byte) *fanEvent {
 	if e == nil {
 		e = &fanEvent{}
 	}
@@ -256,7 +264,16 @@ func newFanEvent(e *fanEvent, partition int32, r *codecs.Record, token string, s
 	for _, hd := range r.Headers {
 		n += len(hd.Key) + len(hd.Value)
 	}
-	b := make([]byte, 0, n)
+	var b []byte
+	if bytes != nil && n <= fanBytesSlab/4 {
+		if cap(*bytes)-len(*bytes) < n {
+			*bytes = make([]byte, 0, fanBytesSlab)
+		}
+		b = (*bytes)[len(*bytes) : len(*bytes) : len(*bytes)+n]
+		*bytes = (*bytes)[:len(*bytes)+n]
+	} else {
+		b = make([]byte, 0, n)
+	}
 	cp := func(v []byte) []byte {
 		if v == nil {
 			return nil
@@ -348,6 +365,7 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 	}
 	f.events = f.events[drop:]
 	f.first += int64(drop)
+	probePub(f.first + int64(len(f.events)))
 	close(f.more)
 	f.more = make(chan struct{})
 	f.signalWriters()

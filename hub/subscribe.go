@@ -636,7 +636,7 @@ func (s *subscription) coalesce(ctx context.Context) error {
 		held, bytes = held[:0], 0
 		keys := map[string]int{}
 		if err := s.scan(ctx, p, from, target[i], func(r *codecs.Record) error {
-			e := newFanEvent(nil, p.id, r, "", &scratch)
+			e := newFanEvent(nil, p.id, r, "", &scratch, nil)
 			if r.Key != nil {
 				if j, ok := keys[string(r.Key)]; ok {
 					bytes -= held[j].size

@@ -39,7 +39,8 @@ import (
 // for both servers (-broadcast.clients=inprocess puts them among the
 // goroutines of the benchmark, which is the weir server's process), and
 // their processor time is part of cpu-µs/delivered. make bench-broadcast
-// runs it.
+// runs it; -broadcast.transport=ws subscribes to weir over WebSocket
+// instead.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
@@ -167,13 +168,16 @@ func produceBench(b *testing.B, rate int, send func(vals [][]byte) error) int {
 		}
 		vals = vals[:0]
 		for i := 0; i < batch && done < total; i++ {
-			v := fmt.Appendf(nil, `{"t":%d,"n":%d}`, time.Now().UnixNano(), done)
+			t := time.Now().UnixNano()
+			probeCreated(t)
+			v := fmt.Appendf(nil, `{"t":%d,"n":%d}`, t, done)
 			vals = append(vals, append(v, pad[:100-len(v)]...))
 			done++
 		}
 		if err := send(vals); err != nil {
 			b.Fatal(err)
 		}
+		probeAcked()
 	}
 	// The end, which the subscribers see after the last event.
 	if err := send([][]byte{[]byte(benchEnd)}); err != nil {
@@ -237,9 +241,16 @@ func benchWeir(b *testing.B, subs, rate int) {
 	if rate > 0 {
 		sample = 1
 	}
-	clients := startClients(b, "sse", srv.URL+"/v1/datasets/bench/subscribe?from=latest", subs, sample, total)
+	url := srv.URL + "/v1/datasets/bench/subscribe?from=latest"
+	if *benchTransport == "ws" {
+		url = "ws" + strings.TrimPrefix(url, "http")
+	} else if *benchTransport != "sse" {
+		b.Fatalf("-broadcast.transport=%q: want sse or ws", *benchTransport)
+	}
+	clients := startClients(b, *benchTransport, url, subs, sample, total)
 	b.ReportAllocs()
 	b.ResetTimer()
+	probeStart()
 	start, cpu0 := time.Now(), processCPU(b)
 	var bl codecs.Builder
 	key := 0
@@ -264,6 +275,7 @@ func benchWeir(b *testing.B, subs, rate int) {
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+	probeReport(b, subs)
 }
 
 // processCPU is the processor time this process has taken.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/weirhub/weir/hub"
@@ -30,6 +31,11 @@ import (
 // redis-server). Their processor time counts in cpu-µs/delivered either
 // way.
 var benchClientsIn = flag.String("broadcast.clients", "process", "where BenchmarkBroadcast's subscribers run: process or inprocess")
+
+// benchTransport is how BenchmarkBroadcast's weir subscribers subscribe:
+// "sse" (the default, as the issue's benchmark is defined) or "ws"
+// (WebSocket, coder/websocket's client).
+var benchTransport = flag.String("broadcast.transport", "sse", "how BenchmarkBroadcast's weir subscribers subscribe: sse or ws")
 
 // Environment of the child process that runs the subscribers.
 const (
@@ -156,8 +162,10 @@ func TestBenchClientProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	cpu0 := ownCPU(t)
+	m0 := probeChildStart()
 	fmt.Println("ready")
 	wg.Wait()
+	probeChildEnd(m0)
 	res := benchClientResult{Received: ev.received.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
 	close(errs)
 	for err := range errs {
@@ -203,6 +211,24 @@ func runSubscribers(kind, url string, subs, sample, total int, ev *benchEvents, 
 			}
 		}
 		return first
+	case "ws":
+		ready := make(chan error, subs)
+		for range subs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := wsSubscriber(url, sample, total, ev, ready); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		var first error
+		for range subs {
+			if err := <-ready; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
 	case "redis":
 		opts, err := redis.ParseURL(url)
 		if err != nil {
@@ -231,7 +257,59 @@ func runSubscribers(kind, url string, subs, sample, total int, ev *benchEvents, 
 		}
 		return nil
 	}
-	return fmt.Errorf("subscriber kind %q: want sse or redis", kind)
+	return fmt.Errorf("subscriber kind %q: want sse, ws or redis", kind)
+}
+
+// wsSubscriber reads the messages of a WebSocket subscription until the
+// end, checking their ids and order, into one buffer; ready gets nil
+// once the upgrade is answered, or why it was not.
+func wsSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- error) error {
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		ready <- err
+		return nil
+	}
+	defer c.CloseNow()
+	ready <- nil
+	mine := make([]time.Duration, 0, total/sample+1)
+	n, last := 0, int64(-1)
+	defer func() { ev.add(n, mine) }()
+	buf := bytes.NewBuffer(make([]byte, 0, 4096))
+	idField := []byte(`{"type":"record","id":"`)
+	for {
+		typ, r, err := c.Reader(ctx)
+		if err != nil {
+			return fmt.Errorf("subscriber after %d events: %w", n, err)
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return fmt.Errorf("subscriber after %d events: %w", n, err)
+		}
+		data := buf.Bytes()
+		if typ != websocket.MessageText || !bytes.HasPrefix(data, idField) {
+			return fmt.Errorf("subscriber after %d events: message %.80q", n, data)
+		}
+		// The id is a token whose last number is the offset the one
+		// partition resumes at: it must grow.
+		rest := data[len(idField):]
+		q := bytes.IndexByte(rest, '"')
+		if q < 0 {
+			return fmt.Errorf("subscriber after %d events: message %.80q", n, data)
+		}
+		id := rest[:q]
+		off, err := strconv.ParseInt(string(id[bytes.LastIndexAny(id, "-.")+1:]), 10, 64)
+		if err != nil || off <= last {
+			return fmt.Errorf("subscriber after %d events: id %q after offset %d", n, id, last)
+		}
+		last = off
+		if bytes.HasPrefix(rest[q:], []byte(`","key":"`+benchEnd+`"`)) {
+			return nil
+		}
+		if err := ev.read(data, sample, &n, &mine); err != nil {
+			return err
+		}
+	}
 }
 
 // sseSubscriber reads the events of an SSE subscription until the end,

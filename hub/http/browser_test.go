@@ -7,12 +7,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
 )
 
@@ -268,4 +271,116 @@ func startChromium(t *testing.T, chromium, url string) *exec.Cmd {
 		}
 	})
 	return cmd
+}
+
+// browserWSPage subscribes with the browser's own WebSocket and posts
+// what each message said (its type, key, id, and the length of its
+// value's JSON) to /results.
+const browserWSPage = `<!doctype html>
+<html><body><script>
+const ws = new WebSocket('ws://' + location.host + '/v1/datasets/cache/subscribe');
+ws.onmessage = m => {
+  const d = JSON.parse(m.data);
+  fetch('/results', {method: 'POST', body: JSON.stringify({type: d.type, key: d.key || '', id: d.id,
+    value: d.value === undefined ? '' : JSON.stringify(d.value)})});
+};
+ws.onclose = e => fetch('/results', {method: 'POST', body: JSON.stringify({type: 'closed ' + e.code})});
+</script></body></html>`
+
+// TestBrowserWebSocket: headless Chromium's WebSocket reads the snapshot
+// and then live events, which the fan-out framed once for every
+// WebSocket subscriber and its shared writers wrote, with payloads of
+// each length form (7, 16 and 64 bits) and at their edges, every one
+// whole and once (the page reports them by fetch, which may reorder).
+func TestBrowserWebSocket(t *testing.T) {
+	chromium := needTool(t, "chromium", "chromium")
+	h, err := hub.Open(hub.Options{DataDir: t.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.CreateDataset("cache", hub.DatasetConfig{CleanupPolicy: "compact"}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, h, "alpha", []byte(`{"v":1}`))
+	type msg struct{ Type, Key, ID, Value string }
+	results := make(chan msg, 1000)
+	mux := nethttp.NewServeMux()
+	mux.Handle(SubscribePattern, Subscriptions(h, SubscribeOptions{}))
+	mux.HandleFunc("GET /page", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, browserWSPage)
+	})
+	mux.HandleFunc("POST /results", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		var m msg
+		if err := json.NewDecoder(r.Body).Decode(&m); err == nil {
+			results <- m
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	startChromium(t, chromium, srv.URL+"/page")
+	// The page's fetches may arrive out of order: messages are matched
+	// by key, and their ids give their order.
+	next := func(what string) msg {
+		t.Helper()
+		select {
+		case m := <-results:
+			return m
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the page never reported %s", what)
+		}
+		return msg{}
+	}
+	got := map[string]msg{}
+	for len(got) < 2 {
+		m := next("the snapshot")
+		got[m.Type+" "+m.Key] = m
+	}
+	if got["record alpha"].Value != `{"v":1}` || got["snapshot_end "].ID == "" {
+		t.Fatalf("the snapshot: %v", got)
+	}
+	// Values whose messages are about 100 to 220 bytes long, 65,460 to
+	// 65,580, and 200,100 (the JSON around a value is about 100 bytes):
+	// every length at the edges of the length forms.
+	values := map[string]string{}
+	var sizes []int
+	for n := range 120 {
+		sizes = append(sizes, n, 65460-100+n)
+	}
+	ds, _ := h.Dataset("cache")
+	p, _ := ds.Partition(0)
+	for i, n := range append(sizes, 200000) {
+		k := "k" + strconv.Itoa(i)
+		values[k] = `"` + strings.Repeat("v", n) + `"`
+		var b codecs.Builder // no headers: the JSON around a value is short enough
+		b.Append(time.Now().UnixMilli(), []byte(k), []byte(values[k]), nil)
+		batch, _ := b.Build()
+		if _, err := p.Produce(batch, true); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 {
+			time.Sleep(10 * time.Millisecond) // caught up now and then: the shared writers write them
+		}
+	}
+	var offsets []int64
+	for len(values) > 0 {
+		m := next("the live events")
+		want, ok := values[m.Key]
+		if !ok || m.Type != "record" || m.Value != want {
+			t.Fatalf("the page got %s %s with %d bytes of value: want one of %d records", m.Type, m.Key, len(m.Value), len(values))
+		}
+		delete(values, m.Key)
+		off, err := strconv.ParseInt(m.ID[strings.LastIndexAny(m.ID, "-.")+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("id %q: %v", m.ID, err)
+		}
+		offsets = append(offsets, off)
+	}
+	slices.Sort(offsets)
+	for i := 1; i < len(offsets); i++ {
+		if offsets[i] == offsets[i-1] {
+			t.Fatalf("two messages with the id of offset %d", offsets[i])
+		}
+	}
 }

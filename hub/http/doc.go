@@ -37,5 +37,9 @@
 // AddCheck when it can be not ready. Handlers that stream hold their
 // connection until the request's context ends; Shutdown ends them (an SSE
 // subscription over HTTP/1 takes its connection over from the server and
-// writes its response itself, closed when it ends: sseStream).
+// writes its response itself, closed when it ends: sseStream; a WebSocket
+// one writes its messages to the connection that coder/websocket took
+// over: wsStream). Both get live events as frames encoded once per
+// dataset for every subscriber of their transport, written by the
+// dataset's shared writers while they are caught up.
 package http
