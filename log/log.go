@@ -41,6 +41,15 @@ type Log struct {
 	pubMu sync.Mutex // orders publications
 
 	gc    groupCommit // SyncAlways: see commit.go
+	// SyncAlways's window of zeros ahead of the data (see prewrite.go),
+	// guarded by mu: zeros are being written from zeroFrom on, and the
+	// timer that gives the window back once the log stops growing.
+	zeroing   bool
+	zeroFrom  int64
+	idleTimer *time.Timer
+	idleArmed bool
+	idleSeg   *segment
+	idleMark  int64
 	stage stage       // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
 
 	waitMu sync.Mutex
@@ -97,7 +106,7 @@ type RecoveryEvent struct {
 	Segment  string // the .log file
 	Position int64  // where the cut was made
 	Dropped  int64  // bytes cut
-	SavedTo  string // where the cut bytes were kept
+	SavedTo  string // where the cut bytes were kept, less the zeros at their end; empty if all were zeros
 	Reason   string
 }
 
@@ -256,13 +265,19 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 				return -1, -1, err
 			}
 		}
+		if l.zeroing && l.active.written+int64(len(b)) > l.zeroFrom {
+			// Zeros are being written where these bytes go (see
+			// prewrite.go).
+			l.stage.done.Wait()
+			continue
+		}
 		break
 	}
 	s := l.active
 	pos, base := s.written, s.writtenNext
 	mark := markOf(s)
 	offW, timW, lastIndexed, maxTS := s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS
-	if l.opts.Sync != SyncNever {
+	if l.opts.Sync == SyncInterval || l.opts.Sync == SyncAlways && l.opts.PrewriteBytes <= 0 {
 		l.reserveFor(s, pos+int64(len(b)))
 	}
 	var entry [timeEntrySize]byte
@@ -289,6 +304,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		return err
 	}); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
+		s.zeroed = min(s.zeroed, pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}
@@ -367,12 +383,13 @@ func (l *Log) reserveFor(s *segment, end int64) {
 	s.reserved = to
 }
 
-// dropReserve frees the blocks reserved past the end of a segment.
+// dropReserve frees the blocks reserved or written with zeros past the
+// end of a segment's data.
 func dropReserve(s *segment) {
-	if s.reserved > s.written {
+	if s.reserved > s.written || s.zeroed > s.written {
 		s.withFile(func(f File) error { releaseReserve(f, s.written); return nil })
 	}
-	s.reserved = s.written
+	s.reserved, s.zeroed = s.written, s.written
 }
 
 func (l *Log) needRoll(s *segment, size, records int64) bool {
@@ -562,6 +579,9 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 		sealHook(s.base)
 	}
 	var err error
+	// Before the sync, so that the size it makes durable is the data's:
+	// Open trusts a sealed segment's file to end with its data.
+	dropReserve(s)
 	if l.opts.Sync != SyncNever {
 		l.withSealSlot(func() {
 			if err = l.fdatasync(s); err != nil {
@@ -592,7 +612,6 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 		}
 	}
 	l.publish(s, snap)
-	dropReserve(s)
 	l.gc.advance(snap.next)
 	close(s.durable)
 
@@ -697,6 +716,9 @@ func (l *Log) Close() error {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	if l.idleTimer != nil {
+		l.idleTimer.Stop()
+	}
 	l.mu.Unlock()
 	l.stopTier()
 	if l.tier != nil {
@@ -713,15 +735,16 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	l.drain()
 	var err error
+	if l.failed == nil {
+		// Before the sync, so that the size it makes durable is the data's.
+		dropReserve(l.active)
+	}
 	if l.failed == nil && l.opts.Sync != SyncNever {
 		if err = l.fdatasync(l.active); err == nil {
 			snap := l.snapshot(l.active)
 			l.publish(l.active, snap)
 			l.gc.advance(snap.next)
 		}
-	}
-	if l.failed == nil {
-		dropReserve(l.active)
 	}
 	l.mu.Unlock()
 	close(l.done)

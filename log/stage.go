@@ -132,13 +132,14 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 }
 
 // drain makes the file hold everything appended: it waits for a running
-// write and writes what is staged. Called with l.mu held, which it
+// write, and for zeros being written ahead (see prewrite.go), and writes
+// what is staged. Called with l.mu held, which it
 // releases only while it waits for a write running.
 func (l *Log) drain() {
 	st := &l.stage
-	if st.flushing {
+	if st.flushing || l.zeroing {
 		st.draining++
-		for st.flushing {
+		for st.flushing || l.zeroing {
 			st.done.Wait()
 		}
 		st.draining--
@@ -178,6 +179,7 @@ func (l *Log) flushStage(unlock bool) {
 			st.buf, st.res, st.appends, st.batches, st.records = st.buf[:0], nil, 0, 0, 0
 		}
 		mark.restore(s)
+		s.zeroed = min(s.zeroed, mark.pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(mark.pos) }); terr != nil && l.failed == nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}
