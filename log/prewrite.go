@@ -53,6 +53,10 @@ import (
 // given back. A variable for tests.
 var prewriteIdle = time.Second
 
+// prewriteRoundMax is the most bytes a sync may carry for it to write
+// zeros ahead.
+var prewriteRoundMax int64 = 256 << 10
+
 // zeroBlock is what a window is written with: never written, so it takes
 // no memory beyond the shared zero page.
 var zeroBlock [256 << 10]byte
@@ -68,6 +72,11 @@ type prewrite struct {
 // written. Called with l.mu held, after drain.
 func (l *Log) claimPrewrite(s *segment) (prewrite, bool) {
 	if l.opts.PrewriteBytes <= 0 || s.written == 0 || l.zeroing {
+		return prewrite{}, false
+	}
+	if s.written-s.size.Load() > prewriteRoundMax {
+		// This sync carries enough that the journal commit a new size
+		// costs it is small beside the zeros' own writing.
 		return prewrite{}, false
 	}
 	ahead := min(max(s.written/8, reserveMin), l.opts.PrewriteBytes)
