@@ -40,7 +40,7 @@ type Log struct {
 
 	pubMu sync.Mutex // orders publications
 
-	gc    groupCommit // SyncAlways: see commit.go
+	gc groupCommit // SyncAlways: see commit.go
 	// SyncAlways's window of zeros ahead of the data (see prewrite.go),
 	// guarded by mu: zeros are being written from zeroFrom on, and the
 	// timer that gives the window back once the log stops growing.
@@ -50,7 +50,7 @@ type Log struct {
 	idleArmed bool
 	idleSeg   *segment
 	idleMark  int64
-	stage stage       // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
+	stage     stage // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed on the next publication, nil if none waits
