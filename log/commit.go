@@ -193,7 +193,7 @@ func (l *Log) syncLoop(mine int64) {
 		}
 		g.mark = g.appends.Load() // the snapshot holds at least these
 		g.mu.Unlock()
-		s, snap, pending, pre, err := l.syncTarget()
+		s, snap, pending, err := l.syncTarget()
 		g.mu.Lock()
 		if err != nil {
 			g.err = err
@@ -203,7 +203,7 @@ func (l *Log) syncLoop(mine int64) {
 		gen := g.started
 		g.syncing, g.covering = true, snap.next
 		g.mu.Unlock()
-		err = l.syncSegment(s, snap, pending, pre)
+		err = l.syncSegment(s, snap, pending)
 		g.mu.Lock()
 		g.syncing = false
 		if err != nil {
@@ -223,17 +223,17 @@ func (l *Log) syncLoop(mine int64) {
 }
 
 // syncTarget returns the active segment, referenced (Close must not close
-// its file under the sync), what it holds now, the segments rolled
-// before it that are not yet durable, and the zeros to write ahead of its
-// data before the sync, if its window is short (see prewrite.go).
-func (l *Log) syncTarget() (*segment, pubState, []*segment, *prewrite, error) {
+// its file under the sync), what it holds now, and the segments rolled
+// before it that are not yet durable. If the segment's window of zeros is
+// short, it starts writing more (see prewrite.go).
+func (l *Log) syncTarget() (*segment, pubState, []*segment, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.failed != nil {
-		return nil, pubState{}, nil, nil, l.failed
+		return nil, pubState{}, nil, l.failed
 	}
 	if l.closed.Load() {
-		return nil, pubState{}, nil, nil, ErrClosed
+		return nil, pubState{}, nil, ErrClosed
 	}
 	l.drain() // what the snapshot holds is written
 	s := l.active
@@ -242,22 +242,18 @@ func (l *Log) syncTarget() (*segment, pubState, []*segment, *prewrite, error) {
 	if len(l.pending) > 0 {
 		pending = slices.Clone(l.pending)
 	}
-	var pre *prewrite
 	if p, ok := l.claimPrewrite(s); ok {
-		pre = &p
+		s.acquire() // for the writer of the zeros
+		go l.writePrewrite(p)
 	}
-	return s, l.snapshot(s), pending, pre, nil
+	return s, l.snapshot(s), pending, nil
 }
 
-// syncSegment writes the zeros pre claimed, if any, waits until the
-// segments rolled before s are durable (they are published first, in roll
-// order), fdatasyncs s and publishes snap, what it held before the sync.
-// It releases s.
-func (l *Log) syncSegment(s *segment, snap pubState, pending []*segment, pre *prewrite) error {
+// syncSegment waits until the segments rolled before s are durable (they
+// are published first, in roll order), fdatasyncs s and publishes snap,
+// what it held before the sync. It releases s.
+func (l *Log) syncSegment(s *segment, snap pubState, pending []*segment) error {
 	defer s.release()
-	if pre != nil {
-		l.writePrewrite(*pre)
-	}
 	for _, p := range pending {
 		<-p.durable
 		if p.sealErr != nil {
