@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -218,19 +219,77 @@ func (l *Log) AppendAsyncChecked(b []byte) (base, next int64, err error) {
 	return l.appendAsync(b, codecs.ValidateProducedFraming)
 }
 
+// AppendStaged is AppendAsyncChecked (or AppendAsync, with check set:
+// the batches' CRCs are checked here) that returns as soon as the batches
+// have their offsets, before they are written: with SyncAlways they may
+// wait in the stage for a write that takes other appenders' batches too
+// (see stage.go). The caller must call Wait on the returned Staged, once,
+// and must not change b until it returns; Wait returns the write's error,
+// after which the offsets it returned are not the batches' (they go to
+// the appends after). A caller that assigns its own state to the offsets
+// under a lock of its own (a hub's producer sequences) takes them under
+// that lock and waits for the write after releasing it, so that the
+// appends of concurrent callers are combined into one write. With the
+// other policies, or a batch larger than the stage, the batches are
+// written before it returns.
+func (l *Log) AppendStaged(b []byte, check bool) (base, next int64, w Staged, err error) {
+	validate := codecs.ValidateProducedFraming
+	if check {
+		validate = codecs.ValidateProduced
+	}
+	base, next, res, err := l.appendStage(b, validate, true)
+	return base, next, Staged{l: l, res: res}, err
+}
+
+// Staged is an append that AppendStaged returned before its write.
+type Staged struct {
+	l   *Log
+	res *stageResult // nil when the write was done already
+}
+
+// Wait returns once the batches of the append are written, with the
+// write's error. It must be called once, and only for an append that
+// AppendStaged returned with no error.
+func (w Staged) Wait() error {
+	if w.res == nil {
+		return nil
+	}
+	l := w.l
+	defer l.gc.wrote()
+	// The appenders behind the caller's lock, which it has just
+	// released, are not yet known to the log: let them stage first,
+	// once, so that this write takes them too.
+	runtime.Gosched()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stageWait(w.res, true)
+}
+
 func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, error)) (base, next int64, err error) {
+	base, next, _, err = l.appendStage(b, validate, false)
+	return base, next, err
+}
+
+// appendStage is AppendAsync; with detach it returns as soon as the
+// batches are staged, with the stage's result for Staged.Wait (nil if
+// they were written already).
+func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, error), detach bool) (base, next int64, res *stageResult, err error) {
 	if len(b) == 0 {
-		return -1, -1, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
+		return -1, -1, nil, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
 	}
 	if l.opts.Sync == SyncAlways {
 		l.gc.writing.Add(1)
-		defer l.gc.wrote() // after l.mu is released
+		defer func() {
+			if res == nil {
+				l.gc.wrote() // after l.mu is released; else by Staged.Wait
+			}
+		}()
 	}
 	var records, batches int64
 	for p := 0; p < len(b); {
 		h, err := validate(b[p:], int(l.maxBatch.Load()))
 		if err != nil {
-			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
+			return -1, -1, nil, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
 		}
 		records += int64(h.NumRecords)
 		batches++
@@ -242,15 +301,15 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	defer l.mu.Unlock()
 	for {
 		if l.closed.Load() {
-			return -1, -1, ErrClosed
+			return -1, -1, nil, ErrClosed
 		}
 		if l.failed != nil {
-			return -1, -1, l.failed
+			return -1, -1, nil, l.failed
 		}
 		if l.tier != nil && l.tier.fenced.Load() {
 			// Another server owns the prefix: what this one would take could
 			// never be uploaded, and its disk would only grow.
-			return -1, -1, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
+			return -1, -1, nil, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
 		}
 		roll := l.needRoll(l.active, int64(len(b)), records)
 		full := len(l.stage.buf)+len(b) > stageMax
@@ -262,7 +321,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		}
 		if roll {
 			if err := l.roll(); err != nil {
-				return -1, -1, err
+				return -1, -1, nil, err
 			}
 		}
 		if l.zeroing && l.active.written+int64(len(b)) > l.zeroFrom {
@@ -294,10 +353,16 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	}
 	if staged {
 		// Published by WaitDurable once synced.
-		if err := l.stageAppend(s, b, mark, off, batches, records); err != nil {
-			return -1, -1, err
+		// A detached append is always copied: its caller lets the next
+		// appenders in before it waits, and they join its stage.
+		r := l.stageAdd(s, b, mark, off, batches, records, !detach)
+		if detach {
+			return base, off, r, nil
 		}
-		return base, off, nil
+		if err := l.stageWait(r, l.stage.borrowed); err != nil {
+			return -1, -1, nil, err
+		}
+		return base, off, nil, nil
 	}
 	if err := s.withFile(func(f File) error {
 		_, err := f.WriteAt(b, pos)
@@ -308,7 +373,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}
-		return -1, -1, fmt.Errorf("log: writing %s: %w", s.path, err)
+		return -1, -1, nil, fmt.Errorf("log: writing %s: %w", s.path, err)
 	}
 	s.written += int64(len(b))
 	s.writtenNext = off
@@ -333,7 +398,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	case SyncNever:
 		l.publish(s, l.snapshot(s))
 	}
-	return base, off, nil
+	return base, off, nil, nil
 }
 
 // indexBatch accounts for a batch written at position at with base offset

@@ -85,14 +85,16 @@ func (m stageMark) restore(s *segment) {
 	s.lastIndexed, s.writtenMaxTS, s.firstTS = m.lastIndexed, m.maxTS, m.firstTS
 }
 
-// stageAppend adds b, whose batches were indexed into s from the state m,
-// to the stage, and returns once it is written, with the write's error.
-// Called with l.mu held; it may release it while it waits.
-func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, records int64) error {
+// stageAdd adds b, whose batches were indexed into s from the state m,
+// to the stage, and returns the result its write will set. With borrow,
+// an appender alone (no write running, no one else on the way) makes b
+// itself the stage, uncopied; it must then write it before releasing
+// l.mu (stageWait with yielded set). Called with l.mu held.
+func (l *Log) stageAdd(s *segment, b []byte, m stageMark, next, batches, records int64, borrow bool) *stageResult {
 	st := &l.stage
 	if st.res == nil {
 		st.res, st.mark = new(stageResult), m
-		if !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
+		if borrow && !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
 			// Nothing staged, no write running and no other appender on
 			// its way: this one writes at once, b as it is, and only
 			// those who come during its write are staged (copied).
@@ -109,8 +111,15 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 	st.records += records
 	s.written += int64(len(b))
 	s.writtenNext = next
-	res := st.res
-	yielded := st.borrowed
+	return st.res
+}
+
+// stageWait returns once the stage whose result is res is written, with
+// the write's error: it writes the stage itself if no write runs (after
+// yielding once, unless yielded, if others are on their way). Called with
+// l.mu held; it may release it while it waits.
+func (l *Log) stageWait(res *stageResult, yielded bool) error {
+	st := &l.stage
 	for !res.done {
 		if !st.flushing && st.draining == 0 {
 			if !yielded && l.gc.writing.Load() > st.appends {
