@@ -230,8 +230,9 @@ func (l *Log) AppendAsyncChecked(b []byte) (base, next int64, err error) {
 // under a lock of its own (a hub's producer sequences) takes them under
 // that lock and waits for the write after releasing it, so that the
 // appends of concurrent callers are combined into one write. With the
-// other policies, or a batch larger than the stage, the batches are
-// written before it returns.
+// other policies, a batch larger than the stage, or 128 KiB or more when
+// no other append is staged or being written, the batches are written
+// before it returns.
 func (l *Log) AppendStaged(b []byte, check bool) (base, next int64, w Staged, err error) {
 	validate := codecs.ValidateProducedFraming
 	if check {
@@ -240,6 +241,10 @@ func (l *Log) AppendStaged(b []byte, check bool) (base, next int64, w Staged, er
 	base, next, res, err := l.appendStage(b, validate, true)
 	return base, next, Staged{l: l, res: res}, err
 }
+
+// detachCopyMax is the size from which AppendStaged writes an append
+// alone at once rather than copy it into the stage.
+const detachCopyMax = 128 << 10
 
 // Staged is an append that AppendStaged returned before its write.
 type Staged struct {
@@ -353,13 +358,16 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 	}
 	if staged {
 		// Published by WaitDurable once synced.
-		// A detached append is always copied: its caller lets the next
-		// appenders in before it waits, and they join its stage.
-		r := l.stageAdd(s, b, mark, off, batches, records, !detach)
-		if detach {
+		// A small detached append is copied into the stage: its caller
+		// lets the next appenders in before it waits, and they join it.
+		// A large one alone is written at once, uncopied, as AppendAsync
+		// writes it: it has little to gain from company.
+		r := l.stageAdd(s, b, mark, off, batches, records, !detach || len(b) >= detachCopyMax)
+		borrowed := l.stage.borrowed
+		if detach && !borrowed {
 			return base, off, r, nil
 		}
-		if err := l.stageWait(r, l.stage.borrowed); err != nil {
+		if err := l.stageWait(r, borrowed); err != nil {
 			return -1, -1, nil, err
 		}
 		return base, off, nil, nil
