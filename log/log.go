@@ -341,7 +341,10 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 	pos, base := s.written, s.writtenNext
 	mark := markOf(s)
 	offW, timW, lastIndexed, maxTS := s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS
-	if l.opts.Sync == SyncInterval || l.opts.Sync == SyncAlways && l.opts.PrewriteBytes <= 0 {
+	if l.opts.Sync != SyncNever {
+		// With SyncAlways too: a sync that carries too much for a window
+		// of zeros to pay (see prewrite.go) still finds its blocks
+		// allocated.
 		l.reserveFor(s, pos+int64(len(b)))
 	}
 	var entry [timeEntrySize]byte

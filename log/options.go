@@ -76,8 +76,8 @@ type Options struct {
 	// or new extents (see prewrite.go). The window is given back when the
 	// segment is sealed, on Close, and when the log has not grown for
 	// about a second. Default 4 MiB; negative: no window (blocks are
-	// reserved with fallocate instead, as with the other policies: a
-	// copy-on-write filesystem gains nothing from overwriting).
+	// only reserved with fallocate, as with SyncInterval: a copy-on-write
+	// filesystem gains nothing from overwriting).
 	PrewriteBytes int64
 	// RetentionTime deletes closed segments whose newest record is older.
 	// Default 0: no time limit.
