@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,20 +250,16 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		p.mu.Unlock()
 		return p.finishDelayed(res, dres, q, entries, dnext, waitDurable, err)
 	}
-	var base, next int64
-	if check { // checkProduced has verified every batch's CRC
-		base, next, err = p.log.AppendAsyncChecked(records[skip:])
-	} else {
-		base, next, err = p.log.AppendAsync(records[skip:])
-	}
+	// The offsets are taken under p.mu, the write waited for after it:
+	// with fsync always, concurrent produces to the partition then share
+	// one write (see log.AppendStaged), as they share one fdatasync.
+	// (check is false for the hub's own batches, whose CRCs the log
+	// checks; checkProduced has verified the others'.)
+	base, next, w, err := p.log.AppendStaged(records[skip:], !check)
 	if err != nil {
 		p.mu.Unlock()
 		return res, appendErr(err)
 	}
-	if res.BaseOffset < 0 {
-		res.BaseOffset = base
-	}
-	res.Next = next
 	off := base
 	for i := range hs {
 		h := &hs[i]
@@ -272,6 +269,16 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		off += int64(h.LastOffsetDelta) + 1
 	}
 	p.mu.Unlock()
+	if err := w.Wait(); err != nil {
+		p.mu.Lock()
+		p.forgetBatches(hs, base)
+		p.mu.Unlock()
+		return res, appendErr(err)
+	}
+	if res.BaseOffset < 0 {
+		res.BaseOffset = base
+	}
+	res.Next = next
 	res.LogStartOffset = p.StartOffset()
 	if waitDurable {
 		if err := p.log.WaitDurable(next); err != nil {
@@ -362,6 +369,29 @@ func (p *Partition) recordBatch(h *codecs.Header, base, now int64) {
 	}
 	st.Batches = append(st.Batches, batchEntry{FirstSeq: h.BaseSequence, LastSeq: h.BaseSequence + h.LastOffsetDelta,
 		BaseOffset: base, NextOffset: base + int64(h.LastOffsetDelta) + 1})
+}
+
+// forgetBatches takes back what recordBatch remembered of the batches hs,
+// stored from offset base, whose write failed: the log gives their
+// offsets to the appends after, and a retry must be stored, not answered
+// as a duplicate. (A cached batch recordBatch dropped to make room is not
+// brought back: a retry of it gets ErrOutOfOrderSequence, never a
+// success for records that are not there.)
+func (p *Partition) forgetBatches(hs []codecs.Header, base int64) {
+	off := base
+	for i := range hs {
+		h := &hs[i]
+		if st := p.producers[h.ProducerID]; h.ProducerID >= 0 && st != nil {
+			st.Batches = slices.DeleteFunc(st.Batches, func(e batchEntry) bool {
+				return e.BaseOffset == off && e.FirstSeq == h.BaseSequence
+			})
+			if st.TxnOpen && st.TxnFirst == off {
+				st.TxnOpen = false
+				p.openTxns.Add(-1)
+			}
+		}
+		off += int64(h.LastOffsetDelta) + 1
+	}
 }
 
 type snapshotFile struct {

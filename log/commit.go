@@ -224,7 +224,8 @@ func (l *Log) syncLoop(mine int64) {
 
 // syncTarget returns the active segment, referenced (Close must not close
 // its file under the sync), what it holds now, and the segments rolled
-// before it that are not yet durable.
+// before it that are not yet durable. If the segment's window of zeros is
+// short, it starts writing more (see prewrite.go).
 func (l *Log) syncTarget() (*segment, pubState, []*segment, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -240,6 +241,10 @@ func (l *Log) syncTarget() (*segment, pubState, []*segment, error) {
 	var pending []*segment
 	if len(l.pending) > 0 {
 		pending = slices.Clone(l.pending)
+	}
+	if p, ok := l.claimPrewrite(s); ok {
+		s.acquire() // for the writer of the zeros
+		go l.writePrewrite(p)
 	}
 	return s, l.snapshot(s), pending, nil
 }

@@ -156,7 +156,7 @@ func runCrashKill9(t *testing.T, roll bool) (cold int) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var acked []ack
-	var torn, unsealedAtKill int
+	var torn, zeroCuts, unsealedAtKill int
 	var unsealed int64
 	for iter := range iterations {
 		cmd := exec.Command(exe, "-test.run=^$")
@@ -220,6 +220,11 @@ func runCrashKill9(t *testing.T, roll bool) (cold int) {
 			t.Fatalf("iteration %d: reopening after kill -9: %v", iter, err)
 		}
 		torn += len(l.Recovered())
+		for _, ev := range l.Recovered() {
+			if ev.SavedTo == "" {
+				zeroCuts++ // the window of zeros ahead of the data (see prewrite.go)
+			}
+		}
 		if l.TierStats().ColdSegments > 0 {
 			cold++
 		}
@@ -227,12 +232,15 @@ func runCrashKill9(t *testing.T, roll bool) (cold int) {
 		checkCrashLog(t, l, acked)
 		l.Close()
 		if iter == iterations-1 {
-			t.Logf("%d kills, %d acknowledged batches checked, %d torn tails cut, %d closed segments found unsealed, log of %d records",
-				iterations, len(acked), torn, unsealed, l.HighWatermark())
+			t.Logf("%d kills, %d acknowledged batches checked, %d tails cut (%d of zeros only), %d closed segments found unsealed, log of %d records",
+				iterations, len(acked), torn, zeroCuts, unsealed, l.HighWatermark())
 		}
 	}
 	if int64(unsealedAtKill) != unsealed {
 		t.Fatalf("%d closed segments had no index after the kills, recovery scanned %d", unsealedAtKill, unsealed)
+	}
+	if zeroCuts == 0 && iterations >= 10 {
+		t.Fatalf("no kill in %d left zeros written ahead of the data: the window of fsync always is not tested", iterations)
 	}
 	if roll && unsealed == 0 {
 		t.Fatalf("no kill landed during a roll in %d iterations", iterations)

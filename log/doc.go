@@ -71,6 +71,11 @@
 // between 64 KiB and 4 MiB, so that appends rarely wait on block allocation;
 // the reserve is given back when the segment is sealed or the log closed. A
 // partition takes its data plus that step on disk, never a whole segment.
+// With SyncAlways the step is written with zeros instead (Options.
+// PrewriteBytes), so that appends overwrite written blocks, whose
+// fdatasync needs no journal commit; it is given back on seal, Close and
+// when the log stops growing, and recovery cuts zeros after the last
+// batch like a torn tail (see prewrite.go).
 //
 // The sync policy decides when data reaches the disk:
 //
@@ -82,7 +87,9 @@
 //     not coming), so that one sync takes them all rather than half. Their
 //     writes are combined too: appends that arrive while one write runs
 //     are staged and written together by the next (see stage.go), each
-//     Append still getting its own write's error.
+//     Append still getting its own write's error. A caller that takes
+//     offsets under a lock of its own uses AppendStaged and waits for the
+//     write after releasing it, so that its callers' appends combine too.
 //   - SyncInterval: Append returns after the write; a timer syncs dirty data
 //     every SyncInterval.
 //   - SyncNever: the operating system decides.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,17 @@ type Log struct {
 
 	pubMu sync.Mutex // orders publications
 
-	gc    groupCommit // SyncAlways: see commit.go
-	stage stage       // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
+	gc groupCommit // SyncAlways: see commit.go
+	// SyncAlways's window of zeros ahead of the data (see prewrite.go),
+	// guarded by mu: zeros are being written from zeroFrom on, and the
+	// timer that gives the window back once the log stops growing.
+	zeroing   bool
+	zeroFrom  int64
+	idleTimer *time.Timer
+	idleArmed bool
+	idleSeg   *segment
+	idleMark  int64
+	stage     stage // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed on the next publication, nil if none waits
@@ -97,7 +107,7 @@ type RecoveryEvent struct {
 	Segment  string // the .log file
 	Position int64  // where the cut was made
 	Dropped  int64  // bytes cut
-	SavedTo  string // where the cut bytes were kept
+	SavedTo  string // where the cut bytes were kept, less the zeros at their end; empty if all were zeros
 	Reason   string
 }
 
@@ -209,19 +219,82 @@ func (l *Log) AppendAsyncChecked(b []byte) (base, next int64, err error) {
 	return l.appendAsync(b, codecs.ValidateProducedFraming)
 }
 
+// AppendStaged is AppendAsyncChecked (or AppendAsync, with check set:
+// the batches' CRCs are checked here) that returns as soon as the batches
+// have their offsets, before they are written: with SyncAlways they may
+// wait in the stage for a write that takes other appenders' batches too
+// (see stage.go). The caller must call Wait on the returned Staged, once,
+// and must not change b until it returns; Wait returns the write's error,
+// after which the offsets it returned are not the batches' (they go to
+// the appends after). A caller that assigns its own state to the offsets
+// under a lock of its own (a hub's producer sequences) takes them under
+// that lock and waits for the write after releasing it, so that the
+// appends of concurrent callers are combined into one write. With the
+// other policies, a batch larger than the stage, or 128 KiB or more when
+// no other append is staged or being written, the batches are written
+// before it returns.
+func (l *Log) AppendStaged(b []byte, check bool) (base, next int64, w Staged, err error) {
+	validate := codecs.ValidateProducedFraming
+	if check {
+		validate = codecs.ValidateProduced
+	}
+	base, next, res, err := l.appendStage(b, validate, true)
+	return base, next, Staged{l: l, res: res}, err
+}
+
+// detachCopyMax is the size from which AppendStaged writes an append
+// alone at once rather than copy it into the stage.
+const detachCopyMax = 128 << 10
+
+// Staged is an append that AppendStaged returned before its write.
+type Staged struct {
+	l   *Log
+	res *stageResult // nil when the write was done already
+}
+
+// Wait returns once the batches of the append are written, with the
+// write's error. It must be called once, and only for an append that
+// AppendStaged returned with no error.
+func (w Staged) Wait() error {
+	if w.res == nil {
+		return nil
+	}
+	l := w.l
+	defer l.gc.wrote()
+	// The appenders behind the caller's lock, which it has just
+	// released, are not yet known to the log: let them stage first,
+	// once, so that this write takes them too.
+	runtime.Gosched()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stageWait(w.res, true)
+}
+
 func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, error)) (base, next int64, err error) {
+	base, next, _, err = l.appendStage(b, validate, false)
+	return base, next, err
+}
+
+// appendStage is AppendAsync; with detach it returns as soon as the
+// batches are staged, with the stage's result for Staged.Wait (nil if
+// they were written already).
+func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, error), detach bool) (base, next int64, res *stageResult, err error) {
 	if len(b) == 0 {
-		return -1, -1, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
+		return -1, -1, nil, &codecs.BatchError{BaseOffset: -1, Reason: "no batches", Err: codecs.ErrCorrupt}
 	}
 	if l.opts.Sync == SyncAlways {
 		l.gc.writing.Add(1)
-		defer l.gc.wrote() // after l.mu is released
+		defer func() {
+			if res == nil {
+				l.gc.wrote() // after l.mu is released; else by Staged.Wait
+			}
+		}()
 	}
 	var records, batches int64
 	for p := 0; p < len(b); {
 		h, err := validate(b[p:], int(l.maxBatch.Load()))
 		if err != nil {
-			return -1, -1, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
+			return -1, -1, nil, fmt.Errorf("log: rejected batch at byte %d of %d: %w", p, len(b), err)
 		}
 		records += int64(h.NumRecords)
 		batches++
@@ -233,15 +306,15 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	defer l.mu.Unlock()
 	for {
 		if l.closed.Load() {
-			return -1, -1, ErrClosed
+			return -1, -1, nil, ErrClosed
 		}
 		if l.failed != nil {
-			return -1, -1, l.failed
+			return -1, -1, nil, l.failed
 		}
 		if l.tier != nil && l.tier.fenced.Load() {
 			// Another server owns the prefix: what this one would take could
 			// never be uploaded, and its disk would only grow.
-			return -1, -1, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
+			return -1, -1, nil, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
 		}
 		roll := l.needRoll(l.active, int64(len(b)), records)
 		full := len(l.stage.buf)+len(b) > stageMax
@@ -253,8 +326,14 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 		}
 		if roll {
 			if err := l.roll(); err != nil {
-				return -1, -1, err
+				return -1, -1, nil, err
 			}
+		}
+		if l.zeroing && l.active.written+int64(len(b)) > l.zeroFrom {
+			// Zeros are being written where these bytes go (see
+			// prewrite.go).
+			l.stage.done.Wait()
+			continue
 		}
 		break
 	}
@@ -263,6 +342,9 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	mark := markOf(s)
 	offW, timW, lastIndexed, maxTS := s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS
 	if l.opts.Sync != SyncNever {
+		// With SyncAlways too: a sync that carries too much for a window
+		// of zeros to pay (see prewrite.go) still finds its blocks
+		// allocated.
 		l.reserveFor(s, pos+int64(len(b)))
 	}
 	var entry [timeEntrySize]byte
@@ -279,20 +361,30 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	}
 	if staged {
 		// Published by WaitDurable once synced.
-		if err := l.stageAppend(s, b, mark, off, batches, records); err != nil {
-			return -1, -1, err
+		// A small detached append is copied into the stage: its caller
+		// lets the next appenders in before it waits, and they join it.
+		// A large one alone is written at once, uncopied, as AppendAsync
+		// writes it: it has little to gain from company.
+		r := l.stageAdd(s, b, mark, off, batches, records, !detach || len(b) >= detachCopyMax)
+		borrowed := l.stage.borrowed
+		if detach && !borrowed {
+			return base, off, r, nil
 		}
-		return base, off, nil
+		if err := l.stageWait(r, borrowed); err != nil {
+			return -1, -1, nil, err
+		}
+		return base, off, nil, nil
 	}
 	if err := s.withFile(func(f File) error {
 		_, err := f.WriteAt(b, pos)
 		return err
 	}); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
+		s.zeroed = min(s.zeroed, pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}
-		return -1, -1, fmt.Errorf("log: writing %s: %w", s.path, err)
+		return -1, -1, nil, fmt.Errorf("log: writing %s: %w", s.path, err)
 	}
 	s.written += int64(len(b))
 	s.writtenNext = off
@@ -317,7 +409,7 @@ func (l *Log) appendAsync(b []byte, validate func([]byte, int) (codecs.Header, e
 	case SyncNever:
 		l.publish(s, l.snapshot(s))
 	}
-	return base, off, nil
+	return base, off, nil, nil
 }
 
 // indexBatch accounts for a batch written at position at with base offset
@@ -367,12 +459,13 @@ func (l *Log) reserveFor(s *segment, end int64) {
 	s.reserved = to
 }
 
-// dropReserve frees the blocks reserved past the end of a segment.
+// dropReserve frees the blocks reserved or written with zeros past the
+// end of a segment's data.
 func dropReserve(s *segment) {
-	if s.reserved > s.written {
+	if s.reserved > s.written || s.zeroed > s.written {
 		s.withFile(func(f File) error { releaseReserve(f, s.written); return nil })
 	}
-	s.reserved = s.written
+	s.reserved, s.zeroed = s.written, s.written
 }
 
 func (l *Log) needRoll(s *segment, size, records int64) bool {
@@ -562,6 +655,9 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 		sealHook(s.base)
 	}
 	var err error
+	// Before the sync, so that the size it makes durable is the data's:
+	// Open trusts a sealed segment's file to end with its data.
+	dropReserve(s)
 	if l.opts.Sync != SyncNever {
 		l.withSealSlot(func() {
 			if err = l.fdatasync(s); err != nil {
@@ -592,7 +688,6 @@ func (l *Log) sealInBackground(s, prev *segment, snap pubState) {
 		}
 	}
 	l.publish(s, snap)
-	dropReserve(s)
 	l.gc.advance(snap.next)
 	close(s.durable)
 
@@ -697,6 +792,9 @@ func (l *Log) Close() error {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	if l.idleTimer != nil {
+		l.idleTimer.Stop()
+	}
 	l.mu.Unlock()
 	l.stopTier()
 	if l.tier != nil {
@@ -713,15 +811,16 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	l.drain()
 	var err error
+	if l.failed == nil {
+		// Before the sync, so that the size it makes durable is the data's.
+		dropReserve(l.active)
+	}
 	if l.failed == nil && l.opts.Sync != SyncNever {
 		if err = l.fdatasync(l.active); err == nil {
 			snap := l.snapshot(l.active)
 			l.publish(l.active, snap)
 			l.gc.advance(snap.next)
 		}
-	}
-	if l.failed == nil {
-		dropReserve(l.active)
 	}
 	l.mu.Unlock()
 	close(l.done)

@@ -60,9 +60,10 @@ func newMemDir() *memDir {
 // their synced data under the durable names. m itself is unchanged.
 func (m *MemFS) CrashClone() *MemFS { return m.crashClone(nil) }
 
-// CrashCloneTorn is CrashClone, except that each file whose data grew
-// past its synced data by appends keeps a random part of the appended
-// bytes too, as a torn write does.
+// CrashCloneTorn is CrashClone, except that each file keeps part of what
+// was written since its last sync, as a torn write does: a random part of
+// what was appended, and each 4 KiB page written over, old or new at
+// random.
 func (m *MemFS) CrashCloneTorn(rng *rand.Rand) *MemFS { return m.crashClone(rng) }
 
 func (m *MemFS) crashClone(rng *rand.Rand) *MemFS {
@@ -77,8 +78,8 @@ func (m *MemFS) crashClone(rng *rand.Rand) *MemFS {
 			if !ok {
 				n.mu.RLock()
 				data := slices.Clone(n.synced)
-				if rng != nil && len(n.data) > len(n.synced) && bytes.HasPrefix(n.data, n.synced) {
-					data = append(data, n.data[len(n.synced):len(n.synced)+rng.IntN(len(n.data)-len(n.synced)+1)]...)
+				if rng != nil {
+					data = tornData(rng, n.synced, n.data)
 				}
 				mtime := n.mtime
 				n.mu.RUnlock()
@@ -90,6 +91,34 @@ func (m *MemFS) crashClone(rng *rand.Rand) *MemFS {
 		c.dirs[path] = cd
 	}
 	return c
+}
+
+// tornData is what a torn write leaves of a file whose synced data is
+// synced and whose data is now data: the size grows by a random part of
+// what was appended, and each 4 KiB page that the writes since the sync
+// changed holds, at random, its old bytes or its new ones (the old bytes
+// of a page past the synced size being zeros): pages reach the disk in any
+// order, so overwrites of zeros written ahead can land torn, or after a
+// page before them that never did.
+func tornData(rng *rand.Rand, synced, data []byte) []byte {
+	size := len(synced)
+	if len(data) > len(synced) {
+		size += rng.IntN(len(data) - len(synced) + 1)
+	}
+	out := make([]byte, size)
+	copy(out, synced)
+	const page = 4096
+	for at := 0; at < size; at += page {
+		end := min(at+page, size)
+		if at >= len(data) {
+			break
+		}
+		newer := data[at:min(end, len(data))]
+		if !bytes.Equal(newer, out[at:at+len(newer)]) && rng.IntN(2) == 0 {
+			copy(out[at:], newer)
+		}
+	}
+	return out
 }
 
 func cleanPath(name string) string { return filepath.Clean("/" + name) }

@@ -68,6 +68,17 @@ type Options struct {
 	Sync SyncPolicy
 	// SyncInterval is the flush period of SyncInterval. Default 10ms.
 	SyncInterval time.Duration
+	// PrewriteBytes bounds, with SyncAlways, the window of zeros written
+	// and synced ahead of the active segment's data (an eighth of the
+	// segment's data, between 64 KiB and PrewriteBytes), so that appends
+	// overwrite blocks already written and inside the file, whose
+	// fdatasync carries data only, with no journal commit for a new size
+	// or new extents (see prewrite.go). The window is given back when the
+	// segment is sealed, on Close, and when the log has not grown for
+	// about a second. Default 4 MiB; negative: no window (blocks are
+	// only reserved with fallocate, as with SyncInterval: a copy-on-write
+	// filesystem gains nothing from overwriting).
+	PrewriteBytes int64
 	// RetentionTime deletes closed segments whose newest record is older.
 	// Default 0: no time limit.
 	RetentionTime time.Duration
@@ -175,6 +186,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 10 * time.Millisecond
+	}
+	if o.PrewriteBytes == 0 {
+		o.PrewriteBytes = 4 << 20
 	}
 	if o.RetentionTime < 0 || o.RetentionBytes < 0 || o.LocalRetentionTime < 0 || o.LocalRetentionBytes < 0 {
 		return fmt.Errorf("log: negative retention")

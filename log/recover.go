@@ -1,6 +1,7 @@
 package log
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -158,8 +159,13 @@ func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error
 			return err
 		}
 		l.recovered = append(l.recovered, ev)
-		l.opts.Logger.Warn("log: cut a torn or damaged tail from a segment",
-			"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
+		if ev.SavedTo == "" {
+			l.opts.Logger.Info("log: cut zeros after the last batch of a segment (written ahead of the data, or never written)",
+				"segment", s.path, "position", ev.Position, "bytes", ev.Dropped)
+		} else {
+			l.opts.Logger.Warn("log: cut a torn or damaged tail from a segment",
+				"segment", s.path, "position", ev.Position, "bytes", ev.Dropped, "saved_to", ev.SavedTo, "reason", ev.Reason)
+		}
 	}
 	s.written, s.writtenNext = res.end, res.next
 	// Free blocks a crash left reserved past the end.
@@ -233,16 +239,26 @@ func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool
 }
 
 // cutTail keeps the bytes of s from pos to size in a .corrupt file beside
-// it, then truncates s to pos.
+// it, then truncates s to pos. Zeros after the last 4 KiB block holding
+// anything else are not kept: they are the window written ahead of the
+// data (see prewrite.go), or blocks whose data never reached the disk. A
+// tail of zeros alone is cut with no file kept: the event's SavedTo is
+// empty.
 func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryEvent, error) {
 	ev := RecoveryEvent{Segment: s.path, Position: pos, Dropped: size - pos, Reason: why.Error()}
-	ev.SavedTo = fmt.Sprintf("%s.%d%s", s.path, pos, corruptSuffix)
 	tail := make([]byte, size-pos)
 	if _, err := f.ReadAt(tail, pos); err != nil && err != io.EOF {
 		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
 	}
-	if err := writeFileSync(l.fs, ev.SavedTo, tail, true); err != nil {
-		return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
+	if n := len(trimZeros(tail)); n > 0 {
+		const block = 4096
+		kept := tail[:min(len(tail), (n+block-1)/block*block)]
+		ev.SavedTo = fmt.Sprintf("%s.%d%s", s.path, pos, corruptSuffix)
+		if err := writeFileSync(l.fs, ev.SavedTo, kept, true); err != nil {
+			return ev, fmt.Errorf("log: saving the tail of %s: %w", s.path, err)
+		}
+	} else {
+		ev.Reason = "zeros after the last batch: " + ev.Reason
 	}
 	if err := f.Truncate(pos); err != nil {
 		return ev, fmt.Errorf("log: truncating %s: %w", s.path, err)
@@ -251,6 +267,35 @@ func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryE
 		return ev, fmt.Errorf("log: syncing %s: %w", s.path, err)
 	}
 	return ev, nil
+}
+
+// trimZeros returns b without the zeros at its end.
+func trimZeros(b []byte) []byte {
+	n := len(b)
+	for n >= 8 && binary.LittleEndian.Uint64(b[n-8:]) == 0 {
+		n -= 8
+	}
+	for n > 0 && b[n-1] == 0 {
+		n--
+	}
+	return b[:n]
+}
+
+// zerosFrom reports whether f holds only zeros from pos to size: the
+// window written ahead of a segment's data (see prewrite.go).
+func zerosFrom(f io.ReaderAt, pos, size int64) (bool, error) {
+	buf := make([]byte, min(size-pos, 1<<20))
+	for pos < size {
+		n := min(int64(len(buf)), size-pos)
+		if _, err := f.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
+			return false, err
+		}
+		if len(trimZeros(buf[:n])) > 0 {
+			return false, nil
+		}
+		pos += n
+	}
+	return true, nil
 }
 
 // openClosed opens a closed segment through its index files when they pass

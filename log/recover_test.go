@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/weirhub/weir/codecs"
@@ -70,9 +71,14 @@ func TestRecoverTornTail(t *testing.T) {
 				if len(ev) != 1 || ev[0].Dropped != int64(cutBytes) || !errors.Is(errorsFrom(t, ev[0]), nil) {
 					t.Fatalf("recovery events %+v, want one of %d bytes", ev, cutBytes)
 				}
-				saved, err := os.ReadFile(ev[0].SavedTo)
-				if err != nil || len(saved) != cutBytes {
-					t.Fatalf("saved tail: %d bytes, %v", len(saved), err)
+				b, _ := os.ReadFile(segmentName(src, 0, logSuffix))
+				if cut := b[c.keep-cutBytes : c.keep]; !bytes.Equal(cut, make([]byte, cutBytes)) {
+					saved, err := os.ReadFile(ev[0].SavedTo)
+					if err != nil || !bytes.Equal(saved, cut) {
+						t.Fatalf("saved tail: %d bytes, %v", len(saved), err)
+					}
+				} else if ev[0].SavedTo != "" {
+					t.Fatalf("a tail of zeros saved to %s", ev[0].SavedTo)
 				}
 			} else if len(ev) != 0 {
 				t.Fatalf("cut on a boundary but recovery reports %+v", ev)
@@ -122,8 +128,12 @@ func TestRecoverGarbageTail(t *testing.T) {
 			if got := readAll(t, l, 0); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("read %d records, want %d", len(got), len(want))
 			}
-			if ev := l.Recovered(); len(ev) != 1 || ev[0].Dropped != int64(len(tail)) {
+			ev := l.Recovered()
+			if len(ev) != 1 || ev[0].Dropped != int64(len(tail)) {
 				t.Fatalf("recovery events %+v, want one of %d bytes", ev, len(tail))
+			}
+			if zeros := !slices.ContainsFunc(tail, func(b byte) bool { return b != 0 }); zeros != (ev[0].SavedTo == "") {
+				t.Fatalf("a tail of %d bytes (zeros: %v) saved to %q", len(tail), zeros, ev[0].SavedTo)
 			}
 		})
 	}

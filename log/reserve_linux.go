@@ -35,3 +35,12 @@ func reservedPast(f File, end int64) bool {
 func releaseReserve(f File, end int64) {
 	f.Truncate(end)
 }
+
+// startWriteback starts writing [from, from+n) of f back to the disk
+// without waiting (sync_file_range SYNC_FILE_RANGE_WRITE), so that a later
+// fdatasync finds it written or on its way. Best effort.
+func startWriteback(f File, from, n int64) {
+	if o := osOf(f); o != nil {
+		syscall.SyncFileRange(int(o.Fd()), from, n, 0x2) // SYNC_FILE_RANGE_WRITE
+	}
+}

@@ -53,6 +53,7 @@ type segment struct {
 	lastIndexed  int64 // position of the last offset index entry, -1 before any
 	firstTS      int64 // max timestamp of the first batch, for roll by age
 	reserved     int64 // file blocks reserved up to here, >= written
+	zeroed       int64 // with SyncAlways, zeros fill the file from written to here (see prewrite.go)
 
 	// durable is closed once a rolled segment's data is on disk (or its
 	// sync failed, with sealErr set); nil for the active segment.

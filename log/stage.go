@@ -85,14 +85,16 @@ func (m stageMark) restore(s *segment) {
 	s.lastIndexed, s.writtenMaxTS, s.firstTS = m.lastIndexed, m.maxTS, m.firstTS
 }
 
-// stageAppend adds b, whose batches were indexed into s from the state m,
-// to the stage, and returns once it is written, with the write's error.
-// Called with l.mu held; it may release it while it waits.
-func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, records int64) error {
+// stageAdd adds b, whose batches were indexed into s from the state m,
+// to the stage, and returns the result its write will set. With borrow,
+// an appender alone (no write running, no one else on the way) makes b
+// itself the stage, uncopied; it must then write it before releasing
+// l.mu (stageWait with yielded set). Called with l.mu held.
+func (l *Log) stageAdd(s *segment, b []byte, m stageMark, next, batches, records int64, borrow bool) *stageResult {
 	st := &l.stage
 	if st.res == nil {
 		st.res, st.mark = new(stageResult), m
-		if !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
+		if borrow && !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
 			// Nothing staged, no write running and no other appender on
 			// its way: this one writes at once, b as it is, and only
 			// those who come during its write are staged (copied).
@@ -109,8 +111,15 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 	st.records += records
 	s.written += int64(len(b))
 	s.writtenNext = next
-	res := st.res
-	yielded := st.borrowed
+	return st.res
+}
+
+// stageWait returns once the stage whose result is res is written, with
+// the write's error: it writes the stage itself if no write runs (after
+// yielding once, unless yielded, if others are on their way). Called with
+// l.mu held; it may release it while it waits.
+func (l *Log) stageWait(res *stageResult, yielded bool) error {
+	st := &l.stage
 	for !res.done {
 		if !st.flushing && st.draining == 0 {
 			if !yielded && l.gc.writing.Load() > st.appends {
@@ -132,13 +141,14 @@ func (l *Log) stageAppend(s *segment, b []byte, m stageMark, next, batches, reco
 }
 
 // drain makes the file hold everything appended: it waits for a running
-// write and writes what is staged. Called with l.mu held, which it
+// write, and for zeros being written ahead (see prewrite.go), and writes
+// what is staged. Called with l.mu held, which it
 // releases only while it waits for a write running.
 func (l *Log) drain() {
 	st := &l.stage
-	if st.flushing {
+	if st.flushing || l.zeroing {
 		st.draining++
-		for st.flushing {
+		for st.flushing || l.zeroing {
 			st.done.Wait()
 		}
 		st.draining--
@@ -178,6 +188,7 @@ func (l *Log) flushStage(unlock bool) {
 			st.buf, st.res, st.appends, st.batches, st.records = st.buf[:0], nil, 0, 0, 0
 		}
 		mark.restore(s)
+		s.zeroed = min(s.zeroed, mark.pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(mark.pos) }); terr != nil && l.failed == nil {
 			l.failed = fmt.Errorf("%w: truncating %s after a failed write: %v", ErrFailed, s.path, terr)
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -200,4 +201,90 @@ func TestStageWriteFailure(t *testing.T) {
 	if _, err := Verify(dir, nil); err != nil {
 		t.Fatalf("Verify after a failed write: %v", err)
 	}
+}
+
+// TestAppendStaged: callers that take offsets under a lock of their own
+// (AppendStaged) and wait for the write after releasing it share writes;
+// with AppendAsync under the same lock each append is a write of its
+// own. A failed write is Wait's error, and its offsets go to the appends
+// after.
+func TestAppendStaged(t *testing.T) {
+	for _, detached := range []bool{true, false} {
+		t.Run(fmt.Sprint("detached=", detached), func(t *testing.T) {
+			l := openLog(t, t.TempDir(), Options{Sync: SyncAlways})
+			defer l.Close()
+			const callers, each = 16, 40
+			var mu sync.Mutex // the caller's own lock
+			var wg sync.WaitGroup
+			for c := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						b := batchOf(t, fmt.Sprintf("c%d.%d", c, i), 2, 100, 0)
+						mu.Lock()
+						var next int64
+						var err error
+						if detached {
+							var w Staged
+							_, next, w, err = l.AppendStaged(b, true)
+							mu.Unlock()
+							if err == nil {
+								err = w.Wait()
+							}
+						} else {
+							_, next, err = l.AppendAsync(b)
+							mu.Unlock()
+						}
+						if err == nil {
+							err = l.WaitDurable(next)
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			st := l.Stats()
+			if n := len(readAll(t, l, 0)); n != callers*each*2 {
+				t.Fatalf("read %d records, want %d", n, callers*each*2)
+			}
+			if combined := st.Writes*2 <= st.Appends; combined != detached {
+				t.Fatalf("%d appends took %d writes (detached %v)", st.Appends, st.Writes, detached)
+			}
+			t.Logf("%d appends, %d writes", st.Appends, st.Writes)
+		})
+	}
+
+	t.Run("failure", func(t *testing.T) {
+		var full atomic.Bool
+		fsys := &FaultFS{FS: OSFS(), Fail: func(op, path string) error {
+			if op == "write" && full.Load() {
+				return syscall.ENOSPC
+			}
+			return nil
+		}}
+		l := openLog(t, t.TempDir(), Options{Sync: SyncAlways, FS: fsys})
+		defer l.Close()
+		if _, err := l.Append(batchOf(t, "before", 3, 50, 0)); err != nil {
+			t.Fatal(err)
+		}
+		full.Store(true)
+		base, _, w, err := l.AppendStaged(batchOf(t, "lost", 2, 50, 0), true)
+		if err != nil || base != 3 {
+			t.Fatalf("AppendStaged = %d, %v; want base 3", base, err)
+		}
+		if err := w.Wait(); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("Wait of a failed write = %v, want ENOSPC", err)
+		}
+		full.Store(false)
+		if base, err := l.Append(batchOf(t, "after", 2, 50, 0)); err != nil || base != 3 {
+			t.Fatalf("Append after the failure = %d, %v; want base 3", base, err)
+		}
+		if got := readAll(t, l, 0); fmt.Sprint(got) != "[before/0/3 before/1/3 before/2/3 after/0/2 after/1/2]" {
+			t.Fatalf("read %v", got)
+		}
+	})
 }

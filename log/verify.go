@@ -14,7 +14,7 @@ type SegmentInfo struct {
 	Path           string
 	BaseOffset     int64
 	NextOffset     int64 // offset after the last batch
-	Bytes          int64
+	Bytes          int64 // of batches (zeros written ahead of them are not counted)
 	Batches        int64
 	Records        int64
 	FirstTimestamp int64 // of the first batch; math.MinInt64 when empty
@@ -53,6 +53,10 @@ func Inspect(dir string) ([]SegmentInfo, error) {
 		for pos := int64(0); pos < info.Bytes; {
 			h, err := hr.header(pos, info.Bytes)
 			if err != nil {
+				if zeros, zerr := zerosFrom(f, pos, info.Bytes); zerr == nil && zeros {
+					info.Bytes = pos // the window written ahead (see prewrite.go)
+					break
+				}
 				info.Problem = fmt.Sprintf("position %d: %v", pos, err)
 				break
 			}
@@ -125,6 +129,13 @@ func Verify(dir string, progress func(done, total int64)) (VerifyReport, error) 
 		}
 		iv := indexVerifier{path: segmentName(dir, base, indexSuffix), base: base, entries: idx}
 		res := scanSegment(f, base, st.Size(), false, iv.visit)
+		if res.err != nil {
+			if zeros, zerr := zerosFrom(f, res.end, st.Size()); zerr == nil && zeros {
+				// Zeros written ahead of the data (see prewrite.go), or
+				// blocks a crash left unwritten: not damage.
+				res.err = nil
+			}
+		}
 		if res.err == nil {
 			if pos, off, err := checkSegmentRecords(f, res.end, &buf); err != nil {
 				res.err, res.end, res.next = err, pos, off

@@ -10,6 +10,11 @@
 //
 //	go run ./benchmarks/logbench -always -appenders 1,8,64 -runs 3 -size 256MiB
 //
+// -prewrite compares windows of zeros written ahead of the data
+// (log.Options.PrewriteBytes), one row each: default, off, or a size.
+//
+//	go run ./benchmarks/logbench -always -appenders 8,64 -prewrite default,off,16MiB
+//
 // With -syncs it measures the floor under those rows instead: a loop of
 // write-then-fdatasync of one round's bytes (-carries), into a file whose
 // blocks past the end are reserved as the log does, not reserved,
@@ -51,6 +56,7 @@ func main() {
 	appendersFlag := flag.String("appenders", "1,8,64", "with -always: comma-separated counts of concurrent appenders")
 	runs := flag.Int("runs", 3, "with -always: rounds of dd and one run per appender count")
 	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
+	prewriteFlag := flag.String("prewrite", "default", "with -always: comma-separated windows of zeros written ahead of the data (log.Options.PrewriteBytes): default, off, or a size such as 16MiB; one row each")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
 	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
 	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written, ahead, dio")
@@ -84,7 +90,22 @@ func main() {
 		if *runs < 1 || *batchFlag < 1 {
 			fail("-runs and -batch must be at least 1")
 		}
-		alwaysRounds(*dir, int64(size), counts, *runs, *batchFlag)
+		var prewrites []int64
+		for _, f := range strings.Split(*prewriteFlag, ",") {
+			switch f = strings.TrimSpace(f); f {
+			case "default":
+				prewrites = append(prewrites, 0)
+			case "off":
+				prewrites = append(prewrites, -1)
+			default:
+				n, err := humanize.ParseBytes(f)
+				if err != nil || n == 0 {
+					fail("-prewrite: %q is not default, off or a size", f)
+				}
+				prewrites = append(prewrites, int64(n))
+			}
+		}
+		alwaysRounds(*dir, int64(size), counts, prewrites, *runs, *batchFlag)
 		return
 	}
 
@@ -139,32 +160,52 @@ func main() {
 // into fewer writes), the mean fdatasync (sync ms) and the mean time per sync
 // with no fdatasync running (gap ms): the appenders' writes, wake-ups and
 // the gathering of a round, which group commit does between its syncs.
-func alwaysRounds(dir string, size int64, counts []int, runs, batch int) {
+func alwaysRounds(dir string, size int64, counts []int, prewrites []int64, runs, batch int) {
 	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
 		humanize.IBytes(uint64(size)), batch, dir)
-	fmt.Printf("%-6s %-30s %10s %12s %10s %8s %13s %12s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms")
-	ratios := map[int][]float64{}
+	fmt.Printf("%-6s %-44s %10s %12s %10s %8s %13s %12s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms")
+	type key struct {
+		appenders int
+		prewrite  int64
+	}
+	ratios := map[key][]float64{}
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
-		fmt.Printf("%-6d %-30s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
+		fmt.Printf("%-6d %-44s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
 		for _, a := range counts {
-			var st syncStats
-			d, written := appendRunStats(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways, &st)
-			mbs := float64(written) / d.Seconds() / 1e6
-			ratios[a] = append(ratios[a], mbs/dd)
-			syncs := max(st.syncs.Load(), 1)
-			fmt.Printf("%-6d %-30s %10.0f %12.0f %9.2fx %8d %13.1f %12.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s)", a), mbs,
-				float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs), float64(st.writes)/float64(syncs),
-				float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6)
-			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
+			for _, p := range prewrites {
+				var st syncStats
+				st.prewrite = p
+				d, written := appendRunStats(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways, &st)
+				mbs := float64(written) / d.Seconds() / 1e6
+				ratios[key{a, p}] = append(ratios[key{a, p}], mbs/dd)
+				syncs := max(st.syncs.Load(), 1)
+				fmt.Printf("%-6d %-44s %10.0f %12.0f %9.2fx %8d %13.1f %12.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s), %s", a, prewriteName(p)), mbs,
+					float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs), float64(st.writes)/float64(syncs),
+					float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6)
+				os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
+			}
 		}
 	}
 	fmt.Println()
 	for _, a := range counts {
-		rs := ratios[a]
-		slices.Sort(rs)
-		fmt.Printf("%d appender(s): median %.2fx dd (min %.2fx, max %.2fx)\n", a, rs[len(rs)/2], rs[0], rs[len(rs)-1])
+		for _, p := range prewrites {
+			rs := ratios[key{a, p}]
+			slices.Sort(rs)
+			fmt.Printf("%d appender(s), %s: median %.2fx dd (min %.2fx, max %.2fx)\n", a, prewriteName(p), rs[len(rs)/2], rs[0], rs[len(rs)-1])
+		}
 	}
+}
+
+// prewriteName names a -prewrite value.
+func prewriteName(p int64) string {
+	switch {
+	case p == 0:
+		return "prewrite default"
+	case p < 0:
+		return "prewrite off"
+	}
+	return "prewrite " + humanize.IBytes(uint64(p))
 }
 
 func fail(format string, args ...any) {
@@ -189,6 +230,7 @@ func runDD(path string, size uint64) float64 {
 type syncStats struct {
 	syncs, took     atomic.Int64
 	appends, writes int64
+	prewrite        int64 // log.Options.PrewriteBytes of the run
 }
 
 // appendRun appends size bytes of pre-built batches of n 1 KiB records
@@ -203,6 +245,7 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	os.RemoveAll(dir)
 	opts := wlog.Options{Sync: policy, SyncInterval: 10 * time.Millisecond}
 	if st != nil {
+		opts.PrewriteBytes = st.prewrite
 		opts.OnFsync = func(took time.Duration) {
 			st.syncs.Add(1)
 			st.took.Add(int64(took))
