@@ -184,6 +184,11 @@ type metaFile struct {
 	NextProducerID int64  `json:"next_producer_id"` // first id of the next block to hand out
 }
 
+// OpenColdStore opens the object store a cold store URL names, for
+// Options.ColdStore: s3://BUCKET/PREFIX?endpoint=http://HOST:PORT or
+// file:///path (objstore.OpenURL).
+func OpenColdStore(url string) (objstore.Store, error) { return objstore.OpenURL(url) }
+
 // Open opens (creating if needed) the hub in opts.DataDir, with every
 // dataset in it, recovering their logs.
 func Open(opts Options) (*Hub, error) {

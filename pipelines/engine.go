@@ -15,7 +15,6 @@ import (
 	"github.com/weirhub/weir/connectors"
 	"github.com/weirhub/weir/hub"
 	"github.com/weirhub/weir/hub/kafkaclient"
-	"github.com/weirhub/weir/internal/objstore"
 )
 
 // Options tune an Engine. Zero fields take the defaults their comments
@@ -125,7 +124,7 @@ func (cfg *Config) HubOptions(logger *slog.Logger) (hub.Options, error) {
 		Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: logger, SubscribeBuffer: cfg.HTTP.SubscribeBuffer,
 		ColdUploadBytesPerSecond: cfg.Hub.ColdUploadRate}
 	if cfg.Hub.ColdStore != "" {
-		cs, err := objstore.OpenURL(cfg.Hub.ColdStore)
+		cs, err := hub.OpenColdStore(cfg.Hub.ColdStore)
 		if err != nil {
 			return ho, fmt.Errorf("hub.cold_store: %w", err)
 		}
