@@ -137,7 +137,7 @@ func isWebSocket(r *nethttp.Request) bool {
 func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	out := sseStream{timeout: opts.WriteTimeout}
+	out := sseStream{writeDeadline: writeDeadline{timeout: opts.WriteTimeout}}
 	defer out.close()
 	started := false
 	so.OnStart = func() error {
@@ -228,13 +228,12 @@ func serveSSE(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name
 // ResponseWriter. TestSubscribeSSEOverHijackedConn reads it with Go's
 // client and curl.
 type sseStream struct {
-	timeout time.Duration
-	moved   time.Time // when the write deadline was last moved
-	w       io.Writer // conn, or the ResponseWriter
-	bw      *bufio.Writer
-	conn    net.Conn // taken over, or nil
-	rc      *nethttp.ResponseController
-	sock    *sockWriter // conn's socket, when it has one (not TLS): TryWrite
+	writeDeadline
+	w    io.Writer // conn, or the ResponseWriter
+	bw   *bufio.Writer
+	conn net.Conn // taken over, or nil
+	rc   *nethttp.ResponseController
+	sock *sockWriter // conn's socket, when it has one (not TLS): TryWrite
 }
 
 // start sends the response's headers (w's).
@@ -270,16 +269,27 @@ func (s *sseStream) start(w nethttp.ResponseWriter, r *nethttp.Request, cancel c
 	return nil
 }
 
-// deadline moves the write deadline, when it has come closer by a
-// sixteenth of the timeout: moving it costs more than a write.
+// writeDeadline moves a stream's write deadline to timeout from now
+// when it has come closer by a sixteenth of the timeout: moving it costs
+// more than a write.
+type writeDeadline struct {
+	timeout time.Duration
+	moved   time.Time // when the write deadline was last moved
+}
+
+func (d *writeDeadline) move(c interface{ SetWriteDeadline(time.Time) error }) {
+	if now := time.Now(); now.Sub(d.moved) >= d.timeout/16 {
+		d.moved = now
+		c.SetWriteDeadline(now.Add(d.timeout))
+	}
+}
+
+// deadline moves the write deadline (writeDeadline).
 func (s *sseStream) deadline() {
-	if now := time.Now(); now.Sub(s.moved) >= s.timeout/16 {
-		s.moved = now
-		if s.conn != nil {
-			s.conn.SetWriteDeadline(now.Add(s.timeout))
-		} else if s.rc != nil {
-			s.rc.SetWriteDeadline(now.Add(s.timeout))
-		}
+	if s.conn != nil {
+		s.move(s.conn)
+	} else if s.rc != nil {
+		s.move(s.rc)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -29,7 +28,7 @@ import (
 // close; the messages are written by wsStream, framed once by the
 // dataset's fan-out for every WebSocket subscriber (wsFraming).
 func serveWebSocket(w nethttp.ResponseWriter, r *nethttp.Request, h SubscribeHub, name string, so hub.SubscribeOptions, opts SubscribeOptions) {
-	out := &wsStream{timeout: opts.WriteTimeout}
+	out := &wsStream{writeDeadline: writeDeadline{timeout: opts.WriteTimeout}}
 	ao := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled, OnPingReceived: out.onPing}
 	if o := r.Header.Get("Origin"); o != "" && allowed(opts.AllowOrigins, o) {
 		ao.InsecureSkipVerify = true // the origin is allowed above
@@ -165,12 +164,11 @@ func finishWSFrame(dst []byte, start int, op byte) []byte {
 // unwritten (owed), which the subscription's goroutine writes next
 // (EmitFrames, n 0), and a pong asked for meanwhile waits for it.
 type wsStream struct {
-	timeout time.Duration
-	moved   time.Time // when the write deadline was last moved
-	conn    net.Conn
-	bw      *bufio.Writer // the events that are not shared frames, up to a flush
-	sock    *sockWriter   // conn's socket, when it has one (not TLS): TryWrite
-	slow    bool
+	writeDeadline
+	conn net.Conn
+	bw   *bufio.Writer // the events that are not shared frames, up to a flush
+	sock *sockWriter   // conn's socket, when it has one (not TLS): TryWrite
+	slow bool
 
 	mu   sync.Mutex
 	owed int    // bytes of frames a TryWrite did not write
@@ -287,15 +285,8 @@ func (s *wsStream) onPing(_ context.Context, payload []byte) bool {
 	return false
 }
 
-// deadline moves the write deadline (under s.mu), when it has come
-// closer by a sixteenth of the timeout: moving it costs more than a
-// write.
-func (s *wsStream) deadline() {
-	if now := time.Now(); now.Sub(s.moved) >= s.timeout/16 {
-		s.moved = now
-		s.conn.SetWriteDeadline(now.Add(s.timeout))
-	}
-}
+// deadline moves the write deadline (writeDeadline), under s.mu.
+func (s *wsStream) deadline() { s.move(s.conn) }
 
 // hijackRecorder keeps the connection that coder/websocket takes over
 // from the server.

@@ -341,7 +341,7 @@ func TestWebSocketPongBetweenFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	s := &wsStream{timeout: 10 * time.Second}
+	s := &wsStream{writeDeadline: writeDeadline{timeout: 10 * time.Second}}
 	s.start(server, true)
 	e := &hub.Event{Type: hub.EventRecord, Token: "t-1", Key: []byte("k"), Value: []byte(`"` + strings.Repeat("v", 32<<20) + `"`)}
 	frame := appendWSMessage(nil, e)
