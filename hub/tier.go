@@ -77,16 +77,22 @@ func newPace(bytesPerSec int64) *rate.Limiter {
 }
 
 // paced returns r read at most at t's pace; its Len, if it has one (a
-// store sends an object of known size in one PUT).
+// store sends an object of known size in one PUT), and its FileSection
+// with a Pacer, if it has one (a store sends the file's bytes itself, in
+// the steps the Pacer allows).
 func (t *coldTier) paced(ctx context.Context, r io.Reader) io.Reader {
 	if t.pace == nil {
 		return r
 	}
 	p := &pacedReader{ctx: ctx, r: r, pace: t.pace}
-	if l, ok := r.(interface{ Len() int }); ok {
-		return pacedLen{p, l}
+	l, ok := r.(interface{ Len() int })
+	if !ok {
+		return p
 	}
-	return p
+	if fs, ok := r.(objstore.FileSection); ok {
+		return pacedSection{pacedLen{p, l}, fs}
+	}
+	return pacedLen{p, l}
 }
 
 // pacedReader reads r at its limiter's pace: before reading it waits for
@@ -108,18 +114,29 @@ type pacedReader struct {
 // a second at 64 MB/s, so the pace holds within a few milliseconds.
 const paceStep = 1 << 20
 
+// wait waits for the bytes of a step, at most left, and returns them.
+func (p *pacedReader) wait(left int) (int, error) {
+	step := min(paceStep, p.pace.Burst(), left)
+	if step <= 0 {
+		return 0, nil
+	}
+	if err := p.pace.WaitN(p.ctx, step); err != nil {
+		return 0, fmt.Errorf("hub: pacing a cold store upload: %w", err)
+	}
+	return step, nil
+}
+
 func (p *pacedReader) Read(b []byte) (int, error) {
 	if p.credit == 0 && len(b) > 0 {
-		step := min(paceStep, p.pace.Burst())
+		left := paceStep
 		if l, ok := p.r.(interface{ Len() int }); ok {
-			step = min(step, l.Len())
+			left = l.Len()
 		}
-		if step > 0 {
-			if err := p.pace.WaitN(p.ctx, step); err != nil {
-				return 0, fmt.Errorf("hub: pacing a cold store upload: %w", err)
-			}
-			p.credit = step
+		step, err := p.wait(left)
+		if err != nil {
+			return 0, err
 		}
+		p.credit = step
 	}
 	if p.credit > 0 {
 		b = b[:min(len(b), p.credit)]
@@ -135,6 +152,24 @@ type pacedLen struct {
 }
 
 func (p pacedLen) Len() int { return p.l.Len() }
+
+// pacedSection is a pacedReader over an objstore.FileSection: a store
+// that sends the section from its file waits for each step (Pace) as
+// Read would.
+type pacedSection struct {
+	pacedLen
+	fs objstore.FileSection
+}
+
+var _ objstore.Pacer = pacedSection{}
+
+func (p pacedSection) FileSection() (*os.File, int64, int64) { return p.fs.FileSection() }
+
+// Pace implements objstore.Pacer.
+func (p pacedSection) Pace(left int64) (int64, error) {
+	step, err := p.wait(int(min(left, paceStep)))
+	return int64(step), err
+}
 
 func (t *coldTier) PutIfAbsent(ctx context.Context, name string, r io.Reader) error {
 	return mapErr(t.s.PutIfAbsent(ctx, t.prefix+name, r))

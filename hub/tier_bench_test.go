@@ -275,14 +275,27 @@ func s3puts(s objstore.Store) int64 {
 // (gw-cpu-s/GiB, /proc/PID/stat), beside this process's own for the
 // uploads (upload-cpu-s/GiB: the tiered round's CPU less the local
 // one's), and the PUTs per GiB uploaded (of segments, indexes and
-// manifests; the segments here are 8 MiB). Sub-benchmarks: unpaced (the default) and paced=64MBps
-// (Options.ColdUploadBytesPerSecond of 64 MB/s) to S3, and file: unpaced
-// to the directory store (a file:// cold store, such as a NAS mount),
-// where the store's own CPU is this process's.
+// manifests; the segments here are 8 MiB). Of all rounds it reports why
+// a producer slows down: the share of the appends' wall-clock time that
+// their thread spent runnable but waiting for a CPU, taken by other
+// threads (local-runq-wait/wall, tiered-runq-wait/wall, medians;
+// /proc/thread-self/schedstat).
 //
-//	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced -benchtime 1x
-//	go test ./hub -run '^$' -bench 'ProduceUploadRatio/^paced' -benchtime 1x
-//	go test ./hub -run '^$' -bench ProduceUploadRatio/file -benchtime 1x
+// Sub-benchmarks: unpaced (the default) and paced=64MBps
+// (Options.ColdUploadBytesPerSecond of 64 MB/s) to S3 on versitygw at
+// normal priority; unpaced-gw-idle, unpaced to versitygw under SCHED_IDLE
+// (s3test.Idle): an approach to a store on another machine, where the
+// store's CPU (about four times this process's for the uploads, mostly
+// the MD5 of every body) does not compete with the producer; and file:
+// unpaced to the directory store (a file:// cold store, such as a NAS
+// mount), where the store's own CPU is this process's. Quote unpaced
+// beside unpaced-gw-idle: the first is the worst case of a store on the
+// broker's own cores.
+//
+//	go test ./hub -run '^$' -bench 'ProduceUploadRatio/unpaced$' -benchtime 2x
+//	go test ./hub -run '^$' -bench ProduceUploadRatio/unpaced-gw-idle -benchtime 2x
+//	go test ./hub -run '^$' -bench 'ProduceUploadRatio/^paced' -benchtime 2x
+//	go test ./hub -run '^$' -bench ProduceUploadRatio/file -benchtime 2x
 func BenchmarkProduceUploadRatio(b *testing.B) {
 	const total, pairs, segment = 256 << 20, 7, 8 << 20
 	val := make([]byte, 1000)
@@ -291,26 +304,29 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		bb.Append(0, nil, val, nil)
 	}
 	out, _ := bb.Build()
-	srv := s3test.Start(b)
-	s3, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := &countingPuts{S3: s3}
-	gwCPU := func() time.Duration {
-		d, err := srv.CPU()
+	// The gateway of a sub-benchmark, started when it runs.
+	gateway := func(b *testing.B, opts ...s3test.Option) (*countingPuts, func() time.Duration) {
+		srv := s3test.Start(b, opts...)
+		s3, err := objstore.NewS3(srv.Options(fmt.Sprint("r", time.Now().UnixNano())))
 		if err != nil {
 			b.Fatal(err)
 		}
-		return d
+		return &countingPuts{S3: s3}, func() time.Duration {
+			d, err := srv.CPU()
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d
+		}
 	}
 	type result struct {
 		wall, used, gw time.Duration
 		drained        time.Duration // tiered: from the first append until all is uploaded
 		backlog        int64         // tiered: bytes of closed segments not uploaded after the appends
 		uploaded       int64         // tiered: bytes uploaded
+		waited         time.Duration // the appending thread runnable, waiting for a CPU
 	}
-	round := func(b *testing.B, store objstore.Store, tiered bool, n int, pace int64) (r result) {
+	round := func(b *testing.B, store objstore.Store, gwCPU func() time.Duration, tiered bool, n int, pace int64) (r result) {
 		// Both keep 32 MiB on local disk: the local log deletes its
 		// oldest segments as the tiered one deletes uploaded copies.
 		opts := wlog.Options{SegmentBytes: segment, Sync: wlog.SyncNever, RetentionBytes: 4 * segment}
@@ -329,6 +345,10 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		defer l.Close()
 		batch := append([]byte(nil), out...)
 		runtime.GC()
+		// The appends on one thread, whose time waiting for a CPU
+		// the kernel counts.
+		runtime.LockOSThread()
+		wait0 := runqWait(b)
 		start, startCPU, startGW := time.Now(), s3test.ProcessCPU(b), gwCPU()
 		for i, n := 0, 0; n < total; i, n = i+1, n+len(batch) {
 			if _, err := l.Append(batch); err != nil {
@@ -339,6 +359,8 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 			}
 		}
 		r.wall = time.Since(start)
+		r.waited = runqWait(b) - wait0
+		runtime.UnlockOSThread()
 		if tiered {
 			// Every segment but the active one is closed.
 			r.backlog = (l.Stats().Rolls - l.TierStats().RemoteSegments) * segment
@@ -357,31 +379,42 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 		}
 		return r
 	}
-	dir, err := objstore.NewDir(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
 	n := 0
 	for _, sub := range []struct {
-		name  string
-		store objstore.Store
-		pace  int64
-	}{{"unpaced", store, 0}, {"paced=64MBps", store, 64e6}, {"file", dir, 0}} {
-		store, pace := sub.store, sub.pace
+		name string
+		gw   []s3test.Option // nil: the directory store
+		pace int64
+	}{
+		{"unpaced", []s3test.Option{}, 0},
+		{"unpaced-gw-idle", []s3test.Option{s3test.Idle()}, 0},
+		{"paced=64MBps", []s3test.Option{}, 64e6},
+		{"file", nil, 0},
+	} {
+		pace := sub.pace
 		b.Run(sub.name, func(b *testing.B) {
-			puts0 := s3puts(store)
+			var store objstore.Store
+			gwCPU := func() time.Duration { return 0 }
+			if sub.gw != nil {
+				store, gwCPU = gateway(b, sub.gw...)
+			} else {
+				dir, err := objstore.NewDir(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				store = dir
+			}
 			var uploaded int64
 			b.SetBytes(2 * pairs * total)
-			var walls, cpus, rates, backlogs, gws, ups []float64
+			var walls, cpus, rates, backlogs, gws, ups, lwaits, twaits []float64
 			for b.Loop() {
 				for p := range pairs {
 					var lr, tr result
 					if p%2 == 0 {
-						lr = round(b, store, false, n, pace)
-						tr = round(b, store, true, n+1, pace)
+						lr = round(b, store, gwCPU, false, n, pace)
+						tr = round(b, store, gwCPU, true, n+1, pace)
 					} else {
-						tr = round(b, store, true, n, pace)
-						lr = round(b, store, false, n+1, pace)
+						tr = round(b, store, gwCPU, true, n, pace)
+						lr = round(b, store, gwCPU, false, n+1, pace)
 					}
 					n += 2
 					gib := float64(tr.uploaded) / (1 << 30)
@@ -392,17 +425,35 @@ func BenchmarkProduceUploadRatio(b *testing.B) {
 					backlogs = append(backlogs, float64(tr.backlog)/(1<<20))
 					gws = append(gws, tr.gw.Seconds()/gib)
 					ups = append(ups, (tr.used-lr.used).Seconds()/gib)
+					lwaits = append(lwaits, float64(lr.waited)/float64(lr.wall))
+					twaits = append(twaits, float64(tr.waited)/float64(tr.wall))
 				}
 			}
 			s3test.ReportRatios(b, "wall", walls)
 			s3test.ReportRatios(b, "cpu", cpus)
 			b.ReportMetric(s3test.Median(rates), "upload-MB/s")
 			b.ReportMetric(s3test.Median(backlogs), "backlog-MiB")
-			if store != dir {
+			if sub.gw != nil {
 				b.ReportMetric(s3test.Median(gws), "gw-cpu-s/GiB")
-				b.ReportMetric(float64(s3puts(store)-puts0)/(float64(uploaded)/(1<<30)), "PUTs/GiB")
+				b.ReportMetric(float64(s3puts(store))/(float64(uploaded)/(1<<30)), "PUTs/GiB")
 			}
 			b.ReportMetric(s3test.Median(ups), "upload-cpu-s/GiB")
+			b.ReportMetric(s3test.Median(lwaits), "local-runq-wait/wall")
+			b.ReportMetric(s3test.Median(twaits), "tiered-runq-wait/wall")
 		})
 	}
+}
+
+// runqWait is the time the calling thread has been runnable and waiting
+// for a CPU, from /proc/thread-self/schedstat (its second field).
+func runqWait(b *testing.B) time.Duration {
+	buf, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var run, wait int64
+	if _, err := fmt.Sscan(string(buf), &run, &wait); err != nil {
+		b.Fatalf("/proc/thread-self/schedstat %q: %v", buf, err)
+	}
+	return time.Duration(wait)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -457,6 +459,73 @@ func TestColdUploadPace(t *testing.T) {
 				t.Fatal("a paced upload outlived its context")
 			}
 		}
+	}
+}
+
+// fileSection is a reader of a whole file with objstore.FileSection, as
+// the log gives a sealed segment, that counts its reads.
+type fileSection struct {
+	*io.SectionReader
+	f     *os.File
+	reads int
+}
+
+func (s *fileSection) Read(p []byte) (int, error) {
+	s.reads++
+	return s.SectionReader.Read(p)
+}
+
+func (s *fileSection) Len() int { return int(s.Size()) }
+
+func (s *fileSection) FileSection() (*os.File, int64, int64) { return s.f, 0, s.Size() }
+
+// TestColdUploadPaceSendfile: a paced upload of a segment file to S3
+// (versitygw) keeps its FileSection, so the store sends the file itself
+// (sendfile: the reader is never read), and in steps it asks the pace
+// for: it takes the time the rate allows, not much more, and stores
+// every byte.
+func TestColdUploadPaceSendfile(t *testing.T) {
+	const size, bps = 4 << 20, 4 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	path := filepath.Join(t.TempDir(), "seg")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	store, err := objstore.NewS3(s3test.Start(t).Options("pace/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := &coldTier{s: store, prefix: "ds/0/", slots: make(chan struct{}, 1), pace: newPace(bps)}
+	r := &fileSection{SectionReader: io.NewSectionReader(f, 0, size), f: f}
+	start := time.Now()
+	if err := tier.Put(context.Background(), "seg", r); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if r.reads > 0 {
+		t.Errorf("the store read the segment %d times instead of sending its file", r.reads)
+	}
+	// The limiter starts with a full burst: a tenth of a second.
+	floor := time.Duration(size-bps/10) * time.Second / bps
+	if took < floor || took > 2*floor+time.Second {
+		t.Errorf("paced at %d B/s: %d bytes took %v, want %v to %v", bps, size, took, floor, 2*floor+time.Second)
+	}
+	rc, err := store.Get(context.Background(), "ds/0/seg", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored %d bytes (%v), want the %d put", len(got), err, size)
 	}
 }
 

@@ -72,6 +72,16 @@ type FileSection interface {
 	FileSection() (f *os.File, off, n int64)
 }
 
+// Pacer is an optional interface of a FileSection reader whose bytes go
+// at a pace (an upload rate): a store that sends them from the file
+// calls Pace with the bytes it has left to send before each part, waits
+// as long as Pace does, and sends the n it allows (at least 1, at most
+// left) before calling it again. Pace returns an error (and the store
+// stops the upload) when the upload's context ends.
+type Pacer interface {
+	Pace(left int64) (n int64, err error)
+}
+
 // BatchDeleter is an optional interface of stores that delete many keys
 // in few requests (S3's DeleteObjects); missing keys are not an error.
 type BatchDeleter interface {

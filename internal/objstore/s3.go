@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -99,9 +100,24 @@ func NewS3(opts S3Options) (*S3, error) {
 	if crc {
 		tr := opts.Transport
 		if tr == nil {
-			if tr, err = minio.DefaultTransport(false); err != nil {
+			t, err := minio.DefaultTransport(false)
+			if err != nil {
 				return nil, fmt.Errorf("objstore: s3: %w", err)
 			}
+			// Connections that send a section's body from its file
+			// with sendfile, at its pace (sectionConn).
+			dial := t.DialContext
+			if dial == nil {
+				dial = (&net.Dialer{}).DialContext
+			}
+			t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return sectionConn{c}, nil
+			}
+			tr = t
 		}
 		s.hc = &http.Client{Transport: tr}
 	}
@@ -178,7 +194,7 @@ func (s *S3) put(ctx context.Context, key string, r io.Reader, opts minio.PutObj
 func (s *S3) Put(ctx context.Context, key string, r io.Reader) error {
 	if fs, ok := r.(FileSection); ok && s.crc {
 		if f, off, n := fs.FileSection(); f != nil && n > 0 && n <= maxSectionPut {
-			return s.putSection(ctx, key, f, off, n)
+			return s.putSection(ctx, key, r, f, off, n)
 		}
 	}
 	_, err := s.put(ctx, key, r, minio.PutObjectOptions{}, false)
@@ -189,9 +205,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) error {
 // of a single PUT.
 const maxSectionPut = 5 << 30
 
-// putSection stores n bytes of f from off as key in one PUT whose body
-// the kernel sends from the file (net/http hands an *os.File body to
-// sendfile; a section that does not end the file goes through minio-go),
+// putSection stores n bytes of f from off (the FileSection of r) as key
+// in one PUT whose body the kernel sends from the file (sectionConn; a
+// section that does not end the file goes through minio-go), at r's pace
+// if it is a Pacer,
 // with its CRC32C in an x-amz-checksum-crc32c header that the
 // server checks before it stores the object, as it checks minio-go's
 // trailer. The file is read once in user space, for the CRC; minio-go's
@@ -199,7 +216,7 @@ const maxSectionPut = 5 << 30
 // (two more copies of every byte, and no sendfile). Signed as minio-go
 // signs (SigV4, UNSIGNED-PAYLOAD); a failure is not retried here (the
 // caller's next pass is).
-func (s *S3) putSection(ctx context.Context, key string, f *os.File, off, n int64) error {
+func (s *S3) putSection(ctx context.Context, key string, r io.Reader, f *os.File, off, n int64) error {
 	name, err := s.name(key)
 	if err != nil {
 		return err
@@ -215,8 +232,9 @@ func (s *S3) putSection(ctx context.Context, key string, f *os.File, off, n int6
 	} else if b, err2 := src.Stat(); err2 != nil || !os.SameFile(a, b) || b.Size() != off+n {
 		// Another file under the name now, or bytes after the section
 		// (net/http reads a body to its end, and sendfile takes a file
-		// only with a single limit): send the section through minio-go.
-		_, err := s.put(ctx, key, io.NewSectionReader(f, off, n), minio.PutObjectOptions{}, false)
+		// only with a single limit): send r through minio-go (which
+		// keeps its pace).
+		_, err := s.put(ctx, key, r, minio.PutObjectOptions{}, false)
 		return err
 	}
 	sum, err := crc32cOf(src, off, n)
@@ -229,10 +247,13 @@ func (s *S3) putSection(ctx context.Context, key string, f *os.File, off, n int6
 	u := *s.c.EndpointURL()
 	u.Path = "/" + s.bucket + "/" + name
 	u.RawPath = "/" + s.bucket + "/" + s3utils.EncodePath(name)
-	// The body is the file itself (no wrapper), so that net/http sends
-	// it with sendfile; ContentLength stops it at the section's end. The
-	// transport closes it; so does the defer, harmlessly.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), src)
+	pacer, _ := r.(Pacer)
+	// The body is the file, which a sectionConn (the default transport's)
+	// sends with sendfile, in paced parts with a Pacer; through another
+	// transport's connection, the body's Read paces. ContentLength stops
+	// it at the section's end. The transport closes it; so does the
+	// defer, harmlessly.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), &sectionBody{f: src, left: n, pacer: pacer})
 	if err != nil {
 		return fail(err)
 	}

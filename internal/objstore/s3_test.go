@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,4 +432,70 @@ func fileSection(t *testing.T, body []byte, after string) section {
 	}
 	t.Cleanup(func() { f.Close() })
 	return section{io.NewSectionReader(f, 6, int64(len(body))), f, 6, int64(len(body))}
+}
+
+// pacedSection is a section with a Pacer that allows step bytes a call
+// and counts the calls and the bytes it allowed.
+type pacedSection struct {
+	section
+	step          int64
+	calls         int
+	allowed, last int64
+}
+
+func (p *pacedSection) Pace(left int64) (int64, error) {
+	p.calls++
+	n := min(p.step, left)
+	p.allowed += n
+	p.last = left
+	return n, nil
+}
+
+// TestS3PutSectionPaced: a PUT of a file section sends it from its file
+// (sendfile through the store's sectionConn), and with a Pacer, in the
+// parts the Pacer allows, asking before each, exactly the section's
+// bytes in all; the object is the section.
+func TestS3PutSectionPaced(t *testing.T) {
+	srv := s3test.Start(t)
+	s, err := objstore.NewS3(srv.Options("paced/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 3<<20+77)
+	for i := range body {
+		body[i] = byte(i * 31)
+	}
+	var sent atomic.Int32
+	objstore.SetSendHook(func() { sent.Add(1) })
+	defer objstore.SetSendHook(nil)
+	for _, paced := range []bool{false, true} {
+		sent.Store(0)
+		sec := fileSection(t, body, "")
+		var r io.Reader = sec
+		p := &pacedSection{section: sec, step: 1 << 20}
+		if paced {
+			r = p
+		}
+		if err := s.Put(context.Background(), fmt.Sprint("obj-", paced), r); err != nil {
+			t.Fatal(err)
+		}
+		if n := sent.Load(); n != 1 {
+			t.Errorf("paced=%v: %d sends from the file, want 1 (sendfile)", paced, n)
+		}
+		if paced {
+			n := int64(len(body))
+			if want := int((n + p.step - 1) / p.step); p.calls != want || p.allowed != n || p.last != n%p.step {
+				t.Errorf("paced: %d Pace calls allowed %d bytes, the last for %d left; want %d calls, %d bytes, %d left", p.calls, p.allowed, p.last, want, n, n%p.step)
+			}
+		}
+		rc, err := s.Get(context.Background(), fmt.Sprint("obj-", paced), 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(stored, body) {
+			t.Fatalf("paced=%v: stored %d bytes (%v), want the %d-byte section", paced, len(stored), err, len(body))
+		}
+	}
 }

@@ -88,26 +88,51 @@ type Server struct {
 	pid      int
 }
 
+// Idle reports whether the server's main thread is under SCHED_IDLE,
+// from /proc/PID/stat.
+func (s *Server) Idle() (bool, error) {
+	f, err := s.stat()
+	if err != nil {
+		return false, err
+	}
+	// policy is field 41.
+	n, err := strconv.Atoi(f[38])
+	if err != nil {
+		return false, fmt.Errorf("s3test: versitygw policy: %w", err)
+	}
+	return n == 5, nil // SCHED_IDLE
+}
+
+// stat returns the fields of /proc/PID/stat after the command name:
+// state (field 3 of proc(5)) first.
+func (s *Server) stat() ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return nil, fmt.Errorf("s3test: versitygw stat: %w", err)
+	}
+	// The command name is in parentheses, which may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 39 {
+		return nil, fmt.Errorf("s3test: versitygw: unexpected /proc/%d/stat %q", s.pid, b)
+	}
+	return f, nil
+}
+
 // CPU returns the CPU time (user and system) the server has used so far,
 // from /proc/PID/stat: what serving the requests of a benchmark cost the
 // server, apart from the process that sends them.
 func (s *Server) CPU() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	f, err := s.stat()
 	if err != nil {
-		return 0, fmt.Errorf("s3test: versitygw CPU: %w", err)
+		return 0, err
 	}
-	// Fields after the command name (in parentheses, which may hold
-	// spaces): state is field 3, utime and stime fields 14 and 15.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("s3test: versitygw CPU: unexpected /proc/%d/stat %q", s.pid, b)
-	}
+	// utime and stime are fields 14 and 15.
 	var ticks int64
 	for _, v := range f[11:13] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("s3test: versitygw CPU: /proc/%d/stat: %w", s.pid, err)
+			return 0, fmt.Errorf("s3test: versitygw CPU: %w", err)
 		}
 		ticks += n
 	}
@@ -121,9 +146,28 @@ func (s *Server) Options(prefix string) objstore.S3Options {
 	return objstore.S3Options{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: prefix, AccessKey: accessKey, SecretKey: secretKey, Insecure: true}
 }
 
+// An Option changes how Start runs the server.
+type Option func(*config)
+
+type config struct {
+	idle bool
+}
+
+// Idle runs the server at the lowest CPU priority, SCHED_IDLE (started
+// through chrt(1) of util-linux, so all its threads have it). A
+// benchmark whose server shares the machine's cores with the process it
+// measures runs it so to approach a store on another machine, whose CPU
+// the measured process does not compete with; it still shares the memory
+// bandwidth, and takes any core left idle.
+func Idle() Option { return func(c *config) { c.idle = true } }
+
 // Start runs a server for the test.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +182,16 @@ func Start(t testing.TB) *Server {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "--access", accessKey, "--secret", secretKey, "--port", addr, "posix", "--sidecar", meta, data)
+	args := []string{bin, "--access", accessKey, "--secret", secretKey, "--port", addr, "posix", "--sidecar", meta, data}
+	if cfg.idle {
+		// chrt execs the server: same process, under SCHED_IDLE.
+		chrt, err := exec.LookPath("chrt")
+		if err != nil {
+			t.Fatalf("s3test: running versitygw under SCHED_IDLE needs chrt (util-linux): %v", err)
+		}
+		args = append([]string{chrt, "--idle", "0"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -175,6 +228,9 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{Endpoint: addr, Bucket: "weir", Client: c, pid: cmd.Process.Pid}
+	if idle, err := s.Idle(); err != nil || idle != cfg.idle {
+		t.Fatalf("s3test: versitygw under SCHED_IDLE: %v, want %v (%v)", idle, cfg.idle, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
