@@ -209,8 +209,10 @@ func TestTierCompactOldCheckpoint(t *testing.T) {
 	fsys := NewMemFS()
 	var now atomic.Int64
 	now.Store(1_700_000_000_000)
+	// No merging: the test needs the layout of A, the local segment
+	// and B.
 	opts := Options{FS: fsys, Tier: tier, Compact: true, DeleteRetention: time.Minute, LocalRetentionBytes: 1,
-		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Sync: SyncAlways}
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Sync: SyncAlways, TierMergeBytes: -1}
 	l := openLog(t, "/d", opts)
 	pad := make([]byte, 512)
 	ts := now.Load()

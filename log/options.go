@@ -161,6 +161,11 @@ type Options struct {
 	// takes: the uploader writes the manifest at least every
 	// TierOrphanAge/4 of uploads. Default 1h.
 	TierOrphanAge time.Duration
+	// TierMergeBytes is the size up to which tier passes merge runs of
+	// adjacent cold segments, each smaller than half of it, into one
+	// (see the package doc, "Merging small cold segments"). Default 0:
+	// SegmentBytes; negative: no merging.
+	TierMergeBytes int64
 }
 
 const maxSegmentBytes = 2 << 30
@@ -217,6 +222,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.TierOrphanAge <= 0 {
 		o.TierOrphanAge = time.Hour
+	}
+	if o.TierMergeBytes > maxSegmentBytes {
+		return fmt.Errorf("log: TierMergeBytes %d above %d", o.TierMergeBytes, int64(maxSegmentBytes))
 	}
 	if o.FS == nil {
 		o.FS = osFS{}

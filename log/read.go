@@ -362,7 +362,13 @@ func (it *Iterator) Next() bool {
 func (l *Log) OffsetForTime(ts int64) (int64, error) {
 	segs := *l.segs.Load()
 	for _, s := range segs {
-		if s.maxTS.Load() < ts || !s.acquire() {
+		if s.maxTS.Load() < ts {
+			continue
+		}
+		// A segment swapped out meanwhile (moved to the tier, merged
+		// there) is read through its replacement.
+		s, ok := l.acquireCurrent(s)
+		if !ok {
 			continue
 		}
 		from := s.base
@@ -465,6 +471,9 @@ func (l *Log) ScanHeaders(offset int64, fn func(h *codecs.Header) bool) error {
 			}
 			return err
 		})
+		// A replacement (see acquireReplacement) may hold the
+		// segments after s too: scan on from its end.
+		offset = max(offset, s.next.Load())
 		s.release()
 		if err != nil || stop {
 			return err

@@ -188,6 +188,7 @@ type TierStats struct {
 	UploadFailures int64 // failed tier passes since Open (each retried)
 	LocalDeleted   int64 // local copies deleted after upload since Open
 	OrphansSwept   int64 // objects in no manifest deleted since Open
+	MergedSegments int64 // cold segments merged into larger ones since Open (see tierMerge)
 	// Fenced is set once another server wrote the manifest: uploads
 	// stopped, local segments stay.
 	Fenced bool
@@ -216,7 +217,7 @@ type tierState struct {
 	remoteSegs, remoteBytes          atomic.Int64
 	remoteEnd                        atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
-	swept                            atomic.Int64
+	swept, merged                    atomic.Int64
 	lastSweep                        time.Time    // under mu; zero: none since Open
 	retired                          []retiredSeg // under mu: see swapCold
 	opened                           time.Time
@@ -356,7 +357,8 @@ func (l *Log) TierStats() TierStats {
 	}
 	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(), RemoteEnd: l.tier.remoteEnd.Load(),
 		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
-		LocalDeleted: l.tier.localDeleted.Load(), OrphansSwept: l.tier.swept.Load(), Fenced: l.tier.fenced.Load()}
+		LocalDeleted: l.tier.localDeleted.Load(), OrphansSwept: l.tier.swept.Load(), MergedSegments: l.tier.merged.Load(),
+		Fenced: l.tier.fenced.Load()}
 	for _, s := range *l.segs.Load() {
 		if s.cold != nil {
 			st.ColdSegments++
@@ -449,6 +451,14 @@ func (l *Log) tierPass(ctx context.Context) error {
 		return err
 	}
 	l.tierDropLocal()
+	if merged, err := l.tierMerge(ctx); errors.Is(err, ErrTierFenced) || errors.Is(err, ErrClosed) {
+		return err
+	} else if err != nil {
+		// The run stays as it is, whole; the next pass tries again.
+		l.opts.Logger.Warn("log: merging small cold segments failed", "dir", l.dir, "err", err)
+	} else if merged {
+		l.kickTier() // the next run, after the next uploads
+	}
 	l.tierRetire(ctx)
 	if err := l.tierSweep(ctx); err != nil {
 		// Garbage stays a while longer; the data is whole.
@@ -897,13 +907,14 @@ func (l *Log) acquireCurrent(s *segment) (*segment, bool) {
 }
 
 // acquireReplacement acquires the cold segment that replaced s, if any: its
-// local copy's, or, for a cold s, the compacted version (see swapCold).
+// local copy's, or, for a cold s, the compacted version (see swapCold) or
+// the merged segment that holds its offsets (see tierMerge).
 func (l *Log) acquireReplacement(s *segment) (*segment, bool) {
 	if l.tier == nil {
 		return nil, false
 	}
 	for _, r := range *l.segs.Load() {
-		if r.base == s.base && r != s && r.cold != nil {
+		if r != s && r.cold != nil && r.base <= s.base && s.base < r.next.Load() {
 			return r, r.acquire()
 		}
 	}

@@ -102,6 +102,10 @@ func TestTierNoColdWhileCompacting(t *testing.T) {
 	if err := l.SetLimits(lim); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, l, "A and B cold", func() bool { return l.TierStats().ColdSegments == 2 })
+	// (A tier pass may merge the two small cold segments into one.)
+	waitFor(t, l, "A and B cold", func() bool {
+		segs := *l.segs.Load()
+		return l.TierStats().ColdSegments >= 1 && l.LocalStartOffset() == segs[len(segs)-1].base
+	})
 	checkState(t, l, model, "after A went cold")
 }
