@@ -9,7 +9,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -651,5 +653,157 @@ func TestPacedReaderSteps(t *testing.T) {
 	}
 	if got, want := tokens(), 16<<20-size; got != want {
 		t.Fatalf("after the whole object the limiter holds %d tokens, want %d (its size taken)", got, want)
+	}
+}
+
+// countingGets is a store that counts its GET requests.
+type countingGets struct {
+	objstore.Store
+	gets atomic.Int64
+}
+
+func (c *countingGets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, key, off, n)
+}
+
+// TestColdStoreMergesSmall: a dataset on the directory store and on S3
+// (versitygw) whose segments roll early (every few produces, as
+// segment.ms or idle rolls do) and all go to the store. The tier merges
+// the small cold segments into segments of up to segment.bytes: a
+// consumer reading from offset 0 while they merge under it reads every
+// record exactly once, in order, and so does a new hub on the prefix,
+// which makes far fewer GET requests for it than there were objects.
+func TestColdStoreMergesSmall(t *testing.T) {
+	stores := map[string]func(t *testing.T) objstore.Store{
+		"dir": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"s3": func(t *testing.T) objstore.Store {
+			s, err := objstore.NewS3(s3test.Start(t).Options("merge/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			store := newStore(t)
+			cfg := DatasetConfig{RemoteStorage: true, SegmentBytes: 64 << 10, LocalRetentionBytes: 1}
+			h, p := openColdHub(t, store, "m", cfg)
+			defer func() { h.Close() }()
+			const n = 600
+			// The consumer: from 0, a few hundred bytes at a time,
+			// until it has every record.
+			type got struct {
+				vals []string
+				err  error
+			}
+			done := make(chan got, 1)
+			go func() {
+				var g got
+				var it codecs.RecordIter
+				for next := int64(0); next < n; {
+					secs, err := p.Log().Read(nil, next, 300)
+					if err != nil {
+						if errors.Is(err, wlog.ErrOutOfRange) && next >= p.Log().HighWatermark() {
+							time.Sleep(time.Millisecond) // caught up with the producer
+							continue
+						}
+						g.err = err
+						break
+					}
+					for i := range secs {
+						b, err := secs[i].AppendTo(nil)
+						secs[i].Release()
+						if err != nil {
+							g.err = err
+							break
+						}
+						for len(b) > 0 {
+							hd, _ := codecs.ParseHeader(b)
+							if err := it.Reset(b[:hd.Size()]); err != nil {
+								g.err = err
+								break
+							}
+							for it.Next() {
+								if r := it.Record(); r.Offset >= next {
+									if r.Offset != next {
+										g.err = fmt.Errorf("offset %d after %d", r.Offset, next-1)
+									}
+									g.vals = append(g.vals, string(r.Value))
+									next++
+								}
+							}
+							b = b[hd.Size():]
+						}
+					}
+					if g.err != nil {
+						break
+					}
+					if len(secs) == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				done <- g
+			}()
+			var want []string
+			for i := range n {
+				v := fmt.Sprintf("v%04d-%s", i, strings.Repeat("m", 200))
+				want = append(want, v)
+				var b codecs.Builder
+				b.Append(time.Now().UnixMilli(), nil, []byte(v), nil)
+				out, _ := b.Build()
+				if _, err := p.Produce(out, true); err != nil {
+					t.Fatal(err)
+				}
+				if i%4 == 3 {
+					p.Log().Roll()
+				}
+			}
+			p.Log().Roll()
+			rolled := p.Log().Stats().Rolls
+			waitHub(t, "small segments merged", func() bool {
+				p.Log().EnforceRetention() // kicks the tier
+				st := p.Log().TierStats()
+				return st.RemoteEnd == p.Log().HighWatermark() && st.MergedSegments > 0 && st.RemoteSegments <= rolled/10
+			})
+			g := <-done
+			if g.err != nil {
+				t.Fatalf("the consumer: %v", g.err)
+			}
+			if !slices.Equal(g.vals, want) {
+				t.Fatalf("the consumer read %d records, not the %d produced once each", len(g.vals), n)
+			}
+			st := p.Log().TierStats()
+			t.Logf("%d segments rolled, %d in the store after merging (%d merged)", rolled, st.RemoteSegments, st.MergedSegments)
+			h.Close()
+
+			counted := &countingGets{Store: store}
+			h2, p2 := openColdHub(t, counted, "m", cfg)
+			defer h2.Close()
+			g0 := counted.gets.Load()
+			var vals []string
+			it := p2.Log().NewIterator(0)
+			for it.Next() {
+				vals = append(vals, string(it.Record().Value))
+			}
+			if it.Err() != nil {
+				t.Fatal(it.Err())
+			}
+			if !slices.Equal(vals, want) {
+				t.Fatalf("a new hub on the prefix read %d records, not the %d produced once each", len(vals), n)
+			}
+			if gets := counted.gets.Load() - g0; gets >= rolled/4 {
+				t.Fatalf("a catch-up read from 0 made %d GETs for %d rolled segments", gets, rolled)
+			} else {
+				t.Logf("a catch-up read from 0 on a new hub: %d GETs", gets)
+			}
+		})
 	}
 }
