@@ -55,6 +55,10 @@ func crashChild(dir string) {
 		crashCompactChild(dir)
 		return
 	}
+	if os.Getenv(crashMergeEnv) != "" {
+		crashMergeChild(dir)
+		return
+	}
 	roll := os.Getenv(crashRollEnv) != ""
 	if roll {
 		sealHook = func(int64) { time.Sleep(3 * time.Millisecond) }
