@@ -224,12 +224,19 @@
 //     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
 //     swaps each for a cold segment, then removes the files (not while a
 //     Compact runs: a segment it rewrites stays local until the next pass);
-//  4. delete the objects of cold segments that compaction replaced, once
-//     no reader holds them.
+//  4. merge one run of adjacent small cold segments (each under half of
+//     TierMergeBytes, together at most TierMergeBytes, which defaults to
+//     SegmentBytes) into one: segments that rolled early or that
+//     compaction shrank otherwise cost the store a request each per read.
+//     The merged objects go up under names of their own, the manifest
+//     swaps to them, the log swaps the run for one segment (see
+//     coldmerge.go); a pass that merged asks for another;
+//  5. delete the objects of cold segments that compaction or a merge
+//     replaced, once no reader holds them.
 //
 // Compact rewrites cold segments as it does local ones: the cleaned files
 // go up under names of their own, the manifest swaps to them (a
-// conditional write), the log swaps the segment, and step 4 deletes the
+// conditional write), the log swaps the segment, and step 5 deletes the
 // old version; a crash before the manifest write leaves unlisted objects
 // (swept), after it the old version's (swept).
 //
