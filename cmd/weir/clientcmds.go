@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,13 +118,17 @@ func newTopicsCmd() *cobra.Command {
 	var brokers string
 	cmd := &cobra.Command{Use: "topics", Aliases: []string{"datasets"}, Short: "List, create, describe, grow and delete datasets (Kafka topics)"}
 	addBrokersFlag(cmd, &brokers)
-	admin := func(cmd *cobra.Command) (*kadm.Client, func(), context.Context, error) {
+	adminClient := func(cmd *cobra.Command) (*kgo.Client, *kadm.Client, func(), context.Context, error) {
 		cl, err := connect(cmd.Context(), brokers)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), brokerTimeout)
-		return kadm.NewClient(cl), func() { cancel(); cl.Close() }, ctx, nil
+		return cl, kadm.NewClient(cl), func() { cancel(); cl.Close() }, ctx, nil
+	}
+	admin := func(cmd *cobra.Command) (*kadm.Client, func(), context.Context, error) {
+		_, adm, done, ctx, err := adminClient(cmd)
+		return adm, done, ctx, err
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List datasets with their partition counts", Args: cobra.NoArgs,
@@ -184,7 +189,7 @@ func newTopicsCmd() *cobra.Command {
 	describe := &cobra.Command{
 		Use: "describe NAME...", Short: "Show partitions with offsets and the dataset's config", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			adm, done, ctx, err := admin(cmd)
+			cl, adm, done, ctx, err := adminClient(cmd)
 			if err != nil {
 				return err
 			}
@@ -204,8 +209,10 @@ func newTopicsCmd() *cobra.Command {
 			cfgs, _ := adm.DescribeTopicConfigs(ctx, args...)
 			// The tiers: where the local part starts (KIP-1005's earliest
 			// local offset) and the bytes of each part (DescribeLogDirs:
-			// Weir lists the cold store as a second directory). A broker
-			// that answers neither gets the plain table.
+			// Weir lists the cold store as a second directory), with
+			// the segments of each part (Weir's tagged field of
+			// DescribeLogDirs; "-" from a broker that sends none). A
+			// broker that answers neither gets the plain table.
 			localStarts, lerr := adm.ListLocalLogStartOffsets(ctx, args...)
 			var set kadm.TopicsSet
 			for _, name := range args {
@@ -215,6 +222,10 @@ func newTopicsCmd() *cobra.Command {
 			}
 			dirs, derr := adm.DescribeAllLogDirs(ctx, set)
 			tiers := lerr == nil && derr == nil
+			var segs map[segmentsKey]int64
+			if tiers {
+				segs = logDirSegments(ctx, cl, set)
+			}
 			w := cmd.OutOrStdout()
 			var failed error
 			for _, name := range args {
@@ -226,7 +237,7 @@ func newTopicsCmd() *cobra.Command {
 				fmt.Fprintf(w, "%s  id %s  %d partitions\n", name, d.ID, len(d.Partitions))
 				tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 				if tiers {
-					fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS\tLOCAL OFFSETS\tLOCAL BYTES\tREMOTE OFFSETS\tREMOTE BYTES")
+					fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS\tLOCAL OFFSETS\tLOCAL BYTES\tLOCAL SEGMENTS\tREMOTE OFFSETS\tREMOTE BYTES\tREMOTE SEGMENTS")
 				} else {
 					fmt.Fprintln(tw, "  PARTITION\tLEADER\tSTART\tEND\tRECORDS")
 				}
@@ -236,8 +247,10 @@ func newTopicsCmd() *cobra.Command {
 					fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d", p.Partition, p.Leader, s.Offset, e.Offset, e.Offset-s.Offset)
 					if tiers {
 						ls, _ := localStarts.Lookup(name, p.Partition)
-						fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", offsetRange(ls.Offset, e.Offset), partBytes(dirs, kafka.RemoteLogDir, false, name, p.Partition),
-							offsetRange(s.Offset, ls.Offset), partBytes(dirs, kafka.RemoteLogDir, true, name, p.Partition))
+						fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\t%s", offsetRange(ls.Offset, e.Offset), partBytes(dirs, kafka.RemoteLogDir, false, name, p.Partition),
+							segmentCount(segs, name, p.Partition, false),
+							offsetRange(s.Offset, ls.Offset), partBytes(dirs, kafka.RemoteLogDir, true, name, p.Partition),
+							segmentCount(segs, name, p.Partition, true))
 					}
 					fmt.Fprintln(tw)
 				}
@@ -1093,6 +1106,58 @@ func offsetRange(from, to int64) string {
 // partBytes sums a partition's bytes over the log directories a broker
 // described: the remote directory's (named remote) or all the others; "-"
 // when none lists the partition.
+// segmentsKey is a partition's part: local or remote.
+type segmentsKey struct {
+	topic     string
+	partition int32
+	remote    bool
+}
+
+// logDirSegments asks every broker for the log directories of set and
+// returns the segments each partition's part has, from the tagged field
+// kafka.SegmentsTag of DescribeLogDirs (parts without it are missing;
+// a failed request leaves its broker's out).
+func logDirSegments(ctx context.Context, cl *kgo.Client, set kadm.TopicsSet) map[segmentsKey]int64 {
+	req := kmsg.NewPtrDescribeLogDirsRequest()
+	for topic, parts := range set {
+		rt := kmsg.NewDescribeLogDirsRequestTopic()
+		rt.Topic = topic
+		for p := range parts {
+			rt.Partitions = append(rt.Partitions, p)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	out := map[segmentsKey]int64{}
+	for _, shard := range cl.RequestSharded(ctx, req) {
+		resp, ok := shard.Resp.(*kmsg.DescribeLogDirsResponse)
+		if shard.Err != nil || !ok {
+			continue
+		}
+		for _, d := range resp.Dirs {
+			for _, t := range d.Topics {
+				for _, p := range t.Partitions {
+					p.UnknownTags.Each(func(key uint32, val []byte) {
+						if n, k := binary.Uvarint(val); key == kafka.SegmentsTag && k > 0 {
+							out[segmentsKey{t.Topic, p.Partition, d.Dir == kafka.RemoteLogDir}] += int64(n)
+						}
+					})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// segmentCount is the segments of a partition's part in segs, "-" if
+// unknown.
+func segmentCount(segs map[segmentsKey]int64, topic string, partition int32, remote bool) string {
+	n, ok := segs[segmentsKey{topic, partition, remote}]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
 func partBytes(dirs kadm.DescribedAllLogDirs, remote string, wantRemote bool, topic string, partition int32) string {
 	var n int64
 	found := false

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,9 +138,11 @@ func TestColdStoreMetrics(t *testing.T) {
 }
 
 // TestTopicsDescribeTiers: `weir topics describe` of a dataset tiered to
-// the cold store shows, per partition, its local and remote offsets and
-// bytes (ListOffsets' earliest local offset, KIP-1005, and DescribeLogDirs,
-// where Weir lists the cold store as a directory of its own).
+// the cold store shows, per partition, its local and remote offsets,
+// bytes and segments (ListOffsets' earliest local offset, KIP-1005, and
+// DescribeLogDirs, where Weir lists the cold store as a directory of its
+// own and gives each partition's segments in a tagged field); the
+// segment counts are the local segment files and the manifest's.
 func TestTopicsDescribeTiers(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"), "--cold-store", "file://"+filepath.Join(dir, "cold"))
@@ -155,23 +158,39 @@ func TestTopicsDescribeTiers(t *testing.T) {
 		}
 	}
 	cl.Close()
-	// PARTITION LEADER START END RECORDS LOCAL OFFSETS LOCAL BYTES REMOTE OFFSETS REMOTE BYTES
-	row := regexp.MustCompile(`(?m)^\s+0\s+\d+\s+0\s+200\s+200\s+(\d+)\.\.199\s+[0-9.]+ [KM]?i?B\s+0\.\.(\d+)\s+[0-9.]+ [KM]?i?B\s*$`)
+	// PARTITION LEADER START END RECORDS LOCAL OFFSETS LOCAL BYTES LOCAL SEGMENTS REMOTE OFFSETS REMOTE BYTES REMOTE SEGMENTS
+	row := regexp.MustCompile(`(?m)^\s+0\s+\d+\s+0\s+200\s+200\s+(\d+)\.\.199\s+[0-9.]+ [KM]?i?B\s+(\d+)\s+0\.\.(\d+)\s+[0-9.]+ [KM]?i?B\s+(\d+)\s*$`)
+	// The segments as the files say: local segment files, and those the
+	// manifest in the cold store lists.
+	files := func() (local, remote int) {
+		names, _ := filepath.Glob(filepath.Join(dir, "data", "datasets", "tiered", "0", "*.log"))
+		b, err := os.ReadFile(filepath.Join(dir, "cold", "tiered", "0", "manifest.json"))
+		var m struct{ Segments []json.RawMessage }
+		if err != nil || json.Unmarshal(b, &m) != nil {
+			return len(names), -1
+		}
+		return len(names), len(m.Segments)
+	}
 	var out string
 	for i := 0; ; i++ {
 		out, _, _ = runIn(t, "", append([]string{"topics", "describe", "tiered"}, b...)...)
 		if m := row.FindStringSubmatch(out); m != nil && m[1] != "0" {
-			if local, remoteEnd := m[1], m[2]; fmt.Sprint(mustAtoi(t, remoteEnd)+1) != local {
+			if local, remoteEnd := m[1], m[3]; fmt.Sprint(mustAtoi(t, remoteEnd)+1) != local {
 				t.Fatalf("remote offsets end at %s, local ones start at %s:\n%s", remoteEnd, local, out)
 			}
-			break
+			// The tier settles once the producer stops: then the
+			// counts are the files'.
+			if l, r := files(); fmt.Sprint(l) == m[2] && fmt.Sprint(r) == m[4] && r > 1 {
+				break
+			}
 		}
 		if i > 100 {
-			t.Fatalf("topics describe never showed a local and a remote part:\n%s", out)
+			l, r := files()
+			t.Fatalf("topics describe never showed a local and a remote part with the %d local and %d remote segments of the files:\n%s", l, r, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !strings.Contains(out, "LOCAL BYTES") || !strings.Contains(out, "REMOTE BYTES") {
+	if !strings.Contains(out, "LOCAL SEGMENTS") || !strings.Contains(out, "REMOTE SEGMENTS") {
 		t.Fatalf("topics describe:\n%s", out)
 	}
 }

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"encoding/binary"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhub/weir/hub"
@@ -11,6 +13,14 @@ import (
 // each with the bytes of its segments in the store, beside the data
 // directory, where each has the bytes of its local segment files.
 const RemoteLogDir = "remote (cold store)"
+
+// SegmentsTag is the tagged field (DescribeLogDirs v2 and later) in which
+// each partition of a DescribeLogDirs response carries the number of its
+// segments in that directory, an unsigned varint: local segment files in
+// the data directory, segments the manifest lists in RemoteLogDir. Kafka
+// has no field for it (its brokers count segments only in the JMX metric
+// NumLogSegments); Kafka clients skip tags they do not know.
+const SegmentsTag = 10000
 
 // handleDescribeLogDirs answers with two "directories": the hub's data
 // directory, with every requested partition's local bytes, and, when some
@@ -37,7 +47,7 @@ func handleDescribeLogDirs(c *conn, h *header, kreq kmsg.Request) *pending {
 	remote := kmsg.NewDescribeLogDirsResponseDir()
 	remote.Dir = RemoteLogDir
 	tiered := false
-	add := func(d *kmsg.DescribeLogDirsResponseDir, st hub.PartitionStats, size int64) {
+	add := func(d *kmsg.DescribeLogDirsResponseDir, st hub.PartitionStats, size, segments int64) {
 		if n := len(d.Topics); n == 0 || d.Topics[n-1].Topic != st.Dataset {
 			t := kmsg.NewDescribeLogDirsResponseDirTopic()
 			t.Topic = st.Dataset
@@ -45,6 +55,7 @@ func handleDescribeLogDirs(c *conn, h *header, kreq kmsg.Request) *pending {
 		}
 		p := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
 		p.Partition, p.Size = st.Partition, size
+		p.UnknownTags.Set(SegmentsTag, binary.AppendUvarint(nil, uint64(segments)))
 		t := &d.Topics[len(d.Topics)-1]
 		t.Partitions = append(t.Partitions, p)
 	}
@@ -52,10 +63,10 @@ func handleDescribeLogDirs(c *conn, h *header, kreq kmsg.Request) *pending {
 		if want != nil && !want[st.Dataset][st.Partition] {
 			continue
 		}
-		add(&local, st, st.DiskBytes)
+		add(&local, st, st.DiskBytes, int64(st.Segments))
 		if st.Tier.ColdStart >= 0 {
 			tiered = true
-			add(&remote, st, st.RemoteBytes)
+			add(&remote, st, st.RemoteBytes, st.RemoteSegments)
 		}
 	}
 	resp.Dirs = append(resp.Dirs, local)
