@@ -175,6 +175,9 @@ func (l *Log) Compact() (CompactStats, error) {
 				if ns != nil {
 					cands[i] = ns
 				}
+				if last {
+					l.compactedBelow(cands, i, end)
+				}
 			}
 			from = upTo
 		}
@@ -193,19 +196,36 @@ func (l *Log) Compact() (CompactStats, error) {
 		// (which reads the cold part anyway), so that a tombstone coming
 		// of age does not download it all.
 		km := newKeyMap(0)
-		for _, s := range clean {
+		for i, s := range clean { // clean is a prefix of cands
 			if s.cold != nil {
 				continue
 			}
 			if _, err := l.cleanSegment(s, km, dirtyFrom, false, &due, &st); err != nil {
 				return st, err
 			}
+			l.compactedBelow(cands, i, end)
 		}
 	default:
 		return st, nil
 	}
 	l.tombDue = due
 	return st, nil
+}
+
+// compactedBelow tells tierDropLocal that the running compaction will not
+// rewrite cands[i] or the segments before it again (its last pass over
+// them is done, and cands[i]'s cleaned version is swapped in): they may
+// become cold while it goes on with the later ones, whose rewriting a
+// move to the tier would cut off (see tierDropLocal). end is the offset
+// after the last candidate.
+func (l *Log) compactedBelow(cands []*segment, i int, end int64) {
+	bound := end
+	if i+1 < len(cands) {
+		bound = cands[i+1].base
+	}
+	l.mu.Lock()
+	l.compactDone = max(l.compactDone, bound)
+	l.mu.Unlock()
 }
 
 // cleanable returns the segments compaction may rewrite: the closed ones,
@@ -224,7 +244,9 @@ func (l *Log) cleanable() (cands []*segment, minRatio float64, keepTombs bool, e
 	if l.failed != nil {
 		return nil, 0, false, l.failed
 	}
-	l.compacting = true // until Compact returns: no segment becomes cold meanwhile
+	// Until Compact returns, no segment it may still rewrite becomes cold
+	// (see compactedBelow).
+	l.compacting, l.compactDone = true, -1
 	coldOK := l.tier != nil && !l.tier.unread && !l.tier.fenced.Load()
 	keepTombs = l.tier != nil && !coldOK
 	segs := *l.segs.Load()

@@ -222,8 +222,9 @@
 //     swaps to it, then the old version's objects are deleted;
 //  3. delete the local copies of the oldest listed segments that
 //     LocalRetentionTime or LocalRetentionBytes no longer keep: the log
-//     swaps each for a cold segment, then removes the files (not while a
-//     Compact runs: a segment it rewrites stays local until the next pass);
+//     swaps each for a cold segment, then removes the files (while a
+//     Compact runs, only those its last pass is done with: a segment it
+//     may still rewrite stays local until a later pass);
 //  4. merge one run of adjacent small cold segments (each under half of
 //     TierMergeBytes, together at most TierMergeBytes, which defaults to
 //     SegmentBytes) into one: segments that rolled early or that

@@ -57,12 +57,13 @@ type Log struct {
 	waitCh chan struct{} // closed on the next publication, nil if none waits
 	done   chan struct{} // closed by Close
 
-	compactMu  sync.Mutex   // one Compact at a time; Close waits for it
-	horizon    atomic.Int64 // DeleteHorizon
-	firstDirty int64        // under compactMu: the cleaner checkpoint; see compact.go
-	tombDue    int64        // under compactMu: when a tombstone below firstDirty expires (ms; 0 unknown)
-	cleanCold  bool         // under compactMu: below firstDirty, the cold segments are clean too (see Compact)
-	compacting bool         // under mu: a Compact runs, so no local segment becomes cold (see tierDropLocal)
+	compactMu   sync.Mutex   // one Compact at a time; Close waits for it
+	horizon     atomic.Int64 // DeleteHorizon
+	firstDirty  int64        // under compactMu: the cleaner checkpoint; see compact.go
+	tombDue     int64        // under compactMu: when a tombstone below firstDirty expires (ms; 0 unknown)
+	cleanCold   bool         // under compactMu: below firstDirty, the cold segments are clean too (see Compact)
+	compacting  bool         // under mu: a Compact runs, so no local segment it may still rewrite becomes cold (see tierDropLocal)
+	compactDone int64        // under mu, while compacting: the running Compact is done with the segments below this offset (-1: none)
 
 	recovered []RecoveryEvent
 	stats     stats

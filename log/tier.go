@@ -821,10 +821,7 @@ func (l *Log) tierDropLocal() {
 	ts := l.tier
 	l.mu.Lock()
 	lt, lb := l.opts.LocalRetentionTime, l.opts.LocalRetentionBytes
-	if (lt <= 0 && lb <= 0) || l.compacting {
-		// While a compaction runs, a segment it is rewriting must not
-		// become cold: its older values would stay in the tier while the
-		// tombstones above them go. The next pass moves it.
+	if lt <= 0 && lb <= 0 {
 		l.mu.Unlock()
 		return
 	}
@@ -841,6 +838,14 @@ func (l *Log) tierDropLocal() {
 	for i, s := range segs[:len(segs)-1] {
 		if s.cold != nil {
 			continue
+		}
+		if l.compacting && segs[i+1].base > l.compactDone {
+			// A running compaction may still rewrite s: it must not
+			// become cold, or its rewrite is cut off (the log no longer
+			// lists the local s) while the tombstones above its older
+			// values go. The segments it is done with (its last pass
+			// went over them) may go; the next pass moves the rest.
+			break
 		}
 		ms, ok := ts.man.find(s.base)
 		if !ok || ms.Next != segs[i+1].base || ms.Bytes != s.size.Load() {
