@@ -395,7 +395,9 @@ func TestColdStoreCompacted(t *testing.T) {
 	if _, _, err := h.AlterDataset("k", cur, false); err != nil {
 		t.Fatal(err)
 	}
-	waitHub(t, "local copies gone", func() bool { return p.Log().TierStats().ColdSegments > 5 })
+	// Gone but the last closed segment (and the empty active one): the
+	// cold ones may have merged into fewer.
+	waitHub(t, "local copies gone", func() bool { return p.Log().TierStats().ColdSegments > 0 && p.Log().Segments() <= 2 })
 	got, count := read(p)
 	if !maps.Equal(got, latest) || count >= n {
 		t.Fatalf("after compaction: %d records, %d keys; want the 20 latest values of %d records, compacted", count, len(got), n)
