@@ -96,7 +96,10 @@ type Options struct {
 	// the CPU and network of that rate, not all there is, while producers
 	// write. Default 0: unpaced, as in Kafka. A rate below what producers
 	// write keeps the difference on local disk (the cold tier's
-	// upload-backlog metrics say so).
+	// upload-backlog metrics say so). Paced segments still go to S3 with
+	// sendfile, in the steps the pace allows (objstore.Pacer); merges of
+	// small cold segments (log.Options.TierMergeBytes, up to the dataset's
+	// segment.bytes) go at the same pace.
 	ColdUploadBytesPerSecond int64
 	// SubscribeBuffer bounds, in bytes, the window of latest events that
 	// the subscriptions of one dataset share (read and encoded once by one
