@@ -155,8 +155,12 @@ func (l *Log) tierMerge(ctx context.Context) (bool, error) {
 		// Unlisted objects: overwritten by the next try, or swept.
 		return false, fmt.Errorf("log: merging cold segments %d to %d: uploading: %w", ms.Base, ms.Next, err)
 	}
-	if l.start.Load() >= ms.Next {
-		return false, nil // retention took the run meanwhile: the objects are orphans
+	if l.start.Load() > ms.Base {
+		// Retention took (some of) the run meanwhile: the objects are
+		// orphans, and the next pass looks again. Listed, the merged
+		// segment would bring back the records retention deleted at
+		// the next Open.
+		return false, nil
 	}
 	i, _ := slices.BinarySearchFunc(ts.man.Segments, first.Base, func(x ManifestSegment, b int64) int { return cmpInt(x.Base, b) })
 	m := Manifest{Version: 1, Segments: slices.Concat(ts.man.Segments[:i], []ManifestSegment{ms}, ts.man.Segments[i+len(run):])}
@@ -194,10 +198,11 @@ func (l *Log) tierMerge(ctx context.Context) (bool, error) {
 	for k > 0 && slices.Contains(run, segs[k-1]) {
 		k--
 	}
-	// When retention dropped the front of the run, the merged segment
-	// begins below the start offset: reads below it stay out of range
-	// (the start does not move back), and retention deletes the
-	// segment whole later.
+	// When retention dropped the front of the run during the manifest
+	// write, the merged segment begins below the start offset: reads
+	// below it stay out of range (the start does not move back; after a
+	// restart they read again until retention deletes the merged segment
+	// whole).
 	gone := segs[k : j+1]
 	kept := slices.Concat(segs[:k], []*segment{ns}, segs[j+1:])
 	l.segs.Store(&kept)
