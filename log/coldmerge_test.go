@@ -450,3 +450,67 @@ func TestTierMergeCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestTierMergeRetentionMeanwhile: retention deletes the first segment of
+// a run while its merged objects go up. The merge is dropped (its objects
+// unlisted), the next one merges what is left, and the records retention
+// deleted stay deleted, also after a reopen.
+func TestTierMergeRetentionMeanwhile(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 4))
+	tier := newMemTier()
+	opts := Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 64 << 10, IndexIntervalBytes: 256, LocalRetentionBytes: 1,
+		Sync: SyncNever, TierMergeBytes: -1, TierOrphanAge: time.Millisecond}
+	l := openLog(t, "/d", opts)
+	appendSmallSegments(t, l, rng, 60)
+	settleTier(t, l)
+	l.Close()
+	l = openLog(t, "/d", opts)
+	defer func() { l.Close() }()
+	l.stopTier() // the passes are this test's
+	ctx := context.Background()
+	l.mu.Lock()
+	l.opts.TierMergeBytes = 0
+	l.mu.Unlock()
+	cut := (*l.segs.Load())[1].base
+	tierHook = func(p string) error {
+		if p == "merge-uploaded" {
+			if n, err := l.DeleteBefore(cut); n != 1 || err != nil {
+				t.Errorf("DeleteBefore(%d) = %d, %v; want 1 segment", cut, n, err)
+			}
+		}
+		return nil
+	}
+	l.tier.mu.Lock()
+	merged, err := l.tierMerge(ctx)
+	l.tier.mu.Unlock()
+	tierHook = nil
+	if err != nil || merged {
+		t.Fatalf("the merge under retention: merged %v, %v; want it dropped", merged, err)
+	}
+	if m, _ := ReadManifest(ctx, tier); m.Segments[0].Base != 0 {
+		t.Fatalf("the manifest changed: it starts at %d", m.Segments[0].Base)
+	}
+	if err := l.tierPass(ctx); err != nil { // forgets the deleted segment
+		t.Fatal(err)
+	}
+	for range 100 {
+		l.tier.mu.Lock()
+		merged, err = l.tierMerge(ctx)
+		l.tier.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !merged {
+			break
+		}
+	}
+	want := readRecs(t, l)
+	if l.TierStats().MergedSegments == 0 || want[0].off != cut {
+		t.Fatalf("after the merges: %+v, reading from %d; want merges, from %d", l.TierStats(), want[0].off, cut)
+	}
+	l.Close()
+	l = openLog(t, "/d", opts)
+	if got := readRecs(t, l); l.StartOffset() != cut || !slices.Equal(got, want) {
+		t.Fatalf("after a reopen: start %d, %d records; want start %d, %d records", l.StartOffset(), len(got), cut, len(want))
+	}
+}
