@@ -35,15 +35,15 @@ import (
 // one hold of the benchmark lock). With 64 appenders a round is about
 // 1 MB: the gather, while the appenders released by a sync write their
 // next batches into the page cache (CRC-32C, the copy into the stage, the
-// pwrite), took 0.30-0.58 ms, the drain and snapshot 0.005-0.08 ms, the
-// fdatasync 0.67-0.84 ms; with 8, 0.035-0.06 ms and 0.23-0.30 ms. Nothing
+// pwrite), took 0.30-0.58 ms, the drain and snapshot 0.002-0.08 ms, the
+// fdatasync 0.67-0.84 ms; with 8, 0.03-0.05 ms and 0.23-0.30 ms. Nothing
 // is in flight on the disk during the gather, but none of these filled it:
 //
 //   - Two fdatasyncs in flight, each loop gathering half of the last
 //     round's appenders, so that one half writes while the other's sync
 //     runs: the gap fell to 0-0.2 ms, but a sync of half the bytes took as
 //     long as one of all of them (0.68-0.94 ms): 494-619 MB/s against
-//     626-840 MB/s at 64 appenders, 230-276 against 302-336 at 8. The
+//     633-840 MB/s at 64 appenders, 230-276 against 302-336 at 8. The
 //     disk alone says the same: two write-then-fdatasync loops of half a
 //     round each carried no more than one loop of whole rounds (keep
 //     mode, 530 KB each: 1099-1243 MB/s; one of 1 MB: 1279-1314). Without
