@@ -120,10 +120,19 @@ func TestProduceDurableWriteFailure(t *testing.T) {
 // BenchmarkProduceDurable: acks=all produces with fsync always to one
 // partition from 8 and 64 producers, batches of 16 records of 1 KiB:
 // what durable acknowledgement costs a hub partition, with its writes per
-// fdatasync.
+// fdatasync. With idempotent, each producer has an id and a sequence (its
+// batch is built for each produce, as a client builds it).
 func BenchmarkProduceDurable(b *testing.B) {
-	for _, producers := range []int{8, 64} {
-		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+	for _, c := range []struct {
+		producers  int
+		idempotent bool
+	}{{8, false}, {64, false}, {8, true}, {64, true}} {
+		producers := c.producers
+		name := fmt.Sprintf("producers=%d", producers)
+		if c.idempotent {
+			name += "/idempotent"
+		}
+		b.Run(name, func(b *testing.B) {
 			opts := testOptions(b.TempDir())
 			opts.Defaults.Fsync = "always"
 			opts.Defaults.SegmentBytes = 1 << 30
@@ -147,12 +156,17 @@ func BenchmarkProduceDurable(b *testing.B) {
 			work := make(chan struct{}, producers)
 			var wg sync.WaitGroup
 			b.ResetTimer()
-			for range producers {
+			for pr := range producers {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					buf := batch(b, vals...)
+					seq := int32(0)
 					for range work {
+						if c.idempotent {
+							buf = idempotentBatch(b, int64(1000+pr), 0, seq, vals...)
+							seq += int32(len(vals))
+						}
 						if _, err := p.Produce(buf, true); err != nil {
 							b.Error(err)
 							return
