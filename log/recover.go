@@ -192,13 +192,13 @@ func (l *Log) recoverUnsealed(s *segment, f File, nextBase int64) error {
 	if err != nil {
 		return err
 	}
-	if res.err == nil {
-		// Whole: nothing to decide.
-	} else if at, ok := validBatchAfter(f, res.end+1, size, res.next, nextBase); ok && !zeroPageIn(f, res.end, at) {
-		s.off = index{size: offsetEntrySize}
-		s.tim = index{size: timeEntrySize}
-		s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
-		return l.openClosed(s, f, nextBase)
+	if res.err != nil {
+		if at, ok := validBatchAfter(f, res.end+1, size, res.next, nextBase); ok && !zeroPageIn(f, res.end, at) {
+			s.off = index{size: offsetEntrySize}
+			s.tim = index{size: timeEntrySize}
+			s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
+			return l.openClosed(s, f, nextBase)
+		}
 	}
 	if err := l.cutAfterScan(s, f, res, size); err != nil {
 		return err
