@@ -215,7 +215,9 @@ func (c *DatasetConfig) logOptions(h *Hub) wlog.Options {
 		FS:            h.opts.FS,
 		SkipLock:      true, // the hub locks its data directory
 	}
-	if policy == wlog.SyncInterval {
+	if policy != wlog.SyncNever {
+		// Interval fsyncs, or with fsync always the give-back of idle
+		// windows of zeros: one scheduler, no timer per partition.
 		o.Syncer = h.syncer(max(c.FsyncInterval, time.Millisecond))
 	}
 	if c.RetentionTime > 0 {

@@ -120,10 +120,19 @@ func TestProduceDurableWriteFailure(t *testing.T) {
 // BenchmarkProduceDurable: acks=all produces with fsync always to one
 // partition from 8 and 64 producers, batches of 16 records of 1 KiB:
 // what durable acknowledgement costs a hub partition, with its writes per
-// fdatasync.
+// fdatasync. With idempotent, each producer has an id and a sequence (its
+// batch is built for each produce, as a client builds it).
 func BenchmarkProduceDurable(b *testing.B) {
-	for _, producers := range []int{8, 64} {
-		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+	for _, c := range []struct {
+		producers  int
+		idempotent bool
+	}{{8, false}, {64, false}, {8, true}, {64, true}} {
+		producers := c.producers
+		name := fmt.Sprintf("producers=%d", producers)
+		if c.idempotent {
+			name += "/idempotent"
+		}
+		b.Run(name, func(b *testing.B) {
 			opts := testOptions(b.TempDir())
 			opts.Defaults.Fsync = "always"
 			opts.Defaults.SegmentBytes = 1 << 30
@@ -147,12 +156,17 @@ func BenchmarkProduceDurable(b *testing.B) {
 			work := make(chan struct{}, producers)
 			var wg sync.WaitGroup
 			b.ResetTimer()
-			for range producers {
+			for pr := range producers {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					buf := batch(b, vals...)
+					seq := int32(0)
 					for range work {
+						if c.idempotent {
+							buf = idempotentBatch(b, int64(1000+pr), 0, seq, vals...)
+							seq += int32(len(vals))
+						}
 						if _, err := p.Produce(buf, true); err != nil {
 							b.Error(err)
 							return
@@ -170,5 +184,76 @@ func BenchmarkProduceDurable(b *testing.B) {
 			b.ReportMetric(float64(st.Writes)/float64(max(st.Fsyncs, 1)), "writes/fsync")
 			b.ReportMetric(float64(st.Appends)/float64(max(st.Fsyncs, 1)), "produces/fsync")
 		})
+	}
+}
+
+// TestProduceDurableWriteFailureSequence: when the write of an idempotent
+// batch fails after the partition's lock was released, the producer's
+// next batch, sent meanwhile (a producer with several requests in flight),
+// is not stored after it: it is refused with ErrOutOfOrderSequence, the
+// retry of the failed batch is stored, and then the retry of the next one,
+// in sequence, as Kafka does. (Before, the next batch was stored, and the
+// retry of the failed one was refused as out of sequence: the records
+// were stored out of the producer's order and one batch never was.)
+func TestProduceDurableWriteFailureSequence(t *testing.T) {
+	disk := &diskFull{dataset: "d"}
+	disk.opensLeft.Store(1 << 30)
+	opts := testOptions(t.TempDir())
+	opts.Defaults.Fsync = "always"
+	opts.FS = disk.fs()
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(idempotentBatch(t, 7, 0, 0, "first"), true); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res ProduceResult
+		err error
+	}
+	third := make(chan result, 1)
+	var once sync.Once
+	p.writeFailedHook = func() {
+		once.Do(func() {
+			// The failed write is known to the log, not yet to the
+			// partition: the producer's next batch comes now.
+			disk.full.Store(false)
+			go func() {
+				res, err := p.Produce(idempotentBatch(t, 7, 0, 2, "third"), true)
+				third <- result{res, err}
+			}()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				p.mu.Lock()
+				waits := p.writeWaits
+				p.mu.Unlock()
+				if waits > 0 || len(third) > 0 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Error("the next batch neither stored nor waiting within 10s")
+					return
+				}
+			}
+		})
+	}
+	disk.full.Store(true)
+	if _, err := p.Produce(idempotentBatch(t, 7, 0, 1, "second"), true); !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Produce on a full disk = %v, want ErrStorage wrapping ENOSPC", err)
+	}
+	if r := <-third; !errors.Is(r.err, ErrOutOfOrderSequence) {
+		t.Fatalf("the batch after the failed one = %+v, %v; want ErrOutOfOrderSequence", r.res, r.err)
+	}
+	if res, err := p.Produce(idempotentBatch(t, 7, 0, 1, "second"), true); err != nil || res.Duplicate || res.BaseOffset != 1 {
+		t.Fatalf("the retry of the failed batch = %+v, %v; want stored at offset 1", res, err)
+	}
+	if res, err := p.Produce(idempotentBatch(t, 7, 0, 2, "third"), true); err != nil || res.Duplicate || res.BaseOffset != 2 {
+		t.Fatalf("the retry of the batch after it = %+v, %v; want stored at offset 2", res, err)
+	}
+	if got := values(t, p); fmt.Sprint(got) != "[first second third]" {
+		t.Fatalf("the partition holds %q, want first, second and third", got)
 	}
 }

@@ -27,7 +27,14 @@ type Partition struct {
 
 	mu        sync.Mutex // orders produce: sequence checks and appends
 	producers map[int64]*producerState
-	snapAt    int64 // high watermark of the last producer snapshot
+	written   sync.Cond // L is mu; signalled when a producer's batches' write is done (see producerState.writing)
+	snapAt    int64     // high watermark of the last producer snapshot
+	// writeWaits counts the produces waiting on written.
+	writeWaits int
+
+	// writeFailedHook, when set by a test, runs in a produce whose write
+	// failed, before it takes mu to undo what it recorded.
+	writeFailedHook func()
 
 	waitMu  sync.Mutex
 	waiters map[chan struct{}]struct{}
@@ -50,6 +57,12 @@ type producerState struct {
 	// yet; TxnFirst is the offset of its first batch.
 	TxnOpen  bool  `json:"txn_open,omitempty"`
 	TxnFirst int64 `json:"txn_first,omitempty"`
+	// writing counts the producer's batches recorded whose write is not
+	// done: the next batch of the producer, or a retry, is checked only
+	// once they are written or taken back, so that a failed write leaves
+	// the sequence where it was (its retry is stored, the batches after
+	// it refused until it is), as Kafka's does.
+	writing int
 }
 
 type batchEntry struct {
@@ -72,6 +85,7 @@ const producerSnapshot = "producers.snapshot"
 func openPartition(d *Dataset, id int32) (*Partition, error) {
 	p := &Partition{ds: d, id: id, dir: filepath.Join(d.dir, fmt.Sprint(id)),
 		producers: map[int64]*producerState{}, waiters: map[chan struct{}]struct{}{}}
+	p.written.L = &p.mu
 	opts := d.cfg.logOptions(d.h)
 	opts.OnPublish = p.wake
 	if o := d.h.opts.Observer; o != nil {
@@ -153,7 +167,11 @@ func (p *Partition) WaitsForDisk() bool { return p.log.WaitsForDisk() }
 // RecordBatch v2 batches) to the partition. Batches of idempotent producers
 // are checked against the producer's sequence: a retry of one of its last
 // five batches is not stored again but answered with its original offset,
-// and a gap or reordering fails with ErrOutOfOrderSequence. With waitDurable
+// and a gap or reordering fails with ErrOutOfOrderSequence. A producer's
+// batch is checked only once the write of its batches before is done: a
+// failed write leaves the producer's sequence where it was, so that its
+// retry is stored and the batches sent after it are refused until it is.
+// With waitDurable
 // (acks=all) it returns only once the records are durable as the dataset's
 // fsync policy defines. records is modified in place (offsets assigned).
 // Every record of every batch is checked first (see checkProduced).
@@ -192,6 +210,13 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 	}
 
 	p.mu.Lock()
+	for p.writing(hs) {
+		// A batch of one of these producers is being written: whether it
+		// was stored decides what follows it in sequence.
+		p.writeWaits++
+		p.written.Wait()
+		p.writeWaits--
+	}
 	if err := p.checkTxnProduce(hs); err != nil {
 		p.mu.Unlock()
 		return res, err
@@ -261,18 +286,30 @@ func (p *Partition) produce(records []byte, waitDurable, check bool) (ProduceRes
 		return res, appendErr(err)
 	}
 	off := base
+	idempotent := false
 	for i := range hs {
 		h := &hs[i]
 		if h.ProducerID >= 0 {
 			p.recordBatch(h, off, now)
+			p.producers[h.ProducerID].writing++
+			idempotent = true
 		}
 		off += int64(h.LastOffsetDelta) + 1
 	}
 	p.mu.Unlock()
-	if err := w.Wait(); err != nil {
+	err = w.Wait()
+	if err != nil && p.writeFailedHook != nil {
+		p.writeFailedHook()
+	}
+	if idempotent {
 		p.mu.Lock()
-		p.forgetBatches(hs, base)
+		if err != nil {
+			p.forgetBatches(hs, base)
+		}
+		p.doneWriting(hs)
 		p.mu.Unlock()
+	}
+	if err != nil {
 		return res, appendErr(err)
 	}
 	if res.BaseOffset < 0 {
@@ -371,6 +408,29 @@ func (p *Partition) recordBatch(h *codecs.Header, base, now int64) {
 		BaseOffset: base, NextOffset: base + int64(h.LastOffsetDelta) + 1})
 }
 
+// writing reports whether a batch of a producer of hs is being written.
+// Called with p.mu held.
+func (p *Partition) writing(hs []codecs.Header) bool {
+	for i := range hs {
+		if st := p.producers[hs[i].ProducerID]; hs[i].ProducerID >= 0 && st != nil && st.writing > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// doneWriting counts the write of hs's idempotent batches done (stored or
+// taken back by forgetBatches) and wakes the produces that wait for it.
+// Called with p.mu held.
+func (p *Partition) doneWriting(hs []codecs.Header) {
+	for i := range hs {
+		if st := p.producers[hs[i].ProducerID]; hs[i].ProducerID >= 0 && st != nil && st.writing > 0 {
+			st.writing--
+		}
+	}
+	p.written.Broadcast()
+}
+
 // forgetBatches takes back what recordBatch remembered of the batches hs,
 // stored from offset base, whose write failed: the log gives their
 // offsets to the appends after, and a retry must be stored, not answered
@@ -391,6 +451,14 @@ func (p *Partition) forgetBatches(hs []codecs.Header, base int64) {
 			}
 		}
 		off += int64(h.LastOffsetDelta) + 1
+	}
+	for i := range hs {
+		if st := p.producers[hs[i].ProducerID]; hs[i].ProducerID >= 0 && st != nil && len(st.Batches) == 0 && !st.TxnOpen {
+			// Its first batches here (of this epoch): the producer is
+			// unknown again, so that what comes next must start at
+			// sequence 0, as a retry of these does.
+			delete(p.producers, hs[i].ProducerID)
+		}
 	}
 }
 

@@ -28,6 +28,55 @@ import (
 // wait, it hands the loop to a goroutine of its own, which runs it until no
 // one waits: one appender syncs on its own goroutine, many share one
 // syncer, and an idle log has no goroutine.
+//
+// Where the time goes, and what did not pay (logbench -always, 128 MiB
+// runs, 16 KiB appends, on the development machine: 2 cores, ext4 without
+// a journal on a virtio disk; each variant alternated with this code in
+// one hold of the benchmark lock). With 64 appenders a round is about
+// 1 MB: the gather, while the appenders released by a sync write their
+// next batches into the page cache (CRC-32C, the copy into the stage, the
+// pwrite), took 0.30-0.58 ms, the drain and snapshot 0.002-0.08 ms, the
+// fdatasync 0.67-0.84 ms; with 8, 0.03-0.05 ms and 0.23-0.30 ms. Nothing
+// is in flight on the disk during the gather, but none of these filled it:
+//
+//   - Two fdatasyncs in flight, each loop gathering half of the last
+//     round's appenders, so that one half writes while the other's sync
+//     runs: the gap fell to 0-0.2 ms, but a sync of half the bytes took as
+//     long as one of all of them (0.68-0.94 ms): 494-619 MB/s against
+//     633-840 MB/s at 64 appenders, 230-276 against 302-336 at 8. The
+//     disk alone says the same: two write-then-fdatasync loops of half a
+//     round each carried no more than one loop of whole rounds (keep
+//     mode, 530 KB each: 1099-1243 MB/s; one of 1 MB: 1279-1314). Without
+//     the halving (a second sync only for a waiter no running sync covers)
+//     it stayed one round of 62: 615-678 MB/s against 633-840.
+//   - Writeback started (sync_file_range SYNC_FILE_RANGE_WRITE) during
+//     the gather, by the loop, for each 256 KiB written: the fdatasyncs
+//     were 10-20% shorter and the gather as much longer, the submission
+//     taking CPU that the appenders need (median 0.47x dd against 0.48x
+//     in 8 alternations at 64 appenders); by the writer, after each write
+//     of the stage: 0.36-0.44x against 0.35-0.39x at 64, 0.14-0.16x
+//     against 0.16-0.18x at 8.
+//   - A condition per stage, so that the end of a write wakes only its own
+//     appenders and one of the next stage's: 558-841 MB/s against 704-872
+//     at 64, within the noise at 8.
+//   - A sync of the round's range only (sync_file_range with both waits
+//     over the bytes written since the last sync, then a one-byte O_DSYNC
+//     rewrite of the last one for the metadata and the device flush), so
+//     that the writeback of a window's zeros (see prewrite.go), which an
+//     fdatasync waits for, is not: syncs of 0.32-0.40 ms against
+//     0.24-0.38 at 8 appenders, 0.16-0.19x dd against 0.21-0.26x (4
+//     alternations); 0.40-0.49x against 0.52-0.54x at 64.
+//
+// What would pay is the disk's own: a segment file whose blocks were all
+// written and synced before the appends overwrite them (a test build
+// filled each new segment's file with 200 MiB and synced it before use,
+// untimed, as a segment file recycled after retention would be, its pages
+// still cached): fdatasyncs of 0.14-0.17 ms against 0.23-0.29 at 8
+// appenders, 0.28-0.34 against 0.61-0.79 at 64, and 0.25-0.30x dd against
+// 0.15-0.22x at 8, 0.76-0.99x against 0.37-0.49x at 64 (4 alternations,
+// load 1.8). Writing zeros ahead for large rounds too (prewriteRoundMax
+// unbounded) still loses at 64 appenders: the zeros cost the disk as
+// much as the data (402-599 MB/s against 692-877 with 16 MiB windows).
 type groupCommit struct {
 	mu        sync.Mutex
 	gen       [2]sync.Cond // waiters of an even and an odd generation

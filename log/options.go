@@ -111,8 +111,10 @@ type Options struct {
 	// Now is the clock for segment age and retention. Default time.Now.
 	Now func() time.Time
 	// Syncer, if set, runs the SyncInterval fsyncs in place of a timer of
-	// the log's own, every Syncer.Interval (SyncInterval is then unused).
-	// Default nil.
+	// the log's own, every Syncer.Interval (SyncInterval is then unused),
+	// and with SyncAlways gives back the window of zeros of a log that
+	// stopped growing (see PrewriteBytes), also in place of a timer of
+	// its own. Default nil.
 	Syncer *Syncer
 	// Files bounds the segment files open at once; logs that share it
 	// share its limit. Default: a cache of the log's own without a limit.

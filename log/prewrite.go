@@ -59,7 +59,9 @@ import (
 // segment is sealed, before the seal's fdatasync (so that a sealed
 // segment's file, which Open trusts through its index, ends with its
 // data), on Close, before its fdatasync, and when the log has not grown
-// for prewriteIdle: a log that is no longer appended to keeps no reserve.
+// for prewriteIdle (checked by the shared Syncer's idle round when the log
+// has one, so that a hub of many partitions runs no timer per partition):
+// a log that is no longer appended to keeps no reserve.
 
 // prewriteIdle is how long a log must not grow before its window is
 // given back. A variable for tests.
@@ -139,46 +141,60 @@ func (l *Log) writePrewrite(p prewrite) {
 	}
 }
 
-// armPrewriteIdle starts the timer that gives the window back once the
-// log stops growing. Called with l.mu held.
+// armPrewriteIdle has the window given back once the log stops growing:
+// checked by the Syncer's idle round when the log has one (Options.Syncer:
+// one timer for every log that shares it), else by a timer of the log's
+// own. Called with l.mu held.
 func (l *Log) armPrewriteIdle() {
 	if l.idleArmed {
 		return
 	}
 	l.idleArmed = true
 	l.idleSeg, l.idleMark = l.active, l.active.written
+	if l.opts.Syncer != nil {
+		l.opts.Syncer.addIdle(l)
+		return
+	}
 	if l.idleTimer == nil {
-		l.idleTimer = time.AfterFunc(prewriteIdle, l.prewriteIdleCheck)
+		l.idleTimer = time.AfterFunc(prewriteIdle, func() { l.prewriteIdleCheck() })
 	} else {
 		l.idleTimer.Reset(prewriteIdle)
 	}
 }
 
-// prewriteIdleCheck is the idle timer's work: if the active segment did
-// not grow since the last check, its window is given back; else it checks
-// again later.
-func (l *Log) prewriteIdleCheck() {
+// checkIdleAgain has the window checked again in prewriteIdle, and
+// reports so. Called with l.mu held.
+func (l *Log) checkIdleAgain() bool {
+	if l.opts.Syncer == nil {
+		l.idleTimer.Reset(prewriteIdle)
+	}
+	return true
+}
+
+// prewriteIdleCheck gives the window back if the active segment did not
+// grow since the last check, and reports whether it is to be checked
+// again (the log grew): the log's own timer is then reset, a Syncer's
+// idle round takes it again.
+func (l *Log) prewriteIdleCheck() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() || !l.idleArmed {
 		l.idleArmed = false
-		return
+		return false
 	}
 	s := l.active
 	if s.zeroed <= s.written {
 		l.idleArmed = false
-		return
+		return false
 	}
 	if s != l.idleSeg || s.written != l.idleMark {
 		l.idleSeg, l.idleMark = s, s.written
-		l.idleTimer.Reset(prewriteIdle)
-		return
+		return l.checkIdleAgain()
 	}
 	l.drain() // no zeros being written, nothing staged; may let appenders in
 	if s != l.active || s.written != l.idleMark {
 		l.idleSeg, l.idleMark = l.active, l.active.written
-		l.idleTimer.Reset(prewriteIdle)
-		return
+		return l.checkIdleAgain()
 	}
 	l.idleArmed = false
 	if l.failed == nil {
@@ -186,4 +202,5 @@ func (l *Log) prewriteIdleCheck() {
 		// recovery cuts.
 		dropReserve(s)
 	}
+	return false
 }

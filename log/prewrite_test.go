@@ -249,3 +249,51 @@ func checkNoWindowAfterOpen(t *testing.T, fsys FS, dir string, opts Options) {
 		}
 	}
 }
+
+// TestPrewriteIdleSyncer: logs that share a Syncer have their windows
+// given back by its idle rounds, with no timer of their own, and a log
+// that keeps growing keeps its window.
+func TestPrewriteIdleSyncer(t *testing.T) {
+	defer func(d time.Duration) { prewriteIdle = d }(prewriteIdle)
+	prewriteIdle = 50 * time.Millisecond
+	s := NewSyncer(time.Hour, 2)
+	defer s.Close()
+	var logs []*Log
+	for i := range 3 {
+		l := openLog(t, filepath.Join(t.TempDir(), fmt.Sprint(i)), Options{Sync: SyncAlways, SegmentBytes: 8 << 20, Syncer: s})
+		defer l.Close()
+		logs = append(logs, l)
+		for j := range 100 {
+			if _, err := l.Append(batchOf(t, fmt.Sprint(j), 4, 1000, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if path, end := dataEnd(l); fileSize(t, path) <= end {
+			t.Fatalf("log %d: file of %d bytes, data %d: no window", i, fileSize(t, path), end)
+		}
+	}
+	// The last log keeps growing for a few idle rounds: its window stays.
+	busy := logs[2]
+	for deadline := time.Now().Add(4 * prewriteIdle); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := busy.Append(batchOf(t, "busy", 4, 1000, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if path, end := dataEnd(busy); fileSize(t, path) <= end {
+		t.Fatalf("a log that kept growing has a file of %d bytes, data %d: its window was given back", fileSize(t, path), end)
+	}
+	for i, l := range logs {
+		path, end := dataEnd(l)
+		for deadline := time.Now().Add(10 * time.Second); fileSize(t, path) != end; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("log %d, idle: file of %d bytes, data %d, after 10s", i, fileSize(t, path), end)
+			}
+		}
+		l.mu.Lock()
+		timer := l.idleTimer
+		l.mu.Unlock()
+		if timer != nil {
+			t.Fatalf("log %d has an idle timer of its own beside the Syncer", i)
+		}
+	}
+}

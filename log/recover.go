@@ -179,8 +179,11 @@ func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error
 
 // recoverUnsealed recovers a closed segment without an index: one whose
 // seal a crash interrupted, so that its data may not have been synced. It
-// is scanned like the active segment, and a torn tail (damage after which
-// no valid batch follows) is cut; damage with valid batches after it is
+// is scanned like the active segment, and a torn tail is cut: damage after
+// which no valid batch follows, or after which one does but with a page of
+// zeros between (pages of an unsynced tail reach the disk in any order, so
+// a page that never did can lie before one that did; the bytes cut are
+// kept in a .corrupt file). Other damage with valid batches after it is
 // not a torn write, and is kept and never served, as in any closed
 // segment. Offsets cut from its end are not reused: the next segment
 // starts where it did.
@@ -189,11 +192,13 @@ func (l *Log) recoverUnsealed(s *segment, f File, nextBase int64) error {
 	if err != nil {
 		return err
 	}
-	if res.err != nil && validBatchAfter(f, res.end+1, size, res.next, nextBase) {
-		s.off = index{size: offsetEntrySize}
-		s.tim = index{size: timeEntrySize}
-		s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
-		return l.openClosed(s, f, nextBase)
+	if res.err != nil {
+		if at, ok := validBatchAfter(f, res.end+1, size, res.next, nextBase); ok && !zeroPageIn(f, res.end, at) {
+			s.off = index{size: offsetEntrySize}
+			s.tim = index{size: timeEntrySize}
+			s.lastIndexed, s.writtenMaxTS, s.firstTS = -1, math.MinInt64, math.MinInt64
+			return l.openClosed(s, f, nextBase)
+		}
 	}
 	if err := l.cutAfterScan(s, f, res, size); err != nil {
 		return err
@@ -210,9 +215,10 @@ func (l *Log) recoverUnsealed(s *segment, f File, nextBase int64) error {
 	return nil
 }
 
-// validBatchAfter reports whether a whole valid batch with a base offset in
-// [minOffset, maxOffset) starts anywhere in [from, size) of f.
-func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool {
+// validBatchAfter returns where the first whole valid batch with a base
+// offset in [minOffset, maxOffset) starts in [from, size) of f, if one
+// does.
+func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) (int64, bool) {
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+codecs.HeaderSize)
 	for at := from; at+codecs.HeaderSize <= size; at += chunk {
@@ -231,8 +237,28 @@ func validBatchAfter(f io.ReaderAt, from, size, minOffset, maxOffset int64) bool
 				continue
 			}
 			if _, err := codecs.Validate(b, 0); err == nil {
-				return true
+				return pos, true
 			}
+		}
+	}
+	return 0, false
+}
+
+// zeroPageIn reports whether [from, to) of f holds a run of zeros that
+// reaches the end of a 4 KiB page: from to the end of its page, or a whole
+// page after it. A page that never reached the disk reads as zeros (or as
+// the zeros written ahead of the data, see prewrite.go).
+func zeroPageIn(f io.ReaderAt, from, to int64) bool {
+	const page = 4096
+	end := (from/page + 1) * page
+	if end <= to {
+		if zero, err := zerosFrom(f, from, end); err == nil && zero {
+			return true
+		}
+	}
+	for at := end; at+page <= to; at += page {
+		if zero, err := zerosFrom(f, at, at+page); err == nil && zero {
+			return true
 		}
 	}
 	return false

@@ -265,3 +265,68 @@ func TestRecoverUnsealedSegment(t *testing.T) {
 		t.Fatalf("Verify after recovery: %v", err)
 	}
 }
+
+// TestRecoverUnsealedSegmentHole: the pages of an unsynced tail reach the
+// disk in any order, so a power cut during a roll can leave an unsealed
+// segment with a page of zeros (one that never reached the disk) and whole
+// batches after it (pages that did). That is a torn tail, not damage in
+// the middle of a segment: recovery cuts it at the hole, keeps the bytes
+// cut in a .corrupt file, and reads go on into the next segment (before,
+// the segment was kept as corrupt and reads stopped at the hole).
+func TestRecoverUnsealedSegmentHole(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 16 << 10, Sync: SyncNever}
+	_, want := writeTestLog(t, dir, 200, opts)
+	bases, _ := listSegments(osFS{}, dir, false)
+	if len(bases) < 3 {
+		t.Fatalf("only %d segments", len(bases))
+	}
+	closed := bases[len(bases)-2]
+	seg := segmentName(dir, closed, logSuffix)
+	os.Remove(segmentName(dir, closed, indexSuffix))
+	os.Remove(segmentName(dir, closed, timeIndexSuffix))
+	b, _ := os.ReadFile(seg)
+	if len(b) < 3*4096 {
+		t.Fatalf("segment of %d bytes, want at least 3 pages", len(b))
+	}
+	// The first batch that reaches into the second page is where the cut
+	// goes; its records and all after it in this segment are cut.
+	cut, kept := 0, 0
+	for p := 0; p < len(b); p += codecs.BatchSize(b[p:]) {
+		if p+codecs.BatchSize(b[p:]) > 4096 {
+			cut = p
+			break
+		}
+		h, _ := codecs.ParseHeader(b[p:])
+		kept += int(h.NumRecords)
+	}
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(make([]byte, 4096), 4096)
+	f.Close()
+
+	l := openLog(t, dir, opts)
+	defer l.Close()
+	ev := l.Recovered()
+	if len(ev) != 1 || ev[0].Segment != seg || ev[0].Position != int64(cut) || ev[0].SavedTo == "" {
+		t.Fatalf("recovery events %+v, want one cut of %s at %d with the bytes kept", ev, seg, cut)
+	}
+	it := l.NewIterator(0)
+	n := 0
+	for it.Next() {
+		n++
+	}
+	if it.Err() != nil {
+		t.Fatalf("reading after recovering an unsealed segment with a hole: %d records, then %v", n, it.Err())
+	}
+	inSeg := 0
+	for p := 0; p < len(b); p += codecs.BatchSize(b[p:]) {
+		h, _ := codecs.ParseHeader(b[p:])
+		inSeg += int(h.NumRecords)
+	}
+	if wantN := len(want) - inSeg + kept; n != wantN {
+		t.Fatalf("read %d records, want %d", n, wantN)
+	}
+}
