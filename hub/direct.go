@@ -205,6 +205,15 @@ func (w *fanWriter) run() {
 		again := false
 		nWritten := 0
 		for _, d := range subs {
+			// Events published since the pass began go to the
+			// subscriptions it has not written yet in the same write
+			// (extend): a pass that takes longer than the gap between
+			// publishes carries more events a write instead of leaving
+			// them to a pass of their own.
+			if !ended && f.published.Load() > head {
+				evs, head, headPos = f.extend(evs, head, headPos)
+				pSeq = -1
+			}
 			d.mu.Lock()
 			if !d.parked {
 				d.mu.Unlock()
@@ -272,6 +281,20 @@ func (w *fanWriter) run() {
 			}
 		}
 	}
+}
+
+// extend appends to evs, the events of the window up to head, those
+// published since, and returns them with the new head and its positions;
+// evs as it is if the window moved past head meanwhile (the next pass
+// takes them) or the fan-out ended.
+func (f *fanout) extend(evs []*fanEvent, head int64, headPos []int64) ([]*fanEvent, int64, []int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	end := f.first + int64(len(f.events))
+	if f.err != nil || head < f.first || end <= head {
+		return evs, head, headPos
+	}
+	return append(evs, f.events[head-f.first:]...), end, slices.Clone(f.head)
 }
 
 // framesFrom appends to dst the frames of the events of evs in framing

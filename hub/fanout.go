@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weirhub/weir/codecs"
@@ -57,6 +58,9 @@ type fanout struct {
 	// subscriptions (direct.go), each to its share of them.
 	writers []*fanWriter
 	nextW   int // the writer of the next parked subscription, under mu
+	// published is first+len(events) as of the last publish: the
+	// writers look at it without the lock between two writes.
+	published atomic.Int64
 }
 
 // maxFramings is how many framings a fan-out encodes events in (SSE and
@@ -365,6 +369,7 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 	}
 	f.events = f.events[drop:]
 	f.first += int64(drop)
+	f.published.Store(f.first + int64(len(f.events)))
 	probePub(f.first + int64(len(f.events)))
 	close(f.more)
 	f.more = make(chan struct{})
