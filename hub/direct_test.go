@@ -378,7 +378,9 @@ func TestSubscribeDirectLapped(t *testing.T) {
 // k2 in one TryWrite.
 func TestSubscribeDirectExtends(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one writer: both subscriptions are its
-	h := openHub(t, testOptions(t.TempDir()))
+	opts := testOptions(t.TempDir())
+	opts.SubscribeProcs = 2 // the writer waits in TryWrite for the reader to publish k2
+	h := openHub(t, opts)
 	defer h.Close()
 	ds, err := h.CreateDataset("d", DatasetConfig{})
 	if err != nil {
@@ -448,5 +450,63 @@ func TestSubscribeDirectExtends(t *testing.T) {
 	defer second.mu.Unlock()
 	if len(secondWrites) != 1 {
 		t.Errorf("the second subscription's writes: %q, want k1 and k2 in one", secondWrites)
+	}
+}
+
+// TestSubscribeDirectNotLapped: when the writers are what holds delivery
+// up (here a connection that takes everything, but 50 ms a write), the
+// shared reader takes turns with them (Options.SubscribeProcs) instead
+// of filling the window past the subscription: it gets every event, in
+// order, and no resume, though the window holds a fraction of them.
+func TestSubscribeDirectNotLapped(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	opts.SubscribeBuffer = 1536 << 10
+	opts.SubscribeProcs = 1
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	k := &directSink{take: -1}
+	so := k.options(testFraming, time.Hour)
+	so.CoalesceBytes = 64 << 10
+	so.TryWrite = func(bufs [][]byte) (int, error) {
+		time.Sleep(50 * time.Millisecond)
+		return k.tryWrite(bufs)
+	}
+	k.start(t, h, so)
+	k.waitFor(t, "caught up", func() bool { return k.caughtUp })
+	const n = 20000
+	for i := 0; i < n; i += 100 {
+		var kv []string
+		for j := i; j < i+100; j++ {
+			kv = append(kv, "k"+strconv.Itoa(j), strconv.Itoa(j))
+		}
+		putKeyed(t, p, kv...)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := k.bytes()
+		if strings.HasPrefix(out, EventResume+" ") || strings.Contains(out, "\n"+EventResume+" ") {
+			t.Fatalf("the subscription was lapped: %s after %d events", EventResume, strings.Count(out, "\n")-1)
+		}
+		if strings.Count(out, "\n") >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events of %d after 60 s", strings.Count(k.bytes(), "\n"), n)
+		}
+	}
+	types, offs, kvs := frameLines(t, k.bytes())
+	for i := range types {
+		if types[i] != EventRecord || offs[i] != int64(i+1) || kvs[i] != fmt.Sprintf("k%d=%d", i, i) {
+			t.Fatalf("event %d: %s %d %s", i, types[i], offs[i], kvs[i])
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.tried == 0 {
+		t.Error("no event came from a writer")
 	}
 }

@@ -106,6 +106,9 @@ func (h *Hub) acquireFanout(ds *Dataset) *fanout {
 	defer h.fanMu.Unlock()
 	f := h.fanouts[ds]
 	if f == nil {
+		if h.fanCPU == nil {
+			h.fanCPU = make(chan struct{}, h.opts.SubscribeProcs)
+		}
 		parts := ds.partitions()
 		f = &fanout{h: h, ds: ds, limit: h.opts.SubscribeBuffer, stop: make(chan struct{}), more: make(chan struct{}),
 			done: make(chan struct{})}
@@ -142,6 +145,7 @@ func (h *Hub) releaseFanout(f *fanout) {
 // run is the reader: it reads what is written to every partition, 1024
 // records of a partition at a time, and publishes the events.
 func (f *fanout) run(parts []*Partition) {
+	backgroundThread(f.h.opts.SubscribeNice)
 	pos := append([]int64(nil), f.head...)
 	its := make([]*wlog.Iterator, 0, len(parts))
 	wake := make(chan struct{}, 1)
@@ -167,7 +171,9 @@ func (f *fanout) run(parts []*Partition) {
 	var framer framer
 	var slab []fanEvent // events are allocated 256 at a time
 	var byteSlab []byte // and their bytes fanBytesSlab at a time
+	cpu := f.h.fanCPU
 	for {
+		cpu <- struct{}{}
 		if now := f.ds.partitions(); len(now) > len(parts) {
 			added := now[len(parts):]
 			f.mu.Lock()
@@ -208,6 +214,7 @@ func (f *fanout) run(parts []*Partition) {
 				if errors.Is(err, wlog.ErrOutOfRange) && p.StartOffset() > pos[i] {
 					continue // the start moved: handled above on the next pass
 				}
+				<-cpu
 				f.fail(fmt.Errorf("hub: subscription to %s/%d: %w", f.ds.name, p.id, err))
 				return
 			}
@@ -225,7 +232,12 @@ func (f *fanout) run(parts []*Partition) {
 			framer.frame(f, batch)
 			f.publish(batch, tokenPos)
 		}
+		<-cpu
 		if progressed {
+			// The writers it woke (readied on this processor) take
+			// their turn before its next: the window does not move on
+			// past subscriptions that only wait for a writer.
+			runtime.Gosched()
 			continue
 		}
 		waiting := true

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -102,6 +103,21 @@ type Options struct {
 	// the subscriptions of one dataset share (read and encoded once by one
 	// reader; see Subscribe). Default 64 MiB.
 	SubscribeBuffer int64
+	// SubscribeProcs is how many of the subscriptions' shared readers and
+	// writers (every dataset's) may run at once: they take turns on that
+	// many processors. Default GOMAXPROCS-1, at least 1: delivering to
+	// subscribers never takes the processor that producers (and the
+	// rest of the hub) have, and a shared reader cannot publish faster
+	// than the writers deliver when processors are what they lack (it
+	// would lap subscribers that read all they are sent: the log holds
+	// the backlog instead, and every subscriber gets every event).
+	SubscribeProcs int
+	// SubscribeNice is the nice value (Linux; ignored elsewhere) of the
+	// threads of the subscriptions' shared readers and writers: when
+	// processors are short, producers and the rest of the hub go first,
+	// and delivery catches up from the log after. Default 10; negative:
+	// the hub's own priority.
+	SubscribeNice int
 }
 
 func (o *Options) setDefaults() {
@@ -127,6 +143,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.SubscribeBuffer <= 0 {
 		o.SubscribeBuffer = 64 << 20
+	}
+	if o.SubscribeProcs <= 0 {
+		o.SubscribeProcs = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	if o.SubscribeNice == 0 {
+		o.SubscribeNice = 10
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -173,6 +195,7 @@ type Hub struct {
 
 	fanMu   sync.Mutex
 	fanouts map[*Dataset]*fanout // the shared readers of subscriptions; see fanout.go
+	fanCPU  chan struct{}        // the fan-outs' processors (fanout.go), made with the first, under fanMu
 
 	stop chan struct{}
 	bg   sync.WaitGroup
