@@ -23,6 +23,16 @@ import (
 // itself, coalesced (subscription.coalesce), then joins the window again.
 // The fan-out runs while the dataset has subscriptions.
 //
+// Processors: the readers and writers (direct.go) of all the fan-outs of
+// a hub take turns on Options.SubscribeProcs tokens (Hub.fanCPU): a
+// reader's turn is one read of every partition, a writer's 64
+// subscriptions of a pass. With GOMAXPROCS-1 tokens, delivery never
+// takes every processor from producers; and when processors are what
+// delivery lacks, the reader cannot publish into the window faster than
+// the writers write it out (it would lap subscriptions that take all
+// they are sent, which then coalesce or resume): the backlog waits in
+// the log. Their threads run at Options.SubscribeNice (backgroundThread).
+//
 // Positions: B(s), the positions before the event of sequence number s, is
 // the positions after the previous event (its offset + 1 in its partition),
 // or where the reader started a partition. A subscription that has
