@@ -155,7 +155,7 @@ const maxPieces = 64
 // run is a writer: after each signal it writes to each of its parked
 // subscriptions everything published since it last wrote to it.
 func (w *fanWriter) run() {
-	backgroundThread(w.f.h.opts.SubscribeNice)
+	defer w.f.h.backgroundThread(w.f.h.opts.SubscribeNice)()
 	f := w.f
 	var (
 		subs []*direct

@@ -155,7 +155,7 @@ func (h *Hub) releaseFanout(f *fanout) {
 // run is the reader: it reads what is written to every partition, 1024
 // records of a partition at a time, and publishes the events.
 func (f *fanout) run(parts []*Partition) {
-	backgroundThread(f.h.opts.SubscribeNice)
+	defer f.h.backgroundThread(f.h.opts.SubscribeNice)()
 	pos := append([]int64(nil), f.head...)
 	its := make([]*wlog.Iterator, 0, len(parts))
 	wake := make(chan struct{}, 1)

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -112,11 +113,12 @@ type Options struct {
 	// would lap subscribers that read all they are sent: the log holds
 	// the backlog instead, and every subscriber gets every event).
 	SubscribeProcs int
-	// SubscribeNice is the nice value (Linux; ignored elsewhere) of the
-	// threads of the subscriptions' shared readers and writers: when
-	// processors are short, producers and the rest of the hub go first,
-	// and delivery catches up from the log after. Default 10; negative:
-	// the hub's own priority.
+	// SubscribeNice is how much higher than the hub's own (at most 19)
+	// the nice value of the threads of the subscriptions' shared readers
+	// and writers is (Linux; ignored elsewhere; each gets a thread of its
+	// own, up to 64 a hub): when processors are short, producers and the
+	// rest of the hub go first, and delivery catches up from the log
+	// after. Default 10; negative: the hub's own priority.
 	SubscribeNice int
 }
 
@@ -196,6 +198,9 @@ type Hub struct {
 	fanMu   sync.Mutex
 	fanouts map[*Dataset]*fanout // the shared readers of subscriptions; see fanout.go
 	fanCPU  chan struct{}        // the fan-outs' processors (fanout.go), made with the first, under fanMu
+	// bgThreads counts the threads of fan-outs at SubscribeNice
+	// (backgroundThread).
+	bgThreads atomic.Int32
 
 	stop chan struct{}
 	bg   sync.WaitGroup

@@ -4,4 +4,4 @@ package hub
 
 // backgroundThread does nothing where thread priorities are not set
 // (Options.SubscribeNice is Linux only).
-func backgroundThread(nice int) {}
+func (h *Hub) backgroundThread(nice int) (done func()) { return func() {} }
