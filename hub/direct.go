@@ -144,6 +144,10 @@ func (d *direct) handBack() {
 	}
 }
 
+// fanYield is how many subscriptions a writer's pass goes through
+// between two turns on the fan-outs' processors (Hub.fanCPU).
+const fanYield = 64
+
 // maxPieces bounds the pieces of one write; a subscription with more to
 // get stays parked and gets the rest on the writer's next pass.
 const maxPieces = 64
@@ -151,6 +155,7 @@ const maxPieces = 64
 // run is a writer: after each signal it writes to each of its parked
 // subscriptions everything published since it last wrote to it.
 func (w *fanWriter) run() {
+	defer w.f.h.backgroundThread(w.f.h.opts.SubscribeNice)()
 	f := w.f
 	var (
 		subs []*direct
@@ -168,6 +173,8 @@ func (w *fanWriter) run() {
 		case <-w.signal:
 		case <-f.done:
 		}
+		cpu := f.h.fanCPU
+		cpu <- struct{}{}
 		pStart := probeNow()
 		w.mu.Lock()
 		subs = append(subs[:0], w.subs...)
@@ -176,6 +183,7 @@ func (w *fanWriter) run() {
 		ended := f.err != nil
 		f.mu.RUnlock()
 		if len(subs) == 0 {
+			<-cpu
 			if ended {
 				return
 			}
@@ -204,7 +212,20 @@ func (w *fanWriter) run() {
 		pSeq = -1
 		again := false
 		nWritten := 0
-		for _, d := range subs {
+		for i, d := range subs {
+			if i%fanYield == fanYield-1 {
+				<-cpu // the reader and the other writers take their turn
+				cpu <- struct{}{}
+			}
+			// Events published since the pass began go to the
+			// subscriptions it has not written yet in the same write
+			// (extend): a pass that takes longer than the gap between
+			// publishes carries more events a write instead of leaving
+			// them to a pass of their own.
+			if !ended && f.published.Load() > head {
+				evs, head, headPos = f.extend(evs, head, headPos)
+				pSeq = -1
+			}
 			d.mu.Lock()
 			if !d.parked {
 				d.mu.Unlock()
@@ -261,6 +282,7 @@ func (w *fanWriter) run() {
 			d.mu.Unlock()
 		}
 		clear(evs)
+		<-cpu
 		probePass(w.id, pStart, from, head, len(subs), nWritten)
 		if ended {
 			return // every one handed back
@@ -272,6 +294,20 @@ func (w *fanWriter) run() {
 			}
 		}
 	}
+}
+
+// extend appends to evs, the events of the window up to head, those
+// published since, and returns them with the new head and its positions;
+// evs as it is if the window moved past head meanwhile (the next pass
+// takes them) or the fan-out ended.
+func (f *fanout) extend(evs []*fanEvent, head int64, headPos []int64) ([]*fanEvent, int64, []int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	end := f.first + int64(len(f.events))
+	if f.err != nil || head < f.first || end <= head {
+		return evs, head, headPos
+	}
+	return append(evs, f.events[head-f.first:]...), end, slices.Clone(f.head)
 }
 
 // framesFrom appends to dst the frames of the events of evs in framing

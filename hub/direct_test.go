@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,5 +368,145 @@ func TestSubscribeDirectLapped(t *testing.T) {
 	r.waitFor(t, "the next record", func() bool { return strings.Contains(r.out.String(), "=5000\n") })
 	if types, _, kvs := frameLines(t, r.bytes()); len(types) != 1 || kvs[0] != "k0=5000" {
 		t.Errorf("resumed with %s: got %v %v, want the one record after it", tok, types, kvs)
+	}
+}
+
+// TestSubscribeDirectExtends: events published while a writer's pass is
+// under way go, in the same write, to the subscriptions the pass has not
+// written yet (one write where there were two): the first subscription's
+// write of k1 waits until k2 is published; the second then gets k1 and
+// k2 in one TryWrite.
+func TestSubscribeDirectExtends(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one writer: both subscriptions are its
+	opts := testOptions(t.TempDir())
+	opts.SubscribeProcs = 2 // the writer waits in TryWrite for the reader to publish k2
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	first, second := &directSink{take: -1}, &directSink{take: -1}
+	var secondWrites []string
+	var once sync.Once
+	firstOpts := first.options(testFraming, time.Hour)
+	firstOpts.TryWrite = func(bufs [][]byte) (int, error) {
+		if bytes.Contains(bytes.Join(bufs, nil), []byte("k1=")) {
+			once.Do(func() {
+				putKeyed(t, p, "k2", "2")
+				h.fanMu.Lock()
+				f := h.fanouts[ds]
+				h.fanMu.Unlock()
+				for deadline := time.Now().Add(30 * time.Second); f.published.Load() < 2; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						panic("k2 not published after 30 s")
+					}
+				}
+			})
+		}
+		return first.tryWrite(bufs)
+	}
+	secondOpts := second.options(testFraming, time.Hour)
+	secondOpts.TryWrite = func(bufs [][]byte) (int, error) {
+		n, err := second.tryWrite(bufs)
+		second.mu.Lock()
+		secondWrites = append(secondWrites, string(bytes.Join(bufs, nil)))
+		second.mu.Unlock()
+		return n, err
+	}
+	parked := func(n int) {
+		t.Helper()
+		h.fanMu.Lock()
+		f := h.fanouts[ds]
+		h.fanMu.Unlock()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+			f.writers[0].mu.Lock()
+			got := len(f.writers[0].subs)
+			f.writers[0].mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d subscriptions parked, want %d", got, n)
+			}
+		}
+	}
+	first.start(t, h, firstOpts)
+	first.waitFor(t, "caught up", func() bool { return first.caughtUp })
+	parked(1)
+	second.start(t, h, secondOpts)
+	second.waitFor(t, "caught up", func() bool { return second.caughtUp })
+	parked(2)
+	putKeyed(t, p, "k1", "1")
+	second.waitFor(t, "k2", func() bool { return strings.Contains(second.out.String(), "k2=2") })
+	first.waitFor(t, "k2", func() bool { return strings.Contains(first.out.String(), "k2=2") })
+	for i, k := range []*directSink{first, second} {
+		if _, _, kvs := frameLines(t, k.bytes()); strings.Join(kvs, " ") != "k1=1 k2=2" {
+			t.Errorf("subscription %d got %q, want k1=1 k2=2", i, kvs)
+		}
+	}
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	if len(secondWrites) != 1 {
+		t.Errorf("the second subscription's writes: %q, want k1 and k2 in one", secondWrites)
+	}
+}
+
+// TestSubscribeDirectNotLapped: when the writers are what holds delivery
+// up (here a connection that takes everything, but 50 ms a write), the
+// shared reader takes turns with them (Options.SubscribeProcs) instead
+// of filling the window past the subscription: it gets every event, in
+// order, and no resume, though the window holds a fraction of them.
+func TestSubscribeDirectNotLapped(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	opts.SubscribeBuffer = 1536 << 10
+	opts.SubscribeProcs = 1
+	h := openHub(t, opts)
+	defer h.Close()
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	k := &directSink{take: -1}
+	so := k.options(testFraming, time.Hour)
+	so.CoalesceBytes = 64 << 10
+	so.TryWrite = func(bufs [][]byte) (int, error) {
+		time.Sleep(50 * time.Millisecond)
+		return k.tryWrite(bufs)
+	}
+	k.start(t, h, so)
+	k.waitFor(t, "caught up", func() bool { return k.caughtUp })
+	const n = 20000
+	for i := 0; i < n; i += 100 {
+		var kv []string
+		for j := i; j < i+100; j++ {
+			kv = append(kv, "k"+strconv.Itoa(j), strconv.Itoa(j))
+		}
+		putKeyed(t, p, kv...)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := k.bytes()
+		if strings.HasPrefix(out, EventResume+" ") || strings.Contains(out, "\n"+EventResume+" ") {
+			t.Fatalf("the subscription was lapped: %s after %d events", EventResume, strings.Count(out, "\n")-1)
+		}
+		if strings.Count(out, "\n") >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events of %d after 60 s", strings.Count(k.bytes(), "\n"), n)
+		}
+	}
+	types, offs, kvs := frameLines(t, k.bytes())
+	for i := range types {
+		if types[i] != EventRecord || offs[i] != int64(i+1) || kvs[i] != fmt.Sprintf("k%d=%d", i, i) {
+			t.Fatalf("event %d: %s %d %s", i, types[i], offs[i], kvs[i])
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.tried == 0 {
+		t.Error("no event came from a writer")
 	}
 }

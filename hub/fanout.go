@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weirhub/weir/codecs"
@@ -21,6 +22,16 @@ import (
 // pace; one the window has moved past (lapped) catches up from the log
 // itself, coalesced (subscription.coalesce), then joins the window again.
 // The fan-out runs while the dataset has subscriptions.
+//
+// Processors: the readers and writers (direct.go) of all the fan-outs of
+// a hub take turns on Options.SubscribeProcs tokens (Hub.fanCPU): a
+// reader's turn is one read of every partition, a writer's 64
+// subscriptions of a pass. With GOMAXPROCS-1 tokens, delivery never
+// takes every processor from producers; and when processors are what
+// delivery lacks, the reader cannot publish into the window faster than
+// the writers write it out (it would lap subscriptions that take all
+// they are sent, which then coalesce or resume): the backlog waits in
+// the log. Their threads run at Options.SubscribeNice (backgroundThread).
 //
 // Positions: B(s), the positions before the event of sequence number s, is
 // the positions after the previous event (its offset + 1 in its partition),
@@ -57,6 +68,9 @@ type fanout struct {
 	// subscriptions (direct.go), each to its share of them.
 	writers []*fanWriter
 	nextW   int // the writer of the next parked subscription, under mu
+	// published is first+len(events) as of the last publish: the
+	// writers look at it without the lock between two writes.
+	published atomic.Int64
 }
 
 // maxFramings is how many framings a fan-out encodes events in (SSE and
@@ -102,6 +116,9 @@ func (h *Hub) acquireFanout(ds *Dataset) *fanout {
 	defer h.fanMu.Unlock()
 	f := h.fanouts[ds]
 	if f == nil {
+		if h.fanCPU == nil {
+			h.fanCPU = make(chan struct{}, h.opts.SubscribeProcs)
+		}
 		parts := ds.partitions()
 		f = &fanout{h: h, ds: ds, limit: h.opts.SubscribeBuffer, stop: make(chan struct{}), more: make(chan struct{}),
 			done: make(chan struct{})}
@@ -138,6 +155,7 @@ func (h *Hub) releaseFanout(f *fanout) {
 // run is the reader: it reads what is written to every partition, 1024
 // records of a partition at a time, and publishes the events.
 func (f *fanout) run(parts []*Partition) {
+	defer f.h.backgroundThread(f.h.opts.SubscribeNice)()
 	pos := append([]int64(nil), f.head...)
 	its := make([]*wlog.Iterator, 0, len(parts))
 	wake := make(chan struct{}, 1)
@@ -163,7 +181,9 @@ func (f *fanout) run(parts []*Partition) {
 	var framer framer
 	var slab []fanEvent // events are allocated 256 at a time
 	var byteSlab []byte // and their bytes fanBytesSlab at a time
+	cpu := f.h.fanCPU
 	for {
+		cpu <- struct{}{}
 		if now := f.ds.partitions(); len(now) > len(parts) {
 			added := now[len(parts):]
 			f.mu.Lock()
@@ -204,6 +224,7 @@ func (f *fanout) run(parts []*Partition) {
 				if errors.Is(err, wlog.ErrOutOfRange) && p.StartOffset() > pos[i] {
 					continue // the start moved: handled above on the next pass
 				}
+				<-cpu
 				f.fail(fmt.Errorf("hub: subscription to %s/%d: %w", f.ds.name, p.id, err))
 				return
 			}
@@ -221,7 +242,12 @@ func (f *fanout) run(parts []*Partition) {
 			framer.frame(f, batch)
 			f.publish(batch, tokenPos)
 		}
+		<-cpu
 		if progressed {
+			// The writers it woke (readied on this processor) take
+			// their turn before its next: the window does not move on
+			// past subscriptions that only wait for a writer.
+			runtime.Gosched()
 			continue
 		}
 		waiting := true
@@ -365,6 +391,7 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 	}
 	f.events = f.events[drop:]
 	f.first += int64(drop)
+	f.published.Store(f.first + int64(len(f.events)))
 	probePub(f.first + int64(len(f.events)))
 	close(f.more)
 	f.more = make(chan struct{})

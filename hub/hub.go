@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -105,6 +107,22 @@ type Options struct {
 	// the subscriptions of one dataset share (read and encoded once by one
 	// reader; see Subscribe). Default 64 MiB.
 	SubscribeBuffer int64
+	// SubscribeProcs is how many of the subscriptions' shared readers and
+	// writers (every dataset's) may run at once: they take turns on that
+	// many processors. Default GOMAXPROCS-1, at least 1: delivering to
+	// subscribers never takes the processor that producers (and the
+	// rest of the hub) have, and a shared reader cannot publish faster
+	// than the writers deliver when processors are what they lack (it
+	// would lap subscribers that read all they are sent: the log holds
+	// the backlog instead, and every subscriber gets every event).
+	SubscribeProcs int
+	// SubscribeNice is how much higher than the hub's own (at most 19)
+	// the nice value of the threads of the subscriptions' shared readers
+	// and writers is (Linux; ignored elsewhere; each gets a thread of its
+	// own, up to 64 a hub): when processors are short, producers and the
+	// rest of the hub go first, and delivery catches up from the log
+	// after. Default 10; negative: the hub's own priority.
+	SubscribeNice int
 }
 
 func (o *Options) setDefaults() {
@@ -130,6 +148,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.SubscribeBuffer <= 0 {
 		o.SubscribeBuffer = 64 << 20
+	}
+	if o.SubscribeProcs <= 0 {
+		o.SubscribeProcs = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	if o.SubscribeNice == 0 {
+		o.SubscribeNice = 10
 	}
 	o.Groups.setDefaults()
 	if o.Logger == nil {
@@ -176,6 +200,10 @@ type Hub struct {
 
 	fanMu   sync.Mutex
 	fanouts map[*Dataset]*fanout // the shared readers of subscriptions; see fanout.go
+	fanCPU  chan struct{}        // the fan-outs' processors (fanout.go), made with the first, under fanMu
+	// bgThreads counts the threads of fan-outs at SubscribeNice
+	// (backgroundThread).
+	bgThreads atomic.Int32
 
 	stop chan struct{}
 	bg   sync.WaitGroup

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -45,6 +46,9 @@ const (
 	envClientSample = "WEIR_BENCH_CLIENT_SAMPLE"
 	envClientTotal  = "WEIR_BENCH_CLIENT_TOTAL"
 	envClientOut    = "WEIR_BENCH_CLIENT_OUT"
+	// envClientCPUProfile, if set (by whoever runs the benchmark), is
+	// where the child writes a CPU profile of its subscribers.
+	envClientCPUProfile = "WEIR_BENCH_CLIENT_CPUPROFILE"
 )
 
 // benchClients are the running subscribers of one benchmark.
@@ -160,6 +164,17 @@ func TestBenchClientProcess(t *testing.T) {
 	)
 	if err := runSubscribers(kind, os.Getenv(envClientURL), subs, num(envClientSample), num(envClientTotal), &ev, &wg, errs); err != nil {
 		t.Fatal(err)
+	}
+	if path := os.Getenv(envClientCPUProfile); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cpu0 := ownCPU(t)
 	m0 := probeChildStart()
