@@ -954,14 +954,9 @@ func (l *Log) loadColdIndex(s *segment) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.TierTimeout)
 	defer cancel()
-	rc, err := l.tier.t.Get(ctx, c.ms.Object(indexSuffix), 0, -1)
+	b, err := l.getObject(ctx, c.ms.Object(indexSuffix))
 	if err != nil {
-		return fmt.Errorf("%w: fetching the index of %s: %v", ErrTierUnavailable, s.path, err)
-	}
-	b, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("%w: fetching the index of %s: %v", ErrTierUnavailable, s.path, err)
+		return err
 	}
 	if len(b)%offsetEntrySize != 0 {
 		return &CorruptError{Path: s.path, Offset: s.base, Err: fmt.Errorf("cold index of %d bytes", len(b))}
