@@ -451,6 +451,71 @@ func TestTierMergeCrash(t *testing.T) {
 	}
 }
 
+// TestTierMergeStaleLocalCopies: the local copies of segments merged in
+// the cold tier come back (a power cut before their deletion reached the
+// directory). The reopened log serves the merged cold segment in their
+// place, deletes them, and never uploads them again over it.
+func TestTierMergeStaleLocalCopies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 3))
+	tier := newMemTier()
+	fsys := NewMemFS()
+	opts := Options{FS: fsys, Tier: tier, SegmentBytes: 16 << 10, IndexIntervalBytes: 256, Sync: SyncAlways, TierMergeBytes: -1}
+	l := openLog(t, "/d", opts)
+	model := appendSmallSegments(t, l, rng, 60)
+	waitFor(t, l, "every closed segment uploaded", func() bool { return tierSettled(l) })
+	got := readRecs(t, l)
+	for i := range got {
+		model[i].val = got[i].val
+	}
+	l.Close()
+	copies := fsys.CrashClone() // every segment local, durably
+	localBefore, err := listSegments(copies, "/d", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	opts.LocalRetentionBytes, opts.TierMergeBytes = 1, 0
+	l = openLog(t, "/d", opts)
+	settleTier(t, l)
+	if st := l.TierStats(); st.MergedSegments == 0 {
+		t.Fatalf("nothing merged: %+v", st)
+	}
+	l.Close()
+
+	opts.FS = copies
+	l = openLog(t, "/d", opts)
+	defer l.Close()
+	if got := readRecs(t, l); !slices.Equal(got, model) {
+		t.Fatalf("with the stale copies back: read %d records, not the %d written", len(got), len(model))
+	}
+	after, err := listSegments(copies, "/d", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) >= len(localBefore) {
+		t.Fatalf("the stale local copies stay: %d segment files, %d before", len(after), len(localBefore))
+	}
+	settleTier(t, l)
+	if got := readRecs(t, l); !slices.Equal(got, model) {
+		t.Fatalf("after more passes: read %d records, not the %d written", len(got), len(model))
+	}
+	m, err := ReadManifest(context.Background(), tier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(m.Segments); i++ {
+		if m.Segments[i-1].Next != m.Segments[i].Base {
+			t.Fatalf("the manifest lists %d-%d then %d-%d", m.Segments[i-1].Base, m.Segments[i-1].Next, m.Segments[i].Base, m.Segments[i].Next)
+		}
+	}
+	l.Close()
+	dr := openLog(t, "/other", Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 16 << 10})
+	defer dr.Close()
+	if got := readRecs(t, dr); !slices.Equal(got, model) {
+		t.Fatalf("a new log on the tier read %d records, not the %d written", len(got), len(model))
+	}
+}
+
 // TestTierMergeRetentionMeanwhile: retention deletes the first segment of
 // a run while its merged objects go up. The merge is dropped (its objects
 // unlisted), the next one merges what is left, and the records retention

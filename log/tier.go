@@ -288,17 +288,40 @@ func (l *Log) tierNext() int64 {
 // recovery.
 func (l *Log) startTier() {
 	if !l.tier.unread {
-		l.prependCold()
+		l.removeStale(l.prependCold())
 	}
 	go l.tierLoop()
 	l.kickTier()
 }
 
 // prependCold puts the manifest's segments that end where the log's first
-// segment begins in front of it. Called by Open, or with l.mu held.
-func (l *Log) prependCold() {
+// local segment begins in front of it. Called by Open, or with l.mu held.
+//
+// Local segments at the front that lie inside a longer cold segment are
+// stale copies: a merge listed the longer one after their files were
+// deleted, and a power cut before the directory was synced brought the
+// files back. They leave the list (the cold segment serves their
+// offsets) and are returned for the caller to remove, without l.mu.
+func (l *Log) prependCold() (stale []*segment) {
 	ts := l.tier
 	segs := *l.segs.Load()
+	for len(segs) > 1 && segs[0].cold == nil {
+		s, next := segs[0], segs[1].base
+		i, _ := slices.BinarySearchFunc(ts.man.Segments, s.base+1, func(x ManifestSegment, b int64) int { return cmpInt(x.Base, b) })
+		if i == 0 {
+			break
+		}
+		ms := ts.man.Segments[i-1] // the last that begins at or below s
+		if ms.Next < next || ms.Base == s.base && ms.Next == next {
+			break // not covered, or s is the listed segment's local copy
+		}
+		stale = append(stale, s)
+		segs = segs[1:]
+	}
+	if len(stale) > 0 {
+		l.segs.Store(&segs)
+		l.start.Store(segs[0].base)
+	}
 	first := segs[0].base
 	var cold []*segment
 	for i := len(ts.man.Segments) - 1; i >= 0; i-- {
@@ -317,6 +340,25 @@ func (l *Log) prependCold() {
 		all := append(cold, segs...)
 		l.segs.Store(&all)
 		l.start.Store(all[0].base)
+	}
+	return stale
+}
+
+// removeStale deletes the files of the stale local copies prependCold
+// took out of the list, and makes their deletion durable.
+func (l *Log) removeStale(stale []*segment) {
+	if len(stale) == 0 {
+		return
+	}
+	for _, s := range stale {
+		l.opts.Logger.Warn("log: deleting a stale local copy of segments the cold tier holds merged", "segment", s.path)
+		if err := s.remove(); err != nil {
+			l.opts.Logger.Warn("log: deleting a stale local segment failed", "segment", s.path, "err", err)
+		}
+		s.release()
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		l.opts.Logger.Warn("log: syncing the directory after deleting stale local segments failed", "dir", l.dir, "err", err)
 	}
 }
 
@@ -440,8 +482,9 @@ func (l *Log) tierPass(ctx context.Context) error {
 		l.mu.Lock()
 		ts.man, ts.version, ts.unread = m, version, false
 		ts.count()
-		l.prependCold()
+		stale := l.prependCold()
 		l.mu.Unlock()
+		l.removeStale(stale)
 		l.opts.Logger.Info("log: the cold store answers; its segments are readable again", "dir", l.dir, "start", l.start.Load())
 	}
 	if err := l.tierTrim(ctx); err != nil {
@@ -875,6 +918,13 @@ func (l *Log) tierDropLocal() {
 		l.opts.Logger.Info("log: segment now only in the cold tier", "segment", s.path, "bytes", s.written)
 		s.release()
 		ts.localDeleted.Add(1)
+	}
+	if len(gone) > 0 {
+		// Durably gone before a merge lists a longer segment over
+		// them: a copy a power cut brings back is stale (prependCold).
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			l.opts.Logger.Warn("log: syncing the directory after deleting local copies failed", "dir", l.dir, "err", err)
+		}
 	}
 }
 
