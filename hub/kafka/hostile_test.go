@@ -505,7 +505,15 @@ func hostileSeeds(t *testing.T) map[string][]byte {
 		req.Topics = append(req.Topics, rt)
 		return frame(0, version, 1, req.AppendTo(nil))[4:]
 	}
-	five := kgoBuilder{}.build("a", "b", "c", "d", "e")[codecs.HeaderSize:]
+	// The records of five, after the batch header: one timestamp for all
+	// (kgoBuilder's clock could tick between two of them, making the
+	// seed differ from the one on disk).
+	fb := newBatch()
+	for _, v := range []string{"a", "b", "c", "d", "e"} {
+		fb.Append(1_700_000_000_000, nil, []byte(v), nil)
+	}
+	five, _ := fb.Build()
+	five = bytes.Clone(five[codecs.HeaderSize:])
 	ff := bytes.Repeat([]byte{0xff}, 100)
 	rec := []byte{0}
 	rec = codecs.AppendVarint(rec, 0)
