@@ -1,10 +1,11 @@
 package http
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math"
 	nethttp "net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,42 +83,114 @@ func (ev *benchEvents) read(data []byte, sample int, n *int, mine *[]time.Durati
 		return fmt.Errorf("event %d has sequence number %d: out of order", *n, seq)
 	}
 	if *n++; *n%sample == 0 {
-		sent, err := strconv.ParseInt(string(data[:j]), 10, 64)
-		if err != nil {
-			return fmt.Errorf("event %d: %w", seq, err)
+		sent, ok := parseDigits(data[:j])
+		if !ok {
+			return fmt.Errorf("event %d: time %q", seq, data[:j])
 		}
 		*mine = append(*mine, time.Since(time.Unix(0, sent)))
 	}
 	return nil
 }
 
+// parseDigits returns the number that b, ASCII digits only, writes; ok
+// is false for anything else or past math.MaxInt64.
+func parseDigits(b []byte) (v int64, ok bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var u uint64 // 19 digits fit
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(d-'0')
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}
+
 // sseReader reads Server-Sent Events as a browser's EventSource does:
 // "field: value" lines (one space after the colon dropped), comments
 // skipped, an event dispatched at a blank line with the data lines joined
-// by newlines, the last id kept for a reconnection. It reads with one
-// buffer, copying only the fields it keeps.
+// by newlines, the last id kept for a reconnection. It parses the lines
+// where they were read, in one buffer (what the socket had, in one read,
+// until a line does not fit), copying only the id it keeps and the data
+// of an event of several data lines.
 type sseReader struct {
-	r                   *bufio.Reader
-	event, data, lastID []byte
+	r          io.Reader
+	buf        []byte
+	start, end int // buf[start:end] is read and not parsed
+	err        error
+	event      []byte
+	data       []byte // the data of the event being read, in buf or in joined
+	joined     []byte
+	lastID     []byte
+}
+
+// newSSEReader returns an sseReader of r with a 64 KiB buffer.
+func newSSEReader(r io.Reader) *sseReader {
+	return &sseReader{r: r, buf: make([]byte, 64<<10)}
+}
+
+// line returns the next line without its end (\n or \r\n), valid until
+// the next call of next.
+func (c *sseReader) line() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(c.buf[c.start:c.end], '\n'); i >= 0 {
+			line := c.buf[c.start : c.start+i]
+			c.start += i + 1
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		}
+		if c.err != nil {
+			return nil, c.err
+		}
+		if c.start > 0 && c.end == len(c.buf) {
+			// Make room: the partial line goes to the front (the
+			// fields of the event being read are copied first).
+			c.keep()
+			c.end = copy(c.buf, c.buf[c.start:c.end])
+			c.start = 0
+		} else if c.end == len(c.buf) {
+			c.keep()
+			c.buf = append(c.buf, make([]byte, len(c.buf))...)
+		}
+		n, err := c.r.Read(c.buf[c.end:])
+		c.end += n
+		c.err = err
+	}
+}
+
+// keep copies the event's type and data out of buf before it is
+// overwritten.
+func (c *sseReader) keep() {
+	if len(c.data) > 0 && (len(c.joined) == 0 || &c.joined[0] != &c.data[0]) {
+		c.joined = append(c.joined[:0], c.data...)
+		c.data = c.joined
+	}
+	c.event = bytes.Clone(c.event)
 }
 
 // next reads up to the next event, whose type and data it returns
 // (valid until the next call).
 func (c *sseReader) next() (event, data []byte, err error) {
-	c.event, c.data = c.event[:0], c.data[:0]
-	hasData := false
+	c.event, c.data = nil, nil
+	hasData, joined := false, false
 	for {
-		line, err := c.r.ReadSlice('\n')
+		line, err := c.line()
 		if err != nil {
 			return nil, nil, err
 		}
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		if len(line) == 0 {
 			if !hasData {
 				continue // nothing to dispatch (the retry: block)
 			}
 			if len(c.event) == 0 {
-				c.event = append(c.event, "message"...)
+				c.event = []byte("message")
 			}
 			return c.event, c.data, nil
 		}
@@ -126,16 +200,24 @@ func (c *sseReader) next() (event, data []byte, err error) {
 		field, value := line, []byte(nil)
 		if i := bytes.IndexByte(line, ':'); i >= 0 {
 			field, value = line[:i], line[i+1:]
-			value = bytes.TrimPrefix(value, []byte(" "))
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
 		}
 		switch string(field) {
 		case "event":
-			c.event = append(c.event[:0], value...)
+			c.event = value
 		case "data":
-			if hasData {
-				c.data = append(c.data, '\n')
+			switch {
+			case !hasData:
+				c.data = value // where it was read, unless another line joins it
+			case !joined:
+				c.joined = append(append(append(c.joined[:0], c.data...), '\n'), value...)
+				c.data, joined = c.joined, true
+			default:
+				c.joined = append(append(c.joined, '\n'), value...)
+				c.data = c.joined
 			}
-			c.data = append(c.data, value...)
 			hasData = true
 		case "id":
 			c.lastID = append(c.lastID[:0], value...)
@@ -342,4 +424,53 @@ func benchRedis(b *testing.B, subs, rate int) {
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+}
+
+// TestSSEReader: the benchmark's EventSource-like reader dispatches what
+// an EventSource would, whatever pieces the stream comes in and however
+// small its buffer.
+func TestSSEReader(t *testing.T) {
+	stream := "retry: 1000\n\n: heartbeat\n\nevent: record\nid: ab-1\ndata: {\"a\":1}\n\n" +
+		"data: one\r\ndata:two\ndata:  three\nid: ab-2\n\nevent: snapshot_end\ndata:end\n\n" +
+		"event: x\nid: ab-3\ndata: " + strings.Repeat("v", 300) + "\n\n"
+	type ev struct{ event, data, id string }
+	want := []ev{{"record", `{"a":1}`, "ab-1"}, {"message", "one\ntwo\n three", "ab-2"}, {"snapshot_end", "end", "ab-2"},
+		{"x", strings.Repeat("v", 300), "ab-3"}}
+	for _, size := range []int{8, 64, 64 << 10} {
+		for _, oneByte := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(stream)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			c := newSSEReader(r)
+			c.buf = make([]byte, size)
+			var got []ev
+			for {
+				event, data, err := c.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, ev{string(event), string(data), string(c.lastID)})
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("buffer %d, one byte a read %v: got %q, want %q", size, oneByte, got, want)
+			}
+		}
+	}
+}
+
+func TestParseDigits(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"0", 0, true}, {"1796282072765299673", 1796282072765299673, true}, {"9223372036854775807", math.MaxInt64, true},
+		{"9223372036854775808", 0, false}, {"", 0, false}, {"12a", 0, false}, {"-1", 0, false}, {"12345678901234567890", 0, false}} {
+		if got, ok := parseDigits([]byte(c.in)); got != c.want || ok != c.ok {
+			t.Errorf("parseDigits(%q) = %d, %v, want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
 }

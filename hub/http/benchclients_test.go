@@ -338,7 +338,7 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 	}
 	defer resp.Body.Close()
 	ready <- nil
-	c := sseReader{r: bufio.NewReaderSize(resp.Body, 64<<10)}
+	c := newSSEReader(resp.Body)
 	mine := make([]time.Duration, 0, total/sample+1)
 	n, last := 0, int64(-1)
 	defer func() { ev.add(n, mine) }()
@@ -352,9 +352,12 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 		}
 		// The id is a token whose last number is the offset the one
 		// partition resumes at: it must grow.
-		id := c.lastID[bytes.LastIndexAny(c.lastID, "-.")+1:]
-		off, err := strconv.ParseInt(string(id), 10, 64)
-		if err != nil || off <= last {
+		i := len(c.lastID)
+		for i > 0 && c.lastID[i-1] >= '0' && c.lastID[i-1] <= '9' {
+			i--
+		}
+		off, ok := parseDigits(c.lastID[i:])
+		if !ok || off <= last {
 			return fmt.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
 		}
 		last = off
