@@ -305,7 +305,8 @@ func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu,
 }
 
 func benchWeir(b *testing.B, subs, rate int) {
-	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}})
+	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"},
+		SubscribeProcs: *benchProcs, SubscribeNice: *benchNice})
 	if err != nil {
 		b.Fatal(err)
 	}

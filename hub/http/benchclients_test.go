@@ -38,6 +38,18 @@ var benchClientsIn = flag.String("broadcast.clients", "process", "where Benchmar
 // (WebSocket, coder/websocket's client).
 var benchTransport = flag.String("broadcast.transport", "sse", "how BenchmarkBroadcast's weir subscribers subscribe: sse or ws")
 
+// benchProcs and benchNice are the weir hub's Options.SubscribeProcs and
+// SubscribeNice in BenchmarkBroadcast (0: the hub's defaults).
+var (
+	benchProcs = flag.Int("broadcast.procs", 0, "BenchmarkBroadcast's hub.Options.SubscribeProcs (0: the default)")
+	benchNice  = flag.Int("broadcast.nice", 0, "BenchmarkBroadcast's hub.Options.SubscribeNice (0: the default; -1: the hub's own priority)")
+	// benchClientNice runs the subscribers' child process at this nice
+	// value (nice(1)): subscribers that stand for other machines then
+	// take only the processor time the servers leave, as they would
+	// there. Default 0: they compete with the producer and the servers.
+	benchClientNice = flag.Int("broadcast.client-nice", 0, "run BenchmarkBroadcast's subscribers' process at this nice value (default 0)")
+)
+
 // Environment of the child process that runs the subscribers.
 const (
 	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
@@ -86,6 +98,9 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	}
 	c.out = filepath.Join(b.TempDir(), "clients.json")
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$", "-test.count=1")
+	if *benchClientNice != 0 {
+		c.cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(*benchClientNice)}, c.cmd.Args...)...)
+	}
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
 		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out)
