@@ -59,6 +59,7 @@ type benchEvents struct {
 	mu       sync.Mutex
 	delays   []time.Duration
 	received atomic.Int64
+	reads    atomic.Int64 // of the SSE subscribers' connections
 }
 
 // read takes one event: the subscribers check that the events come in
@@ -127,6 +128,7 @@ type sseReader struct {
 	data       []byte // the data of the event being read, in buf or in joined
 	joined     []byte
 	lastID     []byte
+	reads      int64 // reads that returned bytes
 }
 
 // newSSEReader returns an sseReader of r with a 64 KiB buffer.
@@ -160,6 +162,9 @@ func (c *sseReader) line() ([]byte, error) {
 			c.buf = append(c.buf, make([]byte, len(c.buf))...)
 		}
 		n, err := c.r.Read(c.buf[c.end:])
+		if n > 0 {
+			c.reads++
+		}
 		c.end += n
 		c.err = err
 	}
@@ -290,6 +295,9 @@ func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu,
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
 	if subs > 0 {
 		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
+		if r := ev.reads.Load(); r > 0 {
+			b.ReportMetric(float64(ev.received.Load())/float64(r), "events/read")
+		}
 		b.ReportMetric(float64(cpu.Microseconds())/float64(ev.received.Load()), "cpu-µs/delivered")
 		if clientCPU > 0 {
 			b.ReportMetric(float64(clientCPU.Microseconds())/float64(ev.received.Load()), "client-cpu-µs/delivered")

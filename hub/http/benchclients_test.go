@@ -48,6 +48,9 @@ var (
 	// take only the processor time the servers leave, as they would
 	// there. Default 0: they compete with the producer and the servers.
 	benchClientNice = flag.Int("broadcast.client-nice", 0, "run BenchmarkBroadcast's subscribers' process at this nice value (default 0)")
+	// benchClientProcs is the GOMAXPROCS of the subscribers' child
+	// process (0: as this process's).
+	benchClientProcs = flag.Int("broadcast.client-procs", 0, "GOMAXPROCS of BenchmarkBroadcast's subscribers' process (default: this process's)")
 )
 
 // Environment of the child process that runs the subscribers.
@@ -76,6 +79,7 @@ type benchClients struct {
 // benchClientResult is what the child process reports.
 type benchClientResult struct {
 	Received int64
+	Reads    int64 // SSE: the reads of the subscribers' connections that returned bytes
 	Delays   []time.Duration
 	CPU      time.Duration // from all connected to all done
 	Errors   []string
@@ -104,6 +108,9 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
 		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out)
+	if *benchClientProcs > 0 {
+		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(*benchClientProcs))
+	}
 	c.cmd.Stderr = os.Stderr
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -153,6 +160,7 @@ func (c *benchClients) wait(b *testing.B, done func()) (*benchEvents, time.Durat
 		b.Error(e)
 	}
 	c.ev.received.Store(res.Received)
+	c.ev.reads.Store(res.Reads)
 	c.ev.delays = res.Delays
 	return c.ev, res.CPU
 }
@@ -196,7 +204,7 @@ func TestBenchClientProcess(t *testing.T) {
 	fmt.Println("ready")
 	wg.Wait()
 	probeChildEnd(m0)
-	res := benchClientResult{Received: ev.received.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
+	res := benchClientResult{Received: ev.received.Load(), Reads: ev.reads.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
 	close(errs)
 	for err := range errs {
 		res.Errors = append(res.Errors, err.Error())
@@ -356,7 +364,7 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 	c := newSSEReader(resp.Body)
 	mine := make([]time.Duration, 0, total/sample+1)
 	n, last := 0, int64(-1)
-	defer func() { ev.add(n, mine) }()
+	defer func() { ev.add(n, mine); ev.reads.Add(c.reads) }()
 	for {
 		event, data, err := c.next()
 		if err != nil {
