@@ -40,9 +40,13 @@ import (
 // written after the last. They run in a child process of the test binary
 // for both servers (-broadcast.clients=inprocess puts them among the
 // goroutines of the benchmark, which is the weir server's process), and
-// their processor time is part of cpu-µs/delivered. make bench-broadcast
-// runs it; -broadcast.transport=ws subscribes to weir over WebSocket
-// instead.
+// their processor time is part of cpu-µs/delivered; events/read is how
+// many events the SSE subscribers got a read of their connections (about
+// as many as a write of the server carried). make bench-broadcast runs
+// it; -broadcast.transport=ws subscribes to weir over WebSocket instead;
+// -broadcast.procs and -broadcast.nice set the weir hub's SubscribeProcs
+// and SubscribeNice, -broadcast.client-nice and -broadcast.client-procs
+// the subscribers' process's nice value and GOMAXPROCS.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
