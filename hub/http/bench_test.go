@@ -8,6 +8,8 @@ import (
 	"math"
 	nethttp "net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sys/unix"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
@@ -346,7 +349,12 @@ func benchWeir(b *testing.B, subs, rate int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	probeStart()
-	start, cpu0 := time.Now(), processCPU(b)
+	// The producer's own thread: its processor time per event, apart
+	// from the process's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start, cpu0, pcpu0 := time.Now(), processCPU(b), threadCPU(b)
+	wait0 := threadRunDelay(b)
 	var bl codecs.Builder
 	key := 0
 	total = produceBench(b, rate, func(vals [][]byte) error {
@@ -363,13 +371,16 @@ func benchWeir(b *testing.B, subs, rate int) {
 		_, err := p.Produce(bytes.Clone(batch), false)
 		return err
 	})
-	produced := time.Since(start)
+	produced, producerCPU := time.Since(start), threadCPU(b)-pcpu0
+	producerWait := threadRunDelay(b) - wait0
 	var all, cpu time.Duration
 	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)-cpu0 })
 	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+	b.ReportMetric(float64(producerCPU.Nanoseconds())/float64(total), "producer-cpu-ns/event")
+	b.ReportMetric(float64(producerWait.Nanoseconds())/float64(total), "producer-runq-ns/event")
 	probeReport(b, subs)
 }
 
@@ -380,6 +391,34 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadCPU is the processor time the calling thread has taken.
+func threadCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadRunDelay is how long the calling thread has waited for a
+// processor while runnable (/proc/thread-self/schedstat, its second
+// field); 0 where that is not there.
+func threadRunDelay(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		b.Fatalf("/proc/thread-self/schedstat: %q", data)
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		b.Fatalf("/proc/thread-self/schedstat: %q", data)
+	}
+	return time.Duration(n)
 }
 
 // redisCPU is the processor time the redis-server has taken (INFO cpu).
