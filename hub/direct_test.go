@@ -510,3 +510,96 @@ func TestSubscribeDirectNotLapped(t *testing.T) {
 		t.Error("no event came from a writer")
 	}
 }
+
+// TestSubscribeInvalidatedAtWindowStart: a subscription sitting exactly
+// at the start of the shared window (the window empty, or the
+// subscription at its head) when the reader drops the window (records
+// were deleted before it read them) gets a reset, as one behind it does,
+// never a silent gap: a parked one (direct delivery) and one waiting in
+// its own goroutine alike.
+func TestSubscribeInvalidatedAtWindowStart(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	ds, err := h.CreateDataset("d", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	plain := startSub(t, h, "d", SubscribeOptions{From: FromLatest})
+	k := &directSink{take: -1}
+	k.start(t, h, k.options(testFraming, time.Hour))
+	resets := func(s string) int { return strings.Count("\n"+s, "\n"+EventReset+" ") }
+	for round, next := 1, 0; round <= 2; round++ {
+		plain.waitFor(t, "caught up", func() bool { return plain.caughtUp })
+		// Parked with a writer.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			h.fanMu.Lock()
+			f := h.fanouts[ds]
+			h.fanMu.Unlock()
+			parked := 0
+			for _, w := range f.writers {
+				w.mu.Lock()
+				parked += len(w.subs)
+				w.mu.Unlock()
+			}
+			if parked == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d subscriptions parked, want 1", round, parked)
+			}
+		}
+		// The fan-out's reader and writers wait while the test holds
+		// their processors: the records below are deleted before the
+		// reader reads them.
+		h.fanMu.Lock()
+		cpu := h.fanCPU
+		h.fanMu.Unlock()
+		for range cap(cpu) {
+			cpu <- struct{}{}
+		}
+		gone, kept := "gone"+strconv.Itoa(round), "kept"+strconv.Itoa(round)
+		putKeyed(t, p, gone, "1")
+		putKeyed(t, p, kept, "2")
+		if _, err := p.DeleteRecords(p.HighWatermark() - 1); err != nil {
+			t.Fatal(err)
+		}
+		last := "last" + strconv.Itoa(round)
+		putKeyed(t, p, last, "3")
+		plain.mu.Lock()
+		plain.caughtUp = false
+		plain.mu.Unlock()
+		for range cap(cpu) {
+			<-cpu
+		}
+		plain.waitFor(t, "round "+strconv.Itoa(round)+"'s last record", func() bool {
+			for _, e := range plain.events[next:] {
+				if string(e.Key) == last {
+					return true
+				}
+			}
+			return false
+		})
+		n := 0
+		for _, e := range plain.events[next:] {
+			if e.Type == EventReset {
+				n++
+			}
+			if string(e.Key) == gone {
+				t.Errorf("round %d: the subscription got %s, deleted", round, gone)
+			}
+		}
+		if n != 1 {
+			t.Errorf("round %d: the subscription got %d resets, want 1: %v", round, n, plain.events[next:])
+		}
+		plain.mu.Lock()
+		next = len(plain.events)
+		plain.mu.Unlock()
+		k.waitFor(t, "round "+strconv.Itoa(round)+"'s last record", func() bool { return strings.Contains(k.out.String(), " "+last+"=3\n") })
+		if got := resets(k.bytes()); got != round {
+			t.Errorf("round %d: the parked subscription got %d resets, want %d:\n%s", round, got, round, k.bytes())
+		}
+		if strings.Contains(k.bytes(), " "+gone+"=") {
+			t.Errorf("round %d: the parked subscription got %s, deleted:\n%s", round, gone, k.bytes())
+		}
+	}
+}

@@ -400,12 +400,15 @@ func (f *fanout) publish(batch []*fanEvent, head []int64) {
 
 // invalidate drops the whole window (what the reader read may miss
 // records): the subscriptions in it read the log themselves, where the
-// loss is seen and answered with a reset.
+// loss is seen and answered with a reset. The sequence numbers skip one,
+// so that a subscription at the window's head (waiting for the next
+// event, parked or not) is lapped too: the next event's B is head, not
+// its positions.
 func (f *fanout) invalidate(head []int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.events)
-	f.first += int64(len(f.events))
+	f.first += int64(len(f.events)) + 1
 	f.events = f.events[:0]
 	f.bytes = 0
 	copy(f.head, head)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -143,4 +144,77 @@ func mustDataset(t *testing.T, h *Hub, name string) *Dataset {
 		t.Fatal(err)
 	}
 	return ds
+}
+
+// TestSubscribeThreadCap: the readers and writers of more subscribed
+// datasets than 64 threads hold get at most maxBackgroundThreads niced
+// threads between them (the rest run on the hub's threads) and deliver
+// all the same; when the subscriptions end, the threads are given back,
+// and a new subscription gets a niced thread again.
+func TestSubscribeThreadCap(t *testing.T) {
+	runtime.LockOSThread()
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := 20 - prio
+	at := min(19, base+10)
+	h := openHub(t, testOptions(t.TempDir()))
+	before := niceThreads(t, at)
+	// Each subscribed dataset has a reader and GOMAXPROCS writers.
+	n := maxBackgroundThreads/(1+runtime.GOMAXPROCS(0)) + 2
+	subs := make([]*testSub, n)
+	for i := range subs {
+		name := fmt.Sprintf("d%d", i)
+		if _, err := h.CreateDataset(name, DatasetConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = startSub(t, h, name, SubscribeOptions{From: FromLatest})
+	}
+	for i, s := range subs {
+		s.waitFor(t, fmt.Sprintf("subscription %d caught up", i), func() bool { return s.caughtUp })
+	}
+	for deadline := time.Now().Add(10 * time.Second); h.bgThreads.Load() < maxBackgroundThreads; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d niced threads after 10 s, want %d", h.bgThreads.Load(), maxBackgroundThreads)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // every reader and writer has started
+	if got := h.bgThreads.Load(); got != maxBackgroundThreads {
+		t.Errorf("%d readers and writers: %d niced threads, want %d", n*(1+runtime.GOMAXPROCS(0)), got, maxBackgroundThreads)
+	}
+	if at > base {
+		// One may run on the main thread, which is not counted.
+		if got := niceThreads(t, at) - before; got != maxBackgroundThreads && got != maxBackgroundThreads-1 {
+			t.Errorf("%d threads at nice %d, want %d", got, at, maxBackgroundThreads)
+		}
+	}
+	for i := range subs {
+		p, _ := mustDataset(t, h, fmt.Sprintf("d%d", i)).Partition(0)
+		putKeyed(t, p, "k", strconv.Itoa(i))
+	}
+	for i, s := range subs {
+		s.waitFor(t, fmt.Sprintf("subscription %d's event", i), func() bool { return len(s.events) > 0 })
+		if got := s.records(); len(got) != 1 || string(got[0].Value) != strconv.Itoa(i) {
+			t.Errorf("subscription %d got %v", i, got)
+		}
+	}
+	for _, s := range subs {
+		s.cancel()
+		<-s.done
+		s.done <- nil // for its cleanup
+	}
+	for deadline := time.Now().Add(10 * time.Second); h.bgThreads.Load() > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d niced threads after every subscription ended", h.bgThreads.Load())
+		}
+	}
+	s := startSub(t, h, "d0", SubscribeOptions{From: FromLatest})
+	s.waitFor(t, "a new subscription caught up", func() bool { return s.caughtUp })
+	for deadline := time.Now().Add(10 * time.Second); h.bgThreads.Load() != int32(1+runtime.GOMAXPROCS(0)); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a new subscription: %d niced threads, want %d", h.bgThreads.Load(), 1+runtime.GOMAXPROCS(0))
+		}
+	}
 }

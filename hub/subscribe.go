@@ -658,7 +658,9 @@ func (s *subscription) coalesce(ctx context.Context) error {
 			}
 			return err
 		}
-		if p.log.CheckResume(from) != nil {
+		// Records deleted (DeleteRecords, retention) from where it read
+		// are a reset, as in catchUp, also when the log still had them.
+		if p.log.CheckResume(from) != nil || p.StartOffset() > from {
 			return errResume
 		}
 		for _, e := range held {

@@ -74,6 +74,13 @@ type httpConfig struct {
 	// resume (hub.SubscribeOptions.CoalesceBytes, default 16MiB).
 	SubscribeBuffer   string `yaml:"subscribe_buffer"`
 	SubscribeCoalesce string `yaml:"subscribe_coalesce"`
+	// SubscribeProcs is how many processors delivery to subscribers may
+	// use at once (hub.Options.SubscribeProcs; 0: all but one, at least
+	// one); SubscribeNice how much lower than the hub's own the
+	// priority of that delivery is (hub.Options.SubscribeNice: a nice
+	// value added, at most 19, Linux; nil: 10; 0: the hub's own).
+	SubscribeProcs int  `yaml:"subscribe_procs"`
+	SubscribeNice  *int `yaml:"subscribe_nice"`
 	// TLS serves HTTPS (client_ca_file: mutual TLS), reloaded when the
 	// files change.
 	TLS *tlsConfig `yaml:"tls"`
@@ -95,6 +102,25 @@ func (c httpConfig) subscribeSizes() (buffer, coalesce int64, err error) {
 	return buffer, coalesce, err
 }
 
+// subscribeCPU returns hub.Options.SubscribeProcs and SubscribeNice of
+// subscribe_procs and subscribe_nice.
+func (c httpConfig) subscribeCPU() (procs, nice int, err error) {
+	if c.SubscribeProcs < 0 {
+		return 0, 0, fmt.Errorf("http.subscribe_procs (--subscribe-procs) %d: want a number of processors, or 0 for all but one", c.SubscribeProcs)
+	}
+	if c.SubscribeNice != nil {
+		switch n := *c.SubscribeNice; {
+		case n < 0 || n > 19:
+			return 0, 0, fmt.Errorf("http.subscribe_nice (--subscribe-nice) %d: want 0 (the hub's own priority) to 19", n)
+		case n == 0:
+			nice = -1 // hub.Options: the hub's own priority
+		default:
+			nice = n
+		}
+	}
+	return c.SubscribeProcs, nice, nil
+}
+
 // parseSubscribeSize parses a size of the subscriptions (serve's
 // http.subscribe_buffer and subscribe_coalesce, the --subscribe-* flags of
 // serve and run), named name in the error; "" is 0, the hub's default.
@@ -114,6 +140,16 @@ func parseSubscribeSize(name, s string) (int64, error) {
 func addSubscribeFlags(f *pflag.FlagSet, buffer, coalesce *string) {
 	f.StringVar(buffer, "subscribe-buffer", "", "memory for the latest events of each subscribed dataset, shared by its subscribers (default 64MiB)")
 	f.StringVar(coalesce, "subscribe-coalesce", "", "what a subscriber that fell behind may hold as the latest value per key before it is told to resume (default 16MiB)")
+}
+
+// defaultSubscribeNice is --subscribe-nice's default (hub.Options'
+// SubscribeNice).
+const defaultSubscribeNice = 10
+
+// addSubscribeCPUFlags adds --subscribe-procs and --subscribe-nice.
+func addSubscribeCPUFlags(f *pflag.FlagSet, procs, nice *int) {
+	f.IntVar(procs, "subscribe-procs", 0, "processors that delivery to subscribers (every dataset's shared readers and writers) may use at once (default 0: all but one, at least 1)")
+	f.IntVar(nice, "subscribe-nice", defaultSubscribeNice, "how much lower than the hub's own the priority of delivery to subscribers is, as a nice value added to the hub's (at most 19; 0: the same; Linux only), so that producers go first when processors are short")
 }
 
 // guard is the httpauth configuration of the front door.
@@ -235,6 +271,12 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 			if f.Changed("subscribe-coalesce") {
 				cfg.HTTP.SubscribeCoalesce = flags.HTTP.SubscribeCoalesce
 			}
+			if f.Changed("subscribe-procs") {
+				cfg.HTTP.SubscribeProcs = flags.HTTP.SubscribeProcs
+			}
+			if f.Changed("subscribe-nice") {
+				cfg.HTTP.SubscribeNice = flags.HTTP.SubscribeNice
+			}
 			if httpTLS.CertFile != "" || httpTLS.KeyFile != "" || httpTLS.ClientCAFile != "" {
 				cfg.HTTP.TLS = &httpTLS
 			}
@@ -293,6 +335,8 @@ SIGTERM, SIGINT or SIGHUP shut it down gracefully: requests in flight are answer
 	f.StringVar(&flags.HTTP.Listen, "http-listen", "", "serve /metrics, /healthz, /readyz and dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1)")
 	f.StringSliceVar(&flags.HTTP.AllowOrigins, "http-allow-origin", nil, "browser origins whose pages may subscribe from elsewhere (https://app.example.com, null for a file, *)")
 	addSubscribeFlags(f, &flags.HTTP.SubscribeBuffer, &flags.HTTP.SubscribeCoalesce)
+	flags.HTTP.SubscribeNice = new(int)
+	addSubscribeCPUFlags(f, &flags.HTTP.SubscribeProcs, flags.HTTP.SubscribeNice)
 	f.StringVar(&httpTLS.CertFile, "http-tls-cert", "", "serve --http-listen over HTTPS with this certificate chain (PEM; reloaded when the file changes)")
 	f.StringVar(&httpTLS.KeyFile, "http-tls-key", "", "the HTTPS certificate's private key (PEM)")
 	f.StringVar(&httpTLS.ClientCAFile, "http-tls-client-ca", "", "require HTTPS clients to present certificates signed by these CAs (mutual TLS)")
@@ -390,6 +434,9 @@ func (cfg serveConfig) hubOptions(logger *slog.Logger) (hub.Options, error) {
 	}
 	var err error
 	if o.SubscribeBuffer, _, err = cfg.HTTP.subscribeSizes(); err != nil {
+		return o, err
+	}
+	if o.SubscribeProcs, o.SubscribeNice, err = cfg.HTTP.subscribeCPU(); err != nil {
 		return o, err
 	}
 	d := cfg.Defaults

@@ -180,6 +180,62 @@ func TestServeSubscribeSizes(t *testing.T) {
 	}
 }
 
+// TestServeSubscribeCPU: http.subscribe_procs and subscribe_nice (or
+// --subscribe-procs, --subscribe-nice, over the file's) set
+// hub.Options.SubscribeProcs and SubscribeNice, 0 meaning the hub's own
+// priority; out of range, an error naming the key and the flag; serve
+// --help lists both with their defaults.
+func TestServeSubscribeCPU(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	for _, c := range []struct {
+		yaml        string
+		procs, nice int
+		err         string
+	}{
+		{"", 0, 0, ""}, // the hub's defaults
+		{"subscribe_procs: 3, subscribe_nice: 5", 3, 5, ""},
+		{"subscribe_nice: 0", 0, -1, ""},
+		{"subscribe_nice: 19", 0, 19, ""},
+		{"subscribe_nice: 20", 0, 0, "http.subscribe_nice (--subscribe-nice) 20"},
+		{"subscribe_nice: -1", 0, 0, "http.subscribe_nice (--subscribe-nice) -1"},
+		{"subscribe_procs: -2", 0, 0, "http.subscribe_procs (--subscribe-procs) -2"},
+	} {
+		os.WriteFile(path, []byte("data_dir: "+dir+"/data\nhttp: {"+c.yaml+"}\n"), 0o644)
+		var cfg serveConfig
+		if err := loadServeConfig(path, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		o, err := cfg.hubOptions(nil)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("http: {%s}: error %v, want one naming %s", c.yaml, err, c.err)
+			}
+			continue
+		}
+		if err != nil || o.SubscribeProcs != c.procs || o.SubscribeNice != c.nice {
+			t.Errorf("http: {%s}: SubscribeProcs %d, SubscribeNice %d, %v; want %d, %d", c.yaml, o.SubscribeProcs, o.SubscribeNice, err, c.procs, c.nice)
+		}
+	}
+	// The flags go over the file's values: a bad one fails before the
+	// hub opens.
+	os.WriteFile(path, []byte("data_dir: "+dir+"/data\nhttp: {subscribe_procs: 1, subscribe_nice: 5}\n"), 0o644)
+	for flag, want := range map[string]string{"--subscribe-nice=25": "(--subscribe-nice) 25", "--subscribe-procs=-1": "(--subscribe-procs) -1"} {
+		if _, err := run(t, "serve", "--config", path, "--listen", "127.0.0.1:0", flag); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("serve %s: %v, want an error with %q", flag, err, want)
+		}
+	}
+	help, err := run(t, "serve", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--subscribe-procs int", "(default 0: all but one, at least 1)", "--subscribe-nice int", "(default 10)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve --help has no %q:\n%s", want, help)
+		}
+	}
+}
+
 // TestServeSlowSubscriberResumes: with a small window and coalescing bound
 // (--subscribe-buffer, --subscribe-coalesce), an SSE client that stops
 // reading while 20 MB of distinct keys are produced gets a resume event

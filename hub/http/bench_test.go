@@ -1,12 +1,15 @@
 package http
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math"
 	nethttp "net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,9 +17,11 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sys/unix"
 
 	"github.com/weirhub/weir/codecs"
 	"github.com/weirhub/weir/hub"
@@ -38,9 +43,13 @@ import (
 // written after the last. They run in a child process of the test binary
 // for both servers (-broadcast.clients=inprocess puts them among the
 // goroutines of the benchmark, which is the weir server's process), and
-// their processor time is part of cpu-µs/delivered. make bench-broadcast
-// runs it; -broadcast.transport=ws subscribes to weir over WebSocket
-// instead.
+// their processor time is part of cpu-µs/delivered; events/read is how
+// many events the SSE subscribers got a read of their connections (about
+// as many as a write of the server carried). make bench-broadcast runs
+// it; -broadcast.transport=ws subscribes to weir over WebSocket instead;
+// -broadcast.procs and -broadcast.nice set the weir hub's SubscribeProcs
+// and SubscribeNice, -broadcast.client-nice and -broadcast.client-procs
+// the subscribers' process's nice value and GOMAXPROCS.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
@@ -57,6 +66,7 @@ type benchEvents struct {
 	mu       sync.Mutex
 	delays   []time.Duration
 	received atomic.Int64
+	reads    atomic.Int64 // of the SSE subscribers' connections
 }
 
 // read takes one event: the subscribers check that the events come in
@@ -81,42 +91,118 @@ func (ev *benchEvents) read(data []byte, sample int, n *int, mine *[]time.Durati
 		return fmt.Errorf("event %d has sequence number %d: out of order", *n, seq)
 	}
 	if *n++; *n%sample == 0 {
-		sent, err := strconv.ParseInt(string(data[:j]), 10, 64)
-		if err != nil {
-			return fmt.Errorf("event %d: %w", seq, err)
+		sent, ok := parseDigits(data[:j])
+		if !ok {
+			return fmt.Errorf("event %d: time %q", seq, data[:j])
 		}
 		*mine = append(*mine, time.Since(time.Unix(0, sent)))
 	}
 	return nil
 }
 
+// parseDigits returns the number that b, ASCII digits only, writes; ok
+// is false for anything else or past math.MaxInt64.
+func parseDigits(b []byte) (v int64, ok bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var u uint64 // 19 digits fit
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(d-'0')
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}
+
 // sseReader reads Server-Sent Events as a browser's EventSource does:
 // "field: value" lines (one space after the colon dropped), comments
 // skipped, an event dispatched at a blank line with the data lines joined
-// by newlines, the last id kept for a reconnection. It reads with one
-// buffer, copying only the fields it keeps.
+// by newlines, the last id kept for a reconnection. It parses the lines
+// where they were read, in one buffer (what the socket had, in one read,
+// until a line does not fit), copying only the id it keeps and the data
+// of an event of several data lines.
 type sseReader struct {
-	r                   *bufio.Reader
-	event, data, lastID []byte
+	r          io.Reader
+	buf        []byte
+	start, end int // buf[start:end] is read and not parsed
+	err        error
+	event      []byte
+	data       []byte // the data of the event being read, in buf or in joined
+	joined     []byte
+	lastID     []byte
+	reads      int64 // reads that returned bytes
+}
+
+// newSSEReader returns an sseReader of r with a 64 KiB buffer.
+func newSSEReader(r io.Reader) *sseReader {
+	return &sseReader{r: r, buf: make([]byte, 64<<10)}
+}
+
+// line returns the next line without its end (\n or \r\n), valid until
+// the next call of next.
+func (c *sseReader) line() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(c.buf[c.start:c.end], '\n'); i >= 0 {
+			line := c.buf[c.start : c.start+i]
+			c.start += i + 1
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		}
+		if c.err != nil {
+			return nil, c.err
+		}
+		if c.start > 0 && c.end == len(c.buf) {
+			// Make room: the partial line goes to the front (the
+			// fields of the event being read are copied first).
+			c.keep()
+			c.end = copy(c.buf, c.buf[c.start:c.end])
+			c.start = 0
+		} else if c.end == len(c.buf) {
+			c.keep()
+			c.buf = append(c.buf, make([]byte, len(c.buf))...)
+		}
+		n, err := c.r.Read(c.buf[c.end:])
+		if n > 0 {
+			c.reads++
+		}
+		c.end += n
+		c.err = err
+	}
+}
+
+// keep copies the event's type and data out of buf before it is
+// overwritten.
+func (c *sseReader) keep() {
+	if len(c.data) > 0 && (len(c.joined) == 0 || &c.joined[0] != &c.data[0]) {
+		c.joined = append(c.joined[:0], c.data...)
+		c.data = c.joined
+	}
+	c.event = bytes.Clone(c.event)
 }
 
 // next reads up to the next event, whose type and data it returns
 // (valid until the next call).
 func (c *sseReader) next() (event, data []byte, err error) {
-	c.event, c.data = c.event[:0], c.data[:0]
-	hasData := false
+	c.event, c.data = nil, nil
+	hasData, joined := false, false
 	for {
-		line, err := c.r.ReadSlice('\n')
+		line, err := c.line()
 		if err != nil {
 			return nil, nil, err
 		}
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		if len(line) == 0 {
 			if !hasData {
 				continue // nothing to dispatch (the retry: block)
 			}
 			if len(c.event) == 0 {
-				c.event = append(c.event, "message"...)
+				c.event = []byte("message")
 			}
 			return c.event, c.data, nil
 		}
@@ -126,16 +212,24 @@ func (c *sseReader) next() (event, data []byte, err error) {
 		field, value := line, []byte(nil)
 		if i := bytes.IndexByte(line, ':'); i >= 0 {
 			field, value = line[:i], line[i+1:]
-			value = bytes.TrimPrefix(value, []byte(" "))
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
 		}
 		switch string(field) {
 		case "event":
-			c.event = append(c.event[:0], value...)
+			c.event = value
 		case "data":
-			if hasData {
-				c.data = append(c.data, '\n')
+			switch {
+			case !hasData:
+				c.data = value // where it was read, unless another line joins it
+			case !joined:
+				c.joined = append(append(append(c.joined[:0], c.data...), '\n'), value...)
+				c.data, joined = c.joined, true
+			default:
+				c.joined = append(append(c.joined, '\n'), value...)
+				c.data = c.joined
 			}
-			c.data = append(c.data, value...)
 			hasData = true
 		case "id":
 			c.lastID = append(c.lastID[:0], value...)
@@ -208,6 +302,9 @@ func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu,
 	b.ReportMetric(float64(total)/produced.Seconds(), "produced/s")
 	if subs > 0 {
 		b.ReportMetric(float64(ev.received.Load())/all.Seconds(), "delivered/s")
+		if r := ev.reads.Load(); r > 0 {
+			b.ReportMetric(float64(ev.received.Load())/float64(r), "events/read")
+		}
 		b.ReportMetric(float64(cpu.Microseconds())/float64(ev.received.Load()), "cpu-µs/delivered")
 		if clientCPU > 0 {
 			b.ReportMetric(float64(clientCPU.Microseconds())/float64(ev.received.Load()), "client-cpu-µs/delivered")
@@ -223,7 +320,8 @@ func (ev *benchEvents) report(b *testing.B, subs, total int, produced, all, cpu,
 }
 
 func benchWeir(b *testing.B, subs, rate int) {
-	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"}})
+	h, err := hub.Open(hub.Options{DataDir: b.TempDir(), Defaults: hub.DatasetConfig{Fsync: "never"},
+		SubscribeProcs: *benchProcs, SubscribeNice: *benchNice})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -251,7 +349,12 @@ func benchWeir(b *testing.B, subs, rate int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	probeStart()
-	start, cpu0 := time.Now(), processCPU(b)
+	// The producer's own thread: its processor time per event, apart
+	// from the process's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start, cpu0, pcpu0 := time.Now(), processCPU(b), threadCPU(b)
+	wait0 := threadRunDelay(b)
 	var bl codecs.Builder
 	key := 0
 	total = produceBench(b, rate, func(vals [][]byte) error {
@@ -268,13 +371,16 @@ func benchWeir(b *testing.B, subs, rate int) {
 		_, err := p.Produce(bytes.Clone(batch), false)
 		return err
 	})
-	produced := time.Since(start)
+	produced, producerCPU := time.Since(start), threadCPU(b)-pcpu0
+	producerWait := threadRunDelay(b) - wait0
 	var all, cpu time.Duration
 	ev, clientCPU := clients.wait(b, func() { all, cpu = time.Since(start), processCPU(b)-cpu0 })
 	cpu += clientCPU
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+	b.ReportMetric(float64(producerCPU.Nanoseconds())/float64(total), "producer-cpu-ns/event")
+	b.ReportMetric(float64(producerWait.Nanoseconds())/float64(total), "producer-runq-ns/event")
 	probeReport(b, subs)
 }
 
@@ -285,6 +391,34 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadCPU is the processor time the calling thread has taken.
+func threadCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadRunDelay is how long the calling thread has waited for a
+// processor while runnable (/proc/thread-self/schedstat, its second
+// field); 0 where that is not there.
+func threadRunDelay(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		b.Fatalf("/proc/thread-self/schedstat: %q", data)
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		b.Fatalf("/proc/thread-self/schedstat: %q", data)
+	}
+	return time.Duration(n)
 }
 
 // redisCPU is the processor time the redis-server has taken (INFO cpu).
@@ -342,4 +476,53 @@ func benchRedis(b *testing.B, subs, rate int) {
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+}
+
+// TestSSEReader: the benchmark's EventSource-like reader dispatches what
+// an EventSource would, whatever pieces the stream comes in and however
+// small its buffer.
+func TestSSEReader(t *testing.T) {
+	stream := "retry: 1000\n\n: heartbeat\n\nevent: record\nid: ab-1\ndata: {\"a\":1}\n\n" +
+		"data: one\r\ndata:two\ndata:  three\nid: ab-2\n\nevent: snapshot_end\ndata:end\n\n" +
+		"event: x\nid: ab-3\ndata: " + strings.Repeat("v", 300) + "\n\n"
+	type ev struct{ event, data, id string }
+	want := []ev{{"record", `{"a":1}`, "ab-1"}, {"message", "one\ntwo\n three", "ab-2"}, {"snapshot_end", "end", "ab-2"},
+		{"x", strings.Repeat("v", 300), "ab-3"}}
+	for _, size := range []int{8, 64, 64 << 10} {
+		for _, oneByte := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(stream)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			c := newSSEReader(r)
+			c.buf = make([]byte, size)
+			var got []ev
+			for {
+				event, data, err := c.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, ev{string(event), string(data), string(c.lastID)})
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("buffer %d, one byte a read %v: got %q, want %q", size, oneByte, got, want)
+			}
+		}
+	}
+}
+
+func TestParseDigits(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"0", 0, true}, {"1796282072765299673", 1796282072765299673, true}, {"9223372036854775807", math.MaxInt64, true},
+		{"9223372036854775808", 0, false}, {"", 0, false}, {"12a", 0, false}, {"-1", 0, false}, {"12345678901234567890", 0, false}} {
+		if got, ok := parseDigits([]byte(c.in)); got != c.want || ok != c.ok {
+			t.Errorf("parseDigits(%q) = %d, %v, want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
 }

@@ -38,6 +38,21 @@ var benchClientsIn = flag.String("broadcast.clients", "process", "where Benchmar
 // (WebSocket, coder/websocket's client).
 var benchTransport = flag.String("broadcast.transport", "sse", "how BenchmarkBroadcast's weir subscribers subscribe: sse or ws")
 
+// benchProcs and benchNice are the weir hub's Options.SubscribeProcs and
+// SubscribeNice in BenchmarkBroadcast (0: the hub's defaults).
+var (
+	benchProcs = flag.Int("broadcast.procs", 0, "BenchmarkBroadcast's hub.Options.SubscribeProcs (0: the default)")
+	benchNice  = flag.Int("broadcast.nice", 0, "BenchmarkBroadcast's hub.Options.SubscribeNice (0: the default; -1: the hub's own priority)")
+	// benchClientNice runs the subscribers' child process at this nice
+	// value (nice(1)): subscribers that stand for other machines then
+	// take only the processor time the servers leave, as they would
+	// there. Default 0: they compete with the producer and the servers.
+	benchClientNice = flag.Int("broadcast.client-nice", 0, "run BenchmarkBroadcast's subscribers' process at this nice value (default 0)")
+	// benchClientProcs is the GOMAXPROCS of the subscribers' child
+	// process (0: as this process's).
+	benchClientProcs = flag.Int("broadcast.client-procs", 0, "GOMAXPROCS of BenchmarkBroadcast's subscribers' process (default: this process's)")
+)
+
 // Environment of the child process that runs the subscribers.
 const (
 	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
@@ -64,6 +79,7 @@ type benchClients struct {
 // benchClientResult is what the child process reports.
 type benchClientResult struct {
 	Received int64
+	Reads    int64 // SSE: the reads of the subscribers' connections that returned bytes
 	Delays   []time.Duration
 	CPU      time.Duration // from all connected to all done
 	Errors   []string
@@ -86,9 +102,15 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	}
 	c.out = filepath.Join(b.TempDir(), "clients.json")
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$", "-test.count=1")
+	if *benchClientNice != 0 {
+		c.cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(*benchClientNice)}, c.cmd.Args...)...)
+	}
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
 		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out)
+	if *benchClientProcs > 0 {
+		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(*benchClientProcs))
+	}
 	c.cmd.Stderr = os.Stderr
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -138,6 +160,7 @@ func (c *benchClients) wait(b *testing.B, done func()) (*benchEvents, time.Durat
 		b.Error(e)
 	}
 	c.ev.received.Store(res.Received)
+	c.ev.reads.Store(res.Reads)
 	c.ev.delays = res.Delays
 	return c.ev, res.CPU
 }
@@ -181,7 +204,7 @@ func TestBenchClientProcess(t *testing.T) {
 	fmt.Println("ready")
 	wg.Wait()
 	probeChildEnd(m0)
-	res := benchClientResult{Received: ev.received.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
+	res := benchClientResult{Received: ev.received.Load(), Reads: ev.reads.Load(), Delays: ev.delays, CPU: ownCPU(t) - cpu0}
 	close(errs)
 	for err := range errs {
 		res.Errors = append(res.Errors, err.Error())
@@ -338,10 +361,10 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 	}
 	defer resp.Body.Close()
 	ready <- nil
-	c := sseReader{r: bufio.NewReaderSize(resp.Body, 64<<10)}
+	c := newSSEReader(resp.Body)
 	mine := make([]time.Duration, 0, total/sample+1)
 	n, last := 0, int64(-1)
-	defer func() { ev.add(n, mine) }()
+	defer func() { ev.add(n, mine); ev.reads.Add(c.reads) }()
 	for {
 		event, data, err := c.next()
 		if err != nil {
@@ -352,9 +375,12 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 		}
 		// The id is a token whose last number is the offset the one
 		// partition resumes at: it must grow.
-		id := c.lastID[bytes.LastIndexAny(c.lastID, "-.")+1:]
-		off, err := strconv.ParseInt(string(id), 10, 64)
-		if err != nil || off <= last {
+		i := len(c.lastID)
+		for i > 0 && c.lastID[i-1] >= '0' && c.lastID[i-1] <= '9' {
+			i--
+		}
+		off, ok := parseDigits(c.lastID[i:])
+		if !ok || off <= last {
 			return fmt.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
 		}
 		last = off

@@ -80,7 +80,7 @@ func TestSubscribeSSEDirect(t *testing.T) {
 	time.Sleep(time.Second)
 	var ids []string
 	last := ""
-	c := sseReader{r: br}
+	c := newSSEReader(br)
 	for {
 		_, data, err := c.next()
 		if err != nil {
