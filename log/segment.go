@@ -68,6 +68,9 @@ type segment struct {
 	// still holding it never reopen the new file by that name.
 	held bool
 	once sync.Once
+	// freed is set once the last reference is released and the file
+	// closed: a file kept for reuse may then be taken (see recycle.go).
+	freed atomic.Bool
 }
 
 func newSegment(fsys FS, dir string, base int64, fh *fileHandle) *segment {
@@ -104,6 +107,7 @@ func (s *segment) release() {
 			}
 			s.off.close()
 			s.tim.close()
+			s.freed.Store(true)
 		})
 	}
 }
