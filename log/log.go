@@ -51,7 +51,7 @@ type Log struct {
 	idleArmed bool
 	idleSeg   *segment
 	idleMark  int64
-	stage     stage // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
+	stage     stage           // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
 	recycle   []*recycledFile // SyncAlways: deleted segments' files kept for reuse; guarded by mu; see recycle.go
 
 	waitMu sync.Mutex
