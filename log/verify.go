@@ -52,6 +52,9 @@ func Inspect(dir string) ([]SegmentInfo, error) {
 		hr := newHeaderReader(f)
 		for pos := int64(0); pos < info.Bytes; {
 			h, err := hr.header(pos, info.Bytes)
+			if err == nil && info.Batches > 0 && h.BaseOffset < info.NextOffset {
+				err = fmt.Errorf("offsets go backwards: batch of offset %d after %d", h.BaseOffset, info.NextOffset-1)
+			}
 			if err != nil {
 				if zeros, zerr := zerosFrom(f, pos, info.Bytes); zerr == nil && zeros || staleTail(f, pos, info.Bytes, base, info.NextOffset) {
 					// The window written ahead (see prewrite.go), or a

@@ -346,10 +346,14 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	work := make(chan struct{}, 1024)
 	var wg sync.WaitGroup
 	start := time.Now()
+	stopRetain := func() {}
 	if opts.RetentionBytes > 0 {
-		stop := make(chan struct{})
-		defer close(stop)
-		go retain(l, dir, st.variant.drop, stop)
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			retain(l, dir, st.variant.drop, stop)
+		}()
+		stopRetain = func() { close(stop); <-done }
 	}
 	for a := range appenders {
 		wg.Add(1)
@@ -367,6 +371,7 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	}
 	close(work)
 	wg.Wait()
+	stopRetain()
 	if err := l.Sync(); err != nil {
 		fail("sync: %v", err)
 	}
