@@ -379,10 +379,7 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 		}
 		return base, off, nil, nil
 	}
-	if err := s.withFile(func(f File) error {
-		_, err := f.WriteAt(b, pos)
-		return err
-	}); err != nil {
+	if err := s.withFile(func(f File) error { return writePadded(f, b, pos, s.padFor(pos, len(b))) }); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
 		s.zeroed = min(s.zeroed, pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {

@@ -62,9 +62,12 @@ import (
 // segment's data waits for (see roll).
 //
 // A partial-page write into a page that is not cached makes the kernel
-// read the old block first. Appends are sequential and each write's first
-// page is cached (the previous write ended in it), so at most the last
-// page of a write is read; logbench -drop-recycled measures that case.
+// read the old block first, and a recycled file's pages need not be
+// cached. Appends are sequential and each write's first page is cached
+// (the previous write ended in it), so only the last page of a write
+// would be read: a write into a recycled file that ends inside a page of
+// stale bytes writes zeros after the data up to the end of that page, in
+// the same pwritev (writePadded), and the next write overwrites them.
 
 // recycleSuffix names a segment file kept for reuse.
 const recycleSuffix = ".recycle"
@@ -149,7 +152,7 @@ func (l *Log) takeRecycled(base int64) *segment {
 	s := newSegment(l.fs, l.dir, base, l.files.handle(l.fs, path, os.O_RDWR, f))
 	// Written and synced up to its size: no window of zeros, no
 	// reservation needed below it.
-	s.reserved, s.zeroed = st.Size(), st.Size()
+	s.reserved, s.zeroed, s.recycled = st.Size(), st.Size(), true
 	l.stats.recycled.Add(1)
 	return s
 }
@@ -228,4 +231,26 @@ search:
 // after a scan that stopped at res is a recycled file's (see staleTail).
 func (res scanResult) staleIn(f io.ReaderAt, base, size int64) bool {
 	return res.err != nil && staleTail(f, res.end, size, base, res.next)
+}
+
+// padFor is how many zeros a write of n bytes at pos into s takes after
+// its data: up to the end of the page it ends in, if that page holds
+// stale bytes of a recycled file. Called with l.mu held.
+func (s *segment) padFor(pos int64, n int) int64 {
+	const page = 4096
+	end := pos + int64(n)
+	pageEnd := (end + page - 1) / page * page
+	if !s.recycled || pageEnd == end || pageEnd > s.zeroed {
+		return 0
+	}
+	return pageEnd - end
+}
+
+// writeThenZeros writes b at pos, then pad zeros after it.
+func writeThenZeros(f File, b []byte, pos int64, pad int64) error {
+	if _, err := f.WriteAt(b, pos); err != nil || pad == 0 {
+		return err
+	}
+	_, err := f.WriteAt(zeroBlock[:pad], pos+int64(len(b)))
+	return err
 }

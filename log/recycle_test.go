@@ -73,6 +73,17 @@ func TestRecycleSegments(t *testing.T) {
 			path, end := dataEnd(l)
 			if fileSize(t, path) > end {
 				staleSeen = true
+				// The page the data ends in was written whole, zeros
+				// after the data (writePadded).
+				if pageEnd := (end + 4095) / 4096 * 4096; pageEnd > end {
+					b, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if tail := b[end:pageEnd]; len(bytes.Trim(tail, "\x00")) != 0 {
+						t.Fatalf("the page the data of a recycled segment ends in holds stale bytes after it: % x", tail[:min(16, len(tail))])
+					}
+				}
 				// Inspect and Verify stop at the data, as readers do.
 				infos, err := Inspect(dir)
 				if err != nil || infos[len(infos)-1].Problem != "" || infos[len(infos)-1].Bytes != end {
@@ -429,7 +440,6 @@ func TestPowerCutRecycledSegments(t *testing.T) {
 		})
 	}
 }
-
 
 // tagAt is an acknowledged batch and its base offset.
 type tagAt struct {

@@ -54,6 +54,7 @@ type segment struct {
 	firstTS      int64 // max timestamp of the first batch, for roll by age
 	reserved     int64 // file blocks reserved up to here, >= written
 	zeroed       int64 // with SyncAlways, zeros fill the file from written to here (see prewrite.go)
+	recycled     bool  // the file was a deleted segment's: stale bytes lie past written, up to zeroed (see recycle.go)
 
 	// durable is closed once a rolled segment's data is on disk (or its
 	// sync failed, with sealErr set); nil for the active segment.
