@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -119,6 +120,13 @@ func TestRecycleSegments(t *testing.T) {
 	}
 	if got := readAll(t, l, start); !slices.Equal(got, want[start:]) {
 		t.Fatalf("after reopening, read %d records, want %d", len(got), len(want)-int(start))
+	}
+	// Every segment's file ends with its data: sealing and Close cut the
+	// stale bytes of recycled files.
+	for _, s := range *l.segs.Load() {
+		if size := fileSize(t, s.path); size != s.size.Load() {
+			t.Fatalf("%s is %d bytes, its data %d", filepath.Base(s.path), size, s.size.Load())
+		}
 	}
 }
 
@@ -469,6 +477,11 @@ func survivorsFrom(t *testing.T, fsys FS, dir string, opts Options) (map[string]
 	}
 	if err := it.Err(); err != nil {
 		t.Fatalf("reading after the power cut: %v", err)
+	}
+	// Offsets go on from the recovered end.
+	hw := l.HighWatermark()
+	if base, err := l.Append(batchOf(t, "after", 3, 100, 0)); err != nil || base != hw {
+		t.Fatalf("the first append after recovery got offset %d (%v), want %d", base, err, hw)
 	}
 	tags := map[string]bool{}
 	for tag, n := range got {
