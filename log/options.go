@@ -82,9 +82,11 @@ type Options struct {
 	// RecycleSegments is, with SyncAlways, how many files of segments
 	// deleted by retention the log keeps to reuse for its next segments,
 	// whose appends then overwrite blocks written and synced before (see
-	// recycle.go). They, and the stale tail of a recycled active segment,
-	// are given back when the log has not grown for about a second, and
-	// on Close. Default 1; negative: none (every segment is a new file).
+	// recycle.go). Each is up to a segment of disk beyond the retained
+	// data (the bytes retention deleted, not yet given back); they, and
+	// the stale tail of a recycled active segment, are given back when
+	// the log has not grown for about a second, and on Close. Default 1;
+	// negative: none (every segment is a new file).
 	RecycleSegments int
 	// RetentionTime deletes closed segments whose newest record is older.
 	// Default 0: no time limit.
