@@ -84,12 +84,13 @@ import (
 // (8 appenders 0.27-0.38 ms against 0.35-1.00; 64: 0.53-1.63 against
 // 0.75-1.86). The dd of a round ran at 339-1442 MB/s (the disk is
 // shared): ratios above 1 mean a slow dd, not a log faster than the
-// disk; a dd of 256 MiB runs at 1300-1900 MB/s on the same disk, and
-// against it (-size 256MiB -segment 16MiB -retention 32MiB, dropped, 4
-// rounds, load 6-7) recycling gave 0.09x (0.02-0.17) against 0.09x
-// (0.06-0.10) at 8 appenders, 0.28x (0.21-0.38) against 0.16x
-// (0.15-0.21) at 64; a log without retention, in the same hold, 0.10x
-// and 0.29x. Without the page padding the dropped pages cost each write a
+// disk; a dd of 256 MiB runs at 700-1900 MB/s on the same disk, and
+// against it (-size 256MiB -segment 16MiB -retention 32MiB, dropped, 6
+// rounds, load 3.8-4.6) recycling gave 0.21x (0.16-0.26) against 0.17x
+// (0.06-0.35) at 8 appenders, 0.45x (0.20-0.64) against 0.28x
+// (0.21-0.56) at 64, winning 5 of 6 rounds each; in 4 rounds at load
+// 6-7, 0.09x against 0.09x and 0.28x against 0.16x, and a log without
+// retention in the same hold 0.10x and 0.29x. Without the page padding the dropped pages cost each write a
 // read: 0.49-0.93 ms between syncs at 8 appenders against 0.19-0.22 ms
 // with the pages cached (16 MiB segments); with it, 0.14-0.22 ms dropped,
 // 0.11-0.13 cached.
