@@ -639,8 +639,8 @@ func (l *Log) roll() error {
 	l.active = s
 	segs := append(slices.Clone(*l.segs.Load()), s)
 	l.segs.Store(&segs)
-	if s.zeroed > 0 {
-		// A recycled file: its stale tail is given back once idle.
+	if s.recycled {
+		// Its stale tail is given back once the log is idle.
 		l.armPrewriteIdle()
 	}
 	return nil

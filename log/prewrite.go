@@ -173,9 +173,9 @@ func (l *Log) checkIdleAgain() bool {
 
 // prewriteIdleCheck gives the window back (and the files kept for reuse,
 // and a recycled active segment's stale tail: see recycle.go) if the
-// active segment did not grow since the last check, and reports whether it is to be checked
-// again (the log grew): the log's own timer is then reset, a Syncer's
-// idle round takes it again.
+// active segment did not grow since the last check, and reports whether
+// it is to be checked again (the log grew): the log's own timer is then
+// reset, a Syncer's idle round takes it again.
 func (l *Log) prewriteIdleCheck() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
