@@ -77,6 +77,8 @@ import (
 // load 1.8). Writing zeros ahead for large rounds too (prewriteRoundMax
 // unbounded) still loses at 64 appenders: the zeros cost the disk as
 // much as the data (402-599 MB/s against 692-877 with 16 MiB windows).
+// A log whose retention deletes segments now gets that in its steady
+// state: its new segments take the deleted ones' files (see recycle.go).
 type groupCommit struct {
 	mu        sync.Mutex
 	gen       [2]sync.Cond // waiters of an even and an odd generation

@@ -76,6 +76,12 @@
 // fdatasync needs no journal commit; it is given back on seal, Close and
 // when the log stops growing, and recovery cuts zeros after the last
 // batch like a torn tail (see prewrite.go).
+// When retention deletes a segment of a SyncAlways log, its file is kept
+// (renamed NNN.recycle, at most Options.RecycleSegments of them) and the
+// next segment takes it, once no reader holds it: appends overwrite blocks
+// written before, and the old batches after the data, whose offsets lie
+// below the segment's, are cut by recovery with no .corrupt file; the kept
+// files are given back when the log stops growing (see recycle.go).
 //
 // The sync policy decides when data reaches the disk:
 //

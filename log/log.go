@@ -51,7 +51,8 @@ type Log struct {
 	idleArmed bool
 	idleSeg   *segment
 	idleMark  int64
-	stage     stage // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
+	stage     stage           // SyncAlways: appends combined into large writes; guarded by mu; see stage.go
+	recycle   []*recycledFile // SyncAlways: deleted segments' files kept for reuse; guarded by mu; see recycle.go
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed on the next publication, nil if none waits
@@ -77,7 +78,7 @@ type Log struct {
 
 // stats are the counters behind Stats.
 type stats struct {
-	appends, batches, records, bytes, writes, fsyncs, rolls, deleted, unsealed, compacted atomic.Int64
+	appends, batches, records, bytes, writes, fsyncs, rolls, deleted, unsealed, compacted, recycled atomic.Int64
 }
 
 // Stats are a log's counters since Open.
@@ -91,6 +92,7 @@ type Stats struct {
 	Rolls             int64 // segments closed
 	SegmentsDeleted   int64 // by retention
 	SegmentsCompacted int64 // rewritten by Compact
+	SegmentsRecycled  int64 // new segments that took a deleted segment's file (see recycle.go)
 }
 
 // Stats returns the log's counters. It is safe to call at any time.
@@ -99,6 +101,7 @@ func (l *Log) Stats() Stats {
 		Appends: l.stats.appends.Load(), Batches: l.stats.batches.Load(), Records: l.stats.records.Load(),
 		Bytes: l.stats.bytes.Load(), Writes: l.stats.writes.Load(), Fsyncs: l.stats.fsyncs.Load(), Rolls: l.stats.rolls.Load(),
 		SegmentsDeleted: l.stats.deleted.Load(), SegmentsCompacted: l.stats.compacted.Load(),
+		SegmentsRecycled: l.stats.recycled.Load(),
 	}
 }
 
@@ -376,10 +379,7 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 		}
 		return base, off, nil, nil
 	}
-	if err := s.withFile(func(f File) error {
-		_, err := f.WriteAt(b, pos)
-		return err
-	}); err != nil {
+	if err := s.withFile(func(f File) error { return writePadded(f, b, pos, s.padFor(pos, len(b))) }); err != nil {
 		s.off.w, s.tim.w, s.lastIndexed, s.writtenMaxTS = offW, timW, lastIndexed, maxTS
 		s.zeroed = min(s.zeroed, pos)
 		if terr := s.withFile(func(f File) error { return f.Truncate(pos) }); terr != nil {
@@ -608,12 +608,20 @@ func (l *Log) Roll() error {
 // as durable, and recovery after a crash treats it as possibly torn, like
 // the active segment.
 //
+// The new segment takes a file kept for reuse if one is free (see
+// recycle.go): the rename is made durable by the old segment's sealer,
+// whose directory sync every acknowledgement of the new segment's data
+// waits for.
+//
 // The stage must be empty (see drain).
 func (l *Log) roll() error {
 	old := l.active
-	s, err := l.createSegment(old.writtenNext)
-	if err != nil {
-		return err
+	s := l.takeRecycled(old.writtenNext)
+	if s == nil {
+		var err error
+		if s, err = l.createSegment(old.writtenNext); err != nil {
+			return err
+		}
 	}
 	l.finishTimeIndex(old)
 	old.durable = make(chan struct{})
@@ -631,6 +639,10 @@ func (l *Log) roll() error {
 	l.active = s
 	segs := append(slices.Clone(*l.segs.Load()), s)
 	l.segs.Store(&segs)
+	if s.recycled {
+		// Its stale tail is given back once the log is idle.
+		l.armPrewriteIdle()
+	}
 	return nil
 }
 
@@ -811,6 +823,7 @@ func (l *Log) Close() error {
 	l.gc.stop()
 	l.mu.Lock()
 	l.drain()
+	l.dropRecycled()
 	var err error
 	if l.failed == nil {
 		// Before the sync, so that the size it makes durable is the data's.

@@ -79,6 +79,15 @@ type Options struct {
 	// only reserved with fallocate, as with SyncInterval: a copy-on-write
 	// filesystem gains nothing from overwriting).
 	PrewriteBytes int64
+	// RecycleSegments is, with SyncAlways, how many files of segments
+	// deleted by retention the log keeps to reuse for its next segments,
+	// whose appends then overwrite blocks written and synced before (see
+	// recycle.go). Each is up to a segment of disk beyond the retained
+	// data (the bytes retention deleted, not yet given back); they, and
+	// the stale tail of a recycled active segment, are given back when
+	// the log has not grown for about a second, and on Close. Default 1;
+	// negative: none (every segment is a new file).
+	RecycleSegments int
 	// RetentionTime deletes closed segments whose newest record is older.
 	// Default 0: no time limit.
 	RetentionTime time.Duration
@@ -196,6 +205,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.PrewriteBytes == 0 {
 		o.PrewriteBytes = 4 << 20
+	}
+	if o.RecycleSegments == 0 {
+		o.RecycleSegments = 1
 	}
 	if o.RetentionTime < 0 || o.RetentionBytes < 0 || o.LocalRetentionTime < 0 || o.LocalRetentionBytes < 0 {
 		return fmt.Errorf("log: negative retention")

@@ -171,10 +171,11 @@ func (l *Log) checkIdleAgain() bool {
 	return true
 }
 
-// prewriteIdleCheck gives the window back if the active segment did not
-// grow since the last check, and reports whether it is to be checked
-// again (the log grew): the log's own timer is then reset, a Syncer's
-// idle round takes it again.
+// prewriteIdleCheck gives the window back (and the files kept for reuse,
+// and a recycled active segment's stale tail: see recycle.go) if the
+// active segment did not grow since the last check, and reports whether
+// it is to be checked again (the log grew): the log's own timer is then
+// reset, a Syncer's idle round takes it again.
 func (l *Log) prewriteIdleCheck() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -183,7 +184,7 @@ func (l *Log) prewriteIdleCheck() bool {
 		return false
 	}
 	s := l.active
-	if s.zeroed <= s.written {
+	if s.zeroed <= s.written && len(l.recycle) == 0 {
 		l.idleArmed = false
 		return false
 	}
@@ -198,9 +199,10 @@ func (l *Log) prewriteIdleCheck() bool {
 	}
 	l.idleArmed = false
 	if l.failed == nil {
-		// No sync: a crash before the next one leaves zeros, which
-		// recovery cuts.
+		// No sync: a crash before the next one leaves zeros, or a
+		// recycled file's stale batches, which recovery cuts.
 		dropReserve(s)
 	}
+	l.dropRecycled() // see recycle.go
 	return false
 }

@@ -40,7 +40,8 @@ func listSegments(fsys FS, dir string, clean bool) ([]int64, error) {
 		for _, name := range entries {
 			stem, _, _ := strings.Cut(name, ".")
 			switch {
-			case strings.HasSuffix(name, tmpSuffix):
+			case strings.HasSuffix(name, tmpSuffix), strings.HasSuffix(name, recycleSuffix):
+				// A recycle file is a reserve (see recycle.go): given back.
 				fsys.Remove(filepath.Join(dir, name))
 			case (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem]:
 				fsys.Remove(filepath.Join(dir, name))
@@ -154,12 +155,16 @@ func (l *Log) scanWritten(s *segment, f File) (scanResult, int64, error) {
 // publishes the segment.
 func (l *Log) cutAfterScan(s *segment, f File, res scanResult, size int64) error {
 	if res.err != nil {
-		ev, err := l.cutTail(s, f, res.end, size, res.err)
+		stale := res.staleIn(f, s.base, size)
+		ev, err := l.cutTail(s, f, res.end, size, res.err, stale)
 		if err != nil {
 			return err
 		}
 		l.recovered = append(l.recovered, ev)
-		if ev.SavedTo == "" {
+		if stale {
+			l.opts.Logger.Info("log: cut the stale batches of a recycled segment file after the last batch",
+				"segment", s.path, "position", ev.Position, "bytes", ev.Dropped)
+		} else if ev.SavedTo == "" {
 			l.opts.Logger.Info("log: cut zeros after the last batch of a segment (written ahead of the data, or never written)",
 				"segment", s.path, "position", ev.Position, "bytes", ev.Dropped)
 		} else {
@@ -268,10 +273,15 @@ func zeroPageIn(f io.ReaderAt, from, to int64) bool {
 // it, then truncates s to pos. Zeros after the last 4 KiB block holding
 // anything else are not kept: they are the window written ahead of the
 // data (see prewrite.go), or blocks whose data never reached the disk. A
-// tail of zeros alone is cut with no file kept: the event's SavedTo is
+// tail of zeros alone, or with stale set the stale tail of a recycled
+// file (see recycle.go), is cut with no file kept: the event's SavedTo is
 // empty.
-func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryEvent, error) {
+func (l *Log) cutTail(s *segment, f File, pos, size int64, why error, stale bool) (RecoveryEvent, error) {
 	ev := RecoveryEvent{Segment: s.path, Position: pos, Dropped: size - pos, Reason: why.Error()}
+	if stale {
+		ev.Reason = "stale batches of a recycled segment file: " + ev.Reason
+		return ev, truncateSync(s, f, pos)
+	}
 	tail := make([]byte, size-pos)
 	if _, err := f.ReadAt(tail, pos); err != nil && err != io.EOF {
 		return ev, fmt.Errorf("log: reading the tail of %s: %w", s.path, err)
@@ -286,13 +296,18 @@ func (l *Log) cutTail(s *segment, f File, pos, size int64, why error) (RecoveryE
 	} else {
 		ev.Reason = "zeros after the last batch: " + ev.Reason
 	}
+	return ev, truncateSync(s, f, pos)
+}
+
+// truncateSync cuts the file of s at pos, durably.
+func truncateSync(s *segment, f File, pos int64) error {
 	if err := f.Truncate(pos); err != nil {
-		return ev, fmt.Errorf("log: truncating %s: %w", s.path, err)
+		return fmt.Errorf("log: truncating %s: %w", s.path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return ev, fmt.Errorf("log: syncing %s: %w", s.path, err)
+		return fmt.Errorf("log: syncing %s: %w", s.path, err)
 	}
-	return ev, nil
+	return nil
 }
 
 // trimZeros returns b without the zeros at its end.

@@ -1,6 +1,10 @@
 package log
 
-import "syscall"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // fallocKeepSize is fallocate(2)'s FALLOC_FL_KEEP_SIZE.
 const fallocKeepSize = 0x1
@@ -43,4 +47,21 @@ func startWriteback(f File, from, n int64) {
 	if o := osOf(f); o != nil {
 		syscall.SyncFileRange(int(o.Fd()), from, n, 0x2) // SYNC_FILE_RANGE_WRITE
 	}
+}
+
+// writePadded writes b at pos followed by pad zeros, with one pwritev, so
+// that the page the data ends in is overwritten whole: the kernel then
+// need not read it from the disk first (see recycle.go).
+func writePadded(f File, b []byte, pos int64, pad int64) error {
+	o := osOf(f)
+	if o == nil || pad == 0 {
+		return writeThenZeros(f, b, pos, pad)
+	}
+	iov := [2][]byte{b, zeroBlock[:pad]}
+	n, err := unix.Pwritev(int(o.Fd()), iov[:], pos)
+	if err == nil && n < len(b) {
+		// A short write: the rest of the data, without the zeros.
+		_, err = f.WriteAt(b[n:], pos+int64(n))
+	}
+	return err
 }

@@ -9,3 +9,5 @@ func reservedPast(File, int64) bool { return false }
 func startWriteback(File, int64, int64) {}
 
 func releaseReserve(f File, end int64) { f.Truncate(end) }
+
+func writePadded(f File, b []byte, pos int64, pad int64) error { return writeThenZeros(f, b, pos, pad) }

@@ -85,7 +85,9 @@ func (l *Log) dropOldest(segs []*segment, n int) (int, error) {
 	l.start.Store(kept[0].base)
 	var firstErr error
 	for _, s := range gone {
-		if err := s.remove(); err != nil && firstErr == nil {
+		if l.keepForRecycle(s) {
+			// Kept for a later segment (see recycle.go).
+		} else if err := s.remove(); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		l.opts.Logger.Info("log: retention deleted a segment", "segment", s.path, "bytes", s.written,

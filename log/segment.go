@@ -54,6 +54,7 @@ type segment struct {
 	firstTS      int64 // max timestamp of the first batch, for roll by age
 	reserved     int64 // file blocks reserved up to here, >= written
 	zeroed       int64 // with SyncAlways, zeros fill the file from written to here (see prewrite.go)
+	recycled     bool  // the file was a deleted segment's: stale bytes lie past written, up to zeroed (see recycle.go)
 
 	// durable is closed once a rolled segment's data is on disk (or its
 	// sync failed, with sealErr set); nil for the active segment.
@@ -68,6 +69,9 @@ type segment struct {
 	// still holding it never reopen the new file by that name.
 	held bool
 	once sync.Once
+	// freed is set once the last reference is released and the file
+	// closed: a file kept for reuse may then be taken (see recycle.go).
+	freed atomic.Bool
 }
 
 func newSegment(fsys FS, dir string, base int64, fh *fileHandle) *segment {
@@ -104,6 +108,7 @@ func (s *segment) release() {
 			}
 			s.off.close()
 			s.tim.close()
+			s.freed.Store(true)
 		})
 	}
 }

@@ -167,14 +167,12 @@ func (l *Log) flushStage(unlock bool) {
 	appends, batches, records := st.appends, st.batches, st.records
 	st.buf, st.res, st.borrowed, st.appends, st.batches, st.records = nil, nil, false, 0, 0, 0
 	s := l.active
+	pad := s.padFor(mark.pos, len(buf))
 	st.flushing = true
 	if unlock {
 		l.mu.Unlock()
 	}
-	err := s.withFile(func(f File) error {
-		_, err := f.WriteAt(buf, mark.pos)
-		return err
-	})
+	err := s.withFile(func(f File) error { return writePadded(f, buf, mark.pos, pad) })
 	if unlock {
 		l.mu.Lock()
 	}

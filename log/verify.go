@@ -52,9 +52,14 @@ func Inspect(dir string) ([]SegmentInfo, error) {
 		hr := newHeaderReader(f)
 		for pos := int64(0); pos < info.Bytes; {
 			h, err := hr.header(pos, info.Bytes)
+			if err == nil && info.Batches > 0 && h.BaseOffset < info.NextOffset {
+				err = fmt.Errorf("offsets go backwards: batch of offset %d after %d", h.BaseOffset, info.NextOffset-1)
+			}
 			if err != nil {
-				if zeros, zerr := zerosFrom(f, pos, info.Bytes); zerr == nil && zeros {
-					info.Bytes = pos // the window written ahead (see prewrite.go)
+				if zeros, zerr := zerosFrom(f, pos, info.Bytes); zerr == nil && zeros || staleTail(f, pos, info.Bytes, base, info.NextOffset) {
+					// The window written ahead (see prewrite.go), or a
+					// recycled file's stale batches (see recycle.go).
+					info.Bytes = pos
 					break
 				}
 				info.Problem = fmt.Sprintf("position %d: %v", pos, err)
@@ -130,9 +135,10 @@ func Verify(dir string, progress func(done, total int64)) (VerifyReport, error) 
 		iv := indexVerifier{path: segmentName(dir, base, indexSuffix), base: base, entries: idx}
 		res := scanSegment(f, base, st.Size(), false, iv.visit)
 		if res.err != nil {
-			if zeros, zerr := zerosFrom(f, res.end, st.Size()); zerr == nil && zeros {
-				// Zeros written ahead of the data (see prewrite.go), or
-				// blocks a crash left unwritten: not damage.
+			if zeros, zerr := zerosFrom(f, res.end, st.Size()); zerr == nil && zeros || res.staleIn(f, base, st.Size()) {
+				// Zeros written ahead of the data (see prewrite.go),
+				// blocks a crash left unwritten, or a recycled file's
+				// stale batches (see recycle.go): not damage.
 				res.err = nil
 			}
 		}

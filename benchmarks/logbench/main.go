@@ -15,6 +15,15 @@
 //
 //	go run ./benchmarks/logbench -always -appenders 8,64 -prewrite default,off,16MiB
 //
+// -segment and -retention run a steady state in which segments roll and
+// retention (log.Options.RetentionBytes, enforced every 10ms during the
+// run) deletes them; -recycle compares segment files recycled after
+// retention (log.Options.RecycleSegments) on and off, one row each, and
+// -drop-recycled drops a recycled file's pages from the page cache
+// (posix_fadvise DONTNEED) before it is reused, as after a long time.
+//
+//	go run ./benchmarks/logbench -always -appenders 8,64 -size 512MiB -segment 16MiB -retention 32MiB -recycle on,off -drop-recycled
+//
 // With -syncs it measures the floor under those rows instead: a loop of
 // write-then-fdatasync of one round's bytes (-carries), into a file whose
 // blocks past the end are reserved as the log does, not reserved,
@@ -41,6 +50,7 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"golang.org/x/sys/unix"
 
 	"github.com/weirhub/weir/codecs"
 	wlog "github.com/weirhub/weir/log"
@@ -57,6 +67,10 @@ func main() {
 	runs := flag.Int("runs", 3, "with -always: rounds of dd and one run per appender count")
 	batchFlag := flag.Int("batch", 16, "with -always: 1 KiB records per batch")
 	prewriteFlag := flag.String("prewrite", "default", "with -always: comma-separated windows of zeros written ahead of the data (log.Options.PrewriteBytes): default, off, or a size such as 16MiB; one row each")
+	segmentFlag := flag.String("segment", "", "with -always: segment size (log.Options.SegmentBytes), e.g. 16MiB (default: the log's)")
+	retentionFlag := flag.String("retention", "", "with -always: retention in bytes (log.Options.RetentionBytes), enforced every 10ms during each run, e.g. 32MiB")
+	recycleFlag := flag.String("recycle", "default", "with -always: comma-separated segment file recycling (log.Options.RecycleSegments): default, on, off; one row each")
+	dropRecycled := flag.Bool("drop-recycled", false, "with -always: drop the pages of segment files kept for reuse from the page cache (posix_fadvise DONTNEED) before they are reused")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
 	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
 	modesFlag := flag.String("modes", "keep,extend,nokeep,written", "with -syncs: comma-separated states of the blocks past the end: keep, extend, nokeep, written, ahead, dio")
@@ -105,7 +119,37 @@ func main() {
 				prewrites = append(prewrites, int64(n))
 			}
 		}
-		alwaysRounds(*dir, int64(size), counts, prewrites, *runs, *batchFlag)
+		var recycles []int
+		for _, f := range strings.Split(*recycleFlag, ",") {
+			switch f = strings.TrimSpace(f); f {
+			case "default":
+				recycles = append(recycles, 0)
+			case "on":
+				recycles = append(recycles, 1)
+			case "off":
+				recycles = append(recycles, -1)
+			default:
+				fail("-recycle: %q is not default, on or off", f)
+			}
+		}
+		var seg, ret uint64
+		if *segmentFlag != "" {
+			if seg, err = humanize.ParseBytes(*segmentFlag); err != nil {
+				fail("-segment: %v", err)
+			}
+		}
+		if *retentionFlag != "" {
+			if ret, err = humanize.ParseBytes(*retentionFlag); err != nil {
+				fail("-retention: %v", err)
+			}
+		}
+		var variants []variant
+		for _, p := range prewrites {
+			for _, r := range recycles {
+				variants = append(variants, variant{prewrite: p, recycle: r, segment: int64(seg), retention: int64(ret), drop: *dropRecycled})
+			}
+		}
+		alwaysRounds(*dir, int64(size), counts, variants, *runs, *batchFlag)
 		return
 	}
 
@@ -160,41 +204,69 @@ func main() {
 // into fewer writes), the mean fdatasync (sync ms) and the mean time per sync
 // with no fdatasync running (gap ms): the appenders' writes, wake-ups and
 // the gathering of a round, which group commit does between its syncs.
-func alwaysRounds(dir string, size int64, counts []int, prewrites []int64, runs, batch int) {
-	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n\n",
+func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs, batch int) {
+	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n",
 		humanize.IBytes(uint64(size)), batch, dir)
-	fmt.Printf("%-6s %-44s %10s %12s %10s %8s %13s %12s %9s %9s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms")
+	if v := variants[0]; v.segment > 0 || v.retention > 0 {
+		fmt.Printf("segments of %s, retention %s, recycled files' pages dropped: %v\n", humanize.IBytes(uint64(v.segment)), humanize.IBytes(uint64(v.retention)), v.drop)
+	}
+	fmt.Println()
+	fmt.Printf("%-6s %-60s %10s %12s %10s %8s %13s %12s %9s %9s %6s %8s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms", "rolls", "recycled")
 	type key struct {
 		appenders int
-		prewrite  int64
+		v         int
 	}
 	ratios := map[key][]float64{}
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
 		fmt.Printf("%-6d %-44s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
 		for _, a := range counts {
-			for _, p := range prewrites {
+			for vi, v := range variants {
+				if r%2 == 1 {
+					// Alternate the order of the variants from round to round.
+					v = variants[len(variants)-1-vi]
+					vi = len(variants) - 1 - vi
+				}
 				var st syncStats
-				st.prewrite = p
+				st.variant = v
 				d, written := appendRunStats(filepath.Join(dir, fmt.Sprintf("always-%d", a)), size, batch, a, wlog.SyncAlways, &st)
 				mbs := float64(written) / d.Seconds() / 1e6
-				ratios[key{a, p}] = append(ratios[key{a, p}], mbs/dd)
+				ratios[key{a, vi}] = append(ratios[key{a, vi}], mbs/dd)
 				syncs := max(st.syncs.Load(), 1)
-				fmt.Printf("%-6d %-44s %10.0f %12.0f %9.2fx %8d %13.1f %12.1f %9.2f %9.2f\n", r+1, fmt.Sprintf("fsync always, %d appender(s), %s", a, prewriteName(p)), mbs,
+				fmt.Printf("%-6d %-60s %10.0f %12.0f %9.2fx %8d %13.1f %12.1f %9.2f %9.2f %6d %8d\n", r+1, fmt.Sprintf("fsync always, %d appender(s), %s", a, v.name()), mbs,
 					float64(written/recordSize)/d.Seconds(), mbs/dd, st.syncs.Load(), float64(st.appends)/float64(syncs), float64(st.writes)/float64(syncs),
-					float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6)
+					float64(st.took.Load())/float64(syncs)/1e6, float64(d.Nanoseconds()-st.took.Load())/float64(syncs)/1e6, st.rolls, st.recycled)
 				os.RemoveAll(filepath.Join(dir, fmt.Sprintf("always-%d", a)))
 			}
 		}
 	}
 	fmt.Println()
 	for _, a := range counts {
-		for _, p := range prewrites {
-			rs := ratios[key{a, p}]
+		for vi, v := range variants {
+			rs := ratios[key{a, vi}]
 			slices.Sort(rs)
-			fmt.Printf("%d appender(s), %s: median %.2fx dd (min %.2fx, max %.2fx)\n", a, prewriteName(p), rs[len(rs)/2], rs[0], rs[len(rs)-1])
+			fmt.Printf("%d appender(s), %s: median %.2fx dd (min %.2fx, max %.2fx)\n", a, v.name(), rs[len(rs)/2], rs[0], rs[len(rs)-1])
 		}
 	}
+}
+
+// variant is one row of -always: the log's options that differ.
+type variant struct {
+	prewrite           int64 // log.Options.PrewriteBytes
+	recycle            int   // log.Options.RecycleSegments
+	segment, retention int64 // log.Options.SegmentBytes, RetentionBytes
+	drop               bool  // drop recycled files' pages before reuse
+}
+
+func (v variant) name() string {
+	n := prewriteName(v.prewrite)
+	switch {
+	case v.recycle > 0:
+		n += ", recycle on"
+	case v.recycle < 0:
+		n += ", recycle off"
+	}
+	return n
 }
 
 // prewriteName names a -prewrite value.
@@ -230,7 +302,8 @@ func runDD(path string, size uint64) float64 {
 type syncStats struct {
 	syncs, took     atomic.Int64
 	appends, writes int64
-	prewrite        int64 // log.Options.PrewriteBytes of the run
+	rolls, recycled int64
+	variant         variant // the log's options of the run
 }
 
 // appendRun appends size bytes of pre-built batches of n 1 KiB records
@@ -245,7 +318,8 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	os.RemoveAll(dir)
 	opts := wlog.Options{Sync: policy, SyncInterval: 10 * time.Millisecond}
 	if st != nil {
-		opts.PrewriteBytes = st.prewrite
+		v := st.variant
+		opts.PrewriteBytes, opts.RecycleSegments, opts.SegmentBytes, opts.RetentionBytes = v.prewrite, v.recycle, v.segment, v.retention
 		opts.OnFsync = func(took time.Duration) {
 			st.syncs.Add(1)
 			st.took.Add(int64(took))
@@ -272,6 +346,15 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	work := make(chan struct{}, 1024)
 	var wg sync.WaitGroup
 	start := time.Now()
+	stopRetain := func() {}
+	if opts.RetentionBytes > 0 {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			retain(l, dir, st.variant.drop, stop)
+		}()
+		stopRetain = func() { close(stop); <-done }
+	}
 	for a := range appenders {
 		wg.Add(1)
 		go func() {
@@ -288,15 +371,54 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	}
 	close(work)
 	wg.Wait()
+	stopRetain()
 	if err := l.Sync(); err != nil {
 		fail("sync: %v", err)
 	}
 	d := time.Since(start)
 	if st != nil {
-		st.appends, st.writes = l.Stats().Appends, l.Stats().Writes
+		ls := l.Stats()
+		st.appends, st.writes, st.rolls, st.recycled = ls.Appends, ls.Writes, ls.Rolls, ls.SegmentsRecycled
 	}
 	if err := l.Close(); err != nil {
 		fail("close: %v", err)
 	}
 	return d, total * int64(n*recordSize)
+}
+
+// dropPages drops the cached pages of the file at path (those not dirty).
+func dropPages(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return // taken for a segment since
+	}
+	defer f.Close()
+	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+}
+
+// retain enforces the log's retention every 10ms until stop is closed, as a
+// hub's retention scheduler would, more often; with drop, it then drops
+// the pages of the segment files kept for reuse from the page cache.
+func retain(l *wlog.Log, dir string, drop bool, stop chan struct{}) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if _, err := l.EnforceRetention(); err != nil {
+			fail("retention: %v", err)
+		}
+		if !drop {
+			continue
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*.recycle"))
+		for _, name := range names {
+			// Every tick: a file deleted before its seal was done may
+			// still have had dirty pages at the last one.
+			dropPages(name)
+		}
+	}
 }
