@@ -384,9 +384,6 @@ func (r *mergeReader) Read(p []byte) (int, error) {
 		if r.rc != nil {
 			r.rc.Close()
 			r.rc = nil
-			if r.hn != 0 {
-				return 0, r.fail(fmt.Errorf("the object ends inside a batch (%d bytes of it)", r.at-r.pos))
-			}
 			r.parts = r.parts[1:]
 		}
 		for len(r.parts) > 0 && r.parts[0].Bytes == 0 {
@@ -407,6 +404,11 @@ func (r *mergeReader) Read(p []byte) (int, error) {
 	r.left -= int64(n)
 	if cerr := r.check(p[:n]); cerr != nil {
 		return n, r.fail(cerr)
+	}
+	if r.inPart == 0 && r.hn != 0 {
+		// Checked here, not at the next Read: a store that knows the
+		// size may not read on to EOF.
+		return n, r.fail(fmt.Errorf("the object ends inside a batch (%d bytes of it)", r.at-r.pos))
 	}
 	if errors.Is(err, io.EOF) {
 		if r.inPart > 0 {

@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -82,47 +83,59 @@ func TestTierMergeUploadsMeanwhile(t *testing.T) {
 }
 
 // TestTierMergeCorruptPart: a cold segment's .log object is damaged in
-// the store (one byte of its last batch). Merges that would take it are
-// dropped: the manifest keeps listing it as it is, the failure is
-// counted, and it is not merged into anything; the other runs merge.
+// the store: one byte of its last batch (the CRC-32C catches it), or the
+// base offset of its first batch (outside the segment's range; the CRC
+// does not cover it). Merges that would take it are dropped: the
+// manifest keeps listing it as it is, the failure is counted, and it is
+// not merged into anything; the other runs merge.
 func TestTierMergeCorruptPart(t *testing.T) {
-	rng := rand.New(rand.NewPCG(6, 2))
-	tier := newMemTier()
-	opts := Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 16 << 10, IndexIntervalBytes: 256, LocalRetentionBytes: 1,
-		Sync: SyncNever, TierMergeBytes: -1}
-	l := openLog(t, "/d", opts)
-	appendSmallSegments(t, l, rng, 150)
-	settleTier(t, l)
-	l.Close()
-	m, err := ReadManifest(context.Background(), tier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := m.Segments[len(m.Segments)/2]
-	name := bad.Object(logSuffix)
-	tier.mu.Lock()
-	tier.objs[name][bad.Bytes-1] ^= 0x40
-	tier.mu.Unlock()
+	for _, c := range []struct {
+		name   string
+		damage func(b []byte, ms ManifestSegment)
+	}{
+		{"crc", func(b []byte, ms ManifestSegment) { b[ms.Bytes-1] ^= 0x40 }},
+		{"offset", func(b []byte, ms ManifestSegment) { binary.BigEndian.PutUint64(b, uint64(ms.Next+5)) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(6, 2))
+			tier := newMemTier()
+			opts := Options{FS: NewMemFS(), Tier: tier, SegmentBytes: 16 << 10, IndexIntervalBytes: 256, LocalRetentionBytes: 1,
+				Sync: SyncNever, TierMergeBytes: -1}
+			l := openLog(t, "/d", opts)
+			appendSmallSegments(t, l, rng, 150)
+			settleTier(t, l)
+			l.Close()
+			m, err := ReadManifest(context.Background(), tier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := m.Segments[len(m.Segments)/2]
+			name := bad.Object(logSuffix)
+			tier.mu.Lock()
+			c.damage(tier.objs[name], bad)
+			tier.mu.Unlock()
 
-	opts.TierMergeBytes = 0
-	l = openLog(t, "/d", opts)
-	defer l.Close()
-	settleTier(t, l)
-	st := l.TierStats()
-	if st.MergeCorrupt == 0 || st.MergedSegments == 0 {
-		t.Fatalf("after merging: %+v; want merges, and the corrupt part counted", st)
-	}
-	m, err = ReadManifest(context.Background(), tier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(m.Segments, bad) {
-		t.Fatalf("the manifest no longer lists the corrupt segment %s as it was: %+v", name, m.Segments)
-	}
-	for _, s := range m.Segments {
-		if s != bad && s.Base <= bad.Base && bad.Base < s.Next {
-			t.Fatalf("the corrupt segment %s was merged into %s", name, s.Object(logSuffix))
-		}
+			opts.TierMergeBytes = 0
+			l = openLog(t, "/d", opts)
+			defer l.Close()
+			settleTier(t, l)
+			st := l.TierStats()
+			if st.MergeCorrupt == 0 || st.MergedSegments == 0 {
+				t.Fatalf("after merging: %+v; want merges, and the corrupt part counted", st)
+			}
+			m, err = ReadManifest(context.Background(), tier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(m.Segments, bad) {
+				t.Fatalf("the manifest no longer lists the corrupt segment %s as it was: %+v", name, m.Segments)
+			}
+			for _, s := range m.Segments {
+				if s != bad && s.Base <= bad.Base && bad.Base < s.Next {
+					t.Fatalf("the corrupt segment %s was merged into %s", name, s.Object(logSuffix))
+				}
+			}
+		})
 	}
 }
 
