@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weirhub/weir/codecs"
 )
 
 // Tier is the cold store a Log moves closed segments to (Options.Tier):
@@ -852,6 +855,79 @@ func (r *uploadReader) FileSection() (f *os.File, off, n int64) {
 	}
 	return nil, 0, 0
 }
+
+// SectionCRC32C is the CRC-32C of the bytes left, a store's checksum of
+// the upload (objstore.SectionCRC), from the CRCs the batches carry
+// (codecs.CombineCRC32C) without reading their bodies: a sealed segment
+// is whole batches, each with the CRC of its bytes after the CRC field.
+// A batch smaller than crcReadBelow is read and summed instead (cheaper
+// than a combination). A batch whose bytes do not match its CRC gives a
+// CRC the store's server refuses: the upload fails, nothing corrupt is
+// stored. An error (a header that does not parse, a read past the first
+// byte) leaves the store to read the bytes for it.
+func (r *uploadReader) SectionCRC32C() (uint32, error) {
+	if r.off != 0 {
+		return 0, errors.New("log: upload CRC: not at the segment's start")
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var sum uint32
+	var at int64 = -1 // the position of buf's first byte; its bytes: have
+	have := 0
+	for pos := int64(0); pos < r.n; {
+		// The header, and all of a small batch, from buf: read 256 KiB
+		// at a time while batches are small, a header alone between
+		// large ones.
+		if at < 0 || pos+codecs.HeaderSize > at+int64(have) {
+			want := int64(codecs.HeaderSize)
+			if at >= 0 {
+				want = int64(len(buf)) // the batch before was small
+			}
+			k, err := r.f.ReadAt(buf[:min(want, r.n-pos)], pos)
+			if k < codecs.HeaderSize {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, fmt.Errorf("log: upload CRC: %w", err)
+			}
+			at, have = pos, k
+		}
+		b := buf[pos-at : have]
+		h, err := codecs.ParseHeader(b)
+		if err != nil {
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
+		}
+		size := int64(h.Size())
+		if pos+size > r.n {
+			return 0, fmt.Errorf("log: upload CRC: a batch of %d bytes at %d past the end", size, pos)
+		}
+		if size >= crcReadBelow {
+			sum = crc32.Update(sum, crc32c, b[:crcFrom])
+			sum = codecs.CombineCRC32C(sum, h.CRC, size-crcFrom)
+			at = -1 // the next header alone
+		} else {
+			if int64(len(b)) < size {
+				k, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.n-pos)], pos)
+				if int64(k) < size {
+					if err == nil || err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					return 0, fmt.Errorf("log: upload CRC: %w", err)
+				}
+				at, have, b = pos, k, buf[:k]
+			}
+			sum = crc32.Update(sum, crc32c, b[:size])
+		}
+		pos += size
+	}
+	return sum, nil
+}
+
+// crcReadBelow is the batch size below which SectionCRC32C reads a batch
+// to sum it: a combination costs about as much as summing 4 KiB (a
+// header read, a pread of its own, more).
+const crcReadBelow = 32 << 10
 
 func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
 	o := osOf(r.f)
