@@ -3,11 +3,8 @@ package log
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"hash/crc32"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -202,56 +199,5 @@ func TestTierMergeRetentionAtManifestWrite(t *testing.T) {
 	defer dr.Close()
 	if got := readRecs(t, dr); dr.StartOffset() != cut || !slices.Equal(got, want) {
 		t.Fatalf("a new log on the tier: start %d, %d records; want start %d, %d records", dr.StartOffset(), len(got), cut, len(want))
-	}
-}
-
-// TestUploadSectionCRC: the CRC-32C an upload gives its store from the
-// batches' CRCs is the CRC-32C of the segment file's bytes, for small
-// batches (summed), large ones (combined) and both mixed; a batch whose
-// body is damaged on disk gives a CRC that does not match the bytes (the
-// server refuses the upload).
-func TestUploadSectionCRC(t *testing.T) {
-	dir := t.TempDir()
-	l := openLog(t, dir, Options{SegmentBytes: 64 << 20})
-	rng := rand.New(rand.NewPCG(9, 9))
-	for i := range 60 {
-		n, size := 1+rng.IntN(4), 10+rng.IntN(300)
-		if i%3 == 0 || i == 59 {
-			n, size = 20+rng.IntN(60), 1000+rng.IntN(2000) // 20 KiB to 200 KiB
-		}
-		if _, err := l.Append(batchOf(t, fmt.Sprint("c", i), n, size, int64(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.Roll(); err != nil {
-		t.Fatal(err)
-	}
-	path := (*l.segs.Load())[0].path
-	size := (*l.segs.Load())[0].size.Load()
-	l.Close()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = b[:size]
-	crcOf := func() (uint32, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		return (&uploadReader{f: osFile{f}, n: size}).SectionCRC32C()
-	}
-	if got, err := crcOf(); err != nil || got != crc32.Checksum(b, crc32c) {
-		t.Fatalf("SectionCRC32C() = %08x, %v; want %08x", got, err, crc32.Checksum(b, crc32c))
-	}
-	// Damage the last byte of the last batch, a large one (a small one
-	// is summed from its bytes).
-	b[len(b)-1] ^= 1
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := crcOf(); err != nil || got == crc32.Checksum(b, crc32c) {
-		t.Fatalf("damaged: SectionCRC32C() = %08x, %v; want a CRC that is not the bytes' %08x", got, err, crc32.Checksum(b, crc32c))
 	}
 }

@@ -860,41 +860,27 @@ func (r *uploadReader) FileSection() (f *os.File, off, n int64) {
 // the upload (objstore.SectionCRC), from the CRCs the batches carry
 // (codecs.CombineCRC32C) without reading their bodies: a sealed segment
 // is whole batches, each with the CRC of its bytes after the CRC field.
-// A batch smaller than crcReadBelow is read and summed instead (cheaper
-// than a combination). A batch whose bytes do not match its CRC gives a
-// CRC the store's server refuses: the upload fails, nothing corrupt is
-// stored. An error (a header that does not parse, a read past the first
-// byte) leaves the store to read the bytes for it.
+// From the first batch smaller than crcReadBelow on, it reads the bytes
+// and sums them (a combination per small batch costs more). A batch
+// whose bytes do not match its CRC gives a CRC the store's server
+// refuses: the upload fails, nothing corrupt is stored. An error (a
+// header that does not parse, a read past the first byte) leaves the
+// store to read the bytes for it.
 func (r *uploadReader) SectionCRC32C() (uint32, error) {
 	if r.off != 0 {
 		return 0, errors.New("log: upload CRC: not at the segment's start")
 	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	var hdr [codecs.HeaderSize]byte
 	var sum uint32
-	var at int64 = -1 // the position of buf's first byte; its bytes: have
-	have := 0
 	for pos := int64(0); pos < r.n; {
-		// The header, and all of a small batch, from buf: read 256 KiB
-		// at a time while batches are small, a header alone between
-		// large ones.
-		if at < 0 || pos+codecs.HeaderSize > at+int64(have) {
-			want := int64(codecs.HeaderSize)
-			if at >= 0 {
-				want = int64(len(buf)) // the batch before was small
+		k, err := r.f.ReadAt(hdr[:min(codecs.HeaderSize, r.n-pos)], pos)
+		if k < codecs.HeaderSize {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
 			}
-			k, err := r.f.ReadAt(buf[:min(want, r.n-pos)], pos)
-			if k < codecs.HeaderSize {
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return 0, fmt.Errorf("log: upload CRC: %w", err)
-			}
-			at, have = pos, k
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
 		}
-		b := buf[pos-at : have]
-		h, err := codecs.ParseHeader(b)
+		h, err := codecs.ParseHeader(hdr[:])
 		if err != nil {
 			return 0, fmt.Errorf("log: upload CRC: %w", err)
 		}
@@ -902,31 +888,39 @@ func (r *uploadReader) SectionCRC32C() (uint32, error) {
 		if pos+size > r.n {
 			return 0, fmt.Errorf("log: upload CRC: a batch of %d bytes at %d past the end", size, pos)
 		}
-		if size >= crcReadBelow {
-			sum = crc32.Update(sum, crc32c, b[:crcFrom])
-			sum = codecs.CombineCRC32C(sum, h.CRC, size-crcFrom)
-			at = -1 // the next header alone
-		} else {
-			if int64(len(b)) < size {
-				k, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.n-pos)], pos)
-				if int64(k) < size {
-					if err == nil || err == io.EOF {
-						err = io.ErrUnexpectedEOF
-					}
-					return 0, fmt.Errorf("log: upload CRC: %w", err)
-				}
-				at, have, b = pos, k, buf[:k]
-			}
-			sum = crc32.Update(sum, crc32c, b[:size])
+		if size < crcReadBelow {
+			return r.sumFrom(sum, pos)
 		}
+		sum = crc32.Update(sum, crc32c, hdr[:crcFrom])
+		sum = codecs.CombineCRC32C(sum, h.CRC, size-crcFrom)
 		pos += size
 	}
 	return sum, nil
 }
 
-// crcReadBelow is the batch size below which SectionCRC32C reads a batch
-// to sum it: a combination costs about as much as summing 4 KiB (a
-// header read, a pread of its own, more).
+// sumFrom returns sum, the CRC-32C of the bytes before pos, extended
+// with the bytes from pos on, read through a pooled buffer.
+func (r *uploadReader) sumFrom(sum uint32, pos int64) (uint32, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for pos < r.n {
+		k, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.n-pos)], pos)
+		sum = crc32.Update(sum, crc32c, buf[:k])
+		pos += int64(k)
+		if err != nil && pos < r.n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
+		}
+	}
+	return sum, nil
+}
+
+// crcReadBelow is the batch size from which on SectionCRC32C sums the
+// bytes: below it, a combination and a header read cost about as much
+// as reading and summing the batch.
 const crcReadBelow = 32 << 10
 
 func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
