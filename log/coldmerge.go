@@ -31,9 +31,15 @@ import (
 // stay sorted. It swaps in as a compacted cold segment does (swapCold):
 //
 //  1. the three objects go up under new names, tagged with this log's
-//     writer and the next manifest generation;
-//  2. the manifest is written listing the merged segment in place of the
-//     run (conditional on the version last read or written);
+//     writer and the next manifest generation, without the tier lock:
+//     segments sealed meanwhile go up beside it (whileMerging). The parts'
+//     batches are checked as they stream (mergeReader: CRC-32C, offsets
+//     within the part and rising); a part that fails drops the merge, is
+//     counted (TierStats.MergeCorrupt) and stays listed as it is;
+//  2. under the tier lock again, if the manifest still lists the run as
+//     it was and retention took none of it, the manifest is written
+//     listing the merged segment in place of the run (conditional on the
+//     version last read or written);
 //  3. the log swaps the run's cold segments for one reading the new
 //     objects; a reader holding one of the old ones finishes on it, and a
 //     reader that finds one gone reads on from the merged segment;
@@ -45,7 +51,10 @@ import (
 // offset stays readable: the manifest always lists either the run or the
 // merged segment. A merge holds the compaction lock (it is skipped while a
 // Compact runs, and a Compact waits for it), so compaction never rewrites
-// a segment that a merge replaces.
+// a segment that a merge replaces. When retention drops the front of the
+// run during the manifest write, the merged segment begins below the
+// start offset; the next pass records the start in the manifest
+// (Manifest.Start), and Open starts there.
 
 // mergeRun returns the first run of cold segments of segs to merge: at
 // least two adjacent cold segments, each smaller than half of target,
