@@ -188,6 +188,9 @@ func TestTierMergeRetentionAtManifestWrite(t *testing.T) {
 	if l.StartOffset() != cut || want[0].off != cut {
 		t.Fatalf("after the merge: start %d, reading from %d; want %d", l.StartOffset(), want[0].off, cut)
 	}
+	if m, err := ReadManifest(ctx, tier); err != nil || m.Segments[0].Base >= cut || m.Start != cut {
+		t.Fatalf("the manifest: start %d, first segment %+v (%v); want a segment from below %d, start %d", m.Start, m.Segments[0], err, cut, cut)
+	}
 	l.Close()
 	l = openLog(t, "/d", opts)
 	if got := readRecs(t, l); l.StartOffset() != cut || !slices.Equal(got, want) {
