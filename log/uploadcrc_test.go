@@ -81,6 +81,10 @@ func TestUploadSectionCRC(t *testing.T) {
 // through a 256 KiB buffer), for batches of 100 KiB and of 1 KiB.
 //
 //	go test ./log -run '^$' -bench UploadSectionCRC
+//
+// Measured (2 cores, load 4.1-4.3, medians of 5 under the bench lock):
+// 100 KiB batches 105 µs combined against 763 µs read per 8 MiB; 1 KiB
+// batches 900 µs against 1047 µs (both read: the first batch is small).
 func BenchmarkUploadSectionCRC(b *testing.B) {
 	for _, bs := range []struct {
 		name     string
