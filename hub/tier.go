@@ -165,6 +165,15 @@ var _ objstore.Pacer = pacedSection{}
 
 func (p pacedSection) FileSection() (*os.File, int64, int64) { return p.fs.FileSection() }
 
+// SectionCRC32C implements objstore.SectionCRC with the reader's own, if
+// it has one.
+func (p pacedSection) SectionCRC32C() (uint32, error) {
+	if c, ok := p.fs.(objstore.SectionCRC); ok {
+		return c.SectionCRC32C()
+	}
+	return 0, errors.New("hub: the upload's CRC-32C is not known")
+}
+
 // Pace implements objstore.Pacer.
 func (p pacedSection) Pace(left int64) (int64, error) {
 	step, err := p.wait(int(min(left, paceStep)))

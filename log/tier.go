@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weirhub/weir/codecs"
 )
 
 // Tier is the cold store a Log moves closed segments to (Options.Tier):
@@ -93,10 +96,17 @@ const ManifestName = "manifest.json"
 // read or wrote last (Tier.PutIfMatch), and changes Writer or Generation,
 // so that of two servers on one prefix only one writes it.
 type Manifest struct {
-	Version    int               `json:"version"`
-	Writer     string            `json:"writer,omitempty"` // the log open that wrote it last
-	Generation int64             `json:"generation"`       // one more at each write
-	Segments   []ManifestSegment `json:"segments"`
+	Version    int    `json:"version"`
+	Writer     string `json:"writer,omitempty"` // the log open that wrote it last
+	Generation int64  `json:"generation"`       // one more at each write
+	// Start is the log's start offset when the manifest was written, if
+	// it lies inside the first segment listed: retention deleted the
+	// records below it, and a merge listed a segment that holds some of
+	// them (see tierMerge). Open starts the log there. 0 (and absent in
+	// manifests written before it) when the first segment's base is the
+	// start.
+	Start    int64             `json:"start,omitempty"`
+	Segments []ManifestSegment `json:"segments"`
 }
 
 // ManifestSegment is one segment of a Manifest.
@@ -189,6 +199,10 @@ type TierStats struct {
 	LocalDeleted   int64 // local copies deleted after upload since Open
 	OrphansSwept   int64 // objects in no manifest deleted since Open
 	MergedSegments int64 // cold segments merged into larger ones since Open (see tierMerge)
+	// MergeCorrupt counts the merges dropped since Open because a
+	// segment object failed its check as it streamed (see mergeReader):
+	// the segment stays listed as it is, and is not merged again.
+	MergeCorrupt int64
 	// Fenced is set once another server wrote the manifest: uploads
 	// stopped, local segments stay.
 	Fenced bool
@@ -217,10 +231,16 @@ type tierState struct {
 	remoteSegs, remoteBytes          atomic.Int64
 	remoteEnd                        atomic.Int64
 	uploaded, failures, localDeleted atomic.Int64
-	swept, merged                    atomic.Int64
+	swept, merged, mergeCorrupt      atomic.Int64
 	lastSweep                        time.Time    // under mu; zero: none since Open
 	retired                          []retiredSeg // under mu: see swapCold
-	opened                           time.Time
+	// merging, under mu, is closed when the merge whose objects transfer
+	// now is done; nil when none does (see tierMerge).
+	merging chan struct{}
+	// badParts, under mu, are the objects of segments that failed their
+	// check while a merge read them: not merged again.
+	badParts map[string]bool
+	opened   time.Time
 }
 
 // tierOpens numbers the logs opened with a tier, for tierState.cacheID.
@@ -340,6 +360,10 @@ func (l *Log) prependCold() (stale []*segment) {
 		all := append(cold, segs...)
 		l.segs.Store(&all)
 		l.start.Store(all[0].base)
+		if s := all[0]; s.cold != nil && s.base < ts.man.Start && ts.man.Start < s.next.Load() {
+			// Retention deleted the records below it (Manifest.Start).
+			l.start.Store(ts.man.Start)
+		}
 	}
 	return stale
 }
@@ -400,7 +424,7 @@ func (l *Log) TierStats() TierStats {
 	st := TierStats{RemoteSegments: l.tier.remoteSegs.Load(), RemoteBytes: l.tier.remoteBytes.Load(), RemoteEnd: l.tier.remoteEnd.Load(),
 		ColdStart: l.start.Load(), Uploaded: l.tier.uploaded.Load(), UploadFailures: l.tier.failures.Load(),
 		LocalDeleted: l.tier.localDeleted.Load(), OrphansSwept: l.tier.swept.Load(), MergedSegments: l.tier.merged.Load(),
-		Fenced: l.tier.fenced.Load()}
+		MergeCorrupt: l.tier.mergeCorrupt.Load(), Fenced: l.tier.fenced.Load()}
 	for _, s := range *l.segs.Load() {
 		if s.cold != nil {
 			st.ColdSegments++
@@ -487,13 +511,9 @@ func (l *Log) tierPass(ctx context.Context) error {
 		l.removeStale(stale)
 		l.opts.Logger.Info("log: the cold store answers; its segments are readable again", "dir", l.dir, "start", l.start.Load())
 	}
-	if err := l.tierTrim(ctx); err != nil {
+	if err := l.tierFront(ctx); err != nil {
 		return err
 	}
-	if err := l.tierUpload(ctx); err != nil {
-		return err
-	}
-	l.tierDropLocal()
 	if merged, err := l.tierMerge(ctx); errors.Is(err, ErrTierFenced) || errors.Is(err, ErrClosed) {
 		return err
 	} else if err != nil {
@@ -510,6 +530,20 @@ func (l *Log) tierPass(ctx context.Context) error {
 	return nil
 }
 
+// tierFront is the part of a pass that keeps local disk from growing:
+// tierTrim, tierUpload, tierDropLocal. Called with tier.mu held, by
+// tierPass and, while a merge's objects transfer, by tierMerge.
+func (l *Log) tierFront(ctx context.Context) error {
+	if err := l.tierTrim(ctx); err != nil {
+		return err
+	}
+	if err := l.tierUpload(ctx); err != nil {
+		return err
+	}
+	l.tierDropLocal()
+	return nil
+}
+
 // tierSweep deletes the segment objects of the tier that the manifest does
 // not list and that are older than TierOrphanAge: uploads that a crash
 // (or a failed manifest write) left unrecorded. It runs at the first pass
@@ -518,7 +552,8 @@ func (l *Log) tierPass(ctx context.Context) error {
 // only if the manifest in the store is still the one the log last wrote
 // or read (else another server writes the prefix and this log is about
 // to be fenced). Called with tier.mu held, after the pass's uploads are
-// recorded, so none of this log's own objects is unlisted.
+// recorded and its merge listed, so none of this log's own objects is
+// unlisted (a pass waits for another's merge before it sweeps: tierMerge).
 func (l *Log) tierSweep(ctx context.Context) error {
 	ts := l.tier
 	lister, ok := ts.t.(TierLister)
@@ -600,6 +635,10 @@ func isSegmentObject(name string) bool {
 func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
 	ts := l.tier
 	m.Version, m.Writer, m.Generation = 1, ts.writer, ts.man.Generation+1
+	m.Start = max(m.Start, ts.man.Start)
+	if len(m.Segments) == 0 || m.Start <= m.Segments[0].Base {
+		m.Start = 0 // the first segment's base is the start
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -636,7 +675,9 @@ func (l *Log) writeManifest(ctx context.Context, m Manifest) error {
 }
 
 // tierTrim removes the manifest's segments below the start offset, which
-// retention has deleted from the log. Called with tier.mu held.
+// retention has deleted from the log, and records the start offset when
+// it lies inside the first segment left (Manifest.Start). Called with
+// tier.mu held.
 func (l *Log) tierTrim(ctx context.Context) error {
 	ts := l.tier
 	start := l.start.Load()
@@ -644,11 +685,12 @@ func (l *Log) tierTrim(ctx context.Context) error {
 	for n < len(ts.man.Segments) && ts.man.Segments[n].Next <= start {
 		n++
 	}
-	if n == 0 {
+	inside := n < len(ts.man.Segments) && ts.man.Segments[n].Base < start && ts.man.Start < start
+	if n == 0 && !inside {
 		return nil
 	}
 	gone := ts.man.Segments[:n]
-	m := Manifest{Version: 1, Segments: slices.Clone(ts.man.Segments[n:])}
+	m := Manifest{Version: 1, Start: start, Segments: slices.Clone(ts.man.Segments[n:])}
 	if err := l.writeManifest(ctx, m); err != nil {
 		return err
 	}
@@ -813,6 +855,73 @@ func (r *uploadReader) FileSection() (f *os.File, off, n int64) {
 	}
 	return nil, 0, 0
 }
+
+// SectionCRC32C is the CRC-32C of the bytes left, a store's checksum of
+// the upload (objstore.SectionCRC), from the CRCs the batches carry
+// (codecs.CombineCRC32C) without reading their bodies: a sealed segment
+// is whole batches, each with the CRC of its bytes after the CRC field.
+// From the first batch smaller than crcReadBelow on, it reads the bytes
+// and sums them (a combination per small batch costs more). A batch
+// whose bytes do not match its CRC gives a CRC the store's server
+// refuses: the upload fails, nothing corrupt is stored. An error (a
+// header that does not parse, a read past the first byte) leaves the
+// store to read the bytes for it.
+func (r *uploadReader) SectionCRC32C() (uint32, error) {
+	if r.off != 0 {
+		return 0, errors.New("log: upload CRC: not at the segment's start")
+	}
+	var hdr [codecs.HeaderSize]byte
+	var sum uint32
+	for pos := int64(0); pos < r.n; {
+		k, err := r.f.ReadAt(hdr[:min(codecs.HeaderSize, r.n-pos)], pos)
+		if k < codecs.HeaderSize {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
+		}
+		h, err := codecs.ParseHeader(hdr[:])
+		if err != nil {
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
+		}
+		size := int64(h.Size())
+		if pos+size > r.n {
+			return 0, fmt.Errorf("log: upload CRC: a batch of %d bytes at %d past the end", size, pos)
+		}
+		if size < crcReadBelow {
+			return r.sumFrom(sum, pos)
+		}
+		sum = crc32.Update(sum, crc32c, hdr[:crcFrom])
+		sum = codecs.CombineCRC32C(sum, h.CRC, size-crcFrom)
+		pos += size
+	}
+	return sum, nil
+}
+
+// sumFrom returns sum, the CRC-32C of the bytes before pos, extended
+// with the bytes from pos on, read through a pooled buffer.
+func (r *uploadReader) sumFrom(sum uint32, pos int64) (uint32, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for pos < r.n {
+		k, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.n-pos)], pos)
+		sum = crc32.Update(sum, crc32c, buf[:k])
+		pos += int64(k)
+		if err != nil && pos < r.n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("log: upload CRC: %w", err)
+		}
+	}
+	return sum, nil
+}
+
+// crcReadBelow is the batch size from which on SectionCRC32C sums the
+// bytes: below it, a combination and a header read cost about as much
+// as reading and summing the batch.
+const crcReadBelow = 32 << 10
 
 func (r *uploadReader) WriteTo(w io.Writer) (int64, error) {
 	o := osOf(r.f)

@@ -248,6 +248,8 @@ var (
 	descDeleted       = prometheus.NewDesc("weir_dataset_segments_deleted_total", "Segments deleted by retention.", dsLabels, nil)
 	descColdFailures  = prometheus.NewDesc("weir_dataset_cold_store_failures_total", "Failed passes of moving segments to the cold store (each retried; local segments stay meanwhile).", dsLabels, nil)
 	descColdUploaded  = prometheus.NewDesc("weir_dataset_cold_store_uploaded_segments_total", "Segments uploaded to the cold store.", dsLabels, nil)
+	descColdMerged    = prometheus.NewDesc("weir_dataset_cold_store_merged_segments_total", "Small segments in the cold store merged into larger ones.", dsLabels, nil)
+	descColdMergeBad  = prometheus.NewDesc("weir_dataset_cold_store_merge_check_failures_total", "Merges of small cold segments dropped because a segment object failed its batch check (CRC, offsets) as it streamed; that segment stays in the store as it is.", dsLabels, nil)
 	descColdFenced    = prometheus.NewDesc("weir_dataset_cold_store_fenced_partitions", "Partitions fenced out of their cold store prefix by another server's manifest write (uploads stopped, local segments stay).", dsLabels, nil)
 	descUnconsumed    = prometheus.NewDesc("weir_dataset_unconsumed_deleted_records_total", "Records retention deleted before a consumer group with a committed offset had read them (summed over groups).", dsLabels, nil)
 
@@ -266,7 +268,7 @@ var (
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descStored, descProduced, descProducedBytes, descProducedBatch,
 		descFetchedBytes, descDiskBytes, descSegments, descFsyncs, descRolls, descDeleted, descUnconsumed,
-		descColdFailures, descColdUploaded, descColdFenced,
+		descColdFailures, descColdUploaded, descColdMerged, descColdMergeBad, descColdFenced,
 		descGroupCommitted, descGroupLag, descGroupMembers, descGroupRebal, descGroupState} {
 		ch <- d
 	}
@@ -285,6 +287,7 @@ type dsTotals struct {
 	segments                                  int
 	remoteDisk, remoteSegments                int64
 	coldFailures, coldUploaded, coldFenced    int64
+	coldMerged, coldMergeBad                  int64
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -315,6 +318,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		t.remoteSegments += p.RemoteSegments
 		t.coldFailures += p.Tier.UploadFailures
 		t.coldUploaded += p.Tier.Uploaded
+		t.coldMerged += p.Tier.MergedSegments
+		t.coldMergeBad += p.Tier.MergeCorrupt
 		if p.Tier.Fenced {
 			t.coldFenced++
 		}
@@ -348,6 +353,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDeleted, float64(t.deleted), ds)
 		counter(descColdFailures, float64(t.coldFailures), ds)
 		counter(descColdUploaded, float64(t.coldUploaded), ds)
+		counter(descColdMerged, float64(t.coldMerged), ds)
+		counter(descColdMergeBad, float64(t.coldMergeBad), ds)
 		gauge(descColdFenced, float64(t.coldFenced), ds)
 	}
 	for _, g := range c.h.GroupStats() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhub/weir/codecs"
@@ -68,7 +70,8 @@ func TestPipelineHubColdUploadRate(t *testing.T) {
 }
 
 // TestColdStoreMetrics: a dataset tiered to the cold store reports its
-// remote bytes and segments with tier="remote", and its uploads.
+// remote bytes and segments with tier="remote", its uploads, and the
+// small cold segments merged (the exposition passes promtool).
 func TestColdStoreMetrics(t *testing.T) {
 	dir := t.TempDir()
 	store, err := objstore.NewDir(filepath.Join(dir, "cold"))
@@ -81,23 +84,27 @@ func TestColdStoreMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	ds, err := h.CreateDataset("c", hub.DatasetConfig{RemoteStorage: true, SegmentBytes: 4096})
+	ds, err := h.CreateDataset("c", hub.DatasetConfig{RemoteStorage: true, SegmentBytes: 4096, LocalRetentionBytes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, _ := ds.Partition(0)
 	for i := range 100 {
 		var b codecs.Builder
-		b.Append(int64(i), nil, []byte(strings.Repeat("v", 200)), nil)
+		b.Append(time.Now().UnixMilli(), nil, []byte(strings.Repeat("v", 200)), nil)
 		out, _ := b.Build()
 		if _, err := p.Produce(out, false); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i := 0; p.Log().TierStats().RemoteSegments < 3; i++ {
-		if i > 500 {
-			t.Fatalf("nothing uploaded: %+v", p.Log().TierStats())
+		if i%5 == 4 && i >= 40 && i < 80 {
+			p.Log().Roll() // small segments, which the tier merges
 		}
+	}
+	for i := 0; p.Log().TierStats().RemoteSegments < 3 || p.Log().TierStats().MergedSegments == 0; i++ {
+		if i > 500 {
+			t.Fatalf("nothing uploaded or merged: %+v", p.Log().TierStats())
+		}
+		p.Log().EnforceRetention() // kicks the tier
 		time.Sleep(10 * time.Millisecond)
 	}
 	var out strings.Builder
@@ -126,15 +133,30 @@ func TestColdStoreMetrics(t *testing.T) {
 	for _, f := range got {
 		fams[f.GetName()] = f
 	}
-	for _, name := range []string{"weir_dataset_disk_bytes", "weir_dataset_segments", "weir_dataset_cold_store_uploaded_segments_total"} {
+	for _, name := range []string{"weir_dataset_disk_bytes", "weir_dataset_segments", "weir_dataset_cold_store_uploaded_segments_total",
+		"weir_dataset_cold_store_merged_segments_total"} {
 		labels := map[string]string{"dataset": "c"}
-		if name != "weir_dataset_cold_store_uploaded_segments_total" {
+		if name == "weir_dataset_disk_bytes" || name == "weir_dataset_segments" {
 			labels["tier"] = "remote"
 		}
-		if v, ok := metricSum(fams, name, labels); !ok || v < 3 {
-			t.Errorf("%s%v = %v (present %v), want at least 3", name, labels, v, ok)
+		want := 3.0
+		if name == "weir_dataset_cold_store_merged_segments_total" {
+			want = 2 // one merge, of two segments at least
+		}
+		if v, ok := metricSum(fams, name, labels); !ok || v < want {
+			t.Errorf("%s%v = %v (present %v), want at least %v", name, labels, v, ok, want)
 		}
 	}
+	if v, ok := metricSum(fams, "weir_dataset_cold_store_merge_check_failures_total", map[string]string{"dataset": "c"}); !ok || v != 0 {
+		t.Errorf("weir_dataset_cold_store_merge_check_failures_total = %v (present %v), want 0", v, ok)
+	}
+	var exposition bytes.Buffer
+	for _, f := range got {
+		if _, err := expfmt.MetricFamilyToText(&exposition, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtoolCheck(t, exposition.Bytes())
 }
 
 // TestTopicsDescribeTiers: `weir topics describe` of a dataset tiered to

@@ -52,7 +52,7 @@ func inspectColdStore(w io.Writer, url string) error {
 			continue
 		}
 		fmt.Fprintf(w, "%s: remote: %d segments, offsets %d..%d, %s; manifest generation %d by %s\n", prefix, len(m.Segments),
-			m.Segments[0].Base, m.Segments[len(m.Segments)-1].Next-1, humanize.IBytes(uint64(bytes)), m.Generation, m.Writer)
+			max(m.Segments[0].Base, m.Start), m.Segments[len(m.Segments)-1].Next-1, humanize.IBytes(uint64(bytes)), m.Generation, m.Writer)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEGMENT\tOFFSETS\tSIZE\tMAX TIMESTAMP\tINDEX")
 		for _, sg := range m.Segments {

@@ -72,6 +72,17 @@ type FileSection interface {
 	FileSection() (f *os.File, off, n int64)
 }
 
+// SectionCRC is an optional interface of a FileSection reader that knows
+// the CRC-32C of the bytes of its section (a log segment's, from the
+// CRCs its batches carry): a store that sends a body's CRC-32C for the
+// server to check (S3's x-amz-checksum-crc32c) takes it instead of
+// reading the section to compute it. An error (it does not know)
+// leaves the store to compute it. A wrong CRC fails the upload: the
+// server never stores the object.
+type SectionCRC interface {
+	SectionCRC32C() (uint32, error)
+}
+
 // Pacer is an optional interface of a FileSection reader whose bytes go
 // at a pace (an upload rate): a store that sends them from the file
 // calls Pace with the bytes it has left to send before each part, waits

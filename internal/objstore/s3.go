@@ -211,7 +211,9 @@ const maxSectionPut = 5 << 30
 // if it is a Pacer,
 // with its CRC32C in an x-amz-checksum-crc32c header that the
 // server checks before it stores the object, as it checks minio-go's
-// trailer. The file is read once in user space, for the CRC; minio-go's
+// trailer. The CRC is r's SectionCRC32C if it has one (a segment's,
+// from its batches' CRCs, without reading it), else the file is read
+// once in user space for it; minio-go's
 // PutObject reads it through its own wrappers and chunked encoding
 // (two more copies of every byte, and no sendfile). Signed as minio-go
 // signs (SigV4, UNSIGNED-PAYLOAD); a failure is not retried here (the
@@ -237,9 +239,14 @@ func (s *S3) putSection(ctx context.Context, key string, r io.Reader, f *os.File
 		_, err := s.put(ctx, key, r, minio.PutObjectOptions{}, false)
 		return err
 	}
-	sum, err := crc32cOf(src, off, n)
-	if err != nil {
-		return fail(err)
+	var sum uint32
+	if c, ok := r.(SectionCRC); ok {
+		sum, err = c.SectionCRC32C()
+	}
+	if _, ok := r.(SectionCRC); !ok || err != nil {
+		if sum, err = crc32cOf(src, off, n); err != nil {
+			return fail(err)
+		}
 	}
 	if _, err := src.Seek(off, io.SeekStart); err != nil {
 		return fail(err)

@@ -3,7 +3,9 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -496,6 +498,58 @@ func TestS3PutSectionPaced(t *testing.T) {
 		rc.Close()
 		if err != nil || !bytes.Equal(stored, body) {
 			t.Fatalf("paced=%v: stored %d bytes (%v), want the %d-byte section", paced, len(stored), err, len(body))
+		}
+	}
+}
+
+// crcSection is a section that tells its CRC-32C (objstore.SectionCRC).
+type crcSection struct {
+	section
+	crc   uint32
+	calls int
+}
+
+func (c *crcSection) SectionCRC32C() (uint32, error) { c.calls++; return c.crc, nil }
+
+// TestS3PutSectionCRC: a file section that tells its CRC-32C goes up
+// with it, and the server checks it: the right one stores the section,
+// a wrong one fails the PUT and stores nothing.
+func TestS3PutSectionCRC(t *testing.T) {
+	srv := s3test.Start(t)
+	s, err := objstore.NewS3(srv.Options("crc/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 1<<20+5)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	ctx := context.Background()
+	right := crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli))
+	for _, c := range []struct {
+		crc uint32
+		ok  bool
+	}{{right, true}, {right ^ 1, false}} {
+		key := fmt.Sprintf("obj-%08x", c.crc)
+		sec := &crcSection{section: fileSection(t, body, ""), crc: c.crc}
+		err := s.Put(ctx, key, sec)
+		if sec.calls != 1 || (err == nil) != c.ok {
+			t.Fatalf("Put with CRC %08x (the body's is %08x): %v after %d SectionCRC32C calls; want ok %v after 1", c.crc, right, err, sec.calls, c.ok)
+		}
+		rc, err := s.Get(ctx, key, 0, -1)
+		if !c.ok {
+			if !errors.Is(err, objstore.ErrNotFound) {
+				t.Fatalf("a PUT with the wrong CRC stored an object: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(stored, body) {
+			t.Fatalf("stored %d bytes (%v), want the %d-byte section", len(stored), err, len(body))
 		}
 	}
 }
