@@ -111,10 +111,17 @@ func (l *Log) CheckResume(offset int64) error {
 // Tombstones stay while the tier's manifest is unread (the store was down
 // at Open) or the log is fenced out of it: an older value of their key may
 // be there.
+//
+// Segments rolled before the call are compacted too: Compact first waits
+// for their background seal (a segment not sealed yet, and every one
+// after it, is left to the next run).
 func (l *Log) Compact() (CompactStats, error) {
 	var st CompactStats
 	if !l.opts.Compact {
 		return st, nil
+	}
+	if err := l.waitPending(); err != nil {
+		return st, err
 	}
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
