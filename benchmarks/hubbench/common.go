@@ -102,8 +102,9 @@ type latencyProbe struct {
 	size      int
 	serverPID int // the server's process, 0 unknown
 	tmpl      []byte
-	mu        sync.Mutex // guards samples (the consumer's side)
+	mu        sync.Mutex // guards samples and sentAt (the consumer's side)
 	samples   []time.Duration
+	sentAt    []time.Duration // the send time of each sample, since base
 	ackMu     sync.Mutex      // guards acks (the producer's side)
 	acks      []time.Duration // send→acknowledgement, when the client tells (ack)
 	received  atomic.Int64    // values observed, the warm-up value included
@@ -131,9 +132,10 @@ func (p *latencyProbe) observe(v []byte) {
 		return
 	}
 	if binary.BigEndian.Uint64(v[8:16]) != warmupIndex {
-		d := now - time.Duration(binary.BigEndian.Uint64(v[0:8]))
+		sent := time.Duration(binary.BigEndian.Uint64(v[0:8]))
 		p.mu.Lock()
-		p.samples = append(p.samples, d)
+		p.samples = append(p.samples, now-sent)
+		p.sentAt = append(p.sentAt, sent)
 		p.mu.Unlock()
 	}
 	p.received.Add(1)
@@ -181,6 +183,7 @@ type latency struct {
 	// client saw them (write to response read); 0 when not measured.
 	produceRTT, fetchRTT time.Duration
 	client               clientRuntime // what the benchmark process's runtime did meanwhile
+	tail                 tail          // how the slowest 1% were spread over the run
 }
 
 // cpuPressure returns the total time, since boot, during which some task
@@ -275,6 +278,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	want := int(rate*dur.Seconds()*1.05) + 1024
 	p.mu.Lock()
 	p.samples = slices.Grow(p.samples, want)
+	p.sentAt = slices.Grow(p.sentAt, want)
 	p.mu.Unlock()
 	p.ackMu.Lock()
 	p.acks = slices.Grow(p.acks, want)
@@ -324,17 +328,60 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	defer p.mu.Unlock()
 	p.ackMu.Lock()
 	defer p.ackMu.Unlock()
-	s := p.samples
-	if len(s) == 0 {
+	if len(p.samples) == 0 {
 		return latency{}, errors.New("no latency samples: the rate is too low for the duration")
 	}
+	s := slices.Clone(p.samples) // sorted; p.samples stays paired with p.sentAt
 	slices.Sort(s)
 	l := latency{rate: rate, achieved: achieved, samples: len(s), p50: quantile(s, 0.50), p99: quantile(s, 0.99), max: s[len(s)-1], cpuWait: cpuWait, machineCPUs: machine, serverCPUs: server, client: client}
+	l.tail = tailEpisodes(p.samples, p.sentAt, l.p99, tailGap)
 	if len(p.acks) > 0 {
 		slices.Sort(p.acks)
 		l.ackP50, l.ackP99 = quantile(p.acks, 0.50), quantile(p.acks, 0.99)
 	}
 	return l, nil
+}
+
+// tailGap is the most time between the sends of two records of a
+// latency run's slowest 1% for them to count as one episode (tailEpisodes).
+const tailGap = 10 * time.Millisecond
+
+// tail tells how the slowest 1% of a latency run's records (those at or
+// above its p99) were spread over the run: in how many episodes they
+// were sent (records sent at most tailGap apart belong to one) and how
+// much of the run those episodes span, from the first send of each to its
+// last. A few short episodes mean a few stalls (a pause somewhere, then
+// the backlog drained) set the p99; many, or a span near the run's
+// length, a tail spread over the whole run.
+type tail struct {
+	episodes int
+	span     time.Duration
+}
+
+// tailEpisodes returns the tail of a latency run whose record i took
+// lat[i] and was sent at sent[i], p99 being the run's p99.
+func tailEpisodes(lat, sent []time.Duration, p99, gap time.Duration) tail {
+	var slow []time.Duration
+	for i, d := range lat {
+		if d >= p99 {
+			slow = append(slow, sent[i])
+		}
+	}
+	if len(slow) == 0 {
+		return tail{}
+	}
+	slices.Sort(slow)
+	t := tail{episodes: 1}
+	first := slow[0]
+	for i := 1; i < len(slow); i++ {
+		if slow[i]-slow[i-1] > gap {
+			t.span += slow[i-1] - first
+			t.episodes++
+			first = slow[i]
+		}
+	}
+	t.span += slow[len(slow)-1] - first
+	return t
 }
 
 // quantile returns the q quantile of sorted samples s.

@@ -209,12 +209,12 @@ func TestMachineBusy(t *testing.T) {
 // probe's own pauses to the tail it measures.
 func TestProbeReservesSamples(t *testing.T) {
 	p := newLatencyProbe(64, 0)
-	var first, firstAck *time.Duration
+	var first, firstSent, firstAck *time.Duration
 	send := func(v []byte) error {
 		p.ack(v)
 		p.observe(v)
 		if binary.BigEndian.Uint64(v[8:16]) != warmupIndex && first == nil {
-			first, firstAck = unsafe.SliceData(p.samples), unsafe.SliceData(p.acks)
+			first, firstSent, firstAck = unsafe.SliceData(p.samples), unsafe.SliceData(p.sentAt), unsafe.SliceData(p.acks)
 		}
 		return nil
 	}
@@ -225,8 +225,35 @@ func TestProbeReservesSamples(t *testing.T) {
 	if l.samples < 5000 {
 		t.Fatalf("%d samples, want about 10000", l.samples)
 	}
-	if unsafe.SliceData(p.samples) != first || unsafe.SliceData(p.acks) != firstAck {
-		t.Errorf("the samples (%d) or acks (%d) were reallocated during the run", len(p.samples), len(p.acks))
+	if unsafe.SliceData(p.samples) != first || unsafe.SliceData(p.sentAt) != firstSent || unsafe.SliceData(p.acks) != firstAck {
+		t.Errorf("the samples (%d), their send times or acks (%d) were reallocated during the run", len(p.samples), len(p.acks))
+	}
+	if l.tail.episodes < 1 || l.tail.span > 200*time.Millisecond {
+		t.Errorf("tail %+v of a 200ms run, want at least one episode within it", l.tail)
+	}
+}
+
+// TestTailEpisodes checks how the slowest 1% of a run are grouped into
+// episodes by their send times: records sent within tailGap of the
+// previous slow one belong to its episode, whatever their order in the
+// samples (the consumer's arrival order).
+func TestTailEpisodes(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		lat, sent []time.Duration // a record's latency and send time
+		p99       time.Duration
+		want      tail
+	}{
+		{"one slow record", []time.Duration{1 * ms, 2 * ms}, []time.Duration{0, 1 * ms}, 2 * ms, tail{episodes: 1}},
+		{"one stall", []time.Duration{1 * ms, 20 * ms, 18 * ms, 15 * ms, 1 * ms}, []time.Duration{0, 100 * ms, 105 * ms, 112 * ms, 200 * ms}, 9 * ms, tail{episodes: 1, span: 12 * ms}},
+		{"two stalls, out of order", []time.Duration{30 * ms, 1 * ms, 20 * ms, 25 * ms, 1 * ms}, []time.Duration{900 * ms, 0, 100 * ms, 108 * ms, 500 * ms}, 9 * ms, tail{episodes: 2, span: 8 * ms}},
+		{"spread", []time.Duration{9 * ms, 9 * ms, 9 * ms}, []time.Duration{0, 11 * ms, 22 * ms}, 9 * ms, tail{episodes: 3}},
+		{"none at p99", []time.Duration{1 * ms}, []time.Duration{0}, 2 * ms, tail{}},
+	} {
+		if got := tailEpisodes(tc.lat, tc.sent, tc.p99, tailGap); got != tc.want {
+			t.Errorf("%s: tailEpisodes(%v, %v, %v) = %+v, want %+v", tc.name, tc.lat, tc.sent, tc.p99, got, tc.want)
+		}
 	}
 }
 

@@ -345,8 +345,12 @@ func (l latency) String() string {
 			cpu += fmt.Sprintf(" (server %.2f, others %.2f)", l.serverCPUs, l.otherCPUs())
 		}
 	}
-	return fmt.Sprintf("p50 %s, p99 %s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
-		ms(l.p50), ms(l.p99), ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
+	tail := ""
+	if l.tail.episodes > 0 {
+		tail = fmt.Sprintf(" (slowest 1%%: %d episode(s) spanning %s of sends)", l.tail.episodes, ms(l.tail.span))
+	}
+	return fmt.Sprintf("p50 %s, p99 %s%s, max %s over %d records at %.0f records/s (asked %.0f)%s%s; client: %.2f CPUs, %d GCs, GC pause max %s, sched p99 %s",
+		ms(l.p50), ms(l.p99), tail, ms(l.max), l.samples, l.achieved, l.rate, ack, cpu, l.client.cpuShare, l.client.gcs, ms(l.client.pauseMax), ms(l.client.schedP99))
 }
 
 // otherCPUs is the CPU the machine spent on neither the client nor the
