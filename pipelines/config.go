@@ -75,6 +75,9 @@ type HTTPConfig struct {
 	// before it is told to resume (hub.SubscribeOptions.CoalesceBytes).
 	// 0: the hub's defaults.
 	SubscribeBuffer, SubscribeCoalesce int64
+	// SubscribeProcs and SubscribeNice are hub.Options' (0: the hub's
+	// defaults; SubscribeNice -1 is the hub's own priority).
+	SubscribeProcs, SubscribeNice int
 }
 
 // External reports whether the file runs against an external cluster.
@@ -559,6 +562,8 @@ var (
 			{Name: "allow_origins", Type: connectors.TypeStrings, Doc: "Browser origins (scheme://host:port, \"null\" for a page opened from a file, or \"*\") whose pages may subscribe from another origin. Default: same origin only."},
 			{Name: "subscribe_buffer", Type: connectors.TypeSize, Min: "1KiB", Max: "1TiB", Doc: "Memory for the latest events of each subscribed dataset, shared by its subscribers (read at start). Default 64MiB."},
 			{Name: "subscribe_coalesce", Type: connectors.TypeSize, Min: "1KiB", Max: "1TiB", Doc: "What a subscriber that fell behind may hold as the latest value per key before it is told to resume. Default 16MiB."},
+			{Name: "subscribe_procs", Type: connectors.TypeInt, Min: 0, Doc: "Processors that delivery to subscribers (every dataset's shared readers and writers) may use at once; 0: all but one, at least 1. Default 0."},
+			{Name: "subscribe_nice", Type: connectors.TypeInt, Min: 0, Max: 19, Doc: "How much lower than the process's own the priority of delivery to subscribers is, as a nice value added to it (0: the same; Linux only), so that sources and pipelines go first when processors are short. Default 10."},
 		}},
 		{Name: "datasets", Type: connectors.TypeAny, Doc: "Datasets by name, with partitions, retention and fsync."},
 		{Name: "sources", Type: connectors.TypeAny, Doc: "Sources by name: each reads from outside into a dataset."},
@@ -695,8 +700,14 @@ func (l *loader) decode(root *yaml.Node) *Config {
 	hc := top.Object("http")
 	ht := hc.Object("tls")
 	cfg.HTTP = HTTPConfig{Listen: hc.String("listen"), PartitionMetrics: hc.Bool("partition_metrics"), TokenFile: hc.String("token_file"), AllowOrigins: hc.Strings("allow_origins"),
-		SubscribeBuffer: hc.Size("subscribe_buffer"), SubscribeCoalesce: hc.Size("subscribe_coalesce"),
+		SubscribeBuffer: hc.Size("subscribe_buffer"), SubscribeCoalesce: hc.Size("subscribe_coalesce"), SubscribeProcs: hc.Int("subscribe_procs"),
 		TLSCertFile: ht.String("cert_file"), TLSKeyFile: ht.String("key_file"), TLSClientCAFile: ht.String("client_ca_file")}
+	if hc.Has("subscribe_nice") {
+		cfg.HTTP.SubscribeNice = hc.Int("subscribe_nice")
+		if cfg.HTTP.SubscribeNice == 0 {
+			cfg.HTTP.SubscribeNice = -1 // hub.Options: the hub's own priority
+		}
+	}
 	if (cfg.HTTP.TLSCertFile == "") != (cfg.HTTP.TLSKeyFile == "") || cfg.HTTP.TLSClientCAFile != "" && cfg.HTTP.TLSCertFile == "" {
 		l.errAt(hc.Node("tls"), "http.tls needs cert_file and key_file")
 	}

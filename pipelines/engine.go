@@ -116,12 +116,13 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 // HubOptions are the options of the embedded hub that cfg's hub: section
 // describes when it names no external cluster: data_dir, auto_create,
 // fsync, cold_store (opened here) and cold_upload_rate, and the http:
-// section's subscribe_buffer. New opens its hub with them when
+// section's subscribe_buffer, subscribe_procs and subscribe_nice. New opens its hub with them when
 // Options.Hub is nil; a caller that opens the hub itself should too, so
 // that no key of the file is ignored.
 func (cfg *Config) HubOptions(logger *slog.Logger) (hub.Options, error) {
 	ho := hub.Options{DataDir: cfg.Hub.DataDir, DisableAutoCreate: !cfg.Hub.AutoCreate,
 		Defaults: hub.DatasetConfig{Fsync: cfg.Hub.Fsync}, Logger: logger, SubscribeBuffer: cfg.HTTP.SubscribeBuffer,
+		SubscribeProcs: cfg.HTTP.SubscribeProcs, SubscribeNice: cfg.HTTP.SubscribeNice,
 		ColdUploadBytesPerSecond: cfg.Hub.ColdUploadRate}
 	if cfg.Hub.ColdStore != "" {
 		cs, err := hub.OpenColdStore(cfg.Hub.ColdStore)

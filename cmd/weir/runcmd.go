@@ -43,6 +43,7 @@ func newRunCmd() *cobra.Command {
 	var statsEvery time.Duration
 	var logLevel, cpuProfile, memProfile, httpListen, memLimit string
 	var subscribeBuffer, subscribeCoalesce string
+	var subscribeProcs, subscribeNice int
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline file: its sources, datasets and pipelines",
@@ -67,6 +68,9 @@ problems is refused with them listed, and the running configuration goes on. Wit
 				return err
 			}
 			if err := subscribeFlags(cmd.Flags(), cfg, subscribeBuffer, subscribeCoalesce); err != nil {
+				return err
+			}
+			if err := subscribeCPUFlags(cmd.Flags(), cfg, subscribeProcs, subscribeNice); err != nil {
 				return err
 			}
 			if cpuProfile != "" {
@@ -159,6 +163,7 @@ problems is refused with them listed, and the running configuration goes on. Wit
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics, /healthz, /readyz and, with the embedded hub, dataset subscriptions (GET /v1/datasets/NAME/subscribe) on this address (a bare port binds 127.0.0.1; default: the file's http.listen)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	addSubscribeFlags(cmd.Flags(), &subscribeBuffer, &subscribeCoalesce)
+	addSubscribeCPUFlags(cmd.Flags(), &subscribeProcs, &subscribeNice)
 	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a Go allocation profile of the run to this file at its end")
 	cmd.Flags().StringVar(&memLimit, "memory-limit", "auto", "soft memory limit of the process (Go's GOMEMLIMIT): a size such as 256MiB, none, or auto: when "+
 		"some component's memory is bounded by its configuration (the parquet sink's memory_bytes), those budgets plus each pipeline's poll plus 16MiB, unless GOMEMLIMIT is set; "+
@@ -179,6 +184,27 @@ func subscribeFlags(f *pflag.FlagSet, cfg *pipelines.Config, buffer, coalesce st
 		cfg.HTTP.SubscribeCoalesce, err = parseSubscribeSize("--subscribe-coalesce", coalesce)
 	}
 	return err
+}
+
+// subscribeCPUFlags puts --subscribe-procs and --subscribe-nice, when
+// given, over the file's http.subscribe_procs and subscribe_nice, checked
+// as serve checks them.
+func subscribeCPUFlags(f *pflag.FlagSet, cfg *pipelines.Config, procs, nice int) error {
+	if f.Changed("subscribe-procs") {
+		p, _, err := httpConfig{SubscribeProcs: procs}.subscribeCPU()
+		if err != nil {
+			return err
+		}
+		cfg.HTTP.SubscribeProcs = p
+	}
+	if f.Changed("subscribe-nice") {
+		_, n, err := httpConfig{SubscribeNice: &nice}.subscribeCPU()
+		if err != nil {
+			return err
+		}
+		cfg.HTTP.SubscribeNice = n
+	}
+	return nil
 }
 
 // memBase is what auto adds to the configured budgets for the rest of

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -269,6 +270,55 @@ sources:
 	}
 	addr, logs, _ := startRunCmd(t, file, "--subscribe-coalesce", "32KiB")
 	slowSubscriberResumes(t, runKafkaAddr(t, logs), addr, false)
+}
+
+// TestRunSubscribeCPU: weir run takes http.subscribe_procs and
+// subscribe_nice from the file into the embedded hub's options, as serve
+// does; --subscribe-procs and --subscribe-nice go over them; values out
+// of range are refused, named with their place in the file or the flag.
+func TestRunSubscribeCPU(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	for _, c := range []struct {
+		yaml        string
+		flags       []string
+		procs, nice int
+		err         string
+	}{
+		{"", nil, 0, 0, ""}, // the hub's defaults
+		{"subscribe_procs: 3, subscribe_nice: 5", nil, 3, 5, ""},
+		{"subscribe_nice: 0", nil, 0, -1, ""},
+		{"subscribe_procs: 3, subscribe_nice: 5", []string{"--subscribe-procs=1", "--subscribe-nice=0"}, 1, -1, ""},
+		{"subscribe_nice: 20", nil, 0, 0, "p.yaml:2:24: subscribe_nice: must be from 0 to 19, not 20"},
+		{"subscribe_procs: -1", nil, 0, 0, "p.yaml:2:25: subscribe_procs: must be at least 0, not -1"},
+		{"", []string{"--subscribe-nice=25"}, 0, 0, "(--subscribe-nice) 25"},
+		{"", []string{"--subscribe-procs=-2"}, 0, 0, "(--subscribe-procs) -2"},
+	} {
+		os.WriteFile(file, []byte(fmt.Sprintf("hub: {data_dir: %s}\nhttp: {%s}\ndatasets: {events: {partitions: 1}}\nsources: {gen: {generate: {count: 1}, to: events}}\n", filepath.Join(dir, "data"), c.yaml)), 0o644)
+		fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+		var procs, nice int
+		addSubscribeCPUFlags(fs, &procs, &nice)
+		if err := fs.Parse(c.flags); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := load(file)
+		if err == nil {
+			err = subscribeCPUFlags(fs, cfg, procs, nice)
+		}
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("http: {%s} %v: error %v, want one naming %s", c.yaml, c.flags, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("http: {%s} %v: %v", c.yaml, c.flags, err)
+		}
+		o, err := cfg.HubOptions(nil)
+		if err != nil || o.SubscribeProcs != c.procs || o.SubscribeNice != c.nice {
+			t.Errorf("http: {%s} %v: SubscribeProcs %d, SubscribeNice %d, %v; want %d, %d", c.yaml, c.flags, o.SubscribeProcs, o.SubscribeNice, err, c.procs, c.nice)
+		}
+	}
 }
 
 // slowSubscriberResumes checks, against a weir serving Kafka clients on
