@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Every record value starts with a 16-byte header: bytes 0..8 hold the send
@@ -182,8 +184,11 @@ type latency struct {
 	// p99 round trip of the produce and fetch requests as the Kafka
 	// client saw them (write to response read); 0 when not measured.
 	produceRTT, fetchRTT time.Duration
-	client               clientRuntime // what the benchmark process's runtime did meanwhile
-	tail                 tail          // how the slowest 1% were spread over the run
+	// The slowest produce and fetch request of the run as the client
+	// saw it; zero when not measured.
+	produceSlowest, fetchSlowest kgo.BrokerE2E
+	client                       clientRuntime // what the benchmark process's runtime did meanwhile
+	tail                         tail          // how the slowest 1% were spread over the run
 }
 
 // cpuPressure returns the total time, since boot, during which some task
