@@ -187,6 +187,7 @@ func mergeSteps(runs []latency) latency {
 	m.client.schedP99 = time.Duration(med(func(l latency) float64 { return float64(l.client.schedP99) }))
 	m.client.gcs, m.client.cpu = 0, 0
 	m.p99s = nil
+	m.tcp = "" // each step's line tells its own
 	for _, l := range runs {
 		m.client.gcs += l.client.gcs
 		m.client.cpu += l.client.cpu

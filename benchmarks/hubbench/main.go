@@ -350,6 +350,9 @@ func (l latency) String() string {
 			cpu += fmt.Sprintf(" (server %.2f, others %.2f)", l.serverCPUs, l.otherCPUs())
 		}
 	}
+	if l.tcp != "" {
+		cpu += ", TCP: " + l.tcp
+	}
 	tail := ""
 	if l.tail.episodes > 0 {
 		tail = fmt.Sprintf(" (slowest 1%%: %d episode(s) spanning %s of sends)", l.tail.episodes, ms(l.tail.span))
