@@ -187,8 +187,15 @@ type latency struct {
 	// The slowest produce and fetch request of the run as the client
 	// saw it; zero when not measured.
 	produceSlowest, fetchSlowest kgo.BrokerE2E
-	client                       clientRuntime // what the benchmark process's runtime did meanwhile
-	tail                         tail          // how the slowest 1% were spread over the run
+	// The consumer's fetches: how many, their mean response size, and
+	// their round trips added up. With one fetch in flight, a busy time
+	// near the run's length and large answers mean the consumer was
+	// behind, limited by the fetches' pace rather than stalled by one.
+	fetches        int
+	fetchMeanBytes int64
+	fetchBusy      time.Duration
+	client         clientRuntime // what the benchmark process's runtime did meanwhile
+	tail           tail          // how the slowest 1% were spread over the run
 	// tcp lists the machine's TCP trouble counters that moved during
 	// the run ("TCPTimeouts 2, TCPLossProbes 40"); empty when none did.
 	tcp string

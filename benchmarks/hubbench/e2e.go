@@ -20,6 +20,8 @@ type requestTimes struct {
 	mu   sync.Mutex
 	rtt  []time.Duration
 	slow kgo.BrokerE2E // the slowest request seen
+	busy time.Duration // the round trips added up
+	read int64         // response bytes read, all requests
 }
 
 var _ kgo.HookBrokerE2E = (*requestTimes)(nil)
@@ -30,6 +32,8 @@ func (h *requestTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.Broker
 	}
 	h.mu.Lock()
 	h.rtt = append(h.rtt, e.DurationE2E())
+	h.busy += e.DurationE2E()
+	h.read += int64(e.BytesRead)
 	if e.DurationE2E() > h.slow.DurationE2E() {
 		h.slow = e
 	}
@@ -61,4 +65,15 @@ func (h *requestTimes) slowest() kgo.BrokerE2E {
 func slowRequest(e kgo.BrokerE2E) string {
 	return fmt.Sprintf("%s (write %s of %d B, read wait %s, read %s of %d B)",
 		ms(e.DurationE2E()), ms(e.TimeToWrite), e.BytesWritten, ms(e.ReadWait), ms(e.TimeToRead), e.BytesRead)
+}
+
+// load returns how many requests were seen, their response bytes on
+// average, and their round trips added up.
+func (h *requestTimes) load() (n int, meanRead int64, busy time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n = len(h.rtt); n > 0 {
+		meanRead = h.read / int64(n)
+	}
+	return n, meanRead, h.busy
 }

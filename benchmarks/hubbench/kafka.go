@@ -286,5 +286,6 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	l, err := probe.run(cctx, recsPerSec, dur, send, flush)
 	l.produceRTT, l.fetchRTT = prodTimes.p99(), fetchTimes.p99()
 	l.produceSlowest, l.fetchSlowest = prodTimes.slowest(), fetchTimes.slowest()
+	l.fetches, l.fetchMeanBytes, l.fetchBusy = fetchTimes.load()
 	return l, err
 }

@@ -188,6 +188,7 @@ func mergeSteps(runs []latency) latency {
 	m.client.gcs, m.client.cpu = 0, 0
 	m.p99s = nil
 	m.tcp = "" // each step's line tells its own
+	m.fetches, m.fetchMeanBytes, m.fetchBusy = 0, 0, 0
 	for _, l := range runs {
 		m.client.gcs += l.client.gcs
 		m.client.cpu += l.client.cpu

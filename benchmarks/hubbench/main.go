@@ -344,6 +344,9 @@ func (l latency) String() string {
 	if l.produceSlowest.DurationE2E() > 0 || l.fetchSlowest.DurationE2E() > 0 {
 		ack += fmt.Sprintf(", slowest produce %s, slowest fetch %s", slowRequest(l.produceSlowest), slowRequest(l.fetchSlowest))
 	}
+	if l.fetches > 0 {
+		ack += fmt.Sprintf(", %d fetches of %d B on average, in flight %s in all", l.fetches, l.fetchMeanBytes, l.fetchBusy.Round(time.Millisecond))
+	}
 	if l.machineCPUs >= 0 {
 		cpu += fmt.Sprintf(", machine %.2f CPUs busy", l.machineCPUs)
 		if l.serverCPUs >= 0 {
