@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Every record value starts with a 16-byte header: bytes 0..8 hold the send
@@ -182,8 +184,67 @@ type latency struct {
 	// p99 round trip of the produce and fetch requests as the Kafka
 	// client saw them (write to response read); 0 when not measured.
 	produceRTT, fetchRTT time.Duration
-	client               clientRuntime // what the benchmark process's runtime did meanwhile
-	tail                 tail          // how the slowest 1% were spread over the run
+	// The slowest produce and fetch request of the run as the client
+	// saw it; zero when not measured.
+	produceSlowest, fetchSlowest kgo.BrokerE2E
+	// The consumer's fetches: how many, their mean response size, and
+	// their round trips added up. With one fetch in flight, a busy time
+	// near the run's length and large answers mean the consumer was
+	// behind, limited by the fetches' pace rather than stalled by one.
+	fetches        int
+	fetchMeanBytes int64
+	fetchBusy      time.Duration
+	client         clientRuntime // what the benchmark process's runtime did meanwhile
+	tail           tail          // how the slowest 1% were spread over the run
+	// tcp lists the machine's TCP trouble counters that moved during
+	// the run ("TCPTimeouts 2, TCPLossProbes 40"); empty when none did.
+	tcp string
+}
+
+// tcpTrouble are the kernel's TCP counters (/proc/net/netstat TcpExt,
+// /proc/net/snmp Tcp) that tell of a stalled connection on loopback:
+// retransmission timeouts (200ms at least), loss probes, zero windows
+// and their probes, and receive-queue pruning and drops.
+var tcpTrouble = []string{"RetransSegs", "TCPTimeouts", "TCPLossProbes", "TCPLossProbeRecovery", "TCPFastRetrans",
+	"TCPSpuriousRTOs", "TCPToZeroWindowAdv", "TCPWinProbe", "TCPZeroWindowDrop", "PruneCalled", "RcvPruned",
+	"TCPRcvCollapsed", "TCPRcvQDrop", "TCPBacklogDrop", "TCPOFODrop", "TCPMemoryPressures"}
+
+// tcpCounters reads the tcpTrouble counters of the machine; nil where
+// /proc does not tell.
+func tcpCounters() map[string]int64 {
+	c := map[string]int64{}
+	for _, f := range []string{"/proc/net/netstat", "/proc/net/snmp"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			for j := 1; j < len(names) && j < len(values); j++ {
+				if slices.Contains(tcpTrouble, names[j]) {
+					c[names[j]], _ = strconv.ParseInt(values[j], 10, 64)
+				}
+			}
+		}
+	}
+	return c
+}
+
+// tcpCountersSince returns the tcpTrouble counters that moved since c0
+// (tcpCounters), as "name delta" in tcpTrouble's order.
+func tcpCountersSince(c0 map[string]int64) string {
+	c1 := tcpCounters()
+	if c0 == nil || c1 == nil {
+		return ""
+	}
+	var moved []string
+	for _, name := range tcpTrouble {
+		if d := c1[name] - c0[name]; d != 0 {
+			moved = append(moved, fmt.Sprintf("%s %d", name, d))
+		}
+	}
+	return strings.Join(moved, ", ")
 }
 
 // cpuPressure returns the total time, since boot, during which some task
@@ -288,6 +349,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	waited0, psi := cpuPressure()
 	busy0, busyOK := machineBusy()
 	srv0, srvOK := procCPU(p.serverPID)
+	tcp0 := tcpCounters()
 	start := time.Now()
 	for elapsed := time.Duration(0); elapsed < dur; elapsed = time.Since(start) {
 		for due := int64(rate * elapsed.Seconds()); sent < due; sent++ {
@@ -324,6 +386,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	if err := p.waitReceived(wctx, sent+1); err != nil {
 		return latency{}, err
 	}
+	tcp := tcpCountersSince(tcp0)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.ackMu.Lock()
@@ -335,6 +398,7 @@ func (p *latencyProbe) run(ctx context.Context, rate float64, dur time.Duration,
 	slices.Sort(s)
 	l := latency{rate: rate, achieved: achieved, samples: len(s), p50: quantile(s, 0.50), p99: quantile(s, 0.99), max: s[len(s)-1], cpuWait: cpuWait, machineCPUs: machine, serverCPUs: server, client: client}
 	l.tail = tailEpisodes(p.samples, p.sentAt, l.p99, tailGap)
+	l.tcp = tcp
 	if len(p.acks) > 0 {
 		slices.Sort(p.acks)
 		l.ackP50, l.ackP99 = quantile(p.acks, 0.50), quantile(p.acks, 0.99)

@@ -238,7 +238,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	defer prod.Close()
 	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.WithHooks(fetchTimes),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMinBytes(fetchMinBytes), kgo.FetchMaxWait(fetchMaxWait))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMinBytes(fetchMinBytes), kgo.FetchMaxWait(cfg.fetchMaxWait))
 	if err != nil {
 		return latency{}, err
 	}
@@ -285,5 +285,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	l, err := probe.run(cctx, recsPerSec, dur, send, flush)
 	l.produceRTT, l.fetchRTT = prodTimes.p99(), fetchTimes.p99()
+	l.produceSlowest, l.fetchSlowest = prodTimes.slowest(), fetchTimes.slowest()
+	l.fetches, l.fetchMeanBytes, l.fetchBusy = fetchTimes.load()
 	return l, err
 }

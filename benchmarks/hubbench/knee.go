@@ -24,17 +24,14 @@ func kneeRates(cfg *config, maxRate float64) []float64 {
 // stepFunc runs one latency step of the knee search at a fixed rate.
 type stepFunc func(ctx context.Context, rate float64) (latency, error)
 
-// fetchMaxWait and fetchMinBytes are the Kafka consumer's settings in
-// every latency run: Kafka's defaults (fetch.max.wait.ms 500,
-// fetch.min.bytes 1), which a latency-sensitive consumer keeps: the
-// broker answers a fetch as soon as one byte is there, and a broker that
-// missed a wake-up shows as a tail of half a second, not hidden by a
-// short poll. The producer runs with linger 0 (-latency-linger) and
-// acks=all, idempotent (Kafka's defaults since 3.0).
-const (
-	fetchMaxWait  = 500 * time.Millisecond
-	fetchMinBytes = 1
-)
+// fetchMinBytes is the Kafka consumer's fetch.min.bytes in every latency
+// run, and -fetch-max-wait its fetch.max.wait: Kafka's defaults (1 and
+// 500 ms), which a latency-sensitive consumer keeps: the broker answers a
+// fetch as soon as one byte is there, and a broker that missed a wake-up
+// shows as a tail of the max wait, not hidden by a short poll. The
+// producer runs with linger 0 (-latency-linger) and acks=all, idempotent
+// (Kafka's defaults since 3.0).
+const fetchMinBytes = 1
 
 // kneeSystem is one system in the knee search.
 type kneeSystem struct {
@@ -190,11 +187,19 @@ func mergeSteps(runs []latency) latency {
 	m.client.schedP99 = time.Duration(med(func(l latency) float64 { return float64(l.client.schedP99) }))
 	m.client.gcs, m.client.cpu = 0, 0
 	m.p99s = nil
+	m.tcp = "" // each step's line tells its own
+	m.fetches, m.fetchMeanBytes, m.fetchBusy = 0, 0, 0
 	for _, l := range runs {
 		m.client.gcs += l.client.gcs
 		m.client.cpu += l.client.cpu
 		m.client.pauseMax = max(m.client.pauseMax, l.client.pauseMax)
 		m.max = max(m.max, l.max)
+		if l.produceSlowest.DurationE2E() > m.produceSlowest.DurationE2E() {
+			m.produceSlowest = l.produceSlowest
+		}
+		if l.fetchSlowest.DurationE2E() > m.fetchSlowest.DurationE2E() {
+			m.fetchSlowest = l.fetchSlowest
+		}
 		m.achieved = min(m.achieved, l.achieved)
 		m.p99s = append(m.p99s, l.p99)
 	}
@@ -249,7 +254,7 @@ func kneeReport(cfg *config, results []result) string {
 		"other CPUs: what the machine spent besides (/proc/stat): above a tenth or so, other work shared the two CPUs and the step measures it too. "+
 		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
 		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
-		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, fetchMaxWait)
+		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, cfg.fetchMaxWait)
 	for _, r := range with {
 		k := knee(cfg, r.knee)
 		fmt.Fprintf(&b, "- %s: knee %.0f records/s, %.0f%% of its maximum produce rate (%.0f records/s)\n",

@@ -81,6 +81,7 @@ type config struct {
 	recordSize, partitions         int
 	records                        int64
 	linger, latencyLinger          time.Duration
+	fetchMaxWait                   time.Duration // consumer fetch.max.wait of the latency runs
 	latencyDuration, timeout       time.Duration
 	latencyRate                    float64 // records/s of the latency runs; 0: half the measured produce rate
 	compression                    string
@@ -121,6 +122,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.compression, "compression", "none", "Kafka batch compression: none, gzip, snappy, lz4, zstd")
 	flag.DurationVar(&cfg.latencyDuration, "latency-duration", 10*time.Second, "length of each latency run (0 skips them)")
 	flag.Float64Var(&cfg.latencyRate, "latency-rate", 0, "records/s of the latency runs (0: half of each system's measured produce rate)")
+	flag.DurationVar(&cfg.fetchMaxWait, "fetch-max-wait", 500*time.Millisecond, "Kafka consumer fetch.max.wait in the latency runs (Kafka's default 500ms): a broker that misses a fetch's wake-up shows as stalls of this length")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for each produce or consume run")
 	flag.Float64Var(&cfg.kneeStart, "knee-start", 10000, "records/s of the first step of the latency knee search (0 skips it)")
 	flag.Float64Var(&cfg.kneeFactor, "knee-factor", 1.5, "rate multiplier between steps of the latency knee search")
@@ -339,11 +341,20 @@ func (l latency) String() string {
 	if l.produceRTT > 0 || l.fetchRTT > 0 {
 		ack += fmt.Sprintf(", request round trip p99 produce %s fetch %s", ms(l.produceRTT), ms(l.fetchRTT))
 	}
+	if l.produceSlowest.DurationE2E() > 0 || l.fetchSlowest.DurationE2E() > 0 {
+		ack += fmt.Sprintf(", slowest produce %s, slowest fetch %s", slowRequest(l.produceSlowest), slowRequest(l.fetchSlowest))
+	}
+	if l.fetches > 0 {
+		ack += fmt.Sprintf(", %d fetches of %d B on average, in flight %s in all", l.fetches, l.fetchMeanBytes, l.fetchBusy.Round(time.Millisecond))
+	}
 	if l.machineCPUs >= 0 {
 		cpu += fmt.Sprintf(", machine %.2f CPUs busy", l.machineCPUs)
 		if l.serverCPUs >= 0 {
 			cpu += fmt.Sprintf(" (server %.2f, others %.2f)", l.serverCPUs, l.otherCPUs())
 		}
+	}
+	if l.tcp != "" {
+		cpu += ", TCP: " + l.tcp
 	}
 	tail := ""
 	if l.tail.episodes > 0 {
