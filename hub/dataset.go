@@ -577,7 +577,10 @@ func (d *Dataset) openPartitions(n int32) error {
 			return err
 		}
 		parts = append(parts, p)
-		d.parts.Store(&parts)
+		// A variable of this iteration: a reader holds the pointer
+		// stored, and the next append must not write under it.
+		published := parts
+		d.parts.Store(&published)
 	}
 	return nil
 }
