@@ -49,6 +49,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // everything from the attributes to the end. b must hold the whole batch.
 func Checksum(b []byte) uint32 { return crc32.Checksum(b[posAttributes:], castagnoli) }
 
+// ChecksumFrom is where the bytes a batch's CRC-32C covers begin (its
+// attributes): Checksum(b) is the CRC-32C of b[ChecksumFrom:].
+const ChecksumFrom = posAttributes
+
+// UpdateCRC32C returns crc extended with b, for a CRC-32C (Castagnoli, as
+// Checksum's) computed piece by piece.
+func UpdateCRC32C(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }
+
 // Errors are classified by these sentinels; test with errors.Is.
 var (
 	// ErrCorrupt marks bytes that are not a valid RecordBatch v2: bad

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
 	"slices"
@@ -456,10 +455,10 @@ func (r *mergeReader) check(b []byte) error {
 			}
 			r.base, r.next, r.want = h.BaseOffset, h.NextOffset(), h.CRC
 			r.body = size - codecs.HeaderSize
-			r.crc = crc32.Update(0, crc32c, r.hdr[crcFrom:])
+			r.crc = codecs.UpdateCRC32C(0, r.hdr[codecs.ChecksumFrom:])
 		}
 		k := min(int64(len(b)), r.body)
-		r.crc = crc32.Update(r.crc, crc32c, b[:k])
+		r.crc = codecs.UpdateCRC32C(r.crc, b[:k])
 		r.body -= k
 		r.at += k
 		b = b[k:]
@@ -478,9 +477,3 @@ func (r *mergeReader) fail(err error) error {
 	r.err = &CorruptError{Path: r.parts[0].Object(logSuffix), Position: r.pos, Offset: r.base, Err: err}
 	return r.err
 }
-
-// crcFrom is where a batch's CRC-32C begins (its attributes; see
-// codecs.Checksum).
-const crcFrom = 21
-
-var crc32c = crc32.MakeTable(crc32.Castagnoli)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"math"
@@ -891,8 +890,8 @@ func (r *uploadReader) SectionCRC32C() (uint32, error) {
 		if size < crcReadBelow {
 			return r.sumFrom(sum, pos)
 		}
-		sum = crc32.Update(sum, crc32c, hdr[:crcFrom])
-		sum = codecs.CombineCRC32C(sum, h.CRC, size-crcFrom)
+		sum = codecs.UpdateCRC32C(sum, hdr[:codecs.ChecksumFrom])
+		sum = codecs.CombineCRC32C(sum, h.CRC, size-codecs.ChecksumFrom)
 		pos += size
 	}
 	return sum, nil
@@ -906,7 +905,7 @@ func (r *uploadReader) sumFrom(sum uint32, pos int64) (uint32, error) {
 	buf := *bp
 	for pos < r.n {
 		k, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.n-pos)], pos)
-		sum = crc32.Update(sum, crc32c, buf[:k])
+		sum = codecs.UpdateCRC32C(sum, buf[:k])
 		pos += int64(k)
 		if err != nil && pos < r.n {
 			if err == io.EOF {
