@@ -322,8 +322,20 @@ func TestSubscribeDirectLapped(t *testing.T) {
 		t.Error("no event came from a writer")
 	}
 	k.mu.Unlock()
+	h.fanMu.Lock()
+	f := h.fanouts[ds]
+	h.fanMu.Unlock()
+	p0 := f.published.Load()
 	k.block()
 	put(200, 5000, 100) // far more than the window holds
+	// The shared reader must have read them all before the connection
+	// comes unstuck: a reader that had not moved the window past the
+	// subscription yet would let it keep up, every event delivered.
+	for deadline := time.Now().Add(30 * time.Second); f.published.Load() < p0+4800; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fan-out published %d events of 4800 in 30 s", f.published.Load()-p0)
+		}
+	}
 	k.unblock()
 	k.waitFor(t, "the latest values", func() bool { return strings.Contains(k.out.String(), "=4999\n") })
 	types, offs, kvs := frameLines(t, k.bytes())
