@@ -58,6 +58,9 @@ func BenchmarkBroadcast(b *testing.B) {
 		}
 		b.Run(name+"/weir", func(b *testing.B) { benchWeir(b, c.subs, c.rate) })
 		b.Run(name+"/redis", func(b *testing.B) { benchRedis(b, c.subs, c.rate) })
+		if c.subs > 0 {
+			b.Run(name+"/floor", func(b *testing.B) { benchFloor(b, c.subs, c.rate) })
+		}
 	}
 }
 
