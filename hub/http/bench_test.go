@@ -3,6 +3,7 @@ package http
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -139,7 +140,15 @@ type sseReader struct {
 	joined     []byte
 	lastID     []byte
 	reads      int64 // reads that returned bytes
+	// The event being read, kept across a next that returned
+	// errWouldBlock (a reader of a non-blocking socket).
+	reading, hasData, isJoined bool
 }
+
+// errWouldBlock is what the reader of a non-blocking socket returns when
+// the socket has nothing more for now: next returns it, keeps what it
+// parsed, and goes on from there when called again.
+var errWouldBlock = errors.New("the socket has nothing to read for now")
 
 // newSSEReader returns an sseReader of r with a 64 KiB buffer.
 func newSSEReader(r io.Reader) *sseReader {
@@ -159,7 +168,11 @@ func (c *sseReader) line() ([]byte, error) {
 			return line, nil
 		}
 		if c.err != nil {
-			return nil, c.err
+			err := c.err
+			if err == errWouldBlock {
+				c.err = nil // read again on the next call
+			}
+			return nil, err
 		}
 		if c.start > 0 && c.end == len(c.buf) {
 			// Make room: the partial line goes to the front (the
@@ -191,22 +204,26 @@ func (c *sseReader) keep() {
 }
 
 // next reads up to the next event, whose type and data it returns
-// (valid until the next call).
+// (valid until the next call). An error of the reader ends it, but for
+// errWouldBlock, after which it goes on where it stopped.
 func (c *sseReader) next() (event, data []byte, err error) {
-	c.event, c.data = nil, nil
-	hasData, joined := false, false
+	if !c.reading {
+		c.event, c.data = nil, nil
+		c.reading, c.hasData, c.isJoined = true, false, false
+	}
 	for {
 		line, err := c.line()
 		if err != nil {
 			return nil, nil, err
 		}
 		if len(line) == 0 {
-			if !hasData {
+			if !c.hasData {
 				continue // nothing to dispatch (the retry: block)
 			}
 			if len(c.event) == 0 {
 				c.event = []byte("message")
 			}
+			c.reading = false
 			return c.event, c.data, nil
 		}
 		if line[0] == ':' {
@@ -224,16 +241,16 @@ func (c *sseReader) next() (event, data []byte, err error) {
 			c.event = value
 		case "data":
 			switch {
-			case !hasData:
+			case !c.hasData:
 				c.data = value // where it was read, unless another line joins it
-			case !joined:
+			case !c.isJoined:
 				c.joined = append(append(append(c.joined[:0], c.data...), '\n'), value...)
-				c.data, joined = c.joined, true
+				c.data, c.isJoined = c.joined, true
 			default:
 				c.joined = append(append(c.joined, '\n'), value...)
 				c.data = c.joined
 			}
-			hasData = true
+			c.hasData = true
 		case "id":
 			c.lastID = append(c.lastID[:0], value...)
 		}
@@ -481,16 +498,24 @@ func benchRedis(b *testing.B, subs, rate int) {
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
 }
 
+// sseReaderStream is a stream of Server-Sent Events with every kind of
+// line, and sseReaderWant what an EventSource dispatches of it.
+var (
+	sseReaderStream = "retry: 1000\n\n: heartbeat\n\nevent: record\nid: ab-1\ndata: {\"a\":1}\n\n" +
+		"data: one\r\ndata:two\ndata:  three\nid: ab-2\n\nevent: snapshot_end\ndata:end\n\n" +
+		"event: x\nid: ab-3\ndata: " + strings.Repeat("v", 300) + "\n\nid\ndata\n\n:c\r\nevent:e\r\ndata:\r\ndata: 2\r\n\r\n"
+	sseReaderWant = []sseReaderEvent{{"record", `{"a":1}`, "ab-1"}, {"message", "one\ntwo\n three", "ab-2"}, {"snapshot_end", "end", "ab-2"},
+		{"x", strings.Repeat("v", 300), "ab-3"}, {"message", "", ""}, {"e", "\n2", ""}}
+)
+
+type sseReaderEvent struct{ event, data, id string }
+
 // TestSSEReader: the benchmark's EventSource-like reader dispatches what
 // an EventSource would, whatever pieces the stream comes in and however
 // small its buffer.
 func TestSSEReader(t *testing.T) {
-	stream := "retry: 1000\n\n: heartbeat\n\nevent: record\nid: ab-1\ndata: {\"a\":1}\n\n" +
-		"data: one\r\ndata:two\ndata:  three\nid: ab-2\n\nevent: snapshot_end\ndata:end\n\n" +
-		"event: x\nid: ab-3\ndata: " + strings.Repeat("v", 300) + "\n\n"
-	type ev struct{ event, data, id string }
-	want := []ev{{"record", `{"a":1}`, "ab-1"}, {"message", "one\ntwo\n three", "ab-2"}, {"snapshot_end", "end", "ab-2"},
-		{"x", strings.Repeat("v", 300), "ab-3"}}
+	stream, want := sseReaderStream, sseReaderWant
+	type ev = sseReaderEvent
 	for _, size := range []int{8, 64, 64 << 10} {
 		for _, oneByte := range []bool{false, true} {
 			var r io.Reader = strings.NewReader(stream)

@@ -53,6 +53,15 @@ var (
 	benchClientProcs = flag.Int("broadcast.client-procs", 0, "GOMAXPROCS of BenchmarkBroadcast's subscribers' process (default: this process's)")
 )
 
+// benchClientIO is how BenchmarkBroadcast's SSE and Redis subscribers
+// read their connections: "epoll" (the default: a goroutine per
+// processor reads raw non-blocking sockets, runEpollSubscribers, so that
+// the subscribers, which stand for other machines, take less of this
+// one's processors) or "goroutines" (a goroutine per subscriber with Go's
+// HTTP client or go-redis, reading through the netpoller: the figures
+// before epoll).
+var benchClientIO = flag.String("broadcast.client-io", "epoll", "how BenchmarkBroadcast's SSE and Redis subscribers read: epoll or goroutines")
+
 // Environment of the child process that runs the subscribers.
 const (
 	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
@@ -61,6 +70,7 @@ const (
 	envClientSample = "WEIR_BENCH_CLIENT_SAMPLE"
 	envClientTotal  = "WEIR_BENCH_CLIENT_TOTAL"
 	envClientOut    = "WEIR_BENCH_CLIENT_OUT"
+	envClientIO     = "WEIR_BENCH_CLIENT_IO" // -broadcast.client-io
 	// envClientCPUProfile, if set (by whoever runs the benchmark), is
 	// where the child writes a CPU profile of its subscribers.
 	envClientCPUProfile = "WEIR_BENCH_CLIENT_CPUPROFILE"
@@ -92,7 +102,7 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	c := &benchClients{ev: &benchEvents{}}
 	if *benchClientsIn == "inprocess" || subs == 0 {
 		c.errs = make(chan error, subs)
-		if err := runSubscribers(kind, url, subs, sample, total, c.ev, &c.wg, c.errs); err != nil {
+		if err := runSubscribers(kind, *benchClientIO, url, subs, sample, total, c.ev, &c.wg, c.errs); err != nil {
 			b.Fatal(err)
 		}
 		return c
@@ -107,7 +117,7 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	}
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
-		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out)
+		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out, envClientIO+"="+*benchClientIO)
 	if *benchClientProcs > 0 {
 		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(*benchClientProcs))
 	}
@@ -185,7 +195,7 @@ func TestBenchClientProcess(t *testing.T) {
 		subs = num(envClientSubs)
 		errs = make(chan error, subs)
 	)
-	if err := runSubscribers(kind, os.Getenv(envClientURL), subs, num(envClientSample), num(envClientTotal), &ev, &wg, errs); err != nil {
+	if err := runSubscribers(kind, os.Getenv(envClientIO), os.Getenv(envClientURL), subs, num(envClientSample), num(envClientTotal), &ev, &wg, errs); err != nil {
 		t.Fatal(err)
 	}
 	if path := os.Getenv(envClientCPUProfile); path != "" {
@@ -229,7 +239,18 @@ func ownCPU(t testing.TB) time.Duration {
 // runSubscribers connects subs subscribers of kind and returns once all
 // are subscribed; each then reads until the end event, counts the
 // events in ev and reports what went wrong to errs, and is done in wg.
-func runSubscribers(kind, url string, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
+// With how "epoll" (benchClientIO), SSE and Redis subscribers are read
+// by runEpollSubscribers.
+func runSubscribers(kind, how, url string, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
+	switch how {
+	case "epoll":
+		if kind == "sse" || kind == "redis" {
+			return runEpollSubscribers(kind, url, subs, sample, total, ev, wg, errs)
+		}
+	case "goroutines":
+	default:
+		return fmt.Errorf("-broadcast.client-io=%q: want epoll or goroutines", how)
+	}
 	switch kind {
 	case "sse":
 		ready := make(chan error, subs)
@@ -351,8 +372,9 @@ func wsSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- e
 }
 
 // sseSubscriber reads the events of an SSE subscription until the end,
-// checking their ids and order; ready gets nil once it has the headers
-// (what is written from then on is delivered), or why it has not.
+// checking their ids and order (sseCheck); ready gets nil once it has the
+// headers (what is written from then on is delivered), or why it has
+// not.
 func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- error) error {
 	resp, err := nethttp.Get(url)
 	if err != nil {
@@ -362,36 +384,59 @@ func sseSubscriber(url string, sample, total int, ev *benchEvents, ready chan<- 
 	defer resp.Body.Close()
 	ready <- nil
 	c := newSSEReader(resp.Body)
-	mine := make([]time.Duration, 0, total/sample+1)
-	n, last := 0, int64(-1)
-	defer func() { ev.add(n, mine); ev.reads.Add(c.reads) }()
+	chk := newSSECheck(ev, sample, total)
+	defer func() { chk.finish(); ev.reads.Add(c.reads) }()
 	for {
 		event, data, err := c.next()
 		if err != nil {
-			return fmt.Errorf("subscriber after %d events: %w", n, err)
+			return fmt.Errorf("subscriber after %d events: %w", chk.n, err)
 		}
-		if string(event) != hub.EventRecord {
-			return fmt.Errorf("subscriber after %d events: event %q", n, event)
-		}
-		// The id is a token whose last number is the offset the one
-		// partition resumes at: it must grow.
-		i := len(c.lastID)
-		for i > 0 && c.lastID[i-1] >= '0' && c.lastID[i-1] <= '9' {
-			i--
-		}
-		off, ok := parseDigits(c.lastID[i:])
-		if !ok || off <= last {
-			return fmt.Errorf("subscriber after %d events: id %q after offset %d", n, c.lastID, last)
-		}
-		last = off
-		if bytes.HasPrefix(data, []byte(`{"key":"`+benchEnd+`"`)) {
-			return nil
-		}
-		if err := ev.read(data, sample, &n, &mine); err != nil {
+		if done, err := chk.event(event, data, c.lastID); done || err != nil {
 			return err
 		}
 	}
 }
+
+// sseCheck checks the events of one SSE subscriber of the benchmark,
+// whichever way it reads them: records only, ids that grow, values in
+// order (benchEvents.read), until the end.
+type sseCheck struct {
+	ev     *benchEvents
+	sample int
+	n      int   // events read
+	last   int64 // the offset of the last id
+	mine   []time.Duration
+}
+
+func newSSECheck(ev *benchEvents, sample, total int) *sseCheck {
+	return &sseCheck{ev: ev, sample: sample, last: -1, mine: make([]time.Duration, 0, total/sample+1)}
+}
+
+// event takes the next event, whose id is the last one the stream set;
+// done at the end.
+func (c *sseCheck) event(event, data, id []byte) (done bool, err error) {
+	if string(event) != hub.EventRecord {
+		return false, fmt.Errorf("subscriber after %d events: event %q", c.n, event)
+	}
+	// The id is a token whose last number is the offset the one
+	// partition resumes at: it must grow.
+	i := len(id)
+	for i > 0 && id[i-1] >= '0' && id[i-1] <= '9' {
+		i--
+	}
+	off, ok := parseDigits(id[i:])
+	if !ok || off <= c.last {
+		return false, fmt.Errorf("subscriber after %d events: id %q after offset %d", c.n, id, c.last)
+	}
+	c.last = off
+	if bytes.HasPrefix(data, []byte(`{"key":"`+benchEnd+`"`)) {
+		return true, nil
+	}
+	return false, c.ev.read(data, c.sample, &c.n, &c.mine)
+}
+
+// finish adds what the subscriber saw to the benchmark's events.
+func (c *sseCheck) finish() { c.ev.add(c.n, c.mine) }
 
 // redisSubscriber reads the messages of a Redis subscription until the
 // end.

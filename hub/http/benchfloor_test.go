@@ -43,26 +43,9 @@ func benchFloor(b *testing.B, subs, rate int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU(b)
-	var (
-		frames []byte
-		offset int64
-		e      = hub.Event{Type: hub.EventRecord}
-		tok    []byte
-	)
+	var f benchFramer
 	total = produceBench(b, rate, func(vals [][]byte) error {
-		frames = frames[:0]
-		for _, v := range vals {
-			e.Key = strconv.AppendInt(e.Key[:0], offset, 10)
-			if string(v) == benchEnd {
-				e.Key = append(e.Key[:0], v...)
-			}
-			e.Value, e.Offset, e.Time = v, offset, time.Now().UnixMilli()
-			tok = strconv.AppendInt(append(tok[:0], "1a2b3c4d-"...), offset+1, 10)
-			e.Token = string(tok)
-			frames = appendSSE(frames, &e)
-			offset++
-		}
-		fs.publish(frames)
+		fs.publish(f.frames(vals))
 		return nil
 	})
 	produced := time.Since(start)
@@ -72,6 +55,34 @@ func benchFloor(b *testing.B, subs, rate int) {
 	b.StopTimer()
 	b.SetBytes(100)
 	ev.report(b, subs, total, produced, all, cpu, clientCPU)
+}
+
+// benchFramer frames the events of benchFloor as weir does: keys and
+// offsets numbered from 0 (the end's key is its value), tokens of the
+// form of a dataset of one partition.
+type benchFramer struct {
+	offset int64
+	e      hub.Event
+	tok    []byte
+	buf    []byte
+}
+
+// frames returns the SSE frames of vals, valid until the next call.
+func (f *benchFramer) frames(vals [][]byte) []byte {
+	f.buf = f.buf[:0]
+	f.e.Type = hub.EventRecord
+	for _, v := range vals {
+		f.e.Key = strconv.AppendInt(f.e.Key[:0], f.offset, 10)
+		if string(v) == benchEnd {
+			f.e.Key = append(f.e.Key[:0], v...)
+		}
+		f.e.Value, f.e.Offset, f.e.Time = v, f.offset, time.Now().UnixMilli()
+		f.tok = strconv.AppendInt(append(f.tok[:0], "1a2b3c4d-"...), f.offset+1, 10)
+		f.e.Token = string(f.tok)
+		f.buf = appendSSE(f.buf, &f.e)
+		f.offset++
+	}
+	return f.buf
 }
 
 // floorServer is benchFloor's server.

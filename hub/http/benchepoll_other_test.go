@@ -1,0 +1,14 @@
+//go:build !linux
+
+package http
+
+import (
+	"errors"
+	"sync"
+)
+
+// runEpollSubscribers needs Linux's epoll: elsewhere
+// -broadcast.client-io=goroutines.
+func runEpollSubscribers(kind, rawURL string, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
+	return errors.New("-broadcast.client-io=epoll needs Linux: use -broadcast.client-io=goroutines")
+}
