@@ -62,6 +62,11 @@ var (
 // before epoll).
 var benchClientIO = flag.String("broadcast.client-io", "epoll", "how BenchmarkBroadcast's SSE and Redis subscribers read: epoll or goroutines")
 
+// benchClientPoll, if above 0, has the epoll subscribers' pollers sleep
+// this long when they find nothing ready instead of waiting in
+// epoll_wait (runEpollSubscribers).
+var benchClientPoll = flag.Duration("broadcast.client-poll", 0, "epoll subscribers: sleep this long when nothing is ready instead of waiting in epoll_wait (default 0: wait)")
+
 // Environment of the child process that runs the subscribers.
 const (
 	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
@@ -70,7 +75,8 @@ const (
 	envClientSample = "WEIR_BENCH_CLIENT_SAMPLE"
 	envClientTotal  = "WEIR_BENCH_CLIENT_TOTAL"
 	envClientOut    = "WEIR_BENCH_CLIENT_OUT"
-	envClientIO     = "WEIR_BENCH_CLIENT_IO" // -broadcast.client-io
+	envClientIO     = "WEIR_BENCH_CLIENT_IO"   // -broadcast.client-io
+	envClientPoll   = "WEIR_BENCH_CLIENT_POLL" // -broadcast.client-poll
 	// envClientCPUProfile, if set (by whoever runs the benchmark), is
 	// where the child writes a CPU profile of its subscribers.
 	envClientCPUProfile = "WEIR_BENCH_CLIENT_CPUPROFILE"
@@ -117,7 +123,7 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	}
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
-		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out, envClientIO+"="+*benchClientIO)
+		envClientTotal+"="+strconv.Itoa(total), envClientOut+"="+c.out, envClientIO+"="+*benchClientIO, envClientPoll+"="+benchClientPoll.String())
 	if *benchClientProcs > 0 {
 		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(*benchClientProcs))
 	}
@@ -195,6 +201,13 @@ func TestBenchClientProcess(t *testing.T) {
 		subs = num(envClientSubs)
 		errs = make(chan error, subs)
 	)
+	if d := os.Getenv(envClientPoll); d != "" {
+		p, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatalf("%s: %v", envClientPoll, err)
+		}
+		*benchClientPoll = p
+	}
 	if err := runSubscribers(kind, os.Getenv(envClientIO), os.Getenv(envClientURL), subs, num(envClientSample), num(envClientTotal), &ev, &wg, errs); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +258,7 @@ func runSubscribers(kind, how, url string, subs, sample, total int, ev *benchEve
 	switch how {
 	case "epoll":
 		if kind == "sse" || kind == "redis" {
-			return runEpollSubscribers(kind, url, subs, sample, total, ev, wg, errs)
+			return runEpollSubscribers(kind, url, *benchClientPoll, subs, sample, total, ev, wg, errs)
 		}
 	case "goroutines":
 	default:

@@ -22,7 +22,13 @@ import (
 // in place, instead of a goroutine per subscriber woken by the netpoller
 // for each read (about 20 µs of the subscribers' processor time per read,
 // which the servers' writers then wait for on a 2-processor machine).
-// Level-triggered: a read that filled less than the buffer's room is
+// With -broadcast.client-poll=D (benchClientPoll), a poller that finds
+// nothing ready sleeps D before it looks again instead of waiting in
+// epoll_wait: a socket that gets data then wakes nobody (on this machine
+// the server's write otherwise wakes the poller's thread, which then
+// preempts the writer: both part of the server's processor time that
+// subscribers on other machines would not cost it), for up to D more
+// delay. Level-triggered: a read that filled less than the buffer's room is
 // taken as the socket drained (a sixth of the reads otherwise return
 // EAGAIN), and epoll_wait reports the socket again if more came since.
 //
@@ -44,7 +50,7 @@ type pollSub interface {
 // runEpollSubscribers connects subs subscribers of kind ("sse" or
 // "redis") to url, each with a socket of its own, and returns once all
 // are subscribed; pollers then read them until each has the end.
-func runEpollSubscribers(kind, rawURL string, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
+func runEpollSubscribers(kind, rawURL string, clientPoll time.Duration, subs, sample, total int, ev *benchEvents, wg *sync.WaitGroup, errs chan<- error) error {
 	var (
 		addr    string
 		request []byte
@@ -95,6 +101,7 @@ func runEpollSubscribers(kind, rawURL string, subs, sample, total int, ev *bench
 			}
 			return err
 		}
+		p.interval = clientPoll
 		pollers[i] = p
 	}
 	// Each poller connects its share, blocking, then goes.
@@ -133,9 +140,10 @@ func runEpollSubscribers(kind, rawURL string, subs, sample, total int, ev *bench
 
 // poller reads the sockets of its subscribers.
 type poller struct {
-	epfd int
-	subs []pollSub // by file descriptor
-	live int
+	epfd     int
+	interval time.Duration // benchClientPoll
+	subs     []pollSub     // by file descriptor
+	live     int
 }
 
 func newPoller() (*poller, error) {
@@ -181,9 +189,17 @@ func (p *poller) connect(sa *unix.SockaddrInet4, connect func(fd int) (pollSub, 
 func (p *poller) run(wg *sync.WaitGroup, errs chan<- error) {
 	defer unix.Close(p.epfd)
 	events := make([]unix.EpollEvent, 256)
+	wait := -1 // block
+	if p.interval > 0 {
+		wait = 0
+	}
 	for p.live > 0 {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := unix.EpollWait(p.epfd, events, wait)
 		if err == unix.EINTR {
+			continue
+		}
+		if n == 0 && err == nil {
+			time.Sleep(p.interval) // nothing ready: the next look is a timer's
 			continue
 		}
 		if err != nil {
