@@ -64,7 +64,7 @@ func TestEpollSSEReader(t *testing.T) {
 	var got []sseReaderEvent
 	var sub *ssePollSub
 	n := 0
-	err = p.connect(sa, func(fd int) (pollSub, error) {
+	err = p.connect(*sa, func(fd int) (pollSub, error) {
 		r, err := sseHandshake(fd, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 		if err != nil {
 			return nil, err

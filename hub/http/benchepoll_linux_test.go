@@ -116,7 +116,7 @@ func runEpollSubscribers(kind, rawURL string, clientPoll time.Duration, subs, sa
 		go func() {
 			defer connecting.Done()
 			for range mine {
-				if err := p.connect(sa, connect); err != nil {
+				if err := p.connect(*sa, connect); err != nil {
 					connErrs <- err
 					return
 				}
@@ -156,12 +156,12 @@ func newPoller() (*poller, error) {
 
 // connect opens a socket to sa, subscribes it with connect and adds it
 // to p's epoll set, non-blocking.
-func (p *poller) connect(sa *unix.SockaddrInet4, connect func(fd int) (pollSub, error)) error {
+func (p *poller) connect(sa unix.SockaddrInet4, connect func(fd int) (pollSub, error)) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Connect(fd, sa); err != nil {
+	if err := unix.Connect(fd, &sa); err != nil { // sa, a copy: Connect writes in it
 		unix.Close(fd)
 		return fmt.Errorf("connect: %w", err)
 	}

@@ -21,11 +21,11 @@ import (
 // and each event framed by appendSSE with the same JSON and a token of
 // the same form) to the same subscribers, produced as benchWeir produces
 // them. The producer frames each batch once and hands it to one writer
-// goroutine per processor, each of which writes everything queued since
-// its last pass to each of its connections in one write (a blocking
-// net.Conn write: a connection that does not take it all holds the
-// writer up, which at these rates the socket buffers never make
-// happen). Its p99-ms is the delay of the subscribers and the machine
+// goroutine per processor, each of which writes to each of its
+// connections in turn, in one write, everything published that the
+// connection has not had (a blocking net.Conn write: a connection that
+// does not take it all holds the writer up, which at these rates the
+// socket buffers never make happen). Its p99-ms is the delay of the subscribers and the machine
 // alone.
 func benchFloor(b *testing.B, subs, rate int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,17 +90,26 @@ type floorServer struct {
 	ln      net.Listener
 	writers []*floorWriter
 	mu      sync.Mutex
-	conns   []net.Conn
+	conns   []net.Conn // all of them, to close
 	wg      sync.WaitGroup
 }
 
 // floorWriter writes to its share of the connections what was published
-// since its last pass.
+// and they have not had: each connection, at its turn in a pass, gets
+// every byte published up to then (as weir's writers do), so that a pass
+// longer than the gap between publishes takes the later ones along.
 type floorWriter struct {
-	mu      sync.Mutex
-	pending []byte
-	signal  chan struct{} // cap 1
-	conns   []net.Conn    // under mu
+	mu     sync.Mutex
+	stream []byte // published from base on
+	base   int64
+	signal chan struct{} // cap 1
+	conns  []*floorConn  // under mu
+}
+
+// floorConn is a connection and where it is in its writer's stream.
+type floorConn struct {
+	c   net.Conn
+	pos int64
 }
 
 func newFloorServer(ln net.Listener, writers int) *floorServer {
@@ -147,7 +156,7 @@ func (fs *floorServer) accept() {
 			fs.mu.Unlock()
 			w := fs.writers[n%len(fs.writers)]
 			w.mu.Lock()
-			w.conns = append(w.conns, c)
+			w.conns = append(w.conns, &floorConn{c: c, pos: w.base + int64(len(w.stream))})
 			_, err = c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nContent-Type: text/event-stream\r\n" +
 				"X-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 1000\n\n"))
 			w.mu.Unlock()
@@ -163,7 +172,7 @@ func (fs *floorServer) accept() {
 func (fs *floorServer) publish(frames []byte) {
 	for _, w := range fs.writers {
 		w.mu.Lock()
-		w.pending = append(w.pending, frames...)
+		w.stream = append(w.stream, frames...)
 		w.mu.Unlock()
 		select {
 		case w.signal <- struct{}{}:
@@ -173,15 +182,30 @@ func (fs *floorServer) publish(frames []byte) {
 }
 
 func (w *floorWriter) run() {
-	var buf []byte
 	for range w.signal {
 		w.mu.Lock()
-		buf, w.pending = w.pending, buf[:0]
 		conns := w.conns
 		w.mu.Unlock()
-		for _, c := range conns {
-			c.Write(buf) // an error: the subscriber sees a gap and says so
+		for _, fc := range conns {
+			w.mu.Lock()
+			stream, base := w.stream, w.base // appended to, never written over
+			w.mu.Unlock()
+			if end := base + int64(len(stream)); fc.pos < end {
+				fc.c.Write(stream[fc.pos-base:]) // an error: the subscriber sees a gap and says so
+				fc.pos = end
+			}
 		}
+		// What every connection has had goes.
+		w.mu.Lock()
+		low := w.base + int64(len(w.stream))
+		for _, fc := range w.conns {
+			low = min(low, fc.pos)
+		}
+		if low > w.base {
+			w.stream = append([]byte(nil), w.stream[low-w.base:]...)
+			w.base = low
+		}
+		w.mu.Unlock()
 	}
 }
 
