@@ -32,7 +32,10 @@ import (
 // BenchmarkBroadcast delivers 100-byte events to 0, 1, 8, 64 and 1,000
 // subscribers of one dataset over Server-Sent Events (weir), and the same
 // events to as many SUBSCRIBEd clients of a Redis channel (redis: a real
-// redis-server, PUBLISH pipelined by the batch), in the same run. Each
+// redis-server, PUBLISH pipelined by the batch), and to as many
+// subscribers of a minimal SSE server with no hub (floor: benchFloor, the
+// delay no server beats with these subscribers on this machine), in the
+// same run. Each
 // event has a key of its own (nothing to coalesce). Without a rate the
 // producer writes b.N events as fast as it can, in batches of 100; with
 // rate=R it writes R events/s, in batches of R/100 every 10 ms, for 5
@@ -50,7 +53,13 @@ import (
 // it; -broadcast.transport=ws subscribes to weir over WebSocket instead;
 // -broadcast.procs and -broadcast.nice set the weir hub's SubscribeProcs
 // and SubscribeNice, -broadcast.client-nice and -broadcast.client-procs
-// the subscribers' process's nice value and GOMAXPROCS.
+// the subscribers' process's nice value and GOMAXPROCS. The SSE and
+// Redis subscribers read their sockets from one epoll goroutine per
+// processor (runEpollSubscribers: subscribers that stand for other
+// machines take less of this one); -broadcast.client-io=goroutines gives
+// each a goroutine and Go's HTTP client or go-redis, as before, and
+// -broadcast.client-poll has the epoll ones look at their sockets on a
+// timer.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, c := range []struct{ subs, rate int }{{0, 0}, {1, 0}, {8, 0}, {64, 0}, {1000, 1000}} {
 		name := fmt.Sprintf("subscribers=%d", c.subs)
