@@ -67,6 +67,12 @@ var benchClientIO = flag.String("broadcast.client-io", "epoll", "how BenchmarkBr
 // epoll_wait (runEpollSubscribers).
 var benchClientPoll = flag.Duration("broadcast.client-poll", 0, "epoll subscribers: sleep this long when nothing is ready instead of waiting in epoll_wait (default 0: wait)")
 
+// benchClientBatch runs the subscribers' child process under SCHED_BATCH
+// (chrt(1), Linux): its threads keep their share of the processors but,
+// woken by a server's write, do not preempt the thread that wrote, as
+// subscribers on other machines would not.
+var benchClientBatch = flag.Bool("broadcast.client-batch", false, "run BenchmarkBroadcast's subscribers' process under SCHED_BATCH (chrt --batch 0)")
+
 // Environment of the child process that runs the subscribers.
 const (
 	envClientKind   = "WEIR_BENCH_CLIENT_KIND" // sse or redis
@@ -120,6 +126,9 @@ func startClients(b *testing.B, kind, url string, subs, sample, total int) *benc
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$", "-test.count=1")
 	if *benchClientNice != 0 {
 		c.cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(*benchClientNice)}, c.cmd.Args...)...)
+	}
+	if *benchClientBatch {
+		c.cmd = exec.Command("chrt", append([]string{"--batch", "0"}, c.cmd.Args...)...)
 	}
 	c.cmd.Env = append(os.Environ(), envClientKind+"="+kind, envClientURL+"="+url,
 		envClientSubs+"="+strconv.Itoa(subs), envClientSample+"="+strconv.Itoa(sample),
