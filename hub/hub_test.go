@@ -494,3 +494,40 @@ func TestUpdateDataset(t *testing.T) {
 		t.Errorf("after a restart: %+v, %d partitions", c, ds.NumPartitions())
 	}
 }
+
+// TestDeletedDatasetRemoved: a deleted dataset's directory is removed in
+// the background once DeleteDataset returns (Close waits for it), and one
+// that a crash left behind is removed by the next Open.
+func TestDeletedDatasetRemoved(t *testing.T) {
+	dir := t.TempDir()
+	datasets := filepath.Join(dir, "datasets")
+	left := filepath.Join(datasets, ".deleted-old-1")
+	if err := os.MkdirAll(filepath.Join(left, "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "0", "00000000000000000000.log"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := openHub(t, testOptions(dir))
+	ds, err := h.CreateDataset("orders", DatasetConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(batch(t, "a", "b"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DeleteDataset("orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(datasets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("after Close, datasets/ holds %s", e.Name())
+	}
+}
