@@ -531,3 +531,42 @@ func TestDeletedDatasetRemoved(t *testing.T) {
 		t.Errorf("after Close, datasets/ holds %s", e.Name())
 	}
 }
+
+// TestDeleteRecordsWithoutProduceLock: DeleteRecords persists the new
+// start offset (an fsync, long on a busy disk) without the partition's
+// produce lock, so a produce in progress neither waits for it nor holds
+// it up.
+func TestDeleteRecordsWithoutProduceLock(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, err := h.CreateDataset("orders", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	for range 3 {
+		if _, err := p.Produce(batch(t, "a", "b"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock() // a produce holding the lock
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.DeleteRecords(4)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		p.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		p.mu.Unlock()
+		<-done
+		t.Fatal("DeleteRecords waited for the produce lock")
+	}
+	if got := p.StartOffset(); got != 4 {
+		t.Fatalf("start offset %d after DeleteRecords(4), want 4", got)
+	}
+}
