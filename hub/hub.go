@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,6 +208,9 @@ type Hub struct {
 
 	stop chan struct{}
 	bg   sync.WaitGroup
+	// removing counts the deleted datasets' directories being removed
+	// (see removeLater); new ones are added under mu while not closed.
+	removing sync.WaitGroup
 }
 
 // metaFile is DATA/meta.json.
@@ -258,6 +262,11 @@ func Open(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), ".deleted-") {
+			// A deleted dataset whose removal a crash or Close cut short.
+			h.removeLater(filepath.Join(opts.DataDir, "datasets", e.Name()))
+			continue
+		}
 		if !e.IsDir() || validateName(e.Name()) != nil {
 			continue
 		}
@@ -346,6 +355,7 @@ func (h *Hub) Close() error {
 	close(h.stop)
 	h.groups.close()
 	h.bg.Wait()
+	h.removing.Wait()
 	h.txns.close()
 	var derr error
 	if h.delays != nil {
@@ -604,7 +614,31 @@ func (h *Hub) DeleteDataset(name string) error {
 	if ds.cfg.RemoteStorage {
 		err = errors.Join(err, h.deleteCold(name))
 	}
-	return errors.Join(err, os.RemoveAll(gone))
+	h.removeLater(gone)
+	return err
+}
+
+// removeLater removes dir, a deleted dataset's directory renamed out of
+// the datasets' names, on a goroutine of its own: unlinking its segment
+// files frees their blocks, which on a disk that discards them at once or
+// under a busy journal takes from a tenth of a second to seconds, and the
+// request that deleted the dataset need not wait for it (Kafka's
+// DeleteTopics does not either). The next Open removes whatever a crash
+// or Close left of it; Close waits for the removals under way.
+func (h *Hub) removeLater(dir string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		// Close already waited for the removals: the next Open removes it.
+		return
+	}
+	h.removing.Add(1)
+	go func() {
+		defer h.removing.Done()
+		if err := os.RemoveAll(dir); err != nil {
+			h.opts.Logger.Warn("hub: removing a deleted dataset's files failed; the next open removes them", "dir", dir, "err", err)
+		}
+	}()
 }
 
 // AddPartitions grows a dataset to total partitions.

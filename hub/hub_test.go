@@ -494,3 +494,79 @@ func TestUpdateDataset(t *testing.T) {
 		t.Errorf("after a restart: %+v, %d partitions", c, ds.NumPartitions())
 	}
 }
+
+// TestDeletedDatasetRemoved: a deleted dataset's directory is removed in
+// the background once DeleteDataset returns (Close waits for it), and one
+// that a crash left behind is removed by the next Open.
+func TestDeletedDatasetRemoved(t *testing.T) {
+	dir := t.TempDir()
+	datasets := filepath.Join(dir, "datasets")
+	left := filepath.Join(datasets, ".deleted-old-1")
+	if err := os.MkdirAll(filepath.Join(left, "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "0", "00000000000000000000.log"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := openHub(t, testOptions(dir))
+	ds, err := h.CreateDataset("orders", DatasetConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	if _, err := p.Produce(batch(t, "a", "b"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DeleteDataset("orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(datasets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("after Close, datasets/ holds %s", e.Name())
+	}
+}
+
+// TestDeleteRecordsWithoutProduceLock: DeleteRecords persists the new
+// start offset (an fsync, long on a busy disk) without the partition's
+// produce lock, so a produce in progress neither waits for it nor holds
+// it up.
+func TestDeleteRecordsWithoutProduceLock(t *testing.T) {
+	h := openHub(t, testOptions(t.TempDir()))
+	defer h.Close()
+	ds, err := h.CreateDataset("orders", DatasetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ds.Partition(0)
+	for range 3 {
+		if _, err := p.Produce(batch(t, "a", "b"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock() // a produce holding the lock
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.DeleteRecords(4)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		p.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		p.mu.Unlock()
+		<-done
+		t.Fatal("DeleteRecords waited for the produce lock")
+	}
+	if got := p.StartOffset(); got != 4 {
+		t.Fatalf("start offset %d after DeleteRecords(4), want 4", got)
+	}
+}

@@ -41,6 +41,7 @@ type Partition struct {
 	nwait   atomic.Int32
 
 	floor        atomic.Int64 // records below were deleted by DeleteRecords; see records.go
+	floorMu      sync.Mutex   // orders DeleteRecords calls (not produce: see records.go)
 	fetchedBytes atomic.Int64 // bytes returned by Fetch, for Stats
 
 	aborted  []AbortedTxn // under mu, oldest first; see txnpart.go

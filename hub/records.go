@@ -22,9 +22,15 @@ const floorFile = "deleted-below"
 // means the high watermark: everything. An offset above the high watermark
 // fails with ErrOffsetOutOfRange. It returns the new start offset. The
 // move is persisted before it is answered, so it holds across restarts.
+//
+// It does not take the produce lock: the high watermark it checks against
+// only grows, and persisting the move costs an fsync, which under a busy
+// disk takes long enough to stall every produce to the partition. Calls
+// are ordered among themselves, so that the file always holds the highest
+// offset asked for.
 func (p *Partition) DeleteRecords(offset int64) (int64, error) {
-	p.mu.Lock() // orders against produce
-	defer p.mu.Unlock()
+	p.floorMu.Lock()
+	defer p.floorMu.Unlock()
 	hw := p.log.HighWatermark()
 	if offset == -1 {
 		offset = hw

@@ -596,6 +596,7 @@ func (l *Log) swapIn(s *segment) (*segment, error) {
 		return nil, fmt.Errorf("log: compacting %s: %w", s.path, err)
 	}
 	s.held = true
+	s.unlinked.Store(true)
 	// Its indexes too stay its own: in memory for good.
 	s.off.hold()
 	s.tim.hold()

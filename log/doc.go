@@ -194,7 +194,12 @@
 // older than RetentionTime (by their largest timestamp) or that keep the
 // log above RetentionBytes, and advances the log start offset. Segment files
 // are reference counted, so a reader holding a section keeps its file open
-// until it is done. Closed segments are immutable but for compaction, which
+// until it is done. A deleted segment's file is renamed NNN.log.deleted at
+// once, and unlinked (and its last descriptor closed) on the file cache's
+// removal goroutine, since freeing its blocks can take a disk hundreds of
+// milliseconds: no append, read or request waits for it (see
+// FileCache.removeLater); Open removes the .deleted files a crash left.
+// Closed segments are immutable but for compaction, which
 // replaces one whole; that leaves room for moving closed segments to a
 // cold tier.
 //

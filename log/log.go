@@ -31,8 +31,9 @@ type Log struct {
 	timer  *time.Timer
 	armed  bool // interval sync pending; guarded by mu
 
-	pending []*segment     // rolled, not yet sealed; guarded by mu
-	sealWG  sync.WaitGroup // background sealers
+	pending  []*segment     // rolled, not yet sealed; guarded by mu
+	sealWG   sync.WaitGroup // background sealers
+	removing sync.WaitGroup // unlinks of deleted segments queued on the file cache (see removeSegment)
 
 	segs   atomic.Pointer[[]*segment] // copy-on-write, oldest first
 	hw     atomic.Int64               // offsets below are readable
@@ -841,6 +842,7 @@ func (l *Log) Close() error {
 	l.gc.fail(ErrClosed)
 	l.notify()
 	l.closeFiles()
+	l.removing.Wait()
 	return err
 }
 

@@ -40,8 +40,10 @@ func listSegments(fsys FS, dir string, clean bool) ([]int64, error) {
 		for _, name := range entries {
 			stem, _, _ := strings.Cut(name, ".")
 			switch {
-			case strings.HasSuffix(name, tmpSuffix), strings.HasSuffix(name, recycleSuffix):
+			case strings.HasSuffix(name, tmpSuffix), strings.HasSuffix(name, recycleSuffix), strings.HasSuffix(name, deletedSuffix):
 				// A recycle file is a reserve (see recycle.go): given back.
+				// A deleted segment's file was to be unlinked in the
+				// background (see Log.removeSegment).
 				fsys.Remove(filepath.Join(dir, name))
 			case (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem]:
 				fsys.Remove(filepath.Join(dir, name))

@@ -112,7 +112,7 @@ type recycledFile struct {
 
 // keepForRecycle renames the file of s, a closed segment being deleted,
 // to a recycle name instead of unlinking it, and reports whether it did;
-// its index files are removed. Called with l.mu held.
+// its index files are removed in the background. Called with l.mu held.
 func (l *Log) keepForRecycle(s *segment) bool {
 	if l.opts.Sync != SyncAlways || len(l.recycle) >= l.opts.RecycleSegments || s.cold != nil || s.held ||
 		s.corrupt != nil || l.tier != nil || l.closed.Load() {
@@ -129,9 +129,13 @@ func (l *Log) keepForRecycle(s *segment) bool {
 	// Readers holding s keep the pinned file; release unpins it.
 	s.held = true
 	s.deleted.Store(true)
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
-		l.fs.Remove(s.base2path(suffix))
-	}
+	l.removing.Add(1)
+	l.files.removeLater(func() { // with no lock held (see FileCache.removeLater)
+		defer l.removing.Done()
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+			l.fs.Remove(s.base2path(suffix))
+		}
+	})
 	r := &recycledFile{path: path, seg: s}
 	l.recycle = append(l.recycle, r)
 	l.sealWG.Add(1)

@@ -87,7 +87,7 @@ func (l *Log) dropOldest(segs []*segment, n int) (int, error) {
 	for _, s := range gone {
 		if l.keepForRecycle(s) {
 			// Kept for a later segment (see recycle.go).
-		} else if err := s.remove(); err != nil && firstErr == nil {
+		} else if err := l.removeSegment(s); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		l.opts.Logger.Info("log: retention deleted a segment", "segment", s.path, "bytes", s.written,

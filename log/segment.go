@@ -19,6 +19,7 @@ const (
 	timeIndexSuffix = ".timeindex"
 	corruptSuffix   = ".corrupt"
 	tmpSuffix       = ".tmp"
+	deletedSuffix   = ".deleted" // a deleted segment's .log file, unlinked in the background
 )
 
 func segmentName(dir string, base int64, suffix string) string {
@@ -64,6 +65,10 @@ type segment struct {
 	// refs counts the Log's own reference plus readers holding sections.
 	refs    atomic.Int32
 	deleted atomic.Bool
+	// unlinked is set once the file lost its name for good (deleted, or
+	// replaced by compaction): the last release closes it in the
+	// background.
+	unlinked atomic.Bool
 	// held is set when compaction replaced the segment: its file was
 	// pinned open before the cleaned file took its name, so that readers
 	// still holding it never reopen the new file by that name.
@@ -98,19 +103,32 @@ func (s *segment) acquire() bool {
 	}
 }
 
-// release drops a reference; the last one closes the file.
+// release drops a reference; the last one closes the file: on the file
+// cache's removal goroutine if the file lost its name (deleted, or
+// replaced by compaction), since closing its last descriptor then frees
+// its blocks (see FileCache.removeLater).
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.once.Do(func() {
-			s.fh.close()
-			if s.held {
-				s.fh.unpin()
+			if s.unlinked.Load() {
+				s.fh.cache.removeLater(s.closeFiles)
+				return
 			}
-			s.off.close()
-			s.tim.close()
-			s.freed.Store(true)
+			s.closeFiles()
 		})
 	}
+}
+
+// closeFiles closes the segment's file and drops its indexes. Called once,
+// by the last release.
+func (s *segment) closeFiles() {
+	s.fh.close()
+	if s.held {
+		s.fh.unpin()
+	}
+	s.off.close()
+	s.tim.close()
+	s.freed.Store(true)
 }
 
 // withFile runs fn with the segment's file open.
@@ -123,17 +141,41 @@ func (s *segment) withFile(fn func(File) error) error {
 	return fn(f)
 }
 
-// remove deletes the segment's files; open readers keep reading until
-// they release.
-func (s *segment) remove() error {
+// removeSegment deletes a segment's files; open readers keep reading
+// until they release. Its .log file is renamed out of the segment names
+// at once, which is all that Open looks at (it removes the .deleted files
+// a crash left, and index files without a segment), and is unlinked with
+// its index files on the file cache's removal goroutine, with no lock
+// held (see FileCache.removeLater); Close waits for those unlinks. A
+// failure to unlink is logged: the file is no longer the log's, and the
+// next Open removes it.
+func (l *Log) removeSegment(s *segment) error {
 	s.deleted.Store(true)
-	var errs []error
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := s.fs.Remove(s.base2path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+	s.unlinked.Store(true)
+	gone := s.path + deletedSuffix
+	if err := l.fs.Rename(s.path, gone); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("log: deleting segment %s: %w", s.path, err)
 		}
+		gone = ""
 	}
-	return errors.Join(errs...)
+	l.removing.Add(1)
+	l.files.removeLater(func() {
+		defer l.removing.Done()
+		var errs []error
+		for _, path := range []string{gone, s.base2path(indexSuffix), s.base2path(timeIndexSuffix)} {
+			if path == "" {
+				continue
+			}
+			if err := l.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			l.opts.Logger.Warn("log: removing a deleted segment's files failed; the next Open removes them", "segment", s.path, "err", err)
+		}
+	})
+	return nil
 }
 
 func (s *segment) base2path(suffix string) string {

@@ -375,7 +375,7 @@ func (l *Log) removeStale(stale []*segment) {
 	}
 	for _, s := range stale {
 		l.opts.Logger.Warn("log: deleting a stale local copy of segments the cold tier holds merged", "segment", s.path)
-		if err := s.remove(); err != nil {
+		if err := l.removeSegment(s); err != nil {
 			l.opts.Logger.Warn("log: deleting a stale local segment failed", "segment", s.path, "err", err)
 		}
 		s.release()
@@ -1020,7 +1020,7 @@ func (l *Log) tierDropLocal() {
 		if err := hook("remove"); err != nil {
 			return
 		}
-		if err := s.remove(); err != nil {
+		if err := l.removeSegment(s); err != nil {
 			l.opts.Logger.Warn("log: deleting the local copy of an uploaded segment failed", "segment", s.path, "err", err)
 		}
 		l.opts.Logger.Info("log: segment now only in the cold tier", "segment", s.path, "bytes", s.written)
