@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -249,13 +250,22 @@ setInterval(() => {
 
 // startChromium runs headless Chromium on url in a process group of its
 // own, killed (children included, which keep writing to the profile) and
-// waited for before the test's temporary directories are removed.
+// waited for before the test's temporary directories are removed; its
+// TMPDIR is in the profile, so that it leaves nothing in the machine's.
 func startChromium(t *testing.T, chromium, url string) *exec.Cmd {
 	t.Helper()
 	profile := t.TempDir()
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
 		"--user-data-dir="+profile, url)
+	// Chromium makes its singleton socket's directory
+	// (org.chromium.Chromium.*) in TMPDIR and leaves it when killed: in
+	// the profile, it goes with it.
+	tmp := filepath.Join(profile, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
