@@ -105,9 +105,12 @@ const recycleSearch = 64 << 20
 
 // recycledFile is a deleted segment's file kept for reuse.
 type recycledFile struct {
-	path  string      // its recycle name
-	seg   *segment    // the deleted segment: the file is free once it is released
-	ready atomic.Bool // the rename is durable
+	path string   // its recycle name
+	seg  *segment // the deleted segment: the file is free once it is released
+	// lastIndexed is where the file's last offset index entry points: a
+	// whole batch starts there, and whole batches follow it to the end.
+	lastIndexed int64
+	ready       atomic.Bool // the rename is durable
 }
 
 // keepForRecycle renames the file of s, a closed segment being deleted,
@@ -115,7 +118,9 @@ type recycledFile struct {
 // its index files are removed in the background. Called with l.mu held.
 func (l *Log) keepForRecycle(s *segment) bool {
 	if l.opts.Sync != SyncAlways || len(l.recycle) >= l.opts.RecycleSegments || s.cold != nil || s.held ||
-		s.corrupt != nil || l.tier != nil || l.closed.Load() {
+		s.corrupt != nil || l.tier != nil || l.closed.Load() || s.lastIndexed < 0 {
+		// A segment recovered at Open does not know where its batches
+		// start (lastIndexed), which padFor needs.
 		return false
 	}
 	if _, err := s.fh.pin(); err != nil {
@@ -136,7 +141,7 @@ func (l *Log) keepForRecycle(s *segment) bool {
 			l.fs.Remove(s.base2path(suffix))
 		}
 	})
-	r := &recycledFile{path: path, seg: s}
+	r := &recycledFile{path: path, seg: s, lastIndexed: s.lastIndexed}
 	l.recycle = append(l.recycle, r)
 	l.sealWG.Add(1)
 	go func() {
@@ -183,6 +188,7 @@ func (l *Log) takeRecycled(base int64) *segment {
 	// Written and synced up to its size: no window of zeros, no
 	// reservation needed below it.
 	s.reserved, s.zeroed, s.recycled = st.Size(), st.Size(), true
+	s.staleLast, s.staleEnd = r.lastIndexed, st.Size()
 	l.stats.recycled.Add(1)
 	return s
 }
@@ -265,22 +271,40 @@ func (res scanResult) staleIn(f io.ReaderAt, base, size int64) bool {
 
 // padFor is how many zeros a write of n bytes at pos into s takes after
 // its data: up to the end of the page it ends in, if that page holds
-// stale bytes of a recycled file. Called with l.mu held.
+// stale bytes of a recycled file; up to the end of the stale bytes if the
+// page reaches the stale batch at staleLast or past it. Recovery tells a
+// stale tail from damage by a whole stale batch after the data
+// (staleTail): a piece of the last stale batch alone, left by a write
+// ending inside it, would look like damage. Once the zeros run to the
+// end of the stale bytes, later writes need none. Called with l.mu held.
 func (s *segment) padFor(pos int64, n int) int64 {
 	const page = 4096
 	end := pos + int64(n)
-	pageEnd := (end + page - 1) / page * page
-	if !s.recycled || pageEnd == end || pageEnd > s.zeroed {
+	if !s.recycled || end >= s.staleEnd {
 		return 0
 	}
-	return pageEnd - end
+	pageEnd := (end + page - 1) / page * page
+	if pageEnd <= s.staleLast {
+		return pageEnd - end
+	}
+	pad := s.staleEnd - end
+	// Zeros from end on: a write that fails truncates the file to its
+	// start (see flushStage), which leaves no stale bytes either.
+	s.staleEnd = end
+	return pad
 }
 
 // writeThenZeros writes b at pos, then pad zeros after it.
 func writeThenZeros(f File, b []byte, pos int64, pad int64) error {
-	if _, err := f.WriteAt(b, pos); err != nil || pad == 0 {
+	if _, err := f.WriteAt(b, pos); err != nil {
 		return err
 	}
-	_, err := f.WriteAt(zeroBlock[:pad], pos+int64(len(b)))
-	return err
+	for at := pos + int64(len(b)); pad > 0; {
+		n := min(pad, int64(len(zeroBlock)))
+		if _, err := f.WriteAt(zeroBlock[:n], at); err != nil {
+			return err
+		}
+		at, pad = at+n, pad-n
+	}
+	return nil
 }

@@ -54,7 +54,7 @@ func startWriteback(f File, from, n int64) {
 // need not read it from the disk first (see recycle.go).
 func writePadded(f File, b []byte, pos int64, pad int64) error {
 	o := osOf(f)
-	if o == nil || pad == 0 {
+	if o == nil || pad == 0 || pad > int64(len(zeroBlock)) {
 		return writeThenZeros(f, b, pos, pad)
 	}
 	iov := [2][]byte{b, zeroBlock[:pad]}

@@ -56,6 +56,8 @@ type segment struct {
 	reserved     int64 // file blocks reserved up to here, >= written
 	zeroed       int64 // with SyncAlways, zeros fill the file from written to here (see prewrite.go)
 	recycled     bool  // the file was a deleted segment's: stale bytes lie past written, up to zeroed (see recycle.go)
+	staleLast    int64 // recycled: a whole stale batch starts here (the old segment's last index entry)
+	staleEnd     int64 // recycled: stale bytes may lie up to here; past it, zeros (see padFor)
 
 	// durable is closed once a rolled segment's data is on disk (or its
 	// sync failed, with sealErr set); nil for the active segment.
