@@ -105,12 +105,9 @@ const recycleSearch = 64 << 20
 
 // recycledFile is a deleted segment's file kept for reuse.
 type recycledFile struct {
-	path string   // its recycle name
-	seg  *segment // the deleted segment: the file is free once it is released
-	// lastIndexed is where the file's last offset index entry points: a
-	// whole batch starts there, and whole batches follow it to the end.
-	lastIndexed int64
-	ready       atomic.Bool // the rename is durable
+	path  string      // its recycle name
+	seg   *segment    // the deleted segment: the file is free once it is released
+	ready atomic.Bool // the rename is durable
 }
 
 // keepForRecycle renames the file of s, a closed segment being deleted,
@@ -141,7 +138,7 @@ func (l *Log) keepForRecycle(s *segment) bool {
 			l.fs.Remove(s.base2path(suffix))
 		}
 	})
-	r := &recycledFile{path: path, seg: s, lastIndexed: s.lastIndexed}
+	r := &recycledFile{path: path, seg: s}
 	l.recycle = append(l.recycle, r)
 	l.sealWG.Add(1)
 	go func() {
@@ -188,7 +185,9 @@ func (l *Log) takeRecycled(base int64) *segment {
 	// Written and synced up to its size: no window of zeros, no
 	// reservation needed below it.
 	s.reserved, s.zeroed, s.recycled = st.Size(), st.Size(), true
-	s.staleLast, s.staleEnd = r.lastIndexed, st.Size()
+	// The old segment's last index entry: a whole batch starts there, and
+	// whole batches follow it to the end (see padFor).
+	s.staleLast, s.staleEnd = r.seg.lastIndexed, st.Size()
 	l.stats.recycled.Add(1)
 	return s
 }
