@@ -24,6 +24,17 @@
 //
 //	go run ./benchmarks/logbench -always -appenders 8,64 -size 512MiB -segment 16MiB -retention 32MiB -recycle on,off -drop-recycled
 //
+// -floor adds, in each round and for each count of appenders, the floor
+// under its rows: a loop of write-then-fdatasync of one round's bytes (the
+// appenders' batches, one write each), into a file whose blocks are
+// reserved as a growing log's are (keep) and into one whose blocks were
+// written before (written, as a recycled segment file's), with nothing
+// written while a sync runs: what group commit can reach when each
+// appender has one batch in flight. (-syncs measures the same loops
+// alone, with more block states and carries.)
+//
+//	go run ./benchmarks/logbench -always -appenders 8,64 -size 256MiB -segment 16MiB -retention 32MiB -recycle on,off -floor
+//
 // With -syncs it measures the floor under those rows instead: a loop of
 // write-then-fdatasync of one round's bytes (-carries), into a file whose
 // blocks past the end are reserved as the log does, not reserved,
@@ -70,6 +81,7 @@ func main() {
 	segmentFlag := flag.String("segment", "", "with -always: segment size (log.Options.SegmentBytes), e.g. 16MiB (default: the log's)")
 	retentionFlag := flag.String("retention", "", "with -always: retention in bytes (log.Options.RetentionBytes), enforced every 10ms during each run, e.g. 32MiB")
 	recycleFlag := flag.String("recycle", "default", "with -always: comma-separated segment file recycling (log.Options.RecycleSegments): default, on, off; one row each")
+	floor := flag.Bool("floor", false, "with -always: also the floor under each count of appenders in each round: write-then-fdatasync of one round's bytes into reserved (keep) and into written blocks, nothing written during a sync")
 	dropRecycled := flag.Bool("drop-recycled", false, "with -always: drop the pages of segment files kept for reuse from the page cache (posix_fadvise DONTNEED) before they are reused")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
 	carriesFlag := flag.String("carries", strconv.Itoa(8*batchBytes)+","+strconv.Itoa(64*batchBytes), "with -syncs: comma-separated bytes per fdatasync")
@@ -149,7 +161,7 @@ func main() {
 				variants = append(variants, variant{prewrite: p, recycle: r, segment: int64(seg), retention: int64(ret), drop: *dropRecycled})
 			}
 		}
-		alwaysRounds(*dir, int64(size), counts, variants, *runs, *batchFlag)
+		alwaysRounds(*dir, int64(size), counts, variants, *runs, *batchFlag, *floor)
 		return
 	}
 
@@ -204,7 +216,7 @@ func main() {
 // into fewer writes), the mean fdatasync (sync ms) and the mean time per sync
 // with no fdatasync running (gap ms): the appenders' writes, wake-ups and
 // the gathering of a round, which group commit does between its syncs.
-func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs, batch int) {
+func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs, batch int, floor bool) {
 	fmt.Printf("fsync always (group commit) vs dd conv=fdatasync, %s per run, %d x 1 KiB records/batch, in %s\n",
 		humanize.IBytes(uint64(size)), batch, dir)
 	if v := variants[0]; v.segment > 0 || v.retention > 0 {
@@ -217,10 +229,28 @@ func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs
 		v         int
 	}
 	ratios := map[key][]float64{}
+	floorModes := []string{"keep", "written"}
+	floorKey := func(mode int) int { return -1 - mode } // floors' keys: below the variants'
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
 		fmt.Printf("%-6d %-44s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
 		for _, a := range counts {
+			for mi, m := range floorModes {
+				if !floor {
+					break
+				}
+				carry := int64(a * batchBytes * batch / 16)
+				lat, d := syncRun(filepath.Join(dir, "floor"), m, carry, size, false)
+				var took time.Duration
+				for _, l := range lat {
+					took += l
+				}
+				n := max(int64(len(lat)), 1)
+				mbs := float64(int64(len(lat))*carry) / d.Seconds() / 1e6
+				ratios[key{a, floorKey(mi)}] = append(ratios[key{a, floorKey(mi)}], mbs/dd)
+				fmt.Printf("%-6d %-60s %10.0f %12.0f %9.2fx %8d %13d %12d %9.2f %9.2f\n", r+1, floorName(a, m), mbs, mbs*1e6/recordSize,
+					mbs/dd, len(lat), a, a, float64(took)/float64(n)/1e6, float64(d-took)/float64(n)/1e6)
+			}
 			for vi, v := range variants {
 				if r%2 == 1 {
 					// Alternate the order of the variants from round to round.
@@ -241,13 +271,25 @@ func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs
 		}
 	}
 	fmt.Println()
+	summary := func(name string, rs []float64) {
+		slices.Sort(rs)
+		fmt.Printf("%s: median %.2fx dd (min %.2fx, max %.2fx)\n", name, rs[len(rs)/2], rs[0], rs[len(rs)-1])
+	}
 	for _, a := range counts {
+		for mi, m := range floorModes {
+			if floor {
+				summary(floorName(a, m), ratios[key{a, floorKey(mi)}])
+			}
+		}
 		for vi, v := range variants {
-			rs := ratios[key{a, vi}]
-			slices.Sort(rs)
-			fmt.Printf("%d appender(s), %s: median %.2fx dd (min %.2fx, max %.2fx)\n", a, v.name(), rs[len(rs)/2], rs[0], rs[len(rs)-1])
+			summary(fmt.Sprintf("%d appender(s), %s", a, v.name()), ratios[key{a, vi}])
 		}
 	}
+}
+
+// floorName names a -floor row.
+func floorName(appenders int, mode string) string {
+	return fmt.Sprintf("floor of %d appender(s): write+fdatasync, %s blocks", appenders, mode)
 }
 
 // variant is one row of -always: the log's options that differ.
