@@ -24,6 +24,12 @@
 //
 //	go run ./benchmarks/logbench -always -appenders 8,64 -size 512MiB -segment 16MiB -retention 32MiB -recycle on,off -drop-recycled
 //
+// -warmup appends that many bytes, untimed, before each timed log run, so
+// that with retention the run measures the steady state, every new segment
+// taking a recycled file:
+//
+//	go run ./benchmarks/logbench -always -appenders 8,64 -size 256MiB -segment 16MiB -retention 32MiB -warmup 64MiB -recycle on,off -floor
+//
 // -floor adds, in each round and for each count of appenders, the floor
 // under its rows: a loop of write-then-fdatasync of one round's bytes (the
 // appenders' batches, one write each), into a file whose blocks are
@@ -81,6 +87,7 @@ func main() {
 	segmentFlag := flag.String("segment", "", "with -always: segment size (log.Options.SegmentBytes), e.g. 16MiB (default: the log's)")
 	retentionFlag := flag.String("retention", "", "with -always: retention in bytes (log.Options.RetentionBytes), enforced every 10ms during each run, e.g. 32MiB")
 	recycleFlag := flag.String("recycle", "default", "with -always: comma-separated segment file recycling (log.Options.RecycleSegments): default, on, off; one row each")
+	warmupFlag := flag.String("warmup", "", "with -always: bytes each log run appends, untimed, before the -size it times, e.g. 64MiB: with -retention, enough to reach the steady state in which new segments take recycled files (retention plus two segments)")
 	floor := flag.Bool("floor", false, "with -always: also the floor under each count of appenders in each round: write-then-fdatasync of one round's bytes into reserved (keep) and into written blocks, nothing written during a sync")
 	dropRecycled := flag.Bool("drop-recycled", false, "with -always: drop the pages of segment files kept for reuse from the page cache (posix_fadvise DONTNEED) before they are reused")
 	syncs := flag.Bool("syncs", false, "measure only write-then-fdatasync loops against dd (see -carries, -modes)")
@@ -144,7 +151,12 @@ func main() {
 				fail("-recycle: %q is not default, on or off", f)
 			}
 		}
-		var seg, ret uint64
+		var seg, ret, warm uint64
+		if *warmupFlag != "" {
+			if warm, err = humanize.ParseBytes(*warmupFlag); err != nil {
+				fail("-warmup: %v", err)
+			}
+		}
 		if *segmentFlag != "" {
 			if seg, err = humanize.ParseBytes(*segmentFlag); err != nil {
 				fail("-segment: %v", err)
@@ -158,7 +170,7 @@ func main() {
 		var variants []variant
 		for _, p := range prewrites {
 			for _, r := range recycles {
-				variants = append(variants, variant{prewrite: p, recycle: r, segment: int64(seg), retention: int64(ret), drop: *dropRecycled})
+				variants = append(variants, variant{prewrite: p, recycle: r, segment: int64(seg), retention: int64(ret), drop: *dropRecycled, warmup: int64(warm)})
 			}
 		}
 		alwaysRounds(*dir, int64(size), counts, variants, *runs, *batchFlag, *floor)
@@ -221,6 +233,9 @@ func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs
 		humanize.IBytes(uint64(size)), batch, dir)
 	if v := variants[0]; v.segment > 0 || v.retention > 0 {
 		fmt.Printf("segments of %s, retention %s, recycled files' pages dropped: %v\n", humanize.IBytes(uint64(v.segment)), humanize.IBytes(uint64(v.retention)), v.drop)
+	}
+	if w := variants[0].warmup; w > 0 {
+		fmt.Printf("each log run first appends %s untimed (its rolls and recycled files are not counted)\n", humanize.IBytes(uint64(w)))
 	}
 	fmt.Println()
 	fmt.Printf("%-6s %-60s %10s %12s %10s %8s %13s %12s %9s %9s %6s %8s\n", "round", "run", "MB/s", "records/s", "vs dd", "syncs", "appends/sync", "writes/sync", "sync ms", "gap ms", "rolls", "recycled")
@@ -298,6 +313,7 @@ type variant struct {
 	recycle            int   // log.Options.RecycleSegments
 	segment, retention int64 // log.Options.SegmentBytes, RetentionBytes
 	drop               bool  // drop recycled files' pages before reuse
+	warmup             int64 // bytes appended, untimed, before the run
 }
 
 func (v variant) name() string {
@@ -384,9 +400,8 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 		out, _ := b.Build()
 		batches[a] = append([]byte(nil), out...)
 	}
+
 	total := size / int64(n*recordSize)
-	work := make(chan struct{}, 1024)
-	var wg sync.WaitGroup
 	start := time.Now()
 	stopRetain := func() {}
 	if opts.RetentionBytes > 0 {
@@ -397,22 +412,37 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 		}()
 		stopRetain = func() { close(stop); <-done }
 	}
-	for a := range appenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range work {
-				if _, err := l.Append(batches[a]); err != nil {
-					fail("append: %v", err)
+	run := func(count int64) {
+		work := make(chan struct{}, 1024)
+		var wg sync.WaitGroup
+		for a := range appenders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range work {
+					if _, err := l.Append(batches[a]); err != nil {
+						fail("append: %v", err)
+					}
 				}
-			}
-		}()
+			}()
+		}
+		for range count {
+			work <- struct{}{}
+		}
+		close(work)
+		wg.Wait()
 	}
-	for range total {
-		work <- struct{}{}
+	var before wlog.Stats
+	if st != nil && st.variant.warmup > 0 {
+		// Untimed: the log reaches its steady state (with retention,
+		// segments recycled) before the run that counts.
+		run(st.variant.warmup / int64(n*recordSize))
+		before = l.Stats()
+		st.syncs.Store(0)
+		st.took.Store(0)
+		start = time.Now()
 	}
-	close(work)
-	wg.Wait()
+	run(total)
 	stopRetain()
 	if err := l.Sync(); err != nil {
 		fail("sync: %v", err)
@@ -420,7 +450,7 @@ func appendRunStats(dir string, size int64, n, appenders int, policy wlog.SyncPo
 	d := time.Since(start)
 	if st != nil {
 		ls := l.Stats()
-		st.appends, st.writes, st.rolls, st.recycled = ls.Appends, ls.Writes, ls.Rolls, ls.SegmentsRecycled
+		st.appends, st.writes, st.rolls, st.recycled = ls.Appends-before.Appends, ls.Writes-before.Writes, ls.Rolls-before.Rolls, ls.SegmentsRecycled-before.SegmentsRecycled
 	}
 	if err := l.Close(); err != nil {
 		fail("close: %v", err)
