@@ -247,9 +247,9 @@ func (l *Log) AppendStaged(b []byte, check bool) (base, next int64, w Staged, er
 	return base, next, Staged{l: l, res: res}, err
 }
 
-// detachCopyMax is the size from which AppendStaged writes an append
-// alone at once rather than copy it into the stage.
-const detachCopyMax = 128 << 10
+// detachAloneMin is the size from which AppendStaged writes an append
+// alone at once rather than leave it in the stage for company.
+const detachAloneMin = 128 << 10
 
 // Staged is an append that AppendStaged returned before its write.
 type Staged struct {
@@ -322,7 +322,7 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 			return -1, -1, nil, fmt.Errorf("%w: %s takes no more records; stop one of the two servers writing the prefix, then reopen the log", ErrTierFenced, l.dir)
 		}
 		roll := l.needRoll(l.active, int64(len(b)), records)
-		full := len(l.stage.buf)+len(b) > stageMax
+		full := l.stage.size+int64(len(b)) > stageMax || len(l.stage.iov) >= stageIovMax
 		if (roll || !staged || full) && (l.stage.flushing || l.stage.res != nil) {
 			// The file must hold what is staged first; drain may let
 			// others in, so check again.
@@ -366,16 +366,15 @@ func (l *Log) appendStage(b []byte, validate func([]byte, int) (codecs.Header, e
 	}
 	if staged {
 		// Published by WaitDurable once synced.
-		// A small detached append is copied into the stage: its caller
-		// lets the next appenders in before it waits, and they join it.
-		// A large one alone is written at once, uncopied, as AppendAsync
-		// writes it: it has little to gain from company.
-		r := l.stageAdd(s, b, mark, off, batches, records, !detach || len(b) >= detachCopyMax)
-		borrowed := l.stage.borrowed
-		if detach && !borrowed {
+		// A small detached append waits in the stage: its caller lets
+		// the next appenders in before it waits, and they join it. A
+		// large one alone is written at once, as AppendAsync writes it:
+		// it has little to gain from company.
+		r, alone := l.stageAdd(s, b, mark, off, batches, records, !detach || len(b) >= detachAloneMin)
+		if detach && !alone {
 			return base, off, r, nil
 		}
-		if err := l.stageWait(r, borrowed); err != nil {
+		if err := l.stageWait(r, alone); err != nil {
 			return -1, -1, nil, err
 		}
 		return base, off, nil, nil

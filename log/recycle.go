@@ -307,3 +307,13 @@ func writeThenZeros(f File, b []byte, pos int64, pad int64) error {
 	}
 	return nil
 }
+
+// joinBuffers returns the size bytes of bufs in one new buffer: for a file
+// that takes no list of buffers in one write.
+func joinBuffers(bufs [][]byte, size int64) []byte {
+	b := make([]byte, 0, size)
+	for _, p := range bufs {
+		b = append(b, p...)
+	}
+	return b
+}

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"io"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -64,4 +65,46 @@ func writePadded(f File, b []byte, pos int64, pad int64) error {
 		_, err = f.WriteAt(b[n:], pos+int64(n))
 	}
 	return err
+}
+
+// iovMax is the most buffers one pwritev takes (Linux's UIO_MAXIOV).
+const iovMax = 1024
+
+// writeVec writes the buffers of iov, size bytes in all, at pos, followed
+// by pad zeros, with one pwritev (more only past iovMax buffers, or after
+// a short write), so that a stage of many appenders' batches reaches the
+// page cache without being copied into one buffer first. It may change
+// iov's elements. A file not of the operating system gets them joined
+// into one write.
+func writeVec(f File, iov [][]byte, size, pos, pad int64) error {
+	if len(iov) == 1 {
+		return writePadded(f, iov[0], pos, pad)
+	}
+	o := osOf(f)
+	if o == nil || pad > int64(len(zeroBlock)) {
+		return writeThenZeros(f, joinBuffers(iov, size), pos, pad)
+	}
+	if pad > 0 {
+		iov = append(iov, zeroBlock[:pad])
+	}
+	fd := int(o.Fd())
+	for len(iov) > 0 {
+		n, err := unix.Pwritev(fd, iov[:min(len(iov), iovMax)], pos)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		pos += int64(n)
+		for n > 0 {
+			if n < len(iov[0]) {
+				iov[0] = iov[0][n:]
+				break
+			}
+			n -= len(iov[0])
+			iov = iov[1:]
+		}
+	}
+	return nil
 }

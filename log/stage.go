@@ -7,15 +7,16 @@ import (
 )
 
 // SyncAlways appends are combined into large writes (flush combining): an
-// appender copies its batches into the log's stage, a buffer of the bytes
-// that follow the active segment's written end, and the first appender
-// that finds no write running becomes the flusher: it takes the stage and
-// writes it with one write, with Log.mu released, while the next appenders
-// fill a new stage. (If other appenders are on their way, validating their
+// appender adds its batches to the log's stage, the list of the bytes that
+// follow the active segment's written end (its own buffers, uncopied: an
+// appender does not return, and a caller of AppendStaged does not change
+// its batches, until they are written), and the first appender that finds
+// no write running becomes the flusher: it takes the stage and writes it
+// with one pwritev, with Log.mu released, while the next appenders fill a
+// new stage. (If other appenders are on their way, validating their
 // batches or waiting for Log.mu, it first yields once so that they stage
-// too; an appender alone writes its batches as they are, uncopied.) Each
-// appender's AppendAsync returns once its own bytes are written, with that
-// write's error:
+// too; an appender alone writes at once.) Each appender's AppendAsync
+// returns once its own bytes are written, with that write's error:
 //
 //	appenders  A1 ── stage ── write [A1] ─────┐ returns
 //	           A2 ───── stage ─ wait ─────────┴─ write [A2 A3 A4] ─┐ return
@@ -40,13 +41,15 @@ import (
 // Close, retention) first drains: it waits for the running write and
 // writes what is staged itself, holding Log.mu.
 type stage struct {
-	buf      []byte
+	iov      [][]byte     // the appenders' batches, in offset order (their own buffers)
+	size     int64        // bytes in iov
+	spare    [][]byte     // an empty iov for the next stage, while a write runs with this one's
 	res      *stageResult // what the stage's appenders get, nil while empty
 	mark     stageMark    // the segment's state where the stage begins
 	appends  int64        // counts for Stats, added once written
 	batches  int64
 	records  int64
-	borrowed bool      // buf is an appender's own batches, not a pooled copy
+	alone    bool      // its first appender writes it at once, without yielding
 	flushing bool      // a flusher writes with Log.mu released
 	draining int       // drains waiting: no appender starts a flush
 	done     sync.Cond // signalled when a write ends; L is Log.mu
@@ -67,11 +70,6 @@ type stageMark struct {
 // it first, and a batch larger than that is written on its own.
 const stageMax = 4 << 20
 
-// stageBufs holds the stages' buffers while no log fills them, so that an
-// idle log holds none; they start small (many partitions may stage at
-// once) and grow to what a round needs.
-var stageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
-
 // markOf returns s's writer state. Called with l.mu held.
 func markOf(s *segment) stageMark {
 	return stageMark{pos: s.written, next: s.writtenNext, offW: int64(s.off.w), timW: int64(s.tim.w),
@@ -86,32 +84,27 @@ func (m stageMark) restore(s *segment) {
 }
 
 // stageAdd adds b, whose batches were indexed into s from the state m,
-// to the stage, and returns the result its write will set. With borrow,
-// an appender alone (no write running, no one else on the way) makes b
-// itself the stage, uncopied; it must then write it before releasing
-// l.mu (stageWait with yielded set). Called with l.mu held.
-func (l *Log) stageAdd(s *segment, b []byte, m stageMark, next, batches, records int64, borrow bool) *stageResult {
+// to the stage, uncopied, and returns the result its write will set. With
+// alone, an appender alone (no write running, no one else on the way)
+// makes a stage of its own that it writes at once (stageWait with yielded
+// set); it reports whether it did. Called with l.mu held.
+func (l *Log) stageAdd(s *segment, b []byte, m stageMark, next, batches, records int64, alone bool) (*stageResult, bool) {
 	st := &l.stage
 	if st.res == nil {
 		st.res, st.mark = new(stageResult), m
-		if borrow && !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1 {
-			// Nothing staged, no write running and no other appender on
-			// its way: this one writes at once, b as it is, and only
-			// those who come during its write are staged (copied).
-			st.buf, st.borrowed = b, true
-		} else if st.buf == nil {
-			st.buf = (*stageBufs.Get().(*[]byte))[:0]
-		}
+		// Nothing staged, no write running and no other appender on its
+		// way: this one writes at once, and only those who come during
+		// its write are staged for the next.
+		st.alone = alone && !st.flushing && st.draining == 0 && l.gc.writing.Load() <= 1
 	}
-	if !st.borrowed {
-		st.buf = append(st.buf, b...)
-	}
+	st.iov = append(st.iov, b)
+	st.size += int64(len(b))
 	st.appends++
 	st.batches += batches
 	st.records += records
 	s.written += int64(len(b))
 	s.writtenNext = next
-	return st.res
+	return st.res, st.alone
 }
 
 // stageWait returns once the stage whose result is res is written, with
@@ -163,16 +156,16 @@ func (l *Log) flushStage(unlock bool) {
 	if st.res == nil || st.flushing {
 		return
 	}
-	buf, res, mark, borrowed := st.buf, st.res, st.mark, st.borrowed
+	iov, size, res, mark := st.iov, st.size, st.res, st.mark
 	appends, batches, records := st.appends, st.batches, st.records
-	st.buf, st.res, st.borrowed, st.appends, st.batches, st.records = nil, nil, false, 0, 0, 0
+	st.iov, st.spare, st.size, st.res, st.alone, st.appends, st.batches, st.records = st.spare, nil, 0, nil, false, 0, 0, 0
 	s := l.active
-	pad := s.padFor(mark.pos, len(buf))
+	pad := s.padFor(mark.pos, int(size))
 	st.flushing = true
 	if unlock {
 		l.mu.Unlock()
 	}
-	err := s.withFile(func(f File) error { return writePadded(f, buf, mark.pos, pad) })
+	err := s.withFile(func(f File) error { return writeVec(f, iov, size, mark.pos, pad) })
 	if unlock {
 		l.mu.Lock()
 	}
@@ -183,7 +176,8 @@ func (l *Log) flushStage(unlock bool) {
 		// there: they fail with it.
 		if st.res != nil {
 			st.res.done, st.res.err = true, err
-			st.buf, st.res, st.appends, st.batches, st.records = st.buf[:0], nil, 0, 0, 0
+			clear(st.iov)
+			st.iov, st.size, st.res, st.appends, st.batches, st.records = st.iov[:0], 0, nil, 0, 0, 0
 		}
 		mark.restore(s)
 		s.zeroed = min(s.zeroed, mark.pos)
@@ -194,13 +188,18 @@ func (l *Log) flushStage(unlock bool) {
 		l.stats.appends.Add(appends)
 		l.stats.batches.Add(batches)
 		l.stats.records.Add(records)
-		l.stats.bytes.Add(int64(len(buf)))
+		l.stats.bytes.Add(size)
 		l.stats.writes.Add(1)
 	}
 	res.done, res.err = true, err
-	if !borrowed && cap(buf) <= stageMax {
-		buf = buf[:0]
-		stageBufs.Put(&buf)
+	// Hold none of the appenders' buffers; keep the list for a next stage.
+	clear(iov)
+	if st.spare == nil && cap(iov) <= stageIovMax {
+		st.spare = iov[:0]
 	}
 	st.done.Broadcast()
 }
+
+// stageIovMax bounds the appends in a stage, and so the list a log keeps
+// for the next one: an appender that would make it longer drains it first.
+const stageIovMax = 1024

@@ -1,8 +1,12 @@
 package log
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -287,4 +291,69 @@ func TestAppendStaged(t *testing.T) {
 			t.Fatalf("read %v", got)
 		}
 	})
+}
+
+// TestWriteVec writes lists of buffers, with and without zeros after them,
+// into an operating-system file (one pwritev per UIO_MAXIOV buffers,
+// resumed after a short write) and into a MemFS file (joined), over bytes
+// written before: the file must then hold exactly the buffers in order,
+// then pad zeros, then the old bytes.
+func TestWriteVec(t *testing.T) {
+	osFS := OSFS()
+	files := map[string]func(t *testing.T) File{
+		"os": func(t *testing.T) File {
+			f, err := osFS.OpenFile(filepath.Join(t.TempDir(), "f"), os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		},
+		"memfs": func(t *testing.T) File {
+			f, err := NewMemFS().OpenFile("/f", os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		},
+	}
+	for name, open := range files {
+		for _, n := range []int{1, 2, 1023, 1024, 2500} {
+			for _, pad := range []int64{0, 100, int64(len(zeroBlock)) + 7} {
+				t.Run(fmt.Sprintf("%s/buffers=%d/pad=%d", name, n, pad), func(t *testing.T) {
+					f := open(t)
+					defer f.Close()
+					var iov [][]byte
+					var want []byte
+					for i := range n {
+						b := bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%7)
+						iov = append(iov, b)
+						want = append(want, b...)
+					}
+					size := int64(len(want))
+					const at = 10
+					old := bytes.Repeat([]byte{0xff}, at+int(size+pad)+50)
+					if _, err := f.WriteAt(old, 0); err != nil {
+						t.Fatal(err)
+					}
+					if err := writeVec(f, slices.Clone(iov), size, at, pad); err != nil {
+						t.Fatal(err)
+					}
+					got := make([]byte, len(old))
+					if _, err := f.ReadAt(got, 0); err != nil && err != io.EOF {
+						t.Fatal(err)
+					}
+					switch {
+					case !bytes.Equal(got[:at], old[:at]):
+						t.Error("the bytes before pos changed")
+					case !bytes.Equal(got[at:at+size], want):
+						t.Error("the buffers are not where they belong, in order")
+					case !bytes.Equal(got[at+size:at+size+pad], make([]byte, pad)):
+						t.Error("the pad is not zeros")
+					case !bytes.Equal(got[at+size+pad:], old[at+size+pad:]):
+						t.Error("bytes after the pad changed")
+					}
+				})
+			}
+		}
+	}
 }
