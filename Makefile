@@ -31,10 +31,15 @@ test: test-deps
 test-deps:
 	./scripts/test-deps.sh
 
-# Go benchmarks, then the log against dd conv=fdatasync in the same run.
+# Go benchmarks, then the log against dd conv=fdatasync in the same run,
+# then durable acknowledgement (fsync always, group commit) against dd and
+# against its floor (write-then-fdatasync of a round, nothing written
+# during a sync), in the steady state of a log under retention (recycled
+# segment files) and of a growing log.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./codecs ./log
 	cd benchmarks && $(GO) run ./logbench -size 1GiB -dir ../data/logbench
+	cd benchmarks && $(GO) run ./logbench -always -appenders 8,64 -size 256MiB -runs 4 -segment 16MiB -retention 32MiB -warmup 64MiB -recycle on,off -floor -dir ../data/logbench
 
 # The hub over loopback (franz-go) against NATS JetStream and Redis Streams
 # on this machine, in one run, with ratios. Installs the peers if missing.
