@@ -1,0 +1,77 @@
+// Command floorbroker is the floor of the hub benchmark's latency knee: the
+// cheapest server that speaks enough of the Kafka protocol for hubbench's
+// franz-go clients, so that a knee measured against it on a machine is
+// what any broker could reach there with those clients. Run it beside
+// weir serve and hand its address to hubbench -floor-brokers:
+//
+//	go build -o /tmp/floorbroker ./floorbroker
+//	/tmp/floorbroker -listen 127.0.0.1:9093 &
+//	go run ./hubbench -brokers 127.0.0.1:9092 -floor-brokers 127.0.0.1:9093 -floor-pid $!
+//
+// # What it does
+//
+// One broker (node 0) leading every partition, records in memory only:
+//
+//   - Produce (v3 to v11, acks 1 or all; both mean "stored in memory"
+//     here, as there is no replica): the request's one record batch is
+//     copied into the partition's memory with its base offset (and leader
+//     epoch 0) written in place, as a broker assigns them; no CRC check, no
+//     decompression, no disk. An idempotent producer's sequence numbers are
+//     checked as Kafka does (a duplicate of one of its last five batches is
+//     answered with that batch's offset, a gap with
+//     OUT_OF_ORDER_SEQUENCE_NUMBER). The answer is written after the batch
+//     is in memory.
+//   - Fetch (v4 to v12, no fetch sessions: every answer has session id 0,
+//     as weir's): the batches from the one holding the fetch offset, up to
+//     the partition's and the request's byte limits (at least one batch).
+//     With fewer than fetch.min.bytes ready, it waits up to fetch.max.wait
+//     and wakes as soon as a produce reaches one of the fetched partitions.
+//   - Metadata, ApiVersions, InitProducerID (no transactions), ListOffsets
+//     (earliest, latest, by timestamp), CreateTopics and DeleteTopics.
+//
+// Memory is bounded: each partition keeps its newest -retain bytes (256
+// MiB) in chunks of 8 MiB; a fetch below what is kept gets
+// OFFSET_OUT_OF_RANGE. Requests of APIs it does not advertise close the
+// connection, as Kafka does.
+//
+// Each connection has one goroutine that reads a request, answers it and
+// writes the answer, in order; answers to pipelined requests go out in
+// one write when no further request is buffered.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dustin/go-humanize"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9093", "address to listen on, host:port")
+	retain := flag.String("retain", "256MiB", "bytes of records each partition keeps in memory; older ones are dropped")
+	flag.Parse()
+	keep, err := humanize.ParseBytes(*retain)
+	if err != nil || keep < chunkSize {
+		fmt.Fprintf(os.Stderr, "floorbroker: -retain %q: want a size of at least %s\n", *retain, humanize.IBytes(chunkSize))
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "floorbroker: %v\n", err)
+		os.Exit(1)
+	}
+	b, err := newBroker(ln, int64(keep))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "floorbroker: %v\n", err)
+		os.Exit(1)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { <-sig; b.close() }()
+	fmt.Printf("floorbroker listening on %s, keeping %s per partition\n", ln.Addr(), humanize.IBytes(keep))
+	b.serve()
+}
