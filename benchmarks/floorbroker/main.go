@@ -29,9 +29,13 @@
 //   - Metadata, ApiVersions, InitProducerID (no transactions), ListOffsets
 //     (earliest, latest, by timestamp), CreateTopics and DeleteTopics.
 //
-// Memory is bounded: each partition keeps its newest -retain bytes (256
-// MiB) in chunks of 8 MiB; a fetch below what is kept gets
-// OFFSET_OUT_OF_RANGE. Requests of APIs it does not advertise close the
+// Memory is bounded: each partition keeps its newest -retain bytes (1
+// GiB) in chunks of 8 MiB; a fetch below what is kept gets
+// OFFSET_OUT_OF_RANGE. -retain must exceed hubbench's -size (payload plus
+// some 10% of batch and record headers): its consume run reads the whole
+// produce run back from offset 0, and a franz-go consumer told
+// OFFSET_OUT_OF_RANGE resets to the start kept and waits forever for the
+// records dropped. Requests of APIs it does not advertise close the
 // connection, as Kafka does.
 //
 // Each connection has one goroutine that reads a request, answers it and
@@ -52,7 +56,7 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9093", "address to listen on, host:port")
-	retain := flag.String("retain", "256MiB", "bytes of records each partition keeps in memory; older ones are dropped")
+	retain := flag.String("retain", "1GiB", "bytes of records each partition keeps in memory; older ones are dropped (more than hubbench -size)")
 	flag.Parse()
 	keep, err := humanize.ParseBytes(*retain)
 	if err != nil || keep < chunkSize {

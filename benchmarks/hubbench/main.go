@@ -508,7 +508,7 @@ const (
 	floorName = "floor"
 	floorWhat = "benchmarks/floorbroker, the least a Kafka-protocol broker can do for these clients: one process (GOMAXPROCS default), " +
 		"records in memory only (each produced batch copied with its base offset written in place, idempotent sequences checked, " +
-		"no CRC check, no disk; by default the newest 256 MiB per partition), the produce answered once the batch is in memory, " +
+		"no CRC check, no disk; by default the newest 1 GiB per partition), the produce answered once the batch is in memory, " +
 		"a fetch answered from memory, long-polling until a produce wakes it; one goroutine per connection answering in order. " +
 		"Its knee is what any broker could reach on this machine with these clients."
 )
