@@ -129,15 +129,16 @@ type conn struct {
 	b    *broker
 	nc   net.Conn
 	r    *bufio.Reader
-	req  []byte // the request being handled
-	out  []byte // answers not written yet
-	tags []byte
+	req  []byte   // the request being handled
+	out  []byte   // answers not written yet
+	held []*chunk // chunks the fetch being answered reads from
 }
 
 // handle reads requests from nc and answers each in order until the client
 // goes away or sends something this broker cannot answer.
 func (b *broker) handle(nc net.Conn) error {
 	c := &conn{b: b, nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	defer c.releaseHeld()
 	var size [4]byte
 	for {
 		if _, err := io.ReadFull(c.r, size[:]); err != nil {
@@ -245,6 +246,7 @@ func (c *conn) serveOne() error {
 		}
 	case *kmsg.FetchRequest:
 		resp = c.fetch(r)
+		defer c.releaseHeld() // once the answer holds a copy
 	default:
 		return fmt.Errorf("request key %d: no handler", key)
 	}
@@ -530,8 +532,9 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *kmsg.FetchResponse {
 		}
 	}()
 	for {
+		c.releaseHeld()
 		resp.Topics = resp.Topics[:0]
-		size, failed, wakes := c.b.fetchOnce(req, resp)
+		size, failed, wakes := c.fetchOnce(req, resp)
 		if failed || size >= int(req.MinBytes) || len(wakes) == 0 {
 			return resp
 		}
@@ -568,16 +571,28 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *kmsg.FetchResponse {
 
 // fetchFinal reads once more at fetch.max.wait and answers with what there is.
 func (c *conn) fetchFinal(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) *kmsg.FetchResponse {
+	c.releaseHeld()
 	resp.Topics = resp.Topics[:0]
-	c.b.fetchOnce(req, resp)
+	c.fetchOnce(req, resp)
 	return resp
+}
+
+// releaseHeld releases the chunks the fetch being answered read from.
+func (c *conn) releaseHeld() {
+	for i, ch := range c.held {
+		ch.release()
+		c.held[i] = nil
+	}
+	c.held = c.held[:0]
 }
 
 // fetchOnce fills resp with what the fetched partitions hold now. It
 // returns the record bytes in it, whether a partition answered with an
 // error, and the wake channels of the partitions with nothing past the
 // fetch offset.
-func (b *broker) fetchOnce(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (size int, failed bool, wakes []<-chan struct{}) {
+// The chunks read from are in c.held until the answer is copied out.
+func (c *conn) fetchOnce(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (size int, failed bool, wakes []<-chan struct{}) {
+	b := c.b
 	budget := int(req.MaxBytes)
 	if req.Version < 3 || budget <= 0 {
 		budget = 1<<31 - 1
@@ -597,7 +612,10 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (si
 				p.ErrorCode, failed = kerr.UnknownLeaderEpoch.Code, true
 			default:
 				limit := min(int(rp.PartitionMaxBytes), budget)
-				data, start, hw, wake, code := part.read(rp.FetchOffset, limit, size == 0, req.MinBytes > 1)
+				data, held, start, hw, wake, code := part.read(rp.FetchOffset, limit, size == 0, req.MinBytes > 1)
+				if held != nil {
+					c.held = append(c.held, held)
+				}
 				p.ErrorCode, p.RecordBatches = code, data
 				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = hw, hw, start
 				if code != 0 {

@@ -314,9 +314,48 @@ func TestSequences(t *testing.T) {
 		}
 	}
 	// What is stored carries the assigned offsets.
-	data, _, _, _, _ := p.read(3, 1<<20, true, false)
+	data, held, _, _, _, _ := p.read(3, 1<<20, true, false)
+	defer held.release()
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(data); err != nil || rb.FirstOffset != 3 || rb.NumRecords != 2 {
 		t.Fatalf("read(3) = batch at %d of %d records (%v), want 3 of 2", rb.FirstOffset, rb.NumRecords, err)
+	}
+}
+
+// TestChunkReuse checks that a chunk dropped by its partition is reused
+// only once no fetch holds it.
+func TestChunkReuse(t *testing.T) {
+	pool := &freeChunks
+	pool.mu.Lock()
+	pool.free = nil
+	pool.mu.Unlock()
+	p := newPartition(chunkSize) // one chunk kept
+	b := batch(-1, -1, -1, 1)
+	if _, code := p.appendBatch(b); code != 0 {
+		t.Fatal(code)
+	}
+	_, held, _, _, _, _ := p.read(0, 1<<20, true, false)
+	first := p.chunks[0]
+	if held != first {
+		t.Fatal("read did not hold the first chunk")
+	}
+	big := make([]byte, chunkSize-len(b)) // fill the first chunk
+	copy(big, batch(-1, -1, -1, 1))
+	binary.BigEndian.PutUint32(big[batchLength:], uint32(len(big)-12))
+	if _, code := p.appendBatch(big); code != 0 {
+		t.Fatal(code)
+	}
+	if _, code := p.appendBatch(b); code != 0 { // a second chunk: the first is dropped
+		t.Fatal(code)
+	}
+	if len(p.chunks) != 1 || p.chunks[0] == first {
+		t.Fatalf("%d chunks kept, want the second only", len(p.chunks))
+	}
+	if c := pool.get(1); c == first {
+		t.Fatal("a chunk a fetch still holds was handed out again")
+	}
+	held.release()
+	if c := pool.get(1); c != first {
+		t.Fatal("a released dropped chunk was not reused")
 	}
 }

@@ -49,6 +49,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/dustin/go-humanize"
@@ -56,6 +57,7 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9093", "address to listen on, host:port")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the broker to this file, from start to SIGTERM or interrupt")
 	retain := flag.String("retain", "1GiB", "bytes of records each partition keeps in memory; older ones are dropped (more than hubbench -size)")
 	flag.Parse()
 	keep, err := humanize.ParseBytes(*retain)
@@ -72,6 +74,17 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "floorbroker: %v\n", err)
 		os.Exit(1)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "floorbroker: -cpuprofile: %v\n", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
