@@ -41,6 +41,21 @@
 // Each connection has one goroutine that reads a request, answers it and
 // writes the answer, in order; answers to pipelined requests go out in
 // one write when no further request is buffered.
+//
+// # What it showed (2026-12-03, the 2-core machine of issue 9)
+//
+// Four runs of weir serve and the floor in one hubbench run each (-skip-nats
+// -skip-redis -size 256MiB -produce-runs 4 -latency-duration 0 -knee-start
+// 150000 -knee-factor 1.2 -knee-repeat 3 -knee-beyond 2), on a quiet machine
+// (other CPUs 0.00 in the knee steps): the floor's knee was 271k to 311k
+// records/s, 33 to 43% of weir's maximum produce rate in the same run
+// (663k to 861k); weir's was 0 (150k failed) to 197k. The floor's own
+// maximum was 0.9 to 1.3M records/s. At its knee the client took 0.75 to
+// 0.85 CPUs, the floor 0.35 to 0.4, and something waited for a CPU 40 to
+// 45% of the time. With servers on CPU 1 and the client on CPU 0 (taskset)
+// both knees fell (floor 111k, weir 89k): the client needs more than one
+// CPU. So with these clients on this machine even the floor reaches 40% of
+// weir's maximum only when that maximum is at the low end of its range.
 package main
 
 import (
