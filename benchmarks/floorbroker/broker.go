@@ -158,13 +158,25 @@ func (b *broker) handle(nc net.Conn) error {
 		if err := c.serveOne(); err != nil {
 			return err
 		}
-		// Pipelined requests already here get their answers in one write.
-		if c.r.Buffered() == 0 {
+		// Answers to pipelined requests already here whole go out in one
+		// write; the rest at once.
+		if !c.wholeRequestBuffered() {
 			if err := c.flush(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// wholeRequestBuffered reports whether the next request is in c.r whole,
+// so that reading it does not wait on the socket.
+func (c *conn) wholeRequestBuffered() bool {
+	n := c.r.Buffered()
+	if n < 4 {
+		return false
+	}
+	size, _ := c.r.Peek(4)
+	return n-4 >= int(binary.BigEndian.Uint32(size))
 }
 
 func (c *conn) flush() error {

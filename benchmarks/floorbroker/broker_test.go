@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -357,5 +358,38 @@ func TestChunkReuse(t *testing.T) {
 	held.release()
 	if c := pool.get(1); c != first {
 		t.Fatal("a released dropped chunk was not reused")
+	}
+}
+
+// TestPipelinedPartial checks that an answer goes out even when the next
+// pipelined request has only partly arrived: the broker must not hold
+// answers while it waits on the socket for the rest of a request.
+func TestPipelinedPartial(t *testing.T) {
+	addr := startBroker(t, 64<<20)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := kmsg.NewPtrApiVersionsRequest() // v0: header v1, no tags
+	frame := func(corr int32) []byte {
+		b := []byte{0, 0, 0, 0, 0, 18, 0, 0}
+		b = binary.BigEndian.AppendUint32(b, uint32(corr))
+		b = append(b, 0xff, 0xff) // null client id
+		b = req.AppendTo(b)
+		binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+		return b
+	}
+	first, second := frame(1), frame(2)
+	if _, err := nc.Write(append(first, second[:6]...)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var hdr [8]byte
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+		t.Fatalf("no answer to the first request while the second is partial: %v", err)
+	}
+	if corr := int32(binary.BigEndian.Uint32(hdr[4:])); corr != 1 {
+		t.Fatalf("answer with correlation id %d, want 1", corr)
 	}
 }
