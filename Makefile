@@ -6,7 +6,7 @@ BIN     := bin/weir
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: build run test test-deps bench bench-hub bench-metrics bench-partitions bench-broadcast bench-pipeline bench-ship bench-analytics fuzz lint clean
+.PHONY: build run test test-deps bench bench-hub bench-hub-floor bench-metrics bench-partitions bench-broadcast bench-pipeline bench-ship bench-analytics fuzz lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -55,6 +55,20 @@ bench-hub: build
 	./$(BIN) serve --data-dir data/bench-hub-durable --listen $(BENCH_HUB_DURABLE_ADDR) --fsync always --log-level warn & dpid=$$!; \
 	trap 'kill $$pid $$dpid 2>/dev/null; wait $$pid $$dpid 2>/dev/null; rm -rf data/bench-hub data/bench-hub-durable' EXIT INT TERM; \
 	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -broker-pid $$pid -durable-brokers $(BENCH_HUB_DURABLE_ADDR) -workdir ../data -out ../data/bench-hub.md $(HUB_FLAGS)
+
+# The latency knee's floor: weir serve and benchmarks/floorbroker (the least a
+# Kafka-protocol broker does for these clients: records in memory) in one
+# hubbench run, taking turns at each rate; the floor's knee is reported against
+# weir's maximum produce rate too: what any broker could reach on this machine.
+BENCH_HUB_FLOOR_ADDR ?= 127.0.0.1:19094
+bench-hub-floor: build
+	rm -rf data/bench-hub data/floorbroker && mkdir -p data
+	cd benchmarks && $(GO) build -o ../data/floorbroker ./floorbroker
+	./$(BIN) serve --data-dir data/bench-hub --listen $(BENCH_HUB_ADDR) --log-level warn & pid=$$!; \
+	./data/floorbroker -listen $(BENCH_HUB_FLOOR_ADDR) & fpid=$$!; \
+	trap 'kill $$pid $$fpid 2>/dev/null; wait $$pid $$fpid 2>/dev/null; rm -rf data/bench-hub data/floorbroker' EXIT INT TERM; \
+	cd benchmarks && $(GO) run ./hubbench -brokers $(BENCH_HUB_ADDR) -broker-pid $$pid -floor-brokers $(BENCH_HUB_FLOOR_ADDR) -floor-pid $$fpid \
+		-skip-nats -skip-redis -workdir ../data -out ../data/bench-hub-floor.md $(HUB_FLAGS)
 
 # What metrics cost the hub: two weir serve, one scraped every second, fed
 # the same records in alternating rounds; fails below 0.97x.

@@ -24,20 +24,22 @@ func startKfake() (string, func(), error) {
 	return c.ListenAddrs()[0], c.Close, nil
 }
 
-// kafkaBench measures a Kafka-protocol broker: produce, fetch from the
-// start, then produce→consume latency at half the produce rate. It returns
+// kafkaBench measures the Kafka-protocol broker at brokers (host:port,
+// comma-separated; pid its process when known, else 0): produce, fetch
+// from the start, then produce→consume latency at half the produce rate.
+// It returns
 // the latency step of the knee search (each step on a topic of its own),
 // to be run interleaved with the peers' by runKnee, and a function that
 // releases the clients once the knee search is over.
-func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step stepFunc, closeFn func(), err error) {
+func kafkaBench(ctx context.Context, cfg *config, name, brokers string, pid int) (res result, step stepFunc, closeFn func(), err error) {
 	res.system = name
-	seeds := strings.Split(cfg.brokers, ",")
+	seeds := strings.Split(brokers, ",")
 	if err := waitListening(ctx, seeds[0], nil); err != nil {
 		return res, nil, nil, fmt.Errorf("broker %s: %w (start it first, e.g. weir serve)", seeds[0], err)
 	}
 	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
-		return res, nil, nil, fmt.Errorf("kafka admin client for %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka admin client for %s: %w", brokers, err)
 	}
 	defer func() {
 		if err != nil {
@@ -64,14 +66,14 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step
 	defer cancel()
 	res.produce, err = kafkaProduce(pctx, cfg, seeds, topic)
 	if err != nil {
-		return res, nil, nil, fmt.Errorf("kafka produce to %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka produce to %s: %w", brokers, err)
 	}
 	fmt.Printf("  produce: %s\n", res.produce)
 	cctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("kafka fetch took longer than -timeout %s", cfg.timeout))
 	defer cancel()
 	res.consume, err = kafkaConsume(cctx, cfg, seeds, topic)
 	if err != nil {
-		return res, nil, nil, fmt.Errorf("kafka fetch from %s: %w", cfg.brokers, err)
+		return res, nil, nil, fmt.Errorf("kafka fetch from %s: %w", brokers, err)
 	}
 	fmt.Printf("  fetch:   %s\n", res.consume)
 	for i := 1; i < cfg.produceRuns; i++ {
@@ -84,7 +86,7 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step
 			fmt.Fprintf(os.Stderr, "hubbench: delete topic %s: %v (it stays on the broker)\n", t, derr)
 		}
 		if err != nil {
-			return res, nil, nil, fmt.Errorf("kafka produce to %s (run %d): %w", cfg.brokers, i+1, err)
+			return res, nil, nil, fmt.Errorf("kafka produce to %s (run %d): %w", brokers, i+1, err)
 		}
 		fmt.Printf("  produce: %s\n", r)
 		res.produce = res.produce.faster(r)
@@ -92,9 +94,9 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step
 	if cfg.latencyDuration > 0 {
 		lctx, cancel := context.WithTimeoutCause(ctx, cfg.latencyDuration+cfg.timeout, errors.New("kafka latency run took longer than -latency-duration + -timeout"))
 		defer cancel()
-		res.latency, err = kafkaLatency(lctx, cfg, seeds, latTopic, cfg.latencyRateFor(res.produce), cfg.latencyDuration)
+		res.latency, err = kafkaLatency(lctx, cfg, seeds, pid, latTopic, cfg.latencyRateFor(res.produce), cfg.latencyDuration)
 		if err != nil {
-			return res, nil, nil, fmt.Errorf("kafka latency on %s: %w", cfg.brokers, err)
+			return res, nil, nil, fmt.Errorf("kafka latency on %s: %w", brokers, err)
 		}
 		fmt.Printf("  latency: %s\n", res.latency)
 	}
@@ -106,7 +108,7 @@ func kafkaBench(ctx context.Context, cfg *config, name string) (res result, step
 			return latency{}, err
 		}
 		defer admin.DeleteTopics(context.WithoutCancel(ctx), t)
-		return kafkaLatency(ctx, cfg, seeds, t, rate, cfg.kneeStep)
+		return kafkaLatency(ctx, cfg, seeds, pid, t, rate, cfg.kneeStep)
 	}
 	return res, step, adm.Close, nil
 }
@@ -228,8 +230,9 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 }
 
 // kafkaLatency produces at recsPerSec while a concurrent consumer measures
-// the time from the Produce call to PollFetches returning the record.
-func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
+// the time from the Produce call to PollFetches returning the record; pid
+// is the broker's process (0 unknown), whose CPU the run reports.
+func kafkaLatency(ctx context.Context, cfg *config, seeds []string, pid int, topic string, recsPerSec float64, dur time.Duration) (latency, error) {
 	defer clientGC(cfg.clientMemLimit)()
 	prodTimes, fetchTimes := &requestTimes{key: 0}, &requestTimes{key: 1}
 	prod, err := kgo.NewClient(append(producerOpts(cfg, seeds, cfg.latencyLinger), kgo.DefaultProduceTopic(topic), kgo.WithHooks(prodTimes))...)
@@ -244,7 +247,7 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	defer cons.Close()
 
-	probe := newLatencyProbe(cfg.recordSize, cfg.brokerPID)
+	probe := newLatencyProbe(cfg.recordSize, pid)
 	// A consumer failure cancels cctx with the failure as cause, which
 	// ends probe.run with that error.
 	cctx, cancel := context.WithCancelCause(ctx)

@@ -255,10 +255,24 @@ func kneeReport(cfg *config, results []result) string {
 		"CPU wait: share of the step during which some task on the machine was runnable but waited for a CPU (/proc/pressure/cpu); "+
 		"above a few percent the tail measures the machine's other work as much as the system.\n\n",
 		cfg.kneeRepeat, cfg.latencyLinger, fetchMinBytes, cfg.fetchMaxWait)
+	first := &results[0]
 	for _, r := range with {
 		k := knee(cfg, r.knee)
-		fmt.Fprintf(&b, "- %s: knee %.0f records/s, %.0f%% of its maximum produce rate (%.0f records/s)\n",
+		fmt.Fprintf(&b, "- %s: knee %.0f records/s, %.0f%% of its maximum produce rate (%.0f records/s)",
 			r.system, k, 100*k/r.produce.recordsPerSec(), r.produce.recordsPerSec())
+		if r != first && first.produce.recordsPerSec() > 0 {
+			fmt.Fprintf(&b, ", %.0f%% of %s's (%.0f records/s)", 100*k/first.produce.recordsPerSec(), first.system, first.produce.recordsPerSec())
+		}
+		b.WriteString("\n")
+	}
+	if f := find(results, floorName); f != nil && len(f.knee) > 0 && first.produce.recordsPerSec() > 0 {
+		share := knee(cfg, f.knee) / first.produce.recordsPerSec()
+		verdict := "within reach of a broker"
+		if share < 0.4 {
+			verdict = "beyond even the floor"
+		}
+		fmt.Fprintf(&b, "- %s, the protocol's least, reached %.0f%% of %s's maximum produce rate: a knee of 40%% of it is %s with these clients on this machine.\n",
+			f.system, 100*share, first.system, verdict)
 	}
 	fmt.Fprintf(&b, "\n| records/s |")
 	for _, r := range with {

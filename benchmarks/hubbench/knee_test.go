@@ -24,6 +24,15 @@ func TestKneeReport(t *testing.T) {
 			knee: []latency{{rate: 10000, achieved: 10000, p99: 4 * ms}, {rate: 15000, achieved: 15000, p99: 6 * ms}}},
 	}
 	rep := kneeReport(cfg, results)
+	floor := append(results[:1:1], result{system: floorName, produce: newRate(800000, 800e6, time.Second),
+		knee: []latency{{rate: 100000, achieved: 100000, p99: 2 * ms}, {rate: 150000, achieved: 150000, p99: 9 * ms}}})
+	frep := kneeReport(cfg, floor)
+	for _, want := range []string{"floor: knee 100000 records/s, 12% of its maximum produce rate (800000 records/s), 25% of weir's (400000 records/s)",
+		"floor, the protocol's least, reached 25% of weir's maximum produce rate: a knee of 40% of it is beyond even the floor"} {
+		if !strings.Contains(frep, want) {
+			t.Errorf("report with a floor lacks %q:\n%s", want, frep)
+		}
+	}
 	for _, want := range []string{"weir: knee 15000 records/s, 4% of its maximum", "NATS JetStream: knee 10000 records/s, 20% of its maximum", "| 22500 | 0.00 | 9.00 | - | 0.00 | 0.00 | 0.00 | 0 | - | - | - | - | - | - | - |"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)

@@ -42,6 +42,13 @@
 // to a scratch directory that is removed at the end; every server the
 // harness starts is stopped on exit, error or interrupt.
 //
+// With -floor-brokers, a floor broker (benchmarks/floorbroker: the
+// Kafka protocol's least, records in memory) is measured as the system
+// "floor" like the -brokers one, its latency knee in turns with the
+// others, and reported against its own and the -brokers system's maximum
+// produce rate: whether any broker could reach the knee's target on this
+// machine with these clients.
+//
 // With -durable-brokers, a second weir serve started with --fsync always
 // gets the same acks=all produce run after the first, reported against it:
 // what durable acknowledgement (group commit) costs.
@@ -76,6 +83,8 @@ import (
 type config struct {
 	brokers, name                  string
 	durableBrokers                 string // a weir serve --fsync always, produce only
+	floorBrokers                   string // -floor-brokers: benchmarks/floorbroker, measured like -brokers
+	floorPID                       int    // -floor-pid: its process
 	kfake, skipNats, skipRedis     bool
 	size                           uint64
 	recordSize, partitions         int
@@ -111,6 +120,9 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.brokers, "brokers", "", "Kafka-protocol broker to measure, host:port[,host:port...] (e.g. weir serve)")
 	flag.StringVar(&cfg.name, "name", "weir", "name of the -brokers system in the report")
 	flag.StringVar(&cfg.durableBrokers, "durable-brokers", "", "also measure acks=all produce against this broker, the same server run with --fsync always")
+	flag.StringVar(&cfg.floorBrokers, "floor-brokers", "", "also measure this floor broker (benchmarks/floorbroker: the Kafka protocol's minimum, records in memory) as the system \"floor\", like -brokers: "+
+		"throughput runs and the latency knee, taking turns with the others; its knee is reported against its own and -brokers' maximum produce rate")
+	flag.IntVar(&cfg.floorPID, "floor-pid", 0, "process id of the -floor-brokers server, as -broker-pid")
 	flag.BoolVar(&cfg.kfake, "kfake", false, "measure franz-go's in-memory kfake cluster started in this process instead of -brokers")
 	size := flag.String("size", "512MiB", "payload bytes produced to each system")
 	flag.IntVar(&cfg.recordSize, "record-size", 1024, "bytes per record value")
@@ -245,12 +257,23 @@ func run() error {
 		cfg.brokers, name = addr, "kfake (in-process)"
 	}
 	fmt.Printf("== %s at %s\n", name, cfg.brokers)
-	r, kstep, closeKafka, err := kafkaBench(ctx, cfg, name)
+	r, kstep, closeKafka, err := kafkaBench(ctx, cfg, name, cfg.brokers, cfg.brokerPID)
 	if err != nil {
 		return err
 	}
 	defer closeKafka()
 	results = append(results, r)
+	steps := []stepFunc{kstep}
+	if cfg.floorBrokers != "" {
+		fmt.Printf("== %s at %s\n", floorName, cfg.floorBrokers)
+		r, fstep, closeFloor, err := kafkaBench(ctx, cfg, floorName, cfg.floorBrokers, cfg.floorPID)
+		if err != nil {
+			return err
+		}
+		defer closeFloor()
+		results = append(results, r)
+		steps = append(steps, fstep)
+	}
 	var durable *rate
 	if cfg.durableBrokers != "" {
 		fmt.Printf("== %s --fsync always at %s\n", name, cfg.durableBrokers)
@@ -260,7 +283,6 @@ func run() error {
 		}
 		durable = &d
 	}
-	steps := []stepFunc{kstep}
 	if !cfg.skipNats {
 		fmt.Printf("== NATS JetStream (%s)\n", cfg.natsBin)
 		r, nstep, closeNats, err := natsBench(ctx, cfg)
@@ -393,6 +415,9 @@ func report(cfg *config, results []result) string {
 		host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), cfg.records, cfg.recordSize, humanize.IBytes(uint64(cfg.records)*uint64(cfg.recordSize)))
 	fmt.Fprintf(&b, "- %s at %s: franz-go %s, %d partition(s), acks=all (idempotent), linger %s, batches up to 1 MiB, compression %s; fetch from the start without a group; latency run with linger %s.\n",
 		results[0].system, cfg.brokers, modVersion("github.com/twmb/franz-go"), cfg.partitions, cfg.linger, cfg.compression, cfg.latencyLinger)
+	if cfg.floorBrokers != "" {
+		fmt.Fprintf(&b, "- %s at %s: %s Same clients and settings as %s.\n", floorName, cfg.floorBrokers, floorWhat, results[0].system)
+	}
 	if !cfg.skipNats {
 		fmt.Fprintf(&b, "- NATS: one nats-server, JetStream file storage (server default sync), nats.go %s PublishAsync with %d in flight; ordered consumer.\n",
 			modVersion("github.com/nats-io/nats.go"), natsWindow)
@@ -476,6 +501,17 @@ func report(cfg *config, results []result) string {
 	kneeTargets(cfg, w, nats, target)
 	return b.String()
 }
+
+// floorName is the -floor-brokers system's name in the report, and
+// floorWhat says what it is.
+const (
+	floorName = "floor"
+	floorWhat = "benchmarks/floorbroker, the least a Kafka-protocol broker can do for these clients: one process (GOMAXPROCS default), " +
+		"records in memory only (each produced batch copied with its base offset written in place, idempotent sequences checked, " +
+		"no CRC check, no disk; by default the newest 1 GiB per partition), the produce answered once the batch is in memory, " +
+		"a fetch answered from memory, long-polling until a produce wakes it; one goroutine per connection answering in order. " +
+		"Its knee is what any broker could reach on this machine with these clients."
+)
 
 // find returns the result whose system name starts with prefix, or nil.
 func find(results []result, prefix string) *result {
