@@ -192,14 +192,16 @@ func (l *Log) flushStage(unlock bool) {
 		l.stats.writes.Add(1)
 	}
 	res.done, res.err = true, err
-	// Hold none of the appenders' buffers; keep the list for a next stage.
+	// Hold none of the appenders' buffers; keep a short list for a next
+	// stage (a long one, from a burst, goes: an idle log keeps little).
 	clear(iov)
-	if st.spare == nil && cap(iov) <= stageIovMax {
+	if st.spare == nil && cap(iov) <= stageSpareMax {
 		st.spare = iov[:0]
 	}
 	st.done.Broadcast()
 }
 
-// stageIovMax bounds the appends in a stage, and so the list a log keeps
-// for the next one: an appender that would make it longer drains it first.
-const stageIovMax = 1024
+// stageIovMax bounds the appends in a stage: an appender that would make
+// it longer drains it first. A log keeps the list of a written stage for
+// a next one only up to stageSpareMax appends (1.5 KiB).
+const stageIovMax, stageSpareMax = 1024, 64
