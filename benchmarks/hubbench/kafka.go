@@ -210,6 +210,7 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 	}
 	defer cl.Close()
 	t := newTally(cfg.records)
+	var offsets offsetCheck
 	start := time.Now()
 	for t.records < cfg.records {
 		fs := cl.PollFetches(ctx)
@@ -220,7 +221,15 @@ func kafkaConsume(ctx context.Context, cfg *config, seeds []string, topic string
 			e := errs[0]
 			return rate{}, fmt.Errorf("fetch %s partition %d: %w", e.Topic, e.Partition, e.Err)
 		}
-		fs.EachRecord(func(r *kgo.Record) { t.add(r.Value, cfg.recordSize) })
+		fs.EachRecord(func(r *kgo.Record) {
+			offsets.see(r.Partition, r.Offset)
+			t.add(r.Value, cfg.recordSize)
+		})
+		if offsets.err != nil {
+			// The records before are gone: waiting for them would only
+			// run into -timeout.
+			return rate{}, fmt.Errorf("fetch %s after %d of %d records: %w", topic, t.records, cfg.records, offsets.err)
+		}
 	}
 	d := time.Since(start)
 	if err := t.check(cfg.records); err != nil {
@@ -291,4 +300,25 @@ func kafkaLatency(ctx context.Context, cfg *config, seeds []string, pid int, top
 	l.produceSlowest, l.fetchSlowest = prodTimes.slowest(), fetchTimes.slowest()
 	l.fetches, l.fetchMeanBytes, l.fetchBusy = fetchTimes.load()
 	return l, err
+}
+
+// offsetCheck follows the offsets a consumer of a topic this run produced
+// from the start reads in each partition: they must run on from 0 with no
+// gap (no transactions, no compaction). A gap means the broker no longer
+// holds records the run wrote (retention, or a consumer reset to the
+// oldest offset kept after an OFFSET_OUT_OF_RANGE), which it can never
+// read.
+type offsetCheck struct {
+	next map[int32]int64
+	err  error // the first gap
+}
+
+func (c *offsetCheck) see(partition int32, offset int64) {
+	if c.next == nil {
+		c.next = map[int32]int64{}
+	}
+	if want := c.next[partition]; offset != want && c.err == nil {
+		c.err = fmt.Errorf("partition %d: offset %d where %d was due: the broker no longer holds the %d record(s) from %d (retention on the broker, or an offset reset)", partition, offset, want, offset-want, want)
+	}
+	c.next[partition] = offset + 1
 }

@@ -280,3 +280,27 @@ func TestFaster(t *testing.T) {
 		t.Errorf("zero.faster(slow) = %v, want %v", got, slow)
 	}
 }
+
+// TestOffsetCheck: the consumer's offsets run on from 0 in each partition;
+// the first gap is an error that names the partition and what is missing.
+func TestOffsetCheck(t *testing.T) {
+	var c offsetCheck
+	for _, o := range []int64{0, 1, 2} {
+		c.see(0, o)
+		c.see(1, o)
+	}
+	if c.err != nil {
+		t.Fatalf("no gap: %v", c.err)
+	}
+	c.see(1, 7)
+	c.see(0, 3)
+	c.see(0, 9)
+	if c.err == nil || !strings.Contains(c.err.Error(), "partition 1: offset 7 where 3 was due") || !strings.Contains(c.err.Error(), "the 4 record(s) from 3") {
+		t.Fatalf("gap in partition 1: err %v", c.err)
+	}
+	var start offsetCheck
+	start.see(0, 5)
+	if start.err == nil {
+		t.Fatal("a partition read from the start began at offset 5 with no error")
+	}
+}
