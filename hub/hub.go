@@ -619,12 +619,13 @@ func (h *Hub) DeleteDataset(name string) error {
 }
 
 // removeLater removes dir, a deleted dataset's directory renamed out of
-// the datasets' names, on a goroutine of its own: unlinking its segment
-// files frees their blocks, which on a disk that discards them at once or
-// under a busy journal takes from a tenth of a second to seconds, and the
-// request that deleted the dataset need not wait for it (Kafka's
-// DeleteTopics does not either). The next Open removes whatever a crash
-// or Close left of it; Close waits for the removals under way.
+// the datasets' names, on the file cache's removal goroutine, after the
+// segment files queued before (see log.FileCache.RemoveLater): unlinking
+// its segment files frees their blocks, which on a disk that discards
+// them at once or under a busy journal takes from a tenth of a second to
+// seconds, and the request that deleted the dataset need not wait for it
+// (Kafka's DeleteTopics does not either). The next Open removes whatever
+// a crash or Close left of it; Close waits for the removals queued.
 func (h *Hub) removeLater(dir string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -633,12 +634,12 @@ func (h *Hub) removeLater(dir string) {
 		return
 	}
 	h.removing.Add(1)
-	go func() {
+	h.files.RemoveLater(func() {
 		defer h.removing.Done()
 		if err := os.RemoveAll(dir); err != nil {
 			h.opts.Logger.Warn("hub: removing a deleted dataset's files failed; the next open removes them", "dir", dir, "err", err)
 		}
-	}()
+	})
 }
 
 // AddPartitions grows a dataset to total partitions.

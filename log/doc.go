@@ -198,7 +198,7 @@
 // once, and unlinked (and its last descriptor closed) on the file cache's
 // removal goroutine, since freeing its blocks can take a disk hundreds of
 // milliseconds: no append, read or request waits for it (see
-// FileCache.removeLater); Open removes the .deleted files a crash left.
+// FileCache.RemoveLater); Open removes the .deleted files a crash left.
 // Closed segments are immutable but for compaction, which
 // replaces one whole; that leaves room for moving closed segments to a
 // cold tier.

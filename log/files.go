@@ -34,7 +34,7 @@ type FileCache struct {
 	// syncs, so that many logs rolling at once stay within the file limit.
 	seals chan struct{}
 
-	// The removal queue (see removeLater): guarded by rmMu.
+	// The removal queue (see RemoveLater): guarded by rmMu.
 	rmMu      sync.Mutex
 	rmQueue   []func()
 	rmRunning bool
@@ -65,11 +65,14 @@ type FileCache struct {
 // holds only its files once closed; Open removes the .deleted files a
 // crash left. One goroutine, not one per log: a hub deleting many
 // partitions at once frees their blocks one file at a time instead of
-// making the disk's journal serve them all together.
+// making the disk's journal serve them all together. A hub queues the
+// removal of a deleted dataset's directory here too, for the same reason.
 
-// removeLater runs fn, which unlinks or closes files, on the cache's
-// removal goroutine, after the work queued before it.
-func (c *FileCache) removeLater(fn func()) {
+// RemoveLater runs fn, which unlinks or closes files, on the cache's
+// removal goroutine, after the work queued before it. fn must not wait for
+// other work of the cache's; whoever needs to know it ran waits for it
+// (a log's Close waits for the removals it queued).
+func (c *FileCache) RemoveLater(fn func()) {
 	c.rmMu.Lock()
 	c.rmQueue = append(c.rmQueue, fn)
 	start := !c.rmRunning
@@ -256,7 +259,7 @@ func (h *fileHandle) pin() (File, error) {
 // unpin ends a use of the file begun by pin. The last unpin of a handle
 // closed for good closes the file on the cache's removal goroutine: it
 // may be the last descriptor of a deleted segment's file, whose close
-// frees its blocks (see removeLater).
+// frees its blocks (see RemoveLater).
 func (h *fileHandle) unpin() {
 	c := h.cache
 	c.mu.Lock()
@@ -267,7 +270,7 @@ func (h *fileHandle) unpin() {
 			h.f = nil
 			c.open--
 			c.mu.Unlock()
-			c.removeLater(func() { f.Close() })
+			c.RemoveLater(func() { f.Close() })
 			return
 		}
 		h.elem = c.lru.PushBack(h)

@@ -132,7 +132,7 @@ func (l *Log) keepForRecycle(s *segment) bool {
 	s.held = true
 	s.deleted.Store(true)
 	l.removing.Add(1)
-	l.files.removeLater(func() { // with no lock held (see FileCache.removeLater)
+	l.files.RemoveLater(func() { // with no lock held (see FileCache.RemoveLater)
 		defer l.removing.Done()
 		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 			l.fs.Remove(s.base2path(suffix))

@@ -108,12 +108,12 @@ func (s *segment) acquire() bool {
 // release drops a reference; the last one closes the file: on the file
 // cache's removal goroutine if the file lost its name (deleted, or
 // replaced by compaction), since closing its last descriptor then frees
-// its blocks (see FileCache.removeLater).
+// its blocks (see FileCache.RemoveLater).
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.once.Do(func() {
 			if s.unlinked.Load() {
-				s.fh.cache.removeLater(s.closeFiles)
+				s.fh.cache.RemoveLater(s.closeFiles)
 				return
 			}
 			s.closeFiles()
@@ -148,7 +148,7 @@ func (s *segment) withFile(fn func(File) error) error {
 // at once, which is all that Open looks at (it removes the .deleted files
 // a crash left, and index files without a segment), and is unlinked with
 // its index files on the file cache's removal goroutine, with no lock
-// held (see FileCache.removeLater); Close waits for those unlinks. A
+// held (see FileCache.RemoveLater); Close waits for those unlinks. A
 // failure to unlink is logged: the file is no longer the log's, and the
 // next Open removes it.
 func (l *Log) removeSegment(s *segment) error {
@@ -162,7 +162,7 @@ func (l *Log) removeSegment(s *segment) error {
 		gone = ""
 	}
 	l.removing.Add(1)
-	l.files.removeLater(func() {
+	l.files.RemoveLater(func() {
 		defer l.removing.Done()
 		var errs []error
 		for _, path := range []string{gone, s.base2path(indexSuffix), s.base2path(timeIndexSuffix)} {
