@@ -308,9 +308,19 @@ func writeThenZeros(f File, b []byte, pos int64, pad int64) error {
 	return nil
 }
 
-// joinBuffers returns the size bytes of bufs in one new buffer: for a file
-// that takes no list of buffers in one write.
+// writePadded writes b at pos followed by pad zeros (see writeVec).
+func writePadded(f File, b []byte, pos int64, pad int64) error {
+	iov := [2][]byte{b} // room for the zeros: nothing allocated
+	return writeVec(f, iov[:1], int64(len(b)), pos, pad)
+}
+
+// joinBuffers returns the size bytes of bufs in one buffer (new, unless
+// there is only one): for a file that takes no list of buffers in one
+// write.
 func joinBuffers(bufs [][]byte, size int64) []byte {
+	if len(bufs) == 1 {
+		return bufs[0]
+	}
 	b := make([]byte, 0, size)
 	for _, p := range bufs {
 		b = append(b, p...)

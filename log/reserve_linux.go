@@ -50,38 +50,20 @@ func startWriteback(f File, from, n int64) {
 	}
 }
 
-// writePadded writes b at pos followed by pad zeros, with one pwritev, so
-// that the page the data ends in is overwritten whole: the kernel then
-// need not read it from the disk first (see recycle.go).
-func writePadded(f File, b []byte, pos int64, pad int64) error {
-	o := osOf(f)
-	if o == nil || pad == 0 || pad > int64(len(zeroBlock)) {
-		return writeThenZeros(f, b, pos, pad)
-	}
-	iov := [2][]byte{b, zeroBlock[:pad]}
-	n, err := unix.Pwritev(int(o.Fd()), iov[:], pos)
-	if err == nil && n < len(b) {
-		// A short write: the rest of the data, without the zeros.
-		_, err = f.WriteAt(b[n:], pos+int64(n))
-	}
-	return err
-}
-
 // iovMax is the most buffers one pwritev takes (Linux's UIO_MAXIOV).
 const iovMax = 1024
 
 // writeVec writes the buffers of iov, size bytes in all, at pos, followed
 // by pad zeros, with one pwritev (more only past iovMax buffers, or after
-// a short write), so that a stage of many appenders' batches reaches the
-// page cache without being copied into one buffer first. It may change
-// iov's elements. A file not of the operating system gets them joined
-// into one write.
+// a short write): a stage of many appenders' batches reaches the page
+// cache without being copied into one buffer first, and the zeros after
+// the data overwrite the page it ends in whole, so that the kernel need
+// not read it from the disk first (see recycle.go). It may change iov's
+// elements. A file not of the operating system gets them joined into one
+// write.
 func writeVec(f File, iov [][]byte, size, pos, pad int64) error {
-	if len(iov) == 1 {
-		return writePadded(f, iov[0], pos, pad)
-	}
 	o := osOf(f)
-	if o == nil || pad > int64(len(zeroBlock)) {
+	if o == nil || pad > int64(len(zeroBlock)) || pad == 0 && len(iov) == 1 {
 		return writeThenZeros(f, joinBuffers(iov, size), pos, pad)
 	}
 	if pad > 0 {
