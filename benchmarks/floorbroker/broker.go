@@ -506,13 +506,14 @@ func (b *broker) produce(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 			p.ErrorCode = code
 			if code == 0 {
 				part := b.partition(rt.Topic, rp.Partition)
+				h, err := checkBatch(rp.Records)
 				switch {
 				case part == nil:
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				case checkBatch(rp.Records) != nil:
+				case err != nil:
 					p.ErrorCode = kerr.InvalidRecord.Code
 				default:
-					p.BaseOffset, p.ErrorCode = part.appendBatch(rp.Records)
+					p.BaseOffset, p.ErrorCode = part.appendBatch(rp.Records, h)
 					if p.ErrorCode == 0 {
 						p.LogStartOffset, _ = part.offsets()
 					}

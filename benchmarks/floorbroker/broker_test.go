@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhub/weir/codecs"
 )
 
 // startBroker runs a floor broker on a free port until the test ends.
@@ -279,7 +281,7 @@ func batch(pid int64, epoch int16, seq int32, n int) []byte {
 		recs = r.AppendTo(recs)
 	}
 	rb.Records = recs
-	rb.Length = int32(batchHeaderSize - 12 + len(recs))
+	rb.Length = int32(codecs.HeaderSize - codecs.LengthPrefix + len(recs))
 	return rb.AppendTo(nil)
 }
 
@@ -305,10 +307,11 @@ func TestSequences(t *testing.T) {
 		{"not idempotent", batch(-1, -1, -1, 2), 6, 0, 8},
 	}
 	for _, tt := range tests {
-		if err := checkBatch(tt.b); err != nil {
+		h, err := checkBatch(tt.b)
+		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		base, code := p.appendBatch(tt.b)
+		base, code := p.appendBatch(tt.b, h)
 		_, hw := p.offsets()
 		if base != tt.base || code != tt.code || hw != tt.after {
 			t.Errorf("%s: appendBatch = %d, code %d, high watermark %d; want %d, code %d, %d", tt.name, base, code, hw, tt.base, tt.code, tt.after)
@@ -332,7 +335,7 @@ func TestChunkReuse(t *testing.T) {
 	pool.mu.Unlock()
 	p := newPartition(chunkSize) // one chunk kept
 	b := batch(-1, -1, -1, 1)
-	if _, code := p.appendBatch(b); code != 0 {
+	if _, code := appendChecked(t, p, b); code != 0 {
 		t.Fatal(code)
 	}
 	_, held, _, _, _, _ := p.read(0, 1<<20, true, false)
@@ -342,11 +345,11 @@ func TestChunkReuse(t *testing.T) {
 	}
 	big := make([]byte, chunkSize-len(b)) // fill the first chunk
 	copy(big, batch(-1, -1, -1, 1))
-	binary.BigEndian.PutUint32(big[batchLength:], uint32(len(big)-12))
-	if _, code := p.appendBatch(big); code != 0 {
+	binary.BigEndian.PutUint32(big[8:], uint32(len(big)-codecs.LengthPrefix)) // the batch's length field
+	if _, code := appendChecked(t, p, big); code != 0 {
 		t.Fatal(code)
 	}
-	if _, code := p.appendBatch(b); code != 0 { // a second chunk: the first is dropped
+	if _, code := appendChecked(t, p, b); code != 0 { // a second chunk: the first is dropped
 		t.Fatal(code)
 	}
 	if len(p.chunks) != 1 || p.chunks[0] == first {
@@ -391,5 +394,42 @@ func TestPipelinedPartial(t *testing.T) {
 	}
 	if corr := int32(binary.BigEndian.Uint32(hdr[4:])); corr != 1 {
 		t.Fatalf("answer with correlation id %d, want 1", corr)
+	}
+}
+
+// appendChecked is checkBatch, which must pass, then appendBatch.
+func appendChecked(t *testing.T, p *partition, b []byte) (int64, int16) {
+	t.Helper()
+	h, err := checkBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.appendBatch(b, h)
+}
+
+// TestOffsetForTime checks the timestamp lookup of ListOffsets: the first
+// record at or after a time, across batches, and the high watermark past
+// the last.
+func TestOffsetForTime(t *testing.T) {
+	p := newPartition(64 << 20)
+	for _, stamps := range [][]int64{{100, 110, 120}, {200, 250}} {
+		var bld codecs.Builder
+		for _, ts := range stamps {
+			bld.Append(ts, nil, []byte("v"), nil)
+		}
+		b, err := bld.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, code := appendChecked(t, p, append([]byte(nil), b...)); code != 0 {
+			t.Fatal(code)
+		}
+	}
+	for _, tt := range []struct{ ts, off, recordTS int64 }{
+		{0, 0, 100}, {100, 0, 100}, {105, 1, 110}, {120, 2, 120}, {121, 3, 200}, {250, 4, 250}, {251, 5, -1},
+	} {
+		if off, rts := p.offsetForTime(tt.ts); off != tt.off || rts != tt.recordTS {
+			t.Errorf("offsetForTime(%d) = %d at %d, want %d at %d", tt.ts, off, rts, tt.off, tt.recordTS)
+		}
 	}
 }

@@ -1,35 +1,19 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/weirhub/weir/codecs"
 )
 
 // chunkSize is the size of the memory a partition appends batches to; a
 // larger batch gets a chunk of its own.
 const chunkSize = 8 << 20
-
-// Record batch (magic 2) header fields used here, by byte offset.
-const (
-	batchBaseOffset  = 0  // int64
-	batchLength      = 8  // int32: bytes after this field
-	batchLeaderEpoch = 12 // int32
-	batchMagic       = 16 // int8
-	batchAttributes  = 21 // int16
-	batchLastDelta   = 23 // int32: last offset delta
-	batchFirstTS     = 27 // int64
-	batchMaxTS       = 35 // int64
-	batchProducerID  = 43 // int64
-	batchEpoch       = 51 // int16
-	batchBaseSeq     = 53 // int32
-	batchCount       = 57 // int32
-	batchHeaderSize  = 61
-)
 
 // batchMeta locates one stored batch in its chunk.
 type batchMeta struct {
@@ -143,32 +127,25 @@ func newPartition(retain int64) *partition {
 // errBadBatch reports a produce payload that is not one whole v2 batch.
 var errBadBatch = errors.New("floorbroker: records are not one whole record batch of magic 2")
 
-// checkBatch returns the length of the one batch in b, or an error.
-func checkBatch(b []byte) error {
-	if len(b) < batchHeaderSize {
-		return errBadBatch
+// checkBatch returns the header of the one batch that b must be, its
+// framing checked as a producer's (codecs.ValidateProducedFraming: no
+// CRC), or an error.
+func checkBatch(b []byte) (codecs.Header, error) {
+	h, err := codecs.ValidateProducedFraming(b, 0)
+	if err == nil && h.Size() != len(b) {
+		err = errBadBatch
 	}
-	n := int64(binary.BigEndian.Uint32(b[batchLength:])) + 12
-	if n != int64(len(b)) || b[batchMagic] != 2 {
-		return errBadBatch
-	}
-	return nil
+	return h, err
 }
 
-// appendBatch stores batch b (checked by checkBatch) and returns the
-// offset of its first record, or the Kafka error code that refuses it.
-// b is copied; the copy gets its base offset and leader epoch in place.
-func (p *partition) appendBatch(b []byte) (base int64, code int16) {
-	pid := int64(binary.BigEndian.Uint64(b[batchProducerID:]))
-	epoch := int16(binary.BigEndian.Uint16(b[batchEpoch:]))
-	seq := int32(binary.BigEndian.Uint32(b[batchBaseSeq:]))
-	lastDelta := int32(binary.BigEndian.Uint32(b[batchLastDelta:]))
-	attrs := binary.BigEndian.Uint16(b[batchAttributes:])
-	if attrs&0x30 != 0 { // transactional or control: no transactions here
+// appendBatch stores batch b, whose header checkBatch returned, and
+// returns the offset of its first record, or the Kafka error code that
+// refuses it. b is copied; the copy gets its base offset and leader epoch
+// in place.
+func (p *partition) appendBatch(b []byte, h codecs.Header) (base int64, code int16) {
+	pid, epoch, seq, lastDelta := h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.LastOffsetDelta
+	if h.IsTransactional() || h.IsControl() { // no transactions here
 		return -1, kerr.InvalidRecord.Code
-	}
-	if lastDelta < 0 {
-		return -1, kerr.CorruptMessage.Code
 	}
 
 	p.mu.Lock()
@@ -208,10 +185,9 @@ func (p *partition) appendBatch(b []byte) (base int64, code int16) {
 	c.data = append(c.data, b...)
 	stored := c.data[pos:]
 	base = p.next
-	binary.BigEndian.PutUint64(stored[batchBaseOffset:], uint64(base))
-	binary.BigEndian.PutUint32(stored[batchLeaderEpoch:], 0)
-	c.batches = append(c.batches, batchMeta{base: base, last: base + int64(lastDelta), pos: pos, end: len(c.data),
-		maxTS: int64(binary.BigEndian.Uint64(b[batchMaxTS:]))})
+	codecs.SetBaseOffset(stored, base)
+	codecs.SetLeaderEpoch(stored, 0)
+	c.batches = append(c.batches, batchMeta{base: base, last: base + int64(lastDelta), pos: pos, end: len(c.data), maxTS: h.MaxTimestamp})
 	p.next = base + int64(lastDelta) + 1
 	p.kept += int64(len(b))
 	if ps != nil {
@@ -335,42 +311,27 @@ func (p *partition) offsetForTime(ts int64) (offset, recordTS int64) {
 	return p.next, -1
 }
 
-// firstAtOrAfter walks the records of the uncompressed stored batch b and
-// returns the offset and timestamp of the first record whose timestamp is
-// at least ts. A compressed batch, whose records it cannot read, answers
-// with its base offset and its max timestamp (the batch is the first that
-// reaches ts).
+// firstAtOrAfter walks the records of the stored batch b and returns the
+// offset and timestamp of the first whose timestamp is at least ts. A
+// compressed batch, whose records it does not decompress, answers with
+// its base offset and its max timestamp (the batch is the first that
+// reaches ts); so does one with log append times, all of whose records
+// have the max timestamp.
 func firstAtOrAfter(b []byte, ts int64) (int64, int64, bool) {
-	base := int64(binary.BigEndian.Uint64(b[batchBaseOffset:]))
-	first := int64(binary.BigEndian.Uint64(b[batchFirstTS:]))
-	attrs := binary.BigEndian.Uint16(b[batchAttributes:])
-	if attrs&0x07 != 0 {
-		return base, int64(binary.BigEndian.Uint64(b[batchMaxTS:])), true
+	h, err := codecs.ParseHeader(b)
+	if err != nil {
+		return 0, 0, false
 	}
-	if attrs&0x08 != 0 { // log append time: every record has the max timestamp
-		return base, int64(binary.BigEndian.Uint64(b[batchMaxTS:])), true
+	if h.Compression() != codecs.None || h.IsLogAppendTime() {
+		return h.BaseOffset, h.MaxTimestamp, true
 	}
-	r := b[batchHeaderSize:]
-	for len(r) > 0 {
-		length, n := binary.Varint(r)
-		if n <= 0 || length < 0 || int64(len(r)-n) < length {
-			return 0, 0, false
-		}
-		rec := r[n : n+int(length)]
-		r = r[n+int(length):]
-		if len(rec) < 1 {
-			return 0, 0, false
-		}
-		tsDelta, m := binary.Varint(rec[1:]) // after the attributes byte
-		if m <= 0 {
-			return 0, 0, false
-		}
-		offDelta, k := binary.Varint(rec[1+m:])
-		if k <= 0 {
-			return 0, 0, false
-		}
-		if first+tsDelta >= ts {
-			return base + offDelta, first + tsDelta, true
+	var it codecs.RecordIter
+	if it.Reset(b) != nil {
+		return 0, 0, false
+	}
+	for it.Next() {
+		if r := it.Record(); r.Timestamp >= ts {
+			return r.Offset, r.Timestamp, true
 		}
 	}
 	return 0, 0, false

@@ -245,15 +245,15 @@ func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs
 	}
 	ratios := map[key][]float64{}
 	floorModes := []string{"keep", "written"}
+	if !floor {
+		floorModes = nil
+	}
 	floorKey := func(mode int) int { return -1 - mode } // floors' keys: below the variants'
 	for r := range runs {
 		dd := runDD(filepath.Join(dir, "dd.bin"), uint64(size))
 		fmt.Printf("%-6d %-44s %10.0f %12s %10s\n", r+1, "dd bs=1M conv=fdatasync", dd, "-", "1.00x")
 		for _, a := range counts {
 			for mi, m := range floorModes {
-				if !floor {
-					break
-				}
 				carry := int64(a * batchBytes * batch / 16)
 				lat, d := syncRun(filepath.Join(dir, "floor"), m, carry, size, false)
 				var took time.Duration
@@ -292,9 +292,7 @@ func alwaysRounds(dir string, size int64, counts []int, variants []variant, runs
 	}
 	for _, a := range counts {
 		for mi, m := range floorModes {
-			if floor {
-				summary(floorName(a, m), ratios[key{a, floorKey(mi)}])
-			}
+			summary(floorName(a, m), ratios[key{a, floorKey(mi)}])
 		}
 		for vi, v := range variants {
 			summary(fmt.Sprintf("%d appender(s), %s", a, v.name()), ratios[key{a, vi}])
